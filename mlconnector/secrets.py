@@ -42,7 +42,7 @@ BACKENDS = ("auto", "keyring", "file")
 
 Source = Literal["keyring", "file", "env"]
 
-_GENERATE_KEY = 'python -c "from cryptography.fernet import Fernet; print(Fernet.generate_key().decode())"'
+GENERATE_KEY_COMMAND = 'python -c "from cryptography.fernet import Fernet; print(Fernet.generate_key().decode())"'
 
 
 def env_var_name(system: str, field: str) -> str:
@@ -118,7 +118,7 @@ def _no_place_error(directory: Path) -> SecretStoreError:
         f"the encrypted file ({directory / KEY_FILE_NAME}). Fix it in one of these ways: install and "
         "unlock a keyring backend (Secret Service via gnome-keyring or KWallet, macOS Keychain, "
         "Windows Credential Manager); or run `mlconnector secrets init-file` to create a key for an "
-        f"encrypted file; or set {MASTER_KEY_ENV} to a key made with `{_GENERATE_KEY}`; or provide "
+        f"encrypted file; or set {MASTER_KEY_ENV} to a key made with `{GENERATE_KEY_COMMAND}`; or provide "
         "each secret as an environment variable MLCONNECTOR_<SYSTEM>_<FIELD>."
     )
 
@@ -273,7 +273,7 @@ def _load_fernet(directory: Path, environ: Mapping[str, str]) -> tuple[Fernet, s
     key_file = directory / KEY_FILE_NAME
     if environ.get(MASTER_KEY_ENV):
         key, origin = environ[MASTER_KEY_ENV].strip().encode(), MASTER_KEY_ENV
-        fix = f"set it to a key made with `{_GENERATE_KEY}`"
+        fix = f"set it to a key made with `{GENERATE_KEY_COMMAND}`"
     elif key_file.exists():
         mode = stat.S_IMODE(key_file.stat().st_mode)
         if os.name != "nt" and mode & 0o077:

@@ -1,0 +1,191 @@
+"""`mlconnector secrets ...`: store, list and delete credentials; create the encrypted-file key."""
+
+from __future__ import annotations
+
+import functools
+import json
+import os
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Annotated, Any, Optional, TypeVar
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from mlconnector.errors import ConfigError, MLConnectorError
+from mlconnector.secrets import (
+    BACKENDS,
+    GENERATE_KEY_COMMAND,
+    MASTER_KEY_ENV,
+    SECRETS_FILE_NAME,
+    SecretStore,
+    default_directory,
+    env_var_name,
+    init_secret_file,
+)
+
+app = typer.Typer(help="Store and inspect credentials (kept in the OS keyring, never in config).",
+                  no_args_is_help=True)
+
+# The secret fields each kind of system needs; `secrets set SYSTEM` prompts for all of them.
+KNOWN_FIELDS: dict[str, tuple[str, ...]] = {
+    "zoho": ("client_id", "client_secret", "refresh_token"),
+    "bc": ("client_secret",),
+    "nav": ("password",),
+    "finops": ("client_secret",),
+    "gp": ("password",),
+    "zuora": ("client_secret",),
+}
+
+
+def _kind_from_name(system: str) -> str | None:
+    return system
+
+
+# system name -> kind ("zoho", "bc", ...). The default treats the name as the kind; the main CLI
+# replaces this with a lookup in connections.toml.
+kind_of: Callable[[str], str | None] = _kind_from_name
+
+BACKEND_ENV = "MLCONNECTOR_SECRETS_BACKEND"
+DIRECTORY_ENV = "MLCONNECTOR_SECRETS_DIR"
+
+console = Console()
+err_console = Console(stderr=True)
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def _say(text: str) -> None:
+    # Plain text: no markup (paths and names may hold [brackets]) and no wrapping mid-path.
+    console.print(text, markup=False, highlight=False, soft_wrap=True)
+
+
+def _directory() -> Path | None:
+    value = os.environ.get(DIRECTORY_ENV)
+    return Path(value).expanduser() if value else None
+
+
+def get_store() -> SecretStore:
+    """The store the commands use, honouring MLCONNECTOR_SECRETS_BACKEND and MLCONNECTOR_SECRETS_DIR."""
+    backend = os.environ.get(BACKEND_ENV) or "auto"
+    if backend not in BACKENDS:
+        raise ConfigError(f"{BACKEND_ENV}={backend} is not a secrets backend: use one of {', '.join(BACKENDS)}")
+    return SecretStore(backend=backend, directory=_directory())
+
+
+def _exit_on_error(command: F) -> F:
+    """Turn an expected error into one red line on stderr and its exit code, not a traceback."""
+
+    @functools.wraps(command)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return command(*args, **kwargs)
+        except MLConnectorError as err:
+            # markup off: messages contain [brackets] and `code` that rich must not interpret.
+            err_console.print(f"error: {err}", style="red", markup=False, highlight=False, soft_wrap=True)
+            raise typer.Exit(err.exit_code) from None
+
+    return wrapper  # type: ignore[return-value]
+
+
+def _fields_for(system: str) -> tuple[str, ...]:
+    kind = kind_of(system)
+    fields = KNOWN_FIELDS.get(kind) if kind else None
+    if not fields:
+        raise ConfigError(
+            f"cannot tell which secrets {system} needs (kind {kind or 'unknown'}): name the field, "
+            f"e.g. `mlconnector secrets set {system} client_secret`"
+        )
+    return fields
+
+
+@app.command("set")
+@_exit_on_error
+def set_secret(
+    system: Annotated[str, typer.Argument(help="System name, as in connections.toml.")],
+    field: Annotated[Optional[str], typer.Argument(
+        help="Secret field, e.g. client_secret. Omit it to be asked for every field the system needs.")] = None,
+    value_stdin: Annotated[bool, typer.Option(
+        "--value-stdin", help="Read the value from stdin (one line per field) instead of prompting.")] = False,
+) -> None:
+    """Store a secret; the value is asked for without echo (or read from stdin), never shown."""
+    store = get_store()
+    for name in [field] if field else _fields_for(system):
+        if value_stdin:
+            value = sys.stdin.readline().rstrip("\r\n")
+        else:
+            value = typer.prompt(f"{name} for {system}", hide_input=True)
+        if not value:
+            raise ConfigError(f"no value given for {name} of {system}; nothing stored")
+        store.set(system, name, value)
+        _say(f"stored {name} for {system} in {store.location}")
+        if os.environ.get(env_var_name(system, name)):
+            _say(f"note: {env_var_name(system, name)} is set and takes precedence over it")
+
+
+@app.command("list")
+@_exit_on_error
+def list_secrets(
+    system: Annotated[Optional[str], typer.Argument(help="Only this system.")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")] = False,
+) -> None:
+    """Show which secrets are set per system and where each comes from (never the values)."""
+    store = get_store()
+    entries = store.list(system)
+    if as_json:
+        typer.echo(json.dumps([{"system": e.system, "field": e.field, "source": e.source}
+                               for e in entries], indent=2))
+        return
+    if not entries:
+        _say(f"no secrets set{' for ' + system if system else ''} in {store.location}")
+        return
+    table = Table("system", "field", "source", title=f"secrets ({store.location})")
+    for entry in entries:
+        table.add_row(entry.system, entry.field, entry.source)
+    console.print(table)
+
+
+@app.command("delete")
+@_exit_on_error
+def delete_secrets(
+    system: Annotated[str, typer.Argument(help="System name.")],
+    field: Annotated[Optional[str], typer.Argument(help="Only this field; omit to delete all of the system's.")] = None,
+    yes: Annotated[bool, typer.Option("--yes", "-y", help="Do not ask for confirmation.")] = False,
+) -> None:
+    """Delete one secret, or all secrets of a system, from the store."""
+    store = get_store()
+    what = f"{field} of {system}" if field else f"all secrets of {system}"
+    if not yes:
+        typer.confirm(f"delete {what} from {store.location}?", abort=True)
+    deleted = store.delete(system, field)
+    if deleted:
+        _say(f"deleted {', '.join(deleted)} of {system} from {store.location}")
+    else:
+        _say(f"nothing to delete: no {what} in {store.location}")
+    for name in [field] if field else []:
+        if os.environ.get(env_var_name(system, name)):
+            _say(f"note: {env_var_name(system, name)} is still set and still provides it")
+
+
+@app.command("init-file")
+@_exit_on_error
+def init_file(
+    directory: Annotated[Optional[Path], typer.Option(
+        "--dir", help=f"Directory for the key and encrypted file (default: ${DIRECTORY_ENV} or "
+                      "the user config dir).")] = None,
+) -> None:
+    """Create the key for the encrypted secrets file, for hosts without an OS keyring (e.g. cron)."""
+    directory = directory or _directory() or default_directory()
+    key_file = init_secret_file(directory)
+    lines = [
+        f"created key file {key_file} (mode 0600)",
+        f"where no OS keyring is available, secrets now go to {directory / SECRETS_FILE_NAME}, "
+        "encrypted with this key; back the key up, the file cannot be read without it",
+        f"to use the file even where a keyring exists, set {BACKEND_ENV}=file",
+        f"alternative to a key file: set {MASTER_KEY_ENV} to a key made with `{GENERATE_KEY_COMMAND}` "
+        "(it takes precedence over the key file)",
+    ]
+    for line in lines:
+        _say(line)
