@@ -112,7 +112,9 @@ def set_secret(
 ) -> None:
     """Store a secret; the value is asked for without echo (or read from stdin), never shown."""
     store = get_store()
-    for name in [field] if field else _fields_for(system):
+    fields = [field] if field else _fields_for(system)
+    location = store.location  # fail before asking for values there is no place to keep
+    for name in fields:
         if value_stdin:
             value = sys.stdin.readline().rstrip("\r\n")
         else:
@@ -120,7 +122,7 @@ def set_secret(
         if not value:
             raise ConfigError(f"no value given for {name} of {system}; nothing stored")
         store.set(system, name, value)
-        _say(f"stored {name} for {system} in {store.location}")
+        _say(f"stored {name} for {system} in {location}")
         if os.environ.get(env_var_name(system, name)):
             _say(f"note: {env_var_name(system, name)} is set and takes precedence over it")
 
@@ -141,7 +143,8 @@ def list_secrets(
     if not entries:
         _say(f"no secrets set{' for ' + system if system else ''} in {store.location}")
         return
-    table = Table("system", "field", "source", title=f"secrets ({store.location})")
+    _say(f"secrets in {store.location}:")
+    table = Table("system", "field", "source")
     for entry in entries:
         table.add_row(entry.system, entry.field, entry.source)
     console.print(table)
@@ -151,7 +154,8 @@ def list_secrets(
 @_exit_on_error
 def delete_secrets(
     system: Annotated[str, typer.Argument(help="System name.")],
-    field: Annotated[Optional[str], typer.Argument(help="Only this field; omit to delete all of the system's.")] = None,
+    field: Annotated[Optional[str], typer.Argument(
+        help="Only this field; omit it to delete all of the system's.")] = None,
     yes: Annotated[bool, typer.Option("--yes", "-y", help="Do not ask for confirmation.")] = False,
 ) -> None:
     """Delete one secret, or all secrets of a system, from the store."""
