@@ -1,0 +1,165 @@
+"""The library's entry points: what each CLI command calls. Usable without the CLI."""
+
+from __future__ import annotations
+
+import importlib
+import os
+from collections import defaultdict
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from datetime import datetime
+from functools import cached_property
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from mlconnector.config import Config, load_config
+from mlconnector.engine import Engine, RunResult, open_pair, pair_lock
+from mlconnector.errors import ConfigError, MLConnectorError
+from mlconnector.http import CallCounter
+from mlconnector.pairs import all_pairs
+from mlconnector.state import State, default_state_path
+from mlconnector.systems import ConnectorContext, make_connector
+from mlconnector.systems.base import PingResult
+
+PLUGINS_ENV = "MLCONNECTOR_PLUGINS"
+
+
+def load_plugins(names: str | None = None) -> None:
+    """Import the modules named in $MLCONNECTOR_PLUGINS (comma-separated): site-specific pairs and
+    system kinds register themselves on import."""
+    for name in filter(None, (n.strip() for n in (names or os.environ.get(PLUGINS_ENV, "")).split(","))):
+        try:
+            module = importlib.import_module(name)
+        except ImportError as exc:
+            raise ConfigError(f"{PLUGINS_ENV} names {name!r}, which cannot be imported ({exc})") from None
+        register = getattr(module, "register", None)
+        if callable(register):
+            register()
+
+
+@dataclass
+class Runtime:
+    """Where this invocation's configuration, state and secrets are."""
+
+    config_path: Path | None = None
+    state_path: Path | None = None
+    secrets: Any = None
+    transport: httpx.BaseTransport | None = None
+
+    @cached_property
+    def config(self) -> Config:
+        return load_config(self.config_path)
+
+    def state_file(self, config: Config | None = None) -> Path:
+        if self.state_path:
+            return Path(self.state_path)
+        cfg = config if config is not None else load_config(self.config_path, required=False)
+        return cfg.state_path or default_state_path()
+
+    def open_state(self) -> State:
+        return State(self.state_file())
+
+    def secret_store(self) -> Any:
+        if self.secrets is None:
+            from mlconnector.secrets import SecretStore
+
+            self.secrets = SecretStore(directory=Path(os.environ["MLCONNECTOR_SECRETS_DIR"])
+                                       if os.environ.get("MLCONNECTOR_SECRETS_DIR") else None)
+        return self.secrets
+
+    def context(self, state: State | None = None) -> ConnectorContext:
+        return ConnectorContext(secrets=self.secret_store(), counter=CallCounter(), transport=self.transport,
+                                state=state)
+
+
+def sync(runtime: Runtime, pair: str, *, flows: Iterable[str] | None = None, full: bool = False,
+         since: datetime | None = None, dry_run: bool = False,
+         progress: Callable[[str, int], None] | None = None) -> RunResult:
+    """Run one pair once: lock, open state and connectors, sync, close."""
+    config = runtime.config
+    path = runtime.state_file(config)
+    with pair_lock(path, pair), State(path) as state:
+        session = open_pair(config, pair, runtime.context(state))
+        try:
+            engine = Engine(session.pair, session.config, session.connectors, state,
+                            counter=session.counter, progress=progress)
+            return engine.sync(flows, full=full, since=since, dry_run=dry_run)
+        finally:
+            session.close()
+
+
+def replay(runtime: Runtime, *, pair: str | None = None, flow: str | None = None,
+           error_class: str | None = None, ids: list[str] | None = None, dry_run: bool = False,
+           progress: Callable[[str, int], None] | None = None) -> list[RunResult]:
+    """Retry queued records, pair by pair, each under that pair's lock."""
+    config = runtime.config
+    path = runtime.state_file(config)
+    with State(path) as state:
+        queued = state.replay_items(pair=pair, flow=flow, error_class=error_class, ids=ids)
+    results = []
+    for name in sorted({item["pair"] for item in queued}):
+        if name not in all_pairs():
+            continue
+        with pair_lock(path, name), State(path) as state:
+            session = open_pair(config, name, runtime.context(state))
+            try:
+                engine = Engine(session.pair, session.config, session.connectors, state,
+                                counter=session.counter, progress=progress)
+                results.append(engine.replay(flow=flow, error_class=error_class, ids=ids, dry_run=dry_run))
+            finally:
+                session.close()
+    return results
+
+
+def ping(runtime: Runtime, system: str | None = None) -> list[PingResult]:
+    """Check each configured system (or one): reachability, credentials, edition or permissions."""
+    config = runtime.config
+    names = [system] if system else sorted(config.systems)
+    if not names:
+        raise ConfigError(f"{config.path}: no [systems.*] tables; run `mlconnector init`")
+    results = []
+    context = runtime.context()
+    for name in names:
+        connector = make_connector(config.system(name), context)
+        try:
+            results.append(connector.ping())
+        except MLConnectorError as exc:
+            results.append(PingResult(name, False, error=str(exc), exit_code=exc.exit_code))
+        finally:
+            connector.close()
+    return results
+
+
+@dataclass
+class Status:
+    state_file: str
+    watermarks: list[dict[str, Any]] = field(default_factory=list)
+    replay_queue: dict[str, int] = field(default_factory=dict)
+    inbox_pending: int = 0
+    channels: list[dict[str, Any]] = field(default_factory=list)
+    last_runs: list[dict[str, Any]] = field(default_factory=list)
+
+
+def status(runtime: Runtime) -> Status:
+    path = runtime.state_file()
+    with State(path) as state:
+        depth: dict[str, int] = defaultdict(int)
+        for (pair, flow), n in state.replay_depth().items():
+            depth[f"{pair}/{flow}"] = n
+        return Status(
+            state_file=str(path),
+            watermarks=[{"pair": w["pair"], "flow": w["flow"], "watermark": w["value"]} for w in state.watermarks()],
+            replay_queue=dict(depth),
+            inbox_pending=state.inbox_depth(),
+            channels=[{**c, "expires": c["expires"].isoformat() if c["expires"] else None}
+                      for c in state.channels()],
+            last_runs=[{k: r[k] for k in ("id", "pair", "started", "finished", "status", "exit_code")}
+                       for r in state.last_runs(limit=10)],
+        )
+
+
+def audit(runtime: Runtime, **filters: Any) -> list[dict[str, Any]]:
+    with State(runtime.state_file()) as state:
+        return state.audit_rows(**filters)

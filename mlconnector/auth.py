@@ -1,0 +1,154 @@
+"""Token providers: access tokens minted by a system-specific function, cached across runs and
+refreshed early; a request refused for a stale token is refreshed once and resent, never looped."""
+
+from __future__ import annotations
+
+import json
+import threading
+from collections.abc import Callable, Generator
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta, timezone
+from typing import Any, Protocol
+
+import httpx
+
+from mlconnector.errors import MLConnectorError
+
+
+def utcnow() -> datetime:
+    return datetime.now(timezone.utc)
+
+
+@dataclass(frozen=True)
+class Token:
+    """An access token and when it stops working. ``extra`` holds what comes with it (Zoho's api_domain)."""
+
+    access_token: str = field(repr=False)
+    expires_at: datetime
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def fresh(self, now: datetime, early: timedelta) -> bool:
+        return now + early < self.expires_at
+
+    def to_json(self) -> str:
+        return json.dumps({"access_token": self.access_token, "expires_at": self.expires_at.isoformat(),
+                           "extra": self.extra})
+
+    @classmethod
+    def from_json(cls, text: str) -> "Token":
+        raw = json.loads(text)
+        return cls(raw["access_token"], datetime.fromisoformat(raw["expires_at"]), raw.get("extra") or {})
+
+
+class TokenCache(Protocol):
+    def load(self) -> Token | None: ...
+    def save(self, token: Token) -> None: ...
+    def clear(self) -> None: ...
+
+
+class MemoryTokenCache:
+    """Keeps the token for the life of the process only."""
+
+    def __init__(self) -> None:
+        self._token: Token | None = None
+
+    def load(self) -> Token | None:
+        return self._token
+
+    def save(self, token: Token) -> None:
+        self._token = token
+
+    def clear(self) -> None:
+        self._token = None
+
+
+class SecretTokenCache:
+    """Keeps the token in the secret store (keyring or encrypted file), so the next run reuses it.
+
+    Zoho caps how many access tokens a refresh token may mint, so reuse across cron runs matters.
+    Where no secret store can be written (env-only containers) it quietly degrades to memory.
+    """
+
+    FIELD = "access_token_cache"
+
+    def __init__(self, store: Any, system: str) -> None:
+        self._store = store
+        self._system = system
+        self._memory = MemoryTokenCache()
+
+    def load(self) -> Token | None:
+        token = self._memory.load()
+        if token:
+            return token
+        try:
+            text = self._store.get(self._system, self.FIELD)
+            return Token.from_json(text) if text else None
+        except (MLConnectorError, ValueError, KeyError):
+            return None
+
+    def save(self, token: Token) -> None:
+        self._memory.save(token)
+        try:
+            self._store.set(self._system, self.FIELD, token.to_json())
+        except MLConnectorError:
+            pass
+
+    def clear(self) -> None:
+        self._memory.clear()
+        try:
+            self._store.delete(self._system, self.FIELD)
+        except MLConnectorError:
+            pass
+
+
+class TokenAuth(httpx.Auth):
+    """httpx auth flow: attach a cached token, mint when it is about to expire, and on a response that
+    says the token is bad, mint once and resend once.
+
+    ``mint`` does the system's token request and returns a Token (raising AuthError on refusal).
+    ``is_invalid`` recognises "your token is no good" answers (401 by default; Zoho also says
+    INVALID_TOKEN in a body).
+    """
+
+    requires_response_body = True
+
+    def __init__(
+        self,
+        mint: Callable[[Token | None], Token],
+        cache: TokenCache | None = None,
+        *,
+        early: timedelta = timedelta(minutes=5),
+        header: Callable[[Token], str] = lambda t: f"Bearer {t.access_token}",
+        is_invalid: Callable[[httpx.Response], bool] = lambda r: r.status_code == 401,
+        now: Callable[[], datetime] = utcnow,
+    ) -> None:
+        self._mint = mint
+        self._cache = cache or MemoryTokenCache()
+        self._early = early
+        self._header = header
+        self._is_invalid = is_invalid
+        self._now = now
+        self._lock = threading.Lock()
+        self.minted = 0
+
+    def token(self, *, force: bool = False, stale: Token | None = None) -> Token:
+        """The token to use; minted when missing, near expiry or (with ``force``) refused."""
+        with self._lock:
+            current = self._cache.load()
+            if current and current.fresh(self._now(), self._early):
+                # Another thread (or process) may already have replaced the token that was refused.
+                if not force or (stale is not None and current.access_token != stale.access_token):
+                    return current
+            token = self._mint(current)
+            self.minted += 1
+            self._cache.save(token)
+            return token
+
+    def auth_flow(self, request: httpx.Request) -> Generator[httpx.Request, httpx.Response, None]:
+        token = self.token()
+        request.headers["Authorization"] = self._header(token)
+        response = yield request
+        if self._is_invalid(response):
+            token = self.token(force=True, stale=token)
+            request.headers["Authorization"] = self._header(token)
+            yield request

@@ -1,0 +1,41 @@
+"""What every command shares: the runtime from global options, consoles, JSON output, date parsing."""
+
+from __future__ import annotations
+
+import json
+import sys
+from datetime import datetime, timezone
+from typing import Any
+
+import typer
+from rich.console import Console
+
+from mlconnector.api import Runtime
+from mlconnector.errors import ConfigError
+
+# Results go to stdout; progress, warnings and errors to stderr. Rich honours NO_COLOR and non-TTYs.
+out = Console(soft_wrap=True)
+err = Console(stderr=True)
+
+
+def runtime(ctx: typer.Context) -> Runtime:
+    root = ctx.find_root()
+    if not isinstance(root.obj, Runtime):
+        root.obj = Runtime()
+    return root.obj
+
+
+def print_json(data: Any) -> None:
+    sys.stdout.write(json.dumps(data, indent=2, default=str) + "\n")
+
+
+def parse_since(value: str | None, option: str = "--since") -> datetime | None:
+    """An ISO date or date-time; without a zone it is taken as UTC."""
+    if not value:
+        return None
+    try:
+        parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        raise ConfigError(f"{option} {value!r} is not an ISO date or date-time (e.g. 2026-01-31 or "
+                          "2026-01-31T08:00:00Z)") from None
+    return parsed if parsed.tzinfo else parsed.replace(tzinfo=timezone.utc)

@@ -1,0 +1,97 @@
+"""The `mlconnector` command: global options, command groups, and errors turned into exit codes."""
+
+
+import os
+import sys
+from pathlib import Path
+from typing import Annotated, Any, Optional
+
+import typer
+from typer.core import TyperGroup
+
+from mlconnector import __version__
+from mlconnector.api import Runtime, load_plugins
+from mlconnector.cli import init as init_cmd
+from mlconnector.cli import ping as ping_cmd
+from mlconnector.cli import report
+from mlconnector.cli import secrets as secrets_cli
+from mlconnector.cli import sync as sync_cmd
+from mlconnector.cli.common import err
+from mlconnector.config import load_config
+from mlconnector.errors import EXIT_BUG, EXIT_CONFIG, MLConnectorError
+
+HELP = f"""Keep ERP systems and sales/billing systems in agreement.
+
+{sync_cmd.EXIT_HELP} 1 only for a bug."""
+
+
+class ErrorsAsExitCodes(TyperGroup):
+    """Expected errors become one line on stderr and their exit code; nothing a user does shows a traceback."""
+
+    def invoke(self, ctx: Any) -> Any:
+        try:
+            return super().invoke(ctx)
+        except MLConnectorError as exc:
+            err.print(f"[red]error:[/] {exc}", highlight=False)
+            raise typer.Exit(exc.exit_code) from None
+        except (typer.Exit, typer.Abort, KeyboardInterrupt):
+            raise
+        except Exception as exc:
+            # Usage errors (Click's own, exit 2) show themselves; so does anything under MLCONNECTOR_DEBUG.
+            if hasattr(exc, "show") and hasattr(exc, "exit_code") or os.environ.get("MLCONNECTOR_DEBUG"):
+                raise
+            err.print(f"[red]internal error (a bug, please report it):[/] {type(exc).__name__}: {exc}. "
+                      "Set MLCONNECTOR_DEBUG=1 for the traceback.", highlight=False)
+            raise typer.Exit(EXIT_BUG) from None
+
+
+def _version(value: bool) -> None:
+    if value:
+        typer.echo(f"mlconnector {__version__}")
+        raise typer.Exit()
+
+
+def _kind_from_config(system: str) -> str | None:
+    try:
+        config = load_config(required=False)
+    except MLConnectorError:
+        return None
+    found = config.systems.get(system)
+    return found.kind if found else None
+
+
+def build_app() -> typer.Typer:
+    """Build the command tree; `sync` gets one subcommand per registered pair."""
+    load_plugins()
+    app = typer.Typer(cls=ErrorsAsExitCodes, help=HELP, no_args_is_help=True, rich_markup_mode=None)
+
+    @app.callback()
+    def main(
+        ctx: typer.Context,
+        config: Annotated[Optional[Path], typer.Option("--config", help="connections.toml to use (default: $MLCONNECTOR_CONFIG, else ./connections.toml).")] = None,
+        state: Annotated[Optional[Path], typer.Option("--state", help="State file (default: $MLCONNECTOR_STATE, else the user state dir).")] = None,
+        version: Annotated[bool, typer.Option("--version", callback=_version, is_eager=True, help="Show the version and exit.")] = False,
+    ) -> None:
+        if config:
+            os.environ["MLCONNECTOR_CONFIG"] = str(config)
+        ctx.obj = Runtime(config_path=config, state_path=state)
+
+    secrets_cli.kind_of = _kind_from_config
+    app.command("init")(init_cmd.init)
+    app.add_typer(secrets_cli.app, name="secrets")
+    app.command("ping")(ping_cmd.ping)
+    app.add_typer(sync_cmd.build_sync_app(), name="sync")
+    app.command("replay")(sync_cmd.replay)
+    app.command("audit")(report.audit)
+    app.command("status")(report.status)
+    return app
+
+
+def run() -> None:
+    """Console-script entry point."""
+    try:
+        app = build_app()
+    except MLConnectorError as exc:
+        err.print(f"[red]error:[/] {exc}", highlight=False)
+        sys.exit(exc.exit_code if exc.exit_code else EXIT_CONFIG)
+    app(prog_name="mlconnector")

@@ -1,0 +1,76 @@
+"""`mlconnector audit` and `mlconnector status`: what happened, and where things stand."""
+
+
+from dataclasses import asdict
+from typing import Annotated, Optional
+
+import typer
+from rich.table import Table
+
+from mlconnector import api
+from mlconnector.cli.common import out, parse_since, print_json, runtime
+
+
+def audit(
+    ctx: typer.Context,
+    pair: Annotated[Optional[str], typer.Option("--pair", help="Only this pair.")] = None,
+    flow: Annotated[Optional[str], typer.Option("--flow", help="Only this flow.")] = None,
+    status: Annotated[Optional[str], typer.Option("--status", help="ok or failed (or an action: create, update, skip, fail).")] = None,
+    record: Annotated[Optional[str], typer.Option("--record", help="A source or target record id.")] = None,
+    since: Annotated[Optional[str], typer.Option("--since", help="Rows at or after this ISO time.")] = None,
+    run: Annotated[Optional[str], typer.Option("--run", help="Only this run id.")] = None,
+    limit: Annotated[int, typer.Option("--limit", help="At most this many rows (newest).")] = 200,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the rows as JSON.")] = False,
+) -> None:
+    """Show the audit trail: one row per record per attempt."""
+    rows = api.audit(runtime(ctx), pair=pair, flow=flow, status=status, record=record,
+                     since=parse_since(since), run=run, limit=limit)
+    if as_json:
+        print_json(rows)
+        return
+    table = Table(title=f"audit ({len(rows)} rows)")
+    for column in ("time", "pair", "flow", "source", "target", "action", "status", "error / note"):
+        table.add_column(column)
+    for row in rows:
+        source = f"{row['source_system']}:{row['source_entity']}/{row['source_id']}"
+        target = f"{row['target_system']}:{row['target_entity']}/{row['target_id'] or '-'}"
+        detail = row["error"] and f"[red]{row['error_class']}: {row['error']}" or row["note"] or ""
+        style = "red" if row["status"] == "failed" else None
+        table.add_row(row["time"][:19].replace("T", " "), row["pair"], row["flow"], source, target,
+                      row["action"], row["status"], detail, style=style)
+    out.print(table)
+
+
+def status(
+    ctx: typer.Context,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the status as JSON.")] = False,
+) -> None:
+    """Show watermarks, the replay queue, pending notifications, channel expiry and the last runs."""
+    result = api.status(runtime(ctx))
+    if as_json:
+        print_json(asdict(result))
+        return
+    out.print(f"state file: {result.state_file}")
+    marks = Table(title="watermarks")
+    for column in ("pair", "flow", "watermark", "waiting in replay"):
+        marks.add_column(column)
+    for mark in result.watermarks:
+        marks.add_row(mark["pair"], mark["flow"], mark["watermark"],
+                      str(result.replay_queue.get(f"{mark['pair']}/{mark['flow']}", 0)))
+    out.print(marks)
+    out.print(f"replay queue: {sum(result.replay_queue.values())} record(s); "
+              f"notifications waiting: {result.inbox_pending}")
+    if result.channels:
+        channels = Table(title="push channels")
+        for column in ("system", "entity", "channel", "expires"):
+            channels.add_column(column)
+        for channel in result.channels:
+            channels.add_row(channel["system"], channel["entity"], channel["channel_id"], channel["expires"])
+        out.print(channels)
+    runs = Table(title="last runs")
+    for column in ("run", "pair", "started", "finished", "status", "exit"):
+        runs.add_column(column)
+    for run in result.last_runs:
+        runs.add_row(run["id"], run["pair"], run["started"], run["finished"] or "-", run["status"],
+                     "" if run["exit_code"] is None else str(run["exit_code"]))
+    out.print(runs)

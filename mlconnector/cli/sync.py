@@ -1,0 +1,120 @@
+"""`mlconnector sync PAIR` (one subcommand per registered pair) and `mlconnector replay`."""
+
+
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from typing import Annotated, Optional
+
+import typer
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from mlconnector import api
+from mlconnector.cli.common import err, out, parse_since, print_json, runtime
+from mlconnector.engine import RunResult
+from mlconnector.flows import PairSpec
+from mlconnector.pairs import all_pairs
+
+EXIT_HELP = """Exit codes: 0 done; 2 usage or config error; 3 some records failed and wait in the replay
+queue; 4 authentication failed; 5 a system unreachable; 75 another run of this pair holds the lock."""
+
+
+@contextmanager
+def progress_reporter(enabled: bool) -> Iterator[Callable[[str, int], None] | None]:
+    """A progress bar per flow on stderr, only when stderr is a terminal and output is not JSON."""
+    if not enabled or not err.is_terminal:
+        yield None
+        return
+    with Progress(SpinnerColumn(), TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+                  TimeElapsedColumn(), console=err, transient=True) as bar:
+        tasks: dict[str, int] = {}
+
+        def advance(flow: str, n: int) -> None:
+            if flow not in tasks:
+                tasks[flow] = bar.add_task(flow, total=None)
+            bar.advance(tasks[flow], n)
+
+        yield advance
+
+
+def render_run(result: RunResult) -> None:
+    title = f"{result.pair} run {result.run_id}" + (" (dry run: nothing written)" if result.dry_run else "")
+    table = Table(title=title)
+    for column in ("flow", "read", "created", "updated", "unchanged", "skipped", "failed", "API calls"):
+        table.add_column(column, justify="left" if column in ("flow", "API calls") else "right")
+    for name, stats in result.flows.items():
+        calls = ", ".join(f"{k} {v}" for k, v in sorted(stats.calls.items())) or "-"
+        table.add_row(name, str(stats.read), str(stats.created), str(stats.updated), str(stats.unchanged),
+                      str(stats.skipped), str(stats.failed), calls)
+    out.print(table)
+    if result.dry_run:
+        for item in result.planned[:50]:
+            out.print(f"would {item.action} {item.flow} {item.source_id}"
+                      + (f" -> {item.target_id}" if item.target_id else ""))
+        if len(result.planned) > 50:
+            out.print(f"... and {len(result.planned) - 50} more")
+        calls = ", ".join(f"{k} {v}" for k, v in result.estimated_calls.items()) or "none"
+        out.print(f"write calls it would cost: {calls}")
+    if result.failed:
+        err.print(f"[yellow]{result.failed} record(s) failed and wait in the replay queue: "
+                  f"see `mlconnector audit --run {result.run_id} --status failed`, then `mlconnector replay`")
+    if result.stopped:
+        err.print(f"[yellow]stopped early: {result.stopped}")
+
+
+def _sync_command(spec: PairSpec) -> Callable[..., None]:
+    flow_names = ", ".join(f.name for f in spec.flows)
+
+    def command(
+        ctx: typer.Context,
+        flow: Annotated[Optional[list[str]], typer.Option("--flow", help=f"Run only this flow (repeatable): {flow_names}.")] = None,
+        full: Annotated[bool, typer.Option("--full", help="Ignore watermarks and read everything.")] = False,
+        since: Annotated[Optional[str], typer.Option("--since", help="Read changes since this ISO time instead of the watermark.")] = None,
+        dry_run: Annotated[bool, typer.Option("--dry-run", help="Read and map; write nothing; show what would change and its cost.")] = False,
+        as_json: Annotated[bool, typer.Option("--json", help="Print the result as JSON.")] = False,
+    ) -> None:
+        start = parse_since(since)
+        with progress_reporter(not as_json) as progress:
+            result = api.sync(runtime(ctx), spec.name, flows=flow, full=full, since=start, dry_run=dry_run,
+                              progress=progress)
+        print_json(result.to_dict()) if as_json else render_run(result)
+        raise typer.Exit(result.exit_code)
+
+    command.__doc__ = f"{spec.description or 'Sync ' + spec.name}.\n\nFlows: {flow_names}.\n\n{EXIT_HELP}"
+    return command
+
+
+def build_sync_app() -> typer.Typer:
+    """One subcommand per registered pair; adding a pair needs no CLI code."""
+    app = typer.Typer(help=f"Sync a pair of systems once (run it from cron).\n\n{EXIT_HELP}", no_args_is_help=True)
+    for name, spec in sorted(all_pairs().items()):
+        app.command(name)(_sync_command(spec))
+    return app
+
+
+def replay(
+    ctx: typer.Context,
+    pair: Annotated[Optional[str], typer.Option("--pair", help="Only this pair.")] = None,
+    flow: Annotated[Optional[str], typer.Option("--flow", help="Only this flow.")] = None,
+    error_class: Annotated[Optional[str], typer.Option("--error-class", help="Only records that failed with this error class.")] = None,
+    ids: Annotated[Optional[list[str]], typer.Option("--id", help="Only this source record id (repeatable).")] = None,
+    all_: Annotated[bool, typer.Option("--all", help="Everything in the queue (or matching the filters).")] = False,
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="Fetch and map; write nothing.")] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the results as JSON.")] = False,
+) -> None:
+    """Retry failed records: each is fetched again from its source (its current version) and synced.
+
+    Exit codes as for sync.
+    """
+    if not (all_ or pair or flow or error_class or ids):
+        raise typer.BadParameter("say what to replay: --all, or --pair/--flow/--error-class/--id")
+    with progress_reporter(not as_json) as progress:
+        results = api.replay(runtime(ctx), pair=pair, flow=flow, error_class=error_class, ids=ids,
+                             dry_run=dry_run, progress=progress)
+    if as_json:
+        print_json([r.to_dict() for r in results])
+    elif not results:
+        out.print("nothing to replay")
+    for result in results if not as_json else []:
+        render_run(result)
+    raise typer.Exit(max((r.exit_code for r in results), default=0))

@@ -1,0 +1,207 @@
+"""connections.toml -> typed, validated objects. Every error names the file, the key and the fix."""
+
+from __future__ import annotations
+
+import os
+import re
+import tomllib
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from mlconnector.errors import ConfigError
+
+CONFIG_ENV = "MLCONNECTOR_CONFIG"
+DEFAULT_CONFIG = "connections.toml"
+
+# Words that mark a key as holding a secret. Such values belong in the keyring, never in the file.
+_SECRET_WORDS = {"secret", "password", "passwd", "pwd", "token", "key", "apikey", "credential", "credentials"}
+_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]*$")
+
+PAIR_KEYS = {
+    "systems": "role -> system name, e.g. { erp = \"nav\", crm = \"zoho\" }",
+    "flows": "the flows to run by default (list of names)",
+    "overlap_seconds": "seconds re-read before each watermark (clock skew, equal timestamps)",
+    "batch_size": "records per write call",
+    "credit_budget": "API credits a day the pair may spend (0: no limit)",
+    "audit_payloads": "keep full payloads in audit rows (personal data!)",
+    "options": "pair-specific settings (see the pair's documentation)",
+}
+
+
+@dataclass(frozen=True)
+class SystemConfig:
+    """One `[systems.NAME]` table: the kind of system plus its non-secret settings."""
+
+    name: str
+    kind: str
+    settings: Mapping[str, Any] = field(default_factory=dict)
+
+    def setting(self, key: str, default: Any = None, *, required: bool = False, type_: type | tuple = object) -> Any:
+        """A setting, checked; a missing or mistyped one raises a ConfigError naming the key."""
+        if key not in self.settings:
+            if required:
+                raise ConfigError(f"systems.{self.name}.{key} is missing: add it to [systems.{self.name}]")
+            return default
+        value = self.settings[key]
+        if not isinstance(value, type_):
+            names = " or ".join(t.__name__ for t in (type_ if isinstance(type_, tuple) else (type_,)))
+            raise ConfigError(f"systems.{self.name}.{key} must be {names}, not {type(value).__name__}")
+        return value
+
+
+@dataclass(frozen=True)
+class PairConfig:
+    """One `[pairs.NAME]` table."""
+
+    name: str
+    systems: Mapping[str, str] = field(default_factory=dict)
+    flows: tuple[str, ...] = ()
+    overlap_seconds: int = 300
+    batch_size: int | None = None
+    credit_budget: int = 0
+    audit_payloads: bool = False
+    options: Mapping[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Config:
+    path: Path | None
+    systems: Mapping[str, SystemConfig]
+    pairs: Mapping[str, PairConfig]
+    state_path: Path | None = None
+
+    def system(self, name: str) -> SystemConfig:
+        try:
+            return self.systems[name]
+        except KeyError:
+            known = ", ".join(sorted(self.systems)) or "none"
+            raise ConfigError(f"{self._where()}: no [systems.{name}] (configured: {known})") from None
+
+    def pair(self, name: str) -> PairConfig:
+        return self.pairs.get(name) or PairConfig(name=name)
+
+    def _where(self) -> str:
+        return str(self.path) if self.path else "configuration"
+
+
+def resolve_config_path(explicit: str | Path | None = None) -> Path:
+    """--config, else $MLCONNECTOR_CONFIG, else ./connections.toml."""
+    if explicit:
+        return Path(explicit)
+    if os.environ.get(CONFIG_ENV):
+        return Path(os.environ[CONFIG_ENV])
+    return Path(DEFAULT_CONFIG)
+
+
+def load_config(path: str | Path | None = None, *, required: bool = True) -> Config:
+    """Read and validate the configuration file."""
+    file = resolve_config_path(path)
+    if not file.exists():
+        if not required:
+            return Config(path=file, systems={}, pairs={})
+        raise ConfigError(f"{file}: not found; run `mlconnector init` to write one, or pass --config "
+                          f"or set {CONFIG_ENV}")
+    try:
+        raw = tomllib.loads(file.read_text(encoding="utf-8"))
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{file}: not valid TOML ({exc}); fix the line it names") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"{file}: cannot be read ({exc})") from None
+    return parse_config(raw, file)
+
+
+def parse_config(raw: Mapping[str, Any], path: Path | None = None) -> Config:
+    where = str(path) if path else "configuration"
+    _refuse_secrets(raw, where, ())
+    unknown = set(raw) - {"systems", "pairs", "state"}
+    if unknown:
+        raise ConfigError(f"{where}: unknown top-level table [{sorted(unknown)[0]}]; "
+                          "use [systems.NAME], [pairs.NAME] and [state]")
+    systems = {name: _system(name, table, where) for name, table in _tables(raw, "systems", where).items()}
+    pairs = {name: _pair(name, table, where, systems) for name, table in _tables(raw, "pairs", where).items()}
+    state = raw.get("state", {})
+    state_path = state.get("path") if isinstance(state, dict) else None
+    if state_path is not None and not isinstance(state_path, str):
+        raise ConfigError(f"{where}: state.path must be a string path")
+    return Config(path=path, systems=systems, pairs=pairs,
+                  state_path=Path(state_path).expanduser() if state_path else None)
+
+
+def is_secret_key(name: str) -> bool:
+    words = [w for w in re.split(r"[^a-z0-9]+", name.lower()) if w]
+    return bool(words) and (words[-1] in _SECRET_WORDS or "secret" in name.lower() or "password" in name.lower())
+
+
+def _refuse_secrets(table: Mapping[str, Any], where: str, path: tuple[str, ...]) -> None:
+    for key, value in table.items():
+        here = path + (key,)
+        if isinstance(value, Mapping):
+            _refuse_secrets(value, where, here)
+        elif is_secret_key(key):
+            system = here[1] if len(here) > 2 and here[0] == "systems" else "SYSTEM"
+            raise ConfigError(
+                f"{where}: {'.'.join(here)} looks like a secret; secrets never go in this file: remove it "
+                f"and run `mlconnector secrets set {system} {key}` (or set MLCONNECTOR_{system.upper()}_"
+                f"{key.upper()} in the environment)"
+            )
+
+
+def _tables(raw: Mapping[str, Any], name: str, where: str) -> dict[str, Mapping[str, Any]]:
+    section = raw.get(name, {})
+    if not isinstance(section, Mapping):
+        raise ConfigError(f"{where}: {name} must be a table of [{name}.NAME] tables")
+    for key, value in section.items():
+        if not isinstance(value, Mapping):
+            raise ConfigError(f"{where}: {name}.{key} must be a table: write it as [{name}.{key}]")
+        if not _NAME_RE.match(key):
+            raise ConfigError(f"{where}: {name}.{key}: names use letters, digits, '-' and '_'")
+    return dict(section)
+
+
+def _system(name: str, table: Mapping[str, Any], where: str) -> SystemConfig:
+    kind = table.get("kind")
+    if not isinstance(kind, str) or not kind:
+        raise ConfigError(f"{where}: systems.{name}.kind is missing; set it to one of "
+                          "zoho, nav, bc, finops, gp, zuora")
+    settings = {k: v for k, v in table.items() if k != "kind"}
+    return SystemConfig(name=name, kind=kind, settings=settings)
+
+
+def _pair(name: str, table: Mapping[str, Any], where: str, systems: Mapping[str, SystemConfig]) -> PairConfig:
+    for key in table:
+        if key not in PAIR_KEYS:
+            known = ", ".join(PAIR_KEYS)
+            raise ConfigError(f"{where}: pairs.{name}.{key} is not a known key (known: {known})")
+
+    def typed(key: str, type_: type | tuple, default: Any) -> Any:
+        value = table.get(key, default)
+        if isinstance(value, bool) and type_ is int:
+            raise ConfigError(f"{where}: pairs.{name}.{key} must be a whole number")
+        if not isinstance(value, type_):
+            raise ConfigError(f"{where}: pairs.{name}.{key} must be {getattr(type_, '__name__', type_)}"
+                              f" ({PAIR_KEYS[key]})")
+        return value
+
+    roles = typed("systems", Mapping, {})
+    for role, system in roles.items():
+        if not isinstance(system, str) or system not in systems:
+            known = ", ".join(sorted(systems)) or "none configured"
+            raise ConfigError(f"{where}: pairs.{name}.systems.{role} = {system!r} names no [systems.*] "
+                              f"table (configured: {known})")
+    flows = typed("flows", list, [])
+    if not all(isinstance(f, str) for f in flows):
+        raise ConfigError(f"{where}: pairs.{name}.flows must be a list of flow names")
+    overlap = typed("overlap_seconds", int, 300)
+    batch = table.get("batch_size")
+    if batch is not None and (isinstance(batch, bool) or not isinstance(batch, int) or batch < 1):
+        raise ConfigError(f"{where}: pairs.{name}.batch_size must be a whole number of at least 1")
+    budget = typed("credit_budget", int, 0)
+    if overlap < 0 or budget < 0:
+        raise ConfigError(f"{where}: pairs.{name}: overlap_seconds and credit_budget cannot be negative")
+    return PairConfig(
+        name=name, systems=dict(roles), flows=tuple(flows), overlap_seconds=overlap, batch_size=batch,
+        credit_budget=budget, audit_payloads=typed("audit_payloads", bool, False),
+        options=dict(typed("options", Mapping, {})),
+    )

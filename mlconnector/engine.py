@@ -1,0 +1,537 @@
+"""System-agnostic sync: flows, watermarks, links, batching, audit and replay.
+
+The engine reads changes from a source connector, maps them with the pair's functions, skips what is
+unchanged or our own echo, upserts the rest through the target connector, and records every attempt
+in the state file. It knows no vendor.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import secrets as _random
+from collections import deque
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from concurrent.futures import Future, ThreadPoolExecutor
+from contextlib import contextmanager
+from dataclasses import asdict, dataclass, field
+from datetime import datetime, timedelta, timezone
+from itertools import islice
+from pathlib import Path
+from typing import Any
+
+from filelock import FileLock, Timeout
+
+from mlconnector.config import Config, PairConfig
+from mlconnector.errors import (
+    EXIT_OK,
+    EXIT_RECORDS_FAILED,
+    EXIT_UNREACHABLE,
+    AuthError,
+    BudgetExhausted,
+    ConfigError,
+    LockHeld,
+    MLConnectorError,
+    RecordError,
+    RemoteError,
+    Unreachable,
+    UnresolvedReference,
+)
+from mlconnector.flows import Flow, PairSpec, SkipRecord
+from mlconnector.http import CallCounter
+from mlconnector.pairs import get_pair
+from mlconnector.state import Link, State
+from mlconnector.systems import ConnectorContext, make_connector
+from mlconnector.systems.base import Connector, Record, WriteResult
+
+DEFAULT_BATCH = 100
+DEFAULT_CONCURRENCY = 4
+
+
+def utcnow() -> datetime:
+    return datetime.now(timezone.utc)
+
+
+def new_run_id() -> str:
+    """Sortable and unique: UTC time plus a random suffix."""
+    return f"{utcnow():%Y%m%dT%H%M%SZ}-{_random.token_hex(3)}"
+
+
+def payload_hash(payload: Mapping[str, Any]) -> str:
+    text = json.dumps(payload, sort_keys=True, separators=(",", ":"), default=str)
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+@dataclass
+class FlowStats:
+    """Counts for one flow in one run, as the summary table shows them."""
+
+    read: int = 0
+    created: int = 0
+    updated: int = 0
+    unchanged: int = 0
+    skipped: int = 0
+    failed: int = 0
+    calls: dict[str, int] = field(default_factory=dict)
+    note: str = ""
+
+    def count(self, action: str) -> None:
+        attr = {"create": "created", "update": "updated", "fail": "failed", "skip": "skipped",
+                "unchanged": "unchanged"}[action]
+        setattr(self, attr, getattr(self, attr) + 1)
+
+
+@dataclass
+class Planned:
+    """What a dry run would do to one record."""
+
+    flow: str
+    source_id: str
+    action: str
+    target_id: str | None
+
+
+@dataclass
+class RunResult:
+    run_id: str
+    pair: str
+    dry_run: bool = False
+    flows: dict[str, FlowStats] = field(default_factory=dict)
+    stopped: str | None = None
+    exit_code: int = EXIT_OK
+    planned: list[Planned] = field(default_factory=list)
+    estimated_calls: dict[str, int] = field(default_factory=dict)
+
+    @property
+    def failed(self) -> int:
+        return sum(s.failed for s in self.flows.values())
+
+    def to_dict(self) -> dict[str, Any]:
+        data = asdict(self)
+        data["failed"] = self.failed
+        if not self.dry_run:
+            data.pop("planned")
+            data.pop("estimated_calls")
+        return data
+
+
+@dataclass
+class _Item:
+    """One record on its way through a flow."""
+
+    record: Record
+    link: Link | None
+    payload: dict[str, Any] | None = None
+    hash: str | None = None
+    result: WriteResult | None = None
+
+
+class _Context:
+    """The MapContext a mapping function sees: link look-ups and pair options."""
+
+    def __init__(self, engine: "Engine") -> None:
+        self._engine = engine
+        self.options = engine.config.options
+
+    def target_id(self, flow: str, source_id: str, *, what: str = "record") -> str:
+        link = self._engine.state.link(self._engine.pair.name, flow, str(source_id))
+        if link is None or not link.target_id:
+            spec = self._engine.pair.flow(flow)
+            raise UnresolvedReference(
+                f"{what} {source_id} is not yet in {self._engine.system_name(spec.target)} "
+                f"(flow {flow} has not synced it); it will go through once {flow} has")
+        return link.target_id
+
+    def source_id(self, flow: str, target_id: str) -> str | None:
+        link = self._engine.state.link_by_target(self._engine.pair.name, flow, str(target_id))
+        return link.source_id if link else None
+
+
+@contextmanager
+def pair_lock(state_path: Path, pair: str) -> Iterator[None]:
+    """One run per pair at a time: a lock file next to the state file; a second run fails at once."""
+    lock = FileLock(str(state_path.with_name(f"{state_path.name}.{pair}.lock")))
+    try:
+        lock.acquire(timeout=0)
+    except Timeout:
+        raise LockHeld(f"another run of {pair} is in progress (lock {lock.lock_file}); "
+                       "this run exits without doing anything") from None
+    try:
+        yield
+    finally:
+        lock.release()
+
+
+class Engine:
+    """Runs one pair's flows between connectors (role -> connector) and records it in ``state``."""
+
+    def __init__(
+        self,
+        pair: PairSpec,
+        config: PairConfig,
+        connectors: Mapping[str, Connector],
+        state: State,
+        *,
+        counter: CallCounter | None = None,
+        progress: Callable[[str, int], None] | None = None,
+        concurrency: int = DEFAULT_CONCURRENCY,
+        now: Callable[[], datetime] = utcnow,
+    ) -> None:
+        missing = set(pair.roles) - set(connectors)
+        if missing:
+            raise ConfigError(f"pair {pair.name}: no system for role {sorted(missing)[0]}")
+        self.pair = pair
+        self.config = config
+        self.connectors = connectors
+        self.state = state
+        self.counter = counter or CallCounter()
+        self.progress = progress or (lambda flow, n: None)
+        self.concurrency = max(1, concurrency)
+        self.now = now
+        self.batch_size = config.batch_size or DEFAULT_BATCH
+        self._context = _Context(self)
+
+    def system_name(self, role: str) -> str:
+        return getattr(self.connectors[role], "name", role)
+
+    # public entry points ---------------------------------------------------------------------
+    def sync(self, flows: Iterable[str] | None = None, *, full: bool = False, since: datetime | None = None,
+             dry_run: bool = False) -> RunResult:
+        """Poll every chosen flow from its watermark (or ``since``, or everything with ``full``)."""
+        names = self._flow_names(flows)
+        run = self._start(dry_run)
+        until = self.now()
+        try:
+            for flow in self.pair.ordered(names):
+                start = self._read_start(flow, full, since)
+                records = self.connectors[flow.source].changes(flow.source_entity, start, until)
+                self._run_flow(run, flow, records, mode="poll")
+        except _Stop as stop:
+            run.stopped = str(stop)
+        return self._finish(run)
+
+    def replay(self, *, flow: str | None = None, error_class: str | None = None, ids: list[str] | None = None,
+               dry_run: bool = False) -> RunResult:
+        """Re-fetch each queued record from its source (its current version) and run it through again."""
+        run = self._start(dry_run)
+        items = self.state.replay_items(pair=self.pair.name, flow=flow, error_class=error_class, ids=ids)
+        try:
+            for spec in self.pair.ordered(sorted({i["flow"] for i in items if self._has_flow(i["flow"])})):
+                queued = [i["source_id"] for i in items if i["flow"] == spec.name]
+                self._run_flow(run, spec, self._fetch(run, spec, queued), mode="replay")
+        except _Stop as stop:
+            run.stopped = str(stop)
+        return self._finish(run)
+
+    def process_ids(self, flow: str, ids: list[str], *, run: RunResult | None = None) -> RunResult:
+        """Fetch the named source records (after a notification, which carries only ids) and sync them."""
+        own_run = run is None
+        current = run or self._start(False)
+        spec = self.pair.flow(flow)
+        try:
+            self._run_flow(current, spec, self._fetch(current, spec, ids), mode="push")
+        except _Stop as stop:
+            current.stopped = str(stop)
+        return self._finish(current) if own_run else current
+
+    # the pipeline ----------------------------------------------------------------------------
+    def _run_flow(self, run: RunResult, flow: Flow, records: Iterable[Record], *, mode: str) -> None:
+        stats = run.flows.setdefault(flow.name, FlowStats())
+        before = self.counter.snapshot()
+        pending: deque[tuple[list[_Item], Future[list[WriteResult]] | None]] = deque()
+        stop: _Stop | None = None
+        # Once a batch ends neither written nor queued, the watermark must stay before it.
+        hold = [False]
+        with ThreadPoolExecutor(max_workers=self.concurrency, thread_name_prefix=f"write-{flow.name}") as pool:
+            try:
+                for batch in _batched(records, self.batch_size):
+                    to_write = self._prepare(run, flow, batch, stats, mode)
+                    future = pool.submit(self._write, flow, to_write) if to_write and not run.dry_run else None
+                    pending.append((batch, future))
+                    # Commit in read order, so the watermark never passes a batch still in flight.
+                    while pending and (len(pending) > self.concurrency or pending[0][1] is None):
+                        self._commit(run, flow, *pending.popleft(), stats, mode, hold)
+                while pending:
+                    self._commit(run, flow, *pending.popleft(), stats, mode, hold)
+            except BudgetExhausted as exc:
+                stop = _Stop(str(exc))
+            except (Unreachable, RemoteError) as exc:
+                stop = _Stop(str(exc), EXIT_UNREACHABLE)
+            finally:
+                # Writes already sent may have landed: record each of them before leaving.
+                while pending:
+                    try:
+                        self._commit(run, flow, *pending.popleft(), stats, mode, hold)
+                    except MLConnectorError:
+                        pass
+                stats.calls = _merge(stats.calls, self.counter.since(before))
+        if stop:
+            run.exit_code = max(run.exit_code, stop.exit_code)
+            raise stop
+
+    def _prepare(self, run: RunResult, flow: Flow, batch: list[_Item], stats: FlowStats, mode: str) -> list[_Item]:
+        """Map each record and decide: already seen, echo, unchanged, failed, or to be written."""
+        links = self.state.links(self.pair.name, flow.name, [i.record.id for i in batch])
+        to_write: list[_Item] = []
+        for item in batch:
+            record = item.record
+            item.link = links.get(record.id)
+            stats.read += 1
+            self.progress(flow.name, 1)
+            if mode == "poll" and self._already_synced(item):
+                # Re-read through the overlap window: this exact version is already done.
+                item.result = WriteResult("skip", item.link.target_id if item.link else None)
+                item.payload = None
+                item.hash = "seen"
+                continue
+            note = self._echo(flow, record)
+            if note:
+                item.result = WriteResult("skip", item.link.target_id if item.link else None, error=note)
+                continue
+            try:
+                item.payload = flow.map(record, self._context)
+            except SkipRecord as exc:
+                item.result = WriteResult("skip", None, error=f"skipped: {exc}")
+                continue
+            except RecordError as exc:
+                item.result = WriteResult("fail", None, error=str(exc), error_class=exc.error_class)
+                continue
+            except (KeyError, ValueError, TypeError) as exc:
+                item.result = WriteResult("fail", None, error=f"cannot map: {type(exc).__name__}: {exc}",
+                                          error_class="mapping")
+                continue
+            item.hash = payload_hash(item.payload)
+            if item.link and item.link.target_id and item.link.hash == item.hash:
+                item.result = WriteResult("skip", item.link.target_id, error="unchanged")
+                continue
+            if run.dry_run:
+                action = "update" if item.link and item.link.target_id else "create"
+                run.planned.append(Planned(flow.name, record.id, action,
+                                           item.link.target_id if item.link else None))
+                item.result = WriteResult(action, item.link.target_id if item.link else None)  # type: ignore[arg-type]
+                continue
+            to_write.append(item)
+        if run.dry_run:
+            writes = sum(1 for i in batch if i.result and i.result.action in ("create", "update"))
+            if writes:
+                target = self.system_name(flow.target)
+                run.estimated_calls[target] = run.estimated_calls.get(target, 0) + (
+                    -(-writes // self.batch_size))
+        return to_write
+
+    def _already_synced(self, item: _Item) -> bool:
+        link, modified = item.link, item.record.modified
+        return bool(link and link.target_id and link.source_version and modified and modified <= link.source_version)
+
+    def _echo(self, flow: Flow, record: Record) -> str | None:
+        """A record the opposite flow wrote, not modified since that write, is our own echo."""
+        if not flow.echo_of:
+            return None
+        written = self.state.link_by_target(self.pair.name, flow.echo_of, record.id)
+        if written and written.target_version and record.modified and record.modified <= written.target_version:
+            return f"echo of our own write by {flow.echo_of}"
+        return None
+
+    def _write(self, flow: Flow, items: list[_Item]) -> list[WriteResult]:
+        payloads = [i.payload for i in items if i.payload is not None]
+        results = self.connectors[flow.target].write(flow.target_entity, payloads, flow.key)
+        if len(results) != len(payloads):
+            raise RemoteError(self.system_name(flow.target), 0, "", f"write returned {len(results)} results "
+                              f"for {len(payloads)} records")
+        return results
+
+    def _commit(self, run: RunResult, flow: Flow, batch: list[_Item], future: Future | None, stats: FlowStats,
+                mode: str, hold: list[bool]) -> None:
+        """Record one batch's outcome: links, audit, replay queue and watermark land in one transaction."""
+        if future is not None:
+            try:
+                results = iter(future.result())
+            except (AuthError, BudgetExhausted):
+                hold[0] = True  # not written, not queued: the next run reads these again
+                raise
+            except (Unreachable, RemoteError) as exc:
+                # The whole batch failed; queue every record so that replay can finish it.
+                error = WriteResult("fail", None, error=str(exc), error_class=type(exc).__name__)
+                for item in batch:
+                    if item.result is None:
+                        item.result = error
+                self._record(run, flow, batch, stats, mode, advance=not hold[0])
+                raise
+            for item in batch:
+                if item.result is None:
+                    item.result = next(results)
+        self._record(run, flow, batch, stats, mode, advance=not hold[0])
+
+    def _record(self, run: RunResult, flow: Flow, batch: list[_Item], stats: FlowStats, mode: str,
+                advance: bool = True) -> None:
+        source, target = self.system_name(flow.source), self.system_name(flow.target)
+        if run.dry_run:
+            for item in batch:
+                action = item.result.action if item.result else "skip"
+                stats.count("unchanged" if item.result and item.result.error == "unchanged" else action)
+            return
+        newest: datetime | None = None
+        with self.state.transaction():
+            for item in batch:
+                result = item.result or WriteResult("fail", error="no result", error_class="bug")
+                record = item.record
+                if item.hash == "seen":
+                    # Re-read through the overlap window: neither an attempt nor a change.
+                    newest = _later(newest, record.modified)
+                    continue
+                if result.ok:
+                    newest = _later(newest, record.modified)
+                    self.state.clear_replay(self.pair.name, flow.name, record.id)
+                    if result.action in ("create", "update"):
+                        self.state.save_link(Link(self.pair.name, flow.name, record.id, result.target_id,
+                                                  record.modified, item.hash, result.version))
+                    elif result.error == "unchanged" and item.link:
+                        self.state.save_link(Link(self.pair.name, flow.name, record.id, item.link.target_id,
+                                                  record.modified, item.link.hash, item.link.target_version))
+                else:
+                    newest = _later(newest, record.modified)
+                    self.state.queue_replay(pair=self.pair.name, flow=flow.name, source_system=source,
+                                            source_entity=flow.source_entity, source_id=record.id,
+                                            error_class=result.error_class or "error",
+                                            error=result.error or "", run_id=run.run_id)
+                action = "skip" if result.action == "skip" else result.action
+                stats.count("unchanged" if result.error == "unchanged" else action)
+                self.state.add_audit({
+                    "run_id": run.run_id, "pair": self.pair.name, "flow": flow.name,
+                    "source_system": source, "source_entity": flow.source_entity, "source_id": record.id,
+                    "target_system": target, "target_entity": flow.target_entity,
+                    "target_id": result.target_id or (item.link.target_id if item.link else None),
+                    "action": action, "status": "failed" if action == "fail" else "ok",
+                    "error_class": result.error_class if action == "fail" else None,
+                    "error": result.error if action == "fail" else None,
+                    "note": (result.error if action == "skip" else mode if mode != "poll" else None),
+                    "payload": json.dumps(item.payload, default=str)
+                    if self.config.audit_payloads and item.payload is not None else None,
+                })
+            if mode == "poll" and advance and newest is not None:
+                self.state.set_watermark(self.pair.name, flow.name, newest)
+
+    # helpers ---------------------------------------------------------------------------------
+    def _fetch(self, run: RunResult, flow: Flow, ids: list[str]) -> Iterator[Record]:
+        """The current version of each record; one that no longer exists leaves the queue with a note."""
+        source = self.connectors[flow.source]
+        for source_id in ids:
+            record = source.get(flow.source_entity, source_id)
+            if record is not None:
+                yield record
+                continue
+            if not run.dry_run:
+                with self.state.transaction():
+                    self.state.clear_replay(self.pair.name, flow.name, source_id)
+                    self.state.add_audit({
+                        "run_id": run.run_id, "pair": self.pair.name, "flow": flow.name,
+                        "source_system": self.system_name(flow.source), "source_entity": flow.source_entity,
+                        "source_id": source_id, "target_system": self.system_name(flow.target),
+                        "target_entity": flow.target_entity, "action": "skip", "status": "ok",
+                        "note": "no longer exists in the source"})
+            run.flows.setdefault(flow.name, FlowStats()).skipped += 1
+
+    def _read_start(self, flow: Flow, full: bool, since: datetime | None) -> datetime | None:
+        if since is not None:
+            return since
+        if full:
+            return None
+        mark = self.state.watermark(self.pair.name, flow.name)
+        return mark - timedelta(seconds=self.config.overlap_seconds) if mark else None
+
+    def _flow_names(self, flows: Iterable[str] | None) -> list[str] | None:
+        names = list(flows or self.config.flows or [])
+        for name in names:
+            if not self._has_flow(name):
+                known = ", ".join(f.name for f in self.pair.flows)
+                raise ConfigError(f"pair {self.pair.name} has no flow {name!r} (flows: {known})")
+        return names or None
+
+    def _has_flow(self, name: str) -> bool:
+        return any(f.name == name for f in self.pair.flows)
+
+    def _start(self, dry_run: bool) -> RunResult:
+        run = RunResult(run_id=new_run_id(), pair=self.pair.name, dry_run=dry_run)
+        if not dry_run:
+            self.state.start_run(run.run_id, self.pair.name, dry_run=dry_run)
+        return run
+
+    def _finish(self, run: RunResult) -> RunResult:
+        if run.failed and run.exit_code == EXIT_OK:
+            run.exit_code = EXIT_RECORDS_FAILED
+        if run.stopped and run.exit_code == EXIT_OK:
+            run.exit_code = EXIT_RECORDS_FAILED
+        if not run.dry_run:
+            status = "ok" if run.exit_code == EXIT_OK else ("stopped" if run.stopped else "failed")
+            self.state.finish_run(run.run_id, status, run.exit_code, run.to_dict())
+        return run
+
+
+class _Stop(Exception):
+    """Internal: stop the run cleanly (budget reached, a system gone) after recording what was done."""
+
+    def __init__(self, message: str, exit_code: int = EXIT_RECORDS_FAILED) -> None:
+        super().__init__(message)
+        self.exit_code = exit_code
+
+
+def _batched(records: Iterable[Record], size: int) -> Iterator[list[_Item]]:
+    iterator = iter(records)
+    while batch := [_Item(r, None) for r in islice(iterator, size)]:
+        yield batch
+
+
+def _later(a: datetime | None, b: datetime | None) -> datetime | None:
+    if a is None:
+        return b
+    if b is None:
+        return a
+    return max(a, b)
+
+
+def _merge(a: dict[str, int], b: dict[str, int]) -> dict[str, int]:
+    return {k: a.get(k, 0) + b.get(k, 0) for k in set(a) | set(b)}
+
+
+# Building a run from configuration ---------------------------------------------------------------
+@dataclass
+class Session:
+    """A pair ready to run: its spec, configuration, connectors and the shared call counter."""
+
+    pair: PairSpec
+    config: PairConfig
+    connectors: dict[str, Connector]
+    counter: CallCounter
+
+    def close(self) -> None:
+        for connector in self.connectors.values():
+            connector.close()
+
+
+def open_pair(config: Config, pair_name: str, context: ConnectorContext) -> Session:
+    """Resolve the pair's roles to configured systems and build their connectors."""
+    spec = get_pair(pair_name)
+    pair_config = config.pair(pair_name)
+    connectors: dict[str, Connector] = {}
+    made: dict[str, Connector] = {}
+    for role, kinds in spec.roles.items():
+        name = pair_config.systems.get(role) or _only_system_of(config, kinds, pair_name, role)
+        system = config.system(name)
+        if system.kind not in kinds:
+            raise ConfigError(f"pairs.{pair_name}.systems.{role} = {name!r} is a {system.kind} system; "
+                              f"the {role} of {pair_name} must be {' or '.join(kinds)}")
+        if name not in made:
+            made[name] = make_connector(system, context)
+        connectors[role] = made[name]
+    return Session(spec, pair_config, connectors, context.counter)
+
+
+def _only_system_of(config: Config, kinds: tuple[str, ...], pair: str, role: str) -> str:
+    matches = [s.name for s in config.systems.values() if s.kind in kinds]
+    if len(matches) == 1:
+        return matches[0]
+    if not matches:
+        raise ConfigError(f"pair {pair} needs a {' or '.join(kinds)} system for its {role}: add a "
+                          f"[systems.NAME] table with kind = \"{kinds[0]}\"")
+    raise ConfigError(f"pair {pair}: several systems could be its {role} ({', '.join(matches)}); "
+                      f"choose one with pairs.{pair}.systems.{role} = \"NAME\"")

@@ -1,0 +1,90 @@
+"""The vocabulary pairs use to declare what moves where: flows, pairs and the mapping context."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from mlconnector.systems.base import Record
+
+
+class SkipRecord(Exception):
+    """Raised by a mapping for a record that is deliberately not synced (the reason goes to the audit)."""
+
+
+class MapContext(Protocol):
+    """What a mapping function may ask while it maps one record."""
+
+    options: Mapping[str, Any]
+
+    def target_id(self, flow: str, source_id: str, *, what: str = "record") -> str:
+        """The target id that ``flow`` linked ``source_id`` to; raises UnresolvedReference when none."""
+
+    def source_id(self, flow: str, target_id: str) -> str | None:
+        """The source id that ``flow`` linked to ``target_id``, if any (for the reverse direction)."""
+
+
+Mapping_ = Callable[[Record, MapContext], dict[str, Any]]
+
+
+@dataclass(frozen=True)
+class Flow:
+    """One direction of one kind of record: read ``source_entity`` changes, map, upsert by ``key``.
+
+    ``depends_on`` names flows whose links this flow's mapping needs (invoices need customers).
+    ``echo_of`` names the flow that writes the opposite way in a two-way sync: a record that flow
+    wrote, read back unchanged since, is our own echo and is skipped.
+    """
+
+    name: str
+    source: str
+    source_entity: str
+    target: str
+    target_entity: str
+    key: str
+    map: Mapping_
+    depends_on: tuple[str, ...] = ()
+    echo_of: str | None = None
+    description: str = ""
+
+
+@dataclass(frozen=True)
+class PairSpec:
+    """A pair: its roles (role -> the system kinds that may fill it) and its flows, in run order."""
+
+    name: str
+    roles: Mapping[str, tuple[str, ...]]
+    flows: tuple[Flow, ...]
+    description: str = ""
+    options: Mapping[str, str] = field(default_factory=dict)
+
+    def flow(self, name: str) -> Flow:
+        for flow in self.flows:
+            if flow.name == name:
+                return flow
+        raise KeyError(name)
+
+    def ordered(self, names: list[str] | tuple[str, ...] | None = None) -> list[Flow]:
+        """The chosen flows (all when none are named), each after the flows it depends on."""
+        chosen = set(names) if names else {f.name for f in self.flows}
+        done: list[Flow] = []
+        visiting: set[str] = set()
+
+        def visit(flow: Flow) -> None:
+            if flow in done:
+                return
+            if flow.name in visiting:
+                raise ValueError(f"pair {self.name}: flows depend on each other in a circle at {flow.name}")
+            visiting.add(flow.name)
+            for dep in flow.depends_on:
+                dep_flow = self.flow(dep)
+                if dep_flow.name in chosen:
+                    visit(dep_flow)
+            visiting.discard(flow.name)
+            done.append(flow)
+
+        for flow in self.flows:
+            if flow.name in chosen:
+                visit(flow)
+        return done

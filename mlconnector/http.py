@@ -1,0 +1,185 @@
+"""The shared HTTP layer: httpx clients with timeouts, retries honouring Retry-After, per-system
+concurrency limits and a count of API calls per system."""
+
+from __future__ import annotations
+
+import email.utils
+import threading
+import time
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from typing import Any
+
+import httpx
+from tenacity import RetryCallState, Retrying, retry_if_exception, stop_after_attempt
+
+from mlconnector.errors import RateLimited, RemoteError, Unreachable
+
+IDEMPOTENT_METHODS = frozenset({"GET", "HEAD", "OPTIONS", "PUT", "DELETE"})
+# 429 and 503 mean the server did not do the work, so any method may be sent again.
+ALWAYS_RETRY_STATUSES = frozenset({429, 503})
+
+
+class CallCounter:
+    """API calls per system, shared by every client of a run (thread-safe)."""
+
+    def __init__(self) -> None:
+        self._counts: Counter[str] = Counter()
+        self._lock = threading.Lock()
+
+    def add(self, system: str, n: int = 1) -> None:
+        with self._lock:
+            self._counts[system] += n
+
+    def snapshot(self) -> dict[str, int]:
+        with self._lock:
+            return dict(self._counts)
+
+    def since(self, earlier: dict[str, int]) -> dict[str, int]:
+        now = self.snapshot()
+        return {k: v - earlier.get(k, 0) for k, v in now.items() if v - earlier.get(k, 0)}
+
+
+@dataclass(frozen=True)
+class RetryPolicy:
+    """How hard to try: attempts in all, the longest single wait, and the backoff base."""
+
+    attempts: int = 6
+    max_wait: float = 120.0
+    backoff: float = 0.5
+
+
+class _Retryable(Exception):
+    """Internal: a response worth sending again; carries it so the last one can be reported."""
+
+    def __init__(self, response: httpx.Response | None, wait: float | None, error: Exception | None = None):
+        super().__init__("retryable")
+        self.response = response
+        self.wait = wait
+        self.error = error
+
+
+def retry_after_seconds(response: httpx.Response, now: Callable[[], datetime] | None = None) -> float | None:
+    """Seconds from a Retry-After header, which is either delta-seconds or an HTTP date."""
+    value = response.headers.get("Retry-After")
+    if not value:
+        return None
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        pass
+    try:
+        when = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    current = (now or (lambda: datetime.now(timezone.utc)))()
+    return max(0.0, (when - current).total_seconds())
+
+
+class ApiClient:
+    """One system's HTTP client. Every request is counted, limited and retried by the same rules.
+
+    ``is_retryable`` lets a connector add vendor-specific transient answers (BC's 409 deadlock,
+    Zoho's TOO_MANY_REQUESTS inside a 200) on top of the defaults.
+    """
+
+    def __init__(
+        self,
+        system: str,
+        base_url: str = "",
+        *,
+        auth: httpx.Auth | None = None,
+        transport: httpx.BaseTransport | None = None,
+        counter: CallCounter | None = None,
+        max_concurrency: int = 4,
+        timeout: float = 60.0,
+        retry: RetryPolicy = RetryPolicy(),
+        headers: dict[str, str] | None = None,
+        is_retryable: Callable[[httpx.Response], bool] | None = None,
+        sleep: Callable[[float], None] = time.sleep,
+    ) -> None:
+        self.system = system
+        self.counter = counter or CallCounter()
+        self.retry = retry
+        self._slots = threading.BoundedSemaphore(max(1, max_concurrency))
+        self._is_retryable = is_retryable
+        self._sleep = sleep
+        self.client = httpx.Client(
+            base_url=base_url, auth=auth, transport=transport, timeout=timeout,
+            headers=headers, follow_redirects=False,
+        )
+
+    @property
+    def base_url(self) -> str:
+        return str(self.client.base_url)
+
+    def close(self) -> None:
+        self.client.close()
+
+    def request(self, method: str, url: str, *, idempotent: bool | None = None, **kwargs: Any) -> httpx.Response:
+        """Send a request; retry what is safe to retry; return the final response, whatever its status.
+
+        Raises Unreachable when the system cannot be reached and RateLimited when 429s outlast the
+        retries. Error statuses the caller must interpret (400, 404, 412 ...) are returned, not raised.
+        """
+        method = method.upper()
+        safe = method in IDEMPOTENT_METHODS if idempotent is None else idempotent
+
+        def attempt() -> httpx.Response:
+            with self._slots:
+                self.counter.add(self.system)
+                try:
+                    response = self.client.request(method, url, **kwargs)
+                except (httpx.TransportError,) as exc:
+                    if safe or isinstance(exc, httpx.ConnectError):
+                        # A refused connection never reached the server, so even a POST may be resent.
+                        raise _Retryable(None, None, exc) from exc
+                    raise Unreachable(self.system, f"{type(exc).__name__} on {method} {url}; "
+                                      "the request may or may not have been applied") from exc
+            if self._should_retry(response, safe):
+                response.read()
+                raise _Retryable(response, retry_after_seconds(response))
+            return response
+
+        try:
+            for try_ in Retrying(
+                stop=stop_after_attempt(self.retry.attempts),
+                wait=self._wait,
+                retry=retry_if_exception(lambda e: isinstance(e, _Retryable)),
+                sleep=self._sleep,
+                reraise=True,
+            ):
+                with try_:
+                    return attempt()
+        except _Retryable as last:
+            raise self._give_up(last, method, url) from last.error
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    def _should_retry(self, response: httpx.Response, safe: bool) -> bool:
+        if response.status_code in ALWAYS_RETRY_STATUSES:
+            return True
+        if safe and response.status_code >= 500:
+            return True
+        return bool(self._is_retryable and self._is_retryable(response))
+
+    def _wait(self, state: RetryCallState) -> float:
+        exc = state.outcome.exception() if state.outcome else None
+        announced = exc.wait if isinstance(exc, _Retryable) else None
+        if announced is not None:
+            return min(announced, self.retry.max_wait)
+        return min(self.retry.backoff * 2 ** (state.attempt_number - 1), self.retry.max_wait)
+
+    def _give_up(self, last: _Retryable, method: str, url: str) -> Exception:
+        tries = self.retry.attempts
+        if last.response is None:
+            reason = type(last.error).__name__ if last.error else "no answer"
+            return Unreachable(self.system, f"{reason} on {method} {url} after {tries} tries; "
+                               f"check the URL ({self.base_url or url}) and that the service is up")
+        status = last.response.status_code
+        if status == 429:
+            return RateLimited(self.system, last.wait,
+                               message=f"still rate limited after {tries} tries; try again later")
+        return RemoteError(self.system, status, message=f"{method} {url} failed {tries} times",
+                           retryable=True)

@@ -1,0 +1,296 @@
+"""The SQLite state file: schema and migrations, and the queries the engine and the CLI need.
+
+Timestamps are stored as ISO-8601 UTC text with microseconds, so text order is time order.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sqlite3
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import platformdirs
+import sqlite_utils
+from sqlite_utils import Migrations
+
+from mlconnector.errors import ConfigError
+
+STATE_ENV = "MLCONNECTOR_STATE"
+
+migrations = Migrations("mlconnector")
+
+
+@migrations()
+def m001_initial(db: sqlite_utils.Database) -> None:
+    db["runs"].create({"id": str, "pair": str, "started": str, "finished": str, "status": str,
+                       "exit_code": int, "dry_run": int, "summary": str}, pk="id")
+    db["runs"].create_index(["pair", "started"])
+    db["watermarks"].create({"pair": str, "flow": str, "value": str, "updated": str}, pk=("pair", "flow"))
+    db["links"].create({"pair": str, "flow": str, "source_id": str, "target_id": str,
+                        "source_version": str, "hash": str, "target_version": str, "updated": str},
+                       pk=("pair", "flow", "source_id"))
+    db["links"].create_index(["pair", "flow", "target_id"])
+    db["audit"].create({"id": int, "run_id": str, "time": str, "pair": str, "flow": str,
+                        "source_system": str, "source_entity": str, "source_id": str,
+                        "target_system": str, "target_entity": str, "target_id": str,
+                        "action": str, "status": str, "error_class": str, "error": str,
+                        "note": str, "payload": str}, pk="id")
+    db["audit"].create_index(["pair", "time"])
+    db["audit"].create_index(["run_id"])
+    db["audit"].create_index(["source_id"])
+    db["replay"].create({"pair": str, "flow": str, "source_id": str, "source_system": str,
+                         "source_entity": str, "error_class": str, "error": str, "attempts": int,
+                         "first_failed": str, "last_failed": str, "run_id": str},
+                        pk=("pair", "flow", "source_id"))
+    db["inbox"].create({"id": int, "received": str, "system": str, "entity": str, "ids": str,
+                        "operation": str, "channel_id": str, "since": str, "processed": str}, pk="id")
+    db["inbox"].create_index(["system", "processed"])
+    db["channels"].create({"system": str, "entity": str, "channel_id": str, "expires": str,
+                           "notify_url": str, "extra": str, "updated": str}, pk=("system", "channel_id"))
+
+
+def iso(value: datetime | None) -> str | None:
+    if value is None:
+        return None
+    if value.tzinfo is None:
+        raise ValueError(f"naive datetime {value!r} cannot be stored")
+    return value.astimezone(timezone.utc).isoformat(timespec="microseconds")
+
+
+def parse_iso(value: str | None) -> datetime | None:
+    return datetime.fromisoformat(value) if value else None
+
+
+def utcnow() -> datetime:
+    return datetime.now(timezone.utc)
+
+
+def default_state_path() -> Path:
+    """--state, else $MLCONNECTOR_STATE, else the platform's user state dir."""
+    if os.environ.get(STATE_ENV):
+        return Path(os.environ[STATE_ENV])
+    return Path(platformdirs.user_state_dir("mlconnector")) / "state.db"
+
+
+@dataclass(frozen=True)
+class Link:
+    """Source id -> target id for one flow, with the versions and the hash of what we last wrote."""
+
+    pair: str
+    flow: str
+    source_id: str
+    target_id: str | None
+    source_version: datetime | None
+    hash: str | None
+    target_version: datetime | None
+
+    @classmethod
+    def from_row(cls, row: dict[str, Any]) -> "Link":
+        return cls(row["pair"], row["flow"], row["source_id"], row["target_id"],
+                   parse_iso(row["source_version"]), row["hash"], parse_iso(row["target_version"]))
+
+
+class State:
+    """One open state file. Use as a context manager, or call close()."""
+
+    def __init__(self, path: str | Path) -> None:
+        self.path = Path(path).expanduser()
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+            if not self.path.exists():
+                # Created 0600 before SQLite opens it: it holds ids and audit, which are private.
+                os.close(os.open(self.path, os.O_CREAT | os.O_WRONLY, 0o600))
+            conn = sqlite3.connect(str(self.path), timeout=30, isolation_level=None,
+                                   check_same_thread=False)
+            self.db = sqlite_utils.Database(conn)
+            self.db.execute("PRAGMA journal_mode=WAL")
+            self.db.execute("PRAGMA busy_timeout=30000")
+            migrations.apply(self.db)
+        except (OSError, sqlite3.DatabaseError) as exc:
+            raise ConfigError(f"state file {self.path} cannot be opened ({exc}); pass --state PATH "
+                              "to use another") from None
+
+    def close(self) -> None:
+        self.db.close()
+
+    def __enter__(self) -> "State":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    @contextmanager
+    def transaction(self) -> Iterator[None]:
+        """Everything inside lands together or not at all (BEGIN IMMEDIATE: writers queue, not fail)."""
+        self.db.execute("BEGIN IMMEDIATE")
+        try:
+            yield
+        except BaseException:
+            self.db.execute("ROLLBACK")
+            raise
+        self.db.execute("COMMIT")
+
+    # runs ------------------------------------------------------------------------------------
+    def start_run(self, run_id: str, pair: str, *, dry_run: bool = False) -> None:
+        self.db["runs"].insert({"id": run_id, "pair": pair, "started": iso(utcnow()), "status": "running",
+                                "dry_run": int(dry_run)})
+
+    def finish_run(self, run_id: str, status: str, exit_code: int, summary: dict[str, Any]) -> None:
+        self.db["runs"].update(run_id, {"finished": iso(utcnow()), "status": status, "exit_code": exit_code,
+                                        "summary": json.dumps(summary)})
+
+    def last_runs(self, pair: str | None = None, limit: int = 10) -> list[dict[str, Any]]:
+        where, args = ("pair = ?", [pair]) if pair else (None, [])
+        return list(self.db["runs"].rows_where(where, args, order_by="started desc", limit=limit))
+
+    # watermarks ------------------------------------------------------------------------------
+    def watermark(self, pair: str, flow: str) -> datetime | None:
+        rows = list(self.db["watermarks"].rows_where("pair = ? and flow = ?", [pair, flow]))
+        return parse_iso(rows[0]["value"]) if rows else None
+
+    def set_watermark(self, pair: str, flow: str, value: datetime) -> None:
+        """Move the watermark forward; it never moves back (a late, older record cannot rewind it)."""
+        current = self.watermark(pair, flow)
+        if current is not None and current >= value:
+            return
+        self.db["watermarks"].upsert({"pair": pair, "flow": flow, "value": iso(value), "updated": iso(utcnow())},
+                                     pk=("pair", "flow"))
+
+    def reset_watermark(self, pair: str, flow: str) -> None:
+        self.db.execute("DELETE FROM watermarks WHERE pair = ? AND flow = ?", [pair, flow])
+
+    def watermarks(self) -> list[dict[str, Any]]:
+        return list(self.db["watermarks"].rows_where(order_by="pair, flow"))
+
+    # links -----------------------------------------------------------------------------------
+    def links(self, pair: str, flow: str, source_ids: list[str]) -> dict[str, Link]:
+        found: dict[str, Link] = {}
+        for start in range(0, len(source_ids), 500):
+            chunk = source_ids[start:start + 500]
+            marks = ",".join("?" * len(chunk))
+            for row in self.db["links"].rows_where(f"pair = ? and flow = ? and source_id in ({marks})",
+                                                    [pair, flow, *chunk]):
+                found[row["source_id"]] = Link.from_row(row)
+        return found
+
+    def link(self, pair: str, flow: str, source_id: str) -> Link | None:
+        return self.links(pair, flow, [source_id]).get(source_id)
+
+    def link_by_target(self, pair: str, flow: str, target_id: str) -> Link | None:
+        rows = list(self.db["links"].rows_where("pair = ? and flow = ? and target_id = ?",
+                                                [pair, flow, target_id], limit=1))
+        return Link.from_row(rows[0]) if rows else None
+
+    def save_link(self, link: Link) -> None:
+        self.db["links"].upsert({
+            "pair": link.pair, "flow": link.flow, "source_id": link.source_id, "target_id": link.target_id,
+            "source_version": iso(link.source_version), "hash": link.hash,
+            "target_version": iso(link.target_version), "updated": iso(utcnow()),
+        }, pk=("pair", "flow", "source_id"))
+
+    def count_links(self, pair: str, flow: str) -> int:
+        return self.db.execute("SELECT count(*) FROM links WHERE pair = ? AND flow = ?", [pair, flow]).fetchone()[0]
+
+    # audit -----------------------------------------------------------------------------------
+    def add_audit(self, row: dict[str, Any]) -> None:
+        self.db["audit"].insert({"time": iso(utcnow()), **row})
+
+    def audit_rows(self, *, pair: str | None = None, flow: str | None = None, status: str | None = None,
+                   record: str | None = None, since: datetime | None = None, run: str | None = None,
+                   limit: int | None = 200) -> list[dict[str, Any]]:
+        clauses, args = [], []
+        for column, value in (("pair", pair), ("flow", flow), ("run_id", run)):
+            if value:
+                clauses.append(f"{column} = ?")
+                args.append(value)
+        if status:
+            clauses.append("(status = ? or action = ?)")
+            args += [status, status]
+        if record:
+            clauses.append("(source_id = ? or target_id = ?)")
+            args += [record, record]
+        if since:
+            clauses.append("time >= ?")
+            args.append(iso(since))
+        rows = self.db["audit"].rows_where(" and ".join(clauses) or None, args, order_by="id desc", limit=limit)
+        return list(reversed(list(rows)))
+
+    # replay queue ----------------------------------------------------------------------------
+    def queue_replay(self, *, pair: str, flow: str, source_system: str, source_entity: str, source_id: str,
+                     error_class: str, error: str, run_id: str) -> None:
+        now = iso(utcnow())
+        existing = list(self.db["replay"].rows_where("pair = ? and flow = ? and source_id = ?",
+                                                      [pair, flow, source_id]))
+        attempts = existing[0]["attempts"] + 1 if existing else 1
+        first = existing[0]["first_failed"] if existing else now
+        self.db["replay"].upsert({"pair": pair, "flow": flow, "source_id": source_id,
+                                  "source_system": source_system, "source_entity": source_entity,
+                                  "error_class": error_class, "error": error, "attempts": attempts,
+                                  "first_failed": first, "last_failed": now, "run_id": run_id},
+                                 pk=("pair", "flow", "source_id"))
+
+    def replay_items(self, *, pair: str | None = None, flow: str | None = None,
+                     error_class: str | None = None, ids: list[str] | None = None) -> list[dict[str, Any]]:
+        clauses, args = [], []
+        for column, value in (("pair", pair), ("flow", flow), ("error_class", error_class)):
+            if value:
+                clauses.append(f"{column} = ?")
+                args.append(value)
+        if ids:
+            clauses.append(f"source_id in ({','.join('?' * len(ids))})")
+            args += ids
+        return list(self.db["replay"].rows_where(" and ".join(clauses) or None, args,
+                                                 order_by="pair, flow, first_failed"))
+
+    def clear_replay(self, pair: str, flow: str, source_id: str) -> None:
+        self.db.execute("DELETE FROM replay WHERE pair = ? AND flow = ? AND source_id = ?", [pair, flow, source_id])
+
+    def replay_depth(self) -> dict[tuple[str, str], int]:
+        rows = self.db.execute("SELECT pair, flow, count(*) FROM replay GROUP BY pair, flow").fetchall()
+        return {(p, f): n for p, f, n in rows}
+
+    # inbox -----------------------------------------------------------------------------------
+    def add_to_inbox(self, *, system: str, entity: str, ids: list[str], operation: str,
+                     channel_id: str | None = None, since: datetime | None = None) -> int:
+        table = self.db["inbox"]
+        table.insert({"received": iso(utcnow()), "system": system, "entity": entity, "ids": json.dumps(ids),
+                      "operation": operation, "channel_id": channel_id, "since": iso(since)})
+        return int(table.last_pk)
+
+    def pending_inbox(self, system: str | None = None) -> list[dict[str, Any]]:
+        where = "processed is null" + (" and system = ?" if system else "")
+        rows = self.db["inbox"].rows_where(where, [system] if system else [], order_by="id")
+        return [{**row, "ids": json.loads(row["ids"])} for row in rows]
+
+    def mark_processed(self, inbox_ids: list[int]) -> None:
+        now = iso(utcnow())
+        for start in range(0, len(inbox_ids), 500):
+            chunk = inbox_ids[start:start + 500]
+            self.db.execute(f"UPDATE inbox SET processed = ? WHERE id in ({','.join('?' * len(chunk))})",
+                            [now, *chunk])
+
+    def inbox_depth(self) -> int:
+        return self.db.execute("SELECT count(*) FROM inbox WHERE processed IS NULL").fetchone()[0]
+
+    # channels --------------------------------------------------------------------------------
+    def save_channel(self, *, system: str, entity: str, channel_id: str, expires: datetime, notify_url: str,
+                     extra: dict[str, Any] | None = None) -> None:
+        self.db["channels"].upsert({"system": system, "entity": entity, "channel_id": channel_id,
+                                    "expires": iso(expires), "notify_url": notify_url,
+                                    "extra": json.dumps(extra or {}), "updated": iso(utcnow())},
+                                   pk=("system", "channel_id"))
+
+    def channels(self, system: str | None = None) -> list[dict[str, Any]]:
+        rows = self.db["channels"].rows_where("system = ?" if system else None, [system] if system else [],
+                                              order_by="expires")
+        return [{**row, "expires": parse_iso(row["expires"]), "extra": json.loads(row["extra"] or "{}")}
+                for row in rows]
+
+    def delete_channel(self, system: str, channel_id: str) -> None:
+        self.db.execute("DELETE FROM channels WHERE system = ? AND channel_id = ?", [system, channel_id])

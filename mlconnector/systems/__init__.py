@@ -1,0 +1,59 @@
+"""The registry of system kinds: `kind` in connections.toml -> the factory of that system's connector."""
+
+from __future__ import annotations
+
+import importlib
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import httpx
+
+from mlconnector.config import SystemConfig
+from mlconnector.errors import ConfigError
+from mlconnector.http import CallCounter
+from mlconnector.systems.base import Connector
+
+
+@dataclass
+class ConnectorContext:
+    """What a connector needs from the running tool besides its own settings."""
+
+    secrets: Any  # mlconnector.secrets.SecretStore (or anything with get/require/set/delete)
+    counter: CallCounter = field(default_factory=CallCounter)
+    # Tests and the in-process demo serve the systems from this process; real runs leave it None.
+    transport: httpx.BaseTransport | None = None
+    state: Any = None
+
+
+Factory = Callable[[SystemConfig, ConnectorContext], Connector]
+
+# Built-in kinds, imported only when used so that start-up stays fast.
+BUILTIN_KINDS: dict[str, str] = {}
+
+_FACTORIES: dict[str, Factory] = {}
+
+
+def register_kind(kind: str, factory: Factory) -> None:
+    _FACTORIES[kind] = factory
+
+
+def unregister_kind(kind: str) -> None:
+    _FACTORIES.pop(kind, None)
+
+
+def known_kinds() -> list[str]:
+    return sorted(set(_FACTORIES) | set(BUILTIN_KINDS))
+
+
+def make_connector(system: SystemConfig, context: ConnectorContext) -> Connector:
+    """Build the connector for one `[systems.NAME]` table."""
+    if system.kind not in _FACTORIES and system.kind in BUILTIN_KINDS:
+        module = importlib.import_module(BUILTIN_KINDS[system.kind])
+        module.register()
+    try:
+        factory = _FACTORIES[system.kind]
+    except KeyError:
+        raise ConfigError(f"systems.{system.name}.kind = {system.kind!r} is not a known kind "
+                          f"(known: {', '.join(known_kinds()) or 'none'})") from None
+    return factory(system, context)

@@ -1,0 +1,124 @@
+"""The connector contract: what the engine needs from every external system, and the records it trades."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from typing import Any, Literal, Protocol, runtime_checkable
+
+Action = Literal["create", "update", "skip", "fail"]
+
+
+def utc(value: datetime) -> datetime:
+    """Return ``value`` as a timezone-aware UTC datetime; naive values are refused, not guessed."""
+    if value.tzinfo is None:
+        raise ValueError(f"naive datetime {value!r}: every timestamp must carry its zone")
+    return value.astimezone(timezone.utc)
+
+
+@dataclass(frozen=True)
+class Record:
+    """One record read from a system: its fields plus where it lives and when it last changed."""
+
+    system: str
+    entity: str
+    id: str
+    modified: datetime | None
+    data: Mapping[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if self.modified is not None:
+            object.__setattr__(self, "modified", utc(self.modified))
+
+    def __getitem__(self, key: str) -> Any:
+        return self.data[key]
+
+    def get(self, key: str, default: Any = None) -> Any:
+        return self.data.get(key, default)
+
+
+@dataclass(frozen=True)
+class WriteResult:
+    """The outcome of writing one payload; results come back in the order the payloads went in.
+
+    ``version`` is the target's modified time after our write when the system tells it; the engine
+    keeps it so that the same record read back in a two-way flow is known as our own echo.
+    """
+
+    action: Action
+    target_id: str | None = None
+    version: datetime | None = None
+    error: str | None = None
+    error_class: str | None = None
+
+    @property
+    def ok(self) -> bool:
+        return self.action != "fail"
+
+
+@dataclass(frozen=True)
+class PingResult:
+    """What `mlconnector ping` shows for one system. ``exit_code`` says why it failed (4 credentials
+    refused, 5 unreachable), as the CLI's exit codes do."""
+
+    system: str
+    ok: bool
+    base_url: str = ""
+    details: tuple[str, ...] = ()
+    warnings: tuple[str, ...] = ()
+    error: str | None = None
+    exit_code: int = 0
+
+
+@dataclass(frozen=True)
+class Notification:
+    """A verified push notification, reduced to what the engine needs: which records changed."""
+
+    system: str
+    entity: str
+    ids: tuple[str, ...]
+    operation: str = "update"
+    channel_id: str | None = None
+    # Some systems (BC `collection`) announce only that "something changed": then ids is empty and
+    # the engine re-reads from the watermark instead.
+    since: datetime | None = None
+
+
+@dataclass(frozen=True)
+class Channel:
+    """A push channel or subscription as the system reports it."""
+
+    system: str
+    entity: str
+    channel_id: str
+    expires: datetime
+    notify_url: str
+    extra: Mapping[str, Any] = field(default_factory=dict)
+
+
+@runtime_checkable
+class Connector(Protocol):
+    """What the engine calls. Push methods are optional: see ``supports_push``."""
+
+    name: str
+
+    def changes(self, entity: str, since: datetime | None, until: datetime | None = None) -> Iterator[Record]:
+        """Records of ``entity`` modified in ``[since, until)`` in ascending (modified, id) order, streamed."""
+
+    def get(self, entity: str, id: str) -> Record | None:
+        """The full current record, or None when it no longer exists."""
+
+    def write(self, entity: str, payloads: list[dict[str, Any]], key: str) -> list[WriteResult]:
+        """Idempotent upsert of ``payloads`` by the natural key field ``key``; one result per payload."""
+
+    def ping(self) -> PingResult:
+        """Reachability, credentials, edition or permissions."""
+
+    def close(self) -> None:
+        """Release connections."""
+
+
+def supports_push(connector: object) -> bool:
+    """True when the connector can subscribe to change notifications."""
+    return all(callable(getattr(connector, name, None)) for name in ("subscribe", "renew", "unsubscribe", "verify"))

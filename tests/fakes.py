@@ -1,0 +1,217 @@
+"""Two small systems for testing the engine: a file-backed store (so several processes can share it,
+for crash tests) and its connector, plus a test pair that moves customers, items and invoices one way
+and accounts back the other way. Nothing here names a vendor."""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import threading
+import time
+from collections.abc import Iterator
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+from mlconnector.config import SystemConfig
+from mlconnector.errors import AuthError, RateLimited, RecordError, Unreachable
+from mlconnector.flows import Flow, MapContext, PairSpec, SkipRecord
+from mlconnector.systems import ConnectorContext
+from mlconnector.systems.base import PingResult, Record, WriteResult
+
+
+def now() -> datetime:
+    return datetime.now(timezone.utc)
+
+
+class Store:
+    """A remote system's data: entity -> records with id, modified time and fields, in one SQLite file."""
+
+    def __init__(self, path: str | Path) -> None:
+        self.path = str(path)
+        self._lock = threading.Lock()
+        with self._conn() as conn:
+            conn.execute("CREATE TABLE IF NOT EXISTS records (entity TEXT, id TEXT, modified TEXT, data TEXT, "
+                         "PRIMARY KEY (entity, id))")
+            conn.execute("CREATE TABLE IF NOT EXISTS faults (name TEXT PRIMARY KEY, value TEXT)")
+            conn.execute("CREATE TABLE IF NOT EXISTS seq (n INTEGER)")
+
+    def _conn(self) -> sqlite3.Connection:
+        conn = sqlite3.connect(self.path, timeout=30)
+        conn.execute("PRAGMA journal_mode=WAL")
+        return conn
+
+    def put(self, entity: str, data: dict[str, Any], id: str | None = None,
+            modified: datetime | None = None) -> dict[str, Any]:
+        """Insert or replace one record; a new one gets the next numeric id."""
+        with self._lock, self._conn() as conn:
+            if id is None:
+                n = conn.execute("SELECT count(*) FROM seq").fetchone()[0] + 1
+                conn.execute("INSERT INTO seq VALUES (?)", (n,))
+                id = f"{entity[:3]}-{n}"
+            stamp = (modified or now()).isoformat(timespec="microseconds")
+            conn.execute("INSERT OR REPLACE INTO records VALUES (?,?,?,?)", (entity, id, stamp, json.dumps(data)))
+        return {"id": id, "modified": stamp, **data}
+
+    def update(self, entity: str, id: str, **fields: Any) -> dict[str, Any]:
+        current = self.get(entity, id)
+        assert current is not None, f"no {entity} {id}"
+        data = {k: v for k, v in current.items() if k not in ("id", "modified")}
+        data.update(fields)
+        return self.put(entity, data, id)
+
+    def get(self, entity: str, id: str) -> dict[str, Any] | None:
+        with self._conn() as conn:
+            row = conn.execute("SELECT id, modified, data FROM records WHERE entity=? AND id=?", (entity, id)).fetchone()
+        return {"id": row[0], "modified": row[1], **json.loads(row[2])} if row else None
+
+    def all(self, entity: str) -> list[dict[str, Any]]:
+        with self._conn() as conn:
+            rows = conn.execute("SELECT id, modified, data FROM records WHERE entity=? ORDER BY modified, id",
+                                (entity,)).fetchall()
+        return [{"id": r[0], "modified": r[1], **json.loads(r[2])} for r in rows]
+
+    def find(self, entity: str, field: str, value: Any) -> list[dict[str, Any]]:
+        return [r for r in self.all(entity) if r.get(field) == value]
+
+    def set_fault(self, name: str, value: Any) -> None:
+        with self._conn() as conn:
+            conn.execute("INSERT OR REPLACE INTO faults VALUES (?,?)", (name, json.dumps(value)))
+
+    def fault(self, name: str) -> Any:
+        with self._conn() as conn:
+            row = conn.execute("SELECT value FROM faults WHERE name=?", (name,)).fetchone()
+        return json.loads(row[0]) if row else None
+
+
+class StoreConnector:
+    """The connector contract over a Store; counts its calls like a real API client would."""
+
+    def __init__(self, name: str, store: Store, context: ConnectorContext, page_size: int = 50) -> None:
+        self.name = name
+        self.store = store
+        self.counter = context.counter
+        self.page_size = page_size
+        self.writes: list[int] = []
+
+    def _call(self) -> None:
+        self.counter.add(self.name)
+        if self.store.fault("auth"):
+            raise AuthError(self.name, "credentials refused; run `mlconnector secrets set`")
+        if self.store.fault("down"):
+            raise Unreachable(self.name, "connection refused")
+
+    def changes(self, entity: str, since: datetime | None, until: datetime | None = None) -> Iterator[Record]:
+        self._call()
+        rows = [r for r in self.store.all(entity)
+                if (since is None or datetime.fromisoformat(r["modified"]) >= since)
+                and (until is None or datetime.fromisoformat(r["modified"]) < until)]
+        for i, row in enumerate(rows):
+            if i and i % self.page_size == 0:
+                self._call()
+            yield self._record(entity, row)
+
+    def get(self, entity: str, id: str) -> Record | None:
+        self._call()
+        row = self.store.get(entity, id)
+        return self._record(entity, row) if row else None
+
+    def _record(self, entity: str, row: dict[str, Any]) -> Record:
+        data = {k: v for k, v in row.items() if k not in ("id", "modified")}
+        return Record(self.name, entity, row["id"], datetime.fromisoformat(row["modified"]), data)
+
+    def write(self, entity: str, payloads: list[dict[str, Any]], key: str) -> list[WriteResult]:
+        self._call()
+        delay = self.store.fault("slow")
+        if delay:
+            time.sleep(delay)
+        self.writes.append(len(payloads))
+        limited = self.store.fault("rate_limited")
+        if limited:
+            raise RateLimited(self.name, 30)
+        results = []
+        reject = self.store.fault("reject") or []
+        for payload in payloads:
+            if payload.get(key) in reject:
+                results.append(WriteResult("fail", error=f"INVALID_DATA: {key} {payload[key]} refused",
+                                           error_class="INVALID_DATA"))
+                continue
+            existing = self.store.find(entity, key, payload[key])
+            if existing:
+                row = self.store.put(entity, {**{k: v for k, v in existing[0].items()
+                                                 if k not in ("id", "modified")}, **payload}, existing[0]["id"])
+                action = "update"
+            else:
+                row = self.store.put(entity, dict(payload))
+                action = "create"
+            results.append(WriteResult(action, row["id"], datetime.fromisoformat(row["modified"])))
+        return results
+
+    def ping(self) -> PingResult:
+        try:
+            self._call()
+        except (AuthError, Unreachable) as exc:
+            return PingResult(self.name, False, f"file://{self.store.path}", error=str(exc), exit_code=exc.exit_code)
+        return PingResult(self.name, True, f"file://{self.store.path}", details=("store readable",))
+
+    def close(self) -> None:
+        pass
+
+
+def store_factory(system: SystemConfig, context: ConnectorContext) -> StoreConnector:
+    return StoreConnector(system.name, Store(system.setting("path", required=True, type_=str)), context,
+                          page_size=system.setting("page_size", 50, type_=int))
+
+
+# The test pair -----------------------------------------------------------------------------------
+def customer_to_account(c: Record, ctx: MapContext) -> dict[str, Any]:
+    if c.get("blocked"):
+        raise SkipRecord("blocked customer")
+    if not c.get("name"):
+        raise RecordError("customer has no name", "INVALID_DATA")
+    return {"number": c["number"], "account_name": c["name"], "city": c.get("city")}
+
+
+def item_to_product(i: Record, ctx: MapContext) -> dict[str, Any]:
+    return {"code": i["number"], "product_name": i["name"], "price": i.get("price")}
+
+
+def invoice_to_invoice(inv: Record, ctx: MapContext) -> dict[str, Any]:
+    return {
+        "invoice_number": inv["number"],
+        "account_id": ctx.target_id("customers", inv["customer_id"], what="customer"),
+        "lines": [{"product_id": ctx.target_id("items", line["item_id"], what="item"), "qty": line["qty"]}
+                  for line in inv["lines"]],
+    }
+
+
+def account_to_customer(a: Record, ctx: MapContext) -> dict[str, Any]:
+    return {"number": a["number"], "name": a["account_name"], "city": a.get("city")}
+
+
+TEST_PAIR = PairSpec(
+    name="erp-crm",
+    roles={"erp": ("testerp",), "crm": ("testcrm",)},
+    flows=(
+        Flow("customers", "erp", "customer", "crm", "account", "number", customer_to_account,
+             echo_of="accounts"),
+        Flow("items", "erp", "item", "crm", "product", "code", item_to_product),
+        Flow("invoices", "erp", "invoice", "crm", "invoice", "invoice_number", invoice_to_invoice,
+             depends_on=("customers", "items")),
+        Flow("accounts", "crm", "account", "erp", "customer", "number", account_to_customer,
+             echo_of="customers"),
+    ),
+    description="test pair: customers, items and invoices to the CRM; accounts back",
+)
+
+
+def register() -> None:
+    """Entry point for MLCONNECTOR_PLUGINS=tests.fakes (subprocess tests)."""
+    from mlconnector import pairs, systems
+
+    systems.register_kind("testerp", store_factory)
+    systems.register_kind("testcrm", store_factory)
+    pairs.register(TEST_PAIR)
+
+
+register()

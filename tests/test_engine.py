@@ -1,0 +1,261 @@
+"""The engine's promises, each proven against two small test systems (tests/fakes.py)."""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+
+import pytest
+
+from mlconnector.config import load_config
+from mlconnector.engine import Engine, open_pair
+from mlconnector.errors import AuthError, EXIT_OK, EXIT_RECORDS_FAILED, EXIT_UNREACHABLE
+from mlconnector.state import State
+from mlconnector.systems import ConnectorContext
+from tests.fakes import Store
+
+
+def make_engine(config_file: Path, tmp_path: Path, **overrides) -> Engine:
+    config = load_config(config_file)
+    session = open_pair(config, "erp-crm", ConnectorContext(secrets=None))
+    pair_config = session.config
+    if overrides:
+        from dataclasses import replace
+        pair_config = replace(pair_config, **overrides)
+    state = State(tmp_path / "state.db")
+    return Engine(session.pair, pair_config, session.connectors, state, counter=session.counter)
+
+
+def seed_customers(erp: Store, n: int, start: int = 1) -> list[dict]:
+    return [erp.put("customer", {"number": f"C{i:05d}", "name": f"Customer {i}", "city": "Oslo"})
+            for i in range(start, start + n)]
+
+
+def test_first_run_creates_one_target_record_per_source_record_and_audits_each(config_file, tmp_path, erp, crm):
+    seed_customers(erp, 25)
+    engine = make_engine(config_file, tmp_path)
+
+    result = engine.sync(["customers"])
+
+    assert result.exit_code == EXIT_OK
+    accounts = crm.all("account")
+    assert sorted(a["number"] for a in accounts) == [f"C{i:05d}" for i in range(1, 26)]
+    assert result.flows["customers"].created == 25
+    rows = engine.state.audit_rows(run=result.run_id, limit=None)
+    assert len(rows) == 25 and {r["action"] for r in rows} == {"create"}
+    assert all(r["target_id"] and r["source_system"] == "erp" and r["target_system"] == "crm" for r in rows)
+    assert all(r["time"].endswith("+00:00") for r in rows)
+    # batch_size 10 in the config: 25 records cost three write calls
+    assert engine.connectors["crm"].writes == [10, 10, 5]
+
+
+def test_second_run_with_no_changes_writes_nothing(config_file, tmp_path, erp, crm):
+    seed_customers(erp, 12)
+    engine = make_engine(config_file, tmp_path)
+    engine.sync(["customers"])
+    writes_before = list(engine.connectors["crm"].writes)
+
+    result = engine.sync(["customers"])
+
+    assert engine.connectors["crm"].writes == writes_before
+    assert result.flows["customers"].created == result.flows["customers"].updated == 0
+    assert len(crm.all("account")) == 12
+
+
+def test_reads_start_at_watermark_minus_overlap_and_stop_at_run_start(config_file, tmp_path, erp, monkeypatch):
+    seed_customers(erp, 3)
+    engine = make_engine(config_file, tmp_path)
+    engine.sync(["customers"])
+    mark = engine.state.watermark("erp-crm", "customers")
+    assert mark == datetime.fromisoformat(erp.all("customer")[-1]["modified"])
+
+    seen = []
+    original = engine.connectors["erp"].changes
+    monkeypatch.setattr(engine.connectors["erp"], "changes",
+                        lambda entity, since, until=None: seen.append((since, until)) or original(entity, since, until))
+    before = datetime.now(timezone.utc)
+    engine.sync(["customers"])
+
+    since, until = seen[0]
+    assert since == mark - timedelta(seconds=60)  # overlap_seconds = 60 in the test config
+    assert since.tzinfo is not None and until.tzinfo is not None
+    assert before <= until <= datetime.now(timezone.utc)
+
+
+def test_a_change_with_the_same_timestamp_as_the_watermark_is_not_lost(config_file, tmp_path, erp, crm):
+    first = seed_customers(erp, 1)[0]
+    engine = make_engine(config_file, tmp_path)
+    engine.sync(["customers"])
+    # Another record committed later in the source with exactly the watermark's timestamp.
+    erp.put("customer", {"number": "C00099", "name": "Tie", "city": "Bergen"},
+            modified=datetime.fromisoformat(first["modified"]))
+
+    engine.sync(["customers"])
+
+    assert {a["number"] for a in crm.all("account")} == {"C00001", "C00099"}
+
+
+def test_only_changed_records_move_and_unchanged_payloads_are_not_written(config_file, tmp_path, erp, crm):
+    rows = seed_customers(erp, 5)
+    engine = make_engine(config_file, tmp_path)
+    engine.sync(["customers"])
+    writes = len(engine.connectors["crm"].writes)
+    erp.update("customer", rows[0]["id"], city="Trondheim")      # a real change
+    erp.update("customer", rows[1]["id"], internal_note="x")     # touched, but maps to the same payload
+
+    result = engine.sync(["customers"])
+
+    stats = result.flows["customers"]
+    assert (stats.updated, stats.unchanged) == (1, 1)
+    assert len(engine.connectors["crm"].writes) == writes + 1 and engine.connectors["crm"].writes[-1] == 1
+    assert crm.find("account", "number", "C00001")[0]["city"] == "Trondheim"
+    skip = [r for r in engine.state.audit_rows(run=result.run_id) if r["action"] == "skip"]
+    assert [r["note"] for r in skip] == ["unchanged"]
+
+
+def test_our_own_writes_coming_back_are_skipped_as_echoes(config_file, tmp_path, erp, crm):
+    rows = seed_customers(erp, 2)
+    engine = make_engine(config_file, tmp_path)
+    engine.sync(["customers"])
+
+    back = engine.sync(["accounts"])  # reads the accounts we just wrote
+
+    assert back.flows["accounts"].skipped == 2 and back.flows["accounts"].updated == 0
+    notes = {r["note"] for r in engine.state.audit_rows(run=back.run_id)}
+    assert notes == {"echo of our own write by customers"}
+
+    # A real edit on the CRM side goes back to the ERP, and that write is not echoed forward again.
+    account = crm.find("account", "number", "C00001")[0]
+    crm.update("account", account["id"], city="Stavanger")
+    assert engine.sync(["accounts"]).flows["accounts"].updated == 1
+    assert erp.get("customer", rows[0]["id"])["city"] == "Stavanger"
+    forward = engine.sync(["customers"])
+    assert forward.flows["customers"].updated == 0
+    assert len(erp.all("customer")) == 2 and len(crm.all("account")) == 2
+
+
+def test_unresolved_reference_fails_with_the_reason_then_replay_completes(config_file, tmp_path, erp, crm):
+    customer = seed_customers(erp, 1)[0]
+    item = erp.put("item", {"number": "I1", "name": "Widget", "price": 9.5})
+    erp.put("invoice", {"number": "INV1", "customer_id": customer["id"], "lines": [{"item_id": item["id"], "qty": 2}]})
+    engine = make_engine(config_file, tmp_path)
+
+    result = engine.sync(["customers", "invoices"])  # items not synced yet
+
+    assert result.exit_code == EXIT_RECORDS_FAILED
+    assert crm.all("invoice") == []
+    failed = engine.state.audit_rows(status="failed")
+    assert len(failed) == 1 and failed[0]["error_class"] == "unresolved_reference"
+    assert f"item {item['id']} is not yet in crm" in failed[0]["error"]
+    assert [q["source_id"] for q in engine.state.replay_items()] == [failed[0]["source_id"]]
+
+    engine.sync(["items"])
+    replayed = engine.replay()
+
+    assert replayed.exit_code == EXIT_OK
+    invoice = crm.all("invoice")
+    assert len(invoice) == 1
+    assert invoice[0]["lines"] == [{"product_id": crm.all("product")[0]["id"], "qty": 2}]
+    assert engine.state.replay_items() == []
+
+
+def test_flows_run_after_the_flows_they_depend_on(config_file, tmp_path, erp, crm):
+    customer = seed_customers(erp, 1)[0]
+    item = erp.put("item", {"number": "I1", "name": "Widget"})
+    erp.put("invoice", {"number": "INV1", "customer_id": customer["id"], "lines": [{"item_id": item["id"], "qty": 1}]})
+    engine = make_engine(config_file, tmp_path)
+
+    result = engine.sync(["invoices", "items", "customers"])
+
+    assert list(result.flows) == ["customers", "items", "invoices"]
+    assert result.exit_code == EXIT_OK and len(crm.all("invoice")) == 1
+
+
+def test_rejected_records_are_queued_and_the_rest_still_land(config_file, tmp_path, erp, crm):
+    seed_customers(erp, 4)
+    crm.set_fault("reject", ["C00002"])
+    engine = make_engine(config_file, tmp_path)
+
+    result = engine.sync(["customers"])
+
+    assert result.exit_code == EXIT_RECORDS_FAILED
+    assert sorted(a["number"] for a in crm.all("account")) == ["C00001", "C00003", "C00004"]
+    queue = engine.state.replay_items()
+    assert len(queue) == 1 and queue[0]["error_class"] == "INVALID_DATA"
+    # the watermark passes the queued record: replay, not the poll, owns it now
+    assert engine.state.watermark("erp-crm", "customers") == datetime.fromisoformat(erp.all("customer")[-1]["modified"])
+
+    crm.set_fault("reject", [])
+    assert engine.replay().exit_code == EXIT_OK
+    assert len(crm.all("account")) == 4 and engine.state.replay_items() == []
+    rows = engine.state.audit_rows(record=queue[0]["source_id"])
+    assert [r["action"] for r in rows] == ["fail", "create"]
+
+
+def test_mapping_errors_and_skips_are_recorded_per_record(config_file, tmp_path, erp, crm):
+    erp.put("customer", {"number": "C1", "name": "", "city": "x"})
+    erp.put("customer", {"number": "C2", "name": "Blocked", "blocked": True})
+    erp.put("customer", {"number": "C3"})  # no name key at all: a KeyError in the mapping
+    engine = make_engine(config_file, tmp_path)
+
+    result = engine.sync(["customers"])
+
+    rows = {r["source_id"]: r for r in engine.state.audit_rows()}
+    assert [r["action"] for r in rows.values()] == ["fail", "skip", "fail"]
+    assert result.flows["customers"].failed == 2 and result.exit_code == EXIT_RECORDS_FAILED
+    assert crm.all("account") == []
+
+
+def test_system_down_during_writes_queues_the_batch_and_exits_5(config_file, tmp_path, erp, crm):
+    seed_customers(erp, 3)
+    crm.set_fault("down", True)
+    engine = make_engine(config_file, tmp_path)
+
+    result = engine.sync(["customers"])
+
+    assert result.exit_code == EXIT_UNREACHABLE and "connection refused" in result.stopped
+    assert len(engine.state.replay_items()) == 3
+    crm.set_fault("down", False)
+    assert engine.replay().exit_code == EXIT_OK
+    assert len(crm.all("account")) == 3
+
+
+def test_auth_failure_stops_the_run_and_keeps_the_watermark(config_file, tmp_path, erp, crm):
+    seed_customers(erp, 3)
+    crm.set_fault("auth", True)
+    engine = make_engine(config_file, tmp_path)
+
+    with pytest.raises(AuthError):
+        engine.sync(["customers"])
+
+    assert engine.state.watermark("erp-crm", "customers") is None
+    assert engine.state.replay_items() == []
+    crm.set_fault("auth", False)
+    assert engine.sync(["customers"]).exit_code == EXIT_OK and len(crm.all("account")) == 3
+
+
+def test_dry_run_writes_nothing_and_says_what_it_would_do(config_file, tmp_path, erp, crm):
+    rows = seed_customers(erp, 15)
+    engine = make_engine(config_file, tmp_path)
+    engine.sync(["customers"], since=datetime.fromisoformat(rows[10]["modified"]))  # 5 already there
+
+    result = engine.sync(["customers"], full=True, dry_run=True)
+
+    assert len(crm.all("account")) == 5
+    actions = sorted(p.action for p in result.planned)
+    assert actions.count("create") == 10
+    assert result.estimated_calls == {"crm": 1}  # ten creates fit one write call of batch_size 10
+    assert engine.state.watermark("erp-crm", "customers") == datetime.fromisoformat(rows[-1]["modified"])
+    assert all(r["run_id"] != result.run_id for r in engine.state.audit_rows(limit=None))
+
+
+def test_audit_rows_hold_no_payload_unless_asked(config_file, tmp_path, erp):
+    seed_customers(erp, 1)
+    engine = make_engine(config_file, tmp_path)
+    engine.sync(["customers"])
+    assert engine.state.audit_rows()[0]["payload"] is None
+
+    erp.update("customer", erp.all("customer")[0]["id"], city="Molde")
+    with_payload = make_engine(config_file, tmp_path, audit_payloads=True)
+    with_payload.sync(["customers"])
+    assert '"city": "Molde"' in with_payload.state.audit_rows()[-1]["payload"]
