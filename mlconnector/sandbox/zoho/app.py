@@ -1,0 +1,162 @@
+"""Builds the Starlette app: accounts routes, API routes behind Zoho's auth, faults and credit counting."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import httpx
+from starlette.applications import Starlette
+from starlette.exceptions import HTTPException
+from starlette.requests import Request
+from starlette.responses import JSONResponse, PlainTextResponse, Response
+from starlette.routing import Route
+
+from ..common import Faults, SandboxClock
+from . import routes
+from .errors import ZohoError, error_body
+from .oauth import AccessToken, revoke_endpoint, token_endpoint
+from .sandbox import ZohoSandbox
+
+
+def authenticate(sandbox: ZohoSandbox, request: Request) -> AccessToken:
+    """``Authorization: Zoho-oauthtoken <token>``; a missing header and a bad token fail differently."""
+    header = request.headers.get("authorization", "")
+    scheme, _, value = header.partition(" ")
+    if not header or scheme != "Zoho-oauthtoken" or not value.strip():
+        raise ZohoError(401, "AUTHENTICATION_FAILURE", "Authentication failed")
+    token = sandbox.accounts.access_token(value.strip())
+    if token is None:
+        raise ZohoError(401, "INVALID_TOKEN", "invalid oauth token")
+    return token
+
+
+def inject_faults(sandbox: ZohoSandbox) -> Response | None:
+    """Injected throttling and outages, before the call does anything."""
+    faults = sandbox.faults
+    if faults.roll(faults.rate_limit):
+        sandbox.calls["throttled"] += 1
+        # Zoho's exact 429 body and headers are not documented; the sandbox sends Zoho's error shape with
+        # TOO_MANY_REQUESTS (the code Zoho's Kaizen #203 names) and a Retry-After so clients can honour it.
+        return ZohoError(429, "TOO_MANY_REQUESTS", "Too many requests. Please try again later.",
+                         {"retry_after": faults.retry_after},
+                         headers={"Retry-After": f"{faults.retry_after:g}"}).response()
+    if faults.roll(faults.server_error):
+        sandbox.calls["server_error"] += 1
+        if faults.rng.random() < 0.5:
+            return ZohoError(500, "INTERNAL_ERROR", "Internal Server Error").response()
+        # a gateway outage is not JSON: clients must not assume every error body parses
+        return PlainTextResponse("Service Unavailable", status_code=503)
+    return None
+
+
+def api(sandbox: ZohoSandbox, name: str, family: str, operation: str, handler: routes.Handler) -> Any:
+    """Wrap a handler: latency, auth, scope, faults, the call counter and credits."""
+    async def endpoint(request: Request) -> Response:
+        sandbox._loop = asyncio.get_running_loop()
+        await sandbox.faults.delay()
+        try:
+            token = authenticate(sandbox, request)
+            op = operation or _operation(request.method)
+            if not token.allows(family, op):
+                raise ZohoError(401, "OAUTH_SCOPE_MISMATCH", "Unauthorized")
+            faulted = inject_faults(sandbox)
+            if faulted is not None:
+                return faulted
+            sandbox.calls[name] += 1
+            call = routes.Call(sandbox, token)
+            response = await handler(request, call)
+            sandbox.credits += call.credits
+            return response
+        except ZohoError as error:
+            return error.response()
+    return endpoint
+
+
+def _operation(method: str) -> str:
+    return {"GET": "READ", "POST": "CREATE", "PUT": "UPDATE", "PATCH": "UPDATE", "DELETE": "DELETE"}[method]
+
+
+def _by_method(sandbox: ZohoSandbox, family: str, table: dict[str, tuple[str, routes.Handler]]) -> Any:
+    """One path, several methods: each method has its own handler and counter name."""
+    endpoints = {method: api(sandbox, name, family, "", handler) for method, (name, handler) in table.items()}
+
+    async def endpoint(request: Request) -> Response:
+        return await endpoints[request.method](request)
+    return endpoint
+
+
+def build_routes(sandbox: ZohoSandbox) -> list[Route]:
+    token = token_endpoint(sandbox.accounts)
+    revoke = revoke_endpoint(sandbox.accounts)
+    records = "ZohoCRM.modules"
+    return [
+        # Accounts server (this DC, or any DC via /accounts/{dc}/... so one app can stand in for several)
+        Route("/oauth/v2/token", token, methods=["POST"]),
+        Route("/oauth/v2/token/revoke", revoke, methods=["POST"]),
+        Route("/accounts/{dc}/oauth/v2/token", token, methods=["POST"]),
+        Route("/accounts/{dc}/oauth/v2/token/revoke", revoke, methods=["POST"]),
+        # CRM API v8
+        Route("/crm/v8/org", api(sandbox, "org", "ZohoCRM.org", "READ", routes.get_org), methods=["GET"]),
+        Route("/crm/v8/users", api(sandbox, "users", "ZohoCRM.users", "READ", routes.get_users), methods=["GET"]),
+        Route("/crm/v8/coql", api(sandbox, "coql", "ZohoCRM.coql", "READ", routes.run_coql), methods=["POST"]),
+        Route("/crm/v8/upload", api(sandbox, "upload", "ZohoFiles.files", "CREATE", routes.upload_file),
+              methods=["POST"]),
+        Route("/crm/v8/actions/watch", _by_method(sandbox, "ZohoCRM.notifications", {
+            "GET": ("watch.list", routes.list_channels), "POST": ("watch.enable", routes.enable_channels),
+            "PUT": ("watch.replace", routes.replace_channels), "PATCH": ("watch.patch", routes.patch_channels),
+            "DELETE": ("watch.disable", routes.disable_channels),
+        }), methods=["GET", "POST", "PUT", "PATCH", "DELETE"]),
+        Route("/crm/bulk/v8/write", api(sandbox, "bulk_write.create", "ZohoCRM.bulk", "CREATE",
+                                        routes.create_bulk_job), methods=["POST"]),
+        Route("/crm/bulk/v8/write/{job_id}", api(sandbox, "bulk_write.get", "ZohoCRM.bulk", "READ",
+                                                 routes.get_bulk_job), methods=["GET"]),
+        Route("/crm/bulk/v8/write/{job_id}/result", api(sandbox, "bulk_write.result", "ZohoCRM.bulk", "READ",
+                                                        routes.download_bulk_result), methods=["GET"]),
+        Route("/crm/v8/{module}/upsert", api(sandbox, "records.upsert", records, "CREATE", routes.upsert_records),
+              methods=["POST"]),
+        Route("/crm/v8/{module}", _by_method(sandbox, records, {
+            "GET": ("records.list", routes.list_records), "POST": ("records.insert", routes.insert_records),
+            "PUT": ("records.update", routes.update_records), "DELETE": ("records.delete", routes.delete_records),
+        }), methods=["GET", "POST", "PUT", "DELETE"]),
+        Route("/crm/v8/{module}/{record_id}", _by_method(sandbox, records, {
+            "GET": ("records.get", routes.get_record), "PUT": ("records.update", routes.update_records),
+            "DELETE": ("records.delete", routes.delete_records),
+        }), methods=["GET", "PUT", "DELETE"]),
+    ]
+
+
+async def _http_error(request: Request, exc: Exception) -> Response:
+    """Unknown paths and methods answer in Zoho's JSON, not Starlette's plain text."""
+    status = getattr(exc, "status_code", 500)
+    if status == 405:
+        return JSONResponse(error_body("INVALID_REQUEST_METHOD", "The http request method type is not a valid one",
+                                       {}), status_code=400)
+    if status == 404:
+        return JSONResponse(error_body("INVALID_URL_PATTERN",
+                                       "Please check if the URL trying to access is a correct one"), status_code=404)
+    return JSONResponse(error_body("INTERNAL_ERROR", "Internal Server Error"), status_code=status)
+
+
+def create_app(*, clock: SandboxClock | None = None, faults: Faults | str | None = None, data_centre: str = "us",
+               edition: str = "enterprise", api_domain: str | None = None, time_zone: str = "America/Los_Angeles",
+               notify_transport: httpx.AsyncBaseTransport | None = None) -> Starlette:
+    """A Zoho CRM org with its accounts server, as one Starlette app. Helpers live on ``app.state.zoho``.
+
+    clock            sandbox time (advance it to expire tokens, grant codes, channels, page tokens)
+    faults           a ``Faults`` or its spec string (``"429=0.2,5xx=0.05,latency=50ms,drop=0.1,token_ttl=5"``)
+    data_centre      us, eu, in, au, jp, ca, cn, sa, uk: the DC of the org and of this accounts server
+    edition          free, standard, professional, enterprise, ultimate, crmplus, zohoone
+    api_domain       what token responses announce as ``api_domain`` (default: the DC's www.zohoapis host);
+                     pass the served base URL (``http://127.0.0.1:PORT``) when running under uvicorn
+    time_zone        the org user's zone; Zoho writes every datetime in it (with its offset)
+    notify_transport the httpx transport for notification and bulk callback POSTs (in-process tests)
+    """
+    sandbox = ZohoSandbox(
+        clock=clock or SandboxClock(),
+        faults=faults if isinstance(faults, Faults) else Faults.parse(faults),
+        data_centre=data_centre, edition=edition, api_domain=api_domain, time_zone=time_zone,
+        notify_transport=notify_transport)
+    app = Starlette(routes=build_routes(sandbox), exception_handlers={HTTPException: _http_error})
+    app.state.zoho = sandbox
+    return app

@@ -1,0 +1,279 @@
+"""The emulated org: its state, the helpers tests use (``app.state.zoho``), notification delivery, bulk jobs."""
+
+from __future__ import annotations
+
+import asyncio
+import secrets
+from collections import Counter
+from dataclasses import dataclass
+from datetime import datetime, timedelta, timezone, tzinfo
+from typing import Any
+from zoneinfo import ZoneInfo
+
+import httpx
+
+from ..common import Faults, SandboxClock
+from . import bulk, watch
+from .errors import RecordError
+from .modules import EDITIONS, MODULES, ModuleSpec, spec_for
+from .oauth import API_DOMAINS, Accounts, Client
+from .store import RecordStore, User, WriteOutcome
+
+BULK_JOB_SECONDS = 2.0  # a job completes on the second poll, or once this much sandbox time has passed
+
+
+@dataclass
+class PageToken:
+    """A ``page_token`` from a list call: bound to the call's parameters, valid 24 hours."""
+
+    binding: tuple[Any, ...]
+    offset: int
+    expires_at: datetime
+
+
+def _zone(name: str) -> tzinfo:
+    try:
+        return ZoneInfo(name)
+    except Exception:  # no tz database on the host: fall back to UTC rather than fail to start
+        return timezone.utc
+
+
+class ZohoSandbox:
+    """One Zoho CRM org in one data centre, with its accounts server.
+
+    Reachable as ``app.state.zoho``. Counters for tests and benchmarks: ``calls`` (per operation),
+    ``credits`` (API credits as Zoho charges them), ``deliveries`` (notifications sent or dropped).
+    """
+
+    def __init__(self, *, clock: SandboxClock, faults: Faults, data_centre: str, edition: str,
+                 api_domain: str | None, time_zone: str, notify_transport: httpx.AsyncBaseTransport | None) -> None:
+        self.clock = clock
+        self.faults = faults
+        self.data_centre = data_centre
+        self.edition = ""
+        self.set_edition(edition)
+        self.api_domain = (api_domain or API_DOMAINS.get(data_centre, API_DOMAINS["us"])).rstrip("/")
+        self.time_zone = time_zone
+        self.tz = _zone(time_zone)
+        self.org_id = "5725767000000330001"
+        self.zgid = "808232144"
+        self.user = User("5725767000000411001", "Patricia Boyle", "patricia.boyle@example.test")
+        self.accounts = Accounts(clock.now, data_centre, self.zgid, self.api_domain, lambda: self.faults.token_ttl)
+        self.store = RecordStore(clock.now, self.tz, self.user)
+        self.notify_transport = notify_transport
+        self.calls: Counter[str] = Counter()
+        self.credits = 0
+        self.channels: dict[str, watch.Channel] = {}
+        self.deliveries: list[watch.Delivery] = []
+        self.files: dict[str, bulk.UploadedFile] = {}
+        self.jobs: dict[str, bulk.BulkJob] = {}
+        self.page_tokens: dict[str, PageToken] = {}
+        self._tasks: set[asyncio.Task[Any]] = set()
+        self._loop: asyncio.AbstractEventLoop | None = None
+
+    # -- helpers for tests, demos and benchmarks --------------------------------------------------------------
+    def register_client(self, client_id: str | None = None, client_secret: str | None = None, *,
+                        redirect_uri: str | None = None, data_centre: str | None = None) -> Client:
+        """Register an OAuth client (as in Zoho's API console) for this DC unless another is named."""
+        return self.accounts.register_client(client_id, client_secret, redirect_uri=redirect_uri,
+                                             data_centre=data_centre)
+
+    def issue_grant_code(self, client_id: str, **kwargs: Any) -> str:
+        """A one-time grant code, as the consent redirect (or a Self Client) would hand out; 3 minutes."""
+        return self.accounts.issue_grant_code(client_id, **kwargs)
+
+    def issue_refresh_token(self, client_id: str, **kwargs: Any) -> str:
+        """A refresh token without the code exchange, for tests that do not exercise the OAuth dance."""
+        return self.accounts.issue_refresh_token(client_id, **kwargs)
+
+    def revoke_refresh_token(self, token: str) -> None:
+        """Revoke a refresh token and every access token minted from it."""
+        self.accounts.revoke(token)
+
+    def set_edition(self, edition: str) -> None:
+        if edition not in EDITIONS:
+            raise ValueError(f"unknown edition {edition!r}; one of {', '.join(EDITIONS)}")
+        self.edition = edition
+
+    def advance(self, **kwargs: float) -> None:
+        """Move sandbox time on (``advance(minutes=61)``): tokens, grant codes and channels expire."""
+        self.clock.advance(**kwargs)
+
+    def mark_unique(self, module: str, field: str) -> None:
+        """Make a field "Do not allow duplicate values": insert/update refuse duplicates, upsert can key on it."""
+        self.store.unique[self._spec(module).api_name].add(field)
+
+    def seed(self, module: str, records: list[dict[str, Any]]) -> list[str]:
+        """Insert records directly (no credits, no notifications), with the API's validation; returns ids."""
+        spec = self._spec(module)
+        ids = []
+        for index, record in enumerate(records):
+            try:
+                ids.append(self.store.insert(spec, record, f"$.data[{index}]").record_id)
+            except RecordError as error:
+                raise ValueError(f"seed {module}[{index}]: {error.code} {error.details}") from None
+        return ids
+
+    def records(self, module: str) -> list[dict[str, Any]]:
+        """Every record of a module, full (with line items), oldest first."""
+        spec = self._spec(module)
+        return [self.store.view(spec, r, subforms=True) for r in self.store.all(spec.api_name)]
+
+    def record(self, module: str, record_id: str) -> dict[str, Any] | None:
+        spec = self._spec(module)
+        found = self.store.get(spec.api_name, record_id)
+        return None if found is None else self.store.view(spec, found, subforms=True)
+
+    def edit(self, module: str, record_id: str, **fields: Any) -> None:
+        """Change a record as a CRM user would in the UI: Modified_Time moves and watchers are notified."""
+        spec = self._spec(module)
+        outcome = self.store.update(spec, record_id, fields, "$.data[0]")
+        self.notify(spec, [outcome])
+
+    def reset_counters(self) -> None:
+        self.calls.clear()
+        self.credits = 0
+        self.deliveries.clear()
+
+    async def drain(self) -> None:
+        """Wait until every notification POST in flight has finished (run on the app's loop)."""
+        while self._tasks:
+            await asyncio.gather(*list(self._tasks), return_exceptions=True)
+
+    # -- shared by the routes ------------------------------------------------------------------------------------
+    def _spec(self, module: str) -> ModuleSpec:
+        spec = spec_for(module, self.edition)
+        if spec is None:
+            raise KeyError(f"no module {module!r} in the {self.edition} edition")
+        return spec
+
+    def spec(self, module: str) -> ModuleSpec | None:
+        return spec_for(module, self.edition)
+
+    def timestamp(self, moment: datetime | None = None) -> str:
+        return (moment or self.clock.now()).astimezone(self.tz).replace(microsecond=0).isoformat()
+
+    def new_id(self) -> str:
+        return self.store.new_id()
+
+    def new_page_token(self, binding: tuple[Any, ...], offset: int) -> tuple[str, str]:
+        token = secrets.token_hex(16)
+        expires = self.clock.now() + timedelta(hours=24)
+        self.page_tokens[token] = PageToken(binding, offset, expires)
+        return token, self.timestamp(expires)
+
+    # -- notifications --------------------------------------------------------------------------------------------
+    def notify(self, spec: ModuleSpec, outcomes: list[WriteOutcome], operation: str | None = None,
+               values: dict[str, dict[str, Any]] | None = None) -> None:
+        """Queue the POSTs for a batch of writes: one per channel and operation, with all the ids."""
+        now = self.clock.now()
+        for channel_id, channel in list(self.channels.items()):
+            if channel.expiry <= now:
+                del self.channels[channel_id]  # expired channels stop silently, as in Zoho
+        by_operation: dict[str, list[WriteOutcome]] = {}
+        for outcome in outcomes:
+            by_operation.setdefault(operation or outcome.action, []).append(outcome)
+        for op, done in by_operation.items():
+            ids = [o.record_id for o in done]
+            changed = {o.record_id: list(o.changed) for o in done}
+            current = values or {i: self._affected_values(spec, i, changed[i]) for i in ids}
+            for channel in self.channels.values():
+                if channel.wants(spec.api_name, op):
+                    body = watch.notification(channel, spec.api_name, op, ids, now, self.api_domain, changed, current)
+                    self._schedule(channel, body)
+
+    def _affected_values(self, spec: ModuleSpec, record_id: str, changed: list[str]) -> dict[str, Any]:
+        record = self.store.get(spec.api_name, record_id) or {}
+        return {name: record.get(name) for name in changed if name != spec.line_items}
+
+    def _schedule(self, channel: watch.Channel, body: dict[str, Any]) -> None:
+        delivery = watch.Delivery(channel.channel_id, channel.notify_url, body)
+        self.deliveries.append(delivery)
+        if self.faults.roll(self.faults.drop):
+            delivery.dropped = True
+            return
+        self.run_soon(self._post(delivery.url, body, delivery))
+
+    def run_soon(self, coroutine: Any) -> None:
+        """Start background work on the app's event loop, from a route or from a helper on another thread."""
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:
+            loop = None
+        if loop is not None:
+            self._track(loop.create_task(coroutine))
+        elif self._loop is not None and self._loop.is_running():
+            self._loop.call_soon_threadsafe(lambda: self._track(self._loop.create_task(coroutine)))  # type: ignore[union-attr]
+        else:
+            coroutine.close()  # no loop has served a request yet: nothing can deliver
+
+    def _track(self, task: asyncio.Task[Any]) -> None:
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _post(self, url: str, body: dict[str, Any], delivery: watch.Delivery | None = None) -> None:
+        try:
+            async with httpx.AsyncClient(transport=self.notify_transport, timeout=10.0) as client:
+                response = await client.post(url, json=body)
+            if delivery is not None:
+                delivery.status = response.status_code
+                delivery.sent_at = self.clock.now()
+        except httpx.HTTPError as error:  # Zoho's retry policy is undocumented; the sandbox does not retry
+            if delivery is not None:
+                delivery.error = repr(error)
+
+    # -- bulk write -------------------------------------------------------------------------------------------------
+    def poll_job(self, job: bulk.BulkJob) -> None:
+        """Jobs advance when polled: ADDED -> IN PROGRESS on the first poll, COMPLETED on the next (or after
+        ``BULK_JOB_SECONDS`` of sandbox time), so clients must really poll."""
+        job.polls += 1
+        if job.status == "COMPLETED":
+            return
+        elapsed = (self.clock.now() - job.created_at).total_seconds()
+        if job.polls >= 2 or elapsed >= BULK_JOB_SECONDS:
+            self.run_job(job)
+        else:
+            job.status = "IN PROGRESS"
+
+    def run_job(self, job: bulk.BulkJob) -> None:
+        statuses: list[tuple[str, str, str]] = []
+        done: list[WriteOutcome] = []
+        for index, row in enumerate(job.file.rows[1:]):
+            job.counts["total_count"] += 1
+            try:
+                outcome = self._bulk_row(job, row, index)
+            except RecordError as error:
+                job.counts["skipped_count"] += 1
+                statuses.append(("SKIPPED", "", bulk.error_text(error)))
+                continue
+            done.append(outcome)
+            key = "added_count" if outcome.action == "insert" else "updated_count"
+            job.counts[key] += 1
+            statuses.append(("ADDED" if outcome.action == "insert" else "UPDATED", outcome.record_id, ""))
+        job.result_zip = bulk.result_zip(job, statuses)
+        job.status = "COMPLETED"
+        if job.callback:
+            self.run_soon(self._post(job.callback["url"], bulk.job_details(job, self.api_domain)))
+
+    def _bulk_row(self, job: bulk.BulkJob, row: list[str], index: int) -> WriteOutcome:
+        record = bulk.row_record(job, row, self.store)
+        path = f"$.data[{index}]"
+        spec = job.module
+        if job.operation == "insert":
+            return self.store.insert(spec, record, path)
+        key = job.find_by or "id"
+        value = record.get(key)
+        match = None
+        if value not in (None, ""):
+            match = next((r for r in self.store.all(spec.api_name)
+                          if str(r.get(key, "")).lower() == str(value).lower()), None)
+        if match is not None:
+            return self.store.update(spec, match["id"], {k: v for k, v in record.items() if k != "id"}, path,
+                                     duplicate_field=key)
+        if job.operation == "update":
+            raise RecordError("NOT_FOUND", "record not found", {"api_name": key})
+        return self.store.insert(spec, record, path)
+
+    @staticmethod
+    def module_names() -> list[str]:
+        return list(MODULES)

@@ -1,0 +1,250 @@
+"""The in-memory record store and Zoho's write rules: validation, lookups, line items, duplicates, upsert."""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from datetime import datetime, tzinfo
+from typing import Any
+
+from .errors import RecordError
+from .modules import LINE_ITEM_ALIASES, MODULES, READ_ONLY_FIELDS, ModuleSpec
+
+# Zoho record ids are 19-digit numbers sent as strings; the sandbox keeps Zoho's org-prefix shape.
+_ID_BASE = 5725767 * 10**12
+
+
+@dataclass(frozen=True)
+class WriteOutcome:
+    """What one record write did, for the ``data[]`` item and for notifications."""
+
+    record_id: str
+    action: str  # "insert" | "update"
+    changed: tuple[str, ...] = ()
+    duplicate_field: str | None = None
+
+
+@dataclass
+class User:
+    id: str
+    name: str
+    email: str
+
+    def minified(self) -> dict[str, str]:
+        return {"name": self.name, "id": self.id}
+
+
+def _same(a: Any, b: Any) -> bool:
+    """Duplicate checks ignore case and surrounding spaces, as Zoho's do for text and email fields."""
+    if isinstance(a, str) and isinstance(b, str):
+        return a.strip().lower() == b.strip().lower()
+    return a == b
+
+
+def _blank(value: Any) -> bool:
+    return value is None or (isinstance(value, str) and not value.strip()) or value == []
+
+
+def _number(value: Any, default: float = 0.0) -> float:
+    try:
+        return float(value) if value is not None else default
+    except (TypeError, ValueError):
+        return default
+
+
+@dataclass
+class RecordStore:
+    """Records per module plus the org's user-defined unique fields."""
+
+    now: Callable[[], datetime]
+    tz: tzinfo
+    user: User
+    records: dict[str, dict[str, dict[str, Any]]] = field(default_factory=lambda: {m: {} for m in MODULES})
+    unique: dict[str, set[str]] = field(default_factory=lambda: {m: set() for m in MODULES})
+    _ids: Iterable[int] = field(default_factory=lambda: itertools.count(524001))
+
+    # -- ids and time -----------------------------------------------------------------------------------
+    def new_id(self) -> str:
+        return str(_ID_BASE + next(self._ids))  # type: ignore[call-overload]
+
+    def timestamp(self) -> str:
+        """Zoho's datetime text: the org's offset, second precision."""
+        return self.now().astimezone(self.tz).replace(microsecond=0).isoformat()
+
+    # -- reads ------------------------------------------------------------------------------------------
+    def get(self, module: str, record_id: str) -> dict[str, Any] | None:
+        return self.records[module].get(str(record_id))
+
+    def all(self, module: str) -> list[dict[str, Any]]:
+        return list(self.records[module].values())
+
+    def view(self, spec: ModuleSpec, record: dict[str, Any], *, subforms: bool) -> dict[str, Any]:
+        """A record as the API returns it: a copy, without line items in list reads."""
+        out = {k: v for k, v in record.items() if subforms or k != spec.line_items}
+        return _deep_copy(out)
+
+    def duplicate_check_fields(self, spec: ModuleSpec) -> list[str]:
+        return list(spec.duplicate_check) + sorted(self.unique[spec.api_name] - set(spec.duplicate_check))
+
+    # -- writes -----------------------------------------------------------------------------------------
+    def insert(self, spec: ModuleSpec, data: dict[str, Any], path: str) -> WriteOutcome:
+        values = self._prepare(spec, data, path, existing=None)
+        self._check_unique(spec, values, path, exclude=None)
+        stamp = self.timestamp()
+        record_id = self.new_id()
+        record: dict[str, Any] = {
+            "Owner": {**self.user.minified(), "email": self.user.email},
+            **values,
+            "id": record_id,
+            "Created_Time": stamp, "Modified_Time": stamp,
+            "Created_By": self.user.minified(), "Modified_By": self.user.minified(),
+        }
+        self._derive(spec, record)
+        self.records[spec.api_name][record_id] = record
+        return WriteOutcome(record_id, "insert", tuple(sorted(values)))
+
+    def update(self, spec: ModuleSpec, record_id: str, data: dict[str, Any], path: str,
+               duplicate_field: str | None = None) -> WriteOutcome:
+        existing = self.get(spec.api_name, record_id)
+        if existing is None:
+            raise RecordError.invalid("id", f"{path}.id", "the id given seems to be invalid")
+        values = self._prepare(spec, data, path, existing=existing)
+        self._check_unique(spec, values, path, exclude=record_id)
+        changed = tuple(sorted(k for k, v in values.items() if existing.get(k) != v))
+        existing.update(values)
+        existing["Modified_Time"] = self.timestamp()
+        existing["Modified_By"] = self.user.minified()
+        self._derive(spec, existing)
+        return WriteOutcome(record_id, "update", changed, duplicate_field)
+
+    def upsert(self, spec: ModuleSpec, data: dict[str, Any], path: str, check_fields: list[str]) -> WriteOutcome:
+        for name in check_fields:
+            value = data.get(name)
+            if _blank(value):
+                continue
+            match = next((r for r in self.records[spec.api_name].values() if _same(r.get(name), value)), None)
+            if match is not None:
+                return self.update(spec, match["id"], data, path, duplicate_field=name)
+        return self.insert(spec, data, path)
+
+    def delete(self, spec: ModuleSpec, record_id: str) -> dict[str, Any] | None:
+        return self.records[spec.api_name].pop(str(record_id), None)
+
+    def details(self, record_id: str, module: str) -> dict[str, Any]:
+        """The ``details`` of a successful write item."""
+        record = self.records[module][record_id]
+        return {"Modified_Time": record["Modified_Time"], "Modified_By": record["Modified_By"],
+                "Created_Time": record["Created_Time"], "id": record_id, "Created_By": record["Created_By"]}
+
+    # -- validation ---------------------------------------------------------------------------------------
+    def _prepare(self, spec: ModuleSpec, data: Any, path: str, existing: dict[str, Any] | None) -> dict[str, Any]:
+        """Check one incoming record and return the values to store (lookups and line items normalised)."""
+        if not isinstance(data, dict):
+            raise RecordError("INVALID_DATA", "invalid data", {"expected_data_type": "jsonobject",
+                                                              "api_name": "data", "json_path": path})
+        for name in spec.mandatory:
+            if (existing is None and _blank(data.get(name))) or (name in data and _blank(data[name])):
+                raise RecordError.mandatory(name, f"{path}.{name}")
+        values: dict[str, Any] = {}
+        for name, value in data.items():
+            if name in READ_ONLY_FIELDS or name.startswith("$"):
+                continue  # Zoho ignores system fields and $-properties it does not act on
+            if name in spec.lookups:
+                values[name] = self._lookup(spec.lookups[name], value, name, f"{path}.{name}")
+            elif name == spec.line_items:
+                values[name] = self._line_items(value, f"{path}.{name}", existing.get(name) if existing else None)
+            elif name == "Owner":
+                values[name] = existing.get("Owner") if existing else {**self.user.minified(), "email": self.user.email}
+            else:
+                values[name] = _deep_copy(value)
+        return values
+
+    def _lookup(self, target: str, value: Any, name: str, path: str) -> dict[str, Any] | None:
+        if value is None:
+            return None
+        if not isinstance(value, dict) or "id" not in value:
+            raise RecordError.invalid(name, path, expected_data_type="jsonobject")
+        ref = self.get(target, str(value["id"]))
+        if ref is None:
+            raise RecordError.invalid(name, path)
+        return {"name": ref.get(MODULES[target].name_field), "id": ref["id"]}
+
+    def _line_items(self, rows: Any, path: str, current: list[dict[str, Any]] | None) -> list[dict[str, Any]]:
+        """Validate line items. On update Zoho keeps rows not mentioned, updates rows given with an id,
+        adds rows without one and removes rows sent with ``_delete``."""
+        if not isinstance(rows, list):
+            raise RecordError.invalid(path.rsplit(".", 1)[1], path, expected_data_type="jsonarray")
+        by_id = {row["id"]: dict(row) for row in (current or [])}
+        order = list(by_id)
+        for index, raw in enumerate(rows):
+            row_path = f"{path}[{index}]"
+            if not isinstance(raw, dict):
+                raise RecordError.invalid(path.rsplit(".", 1)[1], row_path, expected_data_type="jsonobject")
+            row = {LINE_ITEM_ALIASES.get(k, k): v for k, v in raw.items()}
+            row_id = str(row.pop("id")) if row.get("id") is not None else None
+            if row_id is not None and row_id not in by_id:
+                raise RecordError.invalid("id", f"{row_path}.id", "the id given seems to be invalid")
+            if "_delete" in row:
+                if row_id is not None:
+                    by_id.pop(row_id)
+                    order.remove(row_id)
+                continue
+            merged = {**(by_id.get(row_id) or {}), **row} if row_id else row
+            merged["Product_Name"] = self._line_product(merged.get("Product_Name"), f"{row_path}.Product_Name")
+            row_id = row_id or self.new_id()
+            by_id[row_id] = {**_line_totals(merged, self.get("Products", merged["Product_Name"]["id"])), "id": row_id}
+            if row_id not in order:
+                order.append(row_id)
+        if not order:
+            raise RecordError.mandatory(path.rsplit(".", 1)[1], path)
+        return [by_id[i] for i in order]
+
+    def _line_product(self, value: Any, path: str) -> dict[str, Any]:
+        if _blank(value):
+            raise RecordError.mandatory("Product_Name", path)
+        product = self._lookup("Products", value, "Product_Name", path)
+        assert product is not None
+        return product
+
+    def _check_unique(self, spec: ModuleSpec, values: dict[str, Any], path: str, exclude: str | None) -> None:
+        """User-defined unique fields ("Do not allow duplicate values") reject a second record with the value."""
+        for name in sorted(self.unique[spec.api_name]):
+            value = values.get(name)
+            if _blank(value):
+                continue
+            other = next((r for r in self.records[spec.api_name].values()
+                          if r["id"] != exclude and _same(r.get(name), value)), None)
+            if other is not None:
+                raise RecordError("DUPLICATE_DATA", "duplicate data", {
+                    "api_name": name, "json_path": f"{path}.{name}", "id": other["id"], "more_records": False,
+                    "duplicate_record": {"id": other["id"], "Owner": other.get("Owner"),
+                                         "module": {"api_name": spec.api_name, "id": spec.id}}})
+
+    def _derive(self, spec: ModuleSpec, record: dict[str, Any]) -> None:
+        """Fields Zoho computes: Contacts' Full_Name, inventory totals."""
+        if spec.api_name == "Contacts":
+            record["Full_Name"] = " ".join(p for p in (record.get("First_Name"), record.get("Last_Name")) if p)
+        if spec.line_items and spec.line_items in record:
+            sub_total = round(sum(row["Net_Total"] for row in record[spec.line_items]), 2)
+            record["Sub_Total"] = sub_total
+            record["Grand_Total"] = round(sub_total - _number(record.get("Discount"))
+                                          + _number(record.get("Tax")) + _number(record.get("Adjustment")), 2)
+
+
+def _line_totals(row: dict[str, Any], product: dict[str, Any] | None) -> dict[str, Any]:
+    quantity = _number(row.get("Quantity"), 1.0)
+    price = _number(row.get("List_Price"), _number((product or {}).get("Unit_Price")))
+    total = round(quantity * price, 2)
+    after_discount = round(total - _number(row.get("Discount")), 2)
+    return {**row, "Quantity": quantity, "List_Price": price, "Discount": _number(row.get("Discount")),
+            "Total": total, "Total_After_Discount": after_discount,
+            "Net_Total": round(after_discount + _number(row.get("Tax")), 2)}
+
+
+def _deep_copy(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {k: _deep_copy(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_deep_copy(v) for v in value]
+    return value
