@@ -141,10 +141,12 @@ def _refuse_secrets(table: Mapping[str, Any], where: str, path: tuple[str, ...])
             _refuse_secrets(value, where, here)
         elif is_secret_key(key):
             system = here[1] if len(here) > 2 and here[0] == "systems" else "SYSTEM"
+            from mlconnector.secrets import env_var_name
+
+            env = env_var_name(system, key) if system != "SYSTEM" else f"MLCONNECTOR_SYSTEM_{key.upper()}"
             raise ConfigError(
                 f"{where}: {'.'.join(here)} looks like a secret; secrets never go in this file: remove it "
-                f"and run `mlconnector secrets set {system} {key}` (or set MLCONNECTOR_{system.upper()}_"
-                f"{key.upper()} in the environment)"
+                f"and run `mlconnector secrets set {system} {key}` (or set {env} in the environment)"
             )
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import sys
 from datetime import datetime, timezone
 from typing import Any
@@ -14,8 +15,10 @@ from mlconnector.api import Runtime
 from mlconnector.errors import ConfigError
 
 # Results go to stdout; progress, warnings and errors to stderr. Rich honours NO_COLOR and non-TTYs.
-out = Console(soft_wrap=True)
-err = Console(stderr=True)
+# Piped output (cron mail, log files) gets wide tables rather than rows wrapped at 80 columns.
+_PIPE_WIDTH = int(os.environ.get("COLUMNS", 160))
+out = Console(soft_wrap=True, width=None if sys.stdout.isatty() else _PIPE_WIDTH)
+err = Console(stderr=True, width=None if sys.stderr.isatty() else _PIPE_WIDTH)
 
 
 def runtime(ctx: typer.Context) -> Runtime:

@@ -1,0 +1,50 @@
+"""The state file: private, migrated once, watermarks that never move back."""
+
+from __future__ import annotations
+
+import os
+import stat
+from datetime import datetime, timedelta, timezone
+
+import pytest
+
+from mlconnector.state import State, default_state_path, migrations
+
+
+def test_state_file_is_created_private_and_migrated_once(tmp_path):
+    path = tmp_path / "deep" / "state.db"
+    State(path).close()
+    assert stat.S_IMODE(os.stat(path).st_mode) == 0o600
+    with State(path) as state:
+        applied = [m.name for m in migrations.applied(state.db)]
+    assert applied == ["m001_initial"]
+
+
+def test_default_state_path_honours_env(monkeypatch, tmp_path):
+    monkeypatch.setenv("MLCONNECTOR_STATE", str(tmp_path / "x.db"))
+    assert default_state_path() == tmp_path / "x.db"
+    monkeypatch.delenv("MLCONNECTOR_STATE")
+    assert default_state_path().name == "state.db" and "mlconnector" in str(default_state_path())
+
+
+def test_watermark_never_moves_back_and_is_utc(tmp_path):
+    with State(tmp_path / "s.db") as state:
+        later = datetime(2026, 5, 1, 12, tzinfo=timezone(timedelta(hours=2)))
+        state.set_watermark("p", "f", later)
+        state.set_watermark("p", "f", later - timedelta(days=1))
+        assert state.watermark("p", "f") == later
+        assert state.watermark("p", "f").utcoffset() == timedelta(0)
+
+
+def test_naive_timestamps_are_refused(tmp_path):
+    with State(tmp_path / "s.db") as state, pytest.raises(ValueError, match="naive"):
+        state.set_watermark("p", "f", datetime(2026, 1, 1))
+
+
+def test_a_failed_transaction_leaves_nothing_behind(tmp_path):
+    with State(tmp_path / "s.db") as state:
+        with pytest.raises(RuntimeError):
+            with state.transaction():
+                state.add_audit({"run_id": "r", "pair": "p", "action": "create"})
+                raise RuntimeError("crash")
+        assert state.audit_rows() == []
