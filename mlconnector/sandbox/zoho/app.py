@@ -53,7 +53,7 @@ def inject_faults(sandbox: ZohoSandbox) -> Response | None:
 def api(sandbox: ZohoSandbox, name: str, family: str, operation: str, handler: routes.Handler) -> Any:
     """Wrap a handler: latency, auth, scope, faults, the call counter and credits."""
     async def endpoint(request: Request) -> Response:
-        sandbox._loop = asyncio.get_running_loop()
+        sandbox.bind_loop(asyncio.get_running_loop())
         await sandbox.faults.delay()
         try:
             token = authenticate(sandbox, request)

@@ -10,6 +10,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 from datetime import datetime
+from decimal import Decimal
 from typing import Any, Callable
 
 from .errors import ZohoError
@@ -296,8 +297,8 @@ def _comparable(name: str, value: Any, literal: Any) -> tuple[Any, Any]:
         return value, literal
     if name == "id" or name.endswith(".id") or isinstance(value, (int, float)) and not isinstance(value, bool):
         try:
-            return float(value), float(literal)
-        except (TypeError, ValueError):
+            return _number(value), _number(literal)
+        except (TypeError, ValueError, ArithmeticError):
             raise ZohoError(400, "INVALID_QUERY", "value given seems to be invalid for the column",
                             {"column_name": name}) from None
     if name in DATETIME_FIELDS:
@@ -309,6 +310,11 @@ def _comparable(name: str, value: Any, literal: Any) -> tuple[Any, Any]:
     if isinstance(value, str) and isinstance(literal, str):
         return value.lower(), literal.lower()
     return value, literal
+
+
+def _number(value: Any) -> Decimal:
+    """Exact numbers: 19-digit record ids do not survive a trip through float."""
+    return Decimal(str(value).strip())
 
 
 def _like(value: Any, pattern: str) -> bool:

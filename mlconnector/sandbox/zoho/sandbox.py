@@ -194,6 +194,10 @@ class ZohoSandbox:
             return
         self.run_soon(self._post(delivery.url, body, delivery))
 
+    def bind_loop(self, loop: asyncio.AbstractEventLoop) -> None:
+        """Remember the loop serving requests, so helpers called from other threads can deliver on it."""
+        self._loop = loop
+
     def run_soon(self, coroutine: Any) -> None:
         """Start background work on the app's event loop, from a route or from a helper on another thread."""
         try:
