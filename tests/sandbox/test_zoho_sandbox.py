@@ -147,6 +147,16 @@ def test_client_is_unknown_to_another_data_centres_accounts_server(sandbox: Sand
     assert "access_token" in sandbox.http.post("/accounts/us/oauth/v2/token", data=form).json()
 
 
+def test_tokens_from_another_data_centre_do_not_open_this_one(sandbox: Sandbox) -> None:
+    eu = sandbox.zoho.register_client("1000.EU", "eu-secret", data_centre="eu")
+    body = sandbox.http.post("/accounts/eu/oauth/v2/token", data=dict(
+        grant_type="refresh_token", client_id=eu.client_id, client_secret=eu.client_secret,
+        refresh_token=sandbox.zoho.issue_refresh_token(eu.client_id))).json()
+    assert body["api_domain"] == "https://www.zohoapis.eu"
+    sandbox.http.headers["Authorization"] = f"Zoho-oauthtoken {body['access_token']}"
+    assert sandbox.http.get("/crm/v8/org").json()["code"] == "INVALID_TOKEN"
+
+
 def test_wrong_secret_and_unknown_client(sandbox: Sandbox) -> None:
     refresh = sandbox.zoho.issue_refresh_token(sandbox.client_id)
     assert sandbox.token(grant_type="refresh_token", client_id=sandbox.client_id, client_secret="nope",
@@ -294,6 +304,12 @@ def test_edition_decides_which_modules_exist(crm: Sandbox) -> None:
     assert crm.http.get("/crm/v8/Invoices", params={"fields": "Subject"}).json()["code"] == "INVALID_MODULE"
 
 
+def test_unknown_paths_and_methods_answer_in_zohos_shape(crm: Sandbox) -> None:
+    assert crm.http.get("/crm/v8/Accounts/1/2/3").json()["code"] == "INVALID_URL_PATTERN"
+    wrong = crm.http.patch("/crm/v8/Accounts")
+    assert wrong.status_code == 400 and wrong.json()["code"] == "INVALID_REQUEST_METHOD"
+
+
 def test_org_and_current_user(crm: Sandbox) -> None:
     org = crm.http.get("/crm/v8/org").json()["org"][0]
     assert org["zgid"] == crm.zoho.zgid and org["license_details"]["paid_type"] == "enterprise"
@@ -403,6 +419,8 @@ def test_coql_errors(crm: Sandbox) -> None:
     assert too_far.json()["code"] == "LIMIT_EXCEEDED"
     bad_module = coql(crm, "select id from Widgets where id is not null")
     assert bad_module.json()["code"] == "INVALID_MODULE"
+    naive = coql(crm, "select id from Accounts where Modified_Time > '2026-01-01T00:00:00'")
+    assert naive.json()["code"] == "INVALID_QUERY"
     missing = crm.http.post("/crm/v8/coql", json={})
     assert missing.json()["code"] == "MANDATORY_NOT_FOUND"
 

@@ -303,7 +303,10 @@ def _comparable(name: str, value: Any, literal: Any) -> tuple[Any, Any]:
                             {"column_name": name}) from None
     if name in DATETIME_FIELDS:
         try:
-            return datetime.fromisoformat(str(value)), datetime.fromisoformat(str(literal))
+            moment = datetime.fromisoformat(str(literal))
+            if moment.tzinfo is None:  # Zoho wants the offset in datetime criteria
+                raise ValueError(literal)
+            return datetime.fromisoformat(str(value)), moment
         except ValueError:
             raise ZohoError(400, "INVALID_QUERY", "value given seems to be invalid for the column",
                             {"column_name": name}) from None
@@ -360,6 +363,17 @@ def matches(record: dict[str, Any], condition: Condition) -> bool:
     except TypeError:
         raise ZohoError(400, "INVALID_QUERY", "Invalid query formed",
                         {"reason": "invalid operator found", "column_name": name, "operator": op}) from None
+
+
+def check_literals(condition: Condition) -> None:
+    """Reject bad datetime values up front, as Zoho does even when no record would be compared."""
+    if isinstance(condition, Logical):
+        check_literals(condition.left)
+        check_literals(condition.right)
+    elif condition.field in DATETIME_FIELDS:
+        for literal in condition.values:
+            if literal is not None:
+                _comparable(condition.field, "1970-01-01T00:00:00+00:00", literal)
 
 
 def sort_key(name: str) -> Callable[[dict[str, Any]], Any]:

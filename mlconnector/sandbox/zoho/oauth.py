@@ -164,7 +164,7 @@ class Accounts:
         refresh = self._new_refresh_token(client, grant.scope)
         access = self._mint(client, grant.scope, refresh)
         return {"access_token": access.token, "refresh_token": refresh.token, "scope": grant.scope,
-                "api_domain": self.api_domain, "token_type": "Bearer", "expires_in": ACCESS_TOKEN_SECONDS}
+                "api_domain": self._api_domain(client), "token_type": "Bearer", "expires_in": ACCESS_TOKEN_SECONDS}
 
     def _from_refresh(self, client: Client, params: dict[str, str]) -> dict[str, Any]:
         refresh = self.refresh_tokens.get(params.get("refresh_token", ""))
@@ -177,7 +177,7 @@ class Accounts:
             return dict(TOO_MANY)
         refresh.mints.append(now)
         access = self._mint(client, refresh.scope, refresh)
-        return {"access_token": access.token, "scope": refresh.scope, "api_domain": self.api_domain,
+        return {"access_token": access.token, "scope": refresh.scope, "api_domain": self._api_domain(client),
                 "token_type": "Bearer", "expires_in": ACCESS_TOKEN_SECONDS}
 
     def _from_client_credentials(self, client: Client, params: dict[str, str]) -> dict[str, Any]:
@@ -188,8 +188,14 @@ class Accounts:
             return {"error": "invalid_client"}
         scope = params.get("scope") or DEFAULT_SCOPE
         access = self._mint(client, scope, None)
-        return {"access_token": access.token, "scope": scope, "api_domain": self.api_domain,
+        return {"access_token": access.token, "scope": scope, "api_domain": self._api_domain(client),
                 "token_type": "Bearer", "expires_in": ACCESS_TOKEN_SECONDS}
+
+    def _api_domain(self, client: Client) -> str:
+        """The API host of the client's DC: this org's own domain, or another DC's public one."""
+        if client.data_centre == self.data_centre:
+            return self.api_domain
+        return API_DOMAINS.get(client.data_centre, self.api_domain)
 
     # -- minting -----------------------------------------------------------------------------------------
     def _new_refresh_token(self, client: Client, scope: str) -> RefreshToken:

@@ -267,6 +267,7 @@ async def run_coql(request: Request, call: Call) -> Response:
     if not text:
         raise ZohoError(400, "MANDATORY_NOT_FOUND", "mandatory key not found", {"api_name": "select_query"})
     query = coql.parse(str(text))
+    coql.check_literals(query.where)
     spec = call.sandbox.spec(query.module)
     if spec is None:
         raise ZohoError(400, "INVALID_MODULE", "the given module is not supported in api")

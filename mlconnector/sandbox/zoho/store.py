@@ -119,6 +119,8 @@ class RecordStore:
         return WriteOutcome(record_id, "update", changed, duplicate_field)
 
     def upsert(self, spec: ModuleSpec, data: dict[str, Any], path: str, check_fields: list[str]) -> WriteOutcome:
+        if not isinstance(data, dict):
+            return self.insert(spec, data, path)  # fails in validation with Zoho's INVALID_DATA
         for name in check_fields:
             value = data.get(name)
             if _blank(value):
