@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import math
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any, Awaitable, Callable
 
 from starlette.requests import Request
@@ -433,7 +434,7 @@ async def _change_channels(request: Request, call: Call, mode: str) -> Response:
 
 
 def _change_channel(call: Call, channels: dict[str, watch.Channel], known: set[str], item: Any, path: str,
-                    now: Any, mode: str) -> dict[str, Any]:
+                    now: datetime, mode: str) -> dict[str, Any]:
     channel_id = str(item.get("channel_id", "")) if isinstance(item, dict) else ""
     current = channels.get(channel_id)
     if mode != "enable" and current is None and channel_id:

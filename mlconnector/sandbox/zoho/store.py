@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import itertools
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime, tzinfo
 from typing import Any
@@ -62,11 +62,11 @@ class RecordStore:
     user: User
     records: dict[str, dict[str, dict[str, Any]]] = field(default_factory=lambda: {m: {} for m in MODULES})
     unique: dict[str, set[str]] = field(default_factory=lambda: {m: set() for m in MODULES})
-    _ids: Iterable[int] = field(default_factory=lambda: itertools.count(524001))
+    _ids: Iterator[int] = field(default_factory=lambda: itertools.count(524001))
 
     # -- ids and time -----------------------------------------------------------------------------------
     def new_id(self) -> str:
-        return str(_ID_BASE + next(self._ids))  # type: ignore[call-overload]
+        return str(_ID_BASE + next(self._ids))
 
     def timestamp(self) -> str:
         """Zoho's datetime text: the org's offset, second precision."""
