@@ -52,12 +52,12 @@ def _version(value: bool) -> None:
 
 
 def _kind_from_config(system: str) -> str | None:
+    """The kind of a configured system; an unconfigured name that is itself a kind ("zoho") is that kind."""
     try:
-        config = load_config(required=False)
+        found = load_config(required=False).systems.get(system)
     except MLConnectorError:
-        return None
-    found = config.systems.get(system)
-    return found.kind if found else None
+        found = None
+    return found.kind if found else system
 
 
 def build_app() -> typer.Typer:
