@@ -109,6 +109,8 @@ class ApiClient:
         self.client = httpx.Client(
             base_url=base_url, auth=auth, transport=transport, timeout=timeout,
             headers=headers, follow_redirects=False,
+            # Counted per request sent, so an auth flow's resend after a refused token counts too.
+            event_hooks={"request": [self._count]},
         )
 
     @property
@@ -129,7 +131,6 @@ class ApiClient:
 
         def attempt() -> httpx.Response:
             with self._slots:
-                self.counter.add(self.system)
                 try:
                     response = self.client.request(method, url, **kwargs)
                 except (httpx.TransportError,) as exc:
@@ -156,6 +157,9 @@ class ApiClient:
         except _Retryable as last:
             raise self._give_up(last, method, url) from last.error
         raise AssertionError("unreachable")  # pragma: no cover
+
+    def _count(self, request: httpx.Request) -> None:
+        self.counter.add(self.system)
 
     def _should_retry(self, response: httpx.Response, safe: bool) -> bool:
         if response.status_code in ALWAYS_RETRY_STATUSES:
