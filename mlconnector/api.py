@@ -63,10 +63,9 @@ class Runtime:
 
     def secret_store(self) -> Any:
         if self.secrets is None:
-            from mlconnector.secrets import SecretStore
+            from mlconnector.secrets import store_from_environment
 
-            self.secrets = SecretStore(directory=Path(os.environ["MLCONNECTOR_SECRETS_DIR"])
-                                       if os.environ.get("MLCONNECTOR_SECRETS_DIR") else None)
+            self.secrets = store_from_environment()
         return self.secrets
 
     def context(self, state: State | None = None) -> ConnectorContext:

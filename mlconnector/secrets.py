@@ -426,3 +426,17 @@ def _check_name(kind: str, name: str) -> None:
     # ':' separates system and field in the keyring username; the index name is reserved.
     if not name or ":" in name or name == INDEX_USERNAME:
         raise ConfigError(f"invalid {kind} name {name!r}: it must be non-empty and contain no ':'")
+
+
+BACKEND_ENV = "MLCONNECTOR_SECRETS_BACKEND"
+DIRECTORY_ENV = "MLCONNECTOR_SECRETS_DIR"
+
+
+def store_from_environment(environ: Mapping[str, str] | None = None) -> "SecretStore":
+    """The store every command uses, honouring MLCONNECTOR_SECRETS_BACKEND and MLCONNECTOR_SECRETS_DIR."""
+    env = os.environ if environ is None else environ
+    backend = env.get(BACKEND_ENV) or "auto"
+    if backend not in BACKENDS:
+        raise ConfigError(f"{BACKEND_ENV}={backend} is not a secrets backend: use one of {', '.join(BACKENDS)}")
+    directory = Path(env[DIRECTORY_ENV]).expanduser() if env.get(DIRECTORY_ENV) else None
+    return SecretStore(backend=backend, directory=directory)

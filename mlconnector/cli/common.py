@@ -21,6 +21,11 @@ out = Console(soft_wrap=True, width=None if sys.stdout.isatty() else _PIPE_WIDTH
 err = Console(stderr=True, width=None if sys.stderr.isatty() else _PIPE_WIDTH)
 
 
+def print_error(message: object, prefix: str = "error: ") -> None:
+    """One red line on stderr; the message is plain text ([brackets] and `code` are not markup)."""
+    err.print(f"{prefix}{message}", style="red", markup=False, highlight=False)
+
+
 def runtime(ctx: typer.Context) -> Runtime:
     root = ctx.find_root()
     if not isinstance(root.obj, Runtime):

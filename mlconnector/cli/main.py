@@ -16,7 +16,7 @@ from mlconnector.cli import ping as ping_cmd
 from mlconnector.cli import report
 from mlconnector.cli import secrets as secrets_cli
 from mlconnector.cli import sync as sync_cmd
-from mlconnector.cli.common import err
+from mlconnector.cli.common import print_error
 from mlconnector.config import load_config
 from mlconnector.errors import EXIT_BUG, EXIT_CONFIG, MLConnectorError
 
@@ -32,7 +32,7 @@ class ErrorsAsExitCodes(TyperGroup):
         try:
             return super().invoke(ctx)
         except MLConnectorError as exc:
-            err.print(f"[red]error:[/] {exc}", highlight=False)
+            print_error(exc)
             raise typer.Exit(exc.exit_code) from None
         except (typer.Exit, typer.Abort, KeyboardInterrupt):
             raise
@@ -40,8 +40,8 @@ class ErrorsAsExitCodes(TyperGroup):
             # Usage errors (Click's own, exit 2) show themselves; so does anything under MLCONNECTOR_DEBUG.
             if hasattr(exc, "show") and hasattr(exc, "exit_code") or os.environ.get("MLCONNECTOR_DEBUG"):
                 raise
-            err.print(f"[red]internal error (a bug, please report it):[/] {type(exc).__name__}: {exc}. "
-                      "Set MLCONNECTOR_DEBUG=1 for the traceback.", highlight=False)
+            print_error(f"internal error (a bug, please report it): {type(exc).__name__}: {exc}. "
+                        "Set MLCONNECTOR_DEBUG=1 for the traceback.", prefix="")
             raise typer.Exit(EXIT_BUG) from None
 
 
@@ -92,6 +92,6 @@ def run() -> None:
     try:
         app = build_app()
     except MLConnectorError as exc:
-        err.print(f"[red]error:[/] {exc}", highlight=False)
+        print_error(exc)
         sys.exit(exc.exit_code if exc.exit_code else EXIT_CONFIG)
     app(prog_name="mlconnector")

@@ -23,7 +23,10 @@ from mlconnector.secrets import (
     SecretStore,
     default_directory,
     env_var_name,
+    BACKEND_ENV,
+    DIRECTORY_ENV,
     init_secret_file,
+    store_from_environment,
 )
 
 app = typer.Typer(help="Store and inspect credentials (kept in the OS keyring, never in config).",
@@ -48,8 +51,6 @@ def _kind_from_name(system: str) -> str | None:
 # replaces this with a lookup in connections.toml.
 kind_of: Callable[[str], str | None] = _kind_from_name
 
-BACKEND_ENV = "MLCONNECTOR_SECRETS_BACKEND"
-DIRECTORY_ENV = "MLCONNECTOR_SECRETS_DIR"
 
 console = Console()
 err_console = Console(stderr=True)
@@ -69,10 +70,7 @@ def _directory() -> Path | None:
 
 def get_store() -> SecretStore:
     """The store the commands use, honouring MLCONNECTOR_SECRETS_BACKEND and MLCONNECTOR_SECRETS_DIR."""
-    backend = os.environ.get(BACKEND_ENV) or "auto"
-    if backend not in BACKENDS:
-        raise ConfigError(f"{BACKEND_ENV}={backend} is not a secrets backend: use one of {', '.join(BACKENDS)}")
-    return SecretStore(backend=backend, directory=_directory())
+    return store_from_environment()
 
 
 def _exit_on_error(command: F) -> F:
