@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import importlib
+import logging
 import os
+import queue
+import threading
 from collections import defaultdict
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
@@ -15,15 +18,16 @@ from typing import Any
 import httpx
 
 from mlconnector.config import Config, load_config
-from mlconnector.engine import Engine, RunResult, open_pair, pair_lock
-from mlconnector.errors import ConfigError, MLConnectorError
+from mlconnector.engine import Engine, RunResult, open_pair, pair_lock, resolve_roles
+from mlconnector.errors import ConfigError, LockHeld, MLConnectorError
 from mlconnector.http import CallCounter
 from mlconnector.pairs import all_pairs
 from mlconnector.state import State, default_state_path
 from mlconnector.systems import ConnectorContext, make_connector
-from mlconnector.systems.base import PingResult
+from mlconnector.systems.base import PingResult, supports_push
 
 PLUGINS_ENV = "MLCONNECTOR_PLUGINS"
+log = logging.getLogger("mlconnector")
 
 
 def load_plugins(names: str | None = None) -> None:
@@ -87,6 +91,84 @@ def sync(runtime: Runtime, pair: str, *, flows: Iterable[str] | None = None, ful
             return engine.sync(flows, full=full, since=since, dry_run=dry_run)
         finally:
             session.close()
+
+
+def drain(runtime: Runtime, pair: str) -> RunResult:
+    """Process the pair's waiting notifications now (no poll), under the pair's lock."""
+    config = runtime.config
+    path = runtime.state_file(config)
+    with pair_lock(path, pair), State(path) as state:
+        session = open_pair(config, pair, runtime.context(state))
+        try:
+            return Engine(session.pair, session.config, session.connectors, state,
+                          counter=session.counter).drain()
+        finally:
+            session.close()
+
+
+class Listener:
+    """The webhook receiver with its connectors, inbox and, with ``process``, a worker that drains the
+    inbox of each notified pair at once."""
+
+    def __init__(self, runtime: Runtime, *, process: bool = False) -> None:
+        from mlconnector.webhooks import Inbox, create_receiver
+
+        config = runtime.config
+        context = runtime.context()
+        self.connectors: dict[str, Any] = {}
+        consumers: dict[tuple[str, str], list[str]] = defaultdict(list)
+        for spec in all_pairs().values():
+            try:
+                roles = resolve_roles(config, spec)
+            except ConfigError:
+                continue  # a pair this site does not run
+            for flow in spec.flows:
+                system = roles[flow.source]
+                if system not in self.connectors:
+                    self.connectors[system] = make_connector(config.system(system), context)
+                if supports_push(self.connectors[system]):
+                    consumers[(system, flow.source_entity)].append(spec.name)
+        push = {name: c for name, c in self.connectors.items() if supports_push(c)}
+        if not push:
+            raise ConfigError(f"{config.path}: no configured pair reads from a system that can push "
+                              "notifications; `mlconnector sync` polls instead")
+        self.inbox = Inbox(runtime.state_file(config), consumers)
+        self._runtime = runtime
+        self._queue: "queue.Queue[str | None]" = queue.Queue()
+        self._worker = threading.Thread(target=self._work, daemon=True) if process else None
+        if self._worker:
+            self._worker.start()
+        self.app = create_receiver(push, self.inbox, self._queue_pairs if process else None)
+        self.systems = sorted(push)
+
+    def _queue_pairs(self, pairs: set[str]) -> None:
+        for pair in pairs:
+            self._queue.put(pair)
+
+    def _work(self) -> None:
+        while (pair := self._queue.get()) is not None:
+            waiting = {pair}
+            while not self._queue.empty():  # many notifications, one drain per pair
+                more = self._queue.get()
+                if more is None:
+                    return
+                waiting.add(more)
+            for name in sorted(waiting):
+                try:
+                    drain(self._runtime, name)
+                except LockHeld:
+                    # A cron run holds the pair; it drains the inbox itself, but try again shortly.
+                    threading.Timer(2.0, self._queue.put, (name,)).start()
+                except MLConnectorError as exc:
+                    log.error("%s: processing notifications failed: %s", name, exc)
+
+    def close(self) -> None:
+        if self._worker:
+            self._queue.put(None)
+            self._worker.join(timeout=30)
+        self.inbox.close()
+        for connector in self.connectors.values():
+            connector.close()
 
 
 def replay(runtime: Runtime, *, pair: str | None = None, flow: str | None = None,

@@ -42,7 +42,7 @@ from mlconnector.http import CallCounter
 from mlconnector.pairs import get_pair
 from mlconnector.state import Link, State
 from mlconnector.systems import ConnectorContext, make_connector
-from mlconnector.systems.base import Connector, Record, WriteResult
+from mlconnector.systems.base import Channel, Connector, Record, WriteResult, supports_push
 
 DEFAULT_BATCH = 100
 DEFAULT_CONCURRENCY = 4
@@ -99,6 +99,10 @@ class RunResult:
     flows: dict[str, FlowStats] = field(default_factory=dict)
     stopped: str | None = None
     exit_code: int = EXIT_OK
+    # Push channels: what was subscribed or renewed, and what failed (then that entity is polled only).
+    channels: list[str] = field(default_factory=list)
+    channel_problems: list[str] = field(default_factory=list)
+    notifications: int = 0
     planned: list[Planned] = field(default_factory=list)
     estimated_calls: dict[str, int] = field(default_factory=dict)
 
@@ -201,8 +205,12 @@ class Engine:
         names = self._flow_names(flows)
         run = self._start(dry_run)
         until = self.now()
+        chosen = self.pair.ordered(names)
         try:
-            for flow in self.pair.ordered(names):
+            if not dry_run:
+                self.renew_expiring_channels(run, chosen)
+                self.drain_inbox(run, chosen)
+            for flow in chosen:
                 start = self._read_start(flow, full, since)
                 records = self.connectors[flow.source].changes(flow.source_entity, start, until)
                 self._run_flow(run, flow, records, mode="poll")
@@ -233,6 +241,75 @@ class Engine:
         except _Stop as stop:
             current.stopped = str(stop)
         return self._finish(current) if own_run else current
+
+    def drain(self, flows: Iterable[str] | None = None) -> RunResult:
+        """Process the notifications waiting in the inbox, without polling (`listen --process`)."""
+        run = self._start(False)
+        try:
+            self.drain_inbox(run, self.pair.ordered(self._flow_names(flows)))
+        except _Stop as stop:
+            run.stopped = str(stop)
+        return self._finish(run)
+
+    # push ------------------------------------------------------------------------------------
+    def renew_expiring_channels(self, run: RunResult, flows: list[Flow]) -> None:
+        """Subscribe where a channel is missing and renew those expiring within the system's margin.
+
+        A failure is reported and that entity falls back to the poll, which runs in any case.
+        """
+        wanted: dict[tuple[str, str], Any] = {}
+        for flow in flows:
+            source = self.connectors[flow.source]
+            if supports_push(source) and getattr(source, "notify_url", None) \
+                    and flow.source_entity in source.push_entities():
+                wanted[(source.name, flow.source_entity)] = source
+        for (system, entity), source in wanted.items():
+            margin = getattr(source, "renew_margin", timedelta(hours=2))
+            stored = [c for c in self.state.channels(system) if c["entity"] == entity]
+            try:
+                if not stored:
+                    self._save_channel(run, source.subscribe(entity, source.notify_url), "subscribed")
+                for row in stored:
+                    if row["expires"] - self.now() > margin:
+                        continue
+                    channel = Channel(system, entity, row["channel_id"], row["expires"], row["notify_url"],
+                                      row["extra"])
+                    self._renew(run, source, channel)
+            except MLConnectorError as exc:
+                run.channel_problems.append(f"{system} {entity}: {exc}; polling only until this is fixed")
+                run.exit_code = max(run.exit_code, exc.exit_code)
+
+    def _renew(self, run: RunResult, source: Any, channel: Channel) -> None:
+        if channel.expires > self.now():
+            try:
+                self._save_channel(run, source.renew(channel), "renewed")
+                return
+            except (RemoteError, RecordError):
+                pass  # gone or refused on the system's side: a new one replaces it below
+        self.state.delete_channel(channel.system, channel.channel_id)
+        self._save_channel(run, source.subscribe(channel.entity, channel.notify_url), "re-subscribed")
+
+    def _save_channel(self, run: RunResult, channel: Channel, what: str) -> None:
+        self.state.save_channel(system=channel.system, entity=channel.entity, channel_id=channel.channel_id,
+                                expires=channel.expires, notify_url=channel.notify_url, extra=dict(channel.extra))
+        run.channels.append(f"{channel.system} {channel.entity}: {what} until {channel.expires:%Y-%m-%d %H:%M} UTC")
+
+    def drain_inbox(self, run: RunResult, flows: list[Flow]) -> None:
+        """Fetch and sync the records that notifications named; the poll afterwards is the safety net."""
+        rows = self.state.pending_inbox(self.pair.name)
+        if not rows:
+            return
+        done: set[int] = set()
+        for flow in flows:
+            source = self.system_name(flow.source)
+            mine = [row for row in rows if row["system"] == source and row["entity"] == flow.source_entity]
+            ids = list(dict.fromkeys(i for row in mine for i in row["ids"]))
+            if ids:
+                self._run_flow(run, flow, self._fetch(run, flow, ids), mode="push")
+            done.update(row["id"] for row in mine)
+        # Notifications for flows not run this time (--flow) wait for a run that includes them.
+        run.notifications += len(done)
+        self.state.mark_processed(sorted(done))
 
     # the pipeline ----------------------------------------------------------------------------
     def _run_flow(self, run: RunResult, flow: Flow, records: Iterable[Record], *, mode: str) -> None:
@@ -511,19 +588,27 @@ class Session:
 def open_pair(config: Config, pair_name: str, context: ConnectorContext) -> Session:
     """Resolve the pair's roles to configured systems and build their connectors."""
     spec = get_pair(pair_name)
-    pair_config = config.pair(pair_name)
-    connectors: dict[str, Connector] = {}
     made: dict[str, Connector] = {}
+    connectors: dict[str, Connector] = {}
+    for role, name in resolve_roles(config, spec).items():
+        if name not in made:
+            made[name] = make_connector(config.system(name), context)
+        connectors[role] = made[name]
+    return Session(spec, config.pair(pair_name), connectors, context.counter)
+
+
+def resolve_roles(config: Config, spec: PairSpec) -> dict[str, str]:
+    """Role -> configured system name: as pairs.NAME.systems says, else the only system of a fitting kind."""
+    pair_config = config.pair(spec.name)
+    roles = {}
     for role, kinds in spec.roles.items():
-        name = pair_config.systems.get(role) or _only_system_of(config, kinds, pair_name, role)
+        name = pair_config.systems.get(role) or _only_system_of(config, kinds, spec.name, role)
         system = config.system(name)
         if system.kind not in kinds:
-            raise ConfigError(f"pairs.{pair_name}.systems.{role} = {name!r} is a {system.kind} system; "
-                              f"the {role} of {pair_name} must be {' or '.join(kinds)}")
-        if name not in made:
-            made[name] = make_connector(system, context)
-        connectors[role] = made[name]
-    return Session(spec, pair_config, connectors, context.counter)
+            raise ConfigError(f"pairs.{spec.name}.systems.{role} = {name!r} is a {system.kind} system; "
+                              f"the {role} of {spec.name} must be {' or '.join(kinds)}")
+        roles[role] = name
+    return roles
 
 
 def _only_system_of(config: Config, kinds: tuple[str, ...], pair: str, role: str) -> str:

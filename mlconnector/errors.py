@@ -98,3 +98,14 @@ class BudgetExhausted(MLConnectorError):
     """Going on would cross the configured daily API-credit budget; the run stops cleanly."""
 
     exit_code = EXIT_RECORDS_FAILED
+
+
+class NotificationRejected(MLConnectorError):
+    """A push notification failed verification (bad token or clientState, malformed body).
+
+    ``status`` is what the receiver answers: 401/403 for a bad credential, 400 for a malformed body.
+    """
+
+    def __init__(self, message: str, status: int = 403) -> None:
+        super().__init__(message)
+        self.status = status

@@ -55,6 +55,13 @@ def m001_initial(db: sqlite_utils.Database) -> None:
                            "notify_url": str, "extra": str, "updated": str}, pk=("system", "channel_id"))
 
 
+@migrations()
+def m002_inbox_per_pair(db: sqlite_utils.Database) -> None:
+    # One notification may concern several pairs (both read the same CRM module); each drains its own copy.
+    db["inbox"].add_column("pair", str)
+    db["inbox"].create_index(["pair", "processed"])
+
+
 def iso(value: datetime | None) -> str | None:
     if value is None:
         return None
@@ -256,16 +263,17 @@ class State:
         return {(p, f): n for p, f, n in rows}
 
     # inbox -----------------------------------------------------------------------------------
-    def add_to_inbox(self, *, system: str, entity: str, ids: list[str], operation: str,
+    def add_to_inbox(self, *, pair: str, system: str, entity: str, ids: list[str], operation: str,
                      channel_id: str | None = None, since: datetime | None = None) -> int:
         table = self.db["inbox"]
-        table.insert({"received": iso(utcnow()), "system": system, "entity": entity, "ids": json.dumps(ids),
-                      "operation": operation, "channel_id": channel_id, "since": iso(since)})
+        table.insert({"received": iso(utcnow()), "pair": pair, "system": system, "entity": entity,
+                      "ids": json.dumps(ids), "operation": operation, "channel_id": channel_id,
+                      "since": iso(since)})
         return int(table.last_pk)
 
-    def pending_inbox(self, system: str | None = None) -> list[dict[str, Any]]:
-        where = "processed is null" + (" and system = ?" if system else "")
-        rows = self.db["inbox"].rows_where(where, [system] if system else [], order_by="id")
+    def pending_inbox(self, pair: str | None = None) -> list[dict[str, Any]]:
+        where = "processed is null" + (" and pair = ?" if pair else "")
+        rows = self.db["inbox"].rows_where(where, [pair] if pair else [], order_by="id")
         return [{**row, "ids": json.loads(row["ids"])} for row in rows]
 
     def mark_processed(self, inbox_ids: list[int]) -> None:

@@ -8,16 +8,16 @@ import json
 import sqlite3
 import threading
 import time
-from collections.abc import Iterator
-from datetime import datetime, timezone
+from collections.abc import Iterator, Mapping
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
 
 from mlconnector.config import SystemConfig
-from mlconnector.errors import AuthError, RateLimited, RecordError, Unreachable
+from mlconnector.errors import AuthError, NotificationRejected, RateLimited, RecordError, RemoteError, Unreachable
 from mlconnector.flows import Flow, MapContext, PairSpec, SkipRecord
 from mlconnector.systems import ConnectorContext
-from mlconnector.systems.base import PingResult, Record, WriteResult
+from mlconnector.systems.base import Channel, Notification, PingResult, Record, WriteResult
 
 
 def now() -> datetime:
@@ -87,12 +87,63 @@ class Store:
 class StoreConnector:
     """The connector contract over a Store; counts its calls like a real API client would."""
 
-    def __init__(self, name: str, store: Store, context: ConnectorContext, page_size: int = 50) -> None:
+    renew_margin = timedelta(hours=2)
+    channel_life = timedelta(days=1)
+
+    def __init__(self, name: str, store: Store, context: ConnectorContext, page_size: int = 50,
+                 notify_url: str | None = None) -> None:
         self.name = name
         self.store = store
         self.counter = context.counter
         self.page_size = page_size
+        self.notify_url = notify_url
         self.writes: list[int] = []
+        self.clock = now
+
+    # push: channels live in the store; a notification must carry its channel's token
+    def push_entities(self) -> tuple[str, ...]:
+        return ("account", "customer")
+
+    def subscribe(self, entity: str, notify_url: str) -> Channel:
+        self._call()
+        if self.store.fault("no_subscribe"):
+            raise RemoteError(self.name, 403, "NO_PERMISSION", "not allowed to create channels")
+        channel_id = f"ch-{entity}-{len(self.store.fault('channels') or {}) + 1}"
+        return self._save_channel(Channel(self.name, entity, channel_id, self.clock() + self.channel_life, notify_url,
+                                          {"token": f"tok-{channel_id}"}))
+
+    def renew(self, channel: Channel) -> Channel:
+        self._call()
+        if channel.channel_id not in (self.store.fault("channels") or {}):
+            raise RemoteError(self.name, 404, "NOT_FOUND", "no such channel")
+        return self._save_channel(Channel(self.name, channel.entity, channel.channel_id,
+                                          self.clock() + self.channel_life, channel.notify_url, channel.extra))
+
+    def unsubscribe(self, channel: Channel) -> None:
+        channels = self.store.fault("channels") or {}
+        channels.pop(channel.channel_id, None)
+        self.store.set_fault("channels", channels)
+
+    def _save_channel(self, channel: Channel) -> Channel:
+        channels = self.store.fault("channels") or {}
+        channels[channel.channel_id] = {"entity": channel.entity, "token": channel.extra["token"],
+                                        "expires": channel.expires.isoformat()}
+        self.store.set_fault("channels", channels)
+        return channel
+
+    def handshake(self, query: Mapping[str, str]) -> str | None:
+        return query.get("validationToken")
+
+    def verify(self, body: bytes, headers: Mapping[str, str], query: Mapping[str, str]) -> list[Notification]:
+        try:
+            note = json.loads(body)
+            channel_id, ids = note["channel_id"], [str(i) for i in note["ids"]]
+        except (ValueError, KeyError, TypeError):
+            raise NotificationRejected("malformed notification body", 400) from None
+        channel = (self.store.fault("channels") or {}).get(channel_id)
+        if channel is None or headers.get("x-token") != channel["token"]:
+            raise NotificationRejected("unknown channel or wrong token", 403)
+        return [Notification(self.name, channel["entity"], tuple(ids), note.get("operation", "update"), channel_id)]
 
     def _call(self) -> None:
         self.counter.add(self.name)
@@ -160,7 +211,8 @@ class StoreConnector:
 
 def store_factory(system: SystemConfig, context: ConnectorContext) -> StoreConnector:
     return StoreConnector(system.name, Store(system.setting("path", required=True, type_=str)), context,
-                          page_size=system.setting("page_size", 50, type_=int))
+                          page_size=system.setting("page_size", 50, type_=int),
+                          notify_url=system.setting("notify_url", type_=str))
 
 
 # The test pair -----------------------------------------------------------------------------------

@@ -12,6 +12,7 @@ from typer.core import TyperGroup
 from mlconnector import __version__
 from mlconnector.api import Runtime, load_plugins
 from mlconnector.cli import init as init_cmd
+from mlconnector.cli import listen as listen_cmd
 from mlconnector.cli import ping as ping_cmd
 from mlconnector.cli import report
 from mlconnector.cli import secrets as secrets_cli
@@ -84,6 +85,7 @@ def build_app() -> typer.Typer:
     app.command("replay")(sync_cmd.replay)
     app.command("audit")(report.audit)
     app.command("status")(report.status)
+    app.command("listen")(listen_cmd.listen)
     return app
 
 

@@ -119,6 +119,34 @@ class Connector(Protocol):
         """Release connections."""
 
 
+@runtime_checkable
+class PushConnector(Protocol):
+    """A connector whose system can push change notifications (Zoho channels, BC subscriptions)."""
+
+    name: str
+    # Where the system should send notifications (our `mlconnector listen` URL), or None: poll only.
+    notify_url: str | None
+
+    def push_entities(self) -> tuple[str, ...]:
+        """The entities this system can push changes for (others are polled)."""
+
+    def subscribe(self, entity: str, notify_url: str) -> Channel:
+        """Create a channel or subscription for ``entity``."""
+
+    def renew(self, channel: Channel) -> Channel:
+        """Extend a channel before it expires; returns it with its new expiry."""
+
+    def unsubscribe(self, channel: Channel) -> None:
+        """Remove a channel."""
+
+    def verify(self, body: bytes, headers: Mapping[str, str], query: Mapping[str, str]) -> list[Notification]:
+        """Check a received notification (token, clientState) and reduce it to ids.
+
+        Raises mlconnector.errors.NotificationRejected when it cannot be trusted or read.
+        """
+
+
 def supports_push(connector: object) -> bool:
-    """True when the connector can subscribe to change notifications."""
-    return all(callable(getattr(connector, name, None)) for name in ("subscribe", "renew", "unsubscribe", "verify"))
+    """True when the connector can subscribe to change notifications and has somewhere to send them."""
+    methods = ("push_entities", "subscribe", "renew", "unsubscribe", "verify")
+    return all(callable(getattr(connector, name, None)) for name in methods)
