@@ -10,7 +10,7 @@ import threading
 from collections import defaultdict
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta, timezone
 from functools import cached_property
 from pathlib import Path
 from typing import Any
@@ -221,6 +221,8 @@ class Status:
     inbox_pending: int = 0
     channels: list[dict[str, Any]] = field(default_factory=list)
     last_runs: list[dict[str, Any]] = field(default_factory=list)
+    # Last 24 hours: changes that came by notification, and those only the poll found (missed pushes).
+    arrivals: list[dict[str, Any]] = field(default_factory=list)
 
 
 def status(runtime: Runtime) -> Status:
@@ -238,6 +240,7 @@ def status(runtime: Runtime) -> Status:
                       for c in state.channels()],
             last_runs=[{k: r[k] for k in ("id", "pair", "started", "finished", "status", "exit_code")}
                        for r in state.last_runs(limit=10)],
+            arrivals=state.arrivals(datetime.now(timezone.utc) - timedelta(days=1)),
         )
 
 

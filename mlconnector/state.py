@@ -228,6 +228,14 @@ class State:
         rows = self.db["audit"].rows_where(" and ".join(clauses) or None, args, order_by="id desc", limit=limit)
         return list(reversed(list(rows)))
 
+    def arrivals(self, since: datetime) -> list[dict[str, Any]]:
+        """Per pair and flow, how many changes arrived by notification and how many only by the poll."""
+        rows = self.db.execute(
+            "SELECT pair, flow, sum(note = 'push'), sum(note IS NULL) FROM audit "
+            "WHERE action IN ('create', 'update') AND time >= ? GROUP BY pair, flow ORDER BY pair, flow",
+            [iso(since)]).fetchall()
+        return [{"pair": p, "flow": f, "by_push": push or 0, "by_poll_only": poll or 0} for p, f, push, poll in rows]
+
     # replay queue ----------------------------------------------------------------------------
     def queue_replay(self, *, pair: str, flow: str, source_system: str, source_entity: str, source_id: str,
                      error_class: str, error: str, run_id: str) -> None:

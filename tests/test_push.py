@@ -150,6 +150,8 @@ def test_the_next_sync_drains_the_inbox_then_polls(push_config, tmp_path, monkey
         rows = state.audit_rows(record=account["id"])
         assert [(r["action"], r["note"]) for r in rows] == [("create", "push")]  # the poll skipped it
         assert state.pending_inbox() == []
+    status = api.status(api.Runtime(config_path=push_config))
+    assert status.arrivals == [{"pair": "erp-crm", "flow": "accounts", "by_push": 1, "by_poll_only": 0}]
 
 
 def free_port() -> int:

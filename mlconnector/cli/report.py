@@ -67,6 +67,13 @@ def status(
         for channel in result.channels:
             channels.add_row(channel["system"], channel["entity"], channel["channel_id"], channel["expires"])
         out.print(channels)
+    if any(a["by_push"] for a in result.arrivals):
+        arrivals = Table(title="changes in the last 24 h: by notification / found only by the poll")
+        for column in ("pair", "flow", "by notification", "by poll only"):
+            arrivals.add_column(column)
+        for row in result.arrivals:
+            arrivals.add_row(row["pair"], row["flow"], str(row["by_push"]), str(row["by_poll_only"]))
+        out.print(arrivals)
     runs = Table(title="last runs")
     for column in ("run", "pair", "started", "finished", "status", "exit"):
         runs.add_column(column)

@@ -55,6 +55,12 @@ def render_run(result: RunResult) -> None:
             out.print(f"... and {len(result.planned) - 50} more")
         calls = ", ".join(f"{k} {v}" for k, v in result.estimated_calls.items()) or "none"
         out.print(f"write calls it would cost: {calls}")
+    for line in result.channels:
+        out.print(f"push channel {line}")
+    if result.notifications:
+        out.print(f"{result.notifications} notification(s) processed before the poll")
+    for problem in result.channel_problems:
+        err.print(f"[yellow]push channel {problem}", markup=True, highlight=False)
     if result.failed:
         err.print(f"[yellow]{result.failed} record(s) failed and wait in the replay queue: "
                   f"see `mlconnector audit --run {result.run_id} --status failed`, then `mlconnector replay`")

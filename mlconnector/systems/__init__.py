@@ -29,7 +29,9 @@ class ConnectorContext:
 Factory = Callable[[SystemConfig, ConnectorContext], Connector]
 
 # Built-in kinds, imported only when used so that start-up stays fast.
-BUILTIN_KINDS: dict[str, str] = {}
+BUILTIN_KINDS: dict[str, str] = {
+    "zoho": "mlconnector.systems.zoho",
+}
 
 _FACTORIES: dict[str, Factory] = {}
 
