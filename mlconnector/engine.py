@@ -128,6 +128,7 @@ class _Item:
     payload: dict[str, Any] | None = None
     hash: str | None = None
     result: WriteResult | None = None
+    note: str | None = None  # e.g. which conflict rule applied
 
 
 class _Context:
@@ -365,6 +366,10 @@ class Engine:
             if note:
                 item.result = WriteResult("skip", item.link.target_id if item.link else None, error=note)
                 continue
+            keep, item.note = self._conflict(flow, record)
+            if keep:
+                item.result = WriteResult("skip", item.link.target_id if item.link else None, error=item.note)
+                continue
             try:
                 item.payload = flow.map(record, self._context)
             except SkipRecord as exc:
@@ -408,6 +413,25 @@ class Engine:
         if written and written.target_version and record.modified and record.modified <= written.target_version:
             return f"echo of our own write by {flow.echo_of}"
         return None
+
+    def _conflict(self, flow: Flow, record: Record) -> tuple[bool, str | None]:
+        """In a two-way flow, when the record we are about to write over also changed since we last
+        synced it, the flow's rule decides: ``later-wins`` (default), ``source-wins`` or ``target-wins``.
+        Returns (keep the target as it is, the note for the audit row)."""
+        if not flow.echo_of:
+            return False, None
+        forward = self.state.link_by_target(self.pair.name, flow.echo_of, record.id)
+        if forward is None or forward.source_version is None:
+            return False, None
+        current = self.connectors[flow.target].get(flow.target_entity, forward.source_id)
+        if current is None or current.modified is None or current.modified <= forward.source_version:
+            return False, None
+        source, target = self.system_name(flow.source), self.system_name(flow.target)
+        rule = flow.conflict_rule
+        keep = rule == "target-wins" or (rule == "later-wins" and record.modified is not None
+                                         and current.modified > record.modified)
+        kept = f"kept {target}'s version" if keep else f"applied {source}'s change"
+        return keep, f"conflict: both sides changed; rule {rule}: {kept}"
 
     def _write(self, flow: Flow, items: list[_Item]) -> list[WriteResult]:
         payloads = [i.payload for i in items if i.payload is not None]
@@ -481,7 +505,8 @@ class Engine:
                     "action": action, "status": "failed" if action == "fail" else "ok",
                     "error_class": result.error_class if action == "fail" else None,
                     "error": result.error if action == "fail" else None,
-                    "note": (result.error if action == "skip" else mode if mode != "poll" else None),
+                    "note": (result.error if action == "skip"
+                             else "; ".join(filter(None, (mode if mode != "poll" else None, item.note))) or None),
                     "payload": json.dumps(item.payload, default=str)
                     if self.config.audit_payloads and item.payload is not None else None,
                 })

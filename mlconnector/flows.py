@@ -34,7 +34,10 @@ class Flow:
 
     ``depends_on`` names flows whose links this flow's mapping needs (invoices need customers).
     ``echo_of`` names the flow that writes the opposite way in a two-way sync: a record that flow
-    wrote, read back unchanged since, is our own echo and is skipped.
+    wrote, read back unchanged since, is our own echo and is skipped. When both sides changed since
+    the last sync, ``conflict_rule`` decides: ``later-wins`` (the later change is applied or kept),
+    ``source-wins`` or ``target-wins``. Fields one side owns (financial fields owned by the ERP) are
+    simply left out of the other side's mapping.
     """
 
     name: str
@@ -46,7 +49,15 @@ class Flow:
     map: Mapping_
     depends_on: tuple[str, ...] = ()
     echo_of: str | None = None
+    conflict_rule: str = "later-wins"
     description: str = ""
+
+    def __post_init__(self) -> None:
+        if self.conflict_rule not in CONFLICT_RULES:
+            raise ValueError(f"flow {self.name}: conflict_rule must be one of {', '.join(CONFLICT_RULES)}")
+
+
+CONFLICT_RULES = ("later-wins", "source-wins", "target-wins")
 
 
 @dataclass(frozen=True)

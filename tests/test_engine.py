@@ -259,3 +259,28 @@ def test_audit_rows_hold_no_payload_unless_asked(config_file, tmp_path, erp):
     with_payload = make_engine(config_file, tmp_path, audit_payloads=True)
     with_payload.sync(["customers"])
     assert '"city": "Molde"' in with_payload.state.audit_rows()[-1]["payload"]
+
+
+def test_when_both_sides_changed_the_later_change_wins_and_the_audit_says_so(config_file, tmp_path, erp, crm):
+    rows = seed_customers(erp, 2)
+    engine = make_engine(config_file, tmp_path)
+    engine.sync(["customers"])
+    first, second = (crm.find("account", "number", n)[0] for n in ("C00001", "C00002"))
+
+    # Record 1: the CRM changed, then the ERP changed later -> the ERP's version is kept.
+    crm.update("account", first["id"], city="Crm City")
+    erp.update("customer", rows[0]["id"], city="Erp City")
+    # Record 2: the ERP changed, then the CRM changed later -> the CRM's change is applied.
+    erp.update("customer", rows[1]["id"], city="Erp Early")
+    crm.update("account", second["id"], city="Crm Late")
+
+    result = engine.sync(["accounts"])
+
+    assert erp.get("customer", rows[0]["id"])["city"] == "Erp City"
+    assert erp.get("customer", rows[1]["id"])["city"] == "Crm Late"
+    notes = {r["source_id"]: r["note"] for r in engine.state.audit_rows(run=result.run_id)}
+    assert notes[first["id"]] == "conflict: both sides changed; rule later-wins: kept erp's version"
+    assert notes[second["id"]] == "conflict: both sides changed; rule later-wins: applied crm's change"
+    # The kept ERP version then goes forward, so both sides agree again.
+    engine.sync(["customers"])
+    assert crm.get("account", first["id"])["city"] == "Erp City"
