@@ -322,10 +322,12 @@ class Engine:
         hold = [False]
         with ThreadPoolExecutor(max_workers=self.concurrency, thread_name_prefix=f"write-{flow.name}") as pool:
             try:
-                for batch in _batched(records, self.batch_size):
-                    to_write = self._prepare(run, flow, batch, stats, mode)
+                for segment, to_write in self._segments(run, flow, records, stats, mode):
+                    if to_write and run.dry_run:
+                        target = self.system_name(flow.target)
+                        run.estimated_calls[target] = run.estimated_calls.get(target, 0) + 1
                     future = pool.submit(self._write, flow, to_write) if to_write and not run.dry_run else None
-                    pending.append((batch, future))
+                    pending.append((segment, future))
                     # Commit in read order, so the watermark never passes a batch still in flight.
                     while pending and (len(pending) > self.concurrency or pending[0][1] is None):
                         self._commit(run, flow, *pending.popleft(), stats, mode, hold)
@@ -391,15 +393,30 @@ class Engine:
                 run.planned.append(Planned(flow.name, record.id, action,
                                            item.link.target_id if item.link else None))
                 item.result = WriteResult(action, item.link.target_id if item.link else None)  # type: ignore[arg-type]
-                continue
             to_write.append(item)
-        if run.dry_run:
-            writes = sum(1 for i in batch if i.result and i.result.action in ("create", "update"))
-            if writes:
-                target = self.system_name(flow.target)
-                run.estimated_calls[target] = run.estimated_calls.get(target, 0) + (
-                    -(-writes // self.batch_size))
         return to_write
+
+    def _segments(self, run: RunResult, flow: Flow, records: Iterable[Record], stats: FlowStats,
+                  mode: str) -> Iterator[tuple[list[_Item], list[_Item]]]:
+        """Group records, in read order, so that each write call carries a full batch even when most
+        records are skipped (quota: the fewest calls). A long stretch without writes is committed on
+        its own, so memory stays bounded and the watermark moves."""
+        segment: list[_Item] = []
+        to_write: list[_Item] = []
+        for batch in _batched(records, self.batch_size):
+            wanted = {id(item) for item in self._prepare(run, flow, batch, stats, mode)}
+            for item in batch:
+                segment.append(item)
+                if id(item) in wanted:
+                    to_write.append(item)
+                    if len(to_write) == self.batch_size:
+                        yield segment, to_write
+                        segment, to_write = [], []
+            if len(segment) >= 10 * self.batch_size:
+                yield segment, to_write
+                segment, to_write = [], []
+        if segment:
+            yield segment, to_write
 
     def _already_synced(self, item: _Item) -> bool:
         link, modified = item.link, item.record.modified

@@ -284,3 +284,17 @@ def test_when_both_sides_changed_the_later_change_wins_and_the_audit_says_so(con
     # The kept ERP version then goes forward, so both sides agree again.
     engine.sync(["customers"])
     assert crm.get("account", first["id"])["city"] == "Erp City"
+
+
+def test_write_calls_carry_full_batches_even_when_most_records_are_unchanged(config_file, tmp_path, erp, crm):
+    rows = seed_customers(erp, 40)
+    engine = make_engine(config_file, tmp_path)
+    engine.sync(["customers"])
+    engine.connectors["crm"].writes.clear()
+    for row in rows[::4]:  # 10 changes spread over the 40 records
+        erp.update("customer", row["id"], city="Changed")
+
+    result = engine.sync(["customers"], full=True)
+
+    assert result.flows["customers"].updated == 10
+    assert engine.connectors["crm"].writes == [10]  # one call, not one per read page
