@@ -195,6 +195,11 @@ class Engine:
         self.now = now
         self.batch_size = config.batch_size or DEFAULT_BATCH
         self._context = _Context(self)
+        if config.credit_budget:
+            # Systems that charge credits keep their own daily ledger and stop a run before crossing it.
+            for connector in connectors.values():
+                if callable(getattr(connector, "set_budget", None)):
+                    connector.set_budget(config.credit_budget)
 
     def system_name(self, role: str) -> str:
         return getattr(self.connectors[role], "name", role)

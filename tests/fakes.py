@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from mlconnector.config import SystemConfig
-from mlconnector.errors import AuthError, NotificationRejected, RateLimited, RecordError, RemoteError, Unreachable
+from mlconnector.errors import AuthError, BudgetExhausted, NotificationRejected, RateLimited, RecordError, RemoteError, Unreachable
 from mlconnector.flows import Flow, MapContext, PairSpec, SkipRecord
 from mlconnector.systems import ConnectorContext
 from mlconnector.systems.base import Channel, Notification, PingResult, Record, WriteResult
@@ -30,6 +30,7 @@ class Store:
     def __init__(self, path: str | Path) -> None:
         self.path = str(path)
         self._lock = threading.Lock()
+        self.charging = threading.Lock()
         with self._conn() as conn:
             conn.execute("CREATE TABLE IF NOT EXISTS records (entity TEXT, id TEXT, modified TEXT, data TEXT, "
                          "PRIMARY KEY (entity, id))")
@@ -145,7 +146,18 @@ class StoreConnector:
             raise NotificationRejected("unknown channel or wrong token", 403)
         return [Notification(self.name, channel["entity"], tuple(ids), note.get("operation", "update"), channel_id)]
 
+    budget = 0
+
+    def set_budget(self, credits: int) -> None:
+        self.budget = credits
+
     def _call(self) -> None:
+        if self.budget:
+            with self.store.charging:
+                spent = (self.store.fault("credits") or 0) + 1
+                if spent > self.budget:
+                    raise BudgetExhausted(f"{self.name}: the daily budget of {self.budget} credits is reached")
+                self.store.set_fault("credits", spent)
         self.counter.add(self.name)
         if self.store.fault("auth"):
             raise AuthError(self.name, "credentials refused; run `mlconnector secrets set`")

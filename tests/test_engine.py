@@ -298,3 +298,20 @@ def test_write_calls_carry_full_batches_even_when_most_records_are_unchanged(con
 
     assert result.flows["customers"].updated == 10
     assert engine.connectors["crm"].writes == [10]  # one call, not one per read page
+
+
+def test_a_run_that_would_cross_the_credit_budget_stops_cleanly_and_the_next_resumes(config_file, tmp_path, erp, crm):
+    seed_customers(erp, 30)
+    crm.set_fault("credits", 0)
+    engine = make_engine(config_file, tmp_path, credit_budget=2)  # two write calls of ten today
+
+    result = engine.sync(["customers"])
+
+    assert "budget" in result.stopped and result.exit_code == EXIT_RECORDS_FAILED
+    assert len(crm.all("account")) == 20 and engine.state.replay_items() == []
+    mark = engine.state.watermark("erp-crm", "customers")
+    assert mark == datetime.fromisoformat(erp.all("customer")[19]["modified"])
+
+    crm.set_fault("credits", 0)  # a new day
+    assert make_engine(config_file, tmp_path, credit_budget=2).sync(["customers"]).exit_code == EXIT_OK
+    assert len(crm.all("account")) == 30
