@@ -1,0 +1,303 @@
+"""The BC API v2.0 surface: companies, entity sets with GUID keys, document lines, bound actions, subscriptions.
+
+Paths below ``.../api/v2.0/`` are parsed segment by segment (``companies({id})/salesOrders({id})/salesOrderLines``)
+because OData keys in parentheses do not fit a route table.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from starlette.requests import Request
+from starlette.responses import Response
+
+from . import errors
+from .errors import ODataError, json_response
+from .odata import Query, apply_select, next_link, parse_query, requested_page_size, select_page
+from .schema import ENTITIES, EntitySpec
+from .store import Company, StoredRow
+
+if TYPE_CHECKING:
+    from .sandbox import DynamicsSandbox
+
+_SEGMENT_RE = re.compile(r"^([A-Za-z$][\w.]*)(?:\((.*)\))?$")
+_GUID_RE = re.compile(r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$")
+COMPANY_TYPES = {"id": "guid", "systemVersion": "string", "timestamp": "integer", "name": "string",
+                 "displayName": "string", "businessProfileId": "string", "systemCreatedAt": "datetime",
+                 "systemCreatedBy": "guid", "systemModifiedAt": "datetime", "systemModifiedBy": "guid"}
+SUBSCRIPTION_TYPES = {"subscriptionId": "string", "notificationUrl": "string", "resource": "string",
+                      "clientState": "string", "expirationDateTime": "datetime", "userId": "guid",
+                      "lastModifiedDateTime": "datetime", "timestamp": "integer"}
+
+
+@dataclass(frozen=True)
+class Segment:
+    name: str
+    key: str | None
+
+
+def parse_segments(rest: str) -> list[Segment]:
+    segments = []
+    for part in filter(None, rest.split("/")):
+        match = _SEGMENT_RE.match(part)
+        if not match:
+            raise errors.query_syntax()
+        segments.append(Segment(match.group(1), match.group(2)))
+    return segments
+
+
+def guid_key(key: str) -> str:
+    """API v2.0 keys are unquoted GUIDs; anything else is a query syntax error, as in BC."""
+    if not _GUID_RE.match(key or ""):
+        raise errors.query_syntax()
+    return key.lower()
+
+
+async def read_json(request: Request) -> dict[str, Any]:
+    raw = await request.body()
+    try:
+        body = json.loads(raw or b"{}")
+    except ValueError:
+        raise errors.bad_body() from None
+    if not isinstance(body, dict):
+        raise errors.bad_body()
+    return body
+
+
+def check_if_match(request: Request, current: str) -> None:
+    """PATCH/DELETE need If-Match: the row's etag or '*'. Missing -> 400, stale -> 409 (Request_EntityChanged)."""
+    supplied = request.headers.get("if-match")
+    if not supplied:
+        raise errors.missing_etag()
+    if supplied.strip() != "*" and supplied.strip() != current:
+        raise errors.entity_changed()
+
+
+class ApiV2:
+    """Handles one request below ``api/v2.0/`` once the caller is authenticated."""
+
+    def __init__(self, sandbox: "DynamicsSandbox") -> None:
+        self.sandbox = sandbox
+        self.db = sandbox.db
+
+    async def handle(self, request: Request, rest: str, root: str, principal: str) -> Response:
+        segments = parse_segments(rest)
+        if not segments:
+            return json_response({"@odata.context": f"{root}/$metadata",
+                                  "value": [{"name": "companies", "kind": "EntitySet", "url": "companies"}]})
+        head = segments[0]
+        if head.name == "subscriptions":
+            return await self._subscriptions(request, head, segments[1:], root, principal)
+        if head.name == "companies":
+            if head.key is None:
+                return self._list_companies(request, root, segments[1:])
+            company = self._company(guid_key(head.key))
+            if len(segments) == 1:
+                return self._get_company(request, company, root)
+            return await self._entity(request, company, segments[1:], root)
+        if head.name in ENTITIES and "company" in request.query_params:
+            # .../api/v2.0/customers?company={id or name}
+            ref = request.query_params["company"]
+            try:
+                company = self.db.company(ref.lower() if _GUID_RE.match(ref) else ref)
+            except KeyError:
+                raise _company_not_found(ref) from None
+            return await self._entity(request, company, segments, root)
+        if head.name in ENTITIES:
+            raise ODataError(400, "Internal_CompanyNotFound",
+                             "Cannot process the request because the default company cannot be found. You can "
+                             "specify a default company in the service configuration file, or specify one for "
+                             "each tenant, or you can add a query string in the form of \"company=[name]\". You "
+                             "can see the available companies by accessing the default OData web service, "
+                             "Company. For more information, see \"OData Web Services\" in Help.")
+        raise errors.segment_not_found(head.name)
+
+    # -- companies --------------------------------------------------------------------------------------------
+
+    def _company(self, company_id: str) -> Company:
+        try:
+            return self.db.company(company_id)
+        except KeyError:
+            raise _company_not_found(company_id) from None
+
+    def _list_companies(self, request: Request, root: str, more: list[Segment]) -> Response:
+        if more:
+            raise errors.segment_not_found(more[0].name)
+        if request.method != "GET":
+            raise errors.method_not_allowed(request.method, "companies")
+        query = parse_query(dict(request.query_params), COMPANY_TYPES, "company")
+        rows = [c.to_api() for c in self.db.companies.values()]
+        page = select_page(rows, query, COMPANY_TYPES, ["name"], self.sandbox.max_page_size)
+        return json_response({"@odata.context": f"{root}/$metadata#companies",
+                              "value": [apply_select(r, query.select) for r in page.rows]})
+
+    def _get_company(self, request: Request, company: Company, root: str) -> Response:
+        if request.method != "GET":
+            raise errors.method_not_allowed(request.method, "companies")
+        return json_response({"@odata.context": f"{root}/$metadata#companies/$entity", **company.to_api()})
+
+    # -- entity sets ------------------------------------------------------------------------------------------
+
+    async def _entity(self, request: Request, company: Company, segments: list[Segment], root: str) -> Response:
+        first = segments[0]
+        spec = ENTITIES.get(first.name)
+        if spec is None:
+            raise errors.segment_not_found(first.name)
+        context = f"{root}/$metadata#companies({company.id})/{spec.set_name}"
+        if len(segments) == 1:
+            if first.key is None:
+                return await self._collection(request, company, spec, None, context)
+            row = self._row(company, spec, guid_key(first.key))
+            return await self._single(request, company, spec, row, context)
+        if len(segments) in (2, 3) and first.key is not None:
+            header = self._row(company, spec, guid_key(first.key))
+            nested = segments[1]
+            if nested.name.startswith("Microsoft.NAV."):
+                return self._bound_action(request, company, spec, header, nested.name)
+            if spec.lines and nested.name == spec.lines:
+                line_spec = ENTITIES[spec.lines]
+                line_context = f"{root}/$metadata#companies({company.id})/{spec.set_name}({header.id})/{spec.lines}"
+                if nested.key is None and len(segments) == 2:
+                    return await self._collection(request, company, line_spec, header, line_context)
+                if nested.key is not None and len(segments) == 2:
+                    line = self._row(company, line_spec, guid_key(nested.key))
+                    if line.values.get("documentId") != header.id:
+                        raise errors.not_found(line_spec.entity_name, nested.key)
+                    return await self._single(request, company, line_spec, line, line_context)
+        raise errors.segment_not_found(segments[-1].name)
+
+    def _row(self, company: Company, spec: EntitySpec, key: str) -> StoredRow:
+        row = company.table(spec.set_name).get(key)
+        if row is None:
+            raise errors.not_found(spec.entity_name, key)
+        return row
+
+    async def _collection(self, request: Request, company: Company, spec: EntitySpec, header: StoredRow | None,
+                          context: str) -> Response:
+        if request.method == "POST":
+            body = await read_json(request)
+            if spec.header is not None:
+                if header is None:
+                    header_ref = body.get("documentId")
+                    if not header_ref:
+                        raise errors.ODataError(400, "BadRequest_RequiredParamNotProvided",
+                                                "Field 'documentId' must not be blank or empty.")
+                    header = self._row(company, ENTITIES[spec.header], guid_key(str(header_ref)))
+                row = self.db.insert_line(company, spec.header, header, body)
+            else:
+                row = self.db.create(company, spec.set_name, body)
+            entity = self._expanded(company, spec, row, Query(), request)
+            location = f"{str(request.url).split('?')[0]}({row.id})"
+            return json_response({"@odata.context": f"{context}/$entity", **entity}, status=201,
+                                 headers={"Location": location, "ETag": row.etag})
+        if request.method != "GET":
+            raise errors.method_not_allowed(request.method, spec.set_name)
+        query = parse_query(dict(request.query_params), spec.fields, spec.entity_name, spec.expands)
+        rows = [self.db.to_api(spec.set_name, r) for r in company.table(spec.set_name).values()
+                if header is None or r.values.get("documentId") == header.id]
+        page_size, applied = requested_page_size(request.headers.get("prefer"), self.sandbox.max_page_size)
+        key_fields = ["documentId", "sequence"] if spec.header else (["number", "id"] if "number" in spec.fields
+                                                                      else ["id"])
+        page = select_page(rows, query, spec.fields, key_fields, page_size)
+        by_id = company.table(spec.set_name)
+        body: dict[str, Any] = {"@odata.context": context}
+        if query.count:
+            body["@odata.count"] = page.count
+        body["value"] = [self._expanded(company, spec, by_id[r["id"]], query, request) for r in page.rows]
+        if page.next_token:
+            body["@odata.nextLink"] = next_link(str(request.url).split("?")[0], query, page.next_token)
+        headers = {"Preference-Applied": f"odata.maxpagesize={page_size}"} if applied else {}
+        return json_response(body, headers=headers)
+
+    async def _single(self, request: Request, company: Company, spec: EntitySpec, row: StoredRow,
+                      context: str) -> Response:
+        if request.method == "GET":
+            query = parse_query(dict(request.query_params), spec.fields, spec.entity_name, spec.expands)
+            return json_response({"@odata.context": f"{context}/$entity",
+                                  **self._expanded(company, spec, row, query, request)},
+                                 headers={"ETag": row.etag})
+        if request.method == "PATCH":
+            check_if_match(request, row.etag)
+            body = await read_json(request)
+            if spec.header is not None:
+                self.db.update_line(company, spec.set_name, row, body)
+            else:
+                self.db.update(company, spec.set_name, row, body)
+            return json_response({"@odata.context": f"{context}/$entity",
+                                  **self._expanded(company, spec, row, Query(), request)},
+                                 headers={"ETag": row.etag})
+        if request.method == "DELETE":
+            check_if_match(request, row.etag)
+            if spec.header is not None:
+                self.db.delete_line(company, spec.set_name, row)
+            else:
+                self.db.delete(company, spec.set_name, row)
+            return Response(status_code=204, headers={"OData-Version": "4.0"})
+        raise errors.method_not_allowed(request.method, spec.set_name)
+
+    def _expanded(self, company: Company, spec: EntitySpec, row: StoredRow, query: Query,
+                  request: Request) -> dict[str, Any]:
+        entity = apply_select(self.db.to_api(spec.set_name, row), query.select)
+        for name, nested_select in query.expand.items():
+            if name == spec.lines:
+                lines = self.db.lines_of(company, spec.set_name, row.id)
+                entity[name] = [apply_select(self.db.to_api(name, line), nested_select) for line in lines]
+            elif name in ("customer", "vendor"):
+                party_id = row.values.get(f"{name}Id")
+                party = company.table(f"{name}s").get(party_id or "")
+                entity[name] = (apply_select(self.db.to_api(f"{name}s", party), nested_select)
+                                if party else None)
+        return entity
+
+    def _bound_action(self, request: Request, company: Company, spec: EntitySpec, row: StoredRow,
+                      action: str) -> Response:
+        if request.method != "POST":
+            raise errors.method_not_allowed(request.method, action)
+        if spec.set_name == "salesInvoices" and action == "Microsoft.NAV.post":
+            self.db.post_invoice(company, row)
+            return Response(status_code=204, headers={"OData-Version": "4.0"})
+        raise ODataError(400, "BadRequest_MethodNotImplemented", "Entity does not support bound actions")
+
+    # -- subscriptions ----------------------------------------------------------------------------------------
+
+    async def _subscriptions(self, request: Request, head: Segment, more: list[Segment], root: str,
+                             principal: str) -> Response:
+        hooks = self.sandbox.webhooks
+        context = f"{root}/$metadata#subscriptions"
+        if more:
+            raise errors.segment_not_found(more[0].name)
+        if head.key is None:
+            if request.method == "POST":
+                sub = await hooks.create(await read_json(request), principal)
+                return json_response({"@odata.context": f"{context}/$entity", **sub.to_api()}, status=201,
+                                     headers={"ETag": sub.etag})
+            if request.method != "GET":
+                raise errors.method_not_allowed(request.method, "subscriptions")
+            query = parse_query(dict(request.query_params), SUBSCRIPTION_TYPES, "subscription")
+            rows = [sub.to_api() for sub in hooks.all_live()]
+            page = select_page(rows, query, SUBSCRIPTION_TYPES, ["subscriptionId"], self.sandbox.max_page_size)
+            return json_response({"@odata.context": context,
+                                  "value": [apply_select(r, query.select) for r in page.rows]})
+        key = head.key
+        if not (len(key) >= 2 and key[0] == key[-1] == "'"):
+            raise errors.query_syntax()   # subscriptionId is a string key: subscriptions('<id>')
+        sub = hooks.live(key[1:-1])
+        if request.method == "GET":
+            return json_response({"@odata.context": f"{context}/$entity", **sub.to_api()})
+        if request.method == "PATCH":
+            check_if_match(request, sub.etag)
+            sub = await hooks.renew(sub, await read_json(request))
+            return json_response({"@odata.context": f"{context}/$entity", **sub.to_api()},
+                                 headers={"ETag": sub.etag})
+        if request.method == "DELETE":
+            check_if_match(request, sub.etag)
+            hooks.subscriptions.pop(sub.subscription_id, None)
+            return Response(status_code=204, headers={"OData-Version": "4.0"})
+        raise errors.method_not_allowed(request.method, "subscriptions")
+
+
+def _company_not_found(ref: str) -> ODataError:
+    return ODataError(404, "Internal_CompanyNotFound", f"The company '{ref}' does not exist.")
