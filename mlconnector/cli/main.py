@@ -11,6 +11,7 @@ from typer.core import TyperGroup
 
 from mlconnector import __version__
 from mlconnector.api import Runtime, load_plugins
+from mlconnector.cli import auth as auth_cli
 from mlconnector.cli import init as init_cmd
 from mlconnector.cli import listen as listen_cmd
 from mlconnector.cli import ping as ping_cmd
@@ -75,12 +76,16 @@ def build_app() -> typer.Typer:
     ) -> None:
         if config:
             os.environ["MLCONNECTOR_CONFIG"] = str(config)
-        ctx.obj = Runtime(config_path=config, state_path=state)
+        # Tests (and embedding code) may hand in a Runtime of their own, e.g. with an in-process transport.
+        given = ctx.obj if isinstance(ctx.obj, Runtime) else None
+        ctx.obj = given or Runtime()
+        ctx.obj.config_path, ctx.obj.state_path = config or ctx.obj.config_path, state or ctx.obj.state_path
 
     secrets_cli.kind_of = _kind_from_config
     app.command("init")(init_cmd.init)
     app.add_typer(secrets_cli.app, name="secrets")
     app.command("ping")(ping_cmd.ping)
+    app.add_typer(auth_cli.app, name="auth")
     app.add_typer(sync_cmd.build_sync_app(), name="sync")
     app.command("replay")(sync_cmd.replay)
     app.command("audit")(report.audit)

@@ -247,7 +247,7 @@ class ZohoAuth:
         self.mint_limit = int(system.setting("mint_limit", ZOHO_MINTS_PER_WINDOW - 1, type_=int))
         self.mint_wait = float(system.setting("mint_wait_seconds", 60, type_=(int, float)))
         self._sleep = sleep
-        self.http = ApiClient(self.name, transport=context.transport, counter=context.counter)
+        self.http = ApiClient(self.name, transport=context.transport, counter=context.counter, sleep=sleep)
 
     @property
     def accounts_url(self) -> str:
