@@ -51,10 +51,10 @@ from mlconnector.systems.base import Channel, Notification, PingResult, Record, 
 
 KIND = "zoho"
 
+# COQL needs ZohoCRM.coql.READ besides the module scope, and Bulk Write's file upload ZohoFiles.files.ALL.
 SCOPES = ("ZohoCRM.modules.ALL,ZohoCRM.settings.ALL,ZohoCRM.org.READ,ZohoCRM.users.READ,"
-          "ZohoCRM.notifications.ALL,ZohoCRM.bulk.ALL")
-# Self Client (client_credentials) tokens carry exactly the scopes asked for; bulk uploads need ZohoFiles.
-CLIENT_CREDENTIALS_SCOPES = SCOPES + ",ZohoCRM.coql.READ,ZohoFiles.files.ALL"
+          "ZohoCRM.notifications.ALL,ZohoCRM.bulk.ALL,ZohoCRM.coql.READ,ZohoFiles.files.ALL")
+CLIENT_CREDENTIALS_SCOPES = SCOPES
 
 MAX_UPSERT = 100           # records per insert/update/upsert call
 COQL_MAX_LIMIT = 2000      # rows per COQL call

@@ -17,6 +17,7 @@ from mlconnector.api import Runtime
 from mlconnector.cli.main import build_app
 from mlconnector.sandbox.zoho import create_app
 from mlconnector.secrets import SecretStore
+from mlconnector.systems.zoho import SCOPES
 
 from tests.systems.zoho_env import CLIENT_ID, CLIENT_SECRET, REDIRECT_URI, ZohoEnv, make_env
 
@@ -42,7 +43,8 @@ def invoke(env: ZohoEnv, *args: str, input: str | None = None):
 
 def test_auth_zoho_exchanges_the_pasted_redirect_and_stores_the_refresh_token(env: ZohoEnv, config: Path) -> None:
     SecretStore().delete("zoho", "refresh_token")
-    code = env.zoho.issue_grant_code(CLIENT_ID, redirect_uri=REDIRECT_URI)
+    # The code carries exactly the scopes our consent URL asks for: enough for every call the connector makes.
+    code = env.zoho.issue_grant_code(CLIENT_ID, redirect_uri=REDIRECT_URI, scope=SCOPES)
     redirect = f"{REDIRECT_URI}?code={code}&location=us&accounts-server={quote('https://accounts.zoho.com', safe='')}"
     result = invoke(env, "auth", "zoho", input=redirect + "\n")
     assert result.exit_code == 0, result.output
@@ -50,8 +52,9 @@ def test_auth_zoho_exchanges_the_pasted_redirect_and_stores_the_refresh_token(en
     consent = next(line for line in result.output.splitlines() if "/oauth/v2/auth?" in line)
     params = parse_qs(urlsplit(consent).query)
     assert consent.startswith("https://accounts.zoho.com/oauth/v2/auth?")
-    assert params["scope"] == ["ZohoCRM.modules.ALL,ZohoCRM.settings.ALL,ZohoCRM.org.READ,ZohoCRM.users.READ,"
-                               "ZohoCRM.notifications.ALL,ZohoCRM.bulk.ALL"]
+    assert params["scope"][0].split(",") == [
+        "ZohoCRM.modules.ALL", "ZohoCRM.settings.ALL", "ZohoCRM.org.READ", "ZohoCRM.users.READ",
+        "ZohoCRM.notifications.ALL", "ZohoCRM.bulk.ALL", "ZohoCRM.coql.READ", "ZohoFiles.files.ALL"]
     assert params["access_type"] == ["offline"] and params["prompt"] == ["consent"]
     assert params["client_id"] == [CLIENT_ID] and params["redirect_uri"] == [REDIRECT_URI]
 
@@ -67,6 +70,12 @@ def test_auth_zoho_exchanges_the_pasted_redirect_and_stores_the_refresh_token(en
     ping = invoke(env, "ping", "zoho")
     assert ping.exit_code == 0, ping.output
     assert env.zoho.accounts.minted == minted
+    connector = env.connector(bulk_threshold=1)
+    results = connector.write("Accounts", [{"Account_Name": "A"}, {"Account_Name": "B"}], "Account_Name")
+    assert [r.action for r in results] == ["create", "create"]  # upload + bulk job: files and bulk scopes
+    assert len(list(connector.changes("Accounts", None))) == 2  # COQL scope
+    channel = connector.subscribe("Accounts", "http://listener.test/zoho/notify")
+    connector.unsubscribe(channel)
 
 
 def test_auth_zoho_follows_the_accounts_server_of_the_redirect(config: Path) -> None:
