@@ -1,0 +1,554 @@
+"""The Dynamics NAV / Business Central sandbox speaks BC's wire protocol: tokens, API v2.0, ODataV4, webhooks."""
+
+from __future__ import annotations
+
+import base64
+from datetime import datetime, timedelta, timezone
+from typing import Any, Iterator
+
+import httpx
+import pytest
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import PlainTextResponse, Response
+from starlette.routing import Route
+
+from mlconnector.sandbox.common import Faults, InProcessTransport, SandboxClock
+from mlconnector.sandbox.dynamics import DynamicsSandbox, create_app
+
+TENANT = "contoso.onmicrosoft.com"
+CLIENT_ID = "0b7c8f0e-1111-2222-3333-444455556666"
+SECRET = "s3cret~value"
+SCOPE = "https://api.businesscentral.dynamics.com/.default"
+COMPANY = "CRONUS USA, Inc."
+API = f"/v2.0/{TENANT}/production/api/v2.0"
+HOOK_URL = "http://receiver/hooks/bc"
+
+
+class Receiver:
+    """A subscriber endpoint: echoes the validation token, records notifications, answers ``status``."""
+
+    def __init__(self) -> None:
+        self.notifications: list[dict[str, Any]] = []
+        self.handshakes = 0
+        self.echo = True
+        self.statuses: list[int] = []   # answers to the next notifications, then 202
+        self.app = Starlette(routes=[Route("/hooks/bc", self.endpoint, methods=["POST"])])
+
+    async def endpoint(self, request: Request) -> Response:
+        token = request.query_params.get("validationToken")
+        if token is not None:
+            self.handshakes += 1
+            return PlainTextResponse(token if self.echo else "not the token")
+        self.notifications.append(await request.json())
+        return Response(status_code=self.statuses.pop(0) if self.statuses else 202)
+
+    def items(self) -> list[dict[str, Any]]:
+        return [item for body in self.notifications for item in body["value"]]
+
+
+@pytest.fixture
+def clock() -> SandboxClock:
+    return SandboxClock()
+
+
+@pytest.fixture
+def receiver() -> Receiver:
+    return Receiver()
+
+
+def _make(clock: SandboxClock, receiver: Receiver, faults: Faults | None = None) -> Any:
+    app = create_app(clock=clock, faults=faults, notify_transport=httpx.ASGITransport(app=receiver.app),
+                     debounce=0.05)
+    sandbox: DynamicsSandbox = app.state.dynamics
+    sandbox.register_app(TENANT, CLIENT_ID, SECRET)
+    sandbox.set_web_service_user("ADMIN", "Xq8s5Ga3JdV2hYbNwU6kLmPrT9eZcF1oA4iS7uB0yH=")
+    sandbox.webhook_settings.retry_delays = (0.05, 0.05)
+    return app
+
+
+@pytest.fixture
+def app(clock: SandboxClock, receiver: Receiver) -> Any:
+    return _make(clock, receiver)
+
+
+@pytest.fixture
+def sandbox(app: Any) -> DynamicsSandbox:
+    return app.state.dynamics
+
+
+@pytest.fixture
+def company(sandbox: DynamicsSandbox) -> str:
+    return sandbox.create_company(COMPANY)
+
+
+@pytest.fixture
+def http(app: Any) -> Iterator[httpx.Client]:
+    transport = InProcessTransport(app)
+    with httpx.Client(transport=transport, base_url="http://sandbox") as client:
+        yield client
+    transport.close()
+
+
+def get_token(http: httpx.Client, **overrides: str) -> httpx.Response:
+    form = {"grant_type": "client_credentials", "client_id": CLIENT_ID, "client_secret": SECRET, "scope": SCOPE}
+    return http.post(f"/{TENANT}/oauth2/v2.0/token", data={**form, **overrides})
+
+
+@pytest.fixture
+def bearer(http: httpx.Client) -> dict[str, str]:
+    return {"Authorization": f"Bearer {get_token(http).json()['access_token']}"}
+
+
+def basic(user: str = "ADMIN", key: str = "Xq8s5Ga3JdV2hYbNwU6kLmPrT9eZcF1oA4iS7uB0yH=") -> dict[str, str]:
+    return {"Authorization": "Basic " + base64.b64encode(f"{user}:{key}".encode()).decode()}
+
+
+def error_code(response: httpx.Response) -> str:
+    return response.json()["error"]["code"]
+
+
+# -- Entra token endpoint --------------------------------------------------------------------------------------
+
+def test_client_credentials_token_is_a_bearer_token_for_3599_seconds(http: httpx.Client) -> None:
+    response = get_token(http)
+    assert response.status_code == 200
+    body = response.json()
+    assert body["token_type"] == "Bearer" and body["expires_in"] == 3599 and body["access_token"]
+
+
+@pytest.mark.parametrize("overrides, status, error, aadsts", [
+    ({"client_secret": "wrong"}, 401, "invalid_client", "AADSTS7000215"),
+    ({"client_id": "unknown-app"}, 400, "unauthorized_client", "AADSTS700016"),
+    ({"scope": "https://graph.microsoft.com/.default"}, 400, "invalid_scope", "AADSTS70011"),
+    ({"grant_type": "password"}, 400, "unsupported_grant_type", "AADSTS70003"),
+])
+def test_token_errors_are_entra_json(http: httpx.Client, overrides: dict[str, str], status: int, error: str,
+                                     aadsts: str) -> None:
+    response = get_token(http, **overrides)
+    assert response.status_code == status
+    assert response.json()["error"] == error
+    assert response.json()["error_description"].startswith(aadsts)
+
+
+def test_expired_token_is_rejected(http: httpx.Client, sandbox: DynamicsSandbox, company: str,
+                                   bearer: dict[str, str]) -> None:
+    assert http.get(f"{API}/companies", headers=bearer).status_code == 200
+    sandbox.advance(seconds=3600)
+    response = http.get(f"{API}/companies", headers=bearer)
+    assert response.status_code == 401
+    assert error_code(response) == "Authentication_InvalidCredentials"
+    assert "token is expired" in response.headers["www-authenticate"]
+
+
+def test_token_ttl_fault_expires_tokens_early(clock: SandboxClock, receiver: Receiver) -> None:
+    app = _make(clock, receiver, Faults.parse("token_ttl=5"))
+    app.state.dynamics.create_company(COMPANY)
+    with httpx.Client(transport=InProcessTransport(app), base_url="http://sandbox") as http:
+        token = get_token(http).json()
+        assert token["expires_in"] == 3599
+        clock.advance(seconds=6)
+        response = http.get(f"{API}/companies", headers={"Authorization": f"Bearer {token['access_token']}"})
+        assert response.status_code == 401
+
+
+def test_online_api_refuses_basic_auth_and_apps_not_enabled_in_bc(http: httpx.Client, sandbox: DynamicsSandbox,
+                                                                  company: str) -> None:
+    assert http.get(f"{API}/companies", headers=basic()).status_code == 401
+    sandbox.register_app(TENANT, "other-app", "pw", bc_enabled=False)
+    token = get_token(http, client_id="other-app", client_secret="pw").json()["access_token"]
+    response = http.get(f"{API}/companies", headers={"Authorization": f"Bearer {token}"})
+    assert response.status_code == 401 and error_code(response) == "Authentication_InvalidCredentials"
+
+
+# -- API v2.0 CRUD ---------------------------------------------------------------------------------------------
+
+def test_create_assigns_number_id_etag_and_utc_timestamp(http: httpx.Client, company: str,
+                                                         bearer: dict[str, str]) -> None:
+    response = http.post(f"{API}/companies({company})/customers", headers=bearer,
+                         json={"displayName": "Adatum Corporation", "email": "robert@contoso.com"})
+    assert response.status_code == 201
+    customer = response.json()
+    assert customer["number"] == "C00010"
+    assert customer["@odata.etag"].startswith('W/"JzQ0O')
+    assert customer["lastModifiedDateTime"].endswith("Z") and len(customer["lastModifiedDateTime"]) == 24
+    assert customer["blocked"] == " " and customer["type"] == "Company"
+    second = http.post(f"{API}/companies({company})/customers", headers=bearer, json={"displayName": "Trey"})
+    assert second.json()["number"] == "C00020"
+    duplicate = http.post(f"{API}/companies({company})/customers", headers=bearer,
+                          json={"number": "C00010", "displayName": "Again"})
+    assert duplicate.status_code == 409 and error_code(duplicate) == "Internal_EntityWithSameKeyExists"
+
+
+def test_patch_and_delete_need_the_current_etag(http: httpx.Client, company: str, bearer: dict[str, str]) -> None:
+    created = http.post(f"{API}/companies({company})/customers", headers=bearer,
+                        json={"displayName": "Adatum"}).json()
+    url = f"{API}/companies({company})/customers({created['id']})"
+
+    missing = http.patch(url, headers=bearer, json={"city": "Atlanta"})
+    assert missing.status_code == 400 and error_code(missing) == "BadRequest_InvalidToken"
+
+    updated = http.patch(url, headers={**bearer, "If-Match": created["@odata.etag"]}, json={"city": "Atlanta"})
+    assert updated.status_code == 200
+    assert updated.json()["city"] == "Atlanta"
+    assert updated.json()["@odata.etag"] != created["@odata.etag"]
+    assert updated.json()["lastModifiedDateTime"] >= created["lastModifiedDateTime"]
+
+    stale = http.patch(url, headers={**bearer, "If-Match": created["@odata.etag"]}, json={"city": "Chicago"})
+    assert stale.status_code == 409 and error_code(stale) == "Request_EntityChanged"
+
+    read_only = http.patch(url, headers={**bearer, "If-Match": "*"}, json={"balanceDue": 5})
+    assert read_only.status_code == 400
+
+    assert http.delete(url, headers={**bearer, "If-Match": updated.json()["@odata.etag"]}).status_code == 204
+    gone = http.get(url, headers=bearer)
+    assert gone.status_code == 404 and error_code(gone) == "BadRequest_NotFound"
+
+
+def test_unknown_company_and_malformed_keys(http: httpx.Client, company: str, bearer: dict[str, str]) -> None:
+    assert http.get(f"{API}/companies(00000000-0000-0000-0000-000000000001)/customers",
+                    headers=bearer).status_code == 404
+    assert error_code(http.get(f"{API}/companies({company})/customers('C00010')",
+                               headers=bearer)) == "BadRequest_NotFound"
+    assert http.get(f"{API}/companies({company})/widgets", headers=bearer).status_code == 404
+
+
+# -- OData query options and paging ---------------------------------------------------------------------------
+
+@pytest.fixture
+def customers(sandbox: DynamicsSandbox, company: str) -> list[dict[str, Any]]:
+    base = datetime(2026, 1, 1, tzinfo=timezone.utc)
+    return sandbox.seed(company, "customers", [
+        {"displayName": f"Customer {i:02d}", "city": "Atlanta" if i % 2 else "Chicago",
+         "lastModifiedDateTime": base + timedelta(hours=i)} for i in range(25)])
+
+
+def test_filter_on_last_modified_with_server_paging(http: httpx.Client, company: str, bearer: dict[str, str],
+                                                    customers: list[dict[str, Any]]) -> None:
+    url = f"{API}/companies({company})/customers"
+    params = {"$filter": "lastModifiedDateTime gt 2026-01-01T04:00:00Z and lastModifiedDateTime lt 2026-01-02T00:00:00Z",
+              "$orderby": "lastModifiedDateTime"}
+    headers = {**bearer, "Prefer": "odata.maxpagesize=8"}
+    first = http.get(url, params=params, headers=headers)
+    assert first.headers["preference-applied"] == "odata.maxpagesize=8"
+    seen = [row["displayName"] for row in first.json()["value"]]
+    link = first.json().get("@odata.nextLink")
+    while link:
+        page = http.get(link, headers=headers).json()
+        seen += [row["displayName"] for row in page["value"]]
+        link = page.get("@odata.nextLink")
+    assert seen == [f"Customer {i:02d}" for i in range(5, 24)]
+
+
+def test_server_default_page_size_and_top_without_next_link(http: httpx.Client, sandbox: DynamicsSandbox,
+                                                            company: str, bearer: dict[str, str],
+                                                            customers: list[dict[str, Any]]) -> None:
+    url = f"{API}/companies({company})/customers"
+    sandbox.max_page_size = 10
+    page = http.get(url, headers=bearer).json()
+    assert len(page["value"]) == 10 and "@odata.nextLink" in page
+    top = http.get(url, params={"$top": "3"}, headers=bearer).json()
+    assert len(top["value"]) == 3 and "@odata.nextLink" not in top
+
+
+def test_filter_eq_ne_select_orderby_and_errors(http: httpx.Client, company: str, bearer: dict[str, str],
+                                                customers: list[dict[str, Any]]) -> None:
+    url = f"{API}/companies({company})/customers"
+    one = http.get(url, params={"$filter": "number eq 'C00030'", "$select": "number,displayName"},
+                   headers=bearer).json()["value"]
+    assert one == [{"@odata.etag": one[0]["@odata.etag"], "number": "C00030", "displayName": "Customer 02"}]
+    by_id = http.get(url, params={"$filter": f"id eq {customers[3]['id']}"}, headers=bearer).json()["value"]
+    assert [row["number"] for row in by_id] == ["C00040"]
+    newest = http.get(url, params={"$orderby": "lastModifiedDateTime desc", "$top": "1"}, headers=bearer)
+    assert newest.json()["value"][0]["displayName"] == "Customer 24"
+    not_atlanta = http.get(url, params={"$filter": "city ne 'Atlanta'", "$count": "true"}, headers=bearer).json()
+    assert not_atlanta["@odata.count"] == 13
+    same_field_or = http.get(url, params={"$filter": "city eq 'Atlanta' or city eq 'Chicago'"}, headers=bearer)
+    assert len(same_field_or.json()["value"]) == 25
+
+    distinct_or = http.get(url, params={"$filter": "city eq 'Atlanta' or number eq 'C00010'"}, headers=bearer)
+    assert distinct_or.status_code == 400
+    unknown = http.get(url, params={"$filter": "colour eq 'red'"}, headers=bearer)
+    assert unknown.status_code == 400 and "colour" in unknown.json()["error"]["message"]
+    quoted_date = http.get(url, params={"$filter": "lastModifiedDateTime gt '2026-01-01T00:00:00Z'"}, headers=bearer)
+    assert quoted_date.status_code == 400
+
+
+def test_rows_without_system_modified_at_read_as_year_one(http: httpx.Client, sandbox: DynamicsSandbox,
+                                                          company: str, bearer: dict[str, str],
+                                                          customers: list[dict[str, Any]]) -> None:
+    sandbox.clear_last_modified(company, "customers", ["C00010", "C00020"])
+    url = f"{API}/companies({company})/customers"
+    blank = http.get(url, params={"$filter": "lastModifiedDateTime lt 1753-01-01T00:00:00Z"}, headers=bearer)
+    assert [row["lastModifiedDateTime"] for row in blank.json()["value"]] == ["0001-01-01T00:00:00Z"] * 2
+
+
+# -- documents -------------------------------------------------------------------------------------------------
+
+@pytest.fixture
+def catalogue(sandbox: DynamicsSandbox, company: str) -> None:
+    sandbox.seed(company, "customers", [{"displayName": "Adatum", "city": "Atlanta"}])
+    sandbox.seed(company, "items", [{"number": "1928-S", "displayName": "AMSTERDAM Lamp", "unitPrice": 54.9}])
+
+
+def test_sales_order_deep_insert_and_expand_lines(http: httpx.Client, company: str, bearer: dict[str, str],
+                                                  catalogue: None) -> None:
+    created = http.post(f"{API}/companies({company})/salesOrders", headers=bearer, json={
+        "customerNumber": "C00010",
+        "salesOrderLines": [{"lineType": "Item", "lineObjectNumber": "1928-S", "quantity": 3}]})
+    assert created.status_code == 201
+    order = created.json()
+    assert order["customerName"] == "Adatum" and order["totalAmountExcludingTax"] == 164.7
+    expanded = http.get(f"{API}/companies({company})/salesOrders({order['id']})",
+                        params={"$expand": "salesOrderLines"}, headers=bearer).json()
+    line = expanded["salesOrderLines"][0]
+    assert (line["documentId"], line["sequence"], line["description"]) == (order["id"], 10000, "AMSTERDAM Lamp")
+
+    added = http.post(f"{API}/companies({company})/salesOrders({order['id']})/salesOrderLines", headers=bearer,
+                      json={"lineObjectNumber": "1928-S", "quantity": 1})
+    assert added.status_code == 201 and added.json()["sequence"] == 20000
+    listed = http.get(f"{API}/companies({company})/salesOrders", params={"$expand": "salesOrderLines"},
+                      headers=bearer).json()["value"]
+    assert len(listed[0]["salesOrderLines"]) == 2 and listed[0]["totalAmountExcludingTax"] == 219.6
+
+    no_customer = http.post(f"{API}/companies({company})/salesOrders", headers=bearer, json={})
+    assert no_customer.status_code == 400 and error_code(no_customer) == "Application_DialogException"
+
+
+def test_posted_invoices_are_the_ones_not_in_draft(http: httpx.Client, sandbox: DynamicsSandbox, company: str,
+                                                   bearer: dict[str, str], catalogue: None) -> None:
+    lines = [{"lineObjectNumber": "1928-S", "quantity": 1}]
+    sandbox.seed(company, "salesInvoices", [
+        {"customerNumber": "C00010", "salesInvoiceLines": lines},
+        {"customerNumber": "C00010", "status": "Paid", "salesInvoiceLines": lines},
+    ])
+    draft = http.post(f"{API}/companies({company})/salesInvoices", headers=bearer,
+                      json={"customerNumber": "C00010", "salesInvoiceLines": lines}).json()
+    assert draft["status"] == "Draft" and draft["number"].startswith("S-INV")
+    posted = http.post(f"{API}/companies({company})/salesInvoices({draft['id']})/Microsoft.NAV.post",
+                       headers=bearer)
+    assert posted.status_code == 204
+    rows = http.get(f"{API}/companies({company})/salesInvoices",
+                    params={"$filter": "status ne 'Draft'", "$expand": "salesInvoiceLines"},
+                    headers=bearer).json()["value"]
+    assert sorted(row["status"] for row in rows) == ["Open", "Paid"]
+    assert all(row["number"].startswith("PS-INV") or row["status"] == "Paid" for row in rows)
+    assert all(row["salesInvoiceLines"] for row in rows)
+
+
+# -- on-premises forms -----------------------------------------------------------------------------------------
+
+def test_on_premises_api_with_web_service_access_key(http: httpx.Client, sandbox: DynamicsSandbox,
+                                                     company: str) -> None:
+    sandbox.seed(company, "items", [{"displayName": "Lamp"}])
+    ok = http.get(f"/BC/api/v2.0/companies({company})/items", headers=basic())
+    assert ok.status_code == 200 and ok.json()["value"][0]["displayName"] == "Lamp"
+    wrong = http.get(f"/BC/api/v2.0/companies({company})/items", headers=basic(key="nope"))
+    assert wrong.status_code == 401 and wrong.headers["www-authenticate"].startswith("Basic")
+    sandbox.use_windows_authentication()
+    windows = http.get(f"/BC/api/v2.0/companies({company})/items", headers=basic())
+    assert windows.status_code == 401 and "Negotiate" in windows.headers["www-authenticate"]
+
+
+def test_nav_odatav4_card_page(http: httpx.Client, sandbox: DynamicsSandbox, company: str) -> None:
+    sandbox.seed(company, "customers", [
+        {"displayName": "Adatum", "email": "a@contoso.com", "phoneNumber": "555", "city": "Atlanta",
+         "lastModifiedDateTime": "2026-03-01T10:00:00Z"},
+        {"displayName": "Trey", "lastModifiedDateTime": "2026-01-15T10:00:00Z"}])
+    base = "/DynamicsNAV/ODataV4/Company('CRONUS%20USA%2C%20Inc.')"
+    rows = http.get(f"{base}/Customer", headers=basic()).json()["value"]
+    assert rows[0]["No"] == "C00010" and rows[0]["Name"] == "Adatum" and rows[0]["E_Mail"] == "a@contoso.com"
+    assert rows[0]["Phone_No"] == "555" and rows[0]["Blocked"] == "_x0020_"
+    assert rows[0]["Last_Date_Modified"] == "2026-03-01"
+
+    changed = http.get(f"{base}/Customer", params={"$filter": "Last_Date_Modified ge 2026-02-01"},
+                       headers=basic()).json()["value"]
+    assert [row["No"] for row in changed] == ["C00010"]
+
+    one = http.get(f"{base}/Customer('C00010')", headers=basic()).json()
+    patched = http.patch(f"{base}/Customer('C00010')", headers={**basic(), "If-Match": one["@odata.etag"]},
+                         json={"City": "Chicago"})
+    assert patched.status_code == 200 and sandbox.get(company, "customers", "C00010")["city"] == "Chicago"
+    read_only = http.patch(f"{base}/Customer('C00010')", headers={**basic(), "If-Match": "*"},
+                           json={"Last_Date_Modified": "2026-01-01"})
+    assert read_only.status_code == 400 and error_code(read_only) == "BadRequest_InvalidOperation"
+
+    wrong_case = http.get("/DynamicsNAV/ODataV4/Company('cronus usa, inc.')/Customer", headers=basic())
+    assert wrong_case.status_code == 404 and error_code(wrong_case) == "Internal_CompanyNotFound"
+    unpublished = http.get(f"{base}/Customers", headers=basic())
+    assert unpublished.status_code == 404 and error_code(unpublished) == "BadRequest_ResourceNotFound"
+    companies = http.get("/DynamicsNAV/ODataV4/Company", headers=basic()).json()["value"]
+    assert companies[0]["Name"] == COMPANY
+
+
+def test_nav_service_names_are_configurable_and_orders_expand_lines(http: httpx.Client, sandbox: DynamicsSandbox,
+                                                                    company: str, catalogue: None) -> None:
+    sandbox.publish_page("CustomerCard", "Customer")
+    sandbox.seed(company, "salesOrders", [{"customerNumber": "C00010",
+                                           "salesOrderLines": [{"lineObjectNumber": "1928-S", "quantity": 2}]}])
+    base = "/BC/ODataV4/Company('CRONUS%20USA%2C%20Inc.')"
+    assert http.get(f"{base}/CustomerCard", headers=basic()).json()["value"][0]["Name"] == "Adatum"
+    order = http.get(f"{base}/SalesOrder('Order','S-ORD101001')", params={"$expand": "SalesOrderSalesLines"},
+                     headers=basic()).json()
+    assert order["Sell_to_Customer_No"] == "C00010"
+    assert order["SalesOrderSalesLines"][0]["Line_Amount"] == 109.8
+
+
+def test_nav_paging_with_maxpagesize(http: httpx.Client, sandbox: DynamicsSandbox, company: str) -> None:
+    sandbox.seed(company, "items", [{"displayName": f"Item {i}"} for i in range(5)])
+    headers = {**basic(), "Prefer": "odata.maxpagesize=2"}
+    page = http.get(f"/BC/ODataV4/Company('CRONUS%20USA%2C%20Inc.')/Item", headers=headers).json()
+    numbers = [row["No"] for row in page["value"]]
+    while "@odata.nextLink" in page:
+        page = http.get(page["@odata.nextLink"], headers=headers).json()
+        numbers += [row["No"] for row in page["value"]]
+    assert numbers == ["1000", "1001", "1002", "1003", "1004"]
+
+
+# -- webhooks --------------------------------------------------------------------------------------------------
+
+def subscribe(http: httpx.Client, bearer: dict[str, str], company: str, entity: str = "customers") -> httpx.Response:
+    return http.post(f"{API}/subscriptions", headers=bearer, json={
+        "notificationUrl": HOOK_URL, "resource": f"/api/v2.0/companies({company})/{entity}",
+        "clientState": "state-123"})
+
+
+def test_subscription_requires_the_handshake(http: httpx.Client, sandbox: DynamicsSandbox, company: str,
+                                             bearer: dict[str, str], receiver: Receiver) -> None:
+    created = subscribe(http, bearer, company)
+    assert created.status_code == 201 and receiver.handshakes == 1
+    sub = created.json()
+    expires = datetime.fromisoformat(sub["expirationDateTime"].replace("Z", "+00:00"))
+    assert timedelta(days=2, hours=23) < expires - sandbox.clock.now() <= timedelta(days=3)
+    listed = http.get(f"{API}/subscriptions", headers=bearer).json()["value"]
+    assert [s["subscriptionId"] for s in listed] == [sub["subscriptionId"]]
+
+    receiver.echo = False
+    refused = subscribe(http, bearer, company)
+    assert refused.status_code == 400 and len(sandbox.subscriptions()) == 1
+
+
+@pytest.mark.parametrize("entity", ["contacts", "purchaseOrders"])
+def test_entities_without_webhook_support_cannot_be_subscribed(http: httpx.Client, company: str,
+                                                               bearer: dict[str, str], entity: str) -> None:
+    assert subscribe(http, bearer, company, entity).status_code == 400
+
+
+def test_change_is_notified_after_the_debounce(http: httpx.Client, sandbox: DynamicsSandbox, company: str,
+                                               bearer: dict[str, str], receiver: Receiver) -> None:
+    [customer] = sandbox.seed(company, "customers", [{"displayName": "Adatum"}])
+    sub = subscribe(http, bearer, company).json()
+    sandbox.modify(company, "customers", "C00010", city="Atlanta")
+    sandbox.modify(company, "customers", "C00010", city="Boston")   # same window: one notification
+    assert sandbox.wait_for_notifications()
+    [item] = receiver.items()
+    assert item["subscriptionId"] == sub["subscriptionId"] and item["clientState"] == "state-123"
+    assert item["changeType"] == "updated"
+    assert item["resource"] == f"api/v2.0/companies({company})/customers({customer['id']})"
+    assert item["lastModifiedDateTime"] == sandbox.get(company, "customers", "C00010")["lastModifiedDateTime"]
+
+    url = f"{API}/companies({company})/customers({customer['id']})"
+    http.delete(url, headers={**bearer, "If-Match": "*"})
+    assert sandbox.wait_for_notifications()
+    assert receiver.items()[-1]["changeType"] == "deleted"
+
+
+def test_many_changes_collapse_into_a_collection_notification(http: httpx.Client, sandbox: DynamicsSandbox,
+                                                              company: str, bearer: dict[str, str],
+                                                              receiver: Receiver) -> None:
+    sandbox.webhook_settings.collection_threshold = 3
+    subscribe(http, bearer, company)
+    sandbox.seed(company, "customers", [{"displayName": f"C{i}"} for i in range(5)], notify=True)
+    assert sandbox.wait_for_notifications()
+    [item] = receiver.items()
+    assert item["changeType"] == "collection"
+    assert item["resource"].startswith(f"/api/v2.0/companies({company})/customers?$filter=lastModifiedDateTime%20gt%20")
+
+
+def test_subscription_expires_after_three_days_unless_renewed(http: httpx.Client, sandbox: DynamicsSandbox,
+                                                              company: str, bearer: dict[str, str],
+                                                              receiver: Receiver) -> None:
+    sandbox.seed(company, "customers", [{"displayName": "Adatum"}])
+    sub = subscribe(http, bearer, company).json()
+    url = f"{API}/subscriptions('{sub['subscriptionId']}')"
+    sandbox.advance(days=2)
+    bearer = {"Authorization": f"Bearer {get_token(http).json()['access_token']}"}   # the old one expired
+    assert http.patch(url, headers=bearer, json={}).status_code == 400   # If-Match required
+    renewed = http.patch(url, headers={**bearer, "If-Match": sub["@odata.etag"]},
+                         json={"notificationUrl": HOOK_URL, "resource": sub["resource"], "clientState": "state-123"})
+    assert renewed.status_code == 200 and receiver.handshakes == 2
+    assert renewed.json()["expirationDateTime"] > sub["expirationDateTime"]
+
+    sandbox.advance(days=3, seconds=1)
+    bearer = {"Authorization": f"Bearer {get_token(http).json()['access_token']}"}
+    sandbox.modify(company, "customers", "C00010", city="Atlanta")
+    assert sandbox.wait_for_notifications()
+    assert receiver.items() == []
+    assert http.get(url, headers=bearer).status_code == 404
+
+
+def test_subscription_is_deleted_when_the_endpoint_answers_4xx(http: httpx.Client, sandbox: DynamicsSandbox,
+                                                               company: str, bearer: dict[str, str],
+                                                               receiver: Receiver) -> None:
+    sandbox.seed(company, "customers", [{"displayName": "Adatum"}])
+    subscribe(http, bearer, company)
+    receiver.statuses = [404]
+    sandbox.modify(company, "customers", "C00010", city="Atlanta")
+    assert sandbox.wait_for_notifications()
+    assert sandbox.subscriptions() == []
+
+
+def test_5xx_and_429_answers_are_retried(http: httpx.Client, sandbox: DynamicsSandbox, company: str,
+                                         bearer: dict[str, str], receiver: Receiver) -> None:
+    sandbox.seed(company, "customers", [{"displayName": "Adatum"}])
+    subscribe(http, bearer, company)
+    receiver.statuses = [503, 429]
+    sandbox.modify(company, "customers", "C00010", city="Atlanta")
+    assert sandbox.wait_for_notifications()
+    assert [d.status for d in sandbox.deliveries] == [503, 429, 202]
+    assert len(sandbox.subscriptions()) == 1
+
+
+def test_a_line_change_notifies_the_document(http: httpx.Client, sandbox: DynamicsSandbox, company: str,
+                                             bearer: dict[str, str], receiver: Receiver, catalogue: None) -> None:
+    [order] = sandbox.seed(company, "salesOrders", [{"customerNumber": "C00010"}])
+    subscribe(http, bearer, company, "salesOrders")
+    sandbox.add_line(company, "salesOrders", order["id"], lineObjectNumber="1928-S", quantity=1)
+    assert sandbox.wait_for_notifications()
+    assert receiver.items()[0]["resource"].endswith(f"salesOrders({order['id']})")
+
+
+# -- faults and limits -----------------------------------------------------------------------------------------
+
+def test_injected_429_carries_retry_after(clock: SandboxClock, receiver: Receiver) -> None:
+    app = _make(clock, receiver, Faults.parse("429=1,retry_after=7"))
+    with httpx.Client(transport=InProcessTransport(app), base_url="http://sandbox") as http:
+        response = http.get(f"{API}/companies")
+    assert response.status_code == 429
+    assert response.headers["retry-after"] == "7" and error_code(response) == "Application_TooManyRequests"
+
+
+def test_injected_5xx(clock: SandboxClock, receiver: Receiver) -> None:
+    app = _make(clock, receiver, Faults.parse("5xx=1,seed=3"))
+    with httpx.Client(transport=InProcessTransport(app), base_url="http://sandbox") as http:
+        statuses = {http.get(f"{API}/companies").status_code for _ in range(10)}
+    assert statuses <= {500, 503} and statuses
+
+
+def test_per_user_request_limit_in_a_sliding_window(http: httpx.Client, sandbox: DynamicsSandbox, company: str,
+                                                    bearer: dict[str, str]) -> None:
+    sandbox.rate_limit = 3
+    assert [http.get(f"{API}/companies", headers=bearer).status_code for _ in range(4)] == [200, 200, 200, 429]
+    throttled = http.get(f"{API}/companies", headers=bearer)
+    assert int(throttled.headers["retry-after"]) > 0
+    sandbox.advance(minutes=5)
+    assert http.get(f"{API}/companies", headers=bearer).status_code == 200
+
+
+def test_calls_are_counted(http: httpx.Client, sandbox: DynamicsSandbox, company: str,
+                           bearer: dict[str, str]) -> None:
+    sandbox.reset_calls()
+    http.get(f"{API}/companies({company})/customers", headers=bearer)
+    http.get(f"/BC/ODataV4/Company('{COMPANY}')/Customer", headers=basic())
+    assert sandbox.call_count(form="api", method="GET") == 1
+    assert sandbox.call_count(path_contains="ODataV4") == 1
