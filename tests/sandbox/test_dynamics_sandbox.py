@@ -518,6 +518,19 @@ def test_a_line_change_notifies_the_document(http: httpx.Client, sandbox: Dynami
     assert receiver.items()[0]["resource"].endswith(f"salesOrders({order['id']})")
 
 
+def test_dropped_notifications_fault(clock: SandboxClock, receiver: Receiver) -> None:
+    app = _make(clock, receiver, Faults.parse("drop=1"))
+    sandbox: DynamicsSandbox = app.state.dynamics
+    company = sandbox.create_company(COMPANY)
+    sandbox.seed(company, "items", [{"displayName": "Lamp"}])
+    with httpx.Client(transport=InProcessTransport(app), base_url="http://sandbox") as http:
+        bearer = {"Authorization": f"Bearer {get_token(http).json()['access_token']}"}
+        assert subscribe(http, bearer, company, "items").status_code == 201
+        sandbox.modify(company, "items", "1000", unitPrice=10)
+        assert sandbox.wait_for_notifications()
+    assert receiver.items() == [] and sandbox.deliveries[0].error is not None
+
+
 # -- faults and limits -----------------------------------------------------------------------------------------
 
 def test_injected_429_carries_retry_after(clock: SandboxClock, receiver: Receiver) -> None:
@@ -543,6 +556,22 @@ def test_per_user_request_limit_in_a_sliding_window(http: httpx.Client, sandbox:
     assert int(throttled.headers["retry-after"]) > 0
     sandbox.advance(minutes=5)
     assert http.get(f"{API}/companies", headers=bearer).status_code == 200
+
+
+def test_tenantless_url_and_company_query_parameter(http: httpx.Client, sandbox: DynamicsSandbox,
+                                                     company: str, bearer: dict[str, str]) -> None:
+    sandbox.seed(company, "vendors", [{"displayName": "Fabrikam"}])
+    by_path = http.get(f"/v2.0/production/api/v2.0/companies({company})/vendors", headers=bearer)
+    by_query = http.get(f"{API}/vendors", params={"company": company}, headers=bearer)
+    assert by_path.json()["value"][0]["number"] == by_query.json()["value"][0]["number"] == "V00010"
+
+
+def test_demo_company_is_consistent(sandbox: DynamicsSandbox) -> None:
+    company = sandbox.seed_demo()
+    invoices = {row["number"]: row for row in sandbox.records(company, "salesInvoices")}
+    assert invoices["PS-INV103001"]["status"] == "Open" and invoices["S-INV102001"]["status"] == "Draft"
+    [order] = sandbox.records(company, "salesOrders")
+    assert order["totalAmountExcludingTax"] == round(1000.8 + 2 * 54.9, 2)
 
 
 def test_calls_are_counted(http: httpx.Client, sandbox: DynamicsSandbox, company: str,

@@ -189,6 +189,40 @@ class DynamicsSandbox:
         for row in rows:
             row.modified = None
 
+    def seed_demo(self, name: str = "CRONUS USA, Inc.") -> str:
+        """A small CRONUS-like company for demos: customers, vendors, contacts, items, an order, invoices."""
+        company = self.create_company(name)
+        self.seed(company, "customers", [
+            {"displayName": "Adatum Corporation", "addressLine1": "192 Market Square", "city": "Atlanta",
+             "state": "GA", "country": "US", "postalCode": "31772", "email": "robert.townes@contoso.com",
+             "phoneNumber": "+1 404 555 0100"},
+            {"displayName": "Trey Research", "addressLine1": "153 Thomas Drive", "city": "Chicago", "state": "IL",
+             "country": "US", "postalCode": "61236", "email": "helen.ray@contoso.com"},
+            {"displayName": "School of Fine Art", "addressLine1": "10 High Tower Green", "city": "Miami",
+             "state": "FL", "country": "US", "postalCode": "37125", "email": "meagan.bond@contoso.com"},
+        ])
+        self.seed(company, "vendors", [{"displayName": "Fabrikam, Inc.", "city": "Atlanta", "country": "US"},
+                                       {"displayName": "First Up Consultants", "city": "Chicago", "country": "US"}])
+        self.seed(company, "contacts", [{"displayName": "Robert Townes", "type": "Person", "companyNumber": "",
+                                         "email": "robert.townes@contoso.com"}])
+        self.seed(company, "items", [
+            {"number": "1896-S", "displayName": "ATHENS Desk", "unitPrice": 1000.8, "unitCost": 780.7,
+             "inventory": 4},
+            {"number": "1928-S", "displayName": "AMSTERDAM Lamp", "unitPrice": 54.9, "unitCost": 42.8,
+             "inventory": 12},
+            {"number": "1936-S", "displayName": "BERLIN Guest Chair, yellow", "unitPrice": 192.8, "unitCost": 150.4,
+             "inventory": 9},
+        ])
+        self.seed(company, "salesOrders", [{"customerNumber": "C00010", "salesOrderLines": [
+            {"lineObjectNumber": "1896-S", "quantity": 1}, {"lineObjectNumber": "1928-S", "quantity": 2}]}])
+        lines = [{"lineObjectNumber": "1936-S", "quantity": 3}]
+        self.seed(company, "salesInvoices", [{"customerNumber": "C00020", "salesInvoiceLines": lines},
+                                             {"customerNumber": "C00030", "salesInvoiceLines": lines}])
+        self.post_invoice(company, "S-INV102002")
+        self.seed(company, "purchaseOrders", [{"vendorNumber": "V00010", "purchaseOrderLines": [
+            {"lineObjectNumber": "1928-S", "quantity": 10}]}])
+        return company
+
     # -- time, webhooks and observation ------------------------------------------------------------------------
 
     def advance(self, **kwargs: float) -> None:

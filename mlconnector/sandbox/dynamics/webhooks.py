@@ -17,7 +17,7 @@ import secrets
 import threading
 import time
 import uuid
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -27,7 +27,7 @@ from mlconnector.sandbox.common import Faults, SandboxClock
 
 from . import errors
 from .schema import EMPTY_GUID, ENTITIES
-from .store import Database, format_datetime
+from .store import Database, format_datetime, make_etag
 
 _RESOURCE_RE = re.compile(r"companies\(([0-9a-fA-F-]{36})\)/(\w+)/?$")
 RETRYABLE = {408, 429}
@@ -53,7 +53,6 @@ class Subscription:
 
     @property
     def etag(self) -> str:
-        from .store import make_etag
         return make_etag(self.subscription_id, self.version)
 
     def to_api(self) -> dict[str, Any]:
