@@ -311,6 +311,13 @@ def test_sales_order_deep_insert_and_expand_lines(http: httpx.Client, company: s
                       headers=bearer).json()["value"]
     assert len(listed[0]["salesOrderLines"]) == 2 and listed[0]["totalAmountExcludingTax"] == 219.6
 
+    line_url = f"{API}/companies({company})/salesOrderLines({added.json()['id']})"
+    patched = http.patch(line_url, headers={**bearer, "If-Match": added.json()["@odata.etag"]}, json={"quantity": 2})
+    assert patched.status_code == 200 and patched.json()["amountExcludingTax"] == 109.8
+    by_document = http.get(f"{API}/companies({company})/salesOrderLines",
+                           params={"$filter": f"documentId eq {order['id']}"}, headers=bearer).json()["value"]
+    assert [line["sequence"] for line in by_document] == [10000, 20000]
+
     no_customer = http.post(f"{API}/companies({company})/salesOrders", headers=bearer, json={})
     assert no_customer.status_code == 400 and error_code(no_customer) == "Application_DialogException"
 
@@ -485,6 +492,16 @@ def test_subscription_expires_after_three_days_unless_renewed(http: httpx.Client
     assert sandbox.wait_for_notifications()
     assert receiver.items() == []
     assert http.get(url, headers=bearer).status_code == 404
+
+
+def test_subscription_delete_needs_quoted_id_and_etag(http: httpx.Client, company: str, bearer: dict[str, str],
+                                                      sandbox: DynamicsSandbox) -> None:
+    sub = subscribe(http, bearer, company).json()
+    assert http.delete(f"{API}/subscriptions({sub['subscriptionId']})", headers=bearer).status_code == 400
+    url = f"{API}/subscriptions('{sub['subscriptionId']}')"
+    assert http.delete(url, headers=bearer).status_code == 400
+    assert http.delete(url, headers={**bearer, "If-Match": sub["@odata.etag"]}).status_code == 204
+    assert sandbox.subscriptions() == []
 
 
 def test_subscription_is_deleted_when_the_endpoint_answers_4xx(http: httpx.Client, sandbox: DynamicsSandbox,
