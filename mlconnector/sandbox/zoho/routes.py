@@ -485,6 +485,9 @@ async def disable_channels(request: Request, call: Call) -> Response:
             answers.append(RecordError("NOT_SUBSCRIBED", "not subscribed for actions-watch of the given channel",
                                        {"channel_id": channel_id}).body())
             continue
-        answers.append({"code": "SUCCESS", "details": {"channel_id": channel_id, "events": channel.events},
-                        "message": "Successfully un-subscribed from actions-watch", "status": "success"})
+        # One item per module of the channel, as in Zoho's disable example (details name the resource, no events).
+        for event in watch.event_details(channel, call.sandbox.api_domain, ""):
+            answers.append({"code": "SUCCESS", "details": {key: event[key] for key in
+                                                           ("resource_uri", "resource_id", "channel_id")},
+                            "message": "Successfully un-subscribed from actions-watch", "status": "success"})
     return multi_status(answers, 200, key="watch")
