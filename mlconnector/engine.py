@@ -8,6 +8,7 @@ in the state file. It knows no vendor.
 from __future__ import annotations
 
 import hashlib
+import inspect
 import json
 import secrets as _random
 from collections import deque
@@ -369,7 +370,7 @@ class Engine:
                 item.payload = None
                 item.hash = "seen"
                 continue
-            note = self._echo(flow, record)
+            note = self._echo(flow, item)
             if note:
                 item.result = WriteResult("skip", item.link.target_id if item.link else None, error=note)
                 continue
@@ -427,9 +428,16 @@ class Engine:
         link, modified = item.link, item.record.modified
         return bool(link and link.target_id and link.source_version and modified and modified <= link.source_version)
 
-    def _echo(self, flow: Flow, record: Record) -> str | None:
-        """A record the opposite flow wrote, not modified since that write, is our own echo."""
+    def _echo(self, flow: Flow, item: _Item) -> str | None:
+        """A record the opposite flow wrote, not modified since that write, is our own echo.
+
+        Except, once, a record the opposite flow created here when this flow has ``send_back_created``:
+        this system assigned it keys (a customer number) that the other side must learn.
+        """
+        record = item.record
         if not flow.echo_of:
+            return None
+        if flow.send_back_created and item.link and item.link.hash is None:
             return None
         written = self.state.link_by_target(self.pair.name, flow.echo_of, record.id)
         if written and written.target_version and record.modified and record.modified <= written.target_version:
@@ -457,7 +465,13 @@ class Engine:
 
     def _write(self, flow: Flow, items: list[_Item]) -> list[WriteResult]:
         payloads = [i.payload for i in items if i.payload is not None]
-        results = self.connectors[flow.target].write(flow.target_entity, payloads, flow.key)
+        target = self.connectors[flow.target]
+        if _accepts_ids(target):
+            # Linked records are updated by their id: their natural key may be missing or changed.
+            ids = [i.link.target_id if i.link else None for i in items if i.payload is not None]
+            results = target.write(flow.target_entity, payloads, flow.key, ids=ids)
+        else:
+            results = target.write(flow.target_entity, payloads, flow.key)
         if len(results) != len(payloads):
             raise RemoteError(self.system_name(flow.target), 0, "", f"write returned {len(results)} results "
                               f"for {len(payloads)} records")
@@ -508,6 +522,8 @@ class Engine:
                     if result.action in ("create", "update"):
                         self.state.save_link(Link(self.pair.name, flow.name, record.id, result.target_id,
                                                   record.modified, item.hash, result.version))
+                        if flow.echo_of and result.target_id:
+                            self._link_back(flow, record, result)
                     elif result.error == "unchanged" and item.link:
                         self.state.save_link(Link(self.pair.name, flow.name, record.id, item.link.target_id,
                                                   record.modified, item.link.hash, item.link.target_version))
@@ -534,6 +550,13 @@ class Engine:
                 })
             if mode == "poll" and advance and newest is not None:
                 self.state.set_watermark(self.pair.name, flow.name, newest)
+
+    def _link_back(self, flow: Flow, record: Record, result: WriteResult) -> None:
+        """In a two-way sync, the opposite flow learns the pairing too, so it never creates a second
+        record for the one we just wrote. Nothing was sent that way yet: no hash, no source version."""
+        if self.state.link(self.pair.name, flow.echo_of, result.target_id) is None:
+            self.state.save_link(Link(self.pair.name, flow.echo_of, result.target_id, record.id,
+                                      None, None, record.modified))
 
     # helpers ---------------------------------------------------------------------------------
     def _fetch(self, run: RunResult, flow: Flow, ids: list[str]) -> Iterator[Record]:
@@ -597,6 +620,13 @@ class _Stop(Exception):
     def __init__(self, message: str, exit_code: int = EXIT_RECORDS_FAILED) -> None:
         super().__init__(message)
         self.exit_code = exit_code
+
+
+def _accepts_ids(connector: Connector) -> bool:
+    try:
+        return "ids" in inspect.signature(connector.write).parameters
+    except (TypeError, ValueError):
+        return False
 
 
 def _batched(records: Iterable[Record], size: int) -> Iterator[list[_Item]]:

@@ -37,7 +37,9 @@ class Flow:
     wrote, read back unchanged since, is our own echo and is skipped. When both sides changed since
     the last sync, ``conflict_rule`` decides: ``later-wins`` (the later change is applied or kept),
     ``source-wins`` or ``target-wins``. Fields one side owns (financial fields owned by the ERP) are
-    simply left out of the other side's mapping.
+    simply left out of the other side's mapping. ``send_back_created`` is for a flow whose source
+    assigns keys (NAV numbers) to records the opposite flow creates there: each such record is sent
+    back once, so the other side learns its key.
     """
 
     name: str
@@ -50,6 +52,7 @@ class Flow:
     depends_on: tuple[str, ...] = ()
     echo_of: str | None = None
     conflict_rule: str = "later-wins"
+    send_back_created: bool = False
     description: str = ""
 
     def __post_init__(self) -> None:

@@ -315,3 +315,22 @@ def test_a_run_that_would_cross_the_credit_budget_stops_cleanly_and_the_next_res
     crm.set_fault("credits", 0)  # a new day
     assert make_engine(config_file, tmp_path, credit_budget=2).sync(["customers"]).exit_code == EXIT_OK
     assert len(crm.all("account")) == 30
+
+
+def test_a_record_created_on_the_crm_side_gets_its_erp_number_back_once_and_never_doubles(config_file, tmp_path, erp, crm):
+    new = crm.put("account", {"account_name": "Born in CRM", "city": "Tromsø"})  # no number yet
+    engine = make_engine(config_file, tmp_path)
+
+    assert engine.sync(["accounts"]).flows["accounts"].created == 1
+    customer = erp.all("customer")[0]
+    assert customer["name"] == "Born in CRM" and customer["number"] == "C-0001"
+
+    forward = engine.sync(["customers"])  # the ERP's number goes back to the same account
+    assert forward.flows["customers"].updated == 1 and forward.flows["customers"].created == 0
+    assert crm.get("account", new["id"])["number"] == "C-0001"
+
+    for _ in range(2):  # and then the two sides are at rest
+        assert engine.sync(["accounts"]).flows["accounts"].updated == 0
+        result = engine.sync(["customers"])
+        assert result.flows["customers"].updated == result.flows["customers"].created == 0
+    assert len(crm.all("account")) == 1 and len(erp.all("customer")) == 1

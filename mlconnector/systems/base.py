@@ -109,8 +109,13 @@ class Connector(Protocol):
     def get(self, entity: str, id: str) -> Record | None:
         """The full current record, or None when it no longer exists."""
 
-    def write(self, entity: str, payloads: list[dict[str, Any]], key: str) -> list[WriteResult]:
-        """Idempotent upsert of ``payloads`` by the natural key field ``key``; one result per payload."""
+    def write(self, entity: str, payloads: list[dict[str, Any]], key: str,
+              ids: list[str | None] | None = None) -> list[WriteResult]:
+        """Idempotent upsert of ``payloads`` by the natural key field ``key``; one result per payload.
+
+        ``ids``, when given, holds for each payload the target id it is already linked to (or None):
+        such a record is updated by id, even if its key is missing from the payload or has changed.
+        """
 
     def ping(self) -> PingResult:
         """Reachability, credentials, edition or permissions."""
