@@ -630,20 +630,41 @@ class ZohoConnector:
         return self._record(entity, data) if data else None
 
     # -- writes ----------------------------------------------------------------------------------------------------
-    def write(self, entity: str, payloads: list[dict[str, Any]], key: str) -> list[WriteResult]:
-        """Upsert by the duplicate-check field ``key``: batches of 100, or Bulk Write above bulk_threshold."""
+    def write(self, entity: str, payloads: list[dict[str, Any]], key: str,
+              ids: list[str | None] | None = None) -> list[WriteResult]:
+        """Records already linked (``ids``) are updated by id; the rest are upserted by the duplicate-check
+        field ``key`` in batches of 100, or through Bulk Write above bulk_threshold."""
         if not payloads:
             return []
-        if self.bulk_threshold and len(payloads) > self.bulk_threshold and _flat(payloads):
-            return self.bulk_write(entity, payloads, key)
-        results: list[WriteResult] = []
-        for start in range(0, len(payloads), MAX_UPSERT):
-            results += self._upsert(entity, payloads[start:start + MAX_UPSERT], key)
-        return results
+        ids = ids or [None] * len(payloads)
+        results: list[WriteResult | None] = [None] * len(payloads)
+        linked = [i for i, known in enumerate(ids) if known]
+        for start in range(0, len(linked), MAX_UPSERT):
+            chunk = linked[start:start + MAX_UPSERT]
+            outcomes = self._upsert(entity, [{**payloads[i], "id": ids[i]} for i in chunk], key, update=True)
+            for i, outcome in zip(chunk, outcomes):
+                # A linked record deleted in Zoho since: upsert it again below (by its key).
+                if not (outcome.error_class == "INVALID_DATA" and "(id" in (outcome.error or "")):
+                    results[i] = outcome
+        fresh = [i for i, result in enumerate(results) if result is None]
+        if self.bulk_threshold and len(fresh) > self.bulk_threshold and _flat([payloads[i] for i in fresh]):
+            outcomes = self.bulk_write(entity, [payloads[i] for i in fresh], key)
+            for i, outcome in zip(fresh, outcomes):
+                results[i] = outcome
+            return results  # type: ignore[return-value]
+        for start in range(0, len(fresh), MAX_UPSERT):
+            chunk = fresh[start:start + MAX_UPSERT]
+            for i, outcome in zip(chunk, self._upsert(entity, [payloads[i] for i in chunk], key)):
+                results[i] = outcome
+        return results  # type: ignore[return-value]
 
-    def _upsert(self, entity: str, batch: list[dict[str, Any]], key: str) -> list[WriteResult]:
-        response = self._call("POST", f"/crm/v8/{entity}/upsert", credits=math.ceil(len(batch) / 10),
-                              idempotent=True, json={"data": batch, "duplicate_check_fields": [key]})
+    def _upsert(self, entity: str, batch: list[dict[str, Any]], key: str, *, update: bool = False) -> list[WriteResult]:
+        if update:  # PUT /{module}: update by the id each record carries
+            response = self._call("PUT", f"/crm/v8/{entity}", credits=math.ceil(len(batch) / 10),
+                                  idempotent=True, json={"data": batch})
+        else:
+            response = self._call("POST", f"/crm/v8/{entity}/upsert", credits=math.ceil(len(batch) / 10),
+                                  idempotent=True, json={"data": batch, "duplicate_check_fields": [key]})
         body = _body(response)
         items = body.get("data") if isinstance(body, dict) else None
         if response.status_code in (200, 201, 202, 207, 400) and isinstance(items, list) and len(items) == len(batch):

@@ -285,6 +285,31 @@ def test_upsert_in_batches_of_100_creates_then_updates(env: ZohoEnv) -> None:
     assert env.zoho.record("Accounts", results[7].target_id)["Phone"] == "2"
 
 
+def test_linked_records_are_updated_by_id_even_without_their_key(env: ZohoEnv) -> None:
+    env.zoho.mark_unique("Accounts", "Account_Number")
+    [linked, other] = env.zoho.seed("Accounts", [{"Account_Name": "Made in CRM"}, {"Account_Name": "Other"}])
+    connector = env.connector()
+    env.transport.requests.clear()
+    results = connector.write("Accounts", [
+        {"Account_Name": "Made in CRM", "Account_Number": "C-0001"},   # linked: gets its ERP number
+        {"Account_Name": "Brand new", "Account_Number": "C-0002"},     # not linked: upserted by key
+    ], "Account_Number", ids=[linked, None])
+    assert [r.action for r in results] == ["update", "create"]
+    assert results[0].target_id == linked
+    assert env.zoho.record("Accounts", linked)["Account_Number"] == "C-0001"
+    assert len(env.zoho.records("Accounts")) == 3
+    paths = [(r.method, r.url.path) for r in env.transport.requests]
+    assert ("PUT", "/crm/v8/Accounts") in paths and ("POST", "/crm/v8/Accounts/upsert") in paths
+
+
+def test_a_linked_record_deleted_in_zoho_is_upserted_again_by_key(env: ZohoEnv) -> None:
+    env.zoho.mark_unique("Accounts", "Account_Number")
+    results = env.connector().write("Accounts", [{"Account_Name": "Back again", "Account_Number": "C-0009"}],
+                                    "Account_Number", ids=["5725767000999999999"])
+    assert results[0].action == "create" and results[0].target_id != "5725767000999999999"
+    assert [r["Account_Number"] for r in env.zoho.records("Accounts")] == ["C-0009"]
+
+
 def test_partial_failure_gives_per_record_outcomes(env: ZohoEnv) -> None:
     env.zoho.mark_unique("Accounts", "Account_Number")
     env.zoho.seed("Accounts", [{"Account_Name": "Holder", "Account_Number": "N-1"}])
