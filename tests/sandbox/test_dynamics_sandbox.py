@@ -598,3 +598,29 @@ def test_calls_are_counted(http: httpx.Client, sandbox: DynamicsSandbox, company
     http.get(f"/BC/ODataV4/Company('{COMPANY}')/Customer", headers=basic())
     assert sandbox.call_count(form="api", method="GET") == 1
     assert sandbox.call_count(path_contains="ODataV4") == 1
+
+
+def test_contact_business_relations_in_the_api_and_on_page_5054(http: httpx.Client, sandbox: DynamicsSandbox,
+                                                                bearer: dict[str, str]) -> None:
+    company = sandbox.seed_demo()
+    [person] = [c for c in sandbox.records(company, "contacts") if c["type"] == "Person"]
+    customer = sandbox.get(company, "customers", "C00010")
+    info = http.get(f"{API}/companies({company})/contacts({person['id']})/contactInformation", headers=bearer)
+    assert info.status_code == 200
+    assert info.json()["value"] == [{"contactId": person["id"], "contactNumber": "CT000020",
+                                     "contactName": "Robert Townes", "contactType": "Person",
+                                     "relatedId": customer["id"], "relatedType": "Customer"}]
+    expanded = http.get(f"{API}/companies({company})/contacts", params={"$expand": "contactInformation"},
+                        headers=bearer).json()["value"]
+    assert [len(c["contactInformation"]) for c in expanded] == [1, 1]
+    assert sandbox.get(company, "contacts", "CT000010")["contactBusinessRelation"] == "Customer"
+
+    page = http.get(f"/BC/ODataV4/Company('{COMPANY}')/ContactBusinessRelations",
+                    params={"$filter": "Contact_No eq 'CT000010'"}, headers=basic())
+    assert page.status_code == 200
+    assert page.json()["value"] == [{"Contact_No": "CT000010", "Business_Relation_Code": "CUST",
+                                     "Link_to_Table": "Customer", "No": "C00010",
+                                     "Business_Relation_Description": "Customer",
+                                     "Contact_Name": "Adatum Corporation"}]
+    sandbox.relations_service = None
+    assert http.get(f"/BC/ODataV4/Company('{COMPANY}')/ContactBusinessRelations", headers=basic()).status_code == 404

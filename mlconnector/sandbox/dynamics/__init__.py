@@ -13,11 +13,14 @@ On-premises forms authenticate by the server instance's credential type (``crede
 NavUserPassword (Basic: user name + web service access key, the default), Windows (answers 401 with
 ``WWW-Authenticate: Negotiate, NTLM`` — the "wrong credential type" a Basic client meets) or Entra (Bearer).
 Below ``api/v2.0``: ``companies``, ``companies({id})/{customers|vendors|contacts|items|salesOrders|
-salesInvoices|purchaseOrders}[({id})]``, document lines (``salesOrders({id})/salesOrderLines``, top-level
+salesInvoices|purchaseOrders}[({id})]``, ``contacts({id})/contactInformation`` (also ``$expand``; a person
+contact shows its company contact's business relations too), document lines (``salesOrders({id})/salesOrderLines``, top-level
 ``salesOrderLines({id})``...), ``salesInvoices({id})/Microsoft.NAV.post``, and ``subscriptions['(''{id}'')']``.
 ODataV4 services (renamable with ``publish_page``): Customer (page 21), Vendor (26), Item (30), Contact (5050),
 SalesOrder (42, lines ``SalesOrderSalesLines``), PostedSalesInvoice (132, lines
-``PostedSalesInvoiceSalesInvLines``), PurchaseOrder (50); the default service ``Company`` lists companies.
+``PostedSalesInvoiceSalesInvLines``), PurchaseOrder (50), ContactBusinessRelations (5054, read-only;
+``relations_service``); the default service ``Company`` lists companies. ``relate_contact()`` records a
+Contact Business Relation.
 
 Where the sandbox knowingly differs from Microsoft's documented behaviour, and why:
 

@@ -157,6 +157,11 @@ class ApiV2:
             nested = segments[1]
             if nested.name.startswith("Microsoft.NAV."):
                 return self._bound_action(request, company, spec, header, nested.name)
+            if spec.set_name == "contacts" and nested.name == "contactInformation" and len(segments) == 2:
+                if request.method != "GET":
+                    raise errors.method_not_allowed(request.method, "contactInformation")
+                return json_response({"@odata.context": f"{context}({header.id})/contactInformation",
+                                      "value": self.db.contact_information(company, header)})
             if spec.lines and nested.name == spec.lines:
                 line_spec = ENTITIES[spec.lines]
                 line_context = f"{root}/$metadata#companies({company.id})/{spec.set_name}({header.id})/{spec.lines}"
@@ -245,6 +250,9 @@ class ApiV2:
             if name == spec.lines:
                 lines = self.db.lines_of(company, spec.set_name, row.id)
                 entity[name] = [apply_select(self.db.to_api(name, line), nested_select) for line in lines]
+            elif name == "contactInformation" and spec.set_name == "contacts":
+                entity[name] = [apply_select(info, nested_select)
+                                for info in self.db.contact_information(company, row)]
             elif name in ("customer", "vendor"):
                 party_id = row.values.get(f"{name}Id")
                 party = company.table(f"{name}s").get(party_id or "")

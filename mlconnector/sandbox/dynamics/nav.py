@@ -19,7 +19,7 @@ from . import errors
 from .api import check_if_match, read_json
 from .errors import ODataError, json_response
 from .odata import apply_select, next_link, parse_query, requested_page_size, select_page
-from .schema import BLANK_DATE, ENTITIES, LAST_DATE_MODIFIED, POSTED_INVOICE_STATUSES, PageSpec
+from .schema import BLANK_DATE, ENTITIES, LAST_DATE_MODIFIED, POSTED_INVOICE_STATUSES, RELATIONS_TYPES, PageSpec
 from .store import Company, StoredRow
 
 if TYPE_CHECKING:
@@ -79,6 +79,8 @@ class ODataV4Pages:
             return json_response({"@odata.context": f"{root}/$metadata#Company/$entity",
                                   **_company_row(company)})
         segments = remainder.split("/")
+        if segments == [self.sandbox.relations_service]:
+            return self._relations(request, company, root)
         match = _SERVICE_RE.match(segments[0])
         if not match or match.group(1) not in self.sandbox.nav_services:
             raise errors.segment_not_found(segments[0].split("(")[0])
@@ -98,6 +100,32 @@ class ODataV4Pages:
         if len(segments) > 1:
             raise errors.segment_not_found(segments[1])
         return await self._single(request, company, page, row, context)
+
+    def _relations(self, request: Request, company: Company, root: str) -> Response:
+        """Page 5054 "Contact Business Relations", read-only: one row per contact and linked customer/vendor."""
+        if request.method != "GET":
+            raise errors.method_not_allowed(request.method, "Contact Business Relation")
+        contacts = company.table("contacts")
+        views = []
+        for relation in company.relations:
+            contact = contacts.get(relation.contact_id)
+            related = company.table("customers" if relation.link_to_table == "Customer" else "vendors").get(
+                relation.related_id)
+            if contact is None or related is None:
+                continue
+            views.append({"Contact_No": contact.values.get("number", ""), "Business_Relation_Code": relation.code,
+                          "Link_to_Table": relation.link_to_table, "No": related.values.get("number", ""),
+                          "Business_Relation_Description": relation.link_to_table,
+                          "Contact_Name": contact.values.get("displayName", "")})
+        query = parse_query(dict(request.query_params), RELATIONS_TYPES, "Contact Business Relation")
+        page_size, _ = requested_page_size(request.headers.get("prefer"), self.sandbox.max_page_size)
+        result = select_page(views, query, RELATIONS_TYPES, ["Contact_No", "Business_Relation_Code"], page_size)
+        body: dict[str, Any] = {
+            "@odata.context": f"{root}/$metadata#Company('{company.name}')/{self.sandbox.relations_service}",
+            "value": [apply_select(v, query.select) for v in result.rows]}
+        if result.next_token:
+            body["@odata.nextLink"] = next_link(str(request.url).split("?")[0], query, result.next_token)
+        return json_response(body)
 
     # -- companies --------------------------------------------------------------------------------------------
 

@@ -20,8 +20,8 @@ from .api import ApiV2
 from .auth import CREDENTIAL_TYPES, AppRegistration, Identity
 from .nav import ODataV4Pages
 from .odata import parse_datetime
-from .schema import DEFAULT_PAGES, ENTITIES, PageSpec
-from .store import Company, Database, StoredRow
+from .schema import DEFAULT_PAGES, ENTITIES, RELATIONS_SERVICE, PageSpec
+from .store import Company, ContactRelation, Database, StoredRow
 from .webhooks import Delivery, WebhookSettings, Webhooks
 
 DEFAULT_MAX_PAGE_SIZE = 20_000        # BC online max page size; on-prem ODataServicesMaxPageSize default
@@ -52,6 +52,8 @@ class DynamicsSandbox:
         self.identity = Identity(self.clock, self.faults)
         self.webhooks = Webhooks(self.clock, self.faults, self.db, notify_transport, WebhookSettings(debounce))
         self.nav_services: dict[str, PageSpec] = dict(DEFAULT_PAGES)
+        # Page 5054 Contact Business Relations; None: not published.
+        self.relations_service: str | None = RELATIONS_SERVICE
         self.environments: set[str] | None = None   # None: any environment name is accepted
         self.max_page_size = DEFAULT_MAX_PAGE_SIZE
         self.rate_limit = DEFAULT_RATE_LIMIT
@@ -179,6 +181,19 @@ class DynamicsSandbox:
         self.db.post_invoice(target, row)
         return self.db.to_api("salesInvoices", row)
 
+    def relate_contact(self, company: str, contact: str, link_to_table: str, related: str) -> None:
+        """A Contact Business Relation: the (company) contact ``contact`` is the customer or vendor ``related``
+        (by id or number), as BC records when a customer is created from a contact or linked to one."""
+        target = self._company(company)
+        if link_to_table not in ("Customer", "Vendor"):
+            raise ValueError("link_to_table must be Customer or Vendor")
+        contact_row = self._row(target, "contacts", contact)
+        related_row = self._row(target, "customers" if link_to_table == "Customer" else "vendors", related)
+        code = "CUST" if link_to_table == "Customer" else "VEND"
+        target.relations.append(ContactRelation(contact_row.id, code, link_to_table, related_row.id))
+        kinds = {r.link_to_table for r in target.relations if r.contact_id == contact_row.id}
+        contact_row.values["contactBusinessRelation"] = link_to_table if len(kinds) == 1 else "Multiple"
+
     def clear_last_modified(self, company: str, entity: str, refs: list[str] | None = None) -> None:
         """Blanks SystemModifiedAt (rows from before BC stamped it read 0001-01-01T00:00:00Z) without
         notifying: the situation a connector's backfill path must handle."""
@@ -203,8 +218,12 @@ class DynamicsSandbox:
         ])
         self.seed(company, "vendors", [{"displayName": "Fabrikam, Inc.", "city": "Atlanta", "country": "US"},
                                        {"displayName": "First Up Consultants", "city": "Chicago", "country": "US"}])
-        self.seed(company, "contacts", [{"displayName": "Robert Townes", "type": "Person", "companyNumber": "",
-                                         "email": "robert.townes@contoso.com"}])
+        self.seed(company, "contacts", [
+            {"number": "CT000010", "displayName": "Adatum Corporation", "type": "Company",
+             "companyNumber": "CT000010", "companyName": "Adatum Corporation"},
+            {"number": "CT000020", "displayName": "Robert Townes", "type": "Person", "companyNumber": "CT000010",
+             "companyName": "Adatum Corporation", "email": "robert.townes@contoso.com"}])
+        self.relate_contact(company, "CT000010", "Customer", "C00010")
         self.seed(company, "items", [
             {"number": "1896-S", "displayName": "ATHENS Desk", "unitPrice": 1000.8, "unitCost": 780.7,
              "inventory": 4},

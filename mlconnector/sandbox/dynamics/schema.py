@@ -81,7 +81,8 @@ ENTITIES: dict[str, EntitySpec] = {spec.set_name: spec for spec in [
                 f"{_ADDRESS} phoneNumber mobilePhoneNumber email website searchName privacyBlocked:boolean "
                 "taxRegistrationNumber lastInteractionDate:date lastModifiedDateTime:datetime"),
         number_series="CT000010", defaults={"type": "Company", "contactBusinessRelation": "None"},
-        webhooks=False),  # contacts are absent from BC's webhook-supported list
+        # contacts are absent from BC's webhook-supported list
+        webhooks=False, expands=frozenset({"contactInformation"})),
     EntitySpec(
         "items", "item",
         _fields("id:guid number displayName displayName2 type itemCategoryId:guid itemCategoryCode blocked:boolean "
@@ -244,6 +245,12 @@ DEFAULT_PAGES: dict[str, PageSpec] = {
         ("Status", lambda row: "Open" if row.get("status") == "Draft" else "Released")),
         fixed={"Document_Type": "Order"}, last_date_modified=False),
 }
+
+# Page 5054 "Contact Business Relations", published read-only under this service name (Contact No. +
+# Business Relation Code key; "No." is the linked customer's/vendor's number).
+RELATIONS_SERVICE = "ContactBusinessRelations"
+RELATIONS_TYPES = {"Contact_No": "string", "Business_Relation_Code": "string", "Link_to_Table": "string",
+                   "No": "string", "Business_Relation_Description": "string", "Contact_Name": "string"}
 
 # Every NAV card page carries "Last Date Modified" (a Date, no time); the sandbox derives it from the row.
 LAST_DATE_MODIFIED = "Last_Date_Modified"

@@ -56,6 +56,16 @@ class StoredRow:
         return make_etag(self.id, self.version)
 
 
+@dataclass(frozen=True)
+class ContactRelation:
+    """One Contact Business Relation row: contact -> (Link to Table, No.) under a business relation code."""
+
+    contact_id: str
+    code: str              # Business Relation Code, e.g. CUST / VEND
+    link_to_table: str     # "Customer", "Vendor", "Bank Account", "Employee"
+    related_id: str        # SystemId of the linked customer/vendor
+
+
 @dataclass
 class Company:
     id: str
@@ -65,6 +75,8 @@ class Company:
     created: datetime | None = None
     tables: dict[str, dict[str, StoredRow]] = field(default_factory=dict)
     series: dict[str, str] = field(default_factory=dict)
+    # Contact Business Relation (table 5054): which customer/vendor a company contact stands for.
+    relations: list["ContactRelation"] = field(default_factory=list)
 
     def table(self, entity: str) -> dict[str, StoredRow]:
         return self.tables.setdefault(entity, {})
@@ -326,6 +338,25 @@ class Database:
             header = company.table(line_spec.header or "").get(line.values["documentId"])
             if header is not None:
                 self.refresh_totals(company, line_spec.header or "", header, notify=notify)
+
+    def contact_information(self, company: Company, contact: StoredRow) -> list[dict[str, Any]]:
+        """The API's contactInformation rows of a contact: its own business relations and, for a person, those
+        of the company contact it belongs to (sandbox choice: BC's page is a temporary table; see package doc)."""
+        holders = [contact]
+        company_number = contact.values.get("companyNumber")
+        if contact.values.get("type") == "Person" and company_number:
+            holders += [row for row in company.table("contacts").values()
+                        if row.values.get("number") == company_number and row.id != contact.id]
+        out = []
+        for holder in holders:
+            for relation in company.relations:
+                if relation.contact_id != holder.id:
+                    continue
+                out.append({"contactId": contact.id, "contactNumber": contact.values.get("number", ""),
+                            "contactName": contact.values.get("displayName", ""),
+                            "contactType": contact.values.get("type", "Company"),
+                            "relatedId": relation.related_id, "relatedType": relation.link_to_table})
+        return out
 
     def lines_of(self, company: Company, header_entity: str, header_id: str) -> list[StoredRow]:
         spec = ENTITIES[header_entity]
