@@ -38,7 +38,7 @@ from mlconnector.errors import (
     Unreachable,
     UnresolvedReference,
 )
-from mlconnector.flows import Flow, PairSpec, SkipRecord
+from mlconnector.flows import CONFLICT_RULES, Flow, PairSpec, SkipRecord
 from mlconnector.http import CallCounter
 from mlconnector.pairs import get_pair
 from mlconnector.state import Link, State
@@ -196,6 +196,10 @@ class Engine:
         self.now = now
         self.batch_size = config.batch_size or DEFAULT_BATCH
         self._context = _Context(self)
+        rule = config.options.get("conflict_rule")
+        if rule is not None and rule not in CONFLICT_RULES:
+            raise ConfigError(f"pairs.{pair.name}.options.conflict_rule = {rule!r}: use one of "
+                              f"{', '.join(CONFLICT_RULES)}")
         if config.credit_budget:
             # Systems that charge credits keep their own daily ledger and stop a run before crossing it.
             for connector in connectors.values():
@@ -218,6 +222,10 @@ class Engine:
                 self.renew_expiring_channels(run, chosen)
                 self.drain_inbox(run, chosen)
             for flow in chosen:
+                reason = self._unavailable(flow)
+                if reason:
+                    run.flows.setdefault(flow.name, FlowStats()).note = reason
+                    continue
                 start = self._read_start(flow, full, since)
                 records = self.connectors[flow.source].changes(flow.source_entity, start, until)
                 self._run_flow(run, flow, records, mode="poll")
@@ -424,6 +432,11 @@ class Engine:
         if segment:
             yield segment, to_write
 
+    def _unavailable(self, flow: Flow) -> str | None:
+        """The target's reason why this flow cannot run at all (a module its edition lacks), if any."""
+        check = getattr(self.connectors[flow.target], "unavailable", None)
+        return check(flow.target_entity) if callable(check) else None
+
     def _already_synced(self, item: _Item) -> bool:
         link, modified = item.link, item.record.modified
         return bool(link and link.target_id and link.source_version and modified and modified <= link.source_version)
@@ -457,7 +470,7 @@ class Engine:
         if current is None or current.modified is None or current.modified <= forward.source_version:
             return False, None
         source, target = self.system_name(flow.source), self.system_name(flow.target)
-        rule = flow.conflict_rule
+        rule = self.config.options.get("conflict_rule", flow.conflict_rule)
         keep = rule == "target-wins" or (rule == "later-wins" and record.modified is not None
                                          and current.modified > record.modified)
         kept = f"kept {target}'s version" if keep else f"applied {source}'s change"
@@ -469,9 +482,9 @@ class Engine:
         if _accepts_ids(target):
             # Linked records are updated by their id: their natural key may be missing or changed.
             ids = [i.link.target_id if i.link else None for i in items if i.payload is not None]
-            results = target.write(flow.target_entity, payloads, flow.key, ids=ids)
+            results = target.write(flow.target_entity, payloads, flow.key_field(self.config.options), ids=ids)
         else:
-            results = target.write(flow.target_entity, payloads, flow.key)
+            results = target.write(flow.target_entity, payloads, flow.key_field(self.config.options))
         if len(results) != len(payloads):
             raise RemoteError(self.system_name(flow.target), 0, "", f"write returned {len(results)} results "
                               f"for {len(payloads)} records")

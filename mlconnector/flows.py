@@ -47,13 +47,16 @@ class Flow:
     source_entity: str
     target: str
     target_entity: str
-    key: str
+    key: str | Callable[[Mapping[str, Any]], str]  # the target's natural-key field, or options -> field
     map: Mapping_
     depends_on: tuple[str, ...] = ()
     echo_of: str | None = None
     conflict_rule: str = "later-wins"
     send_back_created: bool = False
     description: str = ""
+
+    def key_field(self, options: Mapping[str, Any]) -> str:
+        return self.key(options) if callable(self.key) else self.key
 
     def __post_init__(self) -> None:
         if self.conflict_rule not in CONFLICT_RULES:

@@ -47,6 +47,9 @@ def render_run(result: RunResult) -> None:
         table.add_row(name, str(stats.read), str(stats.created), str(stats.updated), str(stats.unchanged),
                       str(stats.skipped), str(stats.failed), calls)
     out.print(table)
+    for name, stats in result.flows.items():
+        if stats.note:
+            out.print(f"{name}: {stats.note}", highlight=False)
     if result.dry_run:
         for item in result.planned[:50]:
             out.print(f"would {item.action} {item.flow} {item.source_id}"

@@ -853,6 +853,20 @@ class ZohoConnector:
         return [Notification(self.name, str(payload["module"]), tuple(str(i) for i in payload["ids"]), operation,
                              str(channel_id) if channel_id is not None else None)]
 
+    def unavailable(self, entity: str) -> str | None:
+        """Why records of ``entity`` cannot be written in this org (its edition lacks the module), or None.
+
+        The engine asks before a flow runs, so such a flow is skipped with this reason instead of failing
+        record by record."""
+        licence = self.org().get("license_details") or {}
+        edition = str(licence.get("paid_type") or "unknown")
+        if not licence.get("paid") and licence.get("trial_type"):
+            edition = str(licence["trial_type"])  # a trial has its trial edition's modules
+        if entity in EDITION_MISSING.get(edition, frozenset()):
+            return (f"the Zoho {edition} edition has no {entity} module: flow skipped (upgrade the edition, "
+                    "or leave this flow out of pairs.*.flows)")
+        return None
+
     # -- ping ------------------------------------------------------------------------------------------------------
     def ping(self) -> PingResult:
         """Token, api_domain, org and edition, current user; warns when needed modules lack in the edition."""

@@ -1,0 +1,23 @@
+"""bc-zoho: Business Central is the source of truth; its customers, items, contacts and posted invoices
+go to Zoho CRM. Nothing is written into Business Central."""
+
+from mlconnector.flows import Flow, PairSpec
+from mlconnector.pairs import dynamics_zoho as m
+from mlconnector.pairs import register
+
+BC_ZOHO = register(PairSpec(
+    name="bc-zoho",
+    roles={"erp": ("bc",), "crm": ("zoho",)},
+    description="Business Central -> Zoho CRM: customers, items, contacts and posted invoices",
+    flows=(
+        Flow("customers", "erp", "customers", "crm", "Accounts", m.option_key("account"), m.account_from_customer,
+             description="BC customers -> Zoho Accounts, keyed on the BC number"),
+        Flow("items", "erp", "items", "crm", "Products", m.option_key("product"), m.product_from_item,
+             description="BC items -> Zoho Products, keyed on the BC number"),
+        Flow("contacts", "erp", "contacts", "crm", "Contacts", m.option_key("contact"), m.contact_of_customer,
+             depends_on=("customers",), description="BC contacts of customers -> Zoho Contacts"),
+        Flow("invoices", "erp", "postedSalesInvoices", "crm", "Invoices", m.option_key("invoice"),
+             m.invoice_from_posted_invoice, depends_on=("customers", "items"),
+             description="BC posted sales invoices -> Zoho Invoices with Invoiced_Items and totals"),
+    ),
+))

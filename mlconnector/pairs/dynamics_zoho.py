@@ -1,0 +1,313 @@
+"""Field mappings between Dynamics (NAV and Business Central, in the BC API v2.0 field names the
+dynamics connector produces for both) and Zoho CRM. Shared by the nav-zoho and bc-zoho pairs.
+
+Each mapping is a table of field names plus a small function, so a consultant can read what goes where.
+Keys a pair upserts on (the Zoho duplicate-check fields) come from the pair's options:
+
+    options.account_key_field   default "Account_Number"  (mark it unique in Zoho: Setup > Modules > Accounts)
+    options.contact_key_field   default "Email"           (Zoho's own unique field for Contacts)
+    options.product_key_field   default "Product_Code"    (mark it unique in Zoho)
+    options.order_key_field     default "ERP_Number"      (a unique custom field on Sales_Orders)
+    options.invoice_key_field   default "ERP_Number"      (a unique custom field on Invoices)
+    options.vendor_number_prefix default "V-"             (vendor numbers in Account_Number, so they never
+                                                           clash with customer numbers)
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from typing import Any
+
+from mlconnector.errors import RecordError
+from mlconnector.flows import MapContext, SkipRecord
+from mlconnector.systems.base import Record
+
+EMPTY_GUID = "00000000-0000-0000-0000-000000000000"
+
+def option_key(what: str) -> "Callable[[Mapping[str, Any]], str]":
+    """The upsert key of a flow, as the pair's options set it (for Flow.key)."""
+    return lambda options: key(options, what)
+
+
+KEYS = {"account": ("account_key_field", "Account_Number"), "contact": ("contact_key_field", "Email"),
+        "product": ("product_key_field", "Product_Code"), "order": ("order_key_field", "ERP_Number"),
+        "invoice": ("invoice_key_field", "ERP_Number")}
+
+
+def key(options: Mapping[str, Any], what: str) -> str:
+    option, default = KEYS[what]
+    return str(options.get(option, default))
+
+
+def _text(value: Any) -> str | None:
+    """Dynamics sends "" (or a lone space for option fields) where Zoho wants nothing at all."""
+    if value is None:
+        return None
+    text = str(value).strip()
+    return text or None
+
+
+def _street(record: Record, line1: str = "addressLine1", line2: str = "addressLine2") -> str | None:
+    return _text(", ".join(p for p in (_text(record.get(line1)), _text(record.get(line2))) if p))
+
+
+def _clean(payload: dict[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in payload.items() if v is not None}
+
+
+# Customers and vendors -> Accounts -------------------------------------------------------------------------------
+# Zoho Account field   <- Dynamics customer/vendor field
+ACCOUNT_FIELDS = {
+    "Account_Name": "displayName",
+    "Phone": "phoneNumber",
+    "Website": "website",
+    "Billing_Street": "addressLine1 + addressLine2",
+    "Billing_City": "city",
+    "Billing_State": "state",
+    "Billing_Code": "postalCode",
+    "Billing_Country": "country",
+    "Account_Type": '"Customer" or "Vendor"',
+}
+
+
+def _account(party: Record, ctx: MapContext, number: str, account_type: str) -> dict[str, Any]:
+    if not _text(party.get("displayName")):
+        raise RecordError(f"{account_type.lower()} {number} has no name; Zoho requires Account_Name", "INVALID_DATA")
+    return _clean({
+        "Account_Name": _text(party.get("displayName")),
+        key(ctx.options, "account"): number,
+        "Phone": _text(party.get("phoneNumber")),
+        "Website": _text(party.get("website")),
+        "Billing_Street": _street(party),
+        "Billing_City": _text(party.get("city")),
+        "Billing_State": _text(party.get("state")),
+        "Billing_Code": _text(party.get("postalCode")),
+        "Billing_Country": _text(party.get("country")),
+        "Account_Type": account_type,
+    })
+
+
+def account_from_customer(customer: Record, ctx: MapContext) -> dict[str, Any]:
+    return _account(customer, ctx, str(customer["number"]), "Customer")
+
+
+def account_from_vendor(vendor: Record, ctx: MapContext) -> dict[str, Any]:
+    prefix = str(ctx.options.get("vendor_number_prefix", "V-"))
+    return _account(vendor, ctx, f"{prefix}{vendor['number']}", "Vendor")
+
+
+# Accounts -> customers and vendors (the way back). Financial fields (credit limit, payment terms,
+# currency, blocked) are not mapped: the ERP owns them.
+# Dynamics field   <- Zoho Account field
+CUSTOMER_FIELDS = {
+    "displayName": "Account_Name",
+    "phoneNumber": "Phone",
+    "website": "Website",
+    "addressLine1": "Billing_Street",
+    "city": "Billing_City",
+    "state": "Billing_State",
+    "postalCode": "Billing_Code",
+    "country": "Billing_Country",
+}
+
+
+def account_type(account: Record, ctx: MapContext) -> str:
+    field = str(ctx.options.get("account_type_field", "Account_Type"))
+    vendor_values = ctx.options.get("vendor_account_types", ["Vendor", "Supplier"])
+    return "Vendor" if account.get(field) in vendor_values else "Customer"
+
+
+def _party_from_account(account: Record, ctx: MapContext, number: str | None) -> dict[str, Any]:
+    payload: dict[str, Any] = {field: _text(account.get(source)) for field, source in CUSTOMER_FIELDS.items()}
+    payload["number"] = number  # None for an account born in Zoho: the ERP assigns one
+    return {k: v for k, v in payload.items() if v is not None or k == "number"}
+
+
+def customer_from_account(account: Record, ctx: MapContext) -> dict[str, Any]:
+    if account_type(account, ctx) != "Customer":
+        raise SkipRecord("a vendor account (goes to vendors)")
+    return _party_from_account(account, ctx, _text(account.get(key(ctx.options, "account"))))
+
+
+def vendor_from_account(account: Record, ctx: MapContext) -> dict[str, Any]:
+    if account_type(account, ctx) != "Vendor":
+        raise SkipRecord("a customer account (goes to customers)")
+    number = _text(account.get(key(ctx.options, "account")))
+    prefix = str(ctx.options.get("vendor_number_prefix", "V-"))
+    if number and number.startswith(prefix):
+        number = number[len(prefix):]
+    return _party_from_account(account, ctx, number)
+
+
+# Contacts <-> Contacts ------------------------------------------------------------------------------------------
+# Zoho Contact field <- Dynamics contact field
+CONTACT_FIELDS = {
+    "First_Name": "displayName (all but the last word)",
+    "Last_Name": "displayName (last word)",
+    "Email": "email",
+    "Phone": "phoneNumber",
+    "Mobile": "mobilePhoneNumber",
+    "Title": "jobTitle",
+    "Mailing_Street": "addressLine1 + addressLine2",
+    "Mailing_City": "city",
+    "Mailing_State": "state",
+    "Mailing_Zip": "postalCode",
+    "Mailing_Country": "country",
+    "Account_Name": "the Account linked to the contact's customer or vendor",
+}
+
+
+def _split_name(name: str) -> tuple[str | None, str]:
+    parts = name.rsplit(" ", 1)
+    return (parts[0], parts[1]) if len(parts) == 2 else (None, parts[0])
+
+
+def contact_from_contact(contact: Record, ctx: MapContext) -> dict[str, Any]:
+    """A contact of a customer or a vendor (nav-zoho)."""
+    return _contact(contact, ctx, ("Customer", "Vendor"))
+
+
+def contact_of_customer(contact: Record, ctx: MapContext) -> dict[str, Any]:
+    """A contact of a customer (bc-zoho); vendors' contacts stay out of the CRM."""
+    return _contact(contact, ctx, ("Customer",))
+
+
+def _contact(contact: Record, ctx: MapContext, kinds: tuple[str, ...]) -> dict[str, Any]:
+    if contact.get("type") == "Company":
+        raise SkipRecord("a company contact (its customer or vendor is the Account)")
+    name = _text(contact.get("displayName"))
+    if not name:
+        raise RecordError(f"contact {contact.get('number')} has no name; Zoho requires Last_Name", "INVALID_DATA")
+    contact_key = key(ctx.options, "contact")
+    if contact_key == "Email" and not _text(contact.get("email")):
+        raise RecordError(f"contact {contact.get('number')} has no email, and Zoho matches contacts by Email "
+                          "(or set options.contact_key_field to another unique field)", "INVALID_DATA")
+    first, last = _split_name(name)
+    payload = _clean({
+        "First_Name": first, "Last_Name": last, "Email": _text(contact.get("email")),
+        "Phone": _text(contact.get("phoneNumber")), "Mobile": _text(contact.get("mobilePhoneNumber")),
+        "Title": _text(contact.get("jobTitle")), "Mailing_Street": _street(contact),
+        "Mailing_City": _text(contact.get("city")), "Mailing_State": _text(contact.get("state")),
+        "Mailing_Zip": _text(contact.get("postalCode")), "Mailing_Country": _text(contact.get("country")),
+        "Account_Name": {"id": _contact_account(contact, ctx, kinds)},
+    })
+    if contact_key not in ("Email",) and contact_key not in payload:
+        payload[contact_key] = str(contact.get("number"))
+    return payload
+
+
+def _contact_account(contact: Record, ctx: MapContext, kinds: tuple[str, ...]) -> str:
+    """The Zoho Account of the contact's customer (or vendor): it must be synced and linked first."""
+    relations = [r for r in contact.get("relations") or [] if r.get("type") in kinds]
+    if not relations:
+        raise SkipRecord(f"belongs to no {' or '.join(k.lower() for k in kinds)}")
+    relation = relations[0]
+    flow = "customers" if relation["type"] == "Customer" else "vendors"
+    return ctx.target_id(flow, str(relation["id"]), what=f"{relation['type'].lower()} {relation.get('number') or relation['id']}")
+
+
+# Dynamics contact field <- Zoho Contact field (the way back; nav-zoho only)
+def contact_from_zoho_contact(contact: Record, ctx: MapContext) -> dict[str, Any]:
+    name = " ".join(p for p in (_text(contact.get("First_Name")), _text(contact.get("Last_Name"))) if p)
+    if not _text(contact.get("Email")):
+        raise SkipRecord("no email: NAV contacts are matched by email")
+    return _clean({
+        "type": "Person", "displayName": name, "email": _text(contact.get("Email")),
+        "phoneNumber": _text(contact.get("Phone")), "mobilePhoneNumber": _text(contact.get("Mobile")),
+        "jobTitle": _text(contact.get("Title")), "addressLine1": _text(contact.get("Mailing_Street")),
+        "city": _text(contact.get("Mailing_City")), "state": _text(contact.get("Mailing_State")),
+        "postalCode": _text(contact.get("Mailing_Zip")), "country": _text(contact.get("Mailing_Country")),
+    })
+
+
+# Items -> Products ----------------------------------------------------------------------------------------------
+PRODUCT_FIELDS = {
+    "Product_Name": "displayName",
+    "Product_Code": "number",
+    "Unit_Price": "unitPrice",
+    "Qty_in_Stock": "inventory",
+    "Usage_Unit": "baseUnitOfMeasureCode",
+    "Product_Active": "not blocked",
+    "Description": "displayName2",
+}
+
+
+def product_from_item(item: Record, ctx: MapContext) -> dict[str, Any]:
+    if not _text(item.get("displayName")):
+        raise RecordError(f"item {item.get('number')} has no description; Zoho requires Product_Name", "INVALID_DATA")
+    return _clean({
+        "Product_Name": _text(item.get("displayName")),
+        key(ctx.options, "product"): str(item["number"]),
+        "Unit_Price": item.get("unitPrice"),
+        "Qty_in_Stock": item.get("inventory"),
+        "Usage_Unit": _text(item.get("baseUnitOfMeasureCode")),
+        "Product_Active": not bool(item.get("blocked")),
+        "Description": _text(item.get("displayName2")),
+    })
+
+
+# Sales orders and posted invoices -> Sales_Orders and Invoices ----------------------------------------------------
+ORDER_STATUS = {"Draft": "Created", "In Review": "Created", "Open": "Approved"}
+INVOICE_STATUS = {"Open": "Approved", "Paid": "Paid", "Canceled": "Cancelled", "Corrective": "Cancelled"}
+LINE_FIELDS = {
+    "Product_Name": "the Product linked to the line's item",
+    "Quantity": "quantity",
+    "List_Price": "unitPrice",
+    "Discount": "discountAmount",
+    "Description": "description",
+}
+
+
+def _lines(document: Record, field: str, ctx: MapContext) -> list[dict[str, Any]]:
+    lines = []
+    for index, line in enumerate(document.get(field) or [], start=1):
+        kind = line.get("lineType", "Item")
+        if kind == "Comment" or (kind == "Item" and not line.get("itemId")):
+            continue
+        if kind != "Item":
+            raise RecordError(f"line {index} of {document.get('number')} is a {kind} line; Zoho line items need "
+                              "a product", "unsupported_line")
+        product = ctx.target_id("items", str(line["itemId"]),
+                                what=f"item {line.get('lineObjectNumber') or line['itemId']}")
+        lines.append(_clean({"Product_Name": {"id": product}, "Quantity": line.get("quantity"),
+                             "List_Price": line.get("unitPrice"), "Discount": line.get("discountAmount"),
+                             "Description": _text(line.get("description"))}))
+    if not lines:
+        raise SkipRecord("no item lines")
+    return lines
+
+
+def _account_of(document: Record, ctx: MapContext) -> dict[str, str]:
+    return {"id": ctx.target_id("customers", str(document["customerId"]),
+                                what=f"customer {document.get('customerNumber') or document['customerId']}")}
+
+
+def sales_order_from_order(order: Record, ctx: MapContext) -> dict[str, Any]:
+    status = "Delivered" if order.get("fullyShipped") else ORDER_STATUS.get(order.get("status") or "", "Created")
+    return _clean({
+        "Subject": f"Order {order['number']}",
+        key(ctx.options, "order"): str(order["number"]),
+        "Account_Name": _account_of(order, ctx),
+        "Status": status,
+        "Due_Date": _text(order.get("requestedDeliveryDate")),
+        "Ordered_Items": _lines(order, "salesOrderLines", ctx),
+    })
+
+
+def invoice_from_posted_invoice(invoice: Record, ctx: MapContext) -> dict[str, Any]:
+    payload = {
+        "Subject": f"Invoice {invoice['number']}",
+        key(ctx.options, "invoice"): str(invoice["number"]),
+        "Account_Name": _account_of(invoice, ctx),
+        "Invoice_Date": _text(invoice.get("invoiceDate")),
+        "Due_Date": _text(invoice.get("dueDate")),
+        "Status": INVOICE_STATUS.get(invoice.get("status") or "", "Approved"),
+        "Invoiced_Items": _lines(invoice, "salesInvoiceLines", ctx),
+    }
+    order = _text(invoice.get("orderId"))
+    if order and order != EMPTY_GUID:
+        try:
+            payload["Sales_Order"] = {"id": ctx.target_id("sales_orders", order)}
+        except (RecordError, KeyError):
+            pass  # an invoice without a synced order still goes; the link is a convenience
+    return _clean(payload)

@@ -1,0 +1,38 @@
+"""nav-zoho: Dynamics NAV and Zoho CRM. The customer master goes both ways; items, sales orders and
+posted invoices go from NAV to Zoho. Nothing is ever written into NAV's general ledger."""
+
+from mlconnector.flows import Flow, PairSpec
+from mlconnector.pairs import dynamics_zoho as m
+from mlconnector.pairs import register
+
+NAV_ZOHO = register(PairSpec(
+    name="nav-zoho",
+    roles={"erp": ("nav",), "crm": ("zoho",)},
+    description="Dynamics NAV <-> Zoho CRM: customers, vendors and contacts both ways; items, sales orders "
+                "and posted invoices to Zoho",
+    flows=(
+        Flow("customers", "erp", "customers", "crm", "Accounts", m.option_key("account"), m.account_from_customer,
+             echo_of="accounts_to_customers", send_back_created=True,
+             description="NAV customers -> Zoho Accounts (Account_Type Customer)"),
+        Flow("vendors", "erp", "vendors", "crm", "Accounts", m.option_key("account"), m.account_from_vendor,
+             echo_of="accounts_to_vendors", send_back_created=True,
+             description="NAV vendors -> Zoho Accounts (Account_Type Vendor)"),
+        Flow("contacts", "erp", "contacts", "crm", "Contacts", m.option_key("contact"), m.contact_from_contact,
+             depends_on=("customers", "vendors"), echo_of="contacts_to_nav", send_back_created=True,
+             description="NAV contacts -> Zoho Contacts, under the Account of their customer or vendor"),
+        Flow("items", "erp", "items", "crm", "Products", m.option_key("product"), m.product_from_item,
+             description="NAV items -> Zoho Products (Product_Code = item number)"),
+        Flow("sales_orders", "erp", "salesOrders", "crm", "Sales_Orders", m.option_key("order"), m.sales_order_from_order,
+             depends_on=("customers", "items"),
+             description="NAV sales orders -> Zoho Sales_Orders with Ordered_Items"),
+        Flow("invoices", "erp", "postedSalesInvoices", "crm", "Invoices", m.option_key("invoice"),
+             m.invoice_from_posted_invoice, depends_on=("customers", "items", "sales_orders"),
+             description="NAV posted sales invoices -> Zoho Invoices with Invoiced_Items"),
+        Flow("accounts_to_customers", "crm", "Accounts", "erp", "customers", "number", m.customer_from_account,
+             echo_of="customers", description="Zoho Accounts (customers) -> NAV customers"),
+        Flow("accounts_to_vendors", "crm", "Accounts", "erp", "vendors", "number", m.vendor_from_account,
+             echo_of="vendors", description="Zoho Accounts (Account_Type Vendor) -> NAV vendors"),
+        Flow("contacts_to_nav", "crm", "Contacts", "erp", "contacts", "email", m.contact_from_zoho_contact,
+             echo_of="contacts", description="Zoho Contacts -> NAV contacts (matched by email)"),
+    ),
+))
