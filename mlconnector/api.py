@@ -69,7 +69,8 @@ class Runtime:
         if self.secrets is None:
             from mlconnector.secrets import store_from_environment
 
-            self.secrets = store_from_environment()
+            config = load_config(self.config_path, required=False)
+            self.secrets = store_from_environment(backend=config.secrets_backend, directory=config.secrets_dir)
         return self.secrets
 
     def context(self, state: State | None = None) -> ConnectorContext:

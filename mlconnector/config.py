@@ -71,6 +71,9 @@ class Config:
     systems: Mapping[str, SystemConfig]
     pairs: Mapping[str, PairConfig]
     state_path: Path | None = None
+    # [secrets]: where secrets live when no environment variable says (sandbox demos, headless hosts).
+    secrets_backend: str | None = None
+    secrets_dir: Path | None = None
 
     def system(self, name: str) -> SystemConfig:
         try:
@@ -115,18 +118,28 @@ def load_config(path: str | Path | None = None, *, required: bool = True) -> Con
 def parse_config(raw: Mapping[str, Any], path: Path | None = None) -> Config:
     where = str(path) if path else "configuration"
     _refuse_secrets(raw, where, ())
-    unknown = set(raw) - {"systems", "pairs", "state"}
+    unknown = set(raw) - {"systems", "pairs", "state", "secrets"}
     if unknown:
         raise ConfigError(f"{where}: unknown top-level table [{sorted(unknown)[0]}]; "
-                          "use [systems.NAME], [pairs.NAME] and [state]")
+                          "use [systems.NAME], [pairs.NAME], [state] and [secrets]")
     systems = {name: _system(name, table, where) for name, table in _tables(raw, "systems", where).items()}
     pairs = {name: _pair(name, table, where, systems) for name, table in _tables(raw, "pairs", where).items()}
     state = raw.get("state", {})
     state_path = state.get("path") if isinstance(state, dict) else None
     if state_path is not None and not isinstance(state_path, str):
         raise ConfigError(f"{where}: state.path must be a string path")
+    secrets = raw.get("secrets", {})
+    backend = secrets.get("backend") if isinstance(secrets, Mapping) else None
+    directory = secrets.get("dir") if isinstance(secrets, Mapping) else None
+    if backend is not None and backend not in ("auto", "keyring", "file"):
+        raise ConfigError(f"{where}: secrets.backend = {backend!r}: use auto, keyring or file")
+    if directory is not None and not isinstance(directory, str):
+        raise ConfigError(f"{where}: secrets.dir must be a string path")
+    base = path.parent if path else Path(".")
     return Config(path=path, systems=systems, pairs=pairs,
-                  state_path=Path(state_path).expanduser() if state_path else None)
+                  state_path=(base / Path(state_path).expanduser()) if state_path else None,
+                  secrets_backend=backend,
+                  secrets_dir=(base / Path(directory).expanduser()) if directory else None)
 
 
 def is_secret_key(name: str) -> bool:

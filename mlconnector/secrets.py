@@ -432,11 +432,13 @@ BACKEND_ENV = "MLCONNECTOR_SECRETS_BACKEND"
 DIRECTORY_ENV = "MLCONNECTOR_SECRETS_DIR"
 
 
-def store_from_environment(environ: Mapping[str, str] | None = None) -> "SecretStore":
-    """The store every command uses, honouring MLCONNECTOR_SECRETS_BACKEND and MLCONNECTOR_SECRETS_DIR."""
+def store_from_environment(environ: Mapping[str, str] | None = None, *, backend: str | None = None,
+                           directory: Path | None = None) -> "SecretStore":
+    """The store every command uses: MLCONNECTOR_SECRETS_BACKEND and MLCONNECTOR_SECRETS_DIR, else the
+    ``backend`` and ``directory`` given (from connections.toml's [secrets]), else the defaults."""
     env = os.environ if environ is None else environ
-    backend = env.get(BACKEND_ENV) or "auto"
+    backend = env.get(BACKEND_ENV) or backend or "auto"
     if backend not in BACKENDS:
         raise ConfigError(f"{BACKEND_ENV}={backend} is not a secrets backend: use one of {', '.join(BACKENDS)}")
-    directory = Path(env[DIRECTORY_ENV]).expanduser() if env.get(DIRECTORY_ENV) else None
-    return SecretStore(backend=backend, directory=directory)
+    directory = Path(env[DIRECTORY_ENV]).expanduser() if env.get(DIRECTORY_ENV) else directory
+    return SecretStore(backend=backend, directory=directory, environ=env)

@@ -87,3 +87,20 @@ def test_config_path_comes_from_option_then_env_then_cwd(monkeypatch, tmp_path):
 def test_a_missing_file_says_how_to_make_one(tmp_path):
     with pytest.raises(ConfigError, match="run `mlconnector init`"):
         load_config(tmp_path / "none.toml")
+
+
+def test_secrets_table_says_where_secrets_live_relative_to_the_file(tmp_path, monkeypatch):
+    from mlconnector.api import Runtime
+    from mlconnector.secrets import init_secret_file
+
+    monkeypatch.delenv("MLCONNECTOR_SECRETS_DIR", raising=False)
+    path = write(tmp_path, '[secrets]\nbackend = "file"\ndir = "demo-secrets"\n[state]\npath = "demo.db"\n')
+    config = load_config(path)
+    assert config.secrets_dir == tmp_path / "demo-secrets" and config.state_path == tmp_path / "demo.db"
+    init_secret_file(tmp_path / "demo-secrets")
+    store = Runtime(config_path=path).secret_store()
+    store.set("zoho", "client_secret", "s3cret-value")
+    assert "encrypted file" in store.location and str(tmp_path / "demo-secrets") in store.location
+    assert b"s3cret-value" not in (tmp_path / "demo-secrets" / "secrets.enc").read_bytes()
+    with pytest.raises(ConfigError, match="secrets.backend"):
+        load_config(write(tmp_path, '[secrets]\nbackend = "vault"\n'))

@@ -69,8 +69,12 @@ def _directory() -> Path | None:
 
 
 def get_store() -> SecretStore:
-    """The store the commands use, honouring MLCONNECTOR_SECRETS_BACKEND and MLCONNECTOR_SECRETS_DIR."""
-    return store_from_environment()
+    """The store the commands use: MLCONNECTOR_SECRETS_BACKEND and MLCONNECTOR_SECRETS_DIR, else the
+    [secrets] table of connections.toml, else the OS keyring."""
+    from mlconnector.config import load_config
+
+    config = load_config(required=False)
+    return store_from_environment(backend=config.secrets_backend, directory=config.secrets_dir)
 
 
 def _exit_on_error(command: F) -> F:
