@@ -31,6 +31,8 @@ Factory = Callable[[SystemConfig, ConnectorContext], Connector]
 # Built-in kinds, imported only when used so that start-up stays fast.
 BUILTIN_KINDS: dict[str, str] = {
     "zoho": "mlconnector.systems.zoho",
+    "bc": "mlconnector.systems.dynamics",
+    "nav": "mlconnector.systems.dynamics",
 }
 
 _FACTORIES: dict[str, Factory] = {}
