@@ -6,27 +6,10 @@ from __future__ import annotations
 from pathlib import Path
 
 import keyring
-import keyring.backend
 import pytest
 
 from tests import fakes
-
-
-class MemoryKeyring(keyring.backend.KeyringBackend):
-    priority = 1  # type: ignore[assignment]
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.values: dict[tuple[str, str], str] = {}
-
-    def get_password(self, service: str, username: str) -> str | None:
-        return self.values.get((service, username))
-
-    def set_password(self, service: str, username: str, password: str) -> None:
-        self.values[(service, username)] = password
-
-    def delete_password(self, service: str, username: str) -> None:
-        self.values.pop((service, username), None)
+from tests.helpers import MemoryKeyring
 
 
 @pytest.fixture(autouse=True)

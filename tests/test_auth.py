@@ -16,6 +16,8 @@ from datetime import datetime, timedelta, timezone
 import httpx
 import keyring
 import pytest
+
+from tests.helpers import run_in_threads
 from keyring.backends import fail
 
 from mlconnector.auth import MemoryTokenCache, SecretTokenCache, Token, TokenAuth
@@ -303,25 +305,6 @@ def test_refresh_and_resend_through_the_api_client_are_counted_as_calls() -> Non
 
 # --- threads -------------------------------------------------------------------------------------
 
-def run_in_threads(count: int, work: Callable[[int], object]) -> list[BaseException]:
-    errors: list[BaseException] = []
-    start = threading.Barrier(count)
-
-    def run(i: int) -> None:
-        try:
-            start.wait(timeout=5)
-            work(i)
-        except BaseException as exc:  # noqa: BLE001 - reported to the test
-            errors.append(exc)
-
-    threads = [threading.Thread(target=run, args=(i,)) for i in range(count)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(timeout=10)
-    return errors
-
-
 def test_threads_racing_on_an_expired_token_mint_only_once() -> None:
     clock = Clock()
     cache = MemoryTokenCache()
@@ -391,7 +374,7 @@ def test_secret_token_cache_lets_the_next_run_reuse_the_token(isolated) -> None:
     first_run = TokenAuth(mint, SecretTokenCache(SecretStore(), "zoho"), now=clock)
     client_for(first_run, api).get("customers")
 
-    raw = isolated.values[(SERVICE, "zoho:access_token_cache")]
+    raw = isolated.passwords[(SERVICE, "zoho:access_token_cache")]
     stored = json.loads(raw)
     assert stored["access_token"] == "tok-1"
     assert stored["extra"] == {"api_domain": "https://www.zohoapis.eu"}
@@ -446,7 +429,7 @@ def test_clear_removes_the_token_from_memory_and_the_store(isolated) -> None:
 
     assert cache.load() is None
     assert SecretTokenCache(SecretStore(), "zoho").load() is None
-    assert (SERVICE, "zoho:access_token_cache") not in isolated.values
+    assert (SERVICE, "zoho:access_token_cache") not in isolated.passwords
 
 
 def test_a_corrupt_cached_token_is_ignored_and_a_new_one_minted() -> None:

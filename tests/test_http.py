@@ -16,6 +16,8 @@ from datetime import datetime, timedelta, timezone
 import httpx
 import pytest
 
+from tests.helpers import run_in_threads
+
 from mlconnector.errors import EXIT_UNREACHABLE, RateLimited, RemoteError, Unreachable
 from mlconnector.http import ApiClient, CallCounter, RetryPolicy, retry_after_seconds
 
@@ -465,25 +467,6 @@ class InFlightTracker:
             with self._lock:
                 self.in_flight -= 1
         return status(200)
-
-
-def run_in_threads(count: int, work: Callable[[int], None]) -> list[BaseException]:
-    errors: list[BaseException] = []
-    start = threading.Barrier(count)
-
-    def run(i: int) -> None:
-        try:
-            start.wait(timeout=5)
-            work(i)
-        except BaseException as exc:  # noqa: BLE001 - reported to the test
-            errors.append(exc)
-
-    threads = [threading.Thread(target=run, args=(i,)) for i in range(count)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(timeout=10)
-    return errors
 
 
 def test_concurrency_limit_caps_requests_in_flight() -> None:

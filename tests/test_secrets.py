@@ -10,6 +10,8 @@ import keyring
 import keyring.core
 import keyring.errors
 import pytest
+
+from tests.helpers import MemoryKeyring
 from cryptography.fernet import Fernet
 from keyring.backend import KeyringBackend
 from keyring.backends import fail
@@ -23,28 +25,6 @@ from mlconnector.secrets import (
     SecretStore,
     init_secret_file,
 )
-
-
-class MemoryKeyring(KeyringBackend):
-    """An OS keyring stand-in that keeps passwords in a dict and counts reads."""
-
-    priority = 1  # type: ignore[assignment]
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.passwords: dict[tuple[str, str], str] = {}
-        self.reads = 0
-
-    def get_password(self, service: str, username: str) -> str | None:
-        self.reads += 1
-        return self.passwords.get((service, username))
-
-    def set_password(self, service: str, username: str, password: str) -> None:
-        self.passwords[(service, username)] = password
-
-    def delete_password(self, service: str, username: str) -> None:
-        if self.passwords.pop((service, username), None) is None:
-            raise keyring.errors.PasswordDeleteError(username)
 
 
 def _use_keyring(monkeypatch: pytest.MonkeyPatch, backend: KeyringBackend) -> None:
@@ -96,7 +76,7 @@ def test_keyring_roundtrip(memory_keyring: MemoryKeyring, secrets_dir: Path) -> 
         SecretEntry("zoho", "client_secret", "keyring"),
         SecretEntry("zoho", "refresh_token", "keyring"),
     ]
-    assert again.location == "OS keyring (test secrets MemoryKeyring)"
+    assert again.location == "OS keyring (helpers MemoryKeyring)"
     assert memory_keyring.passwords[("mlconnector", "zoho:client_secret")] == "s3cret"
 
     assert again.delete("zoho") == ["client_secret", "refresh_token"]

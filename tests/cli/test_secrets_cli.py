@@ -11,6 +11,8 @@ import keyring
 import keyring.core
 import keyring.errors
 import pytest
+
+from tests.helpers import MemoryKeyring
 from keyring.backend import KeyringBackend
 from keyring.backends import fail
 from typer.testing import CliRunner
@@ -19,26 +21,6 @@ from mlconnector.cli import secrets as secrets_cli
 from mlconnector.cli.secrets import app
 
 runner = CliRunner()
-
-
-class MemoryKeyring(KeyringBackend):
-    """An OS keyring stand-in that keeps passwords in a dict."""
-
-    priority = 1  # type: ignore[assignment]
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.passwords: dict[tuple[str, str], str] = {}
-
-    def get_password(self, service: str, username: str) -> str | None:
-        return self.passwords.get((service, username))
-
-    def set_password(self, service: str, username: str, password: str) -> None:
-        self.passwords[(service, username)] = password
-
-    def delete_password(self, service: str, username: str) -> None:
-        if self.passwords.pop((service, username), None) is None:
-            raise keyring.errors.PasswordDeleteError(username)
 
 
 def _use_keyring(monkeypatch: pytest.MonkeyPatch, backend: KeyringBackend) -> None:
