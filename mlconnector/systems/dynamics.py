@@ -46,7 +46,7 @@ from mlconnector.errors import (
     RemoteError,
     Unreachable,
 )
-from mlconnector.http import ApiClient
+from mlconnector.http import ApiClient, RetryPolicy
 from mlconnector.systems import ConnectorContext, register_kind
 from mlconnector.systems.base import Channel, Notification, PingResult, Record, WriteResult
 
@@ -901,7 +901,15 @@ class DynamicsConnector:
 
     # -- ping ----------------------------------------------------------------------------------------------------
     def ping(self) -> PingResult:
-        """Credentials, base URL, company (and its name's case), entities readable; on-prem failures explained."""
+        """Credentials, base URL, company (and its name's case), entities readable; on-prem failures explained.
+        A ping answers within seconds: a closed port is tried twice, not through the sync's full backoff."""
+        patient, self.http.retry = self.http.retry, RetryPolicy(attempts=2, max_wait=2.0)
+        try:
+            return self._ping()
+        finally:
+            self.http.retry = patient
+
+    def _ping(self) -> PingResult:
         base = self.base_url
         details: list[str] = [f"{'API v2.0' if self.endpoint.mode == 'api' else 'page web services (ODataV4)'}, "
                               f"auth {self.auth_kind}"]
