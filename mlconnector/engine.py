@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import inspect
+import logging
 import json
 import secrets as _random
 from collections import deque
@@ -44,6 +45,8 @@ from mlconnector.pairs import get_pair
 from mlconnector.state import Link, State
 from mlconnector.systems import ConnectorContext, make_connector
 from mlconnector.systems.base import Channel, Connector, Record, WriteResult, supports_push
+
+log = logging.getLogger("mlconnector.engine")
 
 DEFAULT_BATCH = 100
 DEFAULT_CONCURRENCY = 4
@@ -227,6 +230,8 @@ class Engine:
                     run.flows.setdefault(flow.name, FlowStats()).note = reason
                     continue
                 start = self._read_start(flow, full, since)
+                log.info("%s/%s: reading %s changed since %s", self.pair.name, flow.name, flow.source_entity,
+                         start.isoformat() if start else "the beginning")
                 records = self.connectors[flow.source].changes(flow.source_entity, start, until)
                 self._run_flow(run, flow, records, mode="poll")
         except _Stop as stop:
@@ -359,7 +364,10 @@ class Engine:
                     except MLConnectorError:
                         pass
                 stats.calls = _merge(stats.calls, self.counter.since(before))
+        log.info("%s/%s: read %d, created %d, updated %d, unchanged %d, skipped %d, failed %d", self.pair.name,
+                 flow.name, stats.read, stats.created, stats.updated, stats.unchanged, stats.skipped, stats.failed)
         if stop:
+            log.warning("%s/%s: stopped: %s", self.pair.name, flow.name, stop)
             run.exit_code = max(run.exit_code, stop.exit_code)
             raise stop
 

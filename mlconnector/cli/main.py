@@ -1,6 +1,7 @@
 """The `mlconnector` command: global options, command groups, and errors turned into exit codes."""
 
 
+import logging
 import os
 import sys
 from pathlib import Path
@@ -73,7 +74,13 @@ def build_app() -> typer.Typer:
         config: Annotated[Optional[Path], typer.Option("--config", help="connections.toml to use (default: $MLCONNECTOR_CONFIG, else ./connections.toml).")] = None,
         state: Annotated[Optional[Path], typer.Option("--state", help="State file (default: $MLCONNECTOR_STATE, else the user state dir).")] = None,
         version: Annotated[bool, typer.Option("--version", callback=_version, is_eager=True, help="Show the version and exit.")] = False,
+        verbose: Annotated[int, typer.Option("--verbose", "-v", count=True, help="Log to stderr: -v what happens, -vv every API call.")] = 0,
     ) -> None:
+        if verbose:
+            logging.basicConfig(stream=sys.stderr, format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+                                level=logging.DEBUG if verbose > 1 else logging.INFO, force=True)
+            # httpx logs one line per request at INFO: only with -vv.
+            logging.getLogger("httpx").setLevel(logging.INFO if verbose > 1 else logging.WARNING)
         if config:
             os.environ["MLCONNECTOR_CONFIG"] = str(config)
         # Tests (and embedding code) may hand in a Runtime of their own, e.g. with an in-process transport.

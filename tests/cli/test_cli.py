@@ -161,3 +161,11 @@ def test_python_dash_m_runs_the_tool(tmp_path):
     done = subprocess.run([sys.executable, "-m", "mlconnector", "--version"], capture_output=True, text=True,
                           env=env, timeout=60)
     assert done.returncode == 0 and done.stdout.startswith("mlconnector ")
+
+
+def test_verbose_logs_go_to_stderr_and_keep_stdout_clean(config_file, erp):
+    seed(erp, 2)
+    result = cli("-v", "sync", "erp-crm", "--flow", "customers", "--json")
+    assert result.exit_code == 0
+    assert json.loads(result.stdout)["flows"]["customers"]["created"] == 2
+    assert "erp-crm/customers: read 2, created 2" in result.stderr
