@@ -114,3 +114,22 @@ class InProcessTransport(httpx.BaseTransport):
     def run(self, func: Any, *args: Any) -> Any:
         """Run ``await func(*args)`` on the app's event loop (for tests that poke the app's state)."""
         return self._portal.call(func, *args)
+
+
+class HostRouter(httpx.BaseTransport):
+    """A transport that hands each request to the transport of its host name, so one client context
+    can talk to several in-process sandboxes (``{"zoho.sandbox": InProcessTransport(zoho_app), ...}``)."""
+
+    def __init__(self, routes: dict[str, httpx.BaseTransport]) -> None:
+        self.routes = routes
+
+    def handle_request(self, request: httpx.Request) -> httpx.Response:
+        try:
+            transport = self.routes[request.url.host]
+        except KeyError:
+            raise httpx.ConnectError(f"no sandbox serves host {request.url.host}", request=request) from None
+        return transport.handle_request(request)
+
+    def close(self) -> None:
+        for transport in self.routes.values():
+            transport.close()
