@@ -233,7 +233,7 @@ class Engine:
                 log.info("%s/%s: reading %s changed since %s", self.pair.name, flow.name, flow.source_entity,
                          start.isoformat() if start else "the beginning")
                 records = self.connectors[flow.source].changes(flow.source_entity, start, until)
-                self._run_flow(run, flow, records, mode="poll")
+                self._run_flow(run, flow, records, mode="poll", initial=start is None)
         except _Stop as stop:
             run.stopped = str(stop)
         return self._finish(run)
@@ -332,7 +332,8 @@ class Engine:
         self.state.mark_processed(sorted(done))
 
     # the pipeline ----------------------------------------------------------------------------
-    def _run_flow(self, run: RunResult, flow: Flow, records: Iterable[Record], *, mode: str) -> None:
+    def _run_flow(self, run: RunResult, flow: Flow, records: Iterable[Record], *, mode: str,
+                  initial: bool = False) -> None:
         stats = run.flows.setdefault(flow.name, FlowStats())
         before = self.counter.snapshot()
         pending: deque[tuple[list[_Item], Future[list[WriteResult]] | None]] = deque()
@@ -341,14 +342,19 @@ class Engine:
         hold = [False]
         with ThreadPoolExecutor(max_workers=self.concurrency, thread_name_prefix=f"write-{flow.name}") as pool:
             try:
-                for segment, to_write in self._segments(run, flow, records, stats, mode):
+                size, in_flight = self.batch_size, self.concurrency
+                bulk = getattr(self.connectors[flow.target], "initial_load_batch", None)
+                if initial and not run.dry_run and callable(bulk) and (bulk(flow.target_entity) or 0) > size:
+                    # A first load the target takes in bulk jobs: few large writes, one at a time.
+                    size, in_flight = bulk(flow.target_entity), 1
+                for segment, to_write in self._segments(run, flow, records, stats, mode, size):
                     if to_write and run.dry_run:
                         target = self.system_name(flow.target)
                         run.estimated_calls[target] = run.estimated_calls.get(target, 0) + 1
                     future = pool.submit(self._write, flow, to_write) if to_write and not run.dry_run else None
                     pending.append((segment, future))
                     # Commit in read order, so the watermark never passes a batch still in flight.
-                    while pending and (len(pending) > self.concurrency or pending[0][1] is None):
+                    while pending and (len(pending) > in_flight or pending[0][1] is None):
                         self._commit(run, flow, *pending.popleft(), stats, mode, hold)
                 while pending:
                     self._commit(run, flow, *pending.popleft(), stats, mode, hold)
@@ -419,7 +425,7 @@ class Engine:
         return to_write
 
     def _segments(self, run: RunResult, flow: Flow, records: Iterable[Record], stats: FlowStats,
-                  mode: str) -> Iterator[tuple[list[_Item], list[_Item]]]:
+                  mode: str, size: int) -> Iterator[tuple[list[_Item], list[_Item]]]:
         """Group records, in read order, so that each write call carries a full batch even when most
         records are skipped (quota: the fewest calls). A long stretch without writes is committed on
         its own, so memory stays bounded and the watermark moves."""
@@ -431,10 +437,10 @@ class Engine:
                 segment.append(item)
                 if id(item) in wanted:
                     to_write.append(item)
-                    if len(to_write) == self.batch_size:
+                    if len(to_write) == size:
                         yield segment, to_write
                         segment, to_write = [], []
-            if len(segment) >= 10 * self.batch_size:
+            if len(segment) >= max(10 * self.batch_size, size):
                 yield segment, to_write
                 segment, to_write = [], []
         if segment:

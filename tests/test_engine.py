@@ -334,3 +334,18 @@ def test_a_record_created_on_the_crm_side_gets_its_erp_number_back_once_and_neve
         result = engine.sync(["customers"])
         assert result.flows["customers"].updated == result.flows["customers"].created == 0
     assert len(crm.all("account")) == 1 and len(erp.all("customer")) == 1
+
+
+def test_a_first_load_hands_the_target_bulk_sized_writes_and_increments_go_back_to_batches(config_file, tmp_path, erp, crm, monkeypatch):
+    from tests.fakes import StoreConnector
+    rows = seed_customers(erp, 45)
+    monkeypatch.setattr(StoreConnector, "initial_load_batch", lambda self, entity: 20, raising=False)
+    engine = make_engine(config_file, tmp_path)
+
+    engine.sync(["customers"])
+    assert engine.connectors["crm"].writes == [20, 20, 5]  # one at a time, bulk-sized
+
+    for row in rows[:12]:
+        erp.update("customer", row["id"], city="Next day")
+    engine.sync(["customers"])
+    assert engine.connectors["crm"].writes[3:] == [10, 2]  # the configured batch size again

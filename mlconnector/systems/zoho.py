@@ -72,6 +72,7 @@ DEFAULT_CONCURRENCY = 5
 EDITION_MISSING = {"free": frozenset({"Sales_Orders", "Invoices", "Purchase_Orders", "Quotes"}),
                    "standard": frozenset({"Sales_Orders", "Invoices", "Purchase_Orders"})}
 REQUIRED_MODULES = ("Products", "Sales_Orders", "Invoices")
+BULK_MAX = 25_000  # records in one Bulk Write file
 
 
 @dataclass(frozen=True)
@@ -648,15 +649,21 @@ class ZohoConnector:
                     results[i] = outcome
         fresh = [i for i, result in enumerate(results) if result is None]
         if self.bulk_threshold and len(fresh) > self.bulk_threshold and _flat([payloads[i] for i in fresh]):
-            outcomes = self.bulk_write(entity, [payloads[i] for i in fresh], key)
-            for i, outcome in zip(fresh, outcomes):
-                results[i] = outcome
+            for start in range(0, len(fresh), BULK_MAX):  # one job per file of at most 25,000 records
+                chunk = fresh[start:start + BULK_MAX]
+                for i, outcome in zip(chunk, self.bulk_write(entity, [payloads[i] for i in chunk], key)):
+                    results[i] = outcome
             return results  # type: ignore[return-value]
         for start in range(0, len(fresh), MAX_UPSERT):
             chunk = fresh[start:start + MAX_UPSERT]
             for i, outcome in zip(chunk, self._upsert(entity, [payloads[i] for i in chunk], key)):
                 results[i] = outcome
         return results  # type: ignore[return-value]
+
+    def initial_load_batch(self, entity: str) -> int | None:
+        """How many records a first load should hand to one write: a whole Bulk Write file where the
+        module's records are flat (no line items) and bulk writing is on."""
+        return BULK_MAX if self.bulk_threshold and entity not in LINE_ITEM_MODULES else None
 
     def _upsert(self, entity: str, batch: list[dict[str, Any]], key: str, *, update: bool = False) -> list[WriteResult]:
         if update:  # PUT /{module}: update by the id each record carries
