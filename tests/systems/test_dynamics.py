@@ -446,3 +446,31 @@ def test_no_secret_in_outputs_errors_logs_or_state(env: DynamicsEnv, caplog: pyt
     haystack = "\n".join(texts) + caplog.text + env.state_path.read_bytes().decode("latin-1")
     for secret in [CLIENT_SECRET, ACCESS_KEY, client_state, *tokens]:
         assert secret not in haystack
+
+
+# -- through the engine ------------------------------------------------------------------------------------------
+
+def test_engine_backfills_unstamped_rows_once_and_then_runs_incrementally(env: DynamicsEnv, tmp_path: Path) -> None:
+    from mlconnector.config import PairConfig
+    from mlconnector.engine import Engine
+    from mlconnector.flows import Flow, PairSpec
+    from tests import fakes
+
+    env.sandbox.clear_last_modified(env.company, "customers", ["C00020"])
+    pair = PairSpec(name="dyn-test", roles={"erp": ("bc", "nav"), "crm": ("testcrm",)}, flows=(
+        Flow("customers", "erp", "customers", "crm", "account", "number",
+             lambda c, ctx: {"number": c["number"], "account_name": c["displayName"], "city": c.get("city")}),))
+    crm = fakes.Store(tmp_path / "crm.db")
+    state = State(tmp_path / "engine.db")
+    target = fakes.StoreConnector("crm", crm, ConnectorContext(secrets=SecretStore()))
+    engine = Engine(pair, PairConfig("dyn-test", overlap_seconds=1), {"erp": env.connector(), "crm": target}, state)
+    first = engine.sync()
+    assert first.exit_code == 0 and first.flows["customers"].created == 3
+    assert {a["number"] for a in crm.all("account")} == {"C00010", "C00020", "C00030"}
+    assert state.watermark("dyn-test", "customers") is not None
+    env.sandbox.modify(env.company, "customers", "C00030", city="Denver")
+    second = engine.sync()
+    stats = second.flows["customers"]
+    assert second.exit_code == 0 and stats.updated == 1 and stats.created == 0
+    assert next(a for a in crm.all("account") if a["number"] == "C00030")["city"] == "Denver"
+    state.close()
