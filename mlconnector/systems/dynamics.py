@@ -675,22 +675,46 @@ class DynamicsConnector:
         return Record(record.system, record.entity, record.id, record.modified, {**record.data, "relations": found})
 
     # -- writes ------------------------------------------------------------------------------------------------
-    def write(self, entity: str, payloads: list[dict[str, Any]], key: str) -> list[WriteResult]:
-        """Upsert each payload (API v2.0 field names) by ``key``: look it up, POST when absent, else PATCH with
-        If-Match; a record changed meanwhile (409/412 Request_EntityChanged) is re-read and retried once."""
+    def write(self, entity: str, payloads: list[dict[str, Any]], key: str,
+              ids: list[str | None] | None = None) -> list[WriteResult]:
+        """Upsert each payload (API v2.0 field names): a linked record (``ids``) by its id, the rest by
+        ``key``; POST when absent (without a key, the ERP numbers the new record), else PATCH with If-Match.
+        A record changed meanwhile (409/412 Request_EntityChanged) is re-read and retried once."""
         if entity not in WRITABLE:
             raise ConfigError(f"{self.name}: writing {entity} is not supported (writable: {', '.join(WRITABLE)})")
-        return [self._upsert_one(entity, payload, key) for payload in payloads]
+        known = ids or [None] * len(payloads)
+        return [self._upsert_one(entity, payload, key, known_id) for payload, known_id in zip(payloads, known)]
 
-    def _upsert_one(self, entity: str, payload: Mapping[str, Any], key: str) -> WriteResult:
-        value = payload.get(key)
+    def _find(self, entity: str, key: str, value: Any, known_id: str | None) -> dict[str, Any] | None:
+        """The current row: by its linked id first (it may have been renumbered), else by the key."""
+        page = self.endpoint.mode == "odata"
+        if known_id:
+            # In page mode a record's id is its number.
+            found = self._page_find(entity, "number", known_id) if page else self._api_get(entity, known_id)
+            if found is not None:
+                return found
         if value in (None, ""):
-            return WriteResult("fail", error=f"no {key} to match on", error_class="missing_key")
-        body = {k: v for k, v in payload.items() if k not in READ_ONLY and not k.startswith("@odata.")}
+            return None
+        return self._page_find(entity, key, str(value)) if page else self._api_find(entity, key, str(value))
+
+    def _api_get(self, entity: str, id: str) -> dict[str, Any] | None:
+        set_name = self._spec(entity)[0]
+        response = self._call("GET", f"{self.company_url()}/{set_name}({id})")
+        if response.status_code == 404:
+            return None
+        if response.status_code != 200:
+            raise self._fail(response, f"read {entity} {id}")
+        return response.json()
+
+    def _upsert_one(self, entity: str, payload: Mapping[str, Any], key: str,
+                    known_id: str | None = None) -> WriteResult:
+        value = payload.get(key)
+        body = {k: v for k, v in payload.items()
+                if k not in READ_ONLY and not k.startswith("@odata.") and not (k == key and v in (None, ""))}
         page = self.endpoint.mode == "odata"
         for attempt in (1, 2):
             try:
-                found = self._page_find(entity, key, str(value)) if page else self._api_find(entity, key, str(value))
+                found = self._find(entity, key, value, known_id)
                 if page:
                     response = self._page_send(entity, found, body)
                 else:

@@ -192,8 +192,22 @@ def test_upsert_creates_then_updates_with_if_match(env: DynamicsEnv) -> None:
                                               "email": "pat@zylker.test"}], "number")
     assert vendor.action == contact.action == "create"
     assert env.sandbox.get(env.company, "contacts", "CTZ-1")["email"] == "pat@zylker.test"
-    [bad] = connector.write("customers", [{"displayName": "no number"}], "number")
-    assert bad.action == "fail" and bad.error_class == "missing_key"
+    # Without a number (an account born in the CRM) the ERP numbers the new customer itself.
+    [numbered] = connector.write("customers", [{"number": None, "displayName": "No number yet"}], "number")
+    assert numbered.action == "create"
+    rows = [r for r in env.sandbox.records(env.company, "customers") if r["displayName"] == "No number yet"]
+    assert len(rows) == 1 and rows[0]["number"]
+
+
+def test_a_linked_record_is_updated_by_its_id_even_when_renumbered(env: DynamicsEnv) -> None:
+    connector = env.connector()
+    [created] = connector.write("customers", [{"number": "CZ-9", "displayName": "Linked"}], "number")
+    [again] = connector.write("customers", [{"number": None, "displayName": "Linked, renamed"}], "number",
+                              ids=[created.target_id])
+    assert again.action == "update" and again.target_id == created.target_id
+    assert env.sandbox.get(env.company, "customers", "CZ-9")["displayName"] == "Linked, renamed"
+    names = [r["displayName"] for r in env.sandbox.records(env.company, "customers")]
+    assert "Linked" not in names and names.count("Linked, renamed") == 1
 
 
 def test_a_record_changed_between_read_and_write_is_read_again_once(env: DynamicsEnv) -> None:
