@@ -13,10 +13,12 @@ from typer.core import TyperGroup
 from mlconnector import __version__
 from mlconnector.api import Runtime, load_plugins
 from mlconnector.cli import auth as auth_cli
+from mlconnector.cli import demo as demo_cmd
 from mlconnector.cli import init as init_cmd
 from mlconnector.cli import listen as listen_cmd
 from mlconnector.cli import ping as ping_cmd
 from mlconnector.cli import report
+from mlconnector.cli import sandbox as sandbox_cli
 from mlconnector.cli import secrets as secrets_cli
 from mlconnector.cli import sync as sync_cmd
 from mlconnector.cli.common import print_error
@@ -98,6 +100,8 @@ def build_app() -> typer.Typer:
     app.command("audit")(report.audit)
     app.command("status")(report.status)
     app.command("listen")(listen_cmd.listen)
+    app.command("demo")(demo_cmd.demo)
+    app.add_typer(sandbox_cli.app, name="sandbox")
     return app
 
 

@@ -28,7 +28,12 @@ def audit(
     if as_json:
         print_json(rows)
         return
-    table = Table(title=f"audit ({len(rows)} rows)")
+    out.print(audit_table(rows))
+
+
+def audit_table(rows: list[dict], title: str | None = None) -> Table:
+    """The audit rows as a table: one line per record per attempt."""
+    table = Table(title=title or f"audit ({len(rows)} rows)")
     for column in ("time", "pair", "flow", "source", "target", "action", "status", "error / note"):
         table.add_column(column)
     for row in rows:
@@ -38,7 +43,7 @@ def audit(
         style = "red" if row["status"] == "failed" else None
         table.add_row(row["time"][:19].replace("T", " "), row["pair"], row["flow"], source, target,
                       row["action"], row["status"], detail, style=style)
-    out.print(table)
+    return table
 
 
 def status(

@@ -12,7 +12,7 @@ import random
 import re
 import unicodedata
 from dataclasses import dataclass, field
-from datetime import date, timedelta
+from datetime import date, datetime, time, timedelta, timezone
 from typing import Any
 
 from mlconnector.sandbox.dynamics import DynamicsSandbox
@@ -255,6 +255,12 @@ def seed_company(dynamics: DynamicsSandbox, company: str, *, style: str = "bc", 
     def without_none(values: dict[str, Any]) -> dict[str, Any]:
         return {k: v for k, v in values.items() if v is not None}
 
+    def changed(low_days: int, high_days: int, day: date | None = None) -> datetime:
+        """When a user last changed the row: master data weeks or months ago, documents on their date."""
+        when = day or today - timedelta(days=make.rng.randint(low_days, high_days))
+        stamp = datetime.combine(when, time(8), timezone.utc) + timedelta(seconds=make.rng.randint(0, 9 * 3600))
+        return min(stamp, datetime.now(timezone.utc) - timedelta(minutes=5))  # never in the future
+
     # Customers: about half at home, the rest spread over the other countries.
     customers = []
     for index in range(sizes.customers):
@@ -267,7 +273,8 @@ def seed_company(dynamics: DynamicsSandbox, company: str, *, style: str = "bc", 
             "email": f"{make.rng.choice(('info', 'office', 'orders', 'hello'))}@{domain}",
             "website": f"www.{domain}", "creditLimit": float(make.rng.choice((0, 5000, 10000, 25000, 50000))),
             "currencyCode": _currency(country.code, home.code),
-            "salespersonCode": make.rng.choice(("JR", "PS", "BC", "RL")), "_domain": domain, "_country": country}))
+            "salespersonCode": make.rng.choice(("JR", "PS", "BC", "RL")), "lastModifiedDateTime": changed(7, 400),
+            "_domain": domain, "_country": country}))
     extras = [(c.pop("_domain"), c.pop("_country")) for c in customers]
     out.customers = dynamics.seed(company, "customers", customers)
 
@@ -279,7 +286,7 @@ def seed_company(dynamics: DynamicsSandbox, company: str, *, style: str = "bc", 
         vendors.append(without_none({
             "number": _series(numbers.vendor, index, 10000 if style == "nav" else 10), "displayName": name,
             **make.address(country), "phoneNumber": make.phone(country), "email": f"sales@{domain}",
-            "website": f"www.{domain}"}))
+            "website": f"www.{domain}", "lastModifiedDateTime": changed(7, 400)}))
     out.vendors = dynamics.seed(company, "vendors", vendors)
 
     # Contacts: a company contact per customer (its Contact Business Relation makes it that customer) and one or
@@ -294,7 +301,8 @@ def seed_company(dynamics: DynamicsSandbox, company: str, *, style: str = "bc", 
         number += 10
         contacts.append({"number": company_no, "type": "Company", "displayName": party["displayName"],
                          "companyNumber": company_no, "companyName": party["displayName"],
-                         **_address_of(party), "phoneNumber": party["phoneNumber"], "email": party["email"]})
+                         **_address_of(party), "phoneNumber": party["phoneNumber"], "email": party["email"],
+                         "lastModifiedDateTime": changed(7, 400)})
         relations.append((company_no, kind, party["number"]))
         for _ in range(1 if kind == "Vendor" else make.rng.choice((1, 1, 2))):
             person, email = make.person(country, domain)
@@ -303,7 +311,8 @@ def seed_company(dynamics: DynamicsSandbox, company: str, *, style: str = "bc", 
                              "jobTitle": make.rng.choice(("Purchasing Manager", "Office Manager", "CFO",
                                                           "Facilities Manager", "Buyer", "Managing Director")),
                              **_address_of(party), "phoneNumber": make.phone(country),
-                             "mobilePhoneNumber": make.phone(country), "email": email})
+                             "mobilePhoneNumber": make.phone(country), "email": email,
+                             "lastModifiedDateTime": changed(7, 400)})
             number += 10
     out.contacts = dynamics.seed(company, "contacts", contacts)
     for contact_no, kind, related in relations:
@@ -319,7 +328,8 @@ def seed_company(dynamics: DynamicsSandbox, company: str, *, style: str = "bc", 
             "number": _series(numbers.item, index, 10 if style == "nav" else 1),
             "displayName": f"{model} {product}{colour}", "baseUnitOfMeasureCode": unit, "unitPrice": price,
             "unitCost": round(price * make.rng.uniform(0.55, 0.8), 2), "inventory": float(make.rng.randint(0, 120)),
-            "itemCategoryCode": category, "gtin": _pattern(make.rng, "#############")}))
+            "itemCategoryCode": category, "gtin": _pattern(make.rng, "#############"),
+            "lastModifiedDateTime": changed(7, 200)}))
     out.items = dynamics.seed(company, "items", items)
 
     def lines(count: int) -> list[dict[str, Any]]:
@@ -342,7 +352,7 @@ def seed_company(dynamics: DynamicsSandbox, company: str, *, style: str = "bc", 
             "requestedDeliveryDate": (ordered + timedelta(days=make.rng.randint(7, 28))).isoformat(),
             "externalDocumentNumber": f"PO-{make.rng.randint(1000, 9999)}",
             "status": make.rng.choice(("Draft", "Open", "Open")),
-            "salesOrderLines": lines(make.rng.randint(1, 4))}))
+            "salesOrderLines": lines(make.rng.randint(1, 4)), "lastModifiedDateTime": changed(0, 0, ordered)}))
     out.sales_orders = dynamics.seed(company, "salesOrders", orders)
 
     invoices = []
@@ -355,7 +365,7 @@ def seed_company(dynamics: DynamicsSandbox, company: str, *, style: str = "bc", 
             "invoiceDate": posted.isoformat(), "postingDate": posted.isoformat(), "dueDate": due.isoformat(),
             "externalDocumentNumber": f"PO-{make.rng.randint(1000, 9999)}",
             "status": "Paid" if due < today and make.rng.random() < 0.7 else "Open",
-            "salesInvoiceLines": lines(make.rng.randint(1, 5))})
+            "salesInvoiceLines": lines(make.rng.randint(1, 5)), "lastModifiedDateTime": changed(0, 0, posted)})
     out.invoices = dynamics.seed(company, "salesInvoices", invoices)
     return out
 

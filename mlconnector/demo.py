@@ -1,0 +1,324 @@
+"""The client side of the sandbox: a ready connections.toml and encrypted secrets for running sandboxes, and the
+guided demo's steps (first sync, edits on both sides, a second sync, a change delivered by webhook)."""
+
+from __future__ import annotations
+
+import json
+import os
+
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+from mlconnector.api import Listener, Runtime, audit, sync
+from mlconnector.engine import RunResult
+from mlconnector.errors import ConfigError, MLConnectorError
+from mlconnector.sandbox import server as sandbox_server
+from mlconnector.sandbox.server import Sandboxes
+from mlconnector.secrets import KEY_FILE_NAME, MASTER_KEY_ENV, SecretStore, init_secret_file
+
+MARKER = "# Written by `mlconnector sandbox serve`"
+PAIRS = {"nav-zoho": "nav", "bc-zoho": "bc"}
+
+
+class DemoError(MLConnectorError):
+    """A demo step did not do what it shows; exits with the failed run's code, else 1 (a bug)."""
+
+    def __init__(self, message: str, exit_code: int = 1) -> None:
+        super().__init__(message)
+        self.exit_code = exit_code
+
+
+@dataclass(frozen=True)
+class SandboxConfig:
+    """A connections.toml written for running sandboxes, with its state file and secrets directory."""
+
+    config_path: Path
+    state_path: Path
+    secrets_dir: Path
+    pairs: tuple[str, ...]
+
+    def secret_store(self) -> SecretStore:
+        """The encrypted-file store the config names, read without environment overrides."""
+        return SecretStore(backend="file", directory=self.secrets_dir, environ={})
+
+    def runtime(self) -> Runtime:
+        return Runtime(config_path=self.config_path, state_path=self.state_path, secrets=self.secret_store())
+
+
+def _toml(value: Any) -> str:
+    """A TOML value: JSON's string escapes, numbers and booleans are valid TOML."""
+    if isinstance(value, dict):
+        return "{ " + ", ".join(f"{k} = {_toml(v)}" for k, v in value.items()) + " }"
+    if isinstance(value, (list, tuple)):
+        return "[" + ", ".join(_toml(v) for v in value) + "]"
+    return json.dumps(value, ensure_ascii=False)
+
+
+def _table(name: str, values: dict[str, Any], comment: str = "") -> str:
+    lines = [f"# {line}" for line in comment.splitlines()] + [f"[{name}]"]
+    lines += [f"{key} = {_toml(value)}" for key, value in values.items() if value is not None]
+    return "\n".join(lines) + "\n"
+
+
+def crm_system_name(erp: str, erps: tuple[str, ...]) -> str:
+    """``zoho`` when one ERP is served; with both, nav-zoho keeps ``zoho`` and bc-zoho gets ``zoho-bc``."""
+    return "zoho" if erp == "nav" or len(erps) == 1 else f"zoho-{erp}"
+
+
+def write_sandbox_config(sandboxes: Sandboxes, config_path: Path, *,
+                         notify_urls: dict[str, str] | None = None) -> SandboxConfig:
+    """Write ``config_path`` for the running sandboxes and store their credentials in an encrypted secrets file
+    next to it (``NAME.secrets/``), with ``NAME.state.db`` as its state file. Both are started afresh: the
+    sandboxes hold new data and credentials on every start. A file not written by this function is never
+    overwritten. ``notify_urls`` (system name -> URL) turns push notifications on for those systems."""
+    config_path = Path(config_path).expanduser().absolute()
+    if config_path.exists() and not config_path.read_text(encoding="utf-8", errors="replace").startswith(MARKER):
+        raise ConfigError(f"{config_path} exists and was not written by `mlconnector sandbox serve`: not "
+                          "overwriting it; choose another --config-out")
+    stem = config_path.stem
+    state_path = config_path.with_name(f"{stem}.state.db")
+    secrets_dir = config_path.with_name(f"{stem}.secrets")
+    erps = tuple(erp for erp in sandbox_server.ERPS if sandboxes.zoho.get(erp))
+    notify_urls = notify_urls or {}
+
+    # Links and watermarks of an earlier start point at records that no longer exist: start clean.
+    for path in [state_path, *state_path.parent.glob(f"{state_path.name}-*"),
+                 *state_path.parent.glob(f"{state_path.name}.*.lock"), secrets_dir / "secrets.enc"]:
+        path.unlink(missing_ok=True)
+    config_path.parent.mkdir(parents=True, exist_ok=True)
+    master_key = os.environ.get(MASTER_KEY_ENV)
+    if not master_key and not (secrets_dir / KEY_FILE_NAME).exists():
+        init_secret_file(secrets_dir)
+    store = SecretStore(backend="file", directory=secrets_dir,
+                        environ={MASTER_KEY_ENV: master_key} if master_key else {})
+
+    stamp = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+    parts = [f"{MARKER} at {stamp}: every system below is an emulator on\n"
+             "# this machine, with fresh data and credentials on every start (the credentials are in the\n"
+             f"# encrypted file in {secrets_dir.name}/, never here). Try:\n"
+             f"#   mlconnector --config {config_path.name} ping\n"
+             + "".join(f"#   mlconnector --config {config_path.name} sync {pair}\n"
+                       for pair, erp in PAIRS.items() if erp in erps),
+             _table("state", {"path": state_path.name}),
+             _table("secrets", {"backend": "file", "dir": secrets_dir.name})]
+    pairs = []
+    if sandboxes.nav is not None:
+        nav = sandboxes.nav
+        parts.append(_table("systems.nav", {
+            "kind": "nav", "base_url": nav.base_url, "company": nav.company, "user": nav.user, "api": "odata",
+            "notify_url": notify_urls.get("nav")},
+            "Dynamics NAV on premises: page web services (ODataV4), Basic auth with the user's web service\n"
+            "access key (secret: password)."))
+        store.set("nav", "password", nav.access_key)
+    if sandboxes.bc is not None:
+        bc = sandboxes.bc
+        parts.append(_table("systems.bc", {
+            "kind": "bc", "base_url": bc.base_url, "auth": "entra", "tenant": bc.tenant,
+            "environment": bc.environment, "client_id": bc.client_id, "token_url": bc.token_url,
+            "company": bc.company, "notify_url": notify_urls.get("bc")},
+            "Business Central online: API v2.0 with an Entra app's client credentials (secret: client_secret).\n"
+            "For the real service leave base_url and token_url out: tenant and environment say where it is."))
+        store.set("bc", "client_secret", bc.client_secret)
+    for erp in erps:
+        zoho, name = sandboxes.zoho[erp], crm_system_name(erp, erps)
+        parts.append(_table(f"systems.{name}", {
+            "kind": "zoho", "data_centre": "us", "client_id": zoho.client_id, "accounts_url": zoho.url,
+            "api_domain": zoho.url, "upload_url": zoho.url, "edition": "enterprise",
+            "notify_url": notify_urls.get(name)},
+            f"Zoho CRM org for the {erp.upper()} pair (secrets: client_secret, refresh_token). The sandbox serves\n"
+            "the accounts server, the API and the upload host on one address."))
+        store.set(name, "client_secret", zoho.client_secret)
+        store.set(name, "refresh_token", zoho.refresh_token)
+    for pair, erp in PAIRS.items():
+        if erp in erps:
+            pairs.append(pair)
+            parts.append(_table(f"pairs.{pair}", {"systems": {"erp": erp, "crm": crm_system_name(erp, erps)},
+                                                  "overlap_seconds": 60}))
+    config_path.write_text("\n".join(parts), encoding="utf-8")
+    return SandboxConfig(config_path, state_path, secrets_dir, tuple(pairs))
+
+
+# -- the guided demo -------------------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class Edit:
+    """One change made in a sandbox the way a user of that system would."""
+
+    system: str
+    what: str          # "customer 10000 Aurora Trading LLC"
+    field: str
+    old: Any
+    new: Any
+
+
+@dataclass(frozen=True)
+class Arrival:
+    """A change made on one side and seen on the other, with how long it took."""
+
+    edit: Edit
+    seconds: float
+    where: str         # "NAV customer 30000"
+
+
+class _Switch:
+    """An ASGI app that forwards to another one, so the webhook receiver can be swapped while it is served."""
+
+    def __init__(self, app: Any) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        await self.app(scope, receive, send)
+
+
+@dataclass
+class Demo:
+    """One pair against its sandboxes, step by step; ``with Demo(...) as demo:`` stops everything at the end."""
+
+    pair: str
+    directory: Path
+    seed: str | int = "small"
+    faults: str | None = None
+    sandboxes: Sandboxes | None = None
+    setup: SandboxConfig | None = None
+    runtime: Runtime | None = None
+    listener_url: str | None = None
+    _listeners: list[Listener] = field(default_factory=list)
+    _receiver: _Switch | None = None
+    _server: Any = None
+    _last_sync: float = 0.0
+
+    def __post_init__(self) -> None:
+        if self.pair not in PAIRS:
+            raise ConfigError(f"no demo for pair {self.pair!r}: choose {' or '.join(PAIRS)}")
+
+    @property
+    def erp(self) -> str:
+        return PAIRS[self.pair]
+
+    @property
+    def company(self) -> str:
+        assert self.sandboxes is not None
+        return self.sandboxes.company(self.erp)
+
+    @property
+    def zoho(self) -> Any:
+        assert self.sandboxes is not None
+        return self.sandboxes.zoho_sandboxes[self.erp]
+
+    def start(self) -> None:
+        """Start the sandboxes and the webhook receiver, write the config and secrets."""
+        self.sandboxes = sandbox_server.start((self.erp,), seed=self.seed, faults=self.faults)
+        receiver_socket = sandbox_server.bind("127.0.0.1", 0)
+        self.listener_url = sandbox_server.url_of(receiver_socket)
+        # Zoho pushes changes of Accounts and Contacts for nav-zoho; BC pushes its changes for bc-zoho.
+        push_system = "zoho" if self.erp == "nav" else "bc"
+        self.setup = write_sandbox_config(self.sandboxes, self.directory / "connections.toml",
+                                          notify_urls={push_system: f"{self.listener_url}/hooks/{push_system}"})
+        self.runtime = self.setup.runtime()
+        # Until the push step, notifications wait in the inbox and the next sync takes them in.
+        self._listeners.append(Listener(self.runtime))
+        self._receiver = _Switch(self._listeners[0].app)
+        self._server = sandbox_server.serve(self._receiver, receiver_socket, "receiver")
+
+    def sync(self, progress: Callable[[str, int], None] | None = None) -> RunResult:
+        assert self.runtime is not None
+        try:
+            return sync(self.runtime, self.pair, progress=progress)
+        finally:
+            self._last_sync = time.monotonic()
+
+    def audit(self, run_id: str) -> list[dict[str, Any]]:
+        assert self.runtime is not None
+        return sorted(audit(self.runtime, run=run_id, limit=100_000), key=lambda row: row["id"])
+
+    # -- edits, as a user of each system would make them --------------------------------------------------------
+    def _erp_edit(self, entity: str, index: int, field_name: str, new: Any, label: str) -> Edit:
+        assert self.sandboxes is not None
+        seeded = getattr(self.sandboxes.seeded[self.erp], entity if entity != "customers" else "customers")
+        row = seeded[index]
+        old = self.sandboxes.dynamics.get(self.company, entity, row["number"])[field_name]
+        self.sandboxes.dynamics.modify(self.company, entity, row["number"], **{field_name: new})
+        return Edit(self.erp.upper(), f"{label} {row['number']} {row['displayName']}", field_name, old, new)
+
+    def _zoho_account(self, number: str) -> dict[str, Any]:
+        found = [r for r in self.zoho.records("Accounts") if r.get("Account_Number") == number]
+        if not found:
+            raise DemoError(f"customer {number} is not in Zoho after the first sync")
+        return found[0]
+
+    def _zoho_edit(self, index: int, field_name: str, new: Any) -> Edit:
+        assert self.sandboxes is not None
+        number = self.sandboxes.seeded[self.erp].customers[index]["number"]
+        account = self._zoho_account(number)
+        self.zoho.edit("Accounts", account["id"], **{field_name: new})
+        return Edit("Zoho", f"account {number} {account['Account_Name']}", field_name, account.get(field_name), new)
+
+    def edit_both_sides(self) -> list[Edit]:
+        """A few changes a user would make: in the ERP a customer's phone and an item's price; for the two-way
+        pair also a Zoho account's city."""
+        # Zoho stamps Modified_Time to the second: an edit in the same second as our write would read as its echo.
+        time.sleep(max(0.0, self._last_sync + 1.1 - time.monotonic()))
+        edits = [self._erp_edit("customers", 0, "phoneNumber", "+44 20 7946 0321" if self.erp == "nav"
+                                else "+1 404 555 0199", "customer"),
+                 self._erp_edit("items", 0, "unitPrice", 149.0, "item")]
+        if self.erp == "nav":
+            edits.append(self._zoho_edit(1, "Billing_City", "Cambridge"))
+        return edits
+
+    # -- push ----------------------------------------------------------------------------------------------------
+    def push_change(self, timeout: float = 15.0) -> Arrival:
+        """Let the receiver process notifications at once, change a record on the pushing side and wait until
+        it has arrived on the other side."""
+        assert self.runtime is not None and self._receiver is not None and self.sandboxes is not None
+        processing = Listener(self.runtime, process=True)
+        self._listeners.append(processing)
+        self._receiver.app = processing.app
+        started = time.monotonic()
+        if self.erp == "nav":
+            edit = self._zoho_edit(2, "Phone", "+44 1223 555 010")
+            number = self.sandboxes.seeded["nav"].customers[2]["number"]
+            where = f"NAV customer {number}"
+
+            def arrived() -> bool:
+                return self.sandboxes.dynamics.get(self.company, "customers", number)["phoneNumber"] == edit.new
+        else:
+            edit = self._erp_edit("customers", 2, "phoneNumber", "+1 312 555 0142", "customer")
+            number = self.sandboxes.seeded["bc"].customers[2]["number"]
+            where = f"Zoho account {number}"
+
+            def arrived() -> bool:
+                return self._zoho_account(number).get("Phone") == edit.new
+        while not arrived():
+            if time.monotonic() - started > timeout:
+                raise DemoError(f"{edit.system}'s change to {edit.what} did not reach {where} within {timeout:.0f} s "
+                                "by notification")
+            time.sleep(0.05)
+        return Arrival(edit, time.monotonic() - started, where)
+
+    def stop(self) -> None:
+        if self._server is not None:
+            server, thread = self._server
+            server.should_exit = True
+            thread.join(timeout=5)
+            self._server = None
+        for listener in self._listeners:
+            listener.close()
+        self._listeners.clear()
+        if self.sandboxes is not None:
+            self.sandboxes.stop()
+
+    def __enter__(self) -> "Demo":
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.stop()
+
+
+
+
+
