@@ -246,7 +246,7 @@ def seed_company(dynamics: DynamicsSandbox, company: str, *, style: str = "bc", 
         raise ValueError("style must be 'nav' or 'bc'")
     sizes = size if isinstance(size, SeedSize) else SeedSize.parse(size)
     numbers = NAV_NUMBERS if style == "nav" else BC_NUMBERS
-    make = _Maker(seed, company)
+    make = _Maker(seed, dynamics.db.company(company).name)  # the name, not the id: ids are fresh GUIDs
     today = today or date.today()
     # NAV's CRONUS International Ltd. is a British company, Business Central's CRONUS USA an American one.
     home = next(c for c in COUNTRIES if c.code == (home_country or ("GB" if style == "nav" else "US")))

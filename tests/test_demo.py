@@ -1,0 +1,143 @@
+"""The first ten minutes: `mlconnector demo` as the README runs it, and `mlconnector sandbox serve` with a real
+config that `ping`, `sync` and `audit` use. Everything runs on loopback."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from mlconnector.cli.main import build_app
+from mlconnector.demo import MARKER, write_sandbox_config
+from mlconnector.errors import ConfigError
+from mlconnector.sandbox import server as sandbox_server
+from mlconnector.sandbox.dynamics import create_app as create_dynamics
+from mlconnector.sandbox.seed import SeedSize, seed_company
+
+MLCONNECTOR = [sys.executable, "-m", "mlconnector"]
+
+
+def _run(*args: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "COLUMNS": "200", "NO_COLOR": "1"}
+    return subprocess.run([*MLCONNECTOR, *args], capture_output=True, text=True, timeout=timeout, env=env)
+
+
+def test_readme_demo_runs_nav_zoho_end_to_end() -> None:
+    """The README's command: a first sync, edits on both sides, echoes skipped, a change pushed to NAV."""
+    result = _run("demo")
+    assert result.returncode == 0, result.stdout + result.stderr
+    text = result.stdout
+    assert "1. First sync: everything moves" in text
+    assert "company 'CRONUS International Ltd.': 24 customers" in text
+    first, second = text.split("2. A few edits")[0], text.split("2. A few edits")[1].split("3. Push")[0]
+    assert "│ customers" in first and "│ invoices" in first and "│      24 │" in first  # 24 customers created
+    # The second run moves the edits only: one NAV customer and one item to Zoho, one Zoho account to NAV.
+    rows = {line.split("│")[1].strip(): [c.strip() for c in line.split("│")[2:8]]
+            for line in second.splitlines() if line.startswith("│") and "│" in line[1:]}
+    assert rows["customers"][2] == "1" and rows["items"][2] == "1" and rows["accounts_to_customers"][2] == "1"
+    assert rows["sales_orders"][1:3] == ["0", "0"] and rows["invoices"][1:3] == ["0", "0"]
+    assert "echo of our own write" in second
+    assert "Billing_City 'London'" in second or "Billing_City" in second
+    assert "arrived in NAV customer 30000 after" in text
+    assert "the emulators and the webhook receiver are stopped" in text
+
+
+def test_demo_bc_zoho_shows_a_bc_change_arriving_in_zoho_by_webhook() -> None:
+    result = CliRunner().invoke(build_app(), ["demo", "bc-zoho"])
+    assert result.exit_code == 0, result.output
+    assert "Business Central and Zoho CRM" in result.output
+    assert "BC   customer C00010" in result.output  # an edit in BC ...
+    assert "arrived in Zoho account C00030 after" in result.output  # ... and the pushed one in Zoho
+
+
+def test_demo_refuses_an_unknown_pair() -> None:
+    result = CliRunner().invoke(build_app(), ["demo", "gp-zoho"])
+    assert result.exit_code == 2
+    assert "nav-zoho or bc-zoho" in result.output
+
+
+def test_sandbox_serve_writes_a_config_that_ping_sync_and_audit_use(tmp_path: Path,
+                                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    config = tmp_path / "sandbox.toml"
+    proc = subprocess.Popen([*MLCONNECTOR, "sandbox", "serve", "--port", "0", "--config-out", str(config)],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + 30
+        while not (config.exists() and "[pairs.bc-zoho]" in config.read_text()):
+            assert proc.poll() is None, proc.communicate()[1]
+            assert time.monotonic() < deadline, "sandbox serve wrote no config"
+            time.sleep(0.1)
+        text = config.read_text()
+        assert text.startswith(MARKER)
+        # The config's own [secrets] table must be what is used: no env override, no keyring needed.
+        monkeypatch.delenv("MLCONNECTOR_SECRETS_DIR")
+        cli = CliRunner()
+        ping = cli.invoke(build_app(), ["--config", str(config), "ping"])
+        assert ping.exit_code == 0, ping.output
+        assert [line.split()[:2] for line in ping.output.splitlines() if line.startswith("ok")] == [
+            ["ok", "bc"], ["ok", "nav"], ["ok", "zoho"], ["ok", "zoho-bc"]]
+
+        sync = cli.invoke(build_app(), ["--config", str(config), "sync", "nav-zoho", "--json"])
+        assert sync.exit_code == 0, sync.output
+        flows = json.loads(sync.stdout)["flows"]
+        assert flows["customers"]["created"] == 24 and flows["items"]["created"] == 12
+        assert flows["invoices"]["created"] == 12 and flows["sales_orders"]["created"] == 8
+        assert sum(f["failed"] for f in flows.values()) == 0
+
+        audit = cli.invoke(build_app(), ["--config", str(config), "audit", "--pair", "nav-zoho", "--json",
+                                         "--limit", "1000"])
+        rows = json.loads(audit.stdout)
+        created = [r for r in rows if r["flow"] == "customers" and r["action"] == "create"]
+        assert len(created) == 24 and all(r["target_system"] == "zoho" and r["target_id"] for r in created)
+        assert (tmp_path / "sandbox.state.db").exists() and (tmp_path / "sandbox.secrets" / "secrets.key").exists()
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        out, err = proc.communicate(timeout=15)
+    assert proc.returncode == 0, err
+    assert "Sandboxes running on 127.0.0.1" in out and "Stopped." in out
+
+
+def test_sandbox_config_never_overwrites_a_users_file(tmp_path: Path) -> None:
+    mine = tmp_path / "connections.toml"
+    mine.write_text('[systems.zoho]\nkind = "zoho"\n')
+    with sandbox_server.start(("bc",), seed=3) as sandboxes:
+        with pytest.raises(ConfigError, match="not written by `mlconnector sandbox serve`"):
+            write_sandbox_config(sandboxes, mine)
+    assert mine.read_text() == '[systems.zoho]\nkind = "zoho"\n'
+
+
+def test_seed_is_deterministic_and_documents_add_up() -> None:
+    def seeded(seed: int):
+        sandbox = create_dynamics().state.dynamics
+        company = sandbox.create_company("CRONUS USA, Inc.")
+        return sandbox, company, seed_company(sandbox, company, style="bc", seed=seed, size=30)
+
+    sandbox, company, first = seeded(1)
+    again, other = seeded(1)[2], seeded(2)[2]
+    assert [c["displayName"] for c in first.customers] == [c["displayName"] for c in again.customers]
+    assert [c["displayName"] for c in first.customers] != [c["displayName"] for c in other.customers]
+    assert len(first.customers) == 30 and len({c["country"] for c in first.customers}) >= 4
+    assert all(c["email"] and c["phoneNumber"] and c["city"] for c in first.customers)
+    persons = [c for c in first.contacts if c["type"] == "Person"]
+    assert persons and len({p["email"] for p in persons}) == len(persons)
+    lines = sandbox.records(company, "salesInvoiceLines")
+    for invoice in first.invoices:
+        assert invoice["status"] in ("Open", "Paid") and invoice["number"].startswith("PS-INV")
+        mine = [line for line in lines if line["documentId"] == invoice["id"]]
+        assert mine and invoice["totalAmountIncludingTax"] == round(sum(l["amountIncludingTax"] for l in mine), 2) > 0
+        expected = invoice["totalAmountIncludingTax"] if invoice["status"] == "Open" else 0
+        assert invoice["remainingAmount"] == expected
+
+
+def test_seed_sizes() -> None:
+    assert SeedSize.parse("small").customers == 24 and SeedSize.parse("medium").customers == 60
+    assert SeedSize.parse("7").customers == 7
+    with pytest.raises(ValueError, match="small, medium or a number"):
+        SeedSize.parse("huge")
