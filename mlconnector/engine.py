@@ -62,8 +62,20 @@ def new_run_id() -> str:
 
 
 def payload_hash(payload: Mapping[str, Any]) -> str:
-    text = json.dumps(payload, sort_keys=True, separators=(",", ":"), default=str)
+    """A fingerprint of what is (or would be) written. A lookup counts by its id alone, since systems
+    answer {"id": ...} with {"id": ..., "name": ...}."""
+    text = json.dumps(_comparable(payload), sort_keys=True, separators=(",", ":"), default=str)
     return hashlib.sha256(text.encode()).hexdigest()
+
+
+def _comparable(value: Any) -> Any:
+    if isinstance(value, Mapping):
+        if "id" in value and set(value) <= {"id", "name"}:
+            return {"id": str(value["id"])}
+        return {k: _comparable(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_comparable(v) for v in value]
+    return value
 
 
 @dataclass
@@ -396,7 +408,7 @@ class Engine:
             if note:
                 item.result = WriteResult("skip", item.link.target_id if item.link else None, error=note)
                 continue
-            keep, item.note = self._conflict(flow, record)
+            keep, item.note = self._conflict(flow, item)
             if keep:
                 item.result = WriteResult("skip", item.link.target_id if item.link else None, error=item.note)
                 continue
@@ -467,28 +479,55 @@ class Engine:
         if flow.send_back_created and item.link and item.link.hash is None:
             return None
         written = self.state.link_by_target(self.pair.name, flow.echo_of, record.id)
-        if written and written.target_version and record.modified and record.modified <= written.target_version:
-            return f"echo of our own write by {flow.echo_of}"
-        return None
+        if not (written and written.target_version and record.modified) or record.modified > written.target_version:
+            return None
+        if record.modified == written.target_version and written.fields and written.hash:
+            # Same clock tick as our write (Zoho keeps whole seconds): only the content can tell whether
+            # a person edited the record right after we did.
+            if payload_hash({k: record.get(k) for k in written.fields}) != written.hash:
+                return None
+        return f"echo of our own write by {flow.echo_of}"
 
-    def _conflict(self, flow: Flow, record: Record) -> tuple[bool, str | None]:
+    def _conflict(self, flow: Flow, item: _Item) -> tuple[bool, str | None]:
         """In a two-way flow, when the record we are about to write over also changed since we last
         synced it, the flow's rule decides: ``later-wins`` (default), ``source-wins`` or ``target-wins``.
         Returns (keep the target as it is, the note for the audit row)."""
-        if not flow.echo_of:
+        link = item.link
+        if not flow.echo_of or link is None or not link.target_id:
             return False, None
-        forward = self.state.link_by_target(self.pair.name, flow.echo_of, record.id)
-        if forward is None or forward.source_version is None:
-            return False, None
-        current = self.connectors[flow.target].get(flow.target_entity, forward.source_id)
-        if current is None or current.modified is None or current.modified <= forward.source_version:
+        current = self.connectors[flow.target].get(flow.target_entity, link.target_id)
+        if current is None or current.modified is None or not self._changed_since_sync(flow, link, current):
             return False, None
         source, target = self.system_name(flow.source), self.system_name(flow.target)
         rule = self.config.options.get("conflict_rule", flow.conflict_rule)
+        record = item.record
         keep = rule == "target-wins" or (rule == "later-wins" and record.modified is not None
                                          and current.modified > record.modified)
         kept = f"kept {target}'s version" if keep else f"applied {source}'s change"
         return keep, f"conflict: both sides changed; rule {rule}: {kept}"
+
+    def _changed_since_sync(self, flow: Flow, link: Link, current: Record) -> bool:
+        """Whether the target record changed, in what we sync, since the two were last in agreement."""
+        assert current.modified is not None
+        if link.hash is not None:  # we wrote it: compare with what we wrote
+            if link.target_version is None or current.modified < link.target_version:
+                return False
+            # Equal times may still hide an edit (whole-second clocks): the content decides.
+            if link.fields:
+                return payload_hash({k: current.get(k) for k in link.fields}) != link.hash
+            return current.modified > link.target_version
+        # The pairing came from the opposite flow, which read this record as its source.
+        opposite = self.state.link(self.pair.name, flow.echo_of, link.target_id)
+        if opposite is None or opposite.source_version is None or current.modified <= opposite.source_version:
+            return False
+        return self._maps_differently(self.pair.flow(flow.echo_of), current, opposite)
+
+    def _maps_differently(self, flow: Flow, record: Record, link: Link) -> bool:
+        """Whether ``record`` would now map to something other than what ``flow`` last wrote."""
+        try:
+            return link.hash is None or payload_hash(flow.map(record, self._context)) != link.hash
+        except (RecordError, SkipRecord, KeyError, ValueError, TypeError):
+            return True
 
     def _write(self, flow: Flow, items: list[_Item]) -> list[WriteResult]:
         payloads = [i.payload for i in items if i.payload is not None]
@@ -548,12 +587,14 @@ class Engine:
                     self.state.clear_replay(self.pair.name, flow.name, record.id)
                     if result.action in ("create", "update"):
                         self.state.save_link(Link(self.pair.name, flow.name, record.id, result.target_id,
-                                                  record.modified, item.hash, result.version))
+                                                  record.modified, item.hash, result.version,
+                                                  tuple(sorted(item.payload or ()))))
                         if flow.echo_of and result.target_id:
                             self._link_back(flow, record, result)
                     elif result.error == "unchanged" and item.link:
                         self.state.save_link(Link(self.pair.name, flow.name, record.id, item.link.target_id,
-                                                  record.modified, item.link.hash, item.link.target_version))
+                                                  record.modified, item.link.hash, item.link.target_version,
+                                                  item.link.fields))
                 else:
                     newest = _later(newest, record.modified)
                     self.state.queue_replay(pair=self.pair.name, flow=flow.name, source_system=source,

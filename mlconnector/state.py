@@ -62,6 +62,12 @@ def m002_inbox_per_pair(db: sqlite_utils.Database) -> None:
     db["inbox"].create_index(["pair", "processed"])
 
 
+@migrations()
+def m003_link_fields(db: sqlite_utils.Database) -> None:
+    # Which fields we wrote: lets an echo check compare content when timestamps are too coarse.
+    db["links"].add_column("fields", str)
+
+
 def iso(value: datetime | None) -> str | None:
     if value is None:
         return None
@@ -96,11 +102,13 @@ class Link:
     source_version: datetime | None
     hash: str | None
     target_version: datetime | None
+    fields: tuple[str, ...] | None = None
 
     @classmethod
     def from_row(cls, row: dict[str, Any]) -> "Link":
+        fields = tuple(json.loads(row["fields"])) if row.get("fields") else None
         return cls(row["pair"], row["flow"], row["source_id"], row["target_id"],
-                   parse_iso(row["source_version"]), row["hash"], parse_iso(row["target_version"]))
+                   parse_iso(row["source_version"]), row["hash"], parse_iso(row["target_version"]), fields)
 
 
 class State:
@@ -199,6 +207,7 @@ class State:
             "pair": link.pair, "flow": link.flow, "source_id": link.source_id, "target_id": link.target_id,
             "source_version": iso(link.source_version), "hash": link.hash,
             "target_version": iso(link.target_version), "updated": iso(utcnow()),
+            "fields": json.dumps(list(link.fields)) if link.fields else None,
         }, pk=("pair", "flow", "source_id"))
 
     def count_links(self, pair: str, flow: str) -> int:

@@ -25,6 +25,26 @@ class ConnectorContext:
     transport: httpx.BaseTransport | None = None
     state: Any = None
 
+    def __post_init__(self) -> None:
+        if self.transport is not None and not isinstance(self.transport, _Borrowed):
+            self.transport = _Borrowed(self.transport)
+
+
+class _Borrowed(httpx.BaseTransport):
+    """A transport the caller owns: connectors closing their clients must not close it for the next run."""
+
+    def __init__(self, inner: httpx.BaseTransport) -> None:
+        self.inner = inner
+
+    def handle_request(self, request: httpx.Request) -> httpx.Response:
+        return self.inner.handle_request(request)
+
+    def close(self) -> None:
+        pass
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.inner, name)
+
 
 Factory = Callable[[SystemConfig, ConnectorContext], Connector]
 
