@@ -1,0 +1,92 @@
+"""bc-zoho end to end: Business Central is the source of truth; its customers, items, contacts and
+posted invoices land in Zoho, nothing is written back, first loads go through Bulk Write, and a Zoho
+edition without the Invoices module gets the flow skipped with the reason."""
+
+from __future__ import annotations
+
+import pytest
+
+from mlconnector import api
+from tests.pairs.world import World, make_world, wait_for
+
+
+@pytest.fixture
+def world(tmp_path, monkeypatch):
+    made = make_world(tmp_path, monkeypatch, "bc")
+    yield made
+    made.close()
+
+
+def bc_business_writes(world: World) -> list[str]:
+    return [f"{c.method} {c.path}" for c in world.dynamics.calls
+            if c.method in ("POST", "PATCH", "DELETE") and "/subscriptions" not in c.path and c.form != "token"]
+
+
+def test_bc_records_land_in_zoho_keyed_on_the_bc_number_and_nothing_goes_back(world: World):
+    result = world.sync("bc-zoho")
+
+    assert result.exit_code == 0, result.to_dict()
+    assert sorted(a["Account_Number"] for a in world.crm("Accounts")) == sorted(c["number"] for c in world.erp("customers"))
+    assert sorted(p["Product_Code"] for p in world.crm("Products")) == sorted(i["number"] for i in world.erp("items"))
+    [contact] = world.crm("Contacts")
+    assert contact["Email"] == "robert.townes@contoso.com" and contact["Account_Name"]["id"] == world.account("C00010")["id"]
+    [posted] = [i for i in world.erp("salesInvoices") if i["status"] != "Draft"]
+    [invoice] = world.crm("Invoices")
+    assert invoice["ERP_Number"] == posted["number"]
+    assert invoice["Account_Name"]["id"] == world.account(posted["customerNumber"])["id"]
+    assert [line["Quantity"] for line in invoice["Invoiced_Items"]] == [3]
+    assert invoice["Sub_Total"] == pytest.approx(posted["totalAmountExcludingTax"])  # header totals agree
+    assert bc_business_writes(world) == []
+
+    again = world.sync("bc-zoho")
+    assert all(s.created == s.updated == 0 for s in again.flows.values()), again.to_dict()
+    assert len(world.crm("Accounts")) == len(world.erp("customers"))
+
+
+def test_a_change_in_bc_moves_alone(world: World):
+    world.sync("bc-zoho")
+    world.dynamics.modify(world.company, "items", "1928-S", unitPrice=59.9)
+
+    result = world.sync("bc-zoho")
+
+    assert result.flows["items"].updated == 1 and result.flows["customers"].updated == 0
+    assert [p for p in world.crm("Products") if p["Product_Code"] == "1928-S"][0]["Unit_Price"] == 59.9
+
+
+def test_first_load_above_the_bulk_threshold_goes_through_bulk_write(tmp_path, monkeypatch):
+    world = make_world(tmp_path, monkeypatch, "bc", zoho_settings="bulk_threshold = 2")
+    try:
+        assert world.sync("bc-zoho", flows=["customers"]).exit_code == 0
+        assert world.zoho.calls["bulk_write.create"] == 1 and world.zoho.calls["records.upsert"] == 0
+        assert len(world.crm("Accounts")) == 3
+        world.dynamics.modify(world.company, "customers", "C00010", city="Savannah")
+        world.sync("bc-zoho", flows=["customers"])  # increments are small: plain calls
+        assert world.zoho.calls["bulk_write.create"] == 1
+        assert world.account("C00010")["Billing_City"] == "Savannah"
+    finally:
+        world.close()
+
+
+def test_an_edition_without_invoices_skips_that_flow_with_the_reason(tmp_path, monkeypatch):
+    world = make_world(tmp_path, monkeypatch, "bc", edition="standard")
+    try:
+        result = world.sync("bc-zoho")
+        assert result.exit_code == 0
+        assert "standard edition has no Invoices module" in result.flows["invoices"].note
+        assert result.flows["invoices"].read == 0 and result.flows["invoices"].failed == 0
+        assert len(world.crm("Accounts")) == 3
+    finally:
+        world.close()
+
+
+def test_a_bc_webhook_brings_a_change_to_zoho_within_seconds(world: World):
+    listener = api.Listener(world.runtime(), process=True)
+    world.listener_slot.app = listener.app
+    try:
+        first = world.sync("bc-zoho")  # subscribes (the handshake goes through the listener)
+        assert first.exit_code == 0, first.to_dict()
+        assert any("subscribed" in line for line in first.channels)
+        world.dynamics.modify(world.company, "customers", "C00020", city="Evanston")
+        assert wait_for(lambda: world.account("C00020")["Billing_City"] == "Evanston", timeout=10)
+    finally:
+        listener.close()
