@@ -141,3 +141,20 @@ def test_seed_sizes() -> None:
     assert SeedSize.parse("7").customers == 7
     with pytest.raises(ValueError, match="small, medium or a number"):
         SeedSize.parse("huge")
+
+
+def test_every_command_has_help_text() -> None:
+    import typer.main
+
+    def walk(command, path):
+        yield path, command
+        for name, sub in getattr(command, "commands", {}).items():
+            yield from walk(sub, [*path, name])
+
+    root = typer.main.get_command(build_app())
+    commands = list(walk(root, []))
+    assert {"demo", "sandbox"} <= {path[0] for path, _ in commands if path}
+    for path, command in commands:
+        assert (command.help or "").strip(), f"`mlconnector {' '.join(path)}` has no help text"
+        result = CliRunner().invoke(build_app(), [*path, "--help"])
+        assert result.exit_code == 0, (path, result.output)
