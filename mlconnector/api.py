@@ -75,7 +75,7 @@ class Runtime:
 
     def context(self, state: State | None = None) -> ConnectorContext:
         return ConnectorContext(secrets=self.secret_store(), counter=CallCounter(), transport=self.transport,
-                                state=state)
+                                state=state, state_dir=self.state_file().parent)
 
 
 def sync(runtime: Runtime, pair: str, *, flows: Iterable[str] | None = None, full: bool = False,

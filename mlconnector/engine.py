@@ -156,6 +156,8 @@ class _Context:
 
     def target_id(self, flow: str, source_id: str, *, what: str = "record") -> str:
         link = self._engine.state.link(self._engine.pair.name, flow, str(source_id))
+        if (link is None or not link.target_id) and str(source_id) in self._engine.planned.get(flow, ()):
+            return f"(new from {flow} {source_id})"  # a dry run: the referenced record would be created first
         if link is None or not link.target_id:
             spec = self._engine.pair.flow(flow)
             raise UnresolvedReference(
@@ -210,6 +212,7 @@ class Engine:
         self.concurrency = max(1, concurrency)
         self.now = now
         self.batch_size = config.batch_size or DEFAULT_BATCH
+        self.planned: dict[str, set[str]] = {}  # dry run: source ids each flow would write
         self._context = _Context(self)
         rule = config.options.get("conflict_rule")
         if rule is not None and rule not in CONFLICT_RULES:
@@ -432,6 +435,7 @@ class Engine:
                 action = "update" if item.link and item.link.target_id else "create"
                 run.planned.append(Planned(flow.name, record.id, action,
                                            item.link.target_id if item.link else None))
+                self.planned.setdefault(flow.name, set()).add(record.id)
                 item.result = WriteResult(action, item.link.target_id if item.link else None)  # type: ignore[arg-type]
             to_write.append(item)
         return to_write
@@ -666,6 +670,7 @@ class Engine:
         return any(f.name == name for f in self.pair.flows)
 
     def _start(self, dry_run: bool) -> RunResult:
+        self.planned = {}
         run = RunResult(run_id=new_run_id(), pair=self.pair.name, dry_run=dry_run)
         if not dry_run:
             self.state.start_run(run.run_id, self.pair.name, dry_run=dry_run)

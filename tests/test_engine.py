@@ -349,3 +349,16 @@ def test_a_first_load_hands_the_target_bulk_sized_writes_and_increments_go_back_
         erp.update("customer", row["id"], city="Next day")
     engine.sync(["customers"])
     assert sorted(engine.connectors["crm"].writes[3:]) == [2, 10]  # the configured batch size again
+
+
+def test_a_dry_run_of_a_first_load_resolves_references_to_records_it_would_create(config_file, tmp_path, erp, crm):
+    customer = seed_customers(erp, 1)[0]
+    item = erp.put("item", {"number": "I1", "name": "Widget"})
+    erp.put("invoice", {"number": "INV1", "customer_id": customer["id"], "lines": [{"item_id": item["id"], "qty": 1}]})
+    engine = make_engine(config_file, tmp_path)
+
+    result = engine.sync(["customers", "items", "invoices"], dry_run=True)
+
+    assert result.exit_code == EXIT_OK and result.failed == 0
+    assert sorted(p.flow for p in result.planned) == ["customers", "invoices", "items"]
+    assert crm.all("invoice") == [] and engine.state.replay_items() == []

@@ -64,7 +64,10 @@ def render_run(result: RunResult) -> None:
         out.print(f"{result.notifications} notification(s) processed before the poll")
     for problem in result.channel_problems:
         err.print(f"[yellow]push channel {problem}", markup=True, highlight=False)
-    if result.failed:
+    if result.failed and result.dry_run:
+        err.print(f"[yellow]{result.failed} record(s) would fail (nothing was written or queued): see the "
+                  "failed column above")
+    elif result.failed:
         err.print(f"[yellow]{result.failed} record(s) failed and wait in the replay queue: "
                   f"see `mlconnector audit --run {result.run_id} --status failed`, then `mlconnector replay`")
     if result.stopped:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import importlib
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -24,6 +25,9 @@ class ConnectorContext:
     # Tests and the in-process demo serve the systems from this process; real runs leave it None.
     transport: httpx.BaseTransport | None = None
     state: Any = None
+    # Where the state file lives: host-wide records a system keeps (Zoho's token-mint and credit ledger)
+    # go next to it. None: the default state directory.
+    state_dir: Path | None = None
 
     def __post_init__(self) -> None:
         if self.transport is not None and not isinstance(self.transport, _Borrowed):

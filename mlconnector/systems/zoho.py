@@ -211,6 +211,11 @@ class QuotaFile:
             return spent + credits
 
 
+def quota_path(context: ConnectorContext) -> Path:
+    """The quota record sits next to the state file in use."""
+    return context.state_dir / "zoho-quota.json" if context.state_dir else default_quota_path()
+
+
 def default_quota_path() -> Path:
     from mlconnector.state import default_state_path  # the quota record lives next to the state file
 
@@ -397,7 +402,7 @@ def authorise(system: SystemConfig, context: ConnectorContext, pasted: str) -> A
     if server and not configured and server not in ACCOUNTS_SERVERS:
         raise ConfigError(f"accounts-server {server} in the pasted address is not a Zoho accounts server; "
                           "set accounts_url if you really use it")
-    auth = ZohoAuth(system, context, QuotaFile(default_quota_path()))
+    auth = ZohoAuth(system, context, QuotaFile(quota_path(context)))
     try:
         accounts = (configured or server or auth.data_centre.accounts_url).rstrip("/")
         body = auth.exchange_code(code, redirect_uri_of(system), accounts)
@@ -471,7 +476,7 @@ class ZohoConnector:
         self.system = system
         self.context = context
         self._sleep = sleep
-        self.quota = quota or QuotaFile(default_quota_path())
+        self.quota = quota or QuotaFile(quota_path(context))
         self.zoho_auth = ZohoAuth(system, context, self.quota, sleep=sleep)
         self.auth = TokenAuth(self.zoho_auth.mint, SecretTokenCache(context.secrets, system.name),
                               header=lambda t: f"Zoho-oauthtoken {t.access_token}", is_invalid=_is_invalid_token)
