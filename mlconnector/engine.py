@@ -634,8 +634,18 @@ class Engine:
     def _fetch(self, run: RunResult, flow: Flow, ids: list[str]) -> Iterator[Record]:
         """The current version of each record; one that no longer exists leaves the queue with a note."""
         source = self.connectors[flow.source]
+        many = getattr(source, "get_many", None)
+        for start in range(0, len(ids), self.batch_size):
+            chunk = ids[start:start + self.batch_size]
+            # One call for many ids where the system allows it; otherwise one call per record.
+            found = many(flow.source_entity, chunk) if callable(many) else {
+                i: r for i in chunk if (r := source.get(flow.source_entity, i)) is not None}
+            yield from self._present_or_gone(run, flow, chunk, found)
+
+    def _present_or_gone(self, run: RunResult, flow: Flow, ids: list[str],
+                         found: Mapping[str, Record]) -> Iterator[Record]:
         for source_id in ids:
-            record = source.get(flow.source_entity, source_id)
+            record = found.get(source_id)
             if record is not None:
                 yield record
                 continue

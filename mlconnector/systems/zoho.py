@@ -635,6 +635,25 @@ class ZohoConnector:
         data = (response.json().get("data") or [None])[0]
         return self._record(entity, data) if data else None
 
+    def get_many(self, entity: str, ids: list[str]) -> dict[str, Record]:
+        """Several records in one call (GET /{module}?ids=, up to 100), for notifications naming many ids.
+        Modules with line items are fetched one by one: only a fetch by id returns their subforms."""
+        if entity in LINE_ITEM_MODULES:
+            return {r.id: r for r in (self.get(entity, i) for i in ids) if r is not None}
+        found: dict[str, Record] = {}
+        for start in range(0, len(ids), MAX_UPSERT):
+            chunk = ids[start:start + MAX_UPSERT]
+            response = self._call("GET", f"/crm/v8/{entity}", params={
+                "ids": ",".join(chunk), "fields": ",".join(self.fields(entity))})
+            if response.status_code == 204:
+                continue
+            if response.status_code != 200:
+                raise self._fail(response, f"GET {entity}?ids=")
+            for data in response.json().get("data") or []:
+                record = self._record(entity, data)
+                found[record.id] = record
+        return found
+
     # -- writes ----------------------------------------------------------------------------------------------------
     def write(self, entity: str, payloads: list[dict[str, Any]], key: str,
               ids: list[str | None] | None = None) -> list[WriteResult]:

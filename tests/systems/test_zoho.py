@@ -268,6 +268,15 @@ def test_changes_of_line_item_modules_fetch_each_record_in_full(env: ZohoEnv) ->
     assert order["Ordered_Items"][0]["Quantity"] == 1
 
 
+def test_get_many_fetches_up_to_a_hundred_records_in_one_call(env: ZohoEnv) -> None:
+    ids = env.zoho.seed("Accounts", [{"Account_Name": f"A{i}"} for i in range(3)])
+    connector = env.connector()
+    env.transport.requests.clear()
+    found = connector.get_many("Accounts", [*ids, "5725767000999999999"])
+    assert sorted(found) == sorted(ids) and found[ids[1]]["Account_Name"] == "A1"
+    assert [r.url.path for r in env.transport.requests if r.url.path.startswith("/crm")] == ["/crm/v8/Accounts"]
+
+
 # -- writes -------------------------------------------------------------------------------------------------
 
 def test_upsert_in_batches_of_100_creates_then_updates(env: ZohoEnv) -> None:
