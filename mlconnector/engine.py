@@ -266,17 +266,6 @@ class Engine:
             run.stopped = str(stop)
         return self._finish(run)
 
-    def process_ids(self, flow: str, ids: list[str], *, run: RunResult | None = None) -> RunResult:
-        """Fetch the named source records (after a notification, which carries only ids) and sync them."""
-        own_run = run is None
-        current = run or self._start(False)
-        spec = self.pair.flow(flow)
-        try:
-            self._run_flow(current, spec, self._fetch(current, spec, ids), mode="push")
-        except _Stop as stop:
-            current.stopped = str(stop)
-        return self._finish(current) if own_run else current
-
     def drain(self, flows: Iterable[str] | None = None) -> RunResult:
         """Process the notifications waiting in the inbox, without polling (`listen --process`)."""
         run = self._start(False)
@@ -305,11 +294,13 @@ class Engine:
                 if not stored:
                     self._save_channel(run, source.subscribe(entity, source.notify_url), "subscribed")
                 for row in stored:
-                    if row["expires"] - self.now() > margin:
-                        continue
                     channel = Channel(system, entity, row["channel_id"], row["expires"], row["notify_url"],
                                       row["extra"])
-                    self._renew(run, source, channel)
+                    if row["notify_url"] != source.notify_url:
+                        # notify_url changed in the configuration: move the channel to the new address.
+                        self._move(run, source, channel)
+                    elif row["expires"] - self.now() <= margin:
+                        self._renew(run, source, channel)
             except MLConnectorError as exc:
                 run.channel_problems.append(f"{system} {entity}: {exc}; polling only until this is fixed")
                 run.exit_code = max(run.exit_code, exc.exit_code)
@@ -323,6 +314,14 @@ class Engine:
                 pass  # gone or refused on the system's side: a new one replaces it below
         self.state.delete_channel(channel.system, channel.channel_id)
         self._save_channel(run, source.subscribe(channel.entity, channel.notify_url), "re-subscribed")
+
+    def _move(self, run: RunResult, source: Any, channel: Channel) -> None:
+        try:
+            source.unsubscribe(channel)
+        except (RemoteError, RecordError):
+            pass  # already gone on the system's side
+        self.state.delete_channel(channel.system, channel.channel_id)
+        self._save_channel(run, source.subscribe(channel.entity, source.notify_url), "moved to the new notify_url")
 
     def _save_channel(self, run: RunResult, channel: Channel, what: str) -> None:
         self.state.save_channel(system=channel.system, entity=channel.entity, channel_id=channel.channel_id,

@@ -184,3 +184,16 @@ def test_listen_process_moves_a_change_within_seconds_over_loopback(push_config,
         server.should_exit = True
         thread.join(timeout=10)
         listener.close()
+
+
+def test_a_changed_notify_url_moves_the_channel(push_config, tmp_path, crm):
+    start = datetime.now(timezone.utc)
+    engine_at(push_config, tmp_path, start).sync(["accounts"])
+    push_config.write_text(push_config.read_text().replace("hooks.example.com", "new-hooks.example.com"))
+
+    moved = engine_at(push_config, tmp_path, start + timedelta(minutes=5)).sync(["accounts"])
+
+    assert moved.channels[0].startswith("crm account: moved to the new notify_url")
+    [channel] = first_state(tmp_path)
+    assert channel["notify_url"] == "https://new-hooks.example.com/hooks/crm"
+    assert list(crm.fault("channels")) == [channel["channel_id"]]  # the old one was removed
