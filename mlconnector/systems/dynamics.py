@@ -513,6 +513,8 @@ class DynamicsConnector:
 
     def _api_record(self, entity: str, row: Mapping[str, Any]) -> Record:
         data = _clean(row)
+        if entity in ("customers", "vendors") and data.get("number"):
+            self._numbers[("Customer" if entity == "customers" else "Vendor", str(data["id"]))] = str(data["number"])
         if entity == "contacts":
             info = data.pop("contactInformation", None) or []
             data["relations"] = [{"type": i.get("relatedType"), "id": i.get("relatedId"),
@@ -524,16 +526,10 @@ class DynamicsConnector:
         return Record(self.name, entity, str(data["id"]), parse_time(data.get("lastModifiedDateTime")), data)
 
     def _number_of(self, related_type: str, related_id: str) -> str | None:
-        """The number of a contact's customer or vendor (contactInformation carries only its id); cached."""
-        key = (related_type, related_id)
-        if key not in self._numbers:
-            set_name = "customers" if related_type == "Customer" else "vendors"
-            response = self._call("GET", f"{self.company_url()}/{set_name}({related_id})",
-                                  params={"$select": "id,number"})
-            if response.status_code != 200:
-                return None
-            self._numbers[key] = str(response.json().get("number") or "")
-        return self._numbers[key] or None
+        """The number of a contact's customer or vendor, when this connector has read that record (the
+        customers flow runs first). contactInformation carries only the id, which is what links use; the
+        number only makes messages friendlier, so it is never worth an API call per contact."""
+        return self._numbers.get((related_type, related_id))
 
     def get(self, entity: str, id: str) -> Record | None:
         """The full current record with its lines (contacts: with relations); None when it is gone."""

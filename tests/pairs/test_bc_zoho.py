@@ -90,3 +90,12 @@ def test_a_bc_webhook_brings_a_change_to_zoho_within_seconds(world: World):
         assert wait_for(lambda: world.account("C00020")["Billing_City"] == "Evanston", timeout=10)
     finally:
         listener.close()
+
+
+def test_reading_contacts_costs_a_call_per_page_not_per_contact(world: World):
+    world.dynamics.seed(world.company, "contacts", [
+        {"number": f"CT9{i:04d}", "displayName": f"Person {i}", "type": "Person", "companyNumber": "CT000010",
+         "companyName": "Adatum Corporation", "email": f"p{i}@adatum.example"} for i in range(40)])
+    result = world.sync("bc-zoho", flows=["customers", "contacts"])
+    assert result.flows["contacts"].created == 41
+    assert result.flows["contacts"].calls["bc"] <= 2
