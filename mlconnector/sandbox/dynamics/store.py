@@ -77,6 +77,8 @@ class Company:
     series: dict[str, str] = field(default_factory=dict)
     # Contact Business Relation (table 5054): which customer/vendor a company contact stands for.
     relations: list["ContactRelation"] = field(default_factory=list)
+    # Document id -> its lines (line id -> row), so reading a document's lines does not scan every line.
+    lines_by_document: dict[str, dict[str, StoredRow]] = field(default_factory=dict)
 
     def table(self, entity: str) -> dict[str, StoredRow]:
         return self.tables.setdefault(entity, {})
@@ -206,8 +208,8 @@ class Database:
             company.table(entity).pop(row.id, None)
             if spec.lines:
                 lines = company.table(spec.lines)
-                for line_id in [i for i, line in lines.items() if line.values.get("documentId") == row.id]:
-                    del lines[line_id]
+                for line_id in company.lines_by_document.pop(row.id, {}):
+                    lines.pop(line_id, None)
             if notify:
                 self._notify(company, entity, row.id, "deleted", self._stamp())
 
@@ -306,13 +308,13 @@ class Database:
             clean = self._validated(line_spec, {k: v for k, v in values.items() if k != "documentId"})
             clean["id"] = str(uuid.uuid4())
             clean["documentId"] = header.id
-            lines = [line for line in company.table(line_spec.set_name).values()
-                     if line.values["documentId"] == header.id]
+            lines = list(company.lines_by_document.get(header.id, {}).values())
             clean.setdefault("sequence", max((line.values.get("sequence", 0) for line in lines), default=0) + 10000)
             self._resolve_item(company, clean, purchase=header_entity == "purchaseOrders")
             _line_amounts(clean)
             row = StoredRow(clean, self._stamp())
             company.table(line_spec.set_name)[row.id] = row
+            company.lines_by_document.setdefault(header.id, {})[row.id] = row
             self.refresh_totals(company, header_entity, header, notify=notify)
             return row
 
@@ -335,6 +337,7 @@ class Database:
         line_spec = ENTITIES[line_entity]
         with self.lock:
             company.table(line_entity).pop(line.id, None)
+            company.lines_by_document.get(line.values["documentId"], {}).pop(line.id, None)
             header = company.table(line_spec.header or "").get(line.values["documentId"])
             if header is not None:
                 self.refresh_totals(company, line_spec.header or "", header, notify=notify)
@@ -359,9 +362,7 @@ class Database:
         return out
 
     def lines_of(self, company: Company, header_entity: str, header_id: str) -> list[StoredRow]:
-        spec = ENTITIES[header_entity]
-        rows = [line for line in company.table(spec.lines or "").values()
-                if line.values["documentId"] == header_id]
+        rows = list(company.lines_by_document.get(header_id, {}).values())
         return sorted(rows, key=lambda line: line.values.get("sequence", 0))
 
     def _resolve_item(self, company: Company, values: dict[str, Any], *, purchase: bool) -> None:

@@ -269,8 +269,7 @@ class ZohoSandbox:
         value = record.get(key)
         match = None
         if value not in (None, ""):
-            match = next((r for r in self.store.all(spec.api_name)
-                          if str(r.get(key, "")).lower() == str(value).lower()), None)
+            match = self.store.find_same(spec.api_name, key, value)
         if match is not None:
             return self.store.update(spec, match["id"], {k: v for k, v in record.items() if k != "id"}, path,
                                      duplicate_field=key)

@@ -42,6 +42,11 @@ def _same(a: Any, b: Any) -> bool:
     return a == b
 
 
+def _compared(value: Any) -> Any:
+    """What ``_same`` compares: text without case or surrounding spaces, anything else as it is."""
+    return value.strip().lower() if isinstance(value, str) else value
+
+
 def _blank(value: Any) -> bool:
     return value is None or (isinstance(value, str) and not value.strip()) or value == []
 
@@ -63,6 +68,9 @@ class RecordStore:
     records: dict[str, dict[str, dict[str, Any]]] = field(default_factory=lambda: {m: {} for m in MODULES})
     unique: dict[str, set[str]] = field(default_factory=lambda: {m: set() for m in MODULES})
     _ids: Iterator[int] = field(default_factory=lambda: itertools.count(524001))
+    # (module, field) -> compared value -> ids, built on first look-up; keeps duplicate checks and upserts
+    # from scanning the module (a 100,000-record org would otherwise take minutes per batch).
+    _index: dict[tuple[str, str], dict[Any, dict[str, None]]] = field(default_factory=dict)
 
     # -- ids and time -----------------------------------------------------------------------------------
     def new_id(self) -> str:
@@ -84,6 +92,40 @@ class RecordStore:
         out = {k: v for k, v in record.items() if subforms or k != spec.line_items}
         return _deep_copy(out)
 
+    def find_same(self, module: str, name: str, value: Any, exclude: str | None = None) -> dict[str, Any] | None:
+        """The first record (other than ``exclude``) whose ``name`` equals ``value`` as duplicate checks compare."""
+        try:
+            key = _compared(value)
+            hash(key)
+        except TypeError:
+            return next((r for r in self.records[module].values()
+                         if r["id"] != exclude and _same(r.get(name), value)), None)
+        index = self._index.get((module, name))
+        if index is None:
+            index = self._index[(module, name)] = {}
+            for record in self.records[module].values():
+                self._add_to(index, record.get(name), record["id"])
+        return next((self.records[module][i] for i in index.get(key, ()) if i != exclude), None)
+
+    @staticmethod
+    def _add_to(index: dict[Any, dict[str, None]], value: Any, record_id: str) -> None:
+        try:
+            index.setdefault(_compared(value), {})[record_id] = None
+        except TypeError:
+            pass  # unhashable (a lookup): never a duplicate-check key
+
+    def _reindex(self, module: str, record: dict[str, Any], old: dict[str, Any] | None) -> None:
+        for (indexed_module, name), index in self._index.items():
+            if indexed_module != module:
+                continue
+            if old is not None:
+                try:
+                    index.get(_compared(old.get(name)), {}).pop(record["id"], None)
+                except TypeError:
+                    pass
+            if record.get("id") in self.records[module]:
+                self._add_to(index, record.get(name), record["id"])
+
     def duplicate_check_fields(self, spec: ModuleSpec) -> list[str]:
         return list(spec.duplicate_check) + sorted(self.unique[spec.api_name] - set(spec.duplicate_check))
 
@@ -102,6 +144,7 @@ class RecordStore:
         }
         self._derive(spec, record)
         self.records[spec.api_name][record_id] = record
+        self._reindex(spec.api_name, record, None)
         return WriteOutcome(record_id, "insert", tuple(sorted(values)))
 
     def update(self, spec: ModuleSpec, record_id: str, data: dict[str, Any], path: str,
@@ -112,10 +155,12 @@ class RecordStore:
         values = self._prepare(spec, data, path, existing=existing)
         self._check_unique(spec, values, path, exclude=record_id)
         changed = tuple(sorted(k for k, v in values.items() if existing.get(k) != v))
+        before = dict(existing)
         existing.update(values)
         existing["Modified_Time"] = self.timestamp()
         existing["Modified_By"] = self.user.minified()
         self._derive(spec, existing)
+        self._reindex(spec.api_name, existing, before)
         return WriteOutcome(record_id, "update", changed, duplicate_field)
 
     def upsert(self, spec: ModuleSpec, data: dict[str, Any], path: str, check_fields: list[str]) -> WriteOutcome:
@@ -125,13 +170,16 @@ class RecordStore:
             value = data.get(name)
             if _blank(value):
                 continue
-            match = next((r for r in self.records[spec.api_name].values() if _same(r.get(name), value)), None)
+            match = self.find_same(spec.api_name, name, value)
             if match is not None:
                 return self.update(spec, match["id"], data, path, duplicate_field=name)
         return self.insert(spec, data, path)
 
     def delete(self, spec: ModuleSpec, record_id: str) -> dict[str, Any] | None:
-        return self.records[spec.api_name].pop(str(record_id), None)
+        removed = self.records[spec.api_name].pop(str(record_id), None)
+        if removed is not None:
+            self._reindex(spec.api_name, removed, removed)
+        return removed
 
     def details(self, record_id: str, module: str) -> dict[str, Any]:
         """The ``details`` of a successful write item."""
@@ -215,8 +263,7 @@ class RecordStore:
             value = values.get(name)
             if _blank(value):
                 continue
-            other = next((r for r in self.records[spec.api_name].values()
-                          if r["id"] != exclude and _same(r.get(name), value)), None)
+            other = self.find_same(spec.api_name, name, value, exclude)
             if other is not None:
                 raise RecordError("DUPLICATE_DATA", "duplicate data", {
                     "api_name": name, "json_path": f"{path}.{name}", "id": other["id"], "more_records": False,
