@@ -51,6 +51,16 @@ class RetryPolicy:
     backoff: float = 0.5
 
 
+def retry_policy(system: Any) -> RetryPolicy:
+    """A system's retry policy: ``retry_attempts``, ``retry_backoff_seconds`` and ``retry_max_wait_seconds``
+    in its [systems.NAME] table, else the defaults (a sandbox or a test wants to give up within seconds)."""
+    default = RetryPolicy()
+    return RetryPolicy(
+        attempts=max(1, int(system.setting("retry_attempts", default.attempts, type_=int))),
+        max_wait=float(system.setting("retry_max_wait_seconds", default.max_wait, type_=(int, float))),
+        backoff=float(system.setting("retry_backoff_seconds", default.backoff, type_=(int, float))))
+
+
 class _Retryable(Exception):
     """Internal: a response worth sending again; carries it so the last one can be reported."""
 

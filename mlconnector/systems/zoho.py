@@ -45,7 +45,7 @@ from mlconnector.errors import (
     RemoteError,
     Unreachable,
 )
-from mlconnector.http import ApiClient
+from mlconnector.http import ApiClient, retry_policy
 from mlconnector.systems import ConnectorContext, register_kind
 from mlconnector.systems.base import Channel, Notification, PingResult, Record, WriteResult
 
@@ -253,7 +253,8 @@ class ZohoAuth:
         self.mint_limit = int(system.setting("mint_limit", ZOHO_MINTS_PER_WINDOW - 1, type_=int))
         self.mint_wait = float(system.setting("mint_wait_seconds", 60, type_=(int, float)))
         self._sleep = sleep
-        self.http = ApiClient(self.name, transport=context.transport, counter=context.counter, sleep=sleep)
+        self.http = ApiClient(self.name, transport=context.transport, counter=context.counter, sleep=sleep,
+                              retry=retry_policy(system))
 
     @property
     def accounts_url(self) -> str:
@@ -484,7 +485,8 @@ class ZohoConnector:
         concurrency = system.setting("concurrency", EDITION_CONCURRENCY.get(edition or "", DEFAULT_CONCURRENCY),
                                      type_=int)
         self.http = ApiClient(system.name, auth=self.auth, transport=context.transport, counter=context.counter,
-                              max_concurrency=concurrency, is_retryable=_is_throttled, sleep=sleep)
+                              max_concurrency=concurrency, is_retryable=_is_throttled, sleep=sleep,
+                              retry=retry_policy(system))
         self.bulk_threshold = int(system.setting("bulk_threshold", 5000, type_=int))
         self.bulk_poll_seconds = float(system.setting("bulk_poll_seconds", 5, type_=(int, float)))
         self.bulk_timeout = float(system.setting("bulk_timeout_seconds", 1800, type_=(int, float)))
