@@ -8,7 +8,8 @@ import importlib
 from mlconnector.flows import PairSpec
 
 # Pair modules shipped with the tool, imported when the registry is first read.
-BUILTIN_MODULES: tuple[str, ...] = ("mlconnector.pairs.nav_zoho", "mlconnector.pairs.bc_zoho")
+BUILTIN_MODULES: tuple[str, ...] = ("mlconnector.pairs.nav_zoho", "mlconnector.pairs.bc_zoho",
+                                  "mlconnector.pairs.nav_zuora")
 
 _PAIRS: dict[str, PairSpec] = {}
 _loaded = False
