@@ -72,7 +72,10 @@ CATEGORIES = {10: "permission", 11: "authentication", 20: "invalid value", 21: "
 RETRYABLE = frozenset({50, 61, 70, 99})
 CREATE_ATTEMPTS = 4
 # Object Query expansions the records carry, per entity the engine reads.
-EXPANDS = {"accounts": ("billto",), "invoices": ("invoiceitems",), "payments": ("paymentapplications",)}
+EXPANDS = {"accounts": ("billto",), "invoices": ("invoiceitems",), "payments": ("paymentapplications",),
+           "products": ("productrateplans.productrateplancharges",)}
+CONTACT_FIELDS = ("firstName", "lastName", "workEmail", "workPhone", "address1", "address2", "city", "state",
+                  "zipCode", "country")
 ENTITIES = ("accounts", "products", "subscriptions", "invoices", "payments")
 PUSH_ENTITIES = ("invoices", "payments")
 
@@ -114,9 +117,13 @@ def parse_time(value: Any) -> datetime | None:
     return (moment if moment.tzinfo else moment.replace(tzinfo=timezone.utc)).astimezone(timezone.utc)
 
 
-def oq_time(moment: datetime) -> str:
-    """Object Query date-time literal; whole seconds, rounded down (Zuora keeps seconds)."""
-    return moment.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+def oq_time(moment: datetime, *, up: bool = False) -> str:
+    """Object Query date-time literal in whole seconds (Zuora keeps seconds): rounded down for a lower bound,
+    up for an upper one, so a record stamped in the same second as either bound is read."""
+    moment = moment.astimezone(timezone.utc)
+    if up and moment.microsecond:
+        moment = moment.replace(microsecond=0) + timedelta(seconds=1)
+    return moment.strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def _json(response: httpx.Response) -> Any:
@@ -289,8 +296,18 @@ class ZuoraConnector:
 
     def _record(self, entity: str, row: Mapping[str, Any]) -> Record:
         data = dict(row)
-        if entity == "products" and "sKU" in data:
-            data["sku"] = data.pop("sKU")
+        if entity == "accounts" and isinstance(data.get("billTo"), Mapping):
+            # The bill-to contact also under the name accounts are written with, so a record read back can be
+            # compared with what we wrote (echo detection when both carry the same second).
+            data["billToContact"] = {k: v for k, v in data["billTo"].items() if k in CONTACT_FIELDS and v not in (None, "")}
+        if entity == "products":
+            if "sKU" in data:
+                data["sku"] = data.pop("sKU")
+            plan = self._pick_plan(data.pop("productRatePlans", None) or [])
+            charges = (plan or {}).get("productRatePlanCharges") or []
+            prices = (charges[0].get("prices") or charges[0].get("pricing") or []) if charges else []
+            if prices:
+                data["price"], data["currency"] = float(prices[0].get("price") or 0), prices[0].get("currency")
         if entity == "invoices":
             data["subscriptionNumbers"] = sorted({i["subscriptionNumber"] for i in data.get("invoiceItems") or []
                                                   if i.get("subscriptionNumber")})
@@ -310,7 +327,7 @@ class ZuoraConnector:
         if since is not None:
             filters.append(f"updateddate.GE:{oq_time(since)}")
         if until is not None:
-            filters.append(f"updateddate.LT:{oq_time(until)}")
+            filters.append(f"updateddate.LT:{oq_time(until, up=True)}")
         if entity == "subscriptions":
             filters.append("isLatestVersion.EQ:true")
         for row in self._query(entity, filters, sort="updateddate.ASC", expand=EXPANDS.get(entity, ())):

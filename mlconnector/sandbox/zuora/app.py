@@ -204,6 +204,10 @@ async def _idempotent(sandbox: ZuoraSandbox, request: Request, handler: Handler)
 
 
 async def _run(sandbox: ZuoraSandbox, request: Request, handler: Handler) -> Response:
+    queued = sandbox.injected.get(request.url.path)
+    if queued:
+        code, message = queued.pop(0)
+        return failure(code, message)
     try:
         return await handler(request, sandbox)
     except BusinessError as error:

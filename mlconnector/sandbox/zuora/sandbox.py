@@ -80,6 +80,7 @@ class ZuoraSandbox:
         self.in_flight: Counter[str] = Counter()
         self.windows: dict[str, tuple[datetime, int]] = {}
         self.rng = random.Random(faults.seed)
+        self.injected: dict[str, list[tuple[int, str]]] = {}
 
     # -- helpers for tests, demos and benchmarks --------------------------------------------------------------
     def register_client(self, client_id: str | None = None, client_secret: str | None = None) -> Client:
@@ -108,6 +109,12 @@ class ZuoraSandbox:
                                  "ProductRatePlanChargeTierData": {"ProductRatePlanChargeTier": [
                                      {"Currency": currency, "Price": price}]}})
         return product
+
+    def inject_failure(self, path: str, code: int, message: str, times: int = 1) -> None:
+        """Answer the next ``times`` calls to ``path`` with a business error (HTTP 200, success false) before
+        doing anything, e.g. ``inject_failure("/v1/orders", 53100350, "lock contention")``. The answer is
+        remembered under the call's Idempotency-Key like any other."""
+        self.injected.setdefault(path, []).extend([(code, message)] * times)
 
     def records(self, table: str) -> list[dict[str, Any]]:
         return list(self.data.tables[table].values())
