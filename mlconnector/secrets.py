@@ -27,6 +27,7 @@ import keyring
 import keyring.errors
 import platformdirs
 from cryptography.fernet import Fernet, InvalidToken
+from filelock import FileLock
 from keyring.backend import KeyringBackend
 from keyring.backends import chainer, fail
 
@@ -205,10 +206,19 @@ class _FileBackend:
         self._fernet = fernet
         self._key_origin = key_origin
         self._data: dict[str, dict[str, str]] | None = None
+        self._stamp: tuple[int, int, int] | None = None
 
     def _load(self) -> dict[str, dict[str, str]]:
-        if self._data is None:
-            if not self.path.exists():
+        # Other processes write this file too (a sync subscribing while `listen` runs, two pairs caching
+        # their tokens side by side): read it again whenever it has changed since we last did.
+        try:
+            info = self.path.stat()
+            stamp: tuple[int, int, int] | None = (info.st_mtime_ns, info.st_size, info.st_ino)
+        except FileNotFoundError:
+            stamp = None
+        if self._data is None or stamp != self._stamp:
+            self._stamp = stamp
+            if stamp is None:
                 self._data = {}
             else:
                 try:
@@ -225,24 +235,33 @@ class _FileBackend:
         token = self._fernet.encrypt(json.dumps(data, sort_keys=True).encode())
         _write_private(self.path, token, replace=True)
         self._data = data
+        info = self.path.stat()
+        self._stamp = (info.st_mtime_ns, info.st_size, info.st_ino)
 
     def read(self, system: str, field: str) -> str | None:
         return self._load().get(system, {}).get(field)
 
+    def _locked(self) -> FileLock:
+        """Read-modify-write under a lock, so that one process's write never drops another's."""
+        self.path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+        return FileLock(str(self.path.with_name(f"{self.path.name}.lock")), timeout=30)
+
     def write(self, system: str, field: str, value: str) -> None:
-        data = self._load()
-        data.setdefault(system, {})[field] = value
-        self._save(data)
+        with self._locked():
+            data = self._load()
+            data.setdefault(system, {})[field] = value
+            self._save(data)
 
     def remove(self, system: str, field: str) -> bool:
-        data = self._load()
-        if field not in data.get(system, {}):
-            return False
-        del data[system][field]
-        if not data[system]:
-            del data[system]
-        self._save(data)
-        return True
+        with self._locked():
+            data = self._load()
+            if field not in data.get(system, {}):
+                return False
+            del data[system][field]
+            if not data[system]:
+                del data[system]
+            self._save(data)
+            return True
 
     def index(self) -> dict[str, list[str]]:
         return {system: sorted(fields) for system, fields in self._load().items()}
@@ -331,7 +350,9 @@ class SecretStore:
         from_env = self._environ.get(env_var_name(system, field))
         if from_env:
             return from_env
-        if (system, field) not in self._cache:
+        if self._cache.get((system, field)) is None:
+            # A missing secret is looked up again next time: another process may store it meanwhile
+            # (the first sync subscribing while `listen` already runs).
             self._cache[(system, field)] = self._backend().read(system, field)
         return self._cache[(system, field)]
 

@@ -10,6 +10,10 @@ import pytest
 
 from tests import fakes
 from tests.helpers import MemoryKeyring
+from tests.reliability import leaks
+
+# Environment variables whose values are secrets (MLCONNECTOR_ZOHO_CLIENT_SECRET, ..._PASSWORD, the master key).
+_SECRET_ENV_PARTS = ("SECRET", "PASSWORD", "TOKEN", "KEY")
 
 
 @pytest.fixture(autouse=True)
@@ -28,6 +32,30 @@ def isolated(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> MemoryKeyring:
     keyring.set_keyring(ring)
     yield ring
     keyring.set_keyring(previous)
+    # Every secret a test used joins the session's registry; its state files and logs are scanned at the end.
+    environ = __import__("os").environ
+    leaks.register([*ring.passwords.values(),
+                    *(v for k, v in environ.items() if k.startswith("MLCONNECTOR_") and any(
+                        part in k for part in _SECRET_ENV_PARTS))])
+    leaks.FILES.extend(p for pattern in ("*.db", "*.db-wal", "*.log") for p in tmp_path.rglob(pattern))
+
+
+def pytest_runtest_logreport(report: pytest.TestReport) -> None:
+    """What every test printed or logged, and its traceback: scanned for secrets when the session ends."""
+    for _, text in report.sections:
+        leaks.OUTPUTS.append(text)
+    if report.failed and report.longrepr is not None:
+        leaks.OUTPUTS.append(str(report.longrepr))
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    """After the whole suite: no secret value in any output, traceback, state file, log or cassette."""
+    found = leaks.find_leaks([Path(__file__).parent / "cassettes"])
+    if found:
+        reporter = session.config.pluginmanager.get_plugin("terminalreporter")
+        if reporter is not None:
+            reporter.write_line(f"SECRET LEAK: {len(found)} place(s): " + "; ".join(found[:10]), red=True)
+        session.exitstatus = pytest.ExitCode.TESTS_FAILED
 
 
 @pytest.fixture
