@@ -4,7 +4,8 @@ with Idempotency-Key, and Invoice Posted / Payment Processed callouts.
 Settings (``[systems.NAME]`` with ``kind = "zuora"``; connections.example.toml documents each one):
 region (us1 | us2 | eu | apac), environment (production | sandbox | test), base_url (overrides both), client_id,
 entity_ids, zuora_version, concurrency, page_size, account_match (none | company_name | email_domain),
-rate_plan_name, notify_url, callout_auth (basic | header | none), callout_user, callout_header.
+rate_plan_name, notify_url, callout_auth (basic | header | none), callout_user, callout_header,
+retry_attempts, retry_backoff_seconds, retry_max_wait_seconds.
 
 Secrets (``mlconnector secrets set NAME FIELD``): client_secret; callout_password (callout_auth = "basic") or
 callout_secret (callout_auth = "header"). The access token is cached in the same store (``access_token_cache``)
@@ -34,7 +35,7 @@ import httpx
 from mlconnector.auth import SecretTokenCache, Token, TokenAuth, utcnow
 from mlconnector.config import SystemConfig
 from mlconnector.errors import AuthError, ConfigError, MLConnectorError, NotificationRejected, RemoteError
-from mlconnector.http import ApiClient
+from mlconnector.http import ApiClient, retry_policy
 from mlconnector.systems import ConnectorContext, register_kind
 from mlconnector.systems.base import Channel, Notification, PingResult, Record, WriteResult
 
@@ -224,13 +225,14 @@ class ZuoraConnector:
         self.callout_header = str(system.setting("callout_header", "X-Callout-Token", type_=str))
         self.renew_margin = timedelta(days=30)
         self._token_http = ApiClient(self.name, self.base, transport=context.transport, counter=context.counter,
-                                     sleep=sleep, headers={k: v for k, v in headers.items() if k != "Zuora-Version"})
+                                     sleep=sleep, headers={k: v for k, v in headers.items() if k != "Zuora-Version"},
+                                     retry=retry_policy(system))
         self.auth = TokenAuth(self._mint, SecretTokenCache(context.secrets, self.name),
                               early=timedelta(minutes=5))
         self.http = ApiClient(self.name, self.base, auth=self.auth, transport=context.transport,
                               counter=context.counter, headers=headers, is_retryable=_is_transient(self.name),
                               max_concurrency=int(system.setting("concurrency", DEFAULT_CONCURRENCY, type_=int)),
-                              sleep=sleep)
+                              sleep=sleep, retry=retry_policy(system))
         self._plans: dict[str, dict[str, Any]] = {}
         self._domains: dict[str, list[dict[str, Any]]] | None = None
 
@@ -391,7 +393,7 @@ class ZuoraConnector:
                 raise error
             if not response.headers.get("Idempotent-Replayed"):
                 wait = response.headers.get("Retry-After")
-                self._sleep(min(float(wait), 60.0) if wait and wait.isdigit() else 0.5 * (attempt + 1))
+                self._sleep(min(float(wait), 60.0) if wait and wait.isdigit() else self.http.retry.backoff * (attempt + 1))
             key = _digest(key, error.process_id or attempt)
         assert error is not None
         raise error

@@ -136,6 +136,7 @@ client_id = "{client.client_id}"
 notify_url = "http://listener.test/hooks/zuora"
 callout_auth = "basic"
 callout_user = "zuora"
+retry_backoff_seconds = 0.01
 {zuora_settings}
 [pairs.nav-zuora]
 overlap_seconds = 5
