@@ -103,9 +103,11 @@ class BudgetExhausted(MLConnectorError):
 class NotificationRejected(MLConnectorError):
     """A push notification failed verification (bad token or clientState, malformed body).
 
-    ``status`` is what the receiver answers: 401/403 for a bad credential, 400 for a malformed body.
+    ``status`` is what the receiver answers: 401/403 for a bad credential, 400 for a malformed body;
+    ``headers`` go with that answer (a Basic ``WWW-Authenticate`` challenge, which Zuora callouts wait for).
     """
 
-    def __init__(self, message: str, status: int = 403) -> None:
+    def __init__(self, message: str, status: int = 403, headers: dict[str, str] | None = None) -> None:
         super().__init__(message)
         self.status = status
+        self.headers = dict(headers or {})

@@ -88,7 +88,7 @@ def create_receiver(connectors: Mapping[str, PushConnector], inbox: Inbox,
             notifications = connector.verify(body, dict(request.headers), query)
         except NotificationRejected as exc:
             log.warning("%s: notification rejected (%s)", system, exc)
-            return JSONResponse({"error": str(exc)}, status_code=exc.status)
+            return JSONResponse({"error": str(exc)}, status_code=exc.status, headers=exc.headers or None)
         try:
             pairs = await run_in_threadpool(inbox.store, notifications)
         except Exception:  # the sender must retry: nothing was stored
