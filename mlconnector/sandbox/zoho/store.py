@@ -15,6 +15,10 @@ from .modules import LINE_ITEM_ALIASES, MODULES, READ_ONLY_FIELDS, ModuleSpec
 _ID_BASE = 5725767 * 10**12
 
 
+MAX_TEXT_LENGTH = 255  # a single-line text field
+LONG_TEXT_FIELDS = frozenset({"Description", "Terms_and_Conditions"})  # multi-line: 32,000
+
+
 @dataclass(frozen=True)
 class WriteOutcome:
     """What one record write did, for the ``data[]`` item and for notifications."""
@@ -206,6 +210,9 @@ class RecordStore:
                 values[name] = self._line_items(value, f"{path}.{name}", existing.get(name) if existing else None)
             elif name == "Owner":
                 values[name] = existing.get("Owner") if existing else {**self.user.minified(), "email": self.user.email}
+            elif isinstance(value, str) and len(value) > MAX_TEXT_LENGTH and name not in LONG_TEXT_FIELDS:
+                # Single-line text fields take 255 characters; Zoho refuses the record, naming the field.
+                raise RecordError.invalid(name, f"{path}.{name}", maximum_length=MAX_TEXT_LENGTH)
             else:
                 values[name] = _deep_copy(value)
         return values
