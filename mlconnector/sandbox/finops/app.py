@@ -1,0 +1,156 @@
+"""The Starlette app: the Entra token endpoint and ``/data/`` (service document, entity sets, entities by key),
+each data request behind the guard (call log, latency, injected faults, Bearer token, per-user throttling)."""
+
+from __future__ import annotations
+
+import json
+import re
+from typing import Any
+
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
+
+from mlconnector.sandbox.common import Faults, SandboxClock
+
+from .entities import ENTITIES, EntitySpec
+from .errors import ODataError, bad_request, json_response, not_found
+from .query import apply_select, parse_key, parse_query, requested_page_size, select_page, next_link
+from .sandbox import ApiCall, App, FinOpsSandbox
+
+_SEGMENT_RE = re.compile(r"^(?P<name>[A-Za-z_$][A-Za-z0-9_]*)(?:\((?P<key>.*)\))?$")
+
+
+def _origin(request: Request) -> str:
+    return f"{request.url.scheme}://{request.url.netloc}"
+
+
+async def token(request: Request) -> Response:
+    sandbox: FinOpsSandbox = request.app.state.finops
+    call = ApiCall("POST", request.url.path, "", form="token")
+    sandbox.calls.append(call)
+    await sandbox.faults.delay()
+    response = await sandbox.token_endpoint(request)
+    call.status = response.status_code
+    return response
+
+
+async def data(request: Request) -> Response:
+    sandbox: FinOpsSandbox = request.app.state.finops
+    call = ApiCall(request.method, request.url.path, request.url.query)
+    sandbox.calls.append(call)
+    try:
+        await sandbox.faults.delay()
+        fault = sandbox.injected_fault()
+        if fault is not None:
+            raise fault
+        app = sandbox.authenticate(request)
+        call.principal = app.client_id
+        async with sandbox.throttle(app.client_id):
+            response = await _handle(request, sandbox, app)
+    except ODataError as error:
+        response = error.response()
+    call.status = response.status_code
+    return response
+
+
+async def _handle(request: Request, sandbox: FinOpsSandbox, app: App) -> Response:
+    rest = request.path_params.get("rest", "").strip("/")
+    root = f"{_origin(request)}/data"
+    if rest == "":
+        if request.method != "GET":
+            raise ODataError(405, "The requested resource does not support http method "
+                                  f"'{request.method}'.")
+        return json_response({"@odata.context": f"{root}/$metadata",
+                              "value": [{"name": n, "kind": "EntitySet", "url": n} for n in ENTITIES]})
+    match = _SEGMENT_RE.match(rest)
+    spec = ENTITIES.get(match.group("name")) if match else None
+    if match is None or spec is None:
+        # Entity set names are case-sensitive (CustomersV3, not customersv3 or CustomerV3).
+        raise not_found(rest.split("(")[0])
+    params = dict(request.query_params)
+    key = match.group("key")
+    if key is None:
+        if request.method == "GET":
+            return _collection(request, sandbox, app, spec, params, f"{root}/{spec.name}")
+        if request.method == "POST":
+            row = sandbox.create(spec, await _body(request), app.default_company)
+            view = sandbox.view(spec, row)
+            return json_response({"@odata.context": f"{root}/$metadata#{spec.name}/$entity", **view}, 201,
+                                 {"Location": f"{root}/{spec.name}({_key_text(spec, row.values)})",
+                                  "ETag": view["@odata.etag"]})
+        raise ODataError(405, f"The requested resource does not support http method '{request.method}'.")
+    values = parse_key(key, spec)
+    row = sandbox.find(spec, values)
+    cross_company = params.get("cross-company", "").lower() == "true"
+    if spec.company_specific and request.method == "GET" and not cross_company \
+            and str(values.get("dataAreaId", "")).lower() != app.default_company:
+        row = None  # outside the user's default company and not asked across companies: not visible
+    if row is None:
+        raise not_found(spec.name)
+    view = sandbox.view(spec, row)
+    if request.method == "GET":
+        query = parse_query(params, spec)
+        return json_response({"@odata.context": f"{root}/$metadata#{spec.name}/$entity",
+                              **apply_select(view, query.select)}, headers={"ETag": view["@odata.etag"]})
+    if request.method == "PATCH":
+        match_etag = request.headers.get("if-match")
+        if match_etag and match_etag != "*" and match_etag != view["@odata.etag"]:
+            raise ODataError(412, "The record has been changed by another user since it was read.")
+        sandbox.update(spec, row, await _body(request))
+        return Response(status_code=204, headers={"OData-Version": "4.0"})
+    if request.method == "DELETE":
+        sandbox.delete(spec, row)
+        return Response(status_code=204, headers={"OData-Version": "4.0"})
+    raise ODataError(405, f"The requested resource does not support http method '{request.method}'.")
+
+
+def _collection(request: Request, sandbox: FinOpsSandbox, app: App, spec: EntitySpec, params: dict[str, str],
+                url: str) -> Response:
+    query = parse_query(params, spec)
+    rows = sandbox.rows(spec)
+    if spec.company_specific and not query.cross_company:
+        # odata.md: "By default, OData returns only data that belongs to the user's default company."
+        rows = [r for r in rows if r.get("dataAreaId") == app.default_company]
+    page = select_page(rows, query, spec, requested_page_size(request.headers.get("prefer")))
+    body: dict[str, Any] = {"@odata.context": f"{url.rsplit('/', 1)[0]}/$metadata#{spec.name}"}
+    if query.count:
+        body["@odata.count"] = page.count
+    body["value"] = [apply_select(r, query.select) for r in page.rows]
+    if page.next_token:
+        body["@odata.nextLink"] = next_link(url, query, page.next_token)
+    return json_response(body)
+
+
+async def _body(request: Request) -> dict[str, Any]:
+    try:
+        body = json.loads(await request.body() or b"null")
+    except ValueError:
+        raise bad_request("The request body is not valid JSON.") from None
+    if not isinstance(body, dict):
+        raise bad_request("An entity was expected in the request body.")
+    return body
+
+
+def _key_text(spec: EntitySpec, values: dict[str, Any]) -> str:
+    parts = []
+    for name in spec.keys:
+        value = values.get(name)
+        parts.append(f"{name}={value}" if isinstance(value, (int, float)) else
+                     f"{name}='{str(value).replace(chr(39), chr(39) * 2)}'")
+    return ",".join(parts)
+
+
+def create_app(*, clock: SandboxClock | None = None, faults: Faults | None = None,
+               resource: str = "https://usmf-test.operations.dynamics.com") -> Starlette:
+    """The F&O emulator; its state and helpers are ``app.state.finops``. ``resource`` is the environment URL
+    tokens must be requested for (scope ``{resource}/.default``)."""
+    methods = ["GET", "POST", "PATCH", "DELETE"]
+    app = Starlette(routes=[
+        Route("/{tenant}/oauth2/v2.0/token", token, methods=["POST"]),
+        Route("/data", data, methods=methods),
+        Route("/data/{rest:path}", data, methods=methods),
+    ])
+    app.state.finops = FinOpsSandbox(clock, faults, resource=resource)
+    return app
