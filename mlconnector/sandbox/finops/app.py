@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import re
+from dataclasses import replace
 from typing import Any
 
 from starlette.applications import Starlette
@@ -91,7 +92,7 @@ async def _handle(request: Request, sandbox: FinOpsSandbox, app: App) -> Respons
         raise not_found(spec.name)
     view = sandbox.view(spec, row)
     if request.method == "GET":
-        query = parse_query(params, spec)
+        query = parse_query(params, _queryable(sandbox, spec))
         return json_response({"@odata.context": f"{root}/$metadata#{spec.name}/$entity",
                               **apply_select(view, query.select)}, headers={"ETag": view["@odata.etag"]})
     if request.method == "PATCH":
@@ -106,8 +107,15 @@ async def _handle(request: Request, sandbox: FinOpsSandbox, app: App) -> Respons
     raise ODataError(405, f"The requested resource does not support http method '{request.method}'.")
 
 
+def _queryable(sandbox: FinOpsSandbox, spec: EntitySpec) -> EntitySpec:
+    """The entity as queries see it: with the modified-time field where one was added."""
+    modified = sandbox.modified_fields.get(spec.name)
+    return replace(spec, fields={**spec.fields, modified: "datetime"}) if modified else spec
+
+
 def _collection(request: Request, sandbox: FinOpsSandbox, app: App, spec: EntitySpec, params: dict[str, str],
                 url: str) -> Response:
+    spec = _queryable(sandbox, spec)
     query = parse_query(params, spec)
     rows = sandbox.rows(spec)
     if spec.company_specific and not query.cross_company:
