@@ -1,0 +1,283 @@
+"""The sandboxes of one pair in a process of their own, on loopback, seeded for a benchmark and driven through
+a pipe: so the tool's memory and CPU are measured apart from the emulators'."""
+
+from __future__ import annotations
+
+import multiprocessing
+import random
+import statistics
+import time
+import traceback
+import uuid
+from dataclasses import dataclass
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+from typing import Any
+
+ERP_OF = {"nav-zoho": "nav", "bc-zoho": "bc"}
+
+
+@dataclass(frozen=True)
+class Size:
+    customers: int
+    items: int
+    invoices: int
+    lines: int = 3
+
+
+def _start_empty(erp: str, faults: str | None, debounce: float) -> Any:
+    """Like ``mlconnector.sandbox.server.start`` for one ERP, without the seed (the benchmark seeds its own)."""
+    import secrets
+
+    from mlconnector.sandbox import server
+    from mlconnector.sandbox.common import Faults
+    from mlconnector.sandbox.dynamics import create_app as create_dynamics_app
+    from mlconnector.sandbox.zoho import create_app as create_zoho_app
+
+    sockets = [server.bind("127.0.0.1", 0) for _ in range(2)]
+    url = server.url_of(sockets[0])
+    app = create_dynamics_app(faults=Faults.parse(faults), debounce=debounce)
+    dynamics = app.state.dynamics
+    running = server.Sandboxes(host="127.0.0.1", dynamics_url=url, dynamics=dynamics)
+    if erp == "nav":
+        key = secrets.token_urlsafe(32)
+        dynamics.set_web_service_user("MLCONNECTOR", key)
+        dynamics.create_company(server.NAV_COMPANY, currency_code="GBP")
+        running.nav = server.NavAccess(f"{url}/{server.NAV_INSTANCE}", server.NAV_COMPANY, "MLCONNECTOR", key)
+    else:
+        tenant, client_id, secret = str(uuid.uuid4()), str(uuid.uuid4()), secrets.token_urlsafe(30)
+        dynamics.register_app(tenant, client_id, secret)
+        dynamics.create_company(server.BC_COMPANY, currency_code="USD")
+        running.bc = server.BcAccess(f"{url}/v2.0/{tenant}/{server.BC_ENVIRONMENT}",
+                                     f"{url}/{tenant}/oauth2/v2.0/token", tenant, server.BC_ENVIRONMENT,
+                                     server.BC_COMPANY, client_id, secret)
+    running._servers.append(server.serve(app, sockets[0], "dynamics"))
+    zoho_url = server.url_of(sockets[1])
+    zoho_app = create_zoho_app(faults=faults, api_domain=zoho_url, edition="enterprise")
+    org = zoho_app.state.zoho
+    for module, unique in server.ZOHO_UNIQUE_FIELDS:
+        org.mark_unique(module, unique)
+    client = org.register_client()
+    running.zoho[erp] = server.ZohoAccess(zoho_url, client.client_id, client.client_secret,
+                                          org.issue_refresh_token(client.client_id))
+    running.zoho_sandboxes[erp] = org
+    running._servers.append(server.serve(zoho_app, sockets[1], f"zoho-{erp}"))
+    return running
+
+
+def seed(dynamics: Any, company_name: str, size: Size, rng: random.Random) -> dict[str, list[str]]:
+    """Customers and items written straight into the emulator's tables (its seed helper checks numbers by
+    scanning the table, which does not scale to 100,000 rows), posted invoices with their lines through the
+    store's own line logic (amounts, totals). Last modified: spread over the past year, oldest first."""
+    from mlconnector.sandbox.dynamics.store import StoredRow
+
+    db = dynamics.db
+    company = db.company(company_name)
+    now = datetime.now(timezone.utc)
+    start = now - timedelta(days=400)
+
+    def stamp(i: int, n: int) -> datetime:
+        return (start + timedelta(seconds=(370 * 86400) * i / max(1, n))).replace(microsecond=0)
+
+    cities = [("Atlanta", "GA", "US"), ("London", "", "GB"), ("Berlin", "BE", "DE"), ("Paris", "", "FR"),
+              ("Toronto", "ON", "CA"), ("Sydney", "NSW", "AU")]
+    customers = company.table("customers")
+    ids: dict[str, list[str]] = {"customers": [], "items": [], "invoices": []}
+    for i in range(size.customers):
+        city, state, country = cities[i % len(cities)]
+        row_id = str(uuid.uuid4())
+        customers[row_id] = StoredRow({
+            "id": row_id, "number": f"C{i + 1:06d}", "displayName": f"Customer {i + 1} {city} Trading",
+            "addressLine1": f"{i % 240 + 1} Market Square", "city": city, "state": state,
+            "country": country, "postalCode": f"{10000 + i % 89999}", "phoneNumber": f"+1 404 555 {i % 10000:04d}",
+            "email": f"office{i + 1}@customer{i + 1}.example", "website": f"www.customer{i + 1}.example",
+            "currencyCode": "", "creditLimit": 5000.0}, stamp(i, size.customers))
+        ids["customers"].append(row_id)
+    items = company.table("items")
+    for i in range(size.items):
+        row_id = str(uuid.uuid4())
+        price = round(20 + (i * 37) % 1500 + 0.9, 2)
+        items[row_id] = StoredRow({
+            "id": row_id, "number": f"I{i + 1:06d}", "displayName": f"Item {i + 1} Desk",
+            "baseUnitOfMeasureCode": "PCS", "unitPrice": price, "unitCost": round(price * 0.7, 2),
+            "inventory": float(i % 120), "itemCategoryCode": "TABLE"}, stamp(i, size.items))
+        ids["items"].append(row_id)
+    spec_name = "salesInvoices"
+    from mlconnector.sandbox.dynamics.schema import ENTITIES
+
+    spec = ENTITIES[spec_name]
+    invoices = company.table(spec_name)
+    for i in range(size.invoices):
+        posted = stamp(i, size.invoices)
+        customer = ids["customers"][rng.randrange(len(ids["customers"]))]
+        values = db._validated(spec, {
+            "number": f"PS-INV{100001 + i}", "customerId": customer, "invoiceDate": posted.date().isoformat(),
+            "postingDate": posted.date().isoformat(), "dueDate": (posted + timedelta(days=30)).date().isoformat(),
+            "externalDocumentNumber": f"PO-{1000 + i % 9000}", "status": "Open" if i % 3 else "Paid"}, trusted=True)
+        values["id"] = str(uuid.uuid4())
+        db._fill_defaults(company, spec, values)
+        header = StoredRow(values, posted)
+        invoices[header.id] = header
+        for item in rng.sample(ids["items"], k=min(size.lines, len(ids["items"]))):
+            db.insert_line(company, spec_name, header, {"itemId": item, "quantity": float(rng.randint(1, 12))},
+                           notify=False)
+        header.version, header.modified = 1, posted
+        ids["invoices"].append(header.id)
+    return ids
+
+
+class _World:
+    """What lives in the sandbox process: the running emulators, the seeded ids and the config written."""
+
+    def __init__(self, pair: str, directory: Path, size: Size, faults: str | None, settings: dict[str, dict[str, Any]],
+                 debounce: float) -> None:
+        from mlconnector.demo import write_sandbox_config
+
+        self.pair, self.erp = pair, ERP_OF[pair]
+        self.rng = random.Random(7)
+        self.sandboxes = _start_empty(self.erp, faults, debounce)
+        self.dynamics = self.sandboxes.dynamics
+        self.zoho = self.sandboxes.zoho_sandboxes[self.erp]
+        self.company = self.sandboxes.company(self.erp)
+        started = time.perf_counter()
+        self.ids = seed(self.dynamics, self.company, size, self.rng)
+        self.seed_seconds = time.perf_counter() - started
+        setup = write_sandbox_config(self.sandboxes, directory / "connections.toml")
+        text = setup.config_path.read_text(encoding="utf-8")
+        for system, values in settings.items():
+            lines = "".join(f"{k} = {_toml(v)}\n" for k, v in values.items())
+            text = text.replace(f"[systems.{system}]\n", f"[systems.{system}]\n{lines}", 1)
+        setup.config_path.write_text(text, encoding="utf-8")
+        self.config = setup.config_path
+        self.modified = 0
+
+    def counters(self) -> dict[str, Any]:
+        calls = list(self.dynamics.calls)
+        return {
+            "erp": {"calls": sum(1 for c in calls if c.form != "token"),
+                    "reads": sum(1 for c in calls if c.form != "token" and c.method == "GET"),
+                    "writes": sum(1 for c in calls if c.form != "token" and c.method != "GET"),
+                    "token_mints": sum(1 for c in calls if c.form == "token")},
+            "zoho": {"calls": sum(self.zoho.calls.values()), "by_operation": dict(self.zoho.calls),
+                     "credits": self.zoho.credits, "token_mints": self.zoho.accounts.minted},
+            "zoho_records": {m: len(self.zoho.store.records.get(m, {})) for m in ("Accounts", "Products", "Invoices")},
+        }
+
+    def modify(self, entity: str, count: int) -> int:
+        """Change ``count`` records spread over the table, as users would (new stamp, webhook)."""
+        pool = self.ids[entity]
+        step = max(1, len(pool) // max(1, count))
+        changed = 0
+        for row_id in pool[::step][:count]:
+            self.modified += 1
+            if entity == "items":
+                self.dynamics.modify(self.company, entity, row_id, unitPrice=100 + self.modified % 900 + 0.5)
+            else:
+                self.dynamics.modify(self.company, entity, row_id, phoneNumber=f"+1 212 555 {self.modified % 10000:04d}")
+            changed += 1
+        return changed
+
+    def set_latency(self, seconds: float) -> None:
+        self.dynamics.faults.latency = seconds
+        self.zoho.faults.latency = seconds
+
+    def push_latency(self, count: int, timeout: float = 10.0) -> list[float | None]:
+        """Change a record in the pushing system, then watch the other system until it shows the change."""
+        out: list[float | None] = []
+        picks = self.ids["customers"][:: max(1, len(self.ids["customers"]) // max(1, count))][:count]
+        table = self.dynamics.db.company(self.company).table("customers")
+        for n, row_id in enumerate(picks):
+            number = table[row_id].values["number"]
+            city = f"Pushtown {n} {uuid.uuid4().hex[:6]}"
+            account = self.zoho.store.find_same("Accounts", "Account_Number", number)
+            if account is None:
+                out.append(None)
+                continue
+            started = time.perf_counter()
+            if self.erp == "bc":   # BC pushes: a customer changed in BC must reach the Zoho Account
+                self.dynamics.modify(self.company, "customers", row_id, city=city)
+                arrived = lambda: (self.zoho.store.get("Accounts", account["id"]) or {}).get("Billing_City") == city
+            else:                  # nav-zoho: Zoho pushes: an Account changed in Zoho must reach the NAV customer
+                self.zoho.edit("Accounts", account["id"], Billing_City=city)
+                arrived = lambda: table[row_id].values.get("city") == city
+            while not arrived():
+                if time.perf_counter() - started > timeout:
+                    break
+                time.sleep(0.01)
+            out.append(round(time.perf_counter() - started, 3) if arrived() else None)
+            time.sleep(0.3 + self.rng.random() * 0.3)  # changes a user makes, not a burst
+        return out
+
+
+def _toml(value: Any) -> str:
+    import json
+
+    return json.dumps(value) if not isinstance(value, bool) else str(value).lower()
+
+
+def _serve(conn: Any, pair: str, directory: str, size: Size, faults: str | None,
+           settings: dict[str, dict[str, Any]], debounce: float) -> None:
+    try:
+        world = _World(pair, Path(directory), size, faults, settings, debounce)
+    except BaseException:
+        conn.send({"error": traceback.format_exc()})
+        return
+    conn.send({"config": str(world.config), "seed_seconds": round(world.seed_seconds, 2)})
+    try:
+        while True:
+            command, args = conn.recv()
+            if command == "stop":
+                break
+            try:
+                conn.send({"ok": getattr(world, command)(*args)})
+            except Exception:
+                conn.send({"error": traceback.format_exc()})
+    finally:
+        world.sandboxes.stop()
+        conn.send({"ok": "stopped"})
+
+
+class SandboxProcess:
+    """Start with ``SandboxProcess(pair, directory, size, ...)``; call ``.call("counters")`` etc.; ``.stop()``."""
+
+    def __init__(self, pair: str, directory: Path, size: Size, *, faults: str | None = None,
+                 settings: dict[str, dict[str, Any]] | None = None, debounce: float = 0.2) -> None:
+        context = multiprocessing.get_context("spawn")
+        self._conn, child = context.Pipe()
+        self.process = context.Process(target=_serve, args=(child, pair, str(directory), size, faults,
+                                                           settings or {}, debounce), daemon=True)
+        self.process.start()
+        answer = self._conn.recv()
+        if "error" in answer:
+            self.process.join(5)
+            raise RuntimeError(f"the {pair} sandboxes did not start:\n{answer['error']}")
+        self.config = Path(answer["config"])
+        self.seed_seconds = answer["seed_seconds"]
+        self.pid = self.process.pid
+
+    def call(self, command: str, *args: Any) -> Any:
+        self._conn.send((command, args))
+        answer = self._conn.recv()
+        if "error" in answer:
+            raise RuntimeError(f"sandbox command {command} failed:\n{answer['error']}")
+        return answer["ok"]
+
+    def stop(self) -> None:
+        if self.process.is_alive():
+            try:
+                self._conn.send(("stop", ()))
+                self._conn.recv()
+            except (EOFError, OSError):
+                pass
+            self.process.join(10)
+        if self.process.is_alive():
+            self.process.terminate()
+            self.process.join(5)
+
+
+def median_p95(values: list[float]) -> tuple[float | None, float | None]:
+    if not values:
+        return None, None
+    ordered = sorted(values)
+    p95 = ordered[min(len(ordered) - 1, max(0, round(0.95 * len(ordered)) - 1))]
+    return statistics.median(ordered), p95
