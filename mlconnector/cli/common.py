@@ -22,8 +22,9 @@ err = Console(stderr=True, width=None if sys.stderr.isatty() else _PIPE_WIDTH)
 
 
 def print_error(message: object, prefix: str = "error: ") -> None:
-    """One red line on stderr; the message is plain text ([brackets] and `code` are not markup)."""
-    err.print(f"{prefix}{message}", style="red", markup=False, highlight=False)
+    """One red line on stderr, never wrapped (cron mail and log greps see it whole); the message is plain text
+    ([brackets] and `code` are not markup)."""
+    err.print(f"{prefix}{message}", style="red", markup=False, highlight=False, soft_wrap=True)
 
 
 def runtime(ctx: typer.Context) -> Runtime:

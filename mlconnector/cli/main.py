@@ -68,7 +68,9 @@ def _kind_from_config(system: str) -> str | None:
 def build_app() -> typer.Typer:
     """Build the command tree; `sync` gets one subcommand per registered pair."""
     load_plugins()
-    app = typer.Typer(cls=ErrorsAsExitCodes, help=HELP, no_args_is_help=True, rich_markup_mode=None)
+    # Locals in tracebacks would print secrets (a token, a client secret) held by some frame: never.
+    app = typer.Typer(cls=ErrorsAsExitCodes, help=HELP, no_args_is_help=True, rich_markup_mode=None,
+                      pretty_exceptions_show_locals=False)
 
     @app.callback()
     def main(

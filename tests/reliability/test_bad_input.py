@@ -1,0 +1,184 @@
+"""Scenario 6: what operators get wrong. Broken configs, bad flags, unknown pairs, bad dates, unreadable or corrupt
+state files and wrong credentials, each through the real CLI: one clear line that names the fix, the documented
+exit code, and never a traceback. A corrupt state file is left exactly as it was."""
+
+from __future__ import annotations
+
+import hashlib
+import shutil
+import sqlite3
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+from cryptography.fernet import Fernet
+
+from mlconnector.secrets import SecretStore
+from tests.reliability.harness import count, start_rig
+
+
+@dataclass(frozen=True)
+class Case:
+    name: str
+    args: tuple[str, ...]
+    code: int
+    says: str                                     # what the one line must contain: the fix
+    arrange: Callable[[Path], dict[str, str] | None] | None = None   # edits the case's copy; may return env
+
+
+def _edit(old: str, new: str) -> Callable[[Path], None]:
+    def arrange(case: Path) -> None:
+        config = case / "connections.toml"
+        text = config.read_text()
+        assert old in text, old
+        config.write_text(text.replace(old, new, 1))
+    return arrange
+
+
+def _append(extra: str) -> Callable[[Path], None]:
+    def arrange(case: Path) -> None:
+        config = case / "connections.toml"
+        config.write_text(config.read_text() + "\n" + extra + "\n")
+    return arrange
+
+
+def _write(text: str) -> Callable[[Path], None]:
+    return lambda case: (case / "connections.toml").write_text(text) and None
+
+
+def _secret(system: str, field: str, value: str | None) -> Callable[[Path], None]:
+    def arrange(case: Path) -> None:
+        store = SecretStore(backend="file", directory=case / "connections.secrets", environ={})
+        store.delete(system, "access_token_cache")
+        if value is None:
+            store.delete(system, field)
+        else:
+            store.set(system, field, value)
+    return arrange
+
+
+def _state(content: bytes | None = None, *, truncate: int | None = None) -> Callable[[Path], None]:
+    def arrange(case: Path) -> None:
+        path = case / "connections.state.db"
+        if truncate is not None:
+            with sqlite3.connect(path) as db:
+                db.execute("CREATE TABLE IF NOT EXISTS filler (x)")
+                db.executemany("INSERT INTO filler VALUES (?)", [("x" * 500,)] * 50)
+            path.write_bytes(path.read_bytes()[:truncate])
+        else:
+            path.write_bytes(content or b"")
+    return arrange
+
+
+def _master_key(case: Path) -> dict[str, str]:
+    return {"MLCONNECTOR_MASTER_KEY": Fernet.generate_key().decode()}
+
+
+CASES = [
+    # configuration
+    Case("config file missing", ("--config", "/nonexistent/connections.toml", "sync", "nav-zoho"), 2, "mlconnector init"),
+    Case("config not TOML", ("sync", "nav-zoho"), 2, "line", _write("[systems.nav\nkind = 'nav'\n")),
+    Case("config empty", ("sync", "nav-zoho"), 2, "[systems.NAME]", _write("")),
+    Case("system without kind", ("sync", "nav-zoho"), 2, "kind", _edit('kind = "nav"\n', "")),
+    Case("unknown kind", ("sync", "nav-zoho"), 2, "must be nav", _edit('kind = "nav"', 'kind = "navision"')),
+    Case("secret in the config", ("sync", "nav-zoho"), 2, "secrets set", _edit('user = "MLCONNECTOR"', 'user = "MLCONNECTOR"\npassword = "hunter2hunter2"')),
+    Case("pair names an unknown system", ("sync", "nav-zoho"), 2, "systems", _edit('systems = { erp = "nav"', 'systems = { erp = "navv"')),
+    Case("pair role of the wrong kind", ("sync", "nav-zoho"), 2, "must be", _edit('systems = { erp = "nav"', 'systems = { erp = "zoho"')),
+    Case("nav without base_url", ("sync", "nav-zoho"), 2, "base_url", _edit('base_url = "http://127.0.0.1', 'xbase_url = "http://127.0.0.1')),
+    Case("bc auth unknown", ("sync", "bc-zoho"), 2, "auth must be", _edit('auth = "entra"', 'auth = "kerberos"')),
+    Case("zoho auth unknown", ("sync", "nav-zoho"), 2, "auth must be", _edit('edition = "enterprise"', 'edition = "enterprise"\nauth = "password"')),
+    Case("overlap of the wrong type", ("sync", "nav-zoho"), 2, "overlap_seconds", _edit("overlap_seconds = 60", 'overlap_seconds = "soon"')),
+    Case("conflict rule unknown", ("sync", "nav-zoho"), 2, "conflict_rule", _append('[pairs.nav-zoho.options]\nconflict_rule = "coin-flip"')),
+    Case("page size of the wrong type", ("sync", "nav-zoho"), 2, "page_size", _edit('api = "odata"', 'api = "odata"\npage_size = "big"')),
+    Case("nav api mode unknown", ("sync", "nav-zoho"), 2, "api must be", _edit('api = "odata"', 'api = "soap"')),
+    Case("pair flows name an unknown flow", ("sync", "nav-zoho"), 2, "has no flow", _edit("overlap_seconds = 60", 'overlap_seconds = 60\nflows = ["customerz"]')),
+    Case("secrets backend unknown", ("sync", "nav-zoho"), 2, "backend", _edit('backend = "file"', 'backend = "vault"')),
+    Case("retry setting of the wrong type", ("sync", "nav-zoho"), 2, "retry_attempts", _edit("retry_attempts = 4", 'retry_attempts = "many"')),
+    # flags, pairs, dates
+    Case("unknown pair", ("sync", "gp-zoho-x"), 2, "No such command"),
+    Case("unknown flow", ("sync", "nav-zoho", "--flow", "customerz"), 2, "has no flow"),
+    Case("unknown option", ("sync", "nav-zoho", "--fulll"), 2, "No such option"),
+    Case("since not a date", ("sync", "nav-zoho", "--since", "yesterday"), 2, "ISO date"),
+    Case("since impossible date", ("sync", "nav-zoho", "--since", "2026-13-45"), 2, "ISO date"),
+    Case("audit since not a date", ("audit", "--since", "last week"), 2, "ISO date"),
+    Case("replay without a filter", ("replay",), 2, "--all"),
+    Case("listen port not a number", ("listen", "--port", "eighty"), 2, "valid integer"),
+    Case("ping an unknown system", ("ping", "navision"), 2, "navision"),
+    # state files
+    Case("state path is a directory", ("--state", "/tmp", "sync", "nav-zoho"), 2, "--state"),
+    Case("state file is not a database", ("sync", "nav-zoho"), 2, "--state", _state(b"these are not the droids\n" * 100)),
+    Case("state file is random bytes", ("status",), 2, "--state", _state(bytes(range(256)) * 64)),
+    Case("state file truncated", ("audit",), 2, "--state", _state(truncate=3000)),
+    Case("state dir cannot be created", ("--state", "/proc/self/nope/state.db", "status"), 2, "--state"),
+    # credentials
+    Case("wrong NAV web service key", ("sync", "nav-zoho"), 4, "secrets set nav password", _secret("nav", "password", "wrong-key-wrong-key")),
+    Case("NAV key missing", ("sync", "nav-zoho"), 2, "secrets set nav password", _secret("nav", "password", None)),
+    Case("wrong Zoho client secret", ("sync", "nav-zoho"), 4, "secrets set zoho client_secret", _secret("zoho", "client_secret", "0" * 42)),
+    Case("wrong Zoho refresh token", ("sync", "nav-zoho"), 4, "mlconnector auth zoho", _secret("zoho", "refresh_token", "1000." + "ab" * 32)),
+    Case("wrong BC client secret", ("sync", "bc-zoho"), 4, "secrets set bc client_secret", _secret("bc", "client_secret", "not-the-secret-at-all")),
+    Case("BC app unknown", ("sync", "bc-zoho"), 4, "check client_id and tenant", _edit('client_id = "', 'client_id = "0')),
+    Case("NAV company misspelt", ("sync", "nav-zoho"), 2, "case-sensitive", _edit('company = "CRONUS International Ltd."', 'company = "cronus international ltd."')),
+    Case("master key of another file", ("sync", "nav-zoho"), 2, "cannot decrypt", _master_key),
+]
+
+
+def _close_nav_port(case: Path) -> None:
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    config = case / "connections.toml"
+    text = config.read_text()
+    start = text.index('base_url = "http://127.0.0.1:')
+    end = text.index("/DynamicsNAV110", start)
+    config.write_text(text[:start] + f'base_url = "http://127.0.0.1:{port}' + text[end:])
+
+
+CASES.append(Case("NAV port closed", ("ping", "nav"), 5, "service tier", _close_nav_port))
+
+
+@pytest.fixture(scope="module")
+def results(tmp_path_factory: pytest.TempPathFactory) -> dict[str, tuple[int, str, str, str, str]]:
+    base = tmp_path_factory.mktemp("bad-input")
+    (base / "rig").mkdir()
+    rig = start_rig(base / "rig", ("nav", "bc"))
+    try:
+        warm = rig.cli("sync", "nav-zoho")  # a state file and cached tokens, as on a host that has run before
+        assert warm.returncode == 0, warm.stderr
+
+        def run(case: Case) -> tuple[str, tuple[int, str, str, str, str]]:
+            directory = base / case.name.replace(" ", "-")
+            shutil.copytree(rig.tmp, directory)
+            env_extra = case.arrange(directory) if case.arrange else None
+            state = directory / "connections.state.db"
+            before = hashlib.sha256(state.read_bytes()).hexdigest() if state.exists() else ""
+            env = rig.env(MLCONNECTOR_CONFIG=str(directory / "connections.toml"), **(env_extra or {}))
+            result = rig.cli(*case.args, env=env, timeout=60)
+            after = hashlib.sha256(state.read_bytes()).hexdigest() if state.exists() else ""
+            return case.name, (result.returncode, result.stdout, result.stderr, before, after)
+
+        with ThreadPoolExecutor(4) as pool:
+            return dict(pool.map(run, CASES))
+    finally:
+        rig.stop()
+
+
+@pytest.mark.parametrize("case", CASES, ids=[c.name for c in CASES])
+def test_a_mistake_gives_one_line_naming_the_fix_and_the_documented_exit_code(case: Case, results):
+    code, out, err, before, after = results[case.name]
+    assert "Traceback" not in out + err, err
+    assert code == case.code, f"exit {code}, documented {case.code}: {err or out}"
+    assert case.says in err + out, err + out
+    if case.args[0] != "ping" and (code != 2 or err.startswith("error: ")):  # ping reports per system
+        lines = [line for line in (err or out).splitlines() if line.strip()]
+        assert len(lines) == 1, f"more than one line: {err}"
+    if case.name.startswith("state file"):
+        assert before == after, "the corrupt state file was changed"
+    count("bad_input_cases")
+
+
+def test_there_are_at_least_thirty_cases():
+    assert len(CASES) >= 30
