@@ -57,6 +57,7 @@ BUILTIN_KINDS: dict[str, str] = {
     "zoho": "mlconnector.systems.zoho",
     "bc": "mlconnector.systems.dynamics",
     "nav": "mlconnector.systems.dynamics",
+    "gp": "mlconnector.systems.gp",
     "zuora": "mlconnector.systems.zuora",
     "finops": "mlconnector.systems.finops",
 }
