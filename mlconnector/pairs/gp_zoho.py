@@ -1,0 +1,267 @@
+"""gp-zoho: Dynamics GP and Zoho CRM. GP customers and vendors (with their contacts) become Zoho Accounts and
+Contacts that sales can see; GP's chart of accounts and journal entries become reference records in two Zoho
+custom modules (so deals can be tagged to a GL account); Zoho sales orders and won deals become GP sales
+orders. GP is polled (it has no webhooks); Zoho changes arrive by watch channel where enabled, else by poll.
+
+Options (``[pairs.gp-zoho.options]``; keys Zoho upserts on must be unique fields there):
+
+    account_key_field      default "Account_Number"  GP customer id (vendors: prefix + vendor id) on the Account
+    vendor_number_prefix   default "V-"
+    vendor_module          default "Accounts"         or "Vendors" (Zoho's Vendors module, key vendor_key_field)
+    vendor_key_field       default "GP_Vendor_Id"     (Vendors module only)
+    contact_key_field      default "GP_Contact_Id"    vendor id/address id of a vendor contact
+    gl_account_key_field   default "GL_Account_Number"   on the custom module GL_Accounts
+    journal_key_field      default "GL_Journal_Id"       on the custom module GL_Journal_Entries
+    order_number_prefix    default "Z"               GP order number = prefix + Zoho SO_Number (or record id)
+    deal_number_prefix     default "D"
+    deal_stages            default ["Closed Won"]    deals in these stages become GP orders
+    deal_item              default "SERVICES"        the GP item a deal's amount is ordered as
+    item_numbers           default {}                Zoho product name -> GP item number (else the name itself)
+    order_skip_statuses    default ["Cancelled"]
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from typing import Any
+
+from mlconnector.errors import RecordError, UnresolvedReference
+from mlconnector.flows import Flow, MapContext, PairSpec, SkipRecord
+from mlconnector.pairs import register
+from mlconnector.systems.base import Record
+
+GL_ACCOUNT_MODULE = "GL_Accounts"
+JOURNAL_MODULE = "GL_Journal_Entries"
+GP_ORDER_NUMBER_LENGTH = 21
+
+DEFAULTS = {"account_key_field": "Account_Number", "vendor_number_prefix": "V-", "vendor_module": "Accounts",
+            "vendor_key_field": "GP_Vendor_Id", "contact_key_field": "GP_Contact_Id",
+            "gl_account_key_field": "GL_Account_Number", "journal_key_field": "GL_Journal_Id",
+            "order_number_prefix": "Z", "deal_number_prefix": "D", "deal_stages": ["Closed Won"],
+            "deal_item": "SERVICES", "item_numbers": {}, "order_skip_statuses": ["Cancelled"]}
+
+
+def option(options: Mapping[str, Any], name: str) -> Any:
+    return options.get(name, DEFAULTS[name])
+
+
+def option_key(name: str) -> Callable[[Mapping[str, Any]], str]:
+    return lambda options: str(option(options, name))
+
+
+def _text(value: Any) -> str | None:
+    if value is None:
+        return None
+    text = str(value).strip()
+    return text or None
+
+
+def _clean(payload: dict[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in payload.items() if v is not None}
+
+
+def _street(address: Mapping[str, Any] | None) -> str | None:
+    if not address:
+        return None
+    return _text(", ".join(p for p in (_text(address.get(k)) for k in ("line1", "line2", "line3")) if p))
+
+
+def _lookup_id(value: Any) -> str | None:
+    return str(value["id"]) if isinstance(value, Mapping) and value.get("id") else None
+
+
+# GP customers and vendors -> Zoho Accounts ---------------------------------------------------------------------
+# Zoho Account field  <- GP field
+ACCOUNT_FIELDS = {
+    "Account_Name": "Name",
+    "Account_Number": "customer id (vendors: prefix + vendor id); options.account_key_field",
+    "Account_Type": '"Customer" or "Vendor"',
+    "Phone": "phone of the default address",
+    "Billing_Street/City/State/Code/Country": "bill-to address (customers) or default address (vendors)",
+    "Shipping_Street/City/State/Code/Country": "ship-to address (customers)",
+    "Credit_Limit": "CreditLimit amount (custom currency field)",
+    "Balance": "Balance (custom currency field; read-only for sales)",
+    "Description": "Comment1",
+}
+
+
+def _address_fields(prefix: str, address: Mapping[str, Any] | None, code_name: str = "Code") -> dict[str, Any]:
+    address = address or {}
+    return {f"{prefix}_Street": _street(address), f"{prefix}_City": _text(address.get("city")),
+            f"{prefix}_State": _text(address.get("state")), f"{prefix}_{code_name}": _text(address.get("postalCode")),
+            f"{prefix}_Country": _text(address.get("country"))}
+
+
+def account_from_customer(customer: Record, ctx: MapContext) -> dict[str, Any]:
+    name = _text(customer.get("name"))
+    if not name:
+        raise RecordError(f"customer {customer.id} has no name; Zoho requires Account_Name", "INVALID_DATA")
+    return _clean({
+        "Account_Name": name, option(ctx.options, "account_key_field"): customer.id, "Account_Type": "Customer",
+        "Phone": _text(customer.get("phone")), "Description": _text(customer.get("comment")),
+        **_address_fields("Billing", customer.get("billingAddress")),
+        **_address_fields("Shipping", customer.get("shippingAddress")),
+        "Credit_Limit": customer.get("creditLimit"), "Balance": customer.get("balance"),
+    })
+
+
+def account_from_vendor(vendor: Record, ctx: MapContext) -> dict[str, Any]:
+    if option(ctx.options, "vendor_module") != "Accounts":
+        raise SkipRecord("vendors go to Zoho's Vendors module (options.vendor_module)")
+    name = _text(vendor.get("name"))
+    if not name:
+        raise RecordError(f"vendor {vendor.id} has no name; Zoho requires Account_Name", "INVALID_DATA")
+    return _clean({
+        "Account_Name": name,
+        option(ctx.options, "account_key_field"): f"{option(ctx.options, 'vendor_number_prefix')}{vendor.id}",
+        "Account_Type": "Vendor", "Phone": _text(vendor.get("phone")), "Description": _text(vendor.get("comment")),
+        **_address_fields("Billing", vendor.get("remitToAddress") or vendor.get("defaultAddress")),
+    })
+
+
+# Zoho Vendor field <- GP field (options.vendor_module = "Vendors")
+VENDOR_FIELDS = {"Vendor_Name": "Name", "GP_Vendor_Id": "vendor id (options.vendor_key_field)",
+                 "Phone": "phone", "Street/City/State/Zip_Code/Country": "remit-to (else default) address"}
+
+
+def zoho_vendor_from_vendor(vendor: Record, ctx: MapContext) -> dict[str, Any]:
+    if option(ctx.options, "vendor_module") != "Vendors":
+        raise SkipRecord("vendors go to Zoho Accounts (options.vendor_module)")
+    name = _text(vendor.get("name"))
+    if not name:
+        raise RecordError(f"vendor {vendor.id} has no name; Zoho requires Vendor_Name", "INVALID_DATA")
+    address = vendor.get("remitToAddress") or vendor.get("defaultAddress") or {}
+    return _clean({"Vendor_Name": name, option(ctx.options, "vendor_key_field"): vendor.id,
+                   "Phone": _text(vendor.get("phone")), "Street": _street(address), "City": _text(address.get("city")),
+                   "State": _text(address.get("state")), "Zip_Code": _text(address.get("postalCode")),
+                   "Country": _text(address.get("country"))})
+
+
+# GP vendor contact persons -> Zoho Contacts ----------------------------------------------------------------------
+def contact_from_vendor_contact(contact: Record, ctx: MapContext) -> dict[str, Any]:
+    name = _text(contact.get("name"))
+    if not name:
+        raise SkipRecord("no contact person on this address")
+    first, _, last = name.rpartition(" ")
+    payload = {"First_Name": _text(first), "Last_Name": last, option(ctx.options, "contact_key_field"): contact.id,
+               "Phone": _text(contact.get("phone")), "Mailing_Street": _street(contact),
+               "Mailing_City": _text(contact.get("city")), "Mailing_State": _text(contact.get("state")),
+               "Mailing_Zip": _text(contact.get("postalCode")), "Mailing_Country": _text(contact.get("country"))}
+    vendor = str(contact.get("vendorId"))
+    if option(ctx.options, "vendor_module") == "Vendors":
+        payload["Vendor_Name"] = {"id": ctx.target_id("vendors_to_vendor_module", vendor, what=f"vendor {vendor}")}
+    else:
+        payload["Account_Name"] = {"id": ctx.target_id("vendors", vendor, what=f"vendor {vendor}")}
+    return _clean(payload)
+
+
+# GL accounts and journal entries -> Zoho reference records --------------------------------------------------------
+# custom module GL_Accounts: Name, GL_Account_Number (unique), Description, Account_Type, Active, Alias
+def gl_account_reference(account: Record, ctx: MapContext) -> dict[str, Any]:
+    description = _text(account.get("description")) or account.id
+    return _clean({"Name": f"{account.id} {description}"[:120], option(ctx.options, "gl_account_key_field"): account.id,
+                   "Description": description, "Account_Type": _text(account.get("accountType")),
+                   "Active": bool(account.get("isActive", True)), "Alias": _text(account.get("alias"))})
+
+
+# custom module GL_Journal_Entries: Name, GL_Journal_Id (unique), Reference, Transaction_Date, Batch, State,
+# Total, GL_Accounts (the account numbers it touches), Lines (one text line per journal line)
+def journal_reference(entry: Record, ctx: MapContext) -> dict[str, Any]:
+    lines = entry.get("lines") or []
+    accounts = sorted({str(line["account"]) for line in lines if line.get("account")})
+    text = "\n".join(f"{line.get('account')}: debit {line.get('debit') or 0:.2f} credit {line.get('credit') or 0:.2f}"
+                     + (f" ({line['description']})" if line.get("description") else "") for line in lines)
+    return _clean({"Name": f"JE {entry.id} {_text(entry.get('reference')) or ''}".strip()[:120],
+                   option(ctx.options, "journal_key_field"): entry.id, "Reference": _text(entry.get("reference")),
+                   "Transaction_Date": entry.get("transactionDate"), "Batch": _text(entry.get("batch")),
+                   "State": _text(entry.get("state")), "Total": entry.get("total"),
+                   "GL_Accounts": ", ".join(accounts) or None, "Lines": text or None})
+
+
+# Zoho Sales_Orders and Deals -> GP sales orders --------------------------------------------------------------------
+def _gp_customer(account: Any, ctx: MapContext, what: str) -> str:
+    account_id = _lookup_id(account)
+    if not account_id:
+        raise RecordError(f"{what} has no Account; a GP sales order needs a customer", "INVALID_DATA")
+    customer = ctx.source_id("customers", account_id)
+    if not customer:
+        name = account.get("name") if isinstance(account, Mapping) else account_id
+        raise UnresolvedReference(f"account {name} is not linked to a GP customer (only accounts that came from "
+                                  "GP customers can order in GP)")
+    return customer
+
+
+def _order_number(prefix: str, number: str, what: str) -> str:
+    value = f"{prefix}{number}"
+    if len(value) > GP_ORDER_NUMBER_LENGTH:
+        raise RecordError(f"{what}: GP order number {value} is longer than {GP_ORDER_NUMBER_LENGTH} characters; "
+                          "shorten the prefix option", "INVALID_DATA")
+    return value
+
+
+def order_from_sales_order(order: Record, ctx: MapContext) -> dict[str, Any]:
+    if _text(order.get("Status")) in option(ctx.options, "order_skip_statuses"):
+        raise SkipRecord(f"status {order.get('Status')}")
+    what = f"sales order {order.get('Subject') or order.id}"
+    items = option(ctx.options, "item_numbers")
+    lines = []
+    for row in order.get("Ordered_Items") or []:
+        product = row.get("Product_Name") if isinstance(row.get("Product_Name"), Mapping) else {}
+        name = _text((product or {}).get("name"))
+        item = items.get(name) or items.get(_lookup_id(product) or "") or name
+        if not item:
+            raise RecordError(f"{what}: a line has no product", "INVALID_DATA")
+        lines.append(_clean({"item": item, "quantity": row.get("Quantity"), "unitPrice": row.get("List_Price"),
+                             "description": _text(row.get("Description"))}))
+    if not lines:
+        raise SkipRecord("no lines")
+    return _clean({"Id": _order_number(option(ctx.options, "order_number_prefix"),
+                                       str(order.get("SO_Number") or order.id), what),
+                   "customerId": _gp_customer(order.get("Account_Name"), ctx, what),
+                   "customerPONumber": _text(order.get("Subject"))[:21] if _text(order.get("Subject")) else None,
+                   "date": _text(order.get("Due_Date")), "lines": lines,
+                   "comment": f"Zoho sales order {order.id}"})
+
+
+def order_from_deal(deal: Record, ctx: MapContext) -> dict[str, Any]:
+    if deal.get("Stage") not in option(ctx.options, "deal_stages"):
+        raise SkipRecord(f"stage {deal.get('Stage')} is not one of options.deal_stages")
+    what = f"deal {deal.get('Deal_Name') or deal.id}"
+    amount = deal.get("Amount")
+    if amount in (None, ""):
+        raise RecordError(f"{what} has no Amount", "INVALID_DATA")
+    return _clean({"Id": _order_number(option(ctx.options, "deal_number_prefix"), deal.id, what),
+                   "customerId": _gp_customer(deal.get("Account_Name"), ctx, what),
+                   "customerPONumber": (_text(deal.get("Deal_Name")) or "")[:21] or None,
+                   "date": _text(deal.get("Closing_Date")),
+                   "lines": [{"item": option(ctx.options, "deal_item"), "quantity": 1, "unitPrice": float(amount),
+                              "description": _text(deal.get("Deal_Name"))}],
+                   "comment": f"Zoho deal {deal.id}"})
+
+
+GP_ZOHO = register(PairSpec(
+    name="gp-zoho",
+    roles={"erp": ("gp",), "crm": ("zoho",)},
+    description="Dynamics GP <-> Zoho CRM: customers, vendors and vendor contacts to Zoho; GL accounts and journal "
+                "entries to Zoho reference modules; Zoho sales orders and won deals to GP sales orders",
+    flows=(
+        Flow("customers", "erp", "customers", "crm", "Accounts", option_key("account_key_field"),
+             account_from_customer, description="GP customers -> Zoho Accounts (addresses, credit limit, balance)"),
+        Flow("vendors", "erp", "vendors", "crm", "Accounts", option_key("account_key_field"), account_from_vendor,
+             description="GP vendors -> Zoho Accounts (Account_Type Vendor)"),
+        Flow("vendors_to_vendor_module", "erp", "vendors", "crm", "Vendors", option_key("vendor_key_field"),
+             zoho_vendor_from_vendor, description="GP vendors -> Zoho Vendors (when options.vendor_module = Vendors)"),
+        Flow("vendor_contacts", "erp", "vendorContacts", "crm", "Contacts", option_key("contact_key_field"),
+             contact_from_vendor_contact, depends_on=("vendors", "vendors_to_vendor_module"),
+             description="Contact persons of GP vendor addresses -> Zoho Contacts"),
+        Flow("gl_accounts", "erp", "glAccounts", "crm", GL_ACCOUNT_MODULE, option_key("gl_account_key_field"),
+             gl_account_reference, description="GP chart of accounts -> Zoho custom module GL_Accounts"),
+        Flow("journal_entries", "erp", "glTransactions", "crm", JOURNAL_MODULE, option_key("journal_key_field"),
+             journal_reference, depends_on=("gl_accounts",),
+             description="GP journal entries -> Zoho custom module GL_Journal_Entries"),
+        Flow("sales_orders_to_gp", "crm", "Sales_Orders", "erp", "salesOrders", "Id", order_from_sales_order,
+             depends_on=("customers",), description="Zoho Sales_Orders -> GP sales orders (CreateSalesOrder)"),
+        Flow("deals_to_gp", "crm", "Deals", "erp", "salesOrders", "Id", order_from_deal, depends_on=("customers",),
+             description="Zoho Deals in a won stage -> GP sales orders"),
+    ),
+))

@@ -1,0 +1,672 @@
+"""Dynamics GP through Web Services for Microsoft Dynamics GP (legacy SOAP endpoint), polled in date windows.
+
+GP has no webhooks and its web server also serves interactive users, so this connector only polls, with few
+requests at a time (``concurrency``, 2 by default, at most 5) and a pause between calls (``delay_seconds``).
+SOAP goes through zeep, reading the WSDL the server publishes; HTTP goes through the shared ApiClient (retries
+of 503 "Server Too Busy", the concurrency limit, the call counter) with Windows authentication
+(Negotiate/NTLM via pyspnego, the same auth the NAV connector uses).
+
+Entities: customers, vendors (GetCustomerList / GetVendorList on a ModifiedDate range, then the full card by
+key), vendorContacts (the contact person of each vendor address), glAccounts (GetGLAccountList has no date
+criterion: the whole list is read and compared with what was last seen, kept next to the state file),
+glTransactions (GetGLTransactionList on ModifiedDate, lines by key) and salesOrders (written with
+CreateSalesOrder and the policy from GetPolicyByOperation; read back by key).
+
+Settings (``[systems.NAME]`` with ``kind = "gp"``; connections.example.toml documents each one): base_url (the
+DynamicsGPService.asmx address), wsdl (URL or file; default base_url + "?wsdl"), company_id, tenant_name,
+user (DOMAIN\\name), auth (windows | basic), concurrency, delay_seconds, window_days, history_start,
+modified_precision (date | datetime), timeout_seconds, namespace, gl_account_types, order_type_id,
+order_batch_id, validation_details.
+
+Secrets (``mlconnector secrets set NAME password``): the Windows password of ``user``. Without ``user`` the
+credentials of the account running mlconnector are used where the platform allows it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+import ssl
+import threading
+import time
+from collections.abc import Callable, Iterator, Mapping
+from datetime import date, datetime, timedelta, timezone
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+import httpx
+from filelock import FileLock
+
+from mlconnector.config import SystemConfig
+from mlconnector.errors import (
+    EXIT_AUTH,
+    EXIT_CONFIG,
+    EXIT_UNREACHABLE,
+    AuthError,
+    ConfigError,
+    MLConnectorError,
+    RemoteError,
+    Unreachable,
+)
+from mlconnector.http import ApiClient, RetryPolicy
+from mlconnector.systems import ConnectorContext, register_kind
+from mlconnector.systems.base import PingResult, Record, WriteResult
+from mlconnector.systems.dynamics import NegotiateAuth
+
+KIND = "gp"
+LEGACY_NS = "http://schemas.microsoft.com/dynamics/gp/2006/01"
+DEFAULT_CONCURRENCY = 2
+MAX_CONCURRENCY = 5
+DEFAULT_DELAY = 0.5
+DEFAULT_PORT = 48620
+ENTITIES = ("customers", "vendors", "vendorContacts", "glAccounts", "glTransactions", "salesOrders")
+WRITABLE = ("salesOrders",)
+_GUID = re.compile(r"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}")
+_ACCESS = re.compile(r"access (is )?denied|not authori[sz]ed|not set up as a dynamics gp user|security", re.I)
+_NOT_FOUND = re.compile(r"could not be found|does not exist", re.I)
+
+
+def register() -> None:
+    register_kind(KIND, GPConnector)
+
+
+def utcnow() -> datetime:
+    return datetime.now(timezone.utc)
+
+
+def _utc(value: Any) -> datetime | None:
+    """A GP date-time as aware UTC; a value without a zone is taken as UTC (the criteria are UTC)."""
+    if value is None:
+        return None
+    if isinstance(value, date) and not isinstance(value, datetime):
+        value = datetime.combine(value, datetime.min.time())
+    if not isinstance(value, datetime):
+        try:
+            value = datetime.fromisoformat(str(value).replace("Z", "+00:00"))
+        except ValueError:
+            return None
+    if value.tzinfo is None:
+        value = value.replace(tzinfo=timezone.utc)
+    return value.astimezone(timezone.utc)
+
+
+def _money(value: Any) -> float | None:
+    if isinstance(value, Mapping):
+        value = value.get("Value")
+    if value is None or value == "":
+        return None
+    return float(value)
+
+
+def _id(value: Any, name: str = "Id") -> str | None:
+    if isinstance(value, Mapping):
+        found = value.get(name)
+        return str(found) if found not in (None, "") else None
+    return None
+
+
+def _text(value: Any) -> str | None:
+    if value is None:
+        return None
+    text = str(value).strip()
+    return text or None
+
+
+def _address(raw: Mapping[str, Any] | None) -> dict[str, Any]:
+    raw = raw or {}
+    phone = raw.get("Phone1")
+    return {"id": _id(raw.get("Key")), "contact": _text(raw.get("ContactPerson")), "line1": _text(raw.get("Line1")),
+            "line2": _text(raw.get("Line2")), "line3": _text(raw.get("Line3")), "city": _text(raw.get("City")),
+            "state": _text(raw.get("State")), "postalCode": _text(raw.get("PostalCode")),
+            "country": _text(raw.get("CountryRegion")),
+            "phone": _text(phone.get("Value") if isinstance(phone, Mapping) else phone)}
+
+
+def _items(holder: Any, name: str) -> list[Any]:
+    """An array property as zeep gives it: a list, or a wrapper with the item name, or None."""
+    if holder is None:
+        return []
+    if isinstance(holder, list):
+        return holder
+    if isinstance(holder, Mapping):
+        inner = holder.get(name)
+        return inner if isinstance(inner, list) else [inner] if inner is not None else []
+    return []
+
+
+def _plain(value: Any) -> Any:
+    """zeep objects (and OrderedDicts) as plain dicts and lists."""
+    from zeep.helpers import serialize_object
+
+    def convert(item: Any) -> Any:
+        if isinstance(item, Mapping):
+            return {k: convert(v) for k, v in item.items()}
+        if isinstance(item, list):
+            return [convert(v) for v in item]
+        return item
+
+    return convert(serialize_object(value, dict))
+
+
+def _cause_chain(exc: BaseException) -> Iterator[BaseException]:
+    seen = set()
+    current: BaseException | None = exc
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        yield current
+        current = current.__cause__ or current.__context__
+
+
+class SeenList:
+    """What the last full reads of a list without a date criterion (GL accounts) looked like: per record a
+    digest and the moment its current content was first seen. A small JSON file next to the state file."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._lock = FileLock(str(path) + ".lock", timeout=30)
+
+    def update(self, entity: str, digests: Mapping[str, str], now: datetime) -> dict[str, datetime]:
+        """Store the current digests; return, per id, when its current content was first seen."""
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        with self._lock:
+            try:
+                data = json.loads(self.path.read_text(encoding="utf-8"))
+            except (OSError, ValueError):
+                data = {}
+            known = data.get(entity, {})
+            fresh: dict[str, list[str]] = {}
+            for record_id, digest in digests.items():
+                before = known.get(record_id)
+                fresh[record_id] = before if before and before[0] == digest else [digest, now.isoformat()]
+            data[entity] = fresh
+            tmp = self.path.with_name(self.path.name + ".tmp")
+            tmp.write_text(json.dumps(data), encoding="utf-8")
+            tmp.replace(self.path)
+        return {record_id: datetime.fromisoformat(entry[1]) for record_id, entry in fresh.items()}
+
+
+def seen_path(context: ConnectorContext, system: str) -> Path:
+    if context.state_dir is not None:
+        return context.state_dir / f"gp-{system}-seen.json"
+    from mlconnector.state import default_state_path
+
+    return default_state_path().parent / f"gp-{system}-seen.json"
+
+
+class GPConnector:
+    """The Dynamics GP connector: see the module docstring for its settings."""
+
+    def __init__(self, system: SystemConfig, context: ConnectorContext, *,
+                 sleep: Callable[[float], None] = time.sleep, now: Callable[[], datetime] = utcnow) -> None:
+        self.name = system.name
+        self.system = system
+        self.context = context
+        self._sleep = sleep
+        self._now = now
+        self.base_url = str(system.setting("base_url", required=True, type_=str)).rstrip("/")
+        if not urlsplit(self.base_url).scheme:
+            raise ConfigError(f"systems.{self.name}.base_url must be the service's address, e.g. "
+                              f"https://gpserver:{DEFAULT_PORT}/DynamicsGPWebServices/DynamicsGPService.asmx")
+        self.wsdl = str(system.setting("wsdl", f"{self.base_url}?wsdl", type_=str))
+        self.company_id = int(system.setting("company_id", required=True, type_=int))
+        self.tenant_name = system.setting("tenant_name", type_=str)
+        self.namespace = str(system.setting("namespace", LEGACY_NS, type_=str))
+        self.concurrency = int(system.setting("concurrency", DEFAULT_CONCURRENCY, type_=int))
+        if not 1 <= self.concurrency <= MAX_CONCURRENCY:
+            raise ConfigError(f"systems.{self.name}.concurrency = {self.concurrency}: GP serves interactive users "
+                              f"from the same servers; use 1 to {MAX_CONCURRENCY}")
+        self.delay = float(system.setting("delay_seconds", DEFAULT_DELAY, type_=(int, float)))
+        if self.delay < 0:
+            raise ConfigError(f"systems.{self.name}.delay_seconds must be 0 or more")
+        self.window = timedelta(days=float(system.setting("window_days", 30, type_=(int, float))))
+        if self.window <= timedelta(0):
+            raise ConfigError(f"systems.{self.name}.window_days must be more than 0")
+        start = str(system.setting("history_start", "2000-01-01", type_=str))
+        try:
+            self.history_start = _utc(datetime.fromisoformat(start)) or datetime(2000, 1, 1, tzinfo=timezone.utc)
+        except ValueError:
+            raise ConfigError(f"systems.{self.name}.history_start = {start!r} is not a date (YYYY-MM-DD)") from None
+        self.precision = str(system.setting("modified_precision", "date", type_=str))
+        if self.precision not in ("date", "datetime"):
+            raise ConfigError(f"systems.{self.name}.modified_precision must be \"date\" or \"datetime\"")
+        self.gl_account_types = list(system.setting("gl_account_types", ["Posting"], type_=list))
+        self.order_type_id = str(system.setting("order_type_id", "STDORD", type_=str))
+        self.order_batch_id = str(system.setting("order_batch_id", "MLCONNECTOR", type_=str))
+        self.validation_details = bool(system.setting("validation_details", True, type_=bool))
+        self.auth_kind = str(system.setting("auth", "windows", type_=str))
+        if self.auth_kind not in ("windows", "basic"):
+            raise ConfigError(f"systems.{self.name}.auth must be \"windows\" or \"basic\"")
+        self.user: str | None = system.setting("user", type_=str)
+        self.http = ApiClient(self.name, auth=self._make_auth(), transport=context.transport,
+                              counter=context.counter, max_concurrency=self.concurrency, sleep=sleep,
+                              timeout=float(system.setting("timeout_seconds", 300, type_=(int, float))),
+                              headers={"User-Agent": "mlconnector"})
+        self.seen = SeenList(seen_path(context, self.name))
+        self._pace_lock = threading.Lock()
+        self._next_start = 0.0
+        self._client: Any = None
+        self._service: Any = None
+        self._client_lock = threading.Lock()
+        self._policies: dict[str, Any] = {}
+
+    def _make_auth(self) -> httpx.Auth:
+        if self.auth_kind == "basic":
+            if not self.user:
+                raise ConfigError(f"systems.{self.name}.user is missing (DOMAIN\\name) for auth = \"basic\"")
+            return httpx.BasicAuth(self.user, self.context.secrets.require(self.name, "password"))
+        password = self.context.secrets.require(self.name, "password") if self.user else None
+        return NegotiateAuth(self.user, password)
+
+    def close(self) -> None:
+        self.http.close()
+
+    # -- HTTP under zeep -----------------------------------------------------------------------------------------
+    def _pace(self) -> None:
+        """At least ``delay_seconds`` between the starts of two calls, whichever thread makes them."""
+        if self.delay <= 0:
+            return
+        with self._pace_lock:
+            wait = self._next_start - time.monotonic()
+            if wait > 0:
+                self._sleep(wait)
+            self._next_start = time.monotonic() + self.delay
+
+    def _http(self, method: str, url: str, **kwargs: Any) -> httpx.Response:
+        self._pace()
+        # Not idempotent for the retry policy: a SOAP fault is HTTP 500 and must not be sent again; 503
+        # ("Server Too Busy") and refused connections still are.
+        response = self.http.request(method, url, idempotent=False, **kwargs)
+        if response.status_code == 401:
+            raise AuthError(self.name, self._refusal())
+        return response
+
+    def _refusal(self) -> str:
+        if self.auth_kind == "windows" and not self.user:
+            return ("Windows authentication refused for the account running mlconnector; set user = "
+                    f"\"DOMAIN\\\\name\" and `mlconnector secrets set {self.name} password`")
+        return (f"Windows authentication refused for {self.user!r}: check the user (DOMAIN\\name) and its "
+                f"password (`mlconnector secrets set {self.name} password`)")
+
+    def _zeep(self) -> Any:
+        """The zeep service bound to base_url (a WSDL's own address is often an internal host name)."""
+        with self._client_lock:
+            if self._service is None:
+                import zeep
+
+                connector = self
+
+                class Transport(zeep.Transport):
+                    def post(self, address: str, message: Any, headers: dict[str, str]) -> httpx.Response:
+                        return connector._http("POST", address, content=message, headers=headers)
+
+                    def _load_remote_data(self, url: str) -> bytes:
+                        response = connector._http("GET", url)
+                        if response.status_code != 200:
+                            raise RemoteError(connector.name, response.status_code, "",
+                                              f"no WSDL at {url}; set wsdl (URL or file) in [systems.{connector.name}]")
+                        return response.content
+
+                try:
+                    client = zeep.Client(self.wsdl, transport=Transport(),
+                                         settings=zeep.Settings(strict=False, xml_huge_tree=True))
+                except (zeep.exceptions.XMLSyntaxError, zeep.exceptions.WsdlSyntaxError) as exc:
+                    raise RemoteError(self.name, 200, "", f"{self.wsdl} is not a WSDL ({exc}); is base_url the "
+                                      "DynamicsGPService.asmx address?") from None
+                binding = next(iter(client.wsdl.bindings))
+                self._client = client
+                self._service = client.create_service(binding, self.base_url)
+        return self._service
+
+    def _context(self) -> dict[str, Any]:
+        self._zeep()
+        try:
+            company = self._client.get_type(f"{{{self.namespace}}}CompanyKey")(Id=self.company_id)
+        except (LookupError, ValueError):
+            company = {"Id": self.company_id}
+        context: dict[str, Any] = {"OrganizationKey": company}
+        if self.tenant_name:
+            context["TenantName"] = self.tenant_name
+        return context
+
+    def call(self, operation: str, **params: Any) -> Any:
+        """One operation with the company context; faults become AuthError / RemoteError with GP's reasons."""
+        import zeep
+
+        service = self._zeep()
+        try:
+            result = getattr(service, operation)(**params, context=self._context())
+        except zeep.exceptions.Fault as fault:
+            raise self._fault(fault, operation) from None
+        except zeep.exceptions.TransportError as exc:
+            raise RemoteError(self.name, exc.status_code, "", f"{operation}: the server did not answer with SOAP "
+                              f"(HTTP {exc.status_code}); is base_url the DynamicsGPService.asmx address?",
+                              retryable=exc.status_code >= 500) from None
+        return _plain(result)
+
+    def _fault(self, fault: Any, operation: str) -> MLConnectorError:
+        detail = {}
+        if fault.detail is not None:
+            for node in fault.detail.iter():
+                name = str(node.tag).rsplit("}", 1)[-1]
+                if node.text and node.text.strip():
+                    detail[name] = node.text.strip()
+        message = str(fault.message or "")
+        kind = detail.get("ExceptionType", "")
+        log_id = detail.get("LogId") or next(iter(_GUID.findall(message)), None)
+        if kind == "SecurityException" or _ACCESS.search(message):
+            return AuthError(self.name, f"{operation}: {message} The domain account "
+                             f"{self.user or '(the current user)'} must be a GP web services user with a role "
+                             "allowing this operation (Dynamics Security Console) and access to company "
+                             f"{self.company_id}.")
+        validation = kind == "ValidationException" or "client" in str(fault.code or "").lower()
+        if validation and log_id and self.validation_details:
+            reasons = self._logged_reasons(log_id)
+            if reasons:
+                message = f"{'; '.join(reasons)} (LogId {log_id})"
+        code = "ValidationException" if validation else (kind or "SystemException")
+        return RemoteError(self.name, 500, code, f"{operation}: {message}", retryable=not validation)
+
+    def _logged_reasons(self, log_id: str) -> list[str]:
+        """The validation messages GP logged for a fault (best effort: none when the lookup fails)."""
+        import zeep
+
+        try:
+            result = _plain(self._zeep().GetLoggedValidationResultByKey(logId=log_id, context=self._context()))
+        except (zeep.exceptions.Error, MLConnectorError):
+            return []
+        errors = _items((result or {}).get("Errors"), "ValidationError")
+        return [str(e.get("Message")) for e in errors if isinstance(e, Mapping) and e.get("Message")]
+
+    # -- reads ---------------------------------------------------------------------------------------------------
+    def _stamp(self, modified: datetime | None, until: datetime) -> datetime | None:
+        """A record's modified time for the engine. GP keeps card changes as a date: such a record is placed at
+        the end of its day, but never at or past ``until`` (the engine's watermark must not pass the read)."""
+        if modified is None:
+            return None
+        if self.precision == "date":
+            modified = datetime.combine(modified.date(), datetime.min.time(), tzinfo=timezone.utc) \
+                + timedelta(days=1) - timedelta(milliseconds=1)
+        return min(modified, until - timedelta(milliseconds=1))
+
+    def _windows(self, since: datetime | None, until: datetime) -> Iterator[tuple[datetime, datetime]]:
+        start = since or self.history_start
+        if self.precision == "date":
+            # GP stamps the day only: start at the previous midnight (and a day earlier, for time zones).
+            start = datetime.combine(start.date() - timedelta(days=1), datetime.min.time(), tzinfo=timezone.utc)
+        end_of_reads = until
+        if self.precision == "date":
+            end_of_reads = datetime.combine(until.date() + timedelta(days=1), datetime.min.time(),
+                                            tzinfo=timezone.utc)
+        while start < end_of_reads:
+            end = min(start + self.window, end_of_reads)
+            yield start, end
+            start = end
+
+    def _range(self, start: datetime, end: datetime) -> dict[str, Any]:
+        return {"From": start, "To": end - timedelta(milliseconds=1)}
+
+    def changes(self, entity: str, since: datetime | None, until: datetime | None = None) -> Iterator[Record]:
+        """Records changed in [since, until), ascending by (modified, id), read in ModifiedDate windows of
+        ``window_days`` (GP returns whole lists: the window bounds each answer)."""
+        until = until or self._now()
+        if entity == "glAccounts":
+            yield from self._gl_account_changes(since, until)
+            return
+        if entity not in ("customers", "vendors", "vendorContacts", "glTransactions"):
+            raise ConfigError(f"{self.name}: reading {entity} is not supported (readable: customers, vendors, "
+                              "vendorContacts, glAccounts, glTransactions)")
+        for start, end in self._windows(since, until):
+            summaries = self._list(entity, {"ModifiedDate": self._range(start, end)})
+            rows = []
+            for summary in summaries:
+                modified = _utc(summary.get("ModifiedDate"))
+                stamp = self._stamp(modified, until)
+                if stamp is None or (since is not None and stamp < since) or stamp >= until:
+                    continue
+                rows.append((stamp, self._summary_id(entity, summary)))
+            for stamp, record_id in sorted(rows):
+                yield from self._full(entity, record_id, stamp)
+
+    def _list(self, entity: str, criteria: dict[str, Any]) -> list[dict[str, Any]]:
+        operation, item = {"customers": ("GetCustomerList", "CustomerSummary"),
+                           "vendors": ("GetVendorList", "VendorSummary"),
+                           "vendorContacts": ("GetVendorList", "VendorSummary"),
+                           "glTransactions": ("GetGLTransactionList", "GLTransactionSummary")}[entity]
+        return [row for row in _items(self.call(operation, criteria=criteria), item) if isinstance(row, Mapping)]
+
+    @staticmethod
+    def _summary_id(entity: str, summary: Mapping[str, Any]) -> str:
+        if entity == "glTransactions":
+            return str(_id(summary.get("Key"), "JournalId"))
+        return str(_id(summary.get("Key")))
+
+    def _full(self, entity: str, record_id: str, stamp: datetime | None) -> Iterator[Record]:
+        if entity == "customers":
+            yield self._customer(self.call("GetCustomerByKey", key={"Id": record_id}), stamp)
+        elif entity == "vendors":
+            yield self._vendor(self.call("GetVendorByKey", key={"Id": record_id}), stamp)
+        elif entity == "vendorContacts":
+            yield from self._vendor_contacts(self._vendor(self.call("GetVendorByKey", key={"Id": record_id}), stamp))
+        elif entity == "glTransactions":
+            yield self._gl_transaction(self.call("GetGLTransactionByKey", key={"JournalId": int(record_id)}), stamp)
+
+    def _party(self, raw: Mapping[str, Any]) -> dict[str, Any]:
+        addresses = [_address(a) for a in _items(raw.get("Addresses"), "CustomerAddress")
+                     + _items(raw.get("Addresses"), "VendorAddress") if isinstance(a, Mapping)]
+        by_id = {a["id"]: a for a in addresses}
+
+        def pick(key: str) -> dict[str, Any] | None:
+            return by_id.get(_id(raw.get(key)) or "")
+
+        default = pick("DefaultAddressKey") or (addresses[0] if addresses else {})
+        number = str(_id(raw.get("Key")))
+        return {"id": number, "number": number, "name": _text(raw.get("Name")), "shortName": _text(raw.get("ShortName")),
+                "isActive": bool(raw.get("IsActive", True)), "isOnHold": bool(raw.get("IsOnHold", False)),
+                "classId": _id(raw.get("ClassKey")), "currency": _text(raw.get("CurrencyKey")),
+                "comment": _text(raw.get("Comment1")), "phone": default.get("phone") if default else None,
+                "addresses": addresses, "defaultAddress": default or None,
+                "createdDate": _utc(raw.get("CreatedDate")), "modifiedDate": _utc(raw.get("ModifiedDate"))}
+
+    def _customer(self, raw: Mapping[str, Any], stamp: datetime | None) -> Record:
+        data = self._party(raw)
+        by_id = {a["id"]: a for a in data["addresses"]}
+        credit = raw.get("CreditLimit") if isinstance(raw.get("CreditLimit"), Mapping) else {}
+        data.update({"statementName": _text(raw.get("StatementName")),
+                     "billingAddress": by_id.get(_id(raw.get("BillToAddressKey")) or "") or data["defaultAddress"],
+                     "shippingAddress": by_id.get(_id(raw.get("ShipToAddressKey")) or "") or data["defaultAddress"],
+                     "creditLimitType": _text((credit or {}).get("Item")),
+                     "creditLimit": _money((credit or {}).get("Amount")), "balance": _money(raw.get("Balance"))})
+        return Record(self.name, "customers", data["id"], stamp, data)
+
+    def _vendor(self, raw: Mapping[str, Any], stamp: datetime | None) -> Record:
+        data = self._party(raw)
+        by_id = {a["id"]: a for a in data["addresses"]}
+        data.update({"checkName": _text(raw.get("CheckName")),
+                     "purchaseAddress": by_id.get(_id(raw.get("PurchaseAddressKey")) or "") or data["defaultAddress"],
+                     "remitToAddress": by_id.get(_id(raw.get("RemitToAddressKey")) or "") or data["defaultAddress"]})
+        return Record(self.name, "vendors", data["id"], stamp, data)
+
+    def _vendor_contacts(self, vendor: Record) -> Iterator[Record]:
+        for address in vendor.get("addresses") or []:
+            if address.get("contact"):
+                contact_id = f"{vendor.id}/{address['id']}"
+                yield Record(self.name, "vendorContacts", contact_id, vendor.modified,
+                             {**address, "id": contact_id, "addressId": address["id"], "vendorId": vendor.id,
+                              "vendorName": vendor.get("name"), "name": address["contact"]})
+
+    def _gl_transaction(self, raw: Mapping[str, Any], stamp: datetime | None) -> Record:
+        lines = []
+        for line in _items(raw.get("Lines"), "GLTransactionLine"):
+            if isinstance(line, Mapping):
+                lines.append({"sequence": line.get("SequenceNumber"), "account": _id(line.get("GLAccountKey")),
+                              "debit": _money(line.get("DebitAmount")) or 0.0,
+                              "credit": _money(line.get("CreditAmount")) or 0.0,
+                              "description": _text(line.get("Description"))})
+        journal = str(_id(raw.get("Key"), "JournalId"))
+        transaction_date = _utc(raw.get("TransactionDate"))
+        data = {"id": journal, "journalId": journal, "reference": _text(raw.get("Reference")),
+                "batch": _id(raw.get("BatchKey")), "state": _text(raw.get("TransactionState")),
+                "transactionDate": transaction_date.date().isoformat() if transaction_date else None,
+                "lines": lines, "total": round(sum(l["debit"] for l in lines), 2),
+                "modifiedDate": _utc(raw.get("ModifiedDate"))}
+        return Record(self.name, "glTransactions", journal, stamp, data)
+
+    def _gl_accounts(self) -> list[dict[str, Any]]:
+        criteria = {"AccountType": {"Items": {"string": self.gl_account_types}}} if self.gl_account_types else {}
+        out = []
+        for row in _items(self.call("GetGLAccountList", criteria=criteria), "GLAccountSummary"):
+            if isinstance(row, Mapping):
+                number = str(_id(row.get("Key")))
+                out.append({"id": number, "number": number, "alias": _text(row.get("Alias")),
+                            "description": _text(row.get("Description")), "isActive": bool(row.get("IsActive", True)),
+                            "accountType": _text(row.get("AccountType")),
+                            "modifiedDate": _utc(row.get("ModifiedDate"))})
+        return out
+
+    def _gl_account_changes(self, since: datetime | None, until: datetime) -> Iterator[Record]:
+        """The whole chart of accounts, compared with the last read: an account is new or changed when its
+        content differs; it then counts as modified at the moment this connector first saw that content. An
+        account whose content was first seen before ``since`` is already synced and is not handed out again."""
+        accounts = self._gl_accounts()
+        digests = {a["id"]: hashlib.sha256(json.dumps(a, sort_keys=True, default=str).encode()).hexdigest()
+                   for a in accounts}
+        first_seen = self.seen.update("glAccounts", digests, until - timedelta(milliseconds=1))
+        rows = []
+        for account in accounts:
+            stamp = min(first_seen[account["id"]], until - timedelta(milliseconds=1))
+            if since is None or stamp >= since:
+                rows.append((stamp, account["id"], account))
+        for stamp, _, account in sorted(rows, key=lambda r: (r[0], r[1])):
+            yield Record(self.name, "glAccounts", account["id"], stamp, account)
+
+    def get(self, entity: str, id: str) -> Record | None:
+        """The current record (replay and re-reads); None when GP no longer has it."""
+        try:
+            if entity == "glAccounts":
+                found = next((a for a in self._gl_accounts() if a["id"] == id), None)
+                return Record(self.name, entity, id, None, found) if found else None
+            if entity == "vendorContacts":
+                vendor_id, _, address_id = id.partition("/")
+                vendor = self._vendor(self.call("GetVendorByKey", key={"Id": vendor_id}), None)
+                return next((c for c in self._vendor_contacts(vendor) if c.get("addressId") == address_id), None)
+            if entity == "salesOrders":
+                return self._sales_order(self.call("GetSalesOrderByKey", key={"Id": id}))
+            if entity not in ("customers", "vendors", "glTransactions"):
+                raise ConfigError(f"{self.name}: unknown entity {entity!r}; known: {', '.join(ENTITIES)}")
+            return next(iter(self._full(entity, id, None)), None)
+        except RemoteError as exc:
+            if exc.code == "ValidationException" and _NOT_FOUND.search(exc.message):
+                return None
+            raise
+
+    def _sales_order(self, raw: Mapping[str, Any]) -> Record:
+        number = str(_id(raw.get("Key")))
+        lines = [{"item": _id(l.get("ItemKey")), "description": _text(l.get("ItemDescription")),
+                  "quantity": _money(l.get("Quantity")), "unitPrice": _money(l.get("UnitPrice"))}
+                 for l in _items(raw.get("Lines"), "SalesOrderLine") if isinstance(l, Mapping)]
+        data = {"id": number, "Id": number, "customerId": _id(raw.get("CustomerKey")),
+                "customerPONumber": _text(raw.get("CustomerPONumber")), "lines": lines,
+                "total": _money(raw.get("TotalAmount"))}
+        return Record(self.name, "salesOrders", number, _utc(raw.get("ModifiedDate")), data)
+
+    # -- writes --------------------------------------------------------------------------------------------------
+    def _policy(self, operation: str) -> Any:
+        if operation not in self._policies:
+            self._policies[operation] = self.call("GetPolicyByOperation", operation=operation)
+        return self._policies[operation]
+
+    def write(self, entity: str, payloads: list[dict[str, Any]], key: str,
+              ids: list[str | None] | None = None) -> list[WriteResult]:
+        """Create sales orders with CreateSalesOrder and its policy. The order number comes from ``key`` in the
+        payload (GP takes a given number as is), so a re-run finds the order instead of creating it twice. GP
+        owns an order once it exists: later changes on the other side are reported as skipped, not sent."""
+        if entity not in WRITABLE:
+            raise ConfigError(f"{self.name}: writing {entity} is not supported (writable: {', '.join(WRITABLE)})")
+        known = ids or [None] * len(payloads)
+        return [self._create_order(payload, key, linked) for payload, linked in zip(payloads, known)]
+
+    def _create_order(self, payload: Mapping[str, Any], key: str, linked: str | None) -> WriteResult:
+        number = _text(linked) or _text(payload.get(key))
+        if not number:
+            return WriteResult("fail", error=f"the order has no {key}: GP order numbers are set by the pair",
+                               error_class="INVALID_DATA")
+        try:
+            existing = self.get("salesOrders", number)
+        except RemoteError as exc:
+            if exc.retryable:
+                raise
+            return WriteResult("fail", error=str(exc), error_class=exc.code or "gp")
+        if existing is not None:
+            if linked:
+                return WriteResult("skip", number, error=f"sales order {number} is already in GP; changes after "
+                                   "it was created are not sent (GP owns the order)")
+            return WriteResult("update", number, existing.modified)  # created by an earlier, interrupted run
+        order = {"Key": {"Id": number}, "DocumentTypeKey": {"Type": "Order", "Id": self.order_type_id},
+                 "CustomerKey": {"Id": payload.get("customerId")},
+                 "BatchKey": {"Id": payload.get("batchId") or self.order_batch_id},
+                 "Date": payload.get("date"), "CustomerPONumber": payload.get("customerPONumber"),
+                 "Comment": payload.get("comment"),
+                 "Lines": {"SalesOrderLine": [
+                     {"ItemKey": {"Id": line.get("item")}, "ItemDescription": line.get("description"),
+                      "Quantity": {"Value": line.get("quantity")},
+                      **({"UnitPrice": {"Value": line["unitPrice"]}} if line.get("unitPrice") is not None else {})}
+                     for line in payload.get("lines") or []]}}
+        try:
+            self.call("CreateSalesOrder", salesOrder=order, policy=self._policy("CreateSalesOrder"))
+        except RemoteError as exc:
+            if exc.retryable:
+                raise
+            return WriteResult("fail", error=str(exc), error_class=exc.code or "gp")
+        return WriteResult("create", number, self._now())
+
+    # -- ping ----------------------------------------------------------------------------------------------------
+    def ping(self) -> PingResult:
+        """WSDL reachable with Windows authentication, the account mapped to a GP user with access to the company,
+        the CreateSalesOrder policy readable. A closed port is tried twice, not through the sync's backoff."""
+        patient, self.http.retry = self.http.retry, RetryPolicy(attempts=2, max_wait=2.0)
+        details = [f"Web Services (legacy SOAP endpoint), auth {self.auth_kind} as {self.user or 'the current user'}",
+                   f"at most {self.concurrency} concurrent requests, {self.delay:g} s between calls"]
+        try:
+            self._zeep()
+            details.append("WSDL read")
+            self.call("GetCustomerList", criteria={"Id": {"EqualValue": ""}})
+            details.append(f"company {self.company_id} readable")
+            self._policy("CreateSalesOrder")
+            details.append("CreateSalesOrder policy available")
+        except AuthError as exc:
+            return PingResult(self.name, False, self.base_url, tuple(details), error=str(exc), exit_code=EXIT_AUTH)
+        except Unreachable as exc:
+            return PingResult(self.name, False, self.base_url, tuple(details), error=self._unreachable(exc),
+                              exit_code=EXIT_UNREACHABLE)
+        except RemoteError as exc:
+            error = str(exc)
+            if exc.code == "ValidationException" and "company" in exc.message.lower():
+                return PingResult(self.name, False, self.base_url, tuple(details), exit_code=EXIT_CONFIG,
+                                  error=f"{error}; check company_id in [systems.{self.name}] (the sample company "
+                                        "is -1)")
+            return PingResult(self.name, False, self.base_url, tuple(details), error=error,
+                              exit_code=EXIT_UNREACHABLE)
+        except MLConnectorError as exc:
+            return PingResult(self.name, False, self.base_url, tuple(details), error=str(exc),
+                              exit_code=getattr(exc, "exit_code", EXIT_UNREACHABLE))
+        finally:
+            self.http.retry = patient
+        warnings = []
+        if self.auth_kind == "basic" and self.base_url.startswith("http://"):
+            warnings.append("Basic authentication over plain http exposes the domain password: use https")
+        return PingResult(self.name, True, self.base_url, tuple(details), tuple(warnings))
+
+    def _unreachable(self, exc: Unreachable) -> str:
+        for cause in _cause_chain(exc):
+            if isinstance(cause, ssl.SSLError) or "CERTIFICATE" in str(cause).upper() or "SSL" in str(cause):
+                return (f"{exc}; certificate problem: {cause}. The server's certificate must be trusted by this "
+                        "host (point SSL_CERT_FILE at a bundle with your CA) and name the host in base_url")
+        port = urlsplit(self.base_url).port or DEFAULT_PORT
+        host = urlsplit(self.base_url).hostname
+        return (f"{exc}; the GP web service is not reachable: is port {port} on {host} open through the "
+                "firewall from this host, and the Microsoft Dynamics GP Service Host running?")
+
+
+__all__ = ["GPConnector", "register", "SeenList", "ENTITIES"]
