@@ -9,7 +9,8 @@ from mlconnector.flows import PairSpec
 
 # Pair modules shipped with the tool, imported when the registry is first read.
 BUILTIN_MODULES: tuple[str, ...] = ("mlconnector.pairs.nav_zoho", "mlconnector.pairs.bc_zoho",
-                                  "mlconnector.pairs.nav_zuora", "mlconnector.pairs.fo_zoho")
+                                  "mlconnector.pairs.nav_zuora", "mlconnector.pairs.fo_zoho",
+                                  "mlconnector.pairs.gp_zoho")
 
 _PAIRS: dict[str, PairSpec] = {}
 _loaded = False
