@@ -1,0 +1,267 @@
+"""The F&O connector against the F&O sandbox: it reads only across companies for its legal entity, pages by
+nextLink, honours Retry-After, books each document once (also when its link was lost or a crash cut it short),
+refuses a document whose line does not resolve, and ping says what is wrong."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from datetime import timedelta
+from typing import Any
+
+import httpx
+import pytest
+
+from mlconnector.config import SystemConfig
+from mlconnector.errors import ConfigError
+from mlconnector.sandbox.common import Faults, InProcessTransport
+from mlconnector.sandbox.finops import FinOpsSandbox, create_app
+from mlconnector.secrets import SecretStore
+from mlconnector.systems import ConnectorContext
+from mlconnector.systems.finops import FinOpsConnector, enum_literal
+
+TENANT = "contoso.onmicrosoft.com"
+CLIENT_ID = "5e1f0000-0000-4000-8000-0000000000f0"
+SECRET = "fo~connector-secret-3c2b1a"
+ENVIRONMENT = "contoso-test.sandbox.operations.dynamics.com"
+SETTINGS = {"environment": ENVIRONMENT, "base_url": "http://fo.test", "tenant": TENANT, "client_id": CLIENT_ID,
+            "legal_entity": "USMF", "token_url": f"http://fo.test/{TENANT}/oauth2/v2.0/token"}
+
+
+class Recording(httpx.BaseTransport):
+    def __init__(self, inner: httpx.BaseTransport) -> None:
+        self.inner = inner
+        self.requests: list[httpx.Request] = []
+        self.intercept: Callable[[httpx.Request], httpx.Response | None] | None = None
+
+    def handle_request(self, request: httpx.Request) -> httpx.Response:
+        self.requests.append(request)
+        if self.intercept is not None:
+            answer = self.intercept(request)
+            if answer is not None:
+                return answer
+        return self.inner.handle_request(request)
+
+    def data_gets(self) -> list[httpx.Request]:
+        return [r for r in self.requests if r.method == "GET" and "/data/" in r.url.path
+                and r.url.path.rstrip("/") != "/data" and "LegalEntities" not in r.url.path]
+
+
+class Env:
+    def __init__(self, faults: Faults | None = None) -> None:
+        app = create_app(faults=faults, resource=f"https://{ENVIRONMENT}")
+        self.fo: FinOpsSandbox = app.state.finops
+        self.fo.register_app(TENANT, CLIENT_ID, SECRET, default_company="dat")
+        self.fo.seed_demo("usmf")
+        self.inner = InProcessTransport(app)
+        self.transport = Recording(self.inner)
+        self.sleeps: list[float] = []
+        self.made: list[FinOpsConnector] = []
+        SecretStore().set("fo", "client_secret", SECRET)
+
+    def connector(self, **overrides: Any) -> FinOpsConnector:
+        made = FinOpsConnector(SystemConfig("fo", "finops", {**SETTINGS, **overrides}),
+                               ConnectorContext(secrets=SecretStore(), transport=self.transport),
+                               sleep=self.sleeps.append)
+        self.made.append(made)
+        return made
+
+    def close(self) -> None:
+        for made in self.made:
+            made.close()
+        self.inner.close()
+
+
+@pytest.fixture
+def env() -> Iterator[Env]:
+    made = Env()
+    yield made
+    made.close()
+
+
+def order(reference: str, customer: str = "US-001", items: tuple[tuple[str, float], ...] = (("D0001", 2),)
+          ) -> dict[str, Any]:
+    return {"OrderingCustomerAccountNumber": customer, "CustomersOrderReference": reference,
+            "lines": [{"ItemNumber": i, "OrderedSalesQuantity": q, "SalesPrice": 10.0} for i, q in items]}
+
+
+def test_settings_name_what_is_missing(env: Env):
+    with pytest.raises(ConfigError, match="legal_entity is missing"):
+        FinOpsConnector(SystemConfig("fo", "finops", {k: v for k, v in SETTINGS.items() if k != "legal_entity"}),
+                        ConnectorContext(secrets=SecretStore()))
+    with pytest.raises(ConfigError, match="environment is missing"):
+        FinOpsConnector(SystemConfig("fo", "finops", {"tenant": TENANT, "client_id": CLIENT_ID,
+                                                      "legal_entity": "usmf"}), ConnectorContext(secrets=SecretStore()))
+
+
+def test_every_read_is_cross_company_for_the_legal_entity_and_pages_by_next_link(env: Env):
+    env.fo.seed("usmf", "ReleasedProductsV2", [{"ItemNumber": f"P{i:03d}", "ProductNumber": f"P{i:03d}"}
+                                                for i in range(7)])
+    fo = env.connector(page_size=4)
+
+    items = [r.id for r in fo.changes("ReleasedProductsV2", None)]
+    customers = list(fo.changes("CustomersV3", None))
+
+    assert len(items) == len(set(items)) == 10
+    assert [c.id for c in customers] == ["US-001", "US-002", "US-003"] and customers[0].modified is None
+    gets = env.transport.data_gets()
+    assert len(gets) == 4  # three pages of products, one of customers
+    for request in gets:
+        assert request.url.params.get("cross-company") == "true"
+        assert request.url.params["$filter"].startswith("dataAreaId eq 'usmf'")
+        assert request.headers["Prefer"] == "odata.maxpagesize=4"
+
+
+def test_a_modified_field_makes_reads_incremental(env: Env):
+    env.fo.add_modified_field("CustomersV3")
+    fo = env.connector(modified_fields={"CustomersV3": "ModifiedDateTime"})
+    first = list(fo.changes("CustomersV3", None))
+    mark = max(r.modified for r in first)
+    env.fo.advance(seconds=5)
+    env.fo.modify("usmf", "CustomersV3", "US-002", AddressCity="Pasadena")
+
+    later = list(fo.changes("CustomersV3", mark + timedelta(milliseconds=1)))
+
+    assert [r.id for r in later] == ["US-002"] and later[0]["AddressCity"] == "Pasadena"
+    assert "ModifiedDateTime ge" in env.transport.requests[-1].url.params["$filter"]
+
+
+def test_read_filters_take_enum_literals(env: Env):
+    blocked = enum_literal("CustVendorBlocked", "No")
+    fo = env.connector(read_filters={"CustomersV3": f"OnHoldStatus eq {blocked}"})
+    assert [r.id for r in fo.changes("CustomersV3", None)] == ["US-001", "US-002"]
+    assert blocked == "Microsoft.Dynamics.DataEntities.CustVendorBlocked'No'"
+
+
+def test_429_is_retried_after_the_announced_seconds():
+    env = Env(Faults.parse("429=1,retry_after=3"))
+    try:
+        fo = env.connector()
+        env.fo.faults.rate_limit = 0.0
+        calls = {"n": 0}
+
+        def throttle_twice(request: httpx.Request) -> httpx.Response | None:
+            if "/data/" in request.url.path and calls["n"] < 2:
+                calls["n"] += 1
+                return httpx.Response(429, headers={"Retry-After": "3"}, json={"error": {"message": "busy"}})
+            return None
+
+        env.transport.intercept = throttle_twice
+        assert len(list(fo.changes("VendorsV2", None))) == 2
+        assert env.sleeps == [3.0, 3.0]
+    finally:
+        env.close()
+
+
+def test_an_expired_token_is_replaced_once_and_cached_between_connectors():
+    env = Env(Faults.parse("token_ttl=0"))
+    try:
+        fo = env.connector()
+        with pytest.raises(Exception, match="refused the access token"):
+            list(fo.changes("VendorsV2", None))
+        assert env.fo.tokens_issued == 2  # the first, then one replacement after the 401; no loop
+        env.fo.faults.token_ttl = None
+        fo.auth.token(force=True)
+        again = env.connector()
+        assert len(list(again.changes("VendorsV2", None))) == 2
+        assert env.fo.tokens_issued == 3  # the second connector reused the cached token
+    finally:
+        env.close()
+
+
+def test_an_order_is_booked_once_even_when_its_link_was_lost(env: Env):
+    fo = env.connector()
+    [created] = fo.write("SalesOrderHeadersV2", [order("zoho-1")], "CustomersOrderReference")
+    assert created.action == "create" and created.target_id
+
+    [again] = fo.write("SalesOrderHeadersV2", [order("zoho-1")], "CustomersOrderReference")  # no id: link lost
+    [by_id] = fo.write("SalesOrderHeadersV2", [order("zoho-1")], "CustomersOrderReference", ids=[created.target_id])
+
+    assert again.action == by_id.action == "update" and again.target_id == by_id.target_id == created.target_id
+    assert len(env.fo.records("usmf", "SalesOrderHeadersV2")) == 1
+    assert len(env.fo.records("usmf", "SalesOrderLines")) == 1
+    record = fo.get("SalesOrderHeadersV2", created.target_id)
+    assert record is not None and [x["ItemNumber"] for x in record["lines"]] == ["D0001"]
+
+
+def test_a_crash_between_header_and_lines_is_completed_by_the_next_write(env: Env):
+    fo = env.connector()
+    cut = {"on": True}
+
+    def drop_second_line(request: httpx.Request) -> httpx.Response | None:
+        if cut["on"] and request.method == "POST" and request.url.path.endswith("/SalesOrderLines") \
+                and b'"LineCreationSequenceNumber": 2' in request.content.replace(b'":2', b'": 2'):
+            raise httpx.ReadTimeout("connection lost", request=request)
+        return None
+
+    env.transport.intercept = drop_second_line
+    with pytest.raises(Exception, match="may or may not have been applied"):
+        fo.write("SalesOrderHeadersV2", [order("zoho-2", items=(("D0001", 1), ("D0003", 2)))],
+                 "CustomersOrderReference")
+    assert len(env.fo.records("usmf", "SalesOrderLines")) == 1
+    cut["on"] = False
+
+    [done] = fo.write("SalesOrderHeadersV2", [order("zoho-2", items=(("D0001", 1), ("D0003", 2)))],
+                      "CustomersOrderReference")
+
+    assert done.action == "update"
+    assert len(env.fo.records("usmf", "SalesOrderHeadersV2")) == 1
+    lines = env.fo.lines("usmf", "SalesOrderHeadersV2", done.target_id)
+    assert [(x["ItemNumber"], x["LineCreationSequenceNumber"]) for x in lines] == [("D0001", 1), ("D0003", 2)]
+
+
+def test_a_document_whose_line_or_customer_does_not_resolve_writes_nothing(env: Env):
+    fo = env.connector()
+    [bad_item] = fo.write("SalesOrderHeadersV2", [order("zoho-3", items=(("D0001", 1), ("NOPE", 1)))],
+                          "CustomersOrderReference")
+    [bad_customer] = fo.write("SalesOrderHeadersV2", [order("zoho-4", customer="US-999")],
+                              "CustomersOrderReference")
+
+    assert bad_item.action == "fail" and bad_item.error_class == "unresolved_reference"
+    assert "line 2: item NOPE is not a released product in legal entity usmf" in (bad_item.error or "")
+    assert bad_customer.action == "fail" and "customer account US-999 does not exist" in (bad_customer.error or "")
+    assert env.fo.records("usmf", "SalesOrderHeadersV2") == []
+
+
+def test_free_text_invoices_are_booked_once_unposted_and_never_moved_to_another_customer(env: Env):
+    fo = env.connector()
+    invoice = {"CustomerAccount": "US-002", "CustomerReference": "zoho-inv-1", "InvoiceDate": "2026-11-02T12:00:00Z",
+               "lines": [{"ItemNumber": "T0001", "Description": "T0001 cable", "Quantity": 3, "UnitPrice": 12.5,
+                          "MainAccountDisplayValue": "401100"}]}
+    [created] = fo.write("FreeTextInvoiceHeaders", [invoice], "CustomerReference")
+    [again] = fo.write("FreeTextInvoiceHeaders", [invoice], "CustomerReference")
+    [moved] = fo.write("FreeTextInvoiceHeaders", [{**invoice, "CustomerAccount": "US-001"}], "CustomerReference")
+
+    assert created.action == "create" and again.target_id == created.target_id
+    assert moved.action == "fail" and moved.error_class == "conflict"
+    [header] = env.fo.records("usmf", "FreeTextInvoiceHeaders")
+    assert header["IsPosted"] == "No" and header["CustomerAccount"] == "US-002"
+    [line] = env.fo.records("usmf", "FreeTextInvoiceLines")
+    assert "ItemNumber" not in line and line["ParentRecId"] == header["InvoiceIdentifier"]
+
+
+def test_writing_master_data_is_refused(env: Env):
+    with pytest.raises(ConfigError, match="not supported"):
+        env.connector().write("CustomersV3", [{"CustomerAccount": "X"}], "CustomerAccount")
+
+
+def test_ping_checks_token_environment_legal_entity_and_entities(env: Env):
+    ok = env.connector().ping()
+    assert ok.ok, ok.error
+    assert any("legal entity USMF" in d for d in ok.details) and any("readable: CustomersV3" in d for d in ok.details)
+    assert any("modified_fields" in w for w in ok.warnings)
+
+    wrong = env.connector(legal_entity="usmx").ping()
+    assert not wrong.ok and wrong.exit_code == 2 and "USMF" in (wrong.error or "") and "DAT" in (wrong.error or "")
+
+    env.fo.register_app(TENANT, "not-in-fo", "x", user_id=None)
+    SecretStore().set("fo2", "client_secret", "x")
+    unregistered = FinOpsConnector(SystemConfig("fo2", "finops", {**SETTINGS, "client_id": "not-in-fo"}),
+                                   ConnectorContext(secrets=SecretStore(), transport=env.transport)).ping()
+    assert not unregistered.ok and unregistered.exit_code == 4 and "Microsoft Entra applications" in unregistered.error
+
+    SecretStore().set("fo", "client_secret", "wrong")
+    SecretStore().delete("fo", "access_token_cache")
+    refused = env.connector().ping()
+    assert not refused.ok and refused.exit_code == 4 and "client secret refused" in (refused.error or "")
+    for result in (ok, wrong, unregistered, refused):
+        assert SECRET not in repr(result)
