@@ -39,7 +39,8 @@ Where the sandbox deviates or decides what Zuora leaves open:
 
 - A reused Idempotency-Key with a different body: undocumented by Zuora; 422 here (``body_mismatch="reject"``),
   or a plain replay with ``body_mismatch="replay"``. Injected faults (429, 5xx) are answered before the key is
-  looked at and are not remembered.
+  looked at and are not remembered. A replayed answer carries ``Idempotent-Replayed: true``, a sandbox marker
+  (Zuora documents no such header); clients must not depend on it.
 - Which 6-digit resource code goes with which object is the sandbox's choice, except Orders (531003).
 - The token endpoint's refusal bodies (``{"message": "Invalid client credentials"}``) are the sandbox's wording;
   the AUTH limit is one per-tenant window (2,000 a minute), not per IP.
