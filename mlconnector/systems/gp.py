@@ -14,7 +14,7 @@ CreateSalesOrder and the policy from GetPolicyByOperation; read back by key).
 
 Settings (``[systems.NAME]`` with ``kind = "gp"``; connections.example.toml documents each one): base_url (the
 DynamicsGPService.asmx address), wsdl (URL or file; default base_url + "?wsdl"), company_id, tenant_name,
-user (DOMAIN\\name), auth (windows | basic), concurrency, delay_seconds, window_days, history_start,
+user (DOMAIN\\name), auth (windows | basic), concurrency, delay_seconds, window_days, window_records, history_start,
 modified_precision (date | datetime), timeout_seconds, namespace, gl_account_types, order_type_id,
 order_batch_id, validation_details.
 
@@ -61,6 +61,7 @@ DEFAULT_CONCURRENCY = 2
 MAX_CONCURRENCY = 5
 DEFAULT_DELAY = 0.5
 DEFAULT_PORT = 48620
+MAX_WINDOW = timedelta(days=3660)
 ENTITIES = ("customers", "vendors", "vendorContacts", "glAccounts", "glTransactions", "salesOrders")
 WRITABLE = ("salesOrders",)
 _GUID = re.compile(r"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}")
@@ -223,6 +224,7 @@ class GPConnector:
         self.window = timedelta(days=float(system.setting("window_days", 30, type_=(int, float))))
         if self.window <= timedelta(0):
             raise ConfigError(f"systems.{self.name}.window_days must be more than 0")
+        self.window_records = int(system.setting("window_records", 500, type_=int))
         start = str(system.setting("history_start", "2000-01-01", type_=str))
         try:
             self.history_start = _utc(datetime.fromisoformat(start)) or datetime(2000, 1, 1, tzinfo=timezone.utc)
@@ -390,19 +392,14 @@ class GPConnector:
                 + timedelta(days=1) - timedelta(milliseconds=1)
         return min(modified, until - timedelta(milliseconds=1))
 
-    def _windows(self, since: datetime | None, until: datetime) -> Iterator[tuple[datetime, datetime]]:
+    def _bounds(self, since: datetime | None, until: datetime) -> tuple[datetime, datetime]:
         start = since or self.history_start
+        end = until
         if self.precision == "date":
-            # GP stamps the day only: start at the previous midnight (and a day earlier, for time zones).
+            # GP stamps the day only: from the previous midnight (a day earlier, for time zones) to the next.
             start = datetime.combine(start.date() - timedelta(days=1), datetime.min.time(), tzinfo=timezone.utc)
-        end_of_reads = until
-        if self.precision == "date":
-            end_of_reads = datetime.combine(until.date() + timedelta(days=1), datetime.min.time(),
-                                            tzinfo=timezone.utc)
-        while start < end_of_reads:
-            end = min(start + self.window, end_of_reads)
-            yield start, end
-            start = end
+            end = datetime.combine(until.date() + timedelta(days=1), datetime.min.time(), tzinfo=timezone.utc)
+        return start, end
 
     def _range(self, start: datetime, end: datetime) -> dict[str, Any]:
         return {"From": start, "To": end - timedelta(milliseconds=1)}
@@ -417,17 +414,25 @@ class GPConnector:
         if entity not in ("customers", "vendors", "vendorContacts", "glTransactions"):
             raise ConfigError(f"{self.name}: reading {entity} is not supported (readable: customers, vendors, "
                               "vendorContacts, glAccounts, glTransactions)")
-        for start, end in self._windows(since, until):
+        start, end_of_reads = self._bounds(since, until)
+        window = self.window
+        while start < end_of_reads:
+            end = min(start + window, end_of_reads)
             summaries = self._list(entity, {"ModifiedDate": self._range(start, end)})
             rows = []
             for summary in summaries:
-                modified = _utc(summary.get("ModifiedDate"))
-                stamp = self._stamp(modified, until)
+                stamp = self._stamp(_utc(summary.get("ModifiedDate")), until)
                 if stamp is None or (since is not None and stamp < since) or stamp >= until:
                     continue
                 rows.append((stamp, self._summary_id(entity, summary)))
             for stamp, record_id in sorted(rows):
                 yield from self._full(entity, record_id, stamp)
+            start = end
+            # Quiet stretches (years of history on a first load) are read in wider windows, busy ones narrower.
+            if len(summaries) * 4 < self.window_records:
+                window = min(window * 4, MAX_WINDOW)
+            elif len(summaries) > self.window_records:
+                window = max(window / 2, timedelta(days=1))
 
     def _list(self, entity: str, criteria: dict[str, Any]) -> list[dict[str, Any]]:
         operation, item = {"customers": ("GetCustomerList", "CustomerSummary"),
