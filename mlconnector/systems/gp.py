@@ -332,7 +332,7 @@ class GPConnector:
             context["TenantName"] = self.tenant_name
         return context
 
-    def call(self, operation: str, **params: Any) -> Any:
+    def call(self, operation: str, /, **params: Any) -> Any:
         """One operation with the company context; faults become AuthError / RemoteError with GP's reasons."""
         import zeep
 

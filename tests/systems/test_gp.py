@@ -1,0 +1,210 @@
+"""The GP connector against the GP sandbox: date windows on ModifiedDate, the chart of accounts compared with
+the last read, sales orders created once with their policy, ping's explanations, and the limits it keeps
+(concurrent requests, the pause between calls)."""
+
+from __future__ import annotations
+
+import socket
+import threading
+from datetime import datetime, timedelta, timezone
+
+import pytest
+
+from mlconnector.config import SystemConfig
+from mlconnector.errors import ConfigError
+from mlconnector.sandbox.common import HostRouter, InProcessTransport
+from mlconnector.sandbox.gp import create_app
+from mlconnector.secrets import SecretStore
+from mlconnector.systems import ConnectorContext, make_connector
+from mlconnector.systems.gp import GPConnector
+
+ACCOUNT, PASSWORD = "CONTOSO\\svc-mlconnector", "Gp-Conn-Pass-4R5t"
+URL = "http://gp.sandbox:48620/DynamicsGPWebServices/DynamicsGPService.asmx"
+
+
+@pytest.fixture
+def env(tmp_path, monkeypatch):
+    monkeypatch.setenv("MLCONNECTOR_GP_PASSWORD", PASSWORD)
+    made: list = []
+
+    def build(app_options: dict | None = None, **settings):
+        app = create_app(**(app_options or {}))
+        gp = app.state.gp
+        gp.add_user(ACCOUNT, PASSWORD)
+        gp.add_user("CONTOSO\\newhire", PASSWORD, gp_user=None)
+        gp.seed_demo()
+        transport = HostRouter({"gp.sandbox": InProcessTransport(app)})
+        config = {"base_url": URL, "company_id": -1, "user": ACCOUNT, "delay_seconds": 0, **settings}
+        connector = GPConnector(SystemConfig("gp", "gp", config),
+                                ConnectorContext(secrets=SecretStore(), transport=transport, state_dir=tmp_path),
+                                sleep=lambda s: None)
+        made.append((connector, transport, gp))
+        return connector, gp
+
+    yield build
+    for connector, transport, gp in made:
+        connector.close()
+        transport.close()
+        gp.auth.close()
+
+
+def test_the_gp_kind_is_registered(env, tmp_path):
+    system = SystemConfig("gp", "gp", {"base_url": URL, "company_id": -1, "user": ACCOUNT})
+    connector = make_connector(system, ConnectorContext(secrets=SecretStore(), state_dir=tmp_path))
+    assert isinstance(connector, GPConnector)
+    connector.close()
+
+
+def test_customers_come_with_addresses_credit_limit_and_balance(env):
+    connector, gp = env()
+    [aaron, adam, alton] = list(connector.changes("customers", None))
+    assert aaron.id == "AARONFIT0001" and aaron["creditLimit"] == 15000 and aaron["balance"] == pytest.approx(2318.4)
+    assert aaron["billingAddress"]["city"] == "Redmond" and aaron["shippingAddress"]["city"] == "Tacoma"
+    assert aaron.modified is not None and aaron.modified.tzinfo is not None
+
+
+def test_a_later_read_returns_only_what_changed_since(env):
+    connector, gp = env()
+    gp.clock.advance(days=2)  # GP keeps the day of a change: a read on a later day has them behind it
+    first_until = gp.clock.now()
+    assert len(list(connector.changes("customers", None, first_until))) == 3
+    gp.clock.advance(days=2)
+    gp.modify("customers", "ALTONMAN0001", Name="Alton Manufacturing Ltd")
+    connector._now = gp.clock.now
+    changed = list(connector.changes("customers", first_until, gp.clock.now()))
+    assert [c.id for c in changed] == ["ALTONMAN0001"] and changed[0]["name"] == "Alton Manufacturing Ltd"
+    # The criteria carried both date and time, in windows: the sandbox refuses anything else.
+    assert all(call.status == 200 for call in gp.calls)
+
+
+def test_full_date_times_are_used_as_they_come(env):
+    connector, gp = env({"modified_precision": "datetime"}, modified_precision="datetime")
+    start = gp.clock.now()
+    gp.clock.advance(minutes=5)
+    gp.modify("vendors", "ACETRAVE0001", Name="A Travel Company Inc")
+    [vendor] = list(connector.changes("vendors", start, gp.clock.now() + timedelta(seconds=1)))
+    assert vendor.id == "ACETRAVE0001" and vendor.modified == gp.company().vendors["ACETRAVE0001"]["ModifiedDate"]
+
+
+def test_first_loads_over_years_of_history_take_few_calls(env):
+    connector, gp = env(window_days=7)
+    list(connector.changes("customers", None))
+    assert gp.counts["GetCustomerList"] <= 8
+
+
+def test_gl_accounts_are_compared_with_the_last_read(env, tmp_path):
+    connector, gp = env()
+    t1 = gp.clock.now()
+    first = list(connector.changes("glAccounts", None, t1))
+    assert [a.id for a in first] == ["000-1100-00", "000-1200-00", "000-4100-00", "000-4110-00"]  # Posting only
+    t2 = t1 + timedelta(hours=1)
+    assert list(connector.changes("glAccounts", t1, t2)) == []
+    gp.modify("gl_accounts", "000-4110-00", Description="Sales - Consulting Services")
+    t3 = t2 + timedelta(hours=1)
+    [changed] = list(connector.changes("glAccounts", t2, t3))
+    assert changed.id == "000-4110-00" and changed["description"] == "Sales - Consulting Services"
+    assert t2 <= changed.modified < t3
+    assert (tmp_path / "gp-gp-seen.json").exists()
+
+
+def test_journal_entries_come_with_their_lines(env):
+    connector, gp = env()
+    entries = list(connector.changes("glTransactions", None))
+    assert [e.id for e in entries] == ["2301", "2302"]
+    assert entries[0]["total"] == 1200 and [l["account"] for l in entries[0]["lines"]] == ["000-1200-00", "000-4100-00"]
+
+
+def test_sales_orders_are_created_once_with_the_policy(env):
+    connector, gp = env()
+    order = {"Id": "Z5001", "customerId": "ADAMPARK0001", "lines": [{"item": "100XLG", "quantity": 3}]}
+    [created] = connector.write("salesOrders", [order], "Id")
+    assert created.action == "create" and created.target_id == "Z5001"
+    assert gp.counts["GetPolicyByOperation"] == 1
+    [again] = connector.write("salesOrders", [order], "Id")  # a run interrupted before it recorded the link
+    assert again.action == "update" and len(gp.sales_orders()) == 1
+    [linked] = connector.write("salesOrders", [{**order, "lines": [{"item": "100XLG", "quantity": 9}]}], "Id",
+                               ids=["Z5001"])
+    assert linked.action == "skip" and "already in GP" in (linked.error or "")
+    assert gp.sales_orders()[0]["Lines"]["SalesOrderLine"][0]["Quantity"]["Value"] == 3
+
+
+def test_a_rejected_order_fails_with_gps_logged_reasons(env):
+    connector, gp = env()
+    [result] = connector.write("salesOrders", [{"Id": "Z5002", "customerId": "NOBODY",
+                                                "lines": [{"item": "NOSUCH", "quantity": 1}]}], "Id")
+    assert result.action == "fail" and result.error_class == "ValidationException"
+    assert "Customer NOBODY does not exist" in result.error and "item NOSUCH does not exist" in result.error
+
+
+def test_it_never_has_more_requests_in_flight_than_configured(env):
+    connector, gp = env({"delay": 0.05, "max_concurrent": 2, "overflow": "reject"})
+    errors: list[BaseException] = []
+
+    def read(i: int) -> None:
+        try:
+            connector.get("customers", ["AARONFIT0001", "ADAMPARK0001", "ALTONMAN0001"][i % 3])
+        except BaseException as exc:  # noqa: BLE001
+            errors.append(exc)
+
+    threads = [threading.Thread(target=read, args=(i,)) for i in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(20)
+    assert errors == [] and gp.rejected == 0 and gp.max_in_flight <= 2
+
+
+def test_concurrency_is_capped_at_five(env):
+    with pytest.raises(ConfigError, match="1 to 5"):
+        env(concurrency=6)
+
+
+def test_calls_are_spaced_by_the_configured_delay(env):
+    connector, gp = env(delay_seconds=0.2)
+    waits: list[float] = []
+    connector._sleep = waits.append
+    list(connector.changes("customers", None))
+    assert waits and all(0 < w <= 0.2 for w in waits)
+
+
+def test_ping_explains_what_it_checked(env):
+    connector, gp = env()
+    result = connector.ping()
+    assert result.ok, result.error
+    assert "company -1 readable" in result.details and "CreateSalesOrder policy available" in result.details
+
+
+def test_ping_explains_a_wrong_password(env, monkeypatch):
+    monkeypatch.setenv("MLCONNECTOR_GP_PASSWORD", "not-it")
+    connector, gp = env()
+    result = connector.ping()
+    assert not result.ok and result.exit_code == 4 and "Windows authentication refused" in result.error
+    assert "not-it" not in result.error and PASSWORD not in result.error
+
+
+def test_ping_explains_an_account_not_mapped_to_a_gp_user(env):
+    connector, gp = env(user="CONTOSO\\newhire")
+    result = connector.ping()
+    assert not result.ok and result.exit_code == 4
+    assert "Dynamics Security Console" in result.error
+
+
+def test_ping_explains_a_wrong_company(env):
+    connector, gp = env(company_id=7)
+    result = connector.ping()
+    assert not result.ok and result.exit_code == 2 and "company_id" in result.error
+
+
+def test_ping_explains_a_closed_port(monkeypatch, tmp_path):
+    monkeypatch.setenv("MLCONNECTOR_GP_PASSWORD", PASSWORD)
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    url = f"http://127.0.0.1:{port}/DynamicsGPWebServices/DynamicsGPService.asmx"
+    connector = GPConnector(SystemConfig("gp", "gp", {"base_url": url, "company_id": -1, "user": ACCOUNT}),
+                            ConnectorContext(secrets=SecretStore(), state_dir=tmp_path), sleep=lambda s: None)
+    try:
+        result = connector.ping()
+    finally:
+        connector.close()
+    assert not result.ok and result.exit_code == 5 and f"port {port}" in result.error and "firewall" in result.error
