@@ -396,9 +396,10 @@ class GPConnector:
         start = since or self.history_start
         end = until
         if self.precision == "date":
-            # GP stamps the day only: from the previous midnight (a day earlier, for time zones) to the next.
+            # GP stamps the server's local day only: read a day wider on both sides (time zones ahead of and
+            # behind UTC); the stamps handed to the engine stay below ``until``.
             start = datetime.combine(start.date() - timedelta(days=1), datetime.min.time(), tzinfo=timezone.utc)
-            end = datetime.combine(until.date() + timedelta(days=1), datetime.min.time(), tzinfo=timezone.utc)
+            end = datetime.combine(until.date() + timedelta(days=2), datetime.min.time(), tzinfo=timezone.utc)
         return start, end
 
     def _range(self, start: datetime, end: datetime) -> dict[str, Any]:

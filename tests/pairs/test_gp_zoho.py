@@ -1,0 +1,137 @@
+"""gp-zoho end to end: GP customers, vendors and their contacts land in Zoho with what sales needs to see; the
+chart of accounts and journal entries land in the two reference modules; Zoho sales orders and won deals
+become GP sales orders, once; re-runs write nothing twice; GP never sees more concurrent calls than allowed;
+and the domain password shows up nowhere."""
+
+from __future__ import annotations
+
+import json
+import logging
+
+import pytest
+
+from tests.pairs.gp_world import GP_PASSWORD, GPWorld, make_gp_world
+
+
+@pytest.fixture
+def world(tmp_path, monkeypatch):
+    made = make_gp_world(tmp_path, monkeypatch)
+    yield made
+    made.close()
+
+
+def writes(result) -> int:
+    return sum(s.created + s.updated for s in result.flows.values())
+
+
+def test_gp_parties_and_ledger_land_in_zoho_and_a_rerun_writes_nothing(world: GPWorld):
+    result = world.sync()
+
+    assert result.exit_code == 0, result.to_dict()
+    aaron = world.account("AARONFIT0001")
+    assert aaron["Account_Name"] == "Aaron Fitz Electrical" and aaron["Account_Type"] == "Customer"
+    assert aaron["Billing_City"] == "Redmond" and aaron["Shipping_City"] == "Tacoma"
+    assert aaron["Credit_Limit"] == 15000 and aaron["Balance"] == pytest.approx(2318.4)
+    vendor = world.account("V-ACETRAVE0001")
+    assert vendor["Account_Type"] == "Vendor" and vendor["Billing_City"] == "Fargo"
+    contacts = {c["Last_Name"]: c for c in world.crm("Contacts")}
+    assert contacts["Martin"]["Account_Name"]["id"] == vendor["id"] and contacts["Martin"]["First_Name"] == "Greg"
+    assert sorted(g["GL_Account_Number"] for g in world.crm("GL_Accounts")) == [
+        "000-1100-00", "000-1200-00", "000-4100-00", "000-4110-00"]
+    journal = {j["GL_Journal_Id"]: j for j in world.crm("GL_Journal_Entries")}
+    assert journal["2301"]["Total"] == 1200 and journal["2301"]["GL_Accounts"] == "000-1200-00, 000-4100-00"
+    assert world.gp.sales_orders() == []  # nothing in Zoho to order yet
+
+    again = world.sync()
+    assert again.exit_code == 0 and writes(again) == 0, again.to_dict()
+    assert len(world.crm("Accounts")) == 5 and len(world.crm("Contacts")) == 2
+
+
+def test_a_change_in_gp_moves_alone(world: GPWorld):
+    world.sync()
+    world.gp.clock.advance(days=1)
+    world.gp.modify("customers", "ADAMPARK0001", address="PRIMARY", City="Evanston")
+    world.gp.modify("gl_accounts", "000-4110-00", Description="Sales - Consulting")
+
+    result = world.sync()
+
+    assert result.flows["customers"].updated == 1 and result.flows["vendors"].updated == 0
+    assert result.flows["gl_accounts"].updated == 1 and result.flows["journal_entries"].updated == 0
+    assert world.account("ADAMPARK0001")["Billing_City"] == "Evanston"
+
+
+def test_a_zoho_account_of_the_same_gp_number_is_updated_not_duplicated(world: GPWorld):
+    world.zoho.seed("Accounts", [{"Account_Name": "Aaron Fitz (old CRM entry)", "Account_Number": "AARONFIT0001"}])
+    world.sync(flows=["customers"])
+    [aaron] = [a for a in world.crm("Accounts") if a.get("Account_Number") == "AARONFIT0001"]
+    assert aaron["Account_Name"] == "Aaron Fitz Electrical" and len(world.crm("Accounts")) == 3
+
+
+def seed_zoho_order(world: GPWorld, account_number: str, stage_or_status: str = "Created") -> str:
+    [product] = world.zoho.seed("Products", [{"Product_Name": "100XLG", "Product_Code": "100XLG", "Unit_Price": 79.99}])
+    account = world.account(account_number)["id"]
+    [order] = world.zoho.seed("Sales_Orders", [{
+        "Subject": "Phones for the new office", "Account_Name": {"id": account}, "Status": stage_or_status,
+        "Ordered_Items": [{"Product_Name": {"id": product}, "Quantity": 4, "List_Price": 75.0}]}])
+    return order
+
+
+def test_zoho_sales_orders_and_won_deals_become_gp_sales_orders_once(world: GPWorld):
+    world.sync()
+    order_id = seed_zoho_order(world, "AARONFIT0001")
+    adam = world.account("ADAMPARK0001")["id"]
+    [won, open_deal] = world.zoho.seed("Deals", [
+        {"Deal_Name": "Spa consulting", "Stage": "Closed Won", "Amount": 4200, "Account_Name": {"id": adam}},
+        {"Deal_Name": "Maybe later", "Stage": "Qualification", "Amount": 100, "Account_Name": {"id": adam}}])
+
+    result = world.sync()
+
+    assert result.exit_code == 0, result.to_dict()
+    orders = {o["Key"]["Id"]: o for o in world.gp.sales_orders()}
+    assert set(orders) == {f"Z{order_id}", f"D{won}"}
+    phones = orders[f"Z{order_id}"]
+    assert phones["CustomerKey"]["Id"] == "AARONFIT0001" and phones["BatchKey"]["Id"] == "MLCONNECTOR"
+    assert phones["Lines"]["SalesOrderLine"][0]["ItemKey"]["Id"] == "100XLG"
+    assert phones["TotalAmount"]["Value"] == 300
+    assert orders[f"D{won}"]["Lines"]["SalesOrderLine"][0]["ItemKey"]["Id"] == "SERVICES"
+    assert world.gp.counts["GetPolicyByOperation"] == 1
+
+    world.zoho.edit("Sales_Orders", order_id, Subject="Phones for the new office (rush)")
+    again = world.sync()
+    assert again.exit_code == 0 and len(world.gp.sales_orders()) == 2
+    assert again.flows["sales_orders_to_gp"].created == 0
+
+
+def test_an_order_for_an_account_not_from_gp_waits_in_the_replay_queue(world: GPWorld):
+    world.sync()
+    [stranger] = world.zoho.seed("Accounts", [{"Account_Name": "Walk-in Customer"}])
+    [product] = world.zoho.seed("Products", [{"Product_Name": "100XLG"}])
+    world.zoho.seed("Sales_Orders", [{"Subject": "Cash sale", "Account_Name": {"id": stranger},
+                                      "Ordered_Items": [{"Product_Name": {"id": product}, "Quantity": 1}]}])
+    result = world.sync()
+    assert result.exit_code == 3 and result.flows["sales_orders_to_gp"].failed == 1
+    [queued] = world.state().replay_items(pair="gp-zoho")
+    assert queued["error_class"] == "unresolved_reference" and "not linked to a GP customer" in queued["error"]
+    assert world.gp.sales_orders() == []
+
+
+def test_gp_never_sees_more_concurrent_calls_than_allowed(tmp_path, monkeypatch):
+    world = make_gp_world(tmp_path, monkeypatch, gp_options={"delay": 0.01, "max_concurrent": 2, "overflow": "reject"})
+    try:
+        for i in range(12):
+            world.gp.add_customer(f"BULK{i:04d}", f"Bulk Customer {i}")
+        result = world.sync(flows=["customers"])
+        assert result.exit_code == 0 and result.flows["customers"].created == 15
+        assert world.gp.rejected == 0 and world.gp.max_in_flight <= 2
+    finally:
+        world.close()
+
+
+def test_the_domain_password_shows_up_nowhere(world: GPWorld, caplog):
+    caplog.set_level(logging.DEBUG)
+    result = world.sync()
+    text = json.dumps(result.to_dict(), default=str) + caplog.text + world.config_path.read_text()
+    state = world.state_path.read_bytes()
+    assert GP_PASSWORD not in text and GP_PASSWORD.encode() not in state
+    seen = list(world.state_path.parent.glob("gp-*.json"))
+    assert seen and all(GP_PASSWORD not in p.read_text() for p in seen)
