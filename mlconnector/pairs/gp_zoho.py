@@ -6,6 +6,8 @@ orders. GP is polled (it has no webhooks); Zoho changes arrive by watch channel 
 Options (``[pairs.gp-zoho.options]``; keys Zoho upserts on must be unique fields there):
 
     account_key_field      default "Account_Number"  GP customer id (vendors: prefix + vendor id) on the Account
+    match_by_name          default true              an Account without that id but with the same Account_Name
+                                                      is taken as the match (and gets the id); never a duplicate
     vendor_number_prefix   default "V-"
     vendor_module          default "Accounts"         or "Vendors" (Zoho's Vendors module, key vendor_key_field)
     vendor_key_field       default "GP_Vendor_Id"     (Vendors module only)
@@ -37,7 +39,7 @@ GP_ORDER_NUMBER_LENGTH = 21
 DEFAULTS = {"account_key_field": "Account_Number", "vendor_number_prefix": "V-", "vendor_module": "Accounts",
             "vendor_key_field": "GP_Vendor_Id", "contact_key_field": "GP_Contact_Id",
             "gl_account_key_field": "GL_Account_Number", "journal_key_field": "GL_Journal_Id",
-            "order_number_prefix": "Z", "deal_number_prefix": "D", "deal_stages": ["Closed Won"],
+            "order_number_prefix": "Z", "match_by_name": True, "deal_number_prefix": "D", "deal_stages": ["Closed Won"],
             "deal_item": "SERVICES", "item_numbers": {}, "order_skip_statuses": ["Cancelled"]}
 
 
@@ -47,6 +49,12 @@ def option(options: Mapping[str, Any], name: str) -> Any:
 
 def option_key(name: str) -> Callable[[Mapping[str, Any]], str]:
     return lambda options: str(option(options, name))
+
+
+def account_match(options: Mapping[str, Any]) -> str:
+    """Zoho upserts on the stored GP id first, then (unless switched off) on the account name."""
+    key = str(option(options, "account_key_field"))
+    return f"{key},Account_Name" if option(options, "match_by_name") else key
 
 
 def _text(value: Any) -> str | None:
@@ -245,9 +253,9 @@ GP_ZOHO = register(PairSpec(
     description="Dynamics GP <-> Zoho CRM: customers, vendors and vendor contacts to Zoho; GL accounts and journal "
                 "entries to Zoho reference modules; Zoho sales orders and won deals to GP sales orders",
     flows=(
-        Flow("customers", "erp", "customers", "crm", "Accounts", option_key("account_key_field"),
+        Flow("customers", "erp", "customers", "crm", "Accounts", account_match,
              account_from_customer, description="GP customers -> Zoho Accounts (addresses, credit limit, balance)"),
-        Flow("vendors", "erp", "vendors", "crm", "Accounts", option_key("account_key_field"), account_from_vendor,
+        Flow("vendors", "erp", "vendors", "crm", "Accounts", account_match, account_from_vendor,
              description="GP vendors -> Zoho Accounts (Account_Type Vendor)"),
         Flow("vendors_to_vendor_module", "erp", "vendors", "crm", "Vendors", option_key("vendor_key_field"),
              zoho_vendor_from_vendor, description="GP vendors -> Zoho Vendors (when options.vendor_module = Vendors)"),

@@ -697,7 +697,7 @@ class ZohoConnector:
                                   idempotent=True, json={"data": batch})
         else:
             response = self._call("POST", f"/crm/v8/{entity}/upsert", credits=math.ceil(len(batch) / 10),
-                                  idempotent=True, json={"data": batch, "duplicate_check_fields": [key]})
+                                  idempotent=True, json={"data": batch, "duplicate_check_fields": check_fields(key)})
         body = _body(response)
         items = body.get("data") if isinstance(body, dict) else None
         if response.status_code in (200, 201, 202, 207, 400) and isinstance(items, list) and len(items) == len(batch):
@@ -760,7 +760,7 @@ class ZohoConnector:
                     for i, name in enumerate(header)]
         job = self._call("POST", "/crm/bulk/v8/write", credits=500, idempotent=False, json={
             "operation": "upsert", "ignore_empty": True,
-            "resource": [{"type": "data", "module": {"api_name": entity}, "file_id": file_id, "find_by": key,
+            "resource": [{"type": "data", "module": {"api_name": entity}, "file_id": file_id, "find_by": check_fields(key)[0],
                           "field_mappings": mappings}]})
         if job.status_code not in (200, 201):
             raise self._fail(job, f"bulk write job for {entity}")
@@ -930,6 +930,12 @@ class ZohoConnector:
         if licence.get("trial_type") and not licence.get("paid"):
             warnings.append(f"trial of {licence['trial_type']} until {licence.get('trial_expiry')}")
         return PingResult(self.name, True, base, tuple(details), tuple(warnings))
+
+
+def check_fields(key: str) -> list[str]:
+    """An upsert key may name several duplicate-check fields, tried in order ("Account_Number,Account_Name");
+    Bulk Write finds by the first only."""
+    return [name.strip() for name in key.split(",") if name.strip()]
 
 
 def _coql_credits(limit: int) -> int:

@@ -67,6 +67,25 @@ def test_a_zoho_account_of_the_same_gp_number_is_updated_not_duplicated(world: G
     assert aaron["Account_Name"] == "Aaron Fitz Electrical" and len(world.crm("Accounts")) == 3
 
 
+def test_an_account_entered_by_hand_in_zoho_is_matched_by_name_and_gets_the_gp_id(world: GPWorld):
+    [by_hand] = world.zoho.seed("Accounts", [{"Account_Name": "Adam Park Resort", "Phone": "555-0100"}])
+    world.sync(flows=["customers"])
+    adam = world.account("ADAMPARK0001")
+    assert adam["id"] == by_hand and len(world.crm("Accounts")) == 3
+    assert world.state().link("gp-zoho", "customers", "ADAMPARK0001").target_id == by_hand
+
+
+def test_name_matching_can_be_switched_off(tmp_path, monkeypatch):
+    world = make_gp_world(tmp_path, monkeypatch, pair_settings="[pairs.gp-zoho.options]\nmatch_by_name = false\n")
+    try:
+        world.zoho.mark_unique("Accounts", "Account_Number")
+        world.zoho.seed("Accounts", [{"Account_Name": "Adam Park Resort"}])
+        world.sync(flows=["customers"])
+        assert len(world.crm("Accounts")) == 4
+    finally:
+        world.close()
+
+
 def seed_zoho_order(world: GPWorld, account_number: str, stage_or_status: str = "Created") -> str:
     [product] = world.zoho.seed("Products", [{"Product_Name": "100XLG", "Product_Code": "100XLG", "Unit_Price": 79.99}])
     account = world.account(account_number)["id"]
