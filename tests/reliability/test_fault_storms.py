@@ -70,9 +70,12 @@ def test_a_storm_of_429s_5xx_and_latency_spikes_loses_and_doubles_nothing(make_r
 
 def test_access_tokens_revoked_mid_run_are_replaced_and_the_run_completes(make_rig):
     rig = make_rig()
+    rig.set_faults(latency=0.02)  # a little slower, so the revocation lands mid-run even on a loaded host
     procs = {pair: rig.popen("sync", pair) for pair in PAIRS}
-    assert wait_until(lambda: all(org.calls["records.upsert"] >= 1 for org in rig.sandboxes.zoho_sandboxes.values()),
-                      timeout=30)
+    writing = wait_until(lambda: all(org.calls["records.upsert"] >= 1 for org in rig.sandboxes.zoho_sandboxes.values())
+                         or any(proc.poll() is not None for proc in procs.values()), timeout=60)
+    early = {pair: rig.finish(proc) for pair, proc in procs.items() if proc.poll() is not None}
+    assert writing and not early, f"a run ended before writing: {early}"
     revoked = sum(len(org.accounts.access_tokens) for org in rig.sandboxes.zoho_sandboxes.values())
     revoked += len(rig.sandboxes.dynamics.identity.tokens)
     for org in rig.sandboxes.zoho_sandboxes.values():

@@ -11,7 +11,7 @@ from tests.reliability.harness import check_pair, count, exit_code_ok, wait_unti
 
 def test_a_second_run_of_the_same_pair_exits_75_at_once_and_other_pairs_run_alongside(make_rig):
     rig = make_rig()
-    rig.set_faults(latency=0.03)  # every call a little slow, so the first run is still going
+    rig.set_faults(latency=0.06)  # every call slow, so the first run is still going (~4 s)
     first = rig.popen("sync", "nav-zoho")
     assert wait_until(lambda: rig.zoho("nav-zoho").calls["records.upsert"] >= 1, timeout=30)
     started = time.monotonic()
