@@ -197,7 +197,7 @@ class Engine:
         *,
         counter: CallCounter | None = None,
         progress: Callable[[str, int], None] | None = None,
-        concurrency: int = DEFAULT_CONCURRENCY,
+        concurrency: int | None = None,
         now: Callable[[], datetime] = utcnow,
     ) -> None:
         missing = set(pair.roles) - set(connectors)
@@ -209,7 +209,8 @@ class Engine:
         self.state = state
         self.counter = counter or CallCounter()
         self.progress = progress or (lambda flow, n: None)
-        self.concurrency = max(1, concurrency)
+        # Write batches in flight at once; None: as many as the target's API allows (see _in_flight).
+        self.concurrency = max(1, concurrency) if concurrency else None
         self.now = now
         self.batch_size = config.batch_size or DEFAULT_BATCH
         self.planned: dict[str, set[str]] = {}  # dry run: source ids each flow would write
@@ -354,9 +355,10 @@ class Engine:
         stop: _Stop | None = None
         # Once a batch ends neither written nor queued, the watermark must stay before it.
         hold = [False]
-        with ThreadPoolExecutor(max_workers=self.concurrency, thread_name_prefix=f"write-{flow.name}") as pool:
+        writers = self._in_flight(flow)
+        with ThreadPoolExecutor(max_workers=writers, thread_name_prefix=f"write-{flow.name}") as pool:
             try:
-                size, in_flight = self.batch_size, self.concurrency
+                size, in_flight = self.batch_size, writers
                 bulk = getattr(self.connectors[flow.target], "initial_load_batch", None)
                 if initial and not run.dry_run and callable(bulk) and (bulk(flow.target_entity) or 0) > size:
                     # A first load the target takes in bulk jobs: few large writes, one at a time.
@@ -390,6 +392,14 @@ class Engine:
             log.warning("%s/%s: stopped: %s", self.pair.name, flow.name, stop)
             run.exit_code = max(run.exit_code, stop.exit_code)
             raise stop
+
+    def _in_flight(self, flow: Flow) -> int:
+        """How many write batches to keep in flight: as many calls as the target's API allows at once (Zoho's
+        edition limit, BC's 5 per user), so a slow API is kept busy rather than waited on one batch at a time."""
+        if self.concurrency is not None:
+            return self.concurrency
+        allowed = getattr(getattr(self.connectors[flow.target], "http", None), "max_concurrency", None)
+        return max(1, allowed) if isinstance(allowed, int) else DEFAULT_CONCURRENCY
 
     def _prepare(self, run: RunResult, flow: Flow, batch: list[_Item], stats: FlowStats, mode: str) -> list[_Item]:
         """Map each record and decide: already seen, echo, unchanged, failed, or to be written."""
@@ -578,6 +588,7 @@ class Engine:
             return
         newest: datetime | None = None
         with self.state.transaction():
+            queued = self.state.queued(self.pair.name, flow.name, [item.record.id for item in batch])
             for item in batch:
                 result = item.result or WriteResult("fail", error="no result", error_class="bug")
                 record = item.record
@@ -587,7 +598,8 @@ class Engine:
                     continue
                 if result.ok:
                     newest = _later(newest, record.modified)
-                    self.state.clear_replay(self.pair.name, flow.name, record.id)
+                    if record.id in queued:
+                        self.state.clear_replay(self.pair.name, flow.name, record.id)
                     if result.action in ("create", "update"):
                         self.state.save_link(Link(self.pair.name, flow.name, record.id, result.target_id,
                                                   record.modified, item.hash, result.version,

@@ -113,7 +113,8 @@ class ApiClient:
         self.system = system
         self.counter = counter or CallCounter()
         self.retry = retry
-        self._slots = threading.BoundedSemaphore(max(1, max_concurrency))
+        self.max_concurrency = max(1, max_concurrency)  # requests in flight at once (the engine sizes to it)
+        self._slots = threading.BoundedSemaphore(self.max_concurrency)
         self._is_retryable = is_retryable
         self._sleep = sleep
         self.client = httpx.Client(
