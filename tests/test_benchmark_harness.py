@@ -1,0 +1,28 @@
+"""The benchmark harness (python -m benchmarks) on a tiny data set, so it cannot rot between real runs: the
+sandboxes start in their own process, the tool runs in another, and results land as JSON and a table."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import replace
+
+from benchmarks.harness import render, run, tiny
+
+
+def test_the_benchmark_harness_runs_end_to_end_on_a_tiny_data_set(tmp_path):
+    plan = replace(tiny(40), pushes=1)
+
+    report = run(plan, pairs=("bc-zoho",), only={"initial", "no_changes", "one_percent", "push"},
+                 results_dir=tmp_path, say=lambda text: None)
+
+    figures = report["pairs"]["bc-zoho"]
+    initial = figures["initial"]
+    assert initial["exit_code"] == 0 and initial["records"] == 40 + plan.size.items + plan.size.invoices
+    assert initial["zoho_write_calls"] == initial["zoho_write_calls_minimum"]
+    assert 0 < initial["tool_peak_rss_mb"] < 200
+    assert figures["no_changes"]["zoho_write_calls"] == 0 and figures["no_changes"]["zoho_token_mints"] == 0
+    assert figures["one_percent"]["written"] >= sum(figures["one_percent"]["changed"].values())
+    assert figures["push"]["arrived"] == 1
+    [saved] = tmp_path.glob("*-tiny.json")
+    assert json.loads(saved.read_text())["cores"] and report["commit"]
+    assert (tmp_path / "latest.md").read_text() == render(report)
