@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 ERP_OF = {"nav-zoho": "nav", "bc-zoho": "bc"}
+OVERLAP_SECONDS = 3
 
 
 @dataclass(frozen=True)
@@ -147,6 +148,9 @@ class _World:
         for system, values in settings.items():
             lines = "".join(f"{k} = {_toml(v)}\n" for k, v in values.items())
             text = text.replace(f"[systems.{system}]\n", f"[systems.{system}]\n{lines}", 1)
+        # A short overlap, so an incremental run a few seconds after the load reads what a cron run 15 minutes
+        # later would (the sandbox config's 60 s would re-read everything the load just wrote).
+        text = text.replace("overlap_seconds = 60", f"overlap_seconds = {OVERLAP_SECONDS}")
         setup.config_path.write_text(text, encoding="utf-8")
         self.config = setup.config_path
         self.modified = 0
