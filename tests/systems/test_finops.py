@@ -229,9 +229,10 @@ def test_free_text_invoices_are_booked_once_unposted_and_never_moved_to_another_
                           "MainAccountDisplayValue": "401100"}]}
     [created] = fo.write("FreeTextInvoiceHeaders", [invoice], "CustomerReference")
     [again] = fo.write("FreeTextInvoiceHeaders", [invoice], "CustomerReference")
+    [by_id] = fo.write("FreeTextInvoiceHeaders", [invoice], "CustomerReference", ids=[created.target_id])
     [moved] = fo.write("FreeTextInvoiceHeaders", [{**invoice, "CustomerAccount": "US-001"}], "CustomerReference")
 
-    assert created.action == "create" and again.target_id == created.target_id
+    assert created.action == "create" and again.target_id == by_id.target_id == created.target_id
     assert moved.action == "fail" and moved.error_class == "conflict"
     [header] = env.fo.records("usmf", "FreeTextInvoiceHeaders")
     assert header["IsPosted"] == "No" and header["CustomerAccount"] == "US-002"
