@@ -154,3 +154,13 @@ def test_the_domain_password_shows_up_nowhere(world: GPWorld, caplog):
     assert GP_PASSWORD not in text and GP_PASSWORD.encode() not in state
     seen = list(world.state_path.parent.glob("gp-*.json"))
     assert seen and all(GP_PASSWORD not in p.read_text() for p in seen)
+
+
+def test_ping_and_a_dry_run_go_through_the_configuration(world: GPWorld):
+    from mlconnector import api
+
+    [gp] = api.ping(world.runtime(), "gp")
+    assert gp.ok and "company -1 readable" in gp.details
+    planned = world.sync(dry_run=True)
+    assert planned.exit_code == 0 and world.crm("Accounts") == [] and world.gp.sales_orders() == []
+    assert {p.flow for p in planned.planned} >= {"customers", "vendors", "gl_accounts", "journal_entries"}
