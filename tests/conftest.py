@@ -13,7 +13,12 @@ from tests.helpers import MemoryKeyring
 from tests.reliability import leaks
 
 # Environment variables whose values are secrets (MLCONNECTOR_ZOHO_CLIENT_SECRET, ..._PASSWORD, the master key).
-_SECRET_ENV_PARTS = ("SECRET", "PASSWORD", "TOKEN", "KEY")
+_SECRET_ENV_ENDINGS = ("_SECRET", "_PASSWORD", "_TOKEN", "_KEY", "_CLIENT_STATE")
+
+
+def _secret_like(value: str) -> bool:
+    """Not the addresses and indexes kept next to secrets (Zoho's accounts server, the keyring's field list)."""
+    return not value.startswith(("http://", "https://", "/", "[")) and value not in ("true", "false")
 
 
 @pytest.fixture(autouse=True)
@@ -34,9 +39,9 @@ def isolated(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> MemoryKeyring:
     keyring.set_keyring(previous)
     # Every secret a test used joins the session's registry; its state files and logs are scanned at the end.
     environ = __import__("os").environ
-    leaks.register([*ring.passwords.values(),
-                    *(v for k, v in environ.items() if k.startswith("MLCONNECTOR_") and any(
-                        part in k for part in _SECRET_ENV_PARTS))])
+    leaks.register(v for v in [*ring.passwords.values(),
+                               *(v for k, v in environ.items() if k.startswith("MLCONNECTOR_")
+                                 and k.endswith(_SECRET_ENV_ENDINGS))] if _secret_like(v))
     leaks.FILES.extend(p for pattern in ("*.db", "*.db-wal", "*.log") for p in tmp_path.rglob(pattern))
 
 
