@@ -134,6 +134,7 @@ DEFAULT_FIELDS["Sales_Orders"] = _ORDER_FIELDS + ("SO_Number", "Quote_Name")
 DEFAULT_FIELDS["Invoices"] = _ORDER_FIELDS + ("Invoice_Number", "Invoice_Date", "Sales_Order")
 # Modules whose line items (subforms) come only from a fetch by id: changes() fetches each one in full.
 LINE_ITEM_MODULES = ("Quotes", "Sales_Orders", "Invoices", "Purchase_Orders")
+COQL_IN_MAX = 50  # values in one COQL "in (...)"
 
 
 def register() -> None:
@@ -664,6 +665,8 @@ class ZohoConnector:
         if not payloads:
             return []
         ids = ids or [None] * len(payloads)
+        if entity in LINE_ITEM_MODULES:
+            payloads = self._replacing_lines(entity, payloads, key, ids)
         results: list[WriteResult | None] = [None] * len(payloads)
         linked = [i for i, known in enumerate(ids) if known]
         for start in range(0, len(linked), MAX_UPSERT):
@@ -685,6 +688,47 @@ class ZohoConnector:
             for i, outcome in zip(chunk, self._upsert(entity, [payloads[i] for i in chunk], key)):
                 results[i] = outcome
         return results  # type: ignore[return-value]
+
+    def _replacing_lines(self, entity: str, payloads: list[dict[str, Any]], key: str,
+                         ids: list[str | None]) -> list[dict[str, Any]]:
+        """Zoho adds the line items an update sends to those the record has. To replace them, each row the
+        record has now is sent along with ``_delete``. Without this, a document sent again (after a crash
+        between its write and our commit, or after a change) would carry its lines twice."""
+        lines = {k for p in payloads for k, v in p.items() if isinstance(v, list)}
+        if not lines:
+            return payloads
+        known = list(ids)
+        by_key = [i for i, target in enumerate(ids) if not target and payloads[i].get(key) not in (None, "")]
+        for start in range(0, len(by_key), COQL_IN_MAX):
+            chunk = by_key[start:start + COQL_IN_MAX]
+            found = self._ids_by_key(entity, key, [str(payloads[i][key]) for i in chunk])
+            for i in chunk:
+                known[i] = found.get(str(payloads[i][key]))
+        out = []
+        for payload, target in zip(payloads, known):
+            current = self.get(entity, target) if target else None
+            if current is None:
+                out.append(payload)
+                continue
+            replaced = dict(payload)
+            for name in lines:
+                if isinstance(payload.get(name), list):
+                    old = [{"id": row["id"], "_delete": None} for row in current.get(name) or []
+                           if isinstance(row, Mapping) and row.get("id")]
+                    replaced[name] = old + list(payload[name])
+            out.append(replaced)
+        return out
+
+    def _ids_by_key(self, entity: str, key: str, values: list[str]) -> dict[str, str]:
+        """Key value -> record id, for the records that already exist (one COQL call for up to 50 values)."""
+        query = (f"select {key} from {entity} where {key} in ({', '.join(_quote(v) for v in values)}) "
+                 f"limit {COQL_IN_MAX * 2}")
+        response = self._call("POST", "/crm/v8/coql", credits=1, idempotent=True, json={"select_query": query})
+        if response.status_code == 204:
+            return {}
+        if response.status_code != 200:
+            raise self._fail(response, f"COQL on {entity}")
+        return {str(row.get(key)): str(row["id"]) for row in response.json().get("data") or [] if row.get("id")}
 
     def initial_load_batch(self, entity: str) -> int | None:
         """How many records a first load should hand to one write: a whole Bulk Write file where the

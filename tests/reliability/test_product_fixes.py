@@ -28,3 +28,18 @@ def test_two_processes_writing_the_secrets_file_never_drop_each_others_secrets(t
     fresh = SecretStore(backend="file", directory=tmp_path, environ={})
     assert fresh.get("bc", "client_state") == "state-of-the-bc-subscriptions"
     assert fresh.get("zoho", "access_token_cache") == "{}"
+
+
+def test_a_document_sent_again_keeps_its_lines_once(make_rig):
+    # kill -9 after Zoho took an invoice but before the state file recorded it: the next run sends it again.
+    # Zoho adds the line items of an update to those it has, so the lines used to double.
+    rig = make_rig(erps=("bc",))
+    first = rig.cli("sync", "bc-zoho")
+    assert first.returncode == 0, first.stderr
+    lines = {i["ERP_Number"]: len(i["Invoiced_Items"]) for i in rig.zoho("bc-zoho").records("Invoices")}
+    with rig.state() as state:
+        state.db.execute("DELETE FROM links WHERE pair = 'bc-zoho' AND flow = 'invoices'")
+        state.db.execute("DELETE FROM watermarks WHERE pair = 'bc-zoho' AND flow = 'invoices'")
+    again = rig.cli("sync", "bc-zoho")
+    assert again.returncode == 0, again.stderr
+    assert {i["ERP_Number"]: len(i["Invoiced_Items"]) for i in rig.zoho("bc-zoho").records("Invoices")} == lines
