@@ -309,8 +309,11 @@ def test_a_run_that_would_cross_the_credit_budget_stops_cleanly_and_the_next_res
 
     assert "budget" in result.stopped and result.exit_code == EXIT_RECORDS_FAILED
     assert len(crm.all("account")) == 20 and engine.state.replay_items() == []
+    # Two of the three concurrent write calls won the budget; the watermark never passes the one that did not.
     mark = engine.state.watermark("erp-crm", "customers")
-    assert mark == datetime.fromisoformat(erp.all("customer")[19]["modified"])
+    landed = {a["number"] for a in crm.all("account")}
+    rows = erp.all("customer")
+    assert all(r["number"] in landed for r in rows if datetime.fromisoformat(r["modified"]) <= mark)
 
     crm.set_fault("credits", 0)  # a new day
     assert make_engine(config_file, tmp_path, credit_budget=2).sync(["customers"]).exit_code == EXIT_OK
