@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import platformdirs
+from filelock import FileLock, Timeout
 import sqlite_utils
 from sqlite_utils import Migrations
 
@@ -133,10 +134,16 @@ class State:
                 os.close(os.open(self.path, os.O_CREAT | os.O_WRONLY, 0o600))
             conn = sqlite3.connect(str(self.path), timeout=30, isolation_level=None,
                                    check_same_thread=False)
+            conn.execute("PRAGMA busy_timeout=30000")
             self.db = sqlite_utils.Database(conn)
-            self.db.execute("PRAGMA journal_mode=WAL")
-            self.db.execute("PRAGMA busy_timeout=30000")
-            migrations.apply(self.db)
+            # Switching to WAL and migrating take locks SQLite may refuse at once instead of waiting
+            # (a reader upgrading to a writer): processes opening the file take turns here.
+            with FileLock(str(self.path) + ".open.lock", timeout=60):
+                self.db.execute("PRAGMA journal_mode=WAL")
+                migrations.apply(self.db)
+        except Timeout:
+            raise ConfigError(f"state file {self.path} is held by another process for over a minute; "
+                              "is a run stuck?") from None
         except (OSError, sqlite3.DatabaseError) as exc:
             raise ConfigError(f"state file {self.path} cannot be opened ({exc}); pass --state PATH "
                               "to use another") from None
