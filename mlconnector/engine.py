@@ -16,7 +16,7 @@ from collections import deque
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import contextmanager
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from datetime import datetime, timedelta, timezone
 from itertools import islice
 from pathlib import Path
@@ -447,6 +447,10 @@ class Engine:
                 self.planned.setdefault(flow.name, set()).add(record.id)
                 item.result = WriteResult(action, item.link.target_id if item.link else None)  # type: ignore[arg-type]
             to_write.append(item)
+        for item in batch:
+            # From here on only the id and version matter (links, audit, watermark): a batch waiting for its
+            # bulk job need not hold every source record's fields as well as its payload.
+            item.record = replace(item.record, data={})
         return to_write
 
     def _segments(self, run: RunResult, flow: Flow, records: Iterable[Record], stats: FlowStats,

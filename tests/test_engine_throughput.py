@@ -60,3 +60,29 @@ def test_links_and_audit_rows_of_a_large_batch_land_with_their_values(config_fil
     assert engine.state.count_links("erp-crm", "customers") == 250
     [row] = [r for r in engine.state.audit_rows(run=second.run_id, limit=None) if r["action"] == "update"]
     assert row["source_id"] == changed and row["status"] == "ok" and row["time"]
+
+
+def test_records_waiting_in_a_batch_keep_only_their_id_and_version(config_file, tmp_path, erp, crm):
+    seed_customers(erp, 12)
+    engine = make_engine(config_file, tmp_path)
+    seen = []
+    write = engine.connectors["crm"].write
+
+    def spy(entity, payloads, key, *args, **kwargs):
+        seen.extend(payloads)
+        return write(entity, payloads, key, *args, **kwargs)
+
+    engine.connectors["crm"].write = spy
+    batches = []
+    commit = engine._commit
+
+    def record_batches(run, flow, batch, *args, **kwargs):
+        batches.append([(item.record.id, item.record.modified, dict(item.record.data)) for item in batch])
+        return commit(run, flow, batch, *args, **kwargs)
+
+    engine._commit = record_batches
+
+    result = engine.sync(["customers"])
+
+    assert result.flows["customers"].created == 12 and len(seen) == 12
+    assert all(rid and modified and data == {} for batch in batches for rid, modified, data in batch)
