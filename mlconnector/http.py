@@ -71,6 +71,16 @@ class _Retryable(Exception):
         self.error = error
 
 
+def json_body(response: httpx.Response) -> Any:
+    """The response's JSON, or None when it has no body or the body is not JSON (an HTML error page)."""
+    if not response.content:
+        return None
+    try:
+        return response.json()
+    except ValueError:
+        return None
+
+
 def retry_after_seconds(response: httpx.Response, now: Callable[[], datetime] | None = None) -> float | None:
     """Seconds from a Retry-After header, which is either delta-seconds or an HTTP date."""
     value = response.headers.get("Retry-After")

@@ -5,6 +5,7 @@ from __future__ import annotations
 import threading
 from collections.abc import Callable
 
+import httpx
 import keyring.backend
 import keyring.errors
 
@@ -49,3 +50,23 @@ def run_in_threads(count: int, work: Callable[[int], object]) -> list[BaseExcept
     for thread in threads:
         thread.join(timeout=10)
     return errors
+
+
+class Recording(httpx.BaseTransport):
+    """Passes requests to the sandbox, keeps each one, and lets a test answer some itself (faults)."""
+
+    def __init__(self, inner: httpx.BaseTransport) -> None:
+        self.inner = inner
+        self.requests: list[httpx.Request] = []
+        self.intercept: Callable[[httpx.Request], httpx.Response | None] | None = None
+
+    def handle_request(self, request: httpx.Request) -> httpx.Response:
+        self.requests.append(request)
+        if self.intercept is not None:
+            answer = self.intercept(request)
+            if answer is not None:
+                return answer
+        return self.inner.handle_request(request)
+
+    def paths(self, prefix: str = "") -> list[str]:
+        return [r.url.path for r in self.requests if r.url.path.startswith(prefix)]

@@ -46,7 +46,7 @@ from mlconnector.errors import (
     RemoteError,
     Unreachable,
 )
-from mlconnector.http import ApiClient, RetryPolicy
+from mlconnector.http import ApiClient, RetryPolicy, json_body
 from mlconnector.systems import ConnectorContext, register_kind
 from mlconnector.systems.base import Channel, Notification, PingResult, Record, WriteResult
 
@@ -169,18 +169,11 @@ def _quote_key(value: str) -> str:
     return "'" + str(value).replace("'", "''") + "'"
 
 
-def _body(response: httpx.Response) -> Any:
-    if not response.content:
-        return None
-    try:
-        return response.json()
-    except ValueError:
-        return None
 
 
 def _error(response: httpx.Response) -> tuple[str, str]:
     """BC's {"error": {"code", "message"}} without the trailing CorrelationId noise."""
-    body = _body(response)
+    body = json_body(response)
     error = body.get("error") if isinstance(body, dict) else None
     if not isinstance(error, dict):
         return "", ""
@@ -348,7 +341,7 @@ class DynamicsConnector:
                 "client_secret": self.context.secrets.require(self.name, "client_secret"),
                 "scope": self.system.setting("scope", BC_SCOPE, type_=str)}
         response = self.token_http.request("POST", self.token_url, data=form)
-        body = _body(response)
+        body = json_body(response)
         if response.status_code == 200 and isinstance(body, dict) and body.get("access_token"):
             seconds = float(body.get("expires_in") or 3599)
             return Token(str(body["access_token"]), utcnow() + timedelta(seconds=seconds))

@@ -45,7 +45,7 @@ from mlconnector.errors import (
     RemoteError,
     Unreachable,
 )
-from mlconnector.http import ApiClient, retry_policy
+from mlconnector.http import ApiClient, retry_policy, json_body
 from mlconnector.systems import ConnectorContext, register_kind
 from mlconnector.systems.base import Channel, Notification, PingResult, Record, WriteResult
 
@@ -448,24 +448,17 @@ def _parse_time(value: Any) -> datetime | None:
     return moment if moment.tzinfo else None
 
 
-def _body(response: httpx.Response) -> Any:
-    if not response.content:
-        return None
-    try:
-        return response.json()
-    except ValueError:
-        return None
 
 
 def _is_invalid_token(response: httpx.Response) -> bool:
     if response.status_code != 401:
         return False
-    body = _body(response)
+    body = json_body(response)
     return isinstance(body, dict) and body.get("code") in INVALID_TOKEN_CODES
 
 
 def _is_throttled(response: httpx.Response) -> bool:
-    body = _body(response) if response.headers.get("content-type", "").startswith("application/json") else None
+    body = json_body(response) if response.headers.get("content-type", "").startswith("application/json") else None
     return isinstance(body, dict) and body.get("code") == "TOO_MANY_REQUESTS"
 
 
@@ -538,7 +531,7 @@ class ZohoConnector:
         url = path if path.startswith(("http://", "https://")) else f"{self.api_domain}{path}"
         response = self.http.request(method, url, idempotent=idempotent, **kwargs)
         if response.status_code == 401:
-            body = _body(response) or {}
+            body = json_body(response) or {}
             code = body.get("code", "") if isinstance(body, dict) else ""
             if code == "OAUTH_SCOPE_MISMATCH":
                 raise AuthError(self.name, f"the token lacks the scope for {method} {path}; run "
@@ -548,7 +541,7 @@ class ZohoConnector:
         return response
 
     def _fail(self, response: httpx.Response, what: str) -> RemoteError:
-        body = _body(response)
+        body = json_body(response)
         code = body.get("code", "") if isinstance(body, dict) else ""
         message = body.get("message", "") if isinstance(body, dict) else ""
         details = body.get("details") if isinstance(body, dict) else None
@@ -742,7 +735,7 @@ class ZohoConnector:
         else:
             response = self._call("POST", f"/crm/v8/{entity}/upsert", credits=math.ceil(len(batch) / 10),
                                   idempotent=True, json={"data": batch, "duplicate_check_fields": check_fields(key)})
-        body = _body(response)
+        body = json_body(response)
         items = body.get("data") if isinstance(body, dict) else None
         if response.status_code in (200, 201, 202, 207, 400) and isinstance(items, list) and len(items) == len(batch):
             return [self._outcome(item) for item in items]
@@ -876,7 +869,7 @@ class ZohoConnector:
     def unsubscribe(self, channel: Channel | str) -> None:
         channel_id = channel.channel_id if isinstance(channel, Channel) else str(channel)
         response = self._call("DELETE", "/crm/v8/actions/watch", params={"channel_ids": channel_id})
-        body = _body(response)
+        body = json_body(response)
         item = ((body or {}).get("watch") or [{}])[0] if isinstance(body, dict) else {}
         if response.status_code not in (200, 204) and item.get("code") != "NOT_SUBSCRIBED":
             raise self._fail(response, f"disable channel {channel_id}")
@@ -891,7 +884,7 @@ class ZohoConnector:
     def _channel_call(self, method: str, entity: str, item: dict[str, Any], what: str,
                       notify_url: str | None = None) -> Channel:
         response = self._call(method, "/crm/v8/actions/watch", json={"watch": [item]})
-        body = _body(response)
+        body = json_body(response)
         answer = ((body or {}).get("watch") or [{}])[0] if isinstance(body, dict) else {}
         if response.status_code not in (200, 201) or answer.get("status") != "success":
             code = answer.get("code") or (body or {}).get("code", "") if isinstance(body, dict) else ""
@@ -953,7 +946,7 @@ class ZohoConnector:
             base = self.api_domain
             org = self.org()
             users = self._call("GET", "/crm/v8/users", params={"type": "CurrentUser"})
-            user = ((_body(users) or {}).get("users") or [{}])[0] if users.status_code == 200 else {}
+            user = ((json_body(users) or {}).get("users") or [{}])[0] if users.status_code == 200 else {}
         except AuthError as exc:
             return PingResult(self.name, False, base, error=str(exc), exit_code=exc.exit_code)
         except (Unreachable, RemoteError) as exc:

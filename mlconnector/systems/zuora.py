@@ -35,7 +35,7 @@ import httpx
 from mlconnector.auth import SecretTokenCache, Token, TokenAuth, utcnow
 from mlconnector.config import SystemConfig
 from mlconnector.errors import AuthError, ConfigError, MLConnectorError, NotificationRejected, RemoteError
-from mlconnector.http import ApiClient, retry_policy
+from mlconnector.http import ApiClient, retry_policy, json_body
 from mlconnector.systems import ConnectorContext, register_kind
 from mlconnector.systems.base import Channel, Notification, PingResult, Record, WriteResult
 
@@ -127,13 +127,6 @@ def oq_time(moment: datetime, *, up: bool = False) -> str:
     return moment.strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
-def _json(response: httpx.Response) -> Any:
-    if not response.content:
-        return None
-    try:
-        return response.json()
-    except ValueError:
-        return None
 
 
 def _digest(*parts: Any) -> str:
@@ -162,7 +155,7 @@ class ZuoraFailure(RemoteError):
 
 def failure_of(system: str, response: httpx.Response) -> ZuoraFailure | None:
     """The business error a response carries (v1 success:false, CRUD Success:false, Object Query reasons)."""
-    body = _json(response)
+    body = json_body(response)
     if not isinstance(body, dict):
         if response.status_code >= 400:
             return ZuoraFailure(system, response.status_code, "", f"HTTP {response.status_code}")
@@ -245,7 +238,7 @@ class ZuoraConnector:
         secret = self.context.secrets.require(self.name, "client_secret")
         response = self._token_http.request("POST", "/oauth/token", data={
             "client_id": self.client_id, "client_secret": secret, "grant_type": "client_credentials"})
-        body = _json(response)
+        body = json_body(response)
         if response.status_code == 200 and isinstance(body, dict) and body.get("access_token"):
             seconds = float(body.get("expires_in") or 3599)
             return Token(str(body["access_token"]), utcnow() + timedelta(seconds=seconds),
@@ -271,7 +264,7 @@ class ZuoraConnector:
             found.message = f"{what}: {found.message}"
             found.args = (f"{self.name} answered HTTP {found.status} ({found.code}: {found.message})",)
             raise found
-        body = _json(response)
+        body = json_body(response)
         return body if isinstance(body, dict) else {}
 
     def close(self) -> None:
@@ -385,7 +378,7 @@ class ZuoraConnector:
                                                        "another request)")
             error = failure_of(self.name, response)
             if error is None:
-                body_out = _json(response)
+                body_out = json_body(response)
                 return body_out if isinstance(body_out, dict) else {}
             error.message = f"{what}: {error.message}"
             error.args = (f"{self.name} answered HTTP {error.status} ({error.code}: {error.message})",)

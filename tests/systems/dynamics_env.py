@@ -18,6 +18,7 @@ from mlconnector.state import State
 from mlconnector.systems import ConnectorContext
 from mlconnector.systems.dynamics import DynamicsConnector
 from mlconnector.webhooks import Inbox, create_receiver
+from tests.helpers import Recording
 
 TENANT = "contoso.onmicrosoft.com"
 CLIENT_ID = "0b7c8f0e-1111-2222-3333-444455556666"
@@ -37,23 +38,6 @@ CONFIGS: dict[str, dict[str, Any]] = {
 }
 SECRETS = {"bc-cloud": ("client_secret", CLIENT_SECRET), "bc-onprem": ("password", ACCESS_KEY),
            "nav": ("password", ACCESS_KEY)}
-
-
-class Recording(httpx.BaseTransport):
-    """Passes requests to the sandbox, keeps each one, and lets a test answer some itself (faults)."""
-
-    def __init__(self, inner: httpx.BaseTransport) -> None:
-        self.inner = inner
-        self.requests: list[httpx.Request] = []
-        self.intercept: Callable[[httpx.Request], httpx.Response | None] | None = None
-
-    def handle_request(self, request: httpx.Request) -> httpx.Response:
-        self.requests.append(request)
-        if self.intercept is not None:
-            answer = self.intercept(request)
-            if answer is not None:
-                return answer
-        return self.inner.handle_request(request)
 
 
 @dataclass

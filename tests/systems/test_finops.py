@@ -18,6 +18,7 @@ from mlconnector.sandbox.finops import FinOpsSandbox, create_app
 from mlconnector.secrets import SecretStore
 from mlconnector.systems import ConnectorContext
 from mlconnector.systems.finops import FinOpsConnector, enum_literal
+from tests.helpers import Recording as SharedRecording
 
 TENANT = "contoso.onmicrosoft.com"
 CLIENT_ID = "5e1f0000-0000-4000-8000-0000000000f0"
@@ -27,19 +28,8 @@ SETTINGS = {"environment": ENVIRONMENT, "base_url": "http://fo.test", "tenant": 
             "legal_entity": "USMF", "token_url": f"http://fo.test/{TENANT}/oauth2/v2.0/token"}
 
 
-class Recording(httpx.BaseTransport):
-    def __init__(self, inner: httpx.BaseTransport) -> None:
-        self.inner = inner
-        self.requests: list[httpx.Request] = []
-        self.intercept: Callable[[httpx.Request], httpx.Response | None] | None = None
-
-    def handle_request(self, request: httpx.Request) -> httpx.Response:
-        self.requests.append(request)
-        if self.intercept is not None:
-            answer = self.intercept(request)
-            if answer is not None:
-                return answer
-        return self.inner.handle_request(request)
+class Recording(SharedRecording):
+    """The shared recording transport, plus what these tests ask of it."""
 
     def data_gets(self) -> list[httpx.Request]:
         return [r for r in self.requests if r.method == "GET" and "/data/" in r.url.path

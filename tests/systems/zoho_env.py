@@ -19,6 +19,7 @@ from mlconnector.sandbox.zoho import ZohoSandbox, create_app
 from mlconnector.secrets import SecretStore
 from mlconnector.systems import ConnectorContext
 from mlconnector.systems.zoho import ZohoConnector
+from tests.helpers import Recording
 
 CLIENT_ID = "1000.TESTCLIENT"
 CLIENT_SECRET = "cs-4f1d2e9b7a6c5d3e1f0a9b8c7d6e5f4a3b2c1d0e"
@@ -34,26 +35,6 @@ class FrozenClock(SandboxClock):
 
     def now(self) -> datetime:
         return self.start + self.offset
-
-
-class Recording(httpx.BaseTransport):
-    """Passes requests to the sandbox, keeps each one, and lets a test answer some itself (faults)."""
-
-    def __init__(self, inner: httpx.BaseTransport) -> None:
-        self.inner = inner
-        self.requests: list[httpx.Request] = []
-        self.intercept: Callable[[httpx.Request], httpx.Response | None] | None = None
-
-    def handle_request(self, request: httpx.Request) -> httpx.Response:
-        self.requests.append(request)
-        if self.intercept is not None:
-            answer = self.intercept(request)
-            if answer is not None:
-                return answer
-        return self.inner.handle_request(request)
-
-    def paths(self, prefix: str = "") -> list[str]:
-        return [r.url.path for r in self.requests if r.url.path.startswith(prefix)]
 
 
 @dataclass
