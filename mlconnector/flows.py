@@ -9,6 +9,19 @@ from typing import Any, Protocol
 from mlconnector.systems.base import Record
 
 
+def text(value: Any) -> str | None:
+    """A field's text, or None where a system sends "" or a lone space (ERP option fields) for nothing."""
+    if value is None:
+        return None
+    stripped = str(value).strip()
+    return stripped or None
+
+
+def without_none(payload: dict[str, Any]) -> dict[str, Any]:
+    """The payload without the fields that have no value (so they are left alone, not cleared)."""
+    return {k: v for k, v in payload.items() if v is not None}
+
+
 class SkipRecord(Exception):
     """Raised by a mapping for a record that is deliberately not synced (the reason goes to the audit)."""
 

@@ -20,6 +20,8 @@ from typing import Any
 
 from mlconnector.errors import RecordError
 from mlconnector.flows import MapContext, SkipRecord
+from mlconnector.flows import text as _text
+from mlconnector.flows import without_none as _clean
 from mlconnector.systems.base import Record
 
 EMPTY_GUID = "00000000-0000-0000-0000-000000000000"
@@ -39,20 +41,8 @@ def key(options: Mapping[str, Any], what: str) -> str:
     return str(options.get(option, default))
 
 
-def _text(value: Any) -> str | None:
-    """Dynamics sends "" (or a lone space for option fields) where Zoho wants nothing at all."""
-    if value is None:
-        return None
-    text = str(value).strip()
-    return text or None
-
-
 def _street(record: Record, line1: str = "addressLine1", line2: str = "addressLine2") -> str | None:
     return _text(", ".join(p for p in (_text(record.get(line1)), _text(record.get(line2))) if p))
-
-
-def _clean(payload: dict[str, Any]) -> dict[str, Any]:
-    return {k: v for k, v in payload.items() if v is not None}
 
 
 # Customers and vendors -> Accounts -------------------------------------------------------------------------------

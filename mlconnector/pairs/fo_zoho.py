@@ -20,6 +20,8 @@ from typing import Any
 
 from mlconnector.errors import RecordError, UnresolvedReference
 from mlconnector.flows import Flow, MapContext, PairSpec, SkipRecord
+from mlconnector.flows import text as _text
+from mlconnector.flows import without_none as _clean
 from mlconnector.pairs import register
 from mlconnector.systems.base import Record
 
@@ -36,15 +38,6 @@ def option(options: Mapping[str, Any], what: str) -> str:
 
 def option_key(what: str) -> Callable[[Mapping[str, Any]], str]:
     return lambda options: option(options, what)
-
-
-def _text(value: Any) -> str | None:
-    text = str(value).strip() if value is not None else ""
-    return text or None
-
-
-def _clean(payload: dict[str, Any]) -> dict[str, Any]:
-    return {k: v for k, v in payload.items() if v is not None}
 
 
 # F&O master data -> Zoho ------------------------------------------------------------------------------------------

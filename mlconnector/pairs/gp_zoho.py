@@ -29,6 +29,8 @@ from typing import Any
 
 from mlconnector.errors import RecordError, UnresolvedReference
 from mlconnector.flows import Flow, MapContext, PairSpec, SkipRecord
+from mlconnector.flows import text as _text
+from mlconnector.flows import without_none as _clean
 from mlconnector.pairs import register
 from mlconnector.systems.base import Record
 
@@ -55,17 +57,6 @@ def account_match(options: Mapping[str, Any]) -> str:
     """Zoho upserts on the stored GP id first, then (unless switched off) on the account name."""
     key = str(option(options, "account_key_field"))
     return f"{key},Account_Name" if option(options, "match_by_name") else key
-
-
-def _text(value: Any) -> str | None:
-    if value is None:
-        return None
-    text = str(value).strip()
-    return text or None
-
-
-def _clean(payload: dict[str, Any]) -> dict[str, Any]:
-    return {k: v for k, v in payload.items() if v is not None}
 
 
 def _street(address: Mapping[str, Any] | None) -> str | None:

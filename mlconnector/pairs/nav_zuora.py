@@ -26,6 +26,8 @@ from typing import Any
 
 from mlconnector.errors import RecordError, UnresolvedReference
 from mlconnector.flows import Flow, MapContext, PairSpec, SkipRecord
+from mlconnector.flows import text as _text
+from mlconnector.flows import without_none as _clean
 from mlconnector.pairs import register
 from mlconnector.systems.base import Record
 
@@ -36,17 +38,6 @@ DEFAULTS = {"account_key_field": "NAVCustomerNumber__c", "order_key_field": "NAV
 
 def option(options: Mapping[str, Any], name: str) -> Any:
     return options.get(name, DEFAULTS[name])
-
-
-def _text(value: Any) -> str | None:
-    if value is None:
-        return None
-    text = str(value).strip()
-    return text or None
-
-
-def _clean(payload: dict[str, Any]) -> dict[str, Any]:
-    return {k: v for k, v in payload.items() if v is not None}
 
 
 # NAV customers -> Zuora accounts ------------------------------------------------------------------------------
