@@ -214,6 +214,8 @@ class Engine:
         self.now = now
         self.batch_size = config.batch_size or DEFAULT_BATCH
         self.planned: dict[str, set[str]] = {}  # dry run: source ids each flow would write
+        self._batch: list[_Item] = []
+        self._batch_targets: dict[str, Record] | None = None
         self._context = _Context(self)
         rule = config.options.get("conflict_rule")
         if rule is not None and rule not in CONFLICT_RULES:
@@ -404,6 +406,9 @@ class Engine:
     def _prepare(self, run: RunResult, flow: Flow, batch: list[_Item], stats: FlowStats, mode: str) -> list[_Item]:
         """Map each record and decide: already seen, echo, unchanged, failed, or to be written."""
         links = self.state.links(self.pair.name, flow.name, [i.record.id for i in batch])
+        for item in batch:
+            item.link = links.get(item.record.id)
+        self._batch, self._batch_targets = batch, None  # for _current_target
         to_write: list[_Item] = []
         for item in batch:
             record = item.record
@@ -518,7 +523,7 @@ class Engine:
         link = item.link
         if not flow.echo_of or link is None or not link.target_id:
             return False, None
-        current = self.connectors[flow.target].get(flow.target_entity, link.target_id)
+        current = self._current_target(flow, link.target_id)
         if current is None or current.modified is None or not self._changed_since_sync(flow, link, current):
             return False, None
         source, target = self.system_name(flow.source), self.system_name(flow.target)
@@ -528,6 +533,20 @@ class Engine:
                                          and current.modified > record.modified)
         kept = f"kept {target}'s version" if keep else f"applied {source}'s change"
         return keep, f"conflict: both sides changed; rule {rule}: {kept}"
+
+    def _current_target(self, flow: Flow, target_id: str) -> Record | None:
+        """The target record as it is now. Where the target fetches many ids in one call, the first
+        question in a batch fetches every linked target of that batch (one call, not one per record)."""
+        target = self.connectors[flow.target]
+        many = getattr(target, "get_many", None)
+        if not callable(many):
+            return target.get(flow.target_entity, target_id)
+        if self._batch_targets is None:
+            ids = list(dict.fromkeys(i.link.target_id for i in self._batch if i.link and i.link.target_id))
+            self._batch_targets = many(flow.target_entity, ids)
+        if target_id not in self._batch_targets:
+            return target.get(flow.target_entity, target_id)
+        return self._batch_targets[target_id]
 
     def _changed_since_sync(self, flow: Flow, link: Link, current: Record) -> bool:
         """Whether the target record changed, in what we sync, since the two were last in agreement."""

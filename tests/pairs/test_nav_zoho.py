@@ -152,3 +152,17 @@ def test_a_zoho_notification_reaches_nav_within_seconds_through_listen_process(w
     with world.state() as state:
         pushed = [r for r in state.audit_rows(limit=None) if r["note"] and "push" in r["note"]]
     assert pushed and pushed[-1]["flow"] == "accounts_to_customers"
+
+
+def test_conflict_checks_fetch_the_zoho_side_many_records_per_call(world: World):
+    world.sync("nav-zoho")
+    for number in ("C00010", "C00020", "C00030"):
+        world.dynamics.modify(world.company, "customers", number, phoneNumber=f"+1 555 {number[-4:]}")
+    before = dict(world.zoho.calls)
+
+    result = world.sync("nav-zoho", flows=["customers"])
+
+    assert result.flows["customers"].updated == 3
+    fetched_one_by_one = world.zoho.calls.get("records.get", 0) - before.get("records.get", 0)
+    fetched_together = world.zoho.calls.get("records.list", 0) - before.get("records.list", 0)
+    assert fetched_one_by_one == 0 and fetched_together == 1
