@@ -27,11 +27,7 @@ from mlconnector.systems.base import Record
 EMPTY_GUID = "00000000-0000-0000-0000-000000000000"
 
 def option_key(what: str) -> "Callable[[Mapping[str, Any]], str]":
-    """The upsert key of a flow, as the pair's options set it (for Flow.key). Accounts fall back to
-    Account_Name: an account born in Zoho has no number until NAV's comes back, and if a run dies between
-    creating its NAV customer and recording the link, the name finds it instead of a second account."""
-    if what == "account":
-        return lambda options: f"{key(options, what)},Account_Name"
+    """The upsert key of a flow, as the pair's options set it (for Flow.key)."""
     return lambda options: key(options, what)
 
 

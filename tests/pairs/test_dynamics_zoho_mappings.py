@@ -117,5 +117,5 @@ def test_pairs_declare_dependencies_and_two_way_echoes():
     assert {f.target for f in BC_ZOHO.flows} == {"crm"}  # nothing is written into Business Central
     nav = {f.name: f for f in NAV_ZOHO.flows}
     assert nav["accounts_to_customers"].echo_of == "customers" and nav["customers"].echo_of == "accounts_to_customers"
-    assert nav["customers"].key_field({}) == "Account_Number,Account_Name"
-    assert nav["customers"].key_field({"account_key_field": "ERP_Id"}) == "ERP_Id,Account_Name"
+    assert nav["customers"].key_field({}) == "Account_Number"
+    assert nav["customers"].key_field({"account_key_field": "ERP_Id"}) == "ERP_Id"
