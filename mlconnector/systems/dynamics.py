@@ -674,24 +674,17 @@ class DynamicsConnector:
         known = ids or [None] * len(payloads)
         return [self._upsert_one(entity, payload, key, known_id) for payload, known_id in zip(payloads, known)]
 
-    def _find(self, entity: str, key: str, payload: Mapping[str, Any], known_id: str | None) -> dict[str, Any] | None:
-        """The current row: by its linked id first (it may have been renumbered), else by the key. A key
-        of "number,displayName" tries each field that has a value in turn: a record born elsewhere has no
-        number yet, and after a crash between our create and its link the name finds what we created."""
+    def _find(self, entity: str, key: str, value: Any, known_id: str | None) -> dict[str, Any] | None:
+        """The current row: by its linked id first (it may have been renumbered), else by the key."""
         page = self.endpoint.mode == "odata"
         if known_id:
             # In page mode a record's id is its number.
             found = self._page_find(entity, "number", known_id) if page else self._api_get(entity, known_id)
             if found is not None:
                 return found
-        for field in key.split(","):
-            value = payload.get(field)
-            if value in (None, ""):
-                continue
-            found = self._page_find(entity, field, str(value)) if page else self._api_find(entity, field, str(value))
-            if found is not None:
-                return found
-        return None
+        if value in (None, ""):
+            return None
+        return self._page_find(entity, key, str(value)) if page else self._api_find(entity, key, str(value))
 
     def _api_get(self, entity: str, id: str) -> dict[str, Any] | None:
         set_name = self._spec(entity)[0]
@@ -704,13 +697,13 @@ class DynamicsConnector:
 
     def _upsert_one(self, entity: str, payload: Mapping[str, Any], key: str,
                     known_id: str | None = None) -> WriteResult:
-        value = next((payload.get(k) for k in key.split(",") if payload.get(k) not in (None, "")), None)
+        value = payload.get(key)
         body = {k: v for k, v in payload.items()
-                if k not in READ_ONLY and not k.startswith("@odata.") and not (k in key.split(",") and v in (None, ""))}
+                if k not in READ_ONLY and not k.startswith("@odata.") and not (k == key and v in (None, ""))}
         page = self.endpoint.mode == "odata"
         for attempt in (1, 2):
             try:
-                found = self._find(entity, key, payload, known_id)
+                found = self._find(entity, key, value, known_id)
                 if page:
                     response = self._page_send(entity, found, body)
                 else:
