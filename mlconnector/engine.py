@@ -147,6 +147,12 @@ class _Item:
     note: str | None = None  # e.g. which conflict rule applied
 
 
+@dataclass
+class _Found:
+    record: Record
+    payload: dict[str, Any]
+
+
 class _Context:
     """The MapContext a mapping function sees: link look-ups and pair options."""
 
@@ -240,6 +246,7 @@ class Engine:
         chosen = self.pair.ordered(names)
         try:
             if not dry_run:
+                self.recover_interrupted_creates(run)
                 self.renew_expiring_channels(run, chosen)
                 self.drain_inbox(run, chosen)
             for flow in chosen:
@@ -260,8 +267,10 @@ class Engine:
                dry_run: bool = False) -> RunResult:
         """Re-fetch each queued record from its source (its current version) and run it through again."""
         run = self._start(dry_run)
-        items = self.state.replay_items(pair=self.pair.name, flow=flow, error_class=error_class, ids=ids)
         try:
+            if not dry_run:
+                self.recover_interrupted_creates(run)
+            items = self.state.replay_items(pair=self.pair.name, flow=flow, error_class=error_class, ids=ids)
             for spec in self.pair.ordered(sorted({i["flow"] for i in items if self._has_flow(i["flow"])})):
                 queued = [i["source_id"] for i in items if i["flow"] == spec.name]
                 self._run_flow(run, spec, self._fetch(run, spec, queued), mode="replay")
@@ -273,6 +282,7 @@ class Engine:
         """Process the notifications waiting in the inbox, without polling (`listen --process`)."""
         run = self._start(False)
         try:
+            self.recover_interrupted_creates(run)
             self.drain_inbox(run, self.pair.ordered(self._flow_names(flows)))
         except _Stop as stop:
             run.stopped = str(stop)
@@ -369,6 +379,8 @@ class Engine:
                     if to_write and run.dry_run:
                         target = self.system_name(flow.target)
                         run.estimated_calls[target] = run.estimated_calls.get(target, 0) + 1
+                    elif to_write:
+                        self._note_intents(run, flow, to_write)
                     future = pool.submit(self._write, flow, to_write) if to_write and not run.dry_run else None
                     pending.append((segment, future))
                     # Commit in read order, so the watermark never passes a batch still in flight.
@@ -600,7 +612,8 @@ class Engine:
                 for item in batch:
                     if item.result is None:
                         item.result = error
-                self._record(run, flow, batch, stats, mode, advance=not hold[0])
+                # Some creates may have landed before the failure: their intents stay for the next run.
+                self._record(run, flow, batch, stats, mode, advance=not hold[0], landed=False)
                 raise
             for item in batch:
                 if item.result is None:
@@ -608,7 +621,7 @@ class Engine:
         self._record(run, flow, batch, stats, mode, advance=not hold[0])
 
     def _record(self, run: RunResult, flow: Flow, batch: list[_Item], stats: FlowStats, mode: str,
-                advance: bool = True) -> None:
+                advance: bool = True, landed: bool = True) -> None:
         source, target = self.system_name(flow.source), self.system_name(flow.target)
         if run.dry_run:
             for item in batch:
@@ -660,6 +673,8 @@ class Engine:
                     "payload": json.dumps(item.payload, default=str)
                     if self.config.audit_payloads and item.payload is not None else None,
                 })
+            if flow.find_by and landed:
+                self.state.clear_intents(self.pair.name, flow.name, [item.record.id for item in batch])
             if mode == "poll" and advance and newest is not None:
                 self.state.set_watermark(self.pair.name, flow.name, newest)
 
@@ -669,6 +684,90 @@ class Engine:
         if self.state.link(self.pair.name, flow.echo_of, result.target_id) is None:
             self.state.save_link(Link(self.pair.name, flow.echo_of, result.target_id, record.id,
                                       None, None, record.modified))
+
+    # creates the target numbers itself ---------------------------------------------------------
+    def _note_intents(self, run: RunResult, flow: Flow, items: list[_Item]) -> None:
+        """Before sending creates that carry no key (the target numbers them), note them in the state
+        file: a run killed before their links land leaves the notes for the next run to resolve."""
+        if not flow.find_by:
+            return
+        key = flow.key_field(self.config.options)
+        keyless = [i.record.id for i in items if not (i.link and i.link.target_id)
+                   and i.payload is not None and i.payload.get(key) in (None, "")]
+        if keyless:
+            self.state.add_intents(self.pair.name, flow.name, keyless, run.run_id)
+
+    def recover_interrupted_creates(self, run: RunResult) -> None:
+        """Resolve the creates an earlier run sent but died before linking: each record that landed in the
+        target is found (by the flow's ``find_by`` fields) and linked, so it is never created a second time.
+        A target that cannot be asked stops the run: creating blindly could make a duplicate."""
+        intents = self.state.open_intents(self.pair.name)
+        for name in dict.fromkeys(row["flow"] for row in intents):
+            ids = [row["source_id"] for row in intents if row["flow"] == name]
+            if not self._has_flow(name):
+                self.state.clear_intents(self.pair.name, name, ids)
+                continue
+            flow = self.pair.flow(name)
+            by_run = {row["source_id"]: row["run_id"] for row in intents if row["flow"] == name}
+            try:
+                links = self.state.links(self.pair.name, name, ids)
+                open_ids = [i for i in ids if not (i in links and links[i].target_id)]
+                records = self._current_sources(flow, open_ids)
+                found = {i: self._created_by_us(flow, records[i]) for i in open_ids if i in records}
+            except MLConnectorError as exc:
+                raise _Stop(f"cannot check {self.system_name(flow.target)} for the {flow.target_entity} an "
+                            f"interrupted run may have created ({exc}); run again once it answers",
+                            exc.exit_code) from None
+            with self.state.transaction():
+                for source_id, (record, target) in ((i, (records[i], c)) for i, c in found.items() if c):
+                    # No target version: the record may have changed since it landed, and some targets stamp
+                    # only a date. Content alone then tells an echo of what we wrote from a later edit.
+                    self.state.save_link(Link(self.pair.name, name, source_id, target.record.id, None,
+                                              payload_hash(target.payload), None, tuple(sorted(target.payload))))
+                    if flow.echo_of:
+                        self._link_back(flow, record, WriteResult("create", target.record.id,
+                                                                  target.record.modified))
+                    self.state.add_audit({
+                        "run_id": run.run_id, "pair": self.pair.name, "flow": name,
+                        "source_system": self.system_name(flow.source), "source_entity": flow.source_entity,
+                        "source_id": source_id, "target_system": self.system_name(flow.target),
+                        "target_entity": flow.target_entity, "target_id": target.record.id, "action": "link",
+                        "status": "ok", "note": f"created by interrupted run {by_run[source_id]}; found by "
+                                                f"{', '.join(flow.find_by)} and linked, not created again"})
+                    log.warning("%s/%s: %s %s was created by an interrupted run; linked to %s %s", self.pair.name,
+                                name, flow.source_entity, source_id, flow.target_entity, target.record.id)
+                self.state.clear_intents(self.pair.name, name, ids)
+
+    def _current_sources(self, flow: Flow, ids: list[str]) -> dict[str, Record]:
+        source = self.connectors[flow.source]
+        many = getattr(source, "get_many", None)
+        found: dict[str, Record] = {}
+        for start in range(0, len(ids), self.batch_size):
+            chunk = ids[start:start + self.batch_size]
+            found.update(many(flow.source_entity, chunk) if callable(many) else {
+                i: r for i in chunk if (r := source.get(flow.source_entity, i)) is not None})
+        return found
+
+    def _created_by_us(self, flow: Flow, record: Record) -> "_Found | None":
+        """The target record this source record's interrupted create made, if it landed: one holding the
+        ``find_by`` values it maps to and linked to nothing else."""
+        find = getattr(self.connectors[flow.target], "find", None)
+        try:
+            payload = flow.map(record, self._context)
+        except (RecordError, SkipRecord, KeyError, ValueError, TypeError):
+            return None  # it cannot be written now either; the flow reports why
+        first, *rest = flow.find_by
+        if not callable(find) or payload.get(first) in (None, ""):
+            return None
+        for candidate in find(flow.target_entity, first, payload[first]):
+            if any(_comparable(candidate.get(f)) != _comparable(payload.get(f)) for f in rest):
+                continue
+            if self.state.link_by_target(self.pair.name, flow.name, candidate.id):
+                continue  # another source record's
+            if flow.echo_of and self.state.link(self.pair.name, flow.echo_of, candidate.id):
+                continue  # already paired with a record on this side
+            return _Found(candidate, payload)
+        return None
 
     # helpers ---------------------------------------------------------------------------------
     def _fetch(self, run: RunResult, flow: Flow, ids: list[str]) -> Iterator[Record]:

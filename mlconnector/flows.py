@@ -53,6 +53,11 @@ class Flow:
     simply left out of the other side's mapping. ``send_back_created`` is for a flow whose source
     assigns keys (NAV numbers) to records the opposite flow creates there: each such record is sent
     back once, so the other side learns its key.
+
+    ``find_by`` is for a flow whose target numbers new records itself (the mapping leaves the key empty):
+    target fields that identify such a record (a customer's name). Each such create is recorded before
+    it is sent; if the run dies before the link lands, the next run asks the target for an unlinked
+    record with these values (the connector's ``find``) and links it instead of creating a second one.
     """
 
     name: str
@@ -66,6 +71,7 @@ class Flow:
     echo_of: str | None = None
     conflict_rule: str = "later-wins"
     send_back_created: bool = False
+    find_by: tuple[str, ...] = ()
     description: str = ""
 
     def key_field(self, options: Mapping[str, Any]) -> str:

@@ -69,6 +69,14 @@ def m003_link_fields(db: sqlite_utils.Database) -> None:
     db["links"].add_column("fields", str)
 
 
+@migrations()
+def m004_create_intents(db: sqlite_utils.Database) -> None:
+    # A create the target numbers itself (no natural key to upsert on), recorded before it is sent: if the
+    # run dies before the link lands, the next run finds that record instead of creating a second one.
+    db["intents"].create({"pair": str, "flow": str, "source_id": str, "run_id": str, "started": str},
+                         pk=("pair", "flow", "source_id"))
+
+
 def iso(value: datetime | None) -> str | None:
     if value is None:
         return None
@@ -228,6 +236,24 @@ class State:
 
     def count_links(self, pair: str, flow: str) -> int:
         return self.db.execute("SELECT count(*) FROM links WHERE pair = ? AND flow = ?", [pair, flow]).fetchone()[0]
+
+    # intents: creates sent but not yet linked ------------------------------------------------
+    def add_intents(self, pair: str, flow: str, source_ids: list[str], run_id: str) -> None:
+        """Committed before the create is sent, so a run killed in between leaves the intent behind."""
+        started = iso(utcnow())
+        with self.transaction():
+            self.db.conn.executemany("INSERT OR REPLACE INTO intents (pair, flow, source_id, run_id, started) "
+                                "VALUES (?, ?, ?, ?, ?)", [(pair, flow, i, run_id, started) for i in source_ids])
+
+    def open_intents(self, pair: str) -> list[dict[str, Any]]:
+        return [{**row, "started": parse_iso(row["started"])}
+                for row in self.db["intents"].rows_where("pair = ?", [pair], order_by="started, flow, source_id")]
+
+    def clear_intents(self, pair: str, flow: str, source_ids: list[str]) -> None:
+        for start in range(0, len(source_ids), 500):
+            chunk = source_ids[start:start + 500]
+            self.db.execute(f"DELETE FROM intents WHERE pair = ? AND flow = ? AND source_id IN "
+                            f"({','.join('?' * len(chunk))})", [pair, flow, *chunk])
 
     # audit -----------------------------------------------------------------------------------
     def add_audit(self, row: dict[str, Any]) -> None:

@@ -183,6 +183,10 @@ class StoreConnector:
         data = {k: v for k, v in row.items() if k not in ("id", "modified")}
         return Record(self.name, entity, row["id"], datetime.fromisoformat(row["modified"]), data)
 
+    def find(self, entity: str, field: str, value: Any) -> list[Record]:
+        self._call()
+        return [self._record(entity, row) for row in self.store.find(entity, field, value)]
+
     def write(self, entity: str, payloads: list[dict[str, Any]], key: str,
               ids: list[str | None] | None = None) -> list[WriteResult]:
         self._call()
@@ -268,7 +272,7 @@ TEST_PAIR = PairSpec(
         Flow("invoices", "erp", "invoice", "crm", "invoice", "invoice_number", invoice_to_invoice,
              depends_on=("customers", "items")),
         Flow("accounts", "crm", "account", "erp", "customer", "number", account_to_customer,
-             echo_of="customers"),
+             echo_of="customers", find_by=("name",)),
     ),
     description="test pair: customers, items and invoices to the CRM; accounts back",
 )

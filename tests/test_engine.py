@@ -339,6 +339,61 @@ def test_a_record_created_on_the_crm_side_gets_its_erp_number_back_once_and_neve
     assert len(crm.all("account")) == 1 and len(erp.all("customer")) == 1
 
 
+def test_a_run_killed_between_the_erp_numbering_a_crm_born_record_and_the_link_never_doubles_it(
+        config_file, tmp_path, erp, crm, monkeypatch):
+    new = crm.put("account", {"account_name": "Born in CRM", "city": "Tromsø"})  # no number yet
+    crm.put("account", {"account_name": "Also born in CRM", "city": "Bergen"})
+    engine = make_engine(config_file, tmp_path)
+
+    class Killed(BaseException):
+        pass
+
+    def die(*args, **kwargs):
+        raise Killed  # the process dies after the ERP created the customers, before the state file learns it
+    monkeypatch.setattr(Engine, "_record", die)
+    with pytest.raises(Killed):
+        engine.sync(["accounts"])
+    monkeypatch.undo()
+    assert len(erp.all("customer")) == 2 and engine.state.count_links("erp-crm", "accounts") == 0
+
+    # The next run, all flows in their order: the customers flow (first) must not see two strangers.
+    rerun = make_engine(config_file, tmp_path)
+    result = rerun.sync()
+
+    assert result.exit_code == EXIT_OK
+    assert sorted(c["name"] for c in erp.all("customer")) == ["Also born in CRM", "Born in CRM"]
+    assert len(crm.all("account")) == 2
+    numbered = crm.get("account", new["id"])
+    assert numbered["number"] == erp.find("customer", "name", "Born in CRM")[0]["number"]
+    links = [r for r in rerun.state.audit_rows(run=result.run_id, limit=None) if r["action"] == "link"]
+    assert len(links) == 2 and all("interrupted run" in r["note"] for r in links)
+    assert rerun.state.open_intents("erp-crm") == []
+    for _ in range(2):  # and then the two sides are at rest
+        again = rerun.sync()
+        assert sum(s.created + s.updated for s in again.flows.values()) == 0
+
+
+def test_an_interrupted_create_that_never_landed_is_created_on_the_next_run(config_file, tmp_path, erp, crm,
+                                                                            monkeypatch):
+    crm.put("account", {"account_name": "Born in CRM", "city": "Tromsø"})
+    engine = make_engine(config_file, tmp_path)
+
+    class Killed(BaseException):
+        pass
+
+    def die(*args, **kwargs):
+        raise Killed  # the process dies after noting the create, before sending it
+    monkeypatch.setattr(Engine, "_write", die)
+    with pytest.raises(Killed):
+        engine.sync(["accounts"])
+    monkeypatch.undo()
+    assert erp.all("customer") == [] and len(engine.state.open_intents("erp-crm")) == 1
+
+    result = make_engine(config_file, tmp_path).sync(["accounts"])
+
+    assert result.flows["accounts"].created == 1 and [c["name"] for c in erp.all("customer")] == ["Born in CRM"]
+
+
 def test_a_first_load_hands_the_target_bulk_sized_writes_and_increments_go_back_to_batches(config_file, tmp_path, erp, crm, monkeypatch):
     from tests.fakes import StoreConnector
     rows = seed_customers(erp, 45)

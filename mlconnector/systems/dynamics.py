@@ -663,6 +663,19 @@ class DynamicsConnector:
         found = [r for holder in holders for r in relations.get(holder, [])]
         return Record(record.system, record.entity, record.id, record.modified, {**record.data, "relations": found})
 
+    def find(self, entity: str, field: str, value: Any) -> list[Record]:
+        """The records whose ``field`` (API v2.0 name) equals ``value`` (compared as the server's collation
+        does: case-insensitively)."""
+        if self.endpoint.mode == "odata":
+            url = f"{self.company_url()}/{self._service(entity)}"
+            column = {api: page for page, api in PAGE_FIELDS[entity].items()}.get(field, field)
+            params = {"$filter": f"{column} eq {_quote_key(str(value))}"}
+            stamp = self.modified_fields.get(entity)
+            return [self._page_record(entity, row, stamp) for row in self._pages(url, params)]
+        set_name = self._spec(entity)[0]
+        params = {"$filter": f"{field} eq {_quote_key(str(value))}"}
+        return [self._api_record(entity, row) for row in self._pages(f"{self.company_url()}/{set_name}", params)]
+
     # -- writes ------------------------------------------------------------------------------------------------
     def write(self, entity: str, payloads: list[dict[str, Any]], key: str,
               ids: list[str | None] | None = None) -> list[WriteResult]:

@@ -199,6 +199,19 @@ def test_upsert_creates_then_updates_with_if_match(env: DynamicsEnv) -> None:
     assert len(rows) == 1 and rows[0]["number"]
 
 
+def test_find_returns_every_record_with_that_value_as_the_server_compares_it(env: DynamicsEnv) -> None:
+    connector = env.connector()
+    [first] = connector.write("customers", [{"number": None, "displayName": "O'Brien & Sons"}], "number")
+    [second] = connector.write("customers", [{"number": None, "displayName": "O'Brien & Sons"}], "number")
+    connector.write("customers", [{"number": None, "displayName": "O'Brien & Daughters"}], "number")
+
+    found = connector.find("customers", "displayName", "o'brien & sons")
+
+    assert sorted(r.id for r in found) == sorted([first.target_id, second.target_id])
+    assert {r["displayName"] for r in found} == {"O'Brien & Sons"} and all(r["number"] for r in found)
+    assert connector.find("customers", "displayName", "Nobody") == []
+
+
 def test_a_linked_record_is_updated_by_its_id_even_when_renumbered(env: DynamicsEnv) -> None:
     connector = env.connector()
     [created] = connector.write("customers", [{"number": "CZ-9", "displayName": "Linked"}], "number")
