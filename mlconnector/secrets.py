@@ -18,6 +18,7 @@ import os
 import re
 import stat
 import tempfile
+import time
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -327,8 +328,13 @@ class SecretStore:
     """Read and write credentials; see the module docstring for where they live.
 
     The backend is chosen on first use, so a store built where only env vars are set works without
-    a keyring or key. Values read from the backend are cached per instance; writes go straight through.
+    a keyring or key. Writes go straight through. Reads see a value another process stored or rotated
+    meanwhile (a long-running `listen` picks up a rotated notify token or client secret): the encrypted
+    file is read again whenever it changed on disk, and keyring values are kept for ``KEYRING_TTL`` seconds
+    at most, so a receiver verifying thousands of notifications does not ask the keyring for each.
     """
+
+    KEYRING_TTL = 5.0
 
     def __init__(self, *, backend: str = "auto", directory: Path | None = None,
                  environ: Mapping[str, str] | None = None) -> None:
@@ -338,7 +344,7 @@ class SecretStore:
         self._directory = directory or default_directory()
         self._environ = os.environ if environ is None else environ
         self._resolved: _Backend | None = None
-        self._cache: dict[tuple[str, str], str | None] = {}
+        self._cache: dict[tuple[str, str], tuple[float, str]] = {}
 
     @property
     def location(self) -> str:
@@ -350,11 +356,20 @@ class SecretStore:
         from_env = self._environ.get(env_var_name(system, field))
         if from_env:
             return from_env
-        if self._cache.get((system, field)) is None:
+        backend = self._backend()
+        if backend.source == "file":
+            return backend.read(system, field)  # cheap: the file is decrypted again only when it changed
+        cached = self._cache.get((system, field))
+        if cached is not None and time.monotonic() - cached[0] < self.KEYRING_TTL:
+            return cached[1]
+        value = backend.read(system, field)
+        if value is None:
             # A missing secret is looked up again next time: another process may store it meanwhile
             # (the first sync subscribing while `listen` already runs).
-            self._cache[(system, field)] = self._backend().read(system, field)
-        return self._cache[(system, field)]
+            self._cache.pop((system, field), None)
+        else:
+            self._cache[(system, field)] = (time.monotonic(), value)
+        return value
 
     def require(self, system: str, field: str) -> str:
         """Like ``get``, but a missing secret is a ConfigError that says how to set it."""
@@ -373,7 +388,7 @@ class SecretStore:
         if not value:
             raise ConfigError(f"refusing to store an empty {field} for {system}")
         self._backend().write(system, field, value)
-        self._cache[(system, field)] = value
+        self._cache[(system, field)] = (time.monotonic(), value)
 
     def delete(self, system: str, field: str | None = None) -> list[str]:
         """Delete one field, or every field, of a system; return the names of the fields deleted."""

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import stat
+import time
 from pathlib import Path
 
 import keyring
@@ -99,6 +100,30 @@ def test_get_reads_the_keyring_once_and_set_writes_through(memory_keyring: Memor
     store.set("bc", "client_secret", "two")
     assert memory_keyring.passwords[("mlconnector", "bc:client_secret")] == "two"
     assert store.get("bc", "client_secret") == "two"
+
+
+def test_a_secret_rotated_by_another_process_is_seen_by_a_long_running_one(
+        memory_keyring: MemoryKeyring, secrets_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # `listen` keeps one store for hours; `secrets set` (another process) rotates the notify token.
+    listener = SecretStore(directory=secrets_dir, environ={})
+    SecretStore(directory=secrets_dir, environ={}).set("zoho", "notify_token", "old-token")
+    assert listener.get("zoho", "notify_token") == "old-token"
+    SecretStore(directory=secrets_dir, environ={}).set("zoho", "notify_token", "new-token")
+    assert listener.get("zoho", "notify_token") == "old-token"  # within the keyring cache's few seconds
+    later = time.monotonic() + SecretStore.KEYRING_TTL + 1
+    monkeypatch.setattr("mlconnector.secrets.time.monotonic", lambda: later)
+    assert listener.get("zoho", "notify_token") == "new-token"
+
+
+def test_a_secret_rotated_in_the_encrypted_file_is_seen_at_once(no_keyring: None, secrets_dir: Path) -> None:
+    init_secret_file(secrets_dir)
+    listener = SecretStore(directory=secrets_dir, environ={})
+    SecretStore(directory=secrets_dir, environ={}).set("bc", "client_state", "first")
+    assert listener.get("bc", "client_state") == "first"
+    SecretStore(directory=secrets_dir, environ={}).set("bc", "client_state", "second")
+    assert listener.get("bc", "client_state") == "second"
+    SecretStore(directory=secrets_dir, environ={}).delete("bc", "client_state")
+    assert listener.get("bc", "client_state") is None
 
 
 def test_env_var_overrides_and_list_shows_it(memory_keyring: MemoryKeyring, secrets_dir: Path) -> None:
