@@ -6,6 +6,8 @@ URL forms served by one app (``create_app()``; state and helpers on ``app.state.
     GET  /data/                               the service document (entity sets)
     /data/{EntitySet}                         GET (query options, paging), POST (create)
     /data/{EntitySet}(dataAreaId='usmf',Key='...')   GET, PATCH (If-Match optional), DELETE
+    /data/SalesOrderHeadersV2(...)/SalesOrderLines    a header's lines: GET, POST (also FreeTextInvoiceLines)
+    POST /data/$batch                         OData v4.0 batch: multipart/mixed, changesets, Content-ID
 
 Entity sets: CustomersV3, ReleasedProductsV2, VendorsV2, SalesOrderHeadersV2, SalesOrderLines,
 FreeTextInvoiceHeaders, FreeTextInvoiceLines (keys include ``dataAreaId``) and LegalEntities. Reads without
@@ -17,7 +19,11 @@ Pages hold at most 10,000 rows (fewer with ``Prefer: odata.maxpagesize``) with a
 gives no nextLink. Creates assign number sequences (customer, vendor, sales order, InventoryLotId) and RecIds
 (InvoiceIdentifier), check mandatory fields and references in the same company (the customer of an order,
 the item of a line), compute line amounts and order totals; a posted invoice or invoiced order refuses
-changes. Throttling per user: 6,000 requests per 5-minute sliding window and 52 concurrent requests, 429
+changes. ``$batch`` (``batch.py``) runs single requests and changesets in order through the same handlers;
+a changeset is one transaction: when one of its requests fails every change it made is undone and its response
+is that request's error, with its Content-ID; ``$<Content-ID>`` addresses an entity created earlier in the
+same changeset (``POST $1/SalesOrderLines``). Auth, faults and throttling apply to a batch as one request
+(the call log keeps one ``ApiCall`` per batch, its ``operations`` listing what ran). Throttling per user: 6,000 requests per 5-minute sliding window and 52 concurrent requests, 429
 with Retry-After and Microsoft's documented messages. Faults (``Faults``): 429, 5xx, latency, token_ttl.
 
 Where the sandbox knowingly differs from, or goes beyond, what Microsoft documents:
@@ -34,7 +40,12 @@ Where the sandbox knowingly differs from, or goes beyond, what Microsoft documen
 * The throttling window is per app user, not per user per web server; resource-based throttling is only the
   injected 429 fault. PATCH answers 204 and requires no If-Match; a stale If-Match answers 412.
 * Tokens are opaque strings, not JWTs; ``Faults.token_ttl`` shortens their real life while ``expires_in`` still
-  says 3599. No ``$batch``, ``$expand``, ``$metadata`` or OData actions.
+  says 3599. No ``$expand``, ``$metadata``, OData actions or JSON batch (OData 4.01).
+* A failed changeset is answered as ASP.NET Web API OData does (a changeset response holding only the failing
+  request's response); the navigation name ``SalesOrderLines`` on SalesOrderHeadersV2 is community-observed,
+  ``FreeTextInvoiceLines`` on FreeTextInvoiceHeaders is assumed by analogy. F&O's limit on operations per
+  batch is not documented; the sandbox sets none. Number sequence values drawn by a rolled-back changeset stay
+  drawn (a non-continuous sequence).
 """
 
 from .app import create_app

@@ -1,5 +1,6 @@
-"""The Starlette app: the Entra token endpoint and ``/data/`` (service document, entity sets, entities by key),
-each data request behind the guard (call log, latency, injected faults, Bearer token, per-user throttling)."""
+"""The Starlette app: the Entra token endpoint and ``/data/`` (service document, entity sets, entities by key,
+a header's lines by navigation, ``$batch``), each data request behind the guard (call log, latency, injected
+faults, Bearer token, per-user throttling); a ``$batch`` passes the guard once, as a whole."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ import json
 import re
 from dataclasses import replace
 from typing import Any
+from urllib.parse import unquote, urlsplit
 
 from starlette.applications import Starlette
 from starlette.requests import Request
@@ -15,12 +17,13 @@ from starlette.routing import Route
 
 from mlconnector.sandbox.common import Faults, SandboxClock
 
+from . import batch as batching
 from .entities import ENTITIES, EntitySpec
 from .errors import ODataError, bad_request, json_response, not_found
 from .query import apply_select, parse_key, parse_query, requested_page_size, select_page, next_link
 from .sandbox import ApiCall, App, FinOpsSandbox
 
-_SEGMENT_RE = re.compile(r"^(?P<name>[A-Za-z_$][A-Za-z0-9_]*)(?:\((?P<key>.*)\))?$")
+_SEGMENT_RE = re.compile(r"^(?P<name>[A-Za-z_$][A-Za-z0-9_]*)(?:\((?P<key>.*)\)(?:/(?P<nav>[A-Za-z_][A-Za-z0-9_]*))?)?$")
 
 
 def _origin(request: Request) -> str:
@@ -49,7 +52,10 @@ async def data(request: Request) -> Response:
         app = sandbox.authenticate(request)
         call.principal = app.client_id
         async with sandbox.throttle(app.client_id):
-            response = await _handle(request, sandbox, app)
+            if request.path_params.get("rest", "").strip("/") == "$batch":
+                response = await _batch(request, sandbox, app, call)
+            else:
+                response = await _handle(request, sandbox, app)
     except ODataError as error:
         response = error.response()
     call.status = response.status_code
@@ -83,6 +89,8 @@ async def _handle(request: Request, sandbox: FinOpsSandbox, app: App) -> Respons
                                   "ETag": view["@odata.etag"]})
         raise ODataError(405, f"The requested resource does not support http method '{request.method}'.")
     values = parse_key(key, spec)
+    if match.group("nav"):
+        return await _navigation(request, sandbox, app, spec, values, match.group("nav"), root)
     row = sandbox.find(spec, values)
     cross_company = params.get("cross-company", "").lower() == "true"
     if spec.company_specific and request.method == "GET" and not cross_company \
@@ -105,6 +113,71 @@ async def _handle(request: Request, sandbox: FinOpsSandbox, app: App) -> Respons
         sandbox.delete(spec, row)
         return Response(status_code=204, headers={"OData-Version": "4.0"})
     raise ODataError(405, f"The requested resource does not support http method '{request.method}'.")
+
+
+async def _navigation(request: Request, sandbox: FinOpsSandbox, app: App, spec: EntitySpec, values: dict[str, Any],
+                      nav: str, root: str) -> Response:
+    """``Header(key)/Lines``: GET lists the header's lines; POST creates a line of that header (its header key
+    and company come from the header), the form a changeset uses with ``$1/SalesOrderLines``."""
+    if spec.lines_nav is None or nav != spec.lines_nav:
+        raise not_found(nav)
+    header = sandbox.find(spec, values)
+    cross_company = request.query_params.get("cross-company", "").lower() == "true"
+    if header is None or (request.method == "GET" and not cross_company
+                          and str(values.get("dataAreaId", "")).lower() != app.default_company):
+        raise not_found(spec.name)
+    line_spec = ENTITIES[nav]
+    assert line_spec.parent is not None
+    _, header_key, line_field = line_spec.parent
+    if request.method == "GET":
+        rows = [sandbox.view(line_spec, r) for r in sandbox.lines_of(spec, header)]
+        return json_response({"@odata.context": f"{root}/$metadata#{line_spec.name}", "value": rows})
+    if request.method != "POST":
+        raise ODataError(405, f"The requested resource does not support http method '{request.method}'.")
+    body = await _body(request)
+    company = header.values["dataAreaId"]
+    for name, value in ((line_field, header.values[header_key]), ("dataAreaId", company)):
+        if body.get(name) not in (None, "") and str(body[name]).lower() != str(value).lower():
+            raise bad_request(f"The property '{name}' does not match the entity the request is addressed to.")
+        body[name] = value
+    row = sandbox.create(line_spec, body, company)
+    view = sandbox.view(line_spec, row)
+    return json_response({"@odata.context": f"{root}/$metadata#{line_spec.name}/$entity", **view}, 201,
+                         {"Location": f"{root}/{line_spec.name}({_key_text(line_spec, row.values)})",
+                          "ETag": view["@odata.etag"]})
+
+
+async def _batch(request: Request, sandbox: FinOpsSandbox, app: App, call: ApiCall) -> Response:
+    """``POST /data/$batch``: see ``batch.py``. Each operation runs through the same handlers as a single
+    request would, without passing the guard again (auth and throttling apply to the batch as a whole)."""
+    if request.method != "POST":
+        raise ODataError(405, f"The requested resource does not support http method '{request.method}'.")
+    items = batching.parse_batch(request.headers.get("content-type", ""), await request.body())
+
+    async def dispatch(op: batching.Operation, target: str) -> batching.OperationResult:
+        path, _, query = target.partition("?")
+        headers = [(b"host", request.headers.get("host", "localhost").encode("latin-1"))]
+        headers += [(k.encode("latin-1"), v.encode("latin-1")) for k, v in op.headers.items() if k != "host"]
+        scope = {"type": "http", "method": op.method, "scheme": request.url.scheme, "root_path": "",
+                 "path": f"/data/{unquote(path)}", "raw_path": f"/data/{path}".encode(),
+                 "query_string": query.encode(), "headers": headers, "server": request.scope.get("server"),
+                 "app": request.scope.get("app"), "path_params": {"rest": unquote(path)},
+                 "http_version": "1.1"}
+        body = op.body
+
+        async def receive() -> dict[str, Any]:
+            return {"type": "http.request", "body": body, "more_body": False}
+
+        try:
+            response = await _handle(Request(scope, receive), sandbox, app)
+        except ODataError as error:
+            response = error.response()
+        result = batching.result_of(response)
+        call.operations.append(f"{op.method} {urlsplit(target).path or target} -> {result.status}")
+        return result
+
+    results = await batching.run_batch(items, dispatch, sandbox.transaction)
+    return batching.batch_response(results)
 
 
 def _queryable(sandbox: FinOpsSandbox, spec: EntitySpec) -> EntitySpec:

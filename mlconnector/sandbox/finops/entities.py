@@ -75,6 +75,7 @@ class EntitySpec:
     read_only  fields F&O computes; a write that sets them is refused
     references field -> (entity set, its key field): must exist in the same company on write
     parent     for lines: (header entity set, the header key field, the line field holding it)
+    lines_nav  for headers: the navigation property to their lines (``Header(key)/Lines``)
     aot        the AOT name used in F&O's write-error messages
     """
 
@@ -88,6 +89,7 @@ class EntitySpec:
     read_only: tuple[str, ...] = ()
     references: dict[str, tuple[str, str]] = field(default_factory=dict)
     parent: tuple[str, str, str] | None = None
+    lines_nav: str | None = None
     defaults: dict[str, object] = field(default_factory=dict)
 
     @property
@@ -117,6 +119,7 @@ ENTITIES: dict[str, EntitySpec] = {spec.name: spec for spec in (
                read_only=("OrderTotalAmount", "OrderCreationDateTime", "SalesOrderStatus"),
                references={"OrderingCustomerAccountNumber": ("CustomersV3", "CustomerAccount"),
                            "InvoiceCustomerAccountNumber": ("CustomersV3", "CustomerAccount")},
+               lines_nav="SalesOrderLines",
                defaults={"SalesOrderStatus": "Backorder", "OrderTotalAmount": 0}),
     EntitySpec("SalesOrderLines", "SalesOrderLine", "SalesOrderLineV2Entity", _ORDER_LINE,
                ("dataAreaId", "InventoryLotId"), numbered="InventoryLotId",
@@ -129,6 +132,7 @@ ENTITIES: dict[str, EntitySpec] = {spec.name: spec for spec in (
                ("dataAreaId", "InvoiceIdentifier"), numbered="InvoiceIdentifier", required=("CustomerAccount",),
                read_only=("InvoiceId", "IsPosted"),
                references={"CustomerAccount": ("CustomersV3", "CustomerAccount")},
+               lines_nav="FreeTextInvoiceLines",
                defaults={"IsPosted": "No", "InvoiceId": ""}),
     EntitySpec("FreeTextInvoiceLines", "FreeTextInvoiceLine", "FreeTextInvoiceLineEntity", _INVOICE_LINE,
                ("dataAreaId", "ParentRecId", "LineNumber"),

@@ -4,15 +4,16 @@ legal entities, the rows of each data entity, number sequences, throttling, and 
 from __future__ import annotations
 
 import asyncio
+import copy
 import itertools
 import math
 import secrets
 import uuid
 from collections import deque
-from contextlib import asynccontextmanager
+from contextlib import asynccontextmanager, contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
-from typing import Any, AsyncIterator
+from typing import Any, AsyncIterator, Iterator
 from urllib.parse import parse_qs
 
 from starlette.requests import Request
@@ -65,6 +66,8 @@ class ApiCall:
     form: str = "data"          # "token" | "data"
     principal: str | None = None
     status: int | None = None
+    # For $batch: each operation as "METHOD url -> status", in the order F&O ran them.
+    operations: list[str] = field(default_factory=list)
 
     @property
     def params(self) -> dict[str, str]:
@@ -93,6 +96,8 @@ class FinOpsSandbox:
         self._sequences: dict[tuple[str, str], itertools.count] = {}
         self._windows: dict[str, deque[datetime]] = {}
         self._inflight: dict[str, int] = {}
+        # While a changeset runs: (table, key) -> the row as it was before (None: it did not exist).
+        self._journal: dict[tuple[str, tuple], StoredRow | None] | None = None
 
     # -- setup ------------------------------------------------------------------------------------------------
 
@@ -182,11 +187,13 @@ class FinOpsSandbox:
         if spec.name == "FreeTextInvoiceHeaders":
             values["InvoiceAccount"] = values.get("InvoiceAccount") or values["CustomerAccount"]
         row = StoredRow(values, modified or self.clock.now())
+        self._remember(spec.name, key)
         self.tables[spec.name][key] = row
         self._derive(spec, row)
         return row
 
     def update(self, spec: EntitySpec, row: StoredRow, body: dict[str, Any], *, trusted: bool = False) -> None:
+        self._remember(spec.name, self.key_of(spec, row.values))
         for name, value in body.items():
             if name.startswith("@odata."):
                 continue
@@ -203,6 +210,7 @@ class FinOpsSandbox:
         self._derive(spec, row)
 
     def delete(self, spec: EntitySpec, row: StoredRow) -> None:
+        self._remember(spec.name, self.key_of(spec, row.values))
         self.tables[spec.name].pop(self.key_of(spec, row.values), None)
         self._derive(spec, row)
 
@@ -239,6 +247,7 @@ class FinOpsSandbox:
             header = self.find(header_spec, {"dataAreaId": values["dataAreaId"],
                                              spec.parent[1]: values.get(spec.parent[2])})
             if header is not None:
+                self._remember(header_spec.name, self.key_of(header_spec, header.values))
                 header.modified = self.clock.now()
                 header.version += 1
                 if header_spec.name == "SalesOrderHeadersV2":
@@ -252,6 +261,35 @@ class FinOpsSandbox:
         return [r for r in self.tables[line_spec.name].values()
                 if r.values["dataAreaId"] == header.values["dataAreaId"]
                 and _key_part(r.values.get(line_field)) == _key_part(header.values.get(header_key))]
+
+    # -- transactions (a $batch changeset) -------------------------------------------------------------------
+
+    @contextmanager
+    def transaction(self) -> Iterator[None]:
+        """All or nothing: every row change made inside is undone when the block raises (as F&O's ttsabort
+        undoes a changeset). Number sequence values drawn inside stay drawn (non-continuous sequences)."""
+        if self._journal is not None:       # already inside one: the outer transaction decides
+            yield
+            return
+        self._journal = {}
+        try:
+            yield
+        except BaseException:
+            for (table, key), before in reversed(list(self._journal.items())):
+                if before is None:
+                    self.tables[table].pop(key, None)
+                else:
+                    self.tables[table][key] = before
+            raise
+        finally:
+            self._journal = None
+
+    def _remember(self, table: str, key: tuple) -> None:
+        if self._journal is None or (table, key) in self._journal:
+            return
+        row = self.tables[table].get(key)
+        self._journal[(table, key)] = None if row is None else StoredRow(copy.deepcopy(row.values), row.modified,
+                                                                         row.version)
 
     # -- helpers for tests and demos -----------------------------------------------------------------------------
 
