@@ -1,4 +1,6 @@
-"""Emulator of Dynamics GP Web Services, legacy endpoint (SOAP 1.1, Windows authentication).
+"""Emulator of Dynamics GP Web Services, legacy endpoint (SOAP 1.1, Windows authentication), and of the
+Service Based Architecture (REST) routes for customers and vendors: see ``sba.py`` for what of SBA is
+documented and what is this sandbox's assumption (the JSON body above all).
 
 ``create_app(delay=, max_concurrent=, overflow=, modified_precision=, schemes=, allow_basic=, faults=)``; the
 server and its helpers are ``app.state.gp`` (a ``GPSandbox``: ``add_user``, ``seed_demo``, ``add_customer``,
@@ -11,6 +13,8 @@ Served::
          GetVendorByKey, GetGLAccountList, GetGLTransactionList, GetGLTransactionByKey, GetSalesOrderByKey,
          CreateSalesOrder (needs the policy from GetPolicyByOperation), GetPolicyByOperation,
          GetLoggedValidationResultByKey
+    GET  /GPService/Tenants(DefaultTenant)/help, .../Companies(Fabrikam%2C%20Inc.)/Sales/Customers[(id)],
+         .../Purchasing/Vendors[(id)]   (SBA; ``sba_tenant=``, ``sba_list_key=``, ``sba_rename=``)
 
 Every request needs Windows authentication: without it the answer is 401 with ``WWW-Authenticate: Negotiate``
 and ``WWW-Authenticate: NTLM``; the NTLM (or SPNEGO-wrapped NTLM) handshake is verified by pyspnego's acceptor

@@ -11,6 +11,7 @@ from starlette.routing import Route
 from mlconnector.sandbox.common import Faults, SandboxClock
 
 from . import schema
+from .sba import SBA_PREFIX, sba
 from .sandbox import SYSTEM_MESSAGE, Busy, Call, GPSandbox, SoapFault
 
 SERVICE_PATH = "/DynamicsGPWebServices/DynamicsGPService.asmx"
@@ -87,15 +88,23 @@ async def _authenticated(request: Request, sandbox: GPSandbox, principal: str) -
 
 def create_app(*, clock: SandboxClock | None = None, faults: Faults | None = None, delay: float = 0.0,
                max_concurrent: int | None = 4, overflow: str = "reject", modified_precision: str = "date",
-               schemes: tuple[str, ...] = ("Negotiate", "NTLM"), allow_basic: bool = False) -> Starlette:
-    """The GP Web Services emulator; its state and helpers are ``app.state.gp`` (a GPSandbox).
+               schemes: tuple[str, ...] = ("Negotiate", "NTLM"), allow_basic: bool = False,
+               sba_tenant: str = "DefaultTenant", sba_list_key: str | None = None,
+               sba_rename: dict[str, str] | None = None) -> Starlette:
+    """The GP Web Services emulator, and the SBA routes for customers and vendors (``sba.py``); its state and
+    helpers are ``app.state.gp`` (a GPSandbox).
 
     ``delay`` is added to every operation (GP servers also serve interactive users); ``max_concurrent`` calls
-    are served at once, the rest refused with 503 (``overflow="reject"``) or queued (``"queue"``).
+    are served at once, the rest refused with 503 (``overflow="reject"``) or queued (``"queue"``). The SBA
+    body is an assumption: ``sba_list_key`` wraps lists in an object, ``sba_rename`` renames properties.
     """
+    methods = ["GET", "POST", "PATCH", "DELETE"]
     routes = [Route(SERVICE_PATH, service, methods=["GET", "POST"]),
-              Route(SERVICE_PATH.lower(), service, methods=["GET", "POST"])]
+              Route(SERVICE_PATH.lower(), service, methods=["GET", "POST"]),
+              Route(SBA_PREFIX + "{rest:path}", sba, methods=methods),
+              Route(SBA_PREFIX.lower() + "{rest:path}", sba, methods=methods)]
     app = Starlette(routes=routes)
+    app.state.gp_sba = {"tenant": sba_tenant, "list_key": sba_list_key, "rename": dict(sba_rename or {})}
     app.state.gp = GPSandbox(clock, faults, delay=delay, max_concurrent=max_concurrent, overflow=overflow,
                              modified_precision=modified_precision, schemes=schemes, allow_basic=allow_basic)
     return app

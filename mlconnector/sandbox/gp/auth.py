@@ -72,23 +72,26 @@ class WindowsAuth:
         with open(self._file, "w", encoding="utf-8") as handle:
             handle.write("\n".join(lines) + "\n")
 
-    def challenge(self) -> list[tuple[str, str]]:
+    def challenge(self, allow_basic: bool | None = None) -> list[tuple[str, str]]:
         headers = [("WWW-Authenticate", scheme) for scheme in self.schemes]
-        if self.allow_basic:
+        if self.allow_basic if allow_basic is None else allow_basic:
             headers.append(("WWW-Authenticate", 'Basic realm="GPServer"'))
         return headers
 
-    def check(self, authorization: str, client: Any) -> Verdict:
+    def check(self, authorization: str, client: Any, allow_basic: bool | None = None) -> Verdict:
+        """``allow_basic`` overrides the server-wide setting for one service (SBA documents Basic)."""
+        basic = self.allow_basic if allow_basic is None else allow_basic
         scheme, _, value = authorization.strip().partition(" ")
         scheme = scheme.capitalize() if scheme.lower() != "ntlm" else "NTLM"
-        if scheme == "Basic" and self.allow_basic:
-            return self._basic(value)
+        if scheme == "Basic" and basic:
+            verdict = self._basic(value)
+            return verdict if verdict.principal else Verdict(challenge=self.challenge(basic))
         if scheme not in self.schemes or not value:
-            return Verdict(challenge=self.challenge())
+            return Verdict(challenge=self.challenge(basic))
         try:
             token = base64.b64decode(value.strip(), validate=True)
         except (binascii.Error, ValueError):
-            return Verdict(challenge=self.challenge())
+            return Verdict(challenge=self.challenge(basic))
         if _is_first_leg(token):
             return self._start(scheme, token, client)
         return self._finish(scheme, token, client)
