@@ -9,24 +9,35 @@ reads become incremental; otherwise each read is the legal entity's whole table,
 is unchanged).
 
 Writes book documents: ``SalesOrderHeadersV2`` (lines to SalesOrderLines) and ``FreeTextInvoiceHeaders``
-(lines to FreeTextInvoiceLines). F&O has no idempotency key, so before each write the document is looked up by
-the natural key the pair sets (the source record's id kept in a reference field); a document already there is
-completed (missing lines added), never booked twice, also after a crash between the write and our state
-commit. Every line's item and the customer are checked first: a line that does not resolve fails the whole
-document before anything is written. Nothing is posted and nothing goes to the general ledger.
+(lines to FreeTextInvoiceLines), each document atomically: header and lines travel as one changeset of an OData
+``POST /data/$batch`` (the lines addressed to the new header by Content-ID, ``$1/SalesOrderLines``), which F&O
+applies all or nothing. A line F&O refuses (an unknown item, a missing field) rolls its header back; that
+document fails alone, with F&O's status, error code and message and the part that failed (``line 2 (item
+X)``), while the other documents of the same ``$batch`` land. One ``$batch`` carries up to ``batch_documents``
+documents (default 100, one changeset each). A 429 on the ``$batch`` is retried after Retry-After like any call;
+a lost answer is reported as such ("may or may not have been applied") and the next run finds what landed.
+F&O has no idempotency key, so before writing, the documents are looked up (20 to a filtered read) by the
+natural key the pair sets (the source record's id kept in a reference field) or, when linked, by their own key;
+a document already there is never booked twice, also after a crash between F&O's commit and ours. Lines missing
+from a document booked before writes were atomic are added in one changeset. Nothing is posted and nothing goes
+to the general ledger.
 
 Settings (``[systems.NAME]``, kind "finops"): environment (host, e.g. contoso.operations.dynamics.com),
 base_url (where requests go; default https://{environment}), tenant, client_id, legal_entity, token_url,
 authority, scope (default https://{environment}/.default), page_size (<= 10,000), concurrency,
-modified_fields, read_filters, ping_entities. Secret: client_secret (``mlconnector secrets set NAME
+batch_documents, modified_fields, read_filters, ping_entities. Secret: client_secret (``mlconnector secrets set NAME
 client_secret``); the access token is cached in the same store.
 """
 
 from __future__ import annotations
 
+import email.parser
+import email.policy
+import json
 import time
+import uuid
 from collections.abc import Callable, Iterator, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from typing import Any
 from urllib.parse import quote, urlsplit
@@ -55,6 +66,8 @@ MAX_PAGE_SIZE = 10_000
 DEFAULT_CONCURRENCY = 8          # F&O allows 52 concurrent requests per user per web server; stay well below
 ENUM_NAMESPACE = "Microsoft.Dynamics.DataEntities"
 BLANK_DATE = "1900-01-01T12:00:00Z"
+DEFAULT_BATCH_DOCUMENTS = 100    # documents (changesets) per $batch request
+LOOKUP_CHUNK = 20                # values per "field eq a or field eq b ..." lookup
 
 
 @dataclass(frozen=True)
@@ -122,13 +135,87 @@ def _body(response: httpx.Response) -> Any:
 
 def error_text(response: httpx.Response) -> str:
     """F&O's error message: the Infolog inside ``innererror`` where there is one, else ``error.message``."""
-    body = _body(response)
+    return _error_message(_body(response))
+
+
+def _error_message(body: Any) -> str:
     error = body.get("error") if isinstance(body, dict) else None
     if not isinstance(error, dict):
         return ""
     inner = error.get("innererror") if isinstance(error.get("innererror"), dict) else {}
     message = str(inner.get("message") or error.get("message") or "")
     return message.split("Infolog: ", 1)[-1].removeprefix("Error: ") if "Infolog: " in message else message
+
+
+@dataclass
+class _Part:
+    """One request of a changeset; ``url`` may start with ``$HEADER``, the header created in the same
+    changeset (sent as ``$<its Content-ID>``)."""
+
+    method: str
+    url: str
+    body: dict[str, Any]
+    what: str                     # "header", "line 2 (item D0001)": named in a failure
+
+
+@dataclass
+class _Changeset:
+    """One document's changeset: the payload index it answers, its parts, and for a document already in F&O
+    (lines being completed) its key."""
+
+    index: int
+    what: str
+    parts: list[_Part]
+    existing: str | None
+    content_ids: dict[str, _Part] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class BatchAnswer:
+    """One request's response inside a ``$batch`` response."""
+
+    status: int
+    content_id: str | None
+    body: bytes
+
+    def json(self) -> Any:
+        try:
+            return json.loads(self.body) if self.body.strip() else None
+        except ValueError:
+            return None
+
+    @property
+    def code(self) -> str:
+        error = (self.json() or {}).get("error") if isinstance(self.json(), dict) else None
+        return str(error.get("code") or "") if isinstance(error, dict) else ""
+
+    @property
+    def message(self) -> str:
+        return _error_message(self.json())
+
+
+def parse_batch_response(content_type: str, content: bytes) -> list[list[BatchAnswer]]:
+    """The responses of a multipart/mixed ``$batch`` response (OData v4.0), one list per top-level part: a
+    changeset's responses (only the failing one when the changeset failed), or a single request's response.
+    MIME parsing is Python's ``email`` package."""
+    if not content_type.lower().startswith("multipart/mixed"):
+        raise ValueError(f"a $batch response must be multipart/mixed, not {content_type or 'untyped'}")
+    parser = email.parser.BytesParser(policy=email.policy.compat32)
+    message = parser.parsebytes(b"Content-Type: " + content_type.encode("latin-1") + b"\r\n\r\n" + content)
+    out: list[list[BatchAnswer]] = []
+    for part in message.get_payload() if message.is_multipart() else []:
+        inner = part.get_payload() if part.is_multipart() else [part]
+        out.append([_answer(p) for p in inner])
+    return out
+
+
+def _answer(part: Any) -> BatchAnswer:
+    raw = (part.get_payload(decode=True) or b"").lstrip(b"\r\n")
+    status_line, _, rest = raw.partition(b"\n")
+    words = status_line.split()
+    status = int(words[1]) if len(words) > 1 and words[1].isdigit() else 0
+    body = email.parser.BytesParser(policy=email.policy.compat32).parsebytes(rest).get_payload(decode=True) or b""
+    return BatchAnswer(status, part.get("Content-ID"), body.strip())
 
 
 def _clean(row: Mapping[str, Any]) -> dict[str, Any]:
@@ -167,8 +254,8 @@ class FinOpsConnector:
         self.http = ApiClient(self.name, auth=self.auth, transport=context.transport, counter=context.counter,
                               max_concurrency=int(system.setting("concurrency", DEFAULT_CONCURRENCY, type_=int)),
                               sleep=sleep, headers={"Accept": "application/json", "OData-Version": "4.0"})
-        self._items: set[str] = set()         # item numbers seen to exist in the legal entity
-        self._customers: set[str] = set()
+        # Documents per $batch request: each its own changeset; F&O documents no limit, so stay moderate.
+        self.batch_documents = max(1, int(system.setting("batch_documents", DEFAULT_BATCH_DOCUMENTS, type_=int)))
 
     # -- plumbing ----------------------------------------------------------------------------------------------
     @property
@@ -304,95 +391,110 @@ class FinOpsConnector:
                                         "$orderby": info.line_sequence})
         return [_clean(r) for r in rows]
 
-    def _find_by(self, entity: str, field: str, value: Any) -> dict[str, Any] | None:
-        rows = list(self._pages(entity, {"$filter": self._company_filter(f"{field} eq {quote_string(value)}")}))
-        return rows[0] if rows else None
-
     # -- writes ------------------------------------------------------------------------------------------------
     def write(self, entity: str, payloads: list[dict[str, Any]], key: str,
               ids: list[str | None] | None = None) -> list[WriteResult]:
-        """Book each document once. ``key`` is the header field holding the source document's id (the natural
-        key); a linked document (``ids``) is found by its own key first. See the module docstring."""
+        """Book each document once, header and lines in one changeset (all or nothing). ``key`` is the header
+        field holding the source document's id (the natural key); a linked document (``ids``) is found by its
+        own key first. Documents already in F&O are looked up in a few filtered reads; the rest go out as one
+        ``$batch`` per ``batch_documents`` documents. See the module docstring."""
         if entity not in WRITABLE:
             raise ConfigError(f"{self.name}: writing {entity} is not supported (writable: {', '.join(WRITABLE)})")
-        known = ids or [None] * len(payloads)
-        return [self._book(entity, payload, key, known_id) for payload, known_id in zip(payloads, known)]
-
-    def _book(self, entity: str, payload: Mapping[str, Any], key: str, known_id: str | None) -> WriteResult:
         info = self._info(entity)
-        header = {k: v for k, v in payload.items() if k != LINES_FIELD and k != "dataAreaId"}
-        lines = [dict(line) for line in payload.get(LINES_FIELD) or []]
-        reference = header.get(key)
-        if reference in (None, ""):
-            return WriteResult("fail", error=f"{entity}: the natural key {key} is empty; without it a re-run "
-                                             "could book the document twice", error_class="mapping")
-        try:
-            problem = self._unresolved(header.get(info.customer_field or ""), lines)
-            if problem:
-                return WriteResult("fail", error=problem, error_class="unresolved_reference")
-            found = self._get_row(entity, known_id) if known_id else None
-            if found is None:
-                found = self._find_by(entity, key, reference)
-            if found is not None:
-                return self._complete(entity, found, header, lines)
-            response = self._call("POST", entity, json={"dataAreaId": self.legal_entity, **header},
-                                  idempotent=False)
-            if response.status_code != 201:
-                return self._refused(response, f"create {entity} for {key} {reference}")
-            created = response.json()
-            failed = self._add_lines(entity, created, lines, set())
-            if failed:
-                return failed
-            return WriteResult("create", str(created[info.key]), utcnow())
-        except RemoteError as exc:
-            if exc.retryable:
-                raise
-            return WriteResult("fail", error=str(exc), error_class=f"http_{exc.status}")
-
-    def _unresolved(self, customer: Any, lines: list[dict[str, Any]]) -> str | None:
-        """The reason the document cannot be booked (an unknown customer or item), checked before any write."""
-        if customer and str(customer) not in self._customers:
-            if self._get_row("CustomersV3", customer) is None:
-                return f"customer account {customer} does not exist in legal entity {self.legal_entity}"
-            self._customers.add(str(customer))
-        wanted = [str(line["ItemNumber"]) for line in lines if line.get("ItemNumber")]
-        unknown = sorted(set(wanted) - self._items)
-        for start in range(0, len(unknown), 20):
-            chunk = unknown[start:start + 20]
-            terms = " or ".join(f"ItemNumber eq {quote_string(i)}" for i in chunk)
-            for row in self._pages("ReleasedProductsV2", {"$filter": self._company_filter(terms),
-                                                          "$select": "dataAreaId,ItemNumber"}):
-                self._items.add(str(row["ItemNumber"]))
-        for number, line in enumerate(lines, start=1):
-            item = line.get("ItemNumber")
-            if item and str(item) not in self._items:
-                return (f"line {number}: item {item} is not a released product in legal entity "
-                        f"{self.legal_entity}; nothing was booked")
-        return None
-
-    def _add_lines(self, entity: str, header: Mapping[str, Any], lines: list[dict[str, Any]],
-                   present: set[float]) -> WriteResult | None:
-        """POST the lines whose sequence number is not yet on the document (a crash may have left some out)."""
-        info = self._info(entity)
-        assert info.lines and info.line_parent and info.line_sequence
-        for number, line in enumerate(lines, start=1):
-            if float(number) in present:
+        known = list(ids or [None] * len(payloads))
+        results: list[WriteResult | None] = [None] * len(payloads)
+        documents: list[tuple[int, dict[str, Any], list[dict[str, Any]]]] = []
+        for index, payload in enumerate(payloads):
+            header = {k: v for k, v in payload.items() if k != LINES_FIELD and k != "dataAreaId"}
+            lines = [dict(line) for line in payload.get(LINES_FIELD) or []]
+            if header.get(key) in (None, ""):
+                results[index] = WriteResult("fail", error=f"{entity}: the natural key {key} is empty; without it "
+                                                           "a re-run could book the document twice",
+                                             error_class="mapping")
+            else:
+                documents.append((index, header, lines))
+        found = self._existing(entity, key, [(i, known[i], h[key]) for i, h, _ in documents])
+        changesets: list[_Changeset] = []
+        for index, header, lines in documents:
+            reference = header[key]
+            what = f"{entity} for {key} {reference}"
+            try:
+                if index in found:
+                    outcome = self._complete(entity, found[index], header, lines, what)
+                    if isinstance(outcome, WriteResult):
+                        results[index] = outcome
+                    else:
+                        outcome.index = index
+                        changesets.append(outcome)
+                    continue
+            except RemoteError as exc:
+                if exc.retryable:
+                    raise
+                results[index] = WriteResult("fail", error=str(exc), error_class=f"http_{exc.status}")
                 continue
-            body = {"dataAreaId": self.legal_entity, info.line_parent: header[info.key],
-                    info.line_sequence: number, **line}
-            if info.lines in ITEMLESS_LINES:
-                body.pop("ItemNumber", None)
-            response = self._call("POST", info.lines, json=body, idempotent=False)
-            if response.status_code != 201:
-                return self._refused(response, f"add line {number} to {entity} {header[info.key]} (the document "
-                                               "is incomplete; the next run adds the missing lines)")
-        return None
+            parts = [_Part("POST", f"{self.base_url}/{entity}", {"dataAreaId": self.legal_entity, **header},
+                           "header")]
+            parts += [_Part("POST", f"$HEADER/{info.lines}", self._line_body(entity, number, line),
+                            f"line {number}" + (f" (item {line['ItemNumber']})" if line.get("ItemNumber") else ""))
+                      for number, line in enumerate(lines, start=1)]
+            changesets.append(_Changeset(index, what, parts, None))
+        for start in range(0, len(changesets), self.batch_documents):
+            chunk = changesets[start:start + self.batch_documents]
+            for changeset, result in zip(chunk, self._send(entity, chunk)):
+                results[changeset.index] = result
+        return [r or WriteResult("fail", error="no result", error_class="bug") for r in results]
+
+    def _line_body(self, entity: str, number: int, line: Mapping[str, Any]) -> dict[str, Any]:
+        info = self._info(entity)
+        assert info.lines and info.line_sequence
+        body = {info.line_sequence: number, **line}
+        if info.lines in ITEMLESS_LINES:
+            body.pop("ItemNumber", None)
+        return body
+
+    def _existing(self, entity: str, key: str, wanted: list[tuple[int, str | None, Any]]) -> dict[int, dict]:
+        """The documents already in F&O, by payload index: by their own key where linked, else by the natural
+        key, 20 values to a filtered read (a crash after F&O booked a document must not book it again)."""
+        info = self._info(entity)
+        found: dict[int, dict[str, Any]] = {}
+        by_id = self._rows_where(entity, info.key, [target for _, target, _ in wanted if target])
+        for index, target, _ in wanted:
+            row = by_id.get(str(target)) if target else None
+            if row is not None:
+                found[index] = row
+        rest = [(index, reference) for index, _, reference in wanted if index not in found]
+        by_reference = self._rows_where(entity, key, [reference for _, reference in rest])
+        for index, reference in rest:
+            row = by_reference.get(str(reference))
+            if row is not None:
+                found[index] = row
+        return found
+
+    def _rows_where(self, entity: str, field: str, values: list[Any]) -> dict[str, dict[str, Any]]:
+        """Rows whose ``field`` is one of ``values``, keyed by that value as text (the first row per value in
+        key order when F&O holds more than one)."""
+        rows: dict[str, dict[str, Any]] = {}
+        distinct = list(dict.fromkeys(str(v) for v in values))
+        numeric = field == "InvoiceIdentifier"
+        for start in range(0, len(distinct), LOOKUP_CHUNK):
+            chunk = distinct[start:start + LOOKUP_CHUNK]
+            if numeric:
+                chunk = [v for v in chunk if v.isdigit()]
+                if not chunk:
+                    continue
+            terms = " or ".join(f"{field} eq {v if numeric else quote_string(v)}" for v in chunk)
+            for row in self._pages(entity, {"$filter": self._company_filter(terms),
+                                            "$orderby": self._info(entity).key}):
+                rows.setdefault(str(row.get(field)), row)
+        return rows
 
     def _complete(self, entity: str, found: Mapping[str, Any], header: Mapping[str, Any],
-                  lines: list[dict[str, Any]]) -> WriteResult:
-        """A document already booked (by an earlier run, maybe one that crashed before recording it): add
-        lines it lacks while it is still open; never a second document."""
+                  lines: list[dict[str, Any]], what: str) -> WriteResult | _Changeset:
+        """A document already booked (by an earlier run, maybe one that crashed before recording it): never a
+        second document. Lines it lacks (a document booked line by line before F&O writes became atomic) are
+        added in one changeset while it is still open."""
         info = self._info(entity)
+        assert info.lines and info.line_parent and info.line_sequence
         target = str(found[info.key])
         customer = info.customer_field
         if customer and str(found.get(customer) or "").lower() != str(header.get(customer) or "").lower():
@@ -401,15 +503,73 @@ class FinOpsConnector:
                                              "in F&O)", error_class="conflict")
         if found.get("IsPosted") == "Yes" or found.get("SalesOrderStatus") in ("Invoiced", "Canceled"):
             return WriteResult("update", target, utcnow())  # posted / closed in F&O: it is theirs now
-        present = {float(line.get(info.line_sequence or "") or 0) for line in self._lines(entity, found)}
-        failed = self._add_lines(entity, found, lines, present)
-        return failed or WriteResult("update", target, utcnow())
+        present = {float(line.get(info.line_sequence) or 0) for line in self._lines(entity, found)}
+        parts = [_Part("POST", f"{self.base_url}/{info.lines}",
+                       {"dataAreaId": self.legal_entity, info.line_parent: found[info.key],
+                        **self._line_body(entity, number, line)}, f"line {number}")
+                 for number, line in enumerate(lines, start=1) if float(number) not in present]
+        if not parts:
+            return WriteResult("update", target, utcnow())
+        return _Changeset(-1, f"{entity} {target}", parts, target)
 
-    def _refused(self, response: httpx.Response, what: str) -> WriteResult:
+    def _send(self, entity: str, changesets: list[_Changeset]) -> list[WriteResult]:
+        """One ``POST /data/$batch``: one changeset per document, so a document that fails rolls back alone and
+        the others land. Returns a result per changeset, in order."""
+        info = self._info(entity)
+        boundary = f"batch_{uuid.uuid4()}"
+        chunks: list[bytes] = []
+        next_id = 1
+        for changeset in changesets:
+            inner = f"changeset_{uuid.uuid4()}"
+            chunks.append(f"--{boundary}\r\nContent-Type: multipart/mixed; boundary={inner}\r\n\r\n".encode())
+            header_id = str(next_id)
+            changeset.content_ids = {}
+            for part in changeset.parts:
+                content_id = str(next_id)
+                next_id += 1
+                changeset.content_ids[content_id] = part
+                url = part.url.replace("$HEADER", f"${header_id}", 1)
+                body = json.dumps(part.body, ensure_ascii=False).encode("utf-8")
+                chunks.append(f"--{inner}\r\nContent-Type: application/http\r\nContent-Transfer-Encoding: binary\r\n"
+                              f"Content-ID: {content_id}\r\n\r\n{part.method} {url} HTTP/1.1\r\n"
+                              "Content-Type: application/json; odata.metadata=minimal\r\n"
+                              "Accept: application/json\r\n\r\n".encode() + body + b"\r\n")
+            chunks.append(f"--{inner}--\r\n".encode())
+        chunks.append(f"--{boundary}--\r\n".encode())
+        response = self._call("POST", "$batch", content=b"".join(chunks), idempotent=False,
+                              headers={"Content-Type": f"multipart/mixed; boundary={boundary}"})
         if response.status_code >= 500:
-            raise self._fail(response, what)
-        return WriteResult("fail", error=f"{what}: {error_text(response) or response.status_code}",
-                           error_class=f"http_{response.status_code}")
+            raise self._fail(response, f"POST $batch ({len(changesets)} {entity} documents)")
+        if response.status_code != 200:
+            error = f"F&O refused the batch: {error_text(response) or response.status_code}"
+            return [WriteResult("fail", error=error, error_class=f"http_{response.status_code}")
+                    for _ in changesets]
+        answers = parse_batch_response(response.headers.get("content-type", ""), response.content)
+        if len(answers) != len(changesets):
+            raise RemoteError(self.name, 200, message=f"$batch answered {len(answers)} parts for "
+                              f"{len(changesets)} changesets; nothing can be told about these documents")
+        results = []
+        for changeset, answer in zip(changesets, answers):
+            failed = next((a for a in answer if a.status >= 300), None)
+            if failed is not None:
+                part = changeset.content_ids.get(failed.content_id or "")
+                where = part.what if part else "the document"
+                code = failed.code
+                results.append(WriteResult(
+                    "fail", error=f"{changeset.what}: {where} refused by F&O ({failed.status}"
+                                  f"{', ' + code if code else ''}), nothing of the document was booked: "
+                                  f"{failed.message or 'error'}",
+                    error_class=f"http_{failed.status}"))
+            elif changeset.existing is not None:
+                results.append(WriteResult("update", changeset.existing, utcnow()))
+            else:
+                created = next((a for a in answer if a.content_id == next(iter(changeset.content_ids))), answer[0])
+                body = created.json()
+                if not isinstance(body, dict) or body.get(info.key) in (None, ""):
+                    raise RemoteError(self.name, created.status, message=f"{changeset.what}: F&O booked the "
+                                      "document but its answer names no key; the next run finds it")
+                results.append(WriteResult("create", str(body[info.key]), utcnow()))
+        return results
 
     # -- ping --------------------------------------------------------------------------------------------------
     def ping(self) -> PingResult:

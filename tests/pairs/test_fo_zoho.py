@@ -119,10 +119,14 @@ def test_nothing_is_posted_and_no_secret_reaches_state_or_output(world: FoWorld,
 
     assert result.flows["invoices"].created == 1
     assert all(i["IsPosted"] == "No" and not i["InvoiceId"] for i in world.fo("FreeTextInvoiceHeaders"))
-    writes = {c.path.split("(")[0] for c in world.finops.calls if c.method in ("POST", "PATCH", "DELETE")
-              and c.form == "data"}
-    assert writes <= {"/data/SalesOrderHeadersV2", "/data/SalesOrderLines", "/data/FreeTextInvoiceHeaders",
-                      "/data/FreeTextInvoiceLines"}
+    single = [c for c in world.finops.calls if c.method in ("POST", "PATCH", "DELETE") and c.form == "data"
+              and not c.path.endswith("/$batch")]
+    assert single == []      # every write went inside a $batch changeset
+    operations = [op.split() for c in world.finops.calls if c.path.endswith("/$batch") for op in c.operations]
+    assert {method for method, *_ in operations} == {"POST"}
+    assert {target.split("(")[0] for _, target, *_ in operations} | \
+        {target.rsplit("/", 1)[-1] for _, target, *_ in operations} <= {
+            "SalesOrderHeadersV2", "SalesOrderLines", "FreeTextInvoiceHeaders", "FreeTextInvoiceLines"}
     dumped = world.state_path.read_bytes() + str(result.to_dict()).encode() + capsys.readouterr().out.encode()
     for secret in world.secrets.values():
         assert secret.encode() not in dumped
