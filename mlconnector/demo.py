@@ -22,7 +22,9 @@ from mlconnector.sandbox.server import Sandboxes
 from mlconnector.secrets import KEY_FILE_NAME, MASTER_KEY_ENV, SecretStore, init_secret_file
 
 MARKER = "# Written by `mlconnector sandbox serve`"
-PAIRS = {"nav-zoho": "nav", "bc-zoho": "bc"}
+# pair -> the system its demo edits first: the ERP (nav, bc, fo, gp) or, for nav-zuora, NAV too
+PAIRS = {"nav-zoho": "nav", "bc-zoho": "bc", "fo-zoho": "fo", "gp-zoho": "gp", "nav-zuora": "nav"}
+CRM_ERPS = ("nav", "bc", "fo", "gp")   # the ERPs paired with Zoho, each with an org of its own
 
 
 class DemoError(MLConnectorError):
@@ -66,8 +68,17 @@ def _table(name: str, values: dict[str, Any], comment: str = "") -> str:
 
 
 def crm_system_name(erp: str, erps: tuple[str, ...]) -> str:
-    """``zoho`` when one ERP is served; with both, nav-zoho keeps ``zoho`` and bc-zoho gets ``zoho-bc``."""
+    """``zoho`` when one ERP is served; with more, nav-zoho keeps ``zoho`` and the others get ``zoho-ERP``
+    (``zoho-bc``, ``zoho-fo``, ``zoho-gp``)."""
     return "zoho" if erp == "nav" or len(erps) == 1 else f"zoho-{erp}"
+
+
+def served_pairs(sandboxes: Sandboxes) -> tuple[str, ...]:
+    """The pairs the running sandboxes can serve, in the README's order."""
+    pairs = [f"{erp}-zoho" for erp in CRM_ERPS if sandboxes.zoho.get(erp)]
+    if sandboxes.zuora is not None and sandboxes.nav is not None:
+        pairs.append("nav-zuora")
+    return tuple(pairs)
 
 
 def write_sandbox_config(sandboxes: Sandboxes, config_path: Path, *,
@@ -83,7 +94,8 @@ def write_sandbox_config(sandboxes: Sandboxes, config_path: Path, *,
     stem = config_path.stem
     state_path = config_path.with_name(f"{stem}.state.db")
     secrets_dir = config_path.with_name(f"{stem}.secrets")
-    erps = tuple(erp for erp in sandbox_server.ERPS if sandboxes.zoho.get(erp))
+    erps = tuple(erp for erp in CRM_ERPS if sandboxes.zoho.get(erp))
+    pairs = served_pairs(sandboxes)
     notify_urls = notify_urls or {}
 
     # Links and watermarks of an earlier start point at records that no longer exist: start clean.
@@ -102,18 +114,18 @@ def write_sandbox_config(sandboxes: Sandboxes, config_path: Path, *,
              "# this machine, with fresh data and credentials on every start (the credentials are in the\n"
              f"# encrypted file in {secrets_dir.name}/, never here). Try:\n"
              f"#   mlconnector --config {config_path.name} ping\n"
-             + "".join(f"#   mlconnector --config {config_path.name} sync {pair}\n"
-                       for pair, erp in PAIRS.items() if erp in erps),
+             + "".join(f"#   mlconnector --config {config_path.name} sync {pair}\n" for pair in pairs),
              _table("state", {"path": state_path.name}),
              _table("secrets", {"backend": "file", "dir": secrets_dir.name})]
-    pairs = []
     if sandboxes.nav is not None:
         nav = sandboxes.nav
         parts.append(_table("systems.nav", {
             "kind": "nav", "base_url": nav.base_url, "company": nav.company, "user": nav.user, "api": "odata",
             "notify_url": notify_urls.get("nav")},
             "Dynamics NAV on premises: page web services (ODataV4), Basic auth with the user's web service\n"
-            "access key (secret: password)."))
+            "access key (secret: password)."
+            + ("\nIts Customer card carries the fields Zuora_Invoice_Status and Zuora_Payment_Status (a table\n"
+               "extension) for nav-zuora." if "nav-zuora" in pairs else "")))
         store.set("nav", "password", nav.access_key)
     if sandboxes.bc is not None:
         bc = sandboxes.bc
@@ -124,6 +136,36 @@ def write_sandbox_config(sandboxes: Sandboxes, config_path: Path, *,
             "Business Central online: API v2.0 with an Entra app's client credentials (secret: client_secret).\n"
             "For the real service leave base_url and token_url out: tenant and environment say where it is."))
         store.set("bc", "client_secret", bc.client_secret)
+    if sandboxes.finops is not None:
+        fo = sandboxes.finops
+        parts.append(_table("systems.fo", {
+            "kind": "finops", "environment": fo.environment, "base_url": fo.base_url, "tenant": fo.tenant,
+            "client_id": fo.client_id, "token_url": fo.token_url, "legal_entity": fo.legal_entity,
+            "modified_fields": sandbox_server.FO_MODIFIED_FIELDS},
+            "Dynamics 365 Finance & Operations: OData data entities, Entra client credentials (secret:\n"
+            "client_secret), read across companies for one legal entity. modified_fields names the modified-time\n"
+            "field an extension adds to each entity read (F&O's standard entities have none). For the real\n"
+            "service leave base_url and token_url out."))
+        store.set("fo", "client_secret", fo.client_secret)
+    if sandboxes.gp is not None:
+        gp = sandboxes.gp
+        parts.append(_table("systems.gp", {
+            "kind": "gp", "base_url": gp.base_url, "company_id": gp.company_id, "user": gp.user,
+            "delay_seconds": 0},
+            "Dynamics GP Web Services (SOAP) with a Windows domain account over NTLM/Negotiate (secret:\n"
+            "password). delay_seconds = 0 because nobody else uses this server; keep the default pause on a\n"
+            "real one, which also serves its users."))
+        store.set("gp", "password", gp.password)
+    if sandboxes.zuora is not None:
+        zuora = sandboxes.zuora
+        parts.append(_table("systems.zuora", {
+            "kind": "zuora", "base_url": zuora.base_url, "client_id": zuora.client_id,
+            "notify_url": notify_urls.get("zuora"), "callout_auth": "basic", "callout_user": zuora.callout_user},
+            "Zuora Billing: OAuth client credentials (secret: client_secret); Invoice Posted and Payment\n"
+            "Processed callouts checked with Basic auth (secret: callout_password). For the real service set\n"
+            "region and environment instead of base_url."))
+        store.set("zuora", "client_secret", zuora.client_secret)
+        store.set("zuora", "callout_password", zuora.callout_password)
     for erp in erps:
         zoho, name = sandboxes.zoho[erp], crm_system_name(erp, erps)
         parts.append(_table(f"systems.{name}", {
@@ -134,13 +176,18 @@ def write_sandbox_config(sandboxes: Sandboxes, config_path: Path, *,
             "the accounts server, the API and the upload host on one address."))
         store.set(name, "client_secret", zoho.client_secret)
         store.set(name, "refresh_token", zoho.refresh_token)
-    for pair, erp in PAIRS.items():
-        if erp in erps:
-            pairs.append(pair)
-            parts.append(_table(f"pairs.{pair}", {"systems": {"erp": erp, "crm": crm_system_name(erp, erps)},
-                                                  "overlap_seconds": 60}))
+    for pair in pairs:
+        if pair == "nav-zuora":
+            # CRONUS International Ltd. keeps its books in GBP: accounts without a currency code and prices too.
+            parts.append(_table("pairs.nav-zuora", {"systems": {"erp": "nav", "billing": "zuora"},
+                                                    "overlap_seconds": 60}))
+            parts.append(_table("pairs.nav-zuora.options", {"currency": "GBP"}))
+            continue
+        erp = pair.split("-")[0]
+        parts.append(_table(f"pairs.{pair}", {"systems": {"erp": erp, "crm": crm_system_name(erp, erps)},
+                                              "overlap_seconds": 60}))
     config_path.write_text("\n".join(parts), encoding="utf-8")
-    return SandboxConfig(config_path, state_path, secrets_dir, tuple(pairs))
+    return SandboxConfig(config_path, state_path, secrets_dir, pairs)
 
 
 # -- the guided demo -------------------------------------------------------------------------------------------

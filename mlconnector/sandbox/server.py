@@ -1,24 +1,34 @@
 """The sandboxes served over real HTTP: uvicorn on loopback in background threads, one port per emulated system,
 with fresh credentials registered in each and the seed data loaded.
 
-``start(erps=("nav", "bc"), host="127.0.0.1", port=0, seed="small", faults=None)`` returns a ``Sandboxes``
-with every URL and credential a client needs; ``stop()`` (or leaving its ``with`` block) shuts them down.
+``start(erps=("nav", "bc"), zuora=False, host="127.0.0.1", port=0, seed="small", faults=None)`` returns a
+``Sandboxes`` with every URL and credential a client needs; ``stop()`` (or leaving its ``with`` block) shuts
+them down. ``start_pairs(("fo-zoho", ...))`` starts what the named pairs need.
 
-One Dynamics emulator serves both ERPs, as one server can: NAV through its on-premises page web services
-(``http://HOST:PORT/DynamicsNAV110/ODataV4``, Basic auth with a web service access key) in company
+One Dynamics emulator serves both NAV and Business Central, as one server can: NAV through its on-premises page
+web services (``http://HOST:PORT/DynamicsNAV110/ODataV4``, Basic auth with a web service access key) in company
 "CRONUS International Ltd.", and Business Central through the online URL shape
 (``http://HOST:PORT/v2.0/{tenant}/{environment}/api/v2.0``, Entra client-credentials tokens from
-``http://HOST:PORT/{tenant}/oauth2/v2.0/token``) in company "CRONUS USA, Inc.". Each ERP gets its own Zoho CRM
-org on a port of its own, since a two-way pair would otherwise carry the other ERP's accounts back into its ERP.
+``http://HOST:PORT/{tenant}/oauth2/v2.0/token``) in company "CRONUS USA, Inc.". Finance & Operations (OData at
+``/data``, Entra tokens, legal entity USMF), Dynamics GP (Web Services SOAP with Windows authentication:
+NTLM/Negotiate) and Zuora (OAuth client credentials, callouts) each get an emulator of their own. Each
+ERP paired with Zoho gets its own Zoho CRM org on a port of its own, since a two-way pair would otherwise carry
+another ERP's accounts back into its ERP. nav-zuora uses the same NAV company as nav-zoho, with the two
+Zuora status fields added to its Customer card (as a NAV partner would).
+
+Ports, from ``port`` on: Dynamics, Zoho (nav), Zoho (bc), F&O, Zoho (fo), GP, Zoho (gp), Zuora; the ones a
+start does not serve are skipped.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import secrets
 import socket
 import threading
 import time
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -31,14 +41,27 @@ from mlconnector.sandbox.seed import SeedSize, Seeded, seed_company
 from mlconnector.sandbox.zoho import ZohoSandbox
 from mlconnector.sandbox.zoho import create_app as create_zoho_app
 
-ERPS = ("nav", "bc")
+ERPS = ("nav", "bc")                    # the ERPs of the Dynamics emulator
+ZOHO_ERPS = ("nav", "bc", "fo", "gp")   # the ERPs paired with a Zoho org of their own, in port order
+PAIRS = {"nav-zoho": "nav", "bc-zoho": "bc", "fo-zoho": "fo", "gp-zoho": "gp", "nav-zuora": "zuora"}
 NAV_INSTANCE = "DynamicsNAV110"
 NAV_COMPANY = "CRONUS International Ltd."
 BC_COMPANY = "CRONUS USA, Inc."
 BC_ENVIRONMENT = "production"
+FO_ENVIRONMENT = "mlconnector-sandbox.operations.dynamics.com"
+FO_LEGAL_ENTITY = "USMF"
+FO_MODIFIED_FIELDS = {"CustomersV3": "ModifiedDateTime", "ReleasedProductsV2": "ModifiedDateTime",
+                      "VendorsV2": "ModifiedDateTime"}
+GP_DOMAIN_USER = "SANDBOX\\svc-mlconnector"
+ZUORA_CALLOUT_USER = "zuora"
 # The fields the pairs upsert on must be "Do not allow duplicate values" in Zoho (Contacts.Email already is).
 ZOHO_UNIQUE_FIELDS = (("Accounts", "Account_Number"), ("Products", "Product_Code"), ("Sales_Orders", "ERP_Number"),
                       ("Invoices", "ERP_Number"))
+ZOHO_UNIQUE_EXTRA = {"fo": (("Vendors", "ERP_Number"),),
+                     "gp": (("Contacts", "GP_Contact_Id"), ("Vendors", "GP_Vendor_Id"),
+                            ("GL_Accounts", "GL_Account_Number"), ("GL_Journal_Entries", "GL_Journal_Id"))}
+# The NAV Customer card fields nav-zuora writes Zuora's invoice and payment status to (a table extension).
+NAV_STATUS_FIELDS = {"Zuora_Invoice_Status": "zuoraInvoiceStatus", "Zuora_Payment_Status": "zuoraPaymentStatus"}
 DEFAULT_PORT = 8400
 
 
@@ -79,30 +102,76 @@ class ZohoAccess:
     refresh_token: str
 
 
+@dataclass(frozen=True)
+class FinOpsAccess:
+    """Finance & Operations: OData at ``{base_url}/data``, Entra client-credentials tokens for ``environment``."""
+
+    base_url: str
+    token_url: str
+    tenant: str
+    environment: str
+    legal_entity: str
+    client_id: str
+    client_secret: str
+
+
+@dataclass(frozen=True)
+class GpAccess:
+    """Dynamics GP Web Services (legacy SOAP endpoint) with a Windows domain account (NTLM/Negotiate)."""
+
+    base_url: str          # the DynamicsGPService.asmx address
+    company_id: int
+    user: str              # DOMAIN\\name
+    password: str
+
+
+@dataclass(frozen=True)
+class ZuoraAccess:
+    """A Zuora tenant: REST API and OAuth at ``base_url``; callouts authenticate with Basic ``callout_user``."""
+
+    base_url: str
+    client_id: str
+    client_secret: str
+    callout_user: str
+    callout_password: str
+
+
 @dataclass
 class Sandboxes:
     """The running sandboxes: where they are, how to get in, and their state for helpers (edit, modify...)."""
 
     host: str
-    dynamics_url: str
-    dynamics: DynamicsSandbox
+    dynamics_url: str = ""
+    dynamics: DynamicsSandbox | None = None        # None when neither NAV nor BC is served
     nav: NavAccess | None = None
     bc: BcAccess | None = None
     zoho: dict[str, ZohoAccess] = field(default_factory=dict)          # per ERP: its CRM org
     zoho_sandboxes: dict[str, ZohoSandbox] = field(default_factory=dict)
-    seeded: dict[str, Seeded] = field(default_factory=dict)            # per ERP
+    seeded: dict[str, Seeded] = field(default_factory=dict)            # per Dynamics ERP
+    finops: FinOpsAccess | None = None
+    finops_sandbox: Any = None                                          # FinOpsSandbox
+    gp: GpAccess | None = None
+    gp_sandbox: Any = None                                              # GPSandbox
+    zuora: ZuoraAccess | None = None
+    zuora_sandbox: Any = None                                           # ZuoraSandbox
+    summaries: dict[str, str] = field(default_factory=dict)            # per system: what it was seeded with
     _servers: list[tuple[uvicorn.Server, threading.Thread]] = field(default_factory=list, repr=False)
+    _undo: list[Callable[[], None]] = field(default_factory=list, repr=False)
 
     def company(self, erp: str) -> str:
-        return NAV_COMPANY if erp == "nav" else BC_COMPANY
+        return NAV_COMPANY if erp in ("nav", "zuora") else BC_COMPANY
 
     def stop(self, timeout: float = 5.0) -> None:
-        """Shut every server down and wait for its thread."""
+        """Shut every server down and wait for its thread; undo the process-wide schema extensions."""
         for server, _ in self._servers:
             server.should_exit = True
         for _, thread in self._servers:
             thread.join(timeout=timeout)
         self._servers.clear()
+        while self._undo:
+            self._undo.pop()()
+        if self.gp_sandbox is not None:
+            self.gp_sandbox.auth.close()
 
     def __enter__(self) -> "Sandboxes":
         return self
@@ -144,58 +213,196 @@ def serve(app: Any, sock: socket.socket, name: str) -> tuple[uvicorn.Server, thr
     return server, thread
 
 
-def start(erps: tuple[str, ...] = ERPS, *, host: str = "127.0.0.1", port: int = 0, seed: str | int = "small",
-          faults: str | None = None, seed_number: int = 7, debounce: float = 0.2) -> Sandboxes:
-    """Start the Dynamics sandbox (serving the given ERPs) and one Zoho org per ERP, seeded and with fresh
-    credentials. ``port``: the Dynamics port; the Zoho orgs take the next ones (0: free ports for all)."""
-    unknown = set(erps) - set(ERPS)
-    if unknown or not erps:
-        raise ValueError(f"erps must be some of {', '.join(ERPS)}")
+def start_pairs(pairs: tuple[str, ...] | list[str] = tuple(PAIRS), **kwargs: Any) -> Sandboxes:
+    """Start what the named pairs need (``start``'s keyword arguments apply)."""
+    unknown = [p for p in pairs if p not in PAIRS]
+    if unknown or not pairs:
+        raise ValueError(f"pairs must be some of {', '.join(PAIRS)}")
+    erps = tuple(erp for erp in ZOHO_ERPS if any(PAIRS[p] == erp for p in pairs))
+    return start(erps, zuora="nav-zuora" in pairs, **kwargs)
+
+
+def start(erps: tuple[str, ...] = ERPS, *, zuora: bool = False, host: str = "127.0.0.1", port: int = 0,
+          seed: str | int = "small", faults: str | None = None, seed_number: int = 7,
+          debounce: float = 0.2) -> Sandboxes:
+    """Start the emulators of the given ERPs (some of nav, bc, fo, gp), each with a Zoho org of its own, and
+    with ``zuora`` a Zuora tenant and NAV for nav-zuora; seeded and with fresh credentials. ``port``: the first
+    port; the others take the next ones in the order of the module docstring (0: free ports for all)."""
+    unknown = set(erps) - set(ZOHO_ERPS)
+    if unknown or not (erps or zuora):
+        raise ValueError(f"erps must be some of {', '.join(ZOHO_ERPS)}")
     size = SeedSize.parse(seed)
     Faults.parse(faults)  # a bad spec fails before anything starts
-    sockets = [bind(host, port + index if port else 0) for index in range(1 + len(erps))]
+    dynamics_erps = tuple(e for e in ERPS if e in erps)
+    names = (["dynamics"] if dynamics_erps or zuora else []) + [f"zoho-{e}" for e in dynamics_erps]
+    for erp in ("fo", "gp"):
+        if erp in erps:
+            names += [erp, f"zoho-{erp}"]
+    if zuora:
+        names.append("zuora")
+    sockets = {name: bind(host, port + index if port else 0) for index, name in enumerate(names)}
+    running = Sandboxes(host=host)
     try:
-        return _start(erps, host, sockets, size, faults, seed_number, debounce)
+        _start_dynamics(running, sockets, dynamics_erps, zuora, size, faults, seed_number, debounce)
+        for erp in ("fo", "gp"):
+            if erp in erps:
+                (_start_finops if erp == "fo" else _start_gp)(running, sockets[erp], faults)
+                _start_zoho(running, erp, sockets[f"zoho-{erp}"], faults)
+        if zuora:
+            _start_zuora(running, sockets["zuora"], faults)
     except BaseException:
-        for sock in sockets:
+        running.stop()
+        for sock in sockets.values():
             sock.close()
         raise
+    return running
 
 
-def _start(erps: tuple[str, ...], host: str, sockets: list[socket.socket], size: SeedSize, faults: str | None,
-           seed_number: int, debounce: float) -> Sandboxes:
-    dynamics_url = url_of(sockets[0])
+def _start_dynamics(running: Sandboxes, sockets: dict[str, socket.socket], erps: tuple[str, ...], zuora: bool,
+                    size: SeedSize, faults: str | None, seed_number: int, debounce: float) -> None:
+    if "dynamics" not in sockets:
+        return
+    dynamics_url = url_of(sockets["dynamics"])
     app = create_dynamics_app(faults=Faults.parse(faults), debounce=debounce)
     dynamics: DynamicsSandbox = app.state.dynamics
-    running = Sandboxes(host=host, dynamics_url=dynamics_url, dynamics=dynamics)
-    if "nav" in erps:
+    running.dynamics_url, running.dynamics = dynamics_url, dynamics
+    if "nav" in erps or zuora:
         user, key = "MLCONNECTOR", secrets.token_urlsafe(32)
         dynamics.set_web_service_user(user, key)
         company = dynamics.create_company(NAV_COMPANY, currency_code="GBP")
         running.seeded["nav"] = seed_company(dynamics, company, style="nav", size=size, seed=seed_number)
+        running.summaries["nav"] = running.seeded["nav"].summary()
         running.nav = NavAccess(f"{dynamics_url}/{NAV_INSTANCE}", NAV_COMPANY, user, key)
+        if zuora:
+            _extend_nav_customer_card(running, dynamics)
     if "bc" in erps:
         tenant, client_id, secret = str(uuid.uuid4()), str(uuid.uuid4()), secrets.token_urlsafe(30)
         dynamics.register_app(tenant, client_id, secret)
         company = dynamics.create_company(BC_COMPANY, currency_code="USD")
         running.seeded["bc"] = seed_company(dynamics, company, style="bc", size=size, seed=seed_number)
+        running.summaries["bc"] = running.seeded["bc"].summary()
         running.bc = BcAccess(f"{dynamics_url}/v2.0/{tenant}/{BC_ENVIRONMENT}",
                               f"{dynamics_url}/{tenant}/oauth2/v2.0/token", tenant, BC_ENVIRONMENT, BC_COMPANY,
                               client_id, secret)
-    try:
-        running._servers.append(serve(app, sockets[0], "dynamics"))
-        for erp, sock in zip(erps, sockets[1:]):
-            url = url_of(sock)
-            zoho_app = create_zoho_app(faults=faults, api_domain=url)
-            org: ZohoSandbox = zoho_app.state.zoho
-            for module, unique in ZOHO_UNIQUE_FIELDS:
-                org.mark_unique(module, unique)
-            client = org.register_client()
-            running.zoho[erp] = ZohoAccess(url, client.client_id, client.client_secret,
-                                           org.issue_refresh_token(client.client_id))
-            running.zoho_sandboxes[erp] = org
-            running._servers.append(serve(zoho_app, sock, f"zoho-{erp}"))
-    except BaseException:
-        running.stop()
-        raise
-    return running
+    running._servers.append(serve(app, sockets["dynamics"], "dynamics"))
+    for erp in erps:
+        _start_zoho(running, erp, sockets[f"zoho-{erp}"], faults)
+
+
+def _extend_nav_customer_card(running: Sandboxes, dynamics: DynamicsSandbox) -> None:
+    """What a NAV partner does for nav-zuora's status flows: two text fields on Customer (a table extension),
+    shown on the Customer card page published as the Customer web service. The entity schema is the
+    emulator's process-wide table: the extension is undone when the sandboxes stop."""
+    from mlconnector.sandbox.dynamics.schema import DEFAULT_PAGES, ENTITIES
+
+    original = ENTITIES["customers"]
+    if not set(NAV_STATUS_FIELDS.values()) <= set(original.fields):
+        ENTITIES["customers"] = dataclasses.replace(
+            original, fields={**original.fields, **{name: "string" for name in NAV_STATUS_FIELDS.values()}})
+
+        def undo() -> None:
+            ENTITIES["customers"] = original
+        running._undo.append(undo)
+    page = DEFAULT_PAGES["Customer"]
+    dynamics.publish_page("Customer", dataclasses.replace(page, fields=page.fields + tuple(NAV_STATUS_FIELDS.items())))
+
+
+def _start_zoho(running: Sandboxes, erp: str, sock: socket.socket, faults: str | None) -> None:
+    url = url_of(sock)
+    if erp == "gp":
+        _add_gl_modules(running)
+    zoho_app = create_zoho_app(faults=faults, api_domain=url)
+    org: ZohoSandbox = zoho_app.state.zoho
+    for module, unique in (*ZOHO_UNIQUE_FIELDS, *ZOHO_UNIQUE_EXTRA.get(erp, ())):
+        org.mark_unique(module, unique)
+    client = org.register_client()
+    running.zoho[erp] = ZohoAccess(url, client.client_id, client.client_secret,
+                                   org.issue_refresh_token(client.client_id))
+    running.zoho_sandboxes[erp] = org
+    if erp == "gp":
+        # Sales enter orders with the products GP sells: the org's product list carries GP's item numbers.
+        items = running.gp_sandbox.company(running.gp.company_id).items.values()
+        org.seed("Products", [{"Product_Name": item["Id"], "Product_Code": item["Id"], "Unit_Price": item["Price"],
+                               "Description": item["Description"]} for item in items])
+        running.summaries["zoho-gp"] = f"{len(items)} products (GP's item numbers), nothing else"
+    running._servers.append(serve(zoho_app, sock, f"zoho-{erp}"))
+
+
+def _add_gl_modules(running: Sandboxes) -> None:
+    """The two custom modules an admin creates for gp-zoho's GL reference records (README "Connecting Dynamics
+    GP"). The emulator's module table is process-wide: they are removed again when the sandboxes stop."""
+    from mlconnector.sandbox.zoho.modules import MODULES, ModuleSpec
+
+    added = []
+    for spec in (ModuleSpec("GL_Accounts", "5725767000000900001", "GL Account", ("Name",), ("Name",), "Name"),
+                 ModuleSpec("GL_Journal_Entries", "5725767000000900002", "GL Journal Entry", ("Name",), ("Name",),
+                            "Name")):
+        if spec.api_name not in MODULES:
+            MODULES[spec.api_name] = spec
+            added.append(spec.api_name)
+
+    def undo() -> None:
+        for name in added:
+            MODULES.pop(name, None)
+    running._undo.append(undo)
+
+
+def _start_finops(running: Sandboxes, sock: socket.socket, faults: str | None) -> None:
+    from mlconnector.sandbox.finops import create_app as create_finops_app
+
+    url = url_of(sock)
+    app = create_finops_app(faults=Faults.parse(faults), resource=f"https://{FO_ENVIRONMENT}")
+    finops = app.state.finops
+    tenant, client_id, secret = str(uuid.uuid4()), str(uuid.uuid4()), secrets.token_urlsafe(30)
+    # The app's F&O user has DAT as its default company, as in a fresh environment: reads must go cross-company.
+    finops.register_app(tenant, client_id, secret, default_company="dat")
+    company = finops.seed_demo(FO_LEGAL_ENTITY.lower())
+    for entity, name in FO_MODIFIED_FIELDS.items():
+        finops.add_modified_field(entity, name)
+    counts = {what: len(finops.records(company, entity)) for what, entity in (
+        ("customers", "CustomersV3"), ("released products", "ReleasedProductsV2"), ("vendors", "VendorsV2"))}
+    running.summaries["fo"] = ", ".join(f"{n} {what}" for what, n in counts.items())
+    running.finops, running.finops_sandbox = FinOpsAccess(
+        url, f"{url}/{tenant}/oauth2/v2.0/token", tenant, FO_ENVIRONMENT, FO_LEGAL_ENTITY, client_id, secret), finops
+    running._servers.append(serve(app, sock, "finops"))
+
+
+def _start_gp(running: Sandboxes, sock: socket.socket, faults: str | None) -> None:
+    from mlconnector.sandbox.gp import SAMPLE_COMPANY, SERVICE_PATH
+    from mlconnector.sandbox.gp import create_app as create_gp_app
+
+    url = url_of(sock)
+    app = create_gp_app(faults=Faults.parse(faults))
+    gp = app.state.gp
+    password = secrets.token_urlsafe(24)   # never a ':' (the NTLM account file's separator)
+    gp.add_user(GP_DOMAIN_USER, password)
+    company = gp.seed_demo(SAMPLE_COMPANY)
+    running.gp_sandbox = gp
+    running.gp = GpAccess(f"{url}{SERVICE_PATH}", SAMPLE_COMPANY, GP_DOMAIN_USER, password)
+    running.summaries["gp"] = (f"company {company.name!r}: {len(company.customers)} customers, "
+                               f"{len(company.vendors)} vendors, {len(company.gl_accounts)} GL accounts, "
+                               f"{len(company.gl_transactions)} journal entries, {len(company.items)} items")
+    running._servers.append(serve(app, sock, "gp"))
+
+
+def _start_zuora(running: Sandboxes, sock: socket.socket, faults: str | None) -> None:
+    from mlconnector.sandbox.zuora import create_app as create_zuora_app
+
+    url = url_of(sock)
+    app = create_zuora_app(faults=faults)
+    zuora = app.state.zuora
+    client = zuora.register_client()
+    running.zuora_sandbox = zuora
+    running.zuora = ZuoraAccess(url, client.client_id, client.client_secret, ZUORA_CALLOUT_USER,
+                                secrets.token_urlsafe(24))
+    running.summaries["zuora"] = "an empty tenant (accounts, products and subscriptions come from NAV)"
+    running._servers.append(serve(app, sock, "zuora"))
+
+
+def configure_zuora_callouts(running: Sandboxes, url: str) -> None:
+    """Point Zuora's Invoice Posted and Payment Processed callouts at ``url`` (Basic auth, as set up in Zuora's
+    Settings > Notifications)."""
+    assert running.zuora is not None and running.zuora_sandbox is not None
+    for event in ("InvoicePosted", "PaymentProcessed"):
+        running.zuora_sandbox.configure_callout(event, url, auth="basic", username=running.zuora.callout_user,
+                                                password=running.zuora.callout_password)
