@@ -4,9 +4,11 @@ F&O is only ever read across companies, for the configured legal entity."""
 
 from __future__ import annotations
 
+import httpx
 import pytest
 
 from mlconnector import api
+from mlconnector.sandbox.finops import ENTITIES
 from tests.pairs.fo_world import LEGAL_ENTITY, FoWorld, make_fo_world
 from tests.pairs.world import wait_for
 
@@ -130,3 +132,74 @@ def test_nothing_is_posted_and_no_secret_reaches_state_or_output(world: FoWorld,
     dumped = world.state_path.read_bytes() + str(result.to_dict()).encode() + capsys.readouterr().out.encode()
     for secret in world.secrets.values():
         assert secret.encode() not in dumped
+
+
+def fo_batches(world: FoWorld) -> list:
+    return [c for c in world.finops.calls if c.form == "data" and c.path.endswith("/$batch")]
+
+
+def test_a_line_fo_refuses_rolls_its_order_back_and_the_other_orders_land(world: FoWorld):
+    world.sync()
+    # D0003 stops being a released product in F&O after it reached Zoho: Zoho still offers it.
+    products = ENTITIES["ReleasedProductsV2"]
+    world.finops.delete(products, world.finops.find(products, {"dataAreaId": LEGAL_ENTITY, "ItemNumber": "D0003"}))
+    good = world.zoho_order("US-001", [("D0001", 1)], subject="Good one")
+    stale = world.zoho_order("US-002", [("T0001", 2), ("D0003", 1)], subject="Stale item")
+    other = world.zoho_order("US-002", [("T0001", 4)], subject="Another good one")
+    before = len(fo_batches(world))
+
+    result = world.sync()
+
+    assert result.exit_code == 3, result.to_dict()
+    flow = result.flows["sales_orders"]
+    assert flow.created == 2 and flow.failed == 1, result.to_dict()
+    orders = {o["CustomersOrderReference"]: o for o in world.fo("SalesOrderHeadersV2")}
+    assert set(orders) == {good, other}          # no header of the refused order, not even an empty one
+    assert len(world.fo("SalesOrderLines")) == 2
+    [row] = api.audit(world.runtime(), pair="fo-zoho", status="failed")
+    assert row["source_id"] == stale and row["flow"] == "sales_orders"
+    assert "line 2 (item D0003)" in row["error"] and "Item D0003 does not exist in company usmf" in row["error"]
+    assert row["error_class"] == "http_400"
+    assert len(fo_batches(world)) - before == 1   # the three orders went in one $batch
+
+
+class _LoseBatchAnswers(httpx.BaseTransport):
+    """F&O receives and commits each $batch, but the answer never reaches the run (killed, link dropped)."""
+
+    def __init__(self, inner: httpx.BaseTransport) -> None:
+        self.inner = inner
+        self.on = True
+
+    def handle_request(self, request: httpx.Request) -> httpx.Response:
+        response = self.inner.handle_request(request)
+        if self.on and request.url.path.endswith("/$batch"):
+            raise httpx.ReadTimeout("connection lost", request=request)
+        return response
+
+    def close(self) -> None:
+        self.inner.close()
+
+
+def test_a_run_killed_between_the_batch_and_its_commit_books_nothing_twice(world: FoWorld):
+    world.sync()
+    world.zoho_order("US-001", [("D0003", 1), ("T0001", 3)])
+    world.zoho_order("US-002", [("D0001", 4)], module="Invoices", subject="Invoice from Zoho",
+                     Invoice_Number="INV-78", Invoice_Date="2026-11-03")
+    cut = _LoseBatchAnswers(world.router.routes["fo.sandbox"])
+    world.router.routes["fo.sandbox"] = cut
+
+    killed = world.sync()          # the order's $batch commits in F&O; the run dies before hearing back
+
+    assert killed.exit_code != 0
+    assert len(world.fo("SalesOrderHeadersV2")) == 1 and len(world.fo("SalesOrderLines")) == 2
+    killed_again = world.sync()    # the order is found, not sent again; the invoice's answer is lost this time
+
+    assert killed_again.exit_code != 0
+    assert len(world.fo("SalesOrderHeadersV2")) == 1 and len(world.fo("FreeTextInvoiceHeaders")) == 1
+    cut.on = False
+    rerun = world.sync()
+
+    assert rerun.exit_code == 0, rerun.to_dict()
+    assert len(world.fo("SalesOrderHeadersV2")) == 1 and len(world.fo("SalesOrderLines")) == 2
+    assert len(world.fo("FreeTextInvoiceHeaders")) == 1 and len(world.fo("FreeTextInvoiceLines")) == 1
+    assert rerun.flows["sales_orders"].created == 0 and rerun.flows["invoices"].created == 0
