@@ -415,9 +415,15 @@ class FinOpsConnector:
                 documents.append((index, header, lines))
         found = self._existing(entity, key, [(i, known[i], h[key]) for i, h, _ in documents])
         changesets: list[_Changeset] = []
+        first: dict[str, int] = {}     # natural key -> the payload that books it (a repeat in one call waits)
+        repeats: dict[int, int] = {}
         for index, header, lines in documents:
             reference = header[key]
             what = f"{entity} for {key} {reference}"
+            if index not in found and str(reference) in first:
+                repeats[index] = first[str(reference)]
+                continue
+            first.setdefault(str(reference), index)
             try:
                 if index in found:
                     outcome = self._complete(entity, found[index], header, lines, what)
@@ -442,6 +448,9 @@ class FinOpsConnector:
             chunk = changesets[start:start + self.batch_documents]
             for changeset, result in zip(chunk, self._send(entity, chunk)):
                 results[changeset.index] = result
+        for index, original in repeats.items():
+            done = results[original]
+            results[index] = WriteResult("update", done.target_id, done.version) if done and done.ok else done
         return [r or WriteResult("fail", error="no result", error_class="bug") for r in results]
 
     def _line_body(self, entity: str, number: int, line: Mapping[str, Any]) -> dict[str, Any]:
@@ -544,7 +553,11 @@ class FinOpsConnector:
             error = f"F&O refused the batch: {error_text(response) or response.status_code}"
             return [WriteResult("fail", error=error, error_class=f"http_{response.status_code}")
                     for _ in changesets]
-        answers = parse_batch_response(response.headers.get("content-type", ""), response.content)
+        try:
+            answers = parse_batch_response(response.headers.get("content-type", ""), response.content)
+        except ValueError as exc:
+            raise RemoteError(self.name, 200, message=f"the $batch answer is unreadable ({exc}); what F&O booked "
+                              "is found by the next run") from None
         if len(answers) != len(changesets):
             raise RemoteError(self.name, 200, message=f"$batch answered {len(answers)} parts for "
                               f"{len(changesets)} changesets; nothing can be told about these documents")

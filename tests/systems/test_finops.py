@@ -375,3 +375,10 @@ def test_ping_checks_token_environment_legal_entity_and_entities(env: Env):
     assert not refused.ok and refused.exit_code == 4 and "client secret refused" in (refused.error or "")
     for result in (ok, wrong, unregistered, refused):
         assert SECRET not in repr(result)
+
+
+def test_the_same_document_twice_in_one_write_is_booked_once(env: Env):
+    results = env.connector().write("SalesOrderHeadersV2", [order("zoho-50"), order("zoho-50")],
+                                    "CustomersOrderReference")
+    assert [r.action for r in results] == ["create", "update"] and results[0].target_id == results[1].target_id
+    assert len(env.fo.records("usmf", "SalesOrderHeadersV2")) == 1

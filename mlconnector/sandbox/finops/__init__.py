@@ -23,8 +23,9 @@ changes. ``$batch`` (``batch.py``) runs single requests and changesets in order 
 a changeset is one transaction: when one of its requests fails every change it made is undone and its response
 is that request's error, with its Content-ID; ``$<Content-ID>`` addresses an entity created earlier in the
 same changeset (``POST $1/SalesOrderLines``). Auth, faults and throttling apply to a batch as one request
-(the call log keeps one ``ApiCall`` per batch, its ``operations`` listing what ran). Throttling per user: 6,000 requests per 5-minute sliding window and 52 concurrent requests, 429
-with Retry-After and Microsoft's documented messages. Faults (``Faults``): 429, 5xx, latency, token_ttl.
+(the call log keeps one ``ApiCall`` per batch, its ``operations`` listing what ran). Throttling per user:
+6,000 requests per 5-minute sliding window and 52 concurrent requests, 429 with Retry-After and Microsoft's
+documented messages. Faults (``Faults``): 429, 5xx, latency, token_ttl.
 
 Where the sandbox knowingly differs from, or goes beyond, what Microsoft documents:
 

@@ -23,7 +23,9 @@ from .errors import ODataError, bad_request, json_response, not_found
 from .query import apply_select, parse_key, parse_query, requested_page_size, select_page, next_link
 from .sandbox import ApiCall, App, FinOpsSandbox
 
-_SEGMENT_RE = re.compile(r"^(?P<name>[A-Za-z_$][A-Za-z0-9_]*)(?:\((?P<key>.*)\)(?:/(?P<nav>[A-Za-z_][A-Za-z0-9_]*))?)?$")
+# EntitySet, EntitySet(key) or EntitySet(key)/Navigation
+_SEGMENT_RE = re.compile(r"^(?P<name>[A-Za-z_$][A-Za-z0-9_]*)"
+                         r"(?:\((?P<key>.*)\)(?:/(?P<nav>[A-Za-z_][A-Za-z0-9_]*))?)?$")
 
 
 def _origin(request: Request) -> str:

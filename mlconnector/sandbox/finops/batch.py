@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import email.parser
 import email.policy
-import json
 import uuid
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
@@ -98,7 +97,7 @@ def _operation(part: Message) -> Operation:
     raw = raw.lstrip(b"\r\n")
     request_line, _, rest = raw.partition(b"\n")
     words = request_line.decode("utf-8", "replace").strip().split()
-    if len(words) < 2 or not words[-1].startswith("HTTP/") and len(words) != 2:
+    if len(words) not in (2, 3) or (len(words) == 3 and not words[2].startswith("HTTP/")):
         raise bad_request(f"Invalid request line in a batch part: {request_line[:80]!r}.")
     inner = email.parser.BytesParser(policy=email.policy.compat32).parsebytes(rest)
     headers = {k.lower(): str(v) for k, v in inner.items()}
@@ -198,14 +197,3 @@ def _part(result: OperationResult) -> bytes:
     lines = [f"HTTP/1.1 {result.status} {reason}".encode()]
     lines += [f"{k}: {v}".encode("latin-1") for k, v in result.headers.items()]
     return CRLF.join(head) + CRLF + CRLF + CRLF.join(lines) + CRLF + CRLF + result.body + CRLF
-
-
-def describe(op: Operation, result: OperationResult) -> str:
-    return f"{op.method} {op.url} -> {result.status}"
-
-
-def error_body(result: OperationResult) -> dict:
-    try:
-        return json.loads(result.body or b"null") or {}
-    except ValueError:
-        return {}
