@@ -426,7 +426,7 @@ class FinOpsConnector:
             first.setdefault(str(reference), index)
             try:
                 if index in found:
-                    outcome = self._complete(entity, found[index], header, lines, what)
+                    outcome = self._complete(entity, found[index], header, lines)
                     if isinstance(outcome, WriteResult):
                         results[index] = outcome
                     else:
@@ -498,7 +498,7 @@ class FinOpsConnector:
         return rows
 
     def _complete(self, entity: str, found: Mapping[str, Any], header: Mapping[str, Any],
-                  lines: list[dict[str, Any]], what: str) -> WriteResult | _Changeset:
+                  lines: list[dict[str, Any]]) -> WriteResult | _Changeset:
         """A document already booked (by an earlier run, maybe one that crashed before recording it): never a
         second document. Lines it lacks (a document booked line by line before F&O writes became atomic) are
         added in one changeset while it is still open."""
@@ -645,4 +645,5 @@ class FinOpsConnector:
         return [str(r.get("LegalEntityId")) for r in response.json().get("value") or []]
 
 
-__all__ = ["FinOpsConnector", "register", "enum_literal", "odata_time", "parse_time", "ENTITIES", "error_text"]
+__all__ = ["FinOpsConnector", "register", "enum_literal", "odata_time", "parse_time", "ENTITIES", "error_text",
+           "parse_batch_response", "BatchAnswer"]
