@@ -466,7 +466,8 @@ class FinOpsSandbox:
         while window and window[0] <= now - timedelta(seconds=self.rate_window):
             window.popleft()
         if len(window) >= self.rate_limit:
-            wait = (window[0] + timedelta(seconds=self.rate_window) - now).total_seconds()
+            wait = (window[0] + timedelta(seconds=self.rate_window) - now).total_seconds() if window \
+                else self.rate_window
             # (sic) "exeeded": Microsoft's message as documented.
             raise _too_many(wait, f"Number of requests exeeded the limit of {self.rate_limit} over the time "
                                   f"window of {int(self.rate_window)} seconds.")
