@@ -192,15 +192,28 @@ def write_sandbox_config(sandboxes: Sandboxes, config_path: Path, *,
 
 # -- the guided demo -------------------------------------------------------------------------------------------
 
+# pair -> the system that pushes changes to the receiver (by its name in the demo's config) and what it is
+PUSH = {"nav-zoho": ("zoho", "Zoho's watch channel"), "bc-zoho": ("bc", "Business Central's webhook subscription"),
+        "fo-zoho": ("zoho", "Zoho's watch channel"), "gp-zoho": ("zoho", "Zoho's watch channel"),
+        "nav-zuora": ("zuora", "Zuora's Invoice Posted callout")}
+SYSTEM_NAMES = {"nav": "NAV", "bc": "BC", "fo": "F&O", "gp": "GP", "zoho": "Zoho", "zuora": "Zuora"}
+
+
 @dataclass(frozen=True)
 class Edit:
-    """One change made in a sandbox the way a user of that system would."""
+    """One change made in a sandbox the way a user of that system would; ``flow`` is the flow that moves it."""
 
     system: str
     what: str          # "customer 10000 Aurora Trading LLC"
     field: str
     old: Any
     new: Any
+    flow: str = ""
+
+    def describe(self) -> str:
+        if self.old is None and not self.field:
+            return f"{self.what}: new, {self.new}"
+        return f"{self.what}: {self.field} {self.old!r} -> {self.new!r}"
 
 
 @dataclass(frozen=True)
@@ -241,7 +254,7 @@ class Demo:
 
     def __post_init__(self) -> None:
         if self.pair not in PAIRS:
-            raise ConfigError(f"no demo for pair {self.pair!r}: choose {' or '.join(PAIRS)}")
+            raise ConfigError(f"no demo for pair {self.pair!r}: choose {', '.join(PAIRS)}")
 
     @property
     def erp(self) -> str:
@@ -257,15 +270,23 @@ class Demo:
         assert self.sandboxes is not None
         return self.sandboxes.zoho_sandboxes[self.erp]
 
+    @property
+    def pusher(self) -> str:
+        """Which system pushes changes to the receiver, in words."""
+        return PUSH[self.pair][1]
+
     def start(self) -> None:
         """Start the sandboxes and the webhook receiver, write the config and secrets."""
-        self.sandboxes = sandbox_server.start((self.erp,), seed=self.seed, faults=self.faults)
+        self.sandboxes = sandbox_server.start_pairs((self.pair,), seed=self.seed, faults=self.faults)
         receiver_socket = sandbox_server.bind("127.0.0.1", 0)
         self.listener_url = sandbox_server.url_of(receiver_socket)
-        # Zoho pushes changes of Accounts and Contacts for nav-zoho; BC pushes its changes for bc-zoho.
-        push_system = "zoho" if self.erp == "nav" else "bc"
+        push_system = PUSH[self.pair][0]
+        hook = f"{self.listener_url}/hooks/{push_system}"
         self.setup = write_sandbox_config(self.sandboxes, self.directory / "connections.toml",
-                                          notify_urls={push_system: f"{self.listener_url}/hooks/{push_system}"})
+                                          notify_urls={push_system: hook})
+        if self.pair == "nav-zuora":
+            # Callouts are defined in Zuora (Settings > Notifications), not through the API.
+            sandbox_server.configure_zuora_callouts(self.sandboxes, hook)
         self.runtime = self.setup.runtime()
         # Until the push step, notifications wait in the inbox and the next sync takes them in.
         self._listeners.append(Listener(self.runtime))
@@ -284,13 +305,12 @@ class Demo:
         return sorted(audit(self.runtime, run=run_id, limit=100_000), key=lambda row: row["id"])
 
     # -- edits, as a user of each system would make them --------------------------------------------------------
-    def _erp_edit(self, entity: str, index: int, field_name: str, new: Any, label: str) -> Edit:
-        assert self.sandboxes is not None
-        seeded = getattr(self.sandboxes.seeded[self.erp], entity if entity != "customers" else "customers")
-        row = seeded[index]
+    def _erp_edit(self, entity: str, index: int, field_name: str, new: Any, label: str, flow: str) -> Edit:
+        assert self.sandboxes is not None and self.sandboxes.dynamics is not None
+        row = getattr(self.sandboxes.seeded[self.erp], entity)[index]
         old = self.sandboxes.dynamics.get(self.company, entity, row["number"])[field_name]
         self.sandboxes.dynamics.modify(self.company, entity, row["number"], **{field_name: new})
-        return Edit(self.erp.upper(), f"{label} {row['number']} {row['displayName']}", field_name, old, new)
+        return Edit(self.erp.upper(), f"{label} {row['number']} {row['displayName']}", field_name, old, new, flow)
 
     def _zoho_account(self, number: str) -> dict[str, Any]:
         found = [r for r in self.zoho.records("Accounts") if r.get("Account_Number") == number]
@@ -303,19 +323,86 @@ class Demo:
         number = self.sandboxes.seeded[self.erp].customers[index]["number"]
         account = self._zoho_account(number)
         self.zoho.edit("Accounts", account["id"], **{field_name: new})
-        return Edit("Zoho", f"account {number} {account['Account_Name']}", field_name, account.get(field_name), new)
+        return Edit("Zoho", f"account {number} {account['Account_Name']}", field_name, account.get(field_name), new,
+                    "accounts_to_customers")
+
+    def _zoho_order(self, account_number: str, lines: list[tuple[str, float]], subject: str, flow: str,
+                    notify: bool = False) -> tuple[str, Edit]:
+        """A sales order a Zoho user enters for an account, with (product code, quantity) lines; ``notify``: saved
+        once more, as a user's edit after entering it, which is what Zoho's watch channel reports."""
+        products = {p.get("Product_Code"): p for p in self.zoho.records("Products")}
+        missing = [code for code, _ in lines if code not in products]
+        if missing:
+            raise DemoError(f"product {missing[0]} is not in Zoho")
+        account = self._zoho_account(account_number)
+        [order_id] = self.zoho.seed("Sales_Orders", [{
+            "Subject": subject, "Account_Name": {"id": account["id"]}, "Status": "Created",
+            "Ordered_Items": [{"Product_Name": {"id": products[code]["id"]}, "Quantity": quantity,
+                               "List_Price": products[code].get("Unit_Price")} for code, quantity in lines]}])
+        if notify:
+            self.zoho.edit("Sales_Orders", order_id, Subject=f"{subject} (confirmed)")
+        items = ", ".join(f"{quantity:g} x {code}" for code, quantity in lines)
+        return order_id, Edit("Zoho", f"sales order {subject!r} for account {account_number} "
+                                      f"{account['Account_Name']}", "", None, items, flow)
+
+    def _zuora_account(self, number: str) -> dict[str, Any]:
+        assert self.sandboxes is not None
+        found = [a for a in self.sandboxes.zuora_sandbox.records("accounts")
+                 if a.get("NAVCustomerNumber__c") == number]
+        if not found:
+            raise DemoError(f"customer {number} is not in Zuora after the first sync")
+        return found[0]
 
     def edit_both_sides(self) -> list[Edit]:
-        """A few changes a user would make: in the ERP a customer's phone and an item's price; for the two-way
-        pair also a Zoho account's city."""
-        # Zoho stamps Modified_Time to the second: an edit in the same second as our write would read as its echo.
+        """A few changes users would make on each side (in the ERP only for bc-zoho, whose flows all go to Zoho)."""
+        assert self.sandboxes is not None
+        # Zoho and Zuora stamp changes to the second: an edit in the same second as our write would read as its echo.
         time.sleep(max(0.0, self._last_sync + 1.1 - time.monotonic()))
+        if self.pair == "fo-zoho":
+            finops, company = self.sandboxes.finops_sandbox, sandbox_server.FO_LEGAL_ENTITY.lower()
+            old = finops.get(company, "CustomersV3", "US-001")
+            finops.modify(company, "CustomersV3", "US-001", PrimaryContactPhone="+1 619 555 0142")
+            _, order = self._zoho_order("US-002", [("D0001", 2), ("T0001", 10)], "Speakers for the new store",
+                                        "sales_orders")
+            return [Edit("F&O", f"customer US-001 {old['OrganizationName']}", "PrimaryContactPhone",
+                         old.get("PrimaryContactPhone"), "+1 619 555 0142", "customers"), order]
+        if self.pair == "gp-zoho":
+            gp = self.sandboxes.gp_sandbox
+            customer = gp.company(self.sandboxes.gp.company_id).customers["ADAMPARK0001"]
+            [primary] = [a for a in customer["Addresses"] if a["Key"]["Id"] == "PRIMARY"]
+            old_city = primary["City"]
+            gp.modify("customers", "ADAMPARK0001", company_id=self.sandboxes.gp.company_id, address="PRIMARY",
+                      City="Evanston")
+            _, order = self._zoho_order("AARONFIT0001", [("100XLG", 4)], "Phones for the new office",
+                                        "sales_orders_to_gp")
+            return [Edit("GP", f"customer ADAMPARK0001 {customer['Name']}", "City (PRIMARY address)", old_city,
+                         "Evanston", "customers"), order]
+        price = 149.0
         edits = [self._erp_edit("customers", 0, "phoneNumber", "+44 20 7946 0321" if self.erp == "nav"
-                                else "+1 404 555 0199", "customer"),
-                 self._erp_edit("items", 0, "unitPrice", 149.0, "item")]
-        if self.erp == "nav":
+                                else "+1 404 555 0199", "customer", "customers"),
+                 self._erp_edit("items", 0, "unitPrice", price, "item", "items")]
+        if self.pair == "nav-zoho":
             edits.append(self._zoho_edit(1, "Billing_City", "Cambridge"))
+        elif self.pair == "nav-zuora":
+            number = self.sandboxes.seeded["nav"].customers[1]["number"]
+            account = self._zuora_account(number)
+            old_name = account["name"]
+            self.sandboxes.zuora_sandbox.edit("accounts", account["id"], name=f"{old_name} (Billing)")
+            edits.append(Edit("Zuora", f"account {account['accountNumber']} of customer {number}", "name",
+                              old_name, f"{old_name} (Billing)", "accounts_to_customers"))
         return edits
+
+    def check_second_sync(self, edits: list[Edit], rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        """The audit rows of the second sync that moved something; every edit moved, and nothing else did."""
+        moved = [r for r in rows if r["action"] != "skip"]
+        flows = {edit.flow for edit in edits}
+        for edit in edits:
+            if not any(r["flow"] == edit.flow for r in moved):
+                raise DemoError(f"the second sync did not move the edit of {edit.what} (flow {edit.flow})")
+        others = sorted({r["flow"] for r in moved} - flows)
+        if others:
+            raise DemoError(f"the second sync moved records nobody edited (flows {', '.join(others)})")
+        return moved
 
     # -- push ----------------------------------------------------------------------------------------------------
     def push_change(self, timeout: float = 15.0) -> Arrival:
@@ -326,20 +413,51 @@ class Demo:
         self._listeners.append(processing)
         self._receiver.app = processing.app
         started = time.monotonic()
-        if self.erp == "nav":
+        sandboxes = self.sandboxes
+        arrived: Callable[[], bool]
+        if self.pair == "nav-zoho":
             edit = self._zoho_edit(2, "Phone", "+44 1223 555 010")
-            number = self.sandboxes.seeded["nav"].customers[2]["number"]
+            number = sandboxes.seeded["nav"].customers[2]["number"]
             where = f"NAV customer {number}"
 
             def arrived() -> bool:
-                return self.sandboxes.dynamics.get(self.company, "customers", number)["phoneNumber"] == edit.new
-        else:
-            edit = self._erp_edit("customers", 2, "phoneNumber", "+1 312 555 0142", "customer")
-            number = self.sandboxes.seeded["bc"].customers[2]["number"]
+                return sandboxes.dynamics.get(self.company, "customers", number)["phoneNumber"] == edit.new
+        elif self.pair == "bc-zoho":
+            edit = self._erp_edit("customers", 2, "phoneNumber", "+1 312 555 0142", "customer", "customers")
+            number = sandboxes.seeded["bc"].customers[2]["number"]
             where = f"Zoho account {number}"
 
             def arrived() -> bool:
                 return self._zoho_account(number).get("Phone") == edit.new
+        elif self.pair == "fo-zoho":
+            order_id, edit = self._zoho_order("US-003", [("D0003", 3)], "Rush order", "sales_orders", notify=True)
+            finops, company = sandboxes.finops_sandbox, sandbox_server.FO_LEGAL_ENTITY.lower()
+            where = "an F&O sales order"
+
+            def arrived() -> bool:
+                return any(o.get("CustomersOrderReference") == order_id
+                           for o in finops.records(company, "SalesOrderHeadersV2"))
+        elif self.pair == "gp-zoho":
+            order_id, edit = self._zoho_order("ALTONMAN0001", [("SERVICES", 8)], "Installation", "sales_orders_to_gp",
+                                              notify=True)
+            gp, company_id = sandboxes.gp_sandbox, sandboxes.gp.company_id  # type: ignore[union-attr]
+            where = "a GP sales order"
+
+            def arrived() -> bool:
+                return any(o.get("CustomerKey", {}).get("Id") == "ALTONMAN0001" for o in gp.sales_orders(company_id))
+        else:  # nav-zuora: a bill run posts an invoice; its callout brings the status to the NAV customer
+            zuora = sandboxes.zuora_sandbox
+            order = sandboxes.seeded["nav"].sales_orders[0]
+            number = order["customerNumber"]
+            account = self._zuora_account(number)
+            [invoice] = zuora.bill_run(accounts=[account["id"]])
+            edit = Edit("Zuora", f"bill run for account {account['accountNumber']} {account['name']}", "", None, f"{invoice['invoiceNumber']} posted, {invoice['amount']:.2f} {invoice['currency']}",
+                        "invoice_status")
+            where = f"NAV customer {number} (Zuora_Invoice_Status)"
+
+            def arrived() -> bool:
+                status = sandboxes.dynamics.get(self.company, "customers", number).get("zuoraInvoiceStatus") or ""
+                return status.startswith(invoice["invoiceNumber"])
         while not arrived():
             if time.monotonic() - started > timeout:
                 raise DemoError(f"{edit.system}'s change to {edit.what} did not reach {where} within {timeout:.0f} s "
@@ -364,8 +482,3 @@ class Demo:
 
     def __exit__(self, *exc: Any) -> None:
         self.stop()
-
-
-
-
-

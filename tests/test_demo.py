@@ -20,6 +20,7 @@ from mlconnector.errors import ConfigError
 from mlconnector.sandbox import server as sandbox_server
 from mlconnector.sandbox.dynamics import create_app as create_dynamics
 from mlconnector.sandbox.seed import SeedSize, seed_company
+from mlconnector.secrets import SecretStore
 
 MLCONNECTOR = [sys.executable, "-m", "mlconnector"]
 
@@ -58,50 +59,75 @@ def test_demo_bc_zoho_shows_a_bc_change_arriving_in_zoho_by_webhook() -> None:
 
 
 def test_demo_refuses_an_unknown_pair() -> None:
-    result = CliRunner().invoke(build_app(), ["demo", "gp-zoho"])
+    result = CliRunner().invoke(build_app(), ["demo", "sap-zoho"])
     assert result.exit_code == 2
-    assert "nav-zoho or bc-zoho" in result.output
+    assert "nav-zoho, bc-zoho, fo-zoho, gp-zoho, nav-zuora" in result.output
 
 
 def test_sandbox_serve_writes_a_config_that_ping_sync_and_audit_use(tmp_path: Path,
                                                                       monkeypatch: pytest.MonkeyPatch) -> None:
     config = tmp_path / "sandbox.toml"
-    proc = subprocess.Popen([*MLCONNECTOR, "sandbox", "serve", "--port", "0", "--config-out", str(config)],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    proc = subprocess.Popen([*MLCONNECTOR, "sandbox", "serve", "--port", "0", "--seed", "6", "--config-out",
+                             str(config)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
         deadline = time.monotonic() + 30
-        while not (config.exists() and "[pairs.bc-zoho]" in config.read_text()):
+        while not (config.exists() and "[pairs.nav-zuora]" in config.read_text()):
             assert proc.poll() is None, proc.communicate()[1]
             assert time.monotonic() < deadline, "sandbox serve wrote no config"
             time.sleep(0.1)
         text = config.read_text()
         assert text.startswith(MARKER)
+        for pair in ("nav-zoho", "bc-zoho", "fo-zoho", "gp-zoho", "nav-zuora"):
+            assert f"[pairs.{pair}]" in text
         # The config's own [secrets] table must be what is used: no env override, no keyring needed.
         monkeypatch.delenv("MLCONNECTOR_SECRETS_DIR")
         cli = CliRunner()
         ping = cli.invoke(build_app(), ["--config", str(config), "ping"])
         assert ping.exit_code == 0, ping.output
         assert [line.split()[:2] for line in ping.output.splitlines() if line.startswith("ok")] == [
-            ["ok", "bc"], ["ok", "nav"], ["ok", "zoho"], ["ok", "zoho-bc"]]
+            ["ok", name] for name in ("bc", "fo", "gp", "nav", "zoho", "zoho-bc", "zoho-fo", "zoho-gp", "zuora")]
 
-        sync = cli.invoke(build_app(), ["--config", str(config), "sync", "nav-zoho", "--json"])
-        assert sync.exit_code == 0, sync.output
-        flows = json.loads(sync.stdout)["flows"]
-        assert flows["customers"]["created"] == 24 and flows["items"]["created"] == 12
-        assert flows["invoices"]["created"] == 12 and flows["sales_orders"]["created"] == 8
-        assert sum(f["failed"] for f in flows.values()) == 0
+        def sync(pair: str) -> dict:
+            result = cli.invoke(build_app(), ["--config", str(config), "sync", pair, "--json"])
+            assert result.exit_code == 0, result.output
+            flows = json.loads(result.stdout)["flows"]
+            assert sum(f["failed"] for f in flows.values()) == 0, flows
+            return flows
 
-        audit = cli.invoke(build_app(), ["--config", str(config), "audit", "--pair", "nav-zoho", "--json",
-                                         "--limit", "1000"])
+        flows = sync("nav-zoho")
+        assert flows["customers"]["created"] == 6 and flows["items"]["created"] == 6
+        assert flows["invoices"]["created"] == 3 and flows["sales_orders"]["created"] == 2
+        # F&O's USMF and GP's Fabrikam are fixed demo companies; nav-zuora bills NAV's customers in Zuora.
+        flows = sync("fo-zoho")
+        assert (flows["customers"]["created"], flows["products"]["created"], flows["vendors"]["created"]) == (3, 3, 2)
+        flows = sync("gp-zoho")
+        assert (flows["customers"]["created"], flows["vendors"]["created"], flows["gl_accounts"]["created"],
+                flows["journal_entries"]["created"]) == (3, 2, 4, 2)
+        flows = sync("nav-zuora")
+        assert (flows["customers"]["created"], flows["items"]["created"], flows["sales_orders"]["created"]) == (
+            6, 6, 2)
+
+        audit = cli.invoke(build_app(), ["--config", str(config), "audit", "--json", "--limit", "1000"])
         rows = json.loads(audit.stdout)
         created = [r for r in rows if r["flow"] == "customers" and r["action"] == "create"]
-        assert len(created) == 24 and all(r["target_system"] == "zoho" and r["target_id"] for r in created)
+        assert {(r["pair"], r["target_system"]) for r in created} == {
+            ("nav-zoho", "zoho"), ("fo-zoho", "zoho-fo"), ("gp-zoho", "zoho-gp"),
+            ("nav-zuora", "zuora")}
+        assert all(r["target_id"] for r in created)
         assert (tmp_path / "sandbox.state.db").exists() and (tmp_path / "sandbox.secrets" / "secrets.key").exists()
     finally:
         proc.send_signal(signal.SIGTERM)
         out, err = proc.communicate(timeout=15)
     assert proc.returncode == 0, err
     assert "Sandboxes running on 127.0.0.1" in out and "Stopped." in out
+    assert "Dynamics GP" in out and "Finance & Operations" in out and "sync nav-zuora" in out
+    store = SecretStore(backend="file", directory=tmp_path / "sandbox.secrets", environ={})
+    values = [store.get(system, name) for system, name in (("fo", "client_secret"), ("gp", "password"),
+                                                           ("zuora", "client_secret"), ("zuora", "callout_password"),
+                                                           ("zoho-gp", "refresh_token"))]
+    assert all(values)
+    shown = out + err + ping.output + audit.output + text
+    assert not [v for v in values if v in shown]
 
 
 def test_sandbox_config_never_overwrites_a_users_file(tmp_path: Path) -> None:

@@ -14,9 +14,13 @@ from mlconnector.cli.sync import progress_reporter, render_run
 from mlconnector.engine import RunResult
 
 # The emulators (uvicorn, Starlette apps) are imported only when the demo runs: other commands start faster.
-PAIRS = ("nav-zoho", "bc-zoho")
+PAIRS = ("nav-zoho", "bc-zoho", "fo-zoho", "gp-zoho", "nav-zuora")
 
-ERP_NAMES = {"nav": "Dynamics NAV", "bc": "Business Central"}
+TITLES = {"nav-zoho": "Dynamics NAV and Zoho CRM", "bc-zoho": "Business Central and Zoho CRM",
+          "fo-zoho": "Finance & Operations and Zoho CRM", "gp-zoho": "Dynamics GP and Zoho CRM",
+          "nav-zuora": "Dynamics NAV and Zuora Billing"}
+# pair -> the system a pushed change lands in
+PUSH_TARGETS = {"nav-zoho": "NAV", "bc-zoho": "Zoho", "fo-zoho": "F&O", "gp-zoho": "GP", "nav-zuora": "NAV"}
 
 
 def _step(title: str) -> None:
@@ -44,17 +48,19 @@ def _sample(rows: list[dict[str, Any]], per_flow: int) -> list[dict[str, Any]]:
 
 
 def demo(
-    pair: Annotated[str, typer.Argument(help=f"The pair to show: {' or '.join(PAIRS)}.")] = "nav-zoho",
-    seed: Annotated[str, typer.Option("--seed", help="How much data: small, medium or a number of customers.")] = "small",
+    pair: Annotated[str, typer.Argument(help=f"The pair to show: {', '.join(PAIRS)}.")] = "nav-zoho",
+    seed: Annotated[str, typer.Option("--seed", help="How much NAV or Business Central data: small, medium or a "
+                                                     "number of customers (F&O and GP load a fixed demo "
+                                                     "company).")] = "small",
     keep: Annotated[bool, typer.Option("--keep", help="Keep the demo's config, state and audit afterwards.")] = False,
 ) -> None:
     """Run a pair against emulated systems on this machine: a first sync, edits on both sides, a second sync
-    that moves only the changes, and a change delivered by webhook. Needs no account anywhere.
+    that moves only the changes, and a change delivered by webhook or callout. Needs no account anywhere.
 
     Exit 0 when every step did what it shows.
     """
     if pair not in PAIRS:
-        raise typer.BadParameter(f"choose {' or '.join(PAIRS)}", param_hint="PAIR")
+        raise typer.BadParameter(f"choose one of {', '.join(PAIRS)}", param_hint="PAIR")
     from mlconnector.demo import Demo
 
     began = time.monotonic()
@@ -75,21 +81,39 @@ def demo(
               "config, so you can try `ping`, `sync`, `audit` and `listen` yourself.", highlight=False)
 
 
+def _label(name: str) -> str:
+    """A system's name as the first column of a line: five wide, as NAV, BC and Zoho need."""
+    return f"{name:<5}" if len(name) < 5 else f"{name} "
+
+
+def _erp_line(run: Any) -> tuple[str, str, str]:
+    """(name, URL, what it holds) of the system the pair's data starts in."""
+    sandboxes = run.sandboxes
+    if run.pair == "fo-zoho":
+        fo = sandboxes.finops
+        return "F&O", f"{fo.base_url}/data", f"legal entity {fo.legal_entity}: {sandboxes.summaries['fo']}"
+    if run.pair == "gp-zoho":
+        return "GP", sandboxes.gp.base_url, f"{sandboxes.summaries['gp']} (Windows auth as {sandboxes.gp.user})"
+    url = sandboxes.nav.base_url + "/ODataV4" if run.erp == "nav" else sandboxes.bc.base_url + "/api/v2.0"
+    return run.erp.upper(), url, f"company {run.company!r}: {sandboxes.seeded[run.erp].summary()}"
+
+
 def _play(run: Any) -> None:
     from mlconnector.demo import DemoError
 
-    erp = ERP_NAMES[run.erp]
-    out.print(f"mlconnector demo {run.pair}: {erp} and Zoho CRM, both emulated on this machine "
+    out.print(f"mlconnector demo {run.pair}: {TITLES[run.pair]}, both emulated on this machine "
               "(nothing leaves it).", highlight=False)
     run.start()
     assert run.sandboxes is not None and run.setup is not None
     sandboxes = run.sandboxes
-    seeded = sandboxes.seeded[run.erp]
-    erp_url = sandboxes.nav.base_url + "/ODataV4" if run.erp == "nav" else sandboxes.bc.base_url + "/api/v2.0"  # type: ignore[union-attr]
-    out.print(f"  {run.erp.upper():<5}{erp_url}  company {run.company!r}: {seeded.summary()}", highlight=False)
-    out.print(f"  {'Zoho':<5}{sandboxes.zoho[run.erp].url}  an empty CRM org", highlight=False)
-    pusher = "Zoho" if run.erp == "nav" else run.erp.upper()
-    out.print(f"  {'push':<5}{pusher} notifies the webhook receiver at {run.listener_url}", highlight=False)
+    name, url, detail = _erp_line(run)
+    out.print(f"  {_label(name)}{url}  {detail}", highlight=False)
+    if run.pair == "nav-zuora":
+        out.print(f"  {_label('Zuora')}{sandboxes.zuora.base_url}  {sandboxes.summaries['zuora']}", highlight=False)
+    else:
+        org = sandboxes.summaries.get(f"zoho-{run.erp}", "an empty CRM org")
+        out.print(f"  {_label('Zoho')}{sandboxes.zoho[run.erp].url}  {org}", highlight=False)
+    out.print(f"  {_label('push')}{run.pusher} notifies the webhook receiver at {run.listener_url}", highlight=False)
     out.print(f"  config, state and encrypted secrets in {run.setup.config_path.parent}", highlight=False)
 
     _step("1. First sync: everything moves")
@@ -101,33 +125,33 @@ def _play(run: Any) -> None:
     out.print(audit_table(_sample(rows, 1), title=f"audit: a row per flow, of {len(rows)} "
                                                    "(`mlconnector audit` shows them all)"))
 
-    _step("2. A few edits on both sides, then sync again: only the changes move" if run.erp == "nav"
+    _step("2. A few edits on both sides, then sync again: only the changes move" if run.pair != "bc-zoho"
           else "2. A few edits in Business Central, then sync again: only the changes move")
-    for edit in run.edit_both_sides():
-        out.print(f"  {edit.system:<5}{edit.what}: {edit.field} {edit.old!r} -> {edit.new!r}", highlight=False)
+    edits = run.edit_both_sides()
+    for edit in edits:
+        out.print(f"  {_label(edit.system)}{edit.describe()}", highlight=False)
     with progress_reporter(True) as progress:
         second = run.sync(progress)
     render_run(second)
     _check(second, "second sync")
     rows = run.audit(second.run_id)
-    moved = [r for r in rows if r["action"] != "skip"]
+    moved = run.check_second_sync(edits, rows)
     echoes = [r for r in rows if (r["note"] or "").startswith("echo of our own write")]
-    # Show first the echoes of this run's own updates (the edited customer read back from Zoho).
+    # Show first the echoes of this run's own updates (the edited customer read back from the other side).
     updated = {r["target_id"] for r in moved}
     echoes.sort(key=lambda r: r["source_id"] not in updated)
     out.print(audit_table(moved + echoes[:3], title="audit: what moved, and some echoes skipped"))
-    if run.erp == "nav":
+    out.print(f"{len(moved)} record(s) moved, one per edit; the other records were read and found unchanged.",
+              highlight=False)
+    if run.pair in ("nav-zoho", "nav-zuora"):
         if not echoes:
             raise DemoError("the second sync skipped no echo of its own writes")
         out.print(f"{len(echoes)} record(s) read back from the other side were our own writes and were skipped "
                   "(audit note \"echo of our own write\"): no ping-pong between the systems.", highlight=False)
-    if not moved:
-        raise DemoError("the second sync moved none of the edits")
 
-    _step("3. Push: a change arrives by webhook within seconds")
+    _step("3. Push: a change arrives by " + ("callout" if run.pair == "nav-zuora" else "webhook") + " within seconds")
     arrival = run.push_change()
     edit = arrival.edit
-    out.print(f"  {edit.system:<5}{edit.what}: {edit.field} {edit.old!r} -> {edit.new!r}", highlight=False)
-    out.print(f"  arrived in {arrival.where} after {arrival.seconds:.1f} s ({pusher} -> webhook receiver, as "
-              f"`mlconnector listen --process` runs it -> {'NAV' if run.erp == 'nav' else 'Zoho'})",
-              highlight=False)
+    out.print(f"  {_label(edit.system)}{edit.describe()}", highlight=False)
+    out.print(f"  arrived in {arrival.where} after {arrival.seconds:.1f} s ({run.pusher} -> webhook receiver, as "
+              f"`mlconnector listen --process` runs it -> {PUSH_TARGETS[run.pair]})", highlight=False)
