@@ -58,6 +58,69 @@ def test_demo_bc_zoho_shows_a_bc_change_arriving_in_zoho_by_webhook() -> None:
     assert "arrived in Zoho account C00030 after" in result.output  # ... and the pushed one in Zoho
 
 
+@pytest.fixture
+def started(monkeypatch: pytest.MonkeyPatch) -> list[sandbox_server.Sandboxes]:
+    """The sandboxes a demo started, kept for the test to look into after the demo stopped them."""
+    kept: list[sandbox_server.Sandboxes] = []
+    real = sandbox_server.start_pairs
+
+    def start_pairs(*args, **kwargs):
+        kept.append(real(*args, **kwargs))
+        return kept[-1]
+    monkeypatch.setattr(sandbox_server, "start_pairs", start_pairs)
+    return kept
+
+
+def test_demo_fo_zoho_books_zoho_orders_in_fo_and_pushes_one_by_watch_channel(started) -> None:
+    result = CliRunner().invoke(build_app(), ["demo", "fo-zoho"])
+    assert result.exit_code == 0, result.output
+    text = result.output
+    assert "Finance & Operations and Zoho CRM" in text and "legal entity USMF: 3 customers" in text
+    assert "F&O  customer US-001 Contoso Retail San Diego: PrimaryContactPhone" in text
+    assert "Zoho sales order 'Speakers for the new store' for account US-002" in text
+    assert "2 record(s) moved, one per edit" in text
+    assert "arrived in an F&O sales order after" in text
+    [sandboxes] = started
+    orders = sandboxes.finops_sandbox.records("usmf", "SalesOrderHeadersV2")
+    assert sorted(o["OrderingCustomerAccountNumber"] for o in orders) == ["US-002", "US-003"]
+    assert all(o["dataAreaId"] == "usmf" for o in orders)
+    [account] = [a for a in sandboxes.zoho_sandboxes["fo"].records("Accounts") if a["Account_Number"] == "US-001"]
+    assert account["Phone"] == "+1 619 555 0142"
+
+
+def test_demo_gp_zoho_moves_a_gp_change_and_zoho_orders_into_gp(started) -> None:
+    result = CliRunner().invoke(build_app(), ["demo", "gp-zoho"])
+    assert result.exit_code == 0, result.output
+    text = result.output
+    assert "Dynamics GP and Zoho CRM" in text and "Windows auth as SANDBOX\\svc-mlconnector" in text
+    assert "GP   customer ADAMPARK0001 Adam Park Resort: City (PRIMARY address) 'Chicago' -> 'Evanston'" in text
+    assert "2 record(s) moved, one per edit" in text
+    assert "arrived in a GP sales order after" in text
+    [sandboxes] = started
+    orders = sandboxes.gp_sandbox.sales_orders()
+    assert sorted(o["CustomerKey"]["Id"] for o in orders) == ["AARONFIT0001", "ALTONMAN0001"]
+    [adam] = [a for a in sandboxes.zoho_sandboxes["gp"].records("Accounts") if a["Account_Number"] == "ADAMPARK0001"]
+    assert adam["Billing_City"] == "Evanston"
+    assert any(line.startswith("│ gl_accounts") and "│    4 │       4 │" in line for line in text.splitlines())
+    from mlconnector.sandbox.zoho.modules import MODULES
+    assert "GL_Accounts" not in MODULES  # the custom modules lived as long as the demo's org
+
+
+def test_demo_nav_zuora_bills_nav_orders_and_a_callout_brings_the_invoice_to_nav(started) -> None:
+    result = CliRunner().invoke(build_app(), ["demo", "nav-zuora", "--seed", "6"])
+    assert result.exit_code == 0, result.output
+    text = result.output
+    assert "Dynamics NAV and Zuora Billing" in text
+    assert "3 record(s) moved, one per edit" in text and "echo of our own write" in text
+    assert "Zuora bill run for account" in text and "(Zuora_Invoice_Status) after" in text
+    [sandboxes] = started
+    zuora, seeded = sandboxes.zuora_sandbox, sandboxes.seeded["nav"]
+    assert len(zuora.subscriptions()) == len(seeded.sales_orders) == 2
+    assert len(zuora.records("accounts")) == 6 and len(zuora.records("invoices")) == 1
+    renamed = sandboxes.dynamics.get(sandboxes.company("nav"), "customers", seeded.customers[1]["number"])
+    assert renamed["displayName"] == f"{seeded.customers[1]['displayName']} (Billing)"
+
+
 def test_demo_refuses_an_unknown_pair() -> None:
     result = CliRunner().invoke(build_app(), ["demo", "sap-zoho"])
     assert result.exit_code == 2
