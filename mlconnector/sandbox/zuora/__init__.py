@@ -18,6 +18,8 @@ Paths:
          pageSize 1-99, cursor (= the previous nextPage), filter[] field.OP:value (EQ NE LT GT LE GE SW IN, AND-ed),
          sort[] field.ASC|DESC (one), expand[] (billto; invoiceitems; paymentapplications; rateplans[.rateplancharges];
          productrateplans[.productrateplancharges]), includeNullFields
+    POST /v1/action/query {"queryString": ZOQL, "conf": {"batchSize": 1-2000}}  POST /v1/action/queryMore
+         {"queryLocator"}: records, size, done, queryLocator (see zoql.py for the language subset and faults)
 
 Test helpers: ``register_client()``, ``seed_account()``, ``seed_product()``, ``bill_run(target_date)`` (posts one
 invoice per account and fires Invoice Posted), ``pay(invoice, amount, kind="Electronic"|"External")`` (Payment
@@ -54,8 +56,9 @@ Where the sandbox deviates or decides what Zuora leaves open:
   (default 0; Zuora's default is 30 minutes). Any 2xx counts as delivered (Zuora's own rule is undocumented;
   a community sample claims only 200 does). The category code of Payment Processed is not modelled.
 - The CRUD (``/v1/object``) failures are HTTP 400/404 with ``{"Success": false, "Errors": [{"Code", "Message"}]}``.
-- ZOQL (``/v1/action/query``) and the Older API (``/v1/transactions/...``) are not served: Object Query covers
-  every object the connector reads.
+- The Older API (``/v1/transactions/...``) is not served. ZOQL faults (``faultcode``/``faultstring``/``detail``)
+  answer HTTP ``zoql_fault_status`` (400 unless a test changes it): Zuora documents the faults, not their
+  REST status. ZOQL reads the same rows under their zObject names (zoql.py lists them).
 """
 
 from .app import create_app

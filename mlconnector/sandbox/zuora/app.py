@@ -21,6 +21,7 @@ from starlette.routing import Route
 
 from ..common import Faults, SandboxClock
 from .sandbox import API_PER_MINUTE, AUTH_PER_MINUTE, CONCURRENCY, Remembered, ZuoraSandbox
+from .zoql import ZoqlFault
 from .store import (ACCOUNT, INVOICE, NOT_FOUND, ORDER, PAYMENT, PRODUCT, QUERY, SUBSCRIPTION, UNKNOWN,
                     BusinessError, v1_stamp)
 
@@ -484,6 +485,34 @@ async def object_query_one(request: Request, sandbox: ZuoraSandbox) -> Response:
     return JSONResponse(_expander(sandbox, table, expand, include_null)(row))
 
 
+# -- ZOQL (Actions: query, queryMore) ----------------------------------------------------------------------------
+async def _zoql_body(request: Request) -> dict[str, Any]:
+    try:
+        body = json.loads(await request.body() or b"{}")
+    except ValueError:
+        raise ZoqlFault("INVALID_VALUE", "Malformed JSON in the request body") from None
+    if not isinstance(body, dict):
+        raise ZoqlFault("INVALID_VALUE", "The request body must be a JSON object")
+    return body
+
+
+async def action_query(request: Request, sandbox: ZuoraSandbox) -> Response:
+    """ZOQL: the first batch of records, with done and (while more remain) a queryLocator; no success field."""
+    try:
+        body = await _zoql_body(request)
+        return JSONResponse(sandbox.zoql.query(body.get("queryString"), body.get("conf")))
+    except ZoqlFault as fault:
+        return JSONResponse(fault.body(), status_code=sandbox.zoql_fault_status)
+
+
+async def action_query_more(request: Request, sandbox: ZuoraSandbox) -> Response:
+    try:
+        body = await _zoql_body(request)
+        return JSONResponse(sandbox.zoql.query_more(body.get("queryLocator"), body.get("conf")))
+    except ZoqlFault as fault:
+        return JSONResponse(fault.body(), status_code=sandbox.zoql_fault_status)
+
+
 # -- the app ------------------------------------------------------------------------------------------------------------
 def build_routes(sandbox: ZuoraSandbox) -> list[Route]:
     async def token(request: Request) -> Response:
@@ -517,6 +546,8 @@ def build_routes(sandbox: ZuoraSandbox) -> list[Route]:
         Route("/v1/subscriptions/{key}", api(sandbox, "subscriptions.get", get_subscription), methods=["GET"]),
         Route("/v1/invoices/{key}", api(sandbox, "invoices.get", get_invoice), methods=["GET"]),
         Route("/v1/payments/{key}", api(sandbox, "payments.get", get_payment), methods=["GET"]),
+        Route("/v1/action/query", api(sandbox, "action.query", action_query), methods=["POST"]),
+        Route("/v1/action/queryMore", api(sandbox, "action.queryMore", action_query_more), methods=["POST"]),
         Route("/object-query/{object}", api(sandbox, "query.list", object_query, "object-query"), methods=["GET"]),
         Route("/object-query/{object}/{key}", api(sandbox, "query.get", object_query_one, "object-query"),
               methods=["GET"]),

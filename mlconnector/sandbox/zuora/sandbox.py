@@ -17,6 +17,7 @@ import httpx
 from ..common import Faults, SandboxClock
 from .callouts import EVENTS, Callout, Delivery, Dispatcher, render
 from .store import Tenant, stamp
+from .zoql import Engine
 
 TOKEN_SECONDS = 3599            # Zuora's sample token answers say expires_in 3599 ("valid for an hour")
 IDEMPOTENCY_HOURS = 24
@@ -68,6 +69,8 @@ class ZuoraSandbox:
         self.auth_per_minute = auth_per_minute
         self.api_per_minute = api_per_minute
         self.data = Tenant(clock.now)
+        self.zoql = Engine(self.data, clock.now)   # /v1/action/query and queryMore cursors
+        self.zoql_fault_status = 400               # undocumented for REST ZOQL faults: the sandbox's choice
         self.clients: dict[str, Client] = {}
         self.tokens: dict[str, Token] = {}
         self.minted = 0
