@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from mlconnector.api import Runtime
-from mlconnector.demo import SandboxConfig, crm_system_name, write_sandbox_config
+from mlconnector.demo import CRM_ERPS, SandboxConfig, crm_system_name, write_sandbox_config
 from mlconnector.engine import open_pair
 from mlconnector.errors import RecordError
 from mlconnector.flows import SkipRecord
@@ -32,7 +32,10 @@ from tests.reliability import leaks
 ROOT = Path(__file__).parents[2]
 SOAK = os.environ.get("MLCONNECTOR_SOAK", "") not in ("", "0")
 MLCONNECTOR = [sys.executable, "-m", "mlconnector"]
-PAIRS = {"nav-zoho": "nav", "bc-zoho": "bc"}
+# pair -> the sandbox key of its ERP side (its Zoho org, for the *-zoho pairs)
+PAIRS = {"nav-zoho": "nav", "bc-zoho": "bc", "fo-zoho": "fo", "gp-zoho": "gp", "nav-zuora": "zuora"}
+NEW_PAIRS = ("fo-zoho", "gp-zoho", "nav-zuora")
+FO_COMPANY = sandbox_server.FO_LEGAL_ENTITY.lower()
 # Short retries: an outage must end the run within seconds, not the production backoff's quarter minute.
 FAST_RETRIES = {"retry_attempts": 4, "retry_backoff_seconds": 0.05, "retry_max_wait_seconds": 1}
 
@@ -103,10 +106,23 @@ class Rig:
         return self.sandboxes.company(PAIRS[pair])
 
     def crm_name(self, pair: str) -> str:
-        return crm_system_name(PAIRS[pair], tuple(e for e in ("nav", "bc") if e in self.sandboxes.zoho))
+        return crm_system_name(PAIRS[pair], tuple(e for e in CRM_ERPS if e in self.sandboxes.zoho))
+
+    @property
+    def finops(self) -> Any:
+        return self.sandboxes.finops_sandbox
+
+    @property
+    def gp(self) -> Any:
+        return self.sandboxes.gp_sandbox
+
+    @property
+    def zuora(self) -> Any:
+        return self.sandboxes.zuora_sandbox
 
     def all_faults(self) -> list[Any]:
-        return [self.sandboxes.dynamics.faults, *(z.faults for z in self.sandboxes.zoho_sandboxes.values())]
+        sandboxes = [self.sandboxes.dynamics, self.finops, self.gp, self.zuora, *self.sandboxes.zoho_sandboxes.values()]
+        return list({id(s.faults): s.faults for s in sandboxes if s is not None}.values())
 
     def set_faults(self, **values: float | None) -> None:
         """Change fault injection on every sandbox while they run (the Faults objects are shared and mutable)."""
@@ -125,13 +141,23 @@ class Rig:
 
     def register_secrets(self) -> None:
         """Everything secret this rig knows of: stored credentials, minted tokens, the master key."""
-        values = [v for v in (self.sandboxes.nav.access_key if self.sandboxes.nav else None,
-                              self.sandboxes.bc.client_secret if self.sandboxes.bc else None) if v]
-        for zoho in self.sandboxes.zoho.values():
+        sandboxes = self.sandboxes
+        values = [v for v in (sandboxes.nav.access_key if sandboxes.nav else None,
+                              sandboxes.bc.client_secret if sandboxes.bc else None,
+                              sandboxes.finops.client_secret if sandboxes.finops else None,
+                              sandboxes.gp.password if sandboxes.gp else None,
+                              sandboxes.zuora.client_secret if sandboxes.zuora else None,
+                              sandboxes.zuora.callout_password if sandboxes.zuora else None) if v]
+        for zoho in sandboxes.zoho.values():
             values += [zoho.client_secret, zoho.refresh_token]
-        for org in self.sandboxes.zoho_sandboxes.values():
+        for org in sandboxes.zoho_sandboxes.values():
             values += list(org.accounts.access_tokens) + list(org.accounts.refresh_tokens)
-        values += list(self.sandboxes.dynamics.identity.tokens)
+        if sandboxes.dynamics is not None:
+            values += list(sandboxes.dynamics.identity.tokens)
+        if self.finops is not None:  # every F&O access token minted, and the app secrets it knows
+            values += list(self.finops.tokens) + [app.client_secret for app in self.finops.apps.values()]
+        if self.zuora is not None:
+            values += list(self.zuora.tokens) + [c.client_secret for c in self.zuora.clients.values()]
         store = self.setup.secret_store()
         for entry in store.list():
             value = store.get(entry.system, entry.field)
@@ -145,6 +171,7 @@ class Rig:
         leaks.FILES.extend(self.tmp.glob("*.log"))
         leaks.FILES.extend(self.setup.state_path.parent.glob(f"{self.setup.state_path.name}-wal"))
         leaks.FILES.extend(self.setup.state_path.parent.glob("*quota*"))
+        leaks.FILES.extend(self.setup.state_path.parent.glob("gp-*-seen.json"))
 
     def stop(self) -> None:
         try:
@@ -154,16 +181,35 @@ class Rig:
                 session.close()
             self.sandboxes.stop()
 
+    def secrets_of(self, pair: str) -> int:
+        """How many secret values the rig registers for ``pair``'s systems (for the figures)."""
+        return len([e for e in self.setup.secret_store().list() if e.system in self.systems_of(pair)])
 
-def start_rig(tmp: Path, erps: tuple[str, ...] = ("nav", "bc"), *, seed: str | int = "small",
-              faults: str | None = None, system_settings: dict[str, dict[str, Any]] | None = None,
+    def systems_of(self, pair: str) -> tuple[str, ...]:
+        erp = PAIRS[pair]
+        if pair == "nav-zuora":
+            return ("nav", "zuora")
+        return (erp, self.crm_name(pair))
+
+
+def start_rig(tmp: Path, erps: tuple[str, ...] = ("nav", "bc"), *, pairs: tuple[str, ...] | None = None,
+              seed: str | int = "small", faults: str | None = None,
+              system_settings: dict[str, dict[str, Any]] | None = None,
               pair_settings: dict[str, Any] | None = None, notify_urls: dict[str, str] | None = None) -> Rig:
-    sandboxes = sandbox_server.start(erps, seed=seed, faults=faults)
+    """Sandboxes for ``erps`` (nav, bc: the Dynamics emulator and a Zoho org each), or for ``pairs`` (any of
+    PAIRS: what those pairs need, each ERP with a Zoho org of its own, Zuora for nav-zuora)."""
+    if pairs:
+        sandboxes = sandbox_server.start_pairs(pairs, seed=seed, faults=faults)
+    else:
+        sandboxes = sandbox_server.start(erps, seed=seed, faults=faults)
     try:
         setup = write_sandbox_config(sandboxes, tmp / "connections.toml", notify_urls=notify_urls)
+        crm_erps = tuple(e for e in CRM_ERPS if e in sandboxes.zoho)
         extra = {name: {**FAST_RETRIES, **values} for name, values in (system_settings or {}).items()}
-        for erp in erps:  # the Zoho orgs give up fast by default; Dynamics keeps its own (fixed) policy
-            extra.setdefault(crm_system_name(erp, erps), dict(FAST_RETRIES))
+        for erp in crm_erps:  # the Zoho orgs give up fast by default; Dynamics keeps its own (fixed) policy
+            extra.setdefault(crm_system_name(erp, crm_erps), dict(FAST_RETRIES))
+        if sandboxes.zuora is not None:
+            extra.setdefault("zuora", dict(FAST_RETRIES))
         _add_settings(setup.config_path, extra, pair_settings or {})
     except BaseException:
         sandboxes.stop()
@@ -257,74 +303,205 @@ class Check:
         assert not self.problems, f"{self.pair}: {len(self.problems)} problem(s): {self.problems[:15]}"
 
 
+# What a target system holds, in the shape of the pair's payloads, read from the system itself.
+@dataclass
+class Target:
+    rows: list[dict[str, Any]]              # each with "_id": the id the engine links to
+    key: str                                # the natural key field in rows and payloads
+    unique: tuple[str, ...] = ()            # more payload fields no two target rows may share (find_by, refs)
+    ignore: tuple[str, ...] = ()            # payload fields the target keeps as it was created (not compared)
+    grouped: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        for row in self.rows:
+            self.grouped.setdefault(str(row.get(self.key)), []).append(row)
+
+
+# Flows checked elsewhere or not one-to-one: many Zuora invoices / payments land on one NAV customer's field.
+NOT_ONE_TO_ONE = {("nav-zuora", "invoice_status"), ("nav-zuora", "payment_status")}
+
+
+def _key_name(flow: Any, options: Any) -> str:
+    # gp-zoho accounts upsert on "Account_Number,Account_Name": the first field is the stored key.
+    return flow.key_field(options).split(",")[0]
+
+
+def _zoho_target(rig: Rig, pair: str, flow: Any, key: str) -> Target:
+    rows = [{**row, "_id": str(row["id"])} for row in rig.zoho(pair).records(flow.target_entity)]
+    return Target(rows, key)
+
+
+def _finops_target(rig: Rig, flow: Any, key: str) -> Target:
+    """F&O documents as OData shows them: the header with its lines (in line order)."""
+    from mlconnector.sandbox.finops.entities import ENTITIES
+
+    spec = ENTITIES[flow.target_entity]
+    rows = []
+    for header in rig.finops.records(FO_COMPANY, flow.target_entity):
+        ref = header[spec.keys[-1]]
+        rows.append({**header, "_id": str(ref), "lines": rig.finops.lines(FO_COMPANY, flow.target_entity, ref)})
+    return Target(rows, key)
+
+
+def _gp_target(rig: Rig, key: str) -> Target:
+    """GP sales orders as GetSalesOrderByKey shows them, in the pair's payload shape."""
+    rows = []
+    for order in rig.gp.sales_orders(rig.sandboxes.gp.company_id):
+        lines = order.get("Lines", {}).get("SalesOrderLine") or []
+        rows.append({"_id": order["Key"]["Id"], "Id": order["Key"]["Id"], "customerId": order["CustomerKey"]["Id"],
+                     "customerPONumber": order.get("CustomerPONumber"), "comment": order.get("Comment"),
+                     "date": str(order.get("Date") or "")[:10] or None,
+                     "lines": [{"item": line["ItemKey"]["Id"], "quantity": line["Quantity"]["Value"],
+                                "unitPrice": line["UnitPrice"]["Value"], "description": line.get("ItemDescription")}
+                               for line in lines]})
+    return Target(rows, key, unique=("comment",))
+
+
+def _zuora_target(rig: Rig, session: Any, flow: Any, key: str) -> Target:
+    if flow.target_entity == "subscriptions":
+        rows = []
+        for sub in rig.zuora.subscriptions():
+            if sub.get("status") == "Cancelled":
+                continue
+            lines = [{"productId": plan["productId"], "sku": plan.get("productSku"),
+                      "quantity": charge.get("quantity"), "price": charge.get("price")}
+                     for plan in sub.get("ratePlans") or [] for charge in plan.get("ratePlanCharges") or []]
+            rows.append({"_id": str(sub["name"]), key: sub.get(key), "accountId": sub.get("accountId"),
+                         "termType": sub.get("termType"), "orderDate": sub.get("contractEffectiveDate"),
+                         "lines": sorted(lines, key=lambda line: str(line["productId"]))})
+        return Target(rows, key)
+    # Accounts and products read back through Zuora's Object Query, as the connector compares them.
+    rows = [{**r.data, "_id": r.id} for r in session.connectors[flow.target].changes(flow.target_entity, None)]
+    # Currency and bill cycle day are set when an account is created, never sent again.
+    return Target(rows, key, ignore=("currency", "billCycleDay") if flow.target_entity == "accounts" else ())
+
+
+def _nav_target(rig: Rig, pair: str, flow: Any, key: str) -> Target:
+    rows = [{**row, "_id": str(row["number"])} for row in rig.sandboxes.dynamics.records(rig.company(pair),
+                                                                                         flow.target_entity)]
+    return Target(rows, key, unique=tuple(flow.find_by))
+
+
+def _target(rig: Rig, pair: str, flow: Any, session: Any, key: str) -> Target:
+    kind = _kind_of(session, flow.target)
+    if kind == "zoho":
+        return _zoho_target(rig, pair, flow, key)
+    if kind == "finops":
+        return _finops_target(rig, flow, key)
+    if kind == "gp":
+        return _gp_target(rig, key)
+    if kind == "zuora":
+        return _zuora_target(rig, session, flow, key)
+    return _nav_target(rig, pair, flow, key)
+
+
+def _kind_of(session: Any, role: str) -> str:
+    name = type(session.connectors[role]).__module__.rsplit(".", 1)[-1]
+    return {"dynamics": "nav"}.get(name, name)
+
+
+def _expected(rig: Rig, pair: str, flow: Any, payload: dict[str, Any], target: Target) -> dict[str, Any]:
+    """The payload as the target is expected to hold it."""
+    expected = {k: v for k, v in payload.items() if k not in target.ignore}
+    if flow.target_entity == "FreeTextInvoiceHeaders":  # free text invoice lines carry no item number
+        expected["lines"] = [{k: v for k, v in line.items() if k != "ItemNumber"} for line in expected["lines"]]
+    if flow.target_entity == "subscriptions":
+        from mlconnector.systems.zuora import _merge_lines
+
+        expected["lines"] = sorted(_merge_lines(expected.get("lines") or []), key=lambda l: str(l["productId"]))
+    return expected
+
+
+def _source_records(rig: Rig, session: Any, flow: Any, until: datetime | None) -> Any:
+    connector = session.connectors[flow.source]
+    if flow.source_entity == "glAccounts":
+        # Read without the connector's first-seen list: changes() would record this read as seen.
+        return [] if until is not None else connector._gl_accounts()
+    return connector.changes(flow.source_entity, None, until)
+
+
 def check_pair(rig: Rig, pair: str, *, flows: tuple[str, ...] | None = None, below_watermark: bool = False,
                audit: bool = True) -> Check:
-    """ERP -> Zoho flows of ``pair``: the source read through the real connector, mapped with the pair's own
-    functions, and compared with the Zoho org's records found by the flow's natural key.
+    """Every flow of ``pair``, in both directions: the source read through the real connector, mapped with the
+    pair's own functions, and compared with the target system's records found by the flow's natural key
+    (Zoho orgs, F&O documents with their lines, GP sales orders, Zuora accounts, products and subscriptions,
+    NAV customers and items).
 
     Full check (default): every source record is there exactly once with the mapped values, and every link
     has an audit row. ``below_watermark``: only records older than the flow's watermark, each of which
     must already be in the target (or waiting in the replay queue): the watermark is never ahead."""
+    from mlconnector.systems.base import Record
+
     check = Check(pair)
-    org = rig.zoho(pair)
     session = rig.session(pair)
+    options = session.config.options
     with State(rig.setup.state_path) as state:
-        if True:
-            ctx = _Links(state, pair, session.config.options)
-            queued = {(r["flow"], r["source_id"]) for r in state.replay_items(pair=pair)}
-            audited = {(r[0], r[1], r[2]) for r in state.db.execute(
-                "SELECT flow, source_id, target_id FROM audit WHERE pair = ? AND status = 'ok' "
-                "AND action IN ('create', 'update')", [pair]).fetchall()}
-            by_module: dict[str, dict[str, list[dict[str, Any]]]] = {}
-            for flow in session.pair.flows:
-                if flow.source != "erp" or (flows and flow.name not in flows):
+        ctx = _Links(state, pair, options)
+        queued = {(r["flow"], r["source_id"]) for r in state.replay_items(pair=pair)}
+        audited = {(r[0], r[1], r[2]) for r in state.db.execute(
+            "SELECT flow, source_id, target_id FROM audit WHERE pair = ? AND status = 'ok' "
+            "AND action IN ('create', 'update')", [pair]).fetchall()}
+        targets: dict[tuple[str, str], Target] = {}
+        for flow in session.pair.flows:
+            if (flows and flow.name not in flows) or (pair, flow.name) in NOT_ONE_TO_ONE:
+                continue
+            key = _key_name(flow, options)
+            mark = state.watermark(pair, flow.name) if below_watermark else None
+            if below_watermark and mark is None:
+                continue
+            if (flow.target_entity, key) not in targets:
+                targets[(flow.target_entity, key)] = _target(rig, pair, flow, session, key)
+            target = targets[(flow.target_entity, key)]
+            for record in _source_records(rig, session, flow, mark):
+                if not isinstance(record, Record):
+                    record = Record(session.connectors[flow.source].name, flow.source_entity, str(record["id"]),
+                                    None, record)
+                if below_watermark and not (record.modified and record.modified < mark):
                     continue
-                key = flow.key_field(session.config.options)
-                if flow.target_entity not in by_module:
-                    grouped: dict[str, list[dict[str, Any]]] = defaultdict(list)
-                    for row in org.records(flow.target_entity):
-                        grouped[str(row.get(key))].append(row)
-                    by_module[flow.target_entity] = grouped
-                targets = by_module[flow.target_entity]
-                mark = state.watermark(pair, flow.name) if below_watermark else None
-                if below_watermark and mark is None:
+                label = f"{flow.name} {record.get('number') or record.id}"
+                if (flow.name, record.id) in queued:
+                    continue  # failed and queued: replay owns it
+                try:
+                    payload = flow.map(record, ctx)
+                except SkipRecord:
                     continue
-                for record in session.connectors["erp"].changes(flow.source_entity, None):
-                    if below_watermark and not (record.modified and record.modified < mark):
-                        continue
-                    label = f"{flow.name} {record.get('number') or record.id}"
-                    if (flow.name, record.id) in queued:
-                        continue  # failed and queued: replay owns it
-                    try:
-                        payload = flow.map(record, ctx)
-                    except SkipRecord:
-                        continue
-                    except RecordError as exc:
-                        (check.ahead if below_watermark else check.missing).append(f"{label}: {exc}")
-                        continue
-                    check.checked += 1
-                    found = targets.get(str(payload.get(key)), [])
-                    if len(found) > 1:
-                        check.duplicates.append(f"{label}: {len(found)} records with {key}={payload.get(key)}")
-                    if not found:
-                        (check.ahead if below_watermark else check.missing).append(f"{label}: not in Zoho")
-                        continue
-                    if not same(payload, found[0]):
-                        diff = {k: (v, found[0].get(k)) for k, v in payload.items() if not same(v, found[0].get(k))}
-                        (check.ahead if below_watermark else check.wrong).append(f"{label}: {diff}")
-                    link = state.link(pair, flow.name, record.id)
-                    if audit and not below_watermark:
-                        if link is None or link.target_id != str(found[0]["id"]):
-                            check.unaudited.append(f"{label}: no link to {found[0]['id']}")
-                        elif not any(a[0] == flow.name and a[1] == record.id and a[2] == link.target_id
-                                     for a in audited):
-                            check.unaudited.append(f"{label}: linked but no audit row")
-            # Exactly one target record per key, across the module (no stray copies under other keys).
-            if not below_watermark:
-                for module, grouped in by_module.items():
-                    for value, rows in grouped.items():
-                        if len(rows) > 1:
-                            check.duplicates.append(f"{module} {value}: {len(rows)} copies")
+                except RecordError as exc:
+                    (check.ahead if below_watermark else check.missing).append(f"{label}: {exc}")
+                    continue
+                check.checked += 1
+                link = state.link(pair, flow.name, record.id)
+                value = payload.get(key)
+                if value in (None, "") and link is not None and link.target_id:
+                    value = link.target_id  # the target numbered it (a record born on the other side)
+                found = target.grouped.get(str(value), []) if value not in (None, "") else []
+                if len(found) > 1:
+                    check.duplicates.append(f"{label}: {len(found)} records with {key}={value}")
+                for name in target.unique:
+                    if payload.get(name) not in (None, ""):
+                        same_value = [r for r in target.rows if r.get(name) == payload[name]]
+                        if len(same_value) > 1:
+                            check.duplicates.append(f"{label}: {len(same_value)} records with {name}={payload[name]}")
+                if not found:
+                    (check.ahead if below_watermark else check.missing).append(
+                        f"{label}: not in {flow.target_entity}")
+                    continue
+                expected = _expected(rig, pair, flow, {k: v for k, v in payload.items() if v is not None}, target)
+                if not same(expected, found[0]):
+                    diff = {k: (v, found[0].get(k)) for k, v in expected.items() if not same(v, found[0].get(k))}
+                    (check.ahead if below_watermark else check.wrong).append(f"{label}: {diff}")
+                if audit and not below_watermark:
+                    if link is None or link.target_id != found[0]["_id"]:
+                        check.unaudited.append(f"{label}: no link to {found[0]['_id']}")
+                    elif (flow.name, record.id, link.target_id) not in audited and not (
+                            # a record the opposite flow wrote is linked back; its audit row is that flow's
+                            flow.echo_of and (flow.echo_of, link.target_id, record.id) in audited):
+                        check.unaudited.append(f"{label}: linked but no audit row")
+        # Exactly one target record per key, across the module (no stray copies under other keys).
+        if not below_watermark:
+            for (entity, key), target in targets.items():
+                for value, rows in target.grouped.items():
+                    if len(rows) > 1 and value not in ("None", ""):
+                        check.duplicates.append(f"{entity} {value}: {len(rows)} copies")
     check.duplicates = sorted(set(check.duplicates))
     return check
 
