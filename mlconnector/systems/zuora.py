@@ -5,7 +5,20 @@ Settings (``[systems.NAME]`` with ``kind = "zuora"``; connections.example.toml d
 region (us1 | us2 | eu | apac), environment (production | sandbox | test), base_url (overrides both), client_id,
 entity_ids, zuora_version, concurrency, page_size, account_match (none | company_name | email_domain),
 rate_plan_name, notify_url, callout_auth (basic | header | none), callout_user, callout_header,
-retry_attempts, retry_backoff_seconds, retry_max_wait_seconds.
+retry_attempts, retry_backoff_seconds, retry_max_wait_seconds, read_api (object_query | zoql, or a table per
+entity such as ``{invoices = "zoql"}``), zoql_batch_size (1-2000), zoql_window_records, zoql_fields (custom
+fields ZOQL reads select, per entity: ``{accounts = ["NAVCustomerNumber__c"]}``).
+
+Reads: Object Query by default, as Zuora recommends (cursor pages of at most 99, expansions in the same call).
+``read_api = "zoql"`` reads changes through ZOQL (``/v1/action/query`` + ``queryMore``) instead: batches of up
+to 2,000 records, for tenants without Object Query or first loads of many records. ZOQL has no ``*`` (custom
+fields must be named: ``zoql_fields``), no joins (the bill-to contact, rate plans, charges and prices, invoice
+items, payment applications and the account's currency are each read with a second query per page, 200 ids a
+query) and no order, while a read must come in ascending updated order: ZOQL reads go window by window of
+UpdatedDate, each window read through queryMore up to ``zoql_window_records`` records (default 10,000), sorted
+and handed on; a fuller window is split at its median date and read again. Only a single second holding more
+than that many records is handed on batch by batch unsorted. Memory stays at one window. Lookups by key or id
+(``get``, upsert matching) stay on Object Query.
 
 Secrets (``mlconnector secrets set NAME FIELD``): client_secret; callout_password (callout_auth = "basic") or
 callout_secret (callout_auth = "header"). The access token is cached in the same store (``access_token_cache``)
@@ -78,6 +91,31 @@ EXPANDS = {"accounts": ("billto",), "invoices": ("invoiceitems",), "payments": (
 CONTACT_FIELDS = ("firstName", "lastName", "workEmail", "workPhone", "address1", "address2", "city", "state",
                   "zipCode", "country")
 ENTITIES = ("accounts", "products", "subscriptions", "invoices", "payments")
+READ_APIS = ("object_query", "zoql")
+ZOQL_BATCH = 2000              # Action Query's maximum (and default) batch
+ZOQL_WINDOW = 10_000           # records of one UpdatedDate window held to sort them
+ZOQL_IDS = 200                 # ZOQL's limit of conditions in one where clause (ids or-ed, there is no "in")
+_STAMP = ("CreatedDate", "UpdatedDate")
+# entity -> (zObject, fields): what a ZOQL read selects (the Object Query record's fields under zObject names).
+ZOQL_READS: dict[str, tuple[str, tuple[str, ...]]] = {
+    "accounts": ("Account", ("Id", "AccountNumber", "Name", "Currency", "Status", "BillCycleDay", "AutoPay",
+                             "PaymentTerm", "CrmId", "Notes", "ParentId", "Balance", "TotalInvoiceBalance",
+                             "BillToId", "SoldToId") + _STAMP),
+    "products": ("Product", ("Id", "Name", "SKU", "Description", "Category", "ProductNumber",
+                             "EffectiveStartDate", "EffectiveEndDate") + _STAMP),
+    "subscriptions": ("Subscription", ("Id", "Name", "AccountId", "Version", "Status", "TermType",
+                                       "ContractEffectiveDate", "SubscriptionStartDate", "TermStartDate",
+                                       "PreviousSubscriptionId") + _STAMP),
+    "invoices": ("Invoice", ("Id", "InvoiceNumber", "AccountId", "Amount", "AmountWithoutTax", "TaxAmount",
+                             "Balance", "PaymentAmount", "InvoiceDate", "DueDate", "TargetDate", "Status",
+                             "PostedDate") + _STAMP),
+    "payments": ("Payment", ("Id", "PaymentNumber", "AccountId", "Amount", "AppliedInvoiceAmount", "RefundAmount",
+                             "EffectiveDate", "Status", "Type", "GatewayState") + _STAMP),
+}
+CONTACT_ZOQL = ("Id", "AccountId", "FirstName", "LastName", "WorkEmail", "WorkPhone", "Address1", "Address2",
+                "City", "State", "PostalCode", "Country") + _STAMP
+# zObject field -> Object Query field, where the two names differ by more than the first letter's case
+OQ_NAMES = {"PostalCode": "zipCode", "AppliedInvoiceAmount": "appliedAmount"}
 PUSH_ENTITIES = ("invoices", "payments")
 
 
@@ -156,6 +194,11 @@ class ZuoraFailure(RemoteError):
 def failure_of(system: str, response: httpx.Response) -> ZuoraFailure | None:
     """The business error a response carries (v1 success:false, CRUD Success:false, Object Query reasons)."""
     body = json_body(response)
+    if isinstance(body, dict) and (body.get("faultcode") or body.get("FaultCode")):
+        # ZOQL (Actions) faults: {"faultcode": "fns:INVALID_FIELD", "faultstring": ..., "detail": {...}}
+        code = str(body.get("faultcode") or body.get("FaultCode")).removeprefix("fns:")
+        return ZuoraFailure(system, response.status_code, code,
+                            str(body.get("faultstring") or body.get("FaultMessage") or code))
     if not isinstance(body, dict):
         if response.status_code >= 400:
             return ZuoraFailure(system, response.status_code, "", f"HTTP {response.status_code}")
@@ -226,8 +269,29 @@ class ZuoraConnector:
                               counter=context.counter, headers=headers, is_retryable=_is_transient(self.name),
                               max_concurrency=int(system.setting("concurrency", DEFAULT_CONCURRENCY, type_=int)),
                               sleep=sleep, retry=retry_policy(system))
+        self.read_api = self._read_apis(system.setting("read_api", "object_query", type_=(str, dict)))
+        self.zoql_batch = int(system.setting("zoql_batch_size", ZOQL_BATCH, type_=int))
+        if not 1 <= self.zoql_batch <= ZOQL_BATCH:
+            raise ConfigError(f"systems.{self.name}.zoql_batch_size must be between 1 and {ZOQL_BATCH}")
+        self.zoql_window = max(self.zoql_batch, int(system.setting("zoql_window_records", ZOQL_WINDOW, type_=int)))
+        extra = system.setting("zoql_fields", {}, type_=dict)
+        if not all(e in ENTITIES and isinstance(v, list) for e, v in extra.items()):
+            raise ConfigError(f"systems.{self.name}.zoql_fields: a table of entity = [field names], entities "
+                              f"{', '.join(ENTITIES)}")
+        self.zoql_fields = {e: tuple(str(f) for f in v) for e, v in extra.items()}
         self._plans: dict[str, dict[str, Any]] = {}
         self._domains: dict[str, list[dict[str, Any]]] | None = None
+
+    def _read_apis(self, value: Any) -> dict[str, str]:
+        """read_api: one API for every entity, or a table entity -> API (unnamed entities: object_query)."""
+        chosen = {e: value for e in ENTITIES} if isinstance(value, str) else {
+            e: str(value.get(e, "object_query")) for e in ENTITIES}
+        unknown = set(value) - set(ENTITIES) if isinstance(value, dict) else set()
+        wrong = sorted({v for v in chosen.values() if v not in READ_APIS})
+        if unknown or wrong:
+            raise ConfigError(f"systems.{self.name}.read_api: use object_query or zoql, for all entities or as a "
+                              f"table of {', '.join(ENTITIES)}")
+        return chosen
 
     # -- plumbing -------------------------------------------------------------------------------------------------
     @property
@@ -316,8 +380,12 @@ class ZuoraConnector:
                               f"(known: {', '.join(ENTITIES)})")
 
     def changes(self, entity: str, since: datetime | None, until: datetime | None = None) -> Iterator[Record]:
-        """Records updated in [since, until), ascending by updatedDate, through Object Query's cursor paging."""
+        """Records updated in [since, until), ascending by updatedDate, through Object Query's cursor paging
+        (or ZOQL windows, with ``read_api = "zoql"``)."""
         self._check_entity(entity)
+        if self.read_api[entity] == "zoql":
+            yield from self._zoql_changes(entity, since, until)
+            return
         filters = []
         if since is not None:
             filters.append(f"updateddate.GE:{oq_time(since)}")
@@ -326,6 +394,136 @@ class ZuoraConnector:
         if entity == "subscriptions":
             filters.append("isLatestVersion.EQ:true")
         for row in self._query(entity, filters, sort="updateddate.ASC", expand=EXPANDS.get(entity, ())):
+            yield self._record(entity, row)
+
+    # -- reads: ZOQL (Action Query + queryMore) ---------------------------------------------------------------------
+    def _zoql(self, query: str) -> Iterator[list[dict[str, Any]]]:
+        """The batches of one ZOQL query: query, then queryMore with each queryLocator until done."""
+        conf = {"batchSize": self.zoql_batch}
+        body = self._zoql_call("/v1/action/query", {"queryString": query, "conf": conf}, query)
+        while True:
+            yield body.get("records") or []
+            locator = body.get("queryLocator")
+            if body.get("done", True) or not locator:
+                return
+            body = self._zoql_call("/v1/action/queryMore", {"queryLocator": locator, "conf": conf}, query)
+
+    def _zoql_call(self, path: str, body: dict[str, Any], query: str) -> dict[str, Any]:
+        response = self._call("POST", path, json=body, idempotent=True)
+        found = failure_of(self.name, response)
+        if found is None:
+            answer = json_body(response)
+            return answer if isinstance(answer, dict) else {}
+        hint = {"INVALID_QUERY_LOCATOR": "Zuora dropped the query's cursor (a queryMore locator lives 15 minutes)",
+                "INVALID_FIELD": "a field this tenant does not have; check zoql_fields",
+                "INVALID_TYPE": "an object this tenant cannot query with ZOQL"}.get(str(found.code), "ZOQL refused")
+        found.message = f"{hint}: {found.message} [{query[:160]}]"
+        found.args = (f"{self.name} answered HTTP {found.status} ({found.code}: {found.message})",)
+        raise found
+
+    def _zoql_rows(self, obj: str, fields: tuple[str, ...], where: str = "") -> Iterator[dict[str, Any]]:
+        for batch in self._zoql(f"select {', '.join(dict.fromkeys(fields))} from {obj}"
+                                + (f" where {where}" if where else "")):
+            yield from batch
+
+    def _zoql_by(self, obj: str, fields: tuple[str, ...], key: str, values: list[str]) -> list[dict[str, Any]]:
+        """Rows whose ``key`` is one of ``values``: ZOQL has no ``in``, so 200 or-ed conditions a query."""
+        wanted = sorted({str(v) for v in values if v})
+        rows: list[dict[str, Any]] = []
+        for start in range(0, len(wanted), ZOQL_IDS):
+            where = " or ".join(f"{key} = {_zoql_text(v)}" for v in wanted[start:start + ZOQL_IDS])
+            rows.extend(_oq_shape(r) for r in self._zoql_rows(obj, fields, where))
+        return rows
+
+    def _zoql_changes(self, entity: str, since: datetime | None, until: datetime | None) -> Iterator[Record]:
+        """Records updated in [since, until) in ascending (updated, id) order, one UpdatedDate window at a time
+        (ZOQL itself returns no order): a window holding more than zoql_window_records is split at its median."""
+        obj, fields = ZOQL_READS[entity]
+        fields = fields + self.zoql_fields.get(entity, ())
+        windows: list[tuple[datetime | None, datetime | None]] = [(
+            parse_time(oq_time(since)) if since is not None else None,
+            parse_time(oq_time(until, up=True)) if until is not None else None)]
+        while windows:
+            low, high = windows.pop()
+            where = " and ".join(([f"UpdatedDate >= '{oq_time(low)}'"] if low else [])
+                                 + ([f"UpdatedDate < '{oq_time(high)}'"] if high else [])
+                                 + (["Status != 'Expired'"] if entity == "subscriptions" else []))
+            rows, full = self._zoql_window(obj, fields, where)
+            if full:
+                split = _split(rows, low, high)
+                if split:
+                    windows.extend(reversed(split))   # the earlier part is read first
+                    continue
+                # one second holding more than a window: batch by batch, as ZOQL hands them out
+                for batch in self._zoql(f"select {', '.join(fields)} from {obj} where {where}"):
+                    yield from self._zoql_records(entity, sorted(map(_oq_shape, batch), key=lambda r: r["id"]))
+                continue
+            rows.sort(key=lambda r: (parse_time(r.get("updatedDate")) or datetime.min.replace(tzinfo=timezone.utc),
+                                     r["id"]))
+            for start in range(0, len(rows), self.zoql_batch):
+                yield from self._zoql_records(entity, rows[start:start + self.zoql_batch])
+
+    def _zoql_window(self, obj: str, fields: tuple[str, ...], where: str) -> tuple[list[dict[str, Any]], bool]:
+        """The window's rows if they fit in zoql_window_records (False), else the part read so far (True). An
+        expired locator restarts the window once."""
+        query = f"select {', '.join(fields)} from {obj}" + (f" where {where}" if where else "")
+        for attempt in (1, 2):
+            rows: list[dict[str, Any]] = []
+            try:
+                for batch in self._zoql(query):
+                    rows.extend(_oq_shape(r) for r in batch)
+                    if len(rows) > self.zoql_window:
+                        return rows, True
+                return rows, False
+            except ZuoraFailure as exc:
+                if exc.code != "INVALID_QUERY_LOCATOR" or attempt == 2:
+                    raise
+        raise AssertionError("unreachable")
+
+    def _zoql_records(self, entity: str, rows: list[dict[str, Any]]) -> Iterator[Record]:
+        """One page of rows, completed with what Object Query would have expanded, as records."""
+        if not rows:
+            return
+        ids = [r["id"] for r in rows]
+        if entity == "accounts":
+            contacts = {c["id"]: c for c in self._zoql_by("Contact", CONTACT_ZOQL, "Id",
+                                                          [r.get("billToId") for r in rows])}
+            for row in rows:
+                if row.get("billToId") in contacts:
+                    row["billTo"] = contacts[row["billToId"]]
+        if entity == "products":
+            plans = self._zoql_by("ProductRatePlan", ("Id", "ProductId", "Name", "Description"), "ProductId", ids)
+            charges = self._zoql_by("ProductRatePlanCharge", ("Id", "ProductRatePlanId", "Name", "ChargeModel",
+                                                              "ChargeType", "BillingPeriod", "UOM"),
+                                    "ProductRatePlanId", [p["id"] for p in plans])
+            tiers = self._zoql_by("ProductRatePlanChargeTier", ("Id", "ProductRatePlanChargeId", "Tier", "Currency",
+                                                                "Price"),
+                                  "ProductRatePlanChargeId", [c["id"] for c in charges])
+            for charge in charges:
+                charge["prices"] = [{"currency": t.get("currency"), "price": t.get("price")}
+                                    for t in sorted(tiers, key=lambda t: t.get("tier") or 0)
+                                    if t["productRatePlanChargeId"] == charge["id"]]
+            for plan in plans:
+                plan["productRatePlanCharges"] = [c for c in charges if c["productRatePlanId"] == plan["id"]]
+            for row in rows:
+                row["productRatePlans"] = [p for p in plans if p["productId"] == row["id"]]
+        if entity == "invoices":
+            items = self._zoql_by("InvoiceItem", ("Id", "InvoiceId", "SubscriptionNumber", "ChargeName", "Quantity",
+                                                  "UnitPrice", "ChargeAmount"), "InvoiceId", ids)
+            for row in rows:
+                row["invoiceItems"] = [i for i in items if i["invoiceId"] == row["id"]]
+        if entity == "payments":
+            applied = self._zoql_by("InvoicePayment", ("Id", "PaymentId", "InvoiceId", "Amount"), "PaymentId", ids)
+            for row in rows:
+                row["paymentApplications"] = [{"invoiceId": a["invoiceId"], "appliedAmount": a.get("amount")}
+                                              for a in applied if a["paymentId"] == row["id"]]
+        if entity in ("invoices", "payments", "subscriptions"):
+            # Invoice and Payment carry no currency of their own in ZOQL: it is the account's.
+            currencies = {a["id"]: a.get("currency") for a in self._zoql_by("Account", ("Id", "Currency"), "Id",
+                                                                             [r.get("accountId") for r in rows])}
+            for row in rows:
+                row.setdefault("currency", currencies.get(row.get("accountId")))
+        for row in rows:
             yield self._record(entity, row)
 
     def get(self, entity: str, id: str) -> Record | None:
@@ -667,6 +865,39 @@ class ZuoraConnector:
                 warnings.append(f"no {field} stored: callouts will be refused "
                                 f"(`mlconnector secrets set {self.name} {field}`)")
         return PingResult(self.name, True, self.base, tuple(details), tuple(warnings))
+
+
+def _zoql_text(value: str) -> str:
+    """A ZOQL string literal: single quotes, backslash escapes."""
+    return "'" + value.replace("\\", "\\\\").replace("'", "\\'") + "'"
+
+
+def _oq_shape(row: Mapping[str, Any]) -> dict[str, Any]:
+    """A ZOQL record under Object Query's field names (custom fields as they are) and date-times."""
+    out: dict[str, Any] = {}
+    for name, value in row.items():
+        key = name if name.endswith("__c") else OQ_NAMES.get(name, name[:1].lower() + name[1:])
+        if isinstance(value, str) and name.endswith("Date") and "T" in value:
+            moment = parse_time(value)
+            value = oq_time(moment) if moment else value
+        out[key] = value
+    return out
+
+
+def _split(rows: list[dict[str, Any]], low: datetime | None,
+           high: datetime | None) -> list[tuple[datetime | None, datetime | None]]:
+    """Two or three windows covering [low, high), cut at the median second of the rows read so far; empty when
+    the window is a single second."""
+    seconds = sorted({t.replace(microsecond=0) for t in (parse_time(r.get("updatedDate")) for r in rows) if t})
+    if not seconds:
+        return []
+    middle = seconds[len(seconds) // 2]
+    if low is None or middle > low:
+        return [(low, middle), (middle, high)]
+    after = middle + timedelta(seconds=1)
+    if high is None or after < high:
+        return [(low, after), (after, high)]
+    return []
 
 
 def _merge_lines(lines: list[Mapping[str, Any]]) -> list[dict[str, Any]]:

@@ -12,7 +12,7 @@ import pytest
 
 from mlconnector.auth import utcnow
 from mlconnector.config import SystemConfig
-from mlconnector.errors import AuthError, ConfigError, NotificationRejected
+from mlconnector.errors import AuthError, ConfigError, NotificationRejected, RemoteError
 from mlconnector.sandbox.common import HostRouter, InProcessTransport
 from mlconnector.sandbox.zuora import create_app
 from mlconnector.secrets import SecretStore
@@ -61,10 +61,18 @@ def test_business_errors_are_retryable_by_their_category(code, retryable, catego
     assert failure_of("zuora", httpx.Response(200, json={"success": True})) is None
 
 
+APPS: dict[int, object] = {}
+
+
+def zuora_app_of(zuora):
+    return APPS[id(zuora)]
+
+
 @pytest.fixture
 def env(tmp_path):
     app = create_app(entity_ids=("e-one", "e-two"))
     zuora = app.state.zuora
+    APPS[id(zuora)] = app
     client = zuora.register_client()
     router = HostRouter({"rest.test.eu.zuora.com": InProcessTransport(app)})
     store = SecretStore()
@@ -179,3 +187,135 @@ def test_the_receiver_sends_the_basic_challenge_zuora_waits_for(env, tmp_path):
     inbox.close()
     with State(tmp_path / "state.db") as state:
         assert [row["ids"] for row in state.pending_inbox("nav-zuora")] == [["inv9"]]
+
+
+# -- ZOQL reads (read_api = "zoql") ----------------------------------------------------------------------------
+ZOQL = {"read_api": "zoql", "zoql_fields": {"accounts": ["NAVCustomerNumber__c"]}}
+
+
+def seed_accounts(zuora, count: int) -> list[dict]:
+    """Accounts ten seconds apart, so each has its own updated second."""
+    made = []
+    for index in range(count):
+        made.append(zuora.seed_account(f"Account {index}", email=f"ap{index}@example.org",
+                                       NAVCustomerNumber__c=f"C{index:05d}"))
+        zuora.advance(seconds=10)
+    return made
+
+
+def seen(records) -> list[tuple]:
+    return [(r.id, r.modified, r.data["name"], r.data["billTo"]["workEmail"], r.data["NAVCustomerNumber__c"])
+            for r in records]
+
+
+def test_zoql_reads_page_through_query_more_and_match_object_query_in_updated_order(env):
+    zuora, connector, _, _ = env
+    accounts = seed_accounts(zuora, 7)
+    zuora.edit("accounts", accounts[0]["id"], name="Account 0 renamed")   # the oldest is now the newest
+
+    oq = list(connector().changes("accounts", None))
+    zuora.reset_counters()
+    zoql = list(connector(**ZOQL, zoql_batch_size=3).changes("accounts", None))
+
+    assert seen(zoql) == seen(oq) and len(zoql) == 7
+    assert [r.data["name"] for r in zoql][-1] == "Account 0 renamed"
+    assert zuora.calls["action.queryMore"] >= 2          # 7 accounts in batches of 3: query + 2 x queryMore
+    assert zuora.calls["query.list"] == 0                 # no Object Query call on the way
+
+
+def test_a_zoql_window_fuller_than_the_limit_is_split_and_still_read_in_order(env):
+    zuora, connector, _, _ = env
+    seed_accounts(zuora, 9)
+    oq = list(connector().changes("accounts", None))
+
+    zoql = list(connector(**ZOQL, zoql_batch_size=2, zoql_window_records=3).changes("accounts", None))
+
+    assert seen(zoql) == seen(oq)
+
+
+def test_zoql_incremental_reads_take_exactly_the_records_updated_in_since_until(env):
+    zuora, connector, _, _ = env
+    accounts = seed_accounts(zuora, 5)
+    stamps = [connector().get("accounts", a["id"]).modified for a in accounts]
+    since, until = stamps[1], stamps[3]
+
+    oq = list(connector().changes("accounts", since, until))
+    zoql = list(connector(**ZOQL, zoql_batch_size=1).changes("accounts", since, until))
+
+    assert [r.id for r in zoql] == [accounts[1]["id"], accounts[2]["id"]]
+    assert seen(zoql) == seen(oq)
+    assert list(connector(**ZOQL).changes("accounts", stamps[4] + timedelta(seconds=1))) == []
+
+
+class ExpireOnQueryMore(httpx.BaseTransport):
+    """Lets Zuora's 15 minutes pass before every queryMore, as a stalled read would."""
+
+    def __init__(self, inner: httpx.BaseTransport, zuora) -> None:
+        self.inner, self.zuora = inner, zuora
+
+    def handle_request(self, request: httpx.Request) -> httpx.Response:
+        if request.url.path == "/v1/action/queryMore":
+            self.zuora.advance(minutes=16)
+        return self.inner.handle_request(request)
+
+
+def test_an_expired_query_locator_restarts_the_window_once_then_fails_with_a_clear_error(env):
+    zuora, _, store, client = env
+    seed_accounts(zuora, 3)
+    app_transport = InProcessTransport(zuora_app_of(zuora))
+    router = HostRouter({"rest.test.eu.zuora.com": ExpireOnQueryMore(app_transport, zuora)})
+    config = SystemConfig("zuora", "zuora", {"client_id": client.client_id, "region": "eu", "environment": "test",
+                                             "entity_ids": ["e-two"], **ZOQL, "zoql_batch_size": 2})
+    made = ZuoraConnector(config, ConnectorContext(secrets=store, transport=router), sleep=lambda s: None)
+    store.delete("zuora", "access_token_cache")
+    with pytest.raises(RemoteError) as expired:
+        list(made.changes("accounts", None))
+    message = str(expired.value)
+    assert "INVALID_QUERY_LOCATOR" in message and "15 minutes" in message and "Traceback" not in message
+    assert zuora.calls["action.query"] == 2               # the window was started again once
+    assert client.client_secret not in message
+    made.close()
+    router.close()
+
+
+def test_zoql_faults_reach_the_user_as_one_line_naming_the_fix(env):
+    zuora, connector, _, _ = env
+    seed_accounts(zuora, 1)
+    made = connector(read_api="zoql", zoql_fields={"accounts": ["NAVCustomerNumber"]})
+    with pytest.raises(RemoteError) as refused:
+        list(made.changes("accounts", None))
+    assert "INVALID_FIELD" in str(refused.value) and "check zoql_fields" in str(refused.value)
+    assert "Account.NAVCustomerNumber" in str(refused.value) and "\n" not in str(refused.value)
+    with pytest.raises(ConfigError, match="read_api"):
+        connector(read_api="soap")
+    with pytest.raises(ConfigError, match="zoql_batch_size"):
+        connector(read_api="zoql", zoql_batch_size=5000)
+
+
+def test_the_sandbox_speaks_zoql_as_zuora_documents_it(env):
+    zuora, connector, _, _ = env
+    seed_accounts(zuora, 3)
+    made = connector()
+
+    def post(path: str, body: dict) -> httpx.Response:
+        return made.http.request("POST", path, json=body, idempotent=True)
+
+    first = post("/v1/action/query", {"queryString": "select Id, Name from Account", "conf": {"batchSize": 2}})
+    body = first.json()
+    assert first.status_code == 200 and body["size"] == 2 and body["done"] is False and "success" not in body
+    assert set(body["records"][0]) == {"Id", "Name"}
+    rest = post("/v1/action/queryMore", {"queryLocator": body["queryLocator"]}).json()
+    assert rest["size"] == 1 and rest["done"] is True and "queryLocator" not in rest
+    big = post("/v1/action/query", {"queryString": "select Id from Account", "conf": {"batchSize": 5000}}).json()
+    assert big["size"] == 3 and big["done"] is True        # more than 2,000 is taken as 2,000
+    for query, code in [("select * from Account", "MALFORMED_QUERY"), ("SELECT Id FROM Account", "MALFORMED_QUERY"),
+                        ("select Id from Account order by Id", "MALFORMED_QUERY"),
+                        ("select Id from Account where Id in ('a')", "MALFORMED_QUERY"),
+                        ("select Nope from Account", "INVALID_FIELD"), ("select Id from Order", "INVALID_TYPE"),
+                        ("select Id from Widget", "INVALID_TYPE")]:
+        fault = post("/v1/action/query", {"queryString": query})
+        assert fault.status_code == 400 and fault.json()["faultcode"] == f"fns:{code}", (query, fault.json())
+        assert fault.json()["detail"], fault.json()
+    bad = post("/v1/action/queryMore", {"queryLocator": "2c92c0f9602fb240016049ac7e0b47e7-2000"})
+    assert bad.json()["faultcode"] == "fns:INVALID_QUERY_LOCATOR"
+    made.close()
