@@ -12,8 +12,17 @@ criterion: the whole list is read and compared with what was last seen, kept nex
 glTransactions (GetGLTransactionList on ModifiedDate, lines by key) and salesOrders (written with
 CreateSalesOrder and the policy from GetPolicyByOperation; read back by key).
 
-Settings (``[systems.NAME]`` with ``kind = "gp"``; connections.example.toml documents each one): base_url (the
-DynamicsGPService.asmx address), wsdl (URL or file; default base_url + "?wsdl"), company_id, tenant_name,
+Or, with ``transport = "sba"``, customers, vendors and vendorContacts come from the Service Based Architecture
+(REST, GP 2015+) at ``sba_url`` (``https://server/GPService/Tenants(DefaultTenant)/Companies(<company name,
+URL-encoded>)/``): GET ``Sales/Customers`` and ``Purchasing/Vendors``, the same Windows authentication and limits.
+SBA documents no JSON body, filter or paging, so each read takes the whole list and compares it with what was
+last seen (as for GL accounts); the body's property names are a mapping (``sba_fields``, default the Web
+Services names) and where the list sits is ``sba_list_key`` (default: the body is the list). GL accounts,
+journal entries and sales orders are not in SBA's published list: they use Web Services when ``base_url`` is
+set too, else they are unavailable (``unavailable(entity)`` says why).
+
+Settings (``[systems.NAME]`` with ``kind = "gp"``; connections.example.toml documents each one): transport
+(webservices | sba), sba_url, sba_list_key, sba_fields, base_url (the DynamicsGPService.asmx address), wsdl (URL or file; default base_url + "?wsdl"), company_id, tenant_name,
 user (DOMAIN\\name), auth (windows | basic), concurrency, delay_seconds, window_days, window_records, history_start,
 modified_precision (date | datetime), timeout_seconds, namespace, gl_account_types, order_type_id,
 order_batch_id, validation_details.
@@ -26,6 +35,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import re
 import ssl
 import threading
@@ -34,7 +44,7 @@ from collections.abc import Callable, Iterator, Mapping
 from datetime import date, datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit
+from urllib.parse import quote, unquote, urlsplit
 
 import httpx
 from filelock import FileLock
@@ -50,7 +60,7 @@ from mlconnector.errors import (
     RemoteError,
     Unreachable,
 )
-from mlconnector.http import ApiClient, RetryPolicy
+from mlconnector.http import ApiClient, RetryPolicy, json_body
 from mlconnector.systems import ConnectorContext, register_kind
 from mlconnector.systems.base import PingResult, Record, WriteResult
 from mlconnector.systems.dynamics import NegotiateAuth
@@ -64,6 +74,12 @@ DEFAULT_PORT = 48620
 MAX_WINDOW = timedelta(days=3660)
 ENTITIES = ("customers", "vendors", "vendorContacts", "glAccounts", "glTransactions", "salesOrders")
 WRITABLE = ("salesOrders",)
+TRANSPORTS = ("webservices", "sba")
+SBA_RESOURCES = {"customers": "Sales/Customers", "vendors": "Purchasing/Vendors", "vendorContacts": "Purchasing/Vendors"}
+WEB_SERVICES_ONLY = ("glAccounts", "glTransactions", "salesOrders")  # not in SBA's published resource list
+SBA_EXAMPLE = "https://gpserver/GPService/Tenants(DefaultTenant)/Companies(Fabrikam%2C%20Inc.)/"
+_SBA_COMPANY = re.compile(r"^(?P<root>.*?/Tenants\([^)/]*\))/Companies\((?P<company>[^/]*)\)/?$", re.I)
+log = logging.getLogger(__name__)
 _GUID = re.compile(r"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}")
 _ACCESS = re.compile(r"access (is )?denied|not authori[sz]ed|not set up as a dynamics gp user|security", re.I)
 _NOT_FOUND = re.compile(r"could not be found|does not exist", re.I)
@@ -105,6 +121,8 @@ def _id(value: Any, name: str = "Id") -> str | None:
     if isinstance(value, Mapping):
         found = value.get(name)
         return str(found) if found not in (None, "") else None
+    if name == "Id" and isinstance(value, (str, int)) and value != "":
+        return str(value)  # a key given as its bare value (an SBA body mapped to a plain "CustomerId")
     return None
 
 
@@ -206,12 +224,24 @@ class GPConnector:
         self.context = context
         self._sleep = sleep
         self._now = now
-        self.base_url = str(system.setting("base_url", required=True, type_=str)).rstrip("/")
-        if not urlsplit(self.base_url).scheme:
+        self.transport = str(system.setting("transport", "webservices", type_=str)).lower()
+        if self.transport not in TRANSPORTS:
+            raise ConfigError(f"systems.{self.name}.transport must be \"webservices\" or \"sba\"")
+        self.sba_url = self._sba_url() if self.transport == "sba" else ""
+        self.sba_list_key = system.setting("sba_list_key", type_=str)
+        fields = dict(system.setting("sba_fields", {}, type_=dict))
+        if not all(isinstance(v, str) and v for v in fields.values()):
+            raise ConfigError(f"systems.{self.name}.sba_fields maps a Web Services property name to the name in "
+                              "SBA's JSON, both text, e.g. { Name = \"CustomerName\" }")
+        self._sba_names = {body: ours for ours, body in fields.items()}
+        # Web Services: always with transport = "webservices"; beside SBA only when base_url is set.
+        self.web_services = self.transport == "webservices" or "base_url" in system.settings
+        self.base_url = str(system.setting("base_url", required=self.web_services, type_=str) or "").rstrip("/")
+        if self.web_services and not urlsplit(self.base_url).scheme:
             raise ConfigError(f"systems.{self.name}.base_url must be the service's address, e.g. "
                               f"https://gpserver:{DEFAULT_PORT}/DynamicsGPWebServices/DynamicsGPService.asmx")
         self.wsdl = str(system.setting("wsdl", f"{self.base_url}?wsdl", type_=str))
-        self.company_id = int(system.setting("company_id", required=True, type_=int))
+        self.company_id = int(system.setting("company_id", 0, required=self.web_services, type_=int))
         self.tenant_name = system.setting("tenant_name", type_=str)
         self.namespace = str(system.setting("namespace", LEGACY_NS, type_=str))
         self.concurrency = int(system.setting("concurrency", DEFAULT_CONCURRENCY, type_=int))
@@ -253,6 +283,21 @@ class GPConnector:
         self._client_lock = threading.Lock()
         self._policies: dict[str, Any] = {}
 
+    def _sba_url(self) -> str:
+        """sba_url as the company's root, the company name inside ``Companies(...)`` URL-encoded once."""
+        url = str(self.system.setting("sba_url", required=True, type_=str)).strip()
+        match = _SBA_COMPANY.match(url)
+        if not urlsplit(url).scheme or match is None:
+            raise ConfigError(f"systems.{self.name}.sba_url must be the company's SBA address, e.g. {SBA_EXAMPLE} "
+                              "(the company's name, not its database id)")
+        company = quote(unquote(match.group("company")), safe="")
+        return f"{match.group('root')}/Companies({company})/"
+
+    @property
+    def sba_company(self) -> str:
+        match = _SBA_COMPANY.match(self.sba_url)
+        return unquote(match.group("company")) if match else ""
+
     def _make_auth(self) -> httpx.Auth:
         if self.auth_kind == "basic":
             if not self.user:
@@ -275,11 +320,11 @@ class GPConnector:
                 self._sleep(wait)
             self._next_start = time.monotonic() + self.delay
 
-    def _http(self, method: str, url: str, **kwargs: Any) -> httpx.Response:
+    def _http(self, method: str, url: str, *, idempotent: bool = False, **kwargs: Any) -> httpx.Response:
         self._pace()
         # Not idempotent for the retry policy: a SOAP fault is HTTP 500 and must not be sent again; 503
-        # ("Server Too Busy") and refused connections still are.
-        response = self.http.request(method, url, idempotent=False, **kwargs)
+        # ("Server Too Busy") and refused connections still are. SBA reads (GET) are idempotent.
+        response = self.http.request(method, url, idempotent=idempotent, **kwargs)
         if response.status_code == 401:
             raise AuthError(self.name, self._refusal())
         return response
@@ -381,6 +426,89 @@ class GPConnector:
         errors = _items((result or {}).get("Errors"), "ValidationError")
         return [str(e.get("Message")) for e in errors if isinstance(e, Mapping) and e.get("Message")]
 
+    # -- Service Based Architecture (REST) ------------------------------------------------------------------------
+    def unavailable(self, entity: str) -> str | None:
+        """Why ``entity`` cannot be read or written with this configuration (SBA without Web Services), or None."""
+        if entity in WEB_SERVICES_ONLY and not self.web_services:
+            what = {"glAccounts": "GL accounts", "glTransactions": "journal entries",
+                    "salesOrders": "sales orders"}[entity]
+            return (f"{self.name}: {what} are not in the Service Based Architecture's published resources; set "
+                    f"base_url in [systems.{self.name}] to the Web Services address (DynamicsGPService.asmx) and "
+                    "company_id to read them there, or leave this flow out of pairs.*.flows")
+        return None
+
+    def _sba_get(self, path: str) -> Any:
+        """GET ``path`` under sba_url (or an absolute URL): the JSON answer, None for 404; errors by status."""
+        url = path if "://" in path else self.sba_url + path
+        response = self._http("GET", url, idempotent=True, headers={"Accept": "application/json"})
+        if response.status_code == 404:
+            return None
+        if response.status_code == 403:
+            raise AuthError(self.name, f"GET {path} refused (HTTP 403): the account {self.user or '(the current user)'} "
+                            "authenticated but GP refused it: map it to a GP user (User Setup, Windows Account) with "
+                            f"access to company {self.sba_company!r} and the windows it reads (Customer and Vendor "
+                            "Maintenance)")
+        if response.status_code >= 400:
+            text = " ".join(response.text.split())[:200]
+            raise RemoteError(self.name, response.status_code, "", f"GET {path}: {text}",
+                              retryable=response.status_code >= 500)
+        if "://" in path:
+            return response.text
+        body = json_body(response)
+        if body is None:
+            raise RemoteError(self.name, response.status_code, "", f"GET {path} did not answer with JSON; is "
+                              f"sba_url the company's SBA address ({SBA_EXAMPLE})?")
+        return self._sba_renamed(body)
+
+    def _sba_renamed(self, value: Any) -> Any:
+        """The body with its property names (at every level) mapped back to the Web Services names."""
+        if isinstance(value, Mapping):
+            return {self._sba_names.get(k, k): self._sba_renamed(v) for k, v in value.items()}
+        if isinstance(value, list):
+            return [self._sba_renamed(v) for v in value]
+        return value
+
+    def _sba_list(self, entity: str) -> list[Mapping[str, Any]]:
+        """Every record of a resource, in one GET (SBA documents no filter or paging)."""
+        path = SBA_RESOURCES[entity]
+        body = self._sba_get(path)
+        if body is None:
+            raise ConfigError(f"{self.name}: GET {path} answered 404; check sba_url (tenant, and the company's name "
+                              f"URL-encoded, e.g. {SBA_EXAMPLE}), or use transport = \"webservices\"")
+        rows = body.get(self.sba_list_key) if self.sba_list_key and isinstance(body, Mapping) else body
+        if not isinstance(rows, list):
+            found = f"an object with {', '.join(sorted(map(str, body)))}" if isinstance(body, Mapping) else "no list"
+            raise ConfigError(f"{self.name}: GET {path} answered {found} where a list of records was expected: SBA's "
+                              f"body is not documented; set sba_list_key in [systems.{self.name}] to the property "
+                              "holding the records")
+        return [row for row in rows if isinstance(row, Mapping)]
+
+    def _sba_records(self, entity: str, stamp: datetime | None = None) -> list[Record]:
+        if entity == "customers":
+            return [self._customer(raw, stamp) for raw in self._sba_list(entity)]
+        vendors = [self._vendor(raw, stamp) for raw in self._sba_list(entity)]
+        return vendors if entity == "vendors" else [c for v in vendors for c in self._vendor_contacts(v)]
+
+    def _sba_one(self, entity: str, record_id: str) -> Mapping[str, Any] | None:
+        found = self._sba_get(f"{SBA_RESOURCES[entity]}({quote(record_id, safe='')})")
+        return found if isinstance(found, Mapping) else None
+
+    def _seen_changes(self, entity: str, items: list[tuple[str, Any]], since: datetime | None,
+                      until: datetime) -> Iterator[tuple[datetime, Any]]:
+        """A whole list compared with the last read: an item is new or changed when its content differs; it then
+        counts as modified at the moment this connector first saw that content. An item first seen before
+        ``since`` is already synced and is not handed out again."""
+        digests = {item_id: hashlib.sha256(json.dumps(data, sort_keys=True, default=str).encode()).hexdigest()
+                   for item_id, data in items}
+        first_seen = self.seen.update(entity, digests, until - timedelta(milliseconds=1))
+        rows = []
+        for item_id, data in items:
+            stamp = min(first_seen[item_id], until - timedelta(milliseconds=1))
+            if since is None or stamp >= since:
+                rows.append((stamp, item_id, data))
+        for stamp, _, data in sorted(rows, key=lambda r: (r[0], r[1])):
+            yield stamp, data
+
     # -- reads ---------------------------------------------------------------------------------------------------
     def _stamp(self, modified: datetime | None, until: datetime) -> datetime | None:
         """A record's modified time for the engine. GP keeps card changes as a date: such a record is placed at
@@ -409,6 +537,15 @@ class GPConnector:
         """Records changed in [since, until), ascending by (modified, id), read in ModifiedDate windows of
         ``window_days`` (GP returns whole lists: the window bounds each answer)."""
         until = until or self._now()
+        reason = self.unavailable(entity)
+        if reason:
+            log.warning("%s", reason)  # the engine asks targets only; a source flow reads nothing, and says why
+            return
+        if self.transport == "sba" and entity in SBA_RESOURCES:
+            records = self._sba_records(entity)
+            for stamp, record in self._seen_changes(entity, [(r.id, r.data) for r in records], since, until):
+                yield Record(self.name, entity, record["id"], stamp, record)
+            return
         if entity == "glAccounts":
             yield from self._gl_account_changes(since, until)
             return
@@ -459,8 +596,9 @@ class GPConnector:
             yield self._gl_transaction(self.call("GetGLTransactionByKey", key={"JournalId": int(record_id)}), stamp)
 
     def _party(self, raw: Mapping[str, Any]) -> dict[str, Any]:
-        addresses = [_address(a) for a in _items(raw.get("Addresses"), "CustomerAddress")
-                     + _items(raw.get("Addresses"), "VendorAddress") if isinstance(a, Mapping)]
+        held = raw.get("Addresses")
+        found = held if isinstance(held, list) else _items(held, "CustomerAddress") + _items(held, "VendorAddress")
+        addresses = [_address(a) for a in found if isinstance(a, Mapping)]
         by_id = {a["id"]: a for a in addresses}
 
         def pick(key: str) -> dict[str, Any] | None:
@@ -535,20 +673,26 @@ class GPConnector:
         """The whole chart of accounts, compared with the last read: an account is new or changed when its
         content differs; it then counts as modified at the moment this connector first saw that content. An
         account whose content was first seen before ``since`` is already synced and is not handed out again."""
-        accounts = self._gl_accounts()
-        digests = {a["id"]: hashlib.sha256(json.dumps(a, sort_keys=True, default=str).encode()).hexdigest()
-                   for a in accounts}
-        first_seen = self.seen.update("glAccounts", digests, until - timedelta(milliseconds=1))
-        rows = []
-        for account in accounts:
-            stamp = min(first_seen[account["id"]], until - timedelta(milliseconds=1))
-            if since is None or stamp >= since:
-                rows.append((stamp, account["id"], account))
-        for stamp, _, account in sorted(rows, key=lambda r: (r[0], r[1])):
+        accounts = [(a["id"], a) for a in self._gl_accounts()]
+        for stamp, account in self._seen_changes("glAccounts", accounts, since, until):
             yield Record(self.name, "glAccounts", account["id"], stamp, account)
 
     def get(self, entity: str, id: str) -> Record | None:
         """The current record (replay and re-reads); None when GP no longer has it."""
+        reason = self.unavailable(entity)
+        if reason:
+            raise ConfigError(reason)
+        if self.transport == "sba" and entity in SBA_RESOURCES:
+            owner_id, _, address_id = id.partition("/") if entity == "vendorContacts" else (id, "", "")
+            raw = self._sba_one(entity, owner_id)
+            if raw is None:
+                return None
+            if entity == "customers":
+                return self._customer(raw, None)
+            vendor = self._vendor(raw, None)
+            if entity == "vendors":
+                return vendor
+            return next((c for c in self._vendor_contacts(vendor) if c.get("addressId") == address_id), None)
         try:
             if entity == "glAccounts":
                 found = next((a for a in self._gl_accounts() if a["id"] == id), None)
@@ -590,6 +734,9 @@ class GPConnector:
         owns an order once it exists: later changes on the other side are reported as skipped, not sent."""
         if entity not in WRITABLE:
             raise ConfigError(f"{self.name}: writing {entity} is not supported (writable: {', '.join(WRITABLE)})")
+        reason = self.unavailable(entity)
+        if reason:
+            raise ConfigError(reason)
         known = ids or [None] * len(payloads)
         return [self._create_order(payload, key, linked) for payload, linked in zip(payloads, known)]
 
@@ -629,22 +776,42 @@ class GPConnector:
 
     # -- ping ----------------------------------------------------------------------------------------------------
     def ping(self) -> PingResult:
-        """WSDL reachable with Windows authentication, the account mapped to a GP user with access to the company,
-        the CreateSalesOrder policy readable. A closed port is tried twice, not through the sync's backoff."""
+        """With SBA: its help page and the company's customers read with Windows authentication. With Web
+        Services (the route, or beside SBA when base_url is set): WSDL reachable, the account mapped to a GP user
+        with access to the company, the CreateSalesOrder policy readable. A closed port is tried twice, not
+        through the sync's backoff."""
         patient, self.http.retry = self.http.retry, RetryPolicy(attempts=2, max_wait=2.0)
-        details = [f"Web Services (legacy SOAP endpoint), auth {self.auth_kind} as {self.user or 'the current user'}",
-                   f"at most {self.concurrency} concurrent requests, {self.delay:g} s between calls"]
+        target = self.sba_url or self.base_url
+        who = f"auth {self.auth_kind} as {self.user or 'the current user'}"
+        details = [f"at most {self.concurrency} concurrent requests, {self.delay:g} s between calls"]
+        warnings = []
+        url = target
         try:
-            self._zeep()
-            details.append("WSDL read")
-            self.call("GetCustomerList", criteria={"Id": {"EqualValue": ""}})
-            details.append(f"company {self.company_id} readable")
-            self._policy("CreateSalesOrder")
-            details.append("CreateSalesOrder policy available")
+            if self.transport == "sba":
+                details.insert(0, f"Service Based Architecture (REST), {who}")
+                help_url = _SBA_COMPANY.match(self.sba_url).group("root") + "/help"  # type: ignore[union-attr]
+                if self._sba_get(help_url) is None:
+                    raise ConfigError(f"{self.name}: no SBA help page at {help_url}; check the server, port and "
+                                      "tenant in sba_url (GPService must be installed and use https)")
+                details.append("SBA help page read")
+                customers = self._sba_list("customers")
+                details.append(f"company {self.sba_company!r} readable ({len(customers)} customers)")
+                if not self.web_services:
+                    warnings.append("GL accounts, journal entries and sales orders are not in SBA: their flows are "
+                                    f"skipped; set base_url (Web Services) in [systems.{self.name}] to use them")
+            if self.web_services:
+                url = self.base_url
+                details.append(f"Web Services (legacy SOAP endpoint), {who}")
+                self._zeep()
+                details.append("WSDL read")
+                self.call("GetCustomerList", criteria={"Id": {"EqualValue": ""}})
+                details.append(f"company {self.company_id} readable")
+                self._policy("CreateSalesOrder")
+                details.append("CreateSalesOrder policy available")
         except AuthError as exc:
-            return PingResult(self.name, False, self.base_url, tuple(details), error=str(exc), exit_code=EXIT_AUTH)
+            return PingResult(self.name, False, target, tuple(details), error=str(exc), exit_code=EXIT_AUTH)
         except Unreachable as exc:
-            return PingResult(self.name, False, self.base_url, tuple(details), error=self._unreachable(exc),
+            return PingResult(self.name, False, target, tuple(details), error=self._unreachable(exc, url),
                               exit_code=EXIT_UNREACHABLE)
         except RemoteError as exc:
             error = str(exc)
@@ -652,27 +819,34 @@ class GPConnector:
                 return PingResult(self.name, False, self.base_url, tuple(details), exit_code=EXIT_CONFIG,
                                   error=f"{error}; check company_id in [systems.{self.name}] (the sample company "
                                         "is -1)")
-            return PingResult(self.name, False, self.base_url, tuple(details), error=error,
+            return PingResult(self.name, False, target, tuple(details), error=error,
                               exit_code=EXIT_UNREACHABLE)
         except MLConnectorError as exc:
-            return PingResult(self.name, False, self.base_url, tuple(details), error=str(exc),
+            return PingResult(self.name, False, target, tuple(details), error=str(exc),
                               exit_code=getattr(exc, "exit_code", EXIT_UNREACHABLE))
         finally:
             self.http.retry = patient
-        warnings = []
-        if self.auth_kind == "basic" and self.base_url.startswith("http://"):
+        if self.auth_kind == "basic" and any(u.startswith("http://") for u in (self.base_url, self.sba_url)):
             warnings.append("Basic authentication over plain http exposes the domain password: use https")
-        return PingResult(self.name, True, self.base_url, tuple(details), tuple(warnings))
+        return PingResult(self.name, True, target, tuple(details), tuple(warnings))
 
-    def _unreachable(self, exc: Unreachable) -> str:
+    def _unreachable(self, exc: Unreachable, url: str) -> str:
+        setting = "sba_url" if url == self.sba_url else "base_url"
         for cause in _cause_chain(exc):
             if isinstance(cause, ssl.SSLError) or "CERTIFICATE" in str(cause).upper() or "SSL" in str(cause):
                 return (f"{exc}; certificate problem: {cause}. The server's certificate must be trusted by this "
-                        "host (point SSL_CERT_FILE at a bundle with your CA) and name the host in base_url")
-        port = urlsplit(self.base_url).port or DEFAULT_PORT
-        host = urlsplit(self.base_url).hostname
-        return (f"{exc}; the GP web service is not reachable: is port {port} on {host} open through the "
-                "firewall from this host, and the Microsoft Dynamics GP Service Host running?")
+                        f"host (point SSL_CERT_FILE at a bundle with your CA) and name the host in {setting}")
+        parts = urlsplit(url)
+        if setting == "sba_url":
+            port = parts.port or (443 if parts.scheme == "https" else 80)
+            service = "the GP Service (Service Based Architecture) is not reachable"
+            host_service = "the Microsoft Dynamics GP Service running"
+        else:
+            port = parts.port or DEFAULT_PORT
+            service = "the GP web service is not reachable"
+            host_service = "the Microsoft Dynamics GP Service Host running"
+        return (f"{exc}; {service}: is port {port} on {parts.hostname} open through the "
+                f"firewall from this host, and {host_service}?")
 
 
 __all__ = ["GPConnector", "register", "SeenList", "ENTITIES"]
