@@ -192,3 +192,46 @@ def test_cli_ping_shows_the_region_base_url_and_sync_runs_every_flow(world):
                           "invoice_status", "payment_status"}
     for secret in world.secrets.values():
         assert secret not in ping.output + sync.output
+
+
+def _zuora_side_story(world: ZuoraWorld) -> dict:
+    """First sync, an account and a product born in Zuora, a bill run paid externally, two more syncs: what
+    NAV and Zuora hold afterwards and what each run reported."""
+    runs = [world.sync()]
+    world.zuora.seed_account("Born in Zuora Ltd", email="billing@born.example")
+    world.zuora.seed_product("Zuora Widget", "ZW-1", 12.5)
+    [invoice] = world.zuora.bill_run()
+    world.zuora.pay(invoice["id"], 100.0, kind="External")
+    runs += [world.sync(), world.sync()]
+    fields = ("number", "displayName", "email", "zuoraInvoiceStatus", "zuoraPaymentStatus")
+    return {
+        "exit": [r.exit_code for r in runs],
+        "flows": [{name: (s.created, s.updated, s.failed) for name, s in r.flows.items()} for r in runs],
+        "customers": sorted(tuple(c.get(f) for f in fields) for c in world.erp("customers")),
+        "items": sorted((i["number"], i["displayName"]) for i in world.erp("items")),
+        "accounts": sorted((a["name"], a.get("NAVCustomerNumber__c")) for a in world.zuora.records("accounts")),
+    }
+
+
+def test_reads_through_zoql_give_nav_the_same_records_as_object_query(tmp_path, monkeypatch):
+    stories = {}
+    for api_name, settings in (("object_query", ""), ("zoql", 'read_api = "zoql"\nzoql_batch_size = 2\n'
+                                                              'zoql_fields = { accounts = ["NAVCustomerNumber__c"] }\n')):
+        (tmp_path / api_name).mkdir()
+        made = make_zuora_world(tmp_path / api_name, monkeypatch,
+                                zuora_settings='account_match = "company_name"\n' + settings)
+        try:
+            stories[api_name] = _zuora_side_story(made)
+            calls = dict(made.zuora.calls)
+        finally:
+            made.close()
+        if api_name == "zoql":
+            assert calls["action.query"] and calls["action.queryMore"], calls   # more than one batch was paged
+
+    assert stories["zoql"] == stories["object_query"]
+    story = stories["zoql"]
+    assert story["exit"] == [0, 0, 0]
+    assert dict(story["accounts"])["Born in Zuora Ltd"] == "C00040"     # numbered by NAV, number sent back
+    assert ("ZW-1", "Zuora Widget") in story["items"]
+    [adatum] = [c for c in story["customers"] if c[0] == "C00010"]
+    assert adatum[4].startswith("P-00000001 Processed") and adatum[3].startswith("INV00000001 Posted")
