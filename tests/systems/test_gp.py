@@ -11,7 +11,7 @@ from datetime import datetime, timedelta, timezone
 import pytest
 
 from mlconnector.config import SystemConfig
-from mlconnector.errors import ConfigError
+from mlconnector.errors import AuthError, ConfigError
 from mlconnector.sandbox.common import HostRouter, InProcessTransport
 from mlconnector.sandbox.gp import create_app
 from mlconnector.secrets import SecretStore
@@ -208,3 +208,194 @@ def test_ping_explains_a_closed_port(monkeypatch, tmp_path):
     finally:
         connector.close()
     assert not result.ok and result.exit_code == 5 and f"port {port}" in result.error and "firewall" in result.error
+
+
+# -- Service Based Architecture (transport = "sba") ---------------------------------------------------------------
+SBA_URL = "https://gp.sandbox/GPService/Tenants(DefaultTenant)/Companies(Fabrikam%2C%20Inc.)/"
+
+
+def sba_settings(**settings):
+    return {"transport": "sba", "sba_url": SBA_URL, "user": ACCOUNT, "delay_seconds": 0, **settings}
+
+
+@pytest.fixture
+def sba(tmp_path, monkeypatch):
+    """A connector with transport = "sba" (and, when asked, Web Services beside it) against the sandbox."""
+    monkeypatch.setenv("MLCONNECTOR_GP_PASSWORD", PASSWORD)
+    made: list = []
+
+    def build(app_options: dict | None = None, **settings):
+        app = create_app(**(app_options or {}))
+        gp = app.state.gp
+        gp.add_user(ACCOUNT, PASSWORD)
+        gp.add_user("CONTOSO\\newhire", PASSWORD, gp_user=None)
+        gp.seed_demo()
+        transport = HostRouter({"gp.sandbox": InProcessTransport(app)})
+        connector = GPConnector(SystemConfig("gp", "gp", sba_settings(**settings)),
+                                ConnectorContext(secrets=SecretStore(), transport=transport, state_dir=tmp_path),
+                                sleep=lambda s: None)
+        made.append((connector, transport, gp))
+        return connector, gp
+
+    yield build
+    for connector, transport, gp in made:
+        connector.close()
+        transport.close()
+        gp.auth.close()
+
+
+def soap_calls(gp) -> list[str]:
+    return [c.operation for c in gp.calls if not c.operation.startswith("GET ")]
+
+
+def test_sba_reads_customers_vendors_and_contacts_over_rest_only(sba):
+    connector, gp = sba()
+    [aaron, adam, alton] = list(connector.changes("customers", None))
+    assert aaron.id == "AARONFIT0001" and aaron["creditLimit"] == 15000 and aaron["balance"] == pytest.approx(2318.4)
+    assert aaron["billingAddress"]["city"] == "Redmond" and aaron["shippingAddress"]["city"] == "Tacoma"
+    assert [v.id for v in connector.changes("vendors", None)] == ["ACETRAVE0001", "ADVANCED0001"]
+    contacts = list(connector.changes("vendorContacts", None))
+    assert [(c.id, c["name"]) for c in contacts] == [("ACETRAVE0001/PRIMARY", "Greg Martin"),
+                                                     ("ADVANCED0001/PRIMARY", "Dana Birkby")]
+    assert connector.get("customers", "ADAMPARK0001")["name"] == "Adam Park Resort"
+    assert connector.get("customers", "NOBODY") is None
+    assert connector.get("vendorContacts", "ACETRAVE0001/PRIMARY")["name"] == "Greg Martin"
+    assert soap_calls(gp) == [] and gp.counts["GET Sales/Customers"] == 1
+
+
+def test_sba_rereads_the_list_but_hands_out_only_what_changed(sba, tmp_path):
+    connector, gp = sba()
+    t1 = gp.clock.now()
+    assert len(list(connector.changes("customers", None, t1))) == 3
+    t2 = t1 + timedelta(hours=1)
+    assert list(connector.changes("customers", t1, t2)) == []
+    gp.modify("customers", "ALTONMAN0001", Name="Alton Manufacturing Ltd")
+    t3 = t2 + timedelta(hours=1)
+    [changed] = list(connector.changes("customers", t2, t3))
+    assert changed.id == "ALTONMAN0001" and changed["name"] == "Alton Manufacturing Ltd" and t2 <= changed.modified < t3
+    assert gp.counts["GET Sales/Customers"] == 3  # no date filter in SBA: every read takes the whole list
+    assert (tmp_path / "gp-gp-seen.json").exists()
+
+
+def test_sba_body_names_and_list_envelope_are_configurable(sba):
+    options = {"sba_list_key": "Items", "sba_rename": {"Name": "CustomerName", "City": "CityName"}}
+    connector, gp = sba(options, sba_list_key="Items", sba_fields={"Name": "CustomerName", "City": "CityName"})
+    aaron = next(iter(connector.changes("customers", None)))
+    assert aaron["name"] == "Aaron Fitz Electrical" and aaron["billingAddress"]["city"] == "Redmond"
+
+
+def test_sba_says_which_setting_fits_a_body_it_does_not_expect(sba):
+    connector, gp = sba({"sba_list_key": "Items"})
+    with pytest.raises(ConfigError) as caught:
+        list(connector.changes("customers", None))
+    assert "sba_list_key" in str(caught.value) and "Items" in str(caught.value)
+
+
+def test_sba_wrong_password_exits_4_with_the_fix_and_no_secret(sba, monkeypatch):
+    monkeypatch.setenv("MLCONNECTOR_GP_PASSWORD", "not-it-9Xq")
+    connector, gp = sba()
+    with pytest.raises(AuthError) as caught:
+        list(connector.changes("customers", None))
+    assert caught.value.exit_code == 4 and "mlconnector secrets set gp password" in str(caught.value)
+    result = connector.ping()
+    assert not result.ok and result.exit_code == 4 and "Windows authentication refused" in result.error
+    for text in (str(caught.value), result.error, repr(result)):
+        assert "not-it-9Xq" not in text and PASSWORD not in text
+
+
+def test_sba_takes_basic_authentication(sba):
+    connector, gp = sba(auth="basic")
+    assert len(list(connector.changes("vendors", None))) == 2
+    assert gp.auth.handshakes == 0  # no NTLM: the credentials went as Basic
+    result = connector.ping()
+    assert result.ok and not any("plain http" in w for w in result.warnings)  # sba_url is https
+
+
+def test_sba_never_has_more_requests_in_flight_than_configured(sba):
+    connector, gp = sba({"delay": 0.05, "max_concurrent": 2, "overflow": "reject"})
+    errors: list[BaseException] = []
+
+    def read(i: int) -> None:
+        try:
+            connector.get("customers", ["AARONFIT0001", "ADAMPARK0001", "ALTONMAN0001"][i % 3])
+        except BaseException as exc:  # noqa: BLE001
+            errors.append(exc)
+
+    threads = [threading.Thread(target=read, args=(i,)) for i in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(20)
+    assert errors == [] and gp.rejected == 0 and gp.max_in_flight <= 2
+
+
+def test_sba_alone_reports_gl_and_sales_orders_unavailable(sba, caplog):
+    connector, gp = sba()
+    for entity in ("glAccounts", "glTransactions", "salesOrders"):
+        reason = connector.unavailable(entity)
+        assert reason and "base_url" in reason and "Service Based Architecture" in reason
+    assert connector.unavailable("customers") is None
+    assert list(connector.changes("glAccounts", None)) == []
+    assert "GL accounts are not in the Service Based Architecture" in caplog.text
+    with pytest.raises(ConfigError, match="base_url"):
+        connector.write("salesOrders", [{"Id": "Z1", "customerId": "ADAMPARK0001", "lines": []}], "Id")
+
+
+def test_sba_with_web_services_beside_it_reads_the_ledger_there(sba):
+    connector, gp = sba(base_url=URL, company_id=-1)
+    assert connector.unavailable("glAccounts") is None
+    assert len(list(connector.changes("glAccounts", None))) == 4 and gp.counts["GetGLAccountList"] == 1
+    assert len(list(connector.changes("customers", None))) == 3 and gp.counts["GetCustomerList"] == 0
+    result = connector.ping()
+    assert result.ok, result.error
+    assert "SBA help page read" in result.details and "CreateSalesOrder policy available" in result.details
+
+
+def test_sba_ping_explains_what_it_checked(sba):
+    connector, gp = sba()
+    result = connector.ping()
+    assert result.ok, result.error
+    assert "SBA help page read" in result.details
+    assert "company 'Fabrikam, Inc.' readable (3 customers)" in result.details
+    assert any("base_url" in w for w in result.warnings)
+
+
+def test_sba_ping_explains_an_account_not_mapped_to_a_gp_user(sba):
+    connector, gp = sba(user="CONTOSO\\newhire")
+    result = connector.ping()
+    assert not result.ok and result.exit_code == 4 and "User Setup" in result.error
+
+
+def test_sba_ping_explains_a_wrong_company(sba):
+    connector, gp = sba(sba_url="https://gp.sandbox/GPService/Tenants(DefaultTenant)/Companies(Contoso)/")
+    result = connector.ping()
+    assert not result.ok and result.exit_code == 2 and "sba_url" in result.error and "404" in result.error
+
+
+def test_sba_ping_explains_a_closed_port(monkeypatch, tmp_path):
+    monkeypatch.setenv("MLCONNECTOR_GP_PASSWORD", PASSWORD)
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    url = f"http://127.0.0.1:{port}/GPService/Tenants(DefaultTenant)/Companies(Fabrikam%2C%20Inc.)/"
+    connector = GPConnector(SystemConfig("gp", "gp", sba_settings(sba_url=url)),
+                            ConnectorContext(secrets=SecretStore(), state_dir=tmp_path), sleep=lambda s: None)
+    try:
+        result = connector.ping()
+    finally:
+        connector.close()
+    assert not result.ok and result.exit_code == 5 and f"port {port}" in result.error and "firewall" in result.error
+    assert "GP Service" in result.error
+
+
+@pytest.mark.parametrize("settings, expected", [
+    ({"transport": "rest"}, "transport must be"),
+    ({"sba_url": "https://gp.sandbox/GPService/Tenants(DefaultTenant)/"}, "Companies(Fabrikam%2C%20Inc.)"),
+    ({"sba_fields": {"Name": 3}}, "sba_fields"),
+])
+def test_sba_bad_settings_are_one_line_config_errors(tmp_path, monkeypatch, settings, expected):
+    monkeypatch.setenv("MLCONNECTOR_GP_PASSWORD", PASSWORD)
+    with pytest.raises(ConfigError) as caught:
+        GPConnector(SystemConfig("gp", "gp", sba_settings(**settings)),
+                    ConnectorContext(secrets=SecretStore(), state_dir=tmp_path))
+    assert expected in str(caught.value) and "\n" not in str(caught.value)
