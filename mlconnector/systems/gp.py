@@ -22,9 +22,10 @@ journal entries and sales orders are not in SBA's published list: they use Web S
 set too, else they are unavailable (``unavailable(entity)`` says why).
 
 Settings (``[systems.NAME]`` with ``kind = "gp"``; connections.example.toml documents each one): transport
-(webservices | sba), sba_url, sba_list_key, sba_fields, base_url (the DynamicsGPService.asmx address), wsdl (URL or file; default base_url + "?wsdl"), company_id, tenant_name,
-user (DOMAIN\\name), auth (windows | basic), concurrency, delay_seconds, window_days, window_records, history_start,
-modified_precision (date | datetime), timeout_seconds, namespace, gl_account_types, order_type_id,
+(webservices | sba), sba_url, sba_list_key, sba_fields, base_url (the DynamicsGPService.asmx address; with
+transport = "sba" only for the ledger and orders), wsdl (URL or file; default base_url + "?wsdl"), company_id,
+tenant_name, user (DOMAIN\\name), auth (windows | basic), concurrency, delay_seconds, window_days, window_records,
+history_start, modified_precision (date | datetime), timeout_seconds, namespace, gl_account_types, order_type_id,
 order_batch_id, validation_details.
 
 Secrets (``mlconnector secrets set NAME password``): the Windows password of ``user``. Without ``user`` the
@@ -75,7 +76,8 @@ MAX_WINDOW = timedelta(days=3660)
 ENTITIES = ("customers", "vendors", "vendorContacts", "glAccounts", "glTransactions", "salesOrders")
 WRITABLE = ("salesOrders",)
 TRANSPORTS = ("webservices", "sba")
-SBA_RESOURCES = {"customers": "Sales/Customers", "vendors": "Purchasing/Vendors", "vendorContacts": "Purchasing/Vendors"}
+SBA_RESOURCES = {"customers": "Sales/Customers", "vendors": "Purchasing/Vendors",
+                 "vendorContacts": "Purchasing/Vendors"}
 WEB_SERVICES_ONLY = ("glAccounts", "glTransactions", "salesOrders")  # not in SBA's published resource list
 SBA_EXAMPLE = "https://gpserver/GPService/Tenants(DefaultTenant)/Companies(Fabrikam%2C%20Inc.)/"
 _SBA_COMPANY = re.compile(r"^(?P<root>.*?/Tenants\([^)/]*\))/Companies\((?P<company>[^/]*)\)/?$", re.I)
@@ -444,10 +446,10 @@ class GPConnector:
         if response.status_code == 404:
             return None
         if response.status_code == 403:
-            raise AuthError(self.name, f"GET {path} refused (HTTP 403): the account {self.user or '(the current user)'} "
-                            "authenticated but GP refused it: map it to a GP user (User Setup, Windows Account) with "
-                            f"access to company {self.sba_company!r} and the windows it reads (Customer and Vendor "
-                            "Maintenance)")
+            raise AuthError(self.name, f"GET {path} refused (HTTP 403): the account "
+                            f"{self.user or '(the current user)'} authenticated but GP refused it: map it to a GP "
+                            f"user (User Setup, Windows Account) with access to company {self.sba_company!r} and "
+                            "the windows it reads (Customer and Vendor Maintenance)")
         if response.status_code >= 400:
             text = " ".join(response.text.split())[:200]
             raise RemoteError(self.name, response.status_code, "", f"GET {path}: {text}",

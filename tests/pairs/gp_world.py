@@ -21,6 +21,7 @@ from mlconnector.state import State
 GP_ACCOUNT = "CONTOSO\\svc-mlconnector"
 GP_PASSWORD = "Gp-Sandbox-Pass-7Q2w9E"
 GP_URL = "http://gp.sandbox:48620/DynamicsGPWebServices/DynamicsGPService.asmx"
+GP_SBA_URL = "https://gp.sandbox/GPService/Tenants(DefaultTenant)/Companies(Fabrikam%2C%20Inc.)/"
 # Custom modules an admin creates for the GL reference records (README "Connecting Dynamics GP").
 REFERENCE_MODULES = (ModuleSpec("GL_Accounts", "5725767000000900001", "GL Account", ("Name",), ("Name",), "Name"),
                      ModuleSpec("GL_Journal_Entries", "5725767000000900002", "GL Journal Entry", ("Name",), ("Name",),
@@ -66,7 +67,8 @@ def add_reference_modules(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 def make_gp_world(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, *, gp_settings: str = "", pair_settings: str = "",
-                  gp_options: dict[str, Any] | None = None, seed: bool = True) -> GPWorld:
+                  gp_options: dict[str, Any] | None = None, seed: bool = True, sba: bool = False) -> GPWorld:
+    """``sba=True``: GP through the Service Based Architecture only (``transport = "sba"``, no base_url)."""
     add_reference_modules(monkeypatch)
     zoho_app = create_zoho(api_domain="http://zoho.sandbox")
     zoho: ZohoSandbox = zoho_app.state.zoho
@@ -89,10 +91,10 @@ def make_gp_world(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, *, gp_setting
     state_path = tmp_path / "state.db"
     monkeypatch.setenv("MLCONNECTOR_STATE", str(state_path))
     config_path = tmp_path / "connections.toml"
+    route = f'transport = "sba"\nsba_url = "{GP_SBA_URL}"' if sba else f'base_url = "{GP_URL}"\ncompany_id = -1'
     config_path.write_text(f'''[systems.gp]
 kind = "gp"
-base_url = "{GP_URL}"
-company_id = -1
+{route}
 user = "{GP_ACCOUNT.replace(chr(92), chr(92) * 2)}"
 delay_seconds = 0
 {gp_settings}

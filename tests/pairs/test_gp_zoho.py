@@ -10,6 +10,8 @@ import logging
 
 import pytest
 
+from mlconnector.errors import AuthError
+
 from tests.pairs.gp_world import GP_PASSWORD, GPWorld, make_gp_world
 
 
@@ -164,3 +166,44 @@ def test_ping_and_a_dry_run_go_through_the_configuration(world: GPWorld):
     planned = world.sync(dry_run=True)
     assert planned.exit_code == 0 and world.crm("Accounts") == [] and world.gp.sales_orders() == []
     assert {p.flow for p in planned.planned} >= {"customers", "vendors", "gl_accounts", "journal_entries"}
+
+
+def test_gp_over_sba_moves_parties_then_only_what_changed_and_says_what_it_cannot_do(tmp_path, monkeypatch, caplog):
+    """transport = "sba" without Web Services: customers, vendors and contacts arrive; each run reads GP's whole
+    lists but writes only what changed; the ledger and order flows say why they did not run; GP never sees more
+    than the allowed concurrent calls; a wrong password stops the run with exit code 4 and the fix."""
+    world = make_gp_world(tmp_path, monkeypatch, sba=True,
+                          gp_options={"delay": 0.01, "max_concurrent": 2, "overflow": "reject"})
+    try:
+        caplog.set_level(logging.WARNING)
+        result = world.sync()
+
+        assert result.exit_code == 0, result.to_dict()
+        aaron = world.account("AARONFIT0001")
+        assert aaron["Billing_City"] == "Redmond" and aaron["Shipping_City"] == "Tacoma"
+        assert aaron["Credit_Limit"] == 15000 and world.account("V-ACETRAVE0001")["Account_Type"] == "Vendor"
+        assert sorted(c["Last_Name"] for c in world.crm("Contacts")) == ["Birkby", "Martin"]
+        assert all(not c.operation.startswith("Get") for c in world.gp.calls)  # REST only, no SOAP
+        assert "not in the Service Based Architecture" in result.flows["sales_orders_to_gp"].note
+        assert "GL accounts are not in the Service Based Architecture" in caplog.text
+        assert "journal entries are not in the Service Based Architecture" in caplog.text
+        assert world.crm("GL_Accounts") == [] and world.gp.rejected == 0 and world.gp.max_in_flight <= 2
+
+        world.gp.modify("customers", "ADAMPARK0001", address="PRIMARY", City="Evanston")
+        reads = world.gp.counts["GET Sales/Customers"]
+        again = world.sync()
+        assert again.exit_code == 0, again.to_dict()
+        assert world.gp.counts["GET Sales/Customers"] == reads + 1  # the whole list is read again ...
+        assert again.flows["customers"].updated == 1 and again.flows["customers"].created == 0  # ... one moves
+        assert writes(again) == 1 and world.account("ADAMPARK0001")["Billing_City"] == "Evanston"
+        assert world.gp.rejected == 0 and world.gp.max_in_flight <= 2
+
+        monkeypatch.setenv("MLCONNECTOR_GP_PASSWORD", "Wrong-Pass-3e4R")
+        with pytest.raises(AuthError) as refused:
+            world.sync()
+        assert refused.value.exit_code == 4 and "mlconnector secrets set gp password" in str(refused.value)
+        shown = str(refused.value) + caplog.text + json.dumps(result.to_dict(), default=str)
+        assert "Wrong-Pass-3e4R" not in shown and GP_PASSWORD not in shown
+        assert all(GP_PASSWORD not in p.read_text() for p in world.state_path.parent.glob("gp-*.json"))
+    finally:
+        world.close()
