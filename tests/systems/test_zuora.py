@@ -319,3 +319,16 @@ def test_the_sandbox_speaks_zoql_as_zuora_documents_it(env):
     bad = post("/v1/action/queryMore", {"queryLocator": "2c92c0f9602fb240016049ac7e0b47e7-2000"})
     assert bad.json()["faultcode"] == "fns:INVALID_QUERY_LOCATOR"
     made.close()
+
+
+def test_read_api_can_be_chosen_per_entity(env):
+    zuora, connector, _, _ = env
+    seed_accounts(zuora, 2)
+    zuora.seed_product("Widget", "W-1", 9.5)
+    made = connector(read_api={"products": "zoql"})
+
+    [product] = list(made.changes("products", None))
+    assert (product.data["sku"], product.data["price"], product.data["currency"]) == ("W-1", 9.5, "USD")
+    assert zuora.calls["action.query"] > 0 and zuora.calls["query.list"] == 0
+    assert len(list(made.changes("accounts", None))) == 2 and zuora.calls["query.list"] == 1
+    made.close()
