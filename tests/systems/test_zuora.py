@@ -332,3 +332,13 @@ def test_read_api_can_be_chosen_per_entity(env):
     assert zuora.calls["action.query"] > 0 and zuora.calls["query.list"] == 0
     assert len(list(made.changes("accounts", None))) == 2 and zuora.calls["query.list"] == 1
     made.close()
+
+
+def test_one_second_holding_more_than_a_window_is_still_read_whole(env):
+    zuora, connector, _, _ = env
+    made = [zuora.seed_account(f"Burst {i}", email=f"b{i}@example.org", NAVCustomerNumber__c=f"B{i}") for i in range(5)]
+
+    read = list(connector(**ZOQL, zoql_batch_size=1, zoql_window_records=2).changes("accounts", None))
+
+    assert sorted(r.id for r in read) == sorted(a["id"] for a in made)
+    assert [r.modified for r in read] == sorted(r.modified for r in read)
