@@ -399,3 +399,66 @@ def test_sba_bad_settings_are_one_line_config_errors(tmp_path, monkeypatch, sett
         GPConnector(SystemConfig("gp", "gp", sba_settings(**settings)),
                     ConnectorContext(secrets=SecretStore(), state_dir=tmp_path))
     assert expected in str(caught.value) and "\n" not in str(caught.value)
+
+
+def _self_signed(tmp_path):
+    """A certificate for 127.0.0.1 that no CA signed (this host does not trust it)."""
+    import datetime as dt
+    import ipaddress
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "gpweb.contoso.test")])
+    now = dt.datetime.now(dt.timezone.utc)
+    cert = (x509.CertificateBuilder().subject_name(name).issuer_name(name).public_key(key.public_key())
+            .serial_number(x509.random_serial_number()).not_valid_before(now - dt.timedelta(days=1))
+            .not_valid_after(now + dt.timedelta(days=1))
+            .add_extension(x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]), False)
+            .sign(key, hashes.SHA256()))
+    cert_file, key_file = tmp_path / "gp.crt", tmp_path / "gp.key"
+    cert_file.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    key_file.write_bytes(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                                           serialization.NoEncryption()))
+    return cert_file, key_file
+
+
+def test_sba_ping_explains_an_untrusted_certificate(monkeypatch, tmp_path):
+    import ssl
+
+    monkeypatch.setenv("MLCONNECTOR_GP_PASSWORD", PASSWORD)
+    cert_file, key_file = _self_signed(tmp_path)
+    server_context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    server_context.load_cert_chain(cert_file, key_file)
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen()
+    listener.settimeout(10)
+    port = listener.getsockname()[1]
+
+    def serve() -> None:  # handshakes until the client gives up on the certificate
+        for _ in range(4):
+            try:
+                conn, _ = listener.accept()
+            except OSError:
+                return
+            try:
+                server_context.wrap_socket(conn, server_side=True).close()
+            except (ssl.SSLError, OSError):
+                conn.close()
+
+    thread = threading.Thread(target=serve, daemon=True)
+    thread.start()
+    url = f"https://127.0.0.1:{port}/GPService/Tenants(DefaultTenant)/Companies(Fabrikam%2C%20Inc.)/"
+    connector = GPConnector(SystemConfig("gp", "gp", sba_settings(sba_url=url)),
+                            ConnectorContext(secrets=SecretStore(), state_dir=tmp_path), sleep=lambda s: None)
+    try:
+        result = connector.ping()
+    finally:
+        connector.close()
+        listener.close()
+    assert not result.ok and result.exit_code == 5
+    assert "certificate problem" in result.error and "SSL_CERT_FILE" in result.error and "sba_url" in result.error
