@@ -474,6 +474,10 @@ def check_pair(rig: Rig, pair: str, *, flows: tuple[str, ...] | None = None, bel
                 if value in (None, "") and link is not None and link.target_id:
                     value = link.target_id  # the target numbered it (a record born on the other side)
                 found = target.grouped.get(str(value), []) if value not in (None, "") else []
+                if not found and below_watermark and link is not None and link.target_id:
+                    # Landed and linked; the key it carries may come with a later run (a number sent back).
+                    found = [r for r in target.rows if r["_id"] == link.target_id]
+                    payload = {k: v for k, v in payload.items() if k != key}
                 if len(found) > 1:
                     check.duplicates.append(f"{label}: {len(found)} records with {key}={value}")
                 for name in target.unique:
