@@ -477,7 +477,8 @@ def check_pair(rig: Rig, pair: str, *, flows: tuple[str, ...] | None = None, bel
                 if not found and below_watermark and link is not None and link.target_id:
                     # Landed and linked; the key it carries may come with a later run (a number sent back).
                     found = [r for r in target.rows if r["_id"] == link.target_id]
-                    payload = {k: v for k, v in payload.items() if k != key}
+                    if found:  # linked back from the other side: its values go out with the next run
+                        continue
                 if len(found) > 1:
                     check.duplicates.append(f"{label}: {len(found)} records with {key}={value}")
                 for name in target.unique:
