@@ -221,6 +221,7 @@ class Engine:
         self.batch_size = config.batch_size or DEFAULT_BATCH
         self.planned: dict[str, set[str]] = {}  # dry run: source ids each flow would write
         self._batch: list[_Item] = []
+        self._written: dict[str, Link] = {}
         self._batch_targets: dict[str, Record] | None = None
         self._context = _Context(self)
         rule = config.options.get("conflict_rule")
@@ -258,7 +259,7 @@ class Engine:
                 log.info("%s/%s: reading %s changed since %s", self.pair.name, flow.name, flow.source_entity,
                          start.isoformat() if start else "the beginning")
                 records = self.connectors[flow.source].changes(flow.source_entity, start, until)
-                self._run_flow(run, flow, records, mode="poll", initial=start is None)
+                self._run_flow(run, flow, records, mode="poll", initial=start is None, until=until)
         except _Stop as stop:
             run.stopped = str(stop)
         return self._finish(run)
@@ -360,7 +361,7 @@ class Engine:
 
     # the pipeline ----------------------------------------------------------------------------
     def _run_flow(self, run: RunResult, flow: Flow, records: Iterable[Record], *, mode: str,
-                  initial: bool = False) -> None:
+                  initial: bool = False, until: datetime | None = None) -> None:
         stats = run.flows.setdefault(flow.name, FlowStats())
         before = self.counter.snapshot()
         pending: deque[tuple[list[_Item], Future[list[WriteResult]] | None]] = deque()
@@ -388,6 +389,8 @@ class Engine:
                         self._commit(run, flow, *pending.popleft(), stats, mode, hold)
                 while pending:
                     self._commit(run, flow, *pending.popleft(), stats, mode, hold)
+                if mode == "poll" and until is not None and not run.dry_run and not hold[0]:
+                    self._close_window(flow, until)
             except BudgetExhausted as exc:
                 stop = _Stop(str(exc))
             except (Unreachable, RemoteError) as exc:
@@ -407,6 +410,20 @@ class Engine:
             run.exit_code = max(run.exit_code, stop.exit_code)
             raise stop
 
+    def _close_window(self, flow: Flow, until: datetime) -> None:
+        """After a poll that read its whole window and recorded every record in it, move the watermark to
+        where the window provably ends, not just to the newest record read: the next run's overlap then re-reads
+        only the last few seconds, not a cluster of records sharing an old stamp (a Bulk Write job's).
+
+        The end is the earlier of ``until`` (this host's clock) and the source's own clock when the read began
+        (connectors that know it offer ``read_clock``): under clock skew either may be the earlier. A source that
+        does not tell its clock keeps the watermark at the newest record read. Records that land late with an
+        older stamp are what the overlap is for, as before."""
+        clock = getattr(self.connectors[flow.source], "read_clock", None)
+        seen = clock(flow.source_entity) if callable(clock) else None
+        if isinstance(seen, datetime) and seen.tzinfo is not None:
+            self.state.set_watermark(self.pair.name, flow.name, min(until, seen))
+
     def _in_flight(self, flow: Flow) -> int:
         """How many write batches to keep in flight: as many calls as the target's API allows at once (Zoho's
         edition limit, BC's 5 per user), so a slow API is kept busy rather than waited on one batch at a time."""
@@ -421,6 +438,9 @@ class Engine:
         for item in batch:
             item.link = links.get(item.record.id)
         self._batch, self._batch_targets = batch, None  # for _current_target
+        # For the echo check: what the opposite flow wrote to these records, one query for the batch.
+        self._written = (self.state.links_by_target(self.pair.name, flow.echo_of, [i.record.id for i in batch])
+                         if flow.echo_of else {})
         to_write: list[_Item] = []
         for item in batch:
             record = item.record
@@ -512,7 +532,7 @@ class Engine:
             return None
         if flow.send_back_created and item.link and item.link.hash is None:
             return None
-        written = self.state.link_by_target(self.pair.name, flow.echo_of, record.id)
+        written = self._written.get(record.id)  # fetched for the whole batch by _prepare
         if written and written.target_version is None and written.fields and written.hash:
             # Written by a bulk job, whose results carry no version: only the content can tell our write
             # from a person's edit. A record that still holds exactly what we wrote has nothing to send back.
@@ -629,6 +649,9 @@ class Engine:
                 stats.count("unchanged" if item.result and item.result.error == "unchanged" else action)
             return
         newest: datetime | None = None
+        links: list[Link] = []
+        audits: list[dict[str, Any]] = []
+        written_back: list[tuple[Record, WriteResult]] = []
         with self.state.transaction():
             queued = self.state.queued(self.pair.name, flow.name, [item.record.id for item in batch])
             for item in batch:
@@ -643,15 +666,14 @@ class Engine:
                     if record.id in queued:
                         self.state.clear_replay(self.pair.name, flow.name, record.id)
                     if result.action in ("create", "update"):
-                        self.state.save_link(Link(self.pair.name, flow.name, record.id, result.target_id,
-                                                  record.modified, item.hash, result.version,
-                                                  tuple(sorted(item.payload or ()))))
+                        links.append(Link(self.pair.name, flow.name, record.id, result.target_id, record.modified,
+                                          item.hash, result.version, tuple(sorted(item.payload or ()))))
                         if flow.echo_of and result.target_id:
-                            self._link_back(flow, record, result)
+                            written_back.append((record, result))
                     elif result.error == "unchanged" and item.link:
-                        self.state.save_link(Link(self.pair.name, flow.name, record.id, item.link.target_id,
-                                                  record.modified, item.link.hash, item.link.target_version,
-                                                  item.link.fields))
+                        links.append(Link(self.pair.name, flow.name, record.id, item.link.target_id,
+                                          record.modified, item.link.hash, item.link.target_version,
+                                          item.link.fields))
                 else:
                     newest = _later(newest, record.modified)
                     self.state.queue_replay(pair=self.pair.name, flow=flow.name, source_system=source,
@@ -660,7 +682,7 @@ class Engine:
                                             error=result.error or "", run_id=run.run_id)
                 action = "skip" if result.action == "skip" else result.action
                 stats.count("unchanged" if result.error == "unchanged" else action)
-                self.state.add_audit({
+                audits.append({
                     "run_id": run.run_id, "pair": self.pair.name, "flow": flow.name,
                     "source_system": source, "source_entity": flow.source_entity, "source_id": record.id,
                     "target_system": target, "target_entity": flow.target_entity,
@@ -673,6 +695,11 @@ class Engine:
                     "payload": json.dumps(item.payload, default=str)
                     if self.config.audit_payloads and item.payload is not None else None,
                 })
+            # One statement each for the batch's links and audit rows, in the same transaction.
+            self.state.save_links(links)
+            if written_back:
+                self._link_back_many(flow, written_back)
+            self.state.add_audits(audits)
             if flow.find_by and landed:
                 self.state.clear_intents(self.pair.name, flow.name, [item.record.id for item in batch])
             if mode == "poll" and advance and newest is not None:
@@ -681,9 +708,18 @@ class Engine:
     def _link_back(self, flow: Flow, record: Record, result: WriteResult) -> None:
         """In a two-way sync, the opposite flow learns the pairing too, so it never creates a second
         record for the one we just wrote. Nothing was sent that way yet: no hash, no source version."""
-        if self.state.link(self.pair.name, flow.echo_of, result.target_id) is None:
-            self.state.save_link(Link(self.pair.name, flow.echo_of, result.target_id, record.id,
-                                      None, None, record.modified))
+        self._link_back_many(flow, [(record, result)])
+
+    def _link_back_many(self, flow: Flow, written: list[tuple[Record, WriteResult]]) -> None:
+        assert flow.echo_of
+        known = self.state.links(self.pair.name, flow.echo_of, [str(r.target_id) for _, r in written])
+        fresh: dict[str, Link] = {}
+        for record, result in written:
+            target_id = str(result.target_id)
+            if target_id not in known and target_id not in fresh:
+                fresh[target_id] = Link(self.pair.name, flow.echo_of, target_id, record.id, None, None,
+                                        record.modified)
+        self.state.save_links(list(fresh.values()))
 
     # creates the target numbers itself ---------------------------------------------------------
     def _note_intents(self, run: RunResult, flow: Flow, items: list[_Item]) -> None:

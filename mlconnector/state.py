@@ -125,9 +125,19 @@ _SAVE_LINK = (
     "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (pair, flow, source_id) DO UPDATE SET "
     "target_id = excluded.target_id, source_version = excluded.source_version, hash = excluded.hash, "
     "target_version = excluded.target_version, updated = excluded.updated, fields = excluded.fields")
+_SELECT_LINK = ("SELECT pair, flow, source_id, target_id, source_version, hash, target_version, fields "
+                "FROM links")
 AUDIT_COLUMNS = frozenset({"run_id", "time", "pair", "flow", "source_system", "source_entity", "source_id",
                            "target_system", "target_entity", "target_id", "action", "status", "error_class",
                            "error", "note", "payload"})
+_AUDIT_ORDER = tuple(sorted(AUDIT_COLUMNS))
+_INSERT_AUDIT = f"INSERT INTO audit ({', '.join(_AUDIT_ORDER)}) VALUES ({', '.join('?' * len(_AUDIT_ORDER))})"
+
+
+def _link_of(row: tuple[Any, ...]) -> Link:
+    pair, flow, source_id, target_id, source_version, hash_, target_version, fields = row
+    return Link(pair, flow, source_id, target_id, parse_iso(source_version), hash_, parse_iso(target_version),
+                tuple(json.loads(fields)) if fields else None)
 
 
 class State:
@@ -191,8 +201,9 @@ class State:
 
     # watermarks ------------------------------------------------------------------------------
     def watermark(self, pair: str, flow: str) -> datetime | None:
-        rows = list(self.db["watermarks"].rows_where("pair = ? and flow = ?", [pair, flow]))
-        return parse_iso(rows[0]["value"]) if rows else None
+        row = self.db.conn.execute("SELECT value FROM watermarks WHERE pair = ? AND flow = ?",
+                                   [pair, flow]).fetchone()
+        return parse_iso(row[0]) if row else None
 
     def set_watermark(self, pair: str, flow: str, value: datetime) -> None:
         """Move the watermark forward; it never moves back (a late, older record cannot rewind it)."""
@@ -210,29 +221,53 @@ class State:
 
     # links -----------------------------------------------------------------------------------
     def links(self, pair: str, flow: str, source_ids: list[str]) -> dict[str, Link]:
+        # Plain statements, not sqlite-utils' rows_where (which inspects the schema on every call): a first
+        # load asks for a batch's links, and a document's lines each ask for their item's link.
         found: dict[str, Link] = {}
         for start in range(0, len(source_ids), 500):
             chunk = source_ids[start:start + 500]
-            marks = ",".join("?" * len(chunk))
-            for row in self.db["links"].rows_where(f"pair = ? and flow = ? and source_id in ({marks})",
-                                                    [pair, flow, *chunk]):
-                found[row["source_id"]] = Link.from_row(row)
+            rows = self.db.conn.execute(f"{_SELECT_LINK} WHERE pair = ? AND flow = ? AND source_id IN "
+                                        f"({','.join('?' * len(chunk))})", [pair, flow, *chunk]).fetchall()
+            for row in rows:
+                link = _link_of(row)
+                found[link.source_id] = link
         return found
 
     def link(self, pair: str, flow: str, source_id: str) -> Link | None:
-        return self.links(pair, flow, [source_id]).get(source_id)
+        row = self.db.conn.execute(f"{_SELECT_LINK} WHERE pair = ? AND flow = ? AND source_id = ?",
+                                   [pair, flow, source_id]).fetchone()
+        return _link_of(row) if row else None
 
     def link_by_target(self, pair: str, flow: str, target_id: str) -> Link | None:
-        rows = list(self.db["links"].rows_where("pair = ? and flow = ? and target_id = ?",
-                                                [pair, flow, target_id], limit=1))
-        return Link.from_row(rows[0]) if rows else None
+        row = self.db.conn.execute(f"{_SELECT_LINK} WHERE pair = ? AND flow = ? AND target_id = ? LIMIT 1",
+                                   [pair, flow, target_id]).fetchone()
+        return _link_of(row) if row else None
+
+    def links_by_target(self, pair: str, flow: str, target_ids: list[str]) -> dict[str, Link]:
+        """target id -> a link of ``flow`` to it, for many target ids in one query per 500."""
+        found: dict[str, Link] = {}
+        for start in range(0, len(target_ids), 500):
+            chunk = target_ids[start:start + 500]
+            rows = self.db.conn.execute(f"{_SELECT_LINK} WHERE pair = ? AND flow = ? AND target_id IN "
+                                        f"({','.join('?' * len(chunk))})", [pair, flow, *chunk]).fetchall()
+            for row in rows:
+                link = _link_of(row)
+                found.setdefault(str(link.target_id), link)
+        return found
 
     def save_link(self, link: Link) -> None:
-        # One statement per record, not sqlite-utils' upsert (which inspects the table on every call): a first
-        # load saves a link per record, and that introspection was most of the tool's CPU time.
-        self.db.execute(_SAVE_LINK, [
-            link.pair, link.flow, link.source_id, link.target_id, iso(link.source_version), link.hash,
-            iso(link.target_version), iso(utcnow()), json.dumps(list(link.fields)) if link.fields else None])
+        self.save_links([link])
+
+    def save_links(self, links: list[Link]) -> None:
+        """One statement for many links (a batch's), not sqlite-utils' upsert, which inspects the table on
+        every call: a first load saves a link per record."""
+        if not links:
+            return
+        now = iso(utcnow())
+        self.db.conn.executemany(_SAVE_LINK, [
+            (link.pair, link.flow, link.source_id, link.target_id, iso(link.source_version), link.hash,
+             iso(link.target_version), now, json.dumps(list(link.fields)) if link.fields else None)
+            for link in links])
 
     def count_links(self, pair: str, flow: str) -> int:
         return self.db.execute("SELECT count(*) FROM links WHERE pair = ? AND flow = ?", [pair, flow]).fetchone()[0]
@@ -257,12 +292,19 @@ class State:
 
     # audit -----------------------------------------------------------------------------------
     def add_audit(self, row: dict[str, Any]) -> None:
-        values = {"time": iso(utcnow()), **row}
-        unknown = set(values) - AUDIT_COLUMNS
+        self.add_audits([row])
+
+    def add_audits(self, rows: list[dict[str, Any]]) -> None:
+        """Many audit rows in one statement (a batch's); every row gets the same columns, absent ones NULL."""
+        if not rows:
+            return
+        now = iso(utcnow())
+        unknown = {k for row in rows for k in row} - AUDIT_COLUMNS
         if unknown:
             raise ValueError(f"audit has no column {sorted(unknown)[0]!r}")
-        self.db.execute(f"INSERT INTO audit ({', '.join(values)}) VALUES ({', '.join('?' * len(values))})",
-                        list(values.values()))
+        self.db.conn.executemany(_INSERT_AUDIT, [
+            tuple(row.get("time", now) if name == "time" else row.get(name) for name in _AUDIT_ORDER)
+            for row in rows])
 
     def audit_rows(self, *, pair: str | None = None, flow: str | None = None, status: str | None = None,
                    record: str | None = None, since: datetime | None = None, run: str | None = None,
