@@ -98,6 +98,20 @@ def retry_after_seconds(response: httpx.Response, now: Callable[[], datetime] | 
     return max(0.0, (when - current).total_seconds())
 
 
+def server_time(response: httpx.Response) -> datetime | None:
+    """The server's clock as it answered: its ``Date`` header (whole seconds, rounded down). With several (a
+    proxy adding its own), the earliest, so that a read window ending there is never ahead of the server."""
+    times = []
+    for value in response.headers.get_list("date"):
+        try:
+            when = email.utils.parsedate_to_datetime(value)
+        except (TypeError, ValueError):
+            continue
+        if when.tzinfo is not None:
+            times.append(when.astimezone(timezone.utc))
+    return min(times) if times else None
+
+
 class ApiClient:
     """One system's HTTP client. Every request is counted, limited and retried by the same rules.
 

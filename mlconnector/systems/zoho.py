@@ -45,7 +45,7 @@ from mlconnector.errors import (
     RemoteError,
     Unreachable,
 )
-from mlconnector.http import ApiClient, retry_policy, json_body
+from mlconnector.http import ApiClient, json_body, retry_policy, server_time
 from mlconnector.systems import ConnectorContext, register_kind
 from mlconnector.systems.base import Channel, Notification, PingResult, Record, WriteResult
 
@@ -492,6 +492,7 @@ class ZohoConnector:
         self.budget = int(system.setting("daily_credit_budget", 0, type_=int))
         self.credits_used = 0
         self._org: dict[str, Any] | None = None
+        self._read_clock: dict[str, datetime | None] = {}
 
     # -- plumbing --------------------------------------------------------------------------------------------------
     @property
@@ -581,12 +582,17 @@ class ZohoConnector:
         columns = ", ".join(self.fields(entity))
         full = entity in self._full_record_modules()
         cursor: tuple[str, str] | None = None
+        self._read_clock.pop(entity, None)
         while True:
             where = self._window(since, until, cursor)
             query = (f"select {columns} from {entity} where {where} "
                      f"order by Modified_Time asc, id asc limit {self.page_size}")
             response = self._call("POST", "/crm/v8/coql", credits=_coql_credits(self.page_size),
                                   idempotent=True, json={"select_query": query})
+            if cursor is None:
+                # Zoho's clock when the read began: its Date, less the call's duration (the Date is taken as
+                # it answers, perhaps after rows written during the query).
+                self._read_clock[entity] = _began(response)
             if response.status_code == 204:
                 return
             if response.status_code != 200:
@@ -601,6 +607,11 @@ class ZohoConnector:
                 return
             last = rows[-1]
             cursor = (str(last["Modified_Time"]), str(last["id"]))
+
+    def read_clock(self, entity: str) -> datetime | None:
+        """Zoho's own clock (the Date of its answer) when the last ``changes`` read of ``entity`` began; None if
+        it did not say. Every record stamped before then that the read did not return was not there yet."""
+        return self._read_clock.get(entity)
 
     @staticmethod
     def _window(since: datetime | None, until: datetime | None, cursor: tuple[str, str] | None) -> str:
@@ -967,6 +978,17 @@ class ZohoConnector:
         if licence.get("trial_type") and not licence.get("paid"):
             warnings.append(f"trial of {licence['trial_type']} until {licence.get('trial_expiry')}")
         return PingResult(self.name, True, base, tuple(details), tuple(warnings))
+
+
+def _began(response: httpx.Response) -> datetime | None:
+    """The server's clock when the request arrived, at the latest: its Date less the call's duration."""
+    clock = server_time(response)
+    if clock is None:
+        return None
+    try:
+        return clock - response.elapsed
+    except RuntimeError:  # a transport that does not time its calls (an in-process test app)
+        return clock
 
 
 def check_fields(key: str) -> list[str]:

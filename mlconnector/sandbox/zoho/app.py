@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import email.utils
+from datetime import timezone
 from typing import Any
 
 import httpx
@@ -65,7 +67,10 @@ def api(sandbox: ZohoSandbox, name: str, family: str, operation: str, handler: r
                 return faulted
             sandbox.calls[name] += 1
             call = routes.Call(sandbox, token)
+            # Zoho's Date header, from the org's clock as the request arrives (HTTP date: whole seconds).
+            date = email.utils.format_datetime(sandbox.clock.now().astimezone(timezone.utc), usegmt=True)
             response = await handler(request, call)
+            response.headers["Date"] = date
             sandbox.credits += call.credits
             return response
         except ZohoError as error:

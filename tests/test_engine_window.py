@@ -1,0 +1,153 @@
+"""Where a poll's watermark goes once the read window is done: to the end of the window where the source tells its
+clock (so the overlap re-reads seconds, not an old cluster of equal stamps), never ahead of what the source had."""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+
+import pytest
+
+from mlconnector.errors import EXIT_OK, AuthError
+from tests.fakes import Store
+from tests.systems.zoho_env import make_env
+from tests.test_engine import make_engine, seed_customers
+
+OVERLAP = timedelta(seconds=60)  # overlap_seconds in the test config
+
+
+def _with_source_clock(engine, clock: datetime | None) -> None:
+    engine.connectors["erp"].read_clock = lambda entity: clock
+
+
+def test_after_a_complete_poll_the_watermark_is_the_window_end_and_the_next_run_reads_nothing_old(
+        config_file, tmp_path, erp: Store, crm: Store):
+    old = datetime.now(timezone.utc) - timedelta(hours=2)
+    for i in range(30):  # a cluster sharing one stamp, as a bulk job leaves them
+        erp.put("customer", {"number": f"C{i:05d}", "name": f"Customer {i}", "city": "Oslo"}, modified=old)
+    engine = make_engine(config_file, tmp_path)
+    run_start = datetime.now(timezone.utc)
+    engine.now = lambda: run_start
+    source_clock = run_start - timedelta(seconds=5)
+    _with_source_clock(engine, source_clock)
+
+    assert engine.sync(["customers"]).flows["customers"].created == 30
+    assert engine.state.watermark("erp-crm", "customers") == source_clock
+
+    second = engine.sync(["customers"])
+    assert second.flows["customers"].read == 0  # the cluster is not read again through the overlap
+
+
+def test_a_record_landing_late_with_an_older_stamp_inside_the_overlap_is_still_read(
+        config_file, tmp_path, erp: Store, crm: Store):
+    seed_customers(erp, 5)
+    engine = make_engine(config_file, tmp_path)
+    run_start = datetime.now(timezone.utc)
+    engine.now = lambda: run_start
+    _with_source_clock(engine, run_start)
+    engine.sync(["customers"])
+
+    # Committed after the read, stamped before its end (a long transaction): within the overlap.
+    late = erp.put("customer", {"number": "C09999", "name": "Late", "city": "Oslo"},
+                   modified=run_start - OVERLAP + timedelta(seconds=1))
+    engine.now = lambda: run_start + timedelta(minutes=15)
+    result = engine.sync(["customers"])
+
+    assert result.flows["customers"].created == 1
+    assert [a["number"] for a in crm.all("account") if a["number"] == "C09999"] == ["C09999"]
+    assert engine.state.link("erp-crm", "customers", late["id"]) is not None
+
+
+def test_with_the_source_clock_behind_ours_the_window_ends_at_the_source_clock(
+        config_file, tmp_path, erp: Store, crm: Store):
+    """Skew: the source is 10 minutes behind this host. Ending the window at our run start would skip a record
+    the source stamps, after our read, with a time before our run start; its own clock keeps it in."""
+    ours = datetime.now(timezone.utc)
+    theirs = ours - timedelta(minutes=10)
+    seed_customers(erp, 3)
+    for row in erp.all("customer"):
+        erp.put("customer", {k: v for k, v in row.items() if k not in ("id", "modified")}, id=row["id"],
+                modified=theirs - timedelta(minutes=1))
+    engine = make_engine(config_file, tmp_path)
+    engine.now = lambda: ours
+    _with_source_clock(engine, theirs)
+    engine.sync(["customers"])
+    assert engine.state.watermark("erp-crm", "customers") == theirs
+
+    written_after_our_read = erp.put("customer", {"number": "C07777", "name": "After", "city": "Bergen"},
+                                     modified=theirs + timedelta(seconds=30))
+    engine.now = lambda: ours + timedelta(minutes=5)
+    _with_source_clock(engine, theirs + timedelta(minutes=5))
+    result = engine.sync(["customers"])
+
+    assert result.flows["customers"].created == 1
+    assert engine.state.link("erp-crm", "customers", written_after_our_read["id"]) is not None
+
+
+def test_with_the_source_clock_ahead_the_window_ends_at_our_run_start(config_file, tmp_path, erp: Store, crm: Store):
+    seed_customers(erp, 3)
+    engine = make_engine(config_file, tmp_path)
+    ours = datetime.now(timezone.utc)
+    engine.now = lambda: ours
+    _with_source_clock(engine, ours + timedelta(minutes=10))
+    engine.sync(["customers"])
+    assert engine.state.watermark("erp-crm", "customers") == ours
+
+
+def test_a_source_that_does_not_tell_its_clock_keeps_the_watermark_at_the_newest_record(
+        config_file, tmp_path, erp: Store, crm: Store):
+    rows = seed_customers(erp, 4)
+    engine = make_engine(config_file, tmp_path)
+    _with_source_clock(engine, None)
+    engine.sync(["customers"])
+    assert engine.state.watermark("erp-crm", "customers") == datetime.fromisoformat(rows[-1]["modified"])
+
+
+def test_a_poll_that_stops_does_not_move_the_watermark_to_the_window_end(config_file, tmp_path, erp: Store,
+                                                                         crm: Store):
+    rows = seed_customers(erp, 4)
+    engine = make_engine(config_file, tmp_path)
+    clock = datetime.now(timezone.utc) + timedelta(minutes=1)
+    _with_source_clock(engine, clock)
+    crm.set_fault("down", True)
+
+    result = engine.sync(["customers"])
+
+    assert result.exit_code != EXIT_OK
+    # The failed batch is queued for replay and the watermark passes it, but not on to the window's end.
+    assert engine.state.watermark("erp-crm", "customers") == datetime.fromisoformat(rows[-1]["modified"])
+    assert len(engine.state.replay_items()) == 4
+
+
+def test_an_auth_failure_leaves_the_watermark_unset(config_file, tmp_path, erp: Store, crm: Store):
+    seed_customers(erp, 4)
+    engine = make_engine(config_file, tmp_path)
+    _with_source_clock(engine, datetime.now(timezone.utc))
+    crm.set_fault("auth", True)
+    with pytest.raises(AuthError):
+        engine.sync(["customers"])
+    assert engine.state.watermark("erp-crm", "customers") is None
+
+
+def test_a_dry_run_leaves_the_watermark_alone(config_file, tmp_path, erp: Store, crm: Store):
+    seed_customers(erp, 4)
+    engine = make_engine(config_file, tmp_path)
+    _with_source_clock(engine, datetime.now(timezone.utc))
+    engine.sync(["customers"], dry_run=True)
+    assert engine.state.watermark("erp-crm", "customers") is None
+
+
+def test_zoho_reports_its_clock_at_the_start_of_a_read() -> None:
+    env = make_env()
+    try:
+        env.zoho.seed("Accounts", [{"Account_Name": f"A {i}"} for i in range(3)])
+        connector = env.connector(coql_page_size=2)
+        assert connector.read_clock("Accounts") is None
+        moment = env.clock.now()
+        rows = list(connector.changes("Accounts", None, moment + timedelta(seconds=1)))
+        assert len(rows) == 3
+        clock = connector.read_clock("Accounts")
+        # Zoho's Date header: whole seconds, never after the org's clock when the read began.
+        assert clock is not None and clock <= moment and moment - clock < timedelta(seconds=2)
+    finally:
+        env.inner.close()
