@@ -465,8 +465,13 @@ class DynamicsConnector:
             if response.status_code != 200:
                 raise self._read_failure(response, url)
             body = response.json()
-            yield from body.get("value") or []
-            next_url, params = body.get("@odata.nextLink"), None
+            rows, next_url, params = body.get("value") or [], body.get("@odata.nextLink"), None
+            # Hold no more of a page than the rows not yet handed out: the raw body goes now, and each row
+            # once taken, so a large page is not kept whole while the next one is fetched and parsed.
+            del body, response
+            rows.reverse()
+            while rows:
+                yield rows.pop()
 
     def _read_failure(self, response: httpx.Response, url: str) -> MLConnectorError:
         code, message = _error(response)
