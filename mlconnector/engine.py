@@ -16,7 +16,7 @@ from collections import deque
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import contextmanager
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, dataclass, field
 from datetime import datetime, timedelta, timezone
 from itertools import islice
 from pathlib import Path
@@ -68,11 +68,16 @@ def payload_hash(payload: Mapping[str, Any]) -> str:
     return hashlib.sha256(text.encode()).hexdigest()
 
 
+_SCALARS = (str, int, float, bool, type(None))
+
+
 def _comparable(value: Any) -> Any:
+    if isinstance(value, _SCALARS):  # most values: checked first, since a Mapping check is slow
+        return value
     if isinstance(value, Mapping):
         if "id" in value and set(value) <= {"id", "name"}:
             return {"id": str(value["id"])}
-        return {k: _comparable(v) for k, v in value.items()}
+        return {k: v if isinstance(v, _SCALARS) else _comparable(v) for k, v in value.items()}
     if isinstance(value, list):
         return [_comparable(v) for v in value]
     return value
@@ -161,15 +166,16 @@ class _Context:
         self.options = engine.config.options
 
     def target_id(self, flow: str, source_id: str, *, what: str = "record") -> str:
-        link = self._engine.state.link(self._engine.pair.name, flow, str(source_id))
-        if (link is None or not link.target_id) and str(source_id) in self._engine.planned.get(flow, ()):
+        # Only the id: a document asks this once per line.
+        target = self._engine.state.target_of(self._engine.pair.name, flow, str(source_id))
+        if not target and str(source_id) in self._engine.planned.get(flow, ()):
             return f"(new from {flow} {source_id})"  # a dry run: the referenced record would be created first
-        if link is None or not link.target_id:
+        if not target:
             spec = self._engine.pair.flow(flow)
             raise UnresolvedReference(
                 f"{what} {source_id} is not yet in {self._engine.system_name(spec.target)} "
                 f"(flow {flow} has not synced it); it will go through once {flow} has")
-        return link.target_id
+        return target
 
     def source_id(self, flow: str, target_id: str) -> str | None:
         link = self._engine.state.link_by_target(self._engine.pair.name, flow, str(target_id))
@@ -487,7 +493,8 @@ class Engine:
         for item in batch:
             # From here on only the id and version matter (links, audit, watermark): a batch waiting for its
             # bulk job need not hold every source record's fields as well as its payload.
-            item.record = replace(item.record, data={})
+            record = item.record
+            item.record = Record(record.system, record.entity, record.id, record.modified, {})
         return to_write
 
     def _segments(self, run: RunResult, flow: Flow, records: Iterable[Record], stats: FlowStats,

@@ -238,6 +238,12 @@ class State:
                                    [pair, flow, source_id]).fetchone()
         return _link_of(row) if row else None
 
+    def target_of(self, pair: str, flow: str, source_id: str) -> str | None:
+        """The target id a source record is linked to, if any (the whole link is not needed)."""
+        row = self.db.conn.execute("SELECT target_id FROM links WHERE pair = ? AND flow = ? AND source_id = ?",
+                                   [pair, flow, source_id]).fetchone()
+        return row[0] if row else None
+
     def link_by_target(self, pair: str, flow: str, target_id: str) -> Link | None:
         row = self.db.conn.execute(f"{_SELECT_LINK} WHERE pair = ? AND flow = ? AND target_id = ? LIMIT 1",
                                    [pair, flow, target_id]).fetchone()

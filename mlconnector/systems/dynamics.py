@@ -195,7 +195,11 @@ def _challenges(response: httpx.Response) -> set[str]:
 
 
 def _clean(row: Mapping[str, Any]) -> dict[str, Any]:
-    return {k: v for k, v in row.items() if not k.startswith("@odata.")}
+    data = dict(row)
+    for key in [k for k in data if k[:1] == "@"]:  # cheaper than testing every key's prefix
+        if key.startswith("@odata."):
+            del data[key]
+    return data
 
 
 def _nav_value(value: Any) -> Any:
