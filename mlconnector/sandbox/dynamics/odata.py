@@ -370,11 +370,21 @@ def select_page(rows: list[Row], query: Query, types: dict[str, str], key_fields
     def key_of(row: Row) -> list:
         return [list(_sort_value(row.get(name), types.get(name, "string"))) for name in names]
 
-    matching.sort(key=functools.cmp_to_key(lambda a, b: _compare_keys(key_of(a), key_of(b), directions)))
-    total = len(matching)
-    if query.skiptoken:
-        after = decode_skiptoken(query.skiptoken)
-        matching = [row for row in matching if _compare_keys(key_of(row), after, directions) > 0]
+    if not any(directions):
+        # All ascending (what clients paging by modified time ask): each row's key is computed once, not at
+        # every comparison; the order and the skiptoken cut are the same as _compare_keys gives.
+        keyed = sorted(((tuple(tuple(part) for part in key_of(row)), i) for i, row in enumerate(matching)))
+        total = len(keyed)
+        if query.skiptoken:
+            after = tuple(tuple(part) for part in decode_skiptoken(query.skiptoken))
+            keyed = [pair for pair in keyed if pair[0] > after]
+        matching = [matching[i] for _, i in keyed]
+    else:
+        matching.sort(key=functools.cmp_to_key(lambda a, b: _compare_keys(key_of(a), key_of(b), directions)))
+        total = len(matching)
+        if query.skiptoken:
+            after = decode_skiptoken(query.skiptoken)
+            matching = [row for row in matching if _compare_keys(key_of(row), after, directions) > 0]
     matching = matching[query.skip:]
     if query.top is not None:
         return Page(matching[:query.top], None, total)
