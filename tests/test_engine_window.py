@@ -151,3 +151,20 @@ def test_zoho_reports_its_clock_at_the_start_of_a_read() -> None:
         assert clock is not None and clock <= moment and moment - clock < timedelta(seconds=2)
     finally:
         env.inner.close()
+
+
+def test_nav_contacts_ask_for_business_relations_only_when_a_contact_changed(tmp_path: Path) -> None:
+    from tests.systems.dynamics_env import make_env as make_dynamics_env
+
+    env = make_dynamics_env("nav", tmp_path)
+    try:
+        connector = env.connector()
+        later = datetime.now(timezone.utc) + timedelta(days=3)
+        before = len(env.transport.requests)
+        assert list(connector.changes("contacts", later)) == []
+        assert len(env.transport.requests) - before == 1  # the contacts page; no relations page
+
+        contacts = {c["displayName"]: c for c in connector.changes("contacts", None)}
+        assert contacts["Robert Townes"]["relations"] and contacts["Robert Townes"]["relations"][0]["type"] == "Customer"
+    finally:
+        env.close()

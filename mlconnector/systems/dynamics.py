@@ -580,10 +580,15 @@ class DynamicsConnector:
         part = self.line_parts.get(entity)
         if part:
             params["$expand"] = part
-        relations = self._page_relations() if entity == "contacts" else None
+        relations: Mapping[str, list[dict[str, Any]]] | None = None
         for row in self._pages(f"{self.company_url()}/{service}", params):
             record = self._page_record(entity, row, field, cap)
-            yield self._with_relations(record, relations) if relations is not None else record
+            if entity == "contacts":
+                # Fetched once the first contact has come: a run in which no contact changed asks for nothing more.
+                if relations is None:
+                    relations = self._page_relations()
+                record = self._with_relations(record, relations)
+            yield record
 
     def _page_record(self, entity: str, row: Mapping[str, Any], field: str | None,
                      cap: datetime | None = None) -> Record:
