@@ -68,6 +68,12 @@ def payload_hash(payload: Mapping[str, Any]) -> str:
     return hashlib.sha256(text.encode()).hexdigest()
 
 
+def source_fingerprint(data: Mapping[str, Any]) -> str:
+    """A fingerprint of a source record's whole content, for sources that stamp no modification time."""
+    text = json.dumps(data, sort_keys=True, separators=(",", ":"), default=str)
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
 _SCALARS = (str, int, float, bool, type(None))
 
 
@@ -150,6 +156,7 @@ class _Item:
     hash: str | None = None
     result: WriteResult | None = None
     note: str | None = None  # e.g. which conflict rule applied
+    fingerprint: str | None = None  # of the source record, where it carries no modification time
 
 
 @dataclass
@@ -453,6 +460,8 @@ class Engine:
             item.link = links.get(record.id)
             stats.read += 1
             self.progress(flow.name, 1)
+            if record.modified is None:
+                item.fingerprint = source_fingerprint(record.data)
             if mode == "poll" and self._already_synced(item):
                 # Re-read through the overlap window: this exact version is already done.
                 item.result = WriteResult("skip", item.link.target_id if item.link else None)
@@ -526,6 +535,10 @@ class Engine:
 
     def _already_synced(self, item: _Item) -> bool:
         link, modified = item.link, item.record.modified
+        if link and link.target_id and modified is None and item.fingerprint and link.hash:
+            # A source without modification times (NAV's posted documents), read whole on every run: the very
+            # content last synced needs no mapping again.
+            return link.source_hash == item.fingerprint
         return bool(link and link.target_id and link.source_version and modified and modified <= link.source_version)
 
     def _echo(self, flow: Flow, item: _Item) -> str | None:
@@ -674,13 +687,14 @@ class Engine:
                         self.state.clear_replay(self.pair.name, flow.name, record.id)
                     if result.action in ("create", "update"):
                         links.append(Link(self.pair.name, flow.name, record.id, result.target_id, record.modified,
-                                          item.hash, result.version, tuple(sorted(item.payload or ()))))
+                                          item.hash, result.version, tuple(sorted(item.payload or ())),
+                                          item.fingerprint))
                         if flow.echo_of and result.target_id:
                             written_back.append((record, result))
                     elif result.error == "unchanged" and item.link:
                         links.append(Link(self.pair.name, flow.name, record.id, item.link.target_id,
                                           record.modified, item.link.hash, item.link.target_version,
-                                          item.link.fields))
+                                          item.link.fields, item.fingerprint))
                 else:
                     newest = _later(newest, record.modified)
                     self.state.queue_replay(pair=self.pair.name, flow=flow.name, source_system=source,

@@ -77,6 +77,13 @@ def m004_create_intents(db: sqlite_utils.Database) -> None:
                          pk=("pair", "flow", "source_id"))
 
 
+@migrations()
+def m005_link_source_hash(db: sqlite_utils.Database) -> None:
+    # A fingerprint of the source record last synced, for sources that stamp no modification time (NAV's
+    # posted documents): an unchanged one is then known without mapping it again.
+    db["links"].add_column("source_hash", str)
+
+
 def iso(value: datetime | None) -> str | None:
     if value is None:
         return None
@@ -112,21 +119,24 @@ class Link:
     hash: str | None
     target_version: datetime | None
     fields: tuple[str, ...] | None = None
+    source_hash: str | None = None  # the source record's fingerprint, kept where it has no modification time
 
     @classmethod
     def from_row(cls, row: dict[str, Any]) -> "Link":
         fields = tuple(json.loads(row["fields"])) if row.get("fields") else None
         return cls(row["pair"], row["flow"], row["source_id"], row["target_id"],
-                   parse_iso(row["source_version"]), row["hash"], parse_iso(row["target_version"]), fields)
+                   parse_iso(row["source_version"]), row["hash"], parse_iso(row["target_version"]), fields,
+                   row.get("source_hash"))
 
 
 _SAVE_LINK = (
-    "INSERT INTO links (pair, flow, source_id, target_id, source_version, hash, target_version, updated, fields) "
-    "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (pair, flow, source_id) DO UPDATE SET "
+    "INSERT INTO links (pair, flow, source_id, target_id, source_version, hash, target_version, updated, fields, "
+    "source_hash) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (pair, flow, source_id) DO UPDATE SET "
     "target_id = excluded.target_id, source_version = excluded.source_version, hash = excluded.hash, "
-    "target_version = excluded.target_version, updated = excluded.updated, fields = excluded.fields")
-_SELECT_LINK = ("SELECT pair, flow, source_id, target_id, source_version, hash, target_version, fields "
-                "FROM links")
+    "target_version = excluded.target_version, updated = excluded.updated, fields = excluded.fields, "
+    "source_hash = excluded.source_hash")
+_SELECT_LINK = ("SELECT pair, flow, source_id, target_id, source_version, hash, target_version, fields, "
+                "source_hash FROM links")
 AUDIT_COLUMNS = frozenset({"run_id", "time", "pair", "flow", "source_system", "source_entity", "source_id",
                            "target_system", "target_entity", "target_id", "action", "status", "error_class",
                            "error", "note", "payload"})
@@ -135,9 +145,9 @@ _INSERT_AUDIT = f"INSERT INTO audit ({', '.join(_AUDIT_ORDER)}) VALUES ({', '.jo
 
 
 def _link_of(row: tuple[Any, ...]) -> Link:
-    pair, flow, source_id, target_id, source_version, hash_, target_version, fields = row
+    pair, flow, source_id, target_id, source_version, hash_, target_version, fields, source_hash = row
     return Link(pair, flow, source_id, target_id, parse_iso(source_version), hash_, parse_iso(target_version),
-                tuple(json.loads(fields)) if fields else None)
+                tuple(json.loads(fields)) if fields else None, source_hash)
 
 
 class State:
@@ -272,7 +282,7 @@ class State:
         now = iso(utcnow())
         self.db.conn.executemany(_SAVE_LINK, [
             (link.pair, link.flow, link.source_id, link.target_id, iso(link.source_version), link.hash,
-             iso(link.target_version), now, json.dumps(list(link.fields)) if link.fields else None)
+             iso(link.target_version), now, json.dumps(list(link.fields)) if link.fields else None, link.source_hash)
             for link in links])
 
     def count_links(self, pair: str, flow: str) -> int:

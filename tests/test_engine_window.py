@@ -168,3 +168,48 @@ def test_nav_contacts_ask_for_business_relations_only_when_a_contact_changed(tmp
         assert contacts["Robert Townes"]["relations"] and contacts["Robert Townes"]["relations"][0]["type"] == "Customer"
     finally:
         env.close()
+
+
+def _without_modification_times(engine) -> None:
+    """The source stamps nothing (NAV's posted documents): every run reads every record, modified None."""
+    from mlconnector.systems.base import Record
+
+    source = engine.connectors["erp"]
+    original = source.changes
+
+    def changes(entity, since, until=None):
+        for record in original(entity, None, None):
+            yield Record(record.system, record.entity, record.id, None, dict(record.data))
+    source.changes = changes
+
+
+def test_records_without_modification_time_are_not_mapped_or_written_again_while_their_content_is_the_same(
+        config_file, tmp_path, erp: Store, crm: Store):
+    rows = seed_customers(erp, 12)
+    engine = make_engine(config_file, tmp_path)
+    _without_modification_times(engine)
+    assert engine.sync(["customers"]).flows["customers"].created == 12
+    writes = list(engine.connectors["crm"].writes)
+
+    quiet = engine.sync(["customers"])
+    assert quiet.flows["customers"].read == 12
+    assert (quiet.flows["customers"].created, quiet.flows["customers"].updated) == (0, 0)
+    assert engine.connectors["crm"].writes == writes
+    assert engine.state.audit_rows(run=quiet.run_id, limit=None) == []  # seen, as a re-read through the overlap
+
+    erp.update("customer", rows[4]["id"], city="Bergen")
+    changed = engine.sync(["customers"])
+    assert changed.flows["customers"].updated == 1
+    assert {a["city"] for a in crm.all("account") if a["number"] == rows[4]["number"]} == {"Bergen"}
+    assert engine.sync(["customers"]).flows["customers"].updated == 0
+
+
+def test_a_record_without_modification_time_whose_write_failed_is_tried_again(config_file, tmp_path, erp: Store,
+                                                                               crm: Store):
+    seed_customers(erp, 3)
+    engine = make_engine(config_file, tmp_path)
+    _without_modification_times(engine)
+    crm.set_fault("down", True)
+    engine.sync(["customers"])
+    crm.set_fault("down", False)
+    assert engine.sync(["customers"]).flows["customers"].created == 3
