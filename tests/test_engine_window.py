@@ -213,3 +213,17 @@ def test_a_record_without_modification_time_whose_write_failed_is_tried_again(co
     engine.sync(["customers"])
     crm.set_fault("down", False)
     assert engine.sync(["customers"]).flows["customers"].created == 3
+
+
+def test_dynamics_sandbox_skips_rows_by_modification_time_only_where_the_filter_requires_it() -> None:
+    from mlconnector.sandbox.dynamics.odata import parse_query
+
+    types = {"lastModifiedDateTime": "datetime", "number": "string"}
+    stamp = "2026-01-02T03:04:05.678Z"
+    bound = datetime(2026, 1, 2, 3, 4, 5, 678000, tzinfo=timezone.utc)
+    q = parse_query({"$filter": f"lastModifiedDateTime ge {stamp} and lastModifiedDateTime lt 2027-01-01T00:00:00Z"},
+                    types, "customer")
+    assert q.lower_bounds == {"lastModifiedDateTime": bound}
+    for alternative in (f"lastModifiedDateTime ge {stamp} or lastModifiedDateTime eq 2020-01-01T00:00:00Z",
+                        f"not (lastModifiedDateTime lt {stamp})", f"lastModifiedDateTime le {stamp}"):
+        assert parse_query({"$filter": alternative}, types, "customer").lower_bounds == {}
