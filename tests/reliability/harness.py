@@ -417,7 +417,9 @@ def _source_records(rig: Rig, session: Any, flow: Any, until: datetime | None) -
     if flow.source_entity == "glAccounts":
         # Read without the connector's first-seen list: changes() would record this read as seen.
         return [] if until is not None else connector._gl_accounts()
-    return connector.changes(flow.source_entity, None, until)
+    # Read to now, not to ``until``: NAV pages give only a date, so a record changed today is stamped with the
+    # end of the read window; read to now it stays above any watermark of today, which its re-read covers.
+    return connector.changes(flow.source_entity, None)
 
 
 def check_pair(rig: Rig, pair: str, *, flows: tuple[str, ...] | None = None, below_watermark: bool = False,
@@ -489,6 +491,11 @@ def check_pair(rig: Rig, pair: str, *, flows: tuple[str, ...] | None = None, bel
                 if not found:
                     (check.ahead if below_watermark else check.missing).append(
                         f"{label}: not in {flow.target_entity}")
+                    continue
+                if below_watermark and flow.echo_of and flow.target == "erp":
+                    # Into the ERP, two-way: the ERP record may hold a later edit (the scenarios edit ERP records
+                    # between runs) still on its way out (the opposite flow's job, later-wins). After a crash
+                    # only its presence is checked here; its values in the full check after the re-runs.
                     continue
                 expected = _expected(rig, pair, flow, {k: v for k, v in payload.items() if v is not None}, target)
                 if not same(expected, found[0]):

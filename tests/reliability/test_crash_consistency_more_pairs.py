@@ -107,7 +107,6 @@ def test_kill_9_at_random_moments_on_fo_gp_and_zuora_pairs_leaves_exactly_one_co
         exit_code_ok(first.returncode, (0,), first.stderr)
     killed = {pair: 0 for pair in PAIRS}
     finished = {pair: 0 for pair in PAIRS}
-    ahead_found: list[str] = []
     started = time.monotonic()
     for trial in range(TRIALS):
         if trial:
@@ -116,6 +115,8 @@ def test_kill_9_at_random_moments_on_fo_gp_and_zuora_pairs_leaves_exactly_one_co
         kills = sorted((rng.uniform(*KILL_WINDOW[pair]), pair) for pair in PAIRS)
         begun = time.monotonic()
         for moment, pair in kills:
+            if trial % 6 == 5:
+                break  # every sixth run finishes: the flows that come last are crashed in the runs after it
             time.sleep(max(0.0, begun + moment - time.monotonic()))
             killed[pair] += rig.kill(procs[pair])
         for pair, proc in procs.items():
@@ -124,12 +125,7 @@ def test_kill_9_at_random_moments_on_fo_gp_and_zuora_pairs_leaves_exactly_one_co
             finished[pair] += code == 0
         # After every crash: nothing below a watermark is missing from the target.
         for pair in PAIRS:
-            found = check_pair(rig, pair, flows=CHEAP_FLOWS[pair], below_watermark=True)
-            if pair == "nav-zuora" and found.ahead and not (found.duplicates or found.missing or found.wrong):
-                # Found by this scenario, not yet explained: see ahead_found below.
-                ahead_found.append(f"trial {trial}: {found.ahead[:3]}")
-                continue
-            found.assert_clean()
+            check_pair(rig, pair, flows=CHEAP_FLOWS[pair], below_watermark=True).assert_clean()
     count("crash_trials", TRIALS * len(PAIRS))
     count("kills", sum(killed.values()))
     for pair in PAIRS:
@@ -166,8 +162,3 @@ def test_kill_9_at_random_moments_on_fo_gp_and_zuora_pairs_leaves_exactly_one_co
     count("records_checked", len(orders) + len(invoices) + len(gp_born) + len(born))
     assert rig.gp.max_in_flight <= 2 and rig.gp.rejected == 0, (rig.gp.max_in_flight, rig.gp.rejected)
     print(f"crash (fo, gp, zuora): {TRIALS} trials per pair, kills {killed}, finished {finished}, {time.monotonic() - started:.0f} s")
-    if ahead_found:
-        # Everything above held (after the re-runs nothing is missing or doubled), but after a kill the
-        # nav-zuora customers watermark stood past NAV edits that had not reached Zuora (first seen with
-        # MLCONNECTOR_CRASH_SEED=20261124, trial 1: the edited cities were still the old ones in Zuora).
-        pytest.xfail("nav-zuora customers watermark ahead of Zuora after kill -9: " + "; ".join(ahead_found[:3]))
