@@ -59,6 +59,7 @@ class Plan:
     # min(200, n/2), sales orders n/3 with lines)).
     sizes: dict[str, dict[str, int]] = field(default_factory=dict)
     changed_share: float = 0.01
+    overlap_seconds: int = OVERLAP_SECONDS   # the pair's read overlap; runs after the load wait it out (+1 s)
 
 
 FULL = Plan("full", {
@@ -78,7 +79,7 @@ def tiny() -> Plan:
         "fo-zoho": {"customers": 30, "products": 6, "vendors": 6},
         "gp-zoho": {"customers": 12, "vendors": 4, "gl_accounts": 4, "journal_entries": 4},
         "nav-zuora": {"customers": 12},
-    }, changed_share=0.1)
+    }, changed_share=0.1, overlap_seconds=1)
 
 
 # -- the sandbox process ------------------------------------------------------------------------------------------
@@ -86,7 +87,7 @@ def tiny() -> Plan:
 class _World:
     """The running sandboxes of one pair, seeded; counters and edits for the benchmark."""
 
-    def __init__(self, pair: str, directory: Path, sizes: dict[str, int]) -> None:
+    def __init__(self, pair: str, directory: Path, sizes: dict[str, int], overlap: int) -> None:
         from mlconnector.demo import write_sandbox_config
         from mlconnector.sandbox import server
 
@@ -106,7 +107,7 @@ class _World:
         text = setup.config_path.read_text(encoding="utf-8")
         # As in benchmarks/sandboxes.py: a short overlap, so an incremental run a few seconds after the load
         # reads what a cron run 15 minutes later would.
-        text = text.replace("overlap_seconds = 60", f"overlap_seconds = {OVERLAP_SECONDS}")
+        text = text.replace("overlap_seconds = 60", f"overlap_seconds = {overlap}")
         setup.config_path.write_text(text, encoding="utf-8")
         self.config = setup.config_path
 
@@ -180,6 +181,13 @@ class _World:
             gp.add_gl_transaction(10_000 + i, f"Journal {i + 1}", [(a, 100.0 + i, 0, "Debit"), (b, 0, 100.0 + i,
                                                                                              "Credit")],
                                   company_id=company_id, transaction_date=day.date(), modified=day)
+        # The demo cards seed_demo made carry today's date: date them back a year, so that a no-change run is one
+        # on a day nothing changed (GP keeps a date only, and cards changed today are read on every run that day).
+        company = gp.company(company_id)
+        for table in (company.customers, company.vendors, company.gl_accounts, company.gl_transactions):
+            for record in table.values():
+                if record["ModifiedDate"] >= now - timedelta(days=1):
+                    record["ModifiedDate"] = gp.stamp(now - timedelta(days=400))
         self.ids = {"customers": customers, "vendors": vendors}
         # NTLM: count the 401 legs that carry a server challenge, i.e. the handshakes (the "token mints" of GP).
         check = gp.auth.check
@@ -269,9 +277,9 @@ class _World:
         return {m: len(org.store.records.get(m, {})) for m in sorted(org.store.records)}
 
 
-def _serve(conn: Any, pair: str, directory: str, sizes: dict[str, int]) -> None:
+def _serve(conn: Any, pair: str, directory: str, sizes: dict[str, int], overlap: int) -> None:
     try:
-        world = _World(pair, Path(directory), sizes)
+        world = _World(pair, Path(directory), sizes, overlap)
     except BaseException:
         conn.send({"error": traceback.format_exc()})
         return
@@ -295,10 +303,11 @@ class PairSandboxes:
     """The sandboxes of fo-zoho, gp-zoho or nav-zuora in a process of their own (as benchmarks.sandboxes'
     SandboxProcess does for the Dynamics pairs)."""
 
-    def __init__(self, pair: str, directory: Path, sizes: dict[str, int]) -> None:
+    def __init__(self, pair: str, directory: Path, sizes: dict[str, int], overlap: int = OVERLAP_SECONDS) -> None:
         context = multiprocessing.get_context("spawn")
         self._conn, child = context.Pipe()
-        self.process = context.Process(target=_serve, args=(child, pair, str(directory), sizes), daemon=True)
+        self.process = context.Process(target=_serve, args=(child, pair, str(directory), sizes, overlap),
+                                       daemon=True)
         self.process.start()
         answer = self._conn.recv()
         if "error" in answer:
@@ -379,11 +388,11 @@ def _to_zoho(pair: str, flow: str) -> bool:
 
 
 def scenario_no_changes(sp: PairSandboxes, pair: str, plan: Plan, work: Path) -> dict[str, Any]:
-    time.sleep(OVERLAP_SECONDS + 1)  # past the read overlap, as the next cron run would be
+    time.sleep(plan.overlap_seconds + 1)  # past the read overlap, as the next cron run would be
     before = sp.call("counters")
     first = run_tool(sp.config, pair, [], work)
     after_load = {**_tool_figures(first, 0), **delta(before, sp.call("counters")), "calls_per_flow": _per_flow(first)}
-    time.sleep(OVERLAP_SECONDS + 1)
+    time.sleep(plan.overlap_seconds + 1)
     before = sp.call("counters")
     run = run_tool(sp.config, pair, [], work)
     calls = delta(before, sp.call("counters"))
@@ -403,7 +412,7 @@ def scenario_no_changes(sp: PairSandboxes, pair: str, plan: Plan, work: Path) ->
 
 def scenario_one_percent(sp: PairSandboxes, pair: str, plan: Plan, work: Path) -> dict[str, Any]:
     """1% of the ERP's two main entities changed; calls judged against a run without changes just before."""
-    time.sleep(OVERLAP_SECONDS + 1)
+    time.sleep(plan.overlap_seconds + 1)
     before = sp.call("counters")
     quiet_run = run_tool(sp.config, pair, [], work)
     quiet = delta(before, sp.call("counters"))
@@ -449,7 +458,7 @@ def run_pair(pair: str, plan: Plan, only: set[str], work: Path, say: Any) -> dic
     directory.mkdir(parents=True)
     sizes = plan.sizes[pair]
     say(f"{pair}: seeding {sizes}")
-    sp = PairSandboxes(pair, directory, sizes)
+    sp = PairSandboxes(pair, directory, sizes, plan.overlap_seconds)
     out: dict[str, Any] = {"size": sizes, "seeded": sp.seeded, "seed_seconds": sp.seed_seconds}
     try:
         for name, step in STEPS:
