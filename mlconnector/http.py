@@ -4,10 +4,12 @@ concurrency limits and a count of API calls per system."""
 from __future__ import annotations
 
 import email.utils
+import json
+import re
 import threading
 import time
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Any
@@ -96,6 +98,59 @@ def retry_after_seconds(response: httpx.Response, now: Callable[[], datetime] | 
         return None
     current = (now or (lambda: datetime.now(timezone.utc)))()
     return max(0.0, (when - current).total_seconds())
+
+
+_SPACE = re.compile(r"[ \t\n\r]*")
+_DECODER = json.JSONDecoder()
+
+
+def stream_array(text: str, key: str, rest: dict[str, Any]) -> Iterator[Any]:
+    """The items of the array under ``key`` of the JSON object ``text``, parsed one at a time as they are taken
+    (a page of 10,000 rows parsed whole costs several times its text in memory); the object's other members go
+    into ``rest``. Anything that is not such an object is parsed whole, and its ``key`` items are yielded."""
+    end = _SPACE.match(text, 0).end()
+    if text[end:end + 1] != "{":
+        whole = json.loads(text)
+        if isinstance(whole, dict):
+            rest.update({k: v for k, v in whole.items() if k != key})
+            yield from whole.get(key) or []
+        return
+    pos = _SPACE.match(text, end + 1).end()
+    if text[pos:pos + 1] == "}":
+        return
+    while True:
+        if text[pos:pos + 1] != '"':
+            raise ValueError(f"JSON: a member name expected at {pos}")
+        name, pos = json.decoder.scanstring(text, pos + 1)
+        pos = _SPACE.match(text, pos).end()
+        if text[pos:pos + 1] != ":":
+            raise ValueError(f"JSON: ':' expected at {pos}")
+        pos = _SPACE.match(text, pos + 1).end()
+        if name == key and text[pos:pos + 1] == "[":
+            pos = _SPACE.match(text, pos + 1).end()
+            if text[pos:pos + 1] == "]":
+                pos += 1
+            else:
+                while True:
+                    item, pos = _DECODER.raw_decode(text, pos)
+                    yield item
+                    pos = _SPACE.match(text, pos).end()
+                    if text[pos:pos + 1] == ",":
+                        pos = _SPACE.match(text, pos + 1).end()
+                        continue
+                    if text[pos:pos + 1] != "]":
+                        raise ValueError(f"JSON: ',' or ']' expected at {pos}")
+                    pos += 1
+                    break
+        else:
+            rest[name], pos = _DECODER.raw_decode(text, pos)
+        pos = _SPACE.match(text, pos).end()
+        if text[pos:pos + 1] == ",":
+            pos = _SPACE.match(text, pos + 1).end()
+            continue
+        if text[pos:pos + 1] != "}":
+            raise ValueError(f"JSON: ',' or '}}' expected at {pos}")
+        return
 
 
 def server_time(response: httpx.Response) -> datetime | None:

@@ -227,3 +227,27 @@ def test_dynamics_sandbox_skips_rows_by_modification_time_only_where_the_filter_
     for alternative in (f"lastModifiedDateTime ge {stamp} or lastModifiedDateTime eq 2020-01-01T00:00:00Z",
                         f"not (lastModifiedDateTime lt {stamp})", f"lastModifiedDateTime le {stamp}"):
         assert parse_query({"$filter": alternative}, types, "customer").lower_bounds == {}
+
+
+@pytest.mark.parametrize("text", [
+    '{"@odata.context":"x","value":[{"a":1,"b":[1,2,{"c":"]"}]},{"d":"é\\"}"}],"@odata.nextLink":"http://n?$skiptoken=1"}',
+    ' { "value" : [ ] , "x" : 1 } ', '{"value":[]}', '{}', '{"x":{"value":[1]},"value":[ 1 , 2 ,3 ]}', '[1,2]',
+    '{"a":"b"}', '{\n "value": [\n  {"k": null},\n  {"k": true}\n ]\n}',
+])
+def test_a_page_parsed_row_by_row_gives_what_parsing_it_whole_gives(text: str) -> None:
+    import json
+
+    from mlconnector.http import stream_array
+
+    rest: dict = {}
+    rows = list(stream_array(text, "value", rest))
+    whole = json.loads(text)
+    assert rows == ((whole.get("value") or []) if isinstance(whole, dict) else [])
+    assert rest == ({k: v for k, v in whole.items() if k != "value"} if isinstance(whole, dict) else {})
+
+
+def test_a_broken_page_is_an_error_not_a_short_read() -> None:
+    from mlconnector.http import stream_array
+
+    with pytest.raises(ValueError):
+        list(stream_array('{"value":[{"a":1},{"b":', "value", {}))
