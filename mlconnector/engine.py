@@ -146,7 +146,7 @@ class RunResult:
         return data
 
 
-@dataclass
+@dataclass(slots=True)  # a first load holds a bulk file's worth of these
 class _Item:
     """One record on its way through a flow."""
 
@@ -387,8 +387,10 @@ class Engine:
                 size, in_flight = self.batch_size, writers
                 bulk = getattr(self.connectors[flow.target], "initial_load_batch", None)
                 if initial and not run.dry_run and callable(bulk) and (bulk(flow.target_entity) or 0) > size:
-                    # A first load the target takes in bulk jobs: few large writes, one at a time.
-                    size, in_flight = bulk(flow.target_entity), 1
+                    # A first load the target takes in bulk jobs: few large writes, one at a time, and the next
+                    # file is filled only once the job before it is done and recorded, so that one file's payloads
+                    # are held at a time, not two (peak memory; the job and the next reads no longer overlap).
+                    size, in_flight = bulk(flow.target_entity), 0
                 for segment, to_write in self._segments(run, flow, records, stats, mode, size):
                     if to_write and run.dry_run:
                         target = self.system_name(flow.target)
