@@ -251,3 +251,24 @@ def test_a_broken_page_is_an_error_not_a_short_read() -> None:
 
     with pytest.raises(ValueError):
         list(stream_array('{"value":[{"a":1},{"b":', "value", {}))
+
+
+def test_bc_first_read_of_documents_with_lines_asks_for_smaller_pages(tmp_path: Path) -> None:
+    from tests.systems.dynamics_env import make_env as make_dynamics_env
+
+    env = make_dynamics_env("bc-cloud", tmp_path)
+    try:
+        connector = env.connector(page_size=10000, document_page_size=1)
+
+        def prefers() -> list[str]:
+            return [r.headers.get("prefer", "") for r in env.transport.requests if r.method == "GET"
+                    and r.url.path.endswith(("salesInvoices", "customers"))]
+
+        invoices = list(connector.changes("postedSalesInvoices", None))
+        assert invoices and prefers()[-1] == "odata.maxpagesize=1"
+        customers = list(connector.changes("customers", None))  # no lines: the configured size
+        assert customers and prefers()[-1] == "odata.maxpagesize=10000"
+        list(connector.changes("postedSalesInvoices", datetime.now(timezone.utc) - timedelta(days=1)))
+        assert prefers()[-1] == "odata.maxpagesize=10000"  # an incremental read: few rows, one call
+    finally:
+        env.close()

@@ -8,7 +8,7 @@ mode the record id is the page key (``No``) and references (customerId, itemId) 
 Settings (``[systems.NAME]``; connections.example.toml documents each one):
 kind "bc": tenant, environment, client_id, company, base_url, auth (entra | basic | windows), user,
 authority, token_url, scope. kind "nav": base_url, company, user, auth (basic | windows | entra), api
-(odata | api), services, line_parts, modified_fields. Both: page_size, concurrency, notify_url,
+(odata | api), services, line_parts, modified_fields. Both: page_size, document_page_size (a first read of documents with lines), concurrency, notify_url,
 renew_margin_hours, ping_entities.
 
 Secrets (``mlconnector secrets set NAME FIELD``): client_secret (auth = "entra"), password (the web service
@@ -56,6 +56,7 @@ CLOUD_ROOT = "https://api.businesscentral.dynamics.com/v2.0"
 AUTHORITY = "https://login.microsoftonline.com"
 BLANK_DATETIME = "0001-01-01T00:00:00Z"
 DEFAULT_PAGE_SIZE = 1000
+DEFAULT_DOCUMENT_PAGE_SIZE = 2000  # pages of documents with their lines on a first read (memory)
 DEFAULT_CONCURRENCY = 5            # BC processes 5 requests per user at once; more only wait in its queue
 SUBSCRIPTION_DAYS = 3
 
@@ -303,6 +304,7 @@ class DynamicsConnector:
             raise ConfigError(f"systems.{self.name}.auth must be \"entra\", \"basic\" or \"windows\"")
         self.company_name: str = system.setting("company", required=True, type_=str)
         self.page_size = int(system.setting("page_size", DEFAULT_PAGE_SIZE, type_=int))
+        self.document_page_size = int(system.setting("document_page_size", DEFAULT_DOCUMENT_PAGE_SIZE, type_=int))
         self.notify_url: str | None = system.setting("notify_url", type_=str)
         self.renew_margin = timedelta(hours=float(system.setting("renew_margin_hours", 24, type_=(int, float))))
         self.services = {**DEFAULT_SERVICES, **system.setting("services", {}, type_=Mapping)}
@@ -459,10 +461,10 @@ class DynamicsConnector:
         except KeyError:
             raise ConfigError(f"{self.name}: unknown entity {entity!r}; known: {', '.join(API_ENTITIES)}") from None
 
-    def _pages(self, url: str, params: dict[str, str] | None) -> Iterator[dict[str, Any]]:
+    def _pages(self, url: str, params: dict[str, str] | None, page_size: int | None = None) -> Iterator[dict[str, Any]]:
         """Every row of a collection, page by page: ``Prefer: odata.maxpagesize`` and ``@odata.nextLink`` verbatim
         (never $top, which drops the link)."""
-        headers = {"Prefer": f"odata.maxpagesize={self.page_size}"}
+        headers = {"Prefer": f"odata.maxpagesize={page_size or self.page_size}"}
         next_url: str | None = url
         while next_url:
             response = self._call("GET", next_url, params=params, headers=headers)
@@ -506,7 +508,10 @@ class DynamicsConnector:
         expand = self._expand(entity, lines)
         if expand:
             params["$expand"] = expand
-        for row in self._pages(f"{self.company_url()}/{set_name}", params):
+        # A first read of documents with their lines (every one of them) asks for smaller pages: such a page is
+        # several times wider than a customer's, and each page's text is held while its rows are taken.
+        size = min(self.page_size, self.document_page_size) if lines and since is None else None
+        for row in self._pages(f"{self.company_url()}/{set_name}", params, size):
             yield self._api_record(entity, row)
 
     @staticmethod
