@@ -56,6 +56,9 @@ CLOUD_ROOT = "https://api.businesscentral.dynamics.com/v2.0"
 AUTHORITY = "https://login.microsoftonline.com"
 BLANK_DATETIME = "0001-01-01T00:00:00Z"
 DEFAULT_PAGE_SIZE = 1000
+# Customer and vendor numbers kept for friendlier messages about contacts (see _number_of): enough for those,
+# without holding 100,000 of them through a first load.
+MAX_NUMBERS_KEPT = 10_000
 DEFAULT_DOCUMENT_PAGE_SIZE = 2000  # pages of documents with their lines on a first read (memory)
 DEFAULT_CONCURRENCY = 5            # BC processes 5 requests per user at once; more only wait in its queue
 SUBSCRIPTION_DAYS = 3
@@ -520,7 +523,7 @@ class DynamicsConnector:
 
     def _api_record(self, entity: str, row: Mapping[str, Any]) -> Record:
         data = _clean(row)
-        if entity in ("customers", "vendors") and data.get("number"):
+        if entity in ("customers", "vendors") and data.get("number") and len(self._numbers) < MAX_NUMBERS_KEPT:
             self._numbers[("Customer" if entity == "customers" else "Vendor", str(data["id"]))] = str(data["number"])
         if entity == "contacts":
             info = data.pop("contactInformation", None) or []
