@@ -531,9 +531,14 @@ class Engine:
             yield segment, to_write
 
     def _unavailable(self, flow: Flow) -> str | None:
-        """The target's reason why this flow cannot run at all (a module its edition lacks), if any."""
-        check = getattr(self.connectors[flow.target], "unavailable", None)
-        return check(flow.target_entity) if callable(check) else None
+        """Why this flow cannot run at all, if it cannot: the source or the target says so (a module the Zoho
+        edition lacks, a GP resource its configured transport does not serve)."""
+        for role, entity in ((flow.source, flow.source_entity), (flow.target, flow.target_entity)):
+            check = getattr(self.connectors[role], "unavailable", None)
+            reason = check(entity) if callable(check) else None
+            if reason:
+                return reason
+        return None
 
     def _already_synced(self, item: _Item) -> bool:
         link, modified = item.link, item.record.modified
