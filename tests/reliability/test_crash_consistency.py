@@ -12,6 +12,7 @@ from tests.reliability.harness import SOAK, Rig, check_pair, count, exit_code_ok
 
 TRIALS = int(os.environ.get("MLCONNECTOR_CRASH_TRIALS", "150" if SOAK else "30"))
 SEED = int(os.environ.get("MLCONNECTOR_CRASH_SEED", "20261123"))
+LATENCY = 0.03
 
 
 def _change_sources(rig: Rig, rng: random.Random, trial: int) -> None:
@@ -34,6 +35,8 @@ def _change_sources(rig: Rig, rng: random.Random, trial: int) -> None:
 
 def test_kill_9_at_random_moments_then_rerun_leaves_exactly_one_correct_record_each(make_rig):
     rig = make_rig(seed="medium" if SOAK else "small")
+    # A network's round trip on every call (loopback answers in 1-2 ms): a run lasts long enough to be killed in.
+    rig.set_faults(latency=LATENCY)
     rng = random.Random(SEED)  # seeded: MLCONNECTOR_CRASH_SEED replays a failure
     killed = 0
     started = time.monotonic()

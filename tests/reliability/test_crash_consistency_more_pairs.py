@@ -105,6 +105,8 @@ def test_kill_9_at_random_moments_on_fo_gp_and_zuora_pairs_leaves_exactly_one_co
     for pair in PAIRS:  # the first load, uninterrupted: the documents born in Zoho need accounts and products
         first = rig.cli("sync", pair)
         exit_code_ok(first.returncode, (0,), first.stderr)
+    # A network's round trip on every call (loopback answers in 1-2 ms): a run lasts long enough to be killed in.
+    rig.set_faults(latency=0.02)
     killed = {pair: 0 for pair in PAIRS}
     finished = {pair: 0 for pair in PAIRS}
     started = time.monotonic()
