@@ -25,20 +25,18 @@ from __future__ import annotations
 import argparse
 import json
 import math
-import multiprocessing
 import os
 import random
 import sys
 import tempfile
 import time
-import traceback
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
 
 from benchmarks.harness import _flows, _tool_figures, machine, minimum_write_calls, run_tool
-from benchmarks.sandboxes import OVERLAP_SECONDS
+from benchmarks.sandboxes import OVERLAP_SECONDS, WorldProcess, serve_world
 
 RESULTS = Path(__file__).resolve().parent / "results"
 PAIRS = ("fo-zoho", "gp-zoho", "nav-zuora")
@@ -285,63 +283,18 @@ class _World:
 
 
 def _serve(conn: Any, pair: str, directory: str, sizes: dict[str, int], overlap: int) -> None:
-    try:
-        world = _World(pair, Path(directory), sizes, overlap)
-    except BaseException:
-        conn.send({"error": traceback.format_exc()})
-        return
-    conn.send({"config": str(world.config), "seed_seconds": round(world.seed_seconds, 2),
-               "seeded": getattr(world, "seeded_counts", None)})
-    try:
-        while True:
-            command, args = conn.recv()
-            if command == "stop":
-                break
-            try:
-                conn.send({"ok": getattr(world, command)(*args)})
-            except Exception:
-                conn.send({"error": traceback.format_exc()})
-    finally:
-        world.sandboxes.stop()
-        conn.send({"ok": "stopped"})
+    serve_world(conn, lambda: _World(pair, Path(directory), sizes, overlap),
+                lambda world: {"config": str(world.config), "seed_seconds": round(world.seed_seconds, 2),
+                               "seeded": getattr(world, "seeded_counts", None)})
 
 
-class PairSandboxes:
+class PairSandboxes(WorldProcess):
     """The sandboxes of fo-zoho, gp-zoho or nav-zuora in a process of their own (as benchmarks.sandboxes'
     SandboxProcess does for the Dynamics pairs)."""
 
     def __init__(self, pair: str, directory: Path, sizes: dict[str, int], overlap: int = OVERLAP_SECONDS) -> None:
-        context = multiprocessing.get_context("spawn")
-        self._conn, child = context.Pipe()
-        self.process = context.Process(target=_serve, args=(child, pair, str(directory), sizes, overlap),
-                                       daemon=True)
-        self.process.start()
-        answer = self._conn.recv()
-        if "error" in answer:
-            self.process.join(5)
-            raise RuntimeError(f"the {pair} sandboxes did not start:\n{answer['error']}")
-        self.config = Path(answer["config"])
-        self.seed_seconds = answer["seed_seconds"]
-        self.seeded = answer["seeded"]
-
-    def call(self, command: str, *args: Any) -> Any:
-        self._conn.send((command, args))
-        answer = self._conn.recv()
-        if "error" in answer:
-            raise RuntimeError(f"sandbox command {command} failed:\n{answer['error']}")
-        return answer["ok"]
-
-    def stop(self) -> None:
-        if self.process.is_alive():
-            try:
-                self._conn.send(("stop", ()))
-                self._conn.recv()
-            except (EOFError, OSError):
-                pass
-            self.process.join(10)
-        if self.process.is_alive():
-            self.process.terminate()
-            self.process.join(5)
+        super().__init__(pair, _serve, (pair, str(directory), sizes, overlap))
+        self.seeded = self.answer["seeded"]
 
 
 # -- scenarios ----------------------------------------------------------------------------------------------------

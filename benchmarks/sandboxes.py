@@ -9,6 +9,7 @@ import statistics
 import time
 import traceback
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
@@ -219,14 +220,15 @@ def _toml(value: Any) -> str:
     return json.dumps(value) if not isinstance(value, bool) else str(value).lower()
 
 
-def _serve(conn: Any, pair: str, directory: str, size: Size, faults: str | None,
-           settings: dict[str, dict[str, Any]], debounce: float) -> None:
+def serve_world(conn: Any, make_world: Callable[[], Any], ready: Callable[[Any], dict[str, Any]]) -> None:
+    """The child side of a world process: build the world, say it is ready (or why not), then run the
+    commands the parent sends (a world method name and its arguments) until ``stop``."""
     try:
-        world = _World(pair, Path(directory), size, faults, settings, debounce)
+        world = make_world()
     except BaseException:
         conn.send({"error": traceback.format_exc()})
         return
-    conn.send({"config": str(world.config), "seed_seconds": round(world.seed_seconds, 2)})
+    conn.send(ready(world))
     try:
         while True:
             command, args = conn.recv()
@@ -241,22 +243,27 @@ def _serve(conn: Any, pair: str, directory: str, size: Size, faults: str | None,
         conn.send({"ok": "stopped"})
 
 
-class SandboxProcess:
-    """Start with ``SandboxProcess(pair, directory, size, ...)``; call ``.call("counters")`` etc.; ``.stop()``."""
+def _serve(conn: Any, pair: str, directory: str, size: Size, faults: str | None,
+           settings: dict[str, dict[str, Any]], debounce: float) -> None:
+    serve_world(conn, lambda: _World(pair, Path(directory), size, faults, settings, debounce),
+                lambda world: {"config": str(world.config), "seed_seconds": round(world.seed_seconds, 2)})
 
-    def __init__(self, pair: str, directory: Path, size: Size, *, faults: str | None = None,
-                 settings: dict[str, dict[str, Any]] | None = None, debounce: float = 0.2) -> None:
+
+class WorldProcess:
+    """A pair's sandboxes in a process of their own, started by ``target`` (a module-level function that calls
+    ``serve_world``); ``.call("counters")`` runs a world method there, ``.stop()`` ends it."""
+
+    def __init__(self, pair: str, target: Callable[..., None], args: tuple[Any, ...]) -> None:
         context = multiprocessing.get_context("spawn")
         self._conn, child = context.Pipe()
-        self.process = context.Process(target=_serve, args=(child, pair, str(directory), size, faults,
-                                                           settings or {}, debounce), daemon=True)
+        self.process = context.Process(target=target, args=(child, *args), daemon=True)
         self.process.start()
-        answer = self._conn.recv()
-        if "error" in answer:
+        self.answer = self._conn.recv()
+        if "error" in self.answer:
             self.process.join(5)
-            raise RuntimeError(f"the {pair} sandboxes did not start:\n{answer['error']}")
-        self.config = Path(answer["config"])
-        self.seed_seconds = answer["seed_seconds"]
+            raise RuntimeError(f"the {pair} sandboxes did not start:\n{self.answer['error']}")
+        self.config = Path(self.answer["config"])
+        self.seed_seconds = self.answer["seed_seconds"]
         self.pid = self.process.pid
 
     def call(self, command: str, *args: Any) -> Any:
@@ -277,6 +284,14 @@ class SandboxProcess:
         if self.process.is_alive():
             self.process.terminate()
             self.process.join(5)
+
+
+class SandboxProcess(WorldProcess):
+    """Start with ``SandboxProcess(pair, directory, size, ...)``; call ``.call("counters")`` etc.; ``.stop()``."""
+
+    def __init__(self, pair: str, directory: Path, size: Size, *, faults: str | None = None,
+                 settings: dict[str, dict[str, Any]] | None = None, debounce: float = 0.2) -> None:
+        super().__init__(pair, _serve, (pair, str(directory), size, faults, settings or {}, debounce))
 
 
 def median_p95(values: list[float]) -> tuple[float | None, float | None]:
