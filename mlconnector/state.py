@@ -231,17 +231,16 @@ class State:
 
     # links -----------------------------------------------------------------------------------
     def links(self, pair: str, flow: str, source_ids: list[str]) -> dict[str, Link]:
+        return {link.source_id: link for link in self._links_in(pair, flow, "source_id", source_ids)}
+
+    def _links_in(self, pair: str, flow: str, column: str, values: list[str]) -> Iterator[Link]:
         # Plain statements, not sqlite-utils' rows_where (which inspects the schema on every call): a first
         # load asks for a batch's links, and a document's lines each ask for their item's link.
-        found: dict[str, Link] = {}
-        for start in range(0, len(source_ids), 500):
-            chunk = source_ids[start:start + 500]
-            rows = self.db.conn.execute(f"{_SELECT_LINK} WHERE pair = ? AND flow = ? AND source_id IN "
+        for start in range(0, len(values), 500):
+            chunk = values[start:start + 500]
+            rows = self.db.conn.execute(f"{_SELECT_LINK} WHERE pair = ? AND flow = ? AND {column} IN "
                                         f"({','.join('?' * len(chunk))})", [pair, flow, *chunk]).fetchall()
-            for row in rows:
-                link = _link_of(row)
-                found[link.source_id] = link
-        return found
+            yield from map(_link_of, rows)
 
     def link(self, pair: str, flow: str, source_id: str) -> Link | None:
         row = self.db.conn.execute(f"{_SELECT_LINK} WHERE pair = ? AND flow = ? AND source_id = ?",
@@ -262,13 +261,8 @@ class State:
     def links_by_target(self, pair: str, flow: str, target_ids: list[str]) -> dict[str, Link]:
         """target id -> a link of ``flow`` to it, for many target ids in one query per 500."""
         found: dict[str, Link] = {}
-        for start in range(0, len(target_ids), 500):
-            chunk = target_ids[start:start + 500]
-            rows = self.db.conn.execute(f"{_SELECT_LINK} WHERE pair = ? AND flow = ? AND target_id IN "
-                                        f"({','.join('?' * len(chunk))})", [pair, flow, *chunk]).fetchall()
-            for row in rows:
-                link = _link_of(row)
-                found.setdefault(str(link.target_id), link)
+        for link in self._links_in(pair, flow, "target_id", target_ids):
+            found.setdefault(str(link.target_id), link)
         return found
 
     def save_link(self, link: Link) -> None:
