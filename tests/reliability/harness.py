@@ -560,3 +560,29 @@ def bring_up(rig: Rig, which: str, app: Any, port: int) -> None:
     index = 0 if which == "dynamics" else 1 + erps.index(which.split("-", 1)[1])
     sock = sandbox_server.bind(rig.sandboxes.host, port)
     rig.sandboxes._servers[index] = sandbox_server.serve(app, sock, which)
+
+
+def sync_through_latency_spikes(rig: Rig, pairs: Any, *, spike: float, timeout: float) -> None:
+    """Run the pairs' syncs side by side while every sandbox's latency jumps to ``spike`` for 0.1 s every half
+    second. Retries ride out most of a storm; what outlasts them is queued (3) or stops the run (5), never a bug."""
+    import threading
+
+    stop = threading.Event()
+
+    def spikes() -> None:
+        while not stop.is_set():
+            rig.set_faults(latency=spike)
+            time.sleep(0.1)
+            rig.set_faults(latency=0.0)
+            time.sleep(0.4)
+
+    spiker = threading.Thread(target=spikes, daemon=True)
+    spiker.start()
+    try:
+        procs = {pair: rig.popen("sync", pair) for pair in pairs}
+        for proc in procs.values():
+            code, _, err = rig.finish(proc, timeout=timeout)
+            exit_code_ok(code, (0, 3, 5), err)
+    finally:
+        stop.set()
+        spiker.join()

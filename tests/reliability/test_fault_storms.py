@@ -4,10 +4,9 @@ run. Whatever the exit code, nothing is doubled or lost once the operator's next
 
 from __future__ import annotations
 
-import threading
-import time
 
-from tests.reliability.harness import (Rig, bring_up, check_pair, count, exit_code_ok, take_down, wait_until)
+from tests.reliability.harness import (Rig, bring_up, check_pair, count, exit_code_ok, sync_through_latency_spikes,
+                                      take_down, wait_until)
 
 PAIRS = ("nav-zoho", "bc-zoho")
 
@@ -42,26 +41,7 @@ def test_a_storm_of_429s_5xx_and_latency_spikes_loses_and_doubles_nothing(make_r
     # 30% 429 with Retry-After 0 (Dynamics announces at least 1 s), 5% 500/503, latency spikes.
     rig = make_rig(faults="429=0.3,5xx=0.05,retry_after=0,seed=11",
                    system_settings={"zoho": {"retry_attempts": 8}, "zoho-bc": {"retry_attempts": 8}})
-    stop = threading.Event()
-
-    def spikes() -> None:
-        while not stop.is_set():
-            rig.set_faults(latency=0.2)
-            time.sleep(0.1)
-            rig.set_faults(latency=0.0)
-            time.sleep(0.4)
-
-    spiker = threading.Thread(target=spikes, daemon=True)
-    spiker.start()
-    try:
-        procs = {pair: rig.popen("sync", pair) for pair in PAIRS}
-        for pair, proc in procs.items():
-            code, out, err = rig.finish(proc, timeout=150)
-            # Retries ride out most of it; what outlasts them is queued (3) or stops the run (5), never a bug.
-            exit_code_ok(code, (0, 3, 5), err)
-    finally:
-        stop.set()
-        spiker.join()
+    sync_through_latency_spikes(rig, PAIRS, spike=0.2, timeout=150)
     injected = _injected(rig)
     assert injected >= 10, f"only {injected} faults were injected"
     count("faults_injected", injected)

@@ -5,10 +5,10 @@ changes waiting on both sides of each pair. Whatever the exit codes, once the op
 
 from __future__ import annotations
 
-import threading
 import time
 
-from tests.reliability.harness import FO_COMPANY, Rig, check_pair, count, exit_code_ok
+from tests.reliability.harness import (FO_COMPANY, Rig, check_pair, count, exit_code_ok,
+                                      sync_through_latency_spikes)
 
 PAIRS = ("fo-zoho", "gp-zoho", "nav-zuora")
 GP_CONCURRENCY = 2   # the GP connector's default: GP's web server also serves its interactive users
@@ -93,26 +93,7 @@ def test_a_storm_of_429s_and_5xx_on_fo_gp_and_zuora_pairs_loses_and_doubles_noth
     rig.gp.reset_counters()
     # 30% 429 with Retry-After 0 (F&O's 503 and NAV announce at least 1 s), 5% 500/503, latency spikes.
     rig.set_faults(rate_limit=0.3, server_error=0.05, retry_after=0.0)
-    stop = threading.Event()
-
-    def spikes() -> None:
-        while not stop.is_set():
-            rig.set_faults(latency=0.1)
-            time.sleep(0.1)
-            rig.set_faults(latency=0.0)
-            time.sleep(0.4)
-
-    spiker = threading.Thread(target=spikes, daemon=True)
-    spiker.start()
-    try:
-        procs = {pair: rig.popen("sync", pair) for pair in PAIRS}
-        for pair, proc in procs.items():
-            code, out, err = rig.finish(proc, timeout=180)
-            # Retries ride out most of it; what outlasts them is queued (3) or stops the run (5), never a bug.
-            exit_code_ok(code, (0, 3, 5), err)
-    finally:
-        stop.set()
-        spiker.join()
+    sync_through_latency_spikes(rig, PAIRS, spike=0.1, timeout=180)
     injected = _injected(rig)
     for system in ("zoho", "fo", "gp", "zuora"):
         assert injected[system] >= 2, f"only {injected} faults were injected"
