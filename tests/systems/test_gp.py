@@ -136,8 +136,9 @@ def test_a_rejected_order_fails_with_gps_logged_reasons(env):
     assert "Customer NOBODY does not exist" in result.error and "item NOSUCH does not exist" in result.error
 
 
-def test_it_never_has_more_requests_in_flight_than_configured(env):
-    connector, gp = env({"delay": 0.05, "max_concurrent": 2, "overflow": "reject"})
+@pytest.mark.parametrize("transport", ["env", "sba"])  # Web Services, and the Service Based Architecture
+def test_it_never_has_more_requests_in_flight_than_configured(transport, request):
+    connector, gp = request.getfixturevalue(transport)({"delay": 0.05, "max_concurrent": 2, "overflow": "reject"})
     errors: list[BaseException] = []
 
     def read(i: int) -> None:
@@ -309,24 +310,6 @@ def test_sba_takes_basic_authentication(sba):
     assert gp.auth.handshakes == 0  # no NTLM: the credentials went as Basic
     result = connector.ping()
     assert result.ok and not any("plain http" in w for w in result.warnings)  # sba_url is https
-
-
-def test_sba_never_has_more_requests_in_flight_than_configured(sba):
-    connector, gp = sba({"delay": 0.05, "max_concurrent": 2, "overflow": "reject"})
-    errors: list[BaseException] = []
-
-    def read(i: int) -> None:
-        try:
-            connector.get("customers", ["AARONFIT0001", "ADAMPARK0001", "ALTONMAN0001"][i % 3])
-        except BaseException as exc:  # noqa: BLE001
-            errors.append(exc)
-
-    threads = [threading.Thread(target=read, args=(i,)) for i in range(8)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(20)
-    assert errors == [] and gp.rejected == 0 and gp.max_in_flight <= 2
 
 
 def test_sba_alone_reports_gl_and_sales_orders_unavailable(sba, caplog):
