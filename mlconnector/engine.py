@@ -50,6 +50,9 @@ log = logging.getLogger("mlconnector.engine")
 
 DEFAULT_BATCH = 100
 DEFAULT_CONCURRENCY = 4
+# The most target records a conflict check reads as "changed since the opposite flow last read": beyond it, the
+# linked targets of each batch are fetched instead (one call per batch).
+CHANGED_TARGETS_CAP = 2_000
 
 
 def utcnow() -> datetime:
@@ -236,6 +239,9 @@ class Engine:
         self._batch: list[_Item] = []
         self._written: dict[str, Link] = {}
         self._batch_targets: dict[str, Record] | None = None
+        # Per flow run: target records changed since the opposite flow's watermark (None: not known).
+        self._target_changes: dict[str, Record] | None = None
+        self._target_changes_read = False
         self._context = _Context(self)
         rule = config.options.get("conflict_rule")
         if rule is not None and rule not in CONFLICT_RULES:
@@ -377,6 +383,7 @@ class Engine:
                   initial: bool = False, until: datetime | None = None) -> None:
         stats = run.flows.setdefault(flow.name, FlowStats())
         before = self.counter.snapshot()
+        self._target_changes, self._target_changes_read = None, False
         pending: deque[tuple[list[_Item], Future[list[WriteResult]] | None]] = deque()
         stop: _Stop | None = None
         # Once a batch ends neither written nor queued, the watermark must stay before it.
@@ -594,8 +601,16 @@ class Engine:
         return keep, f"conflict: both sides changed; rule {rule}: {kept}"
 
     def _current_target(self, flow: Flow, target_id: str) -> Record | None:
-        """The target record as it is now. Where the target fetches many ids in one call, the first
-        question in a batch fetches every linked target of that batch (one call, not one per record)."""
+        """The target record as it is now, where it may hold a change not yet synced (None: it holds none).
+
+        Only a target change the opposite flow has not read yet can conflict: one it read was synced to this
+        flow's source already (or queued for replay). So the first question in a flow run reads the target's
+        changes since that flow's watermark, less the overlap: one call, usually empty, however many source
+        records changed. Without that watermark, or past CHANGED_TARGETS_CAP changes, the first question in a
+        batch fetches every linked target of that batch where the target fetches many ids in one call."""
+        changed = self._changed_targets(flow)
+        if changed is not None:
+            return changed.get(target_id)
         target = self.connectors[flow.target]
         many = getattr(target, "get_many", None)
         if not callable(many):
@@ -606,6 +621,31 @@ class Engine:
         if target_id not in self._batch_targets:
             return target.get(flow.target_entity, target_id)
         return self._batch_targets[target_id]
+
+    def _changed_targets(self, flow: Flow) -> dict[str, Record] | None:
+        if self._target_changes_read:
+            return self._target_changes
+        self._target_changes_read = True
+        opposite = self.pair.flow(flow.echo_of) if flow.echo_of else None
+        if opposite is None or opposite.source_entity != flow.target_entity:
+            return None
+        mark = self.state.watermark(self.pair.name, opposite.name)
+        target = self.connectors[flow.target]
+        if mark is None or not callable(getattr(target, "changes", None)):
+            return None
+        found: dict[str, Record] = {}
+        records = target.changes(flow.target_entity, mark - timedelta(seconds=self.config.overlap_seconds))
+        try:
+            for record in records:
+                if len(found) >= CHANGED_TARGETS_CAP:
+                    return None
+                found[record.id] = record
+        finally:
+            close = getattr(records, "close", None)
+            if callable(close):
+                close()
+        self._target_changes = found
+        return found
 
     def _changed_since_sync(self, flow: Flow, link: Link, current: Record) -> bool:
         """Whether the target record changed, in what we sync, since the two were last in agreement."""

@@ -420,3 +420,26 @@ def test_a_dry_run_of_a_first_load_resolves_references_to_records_it_would_creat
     assert result.exit_code == EXIT_OK and result.failed == 0
     assert sorted(p.flow for p in result.planned) == ["customers", "invoices", "items"]
     assert crm.all("invoice") == [] and engine.state.replay_items() == []
+
+
+def test_conflict_checks_read_the_targets_changes_once_not_each_linked_record(config_file, tmp_path, erp, crm):
+    rows = seed_customers(erp, 250)
+    engine = make_engine(config_file, tmp_path, overlap_seconds=0)
+    engine.sync(["customers", "accounts"])
+    engine.sync(["customers", "accounts"])  # accounts reads the first run's writes back: it has a watermark
+    account = crm.find("account", "number", "C00007")[0]
+    crm.update("account", account["id"], city="Crm City")  # one change the accounts flow has not read yet
+    for row in rows:
+        erp.update("customer", row["id"], city="Erp City")
+    before = engine.counter.snapshot()
+
+    result = engine.sync(["customers"])
+
+    assert result.flows["customers"].updated == 250
+    # 25 write calls of 10 and one read of the accounts changed since the accounts flow read (it holds one);
+    # fetching each linked account would have cost 250 reads.
+    assert engine.counter.since(before)["crm"] == 25 + 1
+    assert crm.get("account", account["id"])["city"] == "Erp City"  # the later change won
+    notes = {r["source_id"]: r["note"] for r in engine.state.audit_rows(run=result.run_id, limit=None)}
+    assert notes[rows[6]["id"]] == "conflict: both sides changed; rule later-wins: applied erp's change"
+    assert sum(1 for n in notes.values() if n and n.startswith("conflict")) == 1
