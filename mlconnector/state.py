@@ -12,6 +12,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime, timezone
+from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
@@ -87,9 +88,17 @@ def m005_link_source_hash(db: sqlite_utils.Database) -> None:
 def iso(value: datetime | None) -> str | None:
     if value is None:
         return None
-    if value.tzinfo is None:
-        raise ValueError(f"naive datetime {value!r} cannot be stored")
-    return value.astimezone(timezone.utc).isoformat(timespec="microseconds")
+    if value.tzinfo is not timezone.utc:  # most values are UTC already: no conversion then
+        if value.tzinfo is None:
+            raise ValueError(f"naive datetime {value!r} cannot be stored")
+        value = value.astimezone(timezone.utc)
+    return value.isoformat(timespec="microseconds")
+
+
+@lru_cache(maxsize=256)
+def _fields_json(fields: tuple[str, ...]) -> str:
+    """A link's field list as stored; a flow's links share a few lists, so each is encoded once."""
+    return json.dumps(list(fields))
 
 
 def parse_iso(value: str | None) -> datetime | None:
@@ -220,8 +229,10 @@ class State:
         current = self.watermark(pair, flow)
         if current is not None and current >= value:
             return
-        self.db["watermarks"].upsert({"pair": pair, "flow": flow, "value": iso(value), "updated": iso(utcnow())},
-                                     pk=("pair", "flow"))
+        # Plain SQL: sqlite-utils' upsert inspects the table on every call, and a load moves it once per batch.
+        self.db.conn.execute("INSERT INTO watermarks (pair, flow, value, updated) VALUES (?, ?, ?, ?) "
+                             "ON CONFLICT (pair, flow) DO UPDATE SET value = excluded.value, updated = excluded.updated",
+                             [pair, flow, iso(value), iso(utcnow())])
 
     def reset_watermark(self, pair: str, flow: str) -> None:
         self.db.execute("DELETE FROM watermarks WHERE pair = ? AND flow = ?", [pair, flow])
@@ -276,7 +287,7 @@ class State:
         now = iso(utcnow())
         self.db.conn.executemany(_SAVE_LINK, [
             (link.pair, link.flow, link.source_id, link.target_id, iso(link.source_version), link.hash,
-             iso(link.target_version), now, json.dumps(list(link.fields)) if link.fields else None, link.source_hash)
+             iso(link.target_version), now, _fields_json(tuple(link.fields)) if link.fields else None, link.source_hash)
             for link in links])
 
     def count_links(self, pair: str, flow: str) -> int:

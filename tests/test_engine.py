@@ -443,3 +443,40 @@ def test_conflict_checks_read_the_targets_changes_once_not_each_linked_record(co
     notes = {r["source_id"]: r["note"] for r in engine.state.audit_rows(run=result.run_id, limit=None)}
     assert notes[rows[6]["id"]] == "conflict: both sides changed; rule later-wins: applied erp's change"
     assert sum(1 for n in notes.values() if n and n.startswith("conflict")) == 1
+
+
+def test_read_ahead_keeps_order_passes_the_sources_error_on_and_closes_the_source():
+    import threading
+
+    from mlconnector.engine import _ReadAhead
+    from mlconnector.errors import Unreachable
+    from mlconnector.systems.base import Record
+
+    closed = threading.Event()
+
+    def source(n: int, fail: bool):
+        try:
+            for i in range(n):
+                yield Record("erp", "customer", str(i), None, {})
+            if fail:
+                raise Unreachable("erp", "connection reset while reading page 3")
+        finally:
+            closed.set()
+
+    assert [r.id for r in _ReadAhead(source(250, False), 100, 10)] == [str(i) for i in range(250)]
+    assert closed.wait(5)
+
+    closed.clear()
+    ahead = _ReadAhead(source(25, True), 100, 10)
+    seen = []
+    with pytest.raises(Unreachable, match="page 3"):
+        for record in ahead:
+            seen.append(record.id)
+    assert len(seen) == 25 and closed.wait(5)
+
+    # Abandoned early (the run stops): the thread ends and the source is closed, not left blocked.
+    closed.clear()
+    ahead = _ReadAhead(source(10_000, False), 100, 10)
+    next(iter(ahead))
+    ahead.close()
+    assert closed.wait(5) and not ahead._thread.is_alive()
