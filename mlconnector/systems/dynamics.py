@@ -14,6 +14,10 @@ renew_margin_hours, ping_entities.
 Secrets (``mlconnector secrets set NAME FIELD``): client_secret (auth = "entra"), password (the web service
 access key for "basic", the Windows password for "windows"), client_state (generated on the first subscribe).
 The Entra access token is cached in the same store (``access_token_cache``).
+
+API mode resolves ``company`` (a name) to the company's id once and keeps the id next to the state file
+(``dynamics-NAME-company.json``), so later runs skip that lookup; an id BC no longer knows (the company was
+recreated) is looked up again once and the request repeated.
 """
 
 from __future__ import annotations
@@ -24,14 +28,17 @@ import json
 import math
 import re
 import secrets as secrets_module
+import threading
 import time
 from collections.abc import Callable, Generator, Iterator, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
+from pathlib import Path
 from typing import Any
 from urllib.parse import quote, unquote, urlsplit
 
 import httpx
+from filelock import FileLock
 
 from mlconnector.auth import SecretTokenCache, Token, TokenAuth, utcnow
 from mlconnector.config import SystemConfig
@@ -135,6 +142,7 @@ DOCUMENT_STATUS = {"Open": "Draft", "Released": "Open", "Pending_Approval": "In 
 # BC's 409s that mean "try again" (a lock or deadlock), unlike Request_EntityChanged.
 _TRANSIENT_409 = re.compile(r"deadlock|locked by another user|lock(ing)? timeout|Internal_LockTimeout", re.I)
 _RESOURCE_RE = re.compile(r"companies\(([0-9a-fA-F-]{36})\)/(\w+)(?:\(([^)]*)\))?")
+_COMPANY_IN_URL = re.compile(r"companies\(([0-9a-fA-F-]{36})\)")
 _FILTER_TIME_RE = re.compile(r"lastModifiedDateTime\s+(?:gt|ge)\s+([0-9T:.\-+Z]+)", re.I)
 
 
@@ -218,6 +226,87 @@ def _end_of_day(day: str) -> datetime | None:
     if moment is None:
         return None
     return moment.replace(hour=0, minute=0, second=0, microsecond=0) + timedelta(days=1) - timedelta(milliseconds=1)
+
+
+# -- the company id, remembered across runs -----------------------------------------------------------------------
+
+# (record file, API root, company name) -> company id, for the life of this process.
+_KNOWN_COMPANIES: dict[tuple[str, str, str], str] = {}
+_KNOWN_LOCK = threading.Lock()
+
+
+def company_record_path(context: ConnectorContext, system: str) -> Path:
+    """Where a system's company id is kept between runs: a small JSON record next to the state file in use."""
+    if context.state_dir is not None:
+        return context.state_dir / f"dynamics-{system}-company.json"
+    from mlconnector.state import default_state_path
+
+    return default_state_path().parent / f"dynamics-{system}-company.json"
+
+
+class CompanyRecord:
+    """The id API v2.0 gave the configured company, by API root and company name: the id does not change while
+    the company lives, so a run need not ask for it again. Only ids and names are kept, never a credential; a
+    record that cannot be read or written only costs the lookup."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._lock = FileLock(str(path) + ".lock", timeout=10)
+
+    @staticmethod
+    def _key(root: str, company: str) -> str:
+        return f"{root} {company}"
+
+    def get(self, root: str, company: str) -> str | None:
+        with _KNOWN_LOCK:
+            known = _KNOWN_COMPANIES.get((str(self.path), root, company))
+        if known:
+            return known
+        try:
+            data = json.loads(self.path.read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            return None
+        found = data.get(self._key(root, company)) if isinstance(data, dict) else None
+        if not isinstance(found, str) or not re.fullmatch(r"[0-9a-fA-F-]{36}", found):
+            return None
+        with _KNOWN_LOCK:
+            _KNOWN_COMPANIES[(str(self.path), root, company)] = found
+        return found
+
+    def put(self, root: str, company: str, company_id: str | None) -> None:
+        """Remember ``company_id`` (None: forget it)."""
+        with _KNOWN_LOCK:
+            if company_id is None:
+                _KNOWN_COMPANIES.pop((str(self.path), root, company), None)
+            else:
+                _KNOWN_COMPANIES[(str(self.path), root, company)] = company_id
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            with self._lock:
+                try:
+                    data = json.loads(self.path.read_text(encoding="utf-8"))
+                except (OSError, ValueError):
+                    data = {}
+                if not isinstance(data, dict):
+                    data = {}
+                if company_id is None:
+                    data.pop(self._key(root, company), None)
+                else:
+                    data[self._key(root, company)] = company_id
+                tmp = self.path.with_name(self.path.name + ".tmp")
+                tmp.write_text(json.dumps(data, sort_keys=True), encoding="utf-8")
+                tmp.replace(self.path)
+        except OSError:
+            pass  # the next run looks the company up again
+
+
+def _company_not_found(response: httpx.Response) -> bool:
+    """BC's answer for a company id it does not have (the company was deleted or recreated)."""
+    if response.status_code not in (400, 404):
+        return False
+    code, message = _error(response)
+    return code == "Internal_CompanyNotFound" or (
+        response.status_code == 404 and bool(re.search(r"\bcompany\b.*\b(not|no longer)\b", message, re.I)))
 
 
 # -- authentication -------------------------------------------------------------------------------------------
@@ -323,6 +412,11 @@ class DynamicsConnector:
                               is_retryable=_is_transient, sleep=sleep,
                               headers={"Accept": "application/json", "Data-Access-Intent": "ReadWrite"})
         self._company_id: str | None = None
+        # The id came from an earlier run's record, not yet confirmed by this run: a company-not-found answer
+        # then means a stale record, looked up again once.
+        self._company_remembered = False
+        self._company_lock = threading.Lock()
+        self.company_record = CompanyRecord(company_record_path(context, self.name))
         self._numbers: dict[tuple[str, str], str] = {}
 
     # -- plumbing ----------------------------------------------------------------------------------------------
@@ -384,11 +478,42 @@ class DynamicsConnector:
         return self.endpoint.api if self.endpoint.mode == "api" else self.endpoint.odata
 
     def _call(self, method: str, url: str, **kwargs: Any) -> httpx.Response:
-        """One request; a refused credential becomes an AuthError that says what the server expects."""
+        """One request; a refused credential becomes an AuthError that says what the server expects. A company id
+        remembered from an earlier run that BC no longer knows is looked up again and the request sent once more."""
+        response = self._send(method, url, **kwargs)
+        if self.endpoint.mode == "api" and _company_not_found(response):
+            used = self._company_in(url, kwargs)
+            fresh = self._refresh_company(used) if used else None
+            if used and fresh and fresh != used:
+                kwargs = self._with_company(kwargs, used, fresh)
+                response = self._send(method, url.replace(f"companies({used})", f"companies({fresh})"), **kwargs)
+        return response
+
+    def _send(self, method: str, url: str, **kwargs: Any) -> httpx.Response:
         response = self.http.request(method, url, **kwargs)
         if response.status_code == 401:
             raise AuthError(self.name, self._refusal(response))
         return response
+
+    @staticmethod
+    def _company_in(url: str, kwargs: Mapping[str, Any]) -> str | None:
+        """The company id a request names: in its URL, or in a subscription body's resource."""
+        body = kwargs.get("json")
+        resource = body.get("resource") if isinstance(body, Mapping) else None
+        for text in (url, resource if isinstance(resource, str) else ""):
+            match = _COMPANY_IN_URL.search(text)
+            if match:
+                return match.group(1)
+        return None
+
+    @staticmethod
+    def _with_company(kwargs: dict[str, Any], stale: str, fresh: str) -> dict[str, Any]:
+        """A subscription body names the company in its resource."""
+        body = kwargs.get("json")
+        if isinstance(body, Mapping):
+            kwargs = {**kwargs, "json": {k: v.replace(f"companies({stale})", f"companies({fresh})")
+                                         if isinstance(v, str) else v for k, v in body.items()}}
+        return kwargs
 
     def _refusal(self, response: httpx.Response) -> str:
         offered = _challenges(response)
@@ -419,19 +544,45 @@ class DynamicsConnector:
 
     # -- company -----------------------------------------------------------------------------------------------
     def company_id(self) -> str:
-        """API mode: the company's id, resolved by its (case-sensitive) name; an id in ``company`` is used as is."""
+        """API mode: the company's id, resolved by its (case-sensitive) name; an id in ``company`` is used as is.
+        The id found is remembered next to the state file, so later runs (and connectors) skip the lookup."""
         if self._company_id is None:
-            if re.fullmatch(r"[0-9a-fA-F-]{36}", self.company_name):
-                self._company_id = self.company_name.lower()
-                return self._company_id
-            response = self._call("GET", f"{self.endpoint.api}/companies")
-            if response.status_code != 200:
-                raise self._api_unavailable(response, "companies")
-            names = {str(c.get("name")): str(c.get("id")) for c in response.json().get("value", [])}
-            if self.company_name not in names:
-                raise ConfigError(self._company_hint(list(names)))
-            self._company_id = names[self.company_name]
+            with self._company_lock:
+                if self._company_id is not None:
+                    return self._company_id
+                if re.fullmatch(r"[0-9a-fA-F-]{36}", self.company_name):
+                    self._company_id = self.company_name.lower()
+                    return self._company_id
+                remembered = self.company_record.get(self.endpoint.api, self.company_name)
+                if remembered:
+                    self._company_remembered = True
+                    self._company_id = remembered
+                else:
+                    self._company_id = self._lookup_company()
         return self._company_id
+
+    def _lookup_company(self) -> str:
+        response = self._send("GET", f"{self.endpoint.api}/companies")
+        if response.status_code != 200:
+            raise self._api_unavailable(response, "companies")
+        names = {str(c.get("name")): str(c.get("id")) for c in response.json().get("value", [])}
+        if self.company_name not in names:
+            raise ConfigError(self._company_hint(list(names)))
+        found = names[self.company_name]
+        self.company_record.put(self.endpoint.api, self.company_name, found)
+        return found
+
+    def _refresh_company(self, used: str) -> str | None:
+        """BC does not know the company id ``used``. If it is the one remembered from an earlier run, forget it
+        and look the company up again, once per connector; concurrent calls that met the same answer share that
+        lookup. Returns the id to use now (``used`` itself when there is nothing better to try)."""
+        with self._company_lock:
+            if self._company_remembered and self._company_id == used:
+                self._company_remembered = False
+                self.company_record.put(self.endpoint.api, self.company_name, None)
+                self._company_id = None
+                self._company_id = self._lookup_company()
+            return self._company_id
 
     def _company_hint(self, names: list[str]) -> str:
         close = [n for n in names if n.lower() == self.company_name.lower()]

@@ -501,3 +501,69 @@ def test_engine_backfills_unstamped_rows_once_and_then_runs_incrementally(env: D
     assert second.exit_code == 0 and stats.updated == 1 and stats.created == 0
     assert next(a for a in crm.all("account") if a["number"] == "C00030")["city"] == "Denver"
     state.close()
+
+
+# -- the company id, remembered across runs ---------------------------------------------------------------------
+
+def company_lookups(env: DynamicsEnv) -> int:
+    return sum(1 for call in env.sandbox.calls if call.method == "GET" and call.path.endswith("/api/v2.0/companies"))
+
+
+def recreate_company(env: DynamicsEnv) -> str:
+    """The company deleted and made again under the same name: same rows, a new id."""
+    company = env.sandbox.db.companies.pop(env.company)
+    company.id = str(uuid.uuid4())
+    env.sandbox.db.companies[company.id] = company
+    return company.id
+
+
+def test_a_later_run_uses_the_company_id_an_earlier_run_looked_up(bc: DynamicsEnv) -> None:
+    first = bc.connector()
+    assert {c["number"] for c in first.changes("customers", None)} == {"C00010", "C00020", "C00030"}
+    first.close()
+    assert company_lookups(bc) == 1
+
+    second = bc.connector()  # the next run: a new connector, the same state directory
+    assert {c["number"] for c in second.changes("customers", None)} == {"C00010", "C00020", "C00030"}
+    assert second.company_id() == bc.company and company_lookups(bc) == 1
+    record = json.loads(second.company_record.path.read_text(encoding="utf-8"))
+    assert list(record.values()) == [bc.company]
+
+
+def test_a_remembered_company_id_bc_no_longer_knows_is_looked_up_again_once(bc: DynamicsEnv) -> None:
+    first = bc.connector()
+    adatum = next(c for c in first.changes("customers", None) if c["number"] == "C00010")
+    first.close()
+    fresh = recreate_company(bc)
+    bc.sandbox.reset_calls()
+
+    second = bc.connector()
+    found = second.get("customers", adatum.id)  # a 404 here must not read as "the record is gone"
+    assert found is not None and found["displayName"] == "Adatum Corporation"
+    assert len(list(second.changes("customers", None))) == 3
+    result = second.write("customers", [{"number": "C00010", "displayName": "Adatum Corp."}], "number",
+                          [adatum.id])
+    assert [r.action for r in result] == ["update"]
+    assert second.company_id() == fresh and company_lookups(bc) == 1
+    assert sum(1 for call in bc.sandbox.calls if call.status == 404) == 1
+
+    third = bc.connector()
+    assert len(list(third.changes("customers", None))) == 3 and company_lookups(bc) == 1
+
+
+def test_a_company_that_is_really_gone_is_still_a_config_error(bc: DynamicsEnv) -> None:
+    bc.connector().company_id()
+    bc.sandbox.db.companies.pop(bc.company)
+    with pytest.raises(ConfigError, match="does not exist"):
+        list(bc.connector().changes("customers", None))
+
+
+def test_nav_pages_name_the_company_in_the_url_and_remember_nothing(tmp_path: Path) -> None:
+    env = make_env("nav", tmp_path)
+    try:
+        for _ in range(2):
+            assert len(list(env.connector().changes("customers", None))) == 3
+        assert company_lookups(env) == 0 and not list(tmp_path.rglob("dynamics-*-company.json"))
+        assert all("/Company('" in call.path for call in env.sandbox.calls if call.form.startswith("odatav4"))
+    finally:
+        env.close()
