@@ -4,6 +4,8 @@ Idempotency-Key replay, Object Query cursor paging, zuora-version shapes and cal
 from __future__ import annotations
 
 import base64
+import email.utils
+from datetime import datetime
 
 import httpx
 import pytest
@@ -150,3 +152,22 @@ def test_callouts_wait_for_the_basic_challenge_and_external_payments_send_none(t
     assert f'<parameter name="InvoiceId">{invoice["id"]}</parameter>'.encode() in xml
     assert b'"PaymentId"' in json_body and len(first_id) == 32
     assert zuora.data.tables["invoices"][invoice["id"]]["balance"] == 0.0
+
+
+def test_every_answer_carries_a_date_from_the_tenants_clock(tenant):
+    zuora, http, client, _ = tenant
+    zuora.advance(hours=-3)  # the tenant's clock, not this host's, is the one Zuora stamps records with
+    before = zuora.clock.now().replace(microsecond=0)
+    created = http.post("/v1/accounts", json=ACCOUNT)
+    answers = [created, http.get("/object-query/accounts"), http.get("/v1/accounts/nope"),
+               http.get("/no/such/path"), http.get("/object-query/accounts", headers={"Authorization": "Bearer x"}),
+               http.post("/oauth/token", data={"client_id": client.client_id, "client_secret": "wrong",
+                                               "grant_type": "client_credentials"})]
+    after = zuora.clock.now()
+    assert [a.status_code for a in answers] == [200, 200, 200, 404, 401, 401]
+    for answer in answers:
+        [date] = answer.headers.get_list("date")
+        sent = email.utils.parsedate_to_datetime(date)
+        assert date.endswith(" GMT") and before <= sent <= after, date
+    [account] = zuora.records("accounts")
+    assert before <= datetime.fromisoformat(account["updatedDate"].replace("Z", "+00:00")) <= after

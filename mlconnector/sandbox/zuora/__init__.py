@@ -47,6 +47,8 @@ Where the sandbox deviates or decides what Zuora leaves open:
 - The token endpoint's refusal bodies (``{"message": "Invalid client credentials"}``) are the sandbox's wording;
   the AUTH limit is one per-tenant window (2,000 a minute), not per IP.
 - Timestamps are UTC with whole seconds; Object Query sorts by (sort field, id) and pages with a keyset cursor.
+  Every answer carries ``Date`` from the tenant's clock (the SandboxClock) as the answer starts, as any HTTP
+  server sends its own; served by uvicorn, the server adds a second ``Date`` of the host's clock.
 - Subscription versions get new ids as in Zuora, but rate plan ids stay the same across versions.
 - A bill run invoices each active subscription once per calendar month, all recurring charges as price x quantity;
   no proration, tax, credit balance or bill cycle day.
