@@ -18,7 +18,9 @@ query) and no order, while a read must come in ascending updated order: ZOQL rea
 UpdatedDate, each window read through queryMore up to ``zoql_window_records`` records (default 10,000), sorted
 and handed on; a fuller window is split at its median date and read again. Only a single second holding more
 than that many records is handed on batch by batch unsorted. Memory stays at one window. Lookups by key or id
-(``get``, upsert matching) stay on Object Query.
+(``get``, upsert matching) stay on Object Query. Either way ``read_clock`` tells the engine Zuora's clock when a
+read began (its ``Date`` less the call's duration), so an incremental run's window closes there and the next run
+does not re-read the records that share the newest stamp.
 
 Secrets (``mlconnector secrets set NAME FIELD``): client_secret; callout_password (callout_auth = "basic") or
 callout_secret (callout_auth = "header"). The access token is cached in the same store (``access_token_cache``)
@@ -48,7 +50,7 @@ import httpx
 from mlconnector.auth import SecretTokenCache, Token, TokenAuth, utcnow
 from mlconnector.config import SystemConfig
 from mlconnector.errors import AuthError, ConfigError, MLConnectorError, NotificationRejected, RemoteError
-from mlconnector.http import ApiClient, retry_policy, json_body
+from mlconnector.http import ApiClient, json_body, retry_policy, server_time
 from mlconnector.systems import ConnectorContext, register_kind
 from mlconnector.systems.base import Channel, Notification, PingResult, Record, WriteResult
 
@@ -281,6 +283,8 @@ class ZuoraConnector:
         self.zoql_fields = {e: tuple(str(f) for f in v) for e, v in extra.items()}
         self._plans: dict[str, dict[str, Any]] = {}
         self._domains: dict[str, list[dict[str, Any]]] | None = None
+        # entity -> Zuora's clock when the last ``changes`` read of it began (see read_clock)
+        self._read_clock: dict[str, datetime | None] = {}
 
     def _read_apis(self, value: Any) -> dict[str, str]:
         """read_api: one API for every entity, or a table entity -> API (unnamed entities: object_query)."""
@@ -337,7 +341,9 @@ class ZuoraConnector:
 
     # -- reads: Object Query --------------------------------------------------------------------------------------
     def _query(self, table: str, filters: list[str], *, sort: str | None = None,
-               expand: tuple[str, ...] = ()) -> Iterator[dict[str, Any]]:
+               expand: tuple[str, ...] = (), clock: str | None = None) -> Iterator[dict[str, Any]]:
+        """Every row through Object Query's cursor pages. ``clock``: the entity whose read this is, to note
+        Zuora's clock as it began (the first page's call)."""
         cursor: str | None = None
         while True:
             params: list[tuple[str, Any]] = [("pageSize", self.page_size)]
@@ -347,6 +353,7 @@ class ZuoraConnector:
             if cursor:
                 params.append(("cursor", cursor))
             response = self._call("GET", f"/object-query/{table}", params=params)
+            self._note_clock(clock, response)
             body = self._ok(response, f"query {table}")
             yield from body.get("data") or []
             cursor = body.get("nextPage")
@@ -383,6 +390,7 @@ class ZuoraConnector:
         """Records updated in [since, until), ascending by updatedDate, through Object Query's cursor paging
         (or ZOQL windows, with ``read_api = "zoql"``)."""
         self._check_entity(entity)
+        self._read_clock.pop(entity, None)
         if self.read_api[entity] == "zoql":
             yield from self._zoql_changes(entity, since, until)
             return
@@ -393,14 +401,27 @@ class ZuoraConnector:
             filters.append(f"updateddate.LT:{oq_time(until, up=True)}")
         if entity == "subscriptions":
             filters.append("isLatestVersion.EQ:true")
-        for row in self._query(entity, filters, sort="updateddate.ASC", expand=EXPANDS.get(entity, ())):
+        for row in self._query(entity, filters, sort="updateddate.ASC", expand=EXPANDS.get(entity, ()),
+                               clock=entity):
             yield self._record(entity, row)
 
+    def read_clock(self, entity: str) -> datetime | None:
+        """Zuora's own clock when the last ``changes`` read of ``entity`` began (from the ``Date`` of its first
+        answer, less that call's duration); None when it did not say. A record stamped before then that the read
+        did not return was not there to read: the engine may close the read window there."""
+        return self._read_clock.get(entity)
+
+    def _note_clock(self, entity: str | None, response: httpx.Response) -> None:
+        """Keep Zuora's clock as the read of ``entity`` began: only its first call counts."""
+        if entity is not None and entity not in self._read_clock:
+            self._read_clock[entity] = _began(response)
+
     # -- reads: ZOQL (Action Query + queryMore) ---------------------------------------------------------------------
-    def _zoql(self, query: str) -> Iterator[list[dict[str, Any]]]:
-        """The batches of one ZOQL query: query, then queryMore with each queryLocator until done."""
+    def _zoql(self, query: str, clock: str | None = None) -> Iterator[list[dict[str, Any]]]:
+        """The batches of one ZOQL query: query, then queryMore with each queryLocator until done. ``clock``: the
+        entity whose read this is (see _note_clock)."""
         conf = {"batchSize": self.zoql_batch}
-        body = self._zoql_call("/v1/action/query", {"queryString": query, "conf": conf}, query)
+        body = self._zoql_call("/v1/action/query", {"queryString": query, "conf": conf}, query, clock)
         while True:
             yield body.get("records") or []
             locator = body.get("queryLocator")
@@ -408,8 +429,9 @@ class ZuoraConnector:
                 return
             body = self._zoql_call("/v1/action/queryMore", {"queryLocator": locator, "conf": conf}, query)
 
-    def _zoql_call(self, path: str, body: dict[str, Any], query: str) -> dict[str, Any]:
+    def _zoql_call(self, path: str, body: dict[str, Any], query: str, clock: str | None = None) -> dict[str, Any]:
         response = self._call("POST", path, json=body, idempotent=True)
+        self._note_clock(clock, response)
         found = failure_of(self.name, response)
         if found is None:
             answer = json_body(response)
@@ -448,7 +470,7 @@ class ZuoraConnector:
             where = " and ".join(([f"UpdatedDate >= '{oq_time(low)}'"] if low else [])
                                  + ([f"UpdatedDate < '{oq_time(high)}'"] if high else [])
                                  + (["Status != 'Expired'"] if entity == "subscriptions" else []))
-            rows, full = self._zoql_window(obj, fields, where)
+            rows, full = self._zoql_window(obj, fields, where, clock=entity)
             if full:
                 split = _split(rows, low, high)
                 if split:
@@ -463,14 +485,15 @@ class ZuoraConnector:
             for start in range(0, len(rows), self.zoql_batch):
                 yield from self._zoql_records(entity, rows[start:start + self.zoql_batch])
 
-    def _zoql_window(self, obj: str, fields: tuple[str, ...], where: str) -> tuple[list[dict[str, Any]], bool]:
+    def _zoql_window(self, obj: str, fields: tuple[str, ...], where: str,
+                     clock: str | None = None) -> tuple[list[dict[str, Any]], bool]:
         """The window's rows if they fit in zoql_window_records (False), else the part read so far (True). An
         expired locator restarts the window once."""
         query = f"select {', '.join(fields)} from {obj}" + (f" where {where}" if where else "")
         for attempt in (1, 2):
             rows: list[dict[str, Any]] = []
             try:
-                for batch in self._zoql(query):
+                for batch in self._zoql(query, clock):
                     rows.extend(_oq_shape(r) for r in batch)
                     if len(rows) > self.zoql_window:
                         return rows, True
@@ -865,6 +888,19 @@ class ZuoraConnector:
                 warnings.append(f"no {field} stored: callouts will be refused "
                                 f"(`mlconnector secrets set {self.name} {field}`)")
         return PingResult(self.name, True, self.base, tuple(details), tuple(warnings))
+
+
+def _began(response: httpx.Response) -> datetime | None:
+    """Zuora's clock when it took the request, at the latest: the ``Date`` it answered with (whole seconds,
+    rounded down) less the time the call took."""
+    answered = server_time(response)
+    if answered is None:
+        return None
+    try:
+        took = response.elapsed
+    except RuntimeError:  # not timed (a response made in process, never sent)
+        return answered
+    return answered - took
 
 
 def _zoql_text(value: str) -> str:

@@ -342,3 +342,57 @@ def test_one_second_holding_more_than_a_window_is_still_read_whole(env):
 
     assert sorted(r.id for r in read) == sorted(a["id"] for a in made)
     assert [r.modified for r in read] == sorted(r.modified for r in read)
+
+
+# -- the read clock: where an incremental read's window provably ends ----------------------------------------------
+
+@pytest.mark.parametrize("read_api", ["object_query", "zoql"])
+def test_read_clock_is_zuoras_clock_when_the_read_began(env, read_api):
+    zuora, connector, _, _ = env
+    zuora.advance(hours=-2)  # Zuora's clock, not this host's
+    seed_accounts(zuora, 3)
+    reader = connector(read_api=read_api, zoql_batch_size=1)
+    assert reader.read_clock("accounts") is None
+
+    began = zuora.clock.now().replace(microsecond=0)
+    records = reader.changes("accounts", None)
+    next(records)
+    clock = reader.read_clock("accounts")
+    list(records)  # later calls of the same read (pages, queryMore, lookups) do not move it
+    zuora.advance(seconds=30)
+    list(reader.changes("products", None))
+    reader.get("accounts", zuora.records("accounts")[0]["id"])
+
+    assert clock is not None and began - timedelta(seconds=1) <= clock <= zuora.clock.now()
+    assert reader.read_clock("accounts") == clock
+    assert reader.read_clock("products") > clock + timedelta(seconds=29)
+
+
+def test_a_sync_without_changes_reads_nothing_old_from_zuora_and_one_call_per_flow(tmp_path, monkeypatch):
+    from tests.pairs.zuora_world import make_zuora_world
+
+    world = make_zuora_world(tmp_path, monkeypatch)
+    try:
+        # Zuora's clock runs half a minute behind this host's: records, Date and windows all follow Zuora's.
+        world.zuora.advance(seconds=-30)
+        first = world.sync()
+        assert first.exit_code == 0, first.to_dict()
+        runs = []
+        for _ in range(2):
+            world.zuora.advance(seconds=10)  # time passes between runs, past the 5 s overlap
+            runs.append(world.sync())
+        from_zuora = ("accounts_to_customers", "products_to_items", "invoice_status", "payment_status")
+        for run in runs:
+            assert run.exit_code == 0, run.to_dict()
+            assert all(run.flows[f].calls == {"zuora": 1} for f in from_zuora), run.to_dict()
+            assert all(s.created == s.updated == 0 for s in run.flows.values()), run.to_dict()
+        # The second run still re-reads, through the 5 s overlap, the accounts and products the first run created
+        # just before reading them back; the third reads nothing old: the window closed at Zuora's clock.
+        assert [runs[0].flows[f].read for f in from_zuora[:2]] == [3, 3]
+        assert [runs[1].flows[f].read for f in from_zuora[:2]] == [0, 0]
+        zuora_now = world.zuora.clock.now()
+        with world.state() as state:
+            mark = state.watermark("nav-zuora", "accounts_to_customers")
+        assert mark is not None and zuora_now - timedelta(seconds=12) < mark <= zuora_now
+    finally:
+        world.close()
