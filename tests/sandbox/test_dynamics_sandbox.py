@@ -624,3 +624,22 @@ def test_contact_business_relations_in_the_api_and_on_page_5054(http: httpx.Clie
                                      "Contact_Name": "Adatum Corporation"}]
     sandbox.relations_service = None
     assert http.get(f"/BC/ODataV4/Company('{COMPANY}')/ContactBusinessRelations", headers=basic()).status_code == 404
+
+
+def test_nav_last_date_modified_filters_stay_exact(http: httpx.Client, sandbox: DynamicsSandbox, company: str) -> None:
+    # A lower bound on the date is answered from the stored stamp first: gt, ge, a conjunction and an 'or'
+    # (no bound then) must still return exactly what the filter says.
+    sandbox.seed(company, "customers", [
+        {"displayName": f"Customer {day}", "lastModifiedDateTime": f"2026-03-{day:02d}T23:30:00Z"}
+        for day in (1, 2, 3, 4)])
+    base = "/DynamicsNAV/ODataV4/Company('CRONUS%20USA%2C%20Inc.')"
+
+    def names(expression: str) -> list[str]:
+        rows = http.get(f"{base}/Customer", params={"$filter": expression}, headers=basic()).json()["value"]
+        return [row["Name"] for row in rows]
+
+    assert names("Last_Date_Modified ge 2026-03-03") == ["Customer 3", "Customer 4"]
+    assert names("Last_Date_Modified gt 2026-03-03") == ["Customer 4"]
+    assert names("Last_Date_Modified ge 2026-03-02 and Name eq 'Customer 2'") == ["Customer 2"]
+    assert names("Last_Date_Modified ge 2026-03-04 or Last_Date_Modified le 2026-03-01") == ["Customer 1",
+                                                                                            "Customer 4"]

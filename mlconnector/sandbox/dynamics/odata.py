@@ -156,10 +156,11 @@ class FilterParser:
             raise query_syntax(f"Syntax error: unknown operator '{op}' in '{self.text}'.")
         literal = self._literal()
         predicate = self._compare(name, transform, op, literal)
-        if op in ("ge", "gt") and self.types[name] == "datetime" and literal.kind != "null" and transform is _as_is:
+        kind = self.types[name]
+        if op in ("ge", "gt") and kind in ("datetime", "date") and literal.kind != "null" and transform is _as_is:
             # Only conjunctions reach the end with this kept (parse drops it after an 'or' or a 'not'): every row
             # the filter matches then has this field at or above the literal.
-            bound = self._coerce(name, "datetime", op, literal)
+            bound = self._coerce(name, kind, op, literal)
             self.lower_bounds[name] = max(bound, self.lower_bounds.get(name, bound))
         return predicate, {name}
 
