@@ -178,6 +178,10 @@ class State:
             with FileLock(str(self.path) + ".open.lock", timeout=60):
                 self.db.execute("PRAGMA journal_mode=WAL")
                 migrations.apply(self.db)
+            # WAL with NORMAL: a commit survives the process being killed; only a power cut or an OS crash can
+            # take back the last few, and a re-read redoes those (upserts by natural key). The one commit that
+            # must never be taken back, the intent before a keyless create, is made with FULL (add_intents).
+            conn.execute("PRAGMA synchronous=NORMAL")
         except Timeout:
             raise ConfigError(f"state file {self.path} is held by another process for over a minute; "
                               "is a run stuck?") from None
@@ -297,9 +301,15 @@ class State:
     def add_intents(self, pair: str, flow: str, source_ids: list[str], run_id: str) -> None:
         """Committed before the create is sent, so a run killed in between leaves the intent behind."""
         started = iso(utcnow())
-        with self.transaction():
-            self.db.conn.executemany("INSERT OR REPLACE INTO intents (pair, flow, source_id, run_id, started) "
-                                "VALUES (?, ?, ?, ?, ?)", [(pair, flow, i, run_id, started) for i in source_ids])
+        # Synced to disk before the create goes out, with every commit before it (a power cut must not lose it).
+        self.db.conn.execute("PRAGMA synchronous=FULL")
+        try:
+            with self.transaction():
+                self.db.conn.executemany("INSERT OR REPLACE INTO intents (pair, flow, source_id, run_id, started) "
+                                         "VALUES (?, ?, ?, ?, ?)", [(pair, flow, i, run_id, started)
+                                                                    for i in source_ids])
+        finally:
+            self.db.conn.execute("PRAGMA synchronous=NORMAL")
 
     def open_intents(self, pair: str) -> list[dict[str, Any]]:
         return [{**row, "started": parse_iso(row["started"])}

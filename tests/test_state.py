@@ -49,3 +49,16 @@ def test_a_failed_transaction_leaves_nothing_behind(tmp_path):
                 state.add_audit({"run_id": "r", "pair": "p", "action": "create"})
                 raise RuntimeError("crash")
         assert state.audit_rows() == []
+
+
+def test_commits_are_synced_lazily_except_the_intent_before_a_keyless_create(tmp_path):
+    state = State(tmp_path / "state.db")
+    assert state.db.conn.execute("PRAGMA synchronous").fetchone()[0] == 1  # NORMAL
+    statements: list[str] = []
+    state.db.conn.set_trace_callback(statements.append)
+    state.add_intents("nav-zoho", "accounts_to_customers", ["z1"], "run-1")
+    state.db.conn.set_trace_callback(None)
+    full, insert, commit = (next(i for i, s in enumerate(statements) if s.startswith(prefix))
+                            for prefix in ("PRAGMA synchronous=FULL", "INSERT OR REPLACE INTO intents", "COMMIT"))
+    assert full < insert < commit and statements[-1] == "PRAGMA synchronous=NORMAL"
+    assert [i["source_id"] for i in state.open_intents("nav-zoho")] == ["z1"]
