@@ -24,7 +24,9 @@ RESULTS = Path(__file__).resolve().parent / "results"
 SCENARIOS = ("initial", "latency", "no_changes", "one_percent", "push")
 PAIRS = ("bc-zoho", "nav-zoho")
 ERP_PAGE_SIZE = 10_000     # rows per read; both servers allow up to 20,000 (see the README's Performance section)
-ZOHO_CONCURRENCY = 20      # the enterprise edition's concurrent-call limit (the sandboxes are enterprise orgs)
+# The sandboxes are enterprise orgs (20 calls at once), but inserts, updates and upserts of more than 10 records
+# (and COQL) fall under Zoho's sub-concurrency limit, 10 in every edition (API limits page).
+ZOHO_UPSERT_CONCURRENCY = 10
 ZOHO_BATCH = 100
 BULK_THRESHOLD = 5_000
 BULK_FILE = 25_000
@@ -195,12 +197,13 @@ def scenario_latency(pair: str, plan: Plan, work: Path) -> dict[str, Any]:
     finally:
         sp.stop()
     records = run["result"]["flows"]["customers"]["created"]
-    write_ceiling = ZOHO_CONCURRENCY * ZOHO_BATCH / LATENCY
+    write_ceiling = ZOHO_UPSERT_CONCURRENCY * ZOHO_BATCH / LATENCY
     read_ceiling = ERP_PAGE_SIZE / LATENCY
     ceiling = min(write_ceiling, read_ceiling)
     figures = {**_tool_figures(run, records), **calls, "added_latency_seconds": LATENCY,
                "ceiling_records_per_second": round(ceiling, 1),
-               "ceiling": f"{ZOHO_CONCURRENCY} concurrent Zoho calls x {ZOHO_BATCH} records / {LATENCY:g} s",
+               "ceiling": f"{ZOHO_UPSERT_CONCURRENCY} concurrent Zoho upserts x {ZOHO_BATCH} records / "
+                          f"{LATENCY:g} s",
                "fraction_of_ceiling": round(records / run["wall_seconds"] / ceiling, 3)}
     figures["targets"] = {"fraction_of_ceiling >= 0.8": figures["fraction_of_ceiling"] >= 0.8}
     return figures

@@ -458,9 +458,13 @@ class Engine:
 
     def _in_flight(self, flow: Flow) -> int:
         """How many write batches to keep in flight: as many calls as the target's API allows at once (Zoho's
-        edition limit, BC's 5 per user), so a slow API is kept busy rather than waited on one batch at a time."""
+        edition limit, BC's 5 per user), so a slow API is kept busy rather than waited on one batch at a time.
+        A target whose limit depends on the call (Zoho: 10 for writes of more than 10 records) says so."""
         if self.concurrency is not None:
             return self.concurrency
+        sized = getattr(self.connectors[flow.target], "write_concurrency", None)
+        if callable(sized):
+            return max(1, int(sized(flow.target_entity, self.batch_size)))
         allowed = getattr(getattr(self.connectors[flow.target], "http", None), "max_concurrency", None)
         return max(1, allowed) if isinstance(allowed, int) else DEFAULT_CONCURRENCY
 
