@@ -8,7 +8,7 @@ mode the record id is the page key (``No``) and references (customerId, itemId) 
 Settings (``[systems.NAME]``; connections.example.toml documents each one):
 kind "bc": tenant, environment, client_id, company, base_url, auth (entra | basic | windows), user,
 authority, token_url, scope. kind "nav": base_url, company, user, auth (basic | windows | entra), api
-(odata | api), services, line_parts, modified_fields. Both: page_size, document_page_size (a first read of documents with lines), concurrency, notify_url,
+(odata | api), services, line_parts, modified_fields, posted_full_read_hours. Both: page_size, document_page_size (a first read of documents with lines), concurrency, notify_url,
 renew_margin_hours, ping_entities.
 
 Secrets (``mlconnector secrets set NAME FIELD``): client_secret (auth = "entra"), password (the web service
@@ -99,6 +99,10 @@ DOCUMENT_TYPE = {"salesOrders": "Order", "purchaseOrders": "Order"}
 DEFAULT_LINE_PARTS = {"salesOrders": "SalesLines", "postedSalesInvoices": "SalesInvLines"}
 LAST_DATE_MODIFIED = "Last_Date_Modified"
 CARD_ENTITIES = ("customers", "vendors", "contacts", "items")
+# Posted documents on pages carry no modification date, but a posted document changes only in what NAV computes
+# (Closed, Cancelled): between whole reads, only those posted since the last read are asked for.
+POSTING_DATE_FIELDS = {"postedSalesInvoices": "Posting_Date"}
+DEFAULT_POSTED_FULL_READ_HOURS = 24
 
 _ADDRESS = {"Address": "addressLine1", "Address_2": "addressLine2", "City": "city", "County": "state",
             "Post_Code": "postalCode", "Country_Region_Code": "country", "Phone_No": "phoneNumber",
@@ -404,6 +408,12 @@ class DynamicsConnector:
                            **system.setting("line_parts", {}, type_=Mapping)}
         self.modified_fields = {**{e: LAST_DATE_MODIFIED for e in CARD_ENTITIES},
                                 **system.setting("modified_fields", {}, type_=Mapping)}
+        hours = float(system.setting("posted_full_read_hours", DEFAULT_POSTED_FULL_READ_HOURS, type_=(int, float)))
+        if hours < 0:
+            raise ConfigError(f"systems.{self.name}.posted_full_read_hours cannot be negative (0: read posted "
+                              "documents whole on every run)")
+        self.posted_full_read = timedelta(hours=hours)
+        self._whole_read: dict[str, datetime] = {}
         self._sleep = sleep
         self.token_http: ApiClient | None = None
         self.auth = self._make_auth()
@@ -731,11 +741,22 @@ class DynamicsConnector:
         until = until or utcnow()
         cap = until - timedelta(milliseconds=1)
         params: dict[str, str] = {}
+        self._whole_read.pop(entity, None)
         if field:
             params["$orderby"] = f"{field},No"
             if since is not None:
                 day = (since.astimezone(timezone.utc) - timedelta(days=1)).date().isoformat()
                 params["$filter"] = f"{field} ge {day}"
+        elif entity in POSTING_DATE_FIELDS:
+            if since is None or not self.posted_full_read or until - since >= self.posted_full_read:
+                # Whole, for what NAV computes on posted documents (paid, cancelled): the engine's watermark
+                # then stays at the start of this read (read_clock), the next whole read posted_full_read later.
+                self._whole_read[entity] = until
+            else:
+                # Posted since the last whole read (from the day before, for time zones); back-dated postings
+                # older than that come with the next whole read.
+                day = (since.astimezone(timezone.utc) - timedelta(days=1)).date().isoformat()
+                params["$filter"] = f"{POSTING_DATE_FIELDS[entity]} ge {day}"
         part = self.line_parts.get(entity)
         if part:
             params["$expand"] = part
@@ -748,6 +769,12 @@ class DynamicsConnector:
                     relations = self._page_relations()
                 record = self._with_relations(record, relations)
             yield record
+
+    def read_clock(self, entity: str) -> datetime | None:
+        """Where the last read of ``entity`` lets the engine close its window: only for posted documents on
+        pages (no modification date) after a whole read, at its start; None otherwise (the newest record
+        read decides, as usual)."""
+        return self._whole_read.get(entity)
 
     def _page_record(self, entity: str, row: Mapping[str, Any], field: str | None,
                      cap: datetime | None = None) -> Record:

@@ -5,6 +5,7 @@ the exit codes."""
 from __future__ import annotations
 
 import json
+from datetime import timedelta
 
 import pytest
 from typer.testing import CliRunner
@@ -166,3 +167,34 @@ def test_conflict_checks_cost_one_zoho_read_however_many_records_changed(world: 
     calls = {k: v - before.get(k, 0) for k, v in world.zoho.calls.items() if v - before.get(k, 0)}
     # One COQL read of the Accounts changed since accounts_to_customers last read, no fetch per record.
     assert calls.get("coql") == 1 and "records.get" not in calls and "records.list" not in calls
+
+
+def test_posted_invoices_are_read_whole_once_a_day_and_by_posting_date_in_between(world: World):
+    # NAV's Posted Sales Invoices page has no modification date; what changes on a posted invoice (paid,
+    # cancelled) NAV computes. Between whole reads (posted_full_read_hours, 24 by default) only invoices posted
+    # since the last one are asked for.
+    world.dynamics.modify(world.company, "salesInvoices", "PS-INV103001", postingDate="2026-09-30")
+    world.sync("nav-zoho")
+    [old] = world.crm("Invoices")
+    assert old["Status"] == "Approved"
+    world.dynamics.modify(world.company, "salesInvoices", "PS-INV103001", status="Paid")
+    [draft] = [i for i in world.erp("salesInvoices") if i["status"] == "Draft"]
+    new = world.dynamics.post_invoice(world.company, draft["number"])
+
+    between = world.sync("nav-zoho", flows=["invoices"])
+
+    assert between.flows["invoices"].read == 1 and between.flows["invoices"].created == 1  # the new one only
+    assert {i["ERP_Number"]: i["Status"] for i in world.crm("Invoices")} == {"PS-INV103001": "Approved",
+                                                                            new["number"]: "Approved"}
+
+    # A day after the last whole read, the next run reads them all again: the payment reaches Zoho.
+    with world.state() as state:
+        mark = state.watermark("nav-zoho", "invoices")
+        state.db.conn.execute("UPDATE watermarks SET value = ? WHERE pair = 'nav-zoho' AND flow = 'invoices'",
+                              [(mark - timedelta(hours=25)).isoformat()])
+    whole = world.sync("nav-zoho", flows=["invoices"])
+
+    assert whole.flows["invoices"].read == 2 and whole.flows["invoices"].updated == 1
+    assert {i["ERP_Number"]: i["Status"] for i in world.crm("Invoices")}["PS-INV103001"] == "Paid"
+    with world.state() as state:
+        assert state.watermark("nav-zoho", "invoices") > mark
