@@ -164,7 +164,11 @@ class _World:
                     "writes": sum(1 for c in calls if c.form != "token" and c.method != "GET"),
                     "token_mints": sum(1 for c in calls if c.form == "token")},
             "zoho": {"calls": sum(self.zoho.calls.values()), "by_operation": dict(self.zoho.calls),
-                     "credits": self.zoho.credits, "token_mints": self.zoho.accounts.minted},
+                     "credits": self.zoho.credits, "token_mints": self.zoho.accounts.minted,
+                     # Zoho's concurrency limits (edition, and 10 for heavy calls such as upserts of 100)
+                     "concurrency_refused": getattr(self.zoho, "concurrency_refused", 0),
+                     "peak_in_flight": getattr(self.zoho, "peak_in_flight", None),
+                     "peak_heavy_in_flight": getattr(self.zoho, "peak_heavy_in_flight", None)},
             "zoho_records": {m: len(self.zoho.store.records.get(m, {})) for m in ("Accounts", "Products", "Invoices")},
         }
 
