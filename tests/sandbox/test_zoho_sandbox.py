@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import csv
 import io
 import re
@@ -628,3 +629,128 @@ def test_faults_object_can_be_passed_directly() -> None:
     for sandbox in make_sandbox(Faults.parse("latency=1ms")):  # type: ignore[arg-type]
         sandbox.login()
         assert sandbox.http.get("/crm/v8/org").status_code == 200
+
+
+# -- concurrency limits -----------------------------------------------------------------------------------------
+
+Send = tuple[str, str, dict[str, Any]]
+
+
+def at_once(sandbox: Sandbox, calls: list[Send], headers: dict[str, str] | None = None) -> list[httpx.Response]:
+    """Send every call at the same moment (on the app's loop), so that with latency all are in flight together."""
+    async def send_all() -> list[httpx.Response]:
+        transport = httpx.ASGITransport(app=sandbox.app)
+        async with httpx.AsyncClient(transport=transport, base_url="https://www.zohoapis.com",
+                                     headers=headers or dict(sandbox.http.headers)) as client:
+            return list(await asyncio.gather(*(client.request(m, u, **kw) for m, u, kw in calls)))
+    return sandbox.transport.run(send_all)
+
+
+def upsert(count: int, tag: str = "A") -> Send:
+    return "POST", "/crm/v8/Accounts/upsert", {"json": {"data": [{"Account_Name": f"{tag}{i}"} for i in range(count)]}}
+
+
+COQL_CALL: Send = ("POST", "/crm/v8/coql", {"json": {"select_query": "select Account_Name from Accounts where "
+                                                                      "Account_Name is not null limit 10"}})
+LIGHT_CALL: Send = ("GET", "/crm/v8/org", {})
+
+
+def test_an_eleventh_heavy_write_in_flight_is_refused_with_429() -> None:
+    for sandbox in make_sandbox("latency=50ms"):
+        sandbox.login()
+        answers = at_once(sandbox, [upsert(11, f"T{n}-") for n in range(11)])
+        refused = [a for a in answers if a.status_code == 429]
+        assert len(refused) == 1
+        assert refused[0].json()["code"] == "TOO_MANY_REQUESTS" and refused[0].headers["Retry-After"] == "1"
+        assert sum(a.status_code == 200 for a in answers) == 10
+        zoho = sandbox.zoho
+        assert zoho.concurrency_refused == 1 and zoho.peak_heavy_in_flight == 10 and zoho.peak_in_flight == 10
+        assert zoho.credits == 10 * 2 and zoho.calls["records.upsert"] == 10  # the refused call costs nothing
+        assert not zoho.in_flight and not zoho.heavy_in_flight
+
+
+def test_writes_of_ten_records_are_not_resource_intensive() -> None:
+    for sandbox in make_sandbox("latency=50ms"):
+        sandbox.login()
+        answers = at_once(sandbox, [upsert(10, f"T{n}-") for n in range(15)])
+        assert [a.status_code for a in answers] == [200] * 15
+        assert sandbox.zoho.peak_heavy_in_flight == 0 and sandbox.zoho.peak_in_flight == 15
+
+
+def test_ten_heavy_calls_and_light_ones_up_to_the_edition_limit_pass() -> None:
+    for sandbox in make_sandbox("latency=50ms"):  # enterprise: 20 at once
+        sandbox.login()
+        sandbox.zoho.seed("Accounts", [{"Account_Name": "Acme"}])
+        answers = at_once(sandbox, [COQL_CALL] * 10 + [LIGHT_CALL] * 10)
+        assert [a.status_code for a in answers] == [200] * 20
+        assert sandbox.zoho.peak_in_flight == 20 and sandbox.zoho.peak_heavy_in_flight == 10
+        answers = at_once(sandbox, [COQL_CALL] * 10 + [LIGHT_CALL] * 11)
+        assert sorted(a.status_code for a in answers) == [200] * 20 + [429]
+        # a list with sort_by is resource-intensive; without, it is not
+        listing = ("GET", "/crm/v8/Accounts", {"params": {"fields": "Account_Name", "sort_by": "Modified_Time"}})
+        plain = ("GET", "/crm/v8/Accounts", {"params": {"fields": "Account_Name"}})
+        answers = at_once(sandbox, [COQL_CALL] * 10 + [listing, plain])
+        assert [a.status_code for a in answers] == [200] * 10 + [429, 200]
+        assert sandbox.zoho.concurrency_refused == 2
+
+
+def test_free_edition_refuses_a_sixth_call_in_flight() -> None:
+    for sandbox in make_sandbox("latency=50ms", edition="free"):
+        sandbox.login()
+        assert sandbox.zoho.concurrency_limit == 5
+        answers = at_once(sandbox, [LIGHT_CALL] * 6)
+        assert sorted(a.status_code for a in answers) == [200] * 5 + [429]
+        assert sandbox.zoho.concurrency_refused == 1 and sandbox.zoho.peak_in_flight == 5
+        # in flight means in flight: one after another, any number pass
+        assert all(sandbox.http.get("/crm/v8/org").status_code == 200 for _ in range(6))
+
+
+def test_token_calls_and_calls_without_a_live_token_are_not_counted() -> None:
+    for sandbox in make_sandbox("latency=50ms", edition="free"):
+        sandbox.login()
+        refresh = sandbox.zoho.issue_refresh_token(sandbox.client_id)
+        mint: Send = ("POST", "/oauth/v2/token", {"data": {
+            "grant_type": "refresh_token", "client_id": sandbox.client_id, "client_secret": sandbox.client_secret,
+            "refresh_token": refresh}})
+        answers = at_once(sandbox, [mint] * 5 + [LIGHT_CALL] * 5)
+        assert all("access_token" in a.json() for a in answers[:5])
+        assert [a.status_code for a in answers[5:]] == [200] * 5
+        stranger = {"Authorization": "Zoho-oauthtoken 1000.nosuchtoken"}
+        answers = at_once(sandbox, [LIGHT_CALL] * 5) + at_once(sandbox, [LIGHT_CALL] * 3, headers=stranger)
+        assert [a.status_code for a in answers] == [200] * 5 + [401] * 3
+        assert sandbox.zoho.concurrency_refused == 0 and sandbox.zoho.peak_in_flight == 5
+
+
+def test_each_client_app_has_its_own_limits() -> None:
+    for sandbox in make_sandbox("latency=50ms"):
+        sandbox.login()
+        other = sandbox.zoho.register_client("1000.OTHER", "other-secret")
+        body = sandbox.token(grant_type="refresh_token", client_id=other.client_id, client_secret="other-secret",
+                             refresh_token=sandbox.zoho.issue_refresh_token(other.client_id)).json()
+        theirs = {"Authorization": f"Zoho-oauthtoken {body['access_token']}"}
+        mine = [upsert(11, f"M{n}-") for n in range(10)]
+        yours = [upsert(11, f"Y{n}-") for n in range(10)]
+
+        async def send_all() -> list[httpx.Response]:
+            transport = httpx.ASGITransport(app=sandbox.app)
+            async with httpx.AsyncClient(transport=transport, base_url="https://www.zohoapis.com",
+                                         headers=dict(sandbox.http.headers)) as me, \
+                    httpx.AsyncClient(transport=transport, base_url="https://www.zohoapis.com",
+                                      headers=theirs) as you:
+                return list(await asyncio.gather(*(me.request(m, u, **kw) for m, u, kw in mine),
+                                                 *(you.request(m, u, **kw) for m, u, kw in yours)))
+        answers = sandbox.transport.run(send_all)
+        assert [a.status_code for a in answers] == [200] * 20
+        assert sandbox.zoho.peak_heavy_in_flight == 10 and sandbox.zoho.concurrency_refused == 0
+
+
+def test_concurrency_limits_can_be_switched_off_and_still_counted() -> None:
+    for sandbox in make_sandbox("latency=50ms"):
+        sandbox.login()
+        sandbox.zoho.limit_concurrency = False
+        answers = at_once(sandbox, [upsert(11, f"T{n}-") for n in range(12)] + [LIGHT_CALL] * 10)
+        assert [a.status_code for a in answers] == [200] * 22
+        assert sandbox.zoho.peak_heavy_in_flight == 12 and sandbox.zoho.peak_in_flight == 22
+        assert sandbox.zoho.concurrency_refused == 0
+        sandbox.zoho.reset_counters()
+        assert sandbox.zoho.peak_in_flight == 0 and sandbox.zoho.peak_heavy_in_flight == 0

@@ -1,7 +1,8 @@
 """Zoho CRM emulator: an accounts server and the CRM API v8 of one org, as one Starlette app.
 
 ``create_app(clock=, faults=, data_centre="us", edition="enterprise", api_domain=None, time_zone=...,
-notify_transport=None)``; the org and its helpers are ``app.state.zoho`` (a ``ZohoSandbox``).
+notify_transport=None, limit_concurrency=True)``; the org and its helpers are ``app.state.zoho`` (a
+``ZohoSandbox``).
 
 Paths (one app serves both hosts; in-process the host is ignored):
 
@@ -64,7 +65,18 @@ Where the sandbox deviates from Zoho, or Zoho's own material disagrees with itse
 - The 404 for an unknown record on GET is 204 No Content (OAS); unknown ids on update/delete are per-record
   ``INVALID_DATA``.
 - Daily credit limits are counted (``credits``) but not enforced: Zoho's error for an exhausted pool is
-  undocumented. Concurrency limits are not modelled.
+  undocumented.
+- Concurrency limits (API limits page) are enforced per client app (the OAuth client of the access token; the
+  sandbox is one org): at most the edition's number of calls in flight (free 5, standard 10, professional 15,
+  enterprise 20, ultimate 25; Zoho One counts as enterprise and CRM Plus as ultimate, as in Zoho's edition
+  tables) and at most 10 resource-intensive calls among them. Of Zoho's resource-intensive list the sandbox
+  serves GET records with ``sort_by`` or ``cvid``, insert/update/upsert of more than 10 records and COQL
+  (Convert Lead, Send Mail and function-invoked Search are not served). A call is in flight from arrival until
+  its response is produced, injected latency included; token endpoints and calls without a live token are not
+  counted. A call beyond a limit is answered, after the latency, 429 ``TOO_MANY_REQUESTS`` in the injected-429
+  shape with ``Retry-After`` (``retry_after=``, default 1 s; Zoho documents no value) and costs no credits.
+  ``zoho.limit_concurrency = False`` (or ``create_app(limit_concurrency=False)``) only counts.
+  ``concurrency_refused``, ``peak_in_flight`` and ``peak_heavy_in_flight`` report it.
 """
 
 from .app import create_app

@@ -33,16 +33,28 @@ def authenticate(sandbox: ZohoSandbox, request: Request) -> AccessToken:
     return token
 
 
+def client_of(sandbox: ZohoSandbox, request: Request) -> str | None:
+    """The client app a call's access token belongs to, as the call arrives; None without a live token."""
+    scheme, _, value = request.headers.get("authorization", "").partition(" ")
+    token = sandbox.accounts.access_token(value.strip()) if scheme == "Zoho-oauthtoken" else None
+    return token.client_id if token is not None else None
+
+
+def too_many_requests(faults: Faults) -> Response:
+    # Zoho's exact 429 body and headers are not documented; the sandbox sends Zoho's error shape with
+    # TOO_MANY_REQUESTS (the code Zoho's API limits page and Kaizen #203 name) and a Retry-After so clients can
+    # honour it.
+    return ZohoError(429, "TOO_MANY_REQUESTS", "Too many requests. Please try again later.",
+                     {"retry_after": faults.retry_after},
+                     headers={"Retry-After": f"{faults.retry_after:g}"}).response()
+
+
 def inject_faults(sandbox: ZohoSandbox) -> Response | None:
     """Injected throttling and outages, before the call does anything."""
     faults = sandbox.faults
     if faults.roll(faults.rate_limit):
         sandbox.calls["throttled"] += 1
-        # Zoho's exact 429 body and headers are not documented; the sandbox sends Zoho's error shape with
-        # TOO_MANY_REQUESTS (the code Zoho's Kaizen #203 names) and a Retry-After so clients can honour it.
-        return ZohoError(429, "TOO_MANY_REQUESTS", "Too many requests. Please try again later.",
-                         {"retry_after": faults.retry_after},
-                         headers={"Retry-After": f"{faults.retry_after:g}"}).response()
+        return too_many_requests(faults)
     if faults.roll(faults.server_error):
         sandbox.calls["server_error"] += 1
         if faults.rng.random() < 0.5:
@@ -52,16 +64,28 @@ def inject_faults(sandbox: ZohoSandbox) -> Response | None:
     return None
 
 
-def api(sandbox: ZohoSandbox, name: str, family: str, operation: str, handler: routes.Handler) -> Any:
-    """Wrap a handler: latency, auth, scope, faults, the call counter and credits."""
+def api(sandbox: ZohoSandbox, name: str, family: str, operation: str, handler: routes.Handler,
+        heavy: routes.Heaviness = routes.light) -> Any:
+    """Wrap a handler: concurrency limits, latency, auth, scope, faults, the call counter and credits.
+
+    A call is in flight for its client app from arrival until its response is produced, latency included. One
+    that would cross the edition's concurrency limit, or (``heavy``: resource-intensive) the sub-concurrency
+    limit, is not counted and is answered 429 ``TOO_MANY_REQUESTS`` after the latency and the auth checks.
+    """
     async def endpoint(request: Request) -> Response:
         sandbox.bind_loop(asyncio.get_running_loop())
-        await sandbox.faults.delay()
+        client = client_of(sandbox, request)
+        intensive = client is not None and await heavy(request)
+        admitted = client is not None and sandbox.enter_call(client, intensive)
         try:
+            await sandbox.faults.delay()
             token = authenticate(sandbox, request)
             op = operation or _operation(request.method)
             if not token.allows(family, op):
                 raise ZohoError(401, "OAUTH_SCOPE_MISMATCH", "Unauthorized")
+            if not admitted:
+                sandbox.concurrency_refused += 1
+                return too_many_requests(sandbox.faults)
             faulted = inject_faults(sandbox)
             if faulted is not None:
                 return faulted
@@ -75,6 +99,9 @@ def api(sandbox: ZohoSandbox, name: str, family: str, operation: str, handler: r
             return response
         except ZohoError as error:
             return error.response()
+        finally:
+            if admitted:
+                sandbox.leave_call(client, intensive)  # type: ignore[arg-type]
     return endpoint
 
 
@@ -82,9 +109,9 @@ def _operation(method: str) -> str:
     return {"GET": "READ", "POST": "CREATE", "PUT": "UPDATE", "PATCH": "UPDATE", "DELETE": "DELETE"}[method]
 
 
-def _by_method(sandbox: ZohoSandbox, family: str, table: dict[str, tuple[str, routes.Handler]]) -> Any:
-    """One path, several methods: each method has its own handler and counter name."""
-    endpoints = {method: api(sandbox, name, family, "", handler) for method, (name, handler) in table.items()}
+def _by_method(sandbox: ZohoSandbox, family: str, table: dict[str, tuple[Any, ...]]) -> Any:
+    """One path, several methods: each method has its own handler, counter name and (optionally) heaviness."""
+    endpoints = {method: api(sandbox, entry[0], family, "", *entry[1:]) for method, entry in table.items()}
 
     async def endpoint(request: Request) -> Response:
         return await endpoints[request.method](request)
@@ -104,7 +131,8 @@ def build_routes(sandbox: ZohoSandbox) -> list[Route]:
         # CRM API v8
         Route("/crm/v8/org", api(sandbox, "org", "ZohoCRM.org", "READ", routes.get_org), methods=["GET"]),
         Route("/crm/v8/users", api(sandbox, "users", "ZohoCRM.users", "READ", routes.get_users), methods=["GET"]),
-        Route("/crm/v8/coql", api(sandbox, "coql", "ZohoCRM.coql", "READ", routes.run_coql), methods=["POST"]),
+        Route("/crm/v8/coql", api(sandbox, "coql", "ZohoCRM.coql", "READ", routes.run_coql,
+                                           routes.heavy), methods=["POST"]),
         Route("/crm/v8/upload", api(sandbox, "upload", "ZohoFiles.files", "CREATE", routes.upload_file),
               methods=["POST"]),
         Route("/crm/v8/actions/watch", _by_method(sandbox, "ZohoCRM.notifications", {
@@ -118,14 +146,18 @@ def build_routes(sandbox: ZohoSandbox) -> list[Route]:
                                                  routes.get_bulk_job), methods=["GET"]),
         Route("/crm/bulk/v8/write/{job_id}/result", api(sandbox, "bulk_write.result", "ZohoCRM.bulk", "READ",
                                                         routes.download_bulk_result), methods=["GET"]),
-        Route("/crm/v8/{module}/upsert", api(sandbox, "records.upsert", records, "CREATE", routes.upsert_records),
+        Route("/crm/v8/{module}/upsert", api(sandbox, "records.upsert", records, "CREATE", routes.upsert_records,
+                                                  routes.many_records),
               methods=["POST"]),
         Route("/crm/v8/{module}", _by_method(sandbox, records, {
-            "GET": ("records.list", routes.list_records), "POST": ("records.insert", routes.insert_records),
-            "PUT": ("records.update", routes.update_records), "DELETE": ("records.delete", routes.delete_records),
+            "GET": ("records.list", routes.list_records, routes.sorted_or_viewed),
+            "POST": ("records.insert", routes.insert_records, routes.many_records),
+            "PUT": ("records.update", routes.update_records, routes.many_records),
+            "DELETE": ("records.delete", routes.delete_records),
         }), methods=["GET", "POST", "PUT", "DELETE"]),
         Route("/crm/v8/{module}/{record_id}", _by_method(sandbox, records, {
-            "GET": ("records.get", routes.get_record), "PUT": ("records.update", routes.update_records),
+            "GET": ("records.get", routes.get_record),
+            "PUT": ("records.update", routes.update_records, routes.many_records),
             "DELETE": ("records.delete", routes.delete_records),
         }), methods=["GET", "PUT", "DELETE"]),
     ]
@@ -145,7 +177,8 @@ async def _http_error(request: Request, exc: Exception) -> Response:
 
 def create_app(*, clock: SandboxClock | None = None, faults: Faults | str | None = None, data_centre: str = "us",
                edition: str = "enterprise", api_domain: str | None = None, time_zone: str = "America/Los_Angeles",
-               notify_transport: httpx.AsyncBaseTransport | None = None) -> Starlette:
+               notify_transport: httpx.AsyncBaseTransport | None = None,
+               limit_concurrency: bool = True) -> Starlette:
     """A Zoho CRM org with its accounts server, as one Starlette app. Helpers live on ``app.state.zoho``.
 
     clock            sandbox time (advance it to expire tokens, grant codes, channels, page tokens)
@@ -156,12 +189,15 @@ def create_app(*, clock: SandboxClock | None = None, faults: Faults | str | None
                      pass the served base URL (``http://127.0.0.1:PORT``) when running under uvicorn
     time_zone        the org user's zone; Zoho writes every datetime in it (with its offset)
     notify_transport the httpx transport for notification and bulk callback POSTs (in-process tests)
+    limit_concurrency refuse calls beyond the edition's concurrency and the sub-concurrency limits (429); when
+                     False they are only counted (``app.state.zoho.limit_concurrency`` switches it later)
     """
     sandbox = ZohoSandbox(
         clock=clock or SandboxClock(),
         faults=faults if isinstance(faults, Faults) else Faults.parse(faults),
         data_centre=data_centre, edition=edition, api_domain=api_domain, time_zone=time_zone,
         notify_transport=notify_transport)
+    sandbox.limit_concurrency = limit_concurrency
     app = Starlette(routes=build_routes(sandbox), exception_handlers={HTTPException: _http_error})
     app.state.zoho = sandbox
     return app

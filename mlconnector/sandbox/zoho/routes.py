@@ -36,6 +36,36 @@ class Call:
 
 
 Handler = Callable[[Request, Call], Awaitable[Response]]
+# Whether a call is resource-intensive (under the sub-concurrency limit), decided as it arrives.
+Heaviness = Callable[[Request], Awaitable[bool]]
+HEAVY_WRITE_RECORDS = 10  # insert/update/upsert of more records than this is resource-intensive
+
+
+# -- which calls count against the sub-concurrency limit (API limits page) ---------------------------------------
+# Get records with cvid or sort_by, Convert Lead, Insert/Update/Upsert of more than 10 records, Send Mail, Search
+# invoked from a function, and COQL. The sandbox serves records, upsert and COQL of these.
+
+async def light(request: Request) -> bool:
+    return False
+
+
+async def heavy(request: Request) -> bool:
+    return True
+
+
+async def sorted_or_viewed(request: Request) -> bool:
+    """Get records with ``sort_by`` or ``cvid``."""
+    return "sort_by" in request.query_params or "cvid" in request.query_params
+
+
+async def many_records(request: Request) -> bool:
+    """Insert, update or upsert of more than 10 records (a body that does not parse is not)."""
+    try:
+        body = json.loads(await request.body() or b"null")
+    except ValueError:
+        return False
+    data = body.get("data") if isinstance(body, dict) else None
+    return isinstance(data, list) and len(data) > HEAVY_WRITE_RECORDS
 
 
 def no_content() -> Response:

@@ -21,6 +21,13 @@ from .store import RecordStore, User, WriteOutcome
 
 BULK_JOB_SECONDS = 2.0  # a job completes on the second poll, or once this much sandbox time has passed
 
+# Calls in flight at once per org and client app, by edition (API limits page). Zoho's edition tables pair
+# Enterprise with Zoho One and Ultimate with CRM Plus.
+EDITION_CONCURRENCY = {"free": 5, "standard": 10, "professional": 15, "enterprise": 20, "zohoone": 20,
+                       "ultimate": 25, "crmplus": 25}
+# Resource-intensive calls in flight at once per org and client app, in every edition (the sub-concurrency limit).
+SUB_CONCURRENCY = 10
+
 
 @dataclass
 class PageToken:
@@ -42,7 +49,13 @@ class ZohoSandbox:
     """One Zoho CRM org in one data centre, with its accounts server.
 
     Reachable as ``app.state.zoho``. Counters for tests and benchmarks: ``calls`` (per operation),
-    ``credits`` (API credits as Zoho charges them), ``deliveries`` (notifications sent or dropped).
+    ``credits`` (API credits as Zoho charges them), ``deliveries`` (notifications sent or dropped),
+    ``concurrency_refused`` (calls answered 429 for crossing a concurrency limit), ``peak_in_flight`` and
+    ``peak_heavy_in_flight`` (the most calls, and resource-intensive calls, one client app had in flight at once).
+
+    Concurrency: ``limit_concurrency`` (default True) refuses a call that would cross ``concurrency_limit`` (the
+    edition's) or, when resource-intensive, ``sub_concurrency``; set it False to only count. ``in_flight`` and
+    ``heavy_in_flight`` are the calls in flight now, per client id.
     """
 
     def __init__(self, *, clock: SandboxClock, faults: Faults, data_centre: str, edition: str,
@@ -63,6 +76,13 @@ class ZohoSandbox:
         self.notify_transport = notify_transport
         self.calls: Counter[str] = Counter()
         self.credits = 0
+        self.limit_concurrency = True
+        self.sub_concurrency = SUB_CONCURRENCY
+        self.in_flight: Counter[str] = Counter()
+        self.heavy_in_flight: Counter[str] = Counter()
+        self.concurrency_refused = 0
+        self.peak_in_flight = 0
+        self.peak_heavy_in_flight = 0
         self.channels: dict[str, watch.Channel] = {}
         self.deliveries: list[watch.Delivery] = []
         self.files: dict[str, bulk.UploadedFile] = {}
@@ -130,10 +150,18 @@ class ZohoSandbox:
         outcome = self.store.update(spec, record_id, fields, "$.data[0]")
         self.notify(spec, [outcome])
 
+    @property
+    def concurrency_limit(self) -> int:
+        """The edition's limit on calls in flight at once per client app."""
+        return EDITION_CONCURRENCY[self.edition]
+
     def reset_counters(self) -> None:
         self.calls.clear()
         self.credits = 0
         self.deliveries.clear()
+        self.concurrency_refused = 0
+        self.peak_in_flight = max(self.in_flight.values(), default=0)
+        self.peak_heavy_in_flight = max(self.heavy_in_flight.values(), default=0)
 
     async def drain(self) -> None:
         """Wait until every notification POST in flight has finished (run on the app's loop)."""
@@ -141,6 +169,30 @@ class ZohoSandbox:
             await asyncio.gather(*list(self._tasks), return_exceptions=True)
 
     # -- shared by the routes ------------------------------------------------------------------------------------
+    def enter_call(self, client_id: str, heavy: bool) -> bool:
+        """Count an API call in flight for its client app, or return False (and count nothing) when it would
+        cross the edition's concurrency limit or, for a resource-intensive call, the sub-concurrency limit.
+        Runs on the event loop, with no await between the check and the count."""
+        if self.limit_concurrency and (self.in_flight[client_id] >= self.concurrency_limit
+                                       or heavy and self.heavy_in_flight[client_id] >= self.sub_concurrency):
+            return False
+        self.in_flight[client_id] += 1
+        self.peak_in_flight = max(self.peak_in_flight, self.in_flight[client_id])
+        if heavy:
+            self.heavy_in_flight[client_id] += 1
+            self.peak_heavy_in_flight = max(self.peak_heavy_in_flight, self.heavy_in_flight[client_id])
+        return True
+
+    def leave_call(self, client_id: str, heavy: bool) -> None:
+        """The call's response is produced: it is no longer in flight."""
+        self.in_flight[client_id] -= 1
+        if not self.in_flight[client_id]:
+            del self.in_flight[client_id]
+        if heavy:
+            self.heavy_in_flight[client_id] -= 1
+            if not self.heavy_in_flight[client_id]:
+                del self.heavy_in_flight[client_id]
+
     def _spec(self, module: str) -> ModuleSpec:
         spec = spec_for(module, self.edition)
         if spec is None:
