@@ -643,3 +643,24 @@ def test_nav_last_date_modified_filters_stay_exact(http: httpx.Client, sandbox: 
     assert names("Last_Date_Modified ge 2026-03-02 and Name eq 'Customer 2'") == ["Customer 2"]
     assert names("Last_Date_Modified ge 2026-03-04 or Last_Date_Modified le 2026-03-01") == ["Customer 1",
                                                                                             "Customer 4"]
+
+
+def test_nav_card_pages_show_every_change_between_reads(http: httpx.Client, sandbox: DynamicsSandbox,
+                                                        company: str) -> None:
+    # Page rows of card tables are kept between reads (per row version): each kind of change must still show.
+    sandbox.seed(company, "customers", [{"displayName": "Adatum", "lastModifiedDateTime": "2026-03-01T10:00:00Z"}])
+    base = "/DynamicsNAV/ODataV4/Company('CRONUS%20USA%2C%20Inc.')"
+
+    def adatum() -> dict:
+        [row] = http.get(f"{base}/Customer", headers=basic()).json()["value"]
+        return row
+
+    first = adatum()
+    sandbox.modify(company, "customers", first["No"], phoneNumber="+1 555 0100")
+    second = adatum()
+    assert second["Phone_No"] == "+1 555 0100" and second["@odata.etag"] != first["@odata.etag"]
+    patched = http.patch(f"{base}/Customer('{first['No']}')", json={"Name": "Adatum Corp"},
+                         headers={**basic(), "If-Match": second["@odata.etag"]})
+    assert patched.status_code == 200 and adatum()["Name"] == "Adatum Corp"
+    sandbox.clear_last_modified(company, "customers")
+    assert adatum()["Last_Date_Modified"] == "0001-01-01"
