@@ -2,7 +2,7 @@
 
 Settings (``[systems.NAME]`` with ``kind = "zoho"``; connections.example.toml documents each one):
 data_centre, accounts_url, api_domain, upload_url, client_id, auth, soid, scope, redirect_uri, edition,
-concurrency, bulk_threshold, bulk_poll_seconds, bulk_timeout_seconds, coql_page_size, fields,
+concurrency, sub_concurrency, bulk_threshold, bulk_poll_seconds, bulk_timeout_seconds, coql_page_size, fields,
 full_record_modules, required_modules, notify_url, notify_modules, channel_hours, channel_margin_minutes,
 daily_credit_budget, mint_limit, mint_wait_seconds.
 
@@ -20,10 +20,11 @@ import io
 import json
 import math
 import secrets as secrets_module
+import threading
 import time
 import zipfile
 from collections.abc import Callable, Iterator, Mapping
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
@@ -64,10 +65,15 @@ ZOHO_MINTS_PER_WINDOW = 10
 CREDIT_WINDOW = timedelta(hours=24)  # Zoho's credit pool is a rolling 24 hours
 INVALID_TOKEN_CODES = frozenset({"INVALID_TOKEN", "AUTHENTICATION_FAILURE", "INVALID_OAUTHTOKEN"})
 
-# Concurrent calls Zoho allows per org, by edition (API limits page); a setting overrides.
+# Concurrent calls Zoho allows per org and client app, by edition (API limits page; its edition tables pair
+# Enterprise with Zoho One and Ultimate with CRM Plus); a setting overrides.
 EDITION_CONCURRENCY = {"free": 5, "standard": 10, "professional": 15, "enterprise": 20, "ultimate": 25,
-                       "crmplus": 25, "zohoone": 25}
+                       "crmplus": 25, "zohoone": 20}
 DEFAULT_CONCURRENCY = 5
+# Resource-intensive calls Zoho allows in flight at once, in every edition (the sub-concurrency limit): among ours
+# COQL, GET records with sort_by or cvid, and insert/update/upsert of more than HEAVY_WRITE_RECORDS records.
+DEFAULT_SUB_CONCURRENCY = 10
+HEAVY_WRITE_RECORDS = 10
 # Modules an edition lacks (Invoices, Sales and Purchase Orders need Professional or above).
 EDITION_MISSING = {"free": frozenset({"Sales_Orders", "Invoices", "Purchase_Orders", "Quotes"}),
                    "standard": frozenset({"Sales_Orders", "Invoices", "Purchase_Orders"})}
@@ -462,6 +468,17 @@ def _is_throttled(response: httpx.Response) -> bool:
     return isinstance(body, dict) and body.get("code") == "TOO_MANY_REQUESTS"
 
 
+def is_heavy(method: str, path: str, params: Mapping[str, Any] | None = None, body: Any = None) -> bool:
+    """Whether Zoho counts a call against its sub-concurrency limit: COQL, GET records with sort_by or cvid,
+    insert/update/upsert of more than 10 records (API limits page)."""
+    if urlsplit(path).path.rstrip("/").endswith("/coql"):
+        return True
+    if method.upper() == "GET":
+        return params is not None and ("sort_by" in params or "cvid" in params)
+    data = body.get("data") if method.upper() in ("POST", "PUT") and isinstance(body, Mapping) else None
+    return isinstance(data, list) and len(data) > HEAVY_WRITE_RECORDS
+
+
 class ZohoConnector:
     """The Zoho CRM connector: see the module docstring for its settings."""
 
@@ -481,6 +498,9 @@ class ZohoConnector:
         self.http = ApiClient(system.name, auth=self.auth, transport=context.transport, counter=context.counter,
                               max_concurrency=concurrency, is_retryable=_is_throttled, sleep=sleep,
                               retry=retry_policy(system))
+        # At most this many resource-intensive calls in flight (is_heavy), within the http client's limit.
+        self.sub_concurrency = max(1, int(system.setting("sub_concurrency", DEFAULT_SUB_CONCURRENCY, type_=int)))
+        self._heavy_slots = threading.BoundedSemaphore(self.sub_concurrency)
         self.bulk_threshold = int(system.setting("bulk_threshold", 5000, type_=int))
         self.bulk_poll_seconds = float(system.setting("bulk_poll_seconds", 5, type_=(int, float)))
         self.bulk_timeout = float(system.setting("bulk_timeout_seconds", 1800, type_=(int, float)))
@@ -525,12 +545,24 @@ class ZohoConnector:
             self.quota.charge(self.name, credits, self.budget)
         self.credits_used += credits
 
+    def write_concurrency(self, entity: str, batch_size: int) -> int:
+        """How many write calls of ``batch_size`` records are worth keeping in flight: writes of more than 10
+        records are resource-intensive, so at most ``sub_concurrency`` of them run at once."""
+        if batch_size > HEAVY_WRITE_RECORDS:
+            return min(self.http.max_concurrency, self.sub_concurrency)
+        return self.http.max_concurrency
+
     def _call(self, method: str, path: str, *, credits: int = 1, idempotent: bool | None = None,
               **kwargs: Any) -> httpx.Response:
-        """One API call: budget first, then the request; auth failures and error statuses become errors."""
+        """One API call: budget first, then the request; auth failures and error statuses become errors.
+
+        Credits are charged once per call: a 429 (concurrency or rate) retried by the http client did no work.
+        A resource-intensive call (is_heavy) first waits for one of the ``sub_concurrency`` heavy slots."""
         self._charge(credits)
         url = path if path.startswith(("http://", "https://")) else f"{self.api_domain}{path}"
-        response = self.http.request(method, url, idempotent=idempotent, **kwargs)
+        heavy = is_heavy(method, path, kwargs.get("params"), kwargs.get("json"))
+        with self._heavy_slots if heavy else nullcontext():
+            response = self.http.request(method, url, idempotent=idempotent, **kwargs)
         if response.status_code == 401:
             body = json_body(response) or {}
             code = body.get("code", "") if isinstance(body, dict) else ""

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
+import threading
+from collections.abc import Callable, Iterator
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
@@ -22,7 +23,7 @@ from mlconnector.errors import (
 from mlconnector.secrets import SecretStore
 from mlconnector.state import State
 from mlconnector.systems import make_connector
-from mlconnector.systems.zoho import DATA_CENTRES, QuotaFile, ZohoConnector, token_from
+from mlconnector.systems.zoho import DATA_CENTRES, QuotaFile, ZohoConnector, is_heavy, token_from
 from mlconnector.config import SystemConfig
 from mlconnector.systems import ConnectorContext
 
@@ -497,6 +498,108 @@ def test_writes_are_counted_one_credit_per_ten_records(env: ZohoEnv) -> None:
     connector.write("Accounts", [{"Account_Name": f"A{i}"} for i in range(25)], "Account_Name")
     assert connector.credits_used == 3
     assert connector.credits_used == env.zoho.credits
+
+
+# -- concurrency limits -------------------------------------------------------------------------------------
+
+def in_threads(count: int, work: Callable[[int], object]) -> list[BaseException]:
+    """Run ``work(n)`` in ``count`` threads at once; the exceptions they raised."""
+    errors: list[BaseException] = []
+    start = threading.Barrier(count)
+
+    def run(n: int) -> None:
+        try:
+            start.wait(timeout=10)
+            work(n)
+        except BaseException as error:  # noqa: BLE001 - reported to the test
+            errors.append(error)
+    threads = [threading.Thread(target=run, args=(n,)) for n in range(count)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=30)
+    return errors
+
+
+def accounts(tag: str, count: int) -> list[dict[str, object]]:
+    return [{"Account_Name": f"{tag}-{i}"} for i in range(count)]
+
+
+def test_twenty_threads_upserting_100_keep_ten_in_flight_and_are_never_refused() -> None:
+    env = make_env(faults="latency=40ms")
+    try:
+        connector = env.connector(edition="enterprise")
+        assert connector.http.max_concurrency == 20 and connector.sub_concurrency == 10
+        connector.org()  # the access token is minted before the threads start
+        env.zoho.reset_counters()
+        errors = in_threads(20, lambda n: connector.write("Accounts", accounts(f"T{n}", 100), "Account_Name"))
+        assert errors == []
+        assert env.zoho.concurrency_refused == 0
+        assert env.zoho.peak_heavy_in_flight == 10
+        assert len(env.zoho.records("Accounts")) == 2000
+        assert connector.credits_used - 1 == env.zoho.credits == 20 * 10
+    finally:
+        env.inner.close()
+
+
+def test_light_calls_use_the_whole_edition_limit() -> None:
+    env = make_env(faults="latency=80ms")
+    try:
+        connector = env.connector(edition="enterprise")
+        connector.org()
+        env.zoho.reset_counters()
+        errors = in_threads(25, lambda n: connector.write("Accounts", accounts(f"T{n}", 10), "Account_Name"))
+        assert errors == []
+        assert env.zoho.concurrency_refused == 0
+        # not held to 10; never above the edition's 20 (exactly 20 needs all 25 threads to start within the latency)
+        assert 10 < env.zoho.peak_in_flight <= 20 and env.zoho.peak_heavy_in_flight == 0
+    finally:
+        env.inner.close()
+
+
+def test_concurrency_429s_are_retried_and_cost_no_credits() -> None:
+    env = make_env(faults="latency=40ms")
+    try:
+        # sub_concurrency raised past Zoho's 10: the sandbox refuses some, the client sends them again
+        connector = env.connector(edition="enterprise", sub_concurrency=20, retry_attempts=20)
+        connector.org()
+        env.zoho.reset_counters()
+        errors = in_threads(20, lambda n: connector.write("Accounts", accounts(f"T{n}", 100), "Account_Name"))
+        assert errors == []
+        assert env.zoho.concurrency_refused > 0
+        assert len(env.zoho.records("Accounts")) == 2000
+        assert connector.credits_used - 1 == env.zoho.credits == 20 * 10
+    finally:
+        env.inner.close()
+
+
+def test_write_concurrency_is_the_sub_concurrency_for_writes_of_more_than_ten(env: ZohoEnv) -> None:
+    enterprise = env.connector(edition="enterprise")
+    assert enterprise.write_concurrency("Accounts", 100) == 10
+    assert enterprise.write_concurrency("Accounts", 11) == 10
+    assert enterprise.write_concurrency("Accounts", 10) == 20
+    assert enterprise.write_concurrency("Accounts", 1) == 20
+    assert env.connector(edition="ultimate").write_concurrency("Invoices", 100) == 10
+    assert env.connector(edition="free").write_concurrency("Accounts", 100) == 5
+    assert env.connector(edition="free").write_concurrency("Accounts", 5) == 5
+    assert env.connector(concurrency=8).write_concurrency("Accounts", 100) == 8
+    assert env.connector(edition="enterprise", sub_concurrency=4).write_concurrency("Accounts", 100) == 4
+    assert env.connector(edition="enterprise", sub_concurrency=4).write_concurrency("Accounts", 10) == 20
+
+
+def test_which_calls_are_resource_intensive() -> None:
+    assert is_heavy("POST", "/crm/v8/coql", body={"select_query": "select id from Accounts where id is not null"})
+    assert is_heavy("POST", "https://www.zohoapis.com/crm/v8/coql")
+    assert is_heavy("GET", "/crm/v8/Accounts", {"fields": "id", "sort_by": "Modified_Time"})
+    assert is_heavy("GET", "/crm/v8/Accounts", {"fields": "id", "cvid": "5725767000000087501"})
+    assert not is_heavy("GET", "/crm/v8/Accounts", {"fields": "id", "ids": "1,2"})
+    assert not is_heavy("GET", "/crm/v8/Accounts/1")
+    assert is_heavy("POST", "/crm/v8/Accounts/upsert", body={"data": [{}] * 11})
+    assert not is_heavy("POST", "/crm/v8/Accounts/upsert", body={"data": [{}] * 10})
+    assert is_heavy("PUT", "/crm/v8/Accounts", body={"data": [{"id": "1"}] * 11})
+    assert is_heavy("POST", "/crm/v8/Accounts", body={"data": [{}] * 100})
+    assert not is_heavy("POST", "/crm/v8/actions/watch", body={"watch": [{}] * 20})
+    assert not is_heavy("POST", "/crm/bulk/v8/write", body={"operation": "upsert"})
 
 
 # -- secrets never leak -------------------------------------------------------------------------------------
