@@ -141,6 +141,8 @@ DEFAULT_FIELDS["Invoices"] = _ORDER_FIELDS + ("Invoice_Number", "Invoice_Date", 
 # Modules whose line items (subforms) come only from a fetch by id: changes() fetches each one in full.
 LINE_ITEM_MODULES = ("Quotes", "Sales_Orders", "Invoices", "Purchase_Orders")
 COQL_IN_MAX = 50  # values in one COQL "in (...)"
+# Key lookups: two "in" lists joined by "or" (COQL takes up to 25 criteria), so one query covers a write batch.
+COQL_KEYS_PER_QUERY = 2 * COQL_IN_MAX
 
 
 def register() -> None:
@@ -735,8 +737,8 @@ class ZohoConnector:
             return payloads
         known = list(ids)
         by_key = [i for i, target in enumerate(ids) if not target and payloads[i].get(key) not in (None, "")]
-        for start in range(0, len(by_key), COQL_IN_MAX):
-            chunk = by_key[start:start + COQL_IN_MAX]
+        for start in range(0, len(by_key), COQL_KEYS_PER_QUERY):
+            chunk = by_key[start:start + COQL_KEYS_PER_QUERY]
             found = self._ids_by_key(entity, key, [str(payloads[i][key]) for i in chunk])
             for i in chunk:
                 known[i] = found.get(str(payloads[i][key]))
@@ -756,9 +758,12 @@ class ZohoConnector:
         return out
 
     def _ids_by_key(self, entity: str, key: str, values: list[str]) -> dict[str, str]:
-        """Key value -> record id, for the records that already exist (one COQL call for up to 50 values)."""
-        query = (f"select {key} from {entity} where {key} in ({', '.join(_quote(v) for v in values)}) "
-                 f"limit {COQL_IN_MAX * 2}")
+        """Key value -> record id, for the records that already exist: one COQL call for up to 100 values (two
+        "in" lists of 50, Zoho's most per list, joined by "or")."""
+        lists = [values[start:start + COQL_IN_MAX] for start in range(0, len(values), COQL_IN_MAX)]
+        criteria = [f"{key} in ({', '.join(_quote(v) for v in part)})" for part in lists]
+        where = criteria[0] if len(criteria) == 1 else "(" + " or ".join(criteria) + ")"
+        query = f"select {key} from {entity} where {where} limit {max(1, len(values)) * 2}"
         response = self._call("POST", "/crm/v8/coql", credits=1, idempotent=True, json={"select_query": query})
         if response.status_code == 204:
             return {}

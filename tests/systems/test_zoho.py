@@ -641,3 +641,26 @@ def test_no_secret_appears_in_output_errors_or_state(env: ZohoEnv, tmp_path: Pat
 
     for secret in (CLIENT_SECRET, env.refresh_token, access, notify_token):
         assert secret and secret not in haystack
+
+
+def test_documents_written_by_key_are_looked_up_with_one_query_per_batch_and_keep_their_lines_once(
+        env: ZohoEnv) -> None:
+    # Zoho adds the line items an update sends to those the record has: documents that may exist already (a
+    # run killed after Zoho took them) are looked up by key first, 100 keys a COQL query (two "in" lists).
+    env.zoho.mark_unique("Invoices", "ERP_Number")
+    [product] = env.zoho.seed("Products", [{"Product_Name": "Widget"}])
+    [account] = env.zoho.seed("Accounts", [{"Account_Name": "Acme"}])
+
+    def invoice(n: int) -> dict:
+        return {"Subject": f"INV-{n}", "ERP_Number": f"PS-{n:05d}", "Account_Name": {"id": account},
+                "Invoiced_Items": [{"Product_Name": {"id": product}, "Quantity": 1 + n % 3}]}
+
+    env.zoho.seed("Invoices", [invoice(n) for n in range(60)])
+    before = env.zoho.calls["coql"]
+
+    results = env.connector().write("Invoices", [invoice(n) for n in range(100)], "ERP_Number")
+
+    assert env.zoho.calls["coql"] - before == 1
+    assert [r.action for r in results] == ["update"] * 60 + ["create"] * 40
+    stored = {r["ERP_Number"]: r for r in (env.zoho.record("Invoices", x.target_id) for x in results)}
+    assert len(stored) == 100 and all(len(r["Invoiced_Items"]) == 1 for r in stored.values())
