@@ -37,6 +37,24 @@ def test_as_many_write_batches_are_in_flight_as_the_target_api_allows(config_fil
     assert peak[0] == 8
 
 
+def test_a_target_that_limits_large_writes_further_is_asked_how_many_to_keep_in_flight(config_file, tmp_path,
+                                                                                         erp, crm):
+    # Zoho: 20 calls at once for an enterprise org, but only 10 inserts/updates/upserts of more than 10 records.
+    engine = make_engine(config_file, tmp_path)   # batch_size 10
+    target = engine.connectors["crm"]
+    target.http = SimpleNamespace(max_concurrency=20)
+    asked = []
+
+    def write_concurrency(entity: str, batch_size: int) -> int:
+        asked.append((entity, batch_size))
+        return 3
+
+    target.write_concurrency = write_concurrency
+
+    assert engine._in_flight(engine.pair.flow("customers")) == 3
+    assert asked == [("account", 10)]
+
+
 def test_an_explicit_engine_concurrency_still_wins(config_file, tmp_path, erp, crm):
     seed_customers(erp, 30)
     engine = make_engine(config_file, tmp_path)
