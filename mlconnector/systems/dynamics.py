@@ -33,6 +33,7 @@ import time
 from collections.abc import Callable, Generator, Iterator, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
+from functools import lru_cache
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote, unquote, urlsplit
@@ -223,6 +224,17 @@ def _nav_value(value: Any) -> Any:
     if isinstance(value, str) and "_x0020_" in value:
         return value.replace("_x0020_", " ")
     return value
+
+
+@lru_cache(maxsize=4096)
+def _day_end(day: str) -> datetime | None:
+    """``_end_of_day``, once per date: a page of cards shares a few hundred dates among thousands of rows."""
+    return _end_of_day(day)
+
+
+@lru_cache(maxsize=4096)
+def _isoformat(moment: datetime) -> str:
+    return moment.isoformat()
 
 
 def _end_of_day(day: str) -> datetime | None:
@@ -811,10 +823,10 @@ class DynamicsConnector:
                                                                      for x in lines), 2))
         modified: datetime | None = None
         if isinstance(stamp, str):
-            modified = parse_time(stamp) if "T" in stamp else _end_of_day(stamp)
-            if modified is not None and cap is not None:
-                modified = min(modified, cap)
-        data["lastModifiedDateTime"] = modified.isoformat() if modified else None
+            modified = parse_time(stamp) if "T" in stamp else _day_end(stamp)
+            if modified is not None and cap is not None and modified > cap:
+                modified = cap
+        data["lastModifiedDateTime"] = _isoformat(modified) if modified else None
         return Record(self.name, entity, number, modified, data)
 
     @staticmethod
