@@ -664,3 +664,25 @@ def test_nav_card_pages_show_every_change_between_reads(http: httpx.Client, sand
     assert patched.status_code == 200 and adatum()["Name"] == "Adatum Corp"
     sandbox.clear_last_modified(company, "customers")
     assert adatum()["Last_Date_Modified"] == "0001-01-01"
+
+
+def test_nav_posted_invoices_filtered_by_posting_date(http: httpx.Client, sandbox: DynamicsSandbox,
+                                                      company: str) -> None:
+    sandbox.seed(company, "customers", [{"number": "C1", "displayName": "Adatum"}])
+    for day in ("2026-03-01", "2026-03-02", "2026-03-03"):
+        sandbox.seed(company, "items", [{"number": f"I{day[-1]}", "displayName": "Chair", "unitPrice": 10}])
+        sandbox.seed(company, "salesInvoices", [{"customerNumber": "C1", "postingDate": day, "salesInvoiceLines": [
+            {"lineObjectNumber": f"I{day[-1]}", "quantity": 1}]}])
+    for draft in [i for i in sandbox.records(company, "salesInvoices") if i["status"] == "Draft"]:
+        sandbox.post_invoice(company, draft["number"])
+    sandbox.modify(company, "salesInvoices", sandbox.records(company, "salesInvoices")[0]["number"],
+                   postingDate="2026-03-01")
+    base = "/DynamicsNAV/ODataV4/Company('CRONUS%20USA%2C%20Inc.')"
+
+    def dates(expression: str) -> list[str]:
+        rows = http.get(f"{base}/PostedSalesInvoice", params={"$filter": expression}, headers=basic()).json()
+        return sorted(row["Posting_Date"] for row in rows["value"])
+
+    assert dates("Posting_Date ge 2026-03-02") == ["2026-03-02", "2026-03-03"]
+    assert dates("Posting_Date gt 2026-03-02") == ["2026-03-03"]
+    assert dates("Posting_Date ge 2026-03-03 or Posting_Date le 2026-03-01") == ["2026-03-01", "2026-03-03"]

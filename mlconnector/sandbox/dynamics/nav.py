@@ -236,10 +236,15 @@ class ODataV4Pages:
         navigations = [page.lines_part] if page.lines_part else []
         query = parse_query(dict(request.query_params), types, service, navigations)
         since = query.lower_bounds.get(LAST_DATE_MODIFIED) if LAST_DATE_MODIFIED in types else None
-        # A filter on Last Date Modified is answered from the stored stamp first (a key on the field, as the
-        # server's SQL would use), so only rows that can match are converted; the filter below stays exact.
+        # A lower bound on Last Date Modified or on a stored date field (Posting Date) is answered from the
+        # stored values first (a key on the field, as the server's SQL would use), so only rows that can match
+        # are converted; the filter below stays exact.
+        stored = {nav: api for nav, api in page.fields if isinstance(api, str)}
+        dates = [(stored[name], str(bound)) for name, bound in query.lower_bounds.items()
+                 if name in stored and types.get(name) == "date"]
         rows = {r.id: r for r in company.table(page.entity_set).values() if self._visible(page, r)
-                and (since is None or (r.modified is not None and r.modified.date().isoformat() >= since))}
+                and (since is None or (r.modified is not None and r.modified.date().isoformat() >= since))
+                and all(str(r.values.get(api) or "") >= bound for api, bound in dates)}
         views = [{**self._view(company, page, r), "_rowid": r.id} for r in rows.values()]
         page_size, applied = requested_page_size(request.headers.get("prefer"), self.sandbox.max_page_size)
         result = select_page(views, query, types, list(page.key), page_size)
