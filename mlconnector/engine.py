@@ -57,7 +57,7 @@ DEFAULT_CONCURRENCY = 4
 CHANGED_TARGETS_CAP = 2_000
 # Records a poll reads ahead of the pipeline, in a thread of its own, so the source prepares its next page while
 # this one is mapped and written (a server building a page of 10,000 rows takes about a second).
-READ_AHEAD = 2_000
+READ_AHEAD = 1_000
 
 
 def utcnow() -> datetime:

@@ -773,7 +773,10 @@ class DynamicsConnector:
         if part:
             params["$expand"] = part
         relations: Mapping[str, list[dict[str, Any]]] | None = None
-        for row in self._pages(f"{self.company_url()}/{service}", params):
+        # A whole read of documents with their lines asks for smaller pages, as in API mode: each row is several
+        # times wider than a card's, and a page's text is held while its rows are taken.
+        size = min(self.page_size, self.document_page_size) if part and "$filter" not in params else None
+        for row in self._pages(f"{self.company_url()}/{service}", params, size):
             record = self._page_record(entity, row, field, cap)
             if entity == "contacts":
                 # Fetched once the first contact has come: a run in which no contact changed asks for nothing more.

@@ -147,6 +147,18 @@ def test_pages_with_maxpagesize_and_nextlink_never_top(env: DynamicsEnv) -> None
                                                 k[1]))
 
 
+def test_whole_reads_of_documents_with_lines_take_smaller_pages(env: DynamicsEnv) -> None:
+    connector = env.connector(page_size=1000, document_page_size=2)
+    env.transport.requests.clear()
+    invoices = list(connector.changes("postedSalesInvoices", None))
+    customers = list(connector.changes("customers", None))
+    assert invoices and customers
+    prefer = {r.headers.get("Prefer") for r in env.transport.requests if "nvoice" in r.url.path}
+    assert prefer == {"odata.maxpagesize=2"}
+    assert {r.headers.get("Prefer") for r in env.transport.requests
+            if "ustomer" in r.url.path and "Invoice" not in r.url.path} == {"odata.maxpagesize=1000"}
+
+
 def test_rows_never_stamped_are_read_once_on_a_full_run(env: DynamicsEnv) -> None:
     env.sandbox.clear_last_modified(env.company, "customers", ["C00020"])
     connector = env.connector()
