@@ -42,6 +42,7 @@ import httpx
 from filelock import FileLock
 
 from mlconnector.auth import SecretTokenCache, Token, TokenAuth, utcnow
+from mlconnector import jsonfile
 from mlconnector.config import SystemConfig
 from mlconnector.errors import (
     EXIT_AUTH,
@@ -297,21 +298,11 @@ class CompanyRecord:
             else:
                 _KNOWN_COMPANIES[(str(self.path), root, company)] = company_id
         try:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            with self._lock:
-                try:
-                    data = json.loads(self.path.read_text(encoding="utf-8"))
-                except (OSError, ValueError):
-                    data = {}
-                if not isinstance(data, dict):
-                    data = {}
+            with jsonfile.edited(self.path, self._lock) as data:
                 if company_id is None:
                     data.pop(self._key(root, company), None)
                 else:
                     data[self._key(root, company)] = company_id
-                tmp = self.path.with_name(self.path.name + ".tmp")
-                tmp.write_text(json.dumps(data, sort_keys=True), encoding="utf-8")
-                tmp.replace(self.path)
         except OSError:
             pass  # the next run looks the company up again
 

@@ -50,6 +50,7 @@ from urllib.parse import quote, unquote, urlsplit
 import httpx
 from filelock import FileLock
 
+from mlconnector import jsonfile
 from mlconnector.config import SystemConfig
 from mlconnector.errors import (
     EXIT_AUTH,
@@ -190,21 +191,13 @@ class SeenList:
 
     def update(self, entity: str, digests: Mapping[str, str], now: datetime) -> dict[str, datetime]:
         """Store the current digests; return, per id, when its current content was first seen."""
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        with self._lock:
-            try:
-                data = json.loads(self.path.read_text(encoding="utf-8"))
-            except (OSError, ValueError):
-                data = {}
+        with jsonfile.edited(self.path, self._lock) as data:
             known = data.get(entity, {})
             fresh: dict[str, list[str]] = {}
             for record_id, digest in digests.items():
                 before = known.get(record_id)
                 fresh[record_id] = before if before and before[0] == digest else [digest, now.isoformat()]
             data[entity] = fresh
-            tmp = self.path.with_name(self.path.name + ".tmp")
-            tmp.write_text(json.dumps(data), encoding="utf-8")
-            tmp.replace(self.path)
         return {record_id: datetime.fromisoformat(entry[1]) for record_id, entry in fresh.items()}
 
 

@@ -24,7 +24,7 @@ import threading
 import time
 import zipfile
 from collections.abc import Callable, Iterator, Mapping
-from contextlib import contextmanager, nullcontext
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
@@ -35,6 +35,7 @@ import httpx
 from filelock import FileLock
 
 from mlconnector.auth import SecretTokenCache, Token, TokenAuth, utcnow
+from mlconnector import jsonfile
 from mlconnector.config import SystemConfig
 from mlconnector.errors import (
     AuthError,
@@ -168,18 +169,8 @@ class QuotaFile:
         self._lock = FileLock(str(path) + ".lock", timeout=30)
         self._now = now
 
-    @contextmanager
-    def _edit(self) -> Iterator[dict[str, Any]]:
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        with self._lock:
-            try:
-                data = json.loads(self.path.read_text(encoding="utf-8"))
-            except (OSError, ValueError):
-                data = {}
-            yield data
-            tmp = self.path.with_name(self.path.name + ".tmp")
-            tmp.write_text(json.dumps(data), encoding="utf-8")
-            tmp.replace(self.path)
+    def _edit(self) -> AbstractContextManager[dict[str, Any]]:
+        return jsonfile.edited(self.path, self._lock)
 
     def reserve_mint(self, key: str, limit: int) -> float:
         """Record a mint and return 0, or return the seconds to wait before one is allowed."""
