@@ -329,14 +329,18 @@ def run(plan: Plan, *, pairs: tuple[str, ...] = PAIRS, only: set[str] | None = N
             work.mkdir()
             report["pairs"][pair] = run_pair(pair, plan, only, work, say)
     report["load_average_at_end"] = [round(x, 2) for x in os.getloadavg()]
-    table = render(report)
     if save:
-        results_dir.mkdir(parents=True, exist_ok=True)
-        stamp = report["timestamp"].replace(":", "").replace("-", "")
-        (results_dir / f"{stamp}-{plan.mode}.json").write_text(json.dumps(report, indent=2, default=str) + "\n",
-                                                               encoding="utf-8")
-        (results_dir / "latest.md").write_text(table, encoding="utf-8")
+        save_report(report, render(report), results_dir, plan.mode, "latest.md")
     return report
+
+
+def save_report(report: dict[str, Any], table: str, results_dir: Path, name: str, latest: str) -> None:
+    """``<time>-<name>.json`` next to the earlier results (a regression shows), and the table as ``latest``."""
+    results_dir.mkdir(parents=True, exist_ok=True)
+    stamp = report["timestamp"].replace(":", "").replace("-", "")
+    (results_dir / f"{stamp}-{name}.json").write_text(json.dumps(report, indent=2, default=str) + "\n",
+                                                      encoding="utf-8")
+    (results_dir / latest).write_text(table, encoding="utf-8")
 
 
 def _ok(flag: bool) -> str:

@@ -23,7 +23,6 @@ Results: ``benchmarks/results/<time>-other-pairs-<mode>.json`` (kept, so a regre
 from __future__ import annotations
 
 import argparse
-import json
 import math
 import os
 import random
@@ -35,7 +34,8 @@ from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
 
-from benchmarks.harness import _flows, _tool_figures, machine, minimum_write_calls, run_tool
+from benchmarks.harness import (_flows, _ok, _tool_figures, machine, minimum_write_calls, run_tool,
+                                save_report)
 from benchmarks.sandboxes import OVERLAP_SECONDS, WorldProcess, serve_world
 
 RESULTS = Path(__file__).resolve().parent / "results"
@@ -447,21 +447,12 @@ def run(plan: Plan, *, pairs: tuple[str, ...] = PAIRS, only: set[str] | None = N
             report["pairs"][pair] = run_pair(pair, plan, only, Path(tmp) / f"work-{pair}", say)
     report["total_seconds"] = round(time.perf_counter() - started, 1)
     report["load_average_at_end"] = [round(x, 2) for x in os.getloadavg()]
-    table = render(report)
     if save:
-        results_dir.mkdir(parents=True, exist_ok=True)
-        stamp = report["timestamp"].replace(":", "").replace("-", "")
-        (results_dir / f"{stamp}-other-pairs-{plan.mode}.json").write_text(
-            json.dumps(report, indent=2, default=str) + "\n", encoding="utf-8")
-        (results_dir / "latest-other-pairs.md").write_text(table, encoding="utf-8")
+        save_report(report, render(report), results_dir, f"other-pairs-{plan.mode}", "latest-other-pairs.md")
     return report
 
 
 # -- the table ----------------------------------------------------------------------------------------------------
-
-def _ok(flag: bool) -> str:
-    return "met" if flag else "MISSED"
-
 
 def rows(report: dict[str, Any]) -> list[tuple[str, str, str, str, str]]:
     out = []
