@@ -3,8 +3,7 @@
 from __future__ import annotations
 
 import json
-import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
@@ -27,6 +26,7 @@ from mlconnector.systems.zoho import DATA_CENTRES, QuotaFile, ZohoConnector, is_
 from mlconnector.config import SystemConfig
 from mlconnector.systems import ConnectorContext
 
+from tests.helpers import run_in_threads
 from tests.systems.zoho_env import CLIENT_ID, ZohoEnv, make_env
 
 
@@ -502,25 +502,6 @@ def test_writes_are_counted_one_credit_per_ten_records(env: ZohoEnv) -> None:
 
 # -- concurrency limits -------------------------------------------------------------------------------------
 
-def in_threads(count: int, work: Callable[[int], object]) -> list[BaseException]:
-    """Run ``work(n)`` in ``count`` threads at once; the exceptions they raised."""
-    errors: list[BaseException] = []
-    start = threading.Barrier(count)
-
-    def run(n: int) -> None:
-        try:
-            start.wait(timeout=10)
-            work(n)
-        except BaseException as error:  # noqa: BLE001 - reported to the test
-            errors.append(error)
-    threads = [threading.Thread(target=run, args=(n,)) for n in range(count)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(timeout=30)
-    return errors
-
-
 def accounts(tag: str, count: int) -> list[dict[str, object]]:
     return [{"Account_Name": f"{tag}-{i}"} for i in range(count)]
 
@@ -532,7 +513,7 @@ def test_twenty_threads_upserting_100_keep_ten_in_flight_and_are_never_refused()
         assert connector.http.max_concurrency == 20 and connector.sub_concurrency == 10
         connector.org()  # the access token is minted before the threads start
         env.zoho.reset_counters()
-        errors = in_threads(20, lambda n: connector.write("Accounts", accounts(f"T{n}", 100), "Account_Name"))
+        errors = run_in_threads(20, lambda n: connector.write("Accounts", accounts(f"T{n}", 100), "Account_Name"))
         assert errors == []
         assert env.zoho.concurrency_refused == 0
         assert env.zoho.peak_heavy_in_flight == 10
@@ -548,7 +529,7 @@ def test_light_calls_use_the_whole_edition_limit() -> None:
         connector = env.connector(edition="enterprise")
         connector.org()
         env.zoho.reset_counters()
-        errors = in_threads(25, lambda n: connector.write("Accounts", accounts(f"T{n}", 10), "Account_Name"))
+        errors = run_in_threads(25, lambda n: connector.write("Accounts", accounts(f"T{n}", 10), "Account_Name"))
         assert errors == []
         assert env.zoho.concurrency_refused == 0
         # not held to 10; never above the edition's 20 (exactly 20 needs all 25 threads to start within the latency)
@@ -564,7 +545,7 @@ def test_concurrency_429s_are_retried_and_cost_no_credits() -> None:
         connector = env.connector(edition="enterprise", sub_concurrency=20, retry_attempts=20)
         connector.org()
         env.zoho.reset_counters()
-        errors = in_threads(20, lambda n: connector.write("Accounts", accounts(f"T{n}", 100), "Account_Name"))
+        errors = run_in_threads(20, lambda n: connector.write("Accounts", accounts(f"T{n}", 100), "Account_Name"))
         assert errors == []
         assert env.zoho.concurrency_refused > 0
         assert len(env.zoho.records("Accounts")) == 2000
