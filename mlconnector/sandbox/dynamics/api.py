@@ -18,7 +18,7 @@ from . import errors
 from .errors import ODataError, json_response
 from .odata import Query, apply_select, next_link, parse_query, requested_page_size, select_page
 from .schema import ENTITIES, EntitySpec
-from .store import Company, StoredRow
+from .store import Company, RowViews, StoredRow
 
 if TYPE_CHECKING:
     from .sandbox import DynamicsSandbox
@@ -86,18 +86,12 @@ class ApiV2:
     def __init__(self, sandbox: "DynamicsSandbox") -> None:
         self.sandbox = sandbox
         self.db = sandbox.db
-        self._rows: dict[tuple[str, str, str], tuple[int, Any, dict[str, Any]]] = {}
+        self._rows = RowViews()
 
     def _api_row(self, company: Company, set_name: str, row: StoredRow) -> dict[str, Any]:
         if set_name not in self.CACHED_ROWS:
             return self.db.to_api(set_name, row)
-        key = (company.id, set_name, row.id)
-        kept = self._rows.get(key)
-        if kept is not None and kept[0] == row.version and kept[1] == row.modified:
-            return kept[2]
-        out = self.db.to_api(set_name, row)
-        self._rows[key] = (row.version, row.modified, out)
-        return out
+        return self._rows.get((company.id, set_name, row.id), row, lambda: self.db.to_api(set_name, row))
 
     async def handle(self, request: Request, rest: str, root: str, principal: str) -> Response:
         segments = parse_segments(rest)

@@ -20,7 +20,7 @@ from .api import check_if_match, read_json
 from .errors import ODataError, json_response
 from .odata import apply_select, next_link, parse_query, requested_page_size, select_page
 from .schema import BLANK_DATE, ENTITIES, LAST_DATE_MODIFIED, POSTED_INVOICE_STATUSES, RELATIONS_TYPES, PageSpec
-from .store import Company, StoredRow
+from .store import Company, RowViews, StoredRow
 
 if TYPE_CHECKING:
     from .sandbox import DynamicsSandbox
@@ -70,7 +70,7 @@ class ODataV4Pages:
     def __init__(self, sandbox: "DynamicsSandbox") -> None:
         self.sandbox = sandbox
         self.db = sandbox.db
-        self._views: dict[tuple[str, int, str], tuple[int, Any, dict[str, Any]]] = {}
+        self._views = RowViews()
 
     async def handle(self, request: Request, rest: str, root: str) -> Response:
         rest = rest.strip("/")
@@ -184,13 +184,7 @@ class ODataV4Pages:
         """``nav_row``, kept per (row version, modified) for card tables: a write bumps the version."""
         if page.entity_set not in self.CACHED_VIEWS or page.lines_part:
             return self.nav_row(page, row)
-        key = (company.id, id(page), row.id)
-        kept = self._views.get(key)
-        if kept is not None and kept[0] == row.version and kept[1] == row.modified:
-            return kept[2]
-        view = self.nav_row(page, row)
-        self._views[key] = (row.version, row.modified, view)
-        return view
+        return self._views.get((company.id, id(page), row.id), row, lambda: self.nav_row(page, row))
 
     def _types(self, page: PageSpec) -> dict[str, str]:
         spec = ENTITIES[page.entity_set]

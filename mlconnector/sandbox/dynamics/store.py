@@ -56,6 +56,22 @@ class StoredRow:
         return make_etag(self.id, self.version)
 
 
+class RowViews:
+    """Views of stored rows (page rows, API rows) kept per row version and modification stamp, for tables whose
+    view depends on the row alone: a large table read in pages is converted once, not again for each page."""
+
+    def __init__(self) -> None:
+        self._kept: dict[Any, tuple[int, datetime | None, dict[str, Any]]] = {}
+
+    def get(self, key: Any, row: StoredRow, build: Callable[[], dict[str, Any]]) -> dict[str, Any]:
+        kept = self._kept.get(key)
+        if kept is not None and kept[0] == row.version and kept[1] == row.modified:
+            return kept[2]
+        view = build()
+        self._kept[key] = (row.version, row.modified, view)
+        return view
+
+
 @dataclass(frozen=True)
 class ContactRelation:
     """One Contact Business Relation row: contact -> (Link to Table, No.) under a business relation code."""
