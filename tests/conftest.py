@@ -3,10 +3,12 @@ nothing touches the user's real keyring, state dir or the network beyond loopbac
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import tempfile
 from pathlib import Path
+from typing import Any
 
 import keyring
 import pytest
@@ -24,19 +26,37 @@ def _secret_like(value: str) -> bool:
     return not value.startswith(("http://", "https://", "/", "[")) and value not in ("true", "false")
 
 
-# The suite starts the real CLI in a subprocess a few hundred times. Where PYTHONDONTWRITEBYTECODE is set (CI
-# images set it), each of those would compile the whole package again (about 0.3 s of CPU apiece): the
-# subprocesses keep their compiled modules in one throwaway folder instead, never next to the sources.
-_PYCACHE = tempfile.mkdtemp(prefix="mlconnector-tests-pycache-")
+# Shared by the controller and the workers of a run (pytest-xdist): the registries of secrets and outputs each
+# worker leaves behind for the scan at the end, and the subprocesses' compiled modules.
+_RUN_DIR = "MLC_TEST_RUN_DIR"
+
+
+def _is_worker(config: pytest.Config) -> bool:
+    return hasattr(config, "workerinput")
 
 
 def pytest_configure(config: pytest.Config) -> None:
-    os.environ.pop("PYTHONDONTWRITEBYTECODE", None)
-    os.environ["PYTHONPYCACHEPREFIX"] = _PYCACHE
+    if not _is_worker(config):  # workers are started after this and inherit the environment
+        run_dir = tempfile.mkdtemp(prefix="mlconnector-tests-")
+        os.environ[_RUN_DIR] = run_dir
+        # The suite starts the real CLI in a subprocess a few hundred times. Where PYTHONDONTWRITEBYTECODE is set
+        # (CI images set it), each would compile the whole package again (about 0.3 s of CPU apiece): they keep
+        # their compiled modules in the run's throwaway folder instead, never next to the sources.
+        os.environ.pop("PYTHONDONTWRITEBYTECODE", None)
+        os.environ["PYTHONPYCACHEPREFIX"] = os.path.join(run_dir, "pycache")
+    # Tables printed to a pipe are as wide as COLUMNS says; workers would otherwise get 80.
+    os.environ["COLUMNS"] = "160"
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """The reliability suite first: its files take longest, and two workers finish sooner when the longest
+    files do not start last (the order within each file, and among the rest, stays as collected)."""
+    items.sort(key=lambda item: not item.nodeid.startswith("tests/reliability/"))
 
 
 def pytest_unconfigure(config: pytest.Config) -> None:
-    shutil.rmtree(_PYCACHE, ignore_errors=True)
+    if not _is_worker(config):
+        shutil.rmtree(os.environ.pop(_RUN_DIR), ignore_errors=True)
 
 
 @pytest.fixture(autouse=True)
@@ -72,13 +92,31 @@ def pytest_runtest_logreport(report: pytest.TestReport) -> None:
 
 
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
-    """After the whole suite: no secret value in any output, traceback, state file, log or cassette."""
+    """After the whole suite, every worker's registry merged: no secret value in any output, traceback, state
+    file, log or cassette."""
+    run_dir = Path(os.environ[_RUN_DIR])
+    if _is_worker(session.config):
+        leaks.save(run_dir / f"leaks-{session.config.workerinput['workerid']}.json")
+        return
+    for path in sorted(run_dir.glob("leaks-*.json")):
+        leaks.load(path)
     found = leaks.find_leaks([Path(__file__).parent / "cassettes"])
     if found:
         reporter = session.config.pluginmanager.get_plugin("terminalreporter")
         if reporter is not None:
             reporter.write_line(f"SECRET LEAK: {len(found)} place(s): " + "; ".join(found[:10]), red=True)
         session.exitstatus = pytest.ExitCode.TESTS_FAILED
+
+
+def pytest_terminal_summary(terminalreporter: Any) -> None:
+    """What the reliability suite did (tests/reliability), summed over the workers, for README."""
+    if not leaks.FIGURES:
+        return
+    figures = dict(sorted(leaks.FIGURES.items()))
+    terminalreporter.write_line("reliability figures: " + ", ".join(f"{k}={v}" for k, v in figures.items()))
+    target = os.environ.get("MLCONNECTOR_RELIABILITY_FIGURES")
+    if target:
+        Path(target).write_text(json.dumps(figures, indent=2) + "\n")
 
 
 @pytest.fixture

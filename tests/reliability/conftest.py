@@ -4,15 +4,12 @@ MLCONNECTOR_SOAK=1 runs the long version (more trials, more records, more notifi
 
 from __future__ import annotations
 
-import json
-import os
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from tests.reliability import leaks
 from tests.reliability.harness import Rig, start_rig
 
 
@@ -32,13 +29,3 @@ def make_rig(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Callab
     yield make
     for rig in rigs:
         rig.stop()
-
-
-def pytest_terminal_summary(terminalreporter: Any) -> None:
-    if not leaks.FIGURES:
-        return
-    figures = dict(sorted(leaks.FIGURES.items()))
-    terminalreporter.write_line("reliability figures: " + ", ".join(f"{k}={v}" for k, v in figures.items()))
-    target = os.environ.get("MLCONNECTOR_RELIABILITY_FIGURES")
-    if target:
-        Path(target).write_text(json.dumps(figures, indent=2) + "\n")

@@ -35,6 +35,23 @@ def register(values: Iterable[str | None]) -> None:
             SECRETS.add(value)
 
 
+def save(path: Path) -> None:
+    """This process's registry, for the process that scans at the end (a pytest-xdist worker's, for the
+    controller). The file holds test secrets only and lives in the run's throwaway folder."""
+    path.write_text(json.dumps({"secrets": sorted(SECRETS), "outputs": OUTPUTS, "files": [str(p) for p in FILES],
+                                "figures": FIGURES}), encoding="utf-8")
+
+
+def load(path: Path) -> None:
+    """Add a registry saved by :func:`save` to this process's."""
+    data = json.loads(path.read_text(encoding="utf-8"))
+    SECRETS.update(data["secrets"])
+    OUTPUTS.extend(data["outputs"])
+    FILES.extend(Path(p) for p in data["files"])
+    for name, value in data["figures"].items():
+        FIGURES[name] = FIGURES.get(name, 0) + value
+
+
 def _haystacks(extra_dirs: Iterable[Path]) -> Iterable[tuple[str, str]]:
     for index, text in enumerate(OUTPUTS):
         yield f"output #{index}", text

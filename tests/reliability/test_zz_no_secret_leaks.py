@@ -1,6 +1,7 @@
-"""Scenario 5: after everything above (and, through tests/conftest.py, after the whole suite), no secret value
-(client secrets, refresh and access tokens, web service keys, the clientState and channel token, the master key)
-appears in any CLI output, log, traceback, state file, audit row or cassette. Named zz so it runs last here."""
+"""Scenario 5: no secret value (client secrets, refresh and access tokens, web service keys, the clientState and
+channel token, the master key) appears in any CLI output, log, traceback, state file, audit row or cassette.
+Here for what this test process has run so far; after the whole suite, every worker's registry merged, in
+tests/conftest.py (pytest_sessionfinish), which fails the run on a find."""
 
 from __future__ import annotations
 
