@@ -8,7 +8,7 @@ import hashlib
 import threading
 import uuid
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import datetime, timedelta, timezone
 from typing import Any, Callable
 
 from . import errors
@@ -22,7 +22,10 @@ def format_datetime(value: datetime | None) -> str:
     """UTC, ISO 8601 with milliseconds and 'Z', as BC writes lastModifiedDateTime; blank is 0001-01-01."""
     if value is None:
         return BLANK_DATETIME
-    return value.strftime("%Y-%m-%dT%H:%M:%S.") + f"{value.microsecond // 1000:03d}Z"
+    if value.tzinfo is not None and value.utcoffset():
+        value = value.astimezone(timezone.utc)
+    text = value.isoformat(timespec="milliseconds")  # a read of many rows formats one per row: no strftime
+    return (text[:-6] if text.endswith("+00:00") else text) + "Z"
 
 
 def make_etag(row_id: str, version: int) -> str:
