@@ -1,11 +1,14 @@
-"""Pieces every emulator shares: an advanceable clock, fault injection and an in-process transport."""
+"""Pieces every emulator shares: an advanceable clock, fault injection, the Date header and an in-process
+transport."""
 
 from __future__ import annotations
 
 import asyncio
+import email.utils
 import random
 import re
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from typing import Any
@@ -77,6 +80,34 @@ class Faults:
     async def delay(self) -> None:
         if self.latency:
             await asyncio.sleep(self.latency)
+
+
+class ServerDate:
+    """ASGI middleware: every answer carries one ``Date`` (RFC 9110 section 6.6.1: an origin server with a clock
+    sends it) from ``now`` as the answer starts, as an HTTP date (whole seconds, rounded down). With
+    ``keep=True`` a ``Date`` the app set itself stays (an emulator dating by a clock of its own)."""
+
+    def __init__(self, app: Any, now: Callable[[], datetime], keep: bool = False) -> None:
+        self.app = app
+        self.now = now
+        self.keep = keep
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+
+        async def dated(message: Any) -> None:
+            if message["type"] == "http.response.start":
+                headers = list(message.get("headers") or [])
+                if not (self.keep and any(k.lower() == b"date" for k, _ in headers)):
+                    stamp = email.utils.format_datetime(self.now().astimezone(timezone.utc), usegmt=True)
+                    headers = [(k, v) for k, v in headers if k.lower() != b"date"]
+                    headers.append((b"date", stamp.encode("latin-1")))
+                    message = {**message, "headers": headers}
+            await send(message)
+
+        await self.app(scope, receive, dated)
 
 
 class InProcessTransport(httpx.BaseTransport):

@@ -30,11 +30,12 @@ import time
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from datetime import datetime, timezone
 from typing import Any
 
 import uvicorn
 
-from mlconnector.sandbox.common import Faults
+from mlconnector.sandbox.common import Faults, ServerDate
 from mlconnector.sandbox.dynamics import DynamicsSandbox
 from mlconnector.sandbox.dynamics import create_app as create_dynamics_app
 from mlconnector.sandbox.seed import SeedSize, Seeded, seed_company
@@ -203,7 +204,11 @@ def url_of(sock: socket.socket) -> str:
 
 def serve(app: Any, sock: socket.socket, name: str) -> tuple[uvicorn.Server, threading.Thread]:
     """Serve an ASGI app on a bound socket in a daemon thread; returns once it accepts connections."""
-    server = uvicorn.Server(uvicorn.Config(app, log_level="warning", lifespan="off", access_log=False))
+    # One Date header on every answer: the emulator's own where it keeps a clock (Zoho, Zuora), else now.
+    # uvicorn's own would come first and make two.
+    dated = ServerDate(app, now=lambda: datetime.now(timezone.utc), keep=True)
+    server = uvicorn.Server(uvicorn.Config(dated, log_level="warning", lifespan="off", access_log=False,
+                                           date_header=False))
     thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, name=f"sandbox-{name}", daemon=True)
     thread.start()
     deadline = time.monotonic() + 10

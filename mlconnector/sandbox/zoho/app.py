@@ -3,18 +3,17 @@
 from __future__ import annotations
 
 import asyncio
-import email.utils
-from datetime import timezone
 from typing import Any
 
 import httpx
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
+from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import JSONResponse, PlainTextResponse, Response
 from starlette.routing import Route
 
-from ..common import Faults, SandboxClock
+from ..common import Faults, SandboxClock, ServerDate
 from . import routes
 from .errors import ZohoError, error_body
 from .oauth import AccessToken, revoke_endpoint, token_endpoint
@@ -91,10 +90,7 @@ def api(sandbox: ZohoSandbox, name: str, family: str, operation: str, handler: r
                 return faulted
             sandbox.calls[name] += 1
             call = routes.Call(sandbox, token)
-            # Zoho's Date header, from the org's clock as the request arrives (HTTP date: whole seconds).
-            date = email.utils.format_datetime(sandbox.clock.now().astimezone(timezone.utc), usegmt=True)
             response = await handler(request, call)
-            response.headers["Date"] = date
             sandbox.credits += call.credits
             return response
         except ZohoError as error:
@@ -198,6 +194,8 @@ def create_app(*, clock: SandboxClock | None = None, faults: Faults | str | None
         data_centre=data_centre, edition=edition, api_domain=api_domain, time_zone=time_zone,
         notify_transport=notify_transport)
     sandbox.limit_concurrency = limit_concurrency
-    app = Starlette(routes=build_routes(sandbox), exception_handlers={HTTPException: _http_error})
+    # Zoho's Date header, on every answer, from the org's clock (HTTP date: whole seconds).
+    app = Starlette(routes=build_routes(sandbox), exception_handlers={HTTPException: _http_error},
+                    middleware=[Middleware(ServerDate, now=lambda: sandbox.clock.now())])
     app.state.zoho = sandbox
     return app

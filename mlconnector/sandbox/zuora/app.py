@@ -3,13 +3,12 @@ bearer check, Zuora-Entity-Ids, rate and concurrency limits, faults and Idempote
 
 from __future__ import annotations
 
-import email.utils
 import hashlib
 import json
 import re
 import uuid
 from collections.abc import Awaitable, Callable
-from datetime import date, timezone
+from datetime import date
 from typing import Any
 from urllib.parse import parse_qsl
 
@@ -21,7 +20,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from ..common import Faults, SandboxClock
+from ..common import Faults, SandboxClock, ServerDate
 from .sandbox import API_PER_MINUTE, AUTH_PER_MINUTE, CONCURRENCY, Remembered, ZuoraSandbox
 from .zoql import ZoqlFault
 from .store import (ACCOUNT, INVOICE, NOT_FOUND, ORDER, PAYMENT, PRODUCT, QUERY, SUBSCRIPTION, UNKNOWN,
@@ -556,30 +555,6 @@ def build_routes(sandbox: ZuoraSandbox) -> list[Route]:
     ]
 
 
-class ServerDate:
-    """Every answer carries ``Date`` (RFC 9110 section 6.6.1: an origin server with a clock sends it), taken from
-    the tenant's clock as the answer starts, as an HTTP date (whole seconds, rounded down)."""
-
-    def __init__(self, app: Any, sandbox: ZuoraSandbox) -> None:
-        self.app = app
-        self.sandbox = sandbox
-
-    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
-
-        async def dated(message: Any) -> None:
-            if message["type"] == "http.response.start":
-                now = self.sandbox.clock.now().astimezone(timezone.utc)
-                headers = [(k, v) for k, v in message.get("headers") or [] if k.lower() != b"date"]
-                headers.append((b"date", email.utils.format_datetime(now, usegmt=True).encode("latin-1")))
-                message = {**message, "headers": headers}
-            await send(message)
-
-        await self.app(scope, receive, dated)
-
-
 async def _http_error(request: Request, exc: Exception) -> Response:
     status = getattr(exc, "status_code", 500)
     if status == 404:
@@ -607,7 +582,7 @@ def create_app(*, clock: SandboxClock | None = None, faults: Faults | str | None
                            body_mismatch=body_mismatch, auth_per_minute=auth_per_minute,
                            api_per_minute=api_per_minute)
     app = Starlette(routes=build_routes(sandbox), exception_handlers={HTTPException: _http_error},
-                    middleware=[Middleware(ServerDate, sandbox=sandbox)])
+                    middleware=[Middleware(ServerDate, now=lambda: sandbox.clock.now())])
     app.state.zuora = sandbox
     return app
 
