@@ -153,6 +153,26 @@ def stream_array(text: str, key: str, rest: dict[str, Any]) -> Iterator[Any]:
         return
 
 
+def last_member(text: str, name: str) -> str | None:
+    """The string value of ``name`` when it is the last member of the JSON object ``text`` (as OData servers put
+    ``@odata.nextLink`` after the rows), found from the end without parsing the rest; None otherwise. A hint
+    to act on early: the full parse still has the final say."""
+    at = text.rfind(f'"{name}"')
+    if at < 0:
+        return None
+    pos = _SPACE.match(text, at + len(name) + 2).end()
+    if text[pos:pos + 1] != ":":
+        return None
+    pos = _SPACE.match(text, pos + 1).end()
+    if text[pos:pos + 1] != '"':
+        return None
+    try:
+        value, pos = json.decoder.scanstring(text, pos + 1)
+    except ValueError:
+        return None
+    return value if text[_SPACE.match(text, pos).end():].strip() == "}" else None
+
+
 def server_time(response: httpx.Response) -> datetime | None:
     """The server's clock as it answered: its ``Date`` header (whole seconds, rounded down). With several (a
     proxy adding its own), the earliest, so that a read window ending there is never ahead of the server."""

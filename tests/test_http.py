@@ -541,3 +541,13 @@ def test_base_url_headers_and_no_redirects() -> None:
     assert str(sent.url).startswith(BASE_URL + "customers")
     assert sent.headers["X-Tenant"] == "t1"
     client.close()
+
+
+def test_last_member_finds_a_trailing_link_only_where_it_is_the_objects_last_member():
+    from mlconnector.http import last_member
+    page = '{"@odata.context":"x","value":[{"a":"@odata.nextLink"}],"@odata.nextLink" : "http://h/p?$skiptoken=\\"q\\"" }'
+    assert last_member(page, "@odata.nextLink") == 'http://h/p?$skiptoken="q"'  # as JSON decodes it
+    assert last_member('{"value":[],"@odata.nextLink":"u","more":1}', "@odata.nextLink") is None
+    assert last_member('{"@odata.nextLink":"u","value":[]}', "@odata.nextLink") is None
+    assert last_member('{"value":[{"x":"y"}]}', "@odata.nextLink") is None
+    assert last_member('{"value":[],"@odata.nextLink":null}', "@odata.nextLink") is None

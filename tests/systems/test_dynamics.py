@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import logging
+import time
 import uuid
 from collections.abc import Iterator
 from datetime import datetime, timedelta, timezone
@@ -145,6 +146,26 @@ def test_pages_with_maxpagesize_and_nextlink_never_top(env: DynamicsEnv) -> None
     keys = [(r.modified, r.id) for r in got]
     assert keys == sorted(keys, key=lambda k: (k[0] is not None, k[0] or datetime.min.replace(tzinfo=timezone.utc),
                                                 k[1]))
+
+
+def test_the_next_page_is_asked_for_while_this_ones_rows_are_taken(env: DynamicsEnv) -> None:
+    env.sandbox.seed(env.company, "items", [{"number": f"P-{i:03d}", "displayName": f"Part {i}"} for i in range(7)])
+    connector = env.connector(page_size=3)
+    env.transport.requests.clear()
+    rows = connector.changes("items", None)
+    first = next(rows)
+
+    def reads() -> list:
+        return [r for r in list(env.transport.requests) if "Item" in r.url.path or "items" in r.url.path]
+
+    deadline = time.monotonic() + 5
+    while len(reads()) < 2 and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert len(reads()) == 2 and "$skiptoken" in str(reads()[1].url)  # one row taken, the second page on its way
+    rest = list(rows)
+    assert len([first, *rest]) == 10 and len({r.id for r in [first, *rest]}) == 10
+    assert len(reads()) == 4  # each page once, none past the last
+    connector.close()
 
 
 def test_whole_reads_of_documents_with_lines_take_smaller_pages(env: DynamicsEnv) -> None:
