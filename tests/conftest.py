@@ -40,8 +40,8 @@ def pytest_configure(config: pytest.Config) -> None:
         run_dir = tempfile.mkdtemp(prefix="mlconnector-tests-")
         os.environ[_RUN_DIR] = run_dir
         # The suite starts the real CLI in a subprocess a few hundred times. Where PYTHONDONTWRITEBYTECODE is set
-        # (CI images set it), each would compile the whole package again (about 0.3 s of CPU apiece): they keep
-        # their compiled modules in the run's throwaway folder instead, never next to the sources.
+        # (container images often set it), each would compile the whole package again (about 0.3 s of CPU
+        # apiece): they keep their compiled modules in the run's throwaway folder, never next to the sources.
         os.environ.pop("PYTHONDONTWRITEBYTECODE", None)
         os.environ["PYTHONPYCACHEPREFIX"] = os.path.join(run_dir, "pycache")
     # Tables printed to a pipe are as wide as COLUMNS says; workers would otherwise get 80.
