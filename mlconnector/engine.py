@@ -395,6 +395,7 @@ class Engine:
         hold = [False]
         writers = self._in_flight(flow)
         ahead: _ReadAhead | None = None
+        paused: Any = None  # a source told to read no page ahead for this flow
         with ThreadPoolExecutor(max_workers=writers, thread_name_prefix=f"write-{flow.name}") as pool:
             try:
                 size, in_flight = self.batch_size, writers
@@ -404,6 +405,10 @@ class Engine:
                     # file is filled only once the job before it is done and recorded, so that one file's payloads
                     # are held at a time, not two (peak memory; the job and the next reads no longer overlap).
                     size, in_flight = bulk(flow.target_entity), 0
+                    # For the same reason the source reads no page ahead (a connector that can, says so).
+                    source = self.connectors[flow.source]
+                    if getattr(source, "pages_ahead", False):
+                        source.pages_ahead, paused = False, source
                 elif mode == "poll":
                     records = ahead = _ReadAhead(records, READ_AHEAD, self.batch_size)
                 for segment, to_write in self._segments(run, flow, records, stats, mode, size):
@@ -428,6 +433,8 @@ class Engine:
             finally:
                 if ahead is not None:
                     ahead.close()
+                if paused is not None:
+                    paused.pages_ahead = True
                 # Writes already sent may have landed: record each of them before leaving.
                 while pending:
                     try:

@@ -431,6 +431,9 @@ class DynamicsConnector:
         self._company_lock = threading.Lock()
         self.company_record = CompanyRecord(company_record_path(context, self.name))
         self._numbers: dict[tuple[str, str], str] = {}
+        # Whether a read asks for its next page while this one's rows are taken (the engine turns it off for a
+        # first load written in bulk jobs, which holds a whole job's records: one page less in memory).
+        self.pages_ahead = True
         self._page_reader: ThreadPoolExecutor | None = None
         self._page_reader_lock = threading.Lock()
 
@@ -652,7 +655,7 @@ class DynamicsConnector:
             del response
             # The next page is asked for now, while this one's rows are taken: its round trip and the server's
             # work overlap ours instead of stalling the run at every page boundary.
-            hint = last_member(text, "@odata.nextLink")
+            hint = last_member(text, "@odata.nextLink") if self.pages_ahead else None
             if hint:
                 ahead = (hint, self._reader().submit(self._call, "GET", hint, headers=headers))
             rest: dict[str, Any] = {}

@@ -7,6 +7,7 @@ from __future__ import annotations
 import pytest
 
 from mlconnector import api
+from mlconnector.systems.dynamics import DynamicsConnector
 from tests.pairs.world import World, make_world, wait_for
 
 
@@ -63,6 +64,24 @@ def test_first_load_above_the_bulk_threshold_goes_through_bulk_write(tmp_path, m
         world.sync("bc-zoho", flows=["customers"])  # increments are small: plain calls
         assert world.zoho.calls["bulk_write.create"] == 1
         assert world.account("C00010")["Billing_City"] == "Savannah"
+    finally:
+        world.close()
+
+
+def test_a_first_load_in_bulk_jobs_reads_no_page_ahead_and_later_runs_do(tmp_path, monkeypatch):
+    # A bulk job holds a whole file's records: the read waits for it with one page in memory, not two.
+    ahead: list[str] = []
+    real = DynamicsConnector._reader
+    monkeypatch.setattr(DynamicsConnector, "_reader", lambda self: ahead.append(self.name) or real(self))
+    world = make_world(tmp_path, monkeypatch, "bc", zoho_settings="bulk_threshold = 2", erp_settings="page_size = 1\n")
+    try:
+        assert world.sync("bc-zoho", flows=["customers"]).exit_code == 0
+        assert world.zoho.calls["bulk_write.create"] == 1 and len(world.crm("Accounts")) == 3
+        assert ahead == []
+        for number, city in (("C00010", "Savannah"), ("C00020", "Evanston")):
+            world.dynamics.modify(world.company, "customers", number, city=city)
+        assert world.sync("bc-zoho", flows=["customers"]).exit_code == 0  # plain upserts, pages read ahead
+        assert ahead and world.account("C00020")["Billing_City"] == "Evanston"
     finally:
         world.close()
 

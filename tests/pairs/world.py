@@ -88,7 +88,7 @@ class World:
 
 
 def make_world(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, erp_kind: str, *, zoho_settings: str = "",
-               edition: str = "enterprise") -> World:
+               edition: str = "enterprise", erp_settings: str = "") -> World:
     listener_slot = _Late()
     notify = httpx.ASGITransport(app=listener_slot)
     zoho_app = create_zoho(api_domain="http://zoho.sandbox", notify_transport=notify, edition=edition)
@@ -133,7 +133,7 @@ notify_url = "http://listener.test/hooks/bc"
     state_path = tmp_path / "state.db"
     monkeypatch.setenv("MLCONNECTOR_STATE", str(state_path))
     config_path = tmp_path / "connections.toml"
-    config_path.write_text(erp + f'''
+    config_path.write_text(erp + erp_settings + f'''
 [systems.zoho]
 kind = "zoho"
 client_id = "{client.client_id}"
