@@ -654,8 +654,10 @@ class DynamicsConnector:
             text = response.content.decode("utf-8-sig")
             del response
             # The next page is asked for now, while this one's rows are taken: its round trip and the server's
-            # work overlap ours instead of stalling the run at every page boundary.
-            hint = last_member(text, "@odata.nextLink") if self.pages_ahead else None
+            # work overlap ours instead of stalling the run at every page boundary. Not where smaller pages were
+            # asked for to save memory (a first read of documents with their lines): two of those in memory
+            # took a first load over its budget.
+            hint = last_member(text, "@odata.nextLink") if self.pages_ahead and page_size is None else None
             if hint:
                 ahead = (hint, self._reader().submit(self._call, "GET", hint, headers=headers))
             rest: dict[str, Any] = {}
