@@ -55,8 +55,8 @@ DEFAULT_CONCURRENCY = 4
 # The most target records a conflict check reads as "changed since the opposite flow last read": beyond it, the
 # linked targets of each batch are fetched instead (one call per batch).
 CHANGED_TARGETS_CAP = 2_000
-# Records a poll reads ahead of the pipeline, in a thread of its own, so the source prepares its next page while
-# this one is mapped and written (a server building a page of 10,000 rows takes about a second).
+# Records a poll reads ahead of the pipeline, in a thread of its own, so the source's parsing overlaps mapping and
+# writing (a connector that can also asks for its next page early: see ``pages_ahead``).
 READ_AHEAD = 1_000
 
 

@@ -196,6 +196,6 @@ def create_app(*, clock: SandboxClock | None = None, faults: Faults | str | None
     sandbox.limit_concurrency = limit_concurrency
     # Zoho's Date header, on every answer, from the org's clock (HTTP date: whole seconds).
     app = Starlette(routes=build_routes(sandbox), exception_handlers={HTTPException: _http_error},
-                    middleware=[Middleware(ServerDate, now=lambda: sandbox.clock.now())])
+                    middleware=[Middleware(ServerDate, now=sandbox.clock.now)])
     app.state.zoho = sandbox
     return app

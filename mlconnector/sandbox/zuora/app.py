@@ -582,7 +582,7 @@ def create_app(*, clock: SandboxClock | None = None, faults: Faults | str | None
                            body_mismatch=body_mismatch, auth_per_minute=auth_per_minute,
                            api_per_minute=api_per_minute)
     app = Starlette(routes=build_routes(sandbox), exception_handlers={HTTPException: _http_error},
-                    middleware=[Middleware(ServerDate, now=lambda: sandbox.clock.now())])
+                    middleware=[Middleware(ServerDate, now=sandbox.clock.now)])
     app.state.zuora = sandbox
     return app
 
