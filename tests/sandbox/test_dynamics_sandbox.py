@@ -240,6 +240,27 @@ def test_filter_on_last_modified_with_server_paging(http: httpx.Client, company:
     assert seen == [f"Customer {i:02d}" for i in range(5, 24)]
 
 
+def test_paging_by_modified_time_follows_changes_between_pages(http: httpx.Client, sandbox: DynamicsSandbox,
+                                                               clock: SandboxClock, company: str,
+                                                               bearer: dict[str, str],
+                                                               customers: list[dict[str, Any]]) -> None:
+    """Rows changed while a client pages move to the end of the order, though their old order was known."""
+    url = f"{API}/companies({company})/customers"
+    headers = {**bearer, "Prefer": "odata.maxpagesize=8"}
+    first = http.get(url, params={"$orderby": "lastModifiedDateTime,id"}, headers=headers).json()
+    seen = [row["displayName"] for row in first["value"]]
+    assert seen == [f"Customer {i:02d}" for i in range(8)]
+    sandbox.modify(company, "customers", customers[2]["id"], city="Boston")    # already read: read again
+    clock.advance(seconds=1)
+    sandbox.modify(company, "customers", customers[12]["id"], city="Boston")   # not yet read: read once, last
+    link = first["@odata.nextLink"]
+    while link:
+        page = http.get(link, headers=headers).json()
+        seen += [row["displayName"] for row in page["value"]]
+        link = page.get("@odata.nextLink")
+    assert seen == ([f"Customer {i:02d}" for i in range(25) if i != 12] + ["Customer 02", "Customer 12"])
+
+
 def test_server_default_page_size_and_top_without_next_link(http: httpx.Client, sandbox: DynamicsSandbox,
                                                             company: str, bearer: dict[str, str],
                                                             customers: list[dict[str, Any]]) -> None:

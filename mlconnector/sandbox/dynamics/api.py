@@ -87,6 +87,7 @@ class ApiV2:
         self.sandbox = sandbox
         self.db = sandbox.db
         self._rows = RowViews()
+        self._sort_keys: dict[Any, dict[Any, dict[int, tuple[dict[str, Any], tuple]]]] = {}  # of the rows above
 
     def _api_row(self, company: Company, set_name: str, row: StoredRow) -> dict[str, Any]:
         if set_name not in self.CACHED_ROWS:
@@ -220,7 +221,9 @@ class ApiV2:
         page_size, applied = requested_page_size(request.headers.get("prefer"), self.sandbox.max_page_size)
         key_fields = ["documentId", "sequence"] if spec.header else (["number", "id"] if "number" in spec.fields
                                                                       else ["id"])
-        page = select_page(rows, query, spec.fields, key_fields, page_size)
+        page = select_page(rows, query, spec.fields, key_fields, page_size,
+                           self._sort_keys.setdefault((company.id, spec.set_name), {})
+                           if spec.set_name in self.CACHED_ROWS else None)
         by_id = company.table(spec.set_name)
         body: dict[str, Any] = {"@odata.context": context}
         if query.count:

@@ -46,8 +46,10 @@ class Literal:
     value: Any
 
 
+@functools.lru_cache(maxsize=250_000)
 def parse_datetime(text: str) -> datetime:
-    """An OData DateTimeOffset literal (or BC's blank 0001-01-01T00:00:00Z) as an aware UTC datetime."""
+    """An OData DateTimeOffset literal (or BC's blank 0001-01-01T00:00:00Z) as an aware UTC datetime.
+    Kept per text: a paged read filters and orders every row by its stamp again for each page."""
     value = text.replace("Z", "+00:00")
     if re.match(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}(?:[+-]|$)", value):
         value = value[:16] + ":00" + value[16:]
@@ -351,7 +353,7 @@ def _sort_value(value: Any, kind: str) -> tuple[int, Any]:
     if kind == "boolean":
         return (1, int(bool(value)))
     if kind == "datetime":
-        return (1, parse_datetime(value).timestamp())
+        return (1, parse_datetime(value).timestamp() if isinstance(value, str) else value.timestamp())
     return (1, str(value).lower())
 
 
@@ -382,24 +384,44 @@ class Page:
 
 
 def select_page(rows: list[Row], query: Query, types: dict[str, str], key_fields: list[str],
-                page_size: int) -> Page:
-    """Filters, orders and cuts one page; the key fields break ties so the skiptoken is unambiguous."""
+                page_size: int, kept_keys: dict[Any, dict[int, tuple[Row, tuple]]] | None = None) -> Page:
+    """Filters, orders and cuts one page; the key fields break ties so the skiptoken is unambiguous.
+    ``kept_keys`` (the caller's, for rows it keeps from one request to the next) remembers each row's sort key:
+    a large table read in pages is then keyed once, not again for every page."""
     matching = [row for row in rows if query.filter is None or query.filter(row)]
     order = [*query.orderby, *((name, False) for name in key_fields if name not in dict(query.orderby))]
     names = [name for name, _ in order]
     directions = [descending for _, descending in order]
 
+    kinds = [(name, types.get(name, "string")) for name in names]
+
     def key_of(row: Row) -> list:
-        return [list(_sort_value(row.get(name), types.get(name, "string"))) for name in names]
+        return [list(_sort_value(row.get(name), kind)) for name, kind in kinds]
 
     if not any(directions):
         # All ascending (what clients paging by modified time ask): each row's key is computed once, not at
-        # every comparison; the order and the skiptoken cut are the same as _compare_keys gives.
-        keyed = sorted(((tuple(tuple(part) for part in key_of(row)), i) for i, row in enumerate(matching)))
+        # every comparison, and rows at or before the skiptoken are dropped before sorting; the order and the
+        # cut are the same as _compare_keys gives.
+        kept = None if kept_keys is None else kept_keys.setdefault(tuple(kinds), {})
+        if kept is not None and len(kept) > 2 * len(rows) + 1_000:
+            kept.clear()  # rows since replaced (new versions) leave their keys behind
+
+        def sort_key(row: Row) -> tuple:
+            if kept is not None:
+                found = kept.get(id(row))
+                if found is not None and found[0] is row:
+                    return found[1]
+            key = tuple([_sort_value(row.get(name), kind) for name, kind in kinds])
+            if kept is not None:
+                kept[id(row)] = (row, key)
+            return key
+
+        keyed = [(sort_key(row), i) for i, row in enumerate(matching)]
         total = len(keyed)
         if query.skiptoken:
             after = tuple(tuple(part) for part in decode_skiptoken(query.skiptoken))
             keyed = [pair for pair in keyed if pair[0] > after]
+        keyed.sort()
         matching = [matching[i] for _, i in keyed]
     else:
         matching.sort(key=functools.cmp_to_key(lambda a, b: _compare_keys(key_of(a), key_of(b), directions)))
