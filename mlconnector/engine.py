@@ -16,7 +16,7 @@ import threading
 import secrets as _random
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator, Mapping
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timedelta, timezone
@@ -58,6 +58,9 @@ CHANGED_TARGETS_CAP = 2_000
 # Records a poll reads ahead of the pipeline, in a thread of its own, so the source's parsing overlaps mapping and
 # writing (a connector that can also asks for its next page early: see ``pages_ahead``).
 READ_AHEAD = 1_000
+# Batches whose writes are done may wait behind a slower one (commits go in read order): at most this many per
+# write in flight, before the run waits for the oldest.
+BACKLOG_PER_WRITER = 3
 
 
 def utcnow() -> datetime:
@@ -69,17 +72,31 @@ def new_run_id() -> str:
     return f"{utcnow():%Y%m%dT%H%M%SZ}-{_random.token_hex(3)}"
 
 
+def _canonical_json() -> Callable[[Any], str]:
+    """``json.dumps(value, sort_keys=True, separators=(",", ":"), default=str)``, the text fingerprints are taken
+    of, with its encoder made once: json.dumps makes a new one on every call, most of the cost for a record of a
+    dozen fields. The text is the same, so fingerprints already stored still match."""
+    make = getattr(json.encoder, "c_make_encoder", None)
+    if make is None:  # an interpreter without the C accelerator
+        return lambda value: json.dumps(value, sort_keys=True, separators=(",", ":"), default=str)
+    # (markers: no circular check, payloads are trees; default; string encoder; indent; key and item
+    # separators; sort_keys; skipkeys; allow_nan), in the order json.encoder passes them.
+    encode = make(None, str, json.encoder.encode_basestring_ascii, None, ":", ",", True, False, True)
+    return lambda value: "".join(encode(value, 0))
+
+
+canonical_json = _canonical_json()
+
+
 def payload_hash(payload: Mapping[str, Any]) -> str:
     """A fingerprint of what is (or would be) written. A lookup counts by its id alone, since systems
     answer {"id": ...} with {"id": ..., "name": ...}."""
-    text = json.dumps(_comparable(payload), sort_keys=True, separators=(",", ":"), default=str)
-    return hashlib.sha256(text.encode()).hexdigest()
+    return hashlib.sha256(canonical_json(_comparable(payload)).encode()).hexdigest()
 
 
 def source_fingerprint(data: Mapping[str, Any]) -> str:
     """A fingerprint of a source record's whole content, for sources that stamp no modification time."""
-    text = json.dumps(data, sort_keys=True, separators=(",", ":"), default=str)
-    return hashlib.sha256(text.encode()).hexdigest()
+    return hashlib.sha256(canonical_json(data).encode()).hexdigest()
 
 
 _SCALARS = (str, int, float, bool, type(None))
@@ -419,9 +436,7 @@ class Engine:
                         self._note_intents(run, flow, to_write)
                     future = pool.submit(self._write, flow, to_write) if to_write and not run.dry_run else None
                     pending.append((segment, future))
-                    # Commit in read order, so the watermark never passes a batch still in flight.
-                    while pending and (len(pending) > in_flight or pending[0][1] is None):
-                        self._commit(run, flow, *pending.popleft(), stats, mode, hold)
+                    self._settle(run, flow, pending, in_flight, stats, mode, hold)
                 while pending:
                     self._commit(run, flow, *pending.popleft(), stats, mode, hold)
                 if mode == "poll" and until is not None and not run.dry_run and not hold[0]:
@@ -448,6 +463,32 @@ class Engine:
             log.warning("%s/%s: stopped: %s", self.pair.name, flow.name, stop)
             run.exit_code = max(run.exit_code, stop.exit_code)
             raise stop
+
+    def _settle(self, run: RunResult, flow: Flow, pending: deque[tuple[list[_Item], Future[list[WriteResult]] | None]],
+                in_flight: int, stats: FlowStats, mode: str, hold: list[bool]) -> None:
+        """Commit the batches whose writes are done, in read order (so the watermark never passes a batch still
+        in flight), and return once fewer than ``in_flight`` writes are unfinished: the next batch is prepared
+        while the others are out. Waiting for any write, not for the oldest, keeps the API busy when one call
+        is slow; a bounded backlog of finished batches behind a slow one keeps memory bounded."""
+        def commit_done() -> None:
+            while pending and (pending[0][1] is None or pending[0][1].done()):
+                self._commit(run, flow, *pending.popleft(), stats, mode, hold)
+
+        commit_done()
+        if in_flight <= 0:  # one write at a time, recorded before the next is filled (bulk jobs)
+            while pending:
+                self._commit(run, flow, *pending.popleft(), stats, mode, hold)
+            return
+        while pending:
+            if len(pending) > BACKLOG_PER_WRITER * in_flight:
+                self._commit(run, flow, *pending.popleft(), stats, mode, hold)  # waits for the oldest
+                commit_done()
+                continue
+            unfinished = [future for _, future in pending if future is not None and not future.done()]
+            if len(unfinished) < in_flight:
+                return
+            wait(unfinished, return_when=FIRST_COMPLETED)
+            commit_done()
 
     def _close_window(self, flow: Flow, until: datetime) -> None:
         """After a poll that read its whole window and recorded every record in it, move the watermark to

@@ -138,19 +138,22 @@ class Link:
                    row.get("source_hash"))
 
 
-_SAVE_LINK = (
-    "INSERT INTO links (pair, flow, source_id, target_id, source_version, hash, target_version, updated, fields, "
-    "source_hash) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (pair, flow, source_id) DO UPDATE SET "
+_SAVE_LINK_HEAD = ("INSERT INTO links (pair, flow, source_id, target_id, source_version, hash, target_version, "
+                   "updated, fields, source_hash)")
+_SAVE_LINK_TAIL = (
+    " ON CONFLICT (pair, flow, source_id) DO UPDATE SET "
     "target_id = excluded.target_id, source_version = excluded.source_version, hash = excluded.hash, "
     "target_version = excluded.target_version, updated = excluded.updated, fields = excluded.fields, "
     "source_hash = excluded.source_hash")
+MAX_ROWS_PER_STATEMENT = 500
 _SELECT_LINK = ("SELECT pair, flow, source_id, target_id, source_version, hash, target_version, fields, "
                 "source_hash FROM links")
 AUDIT_COLUMNS = frozenset({"run_id", "time", "pair", "flow", "source_system", "source_entity", "source_id",
                            "target_system", "target_entity", "target_id", "action", "status", "error_class",
                            "error", "note", "payload"})
 _AUDIT_ORDER = tuple(sorted(AUDIT_COLUMNS))
-_INSERT_AUDIT = f"INSERT INTO audit ({', '.join(_AUDIT_ORDER)}) VALUES ({', '.join('?' * len(_AUDIT_ORDER))})"
+_AUDIT_TIME = _AUDIT_ORDER.index("time")
+_INSERT_AUDIT = f"INSERT INTO audit ({', '.join(_AUDIT_ORDER)})"
 
 
 def _link_of(row: tuple[Any, ...]) -> Link:
@@ -172,6 +175,7 @@ class State:
             conn = sqlite3.connect(str(self.path), timeout=30, isolation_level=None,
                                    check_same_thread=False)
             conn.execute("PRAGMA busy_timeout=30000")
+            self._variables = min(conn.getlimit(sqlite3.SQLITE_LIMIT_VARIABLE_NUMBER), 32766)
             self.db = sqlite_utils.Database(conn)
             # Switching to WAL and migrating take locks SQLite may refuse at once instead of waiting
             # (a reader upgrading to a writer): processes opening the file take turns here.
@@ -289,10 +293,10 @@ class State:
         if not links:
             return
         now = iso(utcnow())
-        self.db.conn.executemany(_SAVE_LINK, [
+        self._insert_rows(_SAVE_LINK_HEAD, 10, [
             (link.pair, link.flow, link.source_id, link.target_id, iso(link.source_version), link.hash,
              iso(link.target_version), now, _fields_json(tuple(link.fields)) if link.fields else None, link.source_hash)
-            for link in links])
+            for link in links], _SAVE_LINK_TAIL)
 
     def count_links(self, pair: str, flow: str) -> int:
         return self.db.execute("SELECT count(*) FROM links WHERE pair = ? AND flow = ?", [pair, flow]).fetchone()[0]
@@ -305,9 +309,8 @@ class State:
         self.db.conn.execute("PRAGMA synchronous=FULL")
         try:
             with self.transaction():
-                self.db.conn.executemany("INSERT OR REPLACE INTO intents (pair, flow, source_id, run_id, started) "
-                                         "VALUES (?, ?, ?, ?, ?)", [(pair, flow, i, run_id, started)
-                                                                    for i in source_ids])
+                self._insert_rows("INSERT OR REPLACE INTO intents (pair, flow, source_id, run_id, started)", 5,
+                                  [(pair, flow, i, run_id, started) for i in source_ids])
         finally:
             self.db.conn.execute("PRAGMA synchronous=NORMAL")
 
@@ -330,12 +333,26 @@ class State:
         if not rows:
             return
         now = iso(utcnow())
-        unknown = {k for row in rows for k in row} - AUDIT_COLUMNS
-        if unknown:
-            raise ValueError(f"audit has no column {sorted(unknown)[0]!r}")
-        self.db.conn.executemany(_INSERT_AUDIT, [
-            tuple(row.get("time", now) if name == "time" else row.get(name) for name in _AUDIT_ORDER)
-            for row in rows])
+        values = []
+        for row in rows:
+            if not row.keys() <= AUDIT_COLUMNS:
+                raise ValueError(f"audit has no column {sorted(row.keys() - AUDIT_COLUMNS)[0]!r}")
+            columns = list(map(row.get, _AUDIT_ORDER))
+            if "time" not in row:
+                columns[_AUDIT_TIME] = now
+            values.append(columns)
+        self._insert_rows(_INSERT_AUDIT, len(_AUDIT_ORDER), values)
+
+    def _insert_rows(self, head: str, width: int, rows: list[Any], tail: str = "") -> None:
+        """``head VALUES (?, ...), (?, ...) tail`` for many rows at once, a statement per few hundred rows. Not
+        executemany, which steps once per row: each step lets go of the interpreter lock, and taking it back
+        waits for whichever thread holds it then, so a batch's bookkeeping waited on the run's other work."""
+        per = max(1, min(MAX_ROWS_PER_STATEMENT, self._variables // width))
+        group = "(" + ", ".join("?" * width) + ")"
+        for start in range(0, len(rows), per):
+            chunk = rows[start:start + per]
+            self.db.conn.execute(f"{head} VALUES {', '.join([group] * len(chunk))}{tail}",
+                                 [value for row in chunk for value in row])
 
     def audit_rows(self, *, pair: str | None = None, flow: str | None = None, status: str | None = None,
                    record: str | None = None, since: datetime | None = None, run: str | None = None,

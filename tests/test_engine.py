@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta, timezone
+import hashlib
+import json
+from datetime import date, datetime, timedelta, timezone
+from decimal import Decimal
 from pathlib import Path
 
 import pytest
 
 from mlconnector.config import load_config
-from mlconnector.engine import Engine, open_pair
+from mlconnector.engine import Engine, canonical_json, open_pair, payload_hash, source_fingerprint
 from mlconnector.errors import AuthError, EXIT_OK, EXIT_RECORDS_FAILED, EXIT_UNREACHABLE
 from mlconnector.state import State
 from mlconnector.systems import ConnectorContext
@@ -480,3 +483,19 @@ def test_read_ahead_keeps_order_passes_the_sources_error_on_and_closes_the_sourc
     next(iter(ahead))
     ahead.close()
     assert closed.wait(5) and not ahead._thread.is_alive()
+
+
+def test_fingerprints_keep_their_text_so_stored_hashes_still_match() -> None:
+    """Links store sha256 of json.dumps(sort_keys, compact, default=str): the faster encoder gives the same text."""
+    values = [
+        {"b": 1, "a": [1.5, 1e-05, 1e16, -0.0, 10**30, True, None], "c": {"z": "Zoë \u2603 \U0001F600", "y": "\x7f\n\t\"q\""}},
+        {"when": datetime(2026, 1, 2, 3, 4, 5, tzinfo=timezone.utc), "day": date(2026, 1, 2), "amount": Decimal("1.10")},
+        [], {}, "text", 3, {"Lines": [{"Product": {"id": "5", "name": "Desk"}, "qty": 2.0}]},
+    ]
+    for value in values:
+        expected = json.dumps(value, sort_keys=True, separators=(",", ":"), default=str)
+        assert canonical_json(value) == expected
+        if isinstance(value, dict):
+            assert source_fingerprint(value) == hashlib.sha256(expected.encode()).hexdigest()
+    # A lookup counts by its id alone.
+    assert payload_hash({"Account": {"id": "7", "name": "Old"}}) == hashlib.sha256(b'{"Account":{"id":"7"}}').hexdigest()

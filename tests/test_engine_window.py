@@ -266,9 +266,30 @@ def test_bc_first_read_of_documents_with_lines_asks_for_smaller_pages(tmp_path: 
 
         invoices = list(connector.changes("postedSalesInvoices", None))
         assert invoices and prefers()[-1] == "odata.maxpagesize=1"
-        customers = list(connector.changes("customers", None))  # no lines: the configured size
-        assert customers and prefers()[-1] == "odata.maxpagesize=10000"
+        customers = list(connector.changes("customers", None))  # no lines: the configured size, ramped up to
+        assert customers and prefers()[-1] == "odata.maxpagesize=1000"
         list(connector.changes("postedSalesInvoices", datetime.now(timezone.utc) - timedelta(days=1)))
         assert prefers()[-1] == "odata.maxpagesize=10000"  # an incremental read: few rows, one call
+    finally:
+        env.close()
+
+
+@pytest.mark.parametrize("config", ["bc-cloud", "nav"])
+def test_a_whole_read_starts_with_smaller_pages_and_reads_every_row_once(tmp_path: Path, config: str) -> None:
+    """A tenth of the page size first, then four times as many, up to the page size: the first rows come at once."""
+    from tests.systems.dynamics_env import COMPANY, make_env as make_dynamics_env
+
+    env = make_dynamics_env(config, tmp_path)
+    try:
+        env.sandbox.seed(COMPANY, "customers", [{"displayName": f"Customer {i}"} for i in range(3200)])
+        connector = env.connector(page_size=5000)
+        records = list(connector.changes("customers", None))
+        asked = [r.headers.get("prefer") for r in env.transport.requests
+                 if r.method == "GET" and r.url.path.endswith(("customers", "Customer"))]
+        assert asked == ["odata.maxpagesize=500", "odata.maxpagesize=2000", "odata.maxpagesize=5000"]
+        assert len(records) == len({r.id for r in records}) == len(env.sandbox.db.company(COMPANY).table("customers"))
+        later = list(connector.changes("customers", datetime.now(timezone.utc) - timedelta(days=1)))
+        assert len(later) == len(records)  # every row changed today, read in one page of the configured size
+        assert env.transport.requests[-1].headers.get("prefer") == "odata.maxpagesize=5000"
     finally:
         env.close()

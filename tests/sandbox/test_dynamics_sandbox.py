@@ -433,6 +433,25 @@ def test_nav_paging_with_maxpagesize(http: httpx.Client, sandbox: DynamicsSandbo
     assert numbers == ["1000", "1001", "1002", "1003", "1004"]
 
 
+def test_nav_paging_by_last_date_modified_follows_changes_between_pages(http: httpx.Client, sandbox: DynamicsSandbox,
+                                                                         company: str) -> None:
+    """Ordered by the stored date and number, filtered by a computed field: changes between pages still show."""
+    old = datetime(2026, 1, 1, tzinfo=timezone.utc)
+    items = sandbox.seed(company, "items", [{"displayName": f"Item {i}", "lastModifiedDateTime": old + timedelta(days=i)}
+                                            for i in range(7)])
+    headers = {**basic(), "Prefer": "odata.maxpagesize=2"}
+    url = "/BC/ODataV4/Company('CRONUS%20USA%2C%20Inc.')/Item"
+    page = http.get(url, params={"$orderby": "Last_Date_Modified,No", "$filter": "Description ne 'Item 5'"},
+                    headers=headers).json()
+    names = [row["Description"] for row in page["value"]]
+    sandbox.modify(company, "items", items[0]["id"], displayName="Item 0 again")   # read already: read again
+    sandbox.modify(company, "items", items[3]["id"], displayName="Item 5")         # now filtered out
+    while "@odata.nextLink" in page:
+        page = http.get(page["@odata.nextLink"], headers=headers).json()
+        names += [row["Description"] for row in page["value"]]
+    assert names == ["Item 0", "Item 1", "Item 2", "Item 4", "Item 6", "Item 0 again"]
+
+
 # -- webhooks --------------------------------------------------------------------------------------------------
 
 def subscribe(http: httpx.Client, bearer: dict[str, str], company: str, entity: str = "customers") -> httpx.Response:

@@ -9,7 +9,8 @@ from __future__ import annotations
 import json
 import re
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from datetime import timezone
+from typing import TYPE_CHECKING, Any, Callable
 
 from starlette.requests import Request
 from starlette.responses import Response
@@ -17,7 +18,7 @@ from starlette.responses import Response
 from . import errors
 from .errors import ODataError, json_response
 from .odata import Query, apply_select, next_link, parse_query, requested_page_size, select_page
-from .schema import ENTITIES, EntitySpec
+from .schema import BLANK_DATETIME, ENTITIES, TYPE_DEFAULTS, EntitySpec
 from .store import Company, RowViews, StoredRow
 
 if TYPE_CHECKING:
@@ -87,7 +88,7 @@ class ApiV2:
         self.sandbox = sandbox
         self.db = sandbox.db
         self._rows = RowViews()
-        self._sort_keys: dict[Any, dict[Any, dict[int, tuple[dict[str, Any], tuple]]]] = {}  # of the rows above
+        self._keys: dict[Any, dict[Any, dict[int, Any]]] = {}  # per table: the rows' sort keys (select_page)
 
     def _api_row(self, company: Company, set_name: str, row: StoredRow) -> dict[str, Any]:
         if set_name not in self.CACHED_ROWS:
@@ -215,15 +216,18 @@ class ApiV2:
         since = query.lower_bounds.get("lastModifiedDateTime") if "lastModifiedDateTime" in spec.fields else None
         # A filter on the modification time is answered from the stored stamp first (BC's SystemModifiedAt is
         # indexed), so only rows that can match are converted and filtered; the filter below stays exact.
-        rows = [self._api_row(company, spec.set_name, r) for r in company.table(spec.set_name).values()
+        rows = [r for r in company.table(spec.set_name).values()
                 if (header is None or r.values.get("documentId") == header.id)
                 and (since is None or (r.modified is not None and r.modified >= since))]
         page_size, applied = requested_page_size(request.headers.get("prefer"), self.sandbox.max_page_size)
         key_fields = ["documentId", "sequence"] if spec.header else (["number", "id"] if "number" in spec.fields
                                                                       else ["id"])
+        # Ordered by the stored values, viewed and filtered only as far as the page goes (an index, as BC's SQL
+        # has): the rows a client has paged past are not converted again for each page.
         page = select_page(rows, query, spec.fields, key_fields, page_size,
-                           self._sort_keys.setdefault((company.id, spec.set_name), {})
-                           if spec.set_name in self.CACHED_ROWS else None)
+                           view=lambda r: self._api_row(company, spec.set_name, r),
+                           field_of=lambda name: _stored_field(spec, name),
+                           kept=self._keys.setdefault((company.id, spec.set_name), {}), token_of=_version)
         by_id = company.table(spec.set_name)
         body: dict[str, Any] = {"@odata.context": context}
         if query.count:
@@ -262,7 +266,9 @@ class ApiV2:
 
     def _expanded(self, company: Company, spec: EntitySpec, row: StoredRow, query: Query,
                   request: Request) -> dict[str, Any]:
-        entity = apply_select(self.db.to_api(spec.set_name, row), query.select)
+        entity = apply_select(self._api_row(company, spec.set_name, row), query.select)
+        if query.expand and entity is not None:
+            entity = dict(entity)  # the kept view itself is never changed
         for name, nested_select in query.expand.items():
             if name == spec.lines:
                 lines = self.db.lines_of(company, spec.set_name, row.id)
@@ -326,3 +332,24 @@ class ApiV2:
 
 def _company_not_found(ref: str) -> ODataError:
     return ODataError(404, "Internal_CompanyNotFound", f"The company '{ref}' does not exist.")
+
+
+def _stored_field(spec: EntitySpec, name: str) -> Callable[[StoredRow], Any]:
+    """Reads a field of a stored row as its API view shows it (Database.to_api), for ordering without the view."""
+    if name == "lastModifiedDateTime":
+        return _shown_modified
+    default = spec.defaults.get(name, TYPE_DEFAULTS[spec.fields[name]])
+    return lambda row: row.values.get(name, default)
+
+
+def _version(row: StoredRow) -> tuple[int, Any]:
+    return row.version, row.modified
+
+
+def _shown_modified(row: StoredRow) -> Any:
+    moment = row.modified
+    if moment is None:
+        return BLANK_DATETIME
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=timezone.utc)
+    return moment.replace(microsecond=moment.microsecond // 1000 * 1000)  # shown to the millisecond

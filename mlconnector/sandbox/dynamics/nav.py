@@ -9,7 +9,7 @@ key, e.g. ``Customer('C00010')`` or ``SalesOrder('Order','S-ORD101001')``.
 from __future__ import annotations
 
 import re
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Callable
 from urllib.parse import unquote
 
 from starlette.requests import Request
@@ -19,7 +19,8 @@ from . import errors
 from .api import check_if_match, read_json
 from .errors import ODataError, json_response
 from .odata import apply_select, next_link, parse_query, requested_page_size, select_page
-from .schema import BLANK_DATE, ENTITIES, LAST_DATE_MODIFIED, POSTED_INVOICE_STATUSES, RELATIONS_TYPES, PageSpec
+from .schema import (BLANK_DATE, ENTITIES, LAST_DATE_MODIFIED, POSTED_INVOICE_STATUSES, RELATIONS_TYPES,
+                     TYPE_DEFAULTS, PageSpec)
 from .store import Company, RowViews, StoredRow
 
 if TYPE_CHECKING:
@@ -71,6 +72,7 @@ class ODataV4Pages:
         self.sandbox = sandbox
         self.db = sandbox.db
         self._views = RowViews()
+        self._keys: dict[Any, dict[Any, dict[int, Any]]] = {}  # per page: the rows' sort keys (select_page)
 
     async def handle(self, request: Request, rest: str, root: str) -> Response:
         rest = rest.strip("/")
@@ -239,9 +241,14 @@ class ODataV4Pages:
         rows = {r.id: r for r in company.table(page.entity_set).values() if self._visible(page, r)
                 and (since is None or (r.modified is not None and r.modified.date().isoformat() >= since))
                 and all(str(r.values.get(api) or "") >= bound for api, bound in dates)}
-        views = [{**self._view(company, page, r), "_rowid": r.id} for r in rows.values()]
         page_size, applied = requested_page_size(request.headers.get("prefer"), self.sandbox.max_page_size)
-        result = select_page(views, query, types, list(page.key), page_size)
+        # Ordered by the stored values where the order's fields are stored ones, viewed and filtered only as far
+        # as the page goes (as the server's SQL reads a key).
+        result = select_page(list(rows.values()), query, types, list(page.key), page_size,
+                             view=lambda r: {**self._view(company, page, r), "_rowid": r.id},
+                             field_of=lambda name: _stored_field(page, name),
+                             kept=self._keys.setdefault((company.id, id(page)), {}),
+                             token_of=lambda r: (r.version, r.modified))
         value = []
         for view in result.rows:
             row = rows[view.pop("_rowid")]
@@ -323,3 +330,18 @@ def _row_missing(page: PageSpec, key: dict[str, str]) -> ODataError:
     fields = ",".join(f"{k}='{v}'" for k, v in key.items())
     return ODataError(404, "Internal_RecordNotFound",
                       f"The {page.entity_set} does not exist. Identification fields and values: {fields}")
+
+
+def _stored_field(page: PageSpec, name: str) -> Callable[[StoredRow], Any] | None:
+    """Reads a page field from a stored row as ``nav_row`` shows it, where the field is a stored one (None for a
+    computed field: the rows are then viewed to be ordered)."""
+    if name == LAST_DATE_MODIFIED and page.last_date_modified:
+        return lambda row: row.modified.date().isoformat() if row.modified else BLANK_DATE
+    source = dict(page.fields).get(name)
+    if not isinstance(source, str) or source == "lastModifiedDateTime":
+        return None
+    spec = ENTITIES[page.entity_set]
+    if source not in spec.fields:
+        return lambda row: None
+    default = spec.defaults.get(source, TYPE_DEFAULTS[spec.fields[source]])
+    return lambda row: row.values.get(source, default)

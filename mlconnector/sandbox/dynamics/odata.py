@@ -383,59 +383,90 @@ class Page:
     count: int
 
 
-def select_page(rows: list[Row], query: Query, types: dict[str, str], key_fields: list[str],
-                page_size: int, kept_keys: dict[Any, dict[int, tuple[Row, tuple]]] | None = None) -> Page:
+def select_page(rows: list[Any], query: Query, types: dict[str, str], key_fields: list[str], page_size: int, *,
+                view: Callable[[Any], Row] | None = None,
+                field_of: Callable[[str], Callable[[Any], Any] | None] | None = None,
+                kept: dict[Any, dict[int, tuple[Any, Any, tuple]]] | None = None,
+                token_of: Callable[[Any], Any] | None = None) -> Page:
     """Filters, orders and cuts one page; the key fields break ties so the skiptoken is unambiguous.
-    ``kept_keys`` (the caller's, for rows it keeps from one request to the next) remembers each row's sort key:
-    a large table read in pages is then keyed once, not again for every page."""
-    matching = [row for row in rows if query.filter is None or query.filter(row)]
-    order = [*query.orderby, *((name, False) for name in key_fields if name not in dict(query.orderby))]
-    names = [name for name, _ in order]
-    directions = [descending for _, descending in order]
 
-    kinds = [(name, types.get(name, "string")) for name in names]
+    ``rows`` may be stored rows that ``view`` turns into what the client sees (filtered and returned), and
+    ``field_of(name)`` a function reading that field's value from a stored row as its view would show it (None
+    where the view computes it). ``kept`` (the caller's, per table) remembers each stored row's key while
+    ``token_of(row)`` (its version) stays the same, so each page request does not compute them all again. With both, and an
+    ascending order (what clients paging by modified time ask), the rows are ordered by their stored values and
+    only the rows up to the end of the page are viewed and filtered, as a server reads a key's index: a large
+    table read in pages costs each request a sort, not a conversion of every row."""
+    order = [*query.orderby, *((name, False) for name in key_fields if name not in dict(query.orderby))]
+    directions = [descending for _, descending in order]
+    kinds = [(name, types.get(name, "string")) for name, _ in order]
+    see: Callable[[Any], Row] = view or (lambda row: row)
 
     def key_of(row: Row) -> list:
         return [list(_sort_value(row.get(name), kind)) for name, kind in kinds]
 
-    if not any(directions):
-        # All ascending (what clients paging by modified time ask): each row's key is computed once, not at
-        # every comparison, and rows at or before the skiptoken are dropped before sorting; the order and the
-        # cut are the same as _compare_keys gives.
-        kept = None if kept_keys is None else kept_keys.setdefault(tuple(kinds), {})
-        if kept is not None and len(kept) > 2 * len(rows) + 1_000:
-            kept.clear()  # rows since replaced (new versions) leave their keys behind
-
-        def sort_key(row: Row) -> tuple:
-            if kept is not None:
-                found = kept.get(id(row))
-                if found is not None and found[0] is row:
-                    return found[1]
-            key = tuple([_sort_value(row.get(name), kind) for name, kind in kinds])
-            if kept is not None:
-                kept[id(row)] = (row, key)
-            return key
-
-        keyed = [(sort_key(row), i) for i, row in enumerate(matching)]
-        total = len(keyed)
-        if query.skiptoken:
-            after = tuple(tuple(part) for part in decode_skiptoken(query.skiptoken))
-            keyed = [pair for pair in keyed if pair[0] > after]
-        keyed.sort()
-        matching = [matching[i] for _, i in keyed]
-    else:
+    if any(directions):
+        matching = [row for row in map(see, rows) if query.filter is None or query.filter(row)]
         matching.sort(key=functools.cmp_to_key(lambda a, b: _compare_keys(key_of(a), key_of(b), directions)))
         total = len(matching)
         if query.skiptoken:
             after = decode_skiptoken(query.skiptoken)
             matching = [row for row in matching if _compare_keys(key_of(row), after, directions) > 0]
-    matching = matching[query.skip:]
+        matching = matching[query.skip:]
+        if query.top is not None:
+            return Page(matching[:query.top], None, total)
+        if len(matching) > page_size:
+            page = matching[:page_size]
+            return Page(page, encode_skiptoken(key_of(page[-1])), total)
+        return Page(matching, None, total)
+
+    # All ascending: each row's key is computed once, not at every comparison, and rows at or before the
+    # skiptoken are dropped before sorting; the order and the cut are the same as _compare_keys gives.
+    getters = [(field_of(name), kind) for name, kind in kinds] if view is not None and field_of is not None else []
+    lazy = bool(getters) and all(get is not None for get, _ in getters)
+    if lazy:
+        def sort_key(row: Any) -> tuple:
+            return tuple([_sort_value(get(row), kind) for get, kind in getters])  # type: ignore[misc]
+
+        if kept is not None and token_of is not None:
+            known = kept.setdefault(tuple(kinds), {})
+            if len(known) > 2 * len(rows) + 1_000:
+                known.clear()  # rows deleted since leave their keys behind
+            keyed = []
+            for i, row in enumerate(rows):
+                token, found = token_of(row), known.get(id(row))
+                if found is None or found[0] is not row or found[1] != token:
+                    found = known[id(row)] = (row, token, sort_key(row))
+                keyed.append((found[2], i))
+        else:
+            keyed = [(sort_key(row), i) for i, row in enumerate(rows)]
+        candidates = rows
+    else:
+        candidates = [row for row in map(see, rows) if query.filter is None or query.filter(row)]
+        keyed = [(tuple([_sort_value(row.get(name), kind) for name, kind in kinds]), i)
+                 for i, row in enumerate(candidates)]
+    total = -1 if lazy else len(keyed)
+    if query.skiptoken:
+        after = tuple(tuple(part) for part in decode_skiptoken(query.skiptoken))
+        keyed = [pair for pair in keyed if pair[0] > after]
+    keyed.sort()
+    wanted = query.skip + (query.top if query.top is not None else page_size + 1)
+    taken: list[tuple[tuple, Row]] = []
+    for key, i in keyed:
+        row = see(candidates[i]) if lazy else candidates[i]
+        if lazy and query.filter is not None and not query.filter(row):
+            continue
+        taken.append((key, row))
+        if len(taken) >= wanted:
+            break
+    if lazy and query.count:
+        total = sum(1 for row in map(see, rows) if query.filter is None or query.filter(row))
+    taken = taken[query.skip:]
     if query.top is not None:
-        return Page(matching[:query.top], None, total)
-    if len(matching) > page_size:
-        page = matching[:page_size]
-        return Page(page, encode_skiptoken(key_of(page[-1])), total)
-    return Page(matching, None, total)
+        return Page([row for _, row in taken[:query.top]], None, total)
+    if len(taken) > page_size:
+        return Page([row for _, row in taken[:page_size]], encode_skiptoken(taken[page_size - 1][0]), total)
+    return Page([row for _, row in taken], None, total)
 
 
 _LINK_SAFE = "$,'()"
