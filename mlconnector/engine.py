@@ -260,6 +260,7 @@ class Engine:
         self.planned: dict[str, set[str]] = {}  # dry run: source ids each flow would write
         self._batch: list[_Item] = []
         self._written: dict[str, Link] = {}
+        self._replay_waiting = True  # see _run_flow
         self._batch_targets: dict[str, Record] | None = None
         # Per flow run: target records changed since the opposite flow's watermark (None: not known).
         self._target_changes: dict[str, Record] | None = None
@@ -406,6 +407,9 @@ class Engine:
         stats = run.flows.setdefault(flow.name, FlowStats())
         before = self.counter.snapshot()
         self._target_changes, self._target_changes_read = None, False
+        # Whether a record of this flow may wait in the replay queue: if none did when the flow began and none was
+        # queued since, a batch's bookkeeping need not ask.
+        self._replay_waiting = run.dry_run or self.state.has_queued(self.pair.name, flow.name)
         pending: deque[tuple[list[_Item], Future[list[WriteResult]] | None]] = deque()
         stop: _Stop | None = None
         # Once a batch ends neither written nor queued, the watermark must stay before it.
@@ -782,7 +786,8 @@ class Engine:
         audits: list[dict[str, Any]] = []
         written_back: list[tuple[Record, WriteResult]] = []
         with self.state.transaction():
-            queued = self.state.queued(self.pair.name, flow.name, [item.record.id for item in batch])
+            queued = (self.state.queued(self.pair.name, flow.name, [item.record.id for item in batch])
+                      if self._replay_waiting else set())
             for item in batch:
                 result = item.result or WriteResult("fail", error="no result", error_class="bug")
                 record = item.record
@@ -806,6 +811,7 @@ class Engine:
                                           item.link.fields, item.fingerprint))
                 else:
                     newest = _later(newest, record.modified)
+                    self._replay_waiting = True
                     self.state.queue_replay(pair=self.pair.name, flow=flow.name, source_system=source,
                                             source_entity=flow.source_entity, source_id=record.id,
                                             error_class=result.error_class or "error",

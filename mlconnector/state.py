@@ -234,13 +234,11 @@ class State:
 
     def set_watermark(self, pair: str, flow: str, value: datetime) -> None:
         """Move the watermark forward; it never moves back (a late, older record cannot rewind it)."""
-        current = self.watermark(pair, flow)
-        if current is not None and current >= value:
-            return
-        # Plain SQL: sqlite-utils' upsert inspects the table on every call, and a load moves it once per batch.
+        # One plain statement (a load moves it once per batch): stored values are all iso(), UTC to the
+        # microsecond, so their text orders as their time does.
         self.db.conn.execute("INSERT INTO watermarks (pair, flow, value, updated) VALUES (?, ?, ?, ?) "
-                             "ON CONFLICT (pair, flow) DO UPDATE SET value = excluded.value, updated = excluded.updated",
-                             [pair, flow, iso(value), iso(utcnow())])
+                             "ON CONFLICT (pair, flow) DO UPDATE SET value = excluded.value, updated = excluded.updated "
+                             "WHERE excluded.value > watermarks.value", [pair, flow, iso(value), iso(utcnow())])
 
     def reset_watermark(self, pair: str, flow: str) -> None:
         self.db.execute("DELETE FROM watermarks WHERE pair = ? AND flow = ?", [pair, flow])
@@ -408,6 +406,10 @@ class State:
             args += ids
         return list(self.db["replay"].rows_where(" and ".join(clauses) or None, args,
                                                  order_by="pair, flow, first_failed"))
+
+    def has_queued(self, pair: str, flow: str) -> bool:
+        return self.db.conn.execute("SELECT 1 FROM replay WHERE pair = ? AND flow = ? LIMIT 1",
+                                    [pair, flow]).fetchone() is not None
 
     def queued(self, pair: str, flow: str, source_ids: list[str]) -> set[str]:
         """Which of these records wait in the replay queue (one query for a batch)."""

@@ -6,7 +6,6 @@ because OData keys in parentheses do not fit a route table.
 
 from __future__ import annotations
 
-import json
 import re
 from dataclasses import dataclass
 from datetime import timezone
@@ -15,6 +14,7 @@ from typing import TYPE_CHECKING, Any, Callable
 from starlette.requests import Request
 from starlette.responses import Response
 
+from ..common import loads
 from . import errors
 from .errors import ODataError, json_response
 from .odata import Query, apply_select, next_link, parse_query, requested_page_size, select_page
@@ -60,7 +60,7 @@ def guid_key(key: str) -> str:
 async def read_json(request: Request) -> dict[str, Any]:
     raw = await request.body()
     try:
-        body = json.loads(raw or b"{}")
+        body = loads(raw or b"{}")
     except ValueError:
         raise errors.bad_body() from None
     if not isinstance(body, dict):

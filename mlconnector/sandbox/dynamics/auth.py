@@ -17,9 +17,9 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 
 from starlette.requests import Request
-from starlette.responses import JSONResponse, Response
+from starlette.responses import Response
 
-from mlconnector.sandbox.common import Faults, SandboxClock
+from mlconnector.sandbox.common import Faults, JSONResponse, SandboxClock
 
 from . import errors
 

@@ -5,7 +5,8 @@ from __future__ import annotations
 import uuid
 from typing import Any
 
-from starlette.responses import JSONResponse
+from mlconnector.sandbox.common import JSONResponse
+
 
 # BC answers with this content type on API and ODataV4 responses (use-odata-batch.md sample).
 ODATA_JSON = "application/json; odata.metadata=minimal"

@@ -6,7 +6,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from starlette.responses import JSONResponse, Response
+from starlette.responses import Response
+
+from mlconnector.sandbox.common import JSONResponse
 
 ODATA_JSON = "application/json; odata.metadata=minimal"
 ODATA_HEADERS = {"OData-Version": "4.0"}

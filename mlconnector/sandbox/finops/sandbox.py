@@ -17,9 +17,9 @@ from typing import Any, AsyncIterator, Iterator
 from urllib.parse import parse_qs
 
 from starlette.requests import Request
-from starlette.responses import JSONResponse, Response
+from starlette.responses import Response
 
-from mlconnector.sandbox.common import Faults, SandboxClock
+from mlconnector.sandbox.common import Faults, JSONResponse, SandboxClock
 
 from .entities import ENTITIES, EntitySpec
 from .errors import ODataError, unauthorized, write_failed

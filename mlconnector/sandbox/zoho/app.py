@@ -10,10 +10,10 @@ from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 from starlette.middleware import Middleware
 from starlette.requests import Request
-from starlette.responses import JSONResponse, PlainTextResponse, Response
+from starlette.responses import PlainTextResponse, Response
 from starlette.routing import Route
 
-from ..common import Faults, SandboxClock, ServerDate
+from ..common import Faults, JSONResponse, SandboxClock, ServerDate
 from . import routes
 from .errors import ZohoError, error_body
 from .oauth import AccessToken, revoke_endpoint, token_endpoint

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from starlette.responses import JSONResponse
+from mlconnector.sandbox.common import JSONResponse
+
 
 
 class ZohoError(Exception):

@@ -13,7 +13,8 @@ from typing import Any, Callable
 from urllib.parse import parse_qsl
 
 from starlette.requests import Request
-from starlette.responses import JSONResponse
+
+from mlconnector.sandbox.common import JSONResponse
 
 ACCESS_TOKEN_SECONDS = 3600
 GRANT_CODE_SECONDS = 180                 # "valid 3 minutes by default"

@@ -2,14 +2,15 @@
 
 from __future__ import annotations
 
-import json
 import math
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Awaitable, Callable
 
 from starlette.requests import Request
-from starlette.responses import JSONResponse, Response
+from starlette.responses import Response
+
+from mlconnector.sandbox.common import JSONResponse, loads
 
 from . import bulk, coql, watch
 from .errors import RecordError, ZohoError, invalid_module, required_param
@@ -61,7 +62,7 @@ async def sorted_or_viewed(request: Request) -> bool:
 async def many_records(request: Request) -> bool:
     """Insert, update or upsert of more than 10 records (a body that does not parse is not)."""
     try:
-        body = json.loads(await request.body() or b"null")
+        body = await _parsed(request)
     except ValueError:
         return False
     data = body.get("data") if isinstance(body, dict) else None
@@ -80,10 +81,22 @@ def module_spec(call: Call, request: Request) -> ModuleSpec:
     return spec
 
 
+async def _parsed(request: Request) -> Any:
+    """The request's JSON body, parsed once (the concurrency check and the route both read it)."""
+    if "mlconnector.json" not in request.scope:
+        try:
+            request.scope["mlconnector.json"] = (loads(await request.body() or b"null"), None)
+        except ValueError as exc:
+            request.scope["mlconnector.json"] = (None, exc)
+    body, error = request.scope["mlconnector.json"]
+    if error is not None:
+        raise error
+    return body
+
+
 async def json_body(request: Request) -> Any:
-    raw = await request.body()
     try:
-        return json.loads(raw or b"null")
+        return await _parsed(request)
     except ValueError:
         raise ZohoError(400, "INVALID_DATA", "invalid data", {"expected_data_type": "jsonobject"}) from None
 

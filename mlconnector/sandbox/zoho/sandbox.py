@@ -226,13 +226,15 @@ class ZohoSandbox:
         for outcome in outcomes:
             by_operation.setdefault(operation or outcome.action, []).append(outcome)
         for op, done in by_operation.items():
+            watching = [channel for channel in self.channels.values() if channel.wants(spec.api_name, op)]
+            if not watching:
+                continue
             ids = [o.record_id for o in done]
             changed = {o.record_id: list(o.changed) for o in done}
             current = values or {i: self._affected_values(spec, i, changed[i]) for i in ids}
-            for channel in self.channels.values():
-                if channel.wants(spec.api_name, op):
-                    body = watch.notification(channel, spec.api_name, op, ids, now, self.api_domain, changed, current)
-                    self._schedule(channel, body)
+            for channel in watching:
+                body = watch.notification(channel, spec.api_name, op, ids, now, self.api_domain, changed, current)
+                self._schedule(channel, body)
 
     def _affected_values(self, spec: ModuleSpec, record_id: str, changed: list[str]) -> dict[str, Any]:
         record = self.store.get(spec.api_name, record_id) or {}

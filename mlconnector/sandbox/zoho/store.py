@@ -115,7 +115,10 @@ class RecordStore:
             index = self._index[(module, name)] = {}
             for record in self.records[module].values():
                 self._add_to(index, record.get(name), record["id"])
-        return next((self.records[module][i] for i in index.get(key, ()) if i != exclude), None)
+        for record_id in index.get(key, ()):
+            if record_id != exclude:
+                return self.records[module][record_id]
+        return None
 
     @staticmethod
     def _add_to(index: dict[Any, dict[str, None]], value: Any, record_id: str) -> None:

@@ -17,10 +17,10 @@ from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 from starlette.middleware import Middleware
 from starlette.requests import Request
-from starlette.responses import JSONResponse, Response
+from starlette.responses import Response
 from starlette.routing import Route
 
-from ..common import Faults, SandboxClock, ServerDate
+from ..common import Faults, JSONResponse, SandboxClock, ServerDate
 from .sandbox import API_PER_MINUTE, AUTH_PER_MINUTE, CONCURRENCY, Remembered, ZuoraSandbox
 from .zoql import ZoqlFault
 from .store import (ACCOUNT, INVOICE, NOT_FOUND, ORDER, PAYMENT, PRODUCT, QUERY, SUBSCRIPTION, UNKNOWN,
