@@ -410,13 +410,13 @@ class Engine:
         # Whether a record of this flow may wait in the replay queue: if none did when the flow began and none was
         # queued since, a batch's bookkeeping need not ask.
         self._replay_waiting = run.dry_run or self.state.has_queued(self.pair.name, flow.name)
-        pending: deque[tuple[list[_Item], Future[list[WriteResult]] | None]] = deque()
         stop: _Stop | None = None
         # Once a batch ends neither written nor queued, the watermark must stay before it.
         hold = [False]
         writers = self._in_flight(flow)
         ahead: _ReadAhead | None = None
         paused: Any = None  # a source told to read no page ahead for this flow
+        committer = _Committer(lambda segment, future: self._commit(run, flow, segment, future, stats, mode, hold))
         with ThreadPoolExecutor(max_workers=writers, thread_name_prefix=f"write-{flow.name}") as pool:
             try:
                 size, in_flight = self.batch_size, writers
@@ -439,10 +439,12 @@ class Engine:
                     elif to_write:
                         self._note_intents(run, flow, to_write)
                     future = pool.submit(self._write, flow, to_write) if to_write and not run.dry_run else None
-                    pending.append((segment, future))
-                    self._settle(run, flow, pending, in_flight, stats, mode, hold)
-                while pending:
-                    self._commit(run, flow, *pending.popleft(), stats, mode, hold)
+                    committer.put(segment, future, backlog=BACKLOG_PER_WRITER * max(1, in_flight))
+                    if in_flight <= 0:  # one write at a time, recorded before the next is filled (bulk jobs)
+                        committer.drain()
+                    else:  # the next batch is prepared while fewer than in_flight writes are out
+                        committer.room(in_flight)
+                committer.drain()
                 if mode == "poll" and until is not None and not run.dry_run and not hold[0]:
                     self._close_window(flow, until)
             except BudgetExhausted as exc:
@@ -455,11 +457,7 @@ class Engine:
                 if paused is not None:
                     paused.pages_ahead = True
                 # Writes already sent may have landed: record each of them before leaving.
-                while pending:
-                    try:
-                        self._commit(run, flow, *pending.popleft(), stats, mode, hold)
-                    except MLConnectorError:
-                        pass
+                committer.close()
                 stats.calls = _merge(stats.calls, self.counter.since(before))
         log.info("%s/%s: read %d, created %d, updated %d, unchanged %d, skipped %d, failed %d", self.pair.name,
                  flow.name, stats.read, stats.created, stats.updated, stats.unchanged, stats.skipped, stats.failed)
@@ -467,32 +465,6 @@ class Engine:
             log.warning("%s/%s: stopped: %s", self.pair.name, flow.name, stop)
             run.exit_code = max(run.exit_code, stop.exit_code)
             raise stop
-
-    def _settle(self, run: RunResult, flow: Flow, pending: deque[tuple[list[_Item], Future[list[WriteResult]] | None]],
-                in_flight: int, stats: FlowStats, mode: str, hold: list[bool]) -> None:
-        """Commit the batches whose writes are done, in read order (so the watermark never passes a batch still
-        in flight), and return once fewer than ``in_flight`` writes are unfinished: the next batch is prepared
-        while the others are out. Waiting for any write, not for the oldest, keeps the API busy when one call
-        is slow; a bounded backlog of finished batches behind a slow one keeps memory bounded."""
-        def commit_done() -> None:
-            while pending and (pending[0][1] is None or pending[0][1].done()):
-                self._commit(run, flow, *pending.popleft(), stats, mode, hold)
-
-        commit_done()
-        if in_flight <= 0:  # one write at a time, recorded before the next is filled (bulk jobs)
-            while pending:
-                self._commit(run, flow, *pending.popleft(), stats, mode, hold)
-            return
-        while pending:
-            if len(pending) > BACKLOG_PER_WRITER * in_flight:
-                self._commit(run, flow, *pending.popleft(), stats, mode, hold)  # waits for the oldest
-                commit_done()
-                continue
-            unfinished = [future for _, future in pending if future is not None and not future.done()]
-            if len(unfinished) < in_flight:
-                return
-            wait(unfinished, return_when=FIRST_COMPLETED)
-            commit_done()
 
     def _close_window(self, flow: Flow, until: datetime) -> None:
         """After a poll that read its whole window and recorded every record in it, move the watermark to
@@ -1021,6 +993,85 @@ def _accepts_ids(connector: Connector) -> bool:
         return "ids" in inspect.signature(connector.write).parameters
     except (TypeError, ValueError):
         return False
+
+
+class _Committer:
+    """Records written batches in read order on a thread of its own, while the run prepares the next ones: a
+    batch's bookkeeping (a transaction in the state file) then no longer holds up the writes. Read order keeps the
+    watermark from passing a batch still in flight. The first failure to record a batch (its write failed) reaches
+    the run at its next step; the batches already sent after it are still recorded, as far as they can be."""
+
+    def __init__(self, commit: Callable[[list[_Item], Future[list[WriteResult]] | None], None]) -> None:
+        self._commit = commit
+        self._entries: deque[tuple[list[_Item], Future[list[WriteResult]] | None]] = deque()
+        self._cond = threading.Condition()
+        self._error: BaseException | None = None
+        self._closing = False
+        self._thread = threading.Thread(target=self._run, name="record", daemon=True)
+        self._thread.start()
+
+    def put(self, segment: list[_Item], future: Future[list[WriteResult]] | None, *, backlog: int) -> None:
+        """Queue a batch to be recorded once its write is done (always: its write is out); waits while
+        ``backlog`` batches are queued."""
+        with self._cond:
+            while len(self._entries) >= backlog and self._error is None:
+                self._cond.wait()
+            self._entries.append((segment, future))
+            self._cond.notify_all()
+            self._raise()
+
+    def room(self, in_flight: int) -> None:
+        """Returns once fewer than ``in_flight`` of the queued writes are unfinished: waiting for any write, not
+        for the oldest, keeps the API busy when one call is slow."""
+        while True:
+            with self._cond:
+                self._raise()
+                unfinished = [future for _, future in self._entries if future is not None and not future.done()]
+            if len(unfinished) < in_flight:
+                return
+            wait(unfinished, return_when=FIRST_COMPLETED)
+
+    def drain(self) -> None:
+        """Returns once every queued batch is recorded."""
+        with self._cond:
+            while self._entries and self._error is None:
+                self._cond.wait()
+            self._raise()
+
+    def close(self) -> None:
+        """Records what is still queued (writes already sent may have landed), then ends the thread."""
+        with self._cond:
+            self._closing = True
+            self._cond.notify_all()
+        self._thread.join()
+
+    def _raise(self) -> None:
+        if self._error is not None:
+            raise self._error
+
+    def _run(self) -> None:
+        while True:
+            with self._cond:
+                while not self._entries and not self._closing:
+                    self._cond.wait()
+                if not self._entries:
+                    return
+                segment, future = self._entries[0]
+                settling = self._error is not None or self._closing
+            try:
+                self._commit(segment, future)
+            except MLConnectorError as exc:
+                if not settling and self._error is None:
+                    self._error = exc
+            except BaseException as exc:  # noqa: BLE001 - handed to the run, which raises it
+                if self._error is None:
+                    self._error = exc
+                else:
+                    log.error("recording a batch failed after the flow stopped: %s", exc)
+            finally:
+                with self._cond:
+                    self._entries.popleft()
+                    self._cond.notify_all()
 
 
 class _ReadAhead:

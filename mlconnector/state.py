@@ -8,13 +8,14 @@ from __future__ import annotations
 import json
 import os
 import sqlite3
-from collections.abc import Iterator
+import threading
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime, timezone
-from functools import lru_cache
+from functools import lru_cache, wraps
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import platformdirs
 from filelock import FileLock, Timeout
@@ -162,11 +163,26 @@ def _link_of(row: tuple[Any, ...]) -> Link:
                 tuple(json.loads(fields)) if fields else None, source_hash)
 
 
+_F = TypeVar("_F", bound=Callable[..., Any])
+
+
+def _serialized(method: _F) -> _F:
+    """Runs the method holding the state's lock: a run records batches on one thread while it prepares the next
+    on another, and a read must not land inside the other thread's transaction half done."""
+    @wraps(method)
+    def locked(self: "State", *args: Any, **kwargs: Any) -> Any:
+        with self.lock:
+            return method(self, *args, **kwargs)
+    return locked  # type: ignore[return-value]
+
+
 class State:
-    """One open state file. Use as a context manager, or call close()."""
+    """One open state file. Use as a context manager, or call close(). Threads of one run may share it: a
+    transaction and the reads a run makes while another thread records are serialized (``lock``)."""
 
     def __init__(self, path: str | Path) -> None:
         self.path = Path(path).expanduser()
+        self.lock = threading.RLock()
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
             if not self.path.exists():
@@ -205,13 +221,14 @@ class State:
     @contextmanager
     def transaction(self) -> Iterator[None]:
         """Everything inside lands together or not at all (BEGIN IMMEDIATE: writers queue, not fail)."""
-        self.db.execute("BEGIN IMMEDIATE")
-        try:
-            yield
-        except BaseException:
-            self.db.execute("ROLLBACK")
-            raise
-        self.db.execute("COMMIT")
+        with self.lock:
+            self.db.execute("BEGIN IMMEDIATE")
+            try:
+                yield
+            except BaseException:
+                self.db.execute("ROLLBACK")
+                raise
+            self.db.execute("COMMIT")
 
     # runs ------------------------------------------------------------------------------------
     def start_run(self, run_id: str, pair: str, *, dry_run: bool = False) -> None:
@@ -227,6 +244,7 @@ class State:
         return list(self.db["runs"].rows_where(where, args, order_by="started desc", limit=limit))
 
     # watermarks ------------------------------------------------------------------------------
+    @_serialized
     def watermark(self, pair: str, flow: str) -> datetime | None:
         row = self.db.conn.execute("SELECT value FROM watermarks WHERE pair = ? AND flow = ?",
                                    [pair, flow]).fetchone()
@@ -247,6 +265,7 @@ class State:
         return list(self.db["watermarks"].rows_where(order_by="pair, flow"))
 
     # links -----------------------------------------------------------------------------------
+    @_serialized
     def links(self, pair: str, flow: str, source_ids: list[str]) -> dict[str, Link]:
         return {link.source_id: link for link in self._links_in(pair, flow, "source_id", source_ids)}
 
@@ -259,22 +278,26 @@ class State:
                                         f"({','.join('?' * len(chunk))})", [pair, flow, *chunk]).fetchall()
             yield from map(_link_of, rows)
 
+    @_serialized
     def link(self, pair: str, flow: str, source_id: str) -> Link | None:
         row = self.db.conn.execute(f"{_SELECT_LINK} WHERE pair = ? AND flow = ? AND source_id = ?",
                                    [pair, flow, source_id]).fetchone()
         return _link_of(row) if row else None
 
+    @_serialized
     def target_of(self, pair: str, flow: str, source_id: str) -> str | None:
         """The target id a source record is linked to, if any (the whole link is not needed)."""
         row = self.db.conn.execute("SELECT target_id FROM links WHERE pair = ? AND flow = ? AND source_id = ?",
                                    [pair, flow, source_id]).fetchone()
         return row[0] if row else None
 
+    @_serialized
     def link_by_target(self, pair: str, flow: str, target_id: str) -> Link | None:
         row = self.db.conn.execute(f"{_SELECT_LINK} WHERE pair = ? AND flow = ? AND target_id = ? LIMIT 1",
                                    [pair, flow, target_id]).fetchone()
         return _link_of(row) if row else None
 
+    @_serialized
     def links_by_target(self, pair: str, flow: str, target_ids: list[str]) -> dict[str, Link]:
         """target id -> a link of ``flow`` to it, for many target ids in one query per 500."""
         found: dict[str, Link] = {}
@@ -300,6 +323,7 @@ class State:
         return self.db.execute("SELECT count(*) FROM links WHERE pair = ? AND flow = ?", [pair, flow]).fetchone()[0]
 
     # intents: creates sent but not yet linked ------------------------------------------------
+    @_serialized
     def add_intents(self, pair: str, flow: str, source_ids: list[str], run_id: str) -> None:
         """Committed before the create is sent, so a run killed in between leaves the intent behind."""
         started = iso(utcnow())
@@ -407,6 +431,7 @@ class State:
         return list(self.db["replay"].rows_where(" and ".join(clauses) or None, args,
                                                  order_by="pair, flow, first_failed"))
 
+    @_serialized
     def has_queued(self, pair: str, flow: str) -> bool:
         return self.db.conn.execute("SELECT 1 FROM replay WHERE pair = ? AND flow = ? LIMIT 1",
                                     [pair, flow]).fetchone() is not None

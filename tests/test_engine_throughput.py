@@ -104,3 +104,66 @@ def test_records_waiting_in_a_batch_keep_only_their_id_and_version(config_file, 
 
     assert result.flows["customers"].created == 12 and len(seen) == 12
     assert all(rid and modified and data == {} for batch in batches for rid, modified, data in batch)
+
+
+def test_a_slow_write_does_not_hold_up_the_writes_after_it(config_file, tmp_path, erp, crm):
+    """Batches are recorded in read order, but the next ones are written while an older one is still out."""
+    seed_customers(erp, 80)
+    engine = make_engine(config_file, tmp_path)   # batch_size 10: eight write calls
+    target = engine.connectors["crm"]
+    target.http = SimpleNamespace(max_concurrency=2)
+    write, first, done_meanwhile, lock = target.write, threading.Event(), [0], threading.Lock()
+
+    def write_first_slowly(entity, payloads, *args, **kwargs):
+        if payloads[0]["number"] == "C00001":
+            first.set()
+            time.sleep(0.8)
+            with lock:
+                meanwhile = done_meanwhile[0]
+            result = write(entity, payloads, *args, **kwargs)
+            done_meanwhile.append(meanwhile)
+            return result
+        first.wait(5)
+        time.sleep(0.05)
+        result = write(entity, payloads, *args, **kwargs)
+        with lock:
+            done_meanwhile[0] += 1
+        return result
+
+    target.write = write_first_slowly
+
+    result = engine.sync(["customers"])
+
+    assert result.flows["customers"].created == 80
+    assert done_meanwhile[1] >= 4   # waiting for the oldest would have let one other write through
+    assert engine.state.watermark("erp-crm", "customers") is not None
+
+
+def test_a_failed_write_stops_the_flow_and_every_batch_already_sent_is_recorded(config_file, tmp_path, erp, crm):
+    from mlconnector.errors import EXIT_UNREACHABLE, Unreachable
+
+    seeded = seed_customers(erp, 80)
+    engine = make_engine(config_file, tmp_path)
+    target = engine.connectors["crm"]
+    target.http = SimpleNamespace(max_concurrency=4)
+    write = target.write
+
+    def third_batch_fails(entity, payloads, *args, **kwargs):
+        if payloads[0]["number"] == "C00021":
+            time.sleep(0.1)
+            raise Unreachable("crm", "connection reset")
+        return write(entity, payloads, *args, **kwargs)
+
+    target.write = third_batch_fails
+
+    result = engine.sync(["customers"])
+
+    assert result.exit_code == EXIT_UNREACHABLE
+    linked = engine.state.links("erp-crm", "customers", [c["id"] for c in seeded])
+    queued = {row["source_id"] for row in engine.state.replay_items(pair="erp-crm", flow="customers")}
+    assert {c["id"] for c in seeded[20:30]} <= queued
+    assert all(linked[c["id"]].target_id for c in seeded[:20])
+    # Nothing is lost: every record written is linked, and none is both linked and queued.
+    assert len(crm.all("account")) == len(linked) and not (set(linked) & queued)
+    audited = {r["source_id"] for r in engine.state.audit_rows(run=result.run_id, limit=None)}
+    assert set(linked) | queued <= audited
