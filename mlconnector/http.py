@@ -15,6 +15,7 @@ from datetime import datetime, timezone
 from typing import Any
 
 import httpx
+import orjson
 from tenacity import RetryCallState, Retrying, retry_if_exception, stop_after_attempt
 
 from mlconnector.errors import RateLimited, RemoteError, Unreachable
@@ -78,9 +79,21 @@ def json_body(response: httpx.Response) -> Any:
     if not response.content:
         return None
     try:
-        return response.json()
+        return orjson.loads(response.content)  # several times faster on a write's 100 results
+    except orjson.JSONDecodeError:
+        pass
+    try:
+        return response.json()  # another encoding, NaN: as httpx reads it
     except ValueError:
         return None
+
+
+def json_content(value: Any) -> bytes:
+    """A request's JSON body as httpx's ``json=`` writes it (compact, UTF-8), by orjson where it can."""
+    try:
+        return orjson.dumps(value)
+    except TypeError:
+        return json.dumps(value, ensure_ascii=False, separators=(",", ":"), allow_nan=False).encode("utf-8")
 
 
 def retry_after_seconds(response: httpx.Response, now: Callable[[], datetime] | None = None) -> float | None:
@@ -238,6 +251,11 @@ class ApiClient:
         """
         method = method.upper()
         safe = method in IDEMPOTENT_METHODS if idempotent is None else idempotent
+        if "json" in kwargs:  # encoded once, not again for each retry
+            headers = dict(kwargs.get("headers") or {})
+            if not any(name.lower() == "content-type" for name in headers):
+                headers["Content-Type"] = "application/json"
+            kwargs["content"], kwargs["headers"] = json_content(kwargs.pop("json")), headers
 
         def attempt() -> httpx.Response:
             with self._slots:

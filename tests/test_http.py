@@ -551,3 +551,15 @@ def test_last_member_finds_a_trailing_link_only_where_it_is_the_objects_last_mem
     assert last_member('{"@odata.nextLink":"u","value":[]}', "@odata.nextLink") is None
     assert last_member('{"value":[{"x":"y"}]}', "@odata.nextLink") is None
     assert last_member('{"value":[],"@odata.nextLink":null}', "@odata.nextLink") is None
+
+
+def test_json_bodies_read_and_written_as_httpx_would() -> None:
+    from mlconnector.http import json_body, json_content
+
+    value = {"data": [{"Account_Name": "Zoë ☃", "n": 3, "x": 0.5, "ok": True, "none": None}]}
+    assert json_content(value) == httpx.Request("POST", "http://x", json=value).content
+    assert json_content({"big": 2**70}) == b'{"big":1180591620717411303424}'   # beyond orjson: the standard encoder
+    assert json_body(httpx.Response(200, content=json_content(value))) == value
+    assert json_body(httpx.Response(200, content=b'{"v": NaN}'))["v"] != 0           # NaN: as httpx reads it
+    assert json_body(httpx.Response(502, content=b"<html>bad gateway</html>")) is None
+    assert json_body(httpx.Response(204)) is None

@@ -729,9 +729,9 @@ class DynamicsConnector:
             data["relations"] = [{"type": i.get("relatedType"), "id": i.get("relatedId"),
                                   "number": self._number_of(str(i.get("relatedType")), str(i.get("relatedId")))}
                                  for i in info if i.get("relatedType") in ("Customer", "Vendor")]
-        for name, value in list(data.items()):
-            if isinstance(value, list):
-                data[name] = [_clean(v) if isinstance(v, Mapping) else v for v in value]
+        lines = API_ENTITIES[entity][1] if entity in API_ENTITIES else None
+        if lines and isinstance(data.get(lines), list):  # the only list a row carries: its lines, when expanded
+            data[lines] = [_clean(v) if isinstance(v, Mapping) else v for v in data[lines]]
         return Record(self.name, entity, str(data["id"]), parse_time(data.get("lastModifiedDateTime")), data)
 
     def _number_of(self, related_type: str, related_id: str) -> str | None:
