@@ -494,13 +494,15 @@ class Engine:
 
     def _prepare(self, run: RunResult, flow: Flow, batch: list[_Item], stats: FlowStats, mode: str) -> list[_Item]:
         """Map each record and decide: already seen, echo, unchanged, failed, or to be written."""
-        links = self.state.links(self.pair.name, flow.name, [i.record.id for i in batch])
+        # What is committed: the batches before this one that are not recorded yet are still out (as they were
+        # when records were recorded on this thread); a record read twice in one run is upserted by its key.
+        links = self.state.committed_links(self.pair.name, flow.name, [i.record.id for i in batch])
         for item in batch:
             item.link = links.get(item.record.id)
         self._batch, self._batch_targets = batch, None  # for _current_target
         # For the echo check: what the opposite flow wrote to these records, one query for the batch.
-        self._written = (self.state.links_by_target(self.pair.name, flow.echo_of, [i.record.id for i in batch])
-                         if flow.echo_of else {})
+        self._written = (self.state.committed_links(self.pair.name, flow.echo_of, [i.record.id for i in batch],
+                                                    by_target=True) if flow.echo_of else {})
         to_write: list[_Item] = []
         for item in batch:
             record = item.record

@@ -183,6 +183,8 @@ class State:
     def __init__(self, path: str | Path) -> None:
         self.path = Path(path).expanduser()
         self.lock = threading.RLock()
+        self._read_lock = threading.Lock()
+        self._read_conn: sqlite3.Connection | None = None  # committed_links
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
             if not self.path.exists():
@@ -210,6 +212,10 @@ class State:
                               "to use another") from None
 
     def close(self) -> None:
+        with self._read_lock:
+            if self._read_conn is not None:
+                self._read_conn.close()
+                self._read_conn = None
         self.db.close()
 
     def __enter__(self) -> "State":
@@ -269,13 +275,30 @@ class State:
     def links(self, pair: str, flow: str, source_ids: list[str]) -> dict[str, Link]:
         return {link.source_id: link for link in self._links_in(pair, flow, "source_id", source_ids)}
 
-    def _links_in(self, pair: str, flow: str, column: str, values: list[str]) -> Iterator[Link]:
+    def committed_links(self, pair: str, flow: str, source_ids: list[str], *,
+                        by_target: bool = False) -> dict[str, Link]:
+        """``links`` (or ``links_by_target``) as committed, read on a connection of this state's own for reads:
+        a run preparing its next batch does not wait for the transaction its recording thread has open."""
+        with self._read_lock:
+            if self._read_conn is None:
+                conn = sqlite3.connect(str(self.path), timeout=30, isolation_level=None, check_same_thread=False)
+                conn.execute("PRAGMA busy_timeout=30000")
+                conn.execute("PRAGMA query_only=1")
+                self._read_conn = conn
+            found: dict[str, Link] = {}
+            for link in self._links_in(pair, flow, "target_id" if by_target else "source_id", source_ids,
+                                       self._read_conn):
+                found.setdefault(str(link.target_id) if by_target else link.source_id, link)
+            return found
+
+    def _links_in(self, pair: str, flow: str, column: str, values: list[str],
+                  conn: sqlite3.Connection | None = None) -> Iterator[Link]:
         # Plain statements, not sqlite-utils' rows_where (which inspects the schema on every call): a first
         # load asks for a batch's links, and a document's lines each ask for their item's link.
         for start in range(0, len(values), 500):
             chunk = values[start:start + 500]
-            rows = self.db.conn.execute(f"{_SELECT_LINK} WHERE pair = ? AND flow = ? AND {column} IN "
-                                        f"({','.join('?' * len(chunk))})", [pair, flow, *chunk]).fetchall()
+            rows = (conn or self.db.conn).execute(f"{_SELECT_LINK} WHERE pair = ? AND flow = ? AND {column} IN "
+                                                  f"({','.join('?' * len(chunk))})", [pair, flow, *chunk]).fetchall()
             yield from map(_link_of, rows)
 
     @_serialized
