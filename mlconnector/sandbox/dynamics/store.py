@@ -47,6 +47,16 @@ def next_number(current: str, step: int) -> str:
 
 
 _FIELD_DEFAULTS: dict[int, list[tuple[str, Any]]] = {}
+_VIEW_TEMPLATES: dict[int, tuple[dict[str, Any], frozenset[str]]] = {}
+
+
+def _view_template(spec: EntitySpec) -> tuple[dict[str, Any], frozenset[str]]:
+    """An API view with every field at its default (etag first), and the entity's field names."""
+    found = _VIEW_TEMPLATES.get(id(spec))
+    if found is None:
+        found = _VIEW_TEMPLATES[id(spec)] = ({"@odata.etag": None, **dict(_field_defaults(spec))},
+                                             frozenset(spec.fields))
+    return found
 
 
 def _field_defaults(spec: EntitySpec) -> list[tuple[str, Any]]:
@@ -172,9 +182,16 @@ class Database:
 
     def to_api(self, entity: str, row: StoredRow) -> dict[str, Any]:
         spec = ENTITIES[entity]
-        get = row.values.get
-        out: dict[str, Any] = {"@odata.etag": row.etag}
-        out.update([(name, get(name, default)) for name, default in _field_defaults(spec)])
+        template, names = _view_template(spec)
+        values = row.values
+        if values.keys() <= names:  # the stored values over the defaults, in the entity's field order
+            out = template.copy()
+            out.update(values)
+            out["@odata.etag"] = row.etag
+        else:
+            get = values.get
+            out = {"@odata.etag": row.etag}
+            out.update([(name, get(name, default)) for name, default in _field_defaults(spec)])
         if "lastModifiedDateTime" in spec.fields:
             out["lastModifiedDateTime"] = format_datetime(row.modified)
         return out
