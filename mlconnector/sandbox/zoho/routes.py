@@ -213,13 +213,12 @@ async def get_record(request: Request, call: Call) -> Response:
 
 
 def success_item(call: Call, spec: ModuleSpec, outcome: WriteOutcome, upsert: bool = False) -> dict[str, Any]:
-    item: dict[str, Any] = {"code": "SUCCESS", "details": call.sandbox.store.details(outcome.record_id, spec.api_name),
-                            "message": "record added" if outcome.action == "insert" else "record updated",
-                            "status": "success"}
+    details = call.sandbox.store.details(outcome.record_id, spec.api_name)
+    message = "record added" if outcome.action == "insert" else "record updated"
     if upsert:
-        item = {"code": "SUCCESS", "duplicate_field": outcome.duplicate_field, "action": outcome.action,
-                **{k: v for k, v in item.items() if k != "code"}}
-    return item
+        return {"code": "SUCCESS", "duplicate_field": outcome.duplicate_field, "action": outcome.action,
+                "details": details, "message": message, "status": "success"}
+    return {"code": "SUCCESS", "details": details, "message": message, "status": "success"}
 
 
 async def _write(request: Request, call: Call, one: Callable[[ModuleSpec, Any, str], WriteOutcome],

@@ -85,7 +85,7 @@ class RecordStore:
         """Zoho's datetime text: the org's offset, second precision (formatted once a second: a batch of 100
         writes stamps each record)."""
         now = self.now()
-        key = (now.replace(microsecond=0), self.tz)
+        key = (int(now.timestamp()), self.tz)
         if self._stamp[0] != key:
             self._stamp = (key, now.astimezone(self.tz).replace(microsecond=0).isoformat())
         return self._stamp[1]
