@@ -58,8 +58,8 @@ CHANGED_TARGETS_CAP = 2_000
 # Records a poll reads ahead of the pipeline, in a thread of its own, so the source's parsing overlaps mapping and
 # writing (a connector that can also asks for its next page early: see ``pages_ahead``).
 READ_AHEAD = 1_000
-# Batches whose writes are done may wait behind a slower one (commits go in read order): at most this many per
-# write in flight, before the run waits for the oldest.
+# Batches sent but not yet recorded (the recording thread takes them in read order, so a done one may wait behind
+# a slower one): at most this many per write in flight, before the run waits.
 BACKLOG_PER_WRITER = 3
 
 

@@ -392,11 +392,11 @@ def select_page(rows: list[Any], query: Query, types: dict[str, str], key_fields
 
     ``rows`` may be stored rows that ``view`` turns into what the client sees (filtered and returned), and
     ``field_of(name)`` a function reading that field's value from a stored row as its view would show it (None
-    where the view computes it). ``kept`` (the caller's, per table) remembers each stored row's key while
-    ``token_of(row)`` (its version) stays the same, so each page request does not compute them all again. With both, and an
-    ascending order (what clients paging by modified time ask), the rows are ordered by their stored values and
-    only the rows up to the end of the page are viewed and filtered, as a server reads a key's index: a large
-    table read in pages costs each request a sort, not a conversion of every row."""
+    where the view computes it). With both, and an ascending order (what clients paging by modified time ask),
+    the rows are ordered by their stored values and only the rows up to the end of the page are viewed and
+    filtered, as a server reads a key's index: a large table read in pages costs each request a sort, not a
+    conversion of every row. ``kept`` (the caller's, per table) then remembers each stored row's key while
+    ``token_of(row)`` (its version) stays the same."""
     order = [*query.orderby, *((name, False) for name in key_fields if name not in dict(query.orderby))]
     directions = [descending for _, descending in order]
     kinds = [(name, types.get(name, "string")) for name, _ in order]
