@@ -27,16 +27,34 @@ class Size:
     lines: int = 3
 
 
-def _start_empty(erp: str, faults: str | None, debounce: float) -> Any:
-    """Like ``mlconnector.sandbox.server.start`` for one ERP, without the seed (the benchmark seeds its own)."""
+def _start_zoho(running: Any, erp: str, faults: str | None) -> None:
+    """The Zoho CRM org (enterprise edition) an ERP pairs with, served on loopback into ``running``."""
+    from mlconnector.sandbox import server
+    from mlconnector.sandbox.zoho import create_app as create_zoho_app
+
+    socket = server.bind("127.0.0.1", 0)
+    zoho_url = server.url_of(socket)
+    zoho_app = create_zoho_app(faults=faults, api_domain=zoho_url, edition="enterprise")
+    org = zoho_app.state.zoho
+    for module, unique in server.ZOHO_UNIQUE_FIELDS:
+        org.mark_unique(module, unique)
+    client = org.register_client()
+    running.zoho[erp] = server.ZohoAccess(zoho_url, client.client_id, client.client_secret,
+                                          org.issue_refresh_token(client.client_id))
+    running.zoho_sandboxes[erp] = org
+    running._servers.append(server.serve(zoho_app, socket, f"zoho-{erp}"))
+
+
+def _start_empty(erp: str, faults: str | None, debounce: float, zoho: dict[str, str] | None = None) -> Any:
+    """Like ``mlconnector.sandbox.server.start`` for one ERP, without the seed (the benchmark seeds its own).
+    With ``zoho`` (a ZohoAccess's fields), the Zoho org runs elsewhere (a process of its own) and is only named."""
     import secrets
 
     from mlconnector.sandbox import server
     from mlconnector.sandbox.common import Faults
     from mlconnector.sandbox.dynamics import create_app as create_dynamics_app
-    from mlconnector.sandbox.zoho import create_app as create_zoho_app
 
-    sockets = [server.bind("127.0.0.1", 0) for _ in range(2)]
+    sockets = [server.bind("127.0.0.1", 0)]
     url = server.url_of(sockets[0])
     app = create_dynamics_app(faults=Faults.parse(faults), debounce=debounce)
     dynamics = app.state.dynamics
@@ -54,16 +72,10 @@ def _start_empty(erp: str, faults: str | None, debounce: float) -> Any:
                                      f"{url}/{tenant}/oauth2/v2.0/token", tenant, server.BC_ENVIRONMENT,
                                      server.BC_COMPANY, client_id, secret)
     running._servers.append(server.serve(app, sockets[0], "dynamics"))
-    zoho_url = server.url_of(sockets[1])
-    zoho_app = create_zoho_app(faults=faults, api_domain=zoho_url, edition="enterprise")
-    org = zoho_app.state.zoho
-    for module, unique in server.ZOHO_UNIQUE_FIELDS:
-        org.mark_unique(module, unique)
-    client = org.register_client()
-    running.zoho[erp] = server.ZohoAccess(zoho_url, client.client_id, client.client_secret,
-                                          org.issue_refresh_token(client.client_id))
-    running.zoho_sandboxes[erp] = org
-    running._servers.append(server.serve(zoho_app, sockets[1], f"zoho-{erp}"))
+    if zoho is None:
+        _start_zoho(running, erp, faults)
+    else:
+        running.zoho[erp] = server.ZohoAccess(**zoho)
     return running
 
 
@@ -132,14 +144,14 @@ class _World:
     """What lives in the sandbox process: the running emulators, the seeded ids and the config written."""
 
     def __init__(self, pair: str, directory: Path, size: Size, faults: str | None, settings: dict[str, dict[str, Any]],
-                 debounce: float) -> None:
+                 debounce: float, zoho: dict[str, str] | None = None) -> None:
         from mlconnector.demo import write_sandbox_config
 
         self.pair, self.erp = pair, ERP_OF[pair]
         self.rng = random.Random(7)
-        self.sandboxes = _start_empty(self.erp, faults, debounce)
+        self.sandboxes = _start_empty(self.erp, faults, debounce, zoho)
         self.dynamics = self.sandboxes.dynamics
-        self.zoho = self.sandboxes.zoho_sandboxes[self.erp]
+        self.zoho = self.sandboxes.zoho_sandboxes.get(self.erp)  # None: in a process of its own (ZohoWorld)
         self.company = self.sandboxes.company(self.erp)
         started = time.perf_counter()
         self.ids = seed(self.dynamics, self.company, size, self.rng)
@@ -163,13 +175,7 @@ class _World:
                     "reads": sum(1 for c in calls if c.form != "token" and c.method == "GET"),
                     "writes": sum(1 for c in calls if c.form != "token" and c.method != "GET"),
                     "token_mints": sum(1 for c in calls if c.form == "token")},
-            "zoho": {"calls": sum(self.zoho.calls.values()), "by_operation": dict(self.zoho.calls),
-                     "credits": self.zoho.credits, "token_mints": self.zoho.accounts.minted,
-                     # Zoho's concurrency limits (edition, and 10 for heavy calls such as upserts of 100)
-                     "concurrency_refused": getattr(self.zoho, "concurrency_refused", 0),
-                     "peak_in_flight": getattr(self.zoho, "peak_in_flight", None),
-                     "peak_heavy_in_flight": getattr(self.zoho, "peak_heavy_in_flight", None)},
-            "zoho_records": {m: len(self.zoho.store.records.get(m, {})) for m in ("Accounts", "Products", "Invoices")},
+            **(zoho_counters(self.zoho) if self.zoho is not None else {}),
         }
 
     def modify(self, entity: str, count: int) -> int:
@@ -188,10 +194,13 @@ class _World:
 
     def set_latency(self, seconds: float) -> None:
         self.dynamics.faults.latency = seconds
-        self.zoho.faults.latency = seconds
+        if self.zoho is not None:
+            self.zoho.faults.latency = seconds
 
     def push_latency(self, count: int, timeout: float = 10.0) -> list[float | None]:
         """Change a record in the pushing system, then watch the other system until it shows the change."""
+        if self.zoho is None:
+            raise RuntimeError("push_latency watches both systems: start the sandboxes without zoho_apart")
         out: list[float | None] = []
         picks = self.ids["customers"][:: max(1, len(self.ids["customers"]) // max(1, count))][:count]
         table = self.dynamics.db.company(self.company).table("customers")
@@ -216,6 +225,44 @@ class _World:
             out.append(round(time.perf_counter() - started, 3) if arrived() else None)
             time.sleep(0.3 + self.rng.random() * 0.3)  # changes a user makes, not a burst
         return out
+
+
+def zoho_counters(org: Any) -> dict[str, Any]:
+    return {
+        "zoho": {"calls": sum(org.calls.values()), "by_operation": dict(org.calls),
+                 "credits": org.credits, "token_mints": org.accounts.minted,
+                 # Zoho's concurrency limits (edition, and 10 for heavy calls such as upserts of 100)
+                 "concurrency_refused": getattr(org, "concurrency_refused", 0),
+                 "peak_in_flight": getattr(org, "peak_in_flight", None),
+                 "peak_heavy_in_flight": getattr(org, "peak_heavy_in_flight", None)},
+        "zoho_records": {m: len(org.store.records.get(m, {})) for m in ("Accounts", "Products", "Invoices")},
+    }
+
+
+class _ZohoWorld:
+    """A pair's Zoho org alone, for a process of its own: the real services do not share one interpreter."""
+
+    def __init__(self, erp: str, faults: str | None) -> None:
+        from dataclasses import asdict
+
+        from mlconnector.sandbox import server
+
+        self.erp = erp
+        self.sandboxes = server.Sandboxes(host="127.0.0.1")
+        _start_zoho(self.sandboxes, erp, faults)
+        self.zoho = self.sandboxes.zoho_sandboxes[erp]
+        self.access = asdict(self.sandboxes.zoho[erp])
+
+    def counters(self) -> dict[str, Any]:
+        return zoho_counters(self.zoho)
+
+    def set_latency(self, seconds: float) -> None:
+        self.zoho.faults.latency = seconds
+
+
+def _serve_zoho(conn: Any, erp: str, faults: str | None) -> None:
+    serve_world(conn, lambda: _ZohoWorld(erp, faults),
+                lambda world: {"config": "", "seed_seconds": 0.0, "access": world.access})
 
 
 def _toml(value: Any) -> str:
@@ -248,8 +295,8 @@ def serve_world(conn: Any, make_world: Callable[[], Any], ready: Callable[[Any],
 
 
 def _serve(conn: Any, pair: str, directory: str, size: Size, faults: str | None,
-           settings: dict[str, dict[str, Any]], debounce: float) -> None:
-    serve_world(conn, lambda: _World(pair, Path(directory), size, faults, settings, debounce),
+           settings: dict[str, dict[str, Any]], debounce: float, zoho: dict[str, str] | None = None) -> None:
+    serve_world(conn, lambda: _World(pair, Path(directory), size, faults, settings, debounce, zoho),
                 lambda world: {"config": str(world.config), "seed_seconds": round(world.seed_seconds, 2)})
 
 
@@ -294,8 +341,32 @@ class SandboxProcess(WorldProcess):
     """Start with ``SandboxProcess(pair, directory, size, ...)``; call ``.call("counters")`` etc.; ``.stop()``."""
 
     def __init__(self, pair: str, directory: Path, size: Size, *, faults: str | None = None,
-                 settings: dict[str, dict[str, Any]] | None = None, debounce: float = 0.2) -> None:
-        super().__init__(pair, _serve, (pair, str(directory), size, faults, settings or {}, debounce))
+                 settings: dict[str, dict[str, Any]] | None = None, debounce: float = 0.2,
+                 zoho_apart: bool = False) -> None:
+        # zoho_apart: the Zoho org in a process of its own (WorldProcess), as the real services are apart; the
+        # world's helpers that watch both systems at once (push_latency) then cannot run.
+        self.zoho_process = WorldProcess(pair, _serve_zoho, (ERP_OF[pair], faults)) if zoho_apart else None
+        access = self.zoho_process.answer["access"] if self.zoho_process else None
+        try:
+            super().__init__(pair, _serve, (pair, str(directory), size, faults, settings or {}, debounce, access))
+        except BaseException:
+            if self.zoho_process is not None:
+                self.zoho_process.stop()
+            raise
+        self.pids = [self.pid] + ([self.zoho_process.pid] if self.zoho_process else [])
+
+    def call(self, command: str, *args: Any) -> Any:
+        answer = super().call(command, *args)
+        if self.zoho_process is not None and command == "counters":
+            answer = {**answer, **self.zoho_process.call("counters")}
+        elif self.zoho_process is not None and command == "set_latency":
+            self.zoho_process.call("set_latency", *args)
+        return answer
+
+    def stop(self) -> None:
+        super().stop()
+        if self.zoho_process is not None:
+            self.zoho_process.stop()
 
 
 def median_p95(values: list[float]) -> tuple[float | None, float | None]:
