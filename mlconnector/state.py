@@ -277,8 +277,9 @@ class State:
 
     def committed_links(self, pair: str, flow: str, source_ids: list[str], *,
                         by_target: bool = False) -> dict[str, Link]:
-        """``links`` (or ``links_by_target``) as committed, read on a connection of this state's own for reads:
-        a run preparing its next batch does not wait for the transaction its recording thread has open."""
+        """``links`` as committed (with ``by_target``: target id -> a link of ``flow`` to it), read on a connection
+        of this state's own for reads: a run preparing its next batch does not wait for the transaction its
+        recording thread has open."""
         with self._read_lock:
             if self._read_conn is None:
                 conn = sqlite3.connect(str(self.path), timeout=30, isolation_level=None, check_same_thread=False)
@@ -319,14 +320,6 @@ class State:
         row = self.db.conn.execute(f"{_SELECT_LINK} WHERE pair = ? AND flow = ? AND target_id = ? LIMIT 1",
                                    [pair, flow, target_id]).fetchone()
         return _link_of(row) if row else None
-
-    @_serialized
-    def links_by_target(self, pair: str, flow: str, target_ids: list[str]) -> dict[str, Link]:
-        """target id -> a link of ``flow`` to it, for many target ids in one query per 500."""
-        found: dict[str, Link] = {}
-        for link in self._links_in(pair, flow, "target_id", target_ids):
-            found.setdefault(str(link.target_id), link)
-        return found
 
     def save_link(self, link: Link) -> None:
         self.save_links([link])

@@ -18,8 +18,8 @@ from ..common import loads
 from . import errors
 from .errors import ODataError, json_response
 from .odata import Query, apply_select, next_link, parse_query, requested_page_size, select_page
-from .schema import BLANK_DATETIME, ENTITIES, TYPE_DEFAULTS, EntitySpec
-from .store import Company, RowViews, StoredRow
+from .schema import BLANK_DATETIME, ENTITIES, EntitySpec
+from .store import Company, RowViews, StoredRow, field_default
 
 if TYPE_CHECKING:
     from .sandbox import DynamicsSandbox
@@ -88,7 +88,6 @@ class ApiV2:
         self.sandbox = sandbox
         self.db = sandbox.db
         self._rows = RowViews()
-        self._keys: dict[Any, dict[Any, dict[int, Any]]] = {}  # per table: the rows' sort keys (select_page)
 
     def _api_row(self, company: Company, set_name: str, row: StoredRow) -> dict[str, Any]:
         if set_name not in self.CACHED_ROWS:
@@ -227,7 +226,8 @@ class ApiV2:
         page = select_page(rows, query, spec.fields, key_fields, page_size,
                            view=lambda r: self._api_row(company, spec.set_name, r),
                            field_of=lambda name: _stored_field(spec, name),
-                           kept=self._keys.setdefault((company.id, spec.set_name), {}), token_of=_version)
+                           keep=lambda r, order, build: self._rows.get((company.id, spec.set_name, order, r.id), r,
+                                                                       build))
         by_id = company.table(spec.set_name)
         body: dict[str, Any] = {"@odata.context": context}
         if query.count:
@@ -338,12 +338,8 @@ def _stored_field(spec: EntitySpec, name: str) -> Callable[[StoredRow], Any]:
     """Reads a field of a stored row as its API view shows it (Database.to_api), for ordering without the view."""
     if name == "lastModifiedDateTime":
         return _shown_modified
-    default = spec.defaults.get(name, TYPE_DEFAULTS[spec.fields[name]])
+    default = field_default(spec, name)
     return lambda row: row.values.get(name, default)
-
-
-def _version(row: StoredRow) -> tuple[int, Any]:
-    return row.version, row.modified
 
 
 def _shown_modified(row: StoredRow) -> Any:

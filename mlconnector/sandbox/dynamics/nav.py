@@ -20,8 +20,8 @@ from .api import check_if_match, read_json
 from .errors import ODataError, json_response
 from .odata import apply_select, next_link, parse_query, requested_page_size, select_page
 from .schema import (BLANK_DATE, ENTITIES, LAST_DATE_MODIFIED, POSTED_INVOICE_STATUSES, RELATIONS_TYPES,
-                     TYPE_DEFAULTS, PageSpec)
-from .store import Company, RowViews, StoredRow
+                     PageSpec)
+from .store import Company, RowViews, StoredRow, field_default
 
 if TYPE_CHECKING:
     from .sandbox import DynamicsSandbox
@@ -72,7 +72,6 @@ class ODataV4Pages:
         self.sandbox = sandbox
         self.db = sandbox.db
         self._views = RowViews()
-        self._keys: dict[Any, dict[Any, dict[int, Any]]] = {}  # per page: the rows' sort keys (select_page)
 
     async def handle(self, request: Request, rest: str, root: str) -> Response:
         rest = rest.strip("/")
@@ -247,8 +246,8 @@ class ODataV4Pages:
         result = select_page(list(rows.values()), query, types, list(page.key), page_size,
                              view=lambda r: {**self._view(company, page, r), "_rowid": r.id},
                              field_of=lambda name: _stored_field(page, name),
-                             kept=self._keys.setdefault((company.id, id(page)), {}),
-                             token_of=lambda r: (r.version, r.modified))
+                             keep=lambda r, order, build: self._views.get((company.id, id(page), order, r.id), r,
+                                                                          build))
         value = []
         for view in result.rows:
             row = rows[view.pop("_rowid")]
@@ -343,5 +342,5 @@ def _stored_field(page: PageSpec, name: str) -> Callable[[StoredRow], Any] | Non
     spec = ENTITIES[page.entity_set]
     if source not in spec.fields:
         return lambda row: None
-    default = spec.defaults.get(source, TYPE_DEFAULTS[spec.fields[source]])
+    default = field_default(spec, source)
     return lambda row: row.values.get(source, default)

@@ -386,8 +386,7 @@ class Page:
 def select_page(rows: list[Any], query: Query, types: dict[str, str], key_fields: list[str], page_size: int, *,
                 view: Callable[[Any], Row] | None = None,
                 field_of: Callable[[str], Callable[[Any], Any] | None] | None = None,
-                kept: dict[Any, dict[int, tuple[Any, Any, tuple]]] | None = None,
-                token_of: Callable[[Any], Any] | None = None) -> Page:
+                keep: Callable[[Any, tuple, Callable[[], tuple]], tuple] | None = None) -> Page:
     """Filters, orders and cuts one page; the key fields break ties so the skiptoken is unambiguous.
 
     ``rows`` may be stored rows that ``view`` turns into what the client sees (filtered and returned), and
@@ -395,8 +394,8 @@ def select_page(rows: list[Any], query: Query, types: dict[str, str], key_fields
     where the view computes it). With both, and an ascending order (what clients paging by modified time ask),
     the rows are ordered by their stored values and only the rows up to the end of the page are viewed and
     filtered, as a server reads a key's index: a large table read in pages costs each request a sort, not a
-    conversion of every row. ``kept`` (the caller's, per table) then remembers each stored row's key while
-    ``token_of(row)`` (its version) stays the same."""
+    conversion of every row. ``keep(row, order, build)`` then gives a stored row's key for that order as kept by
+    the caller (RowViews), built by ``build`` when the row changed."""
     order = [*query.orderby, *((name, False) for name in key_fields if name not in dict(query.orderby))]
     directions = [descending for _, descending in order]
     kinds = [(name, types.get(name, "string")) for name, _ in order]
@@ -428,16 +427,9 @@ def select_page(rows: list[Any], query: Query, types: dict[str, str], key_fields
         def sort_key(row: Any) -> tuple:
             return tuple([_sort_value(get(row), kind) for get, kind in getters])  # type: ignore[misc]
 
-        if kept is not None and token_of is not None:
-            known = kept.setdefault(tuple(kinds), {})
-            if len(known) > 2 * len(rows) + 1_000:
-                known.clear()  # rows deleted since leave their keys behind
-            keyed = []
-            for i, row in enumerate(rows):
-                token, found = token_of(row), known.get(id(row))
-                if found is None or found[0] is not row or found[1] != token:
-                    found = known[id(row)] = (row, token, sort_key(row))
-                keyed.append((found[2], i))
+        if keep is not None:
+            order_of = tuple(kinds)
+            keyed = [(keep(row, order_of, lambda row=row: sort_key(row)), i) for i, row in enumerate(rows)]
         else:
             keyed = [(sort_key(row), i) for i, row in enumerate(rows)]
         candidates = rows

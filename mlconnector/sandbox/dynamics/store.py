@@ -46,26 +46,22 @@ def next_number(current: str, step: int) -> str:
     return f"{prefix}{number:0{digits}d}"
 
 
-_FIELD_DEFAULTS: dict[int, list[tuple[str, Any]]] = {}
-_VIEW_TEMPLATES: dict[int, tuple[dict[str, Any], frozenset[str]]] = {}
+_VIEW_SHAPES: dict[int, tuple[dict[str, Any], frozenset[str], list[tuple[str, Any]]]] = {}
 
 
-def _view_template(spec: EntitySpec) -> tuple[dict[str, Any], frozenset[str]]:
-    """An API view with every field at its default (etag first), and the entity's field names."""
-    found = _VIEW_TEMPLATES.get(id(spec))
+def _view_shape(spec: EntitySpec) -> tuple[dict[str, Any], frozenset[str], list[tuple[str, Any]]]:
+    """An entity's API view with every field at its default (etag first), its field names, and its fields in order
+    with their defaults: what a row without a value shows (worked out once per entity)."""
+    found = _VIEW_SHAPES.get(id(spec))
     if found is None:
-        found = _VIEW_TEMPLATES[id(spec)] = ({"@odata.etag": None, **dict(_field_defaults(spec))},
-                                             frozenset(spec.fields))
+        defaults = [(name, spec.defaults.get(name, TYPE_DEFAULTS[kind])) for name, kind in spec.fields.items()]
+        found = _VIEW_SHAPES[id(spec)] = ({"@odata.etag": None, **dict(defaults)}, frozenset(spec.fields), defaults)
     return found
 
 
-def _field_defaults(spec: EntitySpec) -> list[tuple[str, Any]]:
-    """An entity's fields in order, each with the value a row without it shows (worked out once per entity)."""
-    found = _FIELD_DEFAULTS.get(id(spec))
-    if found is None:
-        found = _FIELD_DEFAULTS[id(spec)] = [(name, spec.defaults.get(name, TYPE_DEFAULTS[kind]))
-                                             for name, kind in spec.fields.items()]
-    return found
+def field_default(spec: EntitySpec, name: str) -> Any:
+    """What the API view of a row without a value for ``name`` shows."""
+    return _view_shape(spec)[0][name]
 
 
 @dataclass
@@ -82,20 +78,25 @@ class StoredRow:
     def etag(self) -> str:
         return make_etag(self.id, self.version)
 
+    @property
+    def stamp(self) -> tuple[int, datetime | None]:
+        """Changes with every write: what a view or a sort key kept for the row is checked against."""
+        return self.version, self.modified
+
 
 class RowViews:
-    """Views of stored rows (page rows, API rows) kept per row version and modification stamp, for tables whose
-    view depends on the row alone: a large table read in pages is converted once, not again for each page."""
+    """Views of stored rows (page rows, API rows, sort keys) kept per row version and modification stamp, for
+    views that depend on the row alone: a large table read in pages is converted once, not again for each page."""
 
     def __init__(self) -> None:
-        self._kept: dict[Any, tuple[int, datetime | None, dict[str, Any]]] = {}
+        self._kept: dict[Any, tuple[tuple[int, datetime | None], Any]] = {}
 
-    def get(self, key: Any, row: StoredRow, build: Callable[[], dict[str, Any]]) -> dict[str, Any]:
+    def get(self, key: Any, row: StoredRow, build: Callable[[], Any]) -> Any:
         kept = self._kept.get(key)
-        if kept is not None and kept[0] == row.version and kept[1] == row.modified:
-            return kept[2]
+        if kept is not None and kept[0] == row.stamp:
+            return kept[1]
         view = build()
-        self._kept[key] = (row.version, row.modified, view)
+        self._kept[key] = (row.stamp, view)
         return view
 
 
@@ -182,7 +183,7 @@ class Database:
 
     def to_api(self, entity: str, row: StoredRow) -> dict[str, Any]:
         spec = ENTITIES[entity]
-        template, names = _view_template(spec)
+        template, names, defaults = _view_shape(spec)
         values = row.values
         if values.keys() <= names:  # the stored values over the defaults, in the entity's field order
             out = template.copy()
@@ -191,7 +192,7 @@ class Database:
         else:
             get = values.get
             out = {"@odata.etag": row.etag}
-            out.update([(name, get(name, default)) for name, default in _field_defaults(spec)])
+            out.update([(name, get(name, default)) for name, default in defaults])
         if "lastModifiedDateTime" in spec.fields:
             out["lastModifiedDateTime"] = format_datetime(row.modified)
         return out
