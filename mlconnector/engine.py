@@ -17,10 +17,10 @@ import secrets as _random
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager, nullcontext
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timedelta, timezone
-from itertools import islice
+from itertools import islice, takewhile
 from pathlib import Path
 from typing import Any
 
@@ -61,6 +61,8 @@ READ_AHEAD = 1_000
 # Batches sent but not yet recorded (the recording thread takes them in read order, so a done one may wait behind
 # a slower one): at most this many per write in flight, before the run waits.
 BACKLOG_PER_WRITER = 3
+# Finished batches recorded in one transaction at most, when recording has fallen behind the writes.
+RECORD_TOGETHER = 10
 
 
 def utcnow() -> datetime:
@@ -416,7 +418,8 @@ class Engine:
         writers = self._in_flight(flow)
         ahead: _ReadAhead | None = None
         paused: Any = None  # a source told to read no page ahead for this flow
-        committer = _Committer(lambda segment, future: self._commit(run, flow, segment, future, stats, mode, hold))
+        committer = _Committer(lambda segment, future: self._commit(run, flow, segment, future, stats, mode, hold),
+                               together=self.state.transaction)
         with ThreadPoolExecutor(max_workers=writers, thread_name_prefix=f"write-{flow.name}") as pool:
             try:
                 size, in_flight = self.batch_size, writers
@@ -432,18 +435,20 @@ class Engine:
                         source.pages_ahead, paused = False, source
                 elif mode == "poll":
                     records = ahead = _ReadAhead(records, READ_AHEAD, self.batch_size)
+                # Each batch is prepared while the writes before it are out, and only then waits for a free
+                # call: a write that ends is followed by the next at once, not after the next batch is mapped.
                 for segment, to_write in self._segments(run, flow, records, stats, mode, size):
                     if to_write and run.dry_run:
                         target = self.system_name(flow.target)
                         run.estimated_calls[target] = run.estimated_calls.get(target, 0) + 1
                     elif to_write:
                         self._note_intents(run, flow, to_write)
+                        if in_flight > 0:
+                            committer.room(in_flight)
                     future = pool.submit(self._write, flow, to_write) if to_write and not run.dry_run else None
                     committer.put(segment, future, backlog=BACKLOG_PER_WRITER * max(1, in_flight))
                     if in_flight <= 0:  # one write at a time, recorded before the next is filled (bulk jobs)
                         committer.drain()
-                    else:  # the next batch is prepared while fewer than in_flight writes are out
-                        committer.room(in_flight)
                 committer.drain()
                 if mode == "poll" and until is not None and not run.dry_run and not hold[0]:
                     self._close_window(flow, until)
@@ -745,7 +750,11 @@ class Engine:
             for item in batch:
                 if item.result is None:
                     item.result = next(results)
-        self._record(run, flow, batch, stats, mode, advance=not hold[0])
+        try:
+            self._record(run, flow, batch, stats, mode, advance=not hold[0])
+        except BaseException:
+            hold[0] = True  # written but not recorded: the next run must read this batch again
+            raise
 
     def _record(self, run: RunResult, flow: Flow, batch: list[_Item], stats: FlowStats, mode: str,
                 advance: bool = True, landed: bool = True) -> None:
@@ -1003,8 +1012,10 @@ class _Committer:
     watermark from passing a batch still in flight. The first failure to record a batch (its write failed) reaches
     the run at its next step; the batches already sent after it are still recorded, as far as they can be."""
 
-    def __init__(self, commit: Callable[[list[_Item], Future[list[WriteResult]] | None], None]) -> None:
+    def __init__(self, commit: Callable[[list[_Item], Future[list[WriteResult]] | None], None],
+                 together: Callable[[], AbstractContextManager[Any]] = nullcontext) -> None:
         self._commit = commit
+        self._together = together  # the transaction a group of batches is recorded in (each in one of its own)
         self._entries: deque[tuple[list[_Item], Future[list[WriteResult]] | None]] = deque()
         self._cond = threading.Condition()
         self._error: BaseException | None = None
@@ -1058,22 +1069,42 @@ class _Committer:
                     self._cond.wait()
                 if not self._entries:
                     return
-                segment, future = self._entries[0]
+                head = self._entries[0][1]
+            if head is not None:
+                wait([head])
+            with self._cond:
+                # The head and the finished batches right behind it are recorded in one transaction: when
+                # recording falls behind, the state file takes one commit for several batches, not one each.
+                group = list(islice(takewhile(lambda entry: entry[1] is None or entry[1].done(), self._entries),
+                                    RECORD_TOGETHER))
                 settling = self._error is not None or self._closing
             try:
-                self._commit(segment, future)
-            except MLConnectorError as exc:
-                if not settling and self._error is None:
-                    self._error = exc
-            except BaseException as exc:  # noqa: BLE001 - handed to the run, which raises it
+                with self._together():
+                    for segment, future in group:
+                        self._record_one(segment, future, settling)
+                        settling = settling or self._error is not None
+            except BaseException as exc:  # noqa: BLE001 - the commit itself failed: handed to the run
                 if self._error is None:
                     self._error = exc
                 else:
                     log.error("recording a batch failed after the flow stopped: %s", exc)
             finally:
                 with self._cond:
-                    self._entries.popleft()
+                    for _ in group:
+                        self._entries.popleft()
                     self._cond.notify_all()
+
+    def _record_one(self, segment: list[_Item], future: Future[list[WriteResult]] | None, settling: bool) -> None:
+        try:
+            self._commit(segment, future)
+        except MLConnectorError as exc:
+            if not settling and self._error is None:
+                self._error = exc
+        except BaseException as exc:  # noqa: BLE001 - handed to the run, which raises it
+            if self._error is None:
+                self._error = exc
+            else:
+                log.error("recording a batch failed after the flow stopped: %s", exc)
 
 
 class _ReadAhead:

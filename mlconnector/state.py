@@ -183,6 +183,7 @@ class State:
     def __init__(self, path: str | Path) -> None:
         self.path = Path(path).expanduser()
         self.lock = threading.RLock()
+        self._depth = 0  # transactions open on the thread holding ``lock`` (nested ones are savepoints)
         self._read_lock = threading.Lock()
         self._read_conn: sqlite3.Connection | None = None  # committed_links
         try:
@@ -226,14 +227,32 @@ class State:
 
     @contextmanager
     def transaction(self) -> Iterator[None]:
-        """Everything inside lands together or not at all (BEGIN IMMEDIATE: writers queue, not fail)."""
+        """Everything inside lands together or not at all (BEGIN IMMEDIATE: writers queue, not fail). Inside
+        another one (on the thread holding it), a savepoint: undone alone when it fails, landing with the outer."""
         with self.lock:
+            if self._depth:
+                name = f"nested{self._depth}"
+                self._depth += 1
+                self.db.execute(f"SAVEPOINT {name}")
+                try:
+                    yield
+                except BaseException:
+                    self.db.execute(f"ROLLBACK TO {name}")
+                    self.db.execute(f"RELEASE {name}")
+                    raise
+                finally:
+                    self._depth -= 1
+                self.db.execute(f"RELEASE {name}")
+                return
             self.db.execute("BEGIN IMMEDIATE")
+            self._depth = 1
             try:
                 yield
             except BaseException:
                 self.db.execute("ROLLBACK")
                 raise
+            finally:
+                self._depth = 0
             self.db.execute("COMMIT")
 
     # runs ------------------------------------------------------------------------------------

@@ -7,6 +7,8 @@ import threading
 import time
 from types import SimpleNamespace
 
+import pytest
+
 from tests.test_engine import make_engine, seed_customers
 
 
@@ -167,3 +169,85 @@ def test_a_failed_write_stops_the_flow_and_every_batch_already_sent_is_recorded(
     assert len(crm.all("account")) == len(linked) and not (set(linked) & queued)
     audited = {r["source_id"] for r in engine.state.audit_rows(run=result.run_id, limit=None)}
     assert set(linked) | queued <= audited
+
+
+def _slow_first_write(target, first_number: str, seconds: float) -> None:
+    write = target.write
+
+    def write_first_slowly(entity, payloads, *args, **kwargs):
+        if payloads[0]["number"] == first_number:
+            time.sleep(seconds)
+        return write(entity, payloads, *args, **kwargs)
+
+    target.write = write_first_slowly
+
+
+def _count_commits(state) -> list[int]:
+    commits, execute = [0], state.db.execute
+
+    def counting(sql, *args, **kwargs):
+        if sql == "COMMIT":
+            commits[0] += 1
+        return execute(sql, *args, **kwargs)
+
+    state.db.execute = counting
+    return commits
+
+
+def test_batches_finished_while_an_older_one_is_out_are_recorded_together(config_file, tmp_path, erp, crm):
+    """Recording takes one commit of the state file for the batches that finished behind a slow one, not one each."""
+    seeded = seed_customers(erp, 80)
+    engine = make_engine(config_file, tmp_path)   # batch_size 10: eight write calls
+    target = engine.connectors["crm"]
+    target.http = SimpleNamespace(max_concurrency=8)
+    _slow_first_write(target, "C00001", 0.5)
+    commits = _count_commits(engine.state)
+
+    result = engine.sync(["customers"])
+
+    assert result.flows["customers"].created == 80 and len(crm.all("account")) == 80
+    assert commits[0] <= 4   # eight batches, recorded in one or two transactions (plus the run's own rows)
+    linked = engine.state.links("erp-crm", "customers", [c["id"] for c in seeded])
+    assert len(linked) == 80 and all(link.target_id for link in linked.values())
+    audited = [r for r in engine.state.audit_rows(run=result.run_id, limit=None) if r["action"] == "create"]
+    assert len(audited) == 80
+
+
+def test_a_batch_that_cannot_be_recorded_keeps_the_watermark_before_it_and_the_others_land(config_file, tmp_path,
+                                                                                        erp, crm):
+    from mlconnector.engine import EXIT_OK
+    from mlconnector.state import parse_iso
+
+    seeded = seed_customers(erp, 80)
+    engine = make_engine(config_file, tmp_path)
+    target = engine.connectors["crm"]
+    target.http = SimpleNamespace(max_concurrency=8)
+    _slow_first_write(target, "C00001", 0.5)   # so that the batches behind it are recorded together
+    failing = {c["id"] for c in seeded[30:40]}
+    save_links = engine.state.save_links
+
+    def disk_full_for_one_batch(links):
+        if any(link.source_id in failing for link in links):
+            raise OSError("database or disk is full")
+        return save_links(links)
+
+    engine.state.save_links = disk_full_for_one_batch
+
+    with pytest.raises(OSError, match="disk is full"):
+        engine.sync(["customers"])
+
+    linked = engine.state.links("erp-crm", "customers", [c["id"] for c in seeded])
+    # The batches recorded with it in one transaction still landed; the failed one left nothing half-done.
+    assert set(linked) == {c["id"] for c in seeded} - failing
+    audited = {r["source_id"] for r in engine.state.audit_rows(pair="erp-crm", limit=None)}
+    assert not (audited & failing) and len(audited) == 70
+    # The watermark stays before the batch that was written but not recorded: the next run reads it again.
+    mark = engine.state.watermark("erp-crm", "customers")
+    assert mark is None or mark < min(parse_iso(c["modified"]) for c in seeded[30:40])
+
+    engine.state.save_links = save_links
+    again = engine.sync(["customers"])
+
+    assert again.exit_code == EXIT_OK
+    assert len(crm.all("account")) == 80   # upserted by number: no second record
+    assert set(engine.state.links("erp-crm", "customers", [c["id"] for c in seeded])) == {c["id"] for c in seeded}

@@ -51,6 +51,25 @@ def test_a_failed_transaction_leaves_nothing_behind(tmp_path):
         assert state.audit_rows() == []
 
 
+def test_a_transaction_inside_another_is_undone_alone_and_lands_with_the_outer(tmp_path):
+    with State(tmp_path / "s.db") as state:
+        with state.transaction():
+            state.add_audit({"run_id": "r", "pair": "p", "action": "create", "source_id": "kept"})
+            with pytest.raises(RuntimeError):
+                with state.transaction():
+                    state.add_audit({"run_id": "r", "pair": "p", "action": "create", "source_id": "undone"})
+                    raise RuntimeError("crash")
+            with state.transaction():
+                state.add_audit({"run_id": "r", "pair": "p", "action": "create", "source_id": "also kept"})
+        assert sorted(r["source_id"] for r in state.audit_rows()) == ["also kept", "kept"]
+        with pytest.raises(RuntimeError):
+            with state.transaction():
+                with state.transaction():
+                    state.add_audit({"run_id": "r", "pair": "p", "action": "create", "source_id": "outer fails"})
+                raise RuntimeError("crash")
+        assert sorted(r["source_id"] for r in state.audit_rows()) == ["also kept", "kept"]
+
+
 def test_commits_are_synced_lazily_except_the_intent_before_a_keyless_create(tmp_path):
     state = State(tmp_path / "state.db")
     assert state.db.conn.execute("PRAGMA synchronous").fetchone()[0] == 1  # NORMAL
