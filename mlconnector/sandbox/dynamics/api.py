@@ -19,7 +19,7 @@ from . import errors
 from .errors import ODataError, json_response
 from .odata import Query, apply_select, next_link, parse_query, requested_page_size, select_page
 from .schema import BLANK_DATETIME, ENTITIES, EntitySpec
-from .store import Company, RowViews, StoredRow, field_default
+from .store import Company, OrderIndex, RowViews, StoredRow, field_default
 
 if TYPE_CHECKING:
     from .sandbox import DynamicsSandbox
@@ -88,6 +88,7 @@ class ApiV2:
         self.sandbox = sandbox
         self.db = sandbox.db
         self._rows = RowViews()
+        self._orders = OrderIndex()
 
     def _api_row(self, company: Company, set_name: str, row: StoredRow) -> dict[str, Any]:
         if set_name not in self.CACHED_ROWS:
@@ -226,8 +227,9 @@ class ApiV2:
         page = select_page(rows, query, spec.fields, key_fields, page_size,
                            view=lambda r: self._api_row(company, spec.set_name, r),
                            field_of=lambda name: _stored_field(spec, name),
-                           keep=lambda r, order, build: self._rows.get((company.id, spec.set_name, order, r.id), r,
-                                                                       build))
+                           index=lambda order, build: self._orders.get(
+                               (company.id, spec.set_name, order, header.id if header else None, since),
+                               len(company.table(spec.set_name)), build))
         by_id = company.table(spec.set_name)
         body: dict[str, Any] = {"@odata.context": context}
         if query.count:

@@ -21,7 +21,7 @@ from .errors import ODataError, json_response
 from .odata import apply_select, next_link, parse_query, requested_page_size, select_page
 from .schema import (BLANK_DATE, ENTITIES, LAST_DATE_MODIFIED, POSTED_INVOICE_STATUSES, RELATIONS_TYPES,
                      PageSpec)
-from .store import Company, RowViews, StoredRow, field_default
+from .store import Company, OrderIndex, RowViews, StoredRow, field_default
 
 if TYPE_CHECKING:
     from .sandbox import DynamicsSandbox
@@ -72,6 +72,7 @@ class ODataV4Pages:
         self.sandbox = sandbox
         self.db = sandbox.db
         self._views = RowViews()
+        self._orders = OrderIndex()
 
     async def handle(self, request: Request, rest: str, root: str) -> Response:
         rest = rest.strip("/")
@@ -246,8 +247,9 @@ class ODataV4Pages:
         result = select_page(list(rows.values()), query, types, list(page.key), page_size,
                              view=lambda r: {**self._view(company, page, r), "_rowid": r.id},
                              field_of=lambda name: _stored_field(page, name),
-                             keep=lambda r, order, build: self._views.get((company.id, id(page), order, r.id), r,
-                                                                          build))
+                             index=lambda order, build: self._orders.get(
+                                 (company.id, id(page), order, since, tuple(dates)),
+                                 len(company.table(page.entity_set)), build))
         value = []
         for view in result.rows:
             row = rows[view.pop("_rowid")]

@@ -9,12 +9,14 @@ last row's key). ``$top`` returns no nextLink, as in BC (microsoft/AL#6858).
 from __future__ import annotations
 
 import base64
+import bisect
 import functools
 import json
 import re
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Any, Callable, Iterable
+from operator import itemgetter
 from urllib.parse import urlencode
 
 from .errors import ODataError, query_syntax, unknown_property
@@ -345,16 +347,31 @@ def requested_page_size(prefer: str | None, server_max: int) -> tuple[int, bool]
     return max(1, min(int(match.group(1)), server_max)), True
 
 
-def _sort_value(value: Any, kind: str) -> tuple[int, Any]:
+def _sort_text(value: Any) -> tuple[int, Any]:
+    return (0, "") if value is None else (1, str(value).lower())
+
+
+def _sort_number(value: Any) -> tuple[int, Any]:
+    return (0, "") if value is None else (1, float(value))
+
+
+def _sort_boolean(value: Any) -> tuple[int, Any]:
+    return (0, "") if value is None else (1, int(bool(value)))
+
+
+def _sort_moment(value: Any) -> tuple[int, Any]:
     if value is None:
         return (0, "")
-    if kind in ("decimal", "integer"):
-        return (1, float(value))
-    if kind == "boolean":
-        return (1, int(bool(value)))
-    if kind == "datetime":
-        return (1, parse_datetime(value).timestamp() if isinstance(value, str) else value.timestamp())
-    return (1, str(value).lower())
+    return (1, parse_datetime(value).timestamp() if isinstance(value, str) else value.timestamp())
+
+
+# A value's sort key by the field's kind (None first); an order picks its functions once, not for every value.
+_SORT_VALUES: dict[str, Callable[[Any], tuple[int, Any]]] = {
+    "decimal": _sort_number, "integer": _sort_number, "boolean": _sort_boolean, "datetime": _sort_moment}
+
+
+def _sort_value(value: Any, kind: str) -> tuple[int, Any]:
+    return _SORT_VALUES.get(kind, _sort_text)(value)
 
 
 def _compare_keys(a: list, b: list, directions: list[bool]) -> int:
@@ -386,7 +403,8 @@ class Page:
 def select_page(rows: list[Any], query: Query, types: dict[str, str], key_fields: list[str], page_size: int, *,
                 view: Callable[[Any], Row] | None = None,
                 field_of: Callable[[str], Callable[[Any], Any] | None] | None = None,
-                keep: Callable[[Any, tuple, Callable[[], tuple]], tuple] | None = None) -> Page:
+                index: Callable[[tuple, Callable[[], list[tuple[tuple, Any]]]], list[tuple[tuple, Any]]] | None = None
+                ) -> Page:
     """Filters, orders and cuts one page; the key fields break ties so the skiptoken is unambiguous.
 
     ``rows`` may be stored rows that ``view`` turns into what the client sees (filtered and returned), and
@@ -394,8 +412,8 @@ def select_page(rows: list[Any], query: Query, types: dict[str, str], key_fields
     where the view computes it). With both, and an ascending order (what clients paging by modified time ask),
     the rows are ordered by their stored values and only the rows up to the end of the page are viewed and
     filtered, as a server reads a key's index: a large table read in pages costs each request a sort, not a
-    conversion of every row. ``keep(row, order, build)`` then gives a stored row's key for that order as kept by
-    the caller (RowViews), built by ``build`` when the row changed."""
+    conversion of every row. ``index(order, build)`` then gives the rows sorted by their keys as kept by the
+    caller (OrderIndex), built by ``build`` when a row was written since."""
     order = [*query.orderby, *((name, False) for name in key_fields if name not in dict(query.orderby))]
     directions = [descending for _, descending in order]
     kinds = [(name, types.get(name, "string")) for name, _ in order]
@@ -423,34 +441,40 @@ def select_page(rows: list[Any], query: Query, types: dict[str, str], key_fields
     # skiptoken are dropped before sorting; the order and the cut are the same as _compare_keys gives.
     getters = [(field_of(name), kind) for name, kind in kinds] if view is not None and field_of is not None else []
     lazy = bool(getters) and all(get is not None for get, _ in getters)
+    wanted = query.skip + (query.top if query.top is not None else page_size + 1)
+    taken: list[tuple[tuple, Row]] = []
     if lazy:
-        def sort_key(row: Any) -> tuple:
-            return tuple([_sort_value(get(row), kind) for get, kind in getters])  # type: ignore[misc]
+        parts = [(get, _SORT_VALUES.get(kind, _sort_text)) for get, kind in getters]
 
-        if keep is not None:
-            order_of = tuple(kinds)
-            keyed = [(keep(row, order_of, lambda row=row: sort_key(row)), i) for i, row in enumerate(rows)]
-        else:
-            keyed = [(sort_key(row), i) for i, row in enumerate(rows)]
-        candidates = rows
+        def ordered_rows() -> list[tuple[tuple, Any]]:
+            keyed = [(tuple([value(get(row)) for get, value in parts]), row) for row in rows]  # type: ignore[misc]
+            keyed.sort(key=_first)  # keys are unique (the key fields end them)
+            return keyed
+
+        ordered = index(tuple(kinds), ordered_rows) if index is not None else ordered_rows()
+        start = 0
+        if query.skiptoken:
+            after = tuple(tuple(part) for part in decode_skiptoken(query.skiptoken))
+            start = bisect.bisect_right(ordered, after, key=_first)
+        for at in range(start, len(ordered)):
+            key, stored = ordered[at]
+            row = see(stored)
+            if query.filter is not None and not query.filter(row):
+                continue
+            taken.append((key, row))
+            if len(taken) >= wanted:
+                break
+        total = -1
     else:
         candidates = [row for row in map(see, rows) if query.filter is None or query.filter(row)]
         keyed = [(tuple([_sort_value(row.get(name), kind) for name, kind in kinds]), i)
                  for i, row in enumerate(candidates)]
-    total = -1 if lazy else len(keyed)
-    if query.skiptoken:
-        after = tuple(tuple(part) for part in decode_skiptoken(query.skiptoken))
-        keyed = [pair for pair in keyed if pair[0] > after]
-    keyed.sort()
-    wanted = query.skip + (query.top if query.top is not None else page_size + 1)
-    taken: list[tuple[tuple, Row]] = []
-    for key, i in keyed:
-        row = see(candidates[i]) if lazy else candidates[i]
-        if lazy and query.filter is not None and not query.filter(row):
-            continue
-        taken.append((key, row))
-        if len(taken) >= wanted:
-            break
+        total = len(keyed)
+        if query.skiptoken:
+            after = tuple(tuple(part) for part in decode_skiptoken(query.skiptoken))
+            keyed = [pair for pair in keyed if pair[0] > after]
+        keyed.sort()
+        taken = [(key, candidates[i]) for key, i in keyed[:wanted]]
     if lazy and query.count:
         total = sum(1 for row in map(see, rows) if query.filter is None or query.filter(row))
     taken = taken[query.skip:]
@@ -462,6 +486,7 @@ def select_page(rows: list[Any], query: Query, types: dict[str, str], key_fields
 
 
 _LINK_SAFE = "$,'()"
+_first = itemgetter(0)
 
 
 def next_link(base_url: str, query: Query, token: str) -> str:

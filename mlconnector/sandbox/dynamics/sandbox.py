@@ -192,7 +192,9 @@ class DynamicsSandbox:
         code = "CUST" if link_to_table == "Customer" else "VEND"
         target.relations.append(ContactRelation(contact_row.id, code, link_to_table, related_row.id))
         kinds = {r.link_to_table for r in target.relations if r.contact_id == contact_row.id}
-        contact_row.values["contactBusinessRelation"] = link_to_table if len(kinds) == 1 else "Multiple"
+        # A new dict, not an item set in place: a row's values are replaced whole, which kept orders notice.
+        contact_row.values = {**contact_row.values,
+                              "contactBusinessRelation": link_to_table if len(kinds) == 1 else "Multiple"}
 
     def clear_last_modified(self, company: str, entity: str, refs: list[str] | None = None) -> None:
         """Blanks SystemModifiedAt (rows from before BC stamped it read 0001-01-01T00:00:00Z) without

@@ -8,9 +8,10 @@ import functools
 import hashlib
 import threading
 import uuid
+from collections import OrderedDict
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
-from typing import Any, Callable
+from typing import Any, Callable, ClassVar
 
 from . import errors
 from .schema import (BLANK_DATETIME, EMPTY_GUID, ENTITIES, POSTED_INVOICE_SERIES, POSTED_INVOICE_STATUSES,
@@ -69,6 +70,13 @@ class StoredRow:
     values: dict[str, Any]
     modified: datetime | None     # SystemModifiedAt; None reads as 0001-01-01T00:00:00Z (never stamped)
     version: int = 1
+    # Counts every assignment to any row (created, stamped, its values replaced): what an OrderIndex is checked
+    # against, so that a kept order never outlives a write.
+    writes: ClassVar[int] = 0
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        object.__setattr__(self, name, value)
+        StoredRow.writes += 1
 
     @property
     def id(self) -> str:
@@ -85,7 +93,7 @@ class StoredRow:
 
 
 class RowViews:
-    """Views of stored rows (page rows, API rows, sort keys) kept per row version and modification stamp, for
+    """Views of stored rows (page rows, API rows) kept per row version and modification stamp, for
     views that depend on the row alone: a large table read in pages is converted once, not again for each page."""
 
     def __init__(self) -> None:
@@ -98,6 +106,29 @@ class RowViews:
         view = build()
         self._kept[key] = (row.stamp, view)
         return view
+
+
+class OrderIndex:
+    """Rows of a table in one order, with their sort keys, kept until any row is written or the table changes size:
+    an index, as the server's SQL keeps one, so that a table read page by page is sorted once, not for each page.
+    A few orders (key: the table, the order and the read's own bounds) are kept, the least recently used dropped."""
+
+    def __init__(self, most: int = 8) -> None:
+        self._most = most
+        self._kept: OrderedDict[Any, tuple[tuple[int, int], list[tuple[tuple, Any]]]] = OrderedDict()
+
+    def get(self, key: Any, size: int, build: Callable[[], list[tuple[tuple, Any]]]) -> list[tuple[tuple, Any]]:
+        stamp = (StoredRow.writes, size)
+        kept = self._kept.get(key)
+        if kept is not None and kept[0] == stamp:
+            self._kept.move_to_end(key)
+            return kept[1]
+        ordered = build()
+        self._kept[key] = (stamp, ordered)
+        self._kept.move_to_end(key)
+        while len(self._kept) > self._most:
+            self._kept.popitem(last=False)
+        return ordered
 
 
 @dataclass(frozen=True)
