@@ -290,6 +290,7 @@ class Engine:
         until = self.now()
         chosen = self.pair.ordered(names)
         try:
+            self._connect(chosen)
             if not dry_run:
                 self.recover_interrupted_creates(run)
                 self.renew_expiring_channels(run, chosen)
@@ -581,6 +582,23 @@ class Engine:
                 segment, to_write = [], []
         if segment:
             yield segment, to_write
+
+    def _connect(self, flows: list[Flow]) -> None:
+        """The calls each system's connector makes first in every run (tokens, the company, the org), made for
+        all of them at once: a run then starts after the slowest system's, not after the sum of them. A failure
+        here is left to the run's own call, which meets it again where it is reported."""
+        steps = [step for step in (getattr(c, "connect", None) for c in
+                                   {id(c): c for f in flows for c in (self.connectors[f.source],
+                                                                      self.connectors[f.target])}.values())
+                 if callable(step)]
+        if len(steps) < 2:
+            return
+        with ThreadPoolExecutor(max_workers=len(steps), thread_name_prefix="connect") as pool:
+            for future in [pool.submit(step) for step in steps]:
+                try:
+                    future.result()
+                except MLConnectorError as exc:
+                    log.debug("connecting ahead: %s", exc)
 
     def _unavailable(self, flow: Flow) -> str | None:
         """Why this flow cannot run at all, if it cannot: the source or the target says so (a module the Zoho

@@ -251,3 +251,43 @@ def test_a_batch_that_cannot_be_recorded_keeps_the_watermark_before_it_and_the_o
     assert again.exit_code == EXIT_OK
     assert len(crm.all("account")) == 80   # upserted by number: no second record
     assert set(engine.state.links("erp-crm", "customers", [c["id"] for c in seeded])) == {c["id"] for c in seeded}
+
+
+def test_each_systems_first_calls_are_made_at_once_before_the_run(config_file, tmp_path, erp, crm):
+    """Tokens, the company, the org: every run asks them first; the systems are asked side by side."""
+    seed_customers(erp, 3)
+    engine = make_engine(config_file, tmp_path)
+    both = threading.Barrier(2, timeout=5)   # broken, and the run fails, if one system waits for the other
+    connected = []
+
+    def connect(name):
+        def step():
+            both.wait()
+            connected.append(name)
+        return step
+
+    engine.connectors["erp"].connect = connect("erp")
+    engine.connectors["crm"].connect = connect("crm")
+
+    result = engine.sync(["customers"])
+
+    assert sorted(connected) == ["crm", "erp"]
+    assert result.flows["customers"].created == 3
+
+
+def test_a_system_that_cannot_be_reached_first_is_reported_by_the_run_as_before(config_file, tmp_path, erp, crm):
+    from mlconnector.errors import EXIT_UNREACHABLE, Unreachable
+
+    seed_customers(erp, 3)
+    engine = make_engine(config_file, tmp_path)
+
+    def down(*args, **kwargs):
+        raise Unreachable("crm", "connection refused")
+
+    engine.connectors["crm"].connect = down
+    engine.connectors["erp"].connect = lambda: None
+    engine.connectors["crm"].write = down
+
+    result = engine.sync(["customers"])
+
+    assert result.exit_code == EXIT_UNREACHABLE and "connection refused" in result.stopped

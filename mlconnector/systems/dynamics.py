@@ -1168,6 +1168,14 @@ class DynamicsConnector:
         return out
 
     # -- ping ----------------------------------------------------------------------------------------------------
+    def connect(self) -> None:
+        """What every run asks first (an Entra token, then the company's id), asked now: the engine asks each
+        system's at once, rather than one system after another."""
+        if isinstance(self.auth, TokenAuth):
+            self.auth.token()
+        if self.endpoint.mode == "api":
+            self.company_id()
+
     def ping(self) -> PingResult:
         """Credentials, base URL, company (and its name's case), entities readable; on-prem failures explained.
         A ping answers within seconds: a closed port is tried twice, not through the sync's full backoff."""

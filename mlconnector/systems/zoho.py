@@ -802,6 +802,11 @@ class ZohoConnector:
             message += f"; duplicate of record {details['duplicate_record'].get('id')}"
         return WriteResult("fail", None, error=message, error_class=code)
 
+    def connect(self) -> None:
+        """What every run asks first (a token, then the org, which tells the edition), asked now: the engine asks
+        each system's at once, rather than one system after another."""
+        self.org()
+
     def org(self) -> dict[str, Any]:
         if self._org is None:
             response = self._call("GET", "/crm/v8/org")
