@@ -563,3 +563,18 @@ def test_json_bodies_read_and_written_as_httpx_would() -> None:
     assert json_body(httpx.Response(200, content=b'{"v": NaN}'))["v"] != 0           # NaN: as httpx reads it
     assert json_body(httpx.Response(502, content=b"<html>bad gateway</html>")) is None
     assert json_body(httpx.Response(204)) is None
+
+
+def test_clients_share_one_tls_context_that_verifies_certificates() -> None:
+    """Loading the CA bundle once per process, not per client (a run opens several); verification stays on."""
+    import ssl
+
+    first = ApiClient("zoho", "https://www.zohoapis.com")
+    second = ApiClient("bc", "https://api.businesscentral.dynamics.com")
+    try:
+        contexts = [client.client._transport._pool._ssl_context for client in (first, second)]
+        assert contexts[0] is contexts[1]
+        assert contexts[0].verify_mode == ssl.CERT_REQUIRED and contexts[0].check_hostname
+    finally:
+        first.close()
+        second.close()

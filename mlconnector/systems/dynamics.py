@@ -641,15 +641,16 @@ class DynamicsConnector:
                ramp: bool = False) -> Iterator[dict[str, Any]]:
         """Every row of a collection, page by page: ``Prefer: odata.maxpagesize`` and ``@odata.nextLink`` verbatim
         (never $top, which drops the link). With ``ramp`` (a whole table read) the first pages are smaller (a
-        tenth, then four times that, up to the page size): the first rows come in a fraction of the time a full
-        page takes the server to build and send, and writing starts while the larger pages follow."""
+        tenth, then twice as many each time, up to the page size): the first rows come in a fraction of the time a
+        full page takes the server to build and send, and each next page, asked for as the one before it comes,
+        arrives before that one is written (a page four times larger left the writes waiting for it)."""
         full = page_size or self.page_size
         size = full // 10 if ramp and full >= RAMP_FROM else full
         next_url: str | None = url
         ahead: tuple[str, Future[httpx.Response]] | None = None
         while next_url:
             headers = {"Prefer": f"odata.maxpagesize={size}"}
-            size = min(full, size * 4)
+            size = min(full, size * 2)
             if ahead is not None and ahead[0] == next_url:
                 response = ahead[1].result()
             else:
