@@ -61,6 +61,8 @@ READ_AHEAD = 1_000
 # Batches sent but not yet recorded (the recording thread takes them in read order, so a done one may wait behind
 # a slower one): at most this many per write in flight, before the run waits.
 BACKLOG_PER_WRITER = 3
+# Prepared batches queued for a free write call, beyond those in flight.
+WRITES_WAITING = 2
 # Finished batches recorded in one transaction at most, when recording has fallen behind the writes.
 RECORD_TOGETHER = 10
 
@@ -436,8 +438,9 @@ class Engine:
                         source.pages_ahead, paused = False, source
                 elif mode == "poll":
                     records = ahead = _ReadAhead(records, READ_AHEAD, self.batch_size)
-                # Each batch is prepared while the writes before it are out, and only then waits for a free
-                # call: a write that ends is followed by the next at once, not after the next batch is mapped.
+                # Batches are prepared while the writes before them are out, and up to WRITES_WAITING of them wait
+                # in the pool's queue for a free call: a write that ends is followed by the next at once, not after
+                # this thread has mapped another batch (the pool has as many threads as calls are allowed at once).
                 for segment, to_write in self._segments(run, flow, records, stats, mode, size):
                     if to_write and run.dry_run:
                         target = self.system_name(flow.target)
@@ -445,7 +448,7 @@ class Engine:
                     elif to_write:
                         self._note_intents(run, flow, to_write)
                         if in_flight > 0:
-                            committer.room(in_flight)
+                            committer.room(in_flight + WRITES_WAITING)
                     future = pool.submit(self._write, flow, to_write) if to_write and not run.dry_run else None
                     committer.put(segment, future, backlog=BACKLOG_PER_WRITER * max(1, in_flight))
                     if in_flight <= 0:  # one write at a time, recorded before the next is filled (bulk jobs)
