@@ -20,6 +20,7 @@ from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from contextlib import AbstractContextManager, contextmanager, nullcontext
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timedelta, timezone
+from functools import lru_cache
 from itertools import islice, takewhile
 from pathlib import Path
 from typing import Any
@@ -561,7 +562,7 @@ class Engine:
             # From here on only the id and version matter (links, audit, watermark): a batch waiting for its
             # bulk job need not hold every source record's fields as well as its payload.
             record = item.record
-            item.record = Record(record.system, record.entity, record.id, record.modified, {})
+            item.record = record.without_data()
         return to_write
 
     def _segments(self, run: RunResult, flow: Flow, records: Iterable[Record], stats: FlowStats,
@@ -805,7 +806,7 @@ class Engine:
                         self.state.clear_replay(self.pair.name, flow.name, record.id)
                     if result.action in ("create", "update"):
                         links.append(Link(self.pair.name, flow.name, record.id, result.target_id, record.modified,
-                                          item.hash, result.version, tuple(sorted(item.payload or ())),
+                                          item.hash, result.version, _field_names(tuple(item.payload or ())),
                                           item.fingerprint))
                         if flow.echo_of and result.target_id:
                             written_back.append((record, result))
@@ -1193,6 +1194,12 @@ def _batched(records: Iterable[Record], size: int) -> Iterator[list[_Item]]:
     iterator = iter(records)
     while batch := [_Item(r, None) for r in islice(iterator, size)]:
         yield batch
+
+
+@lru_cache(maxsize=256)
+def _field_names(names: tuple[str, ...]) -> tuple[str, ...]:
+    """A payload's field names, sorted (as links keep them); a flow's payloads share a few sets of names."""
+    return tuple(sorted(names))
 
 
 def _later(a: datetime | None, b: datetime | None) -> datetime | None:

@@ -12,6 +12,8 @@ Action = Literal["create", "update", "skip", "fail"]
 
 def utc(value: datetime) -> datetime:
     """Return ``value`` as a timezone-aware UTC datetime; naive values are refused, not guessed."""
+    if value.tzinfo is timezone.utc:  # most are already: the same value, not a copy
+        return value
     if value.tzinfo is None:
         raise ValueError(f"naive datetime {value!r}: every timestamp must carry its zone")
     return value.astimezone(timezone.utc)
@@ -33,6 +35,13 @@ class Record:
 
     def __getitem__(self, key: str) -> Any:
         return self.data[key]
+
+    def without_data(self) -> "Record":
+        """The same record with its id and version only (what a batch keeps while its write is out). Built from
+        this one's fields, already checked, rather than field by field: a run makes one per record read."""
+        bare = object.__new__(Record)
+        bare.__dict__.update(self.__dict__, data={})  # frozen guards attribute assignment, not the instance dict
+        return bare
 
     def get(self, key: str, default: Any = None) -> Any:
         return self.data.get(key, default)

@@ -48,12 +48,15 @@ class Literal:
     value: Any
 
 
+_NO_SECONDS = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}(?:[+-]|$)")
+
+
 @functools.lru_cache(maxsize=250_000)
 def parse_datetime(text: str) -> datetime:
     """An OData DateTimeOffset literal (or BC's blank 0001-01-01T00:00:00Z) as an aware UTC datetime.
     Kept per text: a paged read filters and orders every row by its stamp again for each page."""
     value = text.replace("Z", "+00:00")
-    if re.match(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}(?:[+-]|$)", value):
+    if value[16:17] in ("", "+", "-") and _NO_SECONDS.match(value):  # hh:mm without seconds (the rare form)
         value = value[:16] + ":00" + value[16:]
     parsed = datetime.fromisoformat(value)
     if parsed.tzinfo is None:
