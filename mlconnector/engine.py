@@ -13,6 +13,7 @@ import logging
 import json
 import queue
 import threading
+import time
 import secrets as _random
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator, Mapping
@@ -64,8 +65,10 @@ READ_AHEAD = 1_000
 BACKLOG_PER_WRITER = 3
 # Prepared batches queued for a free write call, beyond those in flight.
 WRITES_WAITING = 2
-# Finished batches recorded in one transaction at most, when recording has fallen behind the writes.
+# Finished batches recorded in one transaction at most, and how long recording waits for the writes behind a
+# finished one to finish too (seconds), so that they share the transaction.
 RECORD_TOGETHER = 10
+RECORD_WAIT = 0.2
 
 
 def utcnow() -> datetime:
@@ -1094,11 +1097,12 @@ class _Committer:
                 head = self._entries[0][1]
             if head is not None:
                 wait([head])
+            # The head and the finished batches right behind it are recorded in one transaction, waiting up to
+            # RECORD_WAIT for the writes still out behind it: each commit writes every page it changed to the
+            # state file's log, and a batch's links and audit rows touch a page of each index per record, so
+            # fewer, larger commits write far less (and the next run re-reads what a crash left unrecorded).
+            group = self._group(time.monotonic() + RECORD_WAIT)
             with self._cond:
-                # The head and the finished batches right behind it are recorded in one transaction: when
-                # recording falls behind, the state file takes one commit for several batches, not one each.
-                group = list(islice(takewhile(lambda entry: entry[1] is None or entry[1].done(), self._entries),
-                                    RECORD_TOGETHER))
                 settling = self._error is not None or self._closing
             try:
                 with self._together():
@@ -1115,6 +1119,19 @@ class _Committer:
                     for _ in group:
                         self._entries.popleft()
                     self._cond.notify_all()
+
+    def _group(self, deadline: float) -> list[tuple[list[_Item], Future[list[WriteResult]] | None]]:
+        while True:
+            with self._cond:
+                done = list(islice(takewhile(lambda entry: entry[1] is None or entry[1].done(), self._entries),
+                                   RECORD_TOGETHER))
+                behind = next((future for _, future in islice(self._entries, len(done), None)
+                               if future is not None), None)
+                stop = self._closing or self._error is not None
+            left = deadline - time.monotonic()
+            if len(done) >= RECORD_TOGETHER or behind is None or stop or left <= 0:
+                return done
+            wait([behind], timeout=left)
 
     def _record_one(self, segment: list[_Item], future: Future[list[WriteResult]] | None, settling: bool) -> None:
         try:
