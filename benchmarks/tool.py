@@ -1,12 +1,14 @@
 """One sync run of the tool in a process of its own, reporting what it cost that process:
 ``python -m benchmarks.tool OUT.json CONFIG PAIR [FLOW ...]`` writes the run's result, wall time, CPU time and
-peak RSS of this process only, never the sandboxes'."""
+peak RSS of this process only, never the sandboxes'. ``python -m benchmarks.tool --limit OUT.json CONFIG PAIR CALLS
+AT_ONCE SIZE`` sends upserts of new Accounts with the pair's Zoho connector alone and writes their times."""
 
 from __future__ import annotations
 
 import json
 import resource
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -23,7 +25,46 @@ def peak_rss_kb() -> int:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
 
 
+def limit(out: str, config: str, pair: str, calls: int, at_once: int, size: int) -> None:
+    """``calls`` upserts of ``size`` new Accounts, ``at_once`` at a time, with the pair's Zoho connector alone."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from mlconnector import api
+    from mlconnector.engine import open_pair
+    from mlconnector.state import State
+    from mlconnector.systems.zoho import ZohoConnector
+
+    runtime = api.Runtime(config_path=Path(config))
+    with tempfile.TemporaryDirectory() as scratch, State(Path(scratch) / "state.db") as state:
+        session = open_pair(runtime.config, pair, runtime.context(state))
+        try:
+            zoho = next(c for c in session.connectors.values() if isinstance(c, ZohoConnector))
+            batches = [[{"Account_Name": f"Limit {b}-{i}", "Account_Number": f"LIMIT-{b:05d}-{i:03d}",
+                         "Account_Type": "Customer", "Billing_City": "Oslo", "Billing_Country": "NO",
+                         "Billing_Street": "Storgata 1", "Billing_Code": "0155", "Phone": "+47 22 00 00 00",
+                         "Website": "example.com"} for i in range(size)] for b in range(calls)]
+            zoho.write("Accounts", [{**batches[0][0], "Account_Number": "LIMIT-FIRST"}], "Account_Number")  # token, org
+            durations: list[float] = []
+
+            def upsert(batch: list[dict[str, object]]) -> None:
+                started = time.perf_counter()
+                zoho.write("Accounts", batch, "Account_Number")
+                durations.append(time.perf_counter() - started)
+
+            started = time.perf_counter()
+            with ThreadPoolExecutor(at_once) as pool:
+                list(pool.map(upsert, batches))
+            wall = time.perf_counter() - started
+        finally:
+            session.close()
+    Path(out).write_text(json.dumps({"wall_seconds": wall, "durations": durations}), encoding="utf-8")
+
+
 def main(argv: list[str]) -> int:
+    if argv and argv[0] == "--limit":
+        out, config, pair, calls, at_once, size = argv[1:]
+        limit(out, config, pair, int(calls), int(at_once), int(size))
+        return 0
     out, config, pair, *flows = argv
     imported_kb = peak_rss_kb()
     from mlconnector import api

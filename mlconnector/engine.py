@@ -565,7 +565,7 @@ class Engine:
             # From here on only the id and version matter (links, audit, watermark): a batch waiting for its
             # bulk job need not hold every source record's fields as well as its payload.
             record = item.record
-            item.record = record.without_data()
+            item.record = Record(record.system, record.entity, record.id, record.modified, {})
         return to_write
 
     def _segments(self, run: RunResult, flow: Flow, records: Iterable[Record], stats: FlowStats,
@@ -1097,28 +1097,32 @@ class _Committer:
                 head = self._entries[0][1]
             if head is not None:
                 wait([head])
+            # Between groups this thread holds no batch: a bulk job's is large, and the next is being filled.
+            head = None
             # The head and the finished batches right behind it are recorded in one transaction, waiting up to
             # RECORD_WAIT for the writes still out behind it: each commit writes every page it changed to the
             # state file's log, and a batch's links and audit rows touch a page of each index per record, so
             # fewer, larger commits write far less (and the next run re-reads what a crash left unrecorded).
-            group = self._group(time.monotonic() + RECORD_WAIT)
+            self._record_group(self._group(time.monotonic() + RECORD_WAIT))
+
+    def _record_group(self, group: list[tuple[list[_Item], Future[list[WriteResult]] | None]]) -> None:
+        with self._cond:
+            settling = self._error is not None or self._closing
+        try:
+            with self._together():
+                for segment, future in group:
+                    self._record_one(segment, future, settling)
+                    settling = settling or self._error is not None
+        except BaseException as exc:  # noqa: BLE001 - the commit itself failed: handed to the run
+            if self._error is None:
+                self._error = exc
+            else:
+                log.error("recording a batch failed after the flow stopped: %s", exc)
+        finally:
             with self._cond:
-                settling = self._error is not None or self._closing
-            try:
-                with self._together():
-                    for segment, future in group:
-                        self._record_one(segment, future, settling)
-                        settling = settling or self._error is not None
-            except BaseException as exc:  # noqa: BLE001 - the commit itself failed: handed to the run
-                if self._error is None:
-                    self._error = exc
-                else:
-                    log.error("recording a batch failed after the flow stopped: %s", exc)
-            finally:
-                with self._cond:
-                    for _ in group:
-                        self._entries.popleft()
-                    self._cond.notify_all()
+                for _ in group:
+                    self._entries.popleft()
+                self._cond.notify_all()
 
     def _group(self, deadline: float) -> list[tuple[list[_Item], Future[list[WriteResult]] | None]]:
         while True:

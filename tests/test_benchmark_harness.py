@@ -27,6 +27,9 @@ def test_the_benchmark_harness_runs_end_to_end_on_a_tiny_data_set(tmp_path):
     latency = figures["latency"]
     assert latency["records"] == 40 and latency["zoho_write_calls"] == 1
     assert latency["zoho_peak_heavy_in_flight"] == 1 and latency["sandbox_cpu_seconds"] > 0
+    # ... and the same upserts alone, after the run, tell what the sandboxes allow on this machine.
+    assert latency["sandbox_limit"]["calls"] == 1 and latency["sandbox_limit"]["records_per_second"] > 0
+    assert latency["fraction_of_sandbox_limit"] > 0
     [saved] = tmp_path.glob("*-tiny.json")
     assert json.loads(saved.read_text())["cores"] and report["commit"]
     assert (tmp_path / "latest.md").read_text() == render(report)

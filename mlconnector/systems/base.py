@@ -36,13 +36,6 @@ class Record:
     def __getitem__(self, key: str) -> Any:
         return self.data[key]
 
-    def without_data(self) -> "Record":
-        """The same record with its id and version only (what a batch keeps while its write is out). Built from
-        this one's fields, already checked, rather than field by field: a run makes one per record read."""
-        bare = object.__new__(Record)
-        bare.__dict__.update(self.__dict__, data={})  # frozen guards attribute assignment, not the instance dict
-        return bare
-
     def get(self, key: str, default: Any = None) -> Any:
         return self.data.get(key, default)
 

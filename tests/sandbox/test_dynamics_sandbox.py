@@ -261,25 +261,24 @@ def test_paging_by_modified_time_follows_changes_between_pages(http: httpx.Clien
     assert seen == ([f"Customer {i:02d}" for i in range(25) if i != 12] + ["Customer 02", "Customer 12"])
 
 
-def test_paging_follows_rows_added_and_deleted_between_pages(http: httpx.Client, sandbox: DynamicsSandbox,
-                                                           clock: SandboxClock, company: str,
+def test_paging_follows_rows_added_and_deleted_between_pages(http: httpx.Client, clock: SandboxClock, company: str,
                                                            bearer: dict[str, str],
                                                            customers: list[dict[str, Any]]) -> None:
     """The order a read pages through is kept between its pages, and never outlives a row added or deleted."""
-    url = f"{API}/companies({company})/customers"
-    headers = {**bearer, "Prefer": "odata.maxpagesize=8"}
-    first = http.get(url, params={"$orderby": "lastModifiedDateTime,id"}, headers=headers).json()
-    seen = [row["displayName"] for row in first["value"]]
+    url, pages = f"{API}/companies({company})/customers", []
+
+    def page_on(link: str, **params: str) -> str | None:
+        pages.append(http.get(link, params=params or None, headers={**bearer, "Prefer": "odata.maxpagesize=8"}).json())
+        return pages[-1].get("@odata.nextLink")
+
+    link = page_on(url, **{"$orderby": "lastModifiedDateTime,id"})
     http.delete(f"{url}({customers[15]['id']})", headers={**bearer, "If-Match": "*"}).raise_for_status()
-    second = http.get(first["@odata.nextLink"], headers=headers).json()
-    seen += [row["displayName"] for row in second["value"]]
+    link = page_on(link)
     clock.advance(seconds=1)
     http.post(url, json={"displayName": "Customer new"}, headers=bearer).raise_for_status()
-    link = second["@odata.nextLink"]
     while link:
-        page = http.get(link, headers=headers).json()
-        seen += [row["displayName"] for row in page["value"]]
-        link = page.get("@odata.nextLink")
+        link = page_on(link)
+    seen = [row["displayName"] for page in pages for row in page["value"]]
     assert seen == [f"Customer {i:02d}" for i in range(25) if i != 15] + ["Customer new"]
 
 
