@@ -425,8 +425,17 @@ class Engine:
         writers = self._in_flight(flow)
         ahead: _ReadAhead | None = None
         paused: Any = None  # a source told to read no page ahead for this flow
+        @contextmanager
+        def together() -> Iterator[None]:
+            try:
+                with self.state.transaction():
+                    yield
+            except BaseException:
+                hold[0] = True  # a group written but not recorded: the next run must read it again
+                raise
+
         committer = _Committer(lambda segment, future: self._commit(run, flow, segment, future, stats, mode, hold),
-                               together=self.state.transaction)
+                               together=together)
         with ThreadPoolExecutor(max_workers=writers, thread_name_prefix=f"write-{flow.name}") as pool:
             try:
                 size, in_flight = self.batch_size, writers

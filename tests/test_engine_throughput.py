@@ -291,3 +291,38 @@ def test_a_system_that_cannot_be_reached_first_is_reported_by_the_run_as_before(
     result = engine.sync(["customers"])
 
     assert result.exit_code == EXIT_UNREACHABLE and "connection refused" in result.stopped
+
+
+def test_a_group_whose_commit_fails_keeps_the_watermark_before_it(config_file, tmp_path, erp, crm):
+    from mlconnector.state import parse_iso
+
+    seeded = seed_customers(erp, 160)   # sixteen batches: more are recorded after the failed group
+    engine = make_engine(config_file, tmp_path)
+    target = engine.connectors["crm"]
+    target.http = SimpleNamespace(max_concurrency=8)
+    _slow_first_write(target, "C00001", 0.5)   # the batches behind the first finish meanwhile: one group
+    execute, commits = engine.state.db.execute, [0]
+
+    def first_recording_commit_fails(sql, *args, **kwargs):
+        if sql == "COMMIT" and threading.current_thread().name == "record":
+            commits[0] += 1
+            if commits[0] == 1:   # the commit fails and the transaction is lost, as SQLite does on an I/O error
+                execute("ROLLBACK")
+                raise OSError("disk I/O error")
+        return execute(sql, *args, **kwargs)
+
+    engine.state.db.execute = first_recording_commit_fails
+
+    with pytest.raises(OSError, match="disk I/O error"):
+        engine.sync(["customers"])
+
+    mark = engine.state.watermark("erp-crm", "customers")
+    unrecorded = [c for c in seeded if c["id"] not in engine.state.links("erp-crm", "customers",
+                                                                       [c["id"] for c in seeded])]
+    assert unrecorded   # the failed commit left its group unrecorded ...
+    assert mark is None or mark < min(parse_iso(c["modified"]) for c in unrecorded)   # ... and to be read again
+    engine.state.db.execute = execute
+    again = engine.sync(["customers"])
+    assert len(crm.all("account")) == 160
+    assert len(engine.state.links("erp-crm", "customers", [c["id"] for c in seeded])) == 160
+    assert again.flows["customers"].failed == 0
