@@ -6,9 +6,11 @@ import importlib
 import logging
 import os
 import queue
+import sqlite3
 import threading
 from collections import defaultdict
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from functools import cached_property
@@ -78,13 +80,30 @@ class Runtime:
                                 state=state, state_dir=self.state_file().parent)
 
 
+@contextmanager
+def state_errors(path: Path) -> Iterator[None]:
+    """An error of the state file itself during a run (a full disk, an I/O error, a file made read-only) is the
+    operator's to fix, not a bug: one line naming the file and the fix (exit 2). What was written but not
+    recorded is read again by the next run (the watermark stays before it)."""
+    try:
+        yield
+    except sqlite3.OperationalError as exc:
+        raise ConfigError(f"state file {path}: {exc}; make room on that disk or fix the file's permissions, "
+                          "then run again (or pass --state PATH to use another file)") from None
+    except sqlite3.DatabaseError as exc:
+        if type(exc) is not sqlite3.DatabaseError:  # integrity and programming errors are bugs
+            raise
+        raise ConfigError(f"state file {path}: {exc}; move the damaged file aside and run again "
+                          "(or pass --state PATH to use another file)") from None
+
+
 def sync(runtime: Runtime, pair: str, *, flows: Iterable[str] | None = None, full: bool = False,
          since: datetime | None = None, dry_run: bool = False,
          progress: Callable[[str, int], None] | None = None) -> RunResult:
     """Run one pair once: lock, open state and connectors, sync, close."""
     config = runtime.config
     path = runtime.state_file(config)
-    with pair_lock(path, pair), State(path) as state:
+    with pair_lock(path, pair), State(path) as state, state_errors(path):
         session = open_pair(config, pair, runtime.context(state))
         try:
             engine = Engine(session.pair, session.config, session.connectors, state,
@@ -98,7 +117,7 @@ def drain(runtime: Runtime, pair: str) -> RunResult:
     """Process the pair's waiting notifications now (no poll), under the pair's lock."""
     config = runtime.config
     path = runtime.state_file(config)
-    with pair_lock(path, pair), State(path) as state:
+    with pair_lock(path, pair), State(path) as state, state_errors(path):
         session = open_pair(config, pair, runtime.context(state))
         try:
             return Engine(session.pair, session.config, session.connectors, state,
@@ -184,7 +203,7 @@ def replay(runtime: Runtime, *, pair: str | None = None, flow: str | None = None
     for name in sorted({item["pair"] for item in queued}):
         if name not in all_pairs():
             continue
-        with pair_lock(path, name), State(path) as state:
+        with pair_lock(path, name), State(path) as state, state_errors(path):
             session = open_pair(config, name, runtime.context(state))
             try:
                 engine = Engine(session.pair, session.config, session.connectors, state,

@@ -15,8 +15,9 @@ from mlconnector.engine import RunResult
 from mlconnector.flows import PairSpec
 from mlconnector.pairs import all_pairs
 
-EXIT_HELP = """Exit codes: 0 done; 2 usage or config error; 3 some records failed and wait in the replay
-queue; 4 authentication failed; 5 a system unreachable; 75 another run of this pair holds the lock."""
+EXIT_HELP = """Exit codes: 0 done; 2 usage or config error (or a state file that cannot be written); 3 some
+records failed and wait in the replay queue; 4 authentication failed; 5 a system unreachable; 75 another run of
+this pair holds the lock."""
 
 
 @contextmanager

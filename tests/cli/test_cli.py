@@ -169,3 +169,24 @@ def test_verbose_logs_go_to_stderr_and_keep_stdout_clean(config_file, erp):
     assert result.exit_code == 0
     assert json.loads(result.stdout)["flows"]["customers"]["created"] == 2
     assert "erp-crm/customers: read 2, created 2" in result.stderr
+
+
+def test_a_full_disk_under_the_state_file_is_one_line_exit_2_not_a_bug(config_file, erp, crm, monkeypatch):
+    import logging
+    import sqlite3
+
+    from mlconnector.state import State
+
+    seed(erp)
+    monkeypatch.setattr(logging.root, "handlers", [])  # none left by an earlier -v run, bound to its closed stderr
+
+    def disk_full(self, links):
+        raise sqlite3.OperationalError("database or disk is full")
+
+    monkeypatch.setattr(State, "save_links", disk_full)
+    result = cli("sync", "erp-crm", "--flow", "customers")
+
+    assert result.exit_code == 2, result.output
+    assert "state file" in result.stderr and "database or disk is full" in result.stderr
+    assert "make room" in result.stderr and "internal error" not in result.stderr
+    assert "Traceback" not in result.output
