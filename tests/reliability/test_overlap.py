@@ -11,12 +11,15 @@ from tests.reliability.harness import check_pair, count, exit_code_ok, wait_unti
 
 def test_a_second_run_of_the_same_pair_exits_75_at_once_and_other_pairs_run_alongside(make_rig):
     rig = make_rig()
-    rig.set_faults(latency=0.06)  # every call slow, so the first run is still going (~4 s)
+    # Every call slow enough that the first run is surely still going when the second starts (a process start
+    # takes about a second); then faster, for the rest of the scenario.
+    rig.set_faults(latency=0.5)
     first = rig.popen("sync", "nav-zoho")
     assert wait_until(lambda: rig.zoho("nav-zoho").calls["records.upsert"] >= 1, timeout=30)
     started = time.monotonic()
     second = rig.cli("sync", "nav-zoho")
     took = time.monotonic() - started
+    rig.set_faults(latency=0.06)
     assert second.returncode == 75, second.stderr
     assert "another run of nav-zoho is in progress" in second.stderr and "Traceback" not in second.stderr
     assert took < 5, f"the second run took {took:.1f} s to give up"
