@@ -18,7 +18,7 @@ import secrets as _random
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
-from contextlib import AbstractContextManager, contextmanager, nullcontext
+from contextlib import AbstractContextManager, contextmanager
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timedelta, timezone
 from functools import lru_cache
@@ -425,6 +425,7 @@ class Engine:
         writers = self._in_flight(flow)
         ahead: _ReadAhead | None = None
         paused: Any = None  # a source told to read no page ahead for this flow
+
         @contextmanager
         def together() -> Iterator[None]:
             try:
@@ -603,10 +604,8 @@ class Engine:
         """The calls each system's connector makes first in every run (tokens, the company, the org), made for
         all of them at once: a run then starts after the slowest system's, not after the sum of them. A failure
         here is left to the run's own call, which meets it again where it is reported."""
-        steps = [step for step in (getattr(c, "connect", None) for c in
-                                   {id(c): c for f in flows for c in (self.connectors[f.source],
-                                                                      self.connectors[f.target])}.values())
-                 if callable(step)]
+        used = {id(c): c for f in flows for c in (self.connectors[f.source], self.connectors[f.target])}
+        steps = [c.connect for c in used.values() if callable(getattr(c, "connect", None))]
         if len(steps) < 2:
             return
         with ThreadPoolExecutor(max_workers=len(steps), thread_name_prefix="connect") as pool:
@@ -1047,7 +1046,7 @@ class _Committer:
     the run at its next step; the batches already sent after it are still recorded, as far as they can be."""
 
     def __init__(self, commit: Callable[[list[_Item], Future[list[WriteResult]] | None], None],
-                 together: Callable[[], AbstractContextManager[Any]] = nullcontext) -> None:
+                 together: Callable[[], AbstractContextManager[Any]]) -> None:
         self._commit = commit
         self._together = together  # the transaction a group of batches is recorded in (each in one of its own)
         self._entries: deque[tuple[list[_Item], Future[list[WriteResult]] | None]] = deque()
