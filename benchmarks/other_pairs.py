@@ -34,8 +34,8 @@ from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
 
-from benchmarks.harness import (_flows, _ok, _tool_figures, machine, minimum_write_calls, run_tool,
-                                save_report)
+from benchmarks.harness import (_flows, _ok, _tool_figures, compile_package, machine, minimum_write_calls,
+                                run_tool, save_report)
 from benchmarks.sandboxes import OVERLAP_SECONDS, WorldProcess, serve_world
 
 RESULTS = Path(__file__).resolve().parent / "results"
@@ -441,6 +441,7 @@ def run(plan: Plan, *, pairs: tuple[str, ...] = PAIRS, only: set[str] | None = N
     report: dict[str, Any] = {"timestamp": datetime.now(timezone.utc).isoformat(timespec="seconds"),
                               "mode": plan.mode, "sizes": {p: plan.sizes[p] for p in pairs}, **machine(),
                               "pairs": {}}
+    compile_package()
     started = time.perf_counter()
     with tempfile.TemporaryDirectory(prefix="mlconnector-bench-other-") as tmp:
         for pair in pairs:
