@@ -457,6 +457,10 @@ def _is_invalid_token(response: httpx.Response) -> bool:
 
 
 def _is_throttled(response: httpx.Response) -> bool:
+    """Zoho's TOO_MANY_REQUESTS, which may come inside a 200. Every answer is asked, so the body is parsed only
+    when it holds the code at all: a write's answer (100 results) was parsed twice, here and by its caller."""
+    if b"TOO_MANY_REQUESTS" not in response.content:
+        return False
     body = json_body(response) if response.headers.get("content-type", "").startswith("application/json") else None
     return isinstance(body, dict) and body.get("code") == "TOO_MANY_REQUESTS"
 

@@ -477,6 +477,23 @@ def test_429_is_retried_after_retry_after(env: ZohoEnv) -> None:
     assert len(env.transport.paths("/crm/v8/coql")) == 2
 
 
+def test_too_many_requests_inside_a_200_is_retried_and_a_record_naming_it_is_not(env: ZohoEnv) -> None:
+    answered: list[int] = []
+
+    def throttle_once(request: httpx.Request) -> httpx.Response | None:
+        if request.url.path.startswith("/crm/") and not answered:
+            answered.append(200)
+            return httpx.Response(200, json={"code": "TOO_MANY_REQUESTS", "details": {}, "message": "slow down",
+                                             "status": "error"})
+        return None
+
+    env.transport.intercept = throttle_once
+    env.zoho.seed("Accounts", [{"Account_Name": "TOO_MANY_REQUESTS Ltd"}])
+    assert [r["Account_Name"] for r in env.connector().changes("Accounts", None)] == ["TOO_MANY_REQUESTS Ltd"]
+    # Once for the refused call, once for its retry; the answer naming the code in a record is taken as it is.
+    assert len(env.transport.paths("/crm/v8/coql")) == 2
+
+
 def test_credits_are_counted_and_the_daily_budget_stops_the_run(env: ZohoEnv) -> None:
     connector = env.connector(coql_page_size=200)
     connector.set_budget(3)
