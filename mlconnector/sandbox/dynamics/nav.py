@@ -238,9 +238,13 @@ class ODataV4Pages:
         stored = {nav: api for nav, api in page.fields if isinstance(api, str)}
         dates = [(stored[name], str(bound)) for name, bound in query.lower_bounds.items()
                  if name in stored and types.get(name) == "date"]
-        rows = {r.id: r for r in company.table(page.entity_set).values() if self._visible(page, r)
-                and (since is None or (r.modified is not None and r.modified.date().isoformat() >= since))
-                and all(str(r.values.get(api) or "") >= bound for api, bound in dates)}
+        table = company.table(page.entity_set)
+        if page.posted_only or since is not None or dates:
+            rows = {r.id: r for r in table.values() if self._visible(page, r)
+                    and (since is None or (r.modified is not None and r.modified.date().isoformat() >= since))
+                    and all(str(r.values.get(api) or "") >= bound for api, bound in dates)}
+        else:
+            rows = table  # every row (a whole read, page after page): the table itself, not a copy per page
         page_size, applied = requested_page_size(request.headers.get("prefer"), self.sandbox.max_page_size)
         # Ordered by the stored values where the order's fields are stored ones, viewed and filtered only as far
         # as the page goes (as the server's SQL reads a key).
