@@ -148,6 +148,7 @@ _SAVE_LINK_TAIL = (
     "source_hash = excluded.source_hash")
 MAX_ROWS_PER_STATEMENT = 500
 WAL_CHECKPOINT_PAGES = 10_000  # about 40 MB of log at most between checkpoints
+CACHE_KIB = 6_144  # the writing connection's page cache (SQLite's default is 2,000 KiB)
 _SELECT_LINK = ("SELECT pair, flow, source_id, target_id, source_version, hash, target_version, fields, "
                 "source_hash FROM links")
 AUDIT_COLUMNS = frozenset({"run_id", "time", "pair", "flow", "source_system", "source_entity", "source_id",
@@ -209,6 +210,11 @@ class State:
             # The log is copied into the file (and both synced) every WAL_CHECKPOINT_PAGES pages rather than
             # SQLite's 1,000: a first load's links and audit rows filled 1,000 pages every few batches.
             conn.execute(f"PRAGMA wal_autocheckpoint={WAL_CHECKPOINT_PAGES}")
+            # A page cache that holds what a group of batches changes (their links and audit rows touch a page of
+            # each index per record): with SQLite's 2 MB, pages were written to the log before the commit and
+            # again at it, and read back from the file. A 50,000-record load made 9.2 pwrite and 2.4 pread calls
+            # per record with 2 MB, 6.5 and 0.8 with this (more cache saves no more).
+            conn.execute(f"PRAGMA cache_size=-{CACHE_KIB}")
         except Timeout:
             raise ConfigError(f"state file {self.path} is held by another process for over a minute; "
                               "is a run stuck?") from None

@@ -8,7 +8,7 @@ from datetime import datetime, timedelta, timezone
 
 import pytest
 
-from mlconnector.state import State, default_state_path, migrations
+from mlconnector.state import CACHE_KIB, WAL_CHECKPOINT_PAGES, State, default_state_path, migrations
 
 
 def test_state_file_is_created_private_and_migrated_once(tmp_path):
@@ -81,3 +81,12 @@ def test_commits_are_synced_lazily_except_the_intent_before_a_keyless_create(tmp
                             for prefix in ("PRAGMA synchronous=FULL", "INSERT OR REPLACE INTO intents", "COMMIT"))
     assert full < insert < commit and statements[-1] == "PRAGMA synchronous=NORMAL"
     assert [i["source_id"] for i in state.open_intents("nav-zoho")] == ["z1"]
+
+
+def test_the_writing_connection_holds_a_group_of_batches_pages_and_checkpoints_seldom(tmp_path):
+    # A group of batches' links and audit rows touch a page of each index per record: with SQLite's 2,000 KiB
+    # cache they were written to the log before the commit and again at it (see CACHE_KIB).
+    state = State(tmp_path / "state.db")
+    assert state.db.conn.execute("PRAGMA cache_size").fetchone()[0] == -CACHE_KIB
+    assert CACHE_KIB > 2_000
+    assert state.db.conn.execute("PRAGMA wal_autocheckpoint").fetchone()[0] == WAL_CHECKPOINT_PAGES
