@@ -41,7 +41,7 @@ import json
 import time
 from collections.abc import Callable, Iterator, Mapping
 from datetime import datetime, timedelta, timezone
-from typing import Any
+from typing import Any, Literal
 from urllib.parse import quote
 from xml.etree import ElementTree
 
@@ -214,6 +214,11 @@ def failure_of(system: str, response: httpx.Response) -> ZuoraFailure | None:
         return ZuoraFailure(system, response.status_code, first.get("code", ""), message,
                             str(body.get("processId") or ""))
     return None
+
+
+def _not_found(failure: ZuoraFailure) -> bool:
+    """A failure saying the object is not there (category 40, or an HTTP 404)."""
+    return failure.category == 40 or failure.status == 404
 
 
 def _is_transient(system: str) -> Callable[[httpx.Response], bool]:
@@ -617,11 +622,8 @@ class ZuoraConnector:
         return f"mlc-{_digest(self.name, kind, source, fingerprint(payload))}"
 
     # accounts
-    def _find_account(self, key: str, value: Any, known_id: str | None, payload: Mapping[str, Any]) -> dict | None:
-        if known_id:
-            record = self.get("accounts", known_id)
-            if record is not None:
-                return dict(record.data)
+    def _find_account(self, key: str, value: Any, payload: Mapping[str, Any]) -> dict | None:
+        """An account not linked yet (or no longer there): the one holding the key, else the matching rule's."""
         if value not in (None, ""):
             rows = list(self._query("accounts", [f"{key}.EQ:{value}"], expand=("billto",)))
             if rows:
@@ -647,15 +649,27 @@ class ZuoraConnector:
         return None
 
     def _write_account(self, payload: dict[str, Any], key: str, known_id: str | None) -> WriteResult:
-        found = self._find_account(key, payload.get(key), known_id, payload)
+        changes = {k: v for k, v in payload.items() if k not in ("currency", "billCycleDay")}
+        if known_id:
+            # A linked account is updated in place, and looked for again (by key, then by the matching rule) only
+            # when Zuora no longer has it: reading it before every update cost a call per changed account.
+            response = self._call("PUT", f"/v1/accounts/{known_id}", json=changes)
+            failure = failure_of(self.name, response)
+            if failure is None:
+                return self._written_account(known_id, "update")
+            if not _not_found(failure):
+                self._ok(response, f"update account {known_id}")  # raises, naming the account
+        found = self._find_account(key, payload.get(key), payload)
         if found is None:
             answer = self._create("/v1/accounts", payload, self._key("account", payload.get(key), payload),
                                   f"create account {payload.get(key) or payload.get('name')}")
-            account_id, action = str(answer["accountId"]), "create"
-        else:
-            account_id, action = str(found["id"]), "update"
-            changes = {k: v for k, v in payload.items() if k not in ("currency", "billCycleDay")}
-            self._ok(self._call("PUT", f"/v1/accounts/{account_id}", json=changes), f"update account {account_id}")
+            return self._written_account(str(answer["accountId"]), "create")
+        account_id = str(found["id"])
+        self._ok(self._call("PUT", f"/v1/accounts/{account_id}", json=changes), f"update account {account_id}")
+        return self._written_account(account_id, "update")
+
+    def _written_account(self, account_id: str, action: Literal["create", "update"]) -> WriteResult:
+        """The account as written, read back for its version (a v1 write answers without one)."""
         written = self.get("accounts", account_id)
         return WriteResult(action, account_id, written.modified if written else utcnow())
 

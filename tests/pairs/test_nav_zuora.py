@@ -4,6 +4,7 @@ host name), the real connectors, engine and receiver in between."""
 from __future__ import annotations
 
 import json
+from collections import Counter
 
 import pytest
 from typer.testing import CliRunner
@@ -52,6 +53,36 @@ def test_first_sync_creates_accounts_products_and_a_subscription_and_a_second_wr
     assert again.exit_code == 0
     assert zuora_writes(world) == writes
     assert all(s.created == s.updated == 0 for s in again.flows.values()), again.to_dict()
+
+
+def test_a_changed_nav_customer_updates_its_linked_account_in_place_without_reading_it_first(world):
+    world.sync()
+    account_id = world.account("C00010")["id"]
+    before = Counter(world.zuora.calls)
+    world.dynamics.modify(world.company, "customers", "C00010", displayName="Adatum Corporation Ltd")
+
+    result = world.sync()
+
+    assert result.exit_code == 0 and result.flows["customers"].updated == 1, result.to_dict()
+    assert world.account("C00010")["id"] == account_id and world.account("C00010")["name"] == "Adatum Corporation Ltd"
+    added = Counter(world.zuora.calls) - before
+    # The update and one read of the account written (for its version), no read before it.
+    assert added["accounts.update"] == 1 and added["query.get"] == 1, added
+
+
+def test_a_linked_account_deleted_in_zuora_is_made_again_when_its_customer_changes(world):
+    world.sync()
+    gone = world.account("C00010")["id"]
+    del world.zuora.data.tables["accounts"][gone]
+    world.dynamics.modify(world.company, "customers", "C00010", displayName="Adatum Corporation Ltd")
+
+    result = world.sync()
+
+    assert result.exit_code == 0, result.to_dict()
+    again = world.account("C00010")
+    assert again["id"] != gone and again["name"] == "Adatum Corporation Ltd"
+    assert [a for a in world.zuora.records("accounts") if a.get("NAVCustomerNumber__c") == "C00010"] == [again]
+    assert world.state().link("nav-zuora", "customers", "C00010").target_id == again["id"]
 
 
 def test_a_changed_nav_order_becomes_an_amendment_of_the_same_subscription(world):
