@@ -7,7 +7,8 @@ of 503 "Server Too Busy", the concurrency limit, the call counter) with Windows 
 (Negotiate/NTLM via pyspnego, the same auth the NAV connector uses).
 
 Entities: customers, vendors (GetCustomerList / GetVendorList on a ModifiedDate range, then the full card by
-key), vendorContacts (the contact person of each vendor address), glAccounts (GetGLAccountList has no date
+key; a run reads each vendor list and card once, and its other vendor flows take them from it),
+vendorContacts (the contact person of each vendor address), glAccounts (GetGLAccountList has no date
 criterion: the whole list is read and compared with what was last seen, kept next to the state file),
 glTransactions (GetGLTransactionList on ModifiedDate, lines by key) and salesOrders (written with
 CreateSalesOrder and the policy from GetPolicyByOperation; read back by key).
@@ -41,6 +42,7 @@ import re
 import ssl
 import threading
 import time
+from collections import OrderedDict
 from collections.abc import Callable, Iterator, Mapping
 from datetime import date, datetime, timedelta, timezone
 from pathlib import Path
@@ -74,6 +76,9 @@ MAX_CONCURRENCY = 5
 DEFAULT_DELAY = 0.5
 DEFAULT_PORT = 48620
 MAX_WINDOW = timedelta(days=3660)
+# Vendor lists and cards a run has read, kept for the run's other vendor flows (vendors to Accounts, to Vendors and
+# their contacts each read the same cards): at most this many answers, the least recently used dropped.
+VENDOR_READS_KEPT = 1_000
 ENTITIES = ("customers", "vendors", "vendorContacts", "glAccounts", "glTransactions", "salesOrders")
 WRITABLE = ("salesOrders",)
 TRANSPORTS = ("webservices", "sba")
@@ -277,6 +282,8 @@ class GPConnector:
         self._service: Any = None
         self._client_lock = threading.Lock()
         self._policies: dict[str, Any] = {}
+        self._vendor_reads: OrderedDict[tuple[Any, ...], Any] = OrderedDict()
+        self._vendor_reads_lock = threading.Lock()
 
     def _sba_url(self) -> str:
         """sba_url as the company's root, the company name inside ``Companies(...)`` URL-encoded once."""
@@ -572,7 +579,32 @@ class GPConnector:
                            "vendors": ("GetVendorList", "VendorSummary"),
                            "vendorContacts": ("GetVendorList", "VendorSummary"),
                            "glTransactions": ("GetGLTransactionList", "GLTransactionSummary")}[entity]
-        return [row for row in _items(self.call(operation, criteria=criteria), item) if isinstance(row, Mapping)]
+        if operation == "GetVendorList":
+            answer = self._vendor_read((operation, repr(sorted(criteria.items()))),
+                                       lambda: self.call(operation, criteria=criteria))
+        else:
+            answer = self.call(operation, criteria=criteria)
+        return [row for row in _items(answer, item) if isinstance(row, Mapping)]
+
+    def _vendor_card(self, record_id: str, stamp: datetime | None) -> Any:
+        """A vendor's card, read once per run for the version its list summary shows."""
+        return self._vendor_read(("GetVendorByKey", record_id, stamp),
+                                 lambda: self.call("GetVendorByKey", key={"Id": record_id}))
+
+    def _vendor_read(self, key: tuple[Any, ...], read: Callable[[], Any]) -> Any:
+        """An answer about vendors this run already had, else ``read()``'s, kept for the run's other vendor flows.
+        A card changed again later the same day is the next run's to read: GP dates carry no time, so the next
+        run reads that day's cards again."""
+        with self._vendor_reads_lock:
+            if key in self._vendor_reads:
+                self._vendor_reads.move_to_end(key)
+                return self._vendor_reads[key]
+        answer = read()
+        with self._vendor_reads_lock:
+            self._vendor_reads[key] = answer
+            while len(self._vendor_reads) > VENDOR_READS_KEPT:
+                self._vendor_reads.popitem(last=False)
+        return answer
 
     @staticmethod
     def _summary_id(entity: str, summary: Mapping[str, Any]) -> str:
@@ -584,9 +616,9 @@ class GPConnector:
         if entity == "customers":
             yield self._customer(self.call("GetCustomerByKey", key={"Id": record_id}), stamp)
         elif entity == "vendors":
-            yield self._vendor(self.call("GetVendorByKey", key={"Id": record_id}), stamp)
+            yield self._vendor(self._vendor_card(record_id, stamp), stamp)
         elif entity == "vendorContacts":
-            yield from self._vendor_contacts(self._vendor(self.call("GetVendorByKey", key={"Id": record_id}), stamp))
+            yield from self._vendor_contacts(self._vendor(self._vendor_card(record_id, stamp), stamp))
         elif entity == "glTransactions":
             yield self._gl_transaction(self.call("GetGLTransactionByKey", key={"JournalId": int(record_id)}), stamp)
 

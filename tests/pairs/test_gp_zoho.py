@@ -62,6 +62,35 @@ def test_a_change_in_gp_moves_alone(world: GPWorld):
     assert world.account("ADAMPARK0001")["Billing_City"] == "Evanston"
 
 
+def vendor_reads(world: GPWorld) -> dict[str, int]:
+    return {op: sum(1 for c in world.gp.calls if c.operation == op and c.status == 200)
+            for op in ("GetVendorList", "GetVendorByKey")}
+
+
+def test_the_three_vendor_flows_share_a_runs_vendor_lists_and_cards(world: GPWorld):
+    result = world.sync()
+
+    assert result.exit_code == 0, result.to_dict()
+    vendors = len([a for a in world.crm("Accounts") if a["Account_Type"] == "Vendor"])
+    # vendors -> Accounts, vendors -> Vendors and vendor contacts each read the vendors: each card once a run.
+    assert vendors > 0 and vendor_reads(world)["GetVendorByKey"] == vendors, vendor_reads(world)
+    lists = vendor_reads(world)["GetVendorList"]
+
+    world.gp.clock.advance(days=1)
+    world.gp.calls.clear()
+    [vendor] = [a["Account_Number"] for a in world.crm("Accounts") if a["Account_Type"] == "Vendor"][:1]
+    world.gp.modify("vendors", vendor.removeprefix("V-"), CheckName="Renamed for checks")
+
+    again = world.sync()
+
+    assert again.exit_code == 0, again.to_dict()
+    # The cards in the read window (the changed one, and those dated the watermark's day: GP dates carry no time)
+    # are read once, by the first vendor flow; the other two read as many records without a call of their own.
+    read = again.flows["vendors"].read
+    assert read >= 1 and again.flows["vendors_to_vendor_module"].read == read
+    assert vendor_reads(world)["GetVendorByKey"] == read and vendor_reads(world)["GetVendorList"] <= lists
+
+
 def test_a_zoho_account_of_the_same_gp_number_is_updated_not_duplicated(world: GPWorld):
     world.zoho.seed("Accounts", [{"Account_Name": "Aaron Fitz (old CRM entry)", "Account_Number": "AARONFIT0001"}])
     world.sync(flows=["customers"])
