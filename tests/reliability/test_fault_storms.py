@@ -50,7 +50,9 @@ def test_a_storm_of_429s_5xx_and_latency_spikes_loses_and_doubles_nothing(make_r
 
 def test_access_tokens_revoked_mid_run_are_replaced_and_the_run_completes(make_rig):
     rig = make_rig()
-    rig.set_faults(latency=0.02)  # a little slower, so the revocation lands mid-run even on a loaded host
+    # Every call slow until both runs are writing, so that the revocation lands mid-run in both (a quick run of
+    # the smaller pair used to end before the other pair's first write); then faster, for the rest of the runs.
+    rig.set_faults(latency=0.5)
     procs = {pair: rig.popen("sync", pair) for pair in PAIRS}
     writing = wait_until(lambda: all(org.calls["records.upsert"] >= 1 for org in rig.sandboxes.zoho_sandboxes.values())
                          or any(proc.poll() is not None for proc in procs.values()), timeout=60)
@@ -61,6 +63,7 @@ def test_access_tokens_revoked_mid_run_are_replaced_and_the_run_completes(make_r
     for org in rig.sandboxes.zoho_sandboxes.values():
         org.accounts.access_tokens.clear()
     rig.sandboxes.dynamics.identity.tokens.clear()
+    rig.set_faults(latency=0.02)
     for pair, proc in procs.items():
         code, out, err = rig.finish(proc)
         exit_code_ok(code, (0,), err)
