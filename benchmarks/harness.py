@@ -66,15 +66,21 @@ def compile_package() -> None:
     compileall.compile_dir(str(ROOT / "mlconnector"), quiet=1)
 
 
+def _tool(args: list[str], what: str, out: Path | None = None) -> None:
+    """``python -m benchmarks.tool ARGS`` in a process of its own, with the tool's environment; a failure (or no
+    ``out`` written) raises, naming ``what``."""
+    done = subprocess.run([sys.executable, "-m", "benchmarks.tool", *args], cwd=ROOT, env=_tool_env(),
+                          capture_output=True, text=True, timeout=3600)
+    if done.returncode != 0 or (out is not None and not out.exists()):
+        raise RuntimeError(f"{what} failed ({done.returncode}):\n{done.stderr[-3000:]}")
+
+
 def run_tool(config: Path, pair: str, flows: list[str], out_dir: Path) -> dict[str, Any]:
     """One `sync` in a process of its own; its own peak RSS and CPU come back with the result."""
     out = out_dir / f"run-{time.monotonic_ns()}.json"
     started = time.perf_counter()
-    done = subprocess.run([sys.executable, "-m", "benchmarks.tool", str(out), str(config), pair, *flows],
-                          cwd=ROOT, env=_tool_env(), capture_output=True, text=True, timeout=3600)
+    _tool([str(out), str(config), pair, *flows], f"sync {pair}", out)
     process_wall = time.perf_counter() - started
-    if done.returncode != 0 or not out.exists():
-        raise RuntimeError(f"sync {pair} failed ({done.returncode}):\n{done.stderr[-3000:]}")
     data = json.loads(out.read_text(encoding="utf-8"))
     data["process_wall_seconds"] = process_wall
     return data
@@ -244,10 +250,7 @@ def warm_erp(config: Path, pair: str) -> None:
     """A first page of the ERP's customers read before the measured run, in a process of its own that keeps no
     token and no state: the ERP emulator sorts a table on the first read of it (about 0.3 s for 50,000 rows on
     this machine, in a 10 s run), a cost of the emulator's, where the real server reads its SQL index."""
-    done = subprocess.run([sys.executable, "-m", "benchmarks.tool", "--warm", str(config), pair],
-                          cwd=ROOT, env=_tool_env(), capture_output=True, text=True, timeout=600)
-    if done.returncode != 0:
-        raise RuntimeError(f"warming the {pair} ERP emulator failed ({done.returncode}):\n{done.stderr[-3000:]}")
+    _tool(["--warm", str(config), pair], f"warming the {pair} ERP emulator")
 
 
 def sandbox_limit(config: Path, pair: str, calls: int, work: Path) -> dict[str, Any]:
@@ -256,11 +259,8 @@ def sandbox_limit(config: Path, pair: str, calls: int, work: Path) -> dict[str, 
     runs: what the sandboxes (their latency and their own work) allow a client on this machine, for scenario 2's
     figure to be read against."""
     out = work / f"limit-{time.monotonic_ns()}.json"
-    done = subprocess.run([sys.executable, "-m", "benchmarks.tool", "--limit", str(out), str(config), pair, str(calls),
-                           str(ZOHO_UPSERT_CONCURRENCY), str(ZOHO_BATCH)],
-                          cwd=ROOT, env=_tool_env(), capture_output=True, text=True, timeout=3600)
-    if done.returncode != 0 or not out.exists():
-        raise RuntimeError(f"upserts alone for {pair} failed ({done.returncode}):\n{done.stderr[-3000:]}")
+    _tool(["--limit", str(out), str(config), pair, str(calls), str(ZOHO_UPSERT_CONCURRENCY), str(ZOHO_BATCH)],
+          f"upserts alone for {pair}", out)
     figures = json.loads(out.read_text(encoding="utf-8"))
     rate = calls * ZOHO_BATCH / figures["wall_seconds"]
     durations = figures.pop("durations")

@@ -11,6 +11,8 @@ import resource
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -31,34 +33,23 @@ def limit(out: str, config: str, pair: str, calls: int, at_once: int, size: int)
     """``calls`` upserts of ``size`` new Accounts, ``at_once`` at a time, with the pair's Zoho connector alone."""
     from concurrent.futures import ThreadPoolExecutor
 
-    from mlconnector import api
-    from mlconnector.engine import open_pair
-    from mlconnector.state import State
-    from mlconnector.systems.zoho import ZohoConnector
+    with _connectors(config, pair) as (zoho, _):
+        batches = [[{"Account_Name": f"Limit {b}-{i}", "Account_Number": f"LIMIT-{b:05d}-{i:03d}",
+                     "Account_Type": "Customer", "Billing_City": "Oslo", "Billing_Country": "NO",
+                     "Billing_Street": "Storgata 1", "Billing_Code": "0155", "Phone": "+47 22 00 00 00",
+                     "Website": "example.com"} for i in range(size)] for b in range(calls)]
+        zoho.write("Accounts", [{**batches[0][0], "Account_Number": "LIMIT-FIRST"}], "Account_Number")  # token, org
+        durations: list[float] = []
 
-    runtime = api.Runtime(config_path=Path(config))
-    with tempfile.TemporaryDirectory() as scratch, State(Path(scratch) / "state.db") as state:
-        session = open_pair(runtime.config, pair, runtime.context(state))
-        try:
-            zoho = next(c for c in session.connectors.values() if isinstance(c, ZohoConnector))
-            batches = [[{"Account_Name": f"Limit {b}-{i}", "Account_Number": f"LIMIT-{b:05d}-{i:03d}",
-                         "Account_Type": "Customer", "Billing_City": "Oslo", "Billing_Country": "NO",
-                         "Billing_Street": "Storgata 1", "Billing_Code": "0155", "Phone": "+47 22 00 00 00",
-                         "Website": "example.com"} for i in range(size)] for b in range(calls)]
-            zoho.write("Accounts", [{**batches[0][0], "Account_Number": "LIMIT-FIRST"}], "Account_Number")  # token, org
-            durations: list[float] = []
-
-            def upsert(batch: list[dict[str, object]]) -> None:
-                started = time.perf_counter()
-                zoho.write("Accounts", batch, "Account_Number")
-                durations.append(time.perf_counter() - started)
-
+        def upsert(batch: list[dict[str, object]]) -> None:
             started = time.perf_counter()
-            with ThreadPoolExecutor(at_once) as pool:
-                list(pool.map(upsert, batches))
-            wall = time.perf_counter() - started
-        finally:
-            session.close()
+            zoho.write("Accounts", batch, "Account_Number")
+            durations.append(time.perf_counter() - started)
+
+        started = time.perf_counter()
+        with ThreadPoolExecutor(at_once) as pool:
+            list(pool.map(upsert, batches))
+        wall = time.perf_counter() - started
     Path(out).write_text(json.dumps({"wall_seconds": wall, "durations": durations}), encoding="utf-8")
 
 
@@ -86,21 +77,31 @@ def warm(config: str, pair: str) -> None:
     """The first page of the ERP's customers, read as a first run reads it, with a state file of its own and no
     token kept: the ERP emulator orders a table on the first read of it (what the server's SQL index is for)
     and keeps that order until a row is written, so a run measured after this one is not charged for it."""
+    with _connectors(config, pair, keep_tokens=False) as (_, erp):
+        erp.pages_ahead = False
+        reading = erp.changes("customers", None)
+        next(reading, None)
+        reading.close()
+
+
+@contextmanager
+def _connectors(config: str, pair: str, *, keep_tokens: bool = True) -> Iterator[tuple[Any, Any]]:
+    """The pair's (Zoho, ERP) connectors as a run opens them, with a state file of its own (deleted after);
+    without ``keep_tokens`` the tokens minted are not stored for later runs."""
     from mlconnector import api
     from mlconnector.engine import open_pair
     from mlconnector.state import State
     from mlconnector.systems.zoho import ZohoConnector
 
     runtime = api.Runtime(config_path=Path(config))
-    runtime.secrets = _Unchanged(runtime.secret_store())
+    if not keep_tokens:
+        runtime.secrets = _Unchanged(runtime.secret_store())
     with tempfile.TemporaryDirectory() as scratch, State(Path(scratch) / "state.db") as state:
         session = open_pair(runtime.config, pair, runtime.context(state))
         try:
-            erp = next(c for c in session.connectors.values() if not isinstance(c, ZohoConnector))
-            erp.pages_ahead = False
-            reading = erp.changes("customers", None)
-            next(reading, None)
-            reading.close()
+            connectors = list(session.connectors.values())
+            yield (next(c for c in connectors if isinstance(c, ZohoConnector)),
+                   next(c for c in connectors if not isinstance(c, ZohoConnector)))
         finally:
             session.close()
 
