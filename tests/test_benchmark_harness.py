@@ -4,7 +4,10 @@ sandboxes start in their own process, the tool runs in another, and results land
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 from dataclasses import replace
+from pathlib import Path
 
 from benchmarks.harness import render, run, tiny
 
@@ -35,3 +38,16 @@ def test_the_benchmark_harness_runs_end_to_end_on_a_tiny_data_set(tmp_path):
     [saved] = tmp_path.glob("*-tiny.json")
     assert json.loads(saved.read_text())["cores"] and report["commit"]
     assert (tmp_path / "latest.md").read_text() == render(report)
+
+
+def test_the_measured_sync_imports_none_of_the_pairs_modules_itself():
+    """The run's wall time is the sync's: what a sync of the pair imports on first use is imported before the
+    clock starts, as ``from mlconnector import api`` is."""
+    code = ("import sys\nfrom benchmarks.tool import import_run_modules\nimport_run_modules('bc-zoho')\n"
+            "print(' '.join(sorted(sys.modules)))")
+    loaded = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
+                            cwd=Path(__file__).resolve().parents[1]).stdout.split()
+    for module in ("mlconnector.systems.dynamics", "mlconnector.systems.zoho", "mlconnector.pairs.bc_zoho",
+                   "mlconnector.secrets", "httpcore"):
+        assert module in loaded
+    assert "mlconnector.systems.gp" not in loaded  # only the pair's own systems
