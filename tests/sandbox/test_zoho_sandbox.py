@@ -237,6 +237,23 @@ def test_insert_get_update_delete_round_trip(crm: Sandbox) -> None:
     assert crm.http.get(f"/crm/v8/Accounts/{record_id}").status_code == 204
 
 
+def test_text_over_255_characters_is_refused_except_in_multi_line_fields_and_system_fields_are_ignored(
+        crm: Sandbox) -> None:
+    long = "x" * 256
+    answer = crm.http.post("/crm/v8/Accounts", json={"data": [
+        {"Account_Name": long},
+        {"Account_Name": "Acme", "Description": long, "Created_Time": "2001-01-01T00:00:00+00:00",
+         "$approved": False, "Employees": 12, "Tag": [{"name": "erp"}]}]})
+    assert answer.status_code == 207
+    refused, added = answer.json()["data"]
+    assert refused["code"] == "INVALID_DATA" and refused["details"]["api_name"] == "Account_Name"
+    assert refused["details"]["maximum_length"] == 255 and refused["details"]["json_path"] == "$.data[0].Account_Name"
+    record = crm.http.get(f"/crm/v8/Accounts/{added['details']['id']}").json()["data"][0]
+    assert record["Description"] == long and record["Employees"] == 12 and record["Tag"] == [{"name": "erp"}]
+    assert record["Created_Time"] == added["details"]["Created_Time"] != "2001-01-01T00:00:00+00:00"
+    assert "$approved" not in record
+
+
 def test_list_needs_fields_and_a_known_module(crm: Sandbox) -> None:
     missing = crm.http.get("/crm/v8/Accounts")
     assert missing.status_code == 400
