@@ -381,6 +381,7 @@ def _start_gp(running: Sandboxes, sock: socket.socket, faults: str | None) -> No
     url = url_of(sock)
     app = create_gp_app(faults=Faults.parse(faults))
     gp = app.state.gp
+    gp.auth.per_connection = True  # served over sockets: a connection stays authenticated, as with IIS
     password = secrets.token_urlsafe(24)   # never a ':' (the NTLM account file's separator)
     gp.add_user(GP_DOMAIN_USER, password)
     company = gp.seed_demo(SAMPLE_COMPANY)

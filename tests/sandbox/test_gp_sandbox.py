@@ -5,6 +5,7 @@ account, and a server that refuses calls beyond its slots."""
 from __future__ import annotations
 
 import threading
+import time
 
 import httpx
 import pytest
@@ -142,4 +143,44 @@ def test_calls_beyond_the_servers_slots_are_refused_with_503():
         assert len(errors) == gp.rejected  # the refused calls failed; zeep cannot read the 503 page
     finally:
         transport.close()
+        gp.auth.close()
+
+
+def test_served_over_a_socket_a_connection_stays_authenticated_after_its_handshake_as_with_iis(monkeypatch):
+    """IIS keeps Windows authentication for the connection: the next request on it passes without a handshake;
+    a new connection, or one idle past IIS's connection timeout, must handshake again."""
+    import socket
+
+    from mlconnector.sandbox import server as sandbox_server
+    from mlconnector.sandbox.gp import auth as gp_auth
+
+    app = create_app()
+    gp = app.state.gp
+    gp.add_user(ACCOUNT, PASSWORD)
+    gp.auth.per_connection = True
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    url = f"{sandbox_server.url_of(sock)}{SERVICE_PATH}?wsdl"
+    server, thread = sandbox_server.serve(app, sock, "gp-test")
+    statuses: list[int] = []
+    hooks = {"response": [lambda response: statuses.append(response.status_code)]}
+    try:
+        with httpx.Client(auth=NegotiateAuth(ACCOUNT, PASSWORD), event_hooks=hooks) as client:
+            assert client.get(url).status_code == 200
+            assert statuses == [401, 401, 200] and gp.auth.handshakes == 1
+            statuses.clear()
+            assert client.get(url).status_code == 200 and client.get(url).status_code == 200
+            assert statuses == [200, 200] and gp.auth.handshakes == 1  # the same connection, no handshake
+            statuses.clear()
+            monkeypatch.setattr(gp_auth, "IDLE_SECONDS", 0.2)  # IIS's 120 s, shortened
+            time.sleep(0.3)
+            assert client.get(url).status_code == 200  # idle too long: authenticated anew
+            assert statuses == [401, 401, 200] and gp.auth.handshakes == 2
+        with httpx.Client() as other:  # another connection, no credentials: still refused
+            assert other.get(url).status_code == 401
+        with httpx.Client(auth=NegotiateAuth(ACCOUNT, "wrong")) as wrong:
+            assert wrong.get(url).status_code == 401
+    finally:
+        server.should_exit = True
+        thread.join(5)
         gp.auth.close()

@@ -44,8 +44,9 @@ What is this sandbox's own choice, because the material could not confirm GP's b
 * ``CreateSalesOrder`` checks the policy key against the one ``GetPolicyByOperation`` issued, requires
   DocumentTypeKey, CustomerKey, BatchKey and lines with an existing ItemKey and a Quantity, numbers orders
   without a Key (``ORDST2230``...), and refuses an order number that exists. Batches need not exist.
-* Requests without authentication get 401 on every URL, the WSDL included; an NTLM handshake authenticates
-  one request, not the connection (IIS keeps it for the connection), so a client handshakes per call.
+* Requests without authentication get 401 on every URL, the WSDL included. Served over sockets
+  (``mlconnector sandbox serve``), an NTLM handshake authenticates the connection, as IIS does, until it has been
+  idle 120 s; in-process, where there are no connections, it authenticates one request.
 * ``Basic`` is accepted only with ``allow_basic=True``.
 """
 

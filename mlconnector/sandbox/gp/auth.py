@@ -6,6 +6,12 @@ HTTP NTLM authenticates a TCP connection; over the network the pending handshake
 and port. In-process (httpx's ASGI transport) every request has the same client address, so several handshakes
 may be pending under one key: the final leg is tried against each of them and only the context that issued
 that challenge accepts it (a failed try leaves the others intact).
+
+Served over real sockets (``per_connection``, which ``mlconnector sandbox serve`` turns on), a connection stays
+authenticated after its handshake, as IIS keeps Windows authentication for the connection: later requests on it
+need no Authorization header, until the connection has been idle for IIS's connection timeout (120 s). The
+client address and port name the connection (ASGI tells no more). In-process there are no connections to tell
+apart, so every request there handshakes.
 """
 
 from __future__ import annotations
@@ -25,6 +31,7 @@ from typing import Any
 _ENV_LOCK = threading.Lock()
 PENDING_LIMIT = 64
 PENDING_SECONDS = 120.0
+IDLE_SECONDS = 120.0  # IIS's connectionTimeout: an idle connection is closed, and its authentication with it
 
 
 @dataclass
@@ -46,6 +53,8 @@ class WindowsAuth:
         self.allow_basic = allow_basic
         self.accounts: dict[str, str] = {}  # "DOMAIN\\USER" (upper case) -> password
         self._pending: dict[Any, list[tuple[Any, str, float]]] = {}
+        self.per_connection = False
+        self._connections: dict[Any, tuple[str, str, float]] = {}  # client -> (principal, scheme, last used)
         self._lock = threading.Lock()
         handle, self._file = tempfile.mkstemp(prefix="gp-sandbox-ntlm-", suffix=".txt")
         os.close(handle)
@@ -81,6 +90,10 @@ class WindowsAuth:
     def check(self, authorization: str, client: Any, allow_basic: bool | None = None) -> Verdict:
         """``allow_basic`` overrides the server-wide setting for one service (SBA documents Basic)."""
         basic = self.allow_basic if allow_basic is None else allow_basic
+        if not authorization.strip():
+            known = self._on_connection(client)
+            if known is not None:
+                return known
         scheme, _, value = authorization.strip().partition(" ")
         scheme = scheme.capitalize() if scheme.lower() != "ntlm" else "NTLM"
         if scheme == "Basic" and basic:
@@ -153,8 +166,33 @@ class WindowsAuth:
                     remaining.remove(entry)
             self.handshakes += 1
             final = base64.b64encode(out).decode() if out else None
-            return Verdict(principal=str(context.client_principal or "").upper(), final_token=final, scheme=scheme)
+            principal = str(context.client_principal or "").upper()
+            self._remember(client, principal, scheme)
+            return Verdict(principal=principal, final_token=final, scheme=scheme)
         return Verdict(challenge=self.challenge())
+
+
+    def _remember(self, client: Any, principal: str, scheme: str) -> None:
+        if not self.per_connection or client is None:
+            return
+        now = time.monotonic()
+        with self._lock:
+            for key in [k for k, (_, _, used) in self._connections.items() if now - used > IDLE_SECONDS]:
+                del self._connections[key]
+            self._connections[client] = (principal, scheme, now)
+
+    def _on_connection(self, client: Any) -> Verdict | None:
+        """The connection's principal, if a handshake authenticated it and it has not been idle too long."""
+        if not self.per_connection or client is None:
+            return None
+        now = time.monotonic()
+        with self._lock:
+            known = self._connections.get(client)
+            if known is None or now - known[2] > IDLE_SECONDS:
+                self._connections.pop(client, None)
+                return None
+            self._connections[client] = (known[0], known[1], now)
+        return Verdict(principal=known[0], scheme=known[1])
 
 
 def _is_first_leg(token: bytes) -> bool:
