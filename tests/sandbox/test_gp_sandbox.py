@@ -172,10 +172,14 @@ def test_served_over_a_socket_a_connection_stays_authenticated_after_its_handsha
             assert client.get(url).status_code == 200 and client.get(url).status_code == 200
             assert statuses == [200, 200] and gp.auth.handshakes == 1  # the same connection, no handshake
             statuses.clear()
+            sba = f"{sandbox_server.url_of(sock)}/GPService/Tenants(DefaultTenant)/help"
+            assert client.get(sba).status_code == 200  # SBA authenticates every request on its own
+            assert statuses == [401, 401, 200] and gp.auth.handshakes == 2
+            statuses.clear()
             monkeypatch.setattr(gp_auth, "IDLE_SECONDS", 0.2)  # IIS's 120 s, shortened
             time.sleep(0.3)
             assert client.get(url).status_code == 200  # idle too long: authenticated anew
-            assert statuses == [401, 401, 200] and gp.auth.handshakes == 2
+            assert statuses == [401, 401, 200] and gp.auth.handshakes == 3
         with httpx.Client() as other:  # another connection, no credentials: still refused
             assert other.get(url).status_code == 401
         with httpx.Client(auth=NegotiateAuth(ACCOUNT, "wrong")) as wrong:

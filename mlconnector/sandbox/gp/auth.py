@@ -11,7 +11,7 @@ Served over real sockets (``per_connection``, which ``mlconnector sandbox serve`
 authenticated after its handshake, as IIS keeps Windows authentication for the connection: later requests on it
 need no Authorization header, until the connection has been idle for IIS's connection timeout (120 s). The
 client address and port name the connection (ASGI tells no more). In-process there are no connections to tell
-apart, so every request there handshakes.
+apart, so every request there handshakes. The SBA routes authenticate every request on its own (``per_request``).
 """
 
 from __future__ import annotations
@@ -87,10 +87,12 @@ class WindowsAuth:
             headers.append(("WWW-Authenticate", 'Basic realm="GPServer"'))
         return headers
 
-    def check(self, authorization: str, client: Any, allow_basic: bool | None = None) -> Verdict:
-        """``allow_basic`` overrides the server-wide setting for one service (SBA documents Basic)."""
+    def check(self, authorization: str, client: Any, allow_basic: bool | None = None,
+              per_request: bool = False) -> Verdict:
+        """``allow_basic`` overrides the server-wide setting for one service (SBA documents Basic);
+        ``per_request``: the service authenticates every request on its own (SBA), not the connection."""
         basic = self.allow_basic if allow_basic is None else allow_basic
-        if not authorization.strip():
+        if not per_request and not authorization.strip():
             known = self._on_connection(client)
             if known is not None:
                 return known
@@ -107,7 +109,7 @@ class WindowsAuth:
             return Verdict(challenge=self.challenge(basic))
         if _is_first_leg(token):
             return self._start(scheme, token, client)
-        return self._finish(scheme, token, client)
+        return self._finish(scheme, token, client, per_request)
 
     def _basic(self, value: str) -> Verdict:
         try:
@@ -149,7 +151,7 @@ class WindowsAuth:
             self._pending[client] = pending[-PENDING_LIMIT:]
         return Verdict(challenge=[("WWW-Authenticate", f"{scheme} {base64.b64encode(out or b'').decode()}")])
 
-    def _finish(self, scheme: str, token: bytes, client: Any) -> Verdict:
+    def _finish(self, scheme: str, token: bytes, client: Any, per_request: bool = False) -> Verdict:
         with self._lock:
             candidates = [p for p in self._pending.get(client, []) if p[1] == scheme]
         for entry in candidates:
@@ -167,7 +169,8 @@ class WindowsAuth:
             self.handshakes += 1
             final = base64.b64encode(out).decode() if out else None
             principal = str(context.client_principal or "").upper()
-            self._remember(client, principal, scheme)
+            if not per_request:
+                self._remember(client, principal, scheme)
             return Verdict(principal=principal, final_token=final, scheme=scheme)
         return Verdict(challenge=self.challenge())
 

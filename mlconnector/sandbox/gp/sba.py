@@ -77,7 +77,8 @@ async def sba(request: Request) -> Response:
     sandbox: GPSandbox = request.app.state.gp
     options = request.app.state.gp_sba
     client = (request.client.host, request.client.port) if request.client else None
-    verdict = sandbox.auth.check(request.headers.get("authorization", ""), client, allow_basic=True)
+    verdict = sandbox.auth.check(request.headers.get("authorization", ""), client, allow_basic=True,
+                               per_request=True)
     if verdict.principal is None:
         response = _text(401, "401 - Unauthorized: Access is denied due to invalid credentials.")
         for name, value in verdict.challenge or []:
