@@ -174,7 +174,6 @@ class WindowsAuth:
             return Verdict(principal=principal, final_token=final, scheme=scheme)
         return Verdict(challenge=self.challenge())
 
-
     def _remember(self, client: Any, principal: str, scheme: str) -> None:
         if not self.per_connection or client is None:
             return
