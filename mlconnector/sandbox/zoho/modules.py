@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from functools import cached_property
 
 
 @dataclass(frozen=True)
@@ -27,6 +28,11 @@ class ModuleSpec:
     line_items: str | None = None
     bulk_write: bool = True
     editions: frozenset[str] | None = None  # None: every edition has the module
+
+    @cached_property
+    def special_fields(self) -> frozenset[str]:
+        """The fields a write does more with than store as given: lookups, line items and the owner."""
+        return frozenset({*self.lookups, "Owner", *([self.line_items] if self.line_items else [])})
 
 
 # Invoices, Sales Orders (and Purchase Orders) are not in the Free and Standard editions.

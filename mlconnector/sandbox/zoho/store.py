@@ -16,6 +16,7 @@ _ID_BASE = 5725767 * 10**12
 
 
 MAX_TEXT_LENGTH = 255  # a single-line text field
+_PLAIN = frozenset({str, int, float, bool, type(None)})  # values stored as given (text within the length)
 LONG_TEXT_FIELDS = frozenset({"Description", "Terms_and_Conditions"})  # multi-line: 32,000
 
 
@@ -210,7 +211,7 @@ class RecordStore:
             if (existing is None and _blank(data.get(name))) or (name in data and _blank(data[name])):
                 raise RecordError.mandatory(name, f"{path}.{name}")
         values: dict[str, Any] = {}
-        special = _special_fields(spec)
+        special = spec.special_fields
         for name, value in data.items():
             if name in READ_ONLY_FIELDS or name[:1] == "$":
                 continue  # Zoho ignores system fields and $-properties it does not act on
@@ -309,19 +310,6 @@ def _line_totals(row: dict[str, Any], product: dict[str, Any] | None) -> dict[st
     return {**row, "Quantity": quantity, "List_Price": price, "Discount": _number(row.get("Discount")),
             "Total": total, "Total_After_Discount": after_discount,
             "Net_Total": round(after_discount + _number(row.get("Tax")), 2)}
-
-
-_PLAIN = frozenset({str, int, float, bool, type(None)})
-_SPECIAL: dict[int, tuple[ModuleSpec, frozenset[str]]] = {}  # id(spec) -> (spec, its special fields)
-
-
-def _special_fields(spec: ModuleSpec) -> frozenset[str]:
-    """The fields ``_prepare`` does more with than store: lookups, line items and the owner."""
-    known = _SPECIAL.get(id(spec))
-    if known is None or known[0] is not spec:
-        known = _SPECIAL[id(spec)] = (spec, frozenset({*spec.lookups, "Owner",
-                                                       *([spec.line_items] if spec.line_items else [])}))
-    return known[1]
 
 
 def _deep_copy(value: Any) -> Any:
