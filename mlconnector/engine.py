@@ -103,7 +103,8 @@ def payload_hash(payload: Mapping[str, Any]) -> str:
 
 
 def source_fingerprint(data: Mapping[str, Any]) -> str:
-    """A fingerprint of a source record's whole content, for sources that stamp no modification time."""
+    """A fingerprint of a source record's whole content, for sources that stamp no modification time (or one too
+    coarse to tell versions apart)."""
     return hashlib.sha256(canonical_json(data).encode()).hexdigest()
 
 
@@ -189,7 +190,7 @@ class _Item:
     hash: str | None = None
     result: WriteResult | None = None
     note: str | None = None  # e.g. which conflict rule applied
-    fingerprint: str | None = None  # of the source record, where it carries no modification time
+    fingerprint: str | None = None  # of the source record, where its modification time cannot tell versions apart
 
 
 @dataclass
@@ -496,6 +497,7 @@ class Engine:
 
         The end is the earlier of ``until`` (this host's clock) and the source's own clock when the read began
         (connectors that know it offer ``read_clock``): under clock skew either may be the earlier. A source that
+        dates changes by day (GP) offers the end of the earliest day that may still change instead. A source that
         does not tell its clock keeps the watermark at the newest record read. Records that land late with an
         older stamp are what the overlap is for, as before."""
         clock = getattr(self.connectors[flow.source], "read_clock", None)
@@ -527,14 +529,15 @@ class Engine:
         self._written = (self.state.committed_links(self.pair.name, flow.echo_of, [i.record.id for i in batch],
                                                     by_target=True) if flow.echo_of else {})
         to_write: list[_Item] = []
+        coarse = self._coarse_stamps(flow)
         for item in batch:
             record = item.record
             item.link = links.get(record.id)
             stats.read += 1
             self.progress(flow.name, 1)
-            if record.modified is None:
+            if record.modified is None or coarse:
                 item.fingerprint = source_fingerprint(record.data)
-            if mode == "poll" and self._already_synced(item):
+            if mode == "poll" and self._already_synced(item, coarse):
                 # Re-read through the overlap window: this exact version is already done.
                 item.result = WriteResult("skip", item.link.target_id if item.link else None)
                 item.payload = None
@@ -625,11 +628,18 @@ class Engine:
                 return reason
         return None
 
-    def _already_synced(self, item: _Item) -> bool:
+    def _coarse_stamps(self, flow: Flow) -> bool:
+        """Whether the source's stamps for the flow's entity cannot tell two versions of a record apart (GP keeps
+        a card's last change as a date): such records are known unchanged by their content, not their stamp."""
+        coarse = getattr(self.connectors[flow.source], "coarse_stamps", None)
+        return bool(coarse(flow.source_entity)) if callable(coarse) else False
+
+    def _already_synced(self, item: _Item, coarse: bool = False) -> bool:
         link, modified = item.link, item.record.modified
-        if link and link.target_id and modified is None and item.fingerprint and link.hash:
-            # A source without modification times (NAV's posted documents), read whole on every run: the very
-            # content last synced needs no mapping again.
+        if link and link.target_id and item.fingerprint and ((modified is None and link.hash) or coarse):
+            # A source without modification times (NAV's posted documents), read whole on every run, or whose
+            # stamps are too coarse to order versions (a card changed twice on one GP day keeps its date): the
+            # very content last synced needs no mapping again, and any other content is a change.
             return link.source_hash == item.fingerprint
         return bool(link and link.target_id and link.source_version and modified and modified <= link.source_version)
 

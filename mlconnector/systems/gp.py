@@ -84,6 +84,10 @@ WRITABLE = ("salesOrders",)
 TRANSPORTS = ("webservices", "sba")
 SBA_RESOURCES = {"customers": "Sales/Customers", "vendors": "Purchasing/Vendors",
                  "vendorContacts": "Purchasing/Vendors"}
+DATED_ENTITIES = ("customers", "vendors", "vendorContacts", "glTransactions")  # read by ModifiedDate windows
+# After a day's end in UTC, how long until it has ended in every time zone GP servers keep (UTC-12), plus an
+# hour for the server's clock and ours to disagree: no change is dated on that day after this.
+DAY_ENDS_EVERYWHERE = timedelta(hours=13)
 WEB_SERVICES_ONLY = ("glAccounts", "glTransactions", "salesOrders")  # not in SBA's published resource list
 SBA_EXAMPLE = "https://gpserver/GPService/Tenants(DefaultTenant)/Companies(Fabrikam%2C%20Inc.)/"
 _SBA_COMPANY = re.compile(r"^(?P<root>.*?/Tenants\([^)/]*\))/Companies\((?P<company>[^/]*)\)/?$", re.I)
@@ -284,6 +288,7 @@ class GPConnector:
         self._policies: dict[str, Any] = {}
         self._vendor_reads: OrderedDict[tuple[Any, ...], Any] = OrderedDict()
         self._vendor_reads_lock = threading.Lock()
+        self._dated_reads: dict[str, datetime] = {}  # entity -> the ``until`` of its last read by date
 
     def _sba_url(self) -> str:
         """sba_url as the company's root, the company name inside ``Companies(...)`` URL-encoded once."""
@@ -522,6 +527,26 @@ class GPConnector:
                 + timedelta(days=1) - timedelta(milliseconds=1)
         return min(modified, until - timedelta(milliseconds=1))
 
+    def coarse_stamps(self, entity: str) -> bool:
+        """Card and journal dates carry no time: two versions of one day share a stamp (the engine then tells
+        them apart by content). Lists compared whole (SBA, the chart of accounts) stamp the moment a content was
+        first seen."""
+        return self.precision == "date" and entity in DATED_ENTITIES and not (
+            self.transport == "sba" and entity in SBA_RESOURCES)
+
+    def read_clock(self, entity: str) -> datetime | None:
+        """Where the last read of a dated entity lets the engine close its window: at the end of the earliest
+        day that may still change. GP dates a change by the server's own day; a day has ended everywhere once it
+        is over in UTC-12 (with an hour more for clock skew), and no change can be dated on it after that. A
+        card dated on an ended day is then not read again (its stamp is the end of its day), while a day that
+        may still change is read on every run. None where the newest record read decides, as usual."""
+        until = self._dated_reads.get(entity)
+        if until is None:
+            return None
+        open_day = (until - DAY_ENDS_EVERYWHERE).date()
+        return min(until, datetime.combine(open_day + timedelta(days=1), datetime.min.time(), tzinfo=timezone.utc)
+                   - timedelta(milliseconds=1))
+
     def _bounds(self, since: datetime | None, until: datetime) -> tuple[datetime, datetime]:
         start = since or self.history_start
         end = until
@@ -554,6 +579,8 @@ class GPConnector:
         if entity not in ("customers", "vendors", "vendorContacts", "glTransactions"):
             raise ConfigError(f"{self.name}: reading {entity} is not supported (readable: customers, vendors, "
                               "vendorContacts, glAccounts, glTransactions)")
+        if self.coarse_stamps(entity):
+            self._dated_reads[entity] = until
         start, end_of_reads = self._bounds(since, until)
         window = self.window
         while start < end_of_reads:

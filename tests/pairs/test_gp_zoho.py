@@ -7,10 +7,16 @@ from __future__ import annotations
 
 import json
 import logging
+from collections.abc import Callable
+from datetime import datetime, time, timedelta, timezone
 
 import pytest
 
+from mlconnector.api import RunResult
+from mlconnector.engine import Engine, open_pair
 from mlconnector.errors import AuthError
+from mlconnector.state import State
+from mlconnector.systems.gp import GPConnector
 
 from tests.pairs.gp_world import GP_PASSWORD, GPWorld, make_gp_world
 
@@ -60,6 +66,71 @@ def test_a_change_in_gp_moves_alone(world: GPWorld):
     assert result.flows["customers"].updated == 1 and result.flows["vendors"].updated == 0
     assert result.flows["gl_accounts"].updated == 1 and result.flows["journal_entries"].updated == 0
     assert world.account("ADAMPARK0001")["Billing_City"] == "Evanston"
+
+
+def sync_at(world: GPWorld, now: Callable[[], datetime], flows: list[str]) -> RunResult:
+    """A run whose clock (the engine's and the GP connector's) is the GP sandbox's, set to a chosen moment."""
+    runtime = world.runtime()
+    with State(world.state_path) as state:
+        session = open_pair(runtime.config, "gp-zoho", runtime.context(state))
+        try:
+            for connector in session.connectors.values():
+                if isinstance(connector, GPConnector):
+                    connector._now = now
+            return Engine(session.pair, session.config, session.connectors, state, counter=session.counter,
+                          now=now).sync(flows)
+        finally:
+            session.close()
+
+
+def move_clock_to(world: GPWorld, moment: datetime) -> None:
+    world.gp.clock.advance(seconds=(moment - world.gp.clock.now()).total_seconds())
+
+
+def card_reads(world: GPWorld) -> int:
+    return sum(1 for c in world.gp.calls if c.operation == "GetCustomerByKey" and c.status == 200)
+
+
+def test_a_card_changed_again_on_the_same_gp_day_after_utc_midnight_is_not_lost(tmp_path, monkeypatch):
+    # A GP server in Chicago (UTC-6) dates a card by its own day, which UTC has left behind by 01:00 UTC.
+    world = make_gp_world(tmp_path, monkeypatch, gp_options={"server_zone": timezone(timedelta(hours=-6))})
+    try:
+        tomorrow = world.gp.clock.now().date() + timedelta(days=1)
+        move_clock_to(world, datetime.combine(tomorrow, time(1), tzinfo=timezone.utc))  # 19:00 in Chicago
+        world.gp.modify("customers", "ADAMPARK0001", address="PRIMARY", City="Evanston")
+        assert sync_at(world, world.gp.clock.now, ["customers"]).exit_code == 0
+        assert world.account("ADAMPARK0001")["Billing_City"] == "Evanston"
+
+        world.gp.clock.advance(minutes=30)  # 19:30 in Chicago: the card keeps the same date
+        world.gp.modify("customers", "ADAMPARK0001", address="PRIMARY", City="Skokie")
+        result = sync_at(world, world.gp.clock.now, ["customers"])
+
+        assert result.exit_code == 0 and result.flows["customers"].updated == 1, result.to_dict()
+        assert world.account("ADAMPARK0001")["Billing_City"] == "Skokie"
+        # A card read again with the content last synced is neither mapped nor written again.
+        again = sync_at(world, world.gp.clock.now, ["customers"])
+        assert again.flows["customers"].updated == 0 and again.flows["customers"].unchanged == 0, again.to_dict()
+    finally:
+        world.close()
+
+
+def test_cards_of_a_day_gp_has_ended_everywhere_are_not_read_again(world: GPWorld):
+    today = world.gp.clock.now().date()
+    assert sync_at(world, world.gp.clock.now, ["customers"]).flows["customers"].created == 3
+    # Two days on, the cards' day has ended in every time zone: a run reads them once more (the first run
+    # could not know they were final), and from then on they are not read at all.
+    move_clock_to(world, datetime.combine(today + timedelta(days=2), time(15), tzinfo=timezone.utc))
+    sync_at(world, world.gp.clock.now, ["customers"])
+    before, lists = card_reads(world), len(world.gp.calls)
+    quiet = sync_at(world, world.gp.clock.now, ["customers"])
+
+    assert quiet.exit_code == 0 and quiet.flows["customers"].read == 0, quiet.to_dict()
+    assert card_reads(world) == before
+    assert [c.operation for c in world.gp.calls[lists:] if c.status == 200] == ["GetCustomerList"]
+    # A card changed now is read and moves.
+    world.gp.modify("customers", "ADAMPARK0001", address="PRIMARY", City="Evanston")
+    changed = sync_at(world, world.gp.clock.now, ["customers"])
+    assert changed.flows["customers"].updated == 1 and world.account("ADAMPARK0001")["Billing_City"] == "Evanston"
 
 
 def vendor_reads(world: GPWorld) -> dict[str, int]:

@@ -34,8 +34,9 @@ What is this sandbox's own choice, because the material could not confirm GP's b
   differences in these matter less than in a hand-built client.
 * ``Customer.Balance`` (a MoneyAmount) is an assumption: Microsoft's Customer reference page did not show it.
   Address ``Phone1`` is a PhoneNumber with ``Value``; GP's 14-digit phone format is not interpreted.
-* ``ModifiedDate`` is a date (midnight UTC) by default, as GP keeps card modification dates; with
-  ``modified_precision="datetime"`` it carries the time. Which the real service returns is unconfirmed.
+* ``ModifiedDate`` is a date by default, as GP keeps card modification dates: the server's local day
+  (``server_zone``, UTC unless set), at midnight, read as UTC; with ``modified_precision="datetime"`` it
+  carries the time. Which the real service returns is unconfirmed.
   Between restrictions treat ``From`` and ``To`` as inclusive; a value without a time is refused.
 * SOAP faults: HTTP 500, ``soap:Client`` for validation errors and ``soap:Server`` otherwise, with
   ``<detail>`` holding ``ExceptionType`` and ``LogId``; the fault strings are invented (GP's exact fault XML

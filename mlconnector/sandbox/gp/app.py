@@ -3,6 +3,8 @@ GET ``?wsdl``), every request behind IIS-style Windows authentication, then the 
 
 from __future__ import annotations
 
+from datetime import timezone, tzinfo
+
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import Response
@@ -90,12 +92,13 @@ def create_app(*, clock: SandboxClock | None = None, faults: Faults | None = Non
                max_concurrent: int | None = 4, overflow: str = "reject", modified_precision: str = "date",
                schemes: tuple[str, ...] = ("Negotiate", "NTLM"), allow_basic: bool = False,
                sba_tenant: str = "DefaultTenant", sba_list_key: str | None = None,
-               sba_rename: dict[str, str] | None = None) -> Starlette:
+               sba_rename: dict[str, str] | None = None, server_zone: tzinfo = timezone.utc) -> Starlette:
     """The GP Web Services emulator, and the SBA routes for customers and vendors (``sba.py``); its state and
     helpers are ``app.state.gp`` (a GPSandbox).
 
     ``delay`` is added to every operation (GP servers also serve interactive users); ``max_concurrent`` calls
-    are served at once, the rest refused with 503 (``overflow="reject"``) or queued (``"queue"``). The SBA
+    are served at once, the rest refused with 503 (``overflow="reject"``) or queued (``"queue"``);
+    ``server_zone`` is the server's time zone, whose day card dates are. The SBA
     body is an assumption: ``sba_list_key`` wraps lists in an object, ``sba_rename`` renames properties.
     """
     methods = ["GET", "POST", "PATCH", "DELETE"]
@@ -106,5 +109,6 @@ def create_app(*, clock: SandboxClock | None = None, faults: Faults | None = Non
     app = Starlette(routes=routes)
     app.state.gp_sba = {"tenant": sba_tenant, "list_key": sba_list_key, "rename": dict(sba_rename or {})}
     app.state.gp = GPSandbox(clock, faults, delay=delay, max_concurrent=max_concurrent, overflow=overflow,
-                             modified_precision=modified_precision, schemes=schemes, allow_basic=allow_basic)
+                             modified_precision=modified_precision, schemes=schemes, allow_basic=allow_basic,
+                             server_zone=server_zone)
     return app

@@ -10,7 +10,7 @@ import uuid
 from collections import Counter
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
-from datetime import date, datetime, time, timedelta, timezone
+from datetime import date, datetime, time, timedelta, timezone, tzinfo
 from typing import Any, AsyncIterator
 
 from mlconnector.sandbox.common import Faults, SandboxClock
@@ -93,7 +93,7 @@ class GPSandbox:
     def __init__(self, clock: SandboxClock | None = None, faults: Faults | None = None, *,
                  delay: float = 0.0, max_concurrent: int | None = 4, overflow: str = "reject",
                  modified_precision: str = "date", schemes: tuple[str, ...] = ("Negotiate", "NTLM"),
-                 allow_basic: bool = False) -> None:
+                 allow_basic: bool = False, server_zone: tzinfo = timezone.utc) -> None:
         if overflow not in ("reject", "queue"):
             raise ValueError("overflow must be 'reject' or 'queue'")
         if modified_precision not in ("date", "datetime"):
@@ -104,6 +104,7 @@ class GPSandbox:
         self.max_concurrent = max_concurrent
         self.overflow = overflow
         self.modified_precision = modified_precision
+        self.server_zone = server_zone
         self.auth = WindowsAuth(schemes, allow_basic)
         self.users: dict[str, GPUser] = {}
         self.companies: dict[int, Company] = {}
@@ -131,11 +132,11 @@ class GPSandbox:
         return self.companies[company_id]
 
     def stamp(self, moment: datetime | None = None) -> datetime:
-        """ModifiedDate as the service reports it: GP keeps a date for card changes (midnight), unless the
-        sandbox is set to full date-times."""
+        """ModifiedDate as the service reports it: GP keeps a date for card changes, the server's local day (its
+        midnight, written without a zone: read as UTC), unless the sandbox is set to full date-times."""
         moment = (moment or self.clock.now()).astimezone(timezone.utc)
         if self.modified_precision == "date":
-            return datetime.combine(moment.date(), time(0), tzinfo=timezone.utc)
+            return datetime.combine(moment.astimezone(self.server_zone).date(), time(0), tzinfo=timezone.utc)
         return moment.replace(microsecond=moment.microsecond // 1000 * 1000)
 
     @staticmethod
@@ -216,7 +217,7 @@ class GPSandbox:
                            company_id: int = SAMPLE_COMPANY, batch: str = "GLTRX", state: str = "Open",
                            transaction_date: date | None = None, modified: datetime | None = None) -> dict[str, Any]:
         """A journal entry; ``lines`` are (account number, debit, credit, description)."""
-        day = transaction_date or self.clock.now().date()
+        day = transaction_date or self.clock.now().astimezone(self.server_zone).date()
         stamp = self.stamp(modified)
         record = {"Key": {"JournalId": journal_id, "Date": datetime.combine(day, time(0))},
                   "BatchKey": {"Id": batch}, "Reference": reference,
