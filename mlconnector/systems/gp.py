@@ -31,6 +31,8 @@ order_batch_id, validation_details.
 
 Secrets (``mlconnector secrets set NAME password``): the Windows password of ``user``. Without ``user`` the
 credentials of the account running mlconnector are used where the platform allows it.
+
+The WSDL is kept for a day in ``gp-NAME-wsdl.db`` beside the state file (``mlconnector ping`` reads it anew).
 """
 
 from __future__ import annotations
@@ -88,6 +90,7 @@ DATED_ENTITIES = ("customers", "vendors", "vendorContacts", "glTransactions")  #
 # After a day's end in UTC, how long until it has ended in every time zone GP servers keep (UTC-12), plus an
 # hour for the server's clock and ours to disagree: no change is dated on that day after this.
 DAY_ENDS_EVERYWHERE = timedelta(hours=13)
+WSDL_CACHE_SECONDS = 24 * 3600
 WEB_SERVICES_ONLY = ("glAccounts", "glTransactions", "salesOrders")  # not in SBA's published resource list
 SBA_EXAMPLE = "https://gpserver/GPService/Tenants(DefaultTenant)/Companies(Fabrikam%2C%20Inc.)/"
 _SBA_COMPANY = re.compile(r"^(?P<root>.*?/Tenants\([^)/]*\))/Companies\((?P<company>[^/]*)\)/?$", re.I)
@@ -210,12 +213,13 @@ class SeenList:
         return {record_id: datetime.fromisoformat(entry[1]) for record_id, entry in fresh.items()}
 
 
-def seen_path(context: ConnectorContext, system: str) -> Path:
+def seen_path(context: ConnectorContext, system: str, suffix: str = "seen.json") -> Path:
+    """A file of the system's beside the state file: what lists were last seen, or the cached WSDL."""
     if context.state_dir is not None:
-        return context.state_dir / f"gp-{system}-seen.json"
+        return context.state_dir / f"gp-{system}-{suffix}"
     from mlconnector.state import default_state_path
 
-    return default_state_path().parent / f"gp-{system}-seen.json"
+    return default_state_path().parent / f"gp-{system}-{suffix}"
 
 
 class GPConnector:
@@ -280,6 +284,7 @@ class GPConnector:
                               timeout=float(system.setting("timeout_seconds", 300, type_=(int, float))),
                               headers={"User-Agent": "mlconnector"})
         self.seen = SeenList(seen_path(context, self.name))
+        self._wsdl_cache = seen_path(context, self.name, "wsdl.db")
         self._pace_lock = threading.Lock()
         self._next_start = 0.0
         self._client: Any = None
@@ -343,11 +348,14 @@ class GPConnector:
         return (f"Windows authentication refused for {self.user!r}: check the user (DOMAIN\\name) and its "
                 f"password (`mlconnector secrets set {self.name} password`)")
 
-    def _zeep(self) -> Any:
-        """The zeep service bound to base_url (a WSDL's own address is often an internal host name)."""
+    def _zeep(self, fresh: bool = False) -> Any:
+        """The zeep service bound to base_url (a WSDL's own address is often an internal host name). The WSDL
+        (several megabytes on a real server, and the same until GP is upgraded) is kept beside the state file
+        for WSDL_CACHE_SECONDS, so a cron run does not fetch it every time; ``fresh`` (ping) reads it anew."""
         with self._client_lock:
             if self._service is None:
                 import zeep
+                from zeep.cache import SqliteCache
 
                 connector = self
 
@@ -363,7 +371,13 @@ class GPConnector:
                         return response.content
 
                 try:
-                    client = zeep.Client(self.wsdl, transport=Transport(),
+                    self._wsdl_cache.parent.mkdir(parents=True, exist_ok=True)
+                    cache = SqliteCache(path=str(self._wsdl_cache), timeout=WSDL_CACHE_SECONDS)
+                    if fresh:
+                        with cache.db_connection() as conn:
+                            conn.execute("DELETE FROM request")
+                            conn.commit()
+                    client = zeep.Client(self.wsdl, transport=Transport(cache=cache),
                                          settings=zeep.Settings(strict=False, xml_huge_tree=True))
                 except (zeep.exceptions.XMLSyntaxError, zeep.exceptions.WsdlSyntaxError) as exc:
                     raise RemoteError(self.name, 200, "", f"{self.wsdl} is not a WSDL ({exc}); is base_url the "
@@ -856,7 +870,7 @@ class GPConnector:
             if self.web_services:
                 url = self.base_url
                 details.append(f"Web Services (legacy SOAP endpoint), {who}")
-                self._zeep()
+                self._zeep(fresh=True)
                 details.append("WSDL read")
                 self.call("GetCustomerList", criteria={"Id": {"EqualValue": ""}})
                 details.append(f"company {self.company_id} readable")

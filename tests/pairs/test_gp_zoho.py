@@ -268,6 +268,25 @@ def test_ping_and_a_dry_run_go_through_the_configuration(world: GPWorld):
     assert {p.flow for p in planned.planned} >= {"customers", "vendors", "gl_accounts", "journal_entries"}
 
 
+def test_the_wsdl_is_fetched_once_a_day_and_anew_by_ping(world: GPWorld, monkeypatch):
+    from mlconnector import api
+    from mlconnector.sandbox.gp import schema
+    from mlconnector.systems import gp as gp_connector
+
+    served: list[str] = []
+    wsdl = schema.wsdl
+    monkeypatch.setattr(schema, "wsdl", lambda address: served.append(address) or wsdl(address))
+
+    assert world.sync(flows=["customers"]).flows["customers"].created == 3
+    assert world.sync(flows=["customers"]).exit_code == 0
+    assert len(served) == 1 and (world.state_path.parent / "gp-gp-wsdl.db").exists()
+    [ping] = api.ping(world.runtime(), "gp")
+    assert ping.ok and "WSDL read" in ping.details and len(served) == 2
+    monkeypatch.setattr(gp_connector, "WSDL_CACHE_SECONDS", 0)  # a day later
+    assert world.sync(flows=["customers"]).exit_code == 0
+    assert len(served) == 3
+
+
 def test_gp_over_sba_moves_parties_then_only_what_changed_and_says_what_it_cannot_do(tmp_path, monkeypatch, caplog):
     """transport = "sba" without Web Services: customers, vendors and contacts arrive; each run reads GP's whole
     lists but writes only what changed; the ledger and order flows say why they did not run; GP never sees more
