@@ -213,7 +213,7 @@ class SeenList:
         return {record_id: datetime.fromisoformat(entry[1]) for record_id, entry in fresh.items()}
 
 
-def seen_path(context: ConnectorContext, system: str, suffix: str = "seen.json") -> Path:
+def side_file(context: ConnectorContext, system: str, suffix: str) -> Path:
     """A file of the system's beside the state file: what lists were last seen, or the cached WSDL."""
     if context.state_dir is not None:
         return context.state_dir / f"gp-{system}-{suffix}"
@@ -283,8 +283,8 @@ class GPConnector:
                               counter=context.counter, max_concurrency=self.concurrency, sleep=sleep,
                               timeout=float(system.setting("timeout_seconds", 300, type_=(int, float))),
                               headers={"User-Agent": "mlconnector"})
-        self.seen = SeenList(seen_path(context, self.name))
-        self._wsdl_cache = seen_path(context, self.name, "wsdl.db")
+        self.seen = SeenList(side_file(context, self.name, "seen.json"))
+        self._wsdl_cache = side_file(context, self.name, "wsdl.db")
         self._pace_lock = threading.Lock()
         self._next_start = 0.0
         self._client: Any = None
@@ -350,8 +350,9 @@ class GPConnector:
 
     def _zeep(self, fresh: bool = False) -> Any:
         """The zeep service bound to base_url (a WSDL's own address is often an internal host name). The WSDL
-        (several megabytes on a real server, and the same until GP is upgraded) is kept beside the state file
-        for WSDL_CACHE_SECONDS, so a cron run does not fetch it every time; ``fresh`` (ping) reads it anew."""
+        (large: every operation and type of the service, and the same until GP is upgraded) is kept beside the
+        state file for WSDL_CACHE_SECONDS, so a cron run does not fetch it every time; ``fresh`` (ping) reads it
+        anew."""
         with self._client_lock:
             if self._service is None:
                 import zeep
