@@ -213,6 +213,12 @@ class SeenList:
         return {record_id: datetime.fromisoformat(entry[1]) for record_id, entry in fresh.items()}
 
 
+def _end_of_day(day: date) -> datetime:
+    """Where a change dated ``day`` is placed: the last millisecond of that day, read as UTC."""
+    return datetime.combine(day + timedelta(days=1), datetime.min.time(), tzinfo=timezone.utc) \
+        - timedelta(milliseconds=1)
+
+
 def side_file(context: ConnectorContext, system: str, suffix: str) -> Path:
     """A file of the system's beside the state file: what lists were last seen, or the cached WSDL."""
     if context.state_dir is not None:
@@ -373,11 +379,9 @@ class GPConnector:
 
                 try:
                     self._wsdl_cache.parent.mkdir(parents=True, exist_ok=True)
-                    cache = SqliteCache(path=str(self._wsdl_cache), timeout=WSDL_CACHE_SECONDS)
                     if fresh:
-                        with cache.db_connection() as conn:
-                            conn.execute("DELETE FROM request")
-                            conn.commit()
+                        self._wsdl_cache.unlink(missing_ok=True)
+                    cache = SqliteCache(path=str(self._wsdl_cache), timeout=WSDL_CACHE_SECONDS)
                     client = zeep.Client(self.wsdl, transport=Transport(cache=cache),
                                          settings=zeep.Settings(strict=False, xml_huge_tree=True))
                 except (zeep.exceptions.XMLSyntaxError, zeep.exceptions.WsdlSyntaxError) as exc:
@@ -538,8 +542,7 @@ class GPConnector:
         if modified is None:
             return None
         if self.precision == "date":
-            modified = datetime.combine(modified.date(), datetime.min.time(), tzinfo=timezone.utc) \
-                + timedelta(days=1) - timedelta(milliseconds=1)
+            modified = _end_of_day(modified.date())
         return min(modified, until - timedelta(milliseconds=1))
 
     def coarse_stamps(self, entity: str) -> bool:
@@ -558,9 +561,7 @@ class GPConnector:
         until = self._dated_reads.get(entity)
         if until is None:
             return None
-        open_day = (until - DAY_ENDS_EVERYWHERE).date()
-        return min(until, datetime.combine(open_day + timedelta(days=1), datetime.min.time(), tzinfo=timezone.utc)
-                   - timedelta(milliseconds=1))
+        return min(until, _end_of_day((until - DAY_ENDS_EVERYWHERE).date()))
 
     def _bounds(self, since: datetime | None, until: datetime) -> tuple[datetime, datetime]:
         start = since or self.history_start
@@ -591,7 +592,7 @@ class GPConnector:
         if entity == "glAccounts":
             yield from self._gl_account_changes(since, until)
             return
-        if entity not in ("customers", "vendors", "vendorContacts", "glTransactions"):
+        if entity not in DATED_ENTITIES:
             raise ConfigError(f"{self.name}: reading {entity} is not supported (readable: customers, vendors, "
                               "vendorContacts, glAccounts, glTransactions)")
         if self.coarse_stamps(entity):
