@@ -7,7 +7,6 @@ in the state file. It knows no vendor.
 
 from __future__ import annotations
 
-import hashlib
 import inspect
 import logging
 import json
@@ -19,7 +18,7 @@ from collections import deque
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from contextlib import AbstractContextManager, contextmanager
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from datetime import datetime, timedelta, timezone
 from functools import lru_cache
 from itertools import islice, takewhile
@@ -43,6 +42,8 @@ from mlconnector.errors import (
     Unreachable,
     UnresolvedReference,
 )
+from mlconnector import echo
+from mlconnector.fingerprints import comparable, payload_hash, source_fingerprint
 from mlconnector.flows import CONFLICT_RULES, Flow, PairSpec, SkipRecord
 from mlconnector.http import CallCounter
 from mlconnector.pairs import get_pair
@@ -78,49 +79,6 @@ def utcnow() -> datetime:
 def new_run_id() -> str:
     """Sortable and unique: UTC time plus a random suffix."""
     return f"{utcnow():%Y%m%dT%H%M%SZ}-{_random.token_hex(3)}"
-
-
-def _canonical_json() -> Callable[[Any], str]:
-    """``json.dumps(value, sort_keys=True, separators=(",", ":"), default=str)``, the text fingerprints are taken
-    of, with its encoder made once: json.dumps makes a new one on every call, most of the cost for a record of a
-    dozen fields. The text is the same, so fingerprints already stored still match."""
-    make = getattr(json.encoder, "c_make_encoder", None)
-    if make is None:  # an interpreter without the C accelerator
-        return lambda value: json.dumps(value, sort_keys=True, separators=(",", ":"), default=str)
-    # (markers: no circular check, payloads are trees; default; string encoder; indent; key and item
-    # separators; sort_keys; skipkeys; allow_nan), in the order json.encoder passes them.
-    encode = make(None, str, json.encoder.encode_basestring_ascii, None, ":", ",", True, False, True)
-    return lambda value: "".join(encode(value, 0))
-
-
-canonical_json = _canonical_json()
-
-
-def payload_hash(payload: Mapping[str, Any]) -> str:
-    """A fingerprint of what is (or would be) written. A lookup counts by its id alone, since systems
-    answer {"id": ...} with {"id": ..., "name": ...}."""
-    return hashlib.sha256(canonical_json(_comparable(payload)).encode()).hexdigest()
-
-
-def source_fingerprint(data: Mapping[str, Any]) -> str:
-    """A fingerprint of a source record's whole content, for sources that stamp no modification time (or one too
-    coarse to tell versions apart)."""
-    return hashlib.sha256(canonical_json(data).encode()).hexdigest()
-
-
-_SCALARS = (str, int, float, bool, type(None))
-
-
-def _comparable(value: Any) -> Any:
-    if isinstance(value, _SCALARS):  # most values: checked first, since a Mapping check is slow
-        return value
-    if isinstance(value, Mapping):
-        if "id" in value and set(value) <= {"id", "name"}:
-            return {"id": str(value["id"])}
-        return {k: v if isinstance(v, _SCALARS) else _comparable(v) for k, v in value.items()}
-    if isinstance(value, list):
-        return [_comparable(v) for v in value]
-    return value
 
 
 @dataclass
@@ -191,6 +149,10 @@ class _Item:
     result: WriteResult | None = None
     note: str | None = None  # e.g. which conflict rule applied
     fingerprint: str | None = None  # of the source record, where its modification time cannot tell versions apart
+    # Two-way flows: the opposite flow's link to this record, and the hash it keeps once this record's content
+    # is what both sides agree on (set for records to be written; see _agreement).
+    opposite: Link | None = None
+    agreed: str | None = None
 
 
 @dataclass
@@ -547,10 +509,6 @@ class Engine:
             if note:
                 item.result = WriteResult("skip", item.link.target_id if item.link else None, error=note)
                 continue
-            keep, item.note = self._conflict(flow, item)
-            if keep:
-                item.result = WriteResult("skip", item.link.target_id if item.link else None, error=item.note)
-                continue
             try:
                 item.payload = flow.map(record, self._context)
             except SkipRecord as exc:
@@ -565,8 +523,15 @@ class Engine:
                 continue
             item.hash = payload_hash(item.payload)
             if item.link and item.link.target_id and item.link.hash == item.hash:
+                # Nothing the target does not hold already: no write, and so no conflict to settle.
                 item.result = WriteResult("skip", item.link.target_id, error="unchanged")
                 continue
+            keep, item.note = self._conflict(flow, item)
+            if keep:
+                item.result = WriteResult("skip", item.link.target_id if item.link else None, error=item.note)
+                item.payload = item.hash = None
+                continue
+            self._agreement(item)
             if run.dry_run:
                 action = "update" if item.link and item.link.target_id else "create"
                 run.planned.append(Planned(flow.name, record.id, action,
@@ -644,7 +609,7 @@ class Engine:
         return bool(link and link.target_id and link.source_version and modified and modified <= link.source_version)
 
     def _echo(self, flow: Flow, item: _Item) -> str | None:
-        """A record the opposite flow wrote, not modified since that write, is our own echo.
+        """A record the opposite flow wrote, not edited since that write, is our own echo (see echo.is_echo).
 
         Except, once, a record the opposite flow created here when this flow has ``send_back_created``:
         this system assigned it keys (a customer number) that the other side must learn.
@@ -655,20 +620,31 @@ class Engine:
         if flow.send_back_created and item.link and item.link.hash is None:
             return None
         written = self._written.get(record.id)  # fetched for the whole batch by _prepare
-        if written and written.target_version is None and written.fields and written.hash:
-            # Written by a bulk job, whose results carry no version: only the content can tell our write
-            # from a person's edit. A record that still holds exactly what we wrote has nothing to send back.
-            if payload_hash({k: record.get(k) for k in written.fields}) == written.hash:
-                return f"echo of our own write by {flow.echo_of}"
+        if written is None or not echo.is_echo(record, written, lambda: self._adds_nothing(flow, record, written)):
             return None
-        if not (written and written.target_version and record.modified) or record.modified > written.target_version:
-            return None
-        if record.modified == written.target_version and written.fields and written.hash:
-            # Same clock tick as our write (Zoho keeps whole seconds): only the content can tell whether
-            # a person edited the record right after we did.
-            if payload_hash({k: record.get(k) for k in written.fields}) != written.hash:
-                return None
         return f"echo of our own write by {flow.echo_of}"
+
+    def _adds_nothing(self, flow: Flow, record: Record, written: Link) -> bool:
+        """Whether ``flow`` takes from ``record`` only what the opposite flow wrote into it: mapped with every other
+        field left out, the record maps to the same payload."""
+        try:
+            whole = flow.map(record, self._context)
+        except (RecordError, SkipRecord, KeyError, ValueError, TypeError):
+            return True  # nothing this flow would write either way
+        kept = {k: record.data[k] for k in ("id", *(written.fields or ())) if k in record.data}
+        try:
+            part = flow.map(Record(record.system, record.entity, record.id, record.modified, kept), self._context)
+        except (RecordError, SkipRecord, KeyError, ValueError, TypeError):
+            return False
+        return payload_hash(whole) == payload_hash(part)
+
+    def _agreement(self, item: _Item) -> None:
+        """Before a record of a two-way flow is written, what the opposite flow's link will keep once it is: the
+        record's own content in the fields that flow writes (see _record). The other side then holds what this
+        record maps to, so its next read is not taken for an edit (nor this write for a conflict)."""
+        opposite = self._written.get(item.record.id)
+        if opposite is not None and opposite.fields and opposite.hash is not None:
+            item.opposite, item.agreed = opposite, echo.agreed_hash(item.record, opposite.fields)
 
     def _conflict(self, flow: Flow, item: _Item) -> tuple[bool, str | None]:
         """In a two-way flow, when the record we are about to write over also changed since we last
@@ -678,7 +654,8 @@ class Engine:
         if not flow.echo_of or link is None or not link.target_id:
             return False, None
         current = self._current_target(flow, link.target_id)
-        if current is None or current.modified is None or not self._changed_since_sync(flow, link, current):
+        if current is None or current.modified is None or not self._changed_since_sync(flow, link, current,
+                                                                                        item.payload or {}):
             return False, None
         source, target = self.system_name(flow.source), self.system_name(flow.target)
         rule = self.config.options.get("conflict_rule", flow.conflict_rule)
@@ -735,15 +712,21 @@ class Engine:
         self._target_changes = found
         return found
 
-    def _changed_since_sync(self, flow: Flow, link: Link, current: Record) -> bool:
-        """Whether the target record changed, in what we sync, since the two were last in agreement."""
+    def _changed_since_sync(self, flow: Flow, link: Link, current: Record, payload: Mapping[str, Any]) -> bool:
+        """Whether the target record changed, in what we sync, since the two were last in agreement (``payload``:
+        what we are about to write to it)."""
         assert current.modified is not None
         if link.hash is not None:  # we wrote it: compare with what we wrote
             if link.target_version is None or current.modified < link.target_version:
                 return False
             # Equal times may still hide an edit (whole-second clocks): the content decides.
             if link.fields:
-                return payload_hash({k: current.get(k) for k in link.fields}) != link.hash
+                if echo.content_hash(current, link.fields) != link.hash:
+                    return True
+                # A field we left alone then (it was empty on our side), which the target holds another value in
+                # now, would be overwritten: that value is the target's change.
+                return any(current.get(k) not in (None, "") and comparable(current.get(k)) != comparable(v)
+                           for k, v in payload.items() if k not in link.fields)
             return current.modified > link.target_version
         # The pairing came from the opposite flow, which read this record as its source.
         opposite = self.state.link(self.pair.name, flow.echo_of, link.target_id)
@@ -770,6 +753,12 @@ class Engine:
         if len(results) != len(payloads):
             raise RemoteError(self.system_name(flow.target), 0, "", f"write returned {len(results)} results "
                               f"for {len(payloads)} records")
+        if flow.echo_of and any(r.stored is not None for r in results):
+            # The opposite flow reads these records back: it is their content as that flow sees it that tells
+            # our write from a later edit.
+            reader = self.pair.flow(flow.echo_of)
+            results = [replace(r, stored=echo.as_read_by(lambda rec: reader.map(rec, self._context), r.stored))
+                       if r.stored is not None else r for r in results]
         return results
 
     def _commit(self, run: RunResult, flow: Flow, batch: list[_Item], future: Future | None, stats: FlowStats,
@@ -828,13 +817,19 @@ class Engine:
                     if result.action in ("create", "update"):
                         links.append(Link(self.pair.name, flow.name, record.id, result.target_id, record.modified,
                                           item.hash, result.version, _field_names(tuple(item.payload or ())),
-                                          item.fingerprint))
+                                          item.fingerprint, *echo.stored_content(result.stored)))
+                        opposite = item.opposite
+                        if opposite is not None and opposite.source_id == result.target_id:
+                            # The other side now holds this record's content: its flow's next read of what we
+                            # wrote is no edit, and this record's stamp is where the two last agreed.
+                            links.append(Link(opposite.pair, opposite.flow, opposite.source_id, opposite.target_id,
+                                              opposite.source_version, item.agreed, record.modified,
+                                              opposite.fields, opposite.source_hash))
                         if flow.echo_of and result.target_id:
                             written_back.append((record, result))
                     elif result.error == "unchanged" and item.link:
-                        links.append(Link(self.pair.name, flow.name, record.id, item.link.target_id,
-                                          record.modified, item.link.hash, item.link.target_version,
-                                          item.link.fields, item.fingerprint))
+                        links.append(replace(item.link, source_version=record.modified,
+                                             source_hash=item.fingerprint))
                 else:
                     newest = _later(newest, record.modified)
                     self._replay_waiting = True
@@ -958,7 +953,7 @@ class Engine:
         if not callable(find) or payload.get(first) in (None, ""):
             return None
         for candidate in find(flow.target_entity, first, payload[first]):
-            if any(_comparable(candidate.get(f)) != _comparable(payload.get(f)) for f in rest):
+            if any(comparable(candidate.get(f)) != comparable(payload.get(f)) for f in rest):
                 continue
             if self.state.link_by_target(self.pair.name, flow.name, candidate.id):
                 continue  # another source record's

@@ -86,6 +86,14 @@ def m005_link_source_hash(db: sqlite_utils.Database) -> None:
     db["links"].add_column("source_hash", str)
 
 
+@migrations()
+def m006_link_target_content(db: sqlite_utils.Database) -> None:
+    # The target record as our write left it (its fields and their fingerprint), where the target's answer
+    # told it: the opposite flow reads it back and knows our own write by content, whatever its stamps say.
+    db["links"].add_column("target_fields", str)
+    db["links"].add_column("target_hash", str)
+
+
 def iso(value: datetime | None) -> str | None:
     if value is None:
         return None
@@ -130,27 +138,31 @@ class Link:
     target_version: datetime | None
     fields: tuple[str, ...] | None = None
     source_hash: str | None = None  # the source record's fingerprint, kept where it has no modification time
+    # The target record as our last write left it: the fields its answer held and their fingerprint.
+    target_fields: tuple[str, ...] | None = None
+    target_hash: str | None = None
 
     @classmethod
     def from_row(cls, row: dict[str, Any]) -> "Link":
         fields = tuple(json.loads(row["fields"])) if row.get("fields") else None
+        target_fields = tuple(json.loads(row["target_fields"])) if row.get("target_fields") else None
         return cls(row["pair"], row["flow"], row["source_id"], row["target_id"],
                    parse_iso(row["source_version"]), row["hash"], parse_iso(row["target_version"]), fields,
-                   row.get("source_hash"))
+                   row.get("source_hash"), target_fields, row.get("target_hash"))
 
 
 _SAVE_LINK_HEAD = ("INSERT INTO links (pair, flow, source_id, target_id, source_version, hash, target_version, "
-                   "updated, fields, source_hash)")
+                   "updated, fields, source_hash, target_fields, target_hash)")
 _SAVE_LINK_TAIL = (
     " ON CONFLICT (pair, flow, source_id) DO UPDATE SET "
     "target_id = excluded.target_id, source_version = excluded.source_version, hash = excluded.hash, "
     "target_version = excluded.target_version, updated = excluded.updated, fields = excluded.fields, "
-    "source_hash = excluded.source_hash")
+    "source_hash = excluded.source_hash, target_fields = excluded.target_fields, target_hash = excluded.target_hash")
 MAX_ROWS_PER_STATEMENT = 500
 WAL_CHECKPOINT_PAGES = 10_000  # about 40 MB of log at most between checkpoints
 CACHE_KIB = 6_144  # the writing connection's page cache (SQLite's default is 2,000 KiB)
 _SELECT_LINK = ("SELECT pair, flow, source_id, target_id, source_version, hash, target_version, fields, "
-                "source_hash FROM links")
+                "source_hash, target_fields, target_hash FROM links")
 AUDIT_COLUMNS = frozenset({"run_id", "time", "pair", "flow", "source_system", "source_entity", "source_id",
                            "target_system", "target_entity", "target_id", "action", "status", "error_class",
                            "error", "note", "payload"})
@@ -160,9 +172,17 @@ _INSERT_AUDIT = f"INSERT INTO audit ({', '.join(_AUDIT_ORDER)})"
 
 
 def _link_of(row: tuple[Any, ...]) -> Link:
-    pair, flow, source_id, target_id, source_version, hash_, target_version, fields, source_hash = row
+    (pair, flow, source_id, target_id, source_version, hash_, target_version, fields, source_hash, target_fields,
+     target_hash) = row
     return Link(pair, flow, source_id, target_id, parse_iso(source_version), hash_, parse_iso(target_version),
-                tuple(json.loads(fields)) if fields else None, source_hash)
+                _fields_of(fields) if fields else None, source_hash,
+                _fields_of(target_fields) if target_fields else None, target_hash)
+
+
+@lru_cache(maxsize=256)
+def _fields_of(text: str) -> tuple[str, ...]:
+    """A stored field list; a flow's links share a few lists, so each is decoded once."""
+    return tuple(json.loads(text))
 
 
 _F = TypeVar("_F", bound=Callable[..., Any])
@@ -359,9 +379,10 @@ class State:
         if not links:
             return
         now = iso(utcnow())
-        self._insert_rows(_SAVE_LINK_HEAD, 10, [
+        self._insert_rows(_SAVE_LINK_HEAD, 12, [
             (link.pair, link.flow, link.source_id, link.target_id, iso(link.source_version), link.hash,
-             iso(link.target_version), now, _fields_json(tuple(link.fields)) if link.fields else None, link.source_hash)
+             iso(link.target_version), now, _fields_json(tuple(link.fields)) if link.fields else None, link.source_hash,
+             _fields_json(tuple(link.target_fields)) if link.target_fields else None, link.target_hash)
             for link in links], _SAVE_LINK_TAIL)
 
     def count_links(self, pair: str, flow: str) -> int:

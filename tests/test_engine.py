@@ -11,7 +11,8 @@ from pathlib import Path
 import pytest
 
 from mlconnector.config import load_config
-from mlconnector.engine import Engine, canonical_json, open_pair, payload_hash, source_fingerprint
+from mlconnector.engine import Engine, open_pair
+from mlconnector.fingerprints import canonical_json, payload_hash, source_fingerprint
 from mlconnector.errors import AuthError, EXIT_OK, EXIT_RECORDS_FAILED, EXIT_UNREACHABLE
 from mlconnector.state import State
 from mlconnector.systems import ConnectorContext

@@ -46,6 +46,12 @@ class WriteResult:
 
     ``version`` is the target's modified time after our write when the system tells it; the engine
     keeps it so that the same record read back in a two-way flow is known as our own echo.
+
+    ``stored`` is the record as the target holds it after the write, in the shape its reads return, where the
+    write's answer carries it (or the connector reads it back anyway): only the fields it holds are compared
+    when the record is read back, so a connector leaves out what a read fills in differently (a stamp that
+    a read caps, relations a read joins in). With it, our own write is told from a later edit by content
+    alone, however coarse the target's stamps.
     """
 
     action: Action
@@ -53,6 +59,7 @@ class WriteResult:
     version: datetime | None = None
     error: str | None = None
     error_class: str | None = None
+    stored: Record | None = None
 
     @property
     def ok(self) -> bool:

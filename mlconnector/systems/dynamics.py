@@ -240,6 +240,17 @@ def _isoformat(moment: datetime) -> str:
     return moment.isoformat()
 
 
+# What a read fills in that the record itself does not hold: a page's stamp, capped at the read's end, and the
+# relations a read of contacts joins in (a write's answer has neither).
+NOT_STORED = frozenset({"lastModifiedDateTime", "relations"})
+
+
+def _as_stored(record: Record) -> Record:
+    """The record a write's answer describes, as WriteResult.stored: its fields but those a read fills in."""
+    return Record(record.system, record.entity, record.id, record.modified,
+                  {k: v for k, v in record.data.items() if k not in NOT_STORED})
+
+
 def _end_of_day(day: str) -> datetime | None:
     moment = parse_time(day)
     if moment is None:
@@ -979,8 +990,9 @@ class DynamicsConnector:
                 if page:
                     record = self._page_record(entity, row, self.modified_fields.get(entity))
                     # A page tells only the date; our write happened now.
-                    return WriteResult(action, record.id, utcnow())
-                return WriteResult(action, str(row.get("id")), parse_time(row.get("lastModifiedDateTime")))
+                    return WriteResult(action, record.id, utcnow(), stored=_as_stored(record))
+                record = self._api_record(entity, row)
+                return WriteResult(action, record.id, record.modified, stored=_as_stored(record))
             if response.status_code >= 500:
                 raise self._fail(response, f"write {entity} {value}")
             code, message = _error(response)

@@ -637,6 +637,12 @@ class ZohoConnector:
             last = rows[-1]
             cursor = (str(last["Modified_Time"]), str(last["id"]))
 
+    def coarse_stamps(self, entity: str) -> bool:
+        """Modified_Time carries whole seconds (https://www.zoho.com/crm/developer/docs/api/v8/get-records.html):
+        two edits within one second share a stamp, so a record re-read with the stamp last synced may still be a
+        newer version. The engine then tells versions apart by content."""
+        return True
+
     def read_clock(self, entity: str) -> datetime | None:
         """Zoho's own clock (the Date of its answer) when the last ``changes`` read of ``entity`` began; None if
         it did not say. Every record stamped before then that the read did not return was not there yet."""

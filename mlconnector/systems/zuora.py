@@ -671,7 +671,7 @@ class ZuoraConnector:
     def _written_account(self, account_id: str, action: Literal["create", "update"]) -> WriteResult:
         """The account as written, read back for its version (a v1 write answers without one)."""
         written = self.get("accounts", account_id)
-        return WriteResult(action, account_id, written.modified if written else utcnow())
+        return WriteResult(action, account_id, written.modified if written else utcnow(), stored=written)
 
     # products (catalog): a product, one rate plan, one recurring per-unit charge
     def _product_of(self, product_id: str) -> dict[str, Any]:
@@ -722,7 +722,7 @@ class ZuoraConnector:
                                     json={"ProductRatePlanChargeTierData": tiers}), f"update price of {sku}")
         self._plans.pop(product_id, None)
         written = self.get("products", product_id)
-        return WriteResult(action, product_id, written.modified if written else utcnow())
+        return WriteResult(action, product_id, written.modified if written else utcnow(), stored=written)
 
     def _pick_plan(self, plans: list[dict[str, Any]]) -> dict[str, Any] | None:
         if self.rate_plan_name:

@@ -13,12 +13,13 @@ import httpx
 import pytest
 
 from mlconnector import api
-from mlconnector.sandbox.common import HostRouter, InProcessTransport
+from mlconnector.sandbox.common import HostRouter, InProcessTransport, SandboxClock
 from mlconnector.sandbox.dynamics import DynamicsSandbox
 from mlconnector.sandbox.dynamics import create_app as create_dynamics
 from mlconnector.sandbox.zoho import ZohoSandbox
 from mlconnector.sandbox.zoho import create_app as create_zoho
 from mlconnector.state import State
+from tests.pairs.users import NavUser, ZohoUser
 
 TENANT = "contoso.onmicrosoft.com"
 BC_CLIENT_ID = "6f1c2a3b-0000-4000-8000-0000000000bc"
@@ -63,9 +64,18 @@ class World:
     router: HostRouter
     listener_slot: _Late
     secrets: dict[str, str] = field(default_factory=dict)
+    zoho_login: tuple[str, str, str] = ("", "", "")  # a CRM user's own client id, secret and refresh token
 
     def runtime(self) -> api.Runtime:
         return api.Runtime(config_path=self.config_path, transport=self.router)
+
+    def zoho_user(self) -> ZohoUser:
+        """Someone working in the Zoho org through its REST API."""
+        return ZohoUser(self.router, "http://zoho.sandbox", *self.zoho_login)
+
+    def nav_user(self) -> NavUser:
+        """Someone working on NAV's cards through its page web services."""
+        return NavUser(self.router, "http://erp.sandbox:7048/DynamicsNAV110", self.company, NAV_USER, NAV_KEY)
 
     def sync(self, pair: str, **kwargs: Any) -> api.RunResult:
         return api.sync(self.runtime(), pair, **kwargs)
@@ -88,10 +98,16 @@ class World:
 
 
 def make_world(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, erp_kind: str, *, zoho_settings: str = "",
-               edition: str = "enterprise", erp_settings: str = "") -> World:
+               edition: str = "enterprise", erp_settings: str = "", clocks_behind: float = 0) -> World:
+    """``clocks_behind``: seconds both sandboxes' clocks start behind this host's, from before the seed, so a test
+    can advance them (minutes between edits) without their stamps passing the connector's own clock."""
     listener_slot = _Late()
     notify = httpx.ASGITransport(app=listener_slot)
-    zoho_app = create_zoho(api_domain="http://zoho.sandbox", notify_transport=notify, edition=edition)
+    zoho_clock, dynamics_clock = SandboxClock(), SandboxClock()
+    for clock in (zoho_clock, dynamics_clock):
+        clock.advance(seconds=-clocks_behind)
+    zoho_app = create_zoho(api_domain="http://zoho.sandbox", notify_transport=notify, edition=edition,
+                           clock=zoho_clock)
     zoho: ZohoSandbox = zoho_app.state.zoho
     client = zoho.register_client()
     refresh = zoho.issue_refresh_token(client.client_id)
@@ -100,7 +116,7 @@ def make_world(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, erp_kind: str, *
             zoho.mark_unique(module, unique)
         except KeyError:
             pass  # a module this edition lacks
-    dynamics_app = create_dynamics(notify_transport=notify, debounce=0.05)
+    dynamics_app = create_dynamics(notify_transport=notify, debounce=0.05, clock=dynamics_clock)
     dynamics: DynamicsSandbox = dynamics_app.state.dynamics
     dynamics.register_app(TENANT, BC_CLIENT_ID, BC_SECRET)
     dynamics.set_web_service_user(NAV_USER, NAV_KEY)
@@ -148,7 +164,9 @@ overlap_seconds = 5
 [pairs.bc-zoho]
 overlap_seconds = 5
 ''')
-    return World(erp_kind, zoho, dynamics, company, config_path, state_path, router, listener_slot, secrets)
+    person = zoho.register_client()
+    login = (person.client_id, person.client_secret, zoho.issue_refresh_token(person.client_id))
+    return World(erp_kind, zoho, dynamics, company, config_path, state_path, router, listener_slot, secrets, login)
 
 
 def wait_for(predicate: Any, timeout: float = 10.0) -> bool:

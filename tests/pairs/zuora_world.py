@@ -12,7 +12,7 @@ import httpx
 import pytest
 
 from mlconnector import api
-from mlconnector.sandbox.common import HostRouter, InProcessTransport
+from mlconnector.sandbox.common import HostRouter, InProcessTransport, SandboxClock
 from mlconnector.sandbox.dynamics import DynamicsSandbox
 from mlconnector.sandbox.dynamics import create_app as create_dynamics
 from mlconnector.sandbox.dynamics.schema import DEFAULT_PAGES, ENTITIES
@@ -99,16 +99,20 @@ class ZuoraWorld:
 
 
 def make_zuora_world(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, *, zuora_settings: str = "",
-                     pair_settings: str = "", faults: str | None = None) -> ZuoraWorld:
+                     pair_settings: str = "", faults: str | None = None, clocks_behind: float = 0) -> ZuoraWorld:
+    """``clocks_behind``: as make_world's (seconds both sandboxes' clocks start behind this host's)."""
     listener_slot = _Late()
     notify = httpx.ASGITransport(app=listener_slot)
-    zuora_app = create_zuora(notify_transport=notify, faults=faults)
+    zuora_clock, dynamics_clock = SandboxClock(), SandboxClock()
+    for clock in (zuora_clock, dynamics_clock):
+        clock.advance(seconds=-clocks_behind)
+    zuora_app = create_zuora(notify_transport=notify, faults=faults, clock=zuora_clock)
     zuora: ZuoraSandbox = zuora_app.state.zuora
     client = zuora.register_client()
     for event in ("InvoicePosted", "PaymentProcessed"):
         zuora.configure_callout(event, "http://listener.test/hooks/zuora", auth="basic", username="zuora",
                                 password=CALLOUT_PASSWORD)
-    dynamics_app = create_dynamics(notify_transport=notify, debounce=0.05)
+    dynamics_app = create_dynamics(notify_transport=notify, debounce=0.05, clock=dynamics_clock)
     dynamics: DynamicsSandbox = dynamics_app.state.dynamics
     dynamics.set_web_service_user(NAV_USER, NAV_KEY)
     company = dynamics.seed_demo(COMPANY)

@@ -1,0 +1,72 @@
+"""What the people on each side do, through each vendor's own API (not the sandboxes' back doors): a Zoho CRM
+user edits and reads records with the CRM REST API, a NAV user edits and reads cards through NAV's page web
+services. Tests arrange edits and check outcomes through these, as a user would see them."""
+
+from __future__ import annotations
+
+import base64
+from typing import Any
+from urllib.parse import quote
+
+import httpx
+
+NAV_SERVICES = {"customers": "Customer", "vendors": "Vendor", "contacts": "Contact", "items": "Item"}
+
+
+class ZohoUser:
+    """A Zoho CRM user of the org at ``api_domain``, signed in with a refresh token of its own client."""
+
+    def __init__(self, transport: httpx.BaseTransport, api_domain: str, client_id: str, client_secret: str,
+                 refresh_token: str) -> None:
+        self.http = httpx.Client(transport=transport, base_url=api_domain)
+        form = {"grant_type": "refresh_token", "client_id": client_id, "client_secret": client_secret,
+                "refresh_token": refresh_token}
+        answer = self.http.post("/oauth/v2/token", data=form)
+        answer.raise_for_status()
+        self.http.headers["Authorization"] = f"Zoho-oauthtoken {answer.json()['access_token']}"
+
+    def record(self, module: str, record_id: str) -> dict[str, Any]:
+        """GET /crm/v8/{module}/{id}"""
+        answer = self.http.get(f"/crm/v8/{module}/{record_id}")
+        answer.raise_for_status()
+        return answer.json()["data"][0]
+
+    def edit(self, module: str, record_id: str, **fields: Any) -> None:
+        """PUT /crm/v8/{module}/{id}, as the CRM's edit form saves a record."""
+        answer = self.http.put(f"/crm/v8/{module}/{record_id}", json={"data": [fields]})
+        answer.raise_for_status()
+        assert answer.json()["data"][0]["status"] == "success", answer.text
+
+    def close(self) -> None:
+        self.http.close()
+
+
+class NavUser:
+    """A NAV user working on cards through the company's page web services (Basic auth with a web service key)."""
+
+    def __init__(self, transport: httpx.BaseTransport, base_url: str, company: str, user: str, key: str) -> None:
+        token = base64.b64encode(f"{user}:{key}".encode()).decode()
+        self.http = httpx.Client(transport=transport, headers={"Authorization": f"Basic {token}"})
+        self.root = f"{base_url}/ODataV4/Company('{quote(company)}')"
+
+    def card(self, entity: str, number: str) -> dict[str, Any]:
+        answer = self.http.get(self._url(entity, number))
+        answer.raise_for_status()
+        return answer.json()
+
+    def cards(self, entity: str) -> list[dict[str, Any]]:
+        answer = self.http.get(f"{self.root}/{NAV_SERVICES[entity]}")
+        answer.raise_for_status()
+        return answer.json()["value"]
+
+    def edit(self, entity: str, number: str, **fields: Any) -> None:
+        """PATCH the card with the ETag just read, as the card page saves a change (page field names: City)."""
+        etag = self.card(entity, number)["@odata.etag"]
+        answer = self.http.patch(self._url(entity, number), json=fields, headers={"If-Match": etag})
+        answer.raise_for_status()
+
+    def _url(self, entity: str, number: str) -> str:
+        return f"{self.root}/{NAV_SERVICES[entity]}('{quote(number)}')"
+
+    def close(self) -> None:
+        self.http.close()
