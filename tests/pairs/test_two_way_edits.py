@@ -9,8 +9,9 @@ from dataclasses import dataclass
 
 import pytest
 
-from tests.pairs.users import NavUser, ZohoUser
+from tests.pairs.users import NavUser, ZohoUser, ZuoraUser
 from tests.pairs.world import World, make_world
+from tests.pairs.zuora_world import ZuoraWorld, make_zuora_world
 
 HOUR = 3600  # the sandboxes' clocks start an hour behind this host's, so minutes can pass between edits
 
@@ -137,5 +138,70 @@ def test_a_zoho_edit_later_than_nav_s_wins_where_nav_stamps_the_time(tmp_path, m
         assert conflict_notes(world, zoho_id, number) == [
             "conflict: both sides changed; rule later-wins: kept zoho's version",
             "conflict: both sides changed; rule later-wins: applied zoho's change"]
+    finally:
+        world.close()
+
+
+# nav-zuora: customers <-> accounts and items <-> products ---------------------------------------------------------
+@dataclass(frozen=True)
+class ZuoraTwoWay:
+    flow: str
+    nav_entity: str
+    nav_number: str
+    nav_field: str  # the page field
+    zuora_field: str
+
+
+ZUORA_TWO_WAY = [
+    ZuoraTwoWay("accounts_to_customers", "customers", "C00010", "Name", "name"),
+    ZuoraTwoWay("products_to_items", "items", "1896-S", "Description", "Name"),
+]
+
+
+def zuora_value(zuora: ZuoraUser, world: ZuoraWorld, case: ZuoraTwoWay) -> str:
+    if case.nav_entity == "customers":
+        return zuora.account(world.account(case.nav_number)["id"])["basicInfo"]["name"]
+    return zuora.product(zuora_product_id(world, case.nav_number))["Name"]
+
+
+def zuora_product_id(world: ZuoraWorld, sku: str) -> str:
+    [product] = [p for p in world.zuora.records("products") if p.get("sKU") == sku]
+    return str(product["id"])
+
+
+def zuora_edit(zuora: ZuoraUser, world: ZuoraWorld, case: ZuoraTwoWay, value: str) -> None:
+    if case.nav_entity == "customers":
+        zuora.edit_account(world.account(case.nav_number)["id"], name=value)
+    else:
+        zuora.edit_product(zuora_product_id(world, case.nav_number), Name=value)
+
+
+@pytest.mark.parametrize("case", ZUORA_TWO_WAY, ids=lambda c: c.flow)
+@pytest.mark.parametrize("gap", [0, 65])
+@pytest.mark.parametrize("side", ["zuora", "nav"])
+def test_nav_zuora_successive_edits_on_one_side_all_arrive(tmp_path, monkeypatch, case: ZuoraTwoWay, gap: int,
+                                                            side: str):
+    world = make_zuora_world(tmp_path, monkeypatch, clocks_behind=HOUR)
+    try:
+        def sync() -> None:
+            result = world.sync()
+            assert result.exit_code == 0, result.to_dict()
+
+        sync()
+        zuora, nav = world.zuora_user(), world.nav_user()
+        for value in ("First name", "Second name", "Third name"):
+            if side == "zuora":
+                zuora_edit(zuora, world, case, value)
+            else:
+                nav.edit(case.nav_entity, case.nav_number, **{case.nav_field: value})
+            sync()
+            sync()
+            assert zuora_value(zuora, world, case) == value, f"after the edit to {value}"
+            assert nav.card(case.nav_entity, case.nav_number)[case.nav_field] == value, f"after the edit to {value}"
+            world.zuora.advance(seconds=gap)
+            world.dynamics.advance(seconds=gap)
+        with world.state() as state:
+            notes = [r["note"] for r in state.audit_rows(limit=None) if (r["note"] or "").startswith("conflict")]
+        assert notes == [], "our own writes were taken for edits"
     finally:
         world.close()

@@ -41,6 +41,43 @@ class ZohoUser:
         self.http.close()
 
 
+class ZuoraUser:
+    """A Zuora user of the tenant at ``base_url`` with an OAuth client of their own (client credentials)."""
+
+    def __init__(self, transport: httpx.BaseTransport, base_url: str, client_id: str, client_secret: str) -> None:
+        self.http = httpx.Client(transport=transport, base_url=base_url)
+        answer = self.http.post("/oauth/token", data={"grant_type": "client_credentials", "client_id": client_id,
+                                                      "client_secret": client_secret})
+        answer.raise_for_status()
+        self.http.headers["Authorization"] = f"Bearer {answer.json()['access_token']}"
+
+    def account(self, account_id: str) -> dict[str, Any]:
+        """GET /v1/accounts/{id}: basicInfo, billToContact ..."""
+        return self._ok(self.http.get(f"/v1/accounts/{account_id}"))
+
+    def edit_account(self, account_id: str, **fields: Any) -> None:
+        """PUT /v1/accounts/{id}"""
+        self._ok(self.http.put(f"/v1/accounts/{account_id}", json=fields))
+
+    def product(self, product_id: str) -> dict[str, Any]:
+        """GET /v1/object/product/{id} (CRUD: Name, SKU, Description)"""
+        return self._ok(self.http.get(f"/v1/object/product/{product_id}"))
+
+    def edit_product(self, product_id: str, **fields: Any) -> None:
+        """PUT /v1/object/product/{id}"""
+        self._ok(self.http.put(f"/v1/object/product/{product_id}", json=fields))
+
+    @staticmethod
+    def _ok(answer: httpx.Response) -> dict[str, Any]:
+        answer.raise_for_status()
+        body = answer.json()
+        assert body.get("success", True) is not False, answer.text
+        return body
+
+    def close(self) -> None:
+        self.http.close()
+
+
 class NavUser:
     """A NAV user working on cards through the company's page web services (Basic auth with a web service key)."""
 

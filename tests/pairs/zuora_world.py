@@ -19,6 +19,7 @@ from mlconnector.sandbox.dynamics.schema import DEFAULT_PAGES, ENTITIES
 from mlconnector.sandbox.zuora import ZuoraSandbox
 from mlconnector.sandbox.zuora import create_app as create_zuora
 from mlconnector.state import State
+from tests.pairs.users import NavUser, ZuoraUser
 from tests.pairs.world import COMPANY, NAV_KEY, NAV_USER, _Late
 
 ZUORA_HOST = "rest.zuora.com"         # what region us2 + production resolves to
@@ -69,12 +70,21 @@ class ZuoraWorld:
     lossy: LoseResponses
     listener_slot: _Late
     secrets: dict[str, str] = field(default_factory=dict)
+    zuora_login: tuple[str, str] = ("", "")  # a Zuora user's own OAuth client
 
     def runtime(self) -> api.Runtime:
         return api.Runtime(config_path=self.config_path, transport=self.router)
 
     def sync(self, **kwargs: Any) -> api.RunResult:
         return api.sync(self.runtime(), "nav-zuora", **kwargs)
+
+    def zuora_user(self) -> ZuoraUser:
+        """Someone working in the Zuora tenant through its REST API."""
+        return ZuoraUser(self.router, f"https://{ZUORA_HOST}", *self.zuora_login)
+
+    def nav_user(self) -> NavUser:
+        """Someone working on NAV's cards through its page web services."""
+        return NavUser(self.router, "http://erp.sandbox:7048/DynamicsNAV110", self.company, NAV_USER, NAV_KEY)
 
     def state(self) -> State:
         return State(self.state_path)
@@ -146,4 +156,6 @@ retry_backoff_seconds = 0.01
 overlap_seconds = 5
 {pair_settings}
 ''')
-    return ZuoraWorld(zuora, dynamics, company, config_path, state_path, router, lossy, listener_slot, secrets)
+    person = zuora.register_client()
+    return ZuoraWorld(zuora, dynamics, company, config_path, state_path, router, lossy, listener_slot, secrets,
+                      (person.client_id, person.client_secret))
