@@ -153,6 +153,8 @@ class _Item:
     # is what both sides agree on (set for records to be written; see _agreement).
     opposite: Link | None = None
     agreed: str | None = None
+    key: str | None = None  # the natural key it is written under, as the target compares keys
+    shares_key_with: tuple[str, ...] = ()  # other source records holding that key (then none is written)
 
 
 @dataclass
@@ -233,6 +235,7 @@ class Engine:
         self._written: dict[str, Link] = {}
         self._replay_waiting = True  # see _run_flow
         self._batch_targets: dict[str, Record] | None = None
+        self._keys = _ClaimedKeys()  # per flow run (see _run_flow)
         # Per flow run: target records changed since the opposite flow's watermark (None: not known).
         self._target_changes: dict[str, Record] | None = None
         self._target_changes_read = False
@@ -389,6 +392,8 @@ class Engine:
         ahead: _ReadAhead | None = None
         paused: Any = None  # a source told to read no page ahead for this flow
 
+        self._keys = _ClaimedKeys()
+
         @contextmanager
         def together() -> Iterator[None]:
             try:
@@ -397,6 +402,7 @@ class Engine:
             except BaseException:
                 hold[0] = True  # a group written but not recorded: the next run must read it again
                 raise
+            self._keys.release_recorded()  # now in the state file's links, where the next batches find them
 
         committer = _Committer(lambda segment, future: self._commit(run, flow, segment, future, stats, mode, hold),
                                together=together)
@@ -490,7 +496,7 @@ class Engine:
         # For the echo check: what the opposite flow wrote to these records, one query for the batch.
         self._written = (self.state.committed_links(self.pair.name, flow.echo_of, [i.record.id for i in batch],
                                                     by_target=True) if flow.echo_of else {})
-        to_write: list[_Item] = []
+        mapped: list[_Item] = []
         coarse = self._coarse_stamps(flow)
         for item in batch:
             record = item.record
@@ -522,6 +528,13 @@ class Engine:
                                           error_class="mapping")
                 continue
             item.hash = payload_hash(item.payload)
+            mapped.append(item)
+        self._refuse_shared_keys(flow, mapped)
+        to_write: list[_Item] = []
+        for item in mapped:
+            record = item.record
+            if item.result is not None:
+                continue
             if item.link and item.link.target_id and item.link.hash == item.hash:
                 # Nothing the target does not hold already: no write, and so no conflict to settle.
                 item.result = WriteResult("skip", item.link.target_id, error="unchanged")
@@ -607,6 +620,54 @@ class Engine:
             # very content last synced needs no mapping again, and any other content is a change.
             return link.source_hash == item.fingerprint
         return bool(link and link.target_id and link.source_version and modified and modified <= link.source_version)
+
+    def _refuse_shared_keys(self, flow: Flow, items: list[_Item]) -> None:
+        """Records that map to one natural key, as the target compares keys (Zoho: without case or surrounding
+        spaces), would be upserted into one target record, each over the other. None of them is written: each
+        fails naming the others and the key, and waits in the replay queue until the data is fixed; a record
+        already linked under that key is queued too (see _record). Records of the batch, of batches not yet
+        recorded, and records linked or queued before all count."""
+        field = flow.key_field(self.config.options)
+        form = self._key_form(flow, field)
+        for item in items:
+            value = (item.payload or {}).get(field)
+            item.key = form(value) if value not in (None, "") else None
+        by_key: dict[str, list[_Item]] = {}
+        for item in items:
+            if item.key:
+                by_key.setdefault(item.key, []).append(item)
+        if not by_key:
+            return
+        # Batches prepared but not recorded yet first: one recorded meanwhile is then found in the state file.
+        claimed = {key: self._keys.holder(key) for key in by_key}
+        recorded = self.state.holders_of_keys(self.pair.name, flow.name, list(by_key))
+        # A record of this batch holds the key it maps to now, whatever it was linked or queued under before.
+        now = {item.record.id: item.key for item in items}
+        for key, group in by_key.items():
+            holders = {h for h in recorded.get(key, set()) | {claimed[key]} if h and now.get(h, key) == key}
+            holders.update(i.record.id for i in group)
+            if len(holders) == 1:
+                self._keys.claim(key, group[0].record.id)
+                continue
+            target = self.system_name(flow.target)
+            for item in group:
+                others = tuple(sorted(holders - {item.record.id}))
+                value = (item.payload or {}).get(field)
+                item.shares_key_with = others
+                item.result = WriteResult(
+                    "fail", item.link.target_id if item.link else None, error_class="duplicate_key",
+                    error=f"{field} {value!r} is also the key of {flow.source_entity} {', '.join(others)} (as "
+                          f"{target} compares it): none of them is written, so that none is merged into another; "
+                          f"make the keys differ in {self.system_name(flow.source)}, then run `mlconnector replay`")
+                item.payload = item.hash = None
+
+    def _key_form(self, flow: Flow, field: str) -> Callable[[Any], str]:
+        """How the target compares values of its key ``field`` (a connector that says: ``key_form``); else as text
+        without surrounding spaces."""
+        form = getattr(self.connectors[flow.target], "key_form", None)
+        if callable(form):
+            return lambda value: form(flow.target_entity, field, value)
+        return lambda value: str(value).strip()
 
     def _echo(self, flow: Flow, item: _Item) -> str | None:
         """A record the opposite flow wrote, not edited since that write, is our own echo (see echo.is_echo).
@@ -796,10 +857,12 @@ class Engine:
                 action = item.result.action if item.result else "skip"
                 stats.count("unchanged" if item.result and item.result.error == "unchanged" else action)
             return
+        self._keys.recorded(item.key for item in batch)
         newest: datetime | None = None
         links: list[Link] = []
         audits: list[dict[str, Any]] = []
         written_back: list[tuple[Record, WriteResult]] = []
+        sharing: list[_Item] = []
         with self.state.transaction():
             queued = (self.state.queued(self.pair.name, flow.name, [item.record.id for item in batch])
                       if self._replay_waiting else set())
@@ -817,7 +880,7 @@ class Engine:
                     if result.action in ("create", "update"):
                         links.append(Link(self.pair.name, flow.name, record.id, result.target_id, record.modified,
                                           item.hash, result.version, _field_names(tuple(item.payload or ())),
-                                          item.fingerprint, *echo.stored_content(result.stored)))
+                                          item.fingerprint, *echo.stored_content(result.stored), item.key))
                         opposite = item.opposite
                         if opposite is not None and opposite.source_id == result.target_id:
                             # The other side now holds this record's content: its flow's next read of what we
@@ -829,14 +892,16 @@ class Engine:
                             written_back.append((record, result))
                     elif result.error == "unchanged" and item.link:
                         links.append(replace(item.link, source_version=record.modified,
-                                             source_hash=item.fingerprint))
+                                             source_hash=item.fingerprint, target_key=item.key))
                 else:
                     newest = _later(newest, record.modified)
                     self._replay_waiting = True
                     self.state.queue_replay(pair=self.pair.name, flow=flow.name, source_system=source,
                                             source_entity=flow.source_entity, source_id=record.id,
                                             error_class=result.error_class or "error",
-                                            error=result.error or "", run_id=run.run_id)
+                                            error=result.error or "", run_id=run.run_id, target_key=item.key)
+                    if item.shares_key_with:
+                        sharing.append(item)
                 action = "skip" if result.action == "skip" else result.action
                 stats.count("unchanged" if result.error == "unchanged" else action)
                 audits.append({
@@ -852,6 +917,8 @@ class Engine:
                     "payload": json.dumps(item.payload, default=str)
                     if self.config.audit_payloads and item.payload is not None else None,
                 })
+            if sharing:
+                audits += self._queue_key_holders(run, flow, sharing, {item.record.id for item in batch})
             # One statement each for the batch's links and audit rows, in the same transaction.
             self.state.save_links(links)
             if written_back:
@@ -861,6 +928,36 @@ class Engine:
                 self.state.clear_intents(self.pair.name, flow.name, [item.record.id for item in batch])
             if mode == "poll" and advance and newest is not None:
                 self.state.set_watermark(self.pair.name, flow.name, newest)
+
+    def _queue_key_holders(self, run: RunResult, flow: Flow, sharing: list[_Item],
+                           in_batch: set[str]) -> list[dict[str, Any]]:
+        """The records outside this batch that hold a key which records of the batch share (written and linked
+        earlier): each waits in the replay queue too, and is not written again, until the keys differ."""
+        source, target = self.system_name(flow.source), self.system_name(flow.target)
+        field = flow.key_field(self.config.options)
+        audits: list[dict[str, Any]] = []
+        holders: dict[str, tuple[str, list[str]]] = {}
+        for item in sharing:
+            for other in item.shares_key_with:
+                if other not in in_batch:
+                    holders.setdefault(other, (str(item.key), []))[1].append(item.record.id)
+        waiting = self.state.queued(self.pair.name, flow.name, list(holders))
+        for other, (key, sharers) in holders.items():
+            if other in waiting:
+                continue
+            error = (f"{field} {key!r} is also the key of {flow.source_entity} {', '.join(sorted(sharers))} (as "
+                     f"{target} compares it): not written again until the keys differ in {source}, then "
+                     "`mlconnector replay`")
+            self.state.queue_replay(pair=self.pair.name, flow=flow.name, source_system=source,
+                                    source_entity=flow.source_entity, source_id=other, error_class="duplicate_key",
+                                    error=error, run_id=run.run_id, target_key=key)
+            audits.append({"run_id": run.run_id, "pair": self.pair.name, "flow": flow.name, "source_system": source,
+                           "source_entity": flow.source_entity, "source_id": other, "target_system": target,
+                           "target_entity": flow.target_entity,
+                           "target_id": self.state.target_of(self.pair.name, flow.name, other), "action": "fail",
+                           "status": "failed", "error_class": "duplicate_key", "error": error})
+            self._replay_waiting = True
+        return audits
 
     def _link_back(self, flow: Flow, record: Record, result: WriteResult) -> None:
         """In a two-way sync, the opposite flow learns the pairing too, so it never creates a second
@@ -1027,6 +1124,30 @@ class Engine:
             status = "ok" if run.exit_code == EXIT_OK else ("stopped" if run.stopped else "failed")
             self.state.finish_run(run.run_id, status, run.exit_code, run.to_dict())
         return run
+
+
+class _ClaimedKeys:
+    """The natural keys of a flow run's records prepared for writing but not yet recorded in the state file (where
+    the next batches find them), each with the source record holding it."""
+
+    def __init__(self) -> None:
+        self._holders: dict[str, str] = {}
+        self._recorded: list[str] = []
+
+    def holder(self, key: str) -> str | None:
+        return self._holders.get(key)
+
+    def claim(self, key: str, source_id: str) -> None:
+        self._holders[key] = source_id
+
+    def recorded(self, keys: Iterable[str | None]) -> None:
+        """Keys whose records are being recorded (released once their transaction commits)."""
+        self._recorded.extend(k for k in keys if k)
+
+    def release_recorded(self) -> None:
+        for key in self._recorded:
+            self._holders.pop(key, None)
+        self._recorded.clear()
 
 
 class _Stop(Exception):

@@ -94,6 +94,16 @@ def m006_link_target_content(db: sqlite_utils.Database) -> None:
     db["links"].add_column("target_hash", str)
 
 
+@migrations()
+def m007_target_keys(db: sqlite_utils.Database) -> None:
+    # The natural key each source record is written under, as the target compares keys: two source records
+    # holding one key would be merged into one target record, so each is refused until the data is fixed.
+    db["links"].add_column("target_key", str)
+    db["links"].create_index(["pair", "flow", "target_key"])
+    db["replay"].add_column("target_key", str)
+    db["replay"].create_index(["pair", "flow", "target_key"])
+
+
 def iso(value: datetime | None) -> str | None:
     if value is None:
         return None
@@ -141,6 +151,7 @@ class Link:
     # The target record as our last write left it: the fields its answer held and their fingerprint.
     target_fields: tuple[str, ...] | None = None
     target_hash: str | None = None
+    target_key: str | None = None  # the natural key it is written under, as the target compares keys
 
     @classmethod
     def from_row(cls, row: dict[str, Any]) -> "Link":
@@ -148,21 +159,22 @@ class Link:
         target_fields = tuple(json.loads(row["target_fields"])) if row.get("target_fields") else None
         return cls(row["pair"], row["flow"], row["source_id"], row["target_id"],
                    parse_iso(row["source_version"]), row["hash"], parse_iso(row["target_version"]), fields,
-                   row.get("source_hash"), target_fields, row.get("target_hash"))
+                   row.get("source_hash"), target_fields, row.get("target_hash"), row.get("target_key"))
 
 
 _SAVE_LINK_HEAD = ("INSERT INTO links (pair, flow, source_id, target_id, source_version, hash, target_version, "
-                   "updated, fields, source_hash, target_fields, target_hash)")
+                   "updated, fields, source_hash, target_fields, target_hash, target_key)")
 _SAVE_LINK_TAIL = (
     " ON CONFLICT (pair, flow, source_id) DO UPDATE SET "
     "target_id = excluded.target_id, source_version = excluded.source_version, hash = excluded.hash, "
     "target_version = excluded.target_version, updated = excluded.updated, fields = excluded.fields, "
-    "source_hash = excluded.source_hash, target_fields = excluded.target_fields, target_hash = excluded.target_hash")
+    "source_hash = excluded.source_hash, target_fields = excluded.target_fields, target_hash = excluded.target_hash, "
+    "target_key = excluded.target_key")
 MAX_ROWS_PER_STATEMENT = 500
 WAL_CHECKPOINT_PAGES = 10_000  # about 40 MB of log at most between checkpoints
 CACHE_KIB = 6_144  # the writing connection's page cache (SQLite's default is 2,000 KiB)
 _SELECT_LINK = ("SELECT pair, flow, source_id, target_id, source_version, hash, target_version, fields, "
-                "source_hash, target_fields, target_hash FROM links")
+                "source_hash, target_fields, target_hash, target_key FROM links")
 AUDIT_COLUMNS = frozenset({"run_id", "time", "pair", "flow", "source_system", "source_entity", "source_id",
                            "target_system", "target_entity", "target_id", "action", "status", "error_class",
                            "error", "note", "payload"})
@@ -173,10 +185,10 @@ _INSERT_AUDIT = f"INSERT INTO audit ({', '.join(_AUDIT_ORDER)})"
 
 def _link_of(row: tuple[Any, ...]) -> Link:
     (pair, flow, source_id, target_id, source_version, hash_, target_version, fields, source_hash, target_fields,
-     target_hash) = row
+     target_hash, target_key) = row
     return Link(pair, flow, source_id, target_id, parse_iso(source_version), hash_, parse_iso(target_version),
                 _fields_of(fields) if fields else None, source_hash,
-                _fields_of(target_fields) if target_fields else None, target_hash)
+                _fields_of(target_fields) if target_fields else None, target_hash, target_key)
 
 
 @lru_cache(maxsize=256)
@@ -330,16 +342,20 @@ class State:
         of this state's own for reads: a run preparing its next batch does not wait for the transaction its
         recording thread has open."""
         with self._read_lock:
-            if self._read_conn is None:
-                conn = sqlite3.connect(str(self.path), timeout=30, isolation_level=None, check_same_thread=False)
-                conn.execute("PRAGMA busy_timeout=30000")
-                conn.execute("PRAGMA query_only=1")
-                self._read_conn = conn
             found: dict[str, Link] = {}
             for link in self._links_in(pair, flow, "target_id" if by_target else "source_id", source_ids,
-                                       self._read_conn):
+                                       self._reader()):
                 found.setdefault(str(link.target_id) if by_target else link.source_id, link)
             return found
+
+    def _reader(self) -> sqlite3.Connection:
+        """This state's connection for reads of what is committed (hold ``_read_lock``)."""
+        if self._read_conn is None:
+            conn = sqlite3.connect(str(self.path), timeout=30, isolation_level=None, check_same_thread=False)
+            conn.execute("PRAGMA busy_timeout=30000")
+            conn.execute("PRAGMA query_only=1")
+            self._read_conn = conn
+        return self._read_conn
 
     def _links_in(self, pair: str, flow: str, column: str, values: list[str],
                   conn: sqlite3.Connection | None = None) -> Iterator[Link]:
@@ -379,10 +395,11 @@ class State:
         if not links:
             return
         now = iso(utcnow())
-        self._insert_rows(_SAVE_LINK_HEAD, 12, [
+        self._insert_rows(_SAVE_LINK_HEAD, 13, [
             (link.pair, link.flow, link.source_id, link.target_id, iso(link.source_version), link.hash,
              iso(link.target_version), now, _fields_json(tuple(link.fields)) if link.fields else None, link.source_hash,
-             _fields_json(tuple(link.target_fields)) if link.target_fields else None, link.target_hash)
+             _fields_json(tuple(link.target_fields)) if link.target_fields else None, link.target_hash,
+             link.target_key)
             for link in links], _SAVE_LINK_TAIL)
 
     def count_links(self, pair: str, flow: str) -> int:
@@ -472,7 +489,9 @@ class State:
 
     # replay queue ----------------------------------------------------------------------------
     def queue_replay(self, *, pair: str, flow: str, source_system: str, source_entity: str, source_id: str,
-                     error_class: str, error: str, run_id: str) -> None:
+                     error_class: str, error: str, run_id: str, target_key: str | None = None) -> None:
+        """``target_key``: the natural key the record would be written under (as the target compares keys), so
+        that another record holding it is known to share it while this one waits."""
         now = iso(utcnow())
         existing = list(self.db["replay"].rows_where("pair = ? and flow = ? and source_id = ?",
                                                       [pair, flow, source_id]))
@@ -481,7 +500,8 @@ class State:
         self.db["replay"].upsert({"pair": pair, "flow": flow, "source_id": source_id,
                                   "source_system": source_system, "source_entity": source_entity,
                                   "error_class": error_class, "error": error, "attempts": attempts,
-                                  "first_failed": first, "last_failed": now, "run_id": run_id},
+                                  "first_failed": first, "last_failed": now, "run_id": run_id,
+                                  "target_key": target_key},
                                  pk=("pair", "flow", "source_id"))
 
     def replay_items(self, *, pair: str | None = None, flow: str | None = None,
@@ -510,6 +530,22 @@ class State:
             found.update(row[0] for row in self.db.execute(
                 f"SELECT source_id FROM replay WHERE pair = ? AND flow = ? AND source_id IN "
                 f"({','.join('?' * len(chunk))})", [pair, flow, *chunk]).fetchall())
+        return found
+
+    def holders_of_keys(self, pair: str, flow: str, keys: list[str]) -> dict[str, set[str]]:
+        """Key -> the source records of ``flow`` linked under it or waiting to be written under it (replay), as
+        committed (read like ``committed_links``)."""
+        found: dict[str, set[str]] = {}
+        for start in range(0, len(keys), 400):
+            chunk = keys[start:start + 400]
+            marks = ",".join("?" * len(chunk))
+            with self._read_lock:
+                rows = self._reader().execute(
+                    f"SELECT target_key, source_id FROM links WHERE pair = ? AND flow = ? AND target_key IN ({marks}) "
+                    f"UNION SELECT target_key, source_id FROM replay WHERE pair = ? AND flow = ? AND target_key IN "
+                    f"({marks})", [pair, flow, *chunk, pair, flow, *chunk]).fetchall()
+            for key, source_id in rows:
+                found.setdefault(key, set()).add(source_id)
         return found
 
     def clear_replay(self, pair: str, flow: str, source_id: str) -> None:

@@ -824,6 +824,12 @@ class DynamicsConnector:
                 record = self._with_relations(record, relations)
             yield record
 
+    def key_form(self, entity: str, field: str, value: Any) -> str:
+        """How a lookup by key matches in NAV and Business Central: OData's eq on text follows the database's
+        collation, case-insensitive by default (https://learn.microsoft.com/dynamics365/business-central/dev-itpro/
+        cside/cside-collation), and Code fields are stored without surrounding spaces."""
+        return str(value).strip().casefold()
+
     def read_clock(self, entity: str) -> datetime | None:
         """Where the last read of ``entity`` lets the engine close its window: only for posted documents on
         pages (no modification date) after a whole read, at its start; None otherwise (the newest record

@@ -637,6 +637,12 @@ class ZohoConnector:
             last = rows[-1]
             cursor = (str(last["Modified_Time"]), str(last["id"]))
 
+    def key_form(self, entity: str, field: str, value: Any) -> str:
+        """How Zoho's duplicate check compares a unique field's values (the upsert's duplicate_check_fields,
+        https://www.zoho.com/crm/developer/docs/api/v8/upsert-records.html): text without case or surrounding
+        spaces, so "Shared@Example.COM " finds the record of "shared@example.com"."""
+        return str(value).strip().casefold()
+
     def coarse_stamps(self, entity: str) -> bool:
         """Modified_Time carries whole seconds (https://www.zoho.com/crm/developer/docs/api/v8/get-records.html):
         two edits within one second share a stamp, so a record re-read with the stamp last synced may still be a
