@@ -12,6 +12,8 @@ import sys
 from datetime import datetime
 from pathlib import Path
 
+import pytest
+
 from mlconnector.state import State
 from tests.helpers import kill_on_progress
 
@@ -26,6 +28,7 @@ def start_sync(env: dict[str, str]) -> subprocess.Popen:
                              "--flow", "items"], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
 
 
+@pytest.mark.timeout(120 + 4 * TRIALS)
 def test_killed_runs_never_duplicate_or_lose_records(config_file, erp, crm, tmp_path):
     rng = random.Random(20261123)  # seeded: a failure can be replayed
     for i in range(1, 151):
