@@ -83,7 +83,7 @@ def kill_on_progress(procs: Mapping[str, subprocess.Popen], reached: Mapping[str
     exits -9 (one that ended in the instant between the look and the signal exits as it would have). Bounded:
     after ``timeout`` every process still running is killed and the wait fails, naming those that got nowhere."""
     waiting = dict(procs)
-    killed: set[str] = set()
+    signalled: set[str] = set()
     deadline = time.monotonic() + timeout
     while waiting:
         for name, proc in list(waiting.items()):
@@ -91,7 +91,7 @@ def kill_on_progress(procs: Mapping[str, subprocess.Popen], reached: Mapping[str
                 del waiting[name]
             elif reached[name]():
                 proc.send_signal(signal.SIGKILL)
-                killed.add(name)
+                signalled.add(name)
                 del waiting[name]
         if waiting and time.monotonic() > deadline:
             for proc in waiting.values():
@@ -99,4 +99,4 @@ def kill_on_progress(procs: Mapping[str, subprocess.Popen], reached: Mapping[str
             raise AssertionError(f"no kill point reached within {timeout:g} s by {', '.join(sorted(waiting))}")
         if waiting:
             time.sleep(step)
-    return killed
+    return signalled

@@ -14,6 +14,7 @@ import subprocess
 import sys
 import time
 from collections import Counter, defaultdict
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -101,7 +102,7 @@ class Rig:
         before = {pair: self.calls(pair) for pair in kill_at}
         procs = {pair: self.popen("sync", pair) for pair in kill_at}
 
-        def reached(pair: str, at: int | None) -> Any:
+        def reached(pair: str, at: int | None) -> Callable[[], bool]:
             return lambda: at is not None and self.calls(pair) - before[pair] >= at
 
         try:
