@@ -215,9 +215,9 @@ def scenario_latency(pair: str, plan: Plan, work: Path) -> dict[str, Any]:
     try:
         warm_erp(sp.config, pair)
         before = sp.call("counters")
-        sandbox_cpu = sum(process_cpu_seconds(pid) for pid in sp.pids)
+        sandbox_cpu = sp.cpu_seconds()
         run = run_tool(sp.config, pair, ["customers"], work)
-        sandbox_cpu = sum(process_cpu_seconds(pid) for pid in sp.pids) - sandbox_cpu
+        sandbox_cpu = sp.cpu_seconds() - sandbox_cpu
         sp_counters = sp.call("counters")
         calls = delta(before, sp_counters)
         allowed = sandbox_limit(sp.config, pair, math.ceil(plan.latency_customers / ZOHO_BATCH), work)
@@ -230,7 +230,7 @@ def scenario_latency(pair: str, plan: Plan, work: Path) -> dict[str, Any]:
     after = sp_counters
     figures = {**_tool_figures(run, records), **calls, "added_latency_seconds": LATENCY,
                # On a machine of few cores the sandboxes' own work competes with the tool's.
-               "sandbox_cpu_seconds": round(sandbox_cpu, 2),
+               "sandbox_cpu_seconds": round(sandbox_cpu, 3),
                "sandbox_cpu_us_per_record": round(sandbox_cpu / max(1, records) * 1e6, 1),
                "zoho_peak_heavy_in_flight": after["zoho"].get("peak_heavy_in_flight"),
                "zoho_concurrency_refused": after["zoho"].get("concurrency_refused"),
@@ -267,15 +267,6 @@ def sandbox_limit(config: Path, pair: str, calls: int, work: Path) -> dict[str, 
     return {"calls": calls, "wall_seconds": round(figures["wall_seconds"], 2), "records_per_second": round(rate, 1),
             "fraction_of_ceiling": round(rate / (ZOHO_UPSERT_CONCURRENCY * ZOHO_BATCH / LATENCY), 3),
             "median_call_seconds": round(median_p95(durations)[0], 3)}
-
-
-def process_cpu_seconds(pid: int) -> float:
-    """User + system CPU of another process so far (Linux /proc; 0.0 where it cannot be read)."""
-    try:
-        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-    except (OSError, IndexError, ValueError):
-        return 0.0
 
 
 def free_port() -> int:

@@ -36,6 +36,8 @@ class Store:
                          "PRIMARY KEY (entity, id))")
             conn.execute("CREATE TABLE IF NOT EXISTS faults (name TEXT PRIMARY KEY, value TEXT)")
             conn.execute("CREATE TABLE IF NOT EXISTS seq (n INTEGER)")
+            conn.execute("CREATE TABLE IF NOT EXISTS landed (n INTEGER)")
+            conn.execute("INSERT INTO landed SELECT 0 WHERE NOT EXISTS (SELECT 1 FROM landed)")
 
     def _conn(self) -> sqlite3.Connection:
         conn = sqlite3.connect(self.path, timeout=30)
@@ -43,9 +45,12 @@ class Store:
         return conn
 
     def put(self, entity: str, data: dict[str, Any], id: str | None = None,
-            modified: datetime | None = None) -> dict[str, Any]:
-        """Insert or replace one record; a new one gets the next numeric id."""
+            modified: datetime | None = None, *, landed: bool = False) -> dict[str, Any]:
+        """Insert or replace one record; a new one gets the next numeric id. ``landed``: a connector wrote it,
+        counted (in the same transaction) by ``landed()``."""
         with self._lock, self._conn() as conn:
+            if landed:
+                conn.execute("UPDATE landed SET n = n + 1")
             if id is None:
                 n = conn.execute("SELECT count(*) FROM seq").fetchone()[0] + 1
                 conn.execute("INSERT INTO seq VALUES (?)", (n,))
@@ -74,6 +79,12 @@ class Store:
 
     def find(self, entity: str, field: str, value: Any) -> list[dict[str, Any]]:
         return [r for r in self.all(entity) if r.get(field) == value]
+
+    def landed(self) -> int:
+        """Records connectors have written here so far, from every process: a run's progress as the target
+        sees it."""
+        with self._conn() as conn:
+            return conn.execute("SELECT n FROM landed").fetchone()[0]
 
     def set_fault(self, name: str, value: Any) -> None:
         with self._conn() as conn:
@@ -190,16 +201,16 @@ class StoreConnector:
     def write(self, entity: str, payloads: list[dict[str, Any]], key: str,
               ids: list[str | None] | None = None) -> list[WriteResult]:
         self._call()
-        delay = self.store.fault("slow")
-        if delay:
-            time.sleep(delay)
         self.writes.append(len(payloads))
         limited = self.store.fault("rate_limited")
         if limited:
             raise RateLimited(self.name, 30)
         results = []
         reject = self.store.fault("reject") or []
+        delay = self.store.fault("slow")  # seconds each record takes to land: a batch lands one record at a time
         for payload, known in zip(payloads, ids or [None] * len(payloads)):
+            if delay:
+                time.sleep(delay)
             if payload.get(key) in reject:
                 results.append(WriteResult("fail", error=f"INVALID_DATA: {key} {payload[key]} refused",
                                            error_class="INVALID_DATA"))
@@ -210,10 +221,11 @@ class StoreConnector:
             existing = ([self.store.get(entity, known)] if known else []) or self.store.find(entity, key, payload[key])
             if existing:
                 row = self.store.put(entity, {**{k: v for k, v in existing[0].items()
-                                                 if k not in ("id", "modified")}, **payload}, existing[0]["id"])
+                                                 if k not in ("id", "modified")}, **payload}, existing[0]["id"],
+                                     landed=True)
                 action = "update"
             else:
-                row = self.store.put(entity, dict(payload))
+                row = self.store.put(entity, dict(payload), landed=True)
                 action = "create"
             results.append(WriteResult(action, row["id"], datetime.fromisoformat(row["modified"])))
         return results

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import signal
+import subprocess
 import threading
-from collections.abc import Callable
+import time
+from collections.abc import Callable, Mapping
 
 import httpx
 import keyring.backend
@@ -70,3 +73,30 @@ class Recording(httpx.BaseTransport):
 
     def paths(self, prefix: str = "") -> list[str]:
         return [r.url.path for r in self.requests if r.url.path.startswith(prefix)]
+
+
+def kill_on_progress(procs: Mapping[str, subprocess.Popen], reached: Mapping[str, Callable[[], bool]], *,
+                     timeout: float = 60.0, step: float = 0.002) -> set[str]:
+    """``kill -9`` each process as soon as its ``reached()`` holds (progress the test observes in the target,
+    such as N writes landed), so kills land at the same points of a run on any machine and any interpreter.
+    A process that ends first is left to end. Returns the names of those signalled; a run really cut short
+    exits -9 (one that ended in the instant between the look and the signal exits as it would have). Bounded:
+    after ``timeout`` every process still running is killed and the wait fails, naming those that got nowhere."""
+    waiting = dict(procs)
+    signalled: set[str] = set()
+    deadline = time.monotonic() + timeout
+    while waiting:
+        for name, proc in list(waiting.items()):
+            if proc.poll() is not None:
+                del waiting[name]
+            elif reached[name]():
+                proc.send_signal(signal.SIGKILL)
+                signalled.add(name)
+                del waiting[name]
+        if waiting and time.monotonic() > deadline:
+            for proc in waiting.values():
+                proc.kill()
+            raise AssertionError(f"no kill point reached within {timeout:g} s by {', '.join(sorted(waiting))}")
+        if waiting:
+            time.sleep(step)
+    return signalled

@@ -114,22 +114,24 @@ def test_a_slow_write_does_not_hold_up_the_writes_after_it(config_file, tmp_path
     engine = make_engine(config_file, tmp_path)   # batch_size 10: eight write calls
     target = engine.connectors["crm"]
     target.http = SimpleNamespace(max_concurrency=2)
-    write, first, done_meanwhile, lock = target.write, threading.Event(), [0], threading.Lock()
+    write, first, done_meanwhile, done = target.write, threading.Event(), [0], threading.Condition()
 
     def write_first_slowly(entity, payloads, *args, **kwargs):
         if payloads[0]["number"] == "C00001":
             first.set()
-            time.sleep(0.8)
-            with lock:
+            # Out until four later writes have finished (10 s at most): an engine that waited for the oldest write
+            # would let only one other through meanwhile.
+            with done:
+                done.wait_for(lambda: done_meanwhile[0] >= 4, timeout=10)
                 meanwhile = done_meanwhile[0]
             result = write(entity, payloads, *args, **kwargs)
             done_meanwhile.append(meanwhile)
             return result
-        first.wait(5)
-        time.sleep(0.05)
+        assert first.wait(5)
         result = write(entity, payloads, *args, **kwargs)
-        with lock:
+        with done:
             done_meanwhile[0] += 1
+            done.notify_all()
         return result
 
     target.write = write_first_slowly

@@ -169,7 +169,9 @@ def test_listen_process_moves_a_change_within_seconds_over_loopback(push_config,
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
     try:
+        deadline = time.monotonic() + 10
         while not server.started:
+            assert thread.is_alive() and time.monotonic() < deadline, "the listener did not start"
             time.sleep(0.02)
         account = crm.put("account", {"number": "A9", "account_name": "Fast GmbH"})
         sent = time.monotonic()

@@ -14,10 +14,12 @@ import subprocess
 import sys
 import time
 from collections import Counter, defaultdict
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 from mlconnector.api import Runtime
 from mlconnector.demo import CRM_ERPS, SandboxConfig, crm_system_name, write_sandbox_config
@@ -27,6 +29,7 @@ from mlconnector.flows import SkipRecord
 from mlconnector.sandbox import server as sandbox_server
 from mlconnector.sandbox.server import Sandboxes
 from mlconnector.state import State
+from tests.helpers import kill_on_progress
 from tests.reliability import leaks
 
 ROOT = Path(__file__).parents[2]
@@ -92,6 +95,22 @@ class Rig:
         proc.send_signal(signal.SIGKILL)
         return True
 
+    def sync_killed(self, kill_at: dict[str, int | None], timeout: float = 60.0) -> dict[str, tuple[int, str, str]]:
+        """Run ``sync`` of each pair side by side, as cron would, and ``kill -9`` each run once its systems have
+        answered ``kill_at[pair]`` calls of it (see ``calls``; None: let it finish): the kill lands at the same
+        point of a run whatever the speed of the machine. Returns each run's exit code, output and errors."""
+        before = {pair: self.calls(pair) for pair in kill_at}
+        procs = {pair: self.popen("sync", pair) for pair in kill_at}
+
+        def reached(pair: str, at: int | None) -> Callable[[], bool]:
+            return lambda: at is not None and self.calls(pair) - before[pair] >= at
+
+        try:
+            kill_on_progress(procs, {pair: reached(pair, at) for pair, at in kill_at.items()}, timeout=timeout)
+        finally:
+            ended = {pair: self.finish(proc) for pair, proc in procs.items()}
+        return ended
+
     def seen(self, *texts: str) -> None:
         for text in texts:
             if text:
@@ -119,6 +138,22 @@ class Rig:
     @property
     def zuora(self) -> Any:
         return self.sandboxes.zuora_sandbox
+
+    def calls(self, pair: str) -> int:
+        """API calls the systems of ``pair`` have taken so far (each emulator's own count): how far a run has
+        got, as the systems see it. The Dynamics emulator serves NAV and BC at once: NAV's calls are those under
+        its instance path, the rest are BC's."""
+        erp = "nav" if pair == "nav-zuora" else PAIRS[pair]
+        total = sum(self.zuora.calls.values()) if pair == "nav-zuora" else sum(self.zoho(pair).calls.values())
+        if erp == "fo":
+            return total + len(self.finops.calls)
+        if erp == "gp":
+            return total + len(self.gp.calls)
+        dynamics = list(self.sandboxes.dynamics.calls)
+        nav = self.sandboxes.nav
+        nav_calls = 0 if nav is None else sum(1 for call in dynamics
+                                              if call.path.startswith(urlsplit(nav.base_url).path))
+        return total + (nav_calls if erp == "nav" else len(dynamics) - nav_calls)
 
     def all_faults(self) -> list[Any]:
         sandboxes = [self.sandboxes.dynamics, self.finops, self.gp, self.zuora, *self.sandboxes.zoho_sandboxes.values()]

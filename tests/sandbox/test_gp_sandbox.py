@@ -119,7 +119,7 @@ def test_an_account_not_mapped_to_a_gp_user_is_denied_after_authenticating(serve
 
 
 def test_calls_beyond_the_servers_slots_are_refused_with_503():
-    app = create_app(delay=0.2, max_concurrent=1)
+    app = create_app(delay=1.0, max_concurrent=1)
     gp = app.state.gp
     gp.add_user(ACCOUNT, PASSWORD)
     gp.seed_demo()
@@ -135,11 +135,17 @@ def test_calls_beyond_the_servers_slots_are_refused_with_503():
                 errors.append(exc)
 
         threads = [threading.Thread(target=call) for _ in range(3)]
-        for thread in threads:
+        threads[0].start()
+        # The others are sent once the first holds the only slot (for the second of its delay).
+        deadline = time.monotonic() + 10
+        while gp.in_flight < 1:
+            assert time.monotonic() < deadline, "the first call never reached the server"
+            time.sleep(0.005)
+        for thread in threads[1:]:
             thread.start()
         for thread in threads:
             thread.join(10)
-        assert gp.rejected >= 1 and gp.max_in_flight == 1
+        assert gp.rejected == 2 and gp.max_in_flight == 1
         assert len(errors) == gp.rejected  # the refused calls failed; zeep cannot read the 503 page
     finally:
         transport.close()

@@ -23,6 +23,7 @@ from typing import Any
 
 import httpx
 
+from mlconnector.sandbox.background import BackgroundTasks
 from mlconnector.sandbox.common import Faults, SandboxClock
 
 from . import errors
@@ -114,7 +115,7 @@ class Webhooks:
         self._lock = threading.Lock()
         self._timer: asyncio.TimerHandle | None = None
         self._busy = 0          # deliveries in flight or scheduled for retry
-        self._tasks: set[asyncio.Task[None]] = set()
+        self._background = BackgroundTasks()   # referenced while they run
         db.listeners.append(self.on_change)
 
     # -- subscriptions ----------------------------------------------------------------------------------------
@@ -238,9 +239,7 @@ class Webhooks:
 
     def _spawn(self, coro: Any) -> None:
         assert self.loop is not None
-        task = self.loop.create_task(coro)
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
+        self._background.add(self.loop.create_task(coro))
 
     async def flush(self) -> None:
         with self._lock:

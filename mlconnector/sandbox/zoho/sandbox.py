@@ -12,6 +12,7 @@ from zoneinfo import ZoneInfo
 
 import httpx
 
+from ..background import BackgroundTasks
 from ..common import Faults, SandboxClock
 from . import bulk, watch
 from .errors import RecordError
@@ -88,7 +89,7 @@ class ZohoSandbox:
         self.files: dict[str, bulk.UploadedFile] = {}
         self.jobs: dict[str, bulk.BulkJob] = {}
         self.page_tokens: dict[str, PageToken] = {}
-        self._tasks: set[asyncio.Task[Any]] = set()
+        self._background = BackgroundTasks()
         self._loop: asyncio.AbstractEventLoop | None = None
 
     # -- helpers for tests, demos and benchmarks --------------------------------------------------------------
@@ -165,8 +166,7 @@ class ZohoSandbox:
 
     async def drain(self) -> None:
         """Wait until every notification POST in flight has finished (run on the app's loop)."""
-        while self._tasks:
-            await asyncio.gather(*list(self._tasks), return_exceptions=True)
+        await self._background.drain()
 
     # -- shared by the routes ------------------------------------------------------------------------------------
     def enter_call(self, client_id: str, heavy: bool) -> bool:
@@ -259,15 +259,11 @@ class ZohoSandbox:
         except RuntimeError:
             loop = None
         if loop is not None:
-            self._track(loop.create_task(coroutine))
+            self._background.add(loop.create_task(coroutine))
         elif self._loop is not None and self._loop.is_running():
-            self._loop.call_soon_threadsafe(lambda: self._track(self._loop.create_task(coroutine)))  # type: ignore[union-attr]
+            self._loop.call_soon_threadsafe(lambda: self._background.add(self._loop.create_task(coroutine)))  # type: ignore[union-attr]
         else:
             coroutine.close()  # no loop has served a request yet: nothing can deliver
-
-    def _track(self, task: asyncio.Task[Any]) -> None:
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
 
     async def _post(self, url: str, body: dict[str, Any], delivery: watch.Delivery | None = None) -> None:
         try:
