@@ -154,6 +154,7 @@ class _Item:
     opposite: Link | None = None
     agreed: str | None = None
     key: str | None = None  # the natural key it is written under, as the target compares keys
+    sent_back: tuple[dict[str, Any], WriteResult] | None = None  # a new record's key, written back to its source
     shares_key_with: tuple[str, ...] = ()  # other source records holding that key (then none is written)
 
 
@@ -429,6 +430,7 @@ class Engine:
                         target = self.system_name(flow.target)
                         run.estimated_calls[target] = run.estimated_calls.get(target, 0) + 1
                     elif to_write:
+                        self.state.check_same_file()  # nothing more is sent once the state file is gone
                         self._note_intents(run, flow, to_write)
                         if in_flight > 0:
                             committer.room(in_flight + WRITES_WAITING)
@@ -443,6 +445,9 @@ class Engine:
                 stop = _Stop(str(exc))
             except (Unreachable, RemoteError) as exc:
                 stop = _Stop(str(exc), EXIT_UNREACHABLE)
+            except BaseException:
+                pool.shutdown(wait=False, cancel_futures=True)  # what waits for a free call is not sent
+                raise
             finally:
                 if ahead is not None:
                     ahead.close()
@@ -820,12 +825,46 @@ class Engine:
             reader = self.pair.flow(flow.echo_of)
             results = [replace(r, stored=echo.as_read_by(lambda rec: reader.map(rec, self._context), r.stored))
                        if r.stored is not None else r for r in results]
+        if flow.find_by and flow.echo_of and self.pair.flow(flow.echo_of).send_back_created:
+            self._send_keys_back(flow, [i for i in items if i.payload is not None], results)
         return results
+
+    def _send_keys_back(self, flow: Flow, items: list[_Item], results: list[WriteResult]) -> None:
+        """Records this flow just created without a key, numbered by the target (a NAV customer for an account born
+        in Zoho), go back to their source at once with the key the target gave them (the opposite flow's mapping of
+        the record as stored): should the state file be lost, that key in the source is what links the two again,
+        on either side. A send-back that fails is left to the opposite flow's next run (``send_back_created``)."""
+        opposite = self.pair.flow(flow.echo_of or "")
+        key = flow.key_field(self.config.options)
+        back: list[tuple[_Item, dict[str, Any]]] = []
+        for item, result in zip(items, results):
+            if result.action != "create" or result.stored is None or (item.payload or {}).get(key) not in (None, ""):
+                continue
+            try:
+                back.append((item, opposite.map(result.stored, self._context)))
+            except (RecordError, SkipRecord, KeyError, ValueError, TypeError):
+                continue
+        if not back:
+            return
+        source = self.connectors[flow.source]
+        try:
+            answers = source.write(flow.source_entity, [payload for _, payload in back],
+                                   opposite.key_field(self.config.options), ids=[i.record.id for i, _ in back])
+        except MLConnectorError as exc:
+            log.warning("%s/%s: the keys of %d new %s go back to %s with the next run: %s", self.pair.name,
+                        flow.name, len(back), flow.target_entity, self.system_name(flow.source), exc)
+            return
+        for (item, payload), answer in zip(back, answers):
+            if answer.ok:
+                item.sent_back = (payload, answer)
 
     def _commit(self, run: RunResult, flow: Flow, batch: list[_Item], future: Future | None, stats: FlowStats,
                 mode: str, hold: list[bool]) -> None:
         """Record one batch's outcome: links, audit, replay queue and watermark land in one transaction."""
         if future is not None:
+            if future.cancelled():
+                hold[0] = True  # never sent (the run stopped first): the next run reads these again
+                return
             try:
                 results = iter(future.result())
             except (AuthError, BudgetExhausted):
@@ -888,7 +927,12 @@ class Engine:
                             links.append(Link(opposite.pair, opposite.flow, opposite.source_id, opposite.target_id,
                                               opposite.source_version, item.agreed, record.modified,
                                               opposite.fields, opposite.source_hash))
-                        if flow.echo_of and result.target_id:
+                        if item.sent_back is not None and flow.echo_of:
+                            # Its source now holds what the opposite flow maps this record to, key included.
+                            payload, answer = item.sent_back
+                            links.append(Link(self.pair.name, flow.echo_of, str(result.target_id), record.id, None,
+                                              payload_hash(payload), answer.version, _field_names(tuple(payload))))
+                        elif flow.echo_of and result.target_id:
                             written_back.append((record, result))
                     elif result.error == "unchanged" and item.link:
                         links.append(replace(item.link, source_version=record.modified,
@@ -1250,7 +1294,7 @@ class _Committer:
         except BaseException as exc:  # noqa: BLE001 - the commit itself failed: handed to the run
             if self._error is None:
                 self._error = exc
-            else:
+            elif not isinstance(exc, MLConnectorError):  # an expected error is told once, by the run
                 log.error("recording a batch failed after the flow stopped: %s", exc)
         finally:
             with self._cond:

@@ -90,3 +90,24 @@ def test_the_writing_connection_holds_a_group_of_batches_pages_and_checkpoints_s
     assert state.db.conn.execute("PRAGMA cache_size").fetchone()[0] == -CACHE_KIB
     assert CACHE_KIB > 2_000
     assert state.db.conn.execute("PRAGMA wal_autocheckpoint").fetchone()[0] == WAL_CHECKPOINT_PAGES
+
+
+def test_a_state_file_deleted_or_replaced_after_it_was_opened_refuses_to_commit(tmp_path):
+    from mlconnector.state import StateFileReplaced
+
+    path = tmp_path / "state.db"
+    state = State(path)
+    with state.transaction():
+        state.set_watermark("p", "f", datetime(2026, 1, 1, tzinfo=timezone.utc))
+    other = tmp_path / "other.db"
+    State(other).close()
+    other.replace(path)  # a restore from backup, or a copy over it
+    with pytest.raises(StateFileReplaced, match=str(path)):
+        with state.transaction():
+            state.set_watermark("p", "f", datetime(2026, 1, 2, tzinfo=timezone.utc))
+    path.unlink()
+    with pytest.raises(StateFileReplaced, match="deleted or replaced"):
+        state.check_same_file()
+    state.close()
+    with State(tmp_path / "fresh.db") as fresh:
+        fresh.check_same_file()  # the file it opened: no complaint
