@@ -70,6 +70,8 @@ WRITES_WAITING = 2
 # finished one to finish too (seconds), so that they share the transaction.
 RECORD_TOGETHER = 10
 RECORD_WAIT = 0.2
+# A source whose clock runs ahead of this host's by at least this much (its Date) is read to its own clock.
+CLOCK_TOLERANCE = timedelta(seconds=2)
 
 
 def utcnow() -> datetime:
@@ -124,6 +126,7 @@ class RunResult:
     notifications: int = 0
     planned: list[Planned] = field(default_factory=list)
     estimated_calls: dict[str, int] = field(default_factory=dict)
+    warnings: list[str] = field(default_factory=list)  # told once per run (a system's clock ahead of ours)
 
     @property
     def failed(self) -> int:
@@ -276,8 +279,9 @@ class Engine:
                 start = self._read_start(flow, full, since)
                 log.info("%s/%s: reading %s changed since %s", self.pair.name, flow.name, flow.source_entity,
                          start.isoformat() if start else "the beginning")
-                records = self.connectors[flow.source].changes(flow.source_entity, start, until)
-                self._run_flow(run, flow, records, mode="poll", initial=start is None, until=until)
+                window = _Window(until)
+                records = self._changes_to_source_clock(run, flow, start, window)
+                self._run_flow(run, flow, records, mode="poll", initial=start is None, until=window)
         except _Stop as stop:
             run.stopped = str(stop)
         return self._finish(run)
@@ -379,7 +383,7 @@ class Engine:
 
     # the pipeline ----------------------------------------------------------------------------
     def _run_flow(self, run: RunResult, flow: Flow, records: Iterable[Record], *, mode: str,
-                  initial: bool = False, until: datetime | None = None) -> None:
+                  initial: bool = False, until: _Window | None = None) -> None:
         stats = run.flows.setdefault(flow.name, FlowStats())
         before = self.counter.snapshot()
         self._target_changes, self._target_changes_read = None, False
@@ -440,7 +444,7 @@ class Engine:
                         committer.drain()
                 committer.drain()
                 if mode == "poll" and until is not None and not run.dry_run and not hold[0]:
-                    self._close_window(flow, until)
+                    self._close_window(flow, until.end)
             except BudgetExhausted as exc:
                 stop = _Stop(str(exc))
             except (Unreachable, RemoteError) as exc:
@@ -462,6 +466,28 @@ class Engine:
             log.warning("%s/%s: stopped: %s", self.pair.name, flow.name, stop)
             run.exit_code = max(run.exit_code, stop.exit_code)
             raise stop
+
+    def _changes_to_source_clock(self, run: RunResult, flow: Flow, start: datetime | None,
+                                 window: _Window) -> Iterator[Record]:
+        """The source's changes in [start, window.end), then, where the source's clock runs ahead of this host's
+        (the Date of its answers says so), those it stamped past window.end up to its own clock: read now, not
+        once this host's clock has caught up. The window then ends there, and the run warns once per system."""
+        source = self.connectors[flow.source]
+        yield from source.changes(flow.source_entity, start, window.end)
+        ahead = getattr(getattr(source, "http", None), "clock_ahead", None)
+        if not isinstance(ahead, timedelta) or ahead < CLOCK_TOLERANCE:
+            return
+        end = window.end + ahead + CLOCK_TOLERANCE  # a Date is rounded down to the second
+        self._warn_clock(run, self.system_name(flow.source), ahead)
+        yield from source.changes(flow.source_entity, window.end, end)
+        window.end = end
+
+    def _warn_clock(self, run: RunResult, system: str, ahead: timedelta) -> None:
+        line = (f"{system}: its clock is {_duration(ahead)} ahead of this host's (the Date of its answers); its "
+                "changes are read to its own clock. Set both clocks right (NTP)")
+        if line.split(":")[0] not in {w.split(":")[0] for w in run.warnings}:
+            run.warnings.append(line)
+            log.info("%s", line)  # the CLI prints run.warnings
 
     def _close_window(self, flow: Flow, until: datetime) -> None:
         """After a poll that read its whole window and recorded every record in it, move the watermark to
@@ -1168,6 +1194,24 @@ class Engine:
             status = "ok" if run.exit_code == EXIT_OK else ("stopped" if run.stopped else "failed")
             self.state.finish_run(run.run_id, status, run.exit_code, run.to_dict())
         return run
+
+
+@dataclass
+class _Window:
+    """Where a poll's read window ends (this host's clock when the run began; later where the source's runs
+    ahead)."""
+
+    end: datetime
+
+
+def _duration(span: timedelta) -> str:
+    """``span`` for a person: to the minute from an hour up (a clock read off a Date is a second short at most)."""
+    seconds = round(span.total_seconds())
+    if seconds >= 3600:
+        seconds = round(seconds / 60) * 60
+    hours, rest = divmod(seconds, 3600)
+    minutes, seconds = divmod(rest, 60)
+    return " ".join(f"{n} {unit}" for n, unit in ((hours, "h"), (minutes, "min"), (seconds, "s")) if n) or "0 s"
 
 
 class _ClaimedKeys:

@@ -12,7 +12,7 @@ import time
 from collections import Counter
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 from functools import lru_cache
 from typing import Any
 
@@ -238,11 +238,13 @@ class ApiClient:
         self._slots = threading.BoundedSemaphore(self.max_concurrency)
         self._is_retryable = is_retryable
         self._sleep = sleep
+        # How far the server's clock is ahead of this host's, by the Date of its last answer (None: not told).
+        self.clock_ahead: timedelta | None = None
         self.client = httpx.Client(
             base_url=base_url, auth=auth, transport=transport, timeout=timeout,
             headers=headers, follow_redirects=False, verify=tls_context() if transport is None else True,
             # Counted per request sent, so an auth flow's resend after a refused token counts too.
-            event_hooks={"request": [self._count]},
+            event_hooks={"request": [self._count], "response": [self._clock]},
         )
 
     @property
@@ -297,6 +299,13 @@ class ApiClient:
 
     def _count(self, request: httpx.Request) -> None:
         self.counter.add(self.system)
+
+    def _clock(self, response: httpx.Response) -> None:
+        """The server's Date against this host's clock as the answer arrives. The Date is rounded down to the
+        second and stamped before the answer travels, so this never overstates how far ahead the server is."""
+        answered = server_time(response)
+        if answered is not None:
+            self.clock_ahead = answered - datetime.now(timezone.utc)
 
     def _should_retry(self, response: httpx.Response, safe: bool) -> bool:
         if response.status_code in ALWAYS_RETRY_STATUSES:

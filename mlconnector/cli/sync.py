@@ -65,6 +65,8 @@ def render_run(result: RunResult) -> None:
         out.print(f"{result.notifications} notification(s) processed before the poll")
     for problem in result.channel_problems:
         err.print(f"[yellow]push channel {problem}", markup=True, highlight=False)
+    for warning in result.warnings:
+        err.print(f"[yellow]{warning}", markup=True, highlight=False)
     if result.failed and result.dry_run:
         err.print(f"[yellow]{result.failed} record(s) would fail (nothing was written or queued): see the "
                   "failed column above")

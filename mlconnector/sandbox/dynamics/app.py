@@ -8,11 +8,12 @@ from typing import Awaitable, Callable
 
 import httpx
 from starlette.applications import Starlette
+from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from mlconnector.sandbox.common import Faults, SandboxClock
+from mlconnector.sandbox.common import Faults, SandboxClock, ServerDate
 
 from .errors import ODataError
 from .sandbox import ApiCall, DynamicsSandbox
@@ -124,6 +125,8 @@ def create_app(*, clock: SandboxClock | None = None, faults: Faults | None = Non
         Route("/{instance}/api/v2.0/{rest:path}", onprem_api, methods=_METHODS),
         Route("/{instance}/ODataV4/{rest:path}", onprem_odata, methods=_METHODS),
     ]
-    app = Starlette(routes=routes)
-    app.state.dynamics = DynamicsSandbox(clock, faults, notify_transport, debounce)
+    sandbox = DynamicsSandbox(clock, faults, notify_transport, debounce)
+    # Every answer carries the server's Date (RFC 9110 section 6.6.1), by the sandbox's clock.
+    app = Starlette(routes=routes, middleware=[Middleware(ServerDate, now=sandbox.clock.now)])
+    app.state.dynamics = sandbox
     return app
