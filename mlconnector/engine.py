@@ -14,7 +14,7 @@ import queue
 import threading
 import time
 import secrets as _random
-from collections import deque
+from collections import Counter, deque
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from contextlib import AbstractContextManager, contextmanager
@@ -70,6 +70,8 @@ WRITES_WAITING = 2
 # finished one to finish too (seconds), so that they share the transaction.
 RECORD_TOGETHER = 10
 RECORD_WAIT = 0.2
+# Ids asked of a connector's get_many at once; it splits them at its API's own maximum per call.
+FETCH_CHUNK = 1_000
 # A source whose clock runs ahead of this host's by at least this much (its Date) is read to its own clock.
 CLOCK_TOLERANCE = timedelta(seconds=2)
 
@@ -370,11 +372,19 @@ class Engine:
         if not rows:
             return
         done: set[int] = set()
+        # Flows reading the same entity (accounts to customers, accounts to vendors) share one fetch of its records.
+        readers = Counter((self.system_name(f.source), f.source_entity) for f in flows)
+        fetched: dict[tuple[str, str], dict[str, Record]] = {}
         for flow in flows:
             source = self.system_name(flow.source)
             mine = [row for row in rows if row["system"] == source and row["entity"] == flow.source_entity]
             ids = list(dict.fromkeys(i for row in mine for i in row["ids"]))
-            if ids:
+            if ids and readers[(source, flow.source_entity)] > 1:
+                found = fetched.setdefault((source, flow.source_entity), {})
+                missing = [i for i in ids if i not in found]
+                found.update(self._current_sources(flow, missing))
+                self._run_flow(run, flow, self._present_or_gone(run, flow, ids, found), mode="push")
+            elif ids:
                 self._run_flow(run, flow, self._fetch(run, flow, ids), mode="push")
             done.update(row["id"] for row in mine)
         # Notifications for flows not run this time (--flow) wait for a run that includes them.
@@ -1102,8 +1112,8 @@ class Engine:
         source = self.connectors[flow.source]
         many = getattr(source, "get_many", None)
         found: dict[str, Record] = {}
-        for start in range(0, len(ids), self.batch_size):
-            chunk = ids[start:start + self.batch_size]
+        for start in range(0, len(ids), FETCH_CHUNK):
+            chunk = ids[start:start + FETCH_CHUNK]
             found.update(many(flow.source_entity, chunk) if callable(many) else {
                 i: r for i in chunk if (r := source.get(flow.source_entity, i)) is not None})
         return found
@@ -1134,9 +1144,10 @@ class Engine:
         """The current version of each record; one that no longer exists leaves the queue with a note."""
         source = self.connectors[flow.source]
         many = getattr(source, "get_many", None)
-        for start in range(0, len(ids), self.batch_size):
-            chunk = ids[start:start + self.batch_size]
-            # One call for many ids where the system allows it; otherwise one call per record.
+        for start in range(0, len(ids), FETCH_CHUNK):
+            chunk = ids[start:start + FETCH_CHUNK]
+            # One call for as many ids as the system takes (the connector splits at its API's maximum: Zoho 100);
+            # otherwise one call per record.
             found = many(flow.source_entity, chunk) if callable(many) else {
                 i: r for i in chunk if (r := source.get(flow.source_entity, i)) is not None}
             yield from self._present_or_gone(run, flow, chunk, found)

@@ -5,6 +5,7 @@ Timestamps are stored as ISO-8601 UTC text with microseconds, so text order is t
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import sqlite3
@@ -106,6 +107,14 @@ def m007_target_keys(db: sqlite_utils.Database) -> None:
     db["links"].create_index(["pair", "flow", "target_key"])
     db["replay"].add_column("target_key", str)
     db["replay"].create_index(["pair", "flow", "target_key"])
+
+
+@migrations()
+def m008_inbox_digest(db: sqlite_utils.Database) -> None:
+    # A notification waiting is stored once: copies of it (a sender's retries, a replay) share its digest.
+    db["inbox"].add_column("digest", str)
+    db.execute("CREATE UNIQUE INDEX IF NOT EXISTS inbox_waiting_digest ON inbox (pair, digest) "
+               "WHERE processed IS NULL")
 
 
 def iso(value: datetime | None) -> str | None:
@@ -580,12 +589,16 @@ class State:
 
     # inbox -----------------------------------------------------------------------------------
     def add_to_inbox(self, *, pair: str, system: str, entity: str, ids: list[str], operation: str,
-                     channel_id: str | None = None, since: datetime | None = None) -> int:
-        table = self.db["inbox"]
-        table.insert({"received": iso(utcnow()), "pair": pair, "system": system, "entity": entity,
-                      "ids": json.dumps(ids), "operation": operation, "channel_id": channel_id,
-                      "since": iso(since)})
-        return int(table.last_pk)
+                     channel_id: str | None = None, since: datetime | None = None) -> bool:
+        """Store a notification for ``pair``, unless the same one (system, entity, channel, operation, ids and
+        since) already waits: then nothing is added. True when it was stored."""
+        digest = hashlib.sha256(json.dumps([system, entity, channel_id, operation, sorted(set(ids)), iso(since)],
+                                           separators=(",", ":")).encode()).hexdigest()
+        cursor = self.db.conn.execute(
+            "INSERT OR IGNORE INTO inbox (received, pair, system, entity, ids, operation, channel_id, since, digest) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)", [iso(utcnow()), pair, system, entity, json.dumps(ids), operation,
+                                                   channel_id, iso(since), digest])
+        return cursor.rowcount > 0
 
     def pending_inbox(self, pair: str | None = None) -> list[dict[str, Any]]:
         where = "processed is null" + (" and pair = ?" if pair else "")

@@ -37,15 +37,16 @@ class Inbox:
         self.consumers = consumers
 
     def store(self, notifications: list[Notification]) -> set[str]:
-        """Store one copy per consuming pair; returns the pairs that have something new to do."""
+        """Store one copy per consuming pair (none where the same notification already waits: a sender's retry);
+        returns the pairs that have something new to do."""
         pairs: set[str] = set()
         with self._lock, self._state.transaction():
             for note in notifications:
                 for pair in self.consumers.get((note.system, note.entity), []):
-                    self._state.add_to_inbox(pair=pair, system=note.system, entity=note.entity,
-                                             ids=list(note.ids), operation=note.operation,
-                                             channel_id=note.channel_id, since=note.since)
-                    pairs.add(pair)
+                    if self._state.add_to_inbox(pair=pair, system=note.system, entity=note.entity,
+                                                ids=list(note.ids), operation=note.operation,
+                                                channel_id=note.channel_id, since=note.since):
+                        pairs.add(pair)
         return pairs
 
     def close(self) -> None:

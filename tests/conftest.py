@@ -4,6 +4,7 @@ nothing touches the user's real keyring, state dir or the network beyond loopbac
 from __future__ import annotations
 
 import json
+import logging
 import os
 import shutil
 import tempfile
@@ -57,6 +58,17 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
 def pytest_unconfigure(config: pytest.Config) -> None:
     if not _is_worker(config):
         shutil.rmtree(os.environ.pop(_RUN_DIR), ignore_errors=True)
+
+
+@pytest.fixture(autouse=True)
+def root_logging_restored() -> Any:
+    """`mlconnector -v` configures the root logger for the process; under CliRunner its handler writes to that
+    invocation's captured stream, closed once it returns: later tests in the worker must not inherit it."""
+    root = logging.getLogger()
+    handlers, level = list(root.handlers), root.level
+    yield
+    root.handlers[:] = handlers
+    root.setLevel(level)
 
 
 @pytest.fixture(autouse=True)
