@@ -26,7 +26,7 @@ from mlconnector.http import CallCounter
 from mlconnector.pairs import all_pairs
 from mlconnector.state import State, default_state_path
 from mlconnector.systems import ConnectorContext, make_connector
-from mlconnector.systems.base import PingResult, supports_push
+from mlconnector.systems.base import PingResult
 
 PLUGINS_ENV = "MLCONNECTOR_PLUGINS"
 log = logging.getLogger("mlconnector")
@@ -146,9 +146,9 @@ class Listener:
                 system = roles[flow.source]
                 if system not in self.connectors:
                     self.connectors[system] = make_connector(config.system(system), context)
-                if supports_push(self.connectors[system]):
+                if self.connectors[system].capabilities.push:
                     consumers[(system, flow.source_entity)].append(spec.name)
-        push = {name: c for name, c in self.connectors.items() if supports_push(c)}
+        push = {name: c for name, c in self.connectors.items() if c.capabilities.push}
         if not push:
             raise ConfigError(f"{config.path}: no configured pair reads from a system that can push "
                               "notifications; `mlconnector sync` polls instead")

@@ -7,7 +7,6 @@ in the state file. It knows no vendor.
 
 from __future__ import annotations
 
-import inspect
 import logging
 import json
 import queue
@@ -49,12 +48,11 @@ from mlconnector.http import CallCounter
 from mlconnector.pairs import get_pair
 from mlconnector.state import Link, State
 from mlconnector.systems import ConnectorContext, make_connector
-from mlconnector.systems.base import Channel, Connector, Record, WriteResult, supports_push
+from mlconnector.systems.base import Channel, Connector, Record, WriteResult
 
 log = logging.getLogger("mlconnector.engine")
 
 DEFAULT_BATCH = 100
-DEFAULT_CONCURRENCY = 4
 # The most target records a conflict check reads as "changed since the opposite flow last read": beyond it, the
 # linked targets of each batch are fetched instead (one call per batch).
 CHANGED_TARGETS_CAP = 2_000
@@ -253,11 +251,10 @@ class Engine:
         if config.credit_budget:
             # Systems that charge credits keep their own daily ledger and stop a run before crossing it.
             for connector in connectors.values():
-                if callable(getattr(connector, "set_budget", None)):
-                    connector.set_budget(config.credit_budget)
+                connector.set_budget(config.credit_budget)
 
     def system_name(self, role: str) -> str:
-        return getattr(self.connectors[role], "name", role)
+        return self.connectors[role].name or role
 
     # public entry points ---------------------------------------------------------------------
     def sync(self, flows: Iterable[str] | None = None, *, full: bool = False, since: datetime | None = None,
@@ -322,11 +319,10 @@ class Engine:
         wanted: dict[tuple[str, str], Any] = {}
         for flow in flows:
             source = self.connectors[flow.source]
-            if supports_push(source) and getattr(source, "notify_url", None) \
-                    and flow.source_entity in source.push_entities():
+            if source.capabilities.push and source.notify_url and flow.source_entity in source.push_entities():
                 wanted[(source.name, flow.source_entity)] = source
         for (system, entity), source in wanted.items():
-            margin = getattr(source, "renew_margin", timedelta(hours=2))
+            margin = source.renew_margin
             stored = [c for c in self.state.channels(system) if c["entity"] == entity]
             try:
                 if not stored:
@@ -424,15 +420,15 @@ class Engine:
         with ThreadPoolExecutor(max_workers=writers, thread_name_prefix=f"write-{flow.name}") as pool:
             try:
                 size, in_flight = self.batch_size, writers
-                bulk = getattr(self.connectors[flow.target], "initial_load_batch", None)
-                if initial and not run.dry_run and callable(bulk) and (bulk(flow.target_entity) or 0) > size:
+                bulk = self.connectors[flow.target].initial_load_batch(flow.target_entity)
+                if initial and not run.dry_run and bulk is not None and bulk > size:
                     # A first load the target takes in bulk jobs: few large writes, one at a time, and the next
                     # file is filled only once the job before it is done and recorded, so that one file's payloads
                     # are held at a time, not two (peak memory; the job and the next reads no longer overlap).
-                    size, in_flight = bulk(flow.target_entity), 0
+                    size, in_flight = bulk, 0
                     # For the same reason the source reads no page ahead (a connector that can, says so).
                     source = self.connectors[flow.source]
-                    if getattr(source, "pages_ahead", False):
+                    if source.capabilities.read_ahead and source.pages_ahead:
                         source.pages_ahead, paused = False, source
                 elif mode == "poll":
                     records = ahead = _ReadAhead(records, READ_AHEAD, self.batch_size)
@@ -484,8 +480,8 @@ class Engine:
         once this host's clock has caught up. The window then ends there, and the run warns once per system."""
         source = self.connectors[flow.source]
         yield from source.changes(flow.source_entity, start, window.end)
-        ahead = getattr(getattr(source, "http", None), "clock_ahead", None)
-        if not isinstance(ahead, timedelta) or ahead < CLOCK_TOLERANCE:
+        ahead = source.clock_ahead()
+        if ahead is None or ahead < CLOCK_TOLERANCE:
             return
         end = window.end + ahead + CLOCK_TOLERANCE  # a Date is rounded down to the second
         self._warn_clock(run, self.system_name(flow.source), ahead)
@@ -509,9 +505,8 @@ class Engine:
         dates changes by day (GP) offers the end of the earliest day that may still change instead. A source that
         does not tell its clock keeps the watermark at the newest record read. Records that land late with an
         older stamp are what the overlap is for, as before."""
-        clock = getattr(self.connectors[flow.source], "read_clock", None)
-        seen = clock(flow.source_entity) if callable(clock) else None
-        if isinstance(seen, datetime) and seen.tzinfo is not None:
+        seen = self.connectors[flow.source].read_clock(flow.source_entity)
+        if seen is not None and seen.tzinfo is not None:
             self.state.set_watermark(self.pair.name, flow.name, min(until, seen))
 
     def _in_flight(self, flow: Flow) -> int:
@@ -520,11 +515,7 @@ class Engine:
         A target whose limit depends on the call (Zoho: 10 for writes of more than 10 records) says so."""
         if self.concurrency is not None:
             return self.concurrency
-        sized = getattr(self.connectors[flow.target], "write_concurrency", None)
-        if callable(sized):
-            return max(1, int(sized(flow.target_entity, self.batch_size)))
-        allowed = getattr(getattr(self.connectors[flow.target], "http", None), "max_concurrency", None)
-        return max(1, allowed) if isinstance(allowed, int) else DEFAULT_CONCURRENCY
+        return max(1, int(self.connectors[flow.target].write_concurrency(flow.target_entity, self.batch_size)))
 
     def _prepare(self, run: RunResult, flow: Flow, batch: list[_Item], stats: FlowStats, mode: str) -> list[_Item]:
         """Map each record and decide: already seen, echo, unchanged, failed, or to be written."""
@@ -627,7 +618,7 @@ class Engine:
         all of them at once: a run then starts after the slowest system's, not after the sum of them. A failure
         here is left to the run's own call, which meets it again where it is reported."""
         used = {id(c): c for f in flows for c in (self.connectors[f.source], self.connectors[f.target])}
-        steps = [c.connect for c in used.values() if callable(getattr(c, "connect", None))]
+        steps = [c.connect for c in used.values()]
         if len(steps) < 2:
             return
         with ThreadPoolExecutor(max_workers=len(steps), thread_name_prefix="connect") as pool:
@@ -641,8 +632,7 @@ class Engine:
         """Why this flow cannot run at all, if it cannot: the source or the target says so (a module the Zoho
         edition lacks, a GP resource its configured transport does not serve)."""
         for role, entity in ((flow.source, flow.source_entity), (flow.target, flow.target_entity)):
-            check = getattr(self.connectors[role], "unavailable", None)
-            reason = check(entity) if callable(check) else None
+            reason = self.connectors[role].unavailable(entity)
             if reason:
                 return reason
         return None
@@ -650,8 +640,7 @@ class Engine:
     def _coarse_stamps(self, flow: Flow) -> bool:
         """Whether the source's stamps for the flow's entity cannot tell two versions of a record apart (GP keeps
         a card's last change as a date): such records are known unchanged by their content, not their stamp."""
-        coarse = getattr(self.connectors[flow.source], "coarse_stamps", None)
-        return bool(coarse(flow.source_entity)) if callable(coarse) else False
+        return self.connectors[flow.source].coarse_stamps(flow.source_entity)
 
     def _already_synced(self, item: _Item, coarse: bool = False) -> bool:
         link, modified = item.link, item.record.modified
@@ -703,12 +692,9 @@ class Engine:
                 item.payload = item.hash = None
 
     def _key_form(self, flow: Flow, field: str) -> Callable[[Any], str]:
-        """How the target compares values of its key ``field`` (a connector that says: ``key_form``); else as text
-        without surrounding spaces."""
-        form = getattr(self.connectors[flow.target], "key_form", None)
-        if callable(form):
-            return lambda value: form(flow.target_entity, field, value)
-        return lambda value: str(value).strip()
+        """How the target compares values of its key ``field``."""
+        target = self.connectors[flow.target]
+        return lambda value: target.key_form(flow.target_entity, field, value)
 
     def _echo(self, flow: Flow, item: _Item) -> str | None:
         """A record the opposite flow wrote, not edited since that write, is our own echo (see echo.is_echo).
@@ -779,12 +765,11 @@ class Engine:
         if changed is not None:
             return changed.get(target_id)
         target = self.connectors[flow.target]
-        many = getattr(target, "get_many", None)
-        if not callable(many):
+        if not target.capabilities.fetches_many:
             return target.get(flow.target_entity, target_id)
         if self._batch_targets is None:
             ids = list(dict.fromkeys(i.link.target_id for i in self._batch if i.link and i.link.target_id))
-            self._batch_targets = many(flow.target_entity, ids)
+            self._batch_targets = target.get_many(flow.target_entity, ids)
         if target_id not in self._batch_targets:
             return target.get(flow.target_entity, target_id)
         return self._batch_targets[target_id]
@@ -798,7 +783,7 @@ class Engine:
             return None
         mark = self.state.watermark(self.pair.name, opposite.name)
         target = self.connectors[flow.target]
-        if mark is None or not callable(getattr(target, "changes", None)):
+        if mark is None:
             return None
         found: dict[str, Record] = {}
         records = target.changes(flow.target_entity, mark - timedelta(seconds=self.config.overlap_seconds))
@@ -846,12 +831,9 @@ class Engine:
     def _write(self, flow: Flow, items: list[_Item]) -> list[WriteResult]:
         payloads = [i.payload for i in items if i.payload is not None]
         target = self.connectors[flow.target]
-        if _accepts_ids(target):
-            # Linked records are updated by their id: their natural key may be missing or changed.
-            ids = [i.link.target_id if i.link else None for i in items if i.payload is not None]
-            results = target.write(flow.target_entity, payloads, flow.key_field(self.config.options), ids=ids)
-        else:
-            results = target.write(flow.target_entity, payloads, flow.key_field(self.config.options))
+        # Linked records are updated by their id: their natural key may be missing or changed.
+        ids = [i.link.target_id if i.link else None for i in items if i.payload is not None]
+        results = target.write(flow.target_entity, payloads, flow.key_field(self.config.options), ids=ids)
         if len(results) != len(payloads):
             raise RemoteError(self.system_name(flow.target), 0, "", f"write returned {len(results)} results "
                               f"for {len(payloads)} records")
@@ -1110,26 +1092,22 @@ class Engine:
 
     def _current_sources(self, flow: Flow, ids: list[str]) -> dict[str, Record]:
         source = self.connectors[flow.source]
-        many = getattr(source, "get_many", None)
         found: dict[str, Record] = {}
         for start in range(0, len(ids), FETCH_CHUNK):
-            chunk = ids[start:start + FETCH_CHUNK]
-            found.update(many(flow.source_entity, chunk) if callable(many) else {
-                i: r for i in chunk if (r := source.get(flow.source_entity, i)) is not None})
+            found.update(source.get_many(flow.source_entity, ids[start:start + FETCH_CHUNK]))
         return found
 
     def _created_by_us(self, flow: Flow, record: Record) -> "_Found | None":
         """The target record this source record's interrupted create made, if it landed: one holding the
         ``find_by`` values it maps to and linked to nothing else."""
-        find = getattr(self.connectors[flow.target], "find", None)
         try:
             payload = flow.map(record, self._context)
         except (RecordError, SkipRecord, KeyError, ValueError, TypeError):
             return None  # it cannot be written now either; the flow reports why
         first, *rest = flow.find_by
-        if not callable(find) or payload.get(first) in (None, ""):
+        if payload.get(first) in (None, ""):
             return None
-        for candidate in find(flow.target_entity, first, payload[first]):
+        for candidate in self.connectors[flow.target].find(flow.target_entity, first, payload[first]):
             if any(comparable(candidate.get(f)) != comparable(payload.get(f)) for f in rest):
                 continue
             if self.state.link_by_target(self.pair.name, flow.name, candidate.id):
@@ -1143,14 +1121,10 @@ class Engine:
     def _fetch(self, run: RunResult, flow: Flow, ids: list[str]) -> Iterator[Record]:
         """The current version of each record; one that no longer exists leaves the queue with a note."""
         source = self.connectors[flow.source]
-        many = getattr(source, "get_many", None)
         for start in range(0, len(ids), FETCH_CHUNK):
             chunk = ids[start:start + FETCH_CHUNK]
-            # One call for as many ids as the system takes (the connector splits at its API's maximum: Zoho 100);
-            # otherwise one call per record.
-            found = many(flow.source_entity, chunk) if callable(many) else {
-                i: r for i in chunk if (r := source.get(flow.source_entity, i)) is not None}
-            yield from self._present_or_gone(run, flow, chunk, found)
+            # As many ids a call as the system takes (the connector splits at its API's maximum: Zoho 100).
+            yield from self._present_or_gone(run, flow, chunk, source.get_many(flow.source_entity, chunk))
 
     def _present_or_gone(self, run: RunResult, flow: Flow, ids: list[str],
                          found: Mapping[str, Record]) -> Iterator[Record]:
@@ -1255,13 +1229,6 @@ class _Stop(Exception):
     def __init__(self, message: str, exit_code: int = EXIT_RECORDS_FAILED) -> None:
         super().__init__(message)
         self.exit_code = exit_code
-
-
-def _accepts_ids(connector: Connector) -> bool:
-    try:
-        return "ids" in inspect.signature(connector.write).parameters
-    except (TypeError, ValueError):
-        return False
 
 
 class _Committer:

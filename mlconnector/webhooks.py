@@ -17,7 +17,7 @@ from starlette.routing import Route
 
 from mlconnector.errors import NotificationRejected
 from mlconnector.state import State
-from mlconnector.systems.base import Notification, PushConnector
+from mlconnector.systems.base import ConnectorBase, Notification
 
 log = logging.getLogger("mlconnector.listen")
 
@@ -66,7 +66,7 @@ async def _read_body(request: Request) -> bytes:
     return b"".join(chunks)
 
 
-def create_receiver(connectors: Mapping[str, PushConnector], inbox: Inbox,
+def create_receiver(connectors: Mapping[str, ConnectorBase], inbox: Inbox,
                     on_stored: Callable[[set[str]], None] | None = None) -> Starlette:
     """``connectors``: system name -> its connector (for verification); the route is /hooks/{system}."""
 
@@ -76,8 +76,7 @@ def create_receiver(connectors: Mapping[str, PushConnector], inbox: Inbox,
         if connector is None:
             return JSONResponse({"error": f"no push-capable system named {system!r} here"}, status_code=404)
         query = dict(request.query_params)
-        handshake = getattr(connector, "handshake", None)
-        answer = handshake(query) if callable(handshake) else None
+        answer = connector.handshake(query)
         if answer is not None:
             # Validation handshakes (Business Central) want the token back as plain text, at once.
             return PlainTextResponse(answer)

@@ -17,7 +17,7 @@ from mlconnector.config import SystemConfig
 from mlconnector.errors import AuthError, BudgetExhausted, NotificationRejected, RateLimited, RecordError, RemoteError, Unreachable
 from mlconnector.flows import Flow, MapContext, PairSpec, SkipRecord
 from mlconnector.systems import ConnectorContext
-from mlconnector.systems.base import Channel, Notification, PingResult, Record, WriteResult
+from mlconnector.systems.base import Capabilities, Channel, ConnectorBase, Notification, PingResult, Record, WriteResult
 
 
 def now() -> datetime:
@@ -96,8 +96,10 @@ class Store:
         return json.loads(row[0]) if row else None
 
 
-class StoreConnector:
+class StoreConnector(ConnectorBase):
     """The connector contract over a Store; counts its calls like a real API client would."""
+
+    capabilities = Capabilities(push=True)
 
     renew_margin = timedelta(hours=2)
     channel_life = timedelta(days=1)

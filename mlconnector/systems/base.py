@@ -4,8 +4,11 @@ from __future__ import annotations
 
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
-from typing import Any, Literal, Protocol, runtime_checkable
+from datetime import datetime, timedelta, timezone
+from typing import TYPE_CHECKING, Any, Literal
+
+if TYPE_CHECKING:
+    from mlconnector.http import ApiClient
 
 Action = Literal["create", "update", "skip", "fail"]
 
@@ -106,17 +109,40 @@ class Channel:
     extra: Mapping[str, Any] = field(default_factory=dict)
 
 
-@runtime_checkable
-class Connector(Protocol):
-    """What the engine calls. Push methods are optional: see ``supports_push``."""
+@dataclass(frozen=True)
+class Capabilities:
+    """What a kind of system offers beyond the calls every connector answers, declared once on its class. The
+    engine reads these, and calls the optional methods of ConnectorBase (whose defaults say "no such thing")."""
 
-    name: str
+    push: bool = False          # change notifications: push_entities, subscribe, renew, unsubscribe, verify
+    read_ahead: bool = False    # can ask for its next page while the current one is used (``pages_ahead``)
+    fetches_many: bool = False  # get_many fetches many ids a call (else one call per record)
 
+
+class ConnectorBase:
+    """The connector contract: what the engine calls. A connector for a kind of system subclasses this, sets
+    ``name`` and ``capabilities``, implements the five calls every system answers (changes, get, write, ping,
+    close) and overrides the optional ones where its system can do more; the defaults below are what the engine
+    assumes of a system that cannot."""
+
+    name: str = ""
+    capabilities: Capabilities = Capabilities()
+    # Where the system should send notifications (our `mlconnector listen` URL), or None: poll only.
+    notify_url: str | None = None
+    # Renew a push channel when it expires within this margin.
+    renew_margin: timedelta = timedelta(hours=2)
+    # Read-ahead connectors: whether to ask for the next page early now (the engine turns it off for a bulk load).
+    pages_ahead: bool = False
+    http: ApiClient | None = None  # the system's HTTP client, where it has one
+
+    # -- every system --------------------------------------------------------------------------------------------
     def changes(self, entity: str, since: datetime | None, until: datetime | None = None) -> Iterator[Record]:
         """Records of ``entity`` modified in ``[since, until)`` in ascending (modified, id) order, streamed."""
+        raise NotImplementedError
 
     def get(self, entity: str, id: str) -> Record | None:
         """The full current record, or None when it no longer exists."""
+        raise NotImplementedError
 
     def write(self, entity: str, payloads: list[dict[str, Any]], key: str,
               ids: list[str | None] | None = None) -> list[WriteResult]:
@@ -125,42 +151,90 @@ class Connector(Protocol):
         ``ids``, when given, holds for each payload the target id it is already linked to (or None):
         such a record is updated by id, even if its key is missing from the payload or has changed.
         """
+        raise NotImplementedError
 
     def ping(self) -> PingResult:
         """Reachability, credentials, edition or permissions."""
+        raise NotImplementedError
 
     def close(self) -> None:
         """Release connections."""
 
+    # -- optional: reading ---------------------------------------------------------------------------------------
+    def connect(self) -> None:
+        """The calls a run makes first (a token, the company, the org), made ahead for all systems at once."""
 
-@runtime_checkable
-class PushConnector(Protocol):
-    """A connector whose system can push change notifications (Zoho channels, BC subscriptions)."""
+    def get_many(self, entity: str, ids: list[str]) -> dict[str, Record]:
+        """The current records of ``ids`` (those that exist), in as few calls as the system allows."""
+        return {i: r for i in ids if (r := self.get(entity, i)) is not None}
 
-    name: str
-    # Where the system should send notifications (our `mlconnector listen` URL), or None: poll only.
-    notify_url: str | None
+    def find(self, entity: str, field: str, value: Any) -> list[Record]:
+        """The records whose ``field`` equals ``value``; a system that cannot be asked answers []."""
+        return []
 
+    def coarse_stamps(self, entity: str) -> bool:
+        """Whether two versions of a record of ``entity`` can share a stamp (a date, whole seconds): versions are
+        then told apart by content."""
+        return False
+
+    def read_clock(self, entity: str) -> datetime | None:
+        """Where the last ``changes`` read of ``entity`` lets a poll's window close (the system's own clock when
+        the read began); None: at the newest record read."""
+        return None
+
+    def clock_ahead(self) -> timedelta | None:
+        """How far the system's clock runs ahead of this host's (the Date of its last answer); None: not told."""
+        return self.http.clock_ahead if self.http is not None else None
+
+    # -- optional: writing ---------------------------------------------------------------------------------------
+    def write_concurrency(self, entity: str, batch_size: int) -> int:
+        """How many write calls of ``batch_size`` records may be in flight at once."""
+        return self.http.max_concurrency if self.http is not None else DEFAULT_WRITE_CONCURRENCY
+
+    def initial_load_batch(self, entity: str) -> int | None:
+        """Records per write of a first load, where the system loads them in bulk jobs; None: as any write."""
+        return None
+
+    def key_form(self, entity: str, field: str, value: Any) -> str:
+        """A natural key's value as the system compares keys (two values of one form are one key)."""
+        return str(value).strip()
+
+    def unavailable(self, entity: str) -> str | None:
+        """Why ``entity`` cannot be read or written here at all (an edition without the module), or None."""
+        return None
+
+    def set_budget(self, credits: int) -> None:
+        """A daily budget of API credits, for systems that charge them (a run stops before crossing it)."""
+
+    # -- optional: push (``capabilities.push``) -------------------------------------------------------------------
     def push_entities(self) -> tuple[str, ...]:
         """The entities this system can push changes for (others are polled)."""
+        return ()
 
     def subscribe(self, entity: str, notify_url: str) -> Channel:
         """Create a channel or subscription for ``entity``."""
+        raise NotImplementedError
 
     def renew(self, channel: Channel) -> Channel:
         """Extend a channel before it expires; returns it with its new expiry."""
+        raise NotImplementedError
 
     def unsubscribe(self, channel: Channel) -> None:
         """Remove a channel."""
+        raise NotImplementedError
 
     def verify(self, body: bytes, headers: Mapping[str, str], query: Mapping[str, str]) -> list[Notification]:
         """Check a received notification (token, clientState) and reduce it to ids.
 
         Raises mlconnector.errors.NotificationRejected when it cannot be trusted or read.
         """
+        raise NotImplementedError
+
+    def handshake(self, query: Mapping[str, str]) -> str | None:
+        """The answer to a subscription's validation handshake (Business Central), or None: not one."""
+        return None
 
 
-def supports_push(connector: object) -> bool:
-    """True when the connector can subscribe to change notifications and has somewhere to send them."""
-    methods = ("push_entities", "subscribe", "renew", "unsubscribe", "verify")
-    return all(callable(getattr(connector, name, None)) for name in methods)
+DEFAULT_WRITE_CONCURRENCY = 4
+# The contract, by the name the rest of the code uses for a connector.
+Connector = ConnectorBase

@@ -57,7 +57,7 @@ from mlconnector.errors import (
 )
 from mlconnector.http import ApiClient, RetryPolicy, json_body, last_member, stream_array
 from mlconnector.systems import ConnectorContext, register_kind
-from mlconnector.systems.base import Channel, Notification, PingResult, Record, WriteResult
+from mlconnector.systems.base import Capabilities, Channel, ConnectorBase, Notification, PingResult, Record, WriteResult
 
 KINDS = ("bc", "nav")
 BC_SCOPE = "https://api.businesscentral.dynamics.com/.default"
@@ -400,8 +400,10 @@ def endpoint_of(system: SystemConfig) -> Endpoint:
     return Endpoint(base.rstrip("/"), mode, True)
 
 
-class DynamicsConnector:
+class DynamicsConnector(ConnectorBase):
     """The NAV / Business Central connector: see the module docstring for its settings."""
+
+    capabilities = Capabilities(push=True, read_ahead=True)
 
     def __init__(self, system: SystemConfig, context: ConnectorContext, *,
                  sleep: Callable[[float], None] = time.sleep) -> None:

@@ -58,7 +58,7 @@ from mlconnector.errors import (
 )
 from mlconnector.http import ApiClient, RetryPolicy
 from mlconnector.systems import ConnectorContext, register_kind
-from mlconnector.systems.base import PingResult, Record, WriteResult
+from mlconnector.systems.base import ConnectorBase, PingResult, Record, WriteResult
 
 KIND = "finops"
 AUTHORITY = "https://login.microsoftonline.com"
@@ -222,7 +222,7 @@ def _clean(row: Mapping[str, Any]) -> dict[str, Any]:
     return {k: v for k, v in row.items() if not k.startswith("@odata.")}
 
 
-class FinOpsConnector:
+class FinOpsConnector(ConnectorBase):
     """The Finance & Operations connector: see the module docstring for its settings and guarantees."""
 
     def __init__(self, system: SystemConfig, context: ConnectorContext, *,

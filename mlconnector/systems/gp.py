@@ -68,7 +68,7 @@ from mlconnector.errors import (
 )
 from mlconnector.http import ApiClient, RetryPolicy, json_body
 from mlconnector.systems import ConnectorContext, register_kind
-from mlconnector.systems.base import PingResult, Record, WriteResult
+from mlconnector.systems.base import ConnectorBase, PingResult, Record, WriteResult
 from mlconnector.systems.dynamics import NegotiateAuth
 
 KIND = "gp"
@@ -228,7 +228,7 @@ def side_file(context: ConnectorContext, system: str, suffix: str) -> Path:
     return default_state_path().parent / f"gp-{system}-{suffix}"
 
 
-class GPConnector:
+class GPConnector(ConnectorBase):
     """The Dynamics GP connector: see the module docstring for its settings."""
 
     def __init__(self, system: SystemConfig, context: ConnectorContext, *,

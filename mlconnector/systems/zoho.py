@@ -49,7 +49,7 @@ from mlconnector.errors import (
 )
 from mlconnector.http import ApiClient, json_body, retry_policy, server_time
 from mlconnector.systems import ConnectorContext, register_kind
-from mlconnector.systems.base import Channel, Notification, PingResult, Record, WriteResult
+from mlconnector.systems.base import Capabilities, Channel, ConnectorBase, Notification, PingResult, Record, WriteResult
 
 KIND = "zoho"
 
@@ -476,8 +476,10 @@ def is_heavy(method: str, path: str, params: Mapping[str, Any] | None = None, bo
     return isinstance(data, list) and len(data) > HEAVY_WRITE_RECORDS
 
 
-class ZohoConnector:
+class ZohoConnector(ConnectorBase):
     """The Zoho CRM connector: see the module docstring for its settings."""
+
+    capabilities = Capabilities(push=True, fetches_many=True)
 
     def __init__(self, system: SystemConfig, context: ConnectorContext, *,
                  sleep: Callable[[float], None] = time.sleep, quota: QuotaFile | None = None) -> None:

@@ -52,7 +52,7 @@ from mlconnector.config import SystemConfig
 from mlconnector.errors import AuthError, ConfigError, MLConnectorError, NotificationRejected, RemoteError
 from mlconnector.http import ApiClient, json_body, retry_policy, server_time
 from mlconnector.systems import ConnectorContext, register_kind
-from mlconnector.systems.base import Channel, Notification, PingResult, Record, WriteResult
+from mlconnector.systems.base import Capabilities, Channel, ConnectorBase, Notification, PingResult, Record, WriteResult
 
 KIND = "zuora"
 
@@ -236,8 +236,10 @@ def _is_transient(system: str) -> Callable[[httpx.Response], bool]:
     return check
 
 
-class ZuoraConnector:
+class ZuoraConnector(ConnectorBase):
     """The Zuora connector: see the module docstring for its settings."""
+
+    capabilities = Capabilities(push=True, fetches_many=True)
 
     def __init__(self, system: SystemConfig, context: ConnectorContext, *,
                  sleep: Callable[[float], None] = time.sleep) -> None:
