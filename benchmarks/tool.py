@@ -89,7 +89,7 @@ def _connectors(config: str, pair: str, *, keep_tokens: bool = True) -> Iterator
     """The pair's (Zoho, ERP) connectors as a run opens them, with a state file of its own (deleted after);
     without ``keep_tokens`` the tokens minted are not stored for later runs."""
     from mlconnector import api
-    from mlconnector.engine import open_pair
+    from mlconnector.sync import open_pair
     from mlconnector.state import State
     from mlconnector.systems.zoho import ZohoConnector
 

@@ -20,7 +20,7 @@ from typing import Any
 import httpx
 
 from mlconnector.config import Config, load_config
-from mlconnector.engine import Engine, RunResult, open_pair, pair_lock, resolve_roles
+from mlconnector.sync import Engine, RunResult, open_pair, pair_lock, resolve_roles
 from mlconnector.errors import ConfigError, LockHeld, MLConnectorError
 from mlconnector.http import CallCounter
 from mlconnector.pairs import all_pairs

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from mlconnector.api import Listener, Runtime, audit, sync
-from mlconnector.engine import RunResult
+from mlconnector.sync import RunResult
 from mlconnector.errors import ConfigError, MLConnectorError
 from mlconnector.sandbox import server as sandbox_server
 from mlconnector.sandbox.server import Sandboxes

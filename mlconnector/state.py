@@ -380,6 +380,19 @@ class State:
                 found.setdefault(str(link.target_id) if by_target else link.source_id, link)
             return found
 
+    def batch_links(self, pair: str, flow: str, opposite: str | None,
+                    source_ids: list[str]) -> tuple[dict[str, Link], dict[str, Link]]:
+        """What a batch of ``flow`` needs of the links, as committed, in one read: its own links (by source id)
+        and, in a two-way sync, the ``opposite`` flow's links to these same records (by target id)."""
+        with self._read_lock:
+            conn = self._reader()
+            own = {link.source_id: link for link in self._links_in(pair, flow, "source_id", source_ids, conn)}
+            written: dict[str, Link] = {}
+            if opposite:
+                for link in self._links_in(pair, opposite, "target_id", source_ids, conn):
+                    written.setdefault(str(link.target_id), link)
+            return own, written
+
     def _reader(self) -> sqlite3.Connection:
         """This state's connection for reads of what is committed (hold ``_read_lock``)."""
         if self._read_conn is None:

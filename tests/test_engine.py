@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from mlconnector.config import load_config
-from mlconnector.engine import Engine, open_pair
+from mlconnector.sync import Engine, open_pair
 from mlconnector.fingerprints import canonical_json, payload_hash, source_fingerprint
 from mlconnector.errors import AuthError, EXIT_OK, EXIT_RECORDS_FAILED, EXIT_UNREACHABLE
 from mlconnector.state import State
@@ -352,9 +352,13 @@ def test_a_run_killed_between_the_erp_numbering_a_crm_born_record_and_the_link_n
     class Killed(BaseException):
         pass
 
-    def die(*args, **kwargs):
+    erp_side = engine.connectors["erp"]
+    create = erp_side.write
+
+    def create_then_die(*args, **kwargs):
+        create(*args, **kwargs)
         raise Killed  # the process dies after the ERP created the customers, before the state file learns it
-    monkeypatch.setattr(Engine, "_record", die)
+    monkeypatch.setattr(erp_side, "write", create_then_die)
     with pytest.raises(Killed):
         engine.sync(["accounts"])
     monkeypatch.undo()
@@ -387,7 +391,7 @@ def test_an_interrupted_create_that_never_landed_is_created_on_the_next_run(conf
 
     def die(*args, **kwargs):
         raise Killed  # the process dies after noting the create, before sending it
-    monkeypatch.setattr(Engine, "_write", die)
+    monkeypatch.setattr(engine.connectors["erp"], "write", die)
     with pytest.raises(Killed):
         engine.sync(["accounts"])
     monkeypatch.undo()
@@ -452,7 +456,7 @@ def test_conflict_checks_read_the_targets_changes_once_not_each_linked_record(co
 def test_read_ahead_keeps_order_passes_the_sources_error_on_and_closes_the_source():
     import threading
 
-    from mlconnector.engine import _ReadAhead
+    from mlconnector.sync.pipeline import ReadAhead as _ReadAhead
     from mlconnector.errors import Unreachable
     from mlconnector.systems.base import Record
 

@@ -5,7 +5,7 @@ from pathlib import Path
 import pytest
 
 from mlconnector.config import load_config
-from mlconnector.engine import resolve_roles
+from mlconnector.sync import resolve_roles
 from mlconnector.pairs import all_pairs
 
 EXAMPLES = Path(__file__).parents[1] / "examples"

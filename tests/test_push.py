@@ -16,7 +16,7 @@ import uvicorn
 
 from mlconnector import api
 from mlconnector.config import load_config
-from mlconnector.engine import Engine, open_pair
+from mlconnector.sync import Engine, open_pair
 from mlconnector.errors import EXIT_OK
 from mlconnector.sandbox.common import InProcessTransport
 from mlconnector.state import State

@@ -11,7 +11,7 @@ import typer
 from mlconnector.cli.common import out
 from mlconnector.cli.report import audit_table
 from mlconnector.cli.sync import progress_reporter, render_run
-from mlconnector.engine import RunResult
+from mlconnector.sync import RunResult
 
 # The emulators (uvicorn, Starlette apps) are imported only when the demo runs: other commands start faster.
 PAIRS = ("nav-zoho", "bc-zoho", "fo-zoho", "gp-zoho", "nav-zuora")

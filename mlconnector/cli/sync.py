@@ -11,7 +11,7 @@ from rich.table import Table
 
 from mlconnector import api
 from mlconnector.cli.common import err, out, parse_since, print_json, runtime
-from mlconnector.engine import RunResult
+from mlconnector.sync import RunResult
 from mlconnector.flows import PairSpec
 from mlconnector.pairs import all_pairs
 

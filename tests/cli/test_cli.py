@@ -12,7 +12,7 @@ import pytest
 from typer.testing import CliRunner
 
 from mlconnector.cli.main import build_app
-from mlconnector.engine import pair_lock
+from mlconnector.sync import pair_lock
 from mlconnector.state import default_state_path
 
 runner = CliRunner()

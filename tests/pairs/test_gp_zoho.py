@@ -13,7 +13,7 @@ from datetime import datetime, time, timedelta, timezone
 import pytest
 
 from mlconnector.api import RunResult
-from mlconnector.engine import Engine, open_pair
+from mlconnector.sync import Engine, open_pair
 from mlconnector.errors import AuthError
 from mlconnector.state import State
 from mlconnector.systems.gp import GPConnector

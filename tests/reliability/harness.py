@@ -23,7 +23,7 @@ from urllib.parse import urlsplit
 
 from mlconnector.api import Runtime
 from mlconnector.demo import CRM_ERPS, SandboxConfig, crm_system_name, write_sandbox_config
-from mlconnector.engine import open_pair
+from mlconnector.sync import open_pair
 from mlconnector.errors import RecordError
 from mlconnector.flows import SkipRecord
 from mlconnector.sandbox import server as sandbox_server

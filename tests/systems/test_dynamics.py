@@ -514,7 +514,7 @@ def test_no_secret_in_outputs_errors_logs_or_state(env: DynamicsEnv, caplog: pyt
 
 def test_engine_backfills_unstamped_rows_once_and_then_runs_incrementally(env: DynamicsEnv, tmp_path: Path) -> None:
     from mlconnector.config import PairConfig
-    from mlconnector.engine import Engine
+    from mlconnector.sync import Engine
     from mlconnector.flows import Flow, PairSpec
     from tests import fakes
 

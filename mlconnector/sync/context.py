@@ -1,0 +1,84 @@
+"""What a pair's mapping functions may ask while they map a record, and what one flow's run shares."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+
+from mlconnector.config import PairConfig
+from mlconnector.errors import UnresolvedReference
+from mlconnector.flows import Flow, PairSpec
+from mlconnector.state import State
+from mlconnector.sync.keys import ClaimedKeys
+from mlconnector.sync.outcomes import FlowStats, RunResult
+from mlconnector.systems.base import Connector
+
+
+class MappingContext:
+    """The MapContext a mapping function sees: link look-ups and the pair's options."""
+
+    def __init__(self, pair: PairSpec, config: PairConfig, state: State, connectors: Mapping[str, Connector],
+                 planned: Mapping[str, set[str]]) -> None:
+        self.pair, self.state, self.connectors = pair, state, connectors
+        self.options = config.options
+        self.planned = planned  # a dry run: per flow, the source ids it would write
+
+    def target_id(self, flow: str, source_id: str, *, what: str = "record") -> str:
+        # Only the id: a document asks this once per line.
+        target = self.state.target_of(self.pair.name, flow, str(source_id))
+        if not target and str(source_id) in self.planned.get(flow, ()):
+            return f"(new from {flow} {source_id})"  # a dry run: the referenced record would be created first
+        if not target:
+            spec = self.pair.flow(flow)
+            raise UnresolvedReference(
+                f"{what} {source_id} is not yet in {self.connectors[spec.target].name or spec.target} "
+                f"(flow {flow} has not synced it); it will go through once {flow} has")
+        return target
+
+    def source_id(self, flow: str, target_id: str) -> str | None:
+        link = self.state.link_by_target(self.pair.name, flow, str(target_id))
+        return link.source_id if link else None
+
+
+@dataclass
+class FlowRun:
+    """One flow in one run: what its stages (decide, write, record) share. ``hold`` and ``replay_waiting`` are
+    written by the recording thread and read by the others between batches."""
+
+    run: RunResult
+    pair: PairSpec
+    flow: Flow
+    config: PairConfig
+    connectors: Mapping[str, Connector]
+    state: State
+    context: MappingContext
+    mode: str  # "poll", "push" or "replay"
+    stats: FlowStats
+    hold: bool = False  # a batch neither written nor recorded: the watermark must stay before it
+    replay_waiting: bool = True  # a record of this flow may wait in the replay queue
+    keys: ClaimedKeys = field(default_factory=ClaimedKeys)
+
+    @property
+    def source(self) -> Connector:
+        return self.connectors[self.flow.source]
+
+    @property
+    def target(self) -> Connector:
+        return self.connectors[self.flow.target]
+
+    @property
+    def source_name(self) -> str:
+        return self.source.name or self.flow.source
+
+    @property
+    def target_name(self) -> str:
+        return self.target.name or self.flow.target
+
+    @property
+    def key_field(self) -> str:
+        return self.flow.key_field(self.config.options)
+
+    @property
+    def opposite(self) -> Flow | None:
+        """The flow writing the other way in a two-way sync."""
+        return self.pair.flow(self.flow.echo_of) if self.flow.echo_of else None

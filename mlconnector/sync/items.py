@@ -1,0 +1,62 @@
+"""One record on its way through a flow: read, decided, written, recorded."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from itertools import islice
+from typing import Any
+
+from mlconnector.state import Link
+from mlconnector.sync.outcomes import Outcome
+from mlconnector.systems.base import Record, WriteResult
+
+
+@dataclass(slots=True)  # a first load holds a bulk file's worth of these
+class Item:
+    """One source record in one flow run, with what was decided and what its write answered."""
+
+    record: Record
+    link: Link | None = None  # this flow's link of the record, as committed when its batch was prepared
+    payload: dict[str, Any] | None = None
+    hash: str | None = None  # of the payload
+    fingerprint: str | None = None  # of the source record, where its stamp cannot tell versions apart
+    outcome: Outcome | None = None  # decided before the write (or after it, from its result)
+    reason: str | None = None  # a skip's audit note, a failure's error
+    error_class: str | None = None
+    note: str | None = None  # on a written record: which conflict rule applied
+    result: WriteResult | None = None  # the target's answer to its write
+    # Two-way flows: the opposite flow's link to this record, and the hash it keeps once this record's content
+    # is what both sides agree on (see decide.Decider.agreement).
+    opposite: Link | None = None
+    agreed: str | None = None
+    key: str | None = None  # the natural key it is written under, as the target compares keys
+    shares_key_with: tuple[str, ...] = ()  # other source records holding that key (then none is written)
+    sent_back: tuple[dict[str, Any], WriteResult] | None = None  # a new record's key, written back to its source
+
+    @property
+    def linked_id(self) -> str | None:
+        """The target record it is linked to, if any."""
+        return self.link.target_id if self.link else None
+
+    def decide(self, outcome: Outcome, reason: str | None = None, error_class: str | None = None) -> None:
+        self.outcome, self.reason, self.error_class = outcome, reason, error_class
+
+    def answered(self, result: WriteResult) -> None:
+        """The target's answer to this record's write decides its outcome."""
+        self.result = result
+        if result.ok:
+            self.outcome = Outcome.CREATED if result.action == "create" else Outcome.UPDATED
+        else:
+            self.decide(Outcome.FAILED, result.error or "", result.error_class or "error")
+
+    @property
+    def target_id(self) -> str | None:
+        """The target record it was written to, else the one it is linked to."""
+        return (self.result.target_id if self.result else None) or self.linked_id
+
+
+def batched(records: Iterable[Record], size: int) -> Iterator[list[Item]]:
+    iterator = iter(records)
+    while batch := [Item(r) for r in islice(iterator, size)]:
+        yield batch

@@ -1,0 +1,93 @@
+"""What happens to a record, and what a run reports: outcomes as values, never as text to match later."""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from mlconnector.errors import EXIT_OK
+
+
+class Outcome(enum.Enum):
+    """What became of one record in one run. ``value`` is the audit row's action."""
+
+    CREATED = "create"
+    UPDATED = "update"
+    UNCHANGED = "unchanged"  # the target holds what the record maps to already
+    SKIPPED = "skip"         # deliberately not written: our own echo, a conflict the target won, a mapping's choice
+    FAILED = "fail"          # waits in the replay queue
+    SEEN = "seen"            # re-read through the overlap window, this very version done before: no audit row
+
+    @property
+    def written(self) -> bool:
+        return self in (Outcome.CREATED, Outcome.UPDATED)
+
+    @property
+    def audit_action(self) -> str:
+        return "skip" if self is Outcome.UNCHANGED else self.value
+
+
+@dataclass
+class FlowStats:
+    """Counts for one flow in one run, as the summary table shows them."""
+
+    read: int = 0
+    created: int = 0
+    updated: int = 0
+    unchanged: int = 0
+    skipped: int = 0
+    failed: int = 0
+    calls: dict[str, int] = field(default_factory=dict)
+    note: str = ""
+
+    def count(self, outcome: Outcome) -> None:
+        if outcome is Outcome.CREATED:
+            self.created += 1
+        elif outcome is Outcome.UPDATED:
+            self.updated += 1
+        elif outcome is Outcome.UNCHANGED:
+            self.unchanged += 1
+        elif outcome is Outcome.SKIPPED:
+            self.skipped += 1
+        elif outcome is Outcome.FAILED:
+            self.failed += 1
+
+
+@dataclass
+class Planned:
+    """What a dry run would do to one record."""
+
+    flow: str
+    source_id: str
+    action: str
+    target_id: str | None
+
+
+@dataclass
+class RunResult:
+    run_id: str
+    pair: str
+    dry_run: bool = False
+    flows: dict[str, FlowStats] = field(default_factory=dict)
+    stopped: str | None = None
+    exit_code: int = EXIT_OK
+    # Push channels: what was subscribed or renewed, and what failed (then that entity is polled only).
+    channels: list[str] = field(default_factory=list)
+    channel_problems: list[str] = field(default_factory=list)
+    notifications: int = 0
+    planned: list[Planned] = field(default_factory=list)
+    estimated_calls: dict[str, int] = field(default_factory=dict)
+    warnings: list[str] = field(default_factory=list)  # told once per run (a system's clock ahead of ours)
+
+    @property
+    def failed(self) -> int:
+        return sum(s.failed for s in self.flows.values())
+
+    def to_dict(self) -> dict[str, Any]:
+        data = asdict(self)
+        data["failed"] = self.failed
+        if not self.dry_run:
+            data.pop("planned")
+            data.pop("estimated_calls")
+        return data

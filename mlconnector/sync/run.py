@@ -1,0 +1,230 @@
+"""A run of one pair: which flows, in which order, from where; its start, its finish and its exit code."""
+
+from __future__ import annotations
+
+import logging
+import secrets as _random
+from collections import Counter
+from collections.abc import Callable, Iterable, Mapping
+from concurrent.futures import ThreadPoolExecutor
+from datetime import datetime, timezone
+
+from mlconnector.config import PairConfig
+from mlconnector.errors import EXIT_OK, EXIT_RECORDS_FAILED, ConfigError, MLConnectorError
+from mlconnector.flows import CONFLICT_RULES, Flow, PairSpec
+from mlconnector.http import CallCounter
+from mlconnector.state import State
+from mlconnector.sync import push, recovery, sources, window
+from mlconnector.sync.context import FlowRun, MappingContext
+from mlconnector.sync.decide import Decider
+from mlconnector.sync.outcomes import FlowStats, RunResult
+from mlconnector.sync.pipeline import Stop, run_flow
+from mlconnector.systems.base import Connector, Record
+
+log = logging.getLogger("mlconnector.sync")
+
+DEFAULT_BATCH = 100
+
+
+def utcnow() -> datetime:
+    return datetime.now(timezone.utc)
+
+
+def new_run_id() -> str:
+    """Sortable and unique: UTC time plus a random suffix."""
+    return f"{utcnow():%Y%m%dT%H%M%SZ}-{_random.token_hex(3)}"
+
+
+class Engine:
+    """Runs one pair's flows between connectors (role -> connector) and records it in ``state``."""
+
+    def __init__(self, pair: PairSpec, config: PairConfig, connectors: Mapping[str, Connector], state: State, *,
+                 counter: CallCounter | None = None, progress: Callable[[str, int], None] | None = None,
+                 concurrency: int | None = None, now: Callable[[], datetime] = utcnow) -> None:
+        missing = set(pair.roles) - set(connectors)
+        if missing:
+            raise ConfigError(f"pair {pair.name}: no system for role {sorted(missing)[0]}")
+        self.pair = pair
+        self.config = config
+        self.connectors = connectors
+        self.state = state
+        self.counter = counter or CallCounter()
+        self.progress = progress or (lambda flow, n: None)
+        # Write batches in flight at once; None: as many as the target's API allows.
+        self.concurrency = max(1, concurrency) if concurrency else None
+        self.now = now
+        self.batch_size = config.batch_size or DEFAULT_BATCH
+        self.planned: dict[str, set[str]] = {}  # dry run: source ids each flow would write
+        self.context = MappingContext(pair, config, state, connectors, self.planned)
+        rule = config.options.get("conflict_rule")
+        if rule is not None and rule not in CONFLICT_RULES:
+            raise ConfigError(f"pairs.{pair.name}.options.conflict_rule = {rule!r}: use one of "
+                              f"{', '.join(CONFLICT_RULES)}")
+        if config.credit_budget:
+            # Systems that charge credits keep their own daily ledger and stop a run before crossing it.
+            for connector in connectors.values():
+                connector.set_budget(config.credit_budget)
+
+    def system_name(self, role: str) -> str:
+        return self.connectors[role].name or role
+
+    # entry points ------------------------------------------------------------------------------------------------
+    def sync(self, flows: Iterable[str] | None = None, *, full: bool = False, since: datetime | None = None,
+             dry_run: bool = False) -> RunResult:
+        """Poll every chosen flow from its watermark (or ``since``, or everything with ``full``)."""
+        names = self._flow_names(flows)
+        run = self._start(dry_run)
+        until = self.now()
+        chosen = self.pair.ordered(names)
+        try:
+            self._connect(chosen)
+            if not dry_run:
+                self.recover_interrupted_creates(run)
+                push.renew_expiring_channels(run, self.state, self.connectors, chosen, self.now)
+                self.drain_inbox(run, chosen)
+            for flow in chosen:
+                reason = self._unavailable(flow)
+                if reason:
+                    run.flows.setdefault(flow.name, FlowStats()).note = reason
+                    continue
+                fr = self._flow_run(run, flow, "poll")
+                start = window.read_start(fr, full, since)
+                log.info("%s/%s: reading %s changed since %s", self.pair.name, flow.name, flow.source_entity,
+                         start.isoformat() if start else "the beginning")
+                read = window.Window(until)
+                records = window.changes_to_source_clock(fr, start, read)
+                self._run_flow(fr, records, initial=start is None,
+                               finished=lambda fr=fr, read=read: window.close_window(fr, read.end))
+        except Stop as stop:
+            run.stopped = str(stop)
+        return self._finish(run)
+
+    def replay(self, *, flow: str | None = None, error_class: str | None = None, ids: list[str] | None = None,
+               dry_run: bool = False) -> RunResult:
+        """Re-fetch each queued record from its source (its current version) and run it through again."""
+        run = self._start(dry_run)
+        try:
+            if not dry_run:
+                self.recover_interrupted_creates(run)
+            items = self.state.replay_items(pair=self.pair.name, flow=flow, error_class=error_class, ids=ids)
+            for spec in self.pair.ordered(sorted({i["flow"] for i in items if self._has_flow(i["flow"])})):
+                queued = [i["source_id"] for i in items if i["flow"] == spec.name]
+                fr = self._flow_run(run, spec, "replay")
+                self._run_flow(fr, sources.fetch(run, self.state, self.pair.name, spec, fr.source,
+                                                 (fr.source_name, fr.target_name), queued))
+        except Stop as stop:
+            run.stopped = str(stop)
+        return self._finish(run)
+
+    def drain(self, flows: Iterable[str] | None = None) -> RunResult:
+        """Process the notifications waiting in the inbox, without polling (`listen --process`)."""
+        run = self._start(False)
+        try:
+            self.recover_interrupted_creates(run)
+            self.drain_inbox(run, self.pair.ordered(self._flow_names(flows)))
+        except Stop as stop:
+            run.stopped = str(stop)
+        return self._finish(run)
+
+    def recover_interrupted_creates(self, run: RunResult) -> None:
+        recovery.recover_interrupted_creates(run, self.pair, self.state, self.connectors, self.context)
+
+    def drain_inbox(self, run: RunResult, flows: list[Flow]) -> None:
+        """Fetch and sync the records that notifications named; the poll afterwards is the safety net. Flows
+        reading the same entity (accounts to customers, accounts to vendors) share one fetch of its records."""
+        waiting = push.waiting(self.state, self.pair.name, flows, self.system_name)
+        if not waiting.inbox_ids:
+            return
+        readers = Counter((self.system_name(f.source), f.source_entity) for f in flows)
+        fetched: dict[tuple[str, str], dict[str, Record]] = {}
+        for flow in flows:
+            ids = waiting.ids.get(flow.name)
+            if not ids:
+                continue
+            fr = self._flow_run(run, flow, "push")
+            names = (fr.source_name, fr.target_name)
+            if readers[(fr.source_name, flow.source_entity)] > 1:
+                found = fetched.setdefault((fr.source_name, flow.source_entity), {})
+                found.update(sources.current(fr.source, flow.source_entity, [i for i in ids if i not in found]))
+                records: Iterable[Record] = sources.present_or_gone(run, self.state, self.pair.name, flow, names,
+                                                                    ids, found)
+            else:
+                records = sources.fetch(run, self.state, self.pair.name, flow, fr.source, names, ids)
+            self._run_flow(fr, records)
+        run.notifications += len(waiting.inbox_ids)
+        self.state.mark_processed(waiting.inbox_ids)
+
+    # one flow ------------------------------------------------------------------------------------------------------
+    def _flow_run(self, run: RunResult, flow: Flow, mode: str) -> FlowRun:
+        # Whether a record of this flow may wait in the replay queue: if none did when the flow began and none is
+        # queued since, a batch's bookkeeping need not ask.
+        return FlowRun(run, self.pair, flow, self.config, self.connectors, self.state, self.context, mode,
+                       run.flows.setdefault(flow.name, FlowStats()),
+                       replay_waiting=run.dry_run or self.state.has_queued(self.pair.name, flow.name))
+
+    def _run_flow(self, fr: FlowRun, records: Iterable[Record], *, initial: bool = False,
+                  finished: Callable[[], None] = lambda: None) -> None:
+        run_flow(fr, records, Decider(fr, self.planned, self.progress), batch_size=self.batch_size,
+                 writers=self._in_flight(fr), initial=initial, counter=self.counter,
+                 before_send=lambda items: recovery.note_intents(fr, items), finished=finished)
+
+    def _in_flight(self, fr: FlowRun) -> int:
+        """How many write batches to keep in flight: as many calls as the target's API allows at once (Zoho's
+        edition limit, BC's 5 per user), so a slow API is kept busy rather than waited on one batch at a time.
+        A target whose limit depends on the call (Zoho: 10 for writes of more than 10 records) says so."""
+        if self.concurrency is not None:
+            return self.concurrency
+        return max(1, int(fr.target.write_concurrency(fr.flow.target_entity, self.batch_size)))
+
+    def _connect(self, flows: list[Flow]) -> None:
+        """The calls each system's connector makes first in every run (tokens, the company, the org), made for
+        all of them at once: a run then starts after the slowest system's, not after the sum of them. A failure
+        here is left to the run's own call, which meets it again where it is reported."""
+        used = {id(c): c for f in flows for c in (self.connectors[f.source], self.connectors[f.target])}
+        steps = [c.connect for c in used.values()]
+        if len(steps) < 2:
+            return
+        with ThreadPoolExecutor(max_workers=len(steps), thread_name_prefix="connect") as pool:
+            for future in [pool.submit(step) for step in steps]:
+                try:
+                    future.result()
+                except MLConnectorError as exc:
+                    log.debug("connecting ahead: %s", exc)
+
+    def _unavailable(self, flow: Flow) -> str | None:
+        """Why this flow cannot run at all, if it cannot: the source or the target says so (a module the Zoho
+        edition lacks, a GP resource its configured transport does not serve)."""
+        for role, entity in ((flow.source, flow.source_entity), (flow.target, flow.target_entity)):
+            reason = self.connectors[role].unavailable(entity)
+            if reason:
+                return reason
+        return None
+
+    # run bookkeeping -----------------------------------------------------------------------------------------------
+    def _flow_names(self, flows: Iterable[str] | None) -> list[str] | None:
+        names = list(flows or self.config.flows or [])
+        for name in names:
+            if not self._has_flow(name):
+                known = ", ".join(f.name for f in self.pair.flows)
+                raise ConfigError(f"pair {self.pair.name} has no flow {name!r} (flows: {known})")
+        return names or None
+
+    def _has_flow(self, name: str) -> bool:
+        return any(f.name == name for f in self.pair.flows)
+
+    def _start(self, dry_run: bool) -> RunResult:
+        self.planned.clear()
+        run = RunResult(run_id=new_run_id(), pair=self.pair.name, dry_run=dry_run)
+        if not dry_run:
+            self.state.start_run(run.run_id, self.pair.name, dry_run=dry_run)
+        return run
+
+    def _finish(self, run: RunResult) -> RunResult:
+        if run.failed and run.exit_code == EXIT_OK:
+            run.exit_code = EXIT_RECORDS_FAILED
+        if run.stopped and run.exit_code == EXIT_OK:
+            run.exit_code = EXIT_RECORDS_FAILED
+        if not run.dry_run:
+            status = "ok" if run.exit_code == EXIT_OK else ("stopped" if run.stopped else "failed")
+            self.state.finish_run(run.run_id, status, run.exit_code, run.to_dict())
+        return run

@@ -1,0 +1,85 @@
+"""A pair ready to run: its roles resolved to configured systems, its connectors built; one run per pair at a
+time."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+from filelock import FileLock, Timeout
+
+from mlconnector.config import Config, PairConfig
+from mlconnector.errors import ConfigError, LockHeld
+from mlconnector.flows import PairSpec
+from mlconnector.http import CallCounter
+from mlconnector.pairs import get_pair
+from mlconnector.systems import ConnectorContext, make_connector
+from mlconnector.systems.base import Connector
+
+
+@contextmanager
+def pair_lock(state_path: Path, pair: str) -> Iterator[None]:
+    """One run per pair at a time: a lock file next to the state file; a second run fails at once."""
+    lock = FileLock(str(state_path.with_name(f"{state_path.name}.{pair}.lock")))
+    try:
+        lock.acquire(timeout=0)
+    except Timeout:
+        raise LockHeld(f"another run of {pair} is in progress (lock {lock.lock_file}); "
+                       "this run exits without doing anything") from None
+    try:
+        yield
+    finally:
+        lock.release()
+
+
+@dataclass
+class Session:
+    """A pair ready to run: its spec, configuration, connectors and the shared call counter."""
+
+    pair: PairSpec
+    config: PairConfig
+    connectors: dict[str, Connector]
+    counter: CallCounter
+
+    def close(self) -> None:
+        for connector in self.connectors.values():
+            connector.close()
+
+
+def open_pair(config: Config, pair_name: str, context: ConnectorContext) -> Session:
+    """Resolve the pair's roles to configured systems and build their connectors."""
+    spec = get_pair(pair_name)
+    made: dict[str, Connector] = {}
+    connectors: dict[str, Connector] = {}
+    for role, name in resolve_roles(config, spec).items():
+        if name not in made:
+            made[name] = make_connector(config.system(name), context)
+        connectors[role] = made[name]
+    return Session(spec, config.pair(pair_name), connectors, context.counter)
+
+
+def resolve_roles(config: Config, spec: PairSpec) -> dict[str, str]:
+    """Role -> configured system name: as pairs.NAME.systems says, else the only system of a fitting kind."""
+    pair_config = config.pair(spec.name)
+    roles = {}
+    for role, kinds in spec.roles.items():
+        name = pair_config.systems.get(role) or _only_system_of(config, kinds, spec.name, role)
+        system = config.system(name)
+        if system.kind not in kinds:
+            raise ConfigError(f"pairs.{spec.name}.systems.{role} = {name!r} is a {system.kind} system; "
+                              f"the {role} of {spec.name} must be {' or '.join(kinds)}")
+        roles[role] = name
+    return roles
+
+
+def _only_system_of(config: Config, kinds: tuple[str, ...], pair: str, role: str) -> str:
+    matches = [s.name for s in config.systems.values() if s.kind in kinds]
+    if len(matches) == 1:
+        return matches[0]
+    if not matches:
+        raise ConfigError(f"pair {pair} needs a {' or '.join(kinds)} system for its {role}: add a "
+                          f"[systems.NAME] table with kind = \"{kinds[0]}\"")
+    raise ConfigError(f"pair {pair}: several systems could be its {role} ({', '.join(matches)}); "
+                      f"choose one with pairs.{pair}.systems.{role} = \"NAME\"")
