@@ -316,8 +316,6 @@ def _extend_nav_customer_card(running: Sandboxes, dynamics: DynamicsSandbox) -> 
 
 def _start_zoho(running: Sandboxes, erp: str, sock: socket.socket, faults: str | None) -> None:
     url = url_of(sock)
-    if erp == "gp":
-        _add_gl_modules(running)
     zoho_app = create_zoho_app(faults=faults, api_domain=url)
     org: ZohoSandbox = zoho_app.state.zoho
     for module, unique in (*ZOHO_UNIQUE_FIELDS, *ZOHO_UNIQUE_EXTRA.get(erp, ())):
@@ -333,25 +331,6 @@ def _start_zoho(running: Sandboxes, erp: str, sock: socket.socket, faults: str |
                                "Description": item["Description"]} for item in items])
         running.summaries["zoho-gp"] = f"{len(items)} products (GP's item numbers), nothing else"
     running._servers.append(serve(zoho_app, sock, f"zoho-{erp}"))
-
-
-def _add_gl_modules(running: Sandboxes) -> None:
-    """The two custom modules an admin creates for gp-zoho's GL reference records (README "Connecting Dynamics
-    GP"). The emulator's module table is process-wide: they are removed again when the sandboxes stop."""
-    from mlconnector.sandbox.zoho.modules import MODULES, ModuleSpec
-
-    added = []
-    for spec in (ModuleSpec("GL_Accounts", "5725767000000900001", "GL Account", ("Name",), ("Name",), "Name"),
-                 ModuleSpec("GL_Journal_Entries", "5725767000000900002", "GL Journal Entry", ("Name",), ("Name",),
-                            "Name")):
-        if spec.api_name not in MODULES:
-            MODULES[spec.api_name] = spec
-            added.append(spec.api_name)
-
-    def undo() -> None:
-        for name in added:
-            MODULES.pop(name, None)
-    running._undo.append(undo)
 
 
 def _start_finops(running: Sandboxes, sock: socket.socket, faults: str | None) -> None:
