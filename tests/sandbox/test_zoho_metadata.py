@@ -112,7 +112,7 @@ def test_fields_carry_data_types_lengths_custom_and_unique_flags(crm: Sandbox) -
     accounts = fields_of(crm, "Accounts")
     number = accounts["Account_Number"]
     assert (number["data_type"], number["json_type"], number["length"]) == ("text", "string", 40)
-    assert number["custom_field"] is False and number["unique"] == {"casesensitive": False}
+    assert number["custom_field"] is False and number["unique"] == {"casesensitive": "false"}
     assert accounts["Phone"]["data_type"] == "phone" and accounts["Website"]["data_type"] == "website"
     assert accounts["Account_Name"]["system_mandatory"] is True and accounts["Account_Name"]["length"] == 200
     assert accounts["Parent_Account"]["lookup"]["module"]["api_name"] == "Accounts"
@@ -157,7 +157,7 @@ def test_custom_fields_created_through_the_api_take_writes_and_can_be_made_uniqu
     assert made["code"] == "SUCCESS" and too_long["details"]["maximum_length"] == 255
     field = fields_of(bare, "Sales_Orders")["ERP_Number"]
     assert field["id"] == made["details"]["id"] and field["custom_field"] is True and field["length"] == 40
-    assert field["unique"] == {"casesensitive": False}
+    assert field["unique"] == {"casesensitive": "false"}
     again = bare.http.post("/crm/v8/settings/fields", params={"module": "Sales_Orders"},
                            json={"fields": [{"field_label": "ERP Number", "data_type": "text"}]})
     assert again.status_code == 400 and again.json()["fields"][0]["code"] == "DUPLICATE_DATA"
@@ -167,7 +167,7 @@ def test_custom_fields_created_through_the_api_take_writes_and_can_be_made_uniqu
     changed = bare.http.patch(f"/crm/v8/settings/fields/{number['id']}", params={"module": "Accounts"},
                               json={"fields": [{"unique": {"case_sensitive": False}}]})
     assert changed.status_code == 200 and changed.json()["fields"][0]["code"] == "SUCCESS"
-    assert fields_of(bare, "Accounts")["Account_Number"]["unique"] == {"casesensitive": False}
+    assert fields_of(bare, "Accounts")["Account_Number"]["unique"] == {"casesensitive": "false"}
     retyped = bare.http.patch(f"/crm/v8/settings/fields/{number['id']}", params={"module": "Accounts"},
                               json={"fields": [{"data_type": "integer"}]})
     assert retyped.status_code == 400 and fields_of(bare, "Accounts")["Account_Number"]["data_type"] == "text"

@@ -225,7 +225,7 @@ class FieldJson:
             "profiles": self.profiles, "view_type": {"view": True, "edit": editable, "quick_create": False,
                                                     "create": editable},
             "separator": False, "searchable": f.data_type in TEXTUAL, "external": None,
-            "api_name": f.api_name, "unique": {"casesensitive": False} if f.unique else {},
+            "api_name": f.api_name, "unique": {"casesensitive": "false"} if f.unique else {},
             "enable_colour_code": False, "pick_list_values": [], "system_mandatory": f.mandatory,
             "private": None, "virtual_field": False, "json_type": json_type, "crypt": None,
             "created_source": "crm_ui" if f.custom else "default", "display_type": -1, "ui_type": ui_type,

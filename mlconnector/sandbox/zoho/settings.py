@@ -9,8 +9,8 @@
 Where the documentation leaves the answer open, the sandbox chooses, and says so here:
 
 - A field's ``unique`` is ``{}`` when duplicates are allowed (as in Zoho's field-meta example) and
-  ``{"casesensitive": false}`` when they are not (the create request's ``unique: {"case_sensitive": false}``
-  names the option; the key spelling in the answer is our guess).
+  ``{"casesensitive": "false"}`` when they are not: the create request's ``unique: {"case_sensitive": false}``
+  names the option, and Zoho's Python SDK for v8 reads ``unique.casesensitive`` as a string (its Unique class).
 - Uniqueness can be switched on by PATCH for custom fields and for standard fields that list ``unique`` among their
   ``customizable_properties`` (Zoho's example lists it for the standard field Company): the "Do not allow duplicate
   values" box Setup shows for such fields. A field's data type never changes through PATCH (``data_type`` in a PATCH
@@ -93,7 +93,7 @@ def _unique_of(item: dict[str, Any], path: str) -> bool | None:
     if "unique" not in item:
         return None
     value = item["unique"]
-    if value is None or value == {}:
+    if value is None or value == {} or (isinstance(value, dict) and value.get("disable") is True):
         return False
     if not isinstance(value, dict):
         raise RecordError.invalid("unique", f"{path}.unique", expected_data_type="jsonobject")
