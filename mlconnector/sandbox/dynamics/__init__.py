@@ -3,6 +3,7 @@
 URL forms served by one app (``create_app()``; state and helpers on ``app.state.dynamics``)::
 
     POST /{tenant}/oauth2/v2.0/token                                Entra ID client credentials
+    GET  /{tenant}/v2.0/.well-known/openid-configuration            Entra's discovery document (sandbox/entra.py)
     /v2.0/{tenant}/{environment}/api/v2.0/...                       BC online API v2.0, Bearer
     /v2.0/{environment}/api/v2.0/...                                same, tenant taken from the token
     /v2.0/{tenant}/{environment}/ODataV4/Company('{name}')/{Svc}    BC online page web services, Bearer

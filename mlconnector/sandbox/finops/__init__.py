@@ -3,6 +3,7 @@
 URL forms served by one app (``create_app()``; state and helpers on ``app.state.finops``)::
 
     POST /{tenant}/oauth2/v2.0/token          Entra ID client credentials, scope {environment URL}/.default
+    GET  /{tenant}/v2.0/.well-known/openid-configuration   Entra's discovery document (sandbox/entra.py)
     GET  /data/                               the service document (entity sets)
     /data/{EntitySet}                         GET (query options, paging), POST (create)
     /data/{EntitySet}(dataAreaId='usmf',Key='...')   GET, PATCH (If-Match optional), DELETE

@@ -16,6 +16,7 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from mlconnector.sandbox.common import Faults, SandboxClock
+from mlconnector.sandbox.entra import openid_configuration
 
 from . import batch as batching
 from .entities import ENTITIES, EntitySpec
@@ -230,10 +231,16 @@ def create_app(*, clock: SandboxClock | None = None, faults: Faults | None = Non
     """The F&O emulator; its state and helpers are ``app.state.finops``. ``resource`` is the environment URL
     tokens must be requested for (scope ``{resource}/.default``)."""
     methods = ["GET", "POST", "PATCH", "DELETE"]
+    sandbox = FinOpsSandbox(clock, faults, resource=resource)
+
+    def known(tenant: str) -> bool:
+        return any(app.tenant == tenant.lower() for app in sandbox.apps.values())
     app = Starlette(routes=[
         Route("/{tenant}/oauth2/v2.0/token", token, methods=["POST"]),
+        Route("/{tenant}/v2.0/.well-known/openid-configuration", openid_configuration(known), methods=["GET"]),
+        Route("/{tenant}/.well-known/openid-configuration", openid_configuration(known, "v1.0"), methods=["GET"]),
         Route("/data", data, methods=methods),
         Route("/data/{rest:path}", data, methods=methods),
     ])
-    app.state.finops = FinOpsSandbox(clock, faults, resource=resource)
+    app.state.finops = sandbox
     return app
