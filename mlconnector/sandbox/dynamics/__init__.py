@@ -49,7 +49,9 @@ Where the sandbox knowingly differs from Microsoft's documented behaviour, and w
   writable. Page field lists are a representative subset of the standard pages, not their full layout.
 * Tokens are opaque strings, not JWTs; ``Faults.token_ttl`` shortens their real life while ``expires_in``
   still says 3599, so a client meets a 401 on a token it believes valid.
-* No ``$batch``, ``$metadata``, ``$apply``, deep PATCH or bound actions other than ``salesInvoices/post``.
+* ``GET .../api/v2.0/$metadata`` answers the CSDL of the entities served (metadata.py); NAV page web services have
+  none. No ``$batch``, ``$apply``, deep PATCH or bound actions other than ``salesInvoices/post``; ``$expand`` only as
+  the entities' specs list (no currency, paymentTerm or paymentMethod entities yet).
 """
 
 from .app import create_app

@@ -42,7 +42,9 @@ Where the sandbox knowingly differs from, or goes beyond, what Microsoft documen
 * The throttling window is per app user, not per user per web server; resource-based throttling is only the
   injected 429 fault. PATCH answers 204 and requires no If-Match; a stale If-Match answers 412.
 * Tokens are opaque strings, not JWTs; ``Faults.token_ttl`` shortens their real life while ``expires_in`` still
-  says 3599. No ``$expand``, ``$metadata``, OData actions or JSON batch (OData 4.01).
+  says 3599. No ``$expand``, OData actions or JSON batch (OData 4.01). ``/data/$metadata`` (CSDL) and the metadata
+  service (``/Metadata/DataEntities``, ``/Metadata/PublicEntities``, ``/Metadata/PublicEnumerations``) describe the
+  entities served (metadata.py).
 * A failed changeset is answered as ASP.NET Web API OData does (a changeset response holding only the failing
   request's response); the navigation name ``SalesOrderLines`` on SalesOrderHeadersV2 is community-observed,
   ``FreeTextInvoiceLines`` on FreeTextInvoiceHeaders is assumed by analogy. F&O's limit on operations per
