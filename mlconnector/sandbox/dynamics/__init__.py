@@ -50,8 +50,9 @@ Where the sandbox knowingly differs from Microsoft's documented behaviour, and w
 * Tokens are opaque strings, not JWTs; ``Faults.token_ttl`` shortens their real life while ``expires_in``
   still says 3599, so a client meets a 401 on a token it believes valid.
 * ``GET .../api/v2.0/$metadata`` answers the CSDL of the entities served (metadata.py); NAV page web services have
-  none. No ``$batch``, ``$apply``, deep PATCH or bound actions other than ``salesInvoices/post``; ``$expand`` only as
-  the entities' specs list (no currency, paymentTerm or paymentMethod entities yet).
+  none. ``POST .../api/v2.0/$batch`` takes JSON batches (batch.py; ``Isolation: snapshot`` undoes a failed batch).
+  No multipart ``$batch``, ``$apply``, deep PATCH or bound actions other than ``salesInvoices/post``; ``$expand``
+  only as the entities' specs list (no currency, paymentTerm or paymentMethod entities yet).
 """
 
 from .app import create_app

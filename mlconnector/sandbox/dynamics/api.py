@@ -15,7 +15,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from ..common import loads
-from . import errors, metadata
+from . import batch, errors, metadata
 from .errors import ODataError, json_response
 from .odata import Query, apply_select, next_link, parse_query, requested_page_size, select_page
 from .schema import BLANK_DATETIME, ENTITIES, EntitySpec
@@ -100,6 +100,8 @@ class ApiV2:
             if request.method != "GET":
                 raise errors.method_not_allowed(request.method, "$metadata")
             return Response(metadata.csdl(), media_type="application/xml")
+        if rest.strip("/") == "$batch":
+            return await batch.run(self, request, root, principal)
         segments = parse_segments(rest)
         if not segments:
             return json_response({"@odata.context": f"{root}/$metadata",
