@@ -121,9 +121,10 @@ def test_nav_zuora_lists_the_nav_card_fields_only_a_partner_can_add(tmp_path: Pa
         assert json.loads(synced.stdout)["flows"]["customers"]["created"] == 3
 
 
-def test_the_default_sandbox_org_needs_nothing(tmp_path: Path, cli) -> None:
-    with sandbox_server.start_pairs(("bc-zoho",), seed=3) as running:
+@pytest.mark.parametrize("pair", [*EXPECTED, "nav-zuora"])
+def test_the_default_sandbox_orgs_need_nothing(pair: str, tmp_path: Path, cli) -> None:
+    with sandbox_server.start_pairs((pair,), seed=3) as running:
         config = write_sandbox_config(running, tmp_path / "sandbox.toml").config_path
-        result = cli(config, "setup", "bc-zoho")
+        result = cli(config, "setup", pair)
         assert result.exit_code == 0, result.output
-        assert "missing" not in result.output and "All checked prerequisites of bc-zoho are in place." in result.output
+        assert "missing" not in result.output and f"All checked prerequisites of {pair} are in place" in result.output
