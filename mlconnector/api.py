@@ -104,6 +104,7 @@ def sync(runtime: Runtime, pair: str, *, flows: Iterable[str] | None = None, ful
     config = runtime.config
     path = runtime.state_file(config)
     with pair_lock(path, pair), State(path) as state, state_errors(path):
+        refuse_flows_setup_found_missing(state, config, pair, flows)
         session = open_pair(config, pair, runtime.context(state))
         try:
             engine = Engine(session.pair, session.config, session.connectors, state,
@@ -111,6 +112,33 @@ def sync(runtime: Runtime, pair: str, *, flows: Iterable[str] | None = None, ful
             return engine.sync(flows, full=full, since=since, dry_run=dry_run)
         finally:
             session.close()
+
+
+def refuse_flows_setup_found_missing(state: State, config: Config, pair: str, flows: Iterable[str] | None) -> None:
+    """A flow whose prerequisites the last `mlconnector setup` found missing does not start: it would only fail
+    record by record. The first such line is the error (exit 2)."""
+    missing = state.setup_missing(pair)
+    if not missing:
+        return
+    chosen = list(flows or ()) or list(config.pair(pair).flows) or list(missing)
+    for flow in chosen:
+        if flow in missing:
+            raise ConfigError(f"{pair} flow {flow} cannot run: {missing[flow][0].split(None, 1)[1]} (then run "
+                              f"`mlconnector setup {pair}` again)")
+
+
+def setup(runtime: Runtime, pair: str, *, apply: bool = False,
+          plan: Callable[[Any], None] | None = None) -> Any:
+    """`mlconnector setup PAIR`: check what the pair needs in its systems; with ``apply``, create what the vendors'
+    APIs allow (``plan`` sees the report before anything is changed). The flows still lacking something are
+    recorded, so sync refuses them until a later setup finds them done."""
+    from mlconnector.setup import check_pair
+
+    config = runtime.config
+    path = runtime.state_file(config)
+    with State(path) as state, state_errors(path):
+        context = runtime.context(state)
+        return check_pair(config, pair, context, state, apply=apply, plan=plan)
 
 
 def drain(runtime: Runtime, pair: str) -> RunResult:

@@ -94,6 +94,9 @@ class PairSpec:
     flows: tuple[Flow, ...]
     description: str = ""
     options: Mapping[str, str] = field(default_factory=dict)
+    # What the pair needs set up in its systems (custom fields, modules ...), for the options in force:
+    # `mlconnector setup PAIR` checks it (mlconnector.prerequisites.Requirement).
+    prerequisites: Callable[[Mapping[str, Any]], tuple[Any, ...]] | None = None
 
     def flow(self, name: str) -> Flow:
         for flow in self.flows:

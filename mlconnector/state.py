@@ -117,6 +117,12 @@ def m008_inbox_digest(db: sqlite_utils.Database) -> None:
                "WHERE processed IS NULL")
 
 
+@migrations()
+def m009_setup_findings(db: sqlite_utils.Database) -> None:
+    # What `mlconnector setup PAIR` last found missing, per flow: sync refuses those flows until setup finds them.
+    db["setup_missing"].create({"pair": str, "flow": str, "line": str, "checked": str}, pk=("pair", "flow", "line"))
+
+
 def iso(value: datetime | None) -> str | None:
     if value is None:
         return None
@@ -341,6 +347,24 @@ class State:
     def last_runs(self, pair: str | None = None, limit: int = 10) -> list[dict[str, Any]]:
         where, args = ("pair = ?", [pair]) if pair else (None, [])
         return list(self.db["runs"].rows_where(where, args, order_by="started desc", limit=limit))
+
+    # what setup found missing ---------------------------------------------------------------------
+    def save_setup_missing(self, pair: str, missing: dict[str, list[str]]) -> None:
+        """Replace the pair's recorded missing prerequisites (flow -> lines) with a new check's."""
+        with self.transaction():
+            self.db.execute("DELETE FROM setup_missing WHERE pair = ?", [pair])
+            stamp = iso(utcnow())
+            rows = [{"pair": pair, "flow": flow, "line": line, "checked": stamp}
+                    for flow, lines in missing.items() for line in lines]
+            if rows:
+                self.db["setup_missing"].insert_all(rows, replace=True)
+
+    def setup_missing(self, pair: str) -> dict[str, list[str]]:
+        found: dict[str, list[str]] = {}
+        for flow, line in self.db.execute("SELECT flow, line FROM setup_missing WHERE pair = ? ORDER BY flow, line",
+                                          [pair]).fetchall():
+            found.setdefault(flow, []).append(line)
+        return found
 
     # watermarks ------------------------------------------------------------------------------
     @_serialized

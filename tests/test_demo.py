@@ -103,7 +103,7 @@ def test_demo_gp_zoho_moves_a_gp_change_and_zoho_orders_into_gp(started) -> None
     assert adam["Billing_City"] == "Evanston"
     assert any(line.startswith("│ gl_accounts") and "│    4 │       4 │" in line for line in text.splitlines())
     from mlconnector.sandbox.zoho.modules import MODULES
-    assert "GL_Accounts" not in MODULES  # the custom modules lived as long as the demo's org
+    assert "GL_Accounts" not in MODULES  # the custom modules are the demo org's own, not every org's
 
 
 def test_demo_nav_zuora_bills_nav_orders_and_a_callout_brings_the_invoice_to_nav(started) -> None:

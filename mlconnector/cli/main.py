@@ -20,6 +20,7 @@ from mlconnector.cli import ping as ping_cmd
 from mlconnector.cli import report
 from mlconnector.cli import sandbox as sandbox_cli
 from mlconnector.cli import secrets as secrets_cli
+from mlconnector.cli import setup as setup_cmd
 from mlconnector.cli import sync as sync_cmd
 from mlconnector.cli.common import print_error
 from mlconnector.config import load_config
@@ -96,6 +97,7 @@ def build_app() -> typer.Typer:
     app.command("init")(init_cmd.init)
     app.add_typer(secrets_cli.app, name="secrets")
     app.command("ping")(ping_cmd.ping)
+    app.command("setup")(setup_cmd.setup)
     app.add_typer(auth_cli.app, name="auth")
     app.add_typer(sync_cmd.build_sync_app(), name="sync")
     app.command("replay")(sync_cmd.replay)

@@ -31,6 +31,12 @@ def serve(
                                                      "company).")] = "small",
     faults: Annotated[Optional[str], typer.Option("--faults", help="Inject faults, e.g. "
                                                   "\"429=0.2,5xx=0.05,latency=50ms,drop=0.1,token_ttl=60\".")] = None,
+    tls: Annotated[bool, typer.Option("--tls", help="Serve https with a self-signed certificate written next to "
+                                                    "the config (NAME.tls.pem): clients such as MSAL refuse an "
+                                                    "authority that is not https.")] = False,
+    bare: Annotated[bool, typer.Option("--bare", help="Start the Zoho orgs and NAV as a new customer's are: without "
+                                                      "the custom fields, custom modules and unique fields the "
+                                                      "pairs need (see `mlconnector setup PAIR --apply`).")] = False,
 ) -> None:
     """Start the emulators of Dynamics NAV (page web services, Basic auth), Business Central (API v2.0, Entra
     tokens), Finance & Operations (OData, Entra tokens), Dynamics GP (SOAP, NTLM/Negotiate), Zuora (OAuth) and
@@ -40,8 +46,21 @@ def serve(
     from mlconnector.demo import write_sandbox_config
     from mlconnector.sandbox import server as sandbox_server
 
+    certificate = None
+    if tls:
+        from mlconnector.sandbox.tls import self_signed
+
+        stem = config_out.expanduser().absolute()
+        pem, key = stem.with_name(f"{stem.stem}.tls.pem"), stem.with_name(f"{stem.stem}.tls.key")
+        for path in (pem, key):
+            if path.exists() and b"-----BEGIN" not in path.read_bytes()[:64]:
+                raise ConfigError(f"{path} exists and was not written by `mlconnector sandbox serve --tls`: not "
+                                  "overwriting it; choose another --config-out")
+        pem.parent.mkdir(parents=True, exist_ok=True)
+        certificate = self_signed(pem, key, host)
     try:
-        sandboxes = sandbox_server.start_pairs(host=host, port=port, seed=seed, faults=faults)
+        sandboxes = sandbox_server.start_pairs(host=host, port=port, seed=seed, faults=faults, tls=certificate,
+                                               bare=bare)
     except (ValueError, sandbox_server.SandboxStartError) as exc:
         raise ConfigError(str(exc)) from None
     try:
@@ -69,10 +88,17 @@ def serve(
             out.print(f"  {name:<22} {url}  {detail}", highlight=False)
         out.print(f"Config: {setup.config_path} (credentials in the encrypted file {setup.secrets_dir}/, state in "
                   f"{setup.state_path.name})", highlight=False)
+        if certificate is not None:
+            out.print(f"https with a self-signed certificate: {certificate.certificate} (clients trust it with "
+                      f"SSL_CERT_FILE={certificate.certificate}; MSAL: verify=that file)", highlight=False)
+        if bare:
+            out.print("Bare: the Zoho orgs lack the pairs' custom fields and modules; `mlconnector --config "
+                      f"{setup.config_path} setup PAIR` lists them, `--apply` creates them", highlight=False)
         out.print("Next, in another terminal:", highlight=False)
         config = setup.config_path
+        trust = f"SSL_CERT_FILE={certificate.certificate} " if certificate is not None else ""
         for command in ("ping", *(f"sync {pair}" for pair in setup.pairs), "audit --limit 20", "status"):
-            out.print(f"  mlconnector --config {config} {command}", highlight=False)
+            out.print(f"  {trust}mlconnector --config {config} {command}", highlight=False)
         if host not in ("127.0.0.1", "::1", "localhost"):
             err.print(f"[yellow]warning: {host} is not loopback; anyone who can reach it can use the sandboxes")
         _wait_for_interrupt()

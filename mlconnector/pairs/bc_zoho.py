@@ -7,6 +7,8 @@ from mlconnector.pairs import register
 
 BC_ZOHO = register(PairSpec(
     name="bc-zoho",
+    prerequisites=lambda options: m.zoho_prerequisites(options, {
+        "account": ("customers",), "contact": ("contacts",), "product": ("items",), "invoice": ("invoices",)}),
     roles={"erp": ("bc",), "crm": ("zoho",)},
     description="Business Central -> Zoho CRM: customers, items, contacts and posted invoices",
     flows=(

@@ -22,6 +22,7 @@ from mlconnector.errors import RecordError
 from mlconnector.flows import MapContext, SkipRecord
 from mlconnector.flows import text as _text
 from mlconnector.flows import without_none as _clean
+from mlconnector.prerequisites import FIELD, MODULE, Requirement
 from mlconnector.systems.base import Record
 
 EMPTY_GUID = "00000000-0000-0000-0000-000000000000"
@@ -301,3 +302,22 @@ def invoice_from_posted_invoice(invoice: Record, ctx: MapContext) -> dict[str, A
         except (RecordError, KeyError):
             pass  # an invoice without a synced order still goes; the link is a convenience
     return _clean(payload)
+
+
+# What Zoho must have (`mlconnector setup nav-zoho` / `bc-zoho` checks it and creates what the API allows) -------------
+def zoho_prerequisites(options: Mapping[str, Any], flows: Mapping[str, tuple[str, ...]]) -> tuple[Requirement, ...]:
+    """The upsert keys as unique fields, ERP_Number on Sales_Orders and Invoices, and those modules (Professional
+    edition and above). ``flows`` names, per kind of record, the pair's flows that need it."""
+    needed: list[Requirement] = []
+    for what, module in (("account", "Accounts"), ("product", "Products"), ("order", "Sales_Orders"),
+                         ("invoice", "Invoices"), ("contact", "Contacts")):
+        if not flows.get(what):
+            continue
+        if module in ("Sales_Orders", "Invoices"):
+            needed.append(Requirement("crm", MODULE, module, flows=flows[what]))
+        name = key(options, what)
+        # Contacts.Email is Zoho's own duplicate-check field: upserts key on it without "unique".
+        unique = not (module == "Contacts" and name == "Email")
+        data_type = "email" if name == "Email" else "text"
+        needed.append(Requirement("crm", FIELD, module, name, data_type, unique=unique, flows=flows[what]))
+    return tuple(needed)

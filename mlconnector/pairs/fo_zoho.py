@@ -23,6 +23,7 @@ from mlconnector.flows import Flow, MapContext, PairSpec, SkipRecord
 from mlconnector.flows import text as _text
 from mlconnector.flows import without_none as _clean
 from mlconnector.pairs import register
+from mlconnector.prerequisites import FIELD, MANUAL, MODULE, Requirement
 from mlconnector.systems.base import Record
 
 OPTIONS = {"account": ("account_key_field", "Account_Number"), "product": ("product_key_field", "Product_Code"),
@@ -252,7 +253,25 @@ def free_text_invoice_from_zoho(invoice: Record, ctx: MapContext) -> dict[str, A
     })
 
 
+def prerequisites(options: Mapping[str, Any]) -> tuple[Requirement, ...]:
+    """Zoho: the master-data keys as unique fields, the document modules; F&O: the app registered for the legal
+    entity (an admin's step in F&O)."""
+    return (
+        Requirement("crm", FIELD, "Accounts", option(options, "account"), unique=True, flows=("customers",)),
+        Requirement("crm", FIELD, "Products", option(options, "product"), unique=True, flows=("products",)),
+        Requirement("crm", FIELD, "Vendors", option(options, "vendor"), unique=True, flows=("vendors",)),
+        Requirement("crm", MODULE, "Sales_Orders", flows=("sales_orders",)),
+        Requirement("crm", MODULE, "Invoices", flows=("invoices",)),
+        Requirement("erp", MANUAL, "Microsoft Entra application in F&O",
+                    fix="System administration > Setup > Microsoft Entra applications: add the app's client id "
+                        "with an F&O user that may read customers, released products and vendors and create sales "
+                        "orders and free text invoices in the legal entity (`mlconnector ping` checks the token "
+                        "and the legal entity)"),
+    )
+
+
 FO_ZOHO = register(PairSpec(
+    prerequisites=prerequisites,
     name="fo-zoho",
     roles={"erp": ("finops",), "crm": ("zoho",)},
     description="Finance & Operations <-> Zoho CRM: customers, products and vendors to Zoho; Zoho sales orders "

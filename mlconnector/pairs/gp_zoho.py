@@ -32,6 +32,7 @@ from mlconnector.flows import Flow, MapContext, PairSpec, SkipRecord
 from mlconnector.flows import text as _text
 from mlconnector.flows import without_none as _clean
 from mlconnector.pairs import register
+from mlconnector.prerequisites import CUSTOM_MODULE, FIELD, MANUAL, MODULE, Requirement
 from mlconnector.systems.base import Record
 
 GL_ACCOUNT_MODULE = "GL_Accounts"
@@ -238,7 +239,44 @@ def order_from_deal(deal: Record, ctx: MapContext) -> dict[str, Any]:
                    "comment": f"Zoho deal {deal.id}"})
 
 
+def prerequisites(options: Mapping[str, Any]) -> tuple[Requirement, ...]:
+    """Zoho: the keys as unique fields, Credit_Limit and Balance on Accounts, the two custom modules and their
+    fields; GP: the Dynamics Security Console role (a person's step)."""
+    account = str(option(options, "account_key_field"))
+    gl, journal = str(option(options, "gl_account_key_field")), str(option(options, "journal_key_field"))
+    needed = [
+        Requirement("crm", FIELD, "Accounts", account, unique=True, flows=("customers", "vendors")),
+        Requirement("crm", FIELD, "Accounts", "Credit_Limit", "currency", flows=("customers",)),
+        Requirement("crm", FIELD, "Accounts", "Balance", "currency", flows=("customers",)),
+        Requirement("crm", FIELD, "Contacts", str(option(options, "contact_key_field")), unique=True,
+                    flows=("vendor_contacts",)),
+        Requirement("crm", CUSTOM_MODULE, GL_ACCOUNT_MODULE, label="GL Accounts", singular="GL Account",
+                    flows=("gl_accounts", "journal_entries")),
+        Requirement("crm", FIELD, GL_ACCOUNT_MODULE, gl, unique=True, flows=("gl_accounts",)),
+        *(Requirement("crm", FIELD, GL_ACCOUNT_MODULE, name, data_type, flows=("gl_accounts",))
+          for name, data_type in (("Description", "textarea"), ("Account_Type", "text"), ("Active", "boolean"),
+                                  ("Alias", "text"))),
+        Requirement("crm", CUSTOM_MODULE, JOURNAL_MODULE, label="GL Journal Entries", singular="GL Journal Entry",
+                    flows=("journal_entries",)),
+        Requirement("crm", FIELD, JOURNAL_MODULE, journal, unique=True, flows=("journal_entries",)),
+        *(Requirement("crm", FIELD, JOURNAL_MODULE, name, data_type, flows=("journal_entries",))
+          for name, data_type in (("Reference", "text"), ("Transaction_Date", "date"), ("Batch", "text"),
+                                  ("State", "text"), ("Total", "currency"), ("GL_Accounts", "text"),
+                                  ("Lines", "textarea"))),
+        Requirement("crm", MODULE, "Sales_Orders", flows=("sales_orders_to_gp",)),
+        Requirement("erp", MANUAL, "GP Web Services role",
+                    fix="Dynamics Security Console: give the Windows account a role allowing the read operations "
+                        "(customers, vendors, GL accounts and transactions) and CreateSalesOrder, with access to "
+                        "the company, and the CreateSalesOrder policy (`mlconnector ping gp` checks both)"),
+    ]
+    if option(options, "vendor_module") == "Vendors":
+        needed.append(Requirement("crm", FIELD, "Vendors", str(option(options, "vendor_key_field")), unique=True,
+                                  flows=("vendors_to_vendor_module",)))
+    return tuple(needed)
+
+
 GP_ZOHO = register(PairSpec(
+    prerequisites=prerequisites,
     name="gp-zoho",
     roles={"erp": ("gp",), "crm": ("zoho",)},
     description="Dynamics GP <-> Zoho CRM: customers, vendors and vendor contacts to Zoho; GL accounts and journal "

@@ -7,6 +7,10 @@ from mlconnector.pairs import register
 
 NAV_ZOHO = register(PairSpec(
     name="nav-zoho",
+    prerequisites=lambda options: m.zoho_prerequisites(options, {
+        "account": ("customers", "vendors", "accounts_to_customers", "accounts_to_vendors"),
+        "contact": ("contacts", "contacts_to_nav"), "product": ("items",), "order": ("sales_orders",),
+        "invoice": ("invoices",)}),
     roles={"erp": ("nav",), "crm": ("zoho",)},
     description="Dynamics NAV <-> Zoho CRM: customers, vendors and contacts both ways; items, sales orders "
                 "and posted invoices to Zoho",

@@ -29,6 +29,7 @@ from mlconnector.flows import Flow, MapContext, PairSpec, SkipRecord
 from mlconnector.flows import text as _text
 from mlconnector.flows import without_none as _clean
 from mlconnector.pairs import register
+from mlconnector.prerequisites import FIELD, MANUAL, Requirement
 from mlconnector.systems.base import Record
 
 DEFAULTS = {"account_key_field": "NAVCustomerNumber__c", "order_key_field": "NAVOrderNumber__c",
@@ -201,8 +202,27 @@ def _key(name: str) -> Any:
     return lambda options: str(option(options, name))
 
 
+def prerequisites(options: Mapping[str, Any]) -> tuple[Requirement, ...]:
+    """NAV: the two status fields on the Customer card (a table and page extension, the partner's work); Zuora: the
+    two custom fields (Settings > Billing > Manage Custom Fields: no public API creates them)."""
+    extension = ("add a Text field {name} to the Customer table and to the Customer card page published as the "
+                 "Customer web service (a table extension and a page extension: a NAV partner's work)")
+    needed = [Requirement("erp", FIELD, "customers", str(option(options, name)), flows=(flow,),
+                          fix=extension.format(name=option(options, name)))
+              for name, flow in (("invoice_status_field", "invoice_status"), ("payment_status_field", "payment_status"))
+              if option(options, name)]
+    for field_option, zuora_object, flow in (("account_key_field", "Account", "customers"),
+                                             ("order_key_field", "Subscription", "sales_orders")):
+        name = str(option(options, field_option))
+        needed.append(Requirement("billing", MANUAL, f"{zuora_object}.{name}", flows=(flow,),
+                                  fix=f"in Zuora, Settings > Billing > Manage Custom Fields: a Text field {name} "
+                                      f"on {zuora_object}, filterable"))
+    return tuple(needed)
+
+
 NAV_ZUORA = register(PairSpec(
     name="nav-zuora",
+    prerequisites=prerequisites,
     roles={"erp": ("nav",), "billing": ("zuora",)},
     description="Dynamics NAV <-> Zuora: customers and items both ways; sales orders to subscriptions; "
                 "invoice and payment status back to the NAV customer",

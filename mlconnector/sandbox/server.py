@@ -39,6 +39,7 @@ from mlconnector.sandbox.common import Faults, ServerDate
 from mlconnector.sandbox.dynamics import DynamicsSandbox
 from mlconnector.sandbox.dynamics import create_app as create_dynamics_app
 from mlconnector.sandbox.seed import SeedSize, Seeded, seed_company
+from mlconnector.sandbox.tls import TlsFiles
 from mlconnector.sandbox.zoho import ZohoSandbox
 from mlconnector.sandbox.zoho import create_app as create_zoho_app
 
@@ -156,8 +157,16 @@ class Sandboxes:
     zuora: ZuoraAccess | None = None
     zuora_sandbox: Any = None                                           # ZuoraSandbox
     summaries: dict[str, str] = field(default_factory=dict)            # per system: what it was seeded with
+    tls: TlsFiles | None = None                                         # served over https with this certificate
+    bare: bool = False                                                  # Zoho orgs without the pairs' set-up
     _servers: list[tuple[uvicorn.Server, threading.Thread]] = field(default_factory=list, repr=False)
     _undo: list[Callable[[], None]] = field(default_factory=list, repr=False)
+
+    def url(self, sock: socket.socket) -> str:
+        return url_of(sock, https=self.tls is not None)
+
+    def serve(self, app: Any, sock: socket.socket, name: str) -> None:
+        self._servers.append(serve(app, sock, name, self.tls))
 
     def company(self, erp: str) -> str:
         return NAV_COMPANY if erp in ("nav", "zuora") else BC_COMPANY
@@ -197,25 +206,30 @@ def bind(host: str, port: int) -> socket.socket:
     return sock
 
 
-def url_of(sock: socket.socket) -> str:
+def url_of(sock: socket.socket, https: bool = False) -> str:
     host, port = sock.getsockname()[:2]
-    return f"http://[{host}]:{port}" if ":" in host else f"http://{host}:{port}"
+    scheme = "https" if https else "http"
+    return f"{scheme}://[{host}]:{port}" if ":" in host else f"{scheme}://{host}:{port}"
 
 
-def serve(app: Any, sock: socket.socket, name: str) -> tuple[uvicorn.Server, threading.Thread]:
-    """Serve an ASGI app on a bound socket in a daemon thread; returns once it accepts connections."""
+def serve(app: Any, sock: socket.socket, name: str,
+          tls: TlsFiles | None = None) -> tuple[uvicorn.Server, threading.Thread]:
+    """Serve an ASGI app on a bound socket in a daemon thread (over https with ``tls``); returns once it accepts
+    connections."""
     # One Date header on every answer: the emulator's own where it keeps a clock (Zoho, Zuora), else now.
     # uvicorn's own would come first and make two.
     dated = ServerDate(app, now=lambda: datetime.now(timezone.utc), keep=True)
     server = uvicorn.Server(uvicorn.Config(dated, log_level="warning", lifespan="off", access_log=False,
-                                           date_header=False))
+                                           date_header=False,
+                                           ssl_certfile=str(tls.certificate) if tls else None,
+                                           ssl_keyfile=str(tls.key) if tls else None))
     thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, name=f"sandbox-{name}", daemon=True)
     thread.start()
     deadline = time.monotonic() + 10
     while not server.started:
         if not thread.is_alive() or time.monotonic() > deadline:
             server.should_exit = True
-            raise SandboxStartError(f"the {name} sandbox did not start on {url_of(sock)}")
+            raise SandboxStartError(f"the {name} sandbox did not start on {url_of(sock, tls is not None)}")
         time.sleep(0.01)
     return server, thread
 
@@ -231,10 +245,12 @@ def start_pairs(pairs: tuple[str, ...] | list[str] = tuple(PAIRS), **kwargs: Any
 
 def start(erps: tuple[str, ...] = ERPS, *, zuora: bool = False, host: str = "127.0.0.1", port: int = 0,
           seed: str | int = "small", faults: str | None = None, seed_number: int = 7,
-          debounce: float = 0.2) -> Sandboxes:
+          debounce: float = 0.2, tls: TlsFiles | None = None, bare: bool = False) -> Sandboxes:
     """Start the emulators of the given ERPs (some of nav, bc, fo, gp), each with a Zoho org of its own, and
     with ``zuora`` a Zuora tenant and NAV for nav-zuora; seeded and with fresh credentials. ``port``: the first
-    port; the others take the next ones in the order of the module docstring (0: free ports for all)."""
+    port; the others take the next ones in the order of the module docstring (0: free ports for all). ``tls``: serve
+    https with that certificate. ``bare``: Zoho orgs and NAV as a customer starts them, without the custom fields,
+    custom modules and unique fields the pairs need (``mlconnector setup --apply`` adds what the APIs allow)."""
     unknown = set(erps) - set(ZOHO_ERPS)
     if unknown or not (erps or zuora):
         raise ValueError(f"erps must be some of {', '.join(ZOHO_ERPS)}")
@@ -248,7 +264,7 @@ def start(erps: tuple[str, ...] = ERPS, *, zuora: bool = False, host: str = "127
     if zuora:
         names.append("zuora")
     sockets = {name: bind(host, port + index if port else 0) for index, name in enumerate(names)}
-    running = Sandboxes(host=host)
+    running = Sandboxes(host=host, tls=tls, bare=bare)
     try:
         _start_dynamics(running, sockets, dynamics_erps, zuora, size, faults, seed_number, debounce)
         for erp in ("fo", "gp"):
@@ -269,7 +285,7 @@ def _start_dynamics(running: Sandboxes, sockets: dict[str, socket.socket], erps:
                     size: SeedSize, faults: str | None, seed_number: int, debounce: float) -> None:
     if "dynamics" not in sockets:
         return
-    dynamics_url = url_of(sockets["dynamics"])
+    dynamics_url = running.url(sockets["dynamics"])
     app = create_dynamics_app(faults=Faults.parse(faults), debounce=debounce)
     dynamics: DynamicsSandbox = app.state.dynamics
     running.dynamics_url, running.dynamics = dynamics_url, dynamics
@@ -280,7 +296,7 @@ def _start_dynamics(running: Sandboxes, sockets: dict[str, socket.socket], erps:
         running.seeded["nav"] = seed_company(dynamics, company, style="nav", size=size, seed=seed_number)
         running.summaries["nav"] = running.seeded["nav"].summary()
         running.nav = NavAccess(f"{dynamics_url}/{NAV_INSTANCE}", NAV_COMPANY, user, key)
-        if zuora:
+        if zuora and not running.bare:
             _extend_nav_customer_card(running, dynamics)
     if "bc" in erps:
         tenant, client_id, secret = str(uuid.uuid4()), str(uuid.uuid4()), secrets.token_urlsafe(30)
@@ -291,7 +307,7 @@ def _start_dynamics(running: Sandboxes, sockets: dict[str, socket.socket], erps:
         running.bc = BcAccess(f"{dynamics_url}/v2.0/{tenant}/{BC_ENVIRONMENT}",
                               f"{dynamics_url}/{tenant}/oauth2/v2.0/token", tenant, BC_ENVIRONMENT, BC_COMPANY,
                               client_id, secret)
-    running._servers.append(serve(app, sockets["dynamics"], "dynamics"))
+    running.serve(app, sockets["dynamics"], "dynamics")
     for erp in erps:
         _start_zoho(running, erp, sockets[f"zoho-{erp}"], faults)
 
@@ -315,13 +331,12 @@ def _extend_nav_customer_card(running: Sandboxes, dynamics: DynamicsSandbox) -> 
 
 
 def _start_zoho(running: Sandboxes, erp: str, sock: socket.socket, faults: str | None) -> None:
-    url = url_of(sock)
-    if erp == "gp":
-        _add_gl_modules(running)
-    zoho_app = create_zoho_app(faults=faults, api_domain=url)
+    url = running.url(sock)
+    zoho_app = create_zoho_app(faults=faults, api_domain=url, bare=running.bare)
     org: ZohoSandbox = zoho_app.state.zoho
-    for module, unique in (*ZOHO_UNIQUE_FIELDS, *ZOHO_UNIQUE_EXTRA.get(erp, ())):
-        org.mark_unique(module, unique)
+    if not running.bare:
+        for module, unique in (*ZOHO_UNIQUE_FIELDS, *ZOHO_UNIQUE_EXTRA.get(erp, ())):
+            org.mark_unique(module, unique)
     client = org.register_client()
     running.zoho[erp] = ZohoAccess(url, client.client_id, client.client_secret,
                                    org.issue_refresh_token(client.client_id))
@@ -332,32 +347,13 @@ def _start_zoho(running: Sandboxes, erp: str, sock: socket.socket, faults: str |
         org.seed("Products", [{"Product_Name": item["Id"], "Product_Code": item["Id"], "Unit_Price": item["Price"],
                                "Description": item["Description"]} for item in items])
         running.summaries["zoho-gp"] = f"{len(items)} products (GP's item numbers), nothing else"
-    running._servers.append(serve(zoho_app, sock, f"zoho-{erp}"))
-
-
-def _add_gl_modules(running: Sandboxes) -> None:
-    """The two custom modules an admin creates for gp-zoho's GL reference records (README "Connecting Dynamics
-    GP"). The emulator's module table is process-wide: they are removed again when the sandboxes stop."""
-    from mlconnector.sandbox.zoho.modules import MODULES, ModuleSpec
-
-    added = []
-    for spec in (ModuleSpec("GL_Accounts", "5725767000000900001", "GL Account", ("Name",), ("Name",), "Name"),
-                 ModuleSpec("GL_Journal_Entries", "5725767000000900002", "GL Journal Entry", ("Name",), ("Name",),
-                            "Name")):
-        if spec.api_name not in MODULES:
-            MODULES[spec.api_name] = spec
-            added.append(spec.api_name)
-
-    def undo() -> None:
-        for name in added:
-            MODULES.pop(name, None)
-    running._undo.append(undo)
+    running.serve(zoho_app, sock, f"zoho-{erp}")
 
 
 def _start_finops(running: Sandboxes, sock: socket.socket, faults: str | None) -> None:
     from mlconnector.sandbox.finops import create_app as create_finops_app
 
-    url = url_of(sock)
+    url = running.url(sock)
     app = create_finops_app(faults=Faults.parse(faults), resource=f"https://{FO_ENVIRONMENT}")
     finops = app.state.finops
     tenant, client_id, secret = str(uuid.uuid4()), str(uuid.uuid4()), secrets.token_urlsafe(30)
@@ -371,14 +367,14 @@ def _start_finops(running: Sandboxes, sock: socket.socket, faults: str | None) -
     running.summaries["fo"] = ", ".join(f"{n} {what}" for what, n in counts.items())
     running.finops, running.finops_sandbox = FinOpsAccess(
         url, f"{url}/{tenant}/oauth2/v2.0/token", tenant, FO_ENVIRONMENT, FO_LEGAL_ENTITY, client_id, secret), finops
-    running._servers.append(serve(app, sock, "finops"))
+    running.serve(app, sock, "finops")
 
 
 def _start_gp(running: Sandboxes, sock: socket.socket, faults: str | None) -> None:
     from mlconnector.sandbox.gp import SAMPLE_COMPANY, SERVICE_PATH
     from mlconnector.sandbox.gp import create_app as create_gp_app
 
-    url = url_of(sock)
+    url = running.url(sock)
     app = create_gp_app(faults=Faults.parse(faults))
     gp = app.state.gp
     gp.auth.per_connection = True  # served over sockets: a connection stays authenticated, as with IIS
@@ -390,13 +386,13 @@ def _start_gp(running: Sandboxes, sock: socket.socket, faults: str | None) -> No
     running.summaries["gp"] = (f"company {company.name!r}: {len(company.customers)} customers, "
                                f"{len(company.vendors)} vendors, {len(company.gl_accounts)} GL accounts, "
                                f"{len(company.gl_transactions)} journal entries, {len(company.items)} items")
-    running._servers.append(serve(app, sock, "gp"))
+    running.serve(app, sock, "gp")
 
 
 def _start_zuora(running: Sandboxes, sock: socket.socket, faults: str | None) -> None:
     from mlconnector.sandbox.zuora import create_app as create_zuora_app
 
-    url = url_of(sock)
+    url = running.url(sock)
     app = create_zuora_app(faults=faults)
     zuora = app.state.zuora
     client = zuora.register_client()
@@ -404,7 +400,7 @@ def _start_zuora(running: Sandboxes, sock: socket.socket, faults: str | None) ->
     running.zuora = ZuoraAccess(url, client.client_id, client.client_secret, ZUORA_CALLOUT_USER,
                                 secrets.token_urlsafe(24))
     running.summaries["zuora"] = "an empty tenant (accounts, products and subscriptions come from NAV)"
-    running._servers.append(serve(app, sock, "zuora"))
+    running.serve(app, sock, "zuora")
 
 
 def configure_zuora_callouts(running: Sandboxes, url: str) -> None:

@@ -15,17 +15,12 @@ from mlconnector.sandbox.gp import GPSandbox
 from mlconnector.sandbox.gp import create_app as create_gp
 from mlconnector.sandbox.zoho import ZohoSandbox
 from mlconnector.sandbox.zoho import create_app as create_zoho
-from mlconnector.sandbox.zoho.modules import MODULES, ModuleSpec
 from mlconnector.state import State
 
 GP_ACCOUNT = "CONTOSO\\svc-mlconnector"
 GP_PASSWORD = "Gp-Sandbox-Pass-7Q2w9E"
 GP_URL = "http://gp.sandbox:48620/DynamicsGPWebServices/DynamicsGPService.asmx"
 GP_SBA_URL = "https://gp.sandbox/GPService/Tenants(DefaultTenant)/Companies(Fabrikam%2C%20Inc.)/"
-# Custom modules an admin creates for the GL reference records (README "Connecting Dynamics GP").
-REFERENCE_MODULES = (ModuleSpec("GL_Accounts", "5725767000000900001", "GL Account", ("Name",), ("Name",), "Name"),
-                     ModuleSpec("GL_Journal_Entries", "5725767000000900002", "GL Journal Entry", ("Name",), ("Name",),
-                                "Name"))
 ZOHO_UNIQUE = {"Accounts": "Account_Number", "Contacts": "GP_Contact_Id", "Vendors": "GP_Vendor_Id",
                "GL_Accounts": "GL_Account_Number", "GL_Journal_Entries": "GL_Journal_Id"}
 
@@ -60,16 +55,9 @@ class GPWorld:
         self.gp.auth.close()
 
 
-def add_reference_modules(monkeypatch: pytest.MonkeyPatch) -> None:
-    """The Zoho sandbox knows standard modules only: the two custom modules are added for the test's life."""
-    for spec in REFERENCE_MODULES:
-        monkeypatch.setitem(MODULES, spec.api_name, spec)
-
-
 def make_gp_world(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, *, gp_settings: str = "", pair_settings: str = "",
                   gp_options: dict[str, Any] | None = None, seed: bool = True, sba: bool = False) -> GPWorld:
     """``sba=True``: GP through the Service Based Architecture only (``transport = "sba"``, no base_url)."""
-    add_reference_modules(monkeypatch)
     zoho_app = create_zoho(api_domain="http://zoho.sandbox")
     zoho: ZohoSandbox = zoho_app.state.zoho
     client = zoho.register_client()

@@ -8,7 +8,7 @@ import hashlib
 import os
 import shutil
 import sqlite3
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -155,9 +155,19 @@ def _digest(directory: Path) -> str:
 
 
 @pytest.fixture(scope="module")
-def results(tmp_path_factory: pytest.TempPathFactory) -> dict[str, tuple[int, str, str, str, str]]:
+def results(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, tuple[int, str, str, str, str]]]:
     base = tmp_path_factory.mktemp("bad-input")
     (base / "rig").mkdir()
+    # A module's fixture runs before each test's own isolation: a case that falls back to the user's default state
+    # or config directory must find this module's, never the real ones.
+    homes = pytest.MonkeyPatch()
+    for name in ("XDG_STATE_HOME", "XDG_CONFIG_HOME"):
+        homes.setenv(name, str(base / name.lower()))
+    yield from _results(base)
+    homes.undo()
+
+
+def _results(base: Path) -> Iterator[dict[str, tuple[int, str, str, str, str]]]:
     rig = start_rig(base / "rig", ("nav", "bc"))
     try:
         warm = rig.cli("sync", "nav-zoho")  # a state file and cached tokens, as on a host that has run before
@@ -189,7 +199,7 @@ def results(tmp_path_factory: pytest.TempPathFactory) -> dict[str, tuple[int, st
             futures = {case.name: pool.submit(in_own_process, case) for case in separate}
             done = {case.name: in_process(case) for case in CASES if case not in separate}
             done.update({name: future.result() for name, future in futures.items()})
-        return done
+        yield done
     finally:
         rig.stop()
 

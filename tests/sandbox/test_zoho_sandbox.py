@@ -237,9 +237,9 @@ def test_insert_get_update_delete_round_trip(crm: Sandbox) -> None:
     assert crm.http.get(f"/crm/v8/Accounts/{record_id}").status_code == 204
 
 
-def test_text_over_255_characters_is_refused_except_in_multi_line_fields_and_system_fields_are_ignored(
+def test_text_over_the_fields_length_is_refused_except_in_multi_line_fields_and_system_fields_are_ignored(
         crm: Sandbox) -> None:
-    long = "x" * 256
+    long = "x" * 256  # Account_Name takes 200 characters, Description (multi-line) 32,000
     answer = crm.http.post("/crm/v8/Accounts", json={"data": [
         {"Account_Name": long},
         {"Account_Name": "Acme", "Description": long, "Created_Time": "2001-01-01T00:00:00+00:00",
@@ -247,7 +247,7 @@ def test_text_over_255_characters_is_refused_except_in_multi_line_fields_and_sys
     assert answer.status_code == 207
     refused, added = answer.json()["data"]
     assert refused["code"] == "INVALID_DATA" and refused["details"]["api_name"] == "Account_Name"
-    assert refused["details"]["maximum_length"] == 255 and refused["details"]["json_path"] == "$.data[0].Account_Name"
+    assert refused["details"]["maximum_length"] == 200 and refused["details"]["json_path"] == "$.data[0].Account_Name"
     record = crm.http.get(f"/crm/v8/Accounts/{added['details']['id']}").json()["data"][0]
     assert record["Description"] == long and record["Employees"] == 12 and record["Tag"] == [{"name": "erp"}]
     assert record["Created_Time"] == added["details"]["Created_Time"] != "2001-01-01T00:00:00+00:00"

@@ -1,7 +1,7 @@
 """A small OpenAPI 3.0 schema checker for the contract tests: enough of JSON Schema for Zoho's crm-oas files.
 
 Zoho's files refer to each other by absolute URLs (raw.githubusercontent.com/.../v8.0/record.json#/...);
-those resolve to the saved copies in ../shared/specs/zoho/. A reference to a file not saved there is
+those resolve to the copies in tests/specs/zoho/ (PROVENANCE.md there). A reference to a file not saved there is
 treated as "anything" and reported in ``unresolved``.
 """
 
@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-SPECS = Path(__file__).resolve().parents[3] / "shared" / "specs" / "zoho"
+SPECS = Path(__file__).resolve().parents[1] / "specs" / "zoho"
 
 _TYPES = {"object": dict, "array": list, "string": str, "boolean": bool, "integer": int, "number": (int, float)}
 

@@ -1,5 +1,5 @@
 """Records from both modes (API v2.0 and NAV page web services) use only the property names Microsoft documents for
-the API v2.0 resources (shared/specs/dynamics/bc/api-v2.0-resources.from-docs.json), plus ``relations`` on contacts."""
+the API v2.0 resources (tests/specs/dynamics/bc/api-v2.0-resources.from-docs.json), plus ``relations`` on contacts."""
 
 from __future__ import annotations
 
@@ -13,13 +13,11 @@ from mlconnector.systems.dynamics import API_ENTITIES, LINE_FIELDS, PAGE_FIELDS
 
 from tests.systems.dynamics_env import DynamicsEnv, make_env
 
-SPEC = Path(__file__).parents[3] / "shared" / "specs" / "dynamics" / "bc" / "api-v2.0-resources.from-docs.json"
+SPEC = Path(__file__).parents[1] / "specs" / "dynamics" / "bc" / "api-v2.0-resources.from-docs.json"
 RESOURCE = {"customers": "customer", "vendors": "vendor", "contacts": "contact", "items": "item",
             "salesOrders": "salesorder", "postedSalesInvoices": "salesinvoice", "purchaseOrders": "purchaseorder"}
 LINES = {"salesOrderLines": "salesorderline", "salesInvoiceLines": "salesinvoiceline",
          "purchaseOrderLines": "purchaseorderline"}
-
-pytestmark = pytest.mark.skipif(not SPEC.exists(), reason="shared/specs not beside the repository")
 
 
 def documented(resource: str) -> set[str]:

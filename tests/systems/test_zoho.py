@@ -253,6 +253,7 @@ def test_changes_bounds_are_exact_with_sub_second_times(env: ZohoEnv) -> None:
 
 
 def test_changes_selects_configured_fields(env: ZohoEnv) -> None:
+    env.zoho.add_field("Accounts", "Custom_Rating__c")
     env.zoho.seed("Accounts", [{"Account_Name": "Acme", "Custom_Rating__c": "A"}])
     rows = list(env.connector(fields={"Accounts": ["Account_Name", "Custom_Rating__c"]}).changes("Accounts", None))
     assert rows[0]["Custom_Rating__c"] == "A"

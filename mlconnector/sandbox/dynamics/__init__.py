@@ -3,6 +3,7 @@
 URL forms served by one app (``create_app()``; state and helpers on ``app.state.dynamics``)::
 
     POST /{tenant}/oauth2/v2.0/token                                Entra ID client credentials
+    GET  /{tenant}/v2.0/.well-known/openid-configuration            Entra's discovery document (sandbox/entra.py)
     /v2.0/{tenant}/{environment}/api/v2.0/...                       BC online API v2.0, Bearer
     /v2.0/{environment}/api/v2.0/...                                same, tenant taken from the token
     /v2.0/{tenant}/{environment}/ODataV4/Company('{name}')/{Svc}    BC online page web services, Bearer
@@ -48,7 +49,10 @@ Where the sandbox knowingly differs from Microsoft's documented behaviour, and w
   writable. Page field lists are a representative subset of the standard pages, not their full layout.
 * Tokens are opaque strings, not JWTs; ``Faults.token_ttl`` shortens their real life while ``expires_in``
   still says 3599, so a client meets a 401 on a token it believes valid.
-* No ``$batch``, ``$metadata``, ``$apply``, deep PATCH or bound actions other than ``salesInvoices/post``.
+* ``GET .../api/v2.0/$metadata`` answers the CSDL of the entities served (metadata.py); NAV page web services have
+  none. ``POST .../api/v2.0/$batch`` takes JSON batches (batch.py; ``Isolation: snapshot`` undoes a failed batch).
+  No multipart ``$batch``, ``$apply``, deep PATCH or bound actions other than ``salesInvoices/post``; ``$expand``
+  only as the entities' specs list (no currency, paymentTerm or paymentMethod entities yet).
 """
 
 from .app import create_app

@@ -15,7 +15,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from ..common import loads
-from . import errors
+from . import batch, errors, metadata
 from .errors import ODataError, json_response
 from .odata import Query, apply_select, next_link, parse_query, requested_page_size, select_page
 from .schema import BLANK_DATETIME, ENTITIES, EntitySpec
@@ -96,6 +96,12 @@ class ApiV2:
         return self._rows.get((company.id, set_name, row.id), row, lambda: self.db.to_api(set_name, row))
 
     async def handle(self, request: Request, rest: str, root: str, principal: str) -> Response:
+        if rest.strip("/") == "$metadata":
+            if request.method != "GET":
+                raise errors.method_not_allowed(request.method, "$metadata")
+            return Response(metadata.csdl(), media_type="application/xml")
+        if rest.strip("/") == "$batch":
+            return await batch.run(self, request, root, principal)
         segments = parse_segments(rest)
         if not segments:
             return json_response({"@odata.context": f"{root}/$metadata",

@@ -14,6 +14,7 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from mlconnector.sandbox.common import Faults, SandboxClock, ServerDate
+from mlconnector.sandbox.entra import openid_configuration
 
 from .errors import ODataError
 from .sandbox import ApiCall, DynamicsSandbox
@@ -117,15 +118,18 @@ def create_app(*, clock: SandboxClock | None = None, faults: Faults | None = Non
     can deliver them in-process (e.g. ``httpx.ASGITransport(receiver_app)``); None uses the network.
     ``debounce`` is how long changes are collected before notifications go out (BC online: 30 s).
     """
+    sandbox = DynamicsSandbox(clock, faults, notify_transport, debounce)
+    known = sandbox.identity._known_tenant
     routes = [
         Route("/{tenant}/oauth2/v2.0/token", token, methods=["POST"]),
+        Route("/{tenant}/v2.0/.well-known/openid-configuration", openid_configuration(known), methods=["GET"]),
+        Route("/{tenant}/.well-known/openid-configuration", openid_configuration(known, "v1.0"), methods=["GET"]),
         Route("/v2.0/{tenant}/{environment}/api/v2.0/{rest:path}", cloud_api, methods=_METHODS),
         Route("/v2.0/{environment}/api/v2.0/{rest:path}", cloud_api, methods=_METHODS),
         Route("/v2.0/{tenant}/{environment}/ODataV4/{rest:path}", cloud_odata, methods=_METHODS),
         Route("/{instance}/api/v2.0/{rest:path}", onprem_api, methods=_METHODS),
         Route("/{instance}/ODataV4/{rest:path}", onprem_odata, methods=_METHODS),
     ]
-    sandbox = DynamicsSandbox(clock, faults, notify_transport, debounce)
     # Every answer carries the server's Date (RFC 9110 section 6.6.1), by the sandbox's clock.
     app = Starlette(routes=routes, middleware=[Middleware(ServerDate, now=sandbox.clock.now)])
     app.state.dynamics = sandbox

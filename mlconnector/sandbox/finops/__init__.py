@@ -3,6 +3,7 @@
 URL forms served by one app (``create_app()``; state and helpers on ``app.state.finops``)::
 
     POST /{tenant}/oauth2/v2.0/token          Entra ID client credentials, scope {environment URL}/.default
+    GET  /{tenant}/v2.0/.well-known/openid-configuration   Entra's discovery document (sandbox/entra.py)
     GET  /data/                               the service document (entity sets)
     /data/{EntitySet}                         GET (query options, paging), POST (create)
     /data/{EntitySet}(dataAreaId='usmf',Key='...')   GET, PATCH (If-Match optional), DELETE
@@ -41,7 +42,9 @@ Where the sandbox knowingly differs from, or goes beyond, what Microsoft documen
 * The throttling window is per app user, not per user per web server; resource-based throttling is only the
   injected 429 fault. PATCH answers 204 and requires no If-Match; a stale If-Match answers 412.
 * Tokens are opaque strings, not JWTs; ``Faults.token_ttl`` shortens their real life while ``expires_in`` still
-  says 3599. No ``$expand``, ``$metadata``, OData actions or JSON batch (OData 4.01).
+  says 3599. No ``$expand``, OData actions or JSON batch (OData 4.01). ``/data/$metadata`` (CSDL) and the metadata
+  service (``/Metadata/DataEntities``, ``/Metadata/PublicEntities``, ``/Metadata/PublicEnumerations``) describe the
+  entities served (metadata.py).
 * A failed changeset is answered as ASP.NET Web API OData does (a changeset response holding only the failing
   request's response); the navigation name ``SalesOrderLines`` on SalesOrderHeadersV2 is community-observed,
   ``FreeTextInvoiceLines`` on FreeTextInvoiceHeaders is assumed by analogy. F&O's limit on operations per

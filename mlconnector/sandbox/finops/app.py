@@ -16,9 +16,11 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from mlconnector.sandbox.common import Faults, SandboxClock
+from mlconnector.sandbox.entra import openid_configuration
 
 from . import batch as batching
-from .entities import ENTITIES, EntitySpec
+from . import metadata
+from .entities import ENTITIES, ENUMS, EntitySpec
 from .errors import ODataError, bad_request, json_response, not_found
 from .query import apply_select, parse_key, parse_query, requested_page_size, select_page, next_link
 from .sandbox import ApiCall, App, FinOpsSandbox
@@ -67,6 +69,10 @@ async def data(request: Request) -> Response:
 async def _handle(request: Request, sandbox: FinOpsSandbox, app: App) -> Response:
     rest = request.path_params.get("rest", "").strip("/")
     root = f"{_origin(request)}/data"
+    if rest == "$metadata":
+        if request.method != "GET":
+            raise ODataError(405, f"The requested resource does not support http method '{request.method}'.")
+        return Response(metadata.csdl(), media_type="application/xml")
     if rest == "":
         if request.method != "GET":
             raise ODataError(405, "The requested resource does not support http method "
@@ -225,15 +231,59 @@ def _key_text(spec: EntitySpec, values: dict[str, Any]) -> str:
     return ",".join(parts)
 
 
+async def metadata_service(request: Request) -> Response:
+    """``/Metadata/DataEntities``, ``/Metadata/PublicEntities[('Name')]``, ``/Metadata/PublicEnumerations`` (the
+    metadata service, read-only, behind the same Entra token as ``/data``)."""
+    sandbox: FinOpsSandbox = request.app.state.finops
+    call = ApiCall(request.method, request.url.path, request.url.query)
+    sandbox.calls.append(call)
+    try:
+        sandbox.authenticate(request)
+        if request.method != "GET":
+            raise ODataError(405, f"The requested resource does not support http method '{request.method}'.")
+        response = _metadata_answer(request)
+    except ODataError as error:
+        response = error.response()
+    call.status = response.status_code
+    return response
+
+
+def _metadata_answer(request: Request) -> Response:
+    rest = request.path_params.get("rest", "").strip("/")
+    root = f"{_origin(request)}/Metadata"
+    match = re.fullmatch(r"(?P<set>DataEntities|PublicEntities|PublicEnumerations)(?:\('(?P<key>[^']*)'\))?", rest)
+    if match is None:
+        raise not_found(rest)
+    kind, key = match.group("set"), match.group("key")
+    if kind == "PublicEnumerations":
+        items = {name: metadata.public_enumeration(name) for name in ENUMS}
+    elif kind == "PublicEntities":
+        items = {spec.type_name: metadata.public_entity(spec) for spec in ENTITIES.values()}
+    else:
+        items = {spec.aot: metadata.data_entity(spec) for spec in ENTITIES.values()}
+    if key is not None:
+        if key not in items:
+            raise not_found(f"{kind}('{key}')")
+        return json_response({"@odata.context": f"{root}/$metadata#{kind}/$entity", **items[key]})
+    return json_response({"@odata.context": f"{root}/$metadata#{kind}", "value": list(items.values())})
+
+
 def create_app(*, clock: SandboxClock | None = None, faults: Faults | None = None,
                resource: str = "https://usmf-test.operations.dynamics.com") -> Starlette:
     """The F&O emulator; its state and helpers are ``app.state.finops``. ``resource`` is the environment URL
     tokens must be requested for (scope ``{resource}/.default``)."""
     methods = ["GET", "POST", "PATCH", "DELETE"]
+    sandbox = FinOpsSandbox(clock, faults, resource=resource)
+
+    def known(tenant: str) -> bool:
+        return any(app.tenant == tenant.lower() for app in sandbox.apps.values())
     app = Starlette(routes=[
         Route("/{tenant}/oauth2/v2.0/token", token, methods=["POST"]),
+        Route("/{tenant}/v2.0/.well-known/openid-configuration", openid_configuration(known), methods=["GET"]),
+        Route("/{tenant}/.well-known/openid-configuration", openid_configuration(known, "v1.0"), methods=["GET"]),
         Route("/data", data, methods=methods),
         Route("/data/{rest:path}", data, methods=methods),
+        Route("/Metadata/{rest:path}", metadata_service, methods=methods),
     ])
-    app.state.finops = FinOpsSandbox(clock, faults, resource=resource)
+    app.state.finops = sandbox
     return app

@@ -14,7 +14,9 @@ Paths (one app serves both hosts; in-process the host is ignored):
                                              answers ``{"error": "invalid_client"}`` as Zoho does.
     GET  /crm/v8/org, GET /crm/v8/users?type=CurrentUser
     GET/POST/PUT/DELETE /crm/v8/{module}, POST /crm/v8/{module}/upsert, GET/PUT/DELETE /crm/v8/{module}/{id}
-    POST /crm/v8/coql
+    POST /crm/v8/coql, GET /crm/v8/{module}/search (criteria, email, phone, word: search.py)
+    GET/POST /crm/v8/settings/modules, GET /crm/v8/settings/modules/{api_name}
+    GET/POST /crm/v8/settings/fields?module=, GET/PATCH /crm/v8/settings/fields/{id}?module=   (settings.py)
     POST /crm/v8/upload  (content.zohoapis.* in Zoho)  headers feature: bulk-write, X-CRM-ORG: {zgid}
     POST /crm/bulk/v8/write, GET /crm/bulk/v8/write/{job_id}, GET /crm/bulk/v8/write/{job_id}/result
     GET/POST/PUT/PATCH/DELETE /crm/v8/actions/watch
@@ -42,8 +44,13 @@ Where the sandbox deviates from Zoho, or Zoho's own material disagrees with itse
   with ``Retry-After``. Half of injected 5xx are 503 with a plain-text body, as a gateway would send.
 - More than 100 records in a write: top-level 400 ``LIMIT_EXCEEDED`` with ``{"limit": 100}``; the wording is ours.
 - Upsert inserts report ``"duplicate_field": null`` (v7 doc sample); a v8 OAS example shows a field name there.
-- Unknown field API names are accepted and stored (Zoho ignores them); COQL on a field no record has returns
-  null rather than ``INVALID_QUERY``, so custom fields need no set-up. Field data types are not checked.
+- The org's modules and fields (``app.state.zoho.schema``: Zoho's standard ones, plus the custom fields and custom
+  modules the pairs use unless ``create_app(bare=True)``) decide what a write may carry: a field API name the module
+  lacks refuses the record with ``INVALID_DATA`` naming the field (Zoho documents "use only field API names" but not
+  the refusal; the shape is its documented INVALID_DATA), text longer than the field's length is refused with its
+  ``maximum_length``, and a number field refuses text that is no number (``expected_data_type``). Picklist values are
+  not checked. COQL on a field no record has returns null rather than ``INVALID_QUERY`` (columns are not checked
+  against the fields).
 - Lookups must be ``{"id": ...}``; Zoho also resolves some lookups by name.
 - Line items accept both ``quantity``/``list_price`` and ``Quantity``/``List_Price`` (Zoho's own examples use
   both) and are returned capitalised; tax is not computed.

@@ -14,7 +14,7 @@ from starlette.responses import PlainTextResponse, Response
 from starlette.routing import Route
 
 from ..common import Faults, JSONResponse, SandboxClock, ServerDate
-from . import routes
+from . import routes, search, settings
 from .errors import ZohoError, error_body
 from .oauth import AccessToken, revoke_endpoint, token_endpoint
 from .sandbox import ZohoSandbox
@@ -136,6 +136,21 @@ def build_routes(sandbox: ZohoSandbox) -> list[Route]:
             "PUT": ("watch.replace", routes.replace_channels), "PATCH": ("watch.patch", routes.patch_channels),
             "DELETE": ("watch.disable", routes.disable_channels),
         }), methods=["GET", "POST", "PUT", "PATCH", "DELETE"]),
+        # Metadata (modules and fields) and the calls that add custom fields and modules
+        Route("/crm/v8/settings/modules", _by_method(sandbox, "ZohoCRM.settings", {
+            "GET": ("settings.modules", settings.get_modules), "POST": ("settings.modules.create",
+                                                                         settings.create_modules),
+        }), methods=["GET", "POST"]),
+        Route("/crm/v8/settings/modules/{module}", api(sandbox, "settings.module", "ZohoCRM.settings", "READ",
+                                                       settings.get_module), methods=["GET"]),
+        Route("/crm/v8/settings/fields", _by_method(sandbox, "ZohoCRM.settings", {
+            "GET": ("settings.fields", settings.get_fields), "POST": ("settings.fields.create",
+                                                                       settings.create_fields),
+        }), methods=["GET", "POST"]),
+        Route("/crm/v8/settings/fields/{field_id}", _by_method(sandbox, "ZohoCRM.settings", {
+            "GET": ("settings.field", settings.get_field), "PATCH": ("settings.fields.update",
+                                                                      settings.update_field),
+        }), methods=["GET", "PATCH"]),
         Route("/crm/bulk/v8/write", api(sandbox, "bulk_write.create", "ZohoCRM.bulk", "CREATE",
                                         routes.create_bulk_job), methods=["POST"]),
         Route("/crm/bulk/v8/write/{job_id}", api(sandbox, "bulk_write.get", "ZohoCRM.bulk", "READ",
@@ -145,6 +160,8 @@ def build_routes(sandbox: ZohoSandbox) -> list[Route]:
         Route("/crm/v8/{module}/upsert", api(sandbox, "records.upsert", records, "CREATE", routes.upsert_records,
                                                   routes.many_records),
               methods=["POST"]),
+        Route("/crm/v8/{module}/search", api(sandbox, "records.search", records, "READ", search.search_records),
+              methods=["GET"]),
         Route("/crm/v8/{module}", _by_method(sandbox, records, {
             "GET": ("records.list", routes.list_records, routes.sorted_or_viewed),
             "POST": ("records.insert", routes.insert_records, routes.many_records),
@@ -174,7 +191,7 @@ async def _http_error(request: Request, exc: Exception) -> Response:
 def create_app(*, clock: SandboxClock | None = None, faults: Faults | str | None = None, data_centre: str = "us",
                edition: str = "enterprise", api_domain: str | None = None, time_zone: str = "America/Los_Angeles",
                notify_transport: httpx.AsyncBaseTransport | None = None,
-               limit_concurrency: bool = True) -> Starlette:
+               limit_concurrency: bool = True, bare: bool = False) -> Starlette:
     """A Zoho CRM org with its accounts server, as one Starlette app. Helpers live on ``app.state.zoho``.
 
     clock            sandbox time (advance it to expire tokens, grant codes, channels, page tokens)
@@ -187,12 +204,14 @@ def create_app(*, clock: SandboxClock | None = None, faults: Faults | str | None
     notify_transport the httpx transport for notification and bulk callback POSTs (in-process tests)
     limit_concurrency refuse calls beyond the edition's concurrency and the sub-concurrency limits (429); when
                      False they are only counted (``app.state.zoho.limit_concurrency`` switches it later)
+    bare             an org as Zoho hands it over: standard modules and fields only, none of the custom fields and
+                     custom modules the pairs use (the default org has them, as set up by an admin)
     """
     sandbox = ZohoSandbox(
         clock=clock or SandboxClock(),
         faults=faults if isinstance(faults, Faults) else Faults.parse(faults),
         data_centre=data_centre, edition=edition, api_domain=api_domain, time_zone=time_zone,
-        notify_transport=notify_transport)
+        notify_transport=notify_transport, bare=bare)
     sandbox.limit_concurrency = limit_concurrency
     # Zoho's Date header, on every answer, from the org's clock (HTTP date: whole seconds).
     app = Starlette(routes=build_routes(sandbox), exception_handlers={HTTPException: _http_error},

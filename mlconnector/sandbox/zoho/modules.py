@@ -1,4 +1,5 @@
-"""The CRM modules the sandbox knows: mandatory fields, duplicate-check fields, lookups and line items."""
+"""The standard CRM modules every org has: mandatory fields, duplicate-check fields, lookups and line items. An
+org's own modules (these plus its custom modules) and fields are its ``OrgSchema`` (schema.py)."""
 
 from __future__ import annotations
 
@@ -28,6 +29,12 @@ class ModuleSpec:
     line_items: str | None = None
     bulk_write: bool = True
     editions: frozenset[str] | None = None  # None: every edition has the module
+    plural_label: str = ""
+
+    @property
+    def label(self) -> str:
+        """The module's plural label (Setup shows it): given for custom modules, else from the API name."""
+        return self.plural_label or self.api_name.replace("_", " ")
 
     @cached_property
     def special_fields(self) -> frozenset[str]:
@@ -72,10 +79,3 @@ READ_ONLY_FIELDS = frozenset({"id", "Created_Time", "Modified_Time", "Created_By
 EDITIONS = ("free", "standard", "professional", "enterprise", "ultimate", "crmplus", "zohoone")
 
 
-def spec_for(module: str, edition: str) -> ModuleSpec | None:
-    """The module's spec if the module exists in this edition; Zoho matches module API names in URLs
-    without regard to case, so ``accounts`` finds Accounts."""
-    spec = MODULES.get(module) or next((s for name, s in MODULES.items() if name.lower() == module.lower()), None)
-    if spec is None or (spec.editions is not None and edition not in spec.editions):
-        return None
-    return spec

@@ -450,7 +450,8 @@ async def list_channels(request: Request, call: Call) -> Response:
     for channel in channels.values():
         if wanted_id and channel.channel_id != wanted_id:
             continue
-        for entry in watch.listing(channel, call.sandbox.api_domain, call.sandbox.timestamp(channel.expiry)):
+        for entry in watch.listing(channel, call.sandbox.api_domain, call.sandbox.timestamp(channel.expiry),
+                                   call.sandbox.schema.ids()):
             if not wanted_module or entry["resource_name"] == wanted_module:
                 entries.append(entry)
     if not entries:
@@ -498,7 +499,8 @@ def _change_channel(call: Call, channels: dict[str, watch.Channel], known: set[s
         message = ("Successfully subscribed for actions-watch of the given module" if mode == "enable"
                    else "Successfully updated the subscribe details")
     expiry = call.sandbox.timestamp(channel.expiry)
-    return {"code": "SUCCESS", "details": {"events": watch.event_details(channel, call.sandbox.api_domain, expiry)},
+    return {"code": "SUCCESS", "details": {"events": watch.event_details(channel, call.sandbox.api_domain, expiry,
+                                                                     call.sandbox.schema.ids())},
             "message": message, "status": "success"}
 
 
@@ -528,7 +530,7 @@ async def disable_channels(request: Request, call: Call) -> Response:
                                        {"channel_id": channel_id}).body())
             continue
         # One item per module of the channel, as in Zoho's disable example (details name the resource, no events).
-        for event in watch.event_details(channel, call.sandbox.api_domain, ""):
+        for event in watch.event_details(channel, call.sandbox.api_domain, "", call.sandbox.schema.ids()):
             answers.append({"code": "SUCCESS", "details": {key: event[key] for key in
                                                            ("resource_uri", "resource_id", "channel_id")},
                             "message": "Successfully un-subscribed from actions-watch", "status": "success"})

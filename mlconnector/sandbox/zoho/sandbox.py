@@ -16,7 +16,9 @@ from ..background import BackgroundTasks
 from ..common import Faults, SandboxClock
 from . import bulk, watch
 from .errors import RecordError
-from .modules import EDITIONS, MODULES, ModuleSpec, spec_for
+from .fields import Field, label_for
+from .modules import EDITIONS, ModuleSpec
+from .schema import OrgSchema
 from .oauth import API_DOMAINS, Accounts, Client
 from .store import RecordStore, User, WriteOutcome
 
@@ -60,7 +62,8 @@ class ZohoSandbox:
     """
 
     def __init__(self, *, clock: SandboxClock, faults: Faults, data_centre: str, edition: str,
-                 api_domain: str | None, time_zone: str, notify_transport: httpx.AsyncBaseTransport | None) -> None:
+                 api_domain: str | None, time_zone: str, notify_transport: httpx.AsyncBaseTransport | None,
+                 bare: bool = False) -> None:
         self.clock = clock
         self.faults = faults
         self.data_centre = data_centre
@@ -73,7 +76,8 @@ class ZohoSandbox:
         self.zgid = "808232144"
         self.user = User("5725767000000411001", "Patricia Boyle", "patricia.boyle@example.test")
         self.accounts = Accounts(clock.now, data_centre, self.zgid, self.api_domain, lambda: self.faults.token_ttl)
-        self.store = RecordStore(clock.now, self.tz, self.user)
+        self.schema = OrgSchema(bare=bare)
+        self.store = RecordStore(clock.now, self.tz, self.user, self.schema)
         self.notify_transport = notify_transport
         self.calls: Counter[str] = Counter()
         self.credits = 0
@@ -121,8 +125,24 @@ class ZohoSandbox:
         self.clock.advance(**kwargs)
 
     def mark_unique(self, module: str, field: str) -> None:
-        """Make a field "Do not allow duplicate values": insert/update refuse duplicates, upsert can key on it."""
-        self.store.unique[self._spec(module).api_name].add(field)
+        """Make a field "Do not allow duplicate values": insert/update refuse duplicates, upsert can key on it. A
+        field the module lacks is first added as a custom single-line text field, as an admin would."""
+        name = self._spec(module).api_name
+        if self.schema.field(name, field) is None:
+            self.add_field(name, field)
+        self.schema.set_unique(name, field)
+
+    def add_field(self, module: str, api_name: str, data_type: str = "text", *, length: int = 0,
+                  lookup: str | None = None, unique: bool = False) -> Field:
+        """Add a custom field to a module (Setup > Modules and Fields), as the Create Custom Field API would."""
+        return self.schema.add_field(self._spec(module).api_name, Field(
+            api_name, label_for(api_name), data_type, length, custom=True, unique=unique, lookup=lookup))
+
+    def add_custom_module(self, api_name: str, plural: str | None = None, singular: str | None = None) -> ModuleSpec:
+        """Create a custom module (Setup > Modules and Fields > Create New Module) with Zoho's default fields."""
+        spec = self.schema.add_module(api_name, plural or label_for(api_name), singular or label_for(api_name))
+        self.store.add_modules()
+        return spec
 
     def seed(self, module: str, records: list[dict[str, Any]]) -> list[str]:
         """Insert records directly (no credits, no notifications), with the API's validation; returns ids."""
@@ -194,13 +214,13 @@ class ZohoSandbox:
                 del self.heavy_in_flight[client_id]
 
     def _spec(self, module: str) -> ModuleSpec:
-        spec = spec_for(module, self.edition)
+        spec = self.schema.spec(module, self.edition)
         if spec is None:
             raise KeyError(f"no module {module!r} in the {self.edition} edition")
         return spec
 
     def spec(self, module: str) -> ModuleSpec | None:
-        return spec_for(module, self.edition)
+        return self.schema.spec(module, self.edition)
 
     def timestamp(self, moment: datetime | None = None) -> str:
         return (moment or self.clock.now()).astimezone(self.tz).replace(microsecond=0).isoformat()
@@ -327,6 +347,5 @@ class ZohoSandbox:
             raise RecordError("NOT_FOUND", "record not found", {"api_name": key})
         return self.store.insert(spec, record, path)
 
-    @staticmethod
-    def module_names() -> list[str]:
-        return list(MODULES)
+    def module_names(self) -> list[str]:
+        return list(self.schema.modules)

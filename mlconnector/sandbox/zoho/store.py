@@ -9,15 +9,15 @@ from datetime import datetime, tzinfo
 from typing import Any
 
 from .errors import RecordError
-from .modules import LINE_ITEM_ALIASES, MODULES, READ_ONLY_FIELDS, ModuleSpec
+from .fields import NUMERIC, TEXTUAL
+from .modules import LINE_ITEM_ALIASES, READ_ONLY_FIELDS, ModuleSpec
+from .schema import OrgSchema
 
 # Zoho record ids are 19-digit numbers sent as strings; the sandbox keeps Zoho's org-prefix shape.
 _ID_BASE = 5725767 * 10**12
 
 
-MAX_TEXT_LENGTH = 255  # a single-line text field
 _PLAIN = frozenset({str, int, float, bool, type(None)})  # values stored as given (text within the length)
-LONG_TEXT_FIELDS = frozenset({"Description", "Terms_and_Conditions"})  # multi-line: 32,000
 
 
 @dataclass(frozen=True)
@@ -56,6 +56,19 @@ def _blank(value: Any) -> bool:
     return value is None or (isinstance(value, str) and not value.strip()) or value == []
 
 
+def _numeric(value: Any) -> bool:
+    """A number, or text that reads as one (Zoho takes "12.5" for a currency field)."""
+    if isinstance(value, bool):
+        return False
+    if isinstance(value, (int, float)):
+        return True
+    try:
+        float(str(value))
+    except ValueError:
+        return False
+    return True
+
+
 def _number(value: Any, default: float = 0.0) -> float:
     try:
         return float(value) if value is not None else default
@@ -65,18 +78,26 @@ def _number(value: Any, default: float = 0.0) -> float:
 
 @dataclass
 class RecordStore:
-    """Records per module plus the org's user-defined unique fields."""
+    """Records per module, written as the org's modules and fields (its ``schema``) allow."""
 
     now: Callable[[], datetime]
     tz: tzinfo
     user: User
-    records: dict[str, dict[str, dict[str, Any]]] = field(default_factory=lambda: {m: {} for m in MODULES})
-    unique: dict[str, set[str]] = field(default_factory=lambda: {m: set() for m in MODULES})
+    schema: OrgSchema = field(default_factory=OrgSchema)
+    records: dict[str, dict[str, dict[str, Any]]] = field(default_factory=dict)
     _ids: Iterator[int] = field(default_factory=lambda: itertools.count(524001))
     # (module, field) -> compared value -> ids, built on first look-up; keeps duplicate checks and upserts
     # from scanning the module (a 100,000-record org would otherwise take minutes per batch).
     _index: dict[tuple[str, str], dict[Any, dict[str, None]]] = field(default_factory=dict)
     _stamp: tuple[Any, str] = (None, "")   # (second, zone) -> its text
+
+    def __post_init__(self) -> None:
+        self.add_modules()
+
+    def add_modules(self) -> None:
+        """Room for the records of modules the schema gained (custom modules)."""
+        for name in self.schema.modules:
+            self.records.setdefault(name, {})
 
     # -- ids and time -----------------------------------------------------------------------------------
     def new_id(self) -> str:
@@ -141,7 +162,7 @@ class RecordStore:
                 self._add_to(index, record.get(name), record["id"])
 
     def duplicate_check_fields(self, spec: ModuleSpec) -> list[str]:
-        return list(spec.duplicate_check) + sorted(self.unique[spec.api_name] - set(spec.duplicate_check))
+        return list(spec.duplicate_check) + sorted(self.schema.unique(spec.api_name) - set(spec.duplicate_check))
 
     # -- writes -----------------------------------------------------------------------------------------
     def insert(self, spec: ModuleSpec, data: dict[str, Any], path: str) -> WriteOutcome:
@@ -212,11 +233,23 @@ class RecordStore:
                 raise RecordError.mandatory(name, f"{path}.{name}")
         values: dict[str, Any] = {}
         special = spec.special_fields
+        known = self.schema.fields[spec.api_name]
         for name, value in data.items():
             if name in READ_ONLY_FIELDS or name[:1] == "$":
                 continue  # Zoho ignores system fields and $-properties it does not act on
+            meta = known.get(name)
+            if meta is None:
+                # "You must use only Field API names in the input" (v8 insert-records page); a name the org's
+                # module lacks is refused in the documented INVALID_DATA shape (api_name, json_path).
+                raise RecordError.invalid(name, f"{path}.{name}")
             kind = type(value)
-            if name not in special and (kind is not str or len(value) <= MAX_TEXT_LENGTH) and kind in _PLAIN:
+            if kind is str and len(value) > meta.max_length and meta.data_type in TEXTUAL:
+                # Each field takes its length (Field Types: Data Types and Length Limits); Zoho refuses the record,
+                # naming the field and the maximum (createRecords example "invaliddatalength").
+                raise RecordError.invalid(name, f"{path}.{name}", maximum_length=meta.max_length)
+            if meta.data_type in NUMERIC and value is not None and not _numeric(value):
+                raise RecordError.invalid(name, f"{path}.{name}", expected_data_type=meta.json_type)
+            if name not in special and kind in _PLAIN:
                 values[name] = value  # most fields: plain text or a number, stored as given
             elif name in spec.lookups:
                 values[name] = self._lookup(spec.lookups[name], value, name, f"{path}.{name}")
@@ -224,9 +257,6 @@ class RecordStore:
                 values[name] = self._line_items(value, f"{path}.{name}", existing.get(name) if existing else None)
             elif name == "Owner":
                 values[name] = existing.get("Owner") if existing else {**self.user.minified(), "email": self.user.email}
-            elif isinstance(value, str) and len(value) > MAX_TEXT_LENGTH and name not in LONG_TEXT_FIELDS:
-                # Single-line text fields take 255 characters; Zoho refuses the record, naming the field.
-                raise RecordError.invalid(name, f"{path}.{name}", maximum_length=MAX_TEXT_LENGTH)
             else:
                 values[name] = _deep_copy(value)
         return values
@@ -239,7 +269,7 @@ class RecordStore:
         ref = self.get(target, str(value["id"]))
         if ref is None:
             raise RecordError.invalid(name, path)
-        return {"name": ref.get(MODULES[target].name_field), "id": ref["id"]}
+        return {"name": ref.get(self.schema.modules[target].name_field), "id": ref["id"]}
 
     def _line_items(self, rows: Any, path: str, current: list[dict[str, Any]] | None) -> list[dict[str, Any]]:
         """Validate line items. On update Zoho keeps rows not mentioned, updates rows given with an id,
@@ -280,7 +310,7 @@ class RecordStore:
 
     def _check_unique(self, spec: ModuleSpec, values: dict[str, Any], path: str, exclude: str | None) -> None:
         """User-defined unique fields ("Do not allow duplicate values") reject a second record with the value."""
-        for name in sorted(self.unique[spec.api_name]):
+        for name in sorted(self.schema.unique(spec.api_name)):
             value = values.get(name)
             if _blank(value):
                 continue

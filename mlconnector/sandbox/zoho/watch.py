@@ -9,7 +9,6 @@ from typing import Any
 from urllib.parse import parse_qsl, urlsplit
 
 from .errors import RecordError, ZohoError
-from .modules import MODULES
 
 DEFAULT_EXPIRY = timedelta(hours=1)   # "If it is not specified or set for more than a week ... one hour"
 MAX_EXPIRY = timedelta(weeks=1)
@@ -126,17 +125,17 @@ def watch_items(body: Any) -> list[Any]:
     return items
 
 
-def event_details(channel: Channel, api_domain: str, timestamp: str) -> list[dict[str, Any]]:
+def event_details(channel: Channel, api_domain: str, timestamp: str, ids: dict[str, str]) -> list[dict[str, Any]]:
     """The per-module ``events`` Zoho lists in a subscribe answer."""
     return [{"channel_expiry": timestamp, "resource_uri": f"{api_domain}/crm/v8/{module}",
-             "resource_id": MODULES[module].id, "resource_name": module, "channel_id": channel.channel_id}
+             "resource_id": ids.get(module, ""), "resource_name": module, "channel_id": channel.channel_id}
             for module in channel.modules()]
 
 
-def listing(channel: Channel, api_domain: str, expiry_text: str) -> list[dict[str, Any]]:
+def listing(channel: Channel, api_domain: str, expiry_text: str, ids: dict[str, str]) -> list[dict[str, Any]]:
     """GET answers one entry per (channel, module)."""
     return [{"notify_on_related_action": channel.notify_on_related_action, "channel_expiry": expiry_text,
-             "resource_uri": f"{api_domain}/crm/v8/{module}", "resource_id": MODULES[module].id,
+             "resource_uri": f"{api_domain}/crm/v8/{module}", "resource_id": ids.get(module, ""),
              "resource_name": module, "channel_id": channel.channel_id, "notify_url": channel.notify_url,
              "token": channel.token, "return_affected_field_values": channel.return_affected_field_values,
              "events": [e for e in channel.events if e.startswith(module + ".")]}

@@ -1,0 +1,126 @@
+"""The ERP emulators' metadata documents, as metadata-driven clients read them, checked against Microsoft's own
+descriptions: Business Central API v2.0 ``$metadata`` against the v2.0 resource reference
+(tests/specs/dynamics/bc), F&O ``/data/$metadata`` and the metadata service against the Common Data Model entity
+definitions (tests/specs/dynamics/fo-cdm)."""
+
+from __future__ import annotations
+
+import json
+import xml.etree.ElementTree as ET
+from pathlib import Path
+
+import httpx
+
+from mlconnector.sandbox.common import InProcessTransport
+from mlconnector.sandbox.dynamics import create_app as create_dynamics
+from mlconnector.sandbox.finops import create_app as create_finops
+
+SPECS = Path(__file__).resolve().parents[1] / "specs" / "dynamics"
+EDM = "{http://docs.oasis-open.org/odata/ns/edm}"
+TENANT, CLIENT, SECRET = "0f9c5c1e-2f52-4d7b-9b0e-3e1f3f0a7a11", "7d1e8a52-4c3b-4f4e-9a57-5b0bf2d3c0d2", "s3cret"
+BC_SCOPE = "https://api.businesscentral.dynamics.com/.default"
+FO = "https://usmf-test.operations.dynamics.com"
+
+
+def documented_bc(resource: str) -> set[str]:
+    resources = json.loads((SPECS / "bc" / "api-v2.0-resources.from-docs.json").read_text(encoding="utf-8"))
+    return {p["name"] for p in resources["resources"][resource]["properties"]}
+
+
+def cdm_attributes(aot: str) -> set[str] | None:
+    path = SPECS / "fo-cdm" / f"{aot}.cdm.json"
+    if not path.exists():
+        return None
+    definition = json.loads(path.read_text(encoding="utf-8"))["definitions"][0]
+    return {a["name"] for a in definition.get("hasAttributes", []) if isinstance(a, dict) and "name" in a}
+
+
+def entity_types(xml: str) -> dict[str, dict[str, list[str]]]:
+    root = ET.fromstring(xml)
+    types = {}
+    for entity in root.iter(f"{EDM}EntityType"):
+        types[entity.get("Name")] = {
+            "keys": [r.get("Name") for r in entity.iter(f"{EDM}PropertyRef")],
+            "properties": [p.get("Name") for p in entity.findall(f"{EDM}Property")],
+            "navigation": [n.get("Name") for n in entity.findall(f"{EDM}NavigationProperty")]}
+    return types
+
+
+def bc_client() -> httpx.Client:
+    app = create_dynamics()
+    app.state.dynamics.register_app(TENANT, CLIENT, SECRET)
+    client = httpx.Client(transport=InProcessTransport(app), base_url="https://api.businesscentral.dynamics.com")
+    token = client.post(f"/{TENANT}/oauth2/v2.0/token", data={"grant_type": "client_credentials",
+                                                              "client_id": CLIENT, "client_secret": SECRET,
+                                                              "scope": BC_SCOPE}).json()["access_token"]
+    client.headers["Authorization"] = f"Bearer {token}"
+    return client
+
+
+def test_business_central_metadata_describes_the_documented_resources() -> None:
+    client = bc_client()
+    try:
+        answer = client.get(f"/v2.0/{TENANT}/production/api/v2.0/$metadata")
+        assert answer.status_code == 200 and answer.headers["content-type"].startswith("application/xml")
+        types = entity_types(answer.text)
+        root = ET.fromstring(answer.text)
+        sets = {s.get("Name"): s.get("EntityType") for s in root.iter(f"{EDM}EntitySet")}
+        assert sets["customers"] == "Microsoft.NAV.customer" and sets["companies"] == "Microsoft.NAV.company"
+        for name in ("customer", "vendor", "item", "contact", "salesOrder", "salesOrderLine", "salesInvoice"):
+            resource = name.lower()
+            assert types[name]["keys"] == ["id"]
+            assert set(types[name]["properties"]) <= documented_bc(resource), name
+            assert {"id", "number" if "Line" not in name else "sequence"} <= set(types[name]["properties"])
+        assert "salesOrderLines" in types["salesOrder"]["navigation"]
+        assert "customers" in types["company"]["navigation"]
+        unauthenticated = httpx.Client(transport=client._transport, base_url=str(client.base_url))
+        assert unauthenticated.get(f"/v2.0/{TENANT}/production/api/v2.0/$metadata").status_code == 401
+    finally:
+        client.close()
+
+
+def fo_client() -> httpx.Client:
+    app = create_finops(resource=FO)
+    app.state.finops.register_app(TENANT, CLIENT, SECRET)
+    client = httpx.Client(transport=InProcessTransport(app), base_url=FO)
+    token = client.post(f"/{TENANT}/oauth2/v2.0/token", data={"grant_type": "client_credentials",
+                                                              "client_id": CLIENT, "client_secret": SECRET,
+                                                              "scope": f"{FO}/.default"}).json()["access_token"]
+    client.headers["Authorization"] = f"Bearer {token}"
+    return client
+
+
+def test_finance_and_operations_metadata_matches_the_common_data_model_entities() -> None:
+    client = fo_client()
+    try:
+        answer = client.get("/data/$metadata")
+        assert answer.status_code == 200
+        types = entity_types(answer.text)
+        assert types["CustomerV3"]["keys"] == ["dataAreaId", "CustomerAccount"]
+        entities = client.get("/Metadata/DataEntities").json()["value"]
+        by_collection = {e["PublicCollectionName"]: e for e in entities}
+        customers = by_collection["CustomersV3"]
+        assert (customers["Name"], customers["PublicEntityName"], customers["DataServiceEnabled"]) == (
+            "CustCustomerV3Entity", "CustomerV3", True)
+        checked = 0
+        for entity in entities:
+            attributes = cdm_attributes(entity["Name"])
+            if attributes is None:
+                continue
+            properties = set(types[entity["PublicEntityName"]]["properties"]) - {"dataAreaId"}
+            assert properties <= attributes, (entity["Name"], properties - attributes)
+            checked += 1
+        assert checked >= 6
+        public = client.get("/Metadata/PublicEntities('CustomerV3')").json()
+        assert public["EntitySetName"] == "CustomersV3"
+        keys = [p["Name"] for p in public["Properties"] if p["IsKey"]]
+        assert keys == ["dataAreaId", "CustomerAccount"]
+        party = next(p for p in public["Properties"] if p["Name"] == "PartyType")
+        assert (party["DataType"], party["TypeName"]) == ("Enum", "DirPartyType")
+        enums = {e["Name"]: e for e in client.get("/Metadata/PublicEnumerations").json()["value"]}
+        assert [m["Name"] for m in enums["NoYes"]["Members"]] == ["No", "Yes"]
+        assert client.get("/Metadata/PublicEntities('Nope')").status_code == 404
+        client.headers.pop("Authorization")
+        assert client.get("/Metadata/DataEntities").status_code == 401
+    finally:
+        client.close()
