@@ -1,0 +1,66 @@
+"""The audit trail: one row per record per attempt; the queries `mlconnector audit` and `status` need."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from mlconnector.state.common import iso, utcnow
+
+AUDIT_COLUMNS = frozenset({"run_id", "time", "pair", "flow", "source_system", "source_entity", "source_id",
+                           "target_system", "target_entity", "target_id", "action", "status", "error_class",
+                           "error", "note", "payload"})
+_AUDIT_ORDER = tuple(sorted(AUDIT_COLUMNS))
+_AUDIT_TIME = _AUDIT_ORDER.index("time")
+_INSERT_AUDIT = f"INSERT INTO audit ({', '.join(_AUDIT_ORDER)})"
+
+
+class AuditQueries:
+    """The audit table's queries, part of State."""
+
+    # audit -----------------------------------------------------------------------------------
+    def add_audit(self, row: dict[str, Any]) -> None:
+        self.add_audits([row])
+
+    def add_audits(self, rows: list[dict[str, Any]]) -> None:
+        """Many audit rows in one statement (a batch's); every row gets the same columns, absent ones NULL."""
+        if not rows:
+            return
+        now = iso(utcnow())
+        values = []
+        for row in rows:
+            if not row.keys() <= AUDIT_COLUMNS:
+                raise ValueError(f"audit has no column {sorted(row.keys() - AUDIT_COLUMNS)[0]!r}")
+            columns = list(map(row.get, _AUDIT_ORDER))
+            if "time" not in row:
+                columns[_AUDIT_TIME] = now
+            values.append(columns)
+        self._insert_rows(_INSERT_AUDIT, len(_AUDIT_ORDER), values)
+
+    def audit_rows(self, *, pair: str | None = None, flow: str | None = None, status: str | None = None,
+                   record: str | None = None, since: datetime | None = None, run: str | None = None,
+                   limit: int | None = 200) -> list[dict[str, Any]]:
+        clauses, args = [], []
+        for column, value in (("pair", pair), ("flow", flow), ("run_id", run)):
+            if value:
+                clauses.append(f"{column} = ?")
+                args.append(value)
+        if status:
+            clauses.append("(status = ? or action = ?)")
+            args += [status, status]
+        if record:
+            clauses.append("(source_id = ? or target_id = ?)")
+            args += [record, record]
+        if since:
+            clauses.append("time >= ?")
+            args.append(iso(since))
+        rows = self.db["audit"].rows_where(" and ".join(clauses) or None, args, order_by="id desc", limit=limit)
+        return list(reversed(list(rows)))
+
+    def arrivals(self, since: datetime) -> list[dict[str, Any]]:
+        """Per pair and flow, how many changes arrived by notification and how many only by the poll."""
+        rows = self.db.execute(
+            "SELECT pair, flow, sum(note = 'push'), sum(note IS NULL) FROM audit "
+            "WHERE action IN ('create', 'update') AND time >= ? GROUP BY pair, flow ORDER BY pair, flow",
+            [iso(since)]).fetchall()
+        return [{"pair": p, "flow": f, "by_push": push or 0, "by_poll_only": poll or 0} for p, f, push, poll in rows]

@@ -1,0 +1,188 @@
+"""One open state file: the SQLite connection, transactions, the file's identity, runs and watermarks; the
+links, audit and queue queries come from the classes it is made of."""
+
+from __future__ import annotations
+
+import json
+import os
+import sqlite3
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import sqlite_utils
+from filelock import FileLock, Timeout
+
+from mlconnector.errors import ConfigError
+from mlconnector.state.audit import AuditQueries
+from mlconnector.state.common import MAX_ROWS_PER_STATEMENT, StateFileReplaced, _serialized, iso, parse_iso, utcnow
+from mlconnector.state.links import LinkQueries
+from mlconnector.state.queues import QueueQueries
+from mlconnector.state.schema import migrations
+
+WAL_CHECKPOINT_PAGES = 10_000  # about 40 MB of log at most between checkpoints
+CACHE_KIB = 6_144  # the writing connection's page cache (SQLite's default is 2,000 KiB)
+
+
+class State(LinkQueries, AuditQueries, QueueQueries):
+    """One open state file. Use as a context manager, or call close(). Threads of one run may share it: a
+    transaction and the reads a run makes while another thread records are serialized (``lock``)."""
+
+    def __init__(self, path: str | Path) -> None:
+        self.path = Path(path).expanduser()
+        self.lock = threading.RLock()
+        self._depth = 0  # transactions open on the thread holding ``lock`` (nested ones are savepoints)
+        self._read_lock = threading.Lock()
+        self._read_conn: sqlite3.Connection | None = None  # committed_links
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+            if not self.path.exists():
+                # Created 0600 before SQLite opens it: it holds ids and audit, which are private.
+                os.close(os.open(self.path, os.O_CREAT | os.O_WRONLY, 0o600))
+            conn = sqlite3.connect(str(self.path), timeout=30, isolation_level=None,
+                                   check_same_thread=False)
+            conn.execute("PRAGMA busy_timeout=30000")
+            self._variables = min(conn.getlimit(sqlite3.SQLITE_LIMIT_VARIABLE_NUMBER), 32766)
+            self.db = sqlite_utils.Database(conn)
+            # Switching to WAL and migrating take locks SQLite may refuse at once instead of waiting
+            # (a reader upgrading to a writer): processes opening the file take turns here.
+            with FileLock(str(self.path) + ".open.lock", timeout=60):
+                self.db.execute("PRAGMA journal_mode=WAL")
+                migrations.apply(self.db)
+            # WAL with NORMAL: a commit survives the process being killed; only a power cut or an OS crash can
+            # take back the last few, and a re-read redoes those (upserts by natural key). The one commit that
+            # must never be taken back, the intent before a keyless create, is made with FULL (add_intents).
+            conn.execute("PRAGMA synchronous=NORMAL")
+            # The log is copied into the file (and both synced) every WAL_CHECKPOINT_PAGES pages rather than
+            # SQLite's 1,000: a first load's links and audit rows filled 1,000 pages every few batches.
+            conn.execute(f"PRAGMA wal_autocheckpoint={WAL_CHECKPOINT_PAGES}")
+            # A page cache that holds what a group of batches changes (their links and audit rows touch a page of
+            # each index per record): with SQLite's 2 MB, pages were written to the log before the commit and
+            # again at it, and read back from the file. A 50,000-record load made 9.2 pwrite and 2.4 pread calls
+            # per record with 2 MB, 6.5 and 0.8 with this (more cache saves no more).
+            conn.execute(f"PRAGMA cache_size=-{CACHE_KIB}")
+            self._identity = self._file_identity()
+        except Timeout:
+            raise ConfigError(f"state file {self.path} is held by another process for over a minute; "
+                              "is a run stuck?") from None
+        except (OSError, sqlite3.DatabaseError) as exc:
+            raise ConfigError(f"state file {self.path} cannot be opened ({exc}); pass --state PATH "
+                              "to use another") from None
+
+    def _file_identity(self) -> tuple[int, int] | None:
+        try:
+            found = os.stat(self.path)
+        except FileNotFoundError:
+            return None
+        return found.st_dev, found.st_ino
+
+    def check_same_file(self) -> None:
+        """Raises StateFileReplaced when the path no longer names the file this state opened: deleted, or replaced
+        by another (a restore, a copy over it). Commits would then go to a file nobody will open again."""
+        if self._file_identity() != self._identity:
+            raise StateFileReplaced(
+                f"state file {self.path} is no longer the file this run opened (deleted or replaced while it ran), "
+                "so the run stopped writing; put the file back (from a backup) or run again to start a new one: "
+                "records already in both systems are matched again by their keys")
+
+    def close(self) -> None:
+        with self._read_lock:
+            if self._read_conn is not None:
+                self._read_conn.close()
+                self._read_conn = None
+        self.db.close()
+
+    def __enter__(self) -> "State":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    @contextmanager
+    def transaction(self) -> Iterator[None]:
+        """Everything inside lands together or not at all (BEGIN IMMEDIATE: writers queue, not fail). Inside
+        another one (on the thread holding it), a savepoint: undone alone when it fails, landing with the outer."""
+        with self.lock:
+            if self._depth:
+                name = f"nested{self._depth}"
+                self._depth += 1
+                self.db.execute(f"SAVEPOINT {name}")
+                try:
+                    yield
+                except BaseException:
+                    self.db.execute(f"ROLLBACK TO {name}")
+                    self.db.execute(f"RELEASE {name}")
+                    raise
+                finally:
+                    self._depth -= 1
+                self.db.execute(f"RELEASE {name}")
+                return
+            self.check_same_file()
+            self.db.execute("BEGIN IMMEDIATE")
+            self._depth = 1
+            try:
+                yield
+                self.check_same_file()  # what would be committed must land where the next run looks
+            except BaseException:
+                self.db.execute("ROLLBACK")
+                raise
+            finally:
+                self._depth = 0
+            self.db.execute("COMMIT")
+
+    def _reader(self) -> sqlite3.Connection:
+        """This state's connection for reads of what is committed (hold ``_read_lock``)."""
+        if self._read_conn is None:
+            conn = sqlite3.connect(str(self.path), timeout=30, isolation_level=None, check_same_thread=False)
+            conn.execute("PRAGMA busy_timeout=30000")
+            conn.execute("PRAGMA query_only=1")
+            self._read_conn = conn
+        return self._read_conn
+
+    def _insert_rows(self, head: str, width: int, rows: list[Any], tail: str = "") -> None:
+        """``head VALUES (?, ...), (?, ...) tail`` for many rows at once, a statement per few hundred rows. Not
+        executemany, which steps once per row: each step lets go of the interpreter lock, and taking it back
+        waits for whichever thread holds it then, so a batch's bookkeeping waited on the run's other work."""
+        per = max(1, min(MAX_ROWS_PER_STATEMENT, self._variables // width))
+        group = "(" + ", ".join("?" * width) + ")"
+        for start in range(0, len(rows), per):
+            chunk = rows[start:start + per]
+            self.db.conn.execute(f"{head} VALUES {', '.join([group] * len(chunk))}{tail}",
+                                 [value for row in chunk for value in row])
+
+    # runs ------------------------------------------------------------------------------------
+    def start_run(self, run_id: str, pair: str, *, dry_run: bool = False) -> None:
+        self.db["runs"].insert({"id": run_id, "pair": pair, "started": iso(utcnow()), "status": "running",
+                                "dry_run": int(dry_run)})
+
+    def finish_run(self, run_id: str, status: str, exit_code: int, summary: dict[str, Any]) -> None:
+        self.db["runs"].update(run_id, {"finished": iso(utcnow()), "status": status, "exit_code": exit_code,
+                                        "summary": json.dumps(summary)})
+
+    def last_runs(self, pair: str | None = None, limit: int = 10) -> list[dict[str, Any]]:
+        where, args = ("pair = ?", [pair]) if pair else (None, [])
+        return list(self.db["runs"].rows_where(where, args, order_by="started desc", limit=limit))
+
+    # watermarks ------------------------------------------------------------------------------
+    @_serialized
+    def watermark(self, pair: str, flow: str) -> datetime | None:
+        row = self.db.conn.execute("SELECT value FROM watermarks WHERE pair = ? AND flow = ?",
+                                   [pair, flow]).fetchone()
+        return parse_iso(row[0]) if row else None
+
+    def set_watermark(self, pair: str, flow: str, value: datetime) -> None:
+        """Move the watermark forward; it never moves back (a late, older record cannot rewind it)."""
+        # One plain statement (a load moves it once per batch): stored values are all iso(), UTC to the
+        # microsecond, so their text orders as their time does.
+        self.db.conn.execute("INSERT INTO watermarks (pair, flow, value, updated) VALUES (?, ?, ?, ?) "
+                             "ON CONFLICT (pair, flow) DO UPDATE SET value = excluded.value, updated = excluded.updated "
+                             "WHERE excluded.value > watermarks.value", [pair, flow, iso(value), iso(utcnow())])
+
+    def reset_watermark(self, pair: str, flow: str) -> None:
+        self.db.execute("DELETE FROM watermarks WHERE pair = ? AND flow = ?", [pair, flow])
+
+    def watermarks(self) -> list[dict[str, Any]]:
+        return list(self.db["watermarks"].rows_where(order_by="pair, flow"))
