@@ -6,6 +6,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
+from mlconnector.errors import ConfigError
 from mlconnector.systems.base import Record
 
 
@@ -86,6 +87,37 @@ CONFLICT_RULES = ("later-wins", "source-wins", "target-wins")
 
 
 @dataclass(frozen=True)
+class Option:
+    """One key of `[pairs.NAME.options]` a pair reads: its default (a value must have the default's type), the
+    values it may take where they are few, and what it does (README and `config show` say it)."""
+
+    name: str
+    default: Any
+    doc: str = ""
+    choices: tuple[Any, ...] = ()
+
+    def value(self, pair: str, given: Any) -> Any:
+        """``given`` checked against this option; raises ConfigError naming the key and what it takes."""
+        where = f"pairs.{pair}.options.{self.name} = {given!r}"
+        kind = type(self.default)
+        if kind is float and isinstance(given, int) and not isinstance(given, bool):
+            given = float(given)
+        if not isinstance(given, kind) or (kind is int and isinstance(given, bool)):
+            raise ConfigError(f"{where}: a {_KINDS.get(kind, kind.__name__)} (like the default, "
+                              f"{self.default!r})")
+        if isinstance(given, list) and self.default and not all(isinstance(v, type(self.default[0])) for v in given):
+            raise ConfigError(f"{where}: a list of {_KINDS.get(type(self.default[0]), 'values')}")
+        if self.choices and given not in self.choices:
+            raise ConfigError(f"{where}: one of {', '.join(map(str, self.choices))}")
+        return given
+
+
+_KINDS = {str: "text", int: "whole number", float: "number", bool: "true or false", list: "list", dict: "table"}
+CONFLICT_RULE = Option("conflict_rule", "later-wins", "who wins when both sides changed a record since the last "
+                       "sync", CONFLICT_RULES)
+
+
+@dataclass(frozen=True)
 class PairSpec:
     """A pair: its roles (role -> the system kinds that may fill it) and its flows, in run order."""
 
@@ -93,10 +125,22 @@ class PairSpec:
     roles: Mapping[str, tuple[str, ...]]
     flows: tuple[Flow, ...]
     description: str = ""
-    options: Mapping[str, str] = field(default_factory=dict)
+    options: tuple[Option, ...] = ()  # the keys `[pairs.NAME.options]` may set
     # What the pair needs set up in its systems (custom fields, modules ...), for the options in force:
     # `mlconnector setup PAIR` checks it (mlconnector.prerequisites.Requirement).
     prerequisites: Callable[[Mapping[str, Any]], tuple[Any, ...]] | None = None
+
+    def option_values(self, given: Mapping[str, Any]) -> dict[str, Any]:
+        """Every option of the pair: ``given`` (the config's `[pairs.NAME.options]`) checked, the rest at their
+        defaults. An unknown key or a value of the wrong kind is a ConfigError naming it and the fix."""
+        known = {option.name: option for option in self.options}
+        for name in given:
+            if name not in known:
+                names = ", ".join(sorted(known)) or "none"
+                raise ConfigError(f"pairs.{self.name}.options.{name}: {self.name} has no such option "
+                                  f"(its options: {names})")
+        return {name: option.value(self.name, given[name]) if name in given else option.default
+                for name, option in known.items()}
 
     def flow(self, name: str) -> Flow:
         for flow in self.flows:

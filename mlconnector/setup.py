@@ -26,7 +26,7 @@ def requirements_of(config: Config, pair: str) -> list[Requirement]:
     spec = get_pair(pair)
     if spec.prerequisites is None:
         return []
-    options = {**spec.options, **config.pair(pair).options}
+    options = spec.option_values(config.pair(pair).options)
     return list(spec.prerequisites(options))
 
 

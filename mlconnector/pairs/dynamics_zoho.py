@@ -19,7 +19,7 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 from mlconnector.errors import RecordError
-from mlconnector.flows import MapContext, SkipRecord
+from mlconnector.flows import MapContext, Option, SkipRecord
 from mlconnector.flows import text as _text
 from mlconnector.flows import without_none as _clean
 from mlconnector.prerequisites import FIELD, MODULE, Requirement
@@ -32,14 +32,24 @@ def option_key(what: str) -> "Callable[[Mapping[str, Any]], str]":
     return lambda options: key(options, what)
 
 
-KEYS = {"account": ("account_key_field", "Account_Number"), "contact": ("contact_key_field", "Email"),
-        "product": ("product_key_field", "Product_Code"), "order": ("order_key_field", "ERP_Number"),
-        "invoice": ("invoice_key_field", "ERP_Number")}
+# The options of nav-zoho and bc-zoho (`[pairs.NAME.options]`), checked when a run starts.
+ACCOUNT_KEY = Option("account_key_field", "Account_Number", "Zoho Accounts field holding the ERP number (unique)")
+CONTACT_KEY = Option("contact_key_field", "Email", "Zoho Contacts field contacts are upserted on")
+PRODUCT_KEY = Option("product_key_field", "Product_Code", "Zoho Products field holding the item number (unique)")
+ORDER_KEY = Option("order_key_field", "ERP_Number", "unique field on Zoho Sales_Orders holding the order number")
+INVOICE_KEY = Option("invoice_key_field", "ERP_Number", "unique field on Zoho Invoices holding the invoice number")
+VENDOR_PREFIX = Option("vendor_number_prefix", "V-", "before vendor numbers in the account key, so they never "
+                       "clash with customer numbers")
+ACCOUNT_TYPE_FIELD = Option("account_type_field", "Account_Type", "Zoho Accounts field telling customers from "
+                            "vendors")
+VENDOR_ACCOUNT_TYPES = Option("vendor_account_types", ["Vendor", "Supplier"], "values of that field meaning a "
+                              "vendor")
+KEYS = {"account": ACCOUNT_KEY.name, "contact": CONTACT_KEY.name, "product": PRODUCT_KEY.name,
+        "order": ORDER_KEY.name, "invoice": INVOICE_KEY.name}
 
 
 def key(options: Mapping[str, Any], what: str) -> str:
-    option, default = KEYS[what]
-    return str(options.get(option, default))
+    return str(options[KEYS[what]])
 
 
 def _street(record: Record, line1: str = "addressLine1", line2: str = "addressLine2") -> str | None:
@@ -83,8 +93,7 @@ def account_from_customer(customer: Record, ctx: MapContext) -> dict[str, Any]:
 
 
 def account_from_vendor(vendor: Record, ctx: MapContext) -> dict[str, Any]:
-    prefix = str(ctx.options.get("vendor_number_prefix", "V-"))
-    return _account(vendor, ctx, f"{prefix}{vendor['number']}", "Vendor")
+    return _account(vendor, ctx, f"{ctx.options[VENDOR_PREFIX.name]}{vendor['number']}", "Vendor")
 
 
 # Accounts -> customers and vendors (the way back). Financial fields (credit limit, payment terms,
@@ -103,9 +112,8 @@ CUSTOMER_FIELDS = {
 
 
 def account_type(account: Record, ctx: MapContext) -> str:
-    field = str(ctx.options.get("account_type_field", "Account_Type"))
-    vendor_values = ctx.options.get("vendor_account_types", ["Vendor", "Supplier"])
-    return "Vendor" if account.get(field) in vendor_values else "Customer"
+    field = str(ctx.options[ACCOUNT_TYPE_FIELD.name])
+    return "Vendor" if account.get(field) in ctx.options[VENDOR_ACCOUNT_TYPES.name] else "Customer"
 
 
 def _party_from_account(account: Record, ctx: MapContext, number: str | None) -> dict[str, Any]:
@@ -124,7 +132,7 @@ def vendor_from_account(account: Record, ctx: MapContext) -> dict[str, Any]:
     if account_type(account, ctx) != "Vendor":
         raise SkipRecord("a customer account (goes to customers)")
     number = _text(account.get(key(ctx.options, "account")))
-    prefix = str(ctx.options.get("vendor_number_prefix", "V-"))
+    prefix = str(ctx.options[VENDOR_PREFIX.name])
     if number and number.startswith(prefix):
         number = number[len(prefix):]
     return _party_from_account(account, ctx, number)

@@ -19,22 +19,27 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 from mlconnector.errors import RecordError, UnresolvedReference
-from mlconnector.flows import Flow, MapContext, PairSpec, SkipRecord
+from mlconnector.flows import Flow, MapContext, Option, PairSpec, SkipRecord
 from mlconnector.flows import text as _text
 from mlconnector.flows import without_none as _clean
 from mlconnector.pairs import register
 from mlconnector.prerequisites import FIELD, MANUAL, MODULE, Requirement
 from mlconnector.systems.base import Record
 
-OPTIONS = {"account": ("account_key_field", "Account_Number"), "product": ("product_key_field", "Product_Code"),
-           "vendor": ("vendor_key_field", "ERP_Number"),
-           "order": ("order_reference_field", "CustomersOrderReference"),
-           "invoice": ("invoice_reference_field", "CustomerReference")}
+OPTIONS = (
+    Option("account_key_field", "Account_Number", "Zoho Accounts field holding the CustomerAccount (unique)"),
+    Option("product_key_field", "Product_Code", "Zoho Products field holding the ItemNumber (unique)"),
+    Option("vendor_key_field", "ERP_Number", "a unique custom field on Zoho Vendors (VendorAccountNumber)"),
+    Option("order_reference_field", "CustomersOrderReference", "F&O order header field that keeps the Zoho id"),
+    Option("invoice_reference_field", "CustomerReference", "F&O free text invoice field that keeps the Zoho id"),
+    Option("invoice_main_account", "401100", "revenue main account on free text invoice lines"),
+)
+FIELDS = {"account": "account_key_field", "product": "product_key_field", "vendor": "vendor_key_field",
+          "order": "order_reference_field", "invoice": "invoice_reference_field"}
 
 
 def option(options: Mapping[str, Any], what: str) -> str:
-    name, default = OPTIONS[what]
-    return str(options.get(name, default))
+    return str(options[FIELDS[what]])
 
 
 def option_key(what: str) -> Callable[[Mapping[str, Any]], str]:
@@ -231,7 +236,7 @@ def free_text_invoice_from_zoho(invoice: Record, ctx: MapContext) -> dict[str, A
     if invoice.get("Status") in ("Cancelled", "Canceled"):
         raise SkipRecord("cancelled in Zoho")
     customer = customer_account(invoice, ctx)
-    account = str(ctx.options.get("invoice_main_account", "401100"))
+    account = str(ctx.options["invoice_main_account"])
     lines = []
     for _, item, line in _item_lines(invoice, "Invoiced_Items", ctx):
         quantity = _quantity(line)
@@ -271,8 +276,9 @@ def prerequisites(options: Mapping[str, Any]) -> tuple[Requirement, ...]:
 
 
 FO_ZOHO = register(PairSpec(
-    prerequisites=prerequisites,
     name="fo-zoho",
+    options=OPTIONS,
+    prerequisites=prerequisites,
     roles={"erp": ("finops",), "crm": ("zoho",)},
     description="Finance & Operations <-> Zoho CRM: customers, products and vendors to Zoho; Zoho sales orders "
                 "and invoices to F&O sales orders and free text invoices (unposted)",

@@ -28,7 +28,7 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 from mlconnector.errors import RecordError, UnresolvedReference
-from mlconnector.flows import Flow, MapContext, PairSpec, SkipRecord
+from mlconnector.flows import Flow, MapContext, Option, PairSpec, SkipRecord
 from mlconnector.flows import text as _text
 from mlconnector.flows import without_none as _clean
 from mlconnector.pairs import register
@@ -39,15 +39,26 @@ GL_ACCOUNT_MODULE = "GL_Accounts"
 JOURNAL_MODULE = "GL_Journal_Entries"
 GP_ORDER_NUMBER_LENGTH = 21
 
-DEFAULTS = {"account_key_field": "Account_Number", "vendor_number_prefix": "V-", "vendor_module": "Accounts",
-            "vendor_key_field": "GP_Vendor_Id", "contact_key_field": "GP_Contact_Id",
-            "gl_account_key_field": "GL_Account_Number", "journal_key_field": "GL_Journal_Id",
-            "order_number_prefix": "Z", "match_by_name": True, "deal_number_prefix": "D", "deal_stages": ["Closed Won"],
-            "deal_item": "SERVICES", "item_numbers": {}, "order_skip_statuses": ["Cancelled"]}
+OPTIONS = (
+    Option("account_key_field", "Account_Number", "GP id on the Account (unique in Zoho); vendors get the prefix"),
+    Option("vendor_number_prefix", "V-", "before vendor ids on Accounts"),
+    Option("vendor_module", "Accounts", "where GP vendors go", ("Accounts", "Vendors")),
+    Option("vendor_key_field", "GP_Vendor_Id", "unique field on Zoho Vendors (vendor_module Vendors)"),
+    Option("contact_key_field", "GP_Contact_Id", "unique field on Contacts: vendor id/address id"),
+    Option("gl_account_key_field", "GL_Account_Number", "unique field on the GL accounts module"),
+    Option("journal_key_field", "GL_Journal_Id", "unique field on the journal entries module"),
+    Option("order_number_prefix", "Z", "before GP order numbers made from Zoho sales orders"),
+    Option("match_by_name", True, "an Account without the GP id but with the same name is the customer's"),
+    Option("deal_number_prefix", "D", "before GP order numbers made from won deals"),
+    Option("deal_stages", ["Closed Won"], "deal stages that become GP orders"),
+    Option("deal_item", "SERVICES", "the GP item a deal's amount is ordered as"),
+    Option("item_numbers", {}, "Zoho product name -> GP item number (else the name itself)"),
+    Option("order_skip_statuses", ["Cancelled"], "Zoho order statuses not sent to GP"),
+)
 
 
 def option(options: Mapping[str, Any], name: str) -> Any:
-    return options.get(name, DEFAULTS[name])
+    return options[name]
 
 
 def option_key(name: str) -> Callable[[Mapping[str, Any]], str]:
@@ -276,8 +287,9 @@ def prerequisites(options: Mapping[str, Any]) -> tuple[Requirement, ...]:
 
 
 GP_ZOHO = register(PairSpec(
-    prerequisites=prerequisites,
     name="gp-zoho",
+    options=OPTIONS,
+    prerequisites=prerequisites,
     roles={"erp": ("gp",), "crm": ("zoho",)},
     description="Dynamics GP <-> Zoho CRM: customers, vendors and vendor contacts to Zoho; GL accounts and journal "
                 "entries to Zoho reference modules; Zoho sales orders and won deals to GP sales orders",

@@ -1,12 +1,14 @@
 """nav-zoho: Dynamics NAV and Zoho CRM. The customer master goes both ways; items, sales orders and
 posted invoices go from NAV to Zoho. Nothing is ever written into NAV's general ledger."""
 
-from mlconnector.flows import Flow, PairSpec
+from mlconnector.flows import CONFLICT_RULE, Flow, PairSpec
 from mlconnector.pairs import dynamics_zoho as m
 from mlconnector.pairs import register
 
 NAV_ZOHO = register(PairSpec(
     name="nav-zoho",
+    options=(m.ACCOUNT_KEY, m.CONTACT_KEY, m.PRODUCT_KEY, m.ORDER_KEY, m.INVOICE_KEY, m.VENDOR_PREFIX,
+             m.ACCOUNT_TYPE_FIELD, m.VENDOR_ACCOUNT_TYPES, CONFLICT_RULE),
     prerequisites=lambda options: m.zoho_prerequisites(options, {
         "account": ("customers", "vendors", "accounts_to_customers", "accounts_to_vendors"),
         "contact": ("contacts", "contacts_to_nav"), "product": ("items",), "order": ("sales_orders",),

@@ -25,20 +25,29 @@ from collections.abc import Mapping
 from typing import Any
 
 from mlconnector.errors import RecordError, UnresolvedReference
-from mlconnector.flows import Flow, MapContext, PairSpec, SkipRecord
+from mlconnector.flows import CONFLICT_RULE, Flow, MapContext, Option, PairSpec, SkipRecord
 from mlconnector.flows import text as _text
 from mlconnector.flows import without_none as _clean
 from mlconnector.pairs import register
 from mlconnector.prerequisites import FIELD, MANUAL, Requirement
 from mlconnector.systems.base import Record
 
-DEFAULTS = {"account_key_field": "NAVCustomerNumber__c", "order_key_field": "NAVOrderNumber__c",
-            "currency": "USD", "bill_cycle_day": 1, "term_type": "EVERGREEN",
-            "invoice_status_field": "Zuora_Invoice_Status", "payment_status_field": "Zuora_Payment_Status"}
+OPTIONS = (
+    Option("account_key_field", "NAVCustomerNumber__c", "custom field on the Zuora Account holding the NAV number"),
+    Option("order_key_field", "NAVOrderNumber__c", "custom field on the Subscription holding the NAV order"),
+    Option("currency", "USD", "for accounts of customers without a currency code, and for prices"),
+    Option("bill_cycle_day", 1, "of new accounts (0 = set by the first subscription)"),
+    Option("term_type", "EVERGREEN", "of new subscriptions", ("EVERGREEN", "TERMED")),
+    Option("order_statuses", [], "NAV order statuses that become subscriptions (empty: all), e.g. [\"Open\"]"),
+    Option("invoice_status_field", "Zuora_Invoice_Status", "NAV customer field for the last invoice's status; "
+           "\"\" leaves it out"),
+    Option("payment_status_field", "Zuora_Payment_Status", "the same for the last payment"),
+    CONFLICT_RULE,
+)
 
 
 def option(options: Mapping[str, Any], name: str) -> Any:
-    return options.get(name, DEFAULTS[name])
+    return options[name]
 
 
 # NAV customers -> Zuora accounts ------------------------------------------------------------------------------
@@ -136,7 +145,7 @@ SUBSCRIPTION_FIELDS = {
 
 
 def subscription_from_order(order: Record, ctx: MapContext) -> dict[str, Any]:
-    statuses = ctx.options.get("order_statuses")
+    statuses = ctx.options["order_statuses"]
     if statuses and order.get("status") not in statuses:
         raise SkipRecord(f"status {order.get('status')} is not in options.order_statuses")
     lines = []
@@ -222,6 +231,7 @@ def prerequisites(options: Mapping[str, Any]) -> tuple[Requirement, ...]:
 
 NAV_ZUORA = register(PairSpec(
     name="nav-zuora",
+    options=OPTIONS,
     prerequisites=prerequisites,
     roles={"erp": ("nav",), "billing": ("zuora",)},
     description="Dynamics NAV <-> Zuora: customers and items both ways; sales orders to subscriptions; "

@@ -11,7 +11,7 @@ from datetime import datetime, timezone
 
 from mlconnector.config import PairConfig
 from mlconnector.errors import EXIT_OK, EXIT_RECORDS_FAILED, ConfigError, MLConnectorError
-from mlconnector.flows import CONFLICT_RULES, Flow, PairSpec
+from mlconnector.flows import Flow, PairSpec
 from mlconnector.http import CallCounter
 from mlconnector.state import State
 from mlconnector.sync import push, recovery, sources, window
@@ -56,10 +56,6 @@ class Engine:
         self.batch_size = config.batch_size or DEFAULT_BATCH
         self.planned: dict[str, set[str]] = {}  # dry run: source ids each flow would write
         self.context = MappingContext(pair, config, state, connectors, self.planned)
-        rule = config.options.get("conflict_rule")
-        if rule is not None and rule not in CONFLICT_RULES:
-            raise ConfigError(f"pairs.{pair.name}.options.conflict_rule = {rule!r}: use one of "
-                              f"{', '.join(CONFLICT_RULES)}")
         if config.credit_budget:
             # Systems that charge credits keep their own daily ledger and stop a run before crossing it.
             for connector in connectors.values():

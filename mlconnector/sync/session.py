@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from filelock import FileLock, Timeout
@@ -57,7 +57,10 @@ def open_pair(config: Config, pair_name: str, context: ConnectorContext) -> Sess
         if name not in made:
             made[name] = make_connector(config.system(name), context)
         connectors[role] = made[name]
-    return Session(spec, config.pair(pair_name), connectors, context.counter)
+    pair_config = config.pair(pair_name)
+    # The pair's options checked against what it declares, every one of them set (defaults filled in).
+    pair_config = replace(pair_config, options=spec.option_values(pair_config.options))
+    return Session(spec, pair_config, connectors, context.counter)
 
 
 def resolve_roles(config: Config, spec: PairSpec) -> dict[str, str]:

@@ -19,7 +19,7 @@ NOW = datetime(2026, 11, 1, tzinfo=timezone.utc)
 class Ctx:
     def __init__(self, links: dict[tuple[str, str], str] | None = None, **options):
         self.links = links or {}
-        self.options = options
+        self.options = NAV_ZOHO.option_values(options)  # as a run sees them: every option, defaults filled in
 
     def target_id(self, flow: str, source_id: str, *, what: str = "record") -> str:
         try:
@@ -117,5 +117,5 @@ def test_pairs_declare_dependencies_and_two_way_echoes():
     assert {f.target for f in BC_ZOHO.flows} == {"crm"}  # nothing is written into Business Central
     nav = {f.name: f for f in NAV_ZOHO.flows}
     assert nav["accounts_to_customers"].echo_of == "customers" and nav["customers"].echo_of == "accounts_to_customers"
-    assert nav["customers"].key_field({}) == "Account_Number"
-    assert nav["customers"].key_field({"account_key_field": "ERP_Id"}) == "ERP_Id"
+    assert nav["customers"].key_field(NAV_ZOHO.option_values({})) == "Account_Number"
+    assert nav["customers"].key_field(NAV_ZOHO.option_values({"account_key_field": "ERP_Id"})) == "ERP_Id"
