@@ -19,8 +19,11 @@ from typing import Any
 
 import httpx
 
+from mlconnector import interrupt
 from mlconnector.config import Config, load_config
-from mlconnector.engine import Engine, RunResult, open_pair, pair_lock, resolve_roles
+from filelock import FileLock, Timeout
+
+from mlconnector.engine import Engine, RunResult, open_pair, pair_lock, pair_lock_file, resolve_roles
 from mlconnector.errors import ConfigError, LockHeld, MLConnectorError
 from mlconnector.http import CallCounter
 from mlconnector.pairs import all_pairs
@@ -97,13 +100,35 @@ def state_errors(path: Path) -> Iterator[None]:
                           "(or pass --state PATH to use another file)") from None
 
 
+@contextmanager
+def locked_state(path: Path, pair: str) -> Iterator[State]:
+    """The pair's lock, then its state file; runs of the pair left marked running (a kill -9) are closed as
+    interrupted, since none can be alive while this process holds the lock."""
+    with pair_lock(path, pair), State(path) as state, state_errors(path):
+        state.close_abandoned_runs(pair)
+        yield state
+
+
+def run_alive(path: Path, pair: str) -> bool:
+    """Whether a run of ``pair`` holds its lock now."""
+    lock = FileLock(str(pair_lock_file(path, pair)))
+    try:
+        lock.acquire(timeout=0)
+    except Timeout:
+        return True
+    except OSError:
+        return False  # no lock can be taken there (a read-only directory): no run is writing either
+    lock.release()
+    return False
+
+
 def sync(runtime: Runtime, pair: str, *, flows: Iterable[str] | None = None, full: bool = False,
          since: datetime | None = None, dry_run: bool = False,
          progress: Callable[[str, int], None] | None = None) -> RunResult:
     """Run one pair once: lock, open state and connectors, sync, close."""
     config = runtime.config
     path = runtime.state_file(config)
-    with pair_lock(path, pair), State(path) as state, state_errors(path):
+    with locked_state(path, pair) as state:
         session = open_pair(config, pair, runtime.context(state))
         try:
             engine = Engine(session.pair, session.config, session.connectors, state,
@@ -117,7 +142,7 @@ def drain(runtime: Runtime, pair: str) -> RunResult:
     """Process the pair's waiting notifications now (no poll), under the pair's lock."""
     config = runtime.config
     path = runtime.state_file(config)
-    with pair_lock(path, pair), State(path) as state, state_errors(path):
+    with locked_state(path, pair) as state:
         session = open_pair(config, pair, runtime.context(state))
         try:
             return Engine(session.pair, session.config, session.connectors, state,
@@ -201,9 +226,9 @@ def replay(runtime: Runtime, *, pair: str | None = None, flow: str | None = None
         queued = state.replay_items(pair=pair, flow=flow, error_class=error_class, ids=ids)
     results = []
     for name in sorted({item["pair"] for item in queued}):
-        if name not in all_pairs():
+        if name not in all_pairs() or interrupt.requested() is not None:
             continue
-        with pair_lock(path, name), State(path) as state, state_errors(path):
+        with locked_state(path, name) as state:
             session = open_pair(config, name, runtime.context(state))
             try:
                 engine = Engine(session.pair, session.config, session.connectors, state,
@@ -258,10 +283,18 @@ def status(runtime: Runtime) -> Status:
             inbox_pending=state.inbox_depth(),
             channels=[{**c, "expires": c["expires"].isoformat() if c["expires"] else None}
                       for c in state.channels()],
-            last_runs=[{k: r[k] for k in ("id", "pair", "started", "finished", "status", "exit_code")}
+            last_runs=[_as_seen(path, {k: r[k] for k in ("id", "pair", "started", "finished", "status", "exit_code")})
                        for r in state.last_runs(limit=10)],
             arrivals=state.arrivals(datetime.now(timezone.utc) - timedelta(days=1)),
         )
+
+
+def _as_seen(path: Path, run: dict[str, Any]) -> dict[str, Any]:
+    """A run marked running whose pair's lock is free ended without a word (kill -9): it shows as interrupted (the
+    next run of the pair records it so)."""
+    if run["status"] == "running" and not run_alive(path, run["pair"]):
+        return {**run, "status": "interrupted"}
+    return run
 
 
 def audit(runtime: Runtime, **filters: Any) -> list[dict[str, Any]]:

@@ -42,7 +42,7 @@ from mlconnector.errors import (
     Unreachable,
     UnresolvedReference,
 )
-from mlconnector import echo
+from mlconnector import echo, interrupt
 from mlconnector.fingerprints import comparable, payload_hash, source_fingerprint
 from mlconnector.flows import CONFLICT_RULES, Flow, PairSpec, SkipRecord
 from mlconnector.http import CallCounter
@@ -124,10 +124,16 @@ class RunResult:
     notifications: int = 0
     planned: list[Planned] = field(default_factory=list)
     estimated_calls: dict[str, int] = field(default_factory=dict)
+    interrupted: str | None = None  # the signal that stopped the run (SIGTERM, SIGINT)
 
     @property
     def failed(self) -> int:
         return sum(s.failed for s in self.flows.values())
+
+    @property
+    def recorded(self) -> int:
+        """Records this run settled (written, found unchanged, skipped or failed) and recorded."""
+        return sum(s.created + s.updated + s.unchanged + s.skipped + s.failed for s in self.flows.values())
 
     def to_dict(self) -> dict[str, Any]:
         data = asdict(self)
@@ -188,12 +194,17 @@ class _Context:
         return link.source_id if link else None
 
 
+def pair_lock_file(state_path: Path, pair: str) -> Path:
+    return state_path.with_name(f"{state_path.name}.{pair}.lock")
+
+
 @contextmanager
 def pair_lock(state_path: Path, pair: str) -> Iterator[None]:
-    """One run per pair at a time: a lock file next to the state file; a second run fails at once."""
-    lock = FileLock(str(state_path.with_name(f"{state_path.name}.{pair}.lock")))
+    """One run per pair at a time: a lock file next to the state file; a second run fails at once (within a
+    fraction of a second: `status` takes the lock for an instant to see whether a run is alive)."""
+    lock = FileLock(str(pair_lock_file(state_path, pair)))
     try:
-        lock.acquire(timeout=0)
+        lock.acquire(timeout=0.2)
     except Timeout:
         raise LockHeld(f"another run of {pair} is in progress (lock {lock.lock_file}); "
                        "this run exits without doing anything") from None
@@ -217,6 +228,7 @@ class Engine:
         progress: Callable[[str, int], None] | None = None,
         concurrency: int | None = None,
         now: Callable[[], datetime] = utcnow,
+        stop_requested: Callable[[], int | None] = interrupt.requested,
     ) -> None:
         missing = set(pair.roles) - set(connectors)
         if missing:
@@ -230,6 +242,7 @@ class Engine:
         # Write batches in flight at once; None: as many as the target's API allows (see _in_flight).
         self.concurrency = max(1, concurrency) if concurrency else None
         self.now = now
+        self.stop_requested = stop_requested  # a signal asked the run to stop (see _stop_if_asked)
         self.batch_size = config.batch_size or DEFAULT_BATCH
         self.planned: dict[str, set[str]] = {}  # dry run: source ids each flow would write
         self._batch: list[_Item] = []
@@ -269,6 +282,7 @@ class Engine:
                 self.renew_expiring_channels(run, chosen)
                 self.drain_inbox(run, chosen)
             for flow in chosen:
+                self._stop_if_asked()
                 reason = self._unavailable(flow)
                 if reason:
                     run.flows.setdefault(flow.name, FlowStats()).note = reason
@@ -426,6 +440,7 @@ class Engine:
                 # in the pool's queue for a free call: a write that ends is followed by the next at once, not after
                 # this thread has mapped another batch (the pool has as many threads as calls are allowed at once).
                 for segment, to_write in self._segments(run, flow, records, stats, mode, size):
+                    self._stop_if_asked()  # this segment is not sent: the watermark stays before it
                     if to_write and run.dry_run:
                         target = self.system_name(flow.target)
                         run.estimated_calls[target] = run.estimated_calls.get(target, 0) + 1
@@ -572,6 +587,7 @@ class Engine:
         segment: list[_Item] = []
         to_write: list[_Item] = []
         for batch in _batched(records, self.batch_size):
+            self._stop_if_asked()
             wanted = {id(item) for item in self._prepare(run, flow, batch, stats, mode)}
             for item in batch:
                 segment.append(item)
@@ -808,6 +824,8 @@ class Engine:
             return True
 
     def _write(self, flow: Flow, items: list[_Item]) -> list[WriteResult]:
+        if self.stop_requested() is not None:
+            raise _NotSent()  # a batch still waiting for a free call when the run was told to stop
         payloads = [i.payload for i in items if i.payload is not None]
         target = self.connectors[flow.target]
         if _accepts_ids(target):
@@ -862,7 +880,7 @@ class Engine:
                 mode: str, hold: list[bool]) -> None:
         """Record one batch's outcome: links, audit, replay queue and watermark land in one transaction."""
         if future is not None:
-            if future.cancelled():
+            if future.cancelled() or isinstance(future.exception(), _NotSent):
                 hold[0] = True  # never sent (the run stopped first): the next run reads these again
                 return
             try:
@@ -882,6 +900,8 @@ class Engine:
             for item in batch:
                 if item.result is None:
                     item.result = next(results)
+            if any(item.result is not None and item.result.not_sent for item in batch):
+                hold[0] = True  # the run stopped part way through the batch: the next run reads the rest again
         try:
             self._record(run, flow, batch, stats, mode, advance=not hold[0])
         except BaseException:
@@ -908,6 +928,8 @@ class Engine:
             for item in batch:
                 result = item.result or WriteResult("fail", error="no result", error_class="bug")
                 record = item.record
+                if result.not_sent:
+                    continue  # never sent (the run was told to stop): neither an attempt nor read, as far as it goes
                 if item.hash == "seen":
                     # Re-read through the overlap window: neither an attempt nor a change.
                     newest = _later(newest, record.modified)
@@ -1159,13 +1181,27 @@ class Engine:
             self.state.start_run(run.run_id, self.pair.name, dry_run=dry_run)
         return run
 
+    def _stop_if_asked(self) -> None:
+        """Between batches: a run told to stop (SIGTERM, Ctrl-C) reads and sends nothing more; what is in flight
+        ends and is recorded on the way out (_run_flow)."""
+        signum = self.stop_requested()
+        if signum is not None:
+            raise _Stop(f"interrupted by {interrupt.signal_name(signum)}", interrupt.exit_code(signum))
+
     def _finish(self, run: RunResult) -> RunResult:
+        signum = self.stop_requested()
+        if signum is not None and run.stopped:
+            # Told to stop: whatever else ended the run (a retry cut short on the way out), it was the signal.
+            run.interrupted = interrupt.signal_name(signum)
+            run.stopped = f"interrupted by {run.interrupted}"
+            run.exit_code = interrupt.exit_code(signum)
         if run.failed and run.exit_code == EXIT_OK:
             run.exit_code = EXIT_RECORDS_FAILED
         if run.stopped and run.exit_code == EXIT_OK:
             run.exit_code = EXIT_RECORDS_FAILED
         if not run.dry_run:
             status = "ok" if run.exit_code == EXIT_OK else ("stopped" if run.stopped else "failed")
+            status = "interrupted" if run.interrupted else status
             self.state.finish_run(run.run_id, status, run.exit_code, run.to_dict())
         return run
 
@@ -1200,6 +1236,10 @@ class _Stop(Exception):
     def __init__(self, message: str, exit_code: int = EXIT_RECORDS_FAILED) -> None:
         super().__init__(message)
         self.exit_code = exit_code
+
+
+class _NotSent(Exception):
+    """Internal: a batch's write was not sent because the run was told to stop."""
 
 
 def _accepts_ids(connector: Connector) -> bool:

@@ -329,6 +329,13 @@ class State:
         self.db["runs"].update(run_id, {"finished": iso(utcnow()), "status": status, "exit_code": exit_code,
                                         "summary": json.dumps(summary)})
 
+    def close_abandoned_runs(self, pair: str) -> int:
+        """Runs of ``pair`` still marked running while this process holds the pair's lock ended without a word
+        (kill -9, a power cut, a second Ctrl-C): interrupted, ended at their last audit row."""
+        return self.db.conn.execute(
+            "UPDATE runs SET status = 'interrupted', finished = coalesce((SELECT max(time) FROM audit "
+            "WHERE audit.run_id = runs.id), started) WHERE pair = ? AND status = 'running'", [pair]).rowcount
+
     def last_runs(self, pair: str | None = None, limit: int = 10) -> list[dict[str, Any]]:
         where, args = ("pair = ?", [pair]) if pair else (None, [])
         return list(self.db["runs"].rows_where(where, args, order_by="started desc", limit=limit))

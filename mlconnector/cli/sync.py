@@ -9,15 +9,30 @@ import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from mlconnector import api
-from mlconnector.cli.common import err, out, parse_since, print_json, runtime
+from mlconnector import api, interrupt
+from mlconnector.cli.common import err, out, parse_since, print_error, print_json, runtime
 from mlconnector.engine import RunResult
 from mlconnector.flows import PairSpec
 from mlconnector.pairs import all_pairs
 
 EXIT_HELP = """Exit codes: 0 done; 2 usage or config error (or a state file that cannot be written); 3 some
 records failed and wait in the replay queue; 4 authentication failed; 5 a system unreachable; 75 another run of
-this pair holds the lock."""
+this pair holds the lock; 130 / 143 stopped by Ctrl-C (SIGINT) / SIGTERM, the writes in flight recorded."""
+
+
+def _stopped_at_once(signum: int) -> str:
+    return (f"stopped at once by a second {interrupt.signal_name(signum)}; the next run continues "
+            "(writes that were in flight are found again by their keys)")
+
+
+def interrupted_line(results: list[RunResult]) -> str | None:
+    """The one line a run stopped by a signal ends with."""
+    stopped = [r for r in results if r.interrupted]
+    if not stopped:
+        return None
+    records = sum(r.recorded for r in results)
+    return (f"interrupted by {stopped[0].interrupted} after {records} record{'s' if records != 1 else ''}; "
+            "the next run continues")
 
 
 @contextmanager
@@ -71,7 +86,7 @@ def render_run(result: RunResult) -> None:
     elif result.failed:
         err.print(f"[yellow]{result.failed} record(s) failed and wait in the replay queue: "
                   f"see `mlconnector audit --run {result.run_id} --status failed`, then `mlconnector replay`")
-    if result.stopped:
+    if result.stopped and not result.interrupted:
         err.print(f"[yellow]stopped early: {result.stopped}")
 
 
@@ -87,10 +102,11 @@ def _sync_command(spec: PairSpec) -> Callable[..., None]:
         as_json: Annotated[bool, typer.Option("--json", help="Print the result as JSON.")] = False,
     ) -> None:
         start = parse_since(since)
-        with progress_reporter(not as_json) as progress:
+        with interrupt.stop_on_signals(_stopped_at_once), progress_reporter(not as_json) as progress:
             result = api.sync(runtime(ctx), spec.name, flows=flow, full=full, since=start, dry_run=dry_run,
                               progress=progress)
         print_json(result.to_dict()) if as_json else render_run(result)
+        _tell_interrupted([result])
         raise typer.Exit(result.exit_code)
 
     command.__doc__ = f"{spec.description or 'Sync ' + spec.name}.\n\nFlows: {flow_names}.\n\n{EXIT_HELP}"
@@ -121,7 +137,7 @@ def replay(
     """
     if not (all_ or pair or flow or error_class or ids):
         raise typer.BadParameter("say what to replay: --all, or --pair/--flow/--error-class/--id")
-    with progress_reporter(not as_json) as progress:
+    with interrupt.stop_on_signals(_stopped_at_once), progress_reporter(not as_json) as progress:
         results = api.replay(runtime(ctx), pair=pair, flow=flow, error_class=error_class, ids=ids,
                              dry_run=dry_run, progress=progress)
     if as_json:
@@ -130,4 +146,12 @@ def replay(
         out.print("nothing to replay")
     for result in results if not as_json else []:
         render_run(result)
-    raise typer.Exit(max((r.exit_code for r in results), default=0))
+    _tell_interrupted(results)
+    interrupted = [r.exit_code for r in results if r.interrupted]
+    raise typer.Exit(interrupted[0] if interrupted else max((r.exit_code for r in results), default=0))
+
+
+def _tell_interrupted(results: list[RunResult]) -> None:
+    line = interrupted_line(results)
+    if line:
+        print_error(line, prefix="")

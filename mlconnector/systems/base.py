@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
-from typing import Any, Literal, Protocol, runtime_checkable
+from typing import Any, Literal, Protocol, TypeVar, runtime_checkable
 
 Action = Literal["create", "update", "skip", "fail"]
+T = TypeVar("T")
 
 
 def utc(value: datetime) -> datetime:
@@ -64,6 +65,25 @@ class WriteResult:
     @property
     def ok(self) -> bool:
         return self.action != "fail"
+
+    @property
+    def not_sent(self) -> bool:
+        return self.error_class == NOT_SENT
+
+
+# A record a connector did not send because the run was told to stop (SIGTERM, Ctrl-C): not an attempt, so the
+# engine records nothing for it and the next run reads it again.
+NOT_SENT = "not_sent"
+
+
+def write_each(items: Iterable[T], write_one: Callable[[T], WriteResult]) -> list[WriteResult]:
+    """For connectors that send a call per record: once the run is told to stop, the records not yet sent come
+    back as not sent instead of holding the stop up for the rest of the batch."""
+    from mlconnector import interrupt
+
+    return [write_one(item) if interrupt.requested() is None
+            else WriteResult("fail", error="not sent: the run was told to stop", error_class=NOT_SENT)
+            for item in items]
 
 
 @dataclass(frozen=True)

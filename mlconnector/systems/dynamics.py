@@ -57,7 +57,7 @@ from mlconnector.errors import (
 )
 from mlconnector.http import ApiClient, RetryPolicy, json_body, last_member, stream_array
 from mlconnector.systems import ConnectorContext, register_kind
-from mlconnector.systems.base import Channel, Notification, PingResult, Record, WriteResult
+from mlconnector.systems.base import Channel, Notification, PingResult, Record, WriteResult, write_each
 
 KINDS = ("bc", "nav")
 BC_SCOPE = "https://api.businesscentral.dynamics.com/.default"
@@ -945,7 +945,7 @@ class DynamicsConnector:
         if entity not in WRITABLE:
             raise ConfigError(f"{self.name}: writing {entity} is not supported (writable: {', '.join(WRITABLE)})")
         known = ids or [None] * len(payloads)
-        return [self._upsert_one(entity, payload, key, known_id) for payload, known_id in zip(payloads, known)]
+        return write_each(zip(payloads, known), lambda each: self._upsert_one(entity, each[0], key, each[1]))
 
     def _find(self, entity: str, key: str, value: Any, known_id: str | None) -> dict[str, Any] | None:
         """The current row: by its linked id first (it may have been renumbered), else by the key."""

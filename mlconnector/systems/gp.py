@@ -68,7 +68,7 @@ from mlconnector.errors import (
 )
 from mlconnector.http import ApiClient, RetryPolicy, json_body
 from mlconnector.systems import ConnectorContext, register_kind
-from mlconnector.systems.base import PingResult, Record, WriteResult
+from mlconnector.systems.base import PingResult, Record, WriteResult, write_each
 from mlconnector.systems.dynamics import NegotiateAuth
 
 KIND = "gp"
@@ -808,7 +808,7 @@ class GPConnector:
         if reason:
             raise ConfigError(reason)
         known = ids or [None] * len(payloads)
-        return [self._create_order(payload, key, linked) for payload, linked in zip(payloads, known)]
+        return write_each(zip(payloads, known), lambda each: self._create_order(each[0], key, each[1]))
 
     def _create_order(self, payload: Mapping[str, Any], key: str, linked: str | None) -> WriteResult:
         number = _text(linked) or _text(payload.get(key))

@@ -52,7 +52,7 @@ from mlconnector.config import SystemConfig
 from mlconnector.errors import AuthError, ConfigError, MLConnectorError, NotificationRejected, RemoteError
 from mlconnector.http import ApiClient, json_body, retry_policy, server_time
 from mlconnector.systems import ConnectorContext, register_kind
-from mlconnector.systems.base import Channel, Notification, PingResult, Record, WriteResult
+from mlconnector.systems.base import Channel, Notification, PingResult, Record, WriteResult, write_each
 
 KIND = "zuora"
 
@@ -589,13 +589,13 @@ class ZuoraConnector:
         if entity not in writers:
             raise ConfigError(f"{self.name}: writing {entity} is not supported (writable: {', '.join(writers)})")
         known = ids or [None] * len(payloads)
-        results = []
-        for payload, known_id in zip(payloads, known):
+        def write_one(each: tuple[dict[str, Any], str | None]) -> WriteResult:
             try:
-                results.append(writers[entity](payload, key, known_id))
+                return writers[entity](each[0], key, each[1])
             except ZuoraFailure as exc:
-                results.append(WriteResult("fail", error=str(exc), error_class=exc.error_class))
-        return results
+                return WriteResult("fail", error=str(exc), error_class=exc.error_class)
+
+        return write_each(zip(payloads, known), write_one)
 
     def _create(self, path: str, body: dict[str, Any], key: str, what: str) -> dict[str, Any]:
         """POST with an Idempotency-Key: a timeout or 5xx is resent with the same key (Zuora replays the
