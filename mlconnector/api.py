@@ -27,7 +27,7 @@ from mlconnector.engine import Engine, RunResult, open_pair, pair_lock, pair_loc
 from mlconnector.errors import ConfigError, LockHeld, MLConnectorError
 from mlconnector.http import CallCounter
 from mlconnector.pairs import all_pairs
-from mlconnector.state import State, default_state_path
+from mlconnector.state import State, default_state_path, refuse_foreign_database
 from mlconnector.systems import ConnectorContext, make_connector
 from mlconnector.systems.base import PingResult, supports_push
 
@@ -104,9 +104,23 @@ def state_errors(path: Path) -> Iterator[None]:
 def locked_state(path: Path, pair: str) -> Iterator[State]:
     """The pair's lock, then its state file; runs of the pair left marked running (a kill -9) are closed as
     interrupted, since none can be alive while this process holds the lock."""
+    refuse_foreign_database(path)
+    _check_lock_can_be_taken(path, pair)
     with pair_lock(path, pair), State(path) as state, state_errors(path):
         state.close_abandoned_runs(pair)
         yield state
+
+
+def _check_lock_can_be_taken(path: Path, pair: str) -> None:
+    """The pair's lock file goes next to the state file: a directory that cannot be written is the operator's to
+    fix (exit 2), not another run holding the lock (75) nor a bug."""
+    lock = pair_lock_file(path, pair)
+    try:
+        lock.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+        os.close(os.open(lock, os.O_RDWR | os.O_CREAT, 0o600))
+    except OSError as exc:
+        raise ConfigError(f"state file {path}: its directory {lock.parent} cannot be written ({exc.strerror or exc}); "
+                          "fix its permissions, or pass --state PATH to use another") from None
 
 
 def run_alive(path: Path, pair: str) -> bool:

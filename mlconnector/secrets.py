@@ -47,6 +47,38 @@ Source = Literal["keyring", "file", "env"]
 GENERATE_KEY_COMMAND = 'python -c "from cryptography.fernet import Fernet; print(Fernet.generate_key().decode())"'
 
 
+# The secret fields each kind of system needs; `secrets set SYSTEM` prompts for all of them.
+KNOWN_FIELDS: dict[str, tuple[str, ...]] = {
+    "zoho": ("client_id", "client_secret", "refresh_token"),
+    "bc": ("client_secret",),
+    "nav": ("password",),
+    "finops": ("client_secret",),
+    "gp": ("password",),
+    "zuora": ("client_secret",),
+}
+# Every field a kind reads that a user may set (a typo such as `pasword` is refused, not stored unused). Kinds not
+# listed here (plugins) take any field.
+SETTABLE_FIELDS: dict[str, tuple[str, ...]] = {
+    **KNOWN_FIELDS,
+    "bc": ("client_secret", "password"),        # Entra apps; on-premises Basic or Windows
+    "nav": ("password", "client_secret"),       # the web service access key or password; API mode with Entra
+    "zuora": ("client_secret", "callout_password", "callout_secret"),
+}
+
+
+def field_for(kind: str | None, key: str) -> str:
+    """The secret field a key found in the configuration most likely meant, for the message that refuses it."""
+    allowed = SETTABLE_FIELDS.get(kind or "")
+    if not allowed or key in allowed:
+        return key
+    lowered = key.lower()
+    for hint, field in (("pass", "password"), ("pwd", "password"), ("accesskey", "password"),
+                        ("secret", "client_secret"), ("token", "refresh_token")):
+        if hint in lowered and field in allowed:
+            return field
+    return allowed[0]
+
+
 def env_var_name(system: str, field: str) -> str:
     """The environment variable that overrides one secret, e.g. ``MLCONNECTOR_ZOHO_CLIENT_SECRET``."""
     return f"{ENV_PREFIX}{_env_part(system)}_{_env_part(field)}"

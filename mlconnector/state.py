@@ -139,6 +139,37 @@ def default_state_path() -> Path:
     return Path(platformdirs.user_state_dir("mlconnector")) / "state.db"
 
 
+def refuse_foreign_database(path: Path) -> None:
+    """A SQLite file that holds tables but none of ours is another program's: refused before anything is written to
+    it (opened read-only here; not switched to WAL, not migrated). Files that are not SQLite at all are refused where
+    they are opened, also untouched."""
+    try:
+        if not path.is_file() or path.stat().st_size == 0:
+            return
+        with path.open("rb") as file:
+            if file.read(16) != b"SQLite format 3\x00":
+                return
+    except OSError:
+        return  # opening it says what is wrong
+    conn = None
+    try:
+        conn = sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True, timeout=30)
+        tables = [row[0] for row in conn.execute(
+            "SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite_%' ORDER BY name")]
+        ours = "_sqlite_migrations" in tables and conn.execute(
+            f"SELECT 1 FROM _sqlite_migrations WHERE migration_set = ? LIMIT 1", [migrations.name]).fetchone()
+    except sqlite3.DatabaseError:
+        return  # damaged: opening it says so, without changing it
+    finally:
+        if conn is not None:
+            conn.close()
+    if tables and not ours:
+        shown = ", ".join(tables[:5]) + (", ..." if len(tables) > 5 else "")
+        raise ConfigError(f"state file {path} is another program's SQLite database (tables {shown}), not "
+                          "mlconnector's; it was left untouched: pass --state with a path of its own (a new file is "
+                          "created there)")
+
+
 @dataclass(frozen=True)
 class Link:
     """Source id -> target id for one flow, with the versions and the hash of what we last wrote."""
@@ -224,6 +255,7 @@ class State:
         self._depth = 0  # transactions open on the thread holding ``lock`` (nested ones are savepoints)
         self._read_lock = threading.Lock()
         self._read_conn: sqlite3.Connection | None = None  # committed_links
+        refuse_foreign_database(self.path)
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
             if not self.path.exists():
