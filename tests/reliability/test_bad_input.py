@@ -8,6 +8,7 @@ import hashlib
 import json
 import os
 import shutil
+import socket
 import sqlite3
 import subprocess
 from collections.abc import Callable
@@ -273,3 +274,18 @@ def test_json_commands_print_their_errors_as_json(results):
 
 def test_there_are_at_least_thirty_cases():
     assert len(CASES) >= 30
+
+
+def test_listen_on_a_busy_port_or_a_foreign_address_exits_2_before_saying_it_listens(make_rig):
+    rig = make_rig(erps=("nav",))
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        taken = rig.cli("listen", "--port", str(busy.getsockname()[1]), timeout=30)
+    # 192.0.2.1 (TEST-NET-1) is an address of no machine: it cannot be listened on here.
+    foreign = rig.cli("listen", "--host", "192.0.2.1", "--port", "8765", timeout=30)
+    for result, names in ((taken, "--port"), (foreign, "--host 192.0.2.1")):
+        assert result.returncode == 2, result.stderr
+        assert "listening" not in result.stderr and "Traceback" not in result.stderr
+        assert len(result.stderr.strip().splitlines()) == 1 and names in result.stderr, result.stderr
+        count("bad_input_cases")
