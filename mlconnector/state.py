@@ -108,6 +108,12 @@ def m007_target_keys(db: sqlite_utils.Database) -> None:
     db["replay"].create_index(["pair", "flow", "target_key"])
 
 
+@migrations()
+def m008_health(db: sqlite_utils.Database) -> None:
+    # A row the receiver's /health rewrites: a real commit, so a state file that cannot be written shows there.
+    db["health"].create({"name": str, "checked": str}, pk="name")
+
+
 def iso(value: datetime | None) -> str | None:
     if value is None:
         return None
@@ -351,6 +357,11 @@ class State:
             finally:
                 self._depth = 0
             self.db.execute("COMMIT")
+
+    def prove_writable(self, name: str) -> None:
+        """Commit a one-row write (raises what a run's commit would meet: a full disk, a read-only or replaced file)."""
+        with self.transaction():
+            self.db.conn.execute("INSERT OR REPLACE INTO health (name, checked) VALUES (?, ?)", [name, iso(utcnow())])
 
     # runs ------------------------------------------------------------------------------------
     def start_run(self, run_id: str, pair: str, *, dry_run: bool = False) -> None:

@@ -16,6 +16,7 @@ def listen(
     host: Annotated[str, typer.Option("--host", help="Interface to listen on (put a TLS reverse proxy in front).")] = "127.0.0.1",
     port: Annotated[int, typer.Option("--port", min=1, max=65535, help="Port to listen on (1-65535).")] = 8765,
     process: Annotated[bool, typer.Option("--process", help="Also sync the notified records at once, not only at the next sync run.")] = False,
+    body_timeout: Annotated[float, typer.Option("--body-timeout", min=0.1, max=300, help="Seconds a sender may take to send a notification's body; a slower one gets 408 and its connection is closed.")] = 10.0,
 ) -> None:
     """Receive push notifications at /hooks/SYSTEM: verify them, store them durably, answer fast.
 
@@ -26,7 +27,7 @@ def listen(
     import uvicorn
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    listener = api.Listener(runtime(ctx), process=process)
+    listener = api.Listener(runtime(ctx), process=process, body_timeout=body_timeout)
     try:
         sock = bind(host, port)  # before saying "listening": a busy port is the operator's to fix (exit 2)
         err.print(f"listening on http://{host}:{port}/hooks/{{{','.join(listener.systems)}}}"

@@ -66,7 +66,7 @@ class Faults:
                "drop": (0.0, 1.0, "a share from 0 to 1 (e.g. drop=0.1)"),
                "latency": (0.0, 60.0, "0 to 60 s (e.g. latency=150ms)"),
                "retry_after": (0.0, 3600.0, "0 to 3600 s"),
-               "token_ttl": (1.0, 86400.0, "1 to 86400 s")}
+               "token_ttl": (0.0, 86400.0, "0 to 86400 s")}
 
     @classmethod
     def parse(cls, spec: str | None) -> "Faults":

@@ -148,6 +148,8 @@ LINE_FIELDS = {"Type": "lineType", "No": "lineObjectNumber", "Description": "des
 DOCUMENT_STATUS = {"Open": "Draft", "Released": "Open", "Pending_Approval": "In Review",
                    "Pending_Prepayment": "Open"}
 # BC's 409s that mean "try again" (a lock or deadlock), unlike Request_EntityChanged.
+# What a validation token may hold: printable ASCII, no spaces or markup, as BC's (a GUID or base64) are.
+_VALIDATION_TOKEN = re.compile(r"[A-Za-z0-9._~+/=:-]{1,1024}")
 _TRANSIENT_409 = re.compile(r"deadlock|locked by another user|lock(ing)? timeout|Internal_LockTimeout", re.I)
 _RESOURCE_RE = re.compile(r"companies\(([0-9a-fA-F-]{36})\)/(\w+)(?:\(([^)]*)\))?")
 _COMPANY_IN_URL = re.compile(r"companies\(([0-9a-fA-F-]{36})\)")
@@ -1133,9 +1135,13 @@ class DynamicsConnector:
             state.delete_channel(self.name, channel.channel_id)
 
     def handshake(self, query: Mapping[str, str]) -> str | None:
-        """BC validates a notificationUrl by calling it with ?validationToken=...: echo it as plain text."""
+        """BC validates a notificationUrl by calling it with ?validationToken=... (a POST without a body, which the
+        receiver checks): echo it as plain text. Only a token of a sane shape, and only once a sync of ours has set
+        up subscriptions (their clientState exists): the receiver is no echo service for anyone who asks."""
         token = query.get("validationToken")
-        return str(token) if token else None
+        if not token or not _VALIDATION_TOKEN.fullmatch(str(token)):
+            return None
+        return str(token) if self.context.secrets.get(self.name, "client_state") else None
 
     def verify(self, body: bytes | str | Mapping[str, Any], headers: Mapping[str, str] | None = None,
                query: Mapping[str, str] | None = None) -> list[Notification]:
@@ -1164,7 +1170,8 @@ class DynamicsConnector:
                                        "verify now (BC will retry)", 503)
         for item in items:
             given = item.get("clientState")
-            if not isinstance(given, str) or not hmac.compare_digest(given.encode(), expected.encode()):
+            if not isinstance(given, str) or not hmac.compare_digest(given.encode("utf-8", "surrogatepass"),
+                                                                     expected.encode()):
                 raise NotificationRejected(f"{self.name}: notification clientState does not match ours", 403)
         out = []
         sets = {"customers": "customers", "vendors": "vendors", "items": "items", "salesOrders": "salesOrders",

@@ -975,7 +975,9 @@ class ZohoConnector:
             raise NotificationRejected(f"{self.name}: notification lacks module or ids", 400)
         expected = self.context.secrets.get(self.name, "notify_token")
         given = payload.get("token")
-        if not expected or not isinstance(given, str) or not hmac.compare_digest(given, expected):
+        # Compared as bytes: compare_digest refuses str with characters outside ASCII (a forged token may hold any).
+        if not expected or not isinstance(given, str) or not hmac.compare_digest(
+                given.encode("utf-8", "surrogatepass"), expected.encode()):
             raise NotificationRejected(f"{self.name}: notification token does not match our channel's", 403)
         operation = {"insert": "create", "update": "update", "delete": "delete"}.get(
             str(payload.get("operation")), str(payload.get("operation") or "update"))
