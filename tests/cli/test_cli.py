@@ -147,6 +147,20 @@ def test_init_writes_a_starter_and_never_overwrites_without_force(tmp_path):
     assert cli("init", "--force", "--pair", "bc-zoho").exit_code == 0 and "[systems.bc]" in target.read_text()
 
 
+@pytest.mark.parametrize("pair", ["nav-zoho", "bc-zoho", "fo-zoho", "gp-zoho", "nav-zuora"])
+def test_init_starts_every_pair_with_a_config_that_runs(tmp_path, pair):
+    from mlconnector.config import load_config
+    from tests.test_examples import assert_runnable
+
+    target = tmp_path / f"{pair}.toml"
+    result = cli("init", "--pair", pair, "--path", str(target))
+    assert result.exit_code == 0, result.output
+    config = load_config(target)
+    assert_runnable(config, pair, tmp_path)
+    for system in config.systems.values():  # a Windows account reads back as DOMAIN\name, one backslash
+        assert "\\\\" not in str(system.settings.get("user", "")), system.settings["user"]
+
+
 def test_version_and_help_everywhere():
     assert cli("--version").stdout.startswith("mlconnector ")
     for args in (["--help"], ["sync", "--help"], ["audit", "--help"], ["replay", "--help"],
