@@ -11,7 +11,7 @@ import threading
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta, timezone
 from functools import cached_property
 from pathlib import Path
@@ -254,16 +254,44 @@ def replay(runtime: Runtime, *, pair: str | None = None, flow: str | None = None
     return results
 
 
+class _WithoutCachedTokens:
+    """The secret store as `ping` sees it: no cached access token, so each system mints a fresh one and the stored
+    credentials themselves are proven (a rotated secret shows now, not when the cached token expires at night).
+    The fresh token is cached as usual."""
+
+    def __init__(self, store: Any) -> None:
+        self._store = store
+
+    def get(self, system: str, field: str) -> str | None:
+        from mlconnector.auth import SecretTokenCache
+
+        return None if field == SecretTokenCache.FIELD else self._store.get(system, field)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._store, name)
+
+
 def ping(runtime: Runtime, system: str | None = None) -> list[PingResult]:
-    """Check each configured system (or one): reachability, credentials, edition or permissions."""
+    """Check each configured system (or one): reachability, credentials (with a freshly minted token), edition or
+    permissions. A system whose secrets are missing is not tried: its result names every one of them."""
+    from mlconnector.secrets import required_secrets
+
     config = runtime.config
     names = [system] if system else sorted(config.systems)
     if not names:
         raise ConfigError(f"{config.path}: no [systems.*] tables; run `mlconnector init`")
     results = []
-    context = runtime.context()
+    store = runtime.secret_store()
+    context = replace(runtime.context(), secrets=_WithoutCachedTokens(store))
     for name in names:
-        connector = make_connector(config.system(name), context)
+        settings = config.system(name)
+        missing = [field for field in required_secrets(settings) if not store.get(name, field)]
+        if missing:
+            steps = " and ".join(f"`mlconnector secrets set {name} {field}`" for field in missing)
+            results.append(PingResult(name, False, error=f"missing secret{'s' if len(missing) > 1 else ''} "
+                                      f"{', '.join(missing)}: run {steps}", exit_code=ConfigError.exit_code))
+            continue
+        connector = make_connector(settings, context)
         try:
             results.append(connector.ping())
         except MLConnectorError as exc:
