@@ -83,7 +83,9 @@ def new_run_id() -> str:
 
 @dataclass
 class FlowStats:
-    """Counts for one flow in one run, as the summary table shows them."""
+    """Counts for one flow in one run, as the summary table shows them. Every record read is counted once, as it
+    is recorded: read = created + updated + unchanged + skipped + failed (a record the run read but was stopped
+    before settling is not counted: the next run reads it again)."""
 
     read: int = 0
     created: int = 0
@@ -93,11 +95,17 @@ class FlowStats:
     failed: int = 0
     calls: dict[str, int] = field(default_factory=dict)
     note: str = ""
+    skip_reasons: dict[str, int] = field(default_factory=dict)  # why records were skipped, with their counts
 
-    def count(self, action: str) -> None:
+    def count(self, action: str, reason: str | None = None) -> None:
+        """One record read and settled: ``action`` create, update, unchanged, skip (with its reason) or fail."""
         attr = {"create": "created", "update": "updated", "fail": "failed", "skip": "skipped",
                 "unchanged": "unchanged"}[action]
         setattr(self, attr, getattr(self, attr) + 1)
+        self.read += 1
+        if action == "skip":
+            why = (reason or "no reason given").removeprefix("skipped: ")
+            self.skip_reasons[why] = self.skip_reasons.get(why, 0) + 1
 
 
 @dataclass
@@ -133,7 +141,7 @@ class RunResult:
     @property
     def recorded(self) -> int:
         """Records this run settled (written, found unchanged, skipped or failed) and recorded."""
-        return sum(s.created + s.updated + s.unchanged + s.skipped + s.failed for s in self.flows.values())
+        return sum(s.read for s in self.flows.values())
 
     def to_dict(self) -> dict[str, Any]:
         data = asdict(self)
@@ -521,7 +529,6 @@ class Engine:
         for item in batch:
             record = item.record
             item.link = links.get(record.id)
-            stats.read += 1
             self.progress(flow.name, 1)
             if record.modified is None or coarse:
                 item.fingerprint = source_fingerprint(record.data)
@@ -913,8 +920,9 @@ class Engine:
         source, target = self.system_name(flow.source), self.system_name(flow.target)
         if run.dry_run:
             for item in batch:
-                action = item.result.action if item.result else "skip"
-                stats.count("unchanged" if item.result and item.result.error == "unchanged" else action)
+                result = item.result or WriteResult("skip")
+                unchanged = item.hash == "seen" or result.error == "unchanged"
+                stats.count("unchanged" if unchanged else result.action, result.error)
             return
         self._keys.recorded(item.key for item in batch)
         newest: datetime | None = None
@@ -931,8 +939,9 @@ class Engine:
                 if result.not_sent:
                     continue  # never sent (the run was told to stop): neither an attempt nor read, as far as it goes
                 if item.hash == "seen":
-                    # Re-read through the overlap window: neither an attempt nor a change.
+                    # Re-read through the overlap window: neither an attempt nor a change (no audit row).
                     newest = _later(newest, record.modified)
+                    stats.count("unchanged")
                     continue
                 if result.ok:
                     newest = _later(newest, record.modified)
@@ -969,7 +978,7 @@ class Engine:
                     if item.shares_key_with:
                         sharing.append(item)
                 action = "skip" if result.action == "skip" else result.action
-                stats.count("unchanged" if result.error == "unchanged" else action)
+                stats.count("unchanged" if result.error == "unchanged" else action, result.error)
                 audits.append({
                     "run_id": run.run_id, "pair": self.pair.name, "flow": flow.name,
                     "source_system": source, "source_entity": flow.source_entity, "source_id": record.id,
@@ -1153,7 +1162,7 @@ class Engine:
                         "source_id": source_id, "target_system": self.system_name(flow.target),
                         "target_entity": flow.target_entity, "action": "skip", "status": "ok",
                         "note": "no longer exists in the source"})
-            run.flows.setdefault(flow.name, FlowStats()).skipped += 1
+            run.flows.setdefault(flow.name, FlowStats()).count("skip", "no longer exists in the source")
 
     def _read_start(self, flow: Flow, full: bool, since: datetime | None) -> datetime | None:
         if since is not None:

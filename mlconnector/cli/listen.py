@@ -27,6 +27,7 @@ def listen(
     import uvicorn
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.getLogger("mlconnector").handlers.clear()  # a service's log: everything goes through the one above
     listener = api.Listener(runtime(ctx), process=process, body_timeout=body_timeout)
     try:
         sock = bind(host, port)  # before saying "listening": a busy port is the operator's to fix (exit 2)

@@ -129,6 +129,13 @@ def build_app() -> typer.Typer:
         if columns is not None and not (columns.strip().isdigit() and int(columns) > 0):
             raise ConfigError(f"COLUMNS={columns!r} is not a width: set it to a whole number of columns "
                               "(e.g. COLUMNS=160) or unset it")
+        if not verbose:
+            # The run's own lines tell what went wrong: its log is for -v. Without a handler, Python would print
+            # every warning to stderr as well (a stopped run said so twice); errors still show, one line each.
+            quiet = logging.StreamHandler(sys.stderr)
+            quiet.setLevel(logging.ERROR)
+            quiet.setFormatter(logging.Formatter("error: %(message)s"))
+            logging.getLogger("mlconnector").handlers[:] = [quiet]
         if verbose:
             logging.basicConfig(stream=sys.stderr, format="%(asctime)s %(levelname)s %(name)s: %(message)s",
                                 level=logging.DEBUG if verbose > 1 else logging.INFO, force=True)

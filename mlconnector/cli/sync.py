@@ -66,6 +66,10 @@ def render_run(result: RunResult) -> None:
     for name, stats in result.flows.items():
         if stats.note:
             out.print(f"{name}: {stats.note}", highlight=False)
+        if stats.skip_reasons:  # what the skipped column holds, reason by reason
+            reasons = sorted(stats.skip_reasons.items(), key=lambda kv: (-kv[1], kv[0]))
+            out.print(f"{name}: skipped " + "; ".join(f"{n} {why}" for why, n in reasons), highlight=False,
+                      markup=False)
     if result.dry_run:
         for item in result.planned[:50]:
             out.print(f"would {item.action} {item.flow} {item.source_id}"
@@ -79,15 +83,19 @@ def render_run(result: RunResult) -> None:
     if result.notifications:
         out.print(f"{result.notifications} notification(s) processed before the poll")
     for problem in result.channel_problems:
-        err.print(f"[yellow]push channel {problem}", markup=True, highlight=False)
+        warn(f"push channel {problem}")
     if result.failed and result.dry_run:
-        err.print(f"[yellow]{result.failed} record(s) would fail (nothing was written or queued): see the "
-                  "failed column above")
+        warn(f"{result.failed} record(s) would fail (nothing was written or queued): see the failed column above")
     elif result.failed:
-        err.print(f"[yellow]{result.failed} record(s) failed and wait in the replay queue: "
-                  f"see `mlconnector audit --run {result.run_id} --status failed`, then `mlconnector replay`")
+        warn(f"{result.failed} record(s) failed and wait in the replay queue: "
+             f"see `mlconnector audit --run {result.run_id} --status failed`, then `mlconnector replay`")
     if result.stopped and not result.interrupted:
-        err.print(f"[yellow]stopped early: {result.stopped}")
+        warn(f"stopped early: {result.stopped}")
+
+
+def warn(line: str) -> None:
+    """One yellow line on stderr, never wrapped (cron mail and log greps see it whole), no markup."""
+    err.print(line, style="yellow", markup=False, highlight=False, soft_wrap=True)
 
 
 def _sync_command(spec: PairSpec) -> Callable[..., None]:
