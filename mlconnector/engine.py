@@ -433,7 +433,8 @@ class Engine:
             try:
                 size, in_flight = self.batch_size, writers
                 bulk = getattr(self.connectors[flow.target], "initial_load_batch", None)
-                if initial and not run.dry_run and callable(bulk) and (bulk(flow.target_entity) or 0) > size:
+                # (A dry run groups records the same way, so that its estimate counts bulk jobs, not batches.)
+                if initial and callable(bulk) and (bulk(flow.target_entity) or 0) > size:
                     # A first load the target takes in bulk jobs: few large writes, one at a time, and the next
                     # file is filled only once the job before it is done and recorded, so that one file's payloads
                     # are held at a time, not two (peak memory; the job and the next reads no longer overlap).
@@ -450,8 +451,7 @@ class Engine:
                 for segment, to_write in self._segments(run, flow, records, stats, mode, size):
                     self._stop_if_asked()  # this segment is not sent: the watermark stays before it
                     if to_write and run.dry_run:
-                        target = self.system_name(flow.target)
-                        run.estimated_calls[target] = run.estimated_calls.get(target, 0) + 1
+                        self._estimate_writes(run, flow, to_write)
                     elif to_write:
                         self.state.check_same_file()  # nothing more is sent once the state file is gone
                         self._note_intents(run, flow, to_write)
@@ -1190,6 +1190,32 @@ class Engine:
             self.state.start_run(run.run_id, self.pair.name, dry_run=dry_run)
         return run
 
+    def _estimate_writes(self, run: RunResult, flow: Flow, items: list[_Item]) -> None:
+        """A dry run: the calls writing these records would cost, as the target's connector counts them (one a
+        batch where it cannot say), and those sending new records' keys back to their source."""
+        payloads = [i.payload for i in items if i.payload is not None]
+        ids = [i.link.target_id if i.link else None for i in items if i.payload is not None]
+        key = flow.key_field(self.config.options)
+        for role, entity, chosen, linked in [(flow.target, flow.target_entity, payloads, ids)] + self._send_back_costs(
+                flow, payloads, key, items):
+            cost = getattr(self.connectors[role], "write_calls", None)
+            calls = int(cost(entity, chosen, key, linked)) if callable(cost) else 1
+            name = self.system_name(role)
+            run.estimated_calls[name] = run.estimated_calls.get(name, 0) + calls
+
+    def _send_back_costs(self, flow: Flow, payloads: list[dict[str, Any]], key: str,
+                         items: list[_Item]) -> list[tuple[str, str, list[dict[str, Any]], list[str | None]]]:
+        """For _estimate_writes: records created without a key go back to their source with the one the target
+        gives them (_send_keys_back), as updates of the source records."""
+        if not (flow.find_by and flow.echo_of and self.pair.flow(flow.echo_of).send_back_created):
+            return []
+        new = [(p, i.record.id) for p, i in zip(payloads, [i for i in items if i.payload is not None])
+               if p.get(key) in (None, "") and not (i.link and i.link.target_id)]
+        if not new:
+            return []
+        opposite_key = self.pair.flow(flow.echo_of).key_field(self.config.options)
+        return [(flow.source, flow.source_entity, [{opposite_key: "?"} for _ in new], [r for _, r in new])]
+
     def _stop_if_asked(self) -> None:
         """Between batches: a run told to stop (SIGTERM, Ctrl-C) reads and sends nothing more; what is in flight
         ends and is recorded on the way out (_run_flow)."""
@@ -1198,6 +1224,11 @@ class Engine:
             raise _Stop(f"interrupted by {interrupt.signal_name(signum)}", interrupt.exit_code(signum))
 
     def _finish(self, run: RunResult) -> RunResult:
+        if run.dry_run:
+            # The estimate is of every call the run would make: the reads this dry run made, and the writes.
+            for stats in run.flows.values():
+                for system, calls in stats.calls.items():
+                    run.estimated_calls[system] = run.estimated_calls.get(system, 0) + calls
         signum = self.stop_requested()
         if signum is not None and run.stopped:
             # Told to stop: whatever else ended the run (a retry cut short on the way out), it was the signal.

@@ -249,7 +249,7 @@ def test_dry_run_writes_nothing_and_says_what_it_would_do(config_file, tmp_path,
     assert len(crm.all("account")) == 5
     actions = sorted(p.action for p in result.planned)
     assert actions.count("create") == 10
-    assert result.estimated_calls == {"crm": 1}  # ten creates fit one write call of batch_size 10
+    assert result.estimated_calls == {"crm": 1, "erp": 1}  # the read it made; ten creates fit one write call of 10
     assert engine.state.watermark("erp-crm", "customers") == datetime.fromisoformat(rows[-1]["modified"])
     assert all(r["run_id"] != result.run_id for r in engine.state.audit_rows(limit=None))
 

@@ -76,8 +76,9 @@ def render_run(result: RunResult) -> None:
                       + (f" -> {item.target_id}" if item.target_id else ""))
         if len(result.planned) > 50:
             out.print(f"... and {len(result.planned) - 50} more")
-        calls = ", ".join(f"{k} {v}" for k, v in result.estimated_calls.items()) or "none"
-        out.print(f"write calls it would cost: {calls}")
+        calls = ", ".join(f"{k} {v}" for k, v in sorted(result.estimated_calls.items())) or "none"
+        out.print(f"API calls the run would make: {calls} (reads as this dry run made them, writes estimated)",
+                  highlight=False)
     for line in result.channels:
         out.print(f"push channel {line}")
     if result.notifications:

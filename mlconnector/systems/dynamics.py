@@ -949,6 +949,13 @@ class DynamicsConnector:
         known = ids or [None] * len(payloads)
         return write_each(zip(payloads, known), lambda each: self._upsert_one(entity, each[0], key, each[1]))
 
+    def write_calls(self, entity: str, payloads: list[dict[str, Any]], key: str,
+                    ids: list[str | None] | None = None) -> int:
+        """The calls ``write`` makes, for a dry run's estimate: per record, a read of the current row (by its
+        linked id, else by its key; none for a new record the ERP numbers) and the POST or PATCH."""
+        ids = ids or [None] * len(payloads)
+        return sum(2 if known or payload.get(key) not in (None, "") else 1 for payload, known in zip(payloads, ids))
+
     def _find(self, entity: str, key: str, value: Any, known_id: str | None) -> dict[str, Any] | None:
         """The current row: by its linked id first (it may have been renumbered), else by the key."""
         page = self.endpoint.mode == "odata"

@@ -792,6 +792,16 @@ class GPConnector:
         return Record(self.name, "salesOrders", number, _utc(raw.get("ModifiedDate")), data)
 
     # -- writes --------------------------------------------------------------------------------------------------
+    def write_calls(self, entity: str, payloads: list[dict[str, Any]], key: str,
+                    ids: list[str | None] | None = None) -> int:
+        """The calls ``write`` makes, for a dry run's estimate: per order a look for it by number and the
+        CreateSalesOrder, the operation's policy once a run, and with Windows authentication the two exchanges of
+        a handshake (a write goes out on a connection of the write threads, which authenticates on first use)."""
+        if not payloads:
+            return 0
+        handshake = 2 if self.auth_kind != "basic" else 0
+        return 2 * len(payloads) + ("CreateSalesOrder" not in self._policies) + handshake
+
     def _policy(self, operation: str) -> Any:
         if operation not in self._policies:
             self._policies[operation] = self.call("GetPolicyByOperation", operation=operation)

@@ -734,6 +734,22 @@ class ZohoConnector:
                 results[i] = outcome
         return results  # type: ignore[return-value]
 
+    def write_calls(self, entity: str, payloads: list[dict[str, Any]], key: str,
+                    ids: list[str | None] | None = None) -> int:
+        """The calls ``write`` makes for these payloads, for a dry run's estimate: updates by id and upserts in
+        hundreds (or Bulk Write jobs: upload, job, a poll or two, the result); documents with line items first
+        look up those not linked (COQL, a hundred keys a call) and read each linked one (its current lines)."""
+        ids = ids or [None] * len(payloads)
+        linked = sum(1 for known in ids if known)
+        fresh = len(payloads) - linked
+        calls = math.ceil(linked / MAX_UPSERT)
+        if entity in LINE_ITEM_MODULES:
+            keyed = sum(1 for p, known in zip(payloads, ids) if not known and p.get(key) not in (None, ""))
+            calls += math.ceil(keyed / COQL_KEYS_PER_QUERY) + linked
+        if self.bulk_threshold and fresh > self.bulk_threshold and _flat(payloads):
+            return calls + math.ceil(fresh / BULK_MAX) * 5
+        return calls + math.ceil(fresh / MAX_UPSERT)
+
     def _replacing_lines(self, entity: str, payloads: list[dict[str, Any]], key: str,
                          ids: list[str | None]) -> list[dict[str, Any]]:
         """Zoho adds the line items an update sends to those the record has. To replace them, each row the

@@ -71,7 +71,7 @@ def test_dry_run_writes_nothing_and_tells_the_cost(config_file, erp, crm):
     seed(erp, 3)
     result = cli("sync", "erp-crm", "--flow", "customers", "--dry-run")
     assert result.exit_code == 0
-    assert "would create customers" in result.stdout and "write calls it would cost: crm 1" in result.stdout
+    assert "would create customers" in result.stdout and "API calls the run would make: crm 1, erp 1" in result.stdout
     assert crm.all("account") == []
 
 
