@@ -138,7 +138,8 @@ def run_alive(path: Path, pair: str) -> bool:
 
 def sync(runtime: Runtime, pair: str, *, flows: Iterable[str] | None = None, full: bool = False,
          since: datetime | None = None, dry_run: bool = False,
-         progress: Callable[[str, int], None] | None = None) -> RunResult:
+         progress: Callable[[str, int], None] | None = None,
+         progress_total: Callable[[str, int], None] | None = None) -> RunResult:
     """Run one pair once: lock, open state and connectors, sync, close."""
     config = runtime.config
     path = runtime.state_file(config)
@@ -146,7 +147,7 @@ def sync(runtime: Runtime, pair: str, *, flows: Iterable[str] | None = None, ful
         session = open_pair(config, pair, runtime.context(state))
         try:
             engine = Engine(session.pair, session.config, session.connectors, state,
-                            counter=session.counter, progress=progress)
+                            counter=session.counter, progress=progress, progress_total=progress_total)
             return engine.sync(flows, full=full, since=since, dry_run=dry_run)
         finally:
             session.close()

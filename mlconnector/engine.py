@@ -237,6 +237,7 @@ class Engine:
         concurrency: int | None = None,
         now: Callable[[], datetime] = utcnow,
         stop_requested: Callable[[], int | None] = interrupt.requested,
+        progress_total: Callable[[str, int], None] | None = None,
     ) -> None:
         missing = set(pair.roles) - set(connectors)
         if missing:
@@ -247,6 +248,8 @@ class Engine:
         self.state = state
         self.counter = counter or CallCounter()
         self.progress = progress or (lambda flow, n: None)
+        # Where a progress bar can show a total: sources that can tell how many records a read gives do (_totals).
+        self.progress_total = progress_total
         # Write batches in flight at once; None: as many as the target's API allows (see _in_flight).
         self.concurrency = max(1, concurrency) if concurrency else None
         self.now = now
@@ -298,7 +301,10 @@ class Engine:
                 start = self._read_start(flow, full, since)
                 log.info("%s/%s: reading %s changed since %s", self.pair.name, flow.name, flow.source_entity,
                          start.isoformat() if start else "the beginning")
-                records = self.connectors[flow.source].changes(flow.source_entity, start, until)
+                source = self.connectors[flow.source]
+                if self.progress_total and hasattr(source, "count_rows"):
+                    source.count_rows = True  # its first page says how many records the read gives
+                records = source.changes(flow.source_entity, start, until)
                 self._run_flow(run, flow, records, mode="poll", initial=start is None, until=until)
         except _Stop as stop:
             run.stopped = str(stop)
@@ -595,6 +601,7 @@ class Engine:
         to_write: list[_Item] = []
         for batch in _batched(records, self.batch_size):
             self._stop_if_asked()
+            self._report_total(flow)
             wanted = {id(item) for item in self._prepare(run, flow, batch, stats, mode)}
             for item in batch:
                 segment.append(item)
@@ -1215,6 +1222,14 @@ class Engine:
             return []
         opposite_key = self.pair.flow(flow.echo_of).key_field(self.config.options)
         return [(flow.source, flow.source_entity, [{opposite_key: "?"} for _ in new], [r for _, r in new])]
+
+    def _report_total(self, flow: Flow) -> None:
+        """The number of records the read under way gives, where the source's API told it (a progress bar's
+        total); sources that can are asked to when the read starts (_run_flow)."""
+        counted = getattr(self.connectors[flow.source], "counted", None)
+        total = counted(flow.source_entity) if self.progress_total and callable(counted) else None
+        if total is not None:
+            self.progress_total(flow.name, total)
 
     def _stop_if_asked(self) -> None:
         """Between batches: a run told to stop (SIGTERM, Ctrl-C) reads and sends nothing more; what is in flight

@@ -6,8 +6,10 @@ from contextlib import contextmanager
 from typing import Annotated, Optional
 
 import typer
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+from rich.progress import (BarColumn, Progress, ProgressColumn, SpinnerColumn, Task, TaskID, TextColumn,
+                           TimeElapsedColumn)
 from rich.table import Table
+from rich.text import Text
 
 from mlconnector import api, interrupt
 from mlconnector.cli.common import err, out, parse_since, print_error, print_json, runtime
@@ -35,22 +37,53 @@ def interrupted_line(results: list[RunResult]) -> str | None:
             "the next run continues")
 
 
+class RateColumn(ProgressColumn):
+    """Records a second, once there is a rate to show."""
+
+    def render(self, task: Task) -> Text:
+        speed = task.finished_speed or task.speed
+        return Text(f"{speed:,.0f}/s" if speed else "", style="progress.data.speed")
+
+
+class CountColumn(ProgressColumn):
+    """``done/total`` where the source's API told the total, else just ``done`` (never ``done/?``)."""
+
+    def render(self, task: Task) -> Text:
+        done = int(task.completed)
+        return Text(f"{done:,}/{int(task.total):,}" if task.total is not None else f"{done:,}",
+                    style="progress.download")
+
+
+class FlowProgress:
+    """A progress bar per flow on stderr: records done, the total where known, the rate, the time taken."""
+
+    def __init__(self, bar: Progress) -> None:
+        self._bar = bar
+        self._tasks: dict[str, TaskID] = {}
+
+    def _task(self, flow: str) -> TaskID:
+        if flow not in self._tasks:
+            self._tasks[flow] = self._bar.add_task(flow, total=None)
+        return self._tasks[flow]
+
+    def __call__(self, flow: str, n: int) -> None:
+        self._bar.advance(self._task(flow), n)
+
+    def total(self, flow: str, total: int) -> None:
+        task = self._task(flow)
+        if self._bar.tasks[task].total != total:
+            self._bar.update(task, total=total)
+
+
 @contextmanager
-def progress_reporter(enabled: bool) -> Iterator[Callable[[str, int], None] | None]:
+def progress_reporter(enabled: bool) -> Iterator[FlowProgress | None]:
     """A progress bar per flow on stderr, only when stderr is a terminal and output is not JSON."""
     if not enabled or not err.is_terminal:
         yield None
         return
-    with Progress(SpinnerColumn(), TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+    with Progress(SpinnerColumn(), TextColumn("{task.description}"), BarColumn(), CountColumn(), RateColumn(),
                   TimeElapsedColumn(), console=err, transient=True) as bar:
-        tasks: dict[str, int] = {}
-
-        def advance(flow: str, n: int) -> None:
-            if flow not in tasks:
-                tasks[flow] = bar.add_task(flow, total=None)
-            bar.advance(tasks[flow], n)
-
-        yield advance
+        yield FlowProgress(bar)
 
 
 def render_run(result: RunResult) -> None:
@@ -113,7 +146,7 @@ def _sync_command(spec: PairSpec) -> Callable[..., None]:
         start = parse_since(since)
         with interrupt.stop_on_signals(_stopped_at_once), progress_reporter(not as_json) as progress:
             result = api.sync(runtime(ctx), spec.name, flows=flow, full=full, since=start, dry_run=dry_run,
-                              progress=progress)
+                              progress=progress, progress_total=progress.total if progress else None)
         print_json(result.to_dict()) if as_json else render_run(result)
         _tell_interrupted([result])
         raise typer.Exit(result.exit_code)

@@ -449,6 +449,10 @@ class DynamicsConnector:
         # Whether a read asks for its next page while this one's rows are taken (the engine turns it off for a
         # first load written in bulk jobs, which holds a whole job's records: one page less in memory).
         self.pages_ahead = True
+        # Whether a read asks for its row count with its first page ($count=true, no call of its own): the engine
+        # turns it on where a progress bar can show a total (see ``counted``).
+        self.count_rows = False
+        self._counts: dict[str, int] = {}
         self._page_reader: ThreadPoolExecutor | None = None
         self._page_reader_lock = threading.Lock()
 
@@ -650,8 +654,12 @@ class DynamicsConnector:
         except KeyError:
             raise ConfigError(f"{self.name}: unknown entity {entity!r}; known: {', '.join(API_ENTITIES)}") from None
 
+    def counted(self, entity: str) -> int | None:
+        """How many rows the read of ``entity`` under way will give, as its first page said (``count_rows``)."""
+        return self._counts.get(entity)
+
     def _pages(self, url: str, params: dict[str, str] | None, page_size: int | None = None, *,
-               ramp: bool = False) -> Iterator[dict[str, Any]]:
+               ramp: bool = False, count_as: str | None = None) -> Iterator[dict[str, Any]]:
         """Every row of a collection, page by page: ``Prefer: odata.maxpagesize`` and ``@odata.nextLink`` verbatim
         (never $top, which drops the link). With ``ramp`` (a whole table read) the first pages are smaller (a
         tenth, then twice as many each time, up to the page size): the first rows come in a fraction of the time a
@@ -660,6 +668,9 @@ class DynamicsConnector:
         full = page_size or self.page_size
         size = full // 10 if ramp and full >= RAMP_FROM else full
         next_url: str | None = url
+        if count_as and self.count_rows:
+            params = {**(params or {}), "$count": "true"}
+            self._counts.pop(count_as, None)
         ahead: tuple[str, Future[httpx.Response]] | None = None
         while next_url:
             headers = {"Prefer": f"odata.maxpagesize={size}"}
@@ -684,7 +695,10 @@ class DynamicsConnector:
                 ahead = (hint, self._reader().submit(self._call, "GET", hint,
                                                      headers={"Prefer": f"odata.maxpagesize={size}"}))
             rest: dict[str, Any] = {}
-            yield from stream_array(text, "value", rest)
+            for row in stream_array(text, "value", rest):
+                if count_as and isinstance(rest.get("@odata.count"), int):  # it comes before the rows
+                    self._counts[count_as] = rest.pop("@odata.count")
+                yield row
             del text
             next_url, params = rest.get("@odata.nextLink"), None
 
@@ -727,7 +741,8 @@ class DynamicsConnector:
         # A first read of documents with their lines (every one of them) asks for smaller pages: such a page is
         # several times wider than a customer's, and each page's text is held while its rows are taken.
         size = min(self.page_size, self.document_page_size) if lines and since is None else None
-        for row in self._pages(f"{self.company_url()}/{set_name}", params, size, ramp=since is None and size is None):
+        for row in self._pages(f"{self.company_url()}/{set_name}", params, size, ramp=since is None and size is None,
+                               count_as=entity):
             yield self._api_record(entity, row)
 
     @staticmethod
@@ -817,7 +832,7 @@ class DynamicsConnector:
         # times wider than a card's, and a page's text is held while its rows are taken.
         size = min(self.page_size, self.document_page_size) if part and "$filter" not in params else None
         for row in self._pages(f"{self.company_url()}/{service}", params, size,
-                               ramp=since is None and size is None and bool(field)):
+                               ramp=since is None and size is None and bool(field), count_as=entity):
             record = self._page_record(entity, row, field, cap)
             if entity == "contacts":
                 # Fetched once the first contact has come: a run in which no contact changed asks for nothing more.
