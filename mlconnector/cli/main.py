@@ -83,6 +83,21 @@ class ErrorsAsExitCodes(TyperGroup):
             raise typer.Exit(EXIT_BUG) from None
 
 
+class _ErrorsToStderr(logging.Handler):
+    """Errors logged during a command, one line each on the stderr of the moment (not the one a handler found when
+    it was made: an embedding program or a test may have swapped it since)."""
+
+    def __init__(self) -> None:
+        super().__init__(logging.ERROR)
+        self.setFormatter(logging.Formatter("error: %(message)s"))
+
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            sys.stderr.write(self.format(record) + "\n")
+        except Exception:  # noqa: BLE001 - a closed stream must not turn a log line into a failure
+            pass
+
+
 def _is_click_error(exc: BaseException) -> bool:
     """Click's own errors (its UsageError and kin), whichever click typer carries (its own copy since 0.17)."""
     return hasattr(exc, "format_message") and hasattr(exc, "show") and isinstance(getattr(exc, "exit_code", None), int)
@@ -132,10 +147,7 @@ def build_app() -> typer.Typer:
         if not verbose:
             # The run's own lines tell what went wrong: its log is for -v. Without a handler, Python would print
             # every warning to stderr as well (a stopped run said so twice); errors still show, one line each.
-            quiet = logging.StreamHandler(sys.stderr)
-            quiet.setLevel(logging.ERROR)
-            quiet.setFormatter(logging.Formatter("error: %(message)s"))
-            logging.getLogger("mlconnector").handlers[:] = [quiet]
+            logging.getLogger("mlconnector").handlers[:] = [_ErrorsToStderr()]
         if verbose:
             logging.basicConfig(stream=sys.stderr, format="%(asctime)s %(levelname)s %(name)s: %(message)s",
                                 level=logging.DEBUG if verbose > 1 else logging.INFO, force=True)
