@@ -169,7 +169,8 @@ def refuse_foreign_database(path: Path) -> None:
     finally:
         if conn is not None:
             conn.close()
-    if tables and not ours:
+    # Only the migrations table: a state file another run is creating this instant (it adds that table first).
+    if set(tables) - {"_sqlite_migrations"} and not ours:
         shown = ", ".join(tables[:5]) + (", ..." if len(tables) > 5 else "")
         raise ConfigError(f"state file {path} is another program's SQLite database (tables {shown}), not "
                           "mlconnector's; it was left untouched: pass --state with a path of its own (a new file is "
