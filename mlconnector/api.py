@@ -11,20 +11,22 @@ import threading
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta, timezone
 from functools import cached_property
 from pathlib import Path
 from typing import Any
 
 import httpx
+from filelock import FileLock, Timeout
 
+from mlconnector import interrupt
 from mlconnector.config import Config, load_config
-from mlconnector.sync import Engine, RunResult, open_pair, pair_lock, resolve_roles
 from mlconnector.errors import ConfigError, LockHeld, MLConnectorError
 from mlconnector.http import CallCounter
 from mlconnector.pairs import all_pairs
-from mlconnector.state import State, default_state_path
+from mlconnector.state import State, default_state_path, refuse_foreign_database
+from mlconnector.sync import Engine, RunResult, open_pair, pair_lock, pair_lock_file, resolve_roles
 from mlconnector.systems import ConnectorContext, make_connector
 from mlconnector.systems.base import PingResult
 
@@ -97,18 +99,55 @@ def state_errors(path: Path) -> Iterator[None]:
                           "(or pass --state PATH to use another file)") from None
 
 
+@contextmanager
+def locked_state(path: Path, pair: str) -> Iterator[State]:
+    """The pair's lock, then its state file; runs of the pair left marked running (a kill -9) are closed as
+    interrupted, since none can be alive while this process holds the lock."""
+    refuse_foreign_database(path)
+    _check_lock_can_be_taken(path, pair)
+    with pair_lock(path, pair), State(path) as state, state_errors(path):
+        state.close_abandoned_runs(pair)
+        yield state
+
+
+def _check_lock_can_be_taken(path: Path, pair: str) -> None:
+    """The pair's lock file goes next to the state file: a directory that cannot be written is the operator's to
+    fix (exit 2), not another run holding the lock (75) nor a bug."""
+    lock = pair_lock_file(path, pair)
+    try:
+        lock.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+        os.close(os.open(lock, os.O_RDWR | os.O_CREAT, 0o600))
+    except OSError as exc:
+        raise ConfigError(f"state file {path}: its directory {lock.parent} cannot be written ({exc.strerror or exc}); "
+                          "fix its permissions, or pass --state PATH to use another") from None
+
+
+def run_alive(path: Path, pair: str) -> bool:
+    """Whether a run of ``pair`` holds its lock now."""
+    lock = FileLock(str(pair_lock_file(path, pair)))
+    try:
+        lock.acquire(timeout=0)
+    except Timeout:
+        return True
+    except OSError:
+        return False  # no lock can be taken there (a read-only directory): no run is writing either
+    lock.release()
+    return False
+
+
 def sync(runtime: Runtime, pair: str, *, flows: Iterable[str] | None = None, full: bool = False,
          since: datetime | None = None, dry_run: bool = False,
-         progress: Callable[[str, int], None] | None = None) -> RunResult:
+         progress: Callable[[str, int], None] | None = None,
+         progress_total: Callable[[str, int], None] | None = None) -> RunResult:
     """Run one pair once: lock, open state and connectors, sync, close."""
     config = runtime.config
     path = runtime.state_file(config)
-    with pair_lock(path, pair), State(path) as state, state_errors(path):
+    with locked_state(path, pair) as state:
         refuse_flows_setup_found_missing(state, config, pair, flows)
         session = open_pair(config, pair, runtime.context(state))
         try:
             engine = Engine(session.pair, session.config, session.connectors, state,
-                            counter=session.counter, progress=progress)
+                            counter=session.counter, progress=progress, progress_total=progress_total)
             return engine.sync(flows, full=full, since=since, dry_run=dry_run)
         finally:
             session.close()
@@ -145,7 +184,7 @@ def drain(runtime: Runtime, pair: str) -> RunResult:
     """Process the pair's waiting notifications now (no poll), under the pair's lock."""
     config = runtime.config
     path = runtime.state_file(config)
-    with pair_lock(path, pair), State(path) as state, state_errors(path):
+    with locked_state(path, pair) as state:
         session = open_pair(config, pair, runtime.context(state))
         try:
             return Engine(session.pair, session.config, session.connectors, state,
@@ -158,8 +197,8 @@ class Listener:
     """The webhook receiver with its connectors, inbox and, with ``process``, a worker that drains the
     inbox of each notified pair at once."""
 
-    def __init__(self, runtime: Runtime, *, process: bool = False) -> None:
-        from mlconnector.webhooks import Inbox, create_receiver
+    def __init__(self, runtime: Runtime, *, process: bool = False, body_timeout: float | None = None) -> None:
+        from mlconnector.webhooks import BODY_TIMEOUT, Inbox, create_receiver
 
         config = runtime.config
         context = runtime.context()
@@ -186,7 +225,8 @@ class Listener:
         self._worker = threading.Thread(target=self._work, daemon=True) if process else None
         if self._worker:
             self._worker.start()
-        self.app = create_receiver(push, self.inbox, self._queue_pairs if process else None)
+        self.app = create_receiver(push, self.inbox, self._queue_pairs if process else None,
+                                   body_timeout=body_timeout or BODY_TIMEOUT)
         self.systems = sorted(push)
 
     def _queue_pairs(self, pairs: set[str]) -> None:
@@ -229,9 +269,9 @@ def replay(runtime: Runtime, *, pair: str | None = None, flow: str | None = None
         queued = state.replay_items(pair=pair, flow=flow, error_class=error_class, ids=ids)
     results = []
     for name in sorted({item["pair"] for item in queued}):
-        if name not in all_pairs():
+        if name not in all_pairs() or interrupt.requested() is not None:
             continue
-        with pair_lock(path, name), State(path) as state, state_errors(path):
+        with locked_state(path, name) as state:
             session = open_pair(config, name, runtime.context(state))
             try:
                 engine = Engine(session.pair, session.config, session.connectors, state,
@@ -242,16 +282,44 @@ def replay(runtime: Runtime, *, pair: str | None = None, flow: str | None = None
     return results
 
 
+class _WithoutCachedTokens:
+    """The secret store as `ping` sees it: no cached access token, so each system mints a fresh one and the stored
+    credentials themselves are proven (a rotated secret shows now, not when the cached token expires at night).
+    The fresh token is cached as usual."""
+
+    def __init__(self, store: Any) -> None:
+        self._store = store
+
+    def get(self, system: str, field: str) -> str | None:
+        from mlconnector.auth import SecretTokenCache
+
+        return None if field == SecretTokenCache.FIELD else self._store.get(system, field)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._store, name)
+
+
 def ping(runtime: Runtime, system: str | None = None) -> list[PingResult]:
-    """Check each configured system (or one): reachability, credentials, edition or permissions."""
+    """Check each configured system (or one): reachability, credentials (with a freshly minted token), edition or
+    permissions. A system whose secrets are missing is not tried: its result names every one of them."""
+    from mlconnector.secrets import required_secrets
+
     config = runtime.config
     names = [system] if system else sorted(config.systems)
     if not names:
         raise ConfigError(f"{config.path}: no [systems.*] tables; run `mlconnector init`")
     results = []
-    context = runtime.context()
+    store = runtime.secret_store()
+    context = replace(runtime.context(), secrets=_WithoutCachedTokens(store))
     for name in names:
-        connector = make_connector(config.system(name), context)
+        settings = config.system(name)
+        missing = [field for field in required_secrets(settings) if not store.get(name, field)]
+        if missing:
+            steps = " and ".join(f"`mlconnector secrets set {name} {field}`" for field in missing)
+            results.append(PingResult(name, False, error=f"missing secret{'s' if len(missing) > 1 else ''} "
+                                      f"{', '.join(missing)}: run {steps}", exit_code=ConfigError.exit_code))
+            continue
+        connector = make_connector(settings, context)
         try:
             results.append(connector.ping())
         except MLConnectorError as exc:
@@ -286,10 +354,18 @@ def status(runtime: Runtime) -> Status:
             inbox_pending=state.inbox_depth(),
             channels=[{**c, "expires": c["expires"].isoformat() if c["expires"] else None}
                       for c in state.channels()],
-            last_runs=[{k: r[k] for k in ("id", "pair", "started", "finished", "status", "exit_code")}
+            last_runs=[_as_seen(path, {k: r[k] for k in ("id", "pair", "started", "finished", "status", "exit_code")})
                        for r in state.last_runs(limit=10)],
             arrivals=state.arrivals(datetime.now(timezone.utc) - timedelta(days=1)),
         )
+
+
+def _as_seen(path: Path, run: dict[str, Any]) -> dict[str, Any]:
+    """A run marked running whose pair's lock is free ended without a word (kill -9): it shows as interrupted (the
+    next run of the pair records it so)."""
+    if run["status"] == "running" and not run_alive(path, run["pair"]):
+        return {**run, "status": "interrupted"}
+    return run
 
 
 def audit(runtime: Runtime, **filters: Any) -> list[dict[str, Any]]:

@@ -11,12 +11,60 @@ from pathlib import Path
 from typing import Any
 
 from mlconnector.errors import ConfigError
+from mlconnector.urls import check_setting_urls, refuse_credentials_in_urls
 
 CONFIG_ENV = "MLCONNECTOR_CONFIG"
 DEFAULT_CONFIG = "connections.toml"
 
-# Words that mark a key as holding a secret. Such values belong in the keyring, never in the file.
-_SECRET_WORDS = {"secret", "password", "passwd", "pwd", "token", "key", "apikey", "credential", "credentials"}
+# What marks a key as holding a secret, whatever its spelling (snake_case, camelCase, run together). Such values
+# belong in the keyring, never in the file. A part anywhere in the name ("webServiceAccessKey", "private_key_pem"),
+# a word anywhere ("token_value") unless the last word says the key names something else ("token_url",
+# "account_key_field").
+_SECRET_PARTS = ("password", "passwd", "passphrase", "secret", "accesskey", "apikey", "privatekey", "credential",
+                 "signingkey", "masterkey", "sharedkey")
+_SECRET_WORDS = {"pwd", "token", "key", "pem"}
+_NAMING_WORDS = {"url", "uri", "endpoint", "field", "fields", "name", "names", "header", "type", "types", "id", "ids",
+                 "path", "ttl", "hours", "seconds", "mode", "user", "style", "prefix", "kind"}
+# Settings whose name looks like a secret's but that name a property or a way of doing things.
+_NOT_SECRETS = {"sba_list_key"}
+
+# Counts and sizes a [systems.NAME] table may set (any kind that reads the key), each with its allowed range.
+SYSTEM_NUMBERS: dict[str, tuple[float, float, str]] = {
+    "page_size": (1, 10_000, "records per read call"),
+    "document_page_size": (1, 10_000, "documents per read call"),
+    "coql_page_size": (1, 2_000, "rows per COQL call"),
+    "zoql_batch_size": (1, 2_000, "rows per ZOQL batch"),
+    "zoql_window_records": (2, 1_000_000, "records held to sort one ZOQL window"),
+    "concurrency": (1, 100, "calls in flight at once"),
+    "sub_concurrency": (1, 100, "resource-intensive calls in flight at once"),
+    "batch_documents": (1, 1_000, "documents per $batch request"),
+    "bulk_threshold": (0, 10_000_000, "records above which a first load uses Bulk Write; 0 never"),
+    "bulk_poll_seconds": (0.01, 3_600, "seconds between looks at a bulk job"),
+    "bulk_timeout_seconds": (1, 86_400, "seconds a bulk job may take"),
+    "mint_limit": (1, 9, "access tokens minted per 10 minutes (Zoho refuses the 11th)"),
+    "mint_wait_seconds": (0, 3_600, "seconds to wait for a mint slot"),
+    "channel_hours": (0.01, 168, "hours a Zoho watch channel lives"),
+    "renew_margin_hours": (0, 168, "hours before expiry a channel is renewed"),
+    "daily_credit_budget": (0, 1_000_000_000, "API credits a day; 0 no limit"),
+    "retry_attempts": (1, 100, "tries per call"),
+    "retry_max_wait_seconds": (0, 3_600, "longest wait between tries"),
+    "retry_backoff_seconds": (0, 600, "first wait between tries"),
+    "delay_seconds": (0, 60, "seconds between calls"),
+    "window_days": (0.001, 36_600, "days per read window"),
+    "window_records": (1, 1_000_000, "records per read window"),
+    "timeout_seconds": (1, 3_600, "seconds a call may take"),
+    "posted_full_read_hours": (0, 8_784, "hours between whole reads of posted invoices; 0 every run"),
+}
+# Settings with a fixed set of values, checked at load (the others are checked as each connector starts).
+SYSTEM_CHOICES: dict[str, tuple[str, ...]] = {
+    # Zoho CRM editions (mlconnector.systems.zoho.EDITION_CONCURRENCY has a limit for each).
+    "edition": ("free", "standard", "professional", "enterprise", "ultimate", "crmplus", "zohoone"),
+}
+PAIR_NUMBERS: dict[str, tuple[int, int]] = {
+    "overlap_seconds": (0, 30 * 86_400),
+    "batch_size": (1, 10_000),
+    "credit_budget": (0, 1_000_000_000),
+}
 _NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]*$")
 
 PAIR_KEYS = {
@@ -118,6 +166,7 @@ def load_config(path: str | Path | None = None, *, required: bool = True) -> Con
 def parse_config(raw: Mapping[str, Any], path: Path | None = None) -> Config:
     where = str(path) if path else "configuration"
     _refuse_secrets(raw, where, ())
+    refuse_credentials_in_urls(raw, where)
     unknown = set(raw) - {"systems", "pairs", "state", "secrets"}
     if unknown:
         raise ConfigError(f"{where}: unknown top-level table [{sorted(unknown)[0]}]; "
@@ -126,8 +175,9 @@ def parse_config(raw: Mapping[str, Any], path: Path | None = None) -> Config:
     pairs = {name: _pair(name, table, where, systems) for name, table in _tables(raw, "pairs", where).items()}
     state = raw.get("state", {})
     state_path = state.get("path") if isinstance(state, dict) else None
-    if state_path is not None and not isinstance(state_path, str):
-        raise ConfigError(f"{where}: state.path must be a string path")
+    if state_path is not None and (not isinstance(state_path, str) or not state_path.strip()):
+        raise ConfigError(f"{where}: state.path must be the path of the state file (e.g. \"state.db\"); remove "
+                          "the key to use the default (the user's state directory)")
     secrets = raw.get("secrets", {})
     backend = secrets.get("backend") if isinstance(secrets, Mapping) else None
     directory = secrets.get("dir") if isinstance(secrets, Mapping) else None
@@ -143,8 +193,13 @@ def parse_config(raw: Mapping[str, Any], path: Path | None = None) -> Config:
 
 
 def is_secret_key(name: str) -> bool:
-    words = [w for w in re.split(r"[^a-z0-9]+", name.lower()) if w]
-    return bool(words) and (words[-1] in _SECRET_WORDS or "secret" in name.lower() or "password" in name.lower())
+    if name in _NOT_SECRETS:
+        return False
+    words = [w for w in re.split(r"[^a-z0-9]+", re.sub(r"([a-z0-9])([A-Z])", r"\1_\2", name).lower()) if w]
+    if not words or words[-1] in _NAMING_WORDS:
+        return False
+    joined = "".join(words)
+    return any(part in joined for part in _SECRET_PARTS) or any(word in _SECRET_WORDS for word in words)
 
 
 def _refuse_secrets(table: Mapping[str, Any], where: str, path: tuple[str, ...]) -> None:
@@ -152,14 +207,21 @@ def _refuse_secrets(table: Mapping[str, Any], where: str, path: tuple[str, ...])
         here = path + (key,)
         if isinstance(value, Mapping):
             _refuse_secrets(value, where, here)
-        elif is_secret_key(key):
+            continue
+        if isinstance(value, list):  # an array of tables: each is searched as a table
+            for index, item in enumerate(value):
+                if isinstance(item, Mapping):
+                    _refuse_secrets(item, where, here[:-1] + (f"{key}[{index}]",))
+        if is_secret_key(key) and not isinstance(value, list | bool):
             system = here[1] if len(here) > 2 and here[0] == "systems" else "SYSTEM"
-            from mlconnector.secrets import env_var_name
+            from mlconnector.secrets import env_var_name, field_for
 
-            env = env_var_name(system, key) if system != "SYSTEM" else f"MLCONNECTOR_SYSTEM_{key.upper()}"
+            kind = table.get("kind") if len(here) == 3 else None
+            name = field_for(kind if isinstance(kind, str) else None, key)
+            env = env_var_name(system, name) if system != "SYSTEM" else f"MLCONNECTOR_SYSTEM_{name.upper()}"
             raise ConfigError(
                 f"{where}: {'.'.join(here)} looks like a secret; secrets never go in this file: remove it "
-                f"and run `mlconnector secrets set {system} {key}` (or set {env} in the environment)"
+                f"and run `mlconnector secrets set {system} {name}` (or set {env} in the environment)"
             )
 
 
@@ -181,7 +243,23 @@ def _system(name: str, table: Mapping[str, Any], where: str) -> SystemConfig:
         raise ConfigError(f"{where}: systems.{name}.kind is missing; set it to one of "
                           "zoho, nav, bc, finops, gp, zuora")
     settings = {k: v for k, v in table.items() if k != "kind"}
+    for key, value in settings.items():
+        if key in SYSTEM_NUMBERS:
+            low, high, meaning = SYSTEM_NUMBERS[key]
+            _in_range(f"{where}: systems.{name}.{key}", value, low, high, meaning)
+        elif key in SYSTEM_CHOICES and value not in SYSTEM_CHOICES[key]:
+            raise ConfigError(f"{where}: systems.{name}.{key} = {value!r}: use one of {', '.join(SYSTEM_CHOICES[key])}")
+    check_setting_urls(settings, f"{where}: systems.{name}")
     return SystemConfig(name=name, kind=kind, settings=settings)
+
+
+def _in_range(label: str, value: Any, low: float, high: float, meaning: str) -> None:
+    """A number within [low, high]: durations (``*_seconds``, ``*_hours``, ``*_days``) may be fractions, counts not."""
+    whole = not label.endswith(("_seconds", "_hours", "_days"))
+    kind = int if whole else (int, float)
+    if isinstance(value, bool) or not isinstance(value, kind) or not low <= value <= high:
+        what = "a whole number" if whole else "a number"
+        raise ConfigError(f"{label} = {value!r}: use {what} from {low:g} to {high:g} ({meaning})")
 
 
 def _pair(name: str, table: Mapping[str, Any], where: str, systems: Mapping[str, SystemConfig]) -> PairConfig:
@@ -210,11 +288,14 @@ def _pair(name: str, table: Mapping[str, Any], where: str, systems: Mapping[str,
         raise ConfigError(f"{where}: pairs.{name}.flows must be a list of flow names")
     overlap = typed("overlap_seconds", int, 300)
     batch = table.get("batch_size")
-    if batch is not None and (isinstance(batch, bool) or not isinstance(batch, int) or batch < 1):
-        raise ConfigError(f"{where}: pairs.{name}.batch_size must be a whole number of at least 1")
+    if batch is not None and (isinstance(batch, bool) or not isinstance(batch, int)):
+        raise ConfigError(f"{where}: pairs.{name}.batch_size must be a whole number ({PAIR_KEYS['batch_size']})")
     budget = typed("credit_budget", int, 0)
-    if overlap < 0 or budget < 0:
-        raise ConfigError(f"{where}: pairs.{name}: overlap_seconds and credit_budget cannot be negative")
+    for key, value in (("overlap_seconds", overlap), ("batch_size", batch), ("credit_budget", budget)):
+        low, high = PAIR_NUMBERS[key]
+        if value is not None and not low <= value <= high:
+            raise ConfigError(f"{where}: pairs.{name}.{key} = {value}: use a whole number from {low} to {high} "
+                              f"({PAIR_KEYS[key]})")
     return PairConfig(
         name=name, systems=dict(roles), flows=tuple(flows), overlap_seconds=overlap, batch_size=batch,
         credit_budget=budget, audit_payloads=typed("audit_payloads", bool, False),

@@ -20,6 +20,7 @@ import httpx
 import orjson
 from tenacity import RetryCallState, Retrying, retry_if_exception, stop_after_attempt
 
+from mlconnector import interrupt
 from mlconnector.errors import RateLimited, RemoteError, Unreachable
 
 IDEMPOTENT_METHODS = frozenset({"GET", "HEAD", "OPTIONS", "PUT", "DELETE"})
@@ -285,10 +286,11 @@ class ApiClient:
 
         try:
             for try_ in Retrying(
-                stop=stop_after_attempt(self.retry.attempts),
+                # A run told to stop (SIGTERM, Ctrl-C) lets the call in flight end but sends it no more.
+                stop=stop_after_attempt(self.retry.attempts) | (lambda _state: interrupt.requested() is not None),
                 wait=self._wait,
                 retry=retry_if_exception(lambda e: isinstance(e, _Retryable)),
-                sleep=self._sleep,
+                sleep=self._pause,
                 reraise=True,
             ):
                 with try_:
@@ -296,6 +298,12 @@ class ApiClient:
         except _Retryable as last:
             raise self._give_up(last, method, url) from last.error
         raise AssertionError("unreachable")  # pragma: no cover
+
+    def _pause(self, seconds: float) -> None:
+        if self._sleep is time.sleep:
+            interrupt.pause(seconds)  # the same wait, cut short when the run is told to stop
+        else:
+            self._sleep(seconds)
 
     def _count(self, request: httpx.Request) -> None:
         self.counter.add(self.system)
@@ -323,6 +331,8 @@ class ApiClient:
 
     def _give_up(self, last: _Retryable, method: str, url: str) -> Exception:
         tries = self.retry.attempts
+        if interrupt.requested() is not None:
+            return Unreachable(self.system, f"{method} {url} not tried again: the run was told to stop")
         if last.response is None:
             reason = type(last.error).__name__ if last.error else "no answer"
             return Unreachable(self.system, f"{reason} on {method} {url} after {tries} tries; "

@@ -4,24 +4,32 @@ at once with `--process`)."""
 
 from __future__ import annotations
 
+import asyncio
 import logging
+import sqlite3
 import threading
+import time
 from collections.abc import Callable, Mapping
+from typing import Any
 from pathlib import Path
 
 from starlette.applications import Starlette
 from starlette.concurrency import run_in_threadpool
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect, Request
 from starlette.responses import JSONResponse, PlainTextResponse, Response
 from starlette.routing import Route
 
-from mlconnector.errors import NotificationRejected
+from mlconnector.errors import MLConnectorError, NotificationRejected
 from mlconnector.state import State
 from mlconnector.systems.base import ConnectorBase, Notification
 
 log = logging.getLogger("mlconnector.listen")
 
 MAX_BODY = 1_000_000  # bytes; larger bodies are refused (413) before any parsing
+# Seconds a client may take to send its body: a slow (or stalled) sender is answered 408 and its connection closed,
+# so a few dozen of them cannot hold the receiver's connections for good.
+BODY_TIMEOUT = 10.0
+HEALTH_EVERY = 1.0  # seconds: /health proves the state file writable at most this often
 
 
 class _TooLarge(Exception):
@@ -49,6 +57,15 @@ class Inbox:
                         pairs.add(pair)
         return pairs
 
+    def writable(self) -> str | None:
+        """None when a notification could be stored now, else why not."""
+        try:
+            with self._lock:
+                self._state.prove_writable("listen")
+        except (sqlite3.Error, OSError, MLConnectorError) as exc:
+            return f"state file {self._state.path} cannot be written: {exc}"
+        return None
+
     def close(self) -> None:
         self._state.close()
 
@@ -67,7 +84,8 @@ async def _read_body(request: Request) -> bytes:
 
 
 def create_receiver(connectors: Mapping[str, ConnectorBase], inbox: Inbox,
-                    on_stored: Callable[[set[str]], None] | None = None) -> Starlette:
+                    on_stored: Callable[[set[str]], None] | None = None, *,
+                    body_timeout: float = BODY_TIMEOUT) -> Starlette:
     """``connectors``: system name -> its connector (for verification); the route is /hooks/{system}."""
 
     async def receive(request: Request) -> Response:
@@ -76,19 +94,32 @@ def create_receiver(connectors: Mapping[str, ConnectorBase], inbox: Inbox,
         if connector is None:
             return JSONResponse({"error": f"no push-capable system named {system!r} here"}, status_code=404)
         query = dict(request.query_params)
-        answer = connector.handshake(query)
-        if answer is not None:
-            # Validation handshakes (Business Central) want the token back as plain text, at once.
-            return PlainTextResponse(answer)
         try:
-            body = await _read_body(request)
+            body = await asyncio.wait_for(_read_body(request), body_timeout)
         except _TooLarge:
             return JSONResponse({"error": f"body larger than {MAX_BODY} bytes"}, status_code=413)
+        except asyncio.TimeoutError:
+            log.warning("%s: body not received within %g s; connection closed", system, body_timeout)
+            return JSONResponse({"error": f"body not received within {body_timeout:g} s"}, status_code=408,
+                                headers={"Connection": "close"})
+        except ClientDisconnect:
+            log.info("%s: the client went away before sending its whole body", system)  # one line, no traceback
+            return Response(status_code=400)
+        if request.method == "POST" and not body:
+            answer = connector.handshake(query)
+            if answer is not None:
+                # Validation handshakes (Business Central: a POST without a body) want the token back as plain
+                # text, at once. Anything else with a validationToken is a notification, and verified as one.
+                return PlainTextResponse(answer)
         try:
             notifications = connector.verify(body, dict(request.headers), query)
         except NotificationRejected as exc:
             log.warning("%s: notification rejected (%s)", system, exc)
             return JSONResponse({"error": str(exc)}, status_code=exc.status, headers=exc.headers or None)
+        except (ValueError, RecursionError, UnicodeError) as exc:
+            # A body built to break a parser (nested thousands deep, bad encodings): malformed, not a bug here.
+            log.warning("%s: notification rejected (malformed body: %s)", system, type(exc).__name__)
+            return JSONResponse({"error": "malformed notification body"}, status_code=400)
         try:
             pairs = await run_in_threadpool(inbox.store, notifications)
         except Exception:  # the sender must retry: nothing was stored
@@ -99,7 +130,14 @@ def create_receiver(connectors: Mapping[str, ConnectorBase], inbox: Inbox,
             on_stored(pairs)
         return Response(status_code=202)
 
+    checked: list[Any] = [0.0, None]  # when /health last proved the state file writable, and what it found
+
     async def health(request: Request) -> Response:
+        if time.monotonic() - checked[0] >= HEALTH_EVERY:
+            checked[1] = await run_in_threadpool(inbox.writable)
+            checked[0] = time.monotonic()
+        if checked[1]:
+            return JSONResponse({"ok": False, "error": checked[1], "systems": sorted(connectors)}, status_code=503)
         return JSONResponse({"ok": True, "systems": sorted(connectors)})
 
     return Starlette(routes=[Route("/hooks/{system}", receive, methods=["POST", "GET"]),

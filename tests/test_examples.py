@@ -4,21 +4,41 @@ from pathlib import Path
 
 import pytest
 
+
 from mlconnector.config import load_config
-from mlconnector.sync import resolve_roles
+from mlconnector.sync import open_pair, resolve_roles
 from mlconnector.pairs import all_pairs
+from mlconnector.secrets import SETTABLE_FIELDS, SecretStore, init_secret_file
+from mlconnector.systems import ConnectorContext
 
 EXAMPLES = Path(__file__).parents[1] / "examples"
 
 
-@pytest.mark.parametrize("pair", ["nav-zoho", "bc-zoho"])
-def test_example_config_of_each_pair_parses(pair: str) -> None:
-    config = load_config(EXAMPLES / f"{pair}.toml")
+PAIRS = ("nav-zoho", "bc-zoho", "fo-zoho", "gp-zoho", "nav-zuora")
+
+
+def assert_runnable(config, pair: str, tmp_path: Path) -> None:
+    """What a sync does before its first call: roles resolved, every system's connector built from its settings
+    (each checks its own), the pair's options known to the pair."""
     spec = all_pairs()[pair]
     roles = resolve_roles(config, spec)
-    assert set(roles) == {"erp", "crm"}
-    flows = config.pair(pair).flows
-    assert set(flows) <= {flow.name for flow in spec.flows}
+    assert set(roles) == set(spec.roles)
+    assert set(config.pair(pair).flows) <= {flow.name for flow in spec.flows}
+    init_secret_file(tmp_path / "secrets")
+    store = SecretStore(backend="file", directory=tmp_path / "secrets", environ={})
+    for name, system in config.systems.items():  # placeholders: connectors that read a secret as they start
+        for field in SETTABLE_FIELDS.get(system.kind, ()):
+            store.set(name, field, f"placeholder-{field}")
+    # Opening the pair checks its options against what the pair declares (an unknown key is refused).
+    session = open_pair(config, pair, ConnectorContext(secrets=store, state_dir=tmp_path))
+    session.close()
+    assert set(config.pair(pair).options) <= {option.name for option in spec.options}
+
+
+@pytest.mark.parametrize("pair", PAIRS)
+def test_example_config_of_each_pair_is_runnable(pair: str, tmp_path: Path) -> None:
+    config = load_config(EXAMPLES / f"{pair}.toml")
+    assert_runnable(config, pair, tmp_path)
     assert config.state_path is not None
 
 

@@ -47,12 +47,13 @@ def test_sync_with_a_misspelt_option_exits_2_before_anything_moves(tmp_path, mon
     world = make_world(tmp_path, monkeypatch, "nav")
     try:
         with world.config_path.open("a") as config:
-            config.write('\n[pairs.nav-zoho.options]\naccount_key_feild = "ERP_Id"\n')
+            config.write('\n[pairs.nav-zoho.options]\nvendor_prefix = "S-"\n')
 
         result = CliRunner().invoke(build_app(), ["sync", "nav-zoho"], obj=world.runtime())
 
         assert result.exit_code == 2, result.output
-        assert "account_key_feild: nav-zoho has no such option (its options: account_key_field" in result.stderr
+        assert "pairs.nav-zoho.options.vendor_prefix: nav-zoho has no such option (its options: account_key_field" \
+            in result.stderr
         assert world.crm("Accounts") == []
     finally:
         world.close()

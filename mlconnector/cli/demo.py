@@ -11,6 +11,7 @@ import typer
 from mlconnector.cli.common import out
 from mlconnector.cli.report import audit_table
 from mlconnector.cli.sync import progress_reporter, render_run
+from mlconnector.errors import ConfigError
 from mlconnector.sync import RunResult
 
 # The emulators (uvicorn, Starlette apps) are imported only when the demo runs: other commands start faster.
@@ -62,6 +63,12 @@ def demo(
     if pair not in PAIRS:
         raise typer.BadParameter(f"choose one of {', '.join(PAIRS)}", param_hint="PAIR")
     from mlconnector.demo import Demo
+    from mlconnector.sandbox.seed import SeedSize
+
+    try:
+        SeedSize.parse(seed)  # before anything starts
+    except ValueError as exc:
+        raise ConfigError(f"--seed: {exc}") from None
 
     began = time.monotonic()
     directory = Path(tempfile.mkdtemp(prefix="mlconnector-demo-"))

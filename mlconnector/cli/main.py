@@ -20,11 +20,14 @@ from mlconnector.cli import ping as ping_cmd
 from mlconnector.cli import report
 from mlconnector.cli import sandbox as sandbox_cli
 from mlconnector.cli import secrets as secrets_cli
+from mlconnector.cli import common
 from mlconnector.cli import setup as setup_cmd
 from mlconnector.cli import sync as sync_cmd
-from mlconnector.cli.common import print_error
+from mlconnector.cli.common import print_error, report_error
 from mlconnector.config import load_config
-from mlconnector.errors import EXIT_BUG, EXIT_CONFIG, MLConnectorError
+from mlconnector.errors import EXIT_BUG, EXIT_CONFIG, ConfigError, MLConnectorError
+
+EXIT_INTERRUPTED = 130  # Ctrl-C at a prompt or in a command that is not a run
 
 HELP = f"""Keep ERP systems and sales/billing systems in agreement.
 
@@ -32,23 +35,73 @@ HELP = f"""Keep ERP systems and sales/billing systems in agreement.
 
 
 class ErrorsAsExitCodes(TyperGroup):
-    """Expected errors become one line on stderr and their exit code; nothing a user does shows a traceback."""
+    """Expected errors become one line on stderr and their exit code; nothing a user does shows a traceback. With
+    --json, the error goes to stdout as JSON too."""
+
+    def main(self, args: Any = None, prog_name: str | None = None, complete_var: str | None = None,
+             standalone_mode: bool = True, **extra: Any) -> Any:
+        argv = list(sys.argv[1:] if args is None else args)
+        common.json_errors = "--json" in argv
+        try:
+            code = super().main(argv, prog_name, complete_var, standalone_mode=False, **extra)
+        except typer.Abort as exc:
+            if isinstance(exc.__context__, EOFError) or isinstance(exc.__cause__, EOFError):
+                report_error("no input: standard input ended where a value was asked for; run it in a terminal, "
+                             "or give the value as the command's help says", EXIT_CONFIG)
+                code = EXIT_CONFIG
+            else:
+                report_error("aborted", EXIT_INTERRUPTED, prefix="")
+                code = EXIT_INTERRUPTED
+        except Exception as exc:
+            if not _is_click_error(exc):
+                raise
+            code = exc.exit_code  # type: ignore[attr-defined]
+            if type(exc).__name__ == "NoArgsIsHelpError":
+                exc.show()  # type: ignore[attr-defined]  # the help itself, as asked for
+            else:
+                # Click's usage errors (a bad flag, a value out of range) as one line naming where help is.
+                ctx = getattr(exc, "ctx", None)
+                where = f" (see `{ctx.command_path} --help`)" if ctx is not None else ""
+                report_error(f"{exc.format_message()}{where}", code)  # type: ignore[attr-defined]
+        if not standalone_mode:
+            return code
+        sys.exit(code if isinstance(code, int) else 0)
 
     def invoke(self, ctx: Any) -> Any:
         try:
             return super().invoke(ctx)
         except MLConnectorError as exc:
-            print_error(exc)
+            report_error(exc, exc.exit_code)
             raise typer.Exit(exc.exit_code) from None
         except (typer.Exit, typer.Abort, KeyboardInterrupt):
             raise
         except Exception as exc:
             # Usage errors (Click's own, exit 2) show themselves; so does anything under MLCONNECTOR_DEBUG.
-            if hasattr(exc, "show") and hasattr(exc, "exit_code") or os.environ.get("MLCONNECTOR_DEBUG"):
+            if _is_click_error(exc) or os.environ.get("MLCONNECTOR_DEBUG"):
                 raise
-            print_error(f"internal error (a bug, please report it): {type(exc).__name__}: {exc}. "
-                        "Set MLCONNECTOR_DEBUG=1 for the traceback.", prefix="")
+            report_error(f"internal error (a bug, please report it): {type(exc).__name__}: {exc}. "
+                         "Set MLCONNECTOR_DEBUG=1 for the traceback.", EXIT_BUG, prefix="")
             raise typer.Exit(EXIT_BUG) from None
+
+
+class _ErrorsToStderr(logging.Handler):
+    """Errors logged during a command, one line each on the stderr of the moment (not the one a handler found when
+    it was made: an embedding program or a test may have swapped it since)."""
+
+    def __init__(self) -> None:
+        super().__init__(logging.ERROR)
+        self.setFormatter(logging.Formatter("error: %(message)s"))
+
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            sys.stderr.write(self.format(record) + "\n")
+        except Exception:  # noqa: BLE001 - a closed stream must not turn a log line into a failure
+            pass
+
+
+def _is_click_error(exc: BaseException) -> bool:
+    """Click's own errors (its UsageError and kin), whichever click typer carries (its own copy since 0.17)."""
+    return hasattr(exc, "format_message") and hasattr(exc, "show") and isinstance(getattr(exc, "exit_code", None), int)
 
 
 def _version(value: bool) -> None:
@@ -58,11 +111,18 @@ def _version(value: bool) -> None:
 
 
 def _kind_from_config(system: str) -> str | None:
-    """The kind of a configured system; an unconfigured name that is itself a kind ("zoho") is that kind."""
+    """The kind of a configured system. With a configuration, a system it does not name is refused (a secret
+    stored under a misspelt name is never read); without one yet, a name that is itself a kind ("zoho") is that
+    kind."""
     try:
-        found = load_config(required=False).systems.get(system)
+        config = load_config(required=False)
     except MLConnectorError:
-        found = None
+        return system
+    found = config.systems.get(system)
+    if found is None and config.systems:
+        known = ", ".join(sorted(config.systems))
+        raise ConfigError(f"{config.path} has no [systems.{system}] (configured: {known}); check the name, or add "
+                          "the system to the file first")
     return found.kind if found else system
 
 
@@ -81,6 +141,14 @@ def build_app() -> typer.Typer:
         version: Annotated[bool, typer.Option("--version", callback=_version, is_eager=True, help="Show the version and exit.")] = False,
         verbose: Annotated[int, typer.Option("--verbose", "-v", count=True, help="Log to stderr: -v what happens, -vv every API call.")] = 0,
     ) -> None:
+        columns = os.environ.get("COLUMNS")
+        if columns is not None and not (columns.strip().isdigit() and int(columns) > 0):
+            raise ConfigError(f"COLUMNS={columns!r} is not a width: set it to a whole number of columns "
+                              "(e.g. COLUMNS=160) or unset it")
+        if not verbose:
+            # The run's own lines tell what went wrong: its log is for -v. Without a handler, Python would print
+            # every warning to stderr as well (a stopped run said so twice); errors still show, one line each.
+            logging.getLogger("mlconnector").handlers[:] = [_ErrorsToStderr()]
         if verbose:
             logging.basicConfig(stream=sys.stderr, format="%(asctime)s %(levelname)s %(name)s: %(message)s",
                                 level=logging.DEBUG if verbose > 1 else logging.INFO, force=True)

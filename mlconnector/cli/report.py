@@ -10,6 +10,8 @@ from rich.table import Table
 from mlconnector import api
 from mlconnector.cli.common import out, parse_since, print_json, runtime
 
+MAX_AUDIT_ROWS = 10_000_000
+
 
 def audit(
     ctx: typer.Context,
@@ -19,7 +21,7 @@ def audit(
     record: Annotated[Optional[str], typer.Option("--record", help="A source or target record id.")] = None,
     since: Annotated[Optional[str], typer.Option("--since", help="Rows at or after this ISO time.")] = None,
     run: Annotated[Optional[str], typer.Option("--run", help="Only this run id.")] = None,
-    limit: Annotated[int, typer.Option("--limit", help="At most this many rows (newest).")] = 200,
+    limit: Annotated[int, typer.Option("--limit", min=1, max=MAX_AUDIT_ROWS, help="At most this many rows (newest).")] = 200,
     as_json: Annotated[bool, typer.Option("--json", help="Print the rows as JSON.")] = False,
 ) -> None:
     """Show the audit trail: one row per record per attempt."""

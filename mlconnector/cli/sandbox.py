@@ -20,7 +20,7 @@ app = typer.Typer(help="Emulated NAV, Business Central, F&O, GP, Zoho CRM and Zu
 @app.command("serve")
 def serve(
     host: Annotated[str, typer.Option("--host", help="Interface to listen on (keep it on loopback).")] = "127.0.0.1",
-    port: Annotated[int, typer.Option("--port", help="Port of the Dynamics emulator; the others take the next "
+    port: Annotated[int, typer.Option("--port", min=0, max=65535 - 7, help="Port of the Dynamics emulator; the others take the next "
                                                      "seven (Zoho for NAV, Zoho for BC, F&O, Zoho for F&O, GP, Zoho "
                                                      "for GP, Zuora). 0 picks free ports.")] = DEFAULT_PORT,
     config_out: Annotated[Path, typer.Option("--config-out", help="Where to write the matching connections.toml "

@@ -14,8 +14,11 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from mlconnector.cli.common import report_error
 from mlconnector.errors import ConfigError, MLConnectorError
 from mlconnector.secrets import (
+    KNOWN_FIELDS,
+    SETTABLE_FIELDS,
     BACKENDS,
     GENERATE_KEY_COMMAND,
     MASTER_KEY_ENV,
@@ -32,17 +35,6 @@ from mlconnector.secrets import (
 app = typer.Typer(help="Store and inspect credentials (kept in the OS keyring, never in config).",
                   no_args_is_help=True)
 
-# The secret fields each kind of system needs; `secrets set SYSTEM` prompts for all of them.
-KNOWN_FIELDS: dict[str, tuple[str, ...]] = {
-    "zoho": ("client_id", "client_secret", "refresh_token"),
-    "bc": ("client_secret",),
-    "nav": ("password",),
-    "finops": ("client_secret",),
-    "gp": ("password",),
-    "zuora": ("client_secret",),
-}
-
-
 def _kind_from_name(system: str) -> str | None:
     return system
 
@@ -53,7 +45,6 @@ kind_of: Callable[[str], str | None] = _kind_from_name
 
 
 console = Console()
-err_console = Console(stderr=True)
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -85,8 +76,7 @@ def _exit_on_error(command: F) -> F:
         try:
             return command(*args, **kwargs)
         except MLConnectorError as err:
-            # markup off: messages contain [brackets] and `code` that rich must not interpret.
-            err_console.print(f"error: {err}", style="red", markup=False, highlight=False, soft_wrap=True)
+            report_error(err, err.exit_code)  # one line; with --json, JSON on stdout too
             raise typer.Exit(err.exit_code) from None
 
     return wrapper  # type: ignore[return-value]
@@ -113,14 +103,29 @@ def set_secret(
         "--value-stdin", help="Read the value from stdin (one line per field) instead of prompting.")] = False,
 ) -> None:
     """Store a secret; the value is asked for without echo (or read from stdin), never shown."""
+    kind = kind_of(system)  # a system the configuration does not have is refused here
+    allowed = SETTABLE_FIELDS.get(kind or "")
+    if field and allowed and field not in allowed:
+        raise ConfigError(f"{system} is a {kind} system, which uses {' and '.join(allowed)}, not {field!r}: "
+                          f"`mlconnector secrets set {system} {allowed[0]}`")
     store = get_store()
     fields = [field] if field else _fields_for(system)
     location = store.location  # fail before asking for values there is no place to keep
+    # Not a terminal (a pipe, cron, /dev/null): the value comes from standard input, with no prompt to echo.
+    piped = value_stdin or not sys.stdin.isatty()
     for name in fields:
-        if value_stdin:
+        if piped:
+            if not value_stdin:
+                typer.echo(f"{name} for {system}: ", nl=False)  # the prompt, as in a terminal
             value = sys.stdin.readline().rstrip("\r\n")
+            if not value_stdin:
+                typer.echo()
         else:
             value = typer.prompt(f"{name} for {system}", hide_input=True)
+        if not value and piped:
+            raise ConfigError(f"no value for {name} of {system} on standard input; nothing stored: pipe it in "
+                              f"(printf '%s' \"$VALUE\" | mlconnector secrets set {system} {name}) or run the "
+                              "command in a terminal")
         if not value:
             raise ConfigError(f"no value given for {name} of {system}; nothing stored")
         store.set(system, name, value)

@@ -6,36 +6,84 @@ from contextlib import contextmanager
 from typing import Annotated, Optional
 
 import typer
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+from rich.progress import (BarColumn, Progress, ProgressColumn, SpinnerColumn, Task, TaskID, TextColumn,
+                           TimeElapsedColumn)
 from rich.table import Table
+from rich.text import Text
 
-from mlconnector import api
-from mlconnector.cli.common import err, out, parse_since, print_json, runtime
+from mlconnector import api, interrupt
+from mlconnector.cli.common import err, out, parse_since, print_error, print_json, runtime
 from mlconnector.sync import RunResult
 from mlconnector.flows import PairSpec
 from mlconnector.pairs import all_pairs
 
 EXIT_HELP = """Exit codes: 0 done; 2 usage or config error (or a state file that cannot be written); 3 some
 records failed and wait in the replay queue; 4 authentication failed; 5 a system unreachable; 75 another run of
-this pair holds the lock."""
+this pair holds the lock; 130 / 143 stopped by Ctrl-C (SIGINT) / SIGTERM, the writes in flight recorded."""
+
+
+def _stopped_at_once(signum: int) -> str:
+    return (f"stopped at once by a second {interrupt.signal_name(signum)}; the next run continues "
+            "(writes that were in flight are found again by their keys)")
+
+
+def interrupted_line(results: list[RunResult]) -> str | None:
+    """The one line a run stopped by a signal ends with."""
+    stopped = [r for r in results if r.interrupted]
+    if not stopped:
+        return None
+    records = sum(r.recorded for r in results)
+    return (f"interrupted by {stopped[0].interrupted} after {records} record{'s' if records != 1 else ''}; "
+            "the next run continues")
+
+
+class RateColumn(ProgressColumn):
+    """Records a second, once there is a rate to show."""
+
+    def render(self, task: Task) -> Text:
+        speed = task.finished_speed or task.speed
+        return Text(f"{speed:,.0f}/s" if speed else "", style="progress.data.speed")
+
+
+class CountColumn(ProgressColumn):
+    """``done/total`` where the source's API told the total, else just ``done`` (never ``done/?``)."""
+
+    def render(self, task: Task) -> Text:
+        done = int(task.completed)
+        return Text(f"{done:,}/{int(task.total):,}" if task.total is not None else f"{done:,}",
+                    style="progress.download")
+
+
+class FlowProgress:
+    """A progress bar per flow on stderr: records done, the total where known, the rate, the time taken."""
+
+    def __init__(self, bar: Progress) -> None:
+        self._bar = bar
+        self._tasks: dict[str, TaskID] = {}
+
+    def _task(self, flow: str) -> TaskID:
+        if flow not in self._tasks:
+            self._tasks[flow] = self._bar.add_task(flow, total=None)
+        return self._tasks[flow]
+
+    def __call__(self, flow: str, n: int) -> None:
+        self._bar.advance(self._task(flow), n)
+
+    def total(self, flow: str, total: int) -> None:
+        task = self._task(flow)
+        if self._bar.tasks[task].total != total:
+            self._bar.update(task, total=total)
 
 
 @contextmanager
-def progress_reporter(enabled: bool) -> Iterator[Callable[[str, int], None] | None]:
+def progress_reporter(enabled: bool) -> Iterator[FlowProgress | None]:
     """A progress bar per flow on stderr, only when stderr is a terminal and output is not JSON."""
     if not enabled or not err.is_terminal:
         yield None
         return
-    with Progress(SpinnerColumn(), TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+    with Progress(SpinnerColumn(), TextColumn("{task.description}"), BarColumn(), CountColumn(), RateColumn(),
                   TimeElapsedColumn(), console=err, transient=True) as bar:
-        tasks: dict[str, int] = {}
-
-        def advance(flow: str, n: int) -> None:
-            if flow not in tasks:
-                tasks[flow] = bar.add_task(flow, total=None)
-            bar.advance(tasks[flow], n)
-
-        yield advance
+        yield FlowProgress(bar)
 
 
 def render_run(result: RunResult) -> None:
@@ -51,30 +99,39 @@ def render_run(result: RunResult) -> None:
     for name, stats in result.flows.items():
         if stats.note:
             out.print(f"{name}: {stats.note}", highlight=False)
+        if stats.skip_reasons:  # what the skipped column holds, reason by reason
+            reasons = sorted(stats.skip_reasons.items(), key=lambda kv: (-kv[1], kv[0]))
+            out.print(f"{name}: skipped " + "; ".join(f"{n} {why}" for why, n in reasons), highlight=False,
+                      markup=False)
     if result.dry_run:
         for item in result.planned[:50]:
             out.print(f"would {item.action} {item.flow} {item.source_id}"
                       + (f" -> {item.target_id}" if item.target_id else ""))
         if len(result.planned) > 50:
             out.print(f"... and {len(result.planned) - 50} more")
-        calls = ", ".join(f"{k} {v}" for k, v in result.estimated_calls.items()) or "none"
-        out.print(f"write calls it would cost: {calls}")
+        calls = ", ".join(f"{k} {v}" for k, v in sorted(result.estimated_calls.items())) or "none"
+        out.print(f"API calls the run would make: {calls} (reads as this dry run made them, writes estimated)",
+                  highlight=False)
     for line in result.channels:
         out.print(f"push channel {line}")
     if result.notifications:
         out.print(f"{result.notifications} notification(s) processed before the poll")
     for problem in result.channel_problems:
-        err.print(f"[yellow]push channel {problem}", markup=True, highlight=False)
+        warn(f"push channel {problem}")
     for warning in result.warnings:
-        err.print(f"[yellow]{warning}", markup=True, highlight=False)
+        warn(warning)
     if result.failed and result.dry_run:
-        err.print(f"[yellow]{result.failed} record(s) would fail (nothing was written or queued): see the "
-                  "failed column above")
+        warn(f"{result.failed} record(s) would fail (nothing was written or queued): see the failed column above")
     elif result.failed:
-        err.print(f"[yellow]{result.failed} record(s) failed and wait in the replay queue: "
-                  f"see `mlconnector audit --run {result.run_id} --status failed`, then `mlconnector replay`")
-    if result.stopped:
-        err.print(f"[yellow]stopped early: {result.stopped}")
+        warn(f"{result.failed} record(s) failed and wait in the replay queue: "
+             f"see `mlconnector audit --run {result.run_id} --status failed`, then `mlconnector replay`")
+    if result.stopped and not result.interrupted:
+        warn(f"stopped early: {result.stopped}")
+
+
+def warn(line: str) -> None:
+    """One yellow line on stderr, never wrapped (cron mail and log greps see it whole), no markup."""
+    err.print(line, style="yellow", markup=False, highlight=False, soft_wrap=True)
 
 
 def _sync_command(spec: PairSpec) -> Callable[..., None]:
@@ -89,10 +146,11 @@ def _sync_command(spec: PairSpec) -> Callable[..., None]:
         as_json: Annotated[bool, typer.Option("--json", help="Print the result as JSON.")] = False,
     ) -> None:
         start = parse_since(since)
-        with progress_reporter(not as_json) as progress:
+        with interrupt.stop_on_signals(_stopped_at_once), progress_reporter(not as_json) as progress:
             result = api.sync(runtime(ctx), spec.name, flows=flow, full=full, since=start, dry_run=dry_run,
-                              progress=progress)
+                              progress=progress, progress_total=progress.total if progress else None)
         print_json(result.to_dict()) if as_json else render_run(result)
+        _tell_interrupted([result])
         raise typer.Exit(result.exit_code)
 
     command.__doc__ = f"{spec.description or 'Sync ' + spec.name}.\n\nFlows: {flow_names}.\n\n{EXIT_HELP}"
@@ -123,7 +181,7 @@ def replay(
     """
     if not (all_ or pair or flow or error_class or ids):
         raise typer.BadParameter("say what to replay: --all, or --pair/--flow/--error-class/--id")
-    with progress_reporter(not as_json) as progress:
+    with interrupt.stop_on_signals(_stopped_at_once), progress_reporter(not as_json) as progress:
         results = api.replay(runtime(ctx), pair=pair, flow=flow, error_class=error_class, ids=ids,
                              dry_run=dry_run, progress=progress)
     if as_json:
@@ -132,4 +190,12 @@ def replay(
         out.print("nothing to replay")
     for result in results if not as_json else []:
         render_run(result)
-    raise typer.Exit(max((r.exit_code for r in results), default=0))
+    _tell_interrupted(results)
+    interrupted = [r.exit_code for r in results if r.interrupted]
+    raise typer.Exit(interrupted[0] if interrupted else max((r.exit_code for r in results), default=0))
+
+
+def _tell_interrupted(results: list[RunResult]) -> None:
+    line = interrupted_line(results)
+    if line:
+        print_error(line, prefix="")

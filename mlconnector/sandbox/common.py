@@ -60,6 +60,13 @@ class Faults:
 
     _NAMES = {"429": "rate_limit", "5xx": "server_error", "latency": "latency", "drop": "drop",
               "token_ttl": "token_ttl", "retry_after": "retry_after", "seed": "seed"}
+    # Shares are fractions of the calls (0.2 is one in five); times are seconds (or ms with the unit).
+    _RANGES = {"429": (0.0, 1.0, "a share from 0 to 1 (e.g. 429=0.2)"),
+               "5xx": (0.0, 1.0, "a share from 0 to 1 (e.g. 5xx=0.05)"),
+               "drop": (0.0, 1.0, "a share from 0 to 1 (e.g. drop=0.1)"),
+               "latency": (0.0, 60.0, "0 to 60 s (e.g. latency=150ms)"),
+               "retry_after": (0.0, 3600.0, "0 to 3600 s"),
+               "token_ttl": (0.0, 86400.0, "0 to 86400 s")}
 
     @classmethod
     def parse(cls, spec: str | None) -> "Faults":
@@ -72,6 +79,9 @@ class Faults:
                 )
             name, value, unit = match.groups()
             number = float(value) / (1000 if unit == "ms" else 1)
+            low, high, what = cls._RANGES.get(name, (0.0, float("inf"), "a number of 0 or more"))
+            if not low <= number <= high:
+                raise ValueError(f"bad fault {part.strip()!r}: {name} must be {what}")
             setattr(faults, cls._NAMES[name], int(number) if name == "seed" else number)
         if faults.seed is not None:
             faults.rng.seed(faults.seed)

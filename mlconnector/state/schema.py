@@ -95,3 +95,9 @@ def m008_inbox_digest(db: sqlite_utils.Database) -> None:
 def m009_setup_findings(db: sqlite_utils.Database) -> None:
     # What `mlconnector setup PAIR` last found missing, per flow: sync refuses those flows until setup finds them.
     db["setup_missing"].create({"pair": str, "flow": str, "line": str, "checked": str}, pk=("pair", "flow", "line"))
+
+
+@migrations()
+def m010_health(db: sqlite_utils.Database) -> None:
+    # A row the receiver's /health rewrites: a real commit, so a state file that cannot be written shows there.
+    db["health"].create({"name": str, "checked": str}, pk="name")

@@ -27,6 +27,38 @@ WAL_CHECKPOINT_PAGES = 10_000  # about 40 MB of log at most between checkpoints
 CACHE_KIB = 6_144  # the writing connection's page cache (SQLite's default is 2,000 KiB)
 
 
+def refuse_foreign_database(path: Path) -> None:
+    """A SQLite file that holds tables but none of ours is another program's: refused before anything is written to
+    it (opened read-only here; not switched to WAL, not migrated). Files that are not SQLite at all are refused where
+    they are opened, also untouched."""
+    try:
+        if not path.is_file() or path.stat().st_size == 0:
+            return
+        with path.open("rb") as file:
+            if file.read(16) != b"SQLite format 3\x00":
+                return
+    except OSError:
+        return  # opening it says what is wrong
+    conn = None
+    try:
+        conn = sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True, timeout=30)
+        tables = [row[0] for row in conn.execute(
+            "SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite_%' ORDER BY name")]
+        ours = "_sqlite_migrations" in tables and conn.execute(
+            "SELECT 1 FROM _sqlite_migrations WHERE migration_set = ? LIMIT 1", [migrations.name]).fetchone()
+    except sqlite3.DatabaseError:
+        return  # damaged: opening it says so, without changing it
+    finally:
+        if conn is not None:
+            conn.close()
+    # Only the migrations table: a state file another run is creating this instant (it adds that table first).
+    if set(tables) - {"_sqlite_migrations"} and not ours:
+        shown = ", ".join(tables[:5]) + (", ..." if len(tables) > 5 else "")
+        raise ConfigError(f"state file {path} is another program's SQLite database (tables {shown}), not "
+                          "mlconnector's; it was left untouched: pass --state with a path of its own (a new file is "
+                          "created there)")
+
+
 class State(LinkQueries, AuditQueries, QueueQueries):
     """One open state file. Use as a context manager, or call close(). Threads of one run may share it: a
     transaction and the reads a run makes while another thread records are serialized (``lock``)."""
@@ -37,6 +69,7 @@ class State(LinkQueries, AuditQueries, QueueQueries):
         self._depth = 0  # transactions open on the thread holding ``lock`` (nested ones are savepoints)
         self._read_lock = threading.Lock()
         self._read_conn: sqlite3.Connection | None = None  # committed_links
+        refuse_foreign_database(self.path)
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
             if not self.path.exists():
@@ -154,6 +187,18 @@ class State(LinkQueries, AuditQueries, QueueQueries):
                                  [value for row in chunk for value in row])
 
     # runs ------------------------------------------------------------------------------------
+    def prove_writable(self, name: str) -> None:
+        """Commit a one-row write (raises what a run's commit would meet: a full disk, a read-only or replaced file)."""
+        with self.transaction():
+            self.db.conn.execute("INSERT OR REPLACE INTO health (name, checked) VALUES (?, ?)", [name, iso(utcnow())])
+
+    def close_abandoned_runs(self, pair: str) -> int:
+        """Runs of ``pair`` still marked running while this process holds the pair's lock ended without a word
+        (kill -9, a power cut, a second Ctrl-C): interrupted, ended at their last audit row."""
+        return self.db.conn.execute(
+            "UPDATE runs SET status = 'interrupted', finished = coalesce((SELECT max(time) FROM audit "
+            "WHERE audit.run_id = runs.id), started) WHERE pair = ? AND status = 'running'", [pair]).rowcount
+
     def start_run(self, run_id: str, pair: str, *, dry_run: bool = False) -> None:
         self.db["runs"].insert({"id": run_id, "pair": pair, "started": iso(utcnow()), "status": "running",
                                 "dry_run": int(dry_run)})

@@ -9,6 +9,7 @@ draws the whole.
 
 from mlconnector.sync.outcomes import FlowStats, Planned, RunResult
 from mlconnector.sync.run import Engine
-from mlconnector.sync.session import Session, open_pair, pair_lock, resolve_roles
+from mlconnector.sync.session import Session, open_pair, pair_lock, pair_lock_file, resolve_roles
 
-__all__ = ["Engine", "FlowStats", "Planned", "RunResult", "Session", "open_pair", "pair_lock", "resolve_roles"]
+__all__ = ["Engine", "FlowStats", "Planned", "RunResult", "Session", "open_pair", "pair_lock", "pair_lock_file",
+           "resolve_roles"]

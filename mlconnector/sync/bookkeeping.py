@@ -18,6 +18,7 @@ from mlconnector.sync import echo
 from mlconnector.sync.context import FlowRun
 from mlconnector.sync.items import Item
 from mlconnector.sync.outcomes import Outcome
+from mlconnector.sync.writer import NotSent
 from mlconnector.systems.base import Record, WriteResult
 
 
@@ -51,7 +52,7 @@ class Recorder:
         fr = self.fr
         written = [item for item in batch if item.outcome is None]
         if future is not None:
-            if future.cancelled():
+            if future.cancelled() or isinstance(future.exception(), NotSent):
                 fr.hold = True  # never sent (the run stopped first): the next run reads these again
                 return
             try:
@@ -68,6 +69,8 @@ class Recorder:
                 raise
             for item, result in zip(written, results):
                 item.answered(result)
+            if any(r.not_sent for r in results):
+                fr.hold = True  # the run stopped part way through the batch: the next run reads the rest again
         try:
             self.record(batch, advance=not fr.hold)
         except BaseException:
@@ -79,7 +82,7 @@ class Recorder:
         flow, state, pair = fr.flow, fr.state, fr.pair.name
         if fr.run.dry_run:
             for item in batch:
-                fr.stats.count(Outcome.SKIPPED if item.outcome in (None, Outcome.SEEN) else item.outcome)
+                fr.stats.count(item.outcome or Outcome.SKIPPED, item.reason)
             return
         fr.keys.recorded(item.key for item in batch)
         newest: datetime | None = None
@@ -90,11 +93,14 @@ class Recorder:
         with state.transaction():
             queued = state.queued(pair, flow.name, [item.record.id for item in batch]) if fr.replay_waiting else set()
             for item in batch:
+                if item.result is not None and item.result.not_sent:
+                    continue  # never sent (the run was told to stop): neither an attempt nor read, as far as it goes
                 outcome = item.outcome or Outcome.FAILED
                 record = item.record
                 newest = _later(newest, record.modified)
                 if outcome is Outcome.SEEN:
-                    continue  # re-read through the overlap window: neither an attempt nor a change
+                    fr.stats.count(outcome)  # re-read through the overlap window: no attempt, no audit row
+                    continue
                 if outcome is Outcome.FAILED:
                     fr.replay_waiting = True
                     state.queue_replay(pair=pair, flow=flow.name, source_system=fr.source_name,
@@ -111,7 +117,7 @@ class Recorder:
                     elif outcome is Outcome.UNCHANGED and item.link:
                         links.append(replace(item.link, source_version=record.modified,
                                              source_hash=item.fingerprint, target_key=item.key))
-                fr.stats.count(outcome)
+                fr.stats.count(outcome, item.reason)
                 note = item.reason if outcome in (Outcome.SKIPPED, Outcome.UNCHANGED) else \
                     "; ".join(filter(None, (fr.mode if fr.mode != "poll" else None, item.note))) or None
                 payload = (json.dumps(item.payload, default=str)

@@ -58,7 +58,6 @@ class Decider:
         fr = self.fr
         record = item.record
         item.link = link
-        fr.stats.read += 1
         self.progress(fr.flow.name, 1)
         if record.modified is None or self.coarse:
             item.fingerprint = source_fingerprint(record.data)

@@ -45,6 +45,8 @@ class Item:
     def answered(self, result: WriteResult) -> None:
         """The target's answer to this record's write decides its outcome."""
         self.result = result
+        if result.not_sent:
+            return  # never sent: bookkeeping leaves it for the next run
         if result.ok:
             self.outcome = Outcome.CREATED if result.action == "create" else Outcome.UPDATED
         else:

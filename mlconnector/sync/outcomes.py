@@ -30,7 +30,9 @@ class Outcome(enum.Enum):
 
 @dataclass
 class FlowStats:
-    """Counts for one flow in one run, as the summary table shows them."""
+    """Counts for one flow in one run, as the summary table shows them. Every record read is counted once, as it
+    is recorded: read = created + updated + unchanged + skipped + failed (a record the run read but was stopped
+    before settling is not counted: the next run reads it again)."""
 
     read: int = 0
     created: int = 0
@@ -40,14 +42,20 @@ class FlowStats:
     failed: int = 0
     calls: dict[str, int] = field(default_factory=dict)
     note: str = ""
+    skip_reasons: dict[str, int] = field(default_factory=dict)  # why records were skipped, with their counts
 
-    def count(self, outcome: Outcome) -> None:
-        if outcome is Outcome.CREATED:
+    def count(self, outcome: Outcome, reason: str | None = None) -> None:
+        """One record read and settled (a record seen before counts as unchanged); a skip with its reason."""
+        self.read += 1
+        if outcome is Outcome.SKIPPED:
+            why = (reason or "no reason given").removeprefix("skipped: ")
+            self.skip_reasons[why] = self.skip_reasons.get(why, 0) + 1
+        if outcome in (Outcome.UNCHANGED, Outcome.SEEN):
+            self.unchanged += 1
+        elif outcome is Outcome.CREATED:
             self.created += 1
         elif outcome is Outcome.UPDATED:
             self.updated += 1
-        elif outcome is Outcome.UNCHANGED:
-            self.unchanged += 1
         elif outcome is Outcome.SKIPPED:
             self.skipped += 1
         elif outcome is Outcome.FAILED:
@@ -79,10 +87,16 @@ class RunResult:
     planned: list[Planned] = field(default_factory=list)
     estimated_calls: dict[str, int] = field(default_factory=dict)
     warnings: list[str] = field(default_factory=list)  # told once per run (a system's clock ahead of ours)
+    interrupted: str | None = None  # the signal that stopped the run (SIGTERM, SIGINT)
 
     @property
     def failed(self) -> int:
         return sum(s.failed for s in self.flows.values())
+
+    @property
+    def recorded(self) -> int:
+        """Records this run settled (written, found unchanged, skipped or failed) and recorded."""
+        return sum(s.read for s in self.flows.values())
 
     def to_dict(self) -> dict[str, Any]:
         data = asdict(self)

@@ -20,6 +20,7 @@ from mlconnector.http import CallCounter
 from mlconnector.sync.bookkeeping import Recorder
 from mlconnector.sync.context import FlowRun
 from mlconnector.sync.decide import Decider
+from mlconnector.sync.estimate import estimate_writes
 from mlconnector.sync.items import Item, batched
 from mlconnector.sync.writer import write_batch
 from mlconnector.systems.base import Record, WriteResult
@@ -50,10 +51,14 @@ class Stop(Exception):
 
 def run_flow(fr: FlowRun, records: Iterable[Record], decider: Decider, *, batch_size: int, writers: int,
              initial: bool, counter: CallCounter, before_send: Callable[[list[Item]], None],
-             finished: Callable[[], None]) -> None:
+             finished: Callable[[], None], stop_if_asked: Callable[[], None],
+             stop_requested: Callable[[], int | None], between_batches: Callable[[], None]) -> None:
     """Decide, write and record every record of ``records`` for one flow run. ``before_send`` sees each batch
     just before it is sent (intents of keyless creates); ``finished`` runs once every batch is recorded (a poll
-    closes its window). A budget reached or a system gone ends it with Stop; what was sent is recorded first."""
+    closes its window); ``stop_if_asked`` raises Stop once a signal asked the run to stop (checked between
+    batches; ``stop_requested`` tells a write still waiting for a call); ``between_batches`` runs before each batch
+    is read (a progress bar's total). A budget reached or a system gone ends it with Stop; what was sent is
+    recorded first."""
     run, flow, stats = fr.run, fr.flow, fr.stats
     before = counter.snapshot()
     recorder = Recorder(fr)
@@ -76,7 +81,8 @@ def run_flow(fr: FlowRun, records: Iterable[Record], decider: Decider, *, batch_
         try:
             size, in_flight = batch_size, writers
             bulk = fr.target.initial_load_batch(flow.target_entity)
-            if initial and not run.dry_run and bulk is not None and bulk > size:
+            # (A dry run groups records the same way, so that its estimate counts bulk jobs, not batches.)
+            if initial and bulk is not None and bulk > size:
                 # A first load the target takes in bulk jobs: few large writes, one at a time, and the next file is
                 # filled only once the job before it is done and recorded, so that one file's payloads are held at
                 # a time, not two (peak memory; the job and the next reads no longer overlap).
@@ -89,15 +95,17 @@ def run_flow(fr: FlowRun, records: Iterable[Record], decider: Decider, *, batch_
             # Batches are prepared while the writes before them are out, and up to WRITES_WAITING of them wait in
             # the pool's queue for a free call: a write that ends is followed by the next at once, not after this
             # thread has mapped another batch (the pool has as many threads as calls are allowed at once).
-            for segment, to_write in segments(records, decider, batch_size, size):
+            for segment, to_write in segments(records, decider, batch_size, size, between_batches):
+                stop_if_asked()  # this segment is not sent: the watermark stays before it
                 if to_write and run.dry_run:
-                    run.estimated_calls[fr.target_name] = run.estimated_calls.get(fr.target_name, 0) + 1
+                    estimate_writes(fr, to_write)
                 elif to_write:
                     fr.state.check_same_file()  # nothing more is sent once the state file is gone
                     before_send(to_write)
                     if in_flight > 0:
                         committer.room(in_flight + WRITES_WAITING)
-                future = pool.submit(write_batch, fr, to_write) if to_write and not run.dry_run else None
+                future = pool.submit(write_batch, fr, to_write, stop_requested) \
+                    if to_write and not run.dry_run else None
                 committer.put(segment, future, backlog=BACKLOG_PER_WRITER * max(1, in_flight))
                 if in_flight <= 0:  # one write at a time, recorded before the next is filled (bulk jobs)
                     committer.drain()
@@ -127,14 +135,15 @@ def run_flow(fr: FlowRun, records: Iterable[Record], decider: Decider, *, batch_
         raise stop
 
 
-def segments(records: Iterable[Record], decider: Decider, batch_size: int,
-             size: int) -> Iterator[tuple[list[Item], list[Item]]]:
+def segments(records: Iterable[Record], decider: Decider, batch_size: int, size: int,
+             before_batch: Callable[[], None] = lambda: None) -> Iterator[tuple[list[Item], list[Item]]]:
     """Group records, in read order, so that each write call carries a full batch (``size``) even when most records
     are skipped (quota: the fewest calls). A long stretch without writes is committed on its own, so memory stays
     bounded and the watermark moves."""
     segment: list[Item] = []
     to_write: list[Item] = []
     for batch in batched(records, batch_size):
+        before_batch()
         wanted = {id(item) for item in decider.prepare(batch)}
         for item in batch:
             segment.append(item)

@@ -14,7 +14,8 @@ from mlconnector.errors import EXIT_OK, EXIT_RECORDS_FAILED, ConfigError, MLConn
 from mlconnector.flows import Flow, PairSpec
 from mlconnector.http import CallCounter
 from mlconnector.state import State
-from mlconnector.sync import push, recovery, sources, window
+from mlconnector import interrupt
+from mlconnector.sync import estimate, push, recovery, sources, window
 from mlconnector.sync.context import FlowRun, MappingContext
 from mlconnector.sync.decide import Decider
 from mlconnector.sync.outcomes import FlowStats, RunResult
@@ -40,7 +41,9 @@ class Engine:
 
     def __init__(self, pair: PairSpec, config: PairConfig, connectors: Mapping[str, Connector], state: State, *,
                  counter: CallCounter | None = None, progress: Callable[[str, int], None] | None = None,
-                 concurrency: int | None = None, now: Callable[[], datetime] = utcnow) -> None:
+                 concurrency: int | None = None, now: Callable[[], datetime] = utcnow,
+                 stop_requested: Callable[[], int | None] = interrupt.requested,
+                 progress_total: Callable[[str, int], None] | None = None) -> None:
         missing = set(pair.roles) - set(connectors)
         if missing:
             raise ConfigError(f"pair {pair.name}: no system for role {sorted(missing)[0]}")
@@ -50,6 +53,9 @@ class Engine:
         self.state = state
         self.counter = counter or CallCounter()
         self.progress = progress or (lambda flow, n: None)
+        # Where a progress bar can show a total: sources that can tell how many records a read gives do.
+        self.progress_total = progress_total
+        self.stop_requested = stop_requested  # a signal asked the run to stop (see _stop_if_asked)
         # Write batches in flight at once; None: as many as the target's API allows.
         self.concurrency = max(1, concurrency) if concurrency else None
         self.now = now
@@ -79,6 +85,7 @@ class Engine:
                 push.renew_expiring_channels(run, self.state, self.connectors, chosen, self.now)
                 self.drain_inbox(run, chosen)
             for flow in chosen:
+                self._stop_if_asked()
                 reason = self._unavailable(flow)
                 if reason:
                     run.flows.setdefault(flow.name, FlowStats()).note = reason
@@ -88,6 +95,8 @@ class Engine:
                 log.info("%s/%s: reading %s changed since %s", self.pair.name, flow.name, flow.source_entity,
                          start.isoformat() if start else "the beginning")
                 read = window.Window(until)
+                if self.progress_total and fr.source.capabilities.counts:
+                    fr.source.count_rows = True  # its first page says how many records the read gives
                 records = window.changes_to_source_clock(fr, start, read)
                 self._run_flow(fr, records, initial=start is None,
                                finished=lambda fr=fr, read=read: window.close_window(fr, read.end))
@@ -160,9 +169,29 @@ class Engine:
 
     def _run_flow(self, fr: FlowRun, records: Iterable[Record], *, initial: bool = False,
                   finished: Callable[[], None] = lambda: None) -> None:
+        def between_batches() -> None:
+            self._stop_if_asked()
+            self._report_total(fr)
+
         run_flow(fr, records, Decider(fr, self.planned, self.progress), batch_size=self.batch_size,
                  writers=self._in_flight(fr), initial=initial, counter=self.counter,
-                 before_send=lambda items: recovery.note_intents(fr, items), finished=finished)
+                 before_send=lambda items: recovery.note_intents(fr, items), finished=finished,
+                 stop_if_asked=self._stop_if_asked, stop_requested=self.stop_requested,
+                 between_batches=between_batches)
+
+    def _report_total(self, fr: FlowRun) -> None:
+        """The number of records the read under way gives, where the source's API told it (a progress bar's total);
+        sources that can are asked to when the read starts."""
+        total = fr.source.counted(fr.flow.source_entity) if self.progress_total else None
+        if total is not None and self.progress_total:
+            self.progress_total(fr.flow.name, total)
+
+    def _stop_if_asked(self) -> None:
+        """Between batches: a run told to stop (SIGTERM, Ctrl-C) reads and sends nothing more; what is in flight
+        ends and is recorded on the way out."""
+        signum = self.stop_requested()
+        if signum is not None:
+            raise Stop(f"interrupted by {interrupt.signal_name(signum)}", interrupt.exit_code(signum))
 
     def _in_flight(self, fr: FlowRun) -> int:
         """How many write batches to keep in flight: as many calls as the target's API allows at once (Zoho's
@@ -216,11 +245,20 @@ class Engine:
         return run
 
     def _finish(self, run: RunResult) -> RunResult:
+        if run.dry_run:
+            estimate.add_reads(run)
+        signum = self.stop_requested()
+        if signum is not None and run.stopped:
+            # Told to stop: whatever else ended the run (a retry cut short on the way out), it was the signal.
+            run.interrupted = interrupt.signal_name(signum)
+            run.stopped = f"interrupted by {run.interrupted}"
+            run.exit_code = interrupt.exit_code(signum)
         if run.failed and run.exit_code == EXIT_OK:
             run.exit_code = EXIT_RECORDS_FAILED
         if run.stopped and run.exit_code == EXIT_OK:
             run.exit_code = EXIT_RECORDS_FAILED
         if not run.dry_run:
             status = "ok" if run.exit_code == EXIT_OK else ("stopped" if run.stopped else "failed")
+            status = "interrupted" if run.interrupted else status
             self.state.finish_run(run.run_id, status, run.exit_code, run.to_dict())
         return run

@@ -19,12 +19,17 @@ from mlconnector.systems import ConnectorContext, make_connector
 from mlconnector.systems.base import Connector
 
 
+def pair_lock_file(state_path: Path, pair: str) -> Path:
+    return state_path.with_name(f"{state_path.name}.{pair}.lock")
+
+
 @contextmanager
 def pair_lock(state_path: Path, pair: str) -> Iterator[None]:
-    """One run per pair at a time: a lock file next to the state file; a second run fails at once."""
-    lock = FileLock(str(state_path.with_name(f"{state_path.name}.{pair}.lock")))
+    """One run per pair at a time: a lock file next to the state file; a second run fails at once (within a
+    fraction of a second: `status` takes the lock for an instant to see whether a run is alive)."""
+    lock = FileLock(str(pair_lock_file(state_path, pair)))
     try:
-        lock.acquire(timeout=0)
+        lock.acquire(timeout=0.2)
     except Timeout:
         raise LockHeld(f"another run of {pair} is in progress (lock {lock.lock_file}); "
                        "this run exits without doing anything") from None

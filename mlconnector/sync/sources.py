@@ -36,7 +36,7 @@ def present_or_gone(run: RunResult, state: State, pair: str, flow: Flow, names: 
                 state.clear_replay(pair, flow.name, source_id)
                 state.add_audit(audit_row(run.run_id, pair, flow, *names, source_id, None, Outcome.SKIPPED,
                                           note="no longer exists in the source"))
-        run.flows.setdefault(flow.name, FlowStats()).skipped += 1
+        run.flows.setdefault(flow.name, FlowStats()).count(Outcome.SKIPPED, "no longer exists in the source")
 
 
 def fetch(run: RunResult, state: State, pair: str, flow: Flow, source: Connector, names: tuple[str, str],

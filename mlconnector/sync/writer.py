@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from dataclasses import replace
 from typing import Any
 
@@ -16,9 +17,15 @@ from mlconnector.systems.base import WriteResult
 log = logging.getLogger("mlconnector.sync")
 
 
-def write_batch(fr: FlowRun, items: list[Item]) -> list[WriteResult]:
+class NotSent(Exception):
+    """A batch's write was not sent because the run was told to stop."""
+
+
+def write_batch(fr: FlowRun, items: list[Item], stop_requested: Callable[[], int | None]) -> list[WriteResult]:
     """Upsert the batch's payloads: linked records by their id (their natural key may be missing or changed), the
     rest by key. Results come back in order, one per item."""
+    if stop_requested() is not None:
+        raise NotSent()  # a batch still waiting for a free call when the run was told to stop
     flow = fr.flow
     ids = [item.linked_id for item in items]
     results = fr.target.write(flow.target_entity, [item.payload or {} for item in items], fr.key_field, ids=ids)

@@ -2,15 +2,16 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any, Literal, TypeVar
 
 if TYPE_CHECKING:
     from mlconnector.http import ApiClient
 
 Action = Literal["create", "update", "skip", "fail"]
+T = TypeVar("T")
 
 
 def utc(value: datetime) -> datetime:
@@ -68,6 +69,25 @@ class WriteResult:
     def ok(self) -> bool:
         return self.action != "fail"
 
+    @property
+    def not_sent(self) -> bool:
+        return self.error_class == NOT_SENT
+
+
+# A record a connector did not send because the run was told to stop (SIGTERM, Ctrl-C): not an attempt, so the
+# engine records nothing for it and the next run reads it again.
+NOT_SENT = "not_sent"
+
+
+def write_each(items: Iterable[T], write_one: Callable[[T], WriteResult]) -> list[WriteResult]:
+    """For connectors that send a call per record: once the run is told to stop, the records not yet sent come
+    back as not sent instead of holding the stop up for the rest of the batch."""
+    from mlconnector import interrupt
+
+    return [write_one(item) if interrupt.requested() is None
+            else WriteResult("fail", error="not sent: the run was told to stop", error_class=NOT_SENT)
+            for item in items]
+
 
 @dataclass(frozen=True)
 class PingResult:
@@ -117,6 +137,7 @@ class Capabilities:
     push: bool = False          # change notifications: push_entities, subscribe, renew, unsubscribe, verify
     read_ahead: bool = False    # can ask for its next page while the current one is used (``pages_ahead``)
     fetches_many: bool = False  # get_many fetches many ids a call (else one call per record)
+    counts: bool = False        # can tell, with a read's first page, how many records it gives (``counted``)
 
 
 class ConnectorBase:
@@ -134,6 +155,8 @@ class ConnectorBase:
     # Read-ahead connectors: whether to ask for the next page early now (the engine turns it off for a bulk load).
     pages_ahead: bool = False
     http: ApiClient | None = None  # the system's HTTP client, where it has one
+    # Counting connectors: whether to ask, with the next read's first page, how many records it gives.
+    count_rows: bool = False
 
     # -- every system --------------------------------------------------------------------------------------------
     def changes(self, entity: str, since: datetime | None, until: datetime | None = None) -> Iterator[Record]:
@@ -182,6 +205,10 @@ class ConnectorBase:
         the read began); None: at the newest record read."""
         return None
 
+    def counted(self, entity: str) -> int | None:
+        """How many records the read of ``entity`` under way gives, where its first page said (``count_rows``)."""
+        return None
+
     def clock_ahead(self) -> timedelta | None:
         """How far the system's clock runs ahead of this host's (the Date of its last answer); None: not told."""
         return self.http.clock_ahead if self.http is not None else None
@@ -190,6 +217,10 @@ class ConnectorBase:
     def write_concurrency(self, entity: str, batch_size: int) -> int:
         """How many write calls of ``batch_size`` records may be in flight at once."""
         return self.http.max_concurrency if self.http is not None else DEFAULT_WRITE_CONCURRENCY
+
+    def write_calls(self, entity: str, payloads: list[dict[str, Any]], key: str, ids: list[str | None]) -> int:
+        """The API calls writing ``payloads`` would cost (a dry run's estimate): one, where a connector cannot say."""
+        return 1
 
     def initial_load_batch(self, entity: str) -> int | None:
         """Records per write of a first load, where the system loads them in bulk jobs; None: as any write."""

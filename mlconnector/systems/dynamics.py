@@ -57,7 +57,8 @@ from mlconnector.errors import (
 )
 from mlconnector.http import ApiClient, RetryPolicy, json_body, last_member, stream_array
 from mlconnector.systems import ConnectorContext, register_kind
-from mlconnector.systems.base import Capabilities, Channel, ConnectorBase, Notification, PingResult, Record, WriteResult
+from mlconnector.systems.base import (Capabilities, Channel, ConnectorBase, Notification, PingResult, Record,
+                                     WriteResult, write_each)
 
 KINDS = ("bc", "nav")
 BC_SCOPE = "https://api.businesscentral.dynamics.com/.default"
@@ -148,6 +149,8 @@ LINE_FIELDS = {"Type": "lineType", "No": "lineObjectNumber", "Description": "des
 DOCUMENT_STATUS = {"Open": "Draft", "Released": "Open", "Pending_Approval": "In Review",
                    "Pending_Prepayment": "Open"}
 # BC's 409s that mean "try again" (a lock or deadlock), unlike Request_EntityChanged.
+# What a validation token may hold: printable ASCII, no spaces or markup, as BC's (a GUID or base64) are.
+_VALIDATION_TOKEN = re.compile(r"[A-Za-z0-9._~+/=:-]{1,1024}")
 _TRANSIENT_409 = re.compile(r"deadlock|locked by another user|lock(ing)? timeout|Internal_LockTimeout", re.I)
 _RESOURCE_RE = re.compile(r"companies\(([0-9a-fA-F-]{36})\)/(\w+)(?:\(([^)]*)\))?")
 _COMPANY_IN_URL = re.compile(r"companies\(([0-9a-fA-F-]{36})\)")
@@ -403,7 +406,7 @@ def endpoint_of(system: SystemConfig) -> Endpoint:
 class DynamicsConnector(ConnectorBase):
     """The NAV / Business Central connector: see the module docstring for its settings."""
 
-    capabilities = Capabilities(push=True, read_ahead=True)
+    capabilities = Capabilities(push=True, read_ahead=True, counts=True)
 
     def __init__(self, system: SystemConfig, context: ConnectorContext, *,
                  sleep: Callable[[float], None] = time.sleep) -> None:
@@ -449,6 +452,10 @@ class DynamicsConnector(ConnectorBase):
         # Whether a read asks for its next page while this one's rows are taken (the engine turns it off for a
         # first load written in bulk jobs, which holds a whole job's records: one page less in memory).
         self.pages_ahead = True
+        # Whether a read asks for its row count with its first page ($count=true, no call of its own): the engine
+        # turns it on where a progress bar can show a total (see ``counted``).
+        self.count_rows = False
+        self._counts: dict[str, int] = {}
         self._page_reader: ThreadPoolExecutor | None = None
         self._page_reader_lock = threading.Lock()
 
@@ -650,8 +657,12 @@ class DynamicsConnector(ConnectorBase):
         except KeyError:
             raise ConfigError(f"{self.name}: unknown entity {entity!r}; known: {', '.join(API_ENTITIES)}") from None
 
+    def counted(self, entity: str) -> int | None:
+        """How many rows the read of ``entity`` under way will give, as its first page said (``count_rows``)."""
+        return self._counts.get(entity)
+
     def _pages(self, url: str, params: dict[str, str] | None, page_size: int | None = None, *,
-               ramp: bool = False) -> Iterator[dict[str, Any]]:
+               ramp: bool = False, count_as: str | None = None) -> Iterator[dict[str, Any]]:
         """Every row of a collection, page by page: ``Prefer: odata.maxpagesize`` and ``@odata.nextLink`` verbatim
         (never $top, which drops the link). With ``ramp`` (a whole table read) the first pages are smaller (a
         tenth, then twice as many each time, up to the page size): the first rows come in a fraction of the time a
@@ -660,6 +671,9 @@ class DynamicsConnector(ConnectorBase):
         full = page_size or self.page_size
         size = full // 10 if ramp and full >= RAMP_FROM else full
         next_url: str | None = url
+        if count_as and self.count_rows:
+            params = {**(params or {}), "$count": "true"}
+            self._counts.pop(count_as, None)
         ahead: tuple[str, Future[httpx.Response]] | None = None
         while next_url:
             headers = {"Prefer": f"odata.maxpagesize={size}"}
@@ -684,7 +698,10 @@ class DynamicsConnector(ConnectorBase):
                 ahead = (hint, self._reader().submit(self._call, "GET", hint,
                                                      headers={"Prefer": f"odata.maxpagesize={size}"}))
             rest: dict[str, Any] = {}
-            yield from stream_array(text, "value", rest)
+            for row in stream_array(text, "value", rest):
+                if count_as and isinstance(rest.get("@odata.count"), int):  # it comes before the rows
+                    self._counts[count_as] = rest.pop("@odata.count")
+                yield row
             del text
             next_url, params = rest.get("@odata.nextLink"), None
 
@@ -727,7 +744,8 @@ class DynamicsConnector(ConnectorBase):
         # A first read of documents with their lines (every one of them) asks for smaller pages: such a page is
         # several times wider than a customer's, and each page's text is held while its rows are taken.
         size = min(self.page_size, self.document_page_size) if lines and since is None else None
-        for row in self._pages(f"{self.company_url()}/{set_name}", params, size, ramp=since is None and size is None):
+        for row in self._pages(f"{self.company_url()}/{set_name}", params, size, ramp=since is None and size is None,
+                               count_as=entity):
             yield self._api_record(entity, row)
 
     @staticmethod
@@ -817,7 +835,7 @@ class DynamicsConnector(ConnectorBase):
         # times wider than a card's, and a page's text is held while its rows are taken.
         size = min(self.page_size, self.document_page_size) if part and "$filter" not in params else None
         for row in self._pages(f"{self.company_url()}/{service}", params, size,
-                               ramp=since is None and size is None and bool(field)):
+                               ramp=since is None and size is None and bool(field), count_as=entity):
             record = self._page_record(entity, row, field, cap)
             if entity == "contacts":
                 # Fetched once the first contact has come: a run in which no contact changed asks for nothing more.
@@ -947,7 +965,14 @@ class DynamicsConnector(ConnectorBase):
         if entity not in WRITABLE:
             raise ConfigError(f"{self.name}: writing {entity} is not supported (writable: {', '.join(WRITABLE)})")
         known = ids or [None] * len(payloads)
-        return [self._upsert_one(entity, payload, key, known_id) for payload, known_id in zip(payloads, known)]
+        return write_each(zip(payloads, known), lambda each: self._upsert_one(entity, each[0], key, each[1]))
+
+    def write_calls(self, entity: str, payloads: list[dict[str, Any]], key: str,
+                    ids: list[str | None] | None = None) -> int:
+        """The calls ``write`` makes, for a dry run's estimate: per record, a read of the current row (by its
+        linked id, else by its key; none for a new record the ERP numbers) and the POST or PATCH."""
+        ids = ids or [None] * len(payloads)
+        return sum(2 if known or payload.get(key) not in (None, "") else 1 for payload, known in zip(payloads, ids))
 
     def _find(self, entity: str, key: str, value: Any, known_id: str | None) -> dict[str, Any] | None:
         """The current row: by its linked id first (it may have been renumbered), else by the key."""
@@ -1135,9 +1160,13 @@ class DynamicsConnector(ConnectorBase):
             state.delete_channel(self.name, channel.channel_id)
 
     def handshake(self, query: Mapping[str, str]) -> str | None:
-        """BC validates a notificationUrl by calling it with ?validationToken=...: echo it as plain text."""
+        """BC validates a notificationUrl by calling it with ?validationToken=... (a POST without a body, which the
+        receiver checks): echo it as plain text. Only a token of a sane shape, and only once a sync of ours has set
+        up subscriptions (their clientState exists): the receiver is no echo service for anyone who asks."""
         token = query.get("validationToken")
-        return str(token) if token else None
+        if not token or not _VALIDATION_TOKEN.fullmatch(str(token)):
+            return None
+        return str(token) if self.context.secrets.get(self.name, "client_state") else None
 
     def verify(self, body: bytes | str | Mapping[str, Any], headers: Mapping[str, str] | None = None,
                query: Mapping[str, str] | None = None) -> list[Notification]:
@@ -1166,7 +1195,8 @@ class DynamicsConnector(ConnectorBase):
                                        "verify now (BC will retry)", 503)
         for item in items:
             given = item.get("clientState")
-            if not isinstance(given, str) or not hmac.compare_digest(given.encode(), expected.encode()):
+            if not isinstance(given, str) or not hmac.compare_digest(given.encode("utf-8", "surrogatepass"),
+                                                                     expected.encode()):
                 raise NotificationRejected(f"{self.name}: notification clientState does not match ours", 403)
         out = []
         sets = {"customers": "customers", "vendors": "vendors", "items": "items", "salesOrders": "salesOrders",

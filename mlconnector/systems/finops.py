@@ -34,6 +34,7 @@ from __future__ import annotations
 import email.parser
 import email.policy
 import json
+import math
 import time
 import uuid
 from collections.abc import Callable, Iterator, Mapping
@@ -452,6 +453,16 @@ class FinOpsConnector(ConnectorBase):
             done = results[original]
             results[index] = WriteResult("update", done.target_id, done.version) if done and done.ok else done
         return [r or WriteResult("fail", error="no result", error_class="bug") for r in results]
+
+    def write_calls(self, entity: str, payloads: list[dict[str, Any]], key: str,
+                    ids: list[str | None] | None = None) -> int:
+        """The calls ``write`` makes, for a dry run's estimate: the look-ups of documents already booked (linked
+        ones by their own key, the rest by the natural key, LOOKUP_CHUNK a read) and one $batch per
+        batch_documents documents."""
+        ids = ids or [None] * len(payloads)
+        linked = sum(1 for known in ids if known)
+        return (math.ceil(linked / LOOKUP_CHUNK) + math.ceil(len(payloads) / LOOKUP_CHUNK)
+                + math.ceil(len(payloads) / self.batch_documents))
 
     def _line_body(self, entity: str, number: int, line: Mapping[str, Any]) -> dict[str, Any]:
         info = self._info(entity)

@@ -68,7 +68,7 @@ from mlconnector.errors import (
 )
 from mlconnector.http import ApiClient, RetryPolicy, json_body
 from mlconnector.systems import ConnectorContext, register_kind
-from mlconnector.systems.base import ConnectorBase, PingResult, Record, WriteResult
+from mlconnector.systems.base import ConnectorBase, PingResult, Record, WriteResult, write_each
 from mlconnector.systems.dynamics import NegotiateAuth
 
 KIND = "gp"
@@ -792,6 +792,16 @@ class GPConnector(ConnectorBase):
         return Record(self.name, "salesOrders", number, _utc(raw.get("ModifiedDate")), data)
 
     # -- writes --------------------------------------------------------------------------------------------------
+    def write_calls(self, entity: str, payloads: list[dict[str, Any]], key: str,
+                    ids: list[str | None] | None = None) -> int:
+        """The calls ``write`` makes, for a dry run's estimate: per order a look for it by number and the
+        CreateSalesOrder, the operation's policy once a run, and with Windows authentication the two exchanges of
+        a handshake (a write goes out on a connection of the write threads, which authenticates on first use)."""
+        if not payloads:
+            return 0
+        handshake = 2 if self.auth_kind != "basic" else 0
+        return 2 * len(payloads) + ("CreateSalesOrder" not in self._policies) + handshake
+
     def _policy(self, operation: str) -> Any:
         if operation not in self._policies:
             self._policies[operation] = self.call("GetPolicyByOperation", operation=operation)
@@ -808,7 +818,7 @@ class GPConnector(ConnectorBase):
         if reason:
             raise ConfigError(reason)
         known = ids or [None] * len(payloads)
-        return [self._create_order(payload, key, linked) for payload, linked in zip(payloads, known)]
+        return write_each(zip(payloads, known), lambda each: self._create_order(each[0], key, each[1]))
 
     def _create_order(self, payload: Mapping[str, Any], key: str, linked: str | None) -> WriteResult:
         number = _text(linked) or _text(payload.get(key))

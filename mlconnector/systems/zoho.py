@@ -736,6 +736,22 @@ class ZohoConnector(ConnectorBase):
                 results[i] = outcome
         return results  # type: ignore[return-value]
 
+    def write_calls(self, entity: str, payloads: list[dict[str, Any]], key: str,
+                    ids: list[str | None] | None = None) -> int:
+        """The calls ``write`` makes for these payloads, for a dry run's estimate: updates by id and upserts in
+        hundreds (or Bulk Write jobs: upload, job, a poll or two, the result); documents with line items first
+        look up those not linked (COQL, a hundred keys a call) and read each linked one (its current lines)."""
+        ids = ids or [None] * len(payloads)
+        linked = sum(1 for known in ids if known)
+        fresh = len(payloads) - linked
+        calls = math.ceil(linked / MAX_UPSERT)
+        if entity in LINE_ITEM_MODULES:
+            keyed = sum(1 for p, known in zip(payloads, ids) if not known and p.get(key) not in (None, ""))
+            calls += math.ceil(keyed / COQL_KEYS_PER_QUERY) + linked
+        if self.bulk_threshold and fresh > self.bulk_threshold and _flat(payloads):
+            return calls + math.ceil(fresh / BULK_MAX) * 5
+        return calls + math.ceil(fresh / MAX_UPSERT)
+
     def _replacing_lines(self, entity: str, payloads: list[dict[str, Any]], key: str,
                          ids: list[str | None]) -> list[dict[str, Any]]:
         """Zoho adds the line items an update sends to those the record has. To replace them, each row the
@@ -977,7 +993,9 @@ class ZohoConnector(ConnectorBase):
             raise NotificationRejected(f"{self.name}: notification lacks module or ids", 400)
         expected = self.context.secrets.get(self.name, "notify_token")
         given = payload.get("token")
-        if not expected or not isinstance(given, str) or not hmac.compare_digest(given, expected):
+        # Compared as bytes: compare_digest refuses str with characters outside ASCII (a forged token may hold any).
+        if not expected or not isinstance(given, str) or not hmac.compare_digest(
+                given.encode("utf-8", "surrogatepass"), expected.encode()):
             raise NotificationRejected(f"{self.name}: notification token does not match our channel's", 403)
         operation = {"insert": "create", "update": "update", "delete": "delete"}.get(
             str(payload.get("operation")), str(payload.get("operation") or "update"))

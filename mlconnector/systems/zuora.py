@@ -37,6 +37,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import hmac
+import math
 import json
 import time
 from collections.abc import Callable, Iterator, Mapping
@@ -52,7 +53,8 @@ from mlconnector.config import SystemConfig
 from mlconnector.errors import AuthError, ConfigError, MLConnectorError, NotificationRejected, RemoteError
 from mlconnector.http import ApiClient, json_body, retry_policy, server_time
 from mlconnector.systems import ConnectorContext, register_kind
-from mlconnector.systems.base import Capabilities, Channel, ConnectorBase, Notification, PingResult, Record, WriteResult
+from mlconnector.systems.base import (Capabilities, Channel, ConnectorBase, Notification, PingResult, Record,
+                                     WriteResult, write_each)
 
 KIND = "zuora"
 
@@ -591,13 +593,37 @@ class ZuoraConnector(ConnectorBase):
         if entity not in writers:
             raise ConfigError(f"{self.name}: writing {entity} is not supported (writable: {', '.join(writers)})")
         known = ids or [None] * len(payloads)
-        results = []
-        for payload, known_id in zip(payloads, known):
+        def write_one(each: tuple[dict[str, Any], str | None]) -> WriteResult:
             try:
-                results.append(writers[entity](payload, key, known_id))
+                return writers[entity](each[0], key, each[1])
             except ZuoraFailure as exc:
-                results.append(WriteResult("fail", error=str(exc), error_class=exc.error_class))
-        return results
+                return WriteResult("fail", error=str(exc), error_class=exc.error_class)
+
+        return write_each(zip(payloads, known), write_one)
+
+    def write_calls(self, entity: str, payloads: list[dict[str, Any]], key: str,
+                    ids: list[str | None] | None = None) -> int:
+        """The calls ``write`` makes, for a dry run's estimate (Zuora takes one record a call, and more):
+        an account is looked for by its key (and the matching rule), created, and read back for its version (a
+        linked one: updated and read back); a product is looked for by SKU, created with its rate plan and
+        charge, its catalog entry (with the rate plans) read and read back (a linked one: read, updated, its
+        catalog entry read, read back); a subscription is looked for by its key (a linked one by number too),
+        and ordered, after reading the rate plan of each product not read yet in this run."""
+        ids = ids or [None] * len(payloads)
+        catalog = 2  # a product's catalog entry, and its rate plans behind a link (zuora-version 230 and later)
+        calls = 0
+        products: set[str] = set()
+        for payload, known in zip(payloads, ids):
+            if entity == "accounts":
+                calls += 2 if known else (2 + (payload.get(key) not in (None, ""))
+                                          + (self.account_match == "company_name"))
+            elif entity == "products":
+                calls += (3 + catalog) if known else (4 + catalog + bool(payload.get("sku")))
+            elif entity == "subscriptions":
+                calls += 1 + bool(known) + (payload.get(key) not in (None, ""))
+                products.update(str(line.get("productId")) for line in payload.get("lines") or []
+                                if line.get("productId"))
+        return calls + catalog * len(products - set(self._plans))
 
     def _create(self, path: str, body: dict[str, Any], key: str, what: str) -> dict[str, Any]:
         """POST with an Idempotency-Key: a timeout or 5xx is resent with the same key (Zuora replays the

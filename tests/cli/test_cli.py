@@ -71,7 +71,7 @@ def test_dry_run_writes_nothing_and_tells_the_cost(config_file, erp, crm):
     seed(erp, 3)
     result = cli("sync", "erp-crm", "--flow", "customers", "--dry-run")
     assert result.exit_code == 0
-    assert "would create customers" in result.stdout and "write calls it would cost: crm 1" in result.stdout
+    assert "would create customers" in result.stdout and "API calls the run would make: crm 1, erp 1" in result.stdout
     assert crm.all("account") == []
 
 
@@ -145,6 +145,20 @@ def test_init_writes_a_starter_and_never_overwrites_without_force(tmp_path):
     again = cli("init")
     assert again.exit_code == 2 and "--force" in again.stderr and target.read_text() == "# mine\n"
     assert cli("init", "--force", "--pair", "bc-zoho").exit_code == 0 and "[systems.bc]" in target.read_text()
+
+
+@pytest.mark.parametrize("pair", ["nav-zoho", "bc-zoho", "fo-zoho", "gp-zoho", "nav-zuora"])
+def test_init_starts_every_pair_with_a_config_that_runs(tmp_path, pair):
+    from mlconnector.config import load_config
+    from tests.test_examples import assert_runnable
+
+    target = tmp_path / f"{pair}.toml"
+    result = cli("init", "--pair", pair, "--path", str(target))
+    assert result.exit_code == 0, result.output
+    config = load_config(target)
+    assert_runnable(config, pair, tmp_path)
+    for system in config.systems.values():  # a Windows account reads back as DOMAIN\name, one backslash
+        assert "\\\\" not in str(system.settings.get("user", "")), system.settings["user"]
 
 
 def test_version_and_help_everywhere():

@@ -5,9 +5,12 @@ exit code, and never a traceback. A corrupt state file is left exactly as it was
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import shutil
+import socket
 import sqlite3
+import subprocess
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -34,7 +37,7 @@ class Case:
 
 # These go through a real process each; the rest run in-process through the same Typer app, which is faster.
 OWN_PROCESS = ("config file missing", "unknown option", "state", "wrong", "missing", "BC app", "misspelt",
-               "master key", "port closed")
+               "master key", "port closed", "COLUMNS", "faults")
 
 
 def _edit(old: str, new: str) -> Callable[[Path], None]:
@@ -85,6 +88,24 @@ def _master_key(case: Path) -> dict[str, str]:
     return {"MLCONNECTOR_MASTER_KEY": Fernet.generate_key().decode()}
 
 
+def _env(**values: str) -> Callable[[Path], dict[str, str]]:
+    return lambda case: dict(values)
+
+
+def _foreign_state(case: Path) -> None:
+    """The state path names another program's SQLite file (a typo in --state, a shared directory)."""
+    path = case / "connections.state.db"
+    for leftover in case.glob("connections.state.db*"):
+        leftover.unlink()
+    with sqlite3.connect(path) as db:
+        db.execute("CREATE TABLE invoices (id INTEGER PRIMARY KEY, total REAL)")
+        db.execute("INSERT INTO invoices (total) VALUES (12.5)")
+    db.close()
+
+
+_NAV_URL = 'base_url = "http://127.0.0.1:'
+
+
 CASES = [
     # configuration
     Case("config file missing", ("--config", "/nonexistent/connections.toml", "sync", "nav-zoho"), 2, "mlconnector init"),
@@ -105,6 +126,26 @@ CASES = [
     Case("pair flows name an unknown flow", ("sync", "nav-zoho"), 2, "has no flow", _edit("overlap_seconds = 60", 'overlap_seconds = 60\nflows = ["customerz"]')),
     Case("secrets backend unknown", ("sync", "nav-zoho"), 2, "backend", _edit('backend = "file"', 'backend = "vault"')),
     Case("retry setting of the wrong type", ("sync", "nav-zoho"), 2, "retry_attempts", _edit("retry_attempts = 4", 'retry_attempts = "many"')),
+    # numbers out of range, values not in their set (issue 22: accepted, or a bug's exit 1, before)
+    Case("overlap beyond any clock", ("sync", "nav-zoho"), 2, "overlap_seconds = 9223372036854775807: use a whole number from 0", _edit("overlap_seconds = 60", "overlap_seconds = 9223372036854775807")),
+    Case("page size 0", ("sync", "nav-zoho"), 2, "page_size = 0: use a whole number from 1", _edit('api = "odata"', 'api = "odata"\npage_size = 0')),
+    Case("page size negative", ("sync", "nav-zoho"), 2, "page_size = -5: use a whole number from 1", _edit('api = "odata"', 'api = "odata"\npage_size = -5')),
+    Case("retry attempts 0", ("sync", "nav-zoho"), 2, "retry_attempts = 0: use a whole number from 1", _edit("retry_attempts = 4", "retry_attempts = 0")),
+    Case("zoho concurrency 0", ("sync", "nav-zoho"), 2, "concurrency = 0: use a whole number from 1", _edit('edition = "enterprise"', 'edition = "enterprise"\nconcurrency = 0')),
+    Case("batch size 0", ("sync", "nav-zoho"), 2, "batch_size = 0: use a whole number from 1", _edit("overlap_seconds = 60", "overlap_seconds = 60\nbatch_size = 0")),
+    Case("zoho edition unknown", ("sync", "nav-zoho"), 2, "edition = 'platinum': use one of free, standard", _edit('edition = "enterprise"', 'edition = "platinum"')),
+    Case("state path empty", ("sync", "nav-zoho"), 2, "state.path must be the path", _edit('path = "connections.state.db"', 'path = ""')),
+    Case("base_url not http", ("sync", "nav-zoho"), 2, "systems.nav.base_url = 'ftp://", _edit(_NAV_URL, 'base_url = "ftp://127.0.0.1:')),
+    Case("base_url without a scheme", ("sync", "nav-zoho"), 2, "is not an http(s) address", _edit(_NAV_URL, 'base_url = "127.0.0.1:')),
+    Case("base_url port above 65535", ("ping", "nav"), 2, "port must be a number from 1 to 65535", _edit(_NAV_URL, 'base_url = "http://127.0.0.1:70000/x" #')),
+    # secrets where they do not belong (issue 22)
+    Case("credentials in base_url", ("sync", "nav-zoho"), 2, "secrets set nav", _edit(_NAV_URL, 'base_url = "http://MLCONNECTOR:hunter2hunter2@127.0.0.1:')),
+    Case("secret in a URL's query", ("sync", "nav-zoho"), 2, "secret in its query", _edit('api_domain = "http://127.0.0.1:', 'api_domain = "http://127.0.0.1:1/?access_token=abc&x=')),
+    Case("accesskey", ("sync", "nav-zoho"), 2, "secrets set nav password", _edit('api = "odata"', 'api = "odata"\naccesskey = "k3yk3yk3y"')),
+    Case("webServiceAccessKey", ("sync", "nav-zoho"), 2, "secrets set nav password", _edit('api = "odata"', 'api = "odata"\nwebServiceAccessKey = "k3yk3yk3y"')),
+    Case("private_key_pem", ("sync", "nav-zoho"), 2, "looks like a secret", _edit('api = "odata"', 'api = "odata"\nprivate_key_pem = "-----BEGIN"')),
+    Case("token_value", ("sync", "nav-zoho"), 2, "secrets set zoho refresh_token", _edit('edition = "enterprise"', 'edition = "enterprise"\ntoken_value = "1000.abc"')),
+    Case("password in an array of tables", ("sync", "nav-zoho"), 2, "looks like a secret", _append('[[pairs.nav-zoho.options.users]]\nname = "a"\npassword = "hunter2hunter2"')),
     # flags, pairs, dates
     Case("unknown pair", ("sync", "gp-zoho-x"), 2, "No such command"),
     Case("unknown flow", ("sync", "nav-zoho", "--flow", "customerz"), 2, "has no flow"),
@@ -114,6 +155,15 @@ CASES = [
     Case("audit since not a date", ("audit", "--since", "last week"), 2, "ISO date"),
     Case("replay without a filter", ("replay",), 2, "--all"),
     Case("listen port not a number", ("listen", "--port", "eighty"), 2, "valid integer"),
+    Case("since before any record", ("sync", "nav-zoho", "--since", "0001-01-01"), 2, "--since '0001-01-01': give a time from 1900-01-01"),
+    Case("audit limit beyond any number", ("audit", "--limit", "99999999999999999999"), 2, "--limit"),
+    Case("listen port above 65535", ("listen", "--port", "70000"), 2, "--port"),
+    Case("listen port negative", ("listen", "--port", "-1"), 2, "--port"),
+    Case("sandbox port above 65535", ("sandbox", "serve", "--port", "70000"), 2, "--port"),
+    Case("COLUMNS not a number", ("status",), 2, "COLUMNS='abc' is not a width", _env(COLUMNS="abc")),
+    Case("demo seed unknown", ("demo", "--seed", "huge"), 2, "--seed"),
+    Case("sandbox faults share above 1", ("sandbox", "serve", "--port", "0", "--faults", "429=2", "--config-out", "/nonexistent/s.toml"), 2, "429 must be a share from 0 to 1"),
+    Case("json errors are json", ("sync", "nav-zoho", "--json", "--since", "yesterday"), 2, '"exit_code": 2'),
     Case("ping an unknown system", ("ping", "navision"), 2, "navision"),
     # state files
     Case("state path is a directory", ("--state", "/tmp", "sync", "nav-zoho"), 2, "--state"),
@@ -121,6 +171,12 @@ CASES = [
     Case("state file is random bytes", ("status",), 2, "--state", _state(bytes(range(256)) * 64)),
     Case("state file truncated", ("audit",), 2, "--state", _state(truncate=3000)),
     Case("state dir cannot be created", ("--state", "/proc/self/nope/state.db", "status"), 2, "--state"),
+    Case("state dir cannot be written", ("--state", "/proc/self/state.db", "sync", "nav-zoho"), 2, "--state"),
+    Case("state file of another program", ("sync", "nav-zoho"), 2, "another program's SQLite database", _foreign_state),
+    # secrets set
+    Case("secret from empty standard input", ("secrets", "set", "nav", "password"), 2, "no value for password of nav on standard input"),
+    Case("secret for a system not configured", ("secrets", "set", "navv", "password"), 2, "no [systems.navv]"),
+    Case("secret field with a typo", ("secrets", "set", "nav", "pasword"), 2, "uses password"),
     # credentials
     Case("wrong NAV web service key", ("sync", "nav-zoho"), 4, "secrets set nav password", _secret("nav", "password", "wrong-key-wrong-key")),
     Case("NAV key missing", ("sync", "nav-zoho"), 2, "secrets set nav password", _secret("nav", "password", None)),
@@ -182,7 +238,10 @@ def _results(base: Path) -> Iterator[dict[str, tuple[int, str, str, str, str]]]:
 
         def in_own_process(case: Case) -> tuple[int, str, str, str, str]:
             directory, extra, before = prepare(case)
-            result = rig.cli(*case.args, env=rig.env(**extra), timeout=60)
+            try:
+                result = rig.cli(*case.args, env=rig.env(**extra), timeout=60, stdin="")
+            except subprocess.TimeoutExpired:  # this case fails, the others still run
+                return -1, "", f"still running after 60 s: {case.args}", before, _digest(directory)
             return result.returncode, result.stdout, result.stderr, before, _digest(directory)
 
         def in_process(case: Case) -> tuple[int, str, str, str, str]:
@@ -218,5 +277,25 @@ def test_a_mistake_gives_one_line_naming_the_fix_and_the_documented_exit_code(ca
     count("bad_input_cases")
 
 
+def test_json_commands_print_their_errors_as_json(results):
+    code, out, err, _, _ = results["json errors are json"]
+    assert json.loads(out) == {"error": err.strip().removeprefix("error: "), "exit_code": code} and code == 2
+
+
 def test_there_are_at_least_thirty_cases():
     assert len(CASES) >= 30
+
+
+def test_listen_on_a_busy_port_or_a_foreign_address_exits_2_before_saying_it_listens(make_rig):
+    rig = make_rig(erps=("nav",))
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        taken = rig.cli("listen", "--port", str(busy.getsockname()[1]), timeout=30)
+    # 192.0.2.1 (TEST-NET-1) is an address of no machine: it cannot be listened on here.
+    foreign = rig.cli("listen", "--host", "192.0.2.1", "--port", "8765", timeout=30)
+    for result, names in ((taken, "--port"), (foreign, "--host 192.0.2.1")):
+        assert result.returncode == 2, result.stderr
+        assert "listening" not in result.stderr and "Traceback" not in result.stderr
+        assert len(result.stderr.strip().splitlines()) == 1 and names in result.stderr, result.stderr
+        count("bad_input_cases")

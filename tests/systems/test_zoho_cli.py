@@ -65,11 +65,11 @@ def test_auth_zoho_exchanges_the_pasted_redirect_and_stores_the_refresh_token(en
     exchange = next(r for r in env.transport.requests if r.url.path == "/oauth/v2/token")
     assert exchange.url.host == "accounts.zoho.com"
 
-    # The access token that came with the refresh token is reused: ping mints nothing new.
+    # ping proves the stored refresh token with a fresh access token (one mint), which later calls reuse.
     minted = env.zoho.accounts.minted
     ping = invoke(env, "ping", "zoho")
     assert ping.exit_code == 0, ping.output
-    assert env.zoho.accounts.minted == minted
+    assert env.zoho.accounts.minted == minted + 1
     connector = env.connector(bulk_threshold=1)
     results = connector.write("Accounts", [{"Account_Name": "A"}, {"Account_Name": "B"}], "Account_Name")
     assert [r.action for r in results] == ["create", "create"]  # upload + bulk job: files and bulk scopes

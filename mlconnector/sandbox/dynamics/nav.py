@@ -261,7 +261,10 @@ class ODataV4Pages:
             if page.lines_part in query.expand:
                 item[page.lines_part] = self._lines(company, page, row)
             value.append(item)
-        body: dict[str, Any] = {"@odata.context": context, "value": value}
+        body: dict[str, Any] = {"@odata.context": context}
+        if query.count:  # $count=true: the number of rows the filter selects, before the first page's rows
+            body["@odata.count"] = result.count
+        body["value"] = value
         if result.next_token:
             body["@odata.nextLink"] = next_link(str(request.url).split("?")[0], query, result.next_token)
         headers = {"Preference-Applied": f"odata.maxpagesize={page_size}"} if applied else {}
