@@ -25,7 +25,7 @@ from typing import Any
 PACKAGE = Path(__import__("mlconnector").__file__).parent
 ENGINE = ("sync", "engine.py", "echo.py", "fingerprints.py")
 # The layers of docs/architecture.md, by file (the contract's data types, Record and friends, are their own).
-LAYERS = (("engine", ENGINE), ("state", ("state.py",)), ("contract", ("systems/base.py",)),
+LAYERS = (("engine", ENGINE), ("state", ("state",)), ("contract", ("systems/base.py",)),
           ("connectors", ("systems",)), ("mappings", ("pairs", "flows.py")))
 
 
@@ -69,7 +69,7 @@ class Tracer:
                 self.by_pair[(caller, callee)] += 1
                 if callee.startswith(ENGINE) and not caller.startswith(ENGINE):
                     self.into_engine += 1
-                if callee == "state.py":
+                if callee.startswith("state"):
                     self.into_state += 1
 
 
