@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib
+import json
 import logging
 import os
 import queue
@@ -369,5 +370,7 @@ def _as_seen(path: Path, run: dict[str, Any]) -> dict[str, Any]:
 
 
 def audit(runtime: Runtime, **filters: Any) -> list[dict[str, Any]]:
+    """Audit rows, oldest first; an update's ``changes`` as a list of {field, old, new}."""
     with State(runtime.state_file()) as state:
-        return state.audit_rows(**filters)
+        return [{**row, "changes": json.loads(row["changes"]) if row.get("changes") else []}
+                for row in state.audit_rows(**filters)]

@@ -31,21 +31,46 @@ def audit(
         print_json(rows)
         return
     out.print(audit_table(rows))
+    if record:
+        history = field_history(rows)
+        if history.row_count:
+            out.print(history)
 
 
 def audit_table(rows: list[dict], title: str | None = None) -> Table:
-    """The audit rows as a table: one line per record per attempt."""
+    """The audit rows as a table: one line per record per attempt, readable in 80 columns: the record by its
+    business key (a customer number) where it has one, what an update changed, why a record failed or was
+    skipped (`--record KEY` adds the record's history field by field; `--json` has every column)."""
     table = Table(title=title or f"audit ({len(rows)} rows)")
-    for column in ("time", "pair", "flow", "source", "target", "action", "status", "error / note"):
-        table.add_column(column)
+    for column in ("time", "flow", "record", "action", "what"):
+        table.add_column(column, overflow="fold")
     for row in rows:
-        source = f"{row['source_system']}:{row['source_entity']}/{row['source_id']}"
-        target = f"{row['target_system']}:{row['target_entity']}/{row['target_id'] or '-'}"
-        detail = row["error"] and f"[red]{row['error_class']}: {row['error']}" or row["note"] or ""
+        record = row.get("record_key") or row["source_id"]
+        if row["error"]:
+            detail = f"{row['error_class']}: {row['error']}"
+        else:
+            changed = row.get("changes") or []
+            detail = ", ".join(c["field"] for c in changed) if changed else row["note"] or ""
         style = "red" if row["status"] == "failed" else None
-        table.add_row(row["time"][:19].replace("T", " "), row["pair"], row["flow"], source, target,
-                      row["action"], row["status"], detail, style=style)
+        table.add_row(row["time"][5:16].replace("T", " "), f"{row['pair']}/{row['flow']}", str(record),
+                      row["action"], detail, style=style)
     return table
+
+
+def field_history(rows: list[dict]) -> Table:
+    """A record's updates, field by field: what each changed from and to."""
+    table = Table(title="field by field")
+    for column in ("time", "flow", "field", "from", "to"):
+        table.add_column(column, overflow="fold")
+    for row in rows:
+        for change in row.get("changes") or []:
+            table.add_row(row["time"][5:16].replace("T", " "), row["flow"], change["field"],
+                          _shown(change["old"]), _shown(change["new"]))
+    return table
+
+
+def _shown(value: object) -> str:
+    return "-" if value is None else str(value)
 
 
 def status(

@@ -99,6 +99,10 @@ def render_run(result: RunResult) -> None:
     for name, stats in result.flows.items():
         if stats.note:
             out.print(f"{name}: {stats.note}", highlight=False)
+        if stats.fields_changed:  # what the updated column holds, field by field
+            fields = sorted(stats.fields_changed.items(), key=lambda kv: (-kv[1], kv[0]))
+            out.print(f"{name}: updated {stats.updated} (" + ", ".join(f"{f} {n}" for f, n in fields) + ")",
+                      highlight=False, markup=False)
         if stats.skip_reasons:  # what the skipped column holds, reason by reason
             reasons = sorted(stats.skip_reasons.items(), key=lambda kv: (-kv[1], kv[0]))
             out.print(f"{name}: skipped " + "; ".join(f"{n} {why}" for why, n in reasons), highlight=False,

@@ -9,7 +9,7 @@ from mlconnector.state.common import iso, utcnow
 
 AUDIT_COLUMNS = frozenset({"run_id", "time", "pair", "flow", "source_system", "source_entity", "source_id",
                            "target_system", "target_entity", "target_id", "action", "status", "error_class",
-                           "error", "note", "payload"})
+                           "error", "note", "payload", "changes", "record_key"})
 _AUDIT_ORDER = tuple(sorted(AUDIT_COLUMNS))
 _AUDIT_TIME = _AUDIT_ORDER.index("time")
 _INSERT_AUDIT = f"INSERT INTO audit ({', '.join(_AUDIT_ORDER)})"
@@ -48,9 +48,9 @@ class AuditQueries:
         if status:
             clauses.append("(status = ? or action = ?)")
             args += [status, status]
-        if record:
-            clauses.append("(source_id = ? or target_id = ?)")
-            args += [record, record]
+        if record:  # a record's id on either side, or its business key
+            clauses.append("(source_id = ? or target_id = ? or record_key = ?)")
+            args += [record, record, record]
         if since:
             clauses.append("time >= ?")
             args.append(iso(since))

@@ -29,6 +29,7 @@ class Link:
     target_fields: tuple[str, ...] | None = None
     target_hash: str | None = None
     target_key: str | None = None  # the natural key it is written under, as the target compares keys
+    written: str | None = None  # the payload last written, field by field and kept short (JSON; sync.changes)
 
     @classmethod
     def from_row(cls, row: dict[str, Any]) -> "Link":
@@ -36,28 +37,29 @@ class Link:
         target_fields = tuple(json.loads(row["target_fields"])) if row.get("target_fields") else None
         return cls(row["pair"], row["flow"], row["source_id"], row["target_id"],
                    parse_iso(row["source_version"]), row["hash"], parse_iso(row["target_version"]), fields,
-                   row.get("source_hash"), target_fields, row.get("target_hash"), row.get("target_key"))
+                   row.get("source_hash"), target_fields, row.get("target_hash"), row.get("target_key"),
+                   row.get("written"))
 
 
 
 _SAVE_LINK_HEAD = ("INSERT INTO links (pair, flow, source_id, target_id, source_version, hash, target_version, "
-                   "updated, fields, source_hash, target_fields, target_hash, target_key)")
+                   "updated, fields, source_hash, target_fields, target_hash, target_key, written)")
 _SAVE_LINK_TAIL = (
     " ON CONFLICT (pair, flow, source_id) DO UPDATE SET "
     "target_id = excluded.target_id, source_version = excluded.source_version, hash = excluded.hash, "
     "target_version = excluded.target_version, updated = excluded.updated, fields = excluded.fields, "
     "source_hash = excluded.source_hash, target_fields = excluded.target_fields, target_hash = excluded.target_hash, "
-    "target_key = excluded.target_key")
+    "target_key = excluded.target_key, written = excluded.written")
 _SELECT_LINK = ("SELECT pair, flow, source_id, target_id, source_version, hash, target_version, fields, "
-                "source_hash, target_fields, target_hash, target_key FROM links")
+                "source_hash, target_fields, target_hash, target_key, written FROM links")
 
 
 def _link_of(row: tuple[Any, ...]) -> Link:
     (pair, flow, source_id, target_id, source_version, hash_, target_version, fields, source_hash, target_fields,
-     target_hash, target_key) = row
+     target_hash, target_key, written) = row
     return Link(pair, flow, source_id, target_id, parse_iso(source_version), hash_, parse_iso(target_version),
                 _fields_of(fields) if fields else None, source_hash,
-                _fields_of(target_fields) if target_fields else None, target_hash, target_key)
+                _fields_of(target_fields) if target_fields else None, target_hash, target_key, written)
 
 
 @lru_cache(maxsize=256)
@@ -143,11 +145,11 @@ class LinkQueries:
         if not links:
             return
         now = iso(utcnow())
-        self._insert_rows(_SAVE_LINK_HEAD, 13, [
+        self._insert_rows(_SAVE_LINK_HEAD, 14, [
             (link.pair, link.flow, link.source_id, link.target_id, iso(link.source_version), link.hash,
              iso(link.target_version), now, _fields_json(tuple(link.fields)) if link.fields else None, link.source_hash,
              _fields_json(tuple(link.target_fields)) if link.target_fields else None, link.target_hash,
-             link.target_key)
+             link.target_key, link.written)
             for link in links], _SAVE_LINK_TAIL)
 
     def count_links(self, pair: str, flow: str) -> int:

@@ -101,3 +101,12 @@ def m009_setup_findings(db: sqlite_utils.Database) -> None:
 def m010_health(db: sqlite_utils.Database) -> None:
     # A row the receiver's /health rewrites: a real commit, so a state file that cannot be written shows there.
     db["health"].create({"name": str, "checked": str}, pk="name")
+
+
+@migrations()
+def m011_field_changes(db: sqlite_utils.Database) -> None:
+    # What each link last wrote, field by field (kept short), so an update's audit row can say what it changed;
+    # and the record's business key on audit rows (a customer number, not a GUID).
+    db["links"].add_column("written", str)
+    db["audit"].add_column("changes", str)
+    db["audit"].add_column("record_key", str)

@@ -14,7 +14,7 @@ from mlconnector.errors import AuthError, BudgetExhausted, RemoteError, Unreacha
 from mlconnector.fingerprints import payload_hash
 from mlconnector.flows import Flow
 from mlconnector.state import Link
-from mlconnector.sync import echo
+from mlconnector.sync import changes, echo
 from mlconnector.sync.context import FlowRun
 from mlconnector.sync.items import Item
 from mlconnector.sync.outcomes import Outcome
@@ -24,7 +24,8 @@ from mlconnector.systems.base import Record, WriteResult
 
 def audit_row(run_id: str, pair: str, flow: Flow, source: str, target: str, source_id: str,
               target_id: str | None, outcome: Outcome | str, *, error_class: str | None = None,
-              error: str | None = None, note: str | None = None, payload: str | None = None) -> dict[str, Any]:
+              error: str | None = None, note: str | None = None, payload: str | None = None,
+              changes: str | None = None, record_key: str | None = None) -> dict[str, Any]:
     """The audit trail's row for one record in one flow (``outcome``: an Outcome, or "link" for a record found and
     linked rather than written)."""
     action = outcome.audit_action if isinstance(outcome, Outcome) else outcome
@@ -33,7 +34,8 @@ def audit_row(run_id: str, pair: str, flow: Flow, source: str, target: str, sour
             "source_entity": flow.source_entity, "source_id": source_id, "target_system": target,
             "target_entity": flow.target_entity, "target_id": target_id, "action": action,
             "status": "failed" if failed else "ok", "error_class": error_class if failed else None,
-            "error": error if failed else None, "note": note, "payload": payload}
+            "error": error if failed else None, "note": note, "payload": payload, "changes": changes,
+            "record_key": record_key}
 
 
 class Recorder:
@@ -44,8 +46,19 @@ class Recorder:
 
     def row(self, item: Item, **fields: Any) -> dict[str, Any]:
         fr = self.fr
+        key = (item.payload or {}).get(fr.key_field) if item.payload else None
         return audit_row(fr.run.run_id, fr.pair.name, fr.flow, fr.source_name, fr.target_name, item.record.id,
-                         item.target_id, item.outcome or Outcome.FAILED, **fields)
+                         item.target_id, item.outcome or Outcome.FAILED,
+                         record_key=str(key) if key not in (None, "") else item.key, **fields)
+
+    def _changes(self, item: Item) -> list[tuple[str, Any, Any]]:
+        """An update's changes, field by field, against the payload its link last wrote; counted for the run's
+        summary."""
+        before = json.loads(item.link.written) if item.link and item.link.written else None
+        found = changes.diff(before, item.payload or {})
+        for field, _, _ in found:
+            self.fr.stats.fields_changed[field] = self.fr.stats.fields_changed.get(field, 0) + 1
+        return found
 
     def commit(self, batch: list[Item], future: Future[list[WriteResult]] | None) -> None:
         """Record one batch once its write (``future``, None where nothing was written) is done."""
@@ -122,8 +135,9 @@ class Recorder:
                     "; ".join(filter(None, (fr.mode if fr.mode != "poll" else None, item.note))) or None
                 payload = (json.dumps(item.payload, default=str)
                            if fr.config.audit_payloads and item.payload is not None else None)
+                changed = self._changes(item) if outcome is Outcome.UPDATED else []
                 audits.append(self.row(item, note=note, payload=payload, error_class=item.error_class or "error",
-                                       error=item.reason or ""))
+                                       error=item.reason or "", changes=changes.to_json(changed)))
             if sharing:
                 audits += self._queue_key_holders(sharing, {item.record.id for item in batch})
             # One statement each for the batch's links and audit rows, in the same transaction.
@@ -141,21 +155,23 @@ class Recorder:
         fr = self.fr
         flow, record, result = fr.flow, item.record, item.result
         assert result is not None
+        written = json.dumps(changes.compact(item.payload or {}), default=str)
         links = [Link(fr.pair.name, flow.name, record.id, result.target_id, record.modified, item.hash,
                       result.version, _field_names(tuple(item.payload or ())), item.fingerprint,
-                      *echo.stored_content(result.stored), item.key)]
+                      *echo.stored_content(result.stored), item.key, written)]
         opposite = item.opposite
         if opposite is not None and opposite.source_id == result.target_id:
             # The other side now holds this record's content: its flow's next read of what we wrote is no edit, and
             # this record's stamp is where the two last agreed.
             links.append(Link(opposite.pair, opposite.flow, opposite.source_id, opposite.target_id,
                               opposite.source_version, item.agreed, record.modified, opposite.fields,
-                              opposite.source_hash))
+                              opposite.source_hash, target_key=opposite.target_key, written=item.agreed_written))
         if item.sent_back is not None and flow.echo_of:
             # Its source now holds what the opposite flow maps this record to, key included.
             payload, answer = item.sent_back
             links.append(Link(fr.pair.name, flow.echo_of, str(result.target_id), record.id, None,
-                              payload_hash(payload), answer.version, _field_names(tuple(payload))))
+                              payload_hash(payload), answer.version, _field_names(tuple(payload)),
+                              written=json.dumps(changes.compact(payload), default=str)))
         elif flow.echo_of and result.target_id:
             written_back.append((record, result))
         return links

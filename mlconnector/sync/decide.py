@@ -3,6 +3,7 @@ own echo, unchanged, failed, a conflict the target keeps, or to be written."""
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
 from typing import Any
 
@@ -10,7 +11,7 @@ from mlconnector.errors import RecordError
 from mlconnector.fingerprints import payload_hash, source_fingerprint
 from mlconnector.flows import SkipRecord
 from mlconnector.state import Link
-from mlconnector.sync import echo
+from mlconnector.sync import changes, echo
 from mlconnector.sync.context import FlowRun
 from mlconnector.sync.items import Item
 from mlconnector.sync.keys import refuse_shared_keys
@@ -162,6 +163,8 @@ class Decider:
         opposite = self._written.get(item.record.id)
         if opposite is not None and opposite.fields and opposite.hash is not None:
             item.opposite, item.agreed = opposite, echo.agreed_hash(item.record, opposite.fields)
+            held = {k: v for k in opposite.fields if (v := item.record.get(k)) is not None}
+            item.agreed_written = json.dumps(changes.compact(held), default=str)
 
     def _conflict(self, item: Item) -> tuple[bool, str | None]:
         """In a two-way flow, when the record we are about to write over also changed since we last

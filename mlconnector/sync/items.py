@@ -33,6 +33,8 @@ class Item:
     key: str | None = None  # the natural key it is written under, as the target compares keys
     shares_key_with: tuple[str, ...] = ()  # other source records holding that key (then none is written)
     sent_back: tuple[dict[str, Any], WriteResult] | None = None  # a new record's key, written back to its source
+    # The opposite flow's link refreshed to what this record holds (two-way; see decide.Decider._agreement).
+    agreed_written: str | None = None
 
     @property
     def linked_id(self) -> str | None:

@@ -43,6 +43,7 @@ class FlowStats:
     calls: dict[str, int] = field(default_factory=dict)
     note: str = ""
     skip_reasons: dict[str, int] = field(default_factory=dict)  # why records were skipped, with their counts
+    fields_changed: dict[str, int] = field(default_factory=dict)  # updates, by the fields they changed
 
     def count(self, outcome: Outcome, reason: str | None = None) -> None:
         """One record read and settled (a record seen before counts as unchanged); a skip with its reason."""

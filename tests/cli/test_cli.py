@@ -79,9 +79,11 @@ def test_audit_table_and_filters(config_file, erp):
     rows = seed(erp, 2)
     cli("sync", "erp-crm", "--flow", "customers")
     table = cli("audit")
-    assert table.exit_code == 0 and "create" in table.stdout and rows[0]["id"] in table.stdout
+    # Records are named by their business key (the customer number), not the source's id.
+    assert table.exit_code == 0 and "create" in table.stdout and rows[0]["number"] in table.stdout
     one = json.loads(cli("audit", "--record", rows[1]["id"], "--json").stdout)
     assert len(one) == 1 and one[0]["action"] == "create" and one[0]["flow"] == "customers"
+    assert json.loads(cli("audit", "--record", rows[1]["number"], "--json").stdout) == one
     assert json.loads(cli("audit", "--pair", "other", "--json").stdout) == []
 
 

@@ -1,0 +1,52 @@
+"""What an update changes, field by field: the payload last written beside the one about to be, both kept short
+(long text cut, a document's lines as their count and a fingerprint), never a whole record."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Mapping
+from typing import Any
+
+from mlconnector.fingerprints import canonical_json, comparable
+
+# Longest text kept of a value (in a link's last payload and in an audit row's changes).
+MAX_TEXT = 120
+
+
+def compact(payload: Mapping[str, Any]) -> dict[str, Any]:
+    """``payload`` as a link keeps it: each field's value short enough to store per record."""
+    return {field: _short(value) for field, value in payload.items()}
+
+
+def _short(value: Any) -> Any:
+    if isinstance(value, str):
+        return value if len(value) <= MAX_TEXT else value[:MAX_TEXT - 1] + "…"
+    if isinstance(value, list):
+        digest = hashlib.sha256(canonical_json(comparable(value)).encode()).hexdigest()[:8]
+        return f"[{len(value)} item{'s' if len(value) != 1 else ''} #{digest}]"
+    if isinstance(value, Mapping):
+        return comparable(value) if set(value) <= {"id", "name"} else _short(canonical_json(value))
+    return value
+
+
+def diff(before: Mapping[str, Any] | None, after: Mapping[str, Any]) -> list[tuple[str, Any, Any]]:
+    """(field, old, new) for each field whose short value ``after`` changes (``before``: compacted; None: unknown,
+    no changes told). A field ``after`` leaves out is left alone by the write: no change."""
+    if before is None:
+        return []
+    out = []
+    for field, value in after.items():
+        new = _short(value)
+        old = before.get(field)
+        if old != new:
+            out.append((field, old, new))
+    return out
+
+
+def to_json(changes: list[tuple[str, Any, Any]]) -> str | None:
+    return json.dumps([{"field": f, "old": o, "new": n} for f, o, n in changes], default=str) if changes else None
+
+
+def of_row(text: str | None) -> list[dict[str, Any]]:
+    return json.loads(text) if text else []
