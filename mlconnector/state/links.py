@@ -152,6 +152,18 @@ class LinkQueries:
              link.target_key, link.written)
             for link in links], _SAVE_LINK_TAIL)
 
+    def add_links_if_absent(self, links: list[Link]) -> None:
+        """Links saved only where the flow has none for that source record yet (one statement)."""
+        if not links:
+            return
+        now = iso(utcnow())
+        self._insert_rows(_SAVE_LINK_HEAD, 14, [
+            (link.pair, link.flow, link.source_id, link.target_id, iso(link.source_version), link.hash,
+             iso(link.target_version), now, _fields_json(tuple(link.fields)) if link.fields else None, link.source_hash,
+             _fields_json(tuple(link.target_fields)) if link.target_fields else None, link.target_hash,
+             link.target_key, link.written)
+            for link in links], " ON CONFLICT (pair, flow, source_id) DO NOTHING")
+
     def count_links(self, pair: str, flow: str) -> int:
         return self.db.execute("SELECT count(*) FROM links WHERE pair = ? AND flow = ?", [pair, flow]).fetchone()[0]
 

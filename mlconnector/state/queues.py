@@ -5,10 +5,32 @@ from __future__ import annotations
 
 import hashlib
 import json
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
 from mlconnector.state.common import _serialized, iso, parse_iso, utcnow
+
+
+@dataclass(frozen=True)
+class Replay:
+    """A record to wait in the replay queue, and why."""
+
+    source_id: str
+    source_system: str
+    source_entity: str
+    error_class: str
+    error: str
+    run_id: str
+    target_key: str | None = None
+
+
+_QUEUE_REPLAY_HEAD = ("INSERT INTO replay (pair, flow, source_id, source_system, source_entity, error_class, error, "
+                      "attempts, first_failed, last_failed, run_id, target_key)")
+_QUEUE_REPLAY_TAIL = (" ON CONFLICT (pair, flow, source_id) DO UPDATE SET source_system = excluded.source_system, "
+                      "source_entity = excluded.source_entity, error_class = excluded.error_class, "
+                      "error = excluded.error, attempts = replay.attempts + 1, last_failed = excluded.last_failed, "
+                      "run_id = excluded.run_id, target_key = excluded.target_key")
 
 
 class QueueQueries:
@@ -54,6 +76,20 @@ class QueueQueries:
                                   "first_failed": first, "last_failed": now, "run_id": run_id,
                                   "target_key": target_key},
                                  pk=("pair", "flow", "source_id"))
+
+    def queue_replays(self, pair: str, flow: str, entries: list[Replay]) -> None:
+        """Many records into the replay queue in one statement: a record already waiting keeps when it first failed
+        and counts one attempt more."""
+        now = iso(utcnow())
+        self._insert_rows(_QUEUE_REPLAY_HEAD, 12, [
+            (pair, flow, e.source_id, e.source_system, e.source_entity, e.error_class, e.error, 1, now, now, e.run_id,
+             e.target_key) for e in entries], _QUEUE_REPLAY_TAIL)
+
+    def clear_replays(self, pair: str, flow: str, source_ids: list[str]) -> None:
+        for start in range(0, len(source_ids), 500):
+            chunk = source_ids[start:start + 500]
+            self.db.conn.execute(f"DELETE FROM replay WHERE pair = ? AND flow = ? AND source_id IN "
+                                 f"({','.join('?' * len(chunk))})", [pair, flow, *chunk])
 
     def replay_items(self, *, pair: str | None = None, flow: str | None = None,
                      error_class: str | None = None, ids: list[str] | None = None) -> list[dict[str, Any]]:

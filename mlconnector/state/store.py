@@ -9,6 +9,7 @@ import sqlite3
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -19,8 +20,8 @@ from filelock import FileLock, Timeout
 from mlconnector.errors import ConfigError
 from mlconnector.state.audit import AuditQueries
 from mlconnector.state.common import MAX_ROWS_PER_STATEMENT, StateFileReplaced, _serialized, iso, parse_iso, utcnow
-from mlconnector.state.links import LinkQueries
-from mlconnector.state.queues import QueueQueries
+from mlconnector.state.links import Link, LinkQueries
+from mlconnector.state.queues import QueueQueries, Replay
 from mlconnector.state.schema import migrations
 
 WAL_CHECKPOINT_PAGES = 10_000  # about 40 MB of log at most between checkpoints
@@ -57,6 +58,19 @@ def refuse_foreign_database(path: Path) -> None:
         raise ConfigError(f"state file {path} is another program's SQLite database (tables {shown}), not "
                           "mlconnector's; it was left untouched: pass --state with a path of its own (a new file is "
                           "created there)")
+
+
+@dataclass
+class BatchRecord:
+    """One batch's bookkeeping, written by ``State.record_batch``."""
+
+    links: list[Link] = field(default_factory=list)
+    links_if_absent: list[Link] = field(default_factory=list)  # the opposite flow's, for records just written
+    audits: list[dict[str, Any]] = field(default_factory=list)
+    queued: list[Replay] = field(default_factory=list)
+    replayed: list[str] = field(default_factory=list)  # source ids that no longer wait (written, skipped ...)
+    intents_closed: list[str] = field(default_factory=list)
+    watermark: datetime | None = None
 
 
 class State(LinkQueries, AuditQueries, QueueQueries):
@@ -185,6 +199,21 @@ class State(LinkQueries, AuditQueries, QueueQueries):
             chunk = rows[start:start + per]
             self.db.conn.execute(f"{head} VALUES {', '.join([group] * len(chunk))}{tail}",
                                  [value for row in chunk for value in row])
+
+    def record_batch(self, pair: str, flow: str, batch: BatchRecord) -> None:
+        """What one batch of a flow did, in one transaction (a savepoint inside one already open): its links (and
+        the opposite flow's it made), its audit rows, the replay queue, its intents closed and the watermark."""
+        with self.transaction():
+            self.save_links(batch.links)
+            self.add_links_if_absent(batch.links_if_absent)
+            if batch.replayed:
+                self.clear_replays(pair, flow, batch.replayed)
+            self.queue_replays(pair, flow, batch.queued)
+            self.add_audits(batch.audits)
+            if batch.intents_closed:
+                self.clear_intents(pair, flow, batch.intents_closed)
+            if batch.watermark is not None:
+                self.set_watermark(pair, flow, batch.watermark)
 
     # runs ------------------------------------------------------------------------------------
     def prove_writable(self, name: str) -> None:

@@ -13,7 +13,7 @@ from typing import Any
 from mlconnector.errors import AuthError, BudgetExhausted, RemoteError, Unreachable
 from mlconnector.fingerprints import payload_hash
 from mlconnector.flows import Flow
-from mlconnector.state import Link
+from mlconnector.state import BatchRecord, Link, Replay
 from mlconnector.sync import changes, echo
 from mlconnector.sync.context import FlowRun
 from mlconnector.sync.items import Item
@@ -91,64 +91,62 @@ class Recorder:
             raise
 
     def record(self, batch: list[Item], advance: bool = True, landed: bool = True) -> None:
+        """What ``batch`` did, written to the state file in one call (``State.record_batch``)."""
         fr = self.fr
-        flow, state, pair = fr.flow, fr.state, fr.pair.name
+        flow, pair = fr.flow, fr.pair.name
         if fr.run.dry_run:
             for item in batch:
                 fr.stats.count(item.outcome or Outcome.SKIPPED, item.reason)
             return
         fr.keys.recorded(item.key for item in batch)
         newest: datetime | None = None
-        links: list[Link] = []
-        audits: list[dict[str, Any]] = []
+        done = BatchRecord()
         written_back: list[tuple[Record, WriteResult]] = []
         sharing: list[Item] = []
-        with state.transaction():
-            queued = state.queued(pair, flow.name, [item.record.id for item in batch]) if fr.replay_waiting else set()
-            for item in batch:
-                if item.result is not None and item.result.not_sent:
-                    continue  # never sent (the run was told to stop): neither an attempt nor read, as far as it goes
-                outcome = item.outcome or Outcome.FAILED
-                record = item.record
-                newest = _later(newest, record.modified)
-                if outcome is Outcome.SEEN:
-                    fr.stats.count(outcome)  # re-read through the overlap window: no attempt, no audit row
-                    continue
-                if outcome is Outcome.FAILED:
-                    fr.replay_waiting = True
-                    state.queue_replay(pair=pair, flow=flow.name, source_system=fr.source_name,
-                                       source_entity=flow.source_entity, source_id=record.id,
-                                       error_class=item.error_class or "error", error=item.reason or "",
-                                       run_id=fr.run.run_id, target_key=item.key)
-                    if item.shares_key_with:
-                        sharing.append(item)
-                else:
-                    if record.id in queued:
-                        state.clear_replay(pair, flow.name, record.id)
-                    if outcome.written:
-                        links += self._links_of_write(item, written_back)
-                    elif outcome is Outcome.UNCHANGED and item.link:
-                        links.append(replace(item.link, source_version=record.modified,
-                                             source_hash=item.fingerprint, target_key=item.key))
-                fr.stats.count(outcome, item.reason)
-                note = item.reason if outcome in (Outcome.SKIPPED, Outcome.UNCHANGED) else \
-                    "; ".join(filter(None, (fr.mode if fr.mode != "poll" else None, item.note))) or None
-                payload = (json.dumps(item.payload, default=str)
-                           if fr.config.audit_payloads and item.payload is not None else None)
-                changed = self._changes(item) if outcome is Outcome.UPDATED else []
-                audits.append(self.row(item, note=note, payload=payload, error_class=item.error_class or "error",
-                                       error=item.reason or "", changes=changes.to_json(changed)))
-            if sharing:
-                audits += self._queue_key_holders(sharing, {item.record.id for item in batch})
-            # One statement each for the batch's links and audit rows, in the same transaction.
-            state.save_links(links)
-            if written_back:
-                self._link_back(written_back)
-            state.add_audits(audits)
-            if flow.find_by and landed:
-                state.clear_intents(pair, flow.name, [item.record.id for item in batch])
-            if fr.mode == "poll" and advance and newest is not None:
-                state.set_watermark(pair, flow.name, newest)
+        for item in batch:
+            if item.result is not None and item.result.not_sent:
+                continue  # never sent (the run was told to stop): neither an attempt nor read, as far as it goes
+            outcome = item.outcome or Outcome.FAILED
+            record = item.record
+            newest = _later(newest, record.modified)
+            if outcome is Outcome.SEEN:
+                fr.stats.count(outcome)  # re-read through the overlap window: no attempt, no audit row
+                continue
+            if outcome is Outcome.FAILED:
+                done.queued.append(Replay(record.id, fr.source_name, flow.source_entity, item.error_class or "error",
+                                          item.reason or "", fr.run.run_id, item.key))
+                if item.shares_key_with:
+                    sharing.append(item)
+            else:
+                done.replayed.append(record.id)
+                if outcome.written:
+                    done.links += self._links_of_write(item, written_back)
+                elif outcome is Outcome.UNCHANGED and item.link:
+                    done.links.append(replace(item.link, source_version=record.modified,
+                                              source_hash=item.fingerprint, target_key=item.key))
+            fr.stats.count(outcome, item.reason)
+            note = item.reason if outcome in (Outcome.SKIPPED, Outcome.UNCHANGED) else \
+                "; ".join(filter(None, (fr.mode if fr.mode != "poll" else None, item.note))) or None
+            payload = (json.dumps(item.payload, default=str)
+                       if fr.config.audit_payloads and item.payload is not None else None)
+            changed = self._changes(item) if outcome is Outcome.UPDATED else []
+            done.audits.append(self.row(item, note=note, payload=payload, error_class=item.error_class or "error",
+                                        error=item.reason or "", changes=changes.to_json(changed)))
+        if not fr.replay_waiting:
+            done.replayed = []  # none of this flow's records waits: nothing to take out of the queue
+        if done.queued:
+            fr.replay_waiting = True
+        if sharing:
+            held = self._queue_key_holders(sharing, {item.record.id for item in batch})
+            done.queued += [replay for replay, _ in held]
+            done.audits += [row for _, row in held]
+        if written_back:
+            done.links_if_absent = link_back(pair, flow, written_back)
+        if flow.find_by and landed:
+            done.intents_closed = [item.record.id for item in batch]
+        if fr.mode == "poll" and advance:
+            done.watermark = newest
+        fr.state.record_batch(pair, flow.name, done)
 
     def _links_of_write(self, item: Item, written_back: list[tuple[Record, WriteResult]]) -> list[Link]:
         """The links a written record leaves: its own, and in a two-way sync the opposite flow's."""
@@ -176,50 +174,40 @@ class Recorder:
             written_back.append((record, result))
         return links
 
-    def _queue_key_holders(self, sharing: list[Item], in_batch: set[str]) -> list[dict[str, Any]]:
+    def _queue_key_holders(self, sharing: list[Item], in_batch: set[str]) -> list[tuple[Replay, dict[str, Any]]]:
         """The records outside this batch that hold a key which records of the batch share (written and linked
         earlier): each waits in the replay queue too, and is not written again, until the keys differ."""
         fr = self.fr
         flow, state, pair = fr.flow, fr.state, fr.pair.name
-        audits: list[dict[str, Any]] = []
         holders: dict[str, tuple[str, list[str]]] = {}
         for item in sharing:
             for other in item.shares_key_with:
                 if other not in in_batch:
                     holders.setdefault(other, (str(item.key), []))[1].append(item.record.id)
         waiting = state.queued(pair, flow.name, list(holders))
+        out = []
         for other, (key, sharers) in holders.items():
             if other in waiting:
                 continue
             error = (f"{fr.key_field} {key!r} is also the key of {flow.source_entity} {', '.join(sorted(sharers))} "
                      f"(as {fr.target_name} compares it): not written again until the keys differ in "
                      f"{fr.source_name}, then `mlconnector replay`")
-            state.queue_replay(pair=pair, flow=flow.name, source_system=fr.source_name,
-                               source_entity=flow.source_entity, source_id=other, error_class="duplicate_key",
-                               error=error, run_id=fr.run.run_id, target_key=key)
-            audits.append(audit_row(fr.run.run_id, pair, flow, fr.source_name, fr.target_name, other,
-                                    state.target_of(pair, flow.name, other), Outcome.FAILED,
-                                    error_class="duplicate_key", error=error))
-            fr.replay_waiting = True
-        return audits
-
-    def _link_back(self, written: list[tuple[Record, WriteResult]]) -> None:
-        """In a two-way sync, the opposite flow learns the pairing too, so it never creates a second record for
-        the one we just wrote. Nothing was sent that way yet: no hash, no source version."""
-        fr = self.fr
-        link_back(fr.state, fr.pair.name, fr.flow, written)
+            out.append((Replay(other, fr.source_name, flow.source_entity, "duplicate_key", error, fr.run.run_id, key),
+                        audit_row(fr.run.run_id, pair, flow, fr.source_name, fr.target_name, other,
+                                  state.target_of(pair, flow.name, other), Outcome.FAILED,
+                                  error_class="duplicate_key", error=error)))
+        return out
 
 
-def link_back(state: Any, pair: str, flow: Flow, written: list[tuple[Record, WriteResult]]) -> None:
-    """The opposite flow's links to records ``flow`` just wrote, where it has none yet."""
+def link_back(pair: str, flow: Flow, written: list[tuple[Record, WriteResult]]) -> list[Link]:
+    """The opposite flow's links to records ``flow`` just wrote, to be saved where it has none yet (so it never
+    creates a second record for one we just wrote). Nothing was sent that way yet: no hash, no source version."""
     assert flow.echo_of
-    known = state.links(pair, flow.echo_of, [str(r.target_id) for _, r in written])
     fresh: dict[str, Link] = {}
     for record, result in written:
         target_id = str(result.target_id)
-        if target_id not in known and target_id not in fresh:
-            fresh[target_id] = Link(pair, flow.echo_of, target_id, record.id, None, None, record.modified)
-    state.save_links(list(fresh.values()))
+        fresh.setdefault(target_id, Link(pair, flow.echo_of, target_id, record.id, None, None, record.modified))
+    return list(fresh.values())
 
 
 @lru_cache(maxsize=256)

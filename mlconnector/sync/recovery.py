@@ -73,8 +73,8 @@ def recover_interrupted_creates(run: RunResult, pair: PairSpec, state: State, co
                 state.save_link(Link(pair.name, name, source_id, landed.record.id, None,
                                      payload_hash(landed.payload), None, tuple(sorted(landed.payload))))
                 if flow.echo_of:
-                    link_back(state, pair.name, flow, [(record, WriteResult("create", landed.record.id,
-                                                                            landed.record.modified))])
+                    state.add_links_if_absent(link_back(pair.name, flow, [(record, WriteResult(
+                        "create", landed.record.id, landed.record.modified))]))
                 state.add_audit(audit_row(
                     run.run_id, pair.name, flow, *systems, source_id, landed.record.id, "link",
                     note=f"created by interrupted run {by_run[source_id]}; found by {', '.join(flow.find_by)} and "
