@@ -28,6 +28,9 @@ from mlconnector.http import CallCounter
 from mlconnector.pairs import all_pairs
 from mlconnector.state import State, default_state_path, refuse_foreign_database
 from mlconnector.sync import Engine, RunResult, open_pair, pair_lock, pair_lock_file, resolve_roles
+from mlconnector.sync.reconcile import ReconcileReport, queue_fixes
+from mlconnector.sync.reconcile import reconcile as run_reconcile
+from mlconnector.sync.run import new_run_id
 from mlconnector.systems import ConnectorContext, make_connector
 from mlconnector.systems.base import PingResult
 
@@ -281,6 +284,50 @@ def replay(runtime: Runtime, *, pair: str | None = None, flow: str | None = None
             finally:
                 session.close()
     return results
+
+
+@dataclass
+class Reconciled:
+    """What `reconcile` found and, with ``fix``, queued (and with ``now`` wrote)."""
+
+    report: ReconcileReport
+    queued: int = 0
+    run: RunResult | None = None  # the replay --now made of what was queued
+
+
+def reconcile(runtime: Runtime, pair: str, *, flows: Iterable[str] | None = None, fix: bool = False,
+              now: bool = False) -> Reconciled:
+    """`mlconnector reconcile PAIR`: read both sides of each flow whole and compare them record by record (and
+    documents' totals by month), under the pair's lock so no run writes meanwhile. With ``fix`` each record that
+    writing again would fix is queued for replay; with ``now`` that replay runs at once."""
+    config = runtime.config
+    path = runtime.state_file(config)
+    with locked_state(path, pair) as state:
+        session = open_pair(config, pair, runtime.context(state))
+        try:
+            chosen = [session.pair.flow(name) for name in _flow_names(session.pair, flows, session.config.flows)]
+            report = run_reconcile(session.pair, session.config, session.connectors, state, session.counter,
+                                   session.pair.ordered([f.name for f in chosen]))
+            result = Reconciled(report)
+            if not fix:
+                return result
+            queued = queue_fixes(report, session.pair, session.connectors, state, new_run_id())
+            result.queued = report.queued = len(queued)
+            if now and queued:
+                engine = Engine(session.pair, session.config, session.connectors, state, counter=session.counter)
+                result.run = engine.replay(error_class="reconcile", ids=sorted({i for _, i in queued}))
+            return result
+        finally:
+            session.close()
+
+
+def _flow_names(pair: Any, flows: Iterable[str] | None, configured: Iterable[str] | None) -> list[str]:
+    names = list(flows or configured or [f.name for f in pair.flows])
+    known = [f.name for f in pair.flows]
+    for name in names:
+        if name not in known:
+            raise ConfigError(f"pair {pair.name} has no flow {name!r} (flows: {', '.join(known)})")
+    return names
 
 
 class _WithoutCachedTokens:

@@ -9,6 +9,7 @@ EXIT_CONFIG = 2
 EXIT_RECORDS_FAILED = 3
 EXIT_AUTH = 4
 EXIT_UNREACHABLE = 5
+EXIT_DISAGREE = 6  # `reconcile`: the two systems do not agree
 EXIT_LOCKED = 75
 
 

@@ -18,6 +18,16 @@ def text(value: Any) -> str | None:
     return stripped or None
 
 
+def key_value(record: Mapping[str, Any], key: str) -> Any:
+    """A record's natural key under an upsert key: a key may name several fields, tried in order
+    ("Account_Number,Account_Name", as Zoho's duplicate_check_fields): the first that holds a value."""
+    for name in key.split(","):
+        value = record.get(name.strip())
+        if value not in (None, ""):
+            return value
+    return None
+
+
 def without_none(payload: dict[str, Any]) -> dict[str, Any]:
     """The payload without the fields that have no value (so they are left alone, not cleared)."""
     return {k: v for k, v in payload.items() if v is not None}
@@ -40,6 +50,19 @@ class MapContext(Protocol):
 
 
 Mapping_ = Callable[[Record, MapContext], dict[str, Any]]
+
+
+@dataclass(frozen=True)
+class Totals:
+    """Where a document's date, amount and currency are on each side, for `reconcile`'s totals per month (the
+    amount before tax where the target computes its own tax)."""
+
+    source_date: str
+    source_amount: str
+    target_date: str
+    target_amount: str
+    source_currency: str | None = None
+    target_currency: str | None = None
 
 
 @dataclass(frozen=True)
@@ -74,6 +97,7 @@ class Flow:
     send_back_created: bool = False
     find_by: tuple[str, ...] = ()
     description: str = ""
+    totals: Totals | None = None  # documents: what `reconcile` sums per month on each side
 
     def key_field(self, options: Mapping[str, Any]) -> str:
         return self.key(options) if callable(self.key) else self.key

@@ -17,6 +17,7 @@ from mlconnector.cli import demo as demo_cmd
 from mlconnector.cli import init as init_cmd
 from mlconnector.cli import listen as listen_cmd
 from mlconnector.cli import ping as ping_cmd
+from mlconnector.cli import reconcile as reconcile_cmd
 from mlconnector.cli import report
 from mlconnector.cli import sandbox as sandbox_cli
 from mlconnector.cli import secrets as secrets_cli
@@ -169,6 +170,7 @@ def build_app() -> typer.Typer:
     app.add_typer(auth_cli.app, name="auth")
     app.add_typer(sync_cmd.build_sync_app(), name="sync")
     app.command("replay")(sync_cmd.replay)
+    app.command("reconcile")(reconcile_cmd.reconcile)
     app.command("audit")(report.audit)
     app.command("status")(report.status)
     app.command("listen")(listen_cmd.listen)

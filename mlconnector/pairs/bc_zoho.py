@@ -21,6 +21,7 @@ BC_ZOHO = register(PairSpec(
              depends_on=("customers",), description="BC contacts of customers -> Zoho Contacts"),
         Flow("invoices", "erp", "postedSalesInvoices", "crm", "Invoices", m.option_key("invoice"),
              m.invoice_from_posted_invoice, depends_on=("customers", "items"),
-             description="BC posted sales invoices -> Zoho Invoices with Invoiced_Items and totals"),
+             description="BC posted sales invoices -> Zoho Invoices with Invoiced_Items and totals",
+             totals=m.INVOICE_TOTALS),
     ),
 ))

@@ -19,13 +19,17 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 from mlconnector.errors import RecordError
-from mlconnector.flows import MapContext, Option, SkipRecord
+from mlconnector.flows import MapContext, Option, SkipRecord, Totals
 from mlconnector.flows import text as _text
 from mlconnector.flows import without_none as _clean
 from mlconnector.prerequisites import FIELD, MODULE, Requirement
 from mlconnector.systems.base import Record
 
 EMPTY_GUID = "00000000-0000-0000-0000-000000000000"
+
+# What `reconcile` sums per month: posted invoices before tax (Zoho computes its own totals from the lines).
+INVOICE_TOTALS = Totals("invoiceDate", "totalAmountExcludingTax", "Invoice_Date", "Sub_Total")
+
 
 def option_key(what: str) -> "Callable[[Mapping[str, Any]], str]":
     """The upsert key of a flow, as the pair's options set it (for Flow.key)."""

@@ -33,7 +33,7 @@ NAV_ZOHO = register(PairSpec(
              description="NAV sales orders -> Zoho Sales_Orders with Ordered_Items"),
         Flow("invoices", "erp", "postedSalesInvoices", "crm", "Invoices", m.option_key("invoice"),
              m.invoice_from_posted_invoice, depends_on=("customers", "items", "sales_orders"),
-             description="NAV posted sales invoices -> Zoho Invoices with Invoiced_Items"),
+             description="NAV posted sales invoices -> Zoho Invoices with Invoiced_Items", totals=m.INVOICE_TOTALS),
         Flow("accounts_to_customers", "crm", "Accounts", "erp", "customers", "number", m.customer_from_account,
              echo_of="customers", find_by=("displayName",),
              description="Zoho Accounts (customers) -> NAV customers"),

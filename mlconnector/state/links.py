@@ -152,6 +152,31 @@ class LinkQueries:
              link.target_key, link.written)
             for link in links], _SAVE_LINK_TAIL)
 
+    @_serialized
+    def linked_ids(self, pair: str, flow: str, side: str) -> list[str]:
+        """Every source id (``side`` "source") or target id ("target") the flow has a link for."""
+        column = {"source": "source_id", "target": "target_id"}[side]
+        return [row[0] for row in self.db.conn.execute(
+            f"SELECT {column} FROM links WHERE pair = ? AND flow = ? AND {column} IS NOT NULL", [pair, flow])]
+
+    @_serialized
+    def forget_written(self, pair: str, flow: str, source_ids: list[str]) -> None:
+        """The next run writes these records again even though they have not changed since (what the target holds
+        is no longer what was written: `reconcile --fix`)."""
+        self._each_chunk("UPDATE links SET hash = NULL", pair, flow, source_ids)
+
+    @_serialized
+    def unlink(self, pair: str, flow: str, source_ids: list[str]) -> None:
+        """These records' links go: the target records they named are gone, so the next write finds or creates
+        one by key."""
+        self._each_chunk("DELETE FROM links", pair, flow, source_ids)
+
+    def _each_chunk(self, statement: str, pair: str, flow: str, source_ids: list[str]) -> None:
+        for start in range(0, len(source_ids), 500):
+            chunk = source_ids[start:start + 500]
+            self.db.conn.execute(f"{statement} WHERE pair = ? AND flow = ? AND source_id IN "
+                                 f"({','.join('?' * len(chunk))})", [pair, flow, *chunk])
+
     def add_links_if_absent(self, links: list[Link]) -> None:
         """Links saved only where the flow has none for that source record yet (one statement)."""
         if not links:

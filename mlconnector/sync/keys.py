@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable
 from typing import Any
 
+from mlconnector.flows import key_value
 from mlconnector.state import State
 from mlconnector.sync.items import Item
 from mlconnector.sync.outcomes import Outcome
@@ -42,7 +43,7 @@ def refuse_shared_keys(items: list[Item], *, field: str, form: Callable[[Any], s
     that key is queued too (bookkeeping). Records of the batch, of batches not yet recorded (``claimed``), and
     records linked or queued before (the state file) all count."""
     for item in items:
-        value = (item.payload or {}).get(field)
+        value = key_value(item.payload or {}, field)
         item.key = form(value) if value not in (None, "") else None
     by_key: dict[str, list[Item]] = {}
     for item in items:
@@ -64,5 +65,5 @@ def refuse_shared_keys(items: list[Item], *, field: str, form: Callable[[Any], s
         for item in group:
             others = tuple(sorted(holders - {item.record.id}))
             item.shares_key_with = others
-            item.decide(Outcome.FAILED, describe(field, (item.payload or {}).get(field), others), "duplicate_key")
+            item.decide(Outcome.FAILED, describe(field, key_value(item.payload or {}, field), others), "duplicate_key")
             item.payload = item.hash = None

@@ -234,6 +234,15 @@ class ConnectorBase:
         """Why ``entity`` cannot be read or written here at all (an edition without the module), or None."""
         return None
 
+    def link_id(self, entity: str, record: Record) -> str:
+        """The id a write of this record answers with, which links keep, for a record as read (most systems: its
+        id; a Zuora subscription is read as one version, written and linked by its number)."""
+        return record.id
+
+    def also_read(self, entity: str, fields: list[str]) -> None:
+        """Fields of ``entity`` a caller needs from later reads besides those the system reads anyway (`reconcile`
+        compares every field a flow writes); for systems whose reads name their fields."""
+
     def set_budget(self, credits: int) -> None:
         """A daily budget of API credits, for systems that charge them (a run stops before crossing it)."""
 

@@ -512,6 +512,7 @@ class ZohoConnector(ConnectorBase):
         self.credits_used = 0
         self._org: dict[str, Any] | None = None
         self._read_clock: dict[str, datetime | None] = {}
+        self._also_read: dict[str, list[str]] = {}
 
     # -- plumbing --------------------------------------------------------------------------------------------------
     @property
@@ -598,7 +599,11 @@ class ZohoConnector(ConnectorBase):
         if len(names) > COQL_MAX_SELECT:
             raise ConfigError(f"systems.{self.name}.fields.{entity} names {len(names)} fields; COQL selects at "
                               f"most {COQL_MAX_SELECT}")
-        return names
+        extra = [n for n in self._also_read.get(entity, ()) if n not in names]
+        return names + extra[:COQL_MAX_SELECT - len(names)]
+
+    def also_read(self, entity: str, fields: list[str]) -> None:
+        self._also_read[entity] = list(dict.fromkeys([*self._also_read.get(entity, ()), *fields]))
 
     def _full_record_modules(self) -> set[str]:
         return set(self.system.setting("full_record_modules", list(LINE_ITEM_MODULES), type_=list))

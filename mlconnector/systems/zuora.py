@@ -390,6 +390,12 @@ class ZuoraConnector(ConnectorBase):
             data["invoiceIds"] = [a.get("invoiceId") for a in data.get("paymentApplications") or []]
         return Record(self.name, entity, str(data["id"]), parse_time(data.get("updatedDate")), data)
 
+    def link_id(self, entity: str, record: Record) -> str:
+        """Subscriptions are written and linked by number (each amendment makes a new version with a new id)."""
+        if entity == "subscriptions":
+            return str(record.get("name") or record.get("subscriptionNumber") or record.id)
+        return record.id
+
     def _check_entity(self, entity: str) -> None:
         if entity not in ENTITIES:
             raise ConfigError(f"{self.name}: entity {entity!r} is not read by the Zuora connector "

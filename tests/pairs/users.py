@@ -37,6 +37,20 @@ class ZohoUser:
         answer.raise_for_status()
         assert answer.json()["data"][0]["status"] == "success", answer.text
 
+    def create(self, module: str, **fields: Any) -> str:
+        """POST /crm/v8/{module}, as the CRM's create form saves a record; returns its id."""
+        answer = self.http.post(f"/crm/v8/{module}", json={"data": [fields]})
+        answer.raise_for_status()
+        [result] = answer.json()["data"]
+        assert result["status"] == "success", answer.text
+        return str(result["details"]["id"])
+
+    def delete(self, module: str, record_id: str) -> None:
+        """DELETE /crm/v8/{module}/{id} (to the recycle bin)."""
+        answer = self.http.delete(f"/crm/v8/{module}/{record_id}")
+        answer.raise_for_status()
+        assert answer.json()["data"][0]["status"] == "success", answer.text
+
     def close(self) -> None:
         self.http.close()
 
