@@ -86,7 +86,8 @@ def _render(report: api.ReconcileReport) -> None:
                           str(t.target_count), f"{t.target_sum:,.2f}", "" if t.agrees else "differs")
         out.print(table)
     calls = ", ".join(f"{k} {v}" for k, v in sorted(report.calls.items())) or "none"
-    out.print(f"API calls: {calls}", highlight=False)
+    credits = "".join(f"; {name} credits {n}" for name, n in sorted(report.credits.items()))
+    out.print(f"API calls: {calls}{credits}", highlight=False)
     skipped = [name for name, flow in report.flows.items() if flow.not_compared]
     if report.agrees:
         out.print("both sides agree" + (f" (not compared: {', '.join(skipped)})" if skipped else ""),

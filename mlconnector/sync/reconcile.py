@@ -14,10 +14,11 @@ from mlconnector.errors import ConfigError, RecordError
 from mlconnector.fingerprints import comparable
 from mlconnector.flows import Flow, PairSpec, SkipRecord, key_value
 from mlconnector.http import CallCounter
-from mlconnector.state import Replay, State
+from mlconnector.state import Link, Replay, State
 from mlconnector.sync.bookkeeping import audit_row
 from mlconnector.sync.context import MappingContext
 from mlconnector.sync.outcomes import Outcome
+from mlconnector.sync.targets import edited_since_written
 from mlconnector.systems.base import Connector, Record
 
 # Kinds of disagreement
@@ -42,6 +43,7 @@ class Difference:
     target_id: str | None = None
     fields: list[tuple[str, Any, Any]] = field(default_factory=list)  # (field, the source maps to, the target holds)
     stale_link: bool = False  # the state file links the source record to a target record that is gone
+    pending: bool = False  # two-way: the target record was edited since the last run, which carries it back
     note: str = ""
 
 
@@ -85,6 +87,7 @@ class ReconcileReport:
     pair: str
     flows: dict[str, FlowReport] = field(default_factory=dict)
     calls: dict[str, int] = field(default_factory=dict)
+    credits: dict[str, int] = field(default_factory=dict)  # API credits spent, for systems that charge them
     queued: int = 0  # records --fix put into the replay queue
 
     @property
@@ -94,13 +97,14 @@ class ReconcileReport:
     @property
     def fixable(self) -> bool:
         """Whether writing the source records again would settle every difference (see FIXABLE)."""
-        return all(d.kind in FIXABLE for flow in self.flows.values() for d in flow.differences) and all(
+        return all(d.kind in FIXABLE and not d.pending for flow in self.flows.values() for d in flow.differences) and all(
             t.agrees for flow in self.flows.values() for t in flow.totals)
 
     def to_dict(self) -> dict[str, Any]:
         """The report as `reconcile --json` prints it."""
         return {
-            "pair": self.pair, "agrees": self.agrees, "calls": self.calls, "queued": self.queued,
+            "pair": self.pair, "agrees": self.agrees, "calls": self.calls, "credits": self.credits,
+            "queued": self.queued,
             "flows": {name: {
                 "agrees": flow.agrees, "source_records": flow.source_records, "target_records": flow.target_records,
                 "agreeing": flow.agreeing, "left_out": flow.left_out,
@@ -119,6 +123,8 @@ def reconcile(pair: PairSpec, config: PairConfig, connectors: Mapping[str, Conne
               counter: CallCounter, flows: Iterable[Flow]) -> ReconcileReport:
     """Read both sides of each flow whole and say where they disagree."""
     before = counter.snapshot()
+    systems = {c.name: c for c in connectors.values()}
+    spent = {name: c.credits_used for name, c in systems.items()}
     context = MappingContext(pair, config, state, connectors, {})
     report = ReconcileReport(pair.name)
     for flow in flows:
@@ -127,6 +133,7 @@ def reconcile(pair: PairSpec, config: PairConfig, connectors: Mapping[str, Conne
         except ConfigError as exc:  # a system that takes these records but cannot give them back (GP's orders)
             report.flows[flow.name] = FlowReport(flow.name, not_compared=str(exc))
     report.calls = counter.since(before)
+    report.credits = {name: c.credits_used - spent[name] for name, c in systems.items() if c.credits_used > spent[name]}
     return report
 
 
@@ -187,7 +194,11 @@ def _reconcile_flow(pair: PairSpec, config: PairConfig, connectors: Mapping[str,
         if link is not None and link.target_id in targets:
             fields = _differing(payload, targets[link.target_id])
             if fields:
-                difference(DIFFERS, key, source_id, link.target_id, fields)
+                edited = bool(flow.echo_of) and _edited_since_sync(state, pair, flow, link, targets[link.target_id],
+                                                                    payload)
+                difference(DIFFERS, key, source_id, link.target_id, fields, pending=edited,
+                           note=f"edited in {target.name} since the last run, which carries it (conflict rule)"
+                           if edited else "")
             else:
                 report.agreeing += 1
         elif key and by_key.get(key):
@@ -213,6 +224,18 @@ def _key(value: Any, form: Any, shown: dict[str, str]) -> str | None:
     key = form(value)
     shown.setdefault(key, str(value))
     return key
+
+
+def _edited_since_sync(state: State, pair: PairSpec, flow: Flow, link: Link, current: Record,
+                       payload: Mapping[str, Any]) -> bool:
+    """In a two-way pair, whether the target record changed since the two sides last agreed: then it is the other
+    side's edit, which the opposite flow carries (or the conflict rule settles), not ours to write over."""
+    if current.modified is None:
+        return False
+    if link.hash is not None:
+        return edited_since_written(link, current, payload)
+    opposite = state.link(pair.name, flow.echo_of or "", str(link.target_id))
+    return bool(opposite and opposite.source_version and current.modified > opposite.source_version)
 
 
 def _known_targets(state: State, pair: PairSpec, flow: Flow) -> set[str]:
@@ -296,7 +319,7 @@ def queue_fixes(report: ReconcileReport, pair: PairSpec, connectors: Mapping[str
             flow = pair.flow(name)
             source, target = connectors[flow.source], connectors[flow.target]
             names = (source.name or flow.source, target.name or flow.target)
-            fixes = [d for d in flow_report.differences if d.kind in FIXABLE and d.source_id]
+            fixes = [d for d in flow_report.differences if d.kind in FIXABLE and d.source_id and not d.pending]
             if not fixes:
                 continue
             # Unchanged records are not written again unless the state forgets writing them; a link to a target

@@ -86,17 +86,7 @@ class TargetView:
         what we are about to write to it)."""
         assert current.modified is not None
         if link.hash is not None:  # we wrote it: compare with what we wrote
-            if link.target_version is None or current.modified < link.target_version:
-                return False
-            # Equal times may still hide an edit (whole-second clocks): the content decides.
-            if link.fields:
-                if content_hash(current, link.fields) != link.hash:
-                    return True
-                # A field we left alone then (it was empty on our side), which the target holds another value in
-                # now, would be overwritten: that value is the target's change.
-                return any(current.get(k) not in (None, "") and comparable(current.get(k)) != comparable(v)
-                           for k, v in payload.items() if k not in link.fields)
-            return current.modified > link.target_version
+            return edited_since_written(link, current, payload)
         # The pairing came from the opposite flow, which read this record as its source.
         fr = self.fr
         opposite = fr.state.link(fr.pair.name, fr.flow.echo_of or "", link.target_id or "")
@@ -110,3 +100,19 @@ class TargetView:
             return link.hash is None or payload_hash(flow.map(record, self.fr.context)) != link.hash
         except (RecordError, SkipRecord, KeyError, ValueError, TypeError):
             return True
+
+
+def edited_since_written(link: Link, current: Record, payload: Mapping[str, Any]) -> bool:
+    """Whether a target record we wrote (``link``) was edited since, in what we sync (``payload``: what we would
+    write to it now)."""
+    if current.modified is None or link.target_version is None or current.modified < link.target_version:
+        return False
+    # Equal times may still hide an edit (whole-second clocks): the content decides.
+    if link.fields:
+        if content_hash(current, link.fields) != link.hash:
+            return True
+        # A field we left alone then (it was empty on our side), which the target holds another value in now,
+        # would be overwritten: that value is the target's change.
+        return any(current.get(k) not in (None, "") and comparable(current.get(k)) != comparable(v)
+                   for k, v in payload.items() if k not in link.fields)
+    return current.modified > link.target_version

@@ -157,6 +157,8 @@ class ConnectorBase:
     http: ApiClient | None = None  # the system's HTTP client, where it has one
     # Counting connectors: whether to ask, with the next read's first page, how many records it gives.
     count_rows: bool = False
+    # Systems that charge API credits per call (Zoho): the credits this connector has spent.
+    credits_used: int = 0
 
     # -- every system --------------------------------------------------------------------------------------------
     def changes(self, entity: str, since: datetime | None, until: datetime | None = None) -> Iterator[Record]:

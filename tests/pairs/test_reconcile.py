@@ -6,10 +6,12 @@ from __future__ import annotations
 
 import json
 
+import pytest
 from typer.testing import CliRunner
 
 from mlconnector.cli.main import build_app
 from mlconnector.errors import EXIT_DISAGREE
+from tests.pairs.users import ZohoUser
 from tests.pairs.world import make_world
 
 
@@ -58,6 +60,8 @@ def test_drift_planted_in_zoho_is_found_fixed_and_then_both_sides_agree(tmp_path
         [month] = report["flows"]["invoices"]["totals"]
         assert (month["source_count"], month["target_count"], month["agrees"]) == (1, 0, False)
         assert report["calls"]["bc"] > 0 and report["calls"]["zoho"] > 0
+        # COQL reads of up to 2,000 rows cost 3 credits each (the other calls: the token, the org)
+        assert 0 < report["credits"]["zoho"] <= 3 * report["calls"]["zoho"]
         # Reading compared; nothing was written to either side.
         assert world.account("C00020")["Billing_City"] == "Nowhere"
 
@@ -65,6 +69,7 @@ def test_drift_planted_in_zoho_is_found_fixed_and_then_both_sides_agree(tmp_path
         assert shown.exit_code == EXIT_DISAGREE
         assert "differs C00020" in shown.stdout and "orphan X-999" in shown.stdout
         assert "documents per month" in shown.stdout and "do not agree" in shown.stderr
+        assert "zoho credits" in shown.stdout
 
         fixing = cli(world, "reconcile", "bc-zoho", "--fix")
         assert fixing.exit_code == EXIT_DISAGREE
@@ -173,3 +178,54 @@ def test_every_pair_agrees_after_a_run_and_a_flow_that_cannot_be_read_back_is_sa
         assert "sales_orders_to_gp: not compared" in shown.stdout and "not compared: sales_orders_to_gp" in shown.stdout
     finally:
         gp.close()
+
+
+def zoho_user_in(world) -> ZohoUser:
+    """A CRM user with an OAuth client of their own, in the world's Zoho org."""
+    client = world.zoho.register_client()
+    return ZohoUser(world.router, "http://zoho.sandbox", client.client_id, client.client_secret,
+                    world.zoho.issue_refresh_token(client.client_id))
+
+
+@pytest.mark.parametrize("pair", ["fo-zoho", "gp-zoho", "nav-zoho"])
+def test_each_pair_into_zoho_finds_an_edited_and_a_deleted_record_and_fix_now_brings_agreement(
+        pair, tmp_path, monkeypatch):
+    from tests.pairs.fo_world import make_fo_world
+    from tests.pairs.gp_world import make_gp_world
+
+    world = {"fo-zoho": lambda: make_fo_world(tmp_path, monkeypatch), "gp-zoho": lambda: make_gp_world(
+        tmp_path, monkeypatch), "nav-zoho": lambda: make_world(tmp_path, monkeypatch, "nav")}[pair]()
+    try:
+        assert cli(world, "sync", pair).exit_code == 0
+        zoho = zoho_user_in(world)
+        flows, module, key = {"fo-zoho": (("customers", "products"), "Products", "Product_Code"),
+                              "gp-zoho": (("customers", "gl_accounts"), "GL_Accounts", "GL_Account_Number"),
+                              "nav-zoho": (("customers", "items"), "Products", "Product_Code")}[pair]
+        accounts = sorted((a for a in world.crm("Accounts") if a.get("Account_Number")
+                           and a.get("Account_Type") != "Vendor"), key=lambda a: a["Account_Number"])
+        edited, deleted = accounts[0], sorted(world.crm(module), key=lambda r: r[key])[0]
+        zoho.edit("Accounts", edited["id"], Account_Name="Renamed in Zoho")
+        zoho.delete(module, deleted["id"])
+
+        code, report = reconciled(world, pair, *(arg for f in flows for arg in ("--flow", f)))
+
+        assert code == EXIT_DISAGREE
+        assert kinds(report, flows[0]) == {"differs": [edited["Account_Number"]]}
+        assert kinds(report, flows[1]) == {"missing": [deleted[key]]}
+        fixed = cli(world, "reconcile", pair, "--fix", "--now", *(arg for f in flows for arg in ("--flow", f)))
+        assert [r[key] for r in world.crm(module)].count(deleted[key]) == 1
+        [name] = [a["Account_Name"] for a in world.crm("Accounts") if a["id"] == edited["id"]]
+        if pair == "nav-zoho":
+            # Two-way: the Zoho edit is the other side's change, which the next run carries to NAV; reconcile
+            # names it and leaves it alone.
+            assert fixed.exit_code == EXIT_DISAGREE and "since the last run" in fixed.stdout, fixed.stdout
+            assert name == "Renamed in Zoho"
+            assert cli(world, "sync", pair).exit_code == 0
+            assert world.nav_user().card("customers", edited["Account_Number"])["Name"] == "Renamed in Zoho"
+        else:
+            assert fixed.exit_code == 0, fixed.output
+            assert name != "Renamed in Zoho"
+        code, report = reconciled(world, pair)
+        assert code == 0, report
+    finally:
+        world.close()
