@@ -75,6 +75,9 @@ PAIR_KEYS = {
     "credit_budget": "API credits a day the pair may spend (0: no limit)",
     "audit_payloads": "keep full payloads in audit rows (personal data!)",
     "options": "pair-specific settings (see the pair's documentation)",
+    "on_delete": "flow -> what a record deleted in its source does to its target: ignore, unlink, flag or delete",
+    "deletes_every_hours": "hours between whole reads of ids that find deletions in sources without a feed",
+    "max_delete_fraction": "a flow stops, deleting nothing, when more of its linked records than this look deleted",
 }
 
 
@@ -111,6 +114,9 @@ class PairConfig:
     credit_budget: int = 0
     audit_payloads: bool = False
     options: Mapping[str, Any] = field(default_factory=dict)
+    on_delete: Mapping[str, str] = field(default_factory=dict)  # flow -> policy (checked when the pair opens)
+    deletes_every_hours: float = 24.0
+    max_delete_fraction: float = 0.05
 
 
 @dataclass(frozen=True)
@@ -273,7 +279,8 @@ def _pair(name: str, table: Mapping[str, Any], where: str, systems: Mapping[str,
         if isinstance(value, bool) and type_ is int:
             raise ConfigError(f"{where}: pairs.{name}.{key} must be a whole number")
         if not isinstance(value, type_):
-            raise ConfigError(f"{where}: pairs.{name}.{key} must be {getattr(type_, '__name__', type_)}"
+            names = " or ".join(t.__name__ for t in (type_ if isinstance(type_, tuple) else (type_,)))
+            raise ConfigError(f"{where}: pairs.{name}.{key} must be {names}"
                               f" ({PAIR_KEYS[key]})")
         return value
 
@@ -296,8 +303,20 @@ def _pair(name: str, table: Mapping[str, Any], where: str, systems: Mapping[str,
         if value is not None and not low <= value <= high:
             raise ConfigError(f"{where}: pairs.{name}.{key} = {value}: use a whole number from {low} to {high} "
                               f"({PAIR_KEYS[key]})")
+    on_delete = typed("on_delete", Mapping, {})
+    if not all(isinstance(v, str) for v in on_delete.values()):
+        raise ConfigError(f"{where}: pairs.{name}.on_delete: each flow's policy is a string: ignore, unlink, flag "
+                          "or delete")
+    hours = typed("deletes_every_hours", (int, float), 24)
+    fraction = typed("max_delete_fraction", (int, float), 0.05)
+    if isinstance(hours, bool) or not 0 <= hours <= 8_784:
+        raise ConfigError(f"{where}: pairs.{name}.deletes_every_hours = {hours}: use a number of hours from 0 to 8784")
+    if isinstance(fraction, bool) or not 0 <= fraction <= 1:
+        raise ConfigError(f"{where}: pairs.{name}.max_delete_fraction = {fraction}: use a fraction from 0 to 1 "
+                          "(0.05 is 5%)")
     return PairConfig(
         name=name, systems=dict(roles), flows=tuple(flows), overlap_seconds=overlap, batch_size=batch,
         credit_budget=budget, audit_payloads=typed("audit_payloads", bool, False),
-        options=dict(typed("options", Mapping, {})),
+        options=dict(typed("options", Mapping, {})), on_delete=dict(on_delete), deletes_every_hours=float(hours),
+        max_delete_fraction=float(fraction),
     )

@@ -98,6 +98,9 @@ class Flow:
     find_by: tuple[str, ...] = ()
     description: str = ""
     totals: Totals | None = None  # documents: what `reconcile` sums per month on each side
+    # What a record deleted in the source does to its target by default (the pair's on_delete table overrides it):
+    # None is "flag" where the target can mark records, else "unlink"; a flow into the ERP never deletes there.
+    on_delete: str | None = None
 
     def key_field(self, options: Mapping[str, Any]) -> str:
         return self.key(options) if callable(self.key) else self.key

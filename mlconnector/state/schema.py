@@ -110,3 +110,10 @@ def m011_field_changes(db: sqlite_utils.Database) -> None:
     db["links"].add_column("written", str)
     db["audit"].add_column("changes", str)
     db["audit"].add_column("record_key", str)
+
+
+@migrations()
+def m012_deletion_checks(db: sqlite_utils.Database) -> None:
+    # Per flow, how far its source's deletion feed was read, and when its ids were last read whole to find
+    # deletions by absence (at most once per deletes_every_hours).
+    db["deletion_checks"].create({"pair": str, "flow": str, "feed_since": str, "scanned": str}, pk=("pair", "flow"))

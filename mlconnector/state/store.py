@@ -258,5 +258,20 @@ class State(LinkQueries, AuditQueries, QueueQueries):
     def reset_watermark(self, pair: str, flow: str) -> None:
         self.db.execute("DELETE FROM watermarks WHERE pair = ? AND flow = ?", [pair, flow])
 
+    # deletions ---------------------------------------------------------------------------------------------
+    @_serialized
+    def deletion_check(self, pair: str, flow: str) -> tuple[datetime | None, datetime | None]:
+        """(how far the flow's deletion feed was read, when its source's ids were last read whole)."""
+        row = self.db.conn.execute("SELECT feed_since, scanned FROM deletion_checks WHERE pair = ? AND flow = ?",
+                                   [pair, flow]).fetchone()
+        return (parse_iso(row[0]), parse_iso(row[1])) if row else (None, None)
+
+    def note_deletion_check(self, pair: str, flow: str, *, feed_since: datetime | None = None,
+                            scanned: datetime | None = None) -> None:
+        self.db.conn.execute(
+            "INSERT INTO deletion_checks (pair, flow, feed_since, scanned) VALUES (?, ?, ?, ?) ON CONFLICT (pair, flow) "
+            "DO UPDATE SET feed_since = coalesce(excluded.feed_since, feed_since), "
+            "scanned = coalesce(excluded.scanned, scanned)", [pair, flow, iso(feed_since), iso(scanned)])
+
     def watermarks(self) -> list[dict[str, Any]]:
         return list(self.db["watermarks"].rows_where(order_by="pair, flow"))

@@ -18,6 +18,11 @@ class Outcome(enum.Enum):
     SKIPPED = "skip"         # deliberately not written: our own echo, a conflict the target won, a mapping's choice
     FAILED = "fail"          # waits in the replay queue
     SEEN = "seen"            # re-read through the overlap window, this very version done before: no audit row
+    # A record deleted in its source, by its flow's on_delete policy: the target record deleted, marked, or left
+    # as it is with the link closed.
+    DELETED = "delete"
+    FLAGGED = "flag"
+    UNLINKED = "unlink"
 
     @property
     def written(self) -> bool:
@@ -44,6 +49,8 @@ class FlowStats:
     note: str = ""
     skip_reasons: dict[str, int] = field(default_factory=dict)  # why records were skipped, with their counts
     fields_changed: dict[str, int] = field(default_factory=dict)  # updates, by the fields they changed
+    deletions: dict[str, int] = field(default_factory=dict)  # records deleted in the source, by what was done
+    guarded: int = 0  # deletions the mass-delete guard stopped (nothing done about them)
 
     def count(self, outcome: Outcome, reason: str | None = None) -> None:
         """One record read and settled (a record seen before counts as unchanged); a skip with its reason."""
@@ -95,6 +102,16 @@ class RunResult:
         return sum(s.failed for s in self.flows.values())
 
     @property
+    def guarded(self) -> int:
+        """Deletions the mass-delete guard held back (the run exits 3 until they are confirmed)."""
+        return sum(s.guarded for s in self.flows.values())
+
+    @property
+    def deletes_failed(self) -> int:
+        """Deletions that could not be carried out (found again next run)."""
+        return sum(s.deletions.get("failed", 0) for s in self.flows.values())
+
+    @property
     def recorded(self) -> int:
         """Records this run settled (written, found unchanged, skipped or failed) and recorded."""
         return sum(s.read for s in self.flows.values())
@@ -102,6 +119,7 @@ class RunResult:
     def to_dict(self) -> dict[str, Any]:
         data = asdict(self)
         data["failed"] = self.failed
+        data["guarded"] = self.guarded
         if not self.dry_run:
             data.pop("planned")
             data.pop("estimated_calls")

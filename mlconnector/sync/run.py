@@ -10,12 +10,13 @@ from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime, timezone
 
 from mlconnector.config import PairConfig
-from mlconnector.errors import EXIT_OK, EXIT_RECORDS_FAILED, ConfigError, MLConnectorError
+from mlconnector.errors import (EXIT_OK, EXIT_RECORDS_FAILED, EXIT_UNREACHABLE, BudgetExhausted, ConfigError,
+                                MLConnectorError, RemoteError, Unreachable)
 from mlconnector.flows import Flow, PairSpec
 from mlconnector.http import CallCounter
 from mlconnector.state import State
 from mlconnector import interrupt
-from mlconnector.sync import estimate, push, recovery, sources, window
+from mlconnector.sync import deletes, estimate, push, recovery, sources, window
 from mlconnector.sync.context import FlowRun, MappingContext
 from mlconnector.sync.decide import Decider
 from mlconnector.sync.outcomes import FlowStats, RunResult
@@ -43,7 +44,7 @@ class Engine:
                  counter: CallCounter | None = None, progress: Callable[[str, int], None] | None = None,
                  concurrency: int | None = None, now: Callable[[], datetime] = utcnow,
                  stop_requested: Callable[[], int | None] = interrupt.requested,
-                 progress_total: Callable[[str, int], None] | None = None) -> None:
+                 progress_total: Callable[[str, int], None] | None = None, allow_deletes: bool = False) -> None:
         missing = set(pair.roles) - set(connectors)
         if missing:
             raise ConfigError(f"pair {pair.name}: no system for role {sorted(missing)[0]}")
@@ -62,6 +63,11 @@ class Engine:
         self.batch_size = config.batch_size or DEFAULT_BATCH
         self.planned: dict[str, set[str]] = {}  # dry run: source ids each flow would write
         self.context = MappingContext(pair, config, state, connectors, self.planned)
+        # What a record deleted in its source does, per flow (checked now: a bad on_delete stops the run before it
+        # starts); --allow-deletes lets the mass-delete guard through once.
+        self.on_delete = deletes.policies(pair, config, connectors)
+        self.allow_deletes = allow_deletes
+        self.gone: dict[str, set[str]] = {}  # flow -> notified or queued records found deleted in this run
         if config.credit_budget:
             # Systems that charge credits keep their own daily ledger and stop a run before crossing it.
             for connector in connectors.values():
@@ -100,6 +106,9 @@ class Engine:
                 records = window.changes_to_source_clock(fr, start, read)
                 self._run_flow(fr, records, initial=start is None,
                                finished=lambda fr=fr, read=read: window.close_window(fr, read.end))
+                # A poll that read every record needs no read of ids as well (it was one): deletions are looked for
+                # from the next run on.
+                self._deletions(fr, look=start is not None, whole_read=start is None)
         except Stop as stop:
             run.stopped = str(stop)
         return self._finish(run)
@@ -116,7 +125,8 @@ class Engine:
                 queued = [i["source_id"] for i in items if i["flow"] == spec.name]
                 fr = self._flow_run(run, spec, "replay")
                 self._run_flow(fr, sources.fetch(run, self.state, self.pair.name, spec, fr.source,
-                                                 (fr.source_name, fr.target_name), queued))
+                                                 (fr.source_name, fr.target_name), queued, self._gone(spec)))
+                self._deletions(fr, look=False)
         except Stop as stop:
             run.stopped = str(stop)
         return self._finish(run)
@@ -126,7 +136,11 @@ class Engine:
         run = self._start(False)
         try:
             self.recover_interrupted_creates(run)
-            self.drain_inbox(run, self.pair.ordered(self._flow_names(flows)))
+            chosen = self.pair.ordered(self._flow_names(flows))
+            self.drain_inbox(run, chosen)
+            for flow in chosen:
+                if self.gone.get(flow.name):
+                    self._deletions(self._flow_run(run, flow, "push"), look=False)
         except Stop as stop:
             run.stopped = str(stop)
         return self._finish(run)
@@ -152,12 +166,29 @@ class Engine:
                 found = fetched.setdefault((fr.source_name, flow.source_entity), {})
                 found.update(sources.current(fr.source, flow.source_entity, [i for i in ids if i not in found]))
                 records: Iterable[Record] = sources.present_or_gone(run, self.state, self.pair.name, flow, names,
-                                                                    ids, found)
+                                                                    ids, found, self._gone(flow))
             else:
-                records = sources.fetch(run, self.state, self.pair.name, flow, fr.source, names, ids)
+                records = sources.fetch(run, self.state, self.pair.name, flow, fr.source, names, ids,
+                                        self._gone(flow))
             self._run_flow(fr, records)
         run.notifications += len(waiting.inbox_ids)
         self.state.mark_processed(waiting.inbox_ids)
+
+    # deletions -----------------------------------------------------------------------------------------------------
+    def _gone(self, flow: Flow) -> set[str]:
+        return self.gone.setdefault(flow.name, set())
+
+    def _deletions(self, fr: FlowRun, *, look: bool = True, whole_read: bool = False) -> None:
+        """The flow's source records deleted (see deletes): found, then handled by the flow's on_delete."""
+        policy = self.on_delete[fr.flow.name]
+        gone = self.gone.pop(fr.flow.name, set())
+        try:
+            found = deletes.detect(fr, policy, self.now(), gone, look=look)
+            deletes.settle(fr, policy, found, self.now(), allow=self.allow_deletes, looked=look or whole_read)
+        except BudgetExhausted as exc:  # as a flow's read or write would: the run stops, what was done is kept
+            raise Stop(str(exc)) from None
+        except (Unreachable, RemoteError) as exc:
+            raise Stop(str(exc), EXIT_UNREACHABLE) from None
 
     # one flow ------------------------------------------------------------------------------------------------------
     def _flow_run(self, run: RunResult, flow: Flow, mode: str) -> FlowRun:
@@ -239,6 +270,7 @@ class Engine:
 
     def _start(self, dry_run: bool) -> RunResult:
         self.planned.clear()
+        self.gone.clear()
         run = RunResult(run_id=new_run_id(), pair=self.pair.name, dry_run=dry_run)
         if not dry_run:
             self.state.start_run(run.run_id, self.pair.name, dry_run=dry_run)
@@ -253,7 +285,7 @@ class Engine:
             run.interrupted = interrupt.signal_name(signum)
             run.stopped = f"interrupted by {run.interrupted}"
             run.exit_code = interrupt.exit_code(signum)
-        if run.failed and run.exit_code == EXIT_OK:
+        if (run.failed or run.guarded or run.deletes_failed) and run.exit_code == EXIT_OK:
             run.exit_code = EXIT_RECORDS_FAILED
         if run.stopped and run.exit_code == EXIT_OK:
             run.exit_code = EXIT_RECORDS_FAILED

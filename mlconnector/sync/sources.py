@@ -23,14 +23,16 @@ def current(source: Connector, entity: str, ids: list[str]) -> dict[str, Record]
 
 
 def present_or_gone(run: RunResult, state: State, pair: str, flow: Flow, names: tuple[str, str], ids: list[str],
-                    found: Mapping[str, Record]) -> Iterator[Record]:
+                    found: Mapping[str, Record], gone: set[str] | None = None) -> Iterator[Record]:
     """The records of ``ids`` in ``found``; one that no longer exists leaves the replay queue with a note in the
-    audit (``names``: the flow's source and target system)."""
+    audit (``names``: the flow's source and target system), and is added to ``gone`` (a deletion, see deletes)."""
     for source_id in ids:
         record = found.get(source_id)
         if record is not None:
             yield record
             continue
+        if gone is not None:
+            gone.add(source_id)
         if not run.dry_run:
             with state.transaction():
                 state.clear_replay(pair, flow.name, source_id)
@@ -40,8 +42,9 @@ def present_or_gone(run: RunResult, state: State, pair: str, flow: Flow, names: 
 
 
 def fetch(run: RunResult, state: State, pair: str, flow: Flow, source: Connector, names: tuple[str, str],
-          ids: list[str]) -> Iterator[Record]:
+          ids: list[str], gone: set[str] | None = None) -> Iterator[Record]:
     """The current version of each record, fetched as many ids a call as the system takes."""
     for start in range(0, len(ids), FETCH_CHUNK):
         chunk = ids[start:start + FETCH_CHUNK]
-        yield from present_or_gone(run, state, pair, flow, names, chunk, source.get_many(flow.source_entity, chunk))
+        yield from present_or_gone(run, state, pair, flow, names, chunk, source.get_many(flow.source_entity, chunk),
+                                   gone)

@@ -138,6 +138,9 @@ class Capabilities:
     read_ahead: bool = False    # can ask for its next page while the current one is used (``pages_ahead``)
     fetches_many: bool = False  # get_many fetches many ids a call (else one call per record)
     counts: bool = False        # can tell, with a read's first page, how many records it gives (``counted``)
+    deletion_feed: bool = False  # lists the records deleted since a time (``deleted_since``)
+    deletes: bool = False       # may delete records it holds for a flow's on_delete = "delete" (``delete``)
+    flags: bool = False         # may mark records deleted at the source for on_delete = "flag" (``flag_deleted``)
 
 
 class ConnectorBase:
@@ -235,6 +238,25 @@ class ConnectorBase:
     def unavailable(self, entity: str) -> str | None:
         """Why ``entity`` cannot be read or written here at all (an edition without the module), or None."""
         return None
+
+    # -- deletions -----------------------------------------------------------------------------------------------
+    def record_ids(self, entity: str) -> Iterator[str]:
+        """Every id of ``entity`` now: a whole read that finds deletions by absence. Connectors override it with a
+        read of ids only at their largest page; this default reads whole records."""
+        return (record.id for record in self.changes(entity, None))
+
+    def deleted_since(self, entity: str, since: datetime | None) -> list[str]:
+        """Ids of records of ``entity`` deleted at or after ``since`` (``capabilities.deletion_feed``)."""
+        raise NotImplementedError(f"{self.name} lists no deleted records")
+
+    def delete(self, entity: str, ids: list[str]) -> dict[str, str | None]:
+        """Delete these records (``capabilities.deletes``): id -> None when done (or already gone), else why not."""
+        raise NotImplementedError(f"{self.name} deletes no records")
+
+    def flag_deleted(self, entity: str, ids: list[str], source: str) -> dict[str, str | None]:
+        """Mark these records as deleted in ``source`` (``capabilities.flags``): id -> None when done, else why
+        not. How the mark looks is the system's (a Zoho tag)."""
+        raise NotImplementedError(f"{self.name} marks no records")
 
     def link_id(self, entity: str, record: Record) -> str:
         """The id a write of this record answers with, which links keep, for a record as read (most systems: its
