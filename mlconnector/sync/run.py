@@ -191,6 +191,7 @@ class Engine:
         says so; the records it synced stand."""
         policy = self.on_delete[fr.flow.name]
         gone = self.gone.pop(fr.flow.name, set())
+        before = self.counter.snapshot()
         try:
             found = deletes.detect(fr, policy, self.now(), gone, look=look, feed=self._feed)
             # Looked at from the run's start: a record deleted while this run read is found by the next.
@@ -199,6 +200,9 @@ class Engine:
             fr.run.warnings.append(f"{fr.flow.name}: deletions not looked for ({exc}); the next run looks")
         except (Unreachable, RemoteError) as exc:
             raise Stop(str(exc), EXIT_UNREACHABLE) from None
+        finally:  # the flow's calls, as its summary row counts them
+            for system, n in self.counter.since(before).items():
+                fr.stats.calls[system] = fr.stats.calls.get(system, 0) + n
 
     def _feed(self, source: Connector, entity: str, since: datetime | None) -> set[str]:
         """A source's deleted records since ``since``, read once a run per (system, entity) for every flow that
