@@ -669,7 +669,7 @@ class DynamicsConnector(ConnectorBase):
         full page takes the server to build and send, and each next page, asked for as the one before it comes,
         arrives before that one is written (a page four times larger left the writes waiting for it)."""
         full = page_size or self.page_size
-        size = full // 10 if ramp and full >= RAMP_FROM else full
+        size = full // 10 if ramp and self.small_first_pages and full >= RAMP_FROM else full
         next_url: str | None = url
         if count_as and self.count_rows:
             params = {**(params or {}), "$count": "true"}
