@@ -109,6 +109,34 @@ def test_business_central_expands_a_customers_setup_references_as_microsofts_sam
         client.close()
 
 
+def test_nav_page_metadata_describes_every_published_page_as_its_rows_show_it() -> None:
+    """ODataV4/$metadata: an entity type per published service, keyed as its URLs are, with every control a row of
+    it carries (and nothing it does not); a page unpublished is gone from it."""
+    app = create_dynamics()
+    sandbox = app.state.dynamics
+    sandbox.set_web_service_user("ADMIN", "web-service-key")
+    company = sandbox.seed_demo()
+    client = httpx.Client(transport=InProcessTransport(app), base_url="http://nav:7048/DynamicsNAV110/ODataV4",
+                          auth=("ADMIN", "web-service-key"))
+    try:
+        answer = client.get("/$metadata")
+        assert answer.status_code == 200 and answer.headers["content-type"].startswith("application/xml")
+        types = entity_types(answer.text)
+        sets = {s.get("Name") for s in ET.fromstring(answer.text).iter(f"{EDM}EntitySet")}
+        assert sets == {"Company", "ContactBusinessRelations", *sandbox.nav_services}
+        assert types["Customer"]["keys"] == ["No"] and types["SalesOrder"]["keys"] == ["Document_Type", "No"]
+        assert "SalesOrderSalesLines" in types["SalesOrder"]["navigation"]
+        for service in ("Customer", "Vendor", "Item", "Contact", "SalesOrder", "PostedSalesInvoice"):
+            [row] = client.get(f"/Company('{company}')/{service}", params={"$top": 1}).json()["value"]
+            shown = {k for k in row if not k.startswith("@odata")}
+            assert set(types[service]["properties"]) == shown, service
+        sandbox.unpublish_page("Item")
+        assert "Item" not in entity_types(client.get("/$metadata").text)
+        assert client.get("/$metadata", auth=("ADMIN", "wrong")).status_code == 401
+    finally:
+        client.close()
+
+
 def fo_client() -> httpx.Client:
     app = create_finops(resource=FO)
     app.state.finops.register_app(TENANT, CLIENT, SECRET)
