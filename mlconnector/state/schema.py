@@ -117,3 +117,12 @@ def m012_deletion_checks(db: sqlite_utils.Database) -> None:
     # Per flow, how far its source's deletion feed was read, and when its ids were last read whole to find
     # deletions by absence (at most once per deletes_every_hours).
     db["deletion_checks"].create({"pair": str, "flow": str, "feed_since": str, "scanned": str}, pk=("pair", "flow"))
+
+
+@migrations()
+def m013_gone_counterparts(db: sqlite_utils.Database) -> None:
+    # Records of a flow whose counterpart (the record its opposite flow synced them from) was deleted in the other
+    # system and handled there by flag or unlink: the flow does not carry them back (it would undo the deletion),
+    # until the two are linked again.
+    db["gone_counterparts"].create({"pair": str, "flow": str, "source_id": str, "system": str, "noted": str},
+                                   pk=("pair", "flow", "source_id"))

@@ -32,6 +32,9 @@ class Decider:
         self.targets = TargetView(fr)
         self.coarse = fr.source.coarse_stamps(fr.flow.source_entity)
         self._written: dict[str, Link] = {}
+        # Records whose counterparts were deleted in the other system (flagged or unlinked there): carrying one
+        # back would undo the deletion, so it is not, unless the two are linked again.
+        self.gone = fr.state.gone_counterparts(fr.pair.name, fr.flow.name) if fr.flow.echo_of else {}
 
     def prepare(self, batch: list[Item]) -> list[Item]:
         """Decide each record of ``batch``; returns those to write (in a dry run: those that would be)."""
@@ -67,6 +70,8 @@ class Decider:
             item.decide(Outcome.SEEN)
             return False
         note = self._echo(item)
+        if record.id in self.gone and not (link and link.target_id):
+            note = f"skipped: its record in {self.gone[record.id]} was deleted there; not sent back"
         if note:
             item.decide(Outcome.SKIPPED, note)
             return False

@@ -113,7 +113,7 @@ def settle(fr: FlowRun, policy: str, deleted: list[str], now: datetime, *, allow
         return False
     failed = 0
     if deleted and not fr.run.dry_run:
-        failed = _apply(fr, policy, deleted)
+        failed = _apply(fr, policy, deleted, now)
     elif deleted:
         fr.stats.deletions[_outcome(policy).value] = len(deleted)
     if looked and not failed and not fr.run.dry_run:
@@ -140,7 +140,7 @@ def _business_key(fr: FlowRun, link: Link | None) -> str | None:
     return str(value) if value not in (None, "") else link.target_key
 
 
-def _apply(fr: FlowRun, policy: str, deleted: list[str]) -> int:
+def _apply(fr: FlowRun, policy: str, deleted: list[str], now: datetime) -> int:
     """Returns how many could not be done (they stay linked, and are found again next time)."""
     state, pair, flow = fr.state, fr.pair.name, fr.flow
     links = state.links(pair, flow.name, deleted)
@@ -176,7 +176,11 @@ def _apply(fr: FlowRun, policy: str, deleted: list[str]) -> int:
         if opposite is not None:
             # The way back links the same two records the other way round: closed too, so the target's record (if
             # deleted here) is not taken for a deletion to carry back.
-            state.unlink(pair, opposite.name, [targets[s] for s in done if s in targets])
+            kept = [targets[s] for s in done if s in targets]
+            state.unlink(pair, opposite.name, kept)
+            if policy != "delete":
+                # The target's record stays: the way back must not carry it back to where it was deleted.
+                state.note_gone_counterparts(pair, opposite.name, kept, fr.source_name, now)
         state.add_audits(rows)
     failed = len(deleted) - len(done)
     stats: FlowStats = fr.stats

@@ -1,0 +1,39 @@
+"""nav-zoho over NAV's page web services (OData V4 pages, no deletion list, no webhooks): a customer deleted in NAV
+is found missing from a read of the page's keys alone and its Zoho Account tagged, and the tag (a change in Zoho)
+does not bring the customer back to NAV through the flow the other way."""
+
+from __future__ import annotations
+
+import json
+from urllib.parse import parse_qs
+
+from tests.pairs.deleting import audit, cli, set_pair
+from tests.pairs.world import make_world
+
+
+def test_a_customer_deleted_in_nav_is_tagged_in_zoho_and_not_sent_back(tmp_path, monkeypatch):
+    world = make_world(tmp_path, monkeypatch, "nav")
+    try:
+        set_pair(world, "nav-zoho", "deletes_every_hours = 0")
+        assert cli(world, "sync", "nav-zoho").exit_code == 0
+        world.dynamics.calls.clear()
+        world.dynamics.delete(world.company, "customers", "C00030")
+
+        ran = cli(world, "sync", "nav-zoho")
+
+        assert ran.exit_code == 0, ran.output
+        assert "customers: 1 record(s) deleted in the source: 1 marked deleted in the target" in ran.stdout
+        assert [t["name"] for t in world.account("C00030")["Tag"]] == ["Deleted in nav"]
+        [row] = [r for r in audit(world, "C00030") if r["action"] == "flag"]
+        assert row["note"] == "deleted in nav; marked deleted in zoho"
+        # The page's keys alone were read.
+        selects = [parse_qs(c.query).get("$select") for c in world.dynamics.calls if c.path.endswith("/Customer")]
+        assert ["No"] in selects
+
+        again = cli(world, "sync", "nav-zoho", "--json")
+        assert again.exit_code == 0, again.output
+        flows = json.loads(again.stdout)["flows"]
+        assert flows["accounts_to_customers"]["created"] == 0, flows["accounts_to_customers"]
+        assert not [c for c in world.erp("customers") if c["number"] == "C00030"]
+    finally:
+        world.close()
