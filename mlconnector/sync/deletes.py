@@ -58,7 +58,7 @@ def policies(pair: PairSpec, config: PairConfig, connectors: Mapping[str, Connec
             can = target.capabilities.flags if policy == "flag" else target.capabilities.deletes
             if flow.target == ERP_ROLE or not can:
                 why = ("the ERP's records are its own: a flow into it never deletes or marks them"
-                       if flow.target == ERP_ROLE else f"{target.name} cannot {policy} records through its API")
+                       if flow.target == ERP_ROLE else f"{target.name}'s connector does not {policy} records there")
                 raise ConfigError(f"pairs.{pair.name}.on_delete.{flow.name} = {policy!r}: {why}; use unlink or "
                                   "ignore")
         chosen[flow.name] = policy
