@@ -2,7 +2,7 @@
 (``zohocrmsdk8-0``), which reads the org's modules and field metadata before its record calls.
 
 The SDK takes its hosts from a ``DataCenter.Environment`` (API URL, accounts URL, upload URL), so it is pointed at
-the sandbox served on loopback; nothing else is changed. Its OAuth refresh, metadata reads, records, search, upsert
+the sandbox served on loopback; nothing else is changed. Its OAuth refresh, metadata reads, records, search, upsert,
 field creation, tags and the recycle bin (deleted records since a time) all go over real HTTP to the
 emulator.
 """
