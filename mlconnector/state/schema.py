@@ -120,9 +120,9 @@ def m012_deletion_checks(db: sqlite_utils.Database) -> None:
 
 
 @migrations()
-def m013_gone_counterparts(db: sqlite_utils.Database) -> None:
-    # Records of a flow whose counterpart (the record its opposite flow synced them from) was deleted in the other
-    # system and handled there by flag or unlink: the flow does not carry them back (it would undo the deletion),
-    # until the two are linked again.
-    db["gone_counterparts"].create({"pair": str, "flow": str, "source_id": str, "system": str, "noted": str},
-                                   pk=("pair", "flow", "source_id"))
+def m013_kept_after_delete(db: sqlite_utils.Database) -> None:
+    # Target records a flow kept (flag or unlink) when their source records were deleted: accounted for, so
+    # reconcile does not take them for orphans, and the flow the other way does not carry them back (it would undo
+    # the deletion) until the two are linked again.
+    db["kept_after_delete"].create({"pair": str, "flow": str, "target_id": str, "system": str, "noted": str},
+                                   pk=("pair", "flow", "target_id"))

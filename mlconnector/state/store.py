@@ -273,24 +273,18 @@ class State(LinkQueries, AuditQueries, QueueQueries):
             "DO UPDATE SET feed_since = coalesce(excluded.feed_since, feed_since), "
             "scanned = coalesce(excluded.scanned, scanned)", [pair, flow, iso(feed_since), iso(scanned)])
 
-    def note_gone_counterparts(self, pair: str, flow: str, source_ids: list[str], system: str,
+    def note_kept_after_delete(self, pair: str, flow: str, target_ids: list[str], system: str,
                                when: datetime) -> None:
-        """``flow``'s records whose counterparts were deleted in ``system`` (see m013): not to be carried back."""
+        """Target records ``flow`` kept when their sources were deleted in ``system`` (see m013)."""
         self.db.conn.executemany(
-            "INSERT OR REPLACE INTO gone_counterparts (pair, flow, source_id, system, noted) VALUES (?, ?, ?, ?, ?)",
-            [(pair, flow, source_id, system, iso(when)) for source_id in source_ids])
+            "INSERT OR REPLACE INTO kept_after_delete (pair, flow, target_id, system, noted) VALUES (?, ?, ?, ?, ?)",
+            [(pair, flow, target_id, system, iso(when)) for target_id in target_ids])
 
     @_serialized
-    def gone_counterparts(self, pair: str, flow: str) -> dict[str, str]:
-        """``flow``'s records whose counterparts were deleted: id -> the system they were deleted in."""
-        return dict(self.db.conn.execute("SELECT source_id, system FROM gone_counterparts WHERE pair = ? AND flow = ?",
+    def kept_after_delete(self, pair: str, flow: str) -> dict[str, str]:
+        """Target records ``flow`` kept when their sources were deleted: target id -> where they were deleted."""
+        return dict(self.db.conn.execute("SELECT target_id, system FROM kept_after_delete WHERE pair = ? AND flow = ?",
                                          [pair, flow]).fetchall())
-
-    def forget_gone_counterparts(self, pair: str, flow: str, source_ids: list[str]) -> None:
-        for start in range(0, len(source_ids), 500):
-            chunk = source_ids[start:start + 500]
-            self.db.conn.execute(f"DELETE FROM gone_counterparts WHERE pair = ? AND flow = ? AND source_id IN "
-                                 f"({', '.join('?' * len(chunk))})", [pair, flow, *chunk])
 
     def watermarks(self) -> list[dict[str, Any]]:
         return list(self.db["watermarks"].rows_where(order_by="pair, flow"))

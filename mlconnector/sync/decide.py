@@ -32,9 +32,9 @@ class Decider:
         self.targets = TargetView(fr)
         self.coarse = fr.source.coarse_stamps(fr.flow.source_entity)
         self._written: dict[str, Link] = {}
-        # Records whose counterparts were deleted in the other system (flagged or unlinked there): carrying one
-        # back would undo the deletion, so it is not, unless the two are linked again.
-        self.gone = fr.state.gone_counterparts(fr.pair.name, fr.flow.name) if fr.flow.echo_of else {}
+        # Records the opposite flow kept (flagged or unlinked) when their counterparts were deleted in the other
+        # system: carrying one back would undo the deletion, so it is not, unless the two are linked again.
+        self.gone = fr.state.kept_after_delete(fr.pair.name, fr.flow.echo_of) if fr.flow.echo_of else {}
 
     def prepare(self, batch: list[Item]) -> list[Item]:
         """Decide each record of ``batch``; returns those to write (in a dry run: those that would be)."""

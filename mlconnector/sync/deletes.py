@@ -176,11 +176,11 @@ def _apply(fr: FlowRun, policy: str, deleted: list[str], now: datetime) -> int:
         if opposite is not None:
             # The way back links the same two records the other way round: closed too, so the target's record (if
             # deleted here) is not taken for a deletion to carry back.
-            kept = [targets[s] for s in done if s in targets]
-            state.unlink(pair, opposite.name, kept)
-            if policy != "delete":
-                # The target's record stays: the way back must not carry it back to where it was deleted.
-                state.note_gone_counterparts(pair, opposite.name, kept, fr.source_name, now)
+            state.unlink(pair, opposite.name, [targets[s] for s in done if s in targets])
+        if policy != "delete":
+            # The target's record stays: accounted for (reconcile), and not carried back to where it was deleted.
+            state.note_kept_after_delete(pair, flow.name, [targets[s] for s in done if s in targets], fr.source_name,
+                                         now)
         state.add_audits(rows)
     failed = len(deleted) - len(done)
     stats: FlowStats = fr.stats

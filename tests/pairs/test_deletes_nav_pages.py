@@ -15,16 +15,18 @@ def test_a_customer_deleted_in_nav_is_tagged_in_zoho_and_not_sent_back(tmp_path,
     world = make_world(tmp_path, monkeypatch, "nav")
     try:
         set_pair(world, "nav-zoho", "deletes_every_hours = 0")
+        # A customer with no documents (NAV refuses to delete one with ledger entries).
+        world.dynamics.seed(world.company, "customers", [{"number": "C00090", "displayName": "Walk-in Customer"}])
         assert cli(world, "sync", "nav-zoho").exit_code == 0
         world.dynamics.calls.clear()
-        world.dynamics.delete(world.company, "customers", "C00030")
+        world.dynamics.delete(world.company, "customers", "C00090")
 
         ran = cli(world, "sync", "nav-zoho")
 
         assert ran.exit_code == 0, ran.output
         assert "customers: 1 record(s) deleted in the source: 1 marked deleted in the target" in ran.stdout
-        assert [t["name"] for t in world.account("C00030")["Tag"]] == ["Deleted in nav"]
-        [row] = [r for r in audit(world, "C00030") if r["action"] == "flag"]
+        assert [t["name"] for t in world.account("C00090")["Tag"]] == ["Deleted in nav"]
+        [row] = [r for r in audit(world, "C00090") if r["action"] == "flag"]
         assert row["note"] == "deleted in nav; marked deleted in zoho"
         # The page's keys alone were read.
         selects = [parse_qs(c.query).get("$select") for c in world.dynamics.calls if c.path.endswith("/Customer")]
@@ -34,6 +36,13 @@ def test_a_customer_deleted_in_nav_is_tagged_in_zoho_and_not_sent_back(tmp_path,
         assert again.exit_code == 0, again.output
         flows = json.loads(again.stdout)["flows"]
         assert flows["accounts_to_customers"]["created"] == 0, flows["accounts_to_customers"]
-        assert not [c for c in world.erp("customers") if c["number"] == "C00030"]
+        assert not [c for c in world.erp("customers") if c["number"] == "C00090"]
+
+        # Reconcile counts the tagged account as kept after a deletion, on both flows, not as a disagreement.
+        checked = cli(world, "reconcile", "nav-zoho", "--json")
+        report = json.loads(checked.stdout)
+        assert report["flows"]["customers"]["kept_after_delete"] == 1
+        assert report["flows"]["accounts_to_customers"]["kept_after_delete"] == 1
+        assert checked.exit_code == 0, {n: f["records"] for n, f in report["flows"].items() if f["records"]}
     finally:
         world.close()
