@@ -124,5 +124,5 @@ def m013_kept_after_delete(db: sqlite_utils.Database) -> None:
     # Target records a flow kept (flag or unlink) when their source records were deleted: accounted for, so
     # reconcile does not take them for orphans, and the flow the other way does not carry them back (it would undo
     # the deletion) until the two are linked again.
-    db["kept_after_delete"].create({"pair": str, "flow": str, "target_id": str, "system": str, "noted": str},
-                                   pk=("pair", "flow", "target_id"))
+    db["kept_after_delete"].create({"pair": str, "flow": str, "target_id": str, "system": str, "policy": str,
+                                    "noted": str}, pk=("pair", "flow", "target_id"))

@@ -273,18 +273,30 @@ class State(LinkQueries, AuditQueries, QueueQueries):
             "DO UPDATE SET feed_since = coalesce(excluded.feed_since, feed_since), "
             "scanned = coalesce(excluded.scanned, scanned)", [pair, flow, iso(feed_since), iso(scanned)])
 
-    def note_kept_after_delete(self, pair: str, flow: str, target_ids: list[str], system: str,
+    def note_kept_after_delete(self, pair: str, flow: str, target_ids: list[str], system: str, policy: str,
                                when: datetime) -> None:
-        """Target records ``flow`` kept when their sources were deleted in ``system`` (see m013)."""
+        """Target records ``flow`` kept (``policy`` flag or unlink) when their sources were deleted in ``system``."""
         self.db.conn.executemany(
-            "INSERT OR REPLACE INTO kept_after_delete (pair, flow, target_id, system, noted) VALUES (?, ?, ?, ?, ?)",
-            [(pair, flow, target_id, system, iso(when)) for target_id in target_ids])
+            "INSERT OR REPLACE INTO kept_after_delete (pair, flow, target_id, system, policy, noted) "
+            "VALUES (?, ?, ?, ?, ?, ?)", [(pair, flow, target_id, system, policy, iso(when)) for target_id in target_ids])
 
     @_serialized
     def kept_after_delete(self, pair: str, flow: str) -> dict[str, str]:
         """Target records ``flow`` kept when their sources were deleted: target id -> where they were deleted."""
         return dict(self.db.conn.execute("SELECT target_id, system FROM kept_after_delete WHERE pair = ? AND flow = ?",
                                          [pair, flow]).fetchall())
+
+    @_serialized
+    def kept_policies(self, pair: str, flow: str) -> dict[str, str]:
+        """Target id -> the policy that kept it (flag, unlink)."""
+        return dict(self.db.conn.execute("SELECT target_id, policy FROM kept_after_delete WHERE pair = ? AND flow = ?",
+                                         [pair, flow]).fetchall())
+
+    def forget_kept_after_delete(self, pair: str, flow: str, target_ids: list[str]) -> None:
+        for start in range(0, len(target_ids), MAX_ROWS_PER_STATEMENT):
+            chunk = target_ids[start:start + MAX_ROWS_PER_STATEMENT]
+            self.db.conn.execute(f"DELETE FROM kept_after_delete WHERE pair = ? AND flow = ? AND target_id IN "
+                                 f"({', '.join('?' * len(chunk))})", [pair, flow, *chunk])
 
     def watermarks(self) -> list[dict[str, Any]]:
         return list(self.db["watermarks"].rows_where(order_by="pair, flow"))

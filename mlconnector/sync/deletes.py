@@ -71,6 +71,29 @@ def _default(flow: Flow, target: Connector | None) -> str:
     return "unlink"
 
 
+def relinked(fr: FlowRun) -> None:
+    """Target records kept after their source's deletion that this flow has linked again (the source record created
+    again under its key, and upserted onto them): the mark comes off where the flow flagged them, and they are no
+    longer kept (reconcile compares them again; the way back carries their edits again). A mark that cannot come
+    off is tried again by the next run."""
+    state, pair, flow = fr.state, fr.pair.name, fr.flow
+    kept = state.kept_policies(pair, flow.name)
+    if not kept or fr.run.dry_run:
+        return
+    linked = sorted(state.committed_links(pair, flow.name, sorted(kept), by_target=True))
+    if not linked:
+        return
+    systems = state.kept_after_delete(pair, flow.name)
+    failed: dict[str, str | None] = {}
+    flagged = [target_id for target_id in linked if kept[target_id] == "flag"]
+    for system in sorted({systems[t] for t in flagged}):
+        ids = [t for t in flagged if systems[t] == system]
+        for start in range(0, len(ids), CHUNK):
+            failed.update(fr.target.unflag_deleted(flow.target_entity, ids[start:start + CHUNK], system))
+    with state.transaction():
+        state.forget_kept_after_delete(pair, flow.name, [t for t in linked if not failed.get(t)])
+
+
 def detect(fr: FlowRun, policy: str, now: datetime, gone: Iterable[str], *, look: bool = True,
            feed: Callable[[Connector, str, datetime | None], Iterable[str]] | None = None) -> list[str]:
     """The flow's linked source records that are deleted: those ``gone`` (notified or queued, and not found) and,
@@ -180,7 +203,7 @@ def _apply(fr: FlowRun, policy: str, deleted: list[str], now: datetime) -> int:
         if policy != "delete":
             # The target's record stays: accounted for (reconcile), and not carried back to where it was deleted.
             state.note_kept_after_delete(pair, flow.name, [targets[s] for s in done if s in targets], fr.source_name,
-                                         now)
+                                         policy, now)
         state.add_audits(rows)
     failed = len(deleted) - len(done)
     stats: FlowStats = fr.stats

@@ -193,6 +193,7 @@ class Engine:
         gone = self.gone.pop(fr.flow.name, set())
         before = self.counter.snapshot()
         try:
+            deletes.relinked(fr)
             found = deletes.detect(fr, policy, self.now(), gone, look=look, feed=self._feed)
             # Looked at from the run's start: a record deleted while this run read is found by the next.
             deletes.settle(fr, policy, found, self.began, allow=self.allow_deletes, looked=look or whole_read)

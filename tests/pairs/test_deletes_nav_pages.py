@@ -46,3 +46,27 @@ def test_a_customer_deleted_in_nav_is_tagged_in_zoho_and_not_sent_back(tmp_path,
         assert checked.exit_code == 0, {n: f["records"] for n, f in report["flows"].items() if f["records"]}
     finally:
         world.close()
+
+
+def test_a_customer_created_again_in_nav_under_its_number_links_again_and_the_tag_comes_off(tmp_path, monkeypatch):
+    world = make_world(tmp_path, monkeypatch, "nav")
+    try:
+        set_pair(world, "nav-zoho", "deletes_every_hours = 0")
+        world.dynamics.seed(world.company, "customers", [{"number": "C00090", "displayName": "Walk-in Customer"}])
+        assert cli(world, "sync", "nav-zoho").exit_code == 0
+        account = world.account("C00090")["id"]
+        world.dynamics.delete(world.company, "customers", "C00090")
+        assert cli(world, "sync", "nav-zoho").exit_code == 0
+        world.dynamics.seed(world.company, "customers", [{"number": "C00090", "displayName": "Walk-in Customer Ltd"}])
+
+        ran = cli(world, "sync", "nav-zoho")
+
+        assert ran.exit_code == 0, ran.output
+        assert world.account("C00090")["id"] == account
+        assert world.account("C00090")["Account_Name"] == "Walk-in Customer Ltd"
+        assert not world.account("C00090").get("Tag")  # no longer deleted in NAV: the tag is off
+        world.zoho_user().edit("Accounts", account, Phone="555-0190")  # and the way back carries edits again
+        assert cli(world, "sync", "nav-zoho").exit_code == 0
+        assert [c for c in world.erp("customers") if c["number"] == "C00090"][0]["phoneNumber"] == "555-0190"
+    finally:
+        world.close()

@@ -3,7 +3,7 @@
 
 The SDK takes its hosts from a ``DataCenter.Environment`` (API URL, accounts URL, upload URL), so it is pointed at
 the sandbox served on loopback; nothing else is changed. Its OAuth refresh, metadata reads, records, search, upsert,
-field creation, tags and the recycle bin (deleted records since a time) all go over real HTTP to the
+field creation, tags (added and removed) and the recycle bin (deleted records since a time) all go over real HTTP to the
 emulator.
 """
 
@@ -129,7 +129,7 @@ def test_the_sdk_upserts_on_a_unique_field(org: Org) -> None:
     assert [(p["Product_Code"], p["Unit_Price"]) for p in org.zoho.records("Products")] == [("W-1", 12.5)]
 
 
-def test_the_sdk_tags_records_and_reads_the_recycle_bin_since_a_time(org: Org) -> None:
+def test_the_sdk_tags_and_untags_records_and_reads_the_recycle_bin_since_a_time(org: Org) -> None:
     from datetime import datetime, timedelta, timezone
 
     from zohocrmsdk.src.com.zoho.crm.api import HeaderMap
@@ -149,6 +149,15 @@ def test_the_sdk_tags_records_and_reads_the_recycle_bin_since_a_time(org: Org) -
     [done] = tagged.get_object().get_data()
     assert done.get_status().get_value() == "success", vars(done)
     assert [t["name"] for t in org.zoho.store.records["Contacts"][keep]["Tag"]] == ["Deleted in nav"]
+    existing = sdk_tags.ExistingTag()
+    existing.set_name("Deleted in nav")
+    untag = sdk_tags.ExistingTagRequestWrapper()
+    untag.set_tags([existing])
+    untag.set_ids([int(keep)])
+    removed = sdk_tags.TagsOperations().remove_tags_from_multiple_records("Contacts", untag)
+    assert removed.get_status_code() == 200, vars(removed.get_object())
+    assert org.zoho.store.records["Contacts"][keep]["Tag"] == []
+    assert sdk_tags.TagsOperations().add_tags_to_multiple_records("Contacts", request).get_status_code() == 200
 
     before = datetime.now(timezone.utc).replace(microsecond=0) - timedelta(minutes=1)
     assert operations.delete_record(int(drop)).get_status_code() == 200
