@@ -11,7 +11,7 @@ from mlconnector.errors import RecordError
 from mlconnector.fingerprints import payload_hash, source_fingerprint
 from mlconnector.flows import SkipRecord
 from mlconnector.state import Link
-from mlconnector.sync import changes, echo
+from mlconnector.sync import changes, deletes, echo
 from mlconnector.sync.context import FlowRun
 from mlconnector.sync.items import Item
 from mlconnector.sync.keys import refuse_shared_keys
@@ -32,9 +32,7 @@ class Decider:
         self.targets = TargetView(fr)
         self.coarse = fr.source.coarse_stamps(fr.flow.source_entity)
         self._written: dict[str, Link] = {}
-        # Records the opposite flow kept (flagged or unlinked) when their counterparts were deleted in the other
-        # system: carrying one back would undo the deletion, so it is not, unless the two are linked again.
-        self.gone = fr.state.kept_after_delete(fr.pair.name, fr.flow.echo_of) if fr.flow.echo_of else {}
+        self.gone = deletes.kept_from_the_way_back(fr)
 
     def prepare(self, batch: list[Item]) -> list[Item]:
         """Decide each record of ``batch``; returns those to write (in a dry run: those that would be)."""

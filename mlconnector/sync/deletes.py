@@ -71,6 +71,17 @@ def _default(flow: Flow, target: Connector | None) -> str:
     return "unlink"
 
 
+def kept_from_the_way_back(fr: FlowRun) -> dict[str, str]:
+    """For a flow into the ERP in a two-way pair: the records the opposite flow kept (flagged or unlinked) when their
+    ERP records were deleted (id -> that system). Carrying one back would undo the ERP's deletion, so the flow
+    skips them until the two are linked again. The other way round, the ERP's record is the master: a record
+    deleted in Zoho or Zuora comes back there when its ERP record next changes, as in a one-way pair."""
+    flow = fr.flow
+    if not flow.echo_of or flow.target != ERP_ROLE:
+        return {}
+    return fr.state.kept_after_delete(fr.pair.name, flow.echo_of)
+
+
 def relinked(fr: FlowRun) -> None:
     """Target records kept after their source's deletion that this flow has linked again (the source record created
     again under its key, and upserted onto them): the mark comes off where the flow flagged them, and they are no

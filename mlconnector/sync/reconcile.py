@@ -17,6 +17,7 @@ from mlconnector.http import CallCounter
 from mlconnector.state import Link, Replay, State
 from mlconnector.sync.bookkeeping import audit_row
 from mlconnector.sync.context import MappingContext
+from mlconnector.sync.deletes import ERP_ROLE
 from mlconnector.sync.outcomes import Outcome
 from mlconnector.sync.targets import edited_since_written
 from mlconnector.systems.base import Connector, Record
@@ -181,8 +182,8 @@ def _reconcile_flow(pair: PairSpec, config: PairConfig, connectors: Mapping[str,
             by_key[key].append(target_id)
     links = state.links(pair.name, flow.name, list(mapped) + state.linked_ids(pair.name, flow.name, "source"))
     known = _known_targets(state, pair, flow)
-    # Kept by the opposite flow when their counterparts here were deleted: not to be written here again.
-    kept_back = state.kept_after_delete(pair.name, flow.echo_of) if flow.echo_of else {}
+    # Kept by the opposite flow when their ERP records were deleted: not to be written into the ERP again.
+    kept_back = state.kept_after_delete(pair.name, flow.echo_of) if flow.echo_of and flow.target == ERP_ROLE else {}
     source_keys: dict[str, list[str]] = defaultdict(list)
     for source_id, (key, _) in mapped.items():
         if key:

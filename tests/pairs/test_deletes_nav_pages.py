@@ -70,3 +70,23 @@ def test_a_customer_created_again_in_nav_under_its_number_links_again_and_the_ta
         assert [c for c in world.erp("customers") if c["number"] == "C00090"][0]["phoneNumber"] == "555-0190"
     finally:
         world.close()
+
+
+def test_an_account_deleted_in_zoho_comes_back_when_its_nav_customer_next_changes(tmp_path, monkeypatch):
+    world = make_world(tmp_path, monkeypatch, "nav")
+    try:
+        assert cli(world, "sync", "nav-zoho").exit_code == 0
+        gone = world.account("C00020")["id"]
+        world.zoho_user().delete("Accounts", gone)
+        first = json.loads(cli(world, "sync", "nav-zoho", "--json").stdout)
+        assert first["flows"]["accounts_to_customers"]["deletions"] == {"unlink": 1}
+        assert not [a for a in world.crm("Accounts") if a.get("Account_Number") == "C00020"]
+
+        world.nav_user().edit("customers", "C00020", City="Evanston")  # NAV's record is the master
+        ran = cli(world, "sync", "nav-zoho")
+
+        assert ran.exit_code == 0, ran.output
+        back = world.account("C00020")
+        assert back["id"] != gone and back["Billing_City"] == "Evanston"
+    finally:
+        world.close()
