@@ -95,3 +95,14 @@ def test_over_sba_a_customer_deleted_in_gp_is_found_in_the_list_and_tagged(tmp_p
         assert tags(world, "ADAMPARK0001") == ["Deleted in gp"]
     finally:
         world.close()
+
+
+def test_ignore_looks_for_no_deletions_of_that_flow(world: GPWorld):
+    set_pair(world, "gp-zoho", 'on_delete = {vendors = "ignore"}')
+    assert cli(world, "sync", "gp-zoho").exit_code == 0
+    world.gp.remove("vendors", "ADVANCED0001")
+
+    ran = json.loads(cli(world, "sync", "gp-zoho", "--json").stdout)
+
+    assert ran["flows"]["vendors"]["deletions"] == {}
+    assert tags(world, "V-ADVANCED0001") == []
