@@ -10,7 +10,9 @@ flow linked count. Each is handled by the flow's ``on_delete`` policy:
 - ``flag``: the target record is marked (``flag_deleted``), and the link closed;
 - ``delete``: the target record is deleted, and the link closed.
 
-A source record created again later under the same key is linked again by its upsert. Before anything is done, the
+A target record kept (flag, unlink) is noted: reconcile counts it as accounted for, and the way back into the ERP
+skips it. A source record created again later under the same key is linked again by its upsert, and the kept
+record's mark comes off (``relinked``). Before anything is done, the
 mass-delete guard: when more than ``max_delete_fraction`` of a flow's linked records (and more than one) look
 deleted at once, nothing is done for that flow (a wrong company or filter must never wipe a CRM); the run says so
 and exits 3, and `--allow-deletes` confirms.
@@ -96,7 +98,7 @@ def relinked(fr: FlowRun) -> None:
         return
     systems = state.kept_after_delete(pair, flow.name)
     failed: dict[str, str | None] = {}
-    flagged = [target_id for target_id in linked if kept[target_id] == "flag"]
+    flagged = [target_id for target_id in linked if kept[target_id] == "flag" and fr.target.capabilities.flags]
     for system in sorted({systems[t] for t in flagged}):
         ids = [t for t in flagged if systems[t] == system]
         for start in range(0, len(ids), CHUNK):
