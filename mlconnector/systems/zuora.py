@@ -22,6 +22,10 @@ than that many records is handed on batch by batch unsorted. Memory stays at one
 read began (its ``Date`` less the call's duration), so an incremental run's window closes there and the next run
 does not re-read the records that share the newest stamp.
 
+Deletions: Zuora lists no deleted records, so the engine finds them missing from ``record_ids`` (ZOQL ``select Id``,
+2,000 a call, whatever ``read_api``). It neither marks nor deletes records here: Zuora has no tags, and deleting an
+account removes its transactions (flows into Zuora unlink).
+
 Secrets (``mlconnector secrets set NAME FIELD``): client_secret; callout_password (callout_auth = "basic") or
 callout_secret (callout_auth = "header"). The access token is cached in the same store (``access_token_cache``)
 and minted again five minutes before its hour is up.
