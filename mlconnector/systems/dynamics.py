@@ -751,8 +751,8 @@ class DynamicsConnector(ConnectorBase):
     def record_ids(self, entity: str) -> Iterator[str]:
         """Every id of ``entity`` (a deletion is an id no longer here), a few bytes a row: in API mode ``$select=id``;
         on pages, whose records are known by their number, ``$select=No`` (page web services take OData's $select,
-        https://learn.microsoft.com/dynamics365/business-central/dev-itpro/webservices/use-filter-expressions-in-
-        odata-uris). Both at the connector's page size."""
+        e.g. ``/Items?$select=No,Description,Unit_Price``: https://learn.microsoft.com/training/modules/work-with-web-
+        services/7-query-options). Both at the connector's page size."""
         if self.endpoint.mode == "odata":
             for row in self._pages(f"{self.company_url()}/{self._service(entity)}", {"$select": "No"}):
                 yield str(_nav_value(row.get("No")))
