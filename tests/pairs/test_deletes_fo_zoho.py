@@ -93,3 +93,28 @@ def test_flag_or_delete_into_fo_is_refused_naming_the_fix(world: FoWorld):
     ran = cli(world, "sync", "fo-zoho")
     assert ran.exit_code == 2
     assert "pairs.fo-zoho.on_delete.invoices = 'delete': the ERP's records are its own" in ran.output
+
+
+@pytest.mark.parametrize("policy, summary, tagged, kept", [
+    ("flag", "1 marked deleted in the target", True, True),
+    ("unlink", "1 unlinked (the target's record kept)", False, True),
+    ("delete", "1 deleted in the target too", False, False),
+    ("ignore", None, False, True),
+])
+def test_each_policy_for_a_customer_deleted_in_fo(world: FoWorld, policy, summary, tagged, kept):
+    set_pair(world, "fo-zoho", "deletes_every_hours = 0", f'on_delete = {{customers = "{policy}"}}')
+    assert cli(world, "sync", "fo-zoho").exit_code == 0
+    delete_in_fo(world, "CustomersV3", "CustomerAccount", "US-002")
+
+    ran = cli(world, "sync", "fo-zoho")
+
+    assert ran.exit_code == 0, ran.output
+    accounts = by(world, "Accounts", "Account_Number")
+    assert ("US-002" in accounts) is kept
+    if kept:
+        assert bool(accounts["US-002"].get("Tag")) is tagged
+    if summary:
+        assert f"customers: 1 record(s) deleted in the source: {summary}" in ran.stdout
+    else:
+        assert "customers: 1 record(s) deleted" not in ran.stdout
+    assert {"US-001", "US-003"} <= set(accounts)

@@ -1,11 +1,14 @@
 """nav-zoho over NAV's page web services (OData V4 pages, no deletion list, no webhooks): a customer deleted in NAV
-is found missing from a read of the page's keys alone and its Zoho Account tagged, and the tag (a change in Zoho)
-does not bring the customer back to NAV through the flow the other way."""
+is found missing from a read of the page's keys alone and its Zoho Account tagged (or left, or deleted, as the flow
+says); what NAV deleted is not brought back by the flow the other way, until NAV creates it again; an account
+deleted in Zoho comes back when its NAV customer next changes (NAV's record is the master)."""
 
 from __future__ import annotations
 
 import json
 from urllib.parse import parse_qs
+
+import pytest
 
 from tests.pairs.deleting import audit, cli, set_pair
 from tests.pairs.world import make_world
@@ -88,5 +91,31 @@ def test_an_account_deleted_in_zoho_comes_back_when_its_nav_customer_next_change
         assert ran.exit_code == 0, ran.output
         back = world.account("C00020")
         assert back["id"] != gone and back["Billing_City"] == "Evanston"
+    finally:
+        world.close()
+
+
+@pytest.mark.parametrize("policy", ["unlink", "delete"])
+def test_unlink_keeps_and_delete_removes_the_account_of_a_customer_deleted_in_nav(tmp_path, monkeypatch, policy):
+    world = make_world(tmp_path, monkeypatch, "nav")
+    try:
+        set_pair(world, "nav-zoho", "deletes_every_hours = 0", f'on_delete = {{customers = "{policy}"}}')
+        world.dynamics.seed(world.company, "customers", [{"number": "C00090", "displayName": "Walk-in Customer"}])
+        assert cli(world, "sync", "nav-zoho").exit_code == 0
+        account = world.account("C00090")
+        world.dynamics.delete(world.company, "customers", "C00090")
+
+        ran = cli(world, "sync", "nav-zoho", "--json")
+
+        assert ran.exit_code == 0, ran.output
+        assert json.loads(ran.stdout)["flows"]["customers"]["deletions"] == {policy: 1}
+        numbers = {a.get("Account_Number") for a in world.crm("Accounts")}
+        if policy == "unlink":
+            assert world.account("C00090")["id"] == account["id"] and not world.account("C00090").get("Tag")
+            world.zoho_user().edit("Accounts", account["id"], Phone="555-0190")  # an edit in Zoho stays there
+            assert cli(world, "sync", "nav-zoho").exit_code == 0
+        else:
+            assert "C00090" not in numbers
+        assert not [c for c in world.erp("customers") if c["number"] == "C00090"]
     finally:
         world.close()
