@@ -1,6 +1,6 @@
-"""A deletion a system pushes (a Business Central webhook with changeType "deleted") is handled in the next run that
-takes the notification: the record is fetched, found gone, and its Zoho Account tagged, with no read of every id
-(that happens at most once a day)."""
+"""A deletion a system pushes is handled as soon as the notification is taken: a Business Central webhook with
+changeType "deleted" by the next run (the record is fetched, found gone, and its Zoho Account tagged, with no read
+of every id: that happens at most once a day), a Zoho delete notification by `listen --process` within seconds."""
 
 from __future__ import annotations
 
@@ -45,3 +45,26 @@ def notified_deletion_is_handled(world) -> None:
         "deleted in bc; marked deleted in zoho"]
     selects = [parse_qs(c.query).get("$select") for c in world.dynamics.calls if c.path.endswith("/customers")]
     assert ["id"] not in selects  # found from the notification, not from a read of every id
+
+
+def test_an_account_deleted_in_zoho_is_unlinked_within_seconds_by_listen_process(tmp_path, monkeypatch):
+    world = make_world(tmp_path, monkeypatch, "nav")
+    try:
+        assert cli(world, "sync", "nav-zoho").exit_code == 0  # subscribes the Zoho channels
+        account = world.account("C00020")["id"]
+        listener = api.Listener(world.runtime(), process=True)
+        world.listener_slot.app = listener.app
+        try:
+            world.zoho_user().delete("Accounts", account)
+
+            def unlinked() -> bool:
+                return any(r["action"] == "unlink" for r in audit(world, account))
+
+            assert wait_for(unlinked, timeout=10)
+        finally:
+            listener.close()
+        [row] = [r for r in audit(world, account) if r["action"] == "unlink"]
+        assert row["note"] == "deleted in zoho; link closed, nav's record kept"
+        assert [c for c in world.erp("customers") if c["number"] == "C00020"]
+    finally:
+        world.close()
