@@ -24,6 +24,8 @@ from filelock import FileLock, Timeout
 from mlconnector import interrupt
 from mlconnector.config import Config, load_config
 from mlconnector.errors import ConfigError, LockHeld, MLConnectorError
+from mlconnector.health import Limits, Problem
+from mlconnector.health import check as health_check
 from mlconnector.http import CallCounter
 from mlconnector.pairs import all_pairs
 from mlconnector.state import State, default_state_path, refuse_foreign_database
@@ -310,6 +312,9 @@ def reconcile(runtime: Runtime, pair: str, *, flows: Iterable[str] | None = None
             chosen = [session.pair.flow(name) for name in _flow_names(session.pair, flows, session.config.flows)]
             report = run_reconcile(session.pair, session.config, session.connectors, state, session.counter,
                                    session.pair.ordered([f.name for f in chosen]))
+            # `status --check` names a pair whose last reconcile found disagreement.
+            state.save_reconcile(pair, report.agrees, sum(len(f.differences) + sum(not t.agrees for t in f.totals)
+                                                          for f in report.flows.values()))
             result = Reconciled(report)
             if not fix:
                 return result
@@ -411,6 +416,15 @@ def status(runtime: Runtime) -> Status:
             arrivals=state.arrivals(datetime.now(timezone.utc) - timedelta(days=1)),
             deletions=state.deletions(datetime.now(timezone.utc) - timedelta(days=30)),
         )
+
+
+def check(runtime: Runtime, limits: Limits) -> list[Problem]:
+    """`status --check`: what needs a look, from the state file alone (see mlconnector.health)."""
+    config = load_config(runtime.config_path, required=False)
+    path = runtime.state_file(config)
+    with State(path) as state:
+        return health_check(state, config.pairs, limits, datetime.now(timezone.utc),
+                            lambda pair: run_alive(path, pair))
 
 
 def _as_seen(path: Path, run: dict[str, Any]) -> dict[str, Any]:

@@ -117,3 +117,24 @@ def m012_deletion_checks(db: sqlite_utils.Database) -> None:
     # Per flow, how far its source's deletion feed was read, and when its ids were last read whole to find
     # deletions by absence (at most once per deletes_every_hours).
     db["deletion_checks"].create({"pair": str, "flow": str, "feed_since": str, "scanned": str}, pk=("pair", "flow"))
+
+
+@migrations()
+def m013_run_kind(db: sqlite_utils.Database) -> None:
+    # What a run was (sync, replay, drain): `status --check` judges a pair by its last sync, which a drain of a
+    # notification every minute must not stand in for. Older rows (NULL) were syncs, replays or drains alike.
+    db["runs"].add_column("kind", str)
+
+
+@migrations()
+def m014_channel_failures(db: sqlite_utils.Database) -> None:
+    # A push channel that could not be subscribed or renewed, until one attempt succeeds: `status --check` and
+    # the receiver's /health name it, since the entity is then only polled.
+    db["channel_failures"].create({"system": str, "entity": str, "error": str, "since": str, "last": str},
+                                  pk=("system", "entity"))
+
+
+@migrations()
+def m015_reconcile_results(db: sqlite_utils.Database) -> None:
+    # The last `reconcile` of each pair: whether both sides agreed, and how many differences it found.
+    db["reconcile_results"].create({"pair": str, "checked": str, "agrees": int, "differences": int}, pk="pair")

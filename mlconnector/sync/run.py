@@ -88,7 +88,7 @@ class Engine:
              dry_run: bool = False) -> RunResult:
         """Poll every chosen flow from its watermark (or ``since``, or everything with ``full``)."""
         names = self._flow_names(flows)
-        run = self._start(dry_run)
+        run = self._start(dry_run, "sync")
         until = self.now()
         chosen = self.pair.ordered(names)
         try:
@@ -123,7 +123,7 @@ class Engine:
     def replay(self, *, flow: str | None = None, error_class: str | None = None, ids: list[str] | None = None,
                dry_run: bool = False) -> RunResult:
         """Re-fetch each queued record from its source (its current version) and run it through again."""
-        run = self._start(dry_run)
+        run = self._start(dry_run, "replay")
         try:
             if not dry_run:
                 self.recover_interrupted_creates(run)
@@ -140,7 +140,7 @@ class Engine:
 
     def drain(self, flows: Iterable[str] | None = None) -> RunResult:
         """Process the notifications waiting in the inbox, without polling (`listen --process`)."""
-        run = self._start(False)
+        run = self._start(False, "drain")
         try:
             self.recover_interrupted_creates(run)
             chosen = self.pair.ordered(self._flow_names(flows))
@@ -292,14 +292,14 @@ class Engine:
     def _has_flow(self, name: str) -> bool:
         return any(f.name == name for f in self.pair.flows)
 
-    def _start(self, dry_run: bool) -> RunResult:
+    def _start(self, dry_run: bool, kind: str) -> RunResult:
         self.planned.clear()
         self.gone.clear()
         self.feeds.clear()
         self.began = self.now()
         run = RunResult(run_id=new_run_id(), pair=self.pair.name, dry_run=dry_run)
         if not dry_run:
-            self.state.start_run(run.run_id, self.pair.name, dry_run=dry_run)
+            self.state.start_run(run.run_id, self.pair.name, dry_run=dry_run, kind=kind)
         return run
 
     def _finish(self, run: RunResult) -> RunResult:
