@@ -205,7 +205,8 @@ class Listener:
     """The webhook receiver with its connectors, inbox and, with ``process``, a worker that drains the
     inbox of each notified pair at once."""
 
-    def __init__(self, runtime: Runtime, *, process: bool = False, body_timeout: float | None = None) -> None:
+    def __init__(self, runtime: Runtime, *, process: bool = False, body_timeout: float | None = None,
+                 limits: Limits | None = None) -> None:
         from mlconnector.webhooks import BODY_TIMEOUT, Inbox, create_receiver
 
         config = runtime.config
@@ -233,8 +234,11 @@ class Listener:
         self._worker = threading.Thread(target=self._work, daemon=True) if process else None
         if self._worker:
             self._worker.start()
+        path = runtime.state_file(config)
         self.app = create_receiver(push, self.inbox, self._queue_pairs if process else None,
-                                   body_timeout=body_timeout or BODY_TIMEOUT)
+                                   body_timeout=body_timeout or BODY_TIMEOUT,
+                                   checks=lambda: self.inbox.health(config.pairs, limits or Limits(),
+                                                                    lambda pair: run_alive(path, pair)))
         self.systems = sorted(push)
 
     def _queue_pairs(self, pairs: set[str]) -> None:
