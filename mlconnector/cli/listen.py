@@ -2,11 +2,12 @@
 
 import logging
 import socket
+import sys
 from typing import Annotated, Optional
 
 import typer
 
-from mlconnector import api
+from mlconnector import api, logs
 from mlconnector.cli.common import err, runtime
 from mlconnector.errors import ConfigError
 from mlconnector.health import Limits, parse_duration
@@ -31,7 +32,10 @@ def listen(
     """
     import uvicorn
 
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    # A service's log (unless -v or --log-format json set one up already), in the format chosen.
+    logging.basicConfig(level=logging.INFO, handlers=[logs.handler(logs.chosen, sys.stderr)])
+    if logging.getLogger().level > logging.INFO:
+        logging.getLogger().setLevel(logging.INFO)
     logging.getLogger("mlconnector").handlers.clear()  # a service's log: everything goes through the one above
     limits = Limits(max_age=parse_duration(max_age, "--max-age") if max_age is not None else None,
                     replay_age=parse_duration(replay_age, "--replay-age"))
