@@ -21,8 +21,8 @@ from typing import Any
 import httpx
 from filelock import FileLock, Timeout
 
-from mlconnector import interrupt
-from mlconnector.config import Config, load_config
+from mlconnector import alerts, interrupt
+from mlconnector.config import ALERTS_WEBHOOK_ENV, Config, load_config
 from mlconnector.errors import ConfigError, LockHeld, MLConnectorError
 from mlconnector.health import Limits, Problem
 from mlconnector.health import check as health_check
@@ -150,15 +150,43 @@ def sync(runtime: Runtime, pair: str, *, flows: Iterable[str] | None = None, ful
     config = runtime.config
     path = runtime.state_file(config)
     with locked_state(path, pair) as state:
-        refuse_flows_setup_found_missing(state, config, pair, flows)
-        session = open_pair(config, pair, runtime.context(state))
         try:
-            engine = Engine(session.pair, session.config, session.connectors, state,
-                            counter=session.counter, progress=progress, progress_total=progress_total,
-                            allow_deletes=allow_deletes)
-            return engine.sync(flows, full=full, since=since, dry_run=dry_run)
-        finally:
-            session.close()
+            refuse_flows_setup_found_missing(state, config, pair, flows)
+            session = open_pair(config, pair, runtime.context(state))
+            try:
+                engine = Engine(session.pair, session.config, session.connectors, state,
+                                counter=session.counter, progress=progress, progress_total=progress_total,
+                                allow_deletes=allow_deletes)
+                result = engine.sync(flows, full=full, since=since, dry_run=dry_run)
+            finally:
+                session.close()
+        except MLConnectorError as exc:
+            if not dry_run:
+                alerts.run_error(state, config.alerts, pair, exc, exc.exit_code, datetime.now(timezone.utc))
+            raise
+        if not dry_run:
+            alerts.after_run(state, config.alerts, result, datetime.now(timezone.utc))
+            alerts.channels(state, config.alerts, datetime.now(timezone.utc))
+        return result
+
+
+def send_test_alert(runtime: Runtime) -> list[str]:
+    """`mlconnector alert test`: one alert to every place `[alerts]` names; what went wrong delivering it."""
+    config = runtime.config
+    if not config.alerts.enabled:
+        raise ConfigError(f"{config.path}: no [alerts] command or webhook_url (nor ${ALERTS_WEBHOOK_ENV}); add "
+                          "one (see connections.example.toml)")
+    return alerts.send(config.alerts, alerts.Alert("test", "a test alert: alerts reach you"))
+
+
+def alert_failed(runtime: Runtime, pair: str, detail: str) -> bool:
+    """`mlconnector alert failed PAIR`: a failure seen from outside (systemd's OnFailure=) opens the pair's incident
+    as a failed run would: one alert, not two, and an ok run settles it. True when an alert was sent."""
+    config = runtime.config
+    path = runtime.state_file(config)
+    with State(path) as state, state_errors(path):
+        return alerts.raise_incident(state, config.alerts, f"run:{pair}", alerts.Alert(
+            "failed", f"{pair}: {detail}", pair), datetime.now(timezone.utc))
 
 
 def refuse_flows_setup_found_missing(state: State, config: Config, pair: str, flows: Iterable[str] | None) -> None:

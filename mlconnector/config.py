@@ -120,6 +120,30 @@ class PairConfig:
 
 
 @dataclass(frozen=True)
+class AlertsConfig:
+    """`[alerts]`: where alerts go (a command, a webhook, both or neither) and how often an incident repeats."""
+
+    command: tuple[str, ...] = ()
+    webhook_url: str | None = None  # may carry the hook's secret in its path (Slack, Teams): never printed
+    repeat_hours: float = 0.0  # 0: an incident alerts once, then on recovery
+    timeout_seconds: float = 10.0
+
+    @property
+    def enabled(self) -> bool:
+        return bool(self.command or self.webhook_url)
+
+
+ALERTS_WEBHOOK_ENV = "MLCONNECTOR_ALERTS_WEBHOOK_URL"
+ALERT_KEYS = {
+    "command": "a program to run with the alert as JSON on its standard input, e.g. [\"/usr/local/bin/page-me\"]",
+    "webhook_url": f"an http(s) address the alert is POSTed to as JSON (or ${ALERTS_WEBHOOK_ENV})",
+    "repeat_hours": "hours after which an incident still open alerts again (0: never)",
+    "timeout_seconds": "seconds the command or the webhook may take",
+}
+_STATE_KEYS = ("path", "audit_retention_days")
+
+
+@dataclass(frozen=True)
 class Config:
     path: Path | None
     systems: Mapping[str, SystemConfig]
@@ -128,6 +152,7 @@ class Config:
     # [secrets]: where secrets live when no environment variable says (sandbox demos, headless hosts).
     secrets_backend: str | None = None
     secrets_dir: Path | None = None
+    alerts: AlertsConfig = field(default_factory=AlertsConfig)
 
     def system(self, name: str) -> SystemConfig:
         try:
@@ -173,10 +198,10 @@ def parse_config(raw: Mapping[str, Any], path: Path | None = None) -> Config:
     where = str(path) if path else "configuration"
     _refuse_secrets(raw, where, ())
     refuse_credentials_in_urls(raw, where)
-    unknown = set(raw) - {"systems", "pairs", "state", "secrets"}
+    unknown = set(raw) - {"systems", "pairs", "state", "secrets", "alerts"}
     if unknown:
         raise ConfigError(f"{where}: unknown top-level table [{sorted(unknown)[0]}]; "
-                          "use [systems.NAME], [pairs.NAME], [state] and [secrets]")
+                          "use [systems.NAME], [pairs.NAME], [state], [secrets] and [alerts]")
     systems = {name: _system(name, table, where) for name, table in _tables(raw, "systems", where).items()}
     pairs = {name: _pair(name, table, where, systems) for name, table in _tables(raw, "pairs", where).items()}
     state = raw.get("state", {})
@@ -195,7 +220,49 @@ def parse_config(raw: Mapping[str, Any], path: Path | None = None) -> Config:
     return Config(path=path, systems=systems, pairs=pairs,
                   state_path=(base / Path(state_path).expanduser()) if state_path else None,
                   secrets_backend=backend,
-                  secrets_dir=(base / Path(directory).expanduser()) if directory else None)
+                  secrets_dir=(base / Path(directory).expanduser()) if directory else None,
+                  alerts=_alerts(raw.get("alerts", {}), where))
+
+
+def _alerts(table: Any, where: str) -> AlertsConfig:
+    if not isinstance(table, Mapping):
+        raise ConfigError(f"{where}: alerts must be a table: write it as [alerts]")
+    for key in table:
+        if key not in ALERT_KEYS:
+            raise ConfigError(f"{where}: alerts.{key} is not a known key (known: {', '.join(ALERT_KEYS)})")
+    command = table.get("command", ())
+    if isinstance(command, str):
+        import shlex
+
+        try:
+            command = shlex.split(command)
+        except ValueError as exc:
+            raise ConfigError(f"{where}: alerts.command cannot be split into words ({exc}); write it as a list, "
+                              "e.g. [\"/usr/local/bin/page-me\", \"--team\", \"erp\"]") from None
+    if not isinstance(command, list | tuple) or not all(isinstance(w, str) and w for w in command):
+        raise ConfigError(f"{where}: alerts.command must be a program and its arguments, as a string or a list of "
+                          "strings")
+    url = os.environ.get(ALERTS_WEBHOOK_ENV) or table.get("webhook_url")
+    if url is not None:
+        # Not echoed: a Slack or Teams webhook address holds its secret in the path.
+        from urllib.parse import urlsplit
+
+        try:
+            parts = urlsplit(str(url).strip())
+            ok = isinstance(url, str) and parts.scheme in ("http", "https") and bool(parts.hostname) and parts.port != 0
+        except ValueError:
+            ok = False
+        if not ok:
+            where_url = ALERTS_WEBHOOK_ENV if os.environ.get(ALERTS_WEBHOOK_ENV) else f"{where}: alerts.webhook_url"
+            raise ConfigError(f"{where_url} is not an http(s) address; write it as https://host/path")
+    numbers = {}
+    for key, default, high in (("repeat_hours", 0.0, 8_784), ("timeout_seconds", 10.0, 300)):
+        value = table.get(key, default)
+        if isinstance(value, bool) or not isinstance(value, int | float) or not (0 if key == "repeat_hours" else 1) <= value <= high:
+            raise ConfigError(f"{where}: alerts.{key} = {value!r}: use a number from "
+                              f"{0 if key == 'repeat_hours' else 1} to {high} ({ALERT_KEYS[key]})")
+        numbers[key] = float(value)
+    return AlertsConfig(command=tuple(command), webhook_url=str(url).strip() if url else None, **numbers)
 
 
 def is_secret_key(name: str) -> bool:

@@ -12,6 +12,7 @@ from typer.core import TyperGroup
 
 from mlconnector import __version__, logs
 from mlconnector.api import Runtime, load_plugins
+from mlconnector.cli import alert as alert_cli
 from mlconnector.cli import auth as auth_cli
 from mlconnector.cli import demo as demo_cmd
 from mlconnector.cli import init as init_cmd
@@ -188,6 +189,7 @@ def build_app() -> typer.Typer:
     app.command("audit")(report.audit)
     app.command("status")(report.status)
     app.command("listen")(listen_cmd.listen)
+    app.add_typer(alert_cli.app, name="alert")
     app.command("demo")(demo_cmd.demo)
     app.add_typer(sandbox_cli.app, name="sandbox")
     return app

@@ -138,3 +138,10 @@ def m014_channel_failures(db: sqlite_utils.Database) -> None:
 def m015_reconcile_results(db: sqlite_utils.Database) -> None:
     # The last `reconcile` of each pair: whether both sides agreed, and how many differences it found.
     db["reconcile_results"].create({"pair": str, "checked": str, "agrees": int, "differences": int}, pk="pair")
+
+
+@migrations()
+def m016_alert_incidents(db: sqlite_utils.Database) -> None:
+    # An incident alerted on (a pair's runs failing, a channel that cannot be renewed), open until it recovers: a
+    # cron job failing every 15 minutes alerts once, not 96 times a day.
+    db["alert_incidents"].create({"key": str, "opened": str, "last_sent": str, "event": str, "text": str}, pk="key")

@@ -98,6 +98,13 @@ class RunResult:
     interrupted: str | None = None  # the signal that stopped the run (SIGTERM, SIGINT)
 
     @property
+    def status(self) -> str:
+        """As the runs table keeps it: ok, failed, stopped (early: a budget, a system down) or interrupted."""
+        if self.interrupted:
+            return "interrupted"
+        return "ok" if self.exit_code == EXIT_OK else ("stopped" if self.stopped else "failed")
+
+    @property
     def failed(self) -> int:
         return sum(s.failed for s in self.flows.values())
 

@@ -338,8 +338,7 @@ class Engine:
             run.exit_code = EXIT_RECORDS_FAILED
         if run.stopped and run.exit_code == EXIT_OK:
             run.exit_code = EXIT_RECORDS_FAILED
-        status = "ok" if run.exit_code == EXIT_OK else ("stopped" if run.stopped else "failed")
-        status = "interrupted" if run.interrupted else status
+        status = run.status
         if not run.dry_run:
             self.state.finish_run(run.run_id, status, run.exit_code, run.to_dict())
         logs.set_flow(None)
