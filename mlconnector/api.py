@@ -459,6 +459,16 @@ def check(runtime: Runtime, limits: Limits) -> list[Problem]:
                             lambda pair: run_alive(path, pair))
 
 
+def prometheus(runtime: Runtime, limits: Limits) -> str:
+    """`status --prometheus`: the state file's figures in Prometheus' text format (see mlconnector.metrics)."""
+    from mlconnector.metrics import render
+
+    config = load_config(runtime.config_path, required=False)
+    path = runtime.state_file(config)
+    with State(path) as state:
+        return render(state, config.pairs, limits, datetime.now(timezone.utc), lambda pair: run_alive(path, pair))
+
+
 def _as_seen(path: Path, run: dict[str, Any]) -> dict[str, Any]:
     """A run marked running whose pair's lock is free ended without a word (kill -9): it shows as interrupted (the
     next run of the pair records it so)."""

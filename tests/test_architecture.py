@@ -50,6 +50,8 @@ def offending(part: str, forbidden: tuple[str, ...], allowed: tuple[str, ...] = 
     ("state", ("mlconnector.sync", "mlconnector.systems", "mlconnector.pairs", "mlconnector.api", "mlconnector.cli"),
      ()),
     ("flows", ("mlconnector.sync", "mlconnector.pairs", "mlconnector.api", "mlconnector.cli"), ()),
+    ("metrics", ("mlconnector.sync", "mlconnector.systems", "mlconnector.pairs", "mlconnector.api", "mlconnector.cli",
+                 "mlconnector.webhooks", "mlconnector.http", "mlconnector.auth"), ()),
     ("health", ("mlconnector.sync", "mlconnector.systems", "mlconnector.pairs", "mlconnector.api", "mlconnector.cli",
                 "mlconnector.webhooks", "mlconnector.http", "mlconnector.auth"), ()),
 ])

@@ -321,6 +321,7 @@ class Engine:
         run = RunResult(run_id=new_run_id(), pair=self.pair.name, dry_run=dry_run)
         logs.begin(run.run_id, self.pair.name)
         self._started = time.monotonic()
+        self._credits = {id(c): c.credits_used for c in self.connectors.values()}
         if not dry_run:
             self.state.start_run(run.run_id, self.pair.name, dry_run=dry_run, kind=kind)
         return run
@@ -338,6 +339,10 @@ class Engine:
             run.exit_code = EXIT_RECORDS_FAILED
         if run.stopped and run.exit_code == EXIT_OK:
             run.exit_code = EXIT_RECORDS_FAILED
+        for connector in {id(c): c for c in self.connectors.values()}.values():
+            spent = connector.credits_used - self._credits.get(id(connector), 0)
+            if spent:
+                run.credits[connector.name] = run.credits.get(connector.name, 0) + spent
         status = run.status
         if not run.dry_run:
             self.state.finish_run(run.run_id, status, run.exit_code, run.to_dict())
