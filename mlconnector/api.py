@@ -167,7 +167,39 @@ def sync(runtime: Runtime, pair: str, *, flows: Iterable[str] | None = None, ful
         if not dry_run:
             alerts.after_run(state, config.alerts, result, datetime.now(timezone.utc))
             alerts.channels(state, config.alerts, datetime.now(timezone.utc))
+            if config.audit_retention_days:
+                # A little each run (a first run after an upgrade does not prune a year at once).
+                state.prune(datetime.now(timezone.utc) - timedelta(days=config.audit_retention_days),
+                            max_batches=RUN_PRUNE_BATCHES)
         return result
+
+
+RUN_PRUNE_BATCHES = 5  # each of a few thousand rows
+
+
+@dataclass
+class Pruned:
+    before: datetime
+    deleted: dict[str, int]
+    bytes: int
+    free_bytes: int
+
+
+def prune(runtime: Runtime, *, days: int | None = None, vacuum: bool = False) -> Pruned:
+    """`mlconnector prune`: delete audit rows, processed notifications and runs older than ``days`` (else
+    `[state] audit_retention_days`); with ``vacuum``, give the freed space back to the disk."""
+    config = load_config(runtime.config_path, required=False)
+    keep = config.audit_retention_days if days is None else days
+    if not keep:
+        raise ConfigError("audit_retention_days is 0 (keep everything): pass --older-than DAYS to prune anyway")
+    path = runtime.state_file(config)
+    before = datetime.now(timezone.utc) - timedelta(days=keep)
+    with State(path) as state, state_errors(path):
+        deleted = state.prune(before)
+        if vacuum:
+            state.vacuum()
+        size = state.size()
+    return Pruned(before, deleted, size["bytes"], size["free_bytes"])
 
 
 def send_test_alert(runtime: Runtime) -> list[str]:

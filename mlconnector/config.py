@@ -153,6 +153,7 @@ class Config:
     secrets_backend: str | None = None
     secrets_dir: Path | None = None
     alerts: AlertsConfig = field(default_factory=AlertsConfig)
+    audit_retention_days: int = 90  # [state]: audit rows, processed notifications and runs kept this long; 0 for ever
 
     def system(self, name: str) -> SystemConfig:
         try:
@@ -205,7 +206,15 @@ def parse_config(raw: Mapping[str, Any], path: Path | None = None) -> Config:
     systems = {name: _system(name, table, where) for name, table in _tables(raw, "systems", where).items()}
     pairs = {name: _pair(name, table, where, systems) for name, table in _tables(raw, "pairs", where).items()}
     state = raw.get("state", {})
+    if isinstance(state, Mapping):
+        for key in state:
+            if key not in _STATE_KEYS:
+                raise ConfigError(f"{where}: state.{key} is not a known key (known: {', '.join(_STATE_KEYS)})")
     state_path = state.get("path") if isinstance(state, dict) else None
+    retention = state.get("audit_retention_days", 90) if isinstance(state, Mapping) else 90
+    if isinstance(retention, bool) or not isinstance(retention, int) or not 0 <= retention <= 36_600:
+        raise ConfigError(f"{where}: state.audit_retention_days = {retention!r}: use a whole number of days from 0 "
+                          "to 36600 (0 keeps everything)")
     if state_path is not None and (not isinstance(state_path, str) or not state_path.strip()):
         raise ConfigError(f"{where}: state.path must be the path of the state file (e.g. \"state.db\"); remove "
                           "the key to use the default (the user's state directory)")
@@ -221,7 +230,7 @@ def parse_config(raw: Mapping[str, Any], path: Path | None = None) -> Config:
                   state_path=(base / Path(state_path).expanduser()) if state_path else None,
                   secrets_backend=backend,
                   secrets_dir=(base / Path(directory).expanduser()) if directory else None,
-                  alerts=_alerts(raw.get("alerts", {}), where))
+                  alerts=_alerts(raw.get("alerts", {}), where), audit_retention_days=retention)
 
 
 def _alerts(table: Any, where: str) -> AlertsConfig:

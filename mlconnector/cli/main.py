@@ -18,6 +18,7 @@ from mlconnector.cli import demo as demo_cmd
 from mlconnector.cli import init as init_cmd
 from mlconnector.cli import listen as listen_cmd
 from mlconnector.cli import ping as ping_cmd
+from mlconnector.cli import prune as prune_cmd
 from mlconnector.cli import reconcile as reconcile_cmd
 from mlconnector.cli import report
 from mlconnector.cli import sandbox as sandbox_cli
@@ -188,6 +189,7 @@ def build_app() -> typer.Typer:
     app.command("reconcile")(reconcile_cmd.reconcile)
     app.command("audit")(report.audit)
     app.command("status")(report.status)
+    app.command("prune")(prune_cmd.prune)
     app.command("listen")(listen_cmd.listen)
     app.add_typer(alert_cli.app, name="alert")
     app.command("demo")(demo_cmd.demo)

@@ -21,6 +21,7 @@ from mlconnector.errors import ConfigError
 from mlconnector.state.audit import AuditQueries
 from mlconnector.state.checks import CheckQueries
 from mlconnector.state.incidents import IncidentQueries
+from mlconnector.state.retention import RetentionQueries
 from mlconnector.state.common import MAX_ROWS_PER_STATEMENT, StateFileReplaced, _serialized, iso, parse_iso, utcnow
 from mlconnector.state.links import Link, LinkQueries
 from mlconnector.state.queues import QueueQueries, Replay
@@ -75,7 +76,7 @@ class BatchRecord:
     watermark: datetime | None = None
 
 
-class State(LinkQueries, AuditQueries, QueueQueries, CheckQueries, IncidentQueries):
+class State(LinkQueries, AuditQueries, QueueQueries, CheckQueries, IncidentQueries, RetentionQueries):
     """One open state file. Use as a context manager, or call close(). Threads of one run may share it: a
     transaction and the reads a run makes while another thread records are serialized (``lock``)."""
 
