@@ -248,6 +248,23 @@ def setup(runtime: Runtime, pair: str, *, apply: bool = False,
         return check_pair(config, pair, context, state, apply=apply, plan=plan)
 
 
+def keep_channels(runtime: Runtime, pair: str) -> RunResult:
+    """Renew the pair's push channels that are missing or near expiry, under the pair's lock (a run holding it
+    renews them itself: LockHeld). A channel that cannot be renewed alerts (`[alerts]`) and one renewed again
+    settles it."""
+    config = runtime.config
+    path = runtime.state_file(config)
+    with locked_state(path, pair) as state:
+        session = open_pair(config, pair, runtime.context(state))
+        try:
+            result = Engine(session.pair, session.config, session.connectors, state,
+                            counter=session.counter).keep_channels()
+        finally:
+            session.close()
+        alerts.channels(state, config.alerts, datetime.now(timezone.utc))
+        return result
+
+
 def drain(runtime: Runtime, pair: str) -> RunResult:
     """Process the pair's waiting notifications now (no poll), under the pair's lock."""
     config = runtime.config
@@ -266,7 +283,7 @@ class Listener:
     inbox of each notified pair at once."""
 
     def __init__(self, runtime: Runtime, *, process: bool = False, body_timeout: float | None = None,
-                 limits: Limits | None = None) -> None:
+                 limits: Limits | None = None, renew_every: float | None = None) -> None:
         from mlconnector.webhooks import BODY_TIMEOUT, Inbox, create_receiver
 
         config = runtime.config
@@ -300,6 +317,13 @@ class Listener:
                                    checks=lambda: self.inbox.health(config.pairs, limits or Limits(),
                                                                     lambda pair: run_alive(path, pair)))
         self.systems = sorted(push)
+        self.pairs = sorted({pair for pairs in consumers.values() for pair in pairs})
+        self._process = process
+        self._stop = threading.Event()
+        # With ``renew_every`` (seconds), channels are kept alive here, not only by a sync that happens to run.
+        self._keeper = threading.Thread(target=self._keep, args=(renew_every,), daemon=True) if renew_every else None
+        if self._keeper:
+            self._keeper.start()
 
     def _queue_pairs(self, pairs: set[str]) -> None:
         for pair in pairs:
@@ -322,7 +346,41 @@ class Listener:
                 except MLConnectorError as exc:
                     log.error("%s: processing notifications failed: %s", name, exc)
 
+    def _keep(self, every: float) -> None:
+        """Renew each pair's channels at once, then every ``every`` seconds. Where one cannot be renewed, that
+        pair is polled instead (with --process: a sync each time round) until it can; an alert says so."""
+        polling: set[str] = set()
+        while not self._stop.is_set():
+            for pair in self.pairs:
+                if self._stop.is_set():
+                    return
+                try:
+                    kept = keep_channels(self._runtime, pair)
+                    for line in kept.channels:
+                        log.info("%s: push channel %s", pair, line)
+                    for problem in kept.channel_problems:
+                        log.warning("%s: push channel %s", pair, problem)
+                    # Polled while its channel fails, and once more when it works again: that poll covers what
+                    # changed between the last one and the new channel.
+                    if self._process and (kept.channel_problems or pair in polling):
+                        result = sync(self._runtime, pair)
+                        log.info("%s: polled instead of push (run %s, exit %d)", pair, result.run_id, result.exit_code)
+                    if kept.channel_problems:
+                        polling.add(pair)
+                    else:
+                        polling.discard(pair)
+                except LockHeld:
+                    log.debug("%s: a run holds the pair; it renews the channels itself", pair)
+                except MLConnectorError as exc:
+                    log.error("%s: keeping push channels alive failed: %s", pair, exc)
+                except Exception:  # noqa: BLE001 - the receiver must go on; the next round tries again
+                    log.exception("%s: keeping push channels alive failed", pair)
+            self._stop.wait(every)
+
     def close(self) -> None:
+        self._stop.set()
+        if self._keeper:
+            self._keeper.join(timeout=30)
         if self._worker:
             self._queue.put(None)
             self._worker.join(timeout=30)

@@ -21,11 +21,14 @@ def listen(
     body_timeout: Annotated[float, typer.Option("--body-timeout", min=0.1, max=300, help="Seconds a sender may take to send a notification's body; a slower one gets 408 and its connection is closed.")] = 10.0,
     max_age: Annotated[Optional[str], typer.Option("--max-age", help="/health: a pair whose last sync started longer ago than this (e.g. 1h) is a problem, as for `status --check`.")] = None,
     replay_age: Annotated[str, typer.Option("--replay-age", help="/health: records waiting in the replay queue longer than this are a problem.")] = "24h",
+    renew_every: Annotated[str, typer.Option("--renew-every", help="How often push channels are renewed where they near expiry (e.g. 10m); 0 leaves it to sync.")] = "10m",
 ) -> None:
     """Receive push notifications at /hooks/SYSTEM: verify them, store them durably, answer fast.
 
     Each system's notify_url in connections.toml must reach this route, e.g.
     https://hooks.example.com/hooks/zoho. The next `mlconnector sync` (or --process) fetches the records.
+    Push channels are renewed here before they expire (--renew-every); one that cannot be renewed raises an alert,
+    and with --process its pair is polled instead until it can.
     GET /health: 200 while notifications can be stored (503 when not), with the problems `status --check` finds
     and the inbox backlog; GET /health?check=1 answers 503 for any problem.
     Exit 2 when the address cannot be listened on (a port in use, an address not of this machine).
@@ -39,7 +42,9 @@ def listen(
     logging.getLogger("mlconnector").handlers.clear()  # a service's log: everything goes through the one above
     limits = Limits(max_age=parse_duration(max_age, "--max-age") if max_age is not None else None,
                     replay_age=parse_duration(replay_age, "--replay-age"))
-    listener = api.Listener(runtime(ctx), process=process, body_timeout=body_timeout, limits=limits)
+    every = parse_duration(renew_every, "--renew-every").total_seconds()
+    listener = api.Listener(runtime(ctx), process=process, body_timeout=body_timeout, limits=limits,
+                            renew_every=every or None)
     try:
         sock = bind(host, port)  # before saying "listening": a busy port is the operator's to fix (exit 2)
         err.print(f"listening on http://{host}:{port}/hooks/{{{','.join(listener.systems)}}}"

@@ -172,6 +172,15 @@ class Engine:
             run.stopped = str(stop)
         return self._finish(run)
 
+    def keep_channels(self, flows: Iterable[str] | None = None) -> RunResult:
+        """Subscribe or renew the pair's push channels now, and nothing else (`listen` does it on its own schedule,
+        so channels live on where no sync runs for a while). Not recorded as a run: what was renewed, and what
+        failed, is in the result (and a failure in the state file, for `status --check`)."""
+        run = RunResult(run_id=new_run_id(), pair=self.pair.name)
+        push.renew_expiring_channels(run, self.state, self.connectors, self.pair.ordered(self._flow_names(flows)),
+                                     self.now)
+        return run
+
     def recover_interrupted_creates(self, run: RunResult) -> None:
         recovery.recover_interrupted_creates(run, self.pair, self.state, self.connectors, self.context)
 
