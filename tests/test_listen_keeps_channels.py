@@ -95,3 +95,29 @@ def test_a_renewal_that_fails_alerts_and_polls_instead_until_it_works(push_confi
         listener.close()
     assert channel_expiry() - datetime.now(timezone.utc) > timedelta(hours=23)
     assert [p.code for p in api.check(api.Runtime(config_path=push_config), api.Limits())] == []
+
+
+def test_listen_renews_the_zoho_sandbox_channels_with_their_life_shortened(tmp_path, monkeypatch):
+    """Zoho channels living 36 seconds, renewed when under 30 are left: `listen` renews them (PATCH), no sync."""
+    from tests.pairs.world import make_world
+
+    world = make_world(tmp_path, monkeypatch, "nav", zoho_settings="channel_hours = 0.01\n"
+                                                                   "channel_margin_minutes = 0.5\n")
+    try:
+        assert world.sync("nav-zoho", flows=["accounts_to_customers"]).exit_code == 0  # subscribes
+        [channel] = world.zoho.channels.values()
+        first = channel.expiry
+        assert timedelta(seconds=30) < first - datetime.now(timezone.utc) <= timedelta(seconds=37)
+        listener = api.Listener(world.runtime(), renew_every=0.5)
+        try:
+            # (It also subscribes the modules the pair's other flows read, which this sync did not run.)
+            wait_for(lambda: world.zoho.channels[channel.channel_id].expiry > first, timeout=20)
+        finally:
+            listener.close()
+        renewed = world.zoho.channels[channel.channel_id]  # renewed in place, not subscribed anew
+        with world.state() as state:
+            kept = next(c for c in state.channels("zoho") if c["channel_id"] == channel.channel_id)
+            assert [r["kind"] for r in state.last_runs()] == ["sync"]
+        assert abs((kept["expires"] - renewed.expiry).total_seconds()) < 2
+    finally:
+        world.close()
