@@ -40,9 +40,24 @@ PLUGINS_ENV = "MLCONNECTOR_PLUGINS"
 log = logging.getLogger("mlconnector")
 
 
+PLUGIN_GROUP = "mlconnector.plugins"
+
+
 def load_plugins(names: str | None = None) -> None:
-    """Import the modules named in $MLCONNECTOR_PLUGINS (comma-separated): site-specific pairs and
-    system kinds register themselves on import."""
+    """The plugins installed as packages (entry points in the group ``mlconnector.plugins``: a module, or a
+    function called with no arguments), then the modules named in $MLCONNECTOR_PLUGINS (comma-separated):
+    site-specific pairs and system kinds register themselves on import (or in their ``register()``)."""
+    from importlib.metadata import entry_points
+
+    for point in sorted(entry_points(group=PLUGIN_GROUP), key=lambda p: p.name):
+        try:
+            loaded = point.load()
+        except Exception as exc:  # noqa: BLE001 - an installed package's fault, named for its owner to fix
+            raise ConfigError(f"plugin {point.name} ({point.value}, entry point group {PLUGIN_GROUP}) cannot be "
+                              f"loaded ({type(exc).__name__}: {exc}); fix or uninstall its package") from None
+        register = loaded if callable(loaded) else getattr(loaded, "register", None)
+        if callable(register):
+            register()
     for name in filter(None, (n.strip() for n in (names or os.environ.get(PLUGINS_ENV, "")).split(","))):
         try:
             module = importlib.import_module(name)
@@ -474,6 +489,51 @@ class _WithoutCachedTokens:
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self._store, name)
+
+
+def show_config(runtime: Runtime) -> dict[str, Any]:
+    """`mlconnector config show`: the configuration in effect, each value with where it came from; secrets as set
+    or unset (see mlconnector.config_report)."""
+    import tomllib
+
+    from mlconnector.config import config_source
+    from mlconnector.config_report import report
+
+    config = runtime.config
+    raw = tomllib.loads(config.path.read_text(encoding="utf-8")) if config.path else {}
+    if runtime.state_path:
+        state_source = "--state"
+    elif config.state_path:
+        state_source = "[state] path"
+    else:
+        state_source = "$MLCONNECTOR_STATE" if os.environ.get("MLCONNECTOR_STATE") else "default"
+    return report(config, config_source(runtime.config_path), str(runtime.state_file(config)), state_source,
+                  runtime.secret_store(), raw)
+
+
+def validate_config(runtime: Runtime) -> tuple[Config, list[str]]:
+    """`mlconnector config validate`, offline: the file as every command reads it, then each configured pair: a
+    registered one, its roles filled by systems of the right kinds, its flows and on_delete naming its flows."""
+    config = runtime.config  # a file that cannot be read or has a wrong value raises here, naming it
+    problems: list[str] = []
+    known = all_pairs()
+    for name, pair in sorted(config.pairs.items()):
+        spec = known.get(name)
+        if spec is None:
+            problems.append(f"{config.path}: pairs.{name} is not a pair this installation knows "
+                            f"(known: {', '.join(sorted(known))})")
+            continue
+        try:
+            resolve_roles(config, spec)
+        except ConfigError as exc:
+            problems.append(str(exc))
+        flows = [f.name for f in spec.flows]
+        for key, named in (("flows", list(pair.flows)), ("on_delete", list(pair.on_delete))):
+            problems += [f"{config.path}: pairs.{name}.{key} names no flow {flow!r} (flows: {', '.join(flows)})"
+                         for flow in named if flow not in flows]
+        problems += [f"{config.path}: pairs.{name}.on_delete.{flow} = {policy!r}: use ignore, unlink, flag or delete"
+                     for flow, policy in pair.on_delete.items() if policy not in ("ignore", "unlink", "flag", "delete")]
+    return config, problems
 
 
 def ping(runtime: Runtime, system: str | None = None) -> list[PingResult]:

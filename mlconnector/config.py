@@ -169,13 +169,30 @@ class Config:
         return str(self.path) if self.path else "configuration"
 
 
+def config_search() -> list[Path]:
+    """Where a configuration is looked for when neither --config nor $MLCONNECTOR_CONFIG names one, in order: the
+    current directory, the user's ($XDG_CONFIG_HOME, else ~/.config), the host's."""
+    user = Path(os.environ.get("XDG_CONFIG_HOME") or Path.home() / ".config")
+    return [Path(DEFAULT_CONFIG), user / "mlconnector" / DEFAULT_CONFIG, Path("/etc/mlconnector") / DEFAULT_CONFIG]
+
+
 def resolve_config_path(explicit: str | Path | None = None) -> Path:
-    """--config, else $MLCONNECTOR_CONFIG, else ./connections.toml."""
+    """--config, else $MLCONNECTOR_CONFIG, else the first of ``config_search()`` that exists (else
+    ./connections.toml, where `init` writes one)."""
     if explicit:
         return Path(explicit)
     if os.environ.get(CONFIG_ENV):
         return Path(os.environ[CONFIG_ENV])
-    return Path(DEFAULT_CONFIG)
+    return next((p for p in config_search() if p.exists()), Path(DEFAULT_CONFIG))
+
+
+def config_source(explicit: str | Path | None = None) -> str:
+    """How the configuration in use was chosen (for `config show`)."""
+    if explicit:
+        return "--config"
+    if os.environ.get(CONFIG_ENV):
+        return f"${CONFIG_ENV}"
+    return "found by the default search" if any(p.exists() for p in config_search()) else "default"
 
 
 def load_config(path: str | Path | None = None, *, required: bool = True) -> Config:
@@ -184,7 +201,9 @@ def load_config(path: str | Path | None = None, *, required: bool = True) -> Con
     if not file.exists():
         if not required:
             return Config(path=file, systems={}, pairs={})
-        raise ConfigError(f"{file}: not found; run `mlconnector init` to write one, or pass --config "
+        searched = "" if path or os.environ.get(CONFIG_ENV) else \
+            f" (looked in {', '.join(str(p) for p in config_search())})"
+        raise ConfigError(f"{file}: not found{searched}; run `mlconnector init` to write one, or pass --config "
                           f"or set {CONFIG_ENV}")
     try:
         raw = tomllib.loads(file.read_text(encoding="utf-8"))

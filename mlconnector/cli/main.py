@@ -14,6 +14,7 @@ from mlconnector import __version__, logs
 from mlconnector.api import Runtime, load_plugins
 from mlconnector.cli import alert as alert_cli
 from mlconnector.cli import auth as auth_cli
+from mlconnector.cli import config_cmd as config_cli
 from mlconnector.cli import demo as demo_cmd
 from mlconnector.cli import init as init_cmd
 from mlconnector.cli import listen as listen_cmd
@@ -180,6 +181,7 @@ def build_app() -> typer.Typer:
 
     secrets_cli.kind_of = _kind_from_config
     app.command("init")(init_cmd.init)
+    app.add_typer(config_cli.app, name="config")
     app.add_typer(secrets_cli.app, name="secrets")
     app.command("ping")(ping_cmd.ping)
     app.command("setup")(setup_cmd.setup)
