@@ -160,3 +160,30 @@ def test_a_bad_alerts_table_is_one_line_and_exit_2(config_file, table, message):
     result = cli("sync", "erp-crm")
     assert result.exit_code == 2 and message in result.stderr and "T00K3N" not in result.stderr
     assert len(result.stderr.strip().splitlines()) == 1
+
+
+def test_a_run_stopped_by_sigterm_alerts_interrupted(alerting, catcher, erp, crm):
+    import os
+    import signal
+    import subprocess
+    import time
+
+    seed(erp, 300)
+    crm.set_fault("slow", 0.02)  # each record takes a moment to land: time to stop the run midway
+    root = Path(__file__).parents[2]
+    proc = subprocess.Popen([sys.executable, "-m", "mlconnector", "sync", "erp-crm", "--flow", "customers"],
+                            env={**os.environ, "PYTHONPATH": str(root), "MLCONNECTOR_PLUGINS": "tests.fakes"},
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + 30
+        while crm.landed() < 3:
+            assert proc.poll() is None and time.monotonic() < deadline, "the run did not get going"
+            time.sleep(0.01)
+        proc.send_signal(signal.SIGTERM)
+        _, stderr = proc.communicate(timeout=60)
+    finally:
+        proc.kill()
+    assert proc.returncode == 143, stderr
+    assert catcher.events() == ["interrupted"]
+    assert "erp-crm: run " in catcher.bodies[0]["text"] and "interrupted by SIGTERM" in catcher.bodies[0]["text"]
+    assert catcher.bodies[0]["exit_code"] == 143
