@@ -117,7 +117,7 @@ def _what(result: Any) -> str:
         parts.append(result.stopped)
     if result.guarded:
         parts.append(f"the mass-delete guard stopped {result.guarded} deletion(s): nothing was deleted; check the "
-                     "source, then confirm the deletions")
+                     f"source, and if they are real run `mlconnector sync {result.pair} --allow-deletes`")
     if result.failed:
         parts.append(f"{result.failed} record(s) failed and wait in the replay queue")
     parts.extend(result.channel_problems)
