@@ -323,6 +323,9 @@ class Listener:
         self.inbox = Inbox(runtime.state_file(config), consumers)
         self._runtime = runtime
         self._queue: "queue.Queue[str | None]" = queue.Queue()
+        # One run at a time in this process (the worker's drains, the keeper's polls): log lines name the run
+        # under way, which is process-wide (mlconnector.logs).
+        self._one_run = threading.Lock()
         self._worker = threading.Thread(target=self._work, daemon=True) if process else None
         if self._worker:
             self._worker.start()
@@ -354,7 +357,8 @@ class Listener:
                 waiting.add(more)
             for name in sorted(waiting):
                 try:
-                    drain(self._runtime, name)
+                    with self._one_run:
+                        drain(self._runtime, name)
                 except LockHeld:
                     # A cron run holds the pair; it drains the inbox itself, but try again shortly.
                     threading.Timer(2.0, self._queue.put, (name,)).start()
@@ -370,7 +374,8 @@ class Listener:
                 if self._stop.is_set():
                     return
                 try:
-                    kept = keep_channels(self._runtime, pair)
+                    with self._one_run:
+                        kept = keep_channels(self._runtime, pair)
                     for line in kept.channels:
                         log.info("%s: push channel %s", pair, line)
                     for problem in kept.channel_problems:
@@ -378,7 +383,8 @@ class Listener:
                     # Polled while its channel fails, and once more when it works again: that poll covers what
                     # changed between the last one and the new channel.
                     if self._process and (kept.channel_problems or pair in polling):
-                        result = sync(self._runtime, pair)
+                        with self._one_run:
+                            result = sync(self._runtime, pair)
                         log.info("%s: polled instead of push (run %s, exit %d)", pair, result.run_id, result.exit_code)
                     if kept.channel_problems:
                         polling.add(pair)

@@ -1,7 +1,7 @@
 """Log lines that say which run they belong to: text, or JSON (one object a line) for journald and log shippers.
 
 The run is process-wide, not per thread: a run's reading, writing and recording threads all log for it, and a
-process runs one pair at a time (`listen --process` drains pairs one after another)."""
+process runs one run at a time (`listen` drains and polls pairs one after another)."""
 
 from __future__ import annotations
 

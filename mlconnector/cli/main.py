@@ -35,7 +35,7 @@ EXIT_INTERRUPTED = 130  # Ctrl-C at a prompt or in a command that is not a run
 
 HELP = f"""Keep ERP systems and sales/billing systems in agreement.
 
-{sync_cmd.EXIT_HELP} 1 only for a bug."""
+{sync_cmd.EXIT_HELP} 1 only for a bug. `status --check` exits 10-14 when something needs a look (see its help)."""
 
 
 class ErrorsAsExitCodes(TyperGroup):
