@@ -36,10 +36,13 @@ def seed(erp, n=3):
 
 
 def test_prune_deletes_what_is_older_than_the_retention_and_keeps_the_rest(config_file, erp):
-    seed(erp)
-    assert cli("sync", "erp-crm", "--flow", "customers").exit_code == 0
     old_audit_rows(4_500, days=120)
     old_audit_rows(10, days=30)
+    seed(erp)
+    # A sync prunes as it goes: this one keeps everything, so that `prune` finds the old rows.
+    config_file.write_text(config_file.read_text() + "\n[state]\naudit_retention_days = 0\n")
+    assert cli("sync", "erp-crm", "--flow", "customers").exit_code == 0
+    config_file.write_text(config_file.read_text().replace("audit_retention_days = 0", "audit_retention_days = 90"))
     assert audit_count() == 3 + 4_510
 
     result = cli("prune")
