@@ -187,3 +187,28 @@ def test_a_run_stopped_by_sigterm_alerts_interrupted(alerting, catcher, erp, crm
     assert catcher.events() == ["interrupted"]
     assert "erp-crm: run " in catcher.bodies[0]["text"] and "interrupted by SIGTERM" in catcher.bodies[0]["text"]
     assert catcher.bodies[0]["exit_code"] == 143
+
+
+def test_no_secret_reaches_an_alert_when_credentials_are_refused(tmp_path, monkeypatch, catcher):
+    """nav-zoho against the emulators, Zoho's refresh token revoked: the run fails (exit 4) and alerts, and neither
+    the alert nor what is printed holds a secret."""
+    from mlconnector import api
+    from mlconnector.errors import AuthError
+    from tests.pairs.world import make_world
+
+    world = make_world(tmp_path, monkeypatch, "nav")
+    try:
+        world.config_path.write_text(world.config_path.read_text() + f'\n[alerts]\nwebhook_url = "{catcher.url}"\n')
+        assert world.sync("nav-zoho", flows=["customers"]).exit_code == 0
+        world.zoho.revoke_refresh_token(world.secrets["MLCONNECTOR_ZOHO_REFRESH_TOKEN"])
+        with pytest.raises(AuthError) as refused:
+            api.sync(api.Runtime(config_path=world.config_path, transport=world.router), "nav-zoho",
+                     flows=["customers"])
+        assert catcher.events() == ["failed"] and catcher.bodies[0]["exit_code"] == 4
+        assert catcher.bodies[0]["text"].endswith("nav-zoho: sync failed (exit 4): zoho: refresh token revoked or "
+                                                  "expired; run `mlconnector auth zoho zoho`")
+        text = json.dumps(catcher.bodies) + str(refused.value)
+        for secret in world.secrets.values():
+            assert secret not in text
+    finally:
+        world.close()
