@@ -212,3 +212,28 @@ def test_no_secret_reaches_an_alert_when_credentials_are_refused(tmp_path, monke
             assert secret not in text
     finally:
         world.close()
+
+
+def test_a_mass_delete_stop_alerts_with_the_way_through_and_the_allowed_run_recovers(tmp_path, monkeypatch, catcher):
+    from tests.pairs.world import make_world
+
+    world = make_world(tmp_path, monkeypatch, "bc")
+    try:
+        world.config_path.write_text(world.config_path.read_text().replace(
+            "[pairs.bc-zoho]\n", '[pairs.bc-zoho]\ndeletes_every_hours = 0\non_delete = {customers = "delete"}\n')
+            + f'\n[alerts]\nwebhook_url = "{catcher.url}"\n')
+
+        def sync(*args: str):
+            return runner.invoke(build_app(), ["sync", "bc-zoho", *args], obj=world.runtime())
+
+        assert sync().exit_code == 0
+        for number in ("C00020", "C00030"):
+            world.dynamics.delete(world.company, "customers", number)
+        assert sync().exit_code == 3 and sync().exit_code == 3
+        assert catcher.events() == ["failed"]
+        assert ("the mass-delete guard stopped 2 deletion(s): nothing was deleted; check the source, and if they "
+                "are real run `mlconnector sync bc-zoho --allow-deletes`") in catcher.bodies[0]["text"]
+        assert sync("--allow-deletes").exit_code == 0
+        assert catcher.events() == ["failed", "recovered"]
+    finally:
+        world.close()
