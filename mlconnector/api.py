@@ -177,11 +177,12 @@ def sync(runtime: Runtime, pair: str, *, flows: Iterable[str] | None = None, ful
                 session.close()
         except MLConnectorError as exc:
             if not dry_run:
-                alerts.run_error(state, config.alerts, pair, exc, exc.exit_code, datetime.now(timezone.utc))
+                _after_run_quietly(lambda: alerts.run_error(state, config.alerts, pair, exc, exc.exit_code,
+                                                            datetime.now(timezone.utc)))
             raise
         if not dry_run:
-            alerts.after_run(state, config.alerts, result, datetime.now(timezone.utc))
-            alerts.channels(state, config.alerts, datetime.now(timezone.utc))
+            _after_run_quietly(lambda: alerts.after_run(state, config.alerts, result, datetime.now(timezone.utc)))
+            _after_run_quietly(lambda: alerts.channels(state, config.alerts, datetime.now(timezone.utc)))
             if config.audit_retention_days:
                 # A little each run (a first run after an upgrade does not prune a year at once).
                 state.prune(datetime.now(timezone.utc) - timedelta(days=config.audit_retention_days),
@@ -190,6 +191,15 @@ def sync(runtime: Runtime, pair: str, *, flows: Iterable[str] | None = None, ful
 
 
 RUN_PRUNE_BATCHES = 5  # each of a few thousand rows
+
+
+def _after_run_quietly(step: Callable[[], object]) -> None:
+    """What follows a run (its alerts) never changes how the run ended: a state file that cannot take the
+    incident (the disk filled meanwhile) is logged, and the run's own result or error stands."""
+    try:
+        step()
+    except (sqlite3.Error, OSError, MLConnectorError) as exc:
+        log.warning("alerts not recorded: %s", exc)
 
 
 @dataclass

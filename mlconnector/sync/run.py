@@ -8,9 +8,9 @@ import secrets as _random
 import time
 from collections import Counter
 from collections.abc import Callable, Iterable, Mapping
-from typing import Any, TypeVar
 from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime, timezone
+from typing import Any, TypeVar
 
 from mlconnector.config import PairConfig
 from mlconnector.errors import (EXIT_OK, EXIT_RECORDS_FAILED, EXIT_UNREACHABLE, BudgetExhausted, ConfigError,
@@ -90,6 +90,8 @@ class Engine:
         self.on_delete = deletes.policies(pair, config, connectors)
         self.allow_deletes = allow_deletes
         self.gone: dict[str, set[str]] = {}  # flow -> notified or queued records found deleted in this run
+        self._started = 0.0  # the run's start (monotonic), for its duration in the log
+        self._credits: dict[int, int] = {}  # each connector's credits spent before the run, for the run's own
         self.feeds: dict[tuple[str, str], tuple[datetime | None, set[str]]] = {}  # (system, entity) -> since, ids
         self.began = now()  # when the run under way began
         if config.credit_budget:
