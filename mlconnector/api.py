@@ -185,8 +185,9 @@ def sync(runtime: Runtime, pair: str, *, flows: Iterable[str] | None = None, ful
             _after_run_quietly(lambda: alerts.channels(state, config.alerts, datetime.now(timezone.utc)))
             if config.audit_retention_days:
                 # A little each run (a first run after an upgrade does not prune a year at once).
-                state.prune(datetime.now(timezone.utc) - timedelta(days=config.audit_retention_days),
-                            max_batches=RUN_PRUNE_BATCHES)
+                _after_run_quietly(lambda: state.prune(
+                    datetime.now(timezone.utc) - timedelta(days=config.audit_retention_days),
+                    max_batches=RUN_PRUNE_BATCHES))
         return result
 
 
@@ -194,12 +195,12 @@ RUN_PRUNE_BATCHES = 5  # each of a few thousand rows
 
 
 def _after_run_quietly(step: Callable[[], object]) -> None:
-    """What follows a run (its alerts) never changes how the run ended: a state file that cannot take the
-    incident (the disk filled meanwhile) is logged, and the run's own result or error stands."""
+    """What follows a run (its alerts, the pruning) never changes how the run ended: a state file that cannot take
+    it (the disk filled meanwhile) is logged, and the run's own result or error stands."""
     try:
         step()
     except (sqlite3.Error, OSError, MLConnectorError) as exc:
-        log.warning("alerts not recorded: %s", exc)
+        log.warning("after the run: %s", exc)
 
 
 @dataclass
