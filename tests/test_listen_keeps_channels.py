@@ -121,3 +121,30 @@ def test_listen_renews_the_zoho_sandbox_channels_with_their_life_shortened(tmp_p
         assert abs((kept["expires"] - renewed.expiry).total_seconds()) < 2
     finally:
         world.close()
+
+
+def test_listen_renews_business_central_subscriptions(tmp_path, monkeypatch):
+    """BC subscriptions live three days; renewed by `listen` (PATCH, BC's handshake again) once within the margin,
+    set here wider than their life so that the first round renews them."""
+    from tests.pairs.world import make_world
+
+    world = make_world(tmp_path, monkeypatch, "bc", erp_settings="renew_margin_hours = 100\n")
+    try:
+        assert world.sync("bc-zoho", flows=["customers"]).exit_code == 0  # subscribes
+        with world.state() as state:
+            before = {c["channel_id"]: c["expires"] for c in state.channels("bc")}
+        assert before
+        time.sleep(1.1)  # BC stamps the expiry to the second
+        listener = api.Listener(world.runtime(), renew_every=30)  # one round now, the next long after the test
+
+        def renewed() -> bool:
+            with world.state() as state:
+                now = {c["channel_id"]: c["expires"] for c in state.channels("bc")}
+            # (It also subscribes the entities the pair's other flows read, which this sync did not run.)
+            return set(now) >= set(before) and all(now[i] > before[i] for i in before)
+        try:
+            wait_for(renewed, timeout=20)
+        finally:
+            listener.close()
+    finally:
+        world.close()
