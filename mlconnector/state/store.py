@@ -19,6 +19,9 @@ from filelock import FileLock, Timeout
 
 from mlconnector.errors import ConfigError
 from mlconnector.state.audit import AuditQueries
+from mlconnector.state.checks import CheckQueries
+from mlconnector.state.incidents import IncidentQueries
+from mlconnector.state.retention import RetentionQueries
 from mlconnector.state.common import MAX_ROWS_PER_STATEMENT, StateFileReplaced, _serialized, iso, parse_iso, utcnow
 from mlconnector.state.links import Link, LinkQueries
 from mlconnector.state.queues import QueueQueries, Replay
@@ -73,7 +76,7 @@ class BatchRecord:
     watermark: datetime | None = None
 
 
-class State(LinkQueries, AuditQueries, QueueQueries):
+class State(LinkQueries, AuditQueries, QueueQueries, CheckQueries, IncidentQueries, RetentionQueries):
     """One open state file. Use as a context manager, or call close(). Threads of one run may share it: a
     transaction and the reads a run makes while another thread records are serialized (``lock``)."""
 
@@ -228,9 +231,10 @@ class State(LinkQueries, AuditQueries, QueueQueries):
             "UPDATE runs SET status = 'interrupted', finished = coalesce((SELECT max(time) FROM audit "
             "WHERE audit.run_id = runs.id), started) WHERE pair = ? AND status = 'running'", [pair]).rowcount
 
-    def start_run(self, run_id: str, pair: str, *, dry_run: bool = False) -> None:
+    def start_run(self, run_id: str, pair: str, *, dry_run: bool = False, kind: str = "sync") -> None:
+        """``kind``: sync, replay or drain (the receiver's processing of notifications)."""
         self.db["runs"].insert({"id": run_id, "pair": pair, "started": iso(utcnow()), "status": "running",
-                                "dry_run": int(dry_run)})
+                                "dry_run": int(dry_run), "kind": kind})
 
     def finish_run(self, run_id: str, status: str, exit_code: int, summary: dict[str, Any]) -> None:
         self.db["runs"].update(run_id, {"finished": iso(utcnow()), "status": status, "exit_code": exit_code,
