@@ -309,7 +309,7 @@ class Listener:
     inbox of each notified pair at once."""
 
     def __init__(self, runtime: Runtime, *, process: bool = False, body_timeout: float | None = None,
-                 limits: Limits | None = None, renew_every: float | None = None) -> None:
+                 limits: Limits | None = None) -> None:
         from mlconnector.webhooks import BODY_TIMEOUT, Inbox, create_receiver
 
         config = runtime.config
@@ -349,9 +349,13 @@ class Listener:
         self.pairs = sorted({pair for pairs in consumers.values() for pair in pairs})
         self._process = process
         self._stop = threading.Event()
-        # With ``renew_every`` (seconds), channels are kept alive here, not only by a sync that happens to run.
-        self._keeper = threading.Thread(target=self._keep, args=(renew_every,), daemon=True) if renew_every else None
-        if self._keeper:
+        self._keeper: threading.Thread | None = None
+
+    def keep_channels_alive(self, every: float) -> None:
+        """From now on, renew the channels here every ``every`` seconds, not only when a sync happens to run
+        (`listen` starts it once its address is bound)."""
+        if self._keeper is None:
+            self._keeper = threading.Thread(target=self._keep, args=(every,), daemon=True, name="keep-channels")
             self._keeper.start()
 
     def _queue_pairs(self, pairs: set[str]) -> None:
@@ -387,8 +391,8 @@ class Listener:
                 try:
                     with self._one_run:
                         kept = keep_channels(self._runtime, pair)
-                    for line in kept.channels:
-                        log.info("%s: push channel %s", pair, line)
+                    for line in kept.channels:  # routine (about daily): for -v; failures are warnings
+                        log.debug("%s: push channel %s", pair, line)
                     for problem in kept.channel_problems:
                         log.warning("%s: push channel %s", pair, problem)
                     # Polled while its channel fails, and once more when it works again: that poll covers what
