@@ -152,3 +152,14 @@ def test_listen_renews_business_central_subscriptions(tmp_path, monkeypatch):
             listener.close()
     finally:
         world.close()
+
+
+@pytest.mark.parametrize("option", ["--renew-every", "--max-age"])
+def test_listen_refuses_a_bad_duration_in_one_line_before_listening(config_file, option):
+    from typer.testing import CliRunner
+
+    from mlconnector.cli.main import build_app
+
+    result = CliRunner().invoke(build_app(), ["listen", option, "soon"])
+    assert result.exit_code == 2
+    assert result.stderr.strip() == f"error: {option} 'soon' is not a duration: use e.g. 30m, 2h, 1d or 1h30m"
