@@ -280,6 +280,17 @@ def keep_channels(runtime: Runtime, pair: str) -> RunResult:
     settles it."""
     config = runtime.config
     path = runtime.state_file(config)
+    # Looked at first without the pair's lock: taken every round, it would now and then make a cron sync starting
+    # at that moment find it held and do nothing (exit 75). Renewals fall due about once a day.
+    with State(path) as state, state_errors(path):
+        session = open_pair(config, pair, runtime.context(state))
+        try:
+            due = Engine(session.pair, session.config, session.connectors, state,
+                         counter=session.counter).channels_due()
+        finally:
+            session.close()
+    if not due:
+        return RunResult(run_id=new_run_id(), pair=pair)
     with locked_state(path, pair) as state:
         session = open_pair(config, pair, runtime.context(state))
         try:

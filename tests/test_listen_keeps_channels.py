@@ -163,3 +163,4 @@ def test_listen_refuses_a_bad_duration_in_one_line_before_listening(config_file,
     result = CliRunner().invoke(build_app(), ["listen", option, "soon"])
     assert result.exit_code == 2
     assert result.stderr.strip() == f"error: {option} 'soon' is not a duration: use e.g. 30m, 2h, 1d or 1h30m"
+

@@ -183,6 +183,10 @@ class Engine:
                                      self.now)
         return run
 
+    def channels_due(self, flows: Iterable[str] | None = None) -> bool:
+        """Whether ``keep_channels`` would have anything to do now (see push.due)."""
+        return push.due(self.state, self.connectors, self.pair.ordered(self._flow_names(flows)), self.now())
+
     def recover_interrupted_creates(self, run: RunResult) -> None:
         recovery.recover_interrupted_creates(run, self.pair, self.state, self.connectors, self.context)
 
