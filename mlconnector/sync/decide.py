@@ -63,7 +63,7 @@ class Decider:
         self.progress(fr.flow.name, 1)
         if record.modified is None or self.coarse:
             item.fingerprint = source_fingerprint(record.data)
-        if fr.mode == "poll" and self._already_synced(item):
+        if fr.mode == "poll" and not fr.remap and self._already_synced(item):
             # Re-read through the overlap window: this exact version is already done.
             item.decide(Outcome.SEEN)
             return False
@@ -152,7 +152,9 @@ class Decider:
             whole = fr.flow.map(record, fr.context)
         except MAP_ERRORS:
             return True  # nothing this flow would write either way
-        kept = {k: record.data[k] for k in ("id", *(written.fields or ())) if k in record.data}
+        # The configured filter's fields are kept too: the part must pass the filter when the whole does.
+        kept = {k: record.data[k] for k in ("id", *(written.fields or ()), *fr.flow.filter_fields)
+                if k in record.data}
         try:
             part = fr.flow.map(Record(record.system, record.entity, record.id, record.modified, kept), fr.context)
         except MAP_ERRORS:
