@@ -15,6 +15,8 @@ from typing import Any
 import httpx
 
 from mlconnector.config import Config
+from mlconnector.fieldmap.overlay import check_rules
+from mlconnector.fieldmap.targets import requirements as mapping_requirements
 from mlconnector.sync import resolve_roles
 from mlconnector.pairs import get_pair
 from mlconnector.prerequisites import MANUAL, MISSING, NOTIFY_URL, OK, UNCHECKED, Finding, Requirement, SetupReport
@@ -23,11 +25,13 @@ from mlconnector.systems import ConnectorContext, make_connector
 
 
 def requirements_of(config: Config, pair: str) -> list[Requirement]:
+    """The pair's own prerequisites, then the target fields its configured mappings write."""
     spec = get_pair(pair)
-    if spec.prerequisites is None:
-        return []
-    options = spec.option_values(config.pair(pair).options)
-    return list(spec.prerequisites(options))
+    pair_config = config.pair(pair)
+    options = spec.option_values(pair_config.options)
+    check_rules(spec, pair_config.mappings, options)
+    own = list(spec.prerequisites(options)) if spec.prerequisites is not None else []
+    return own + mapping_requirements(spec, pair_config.mappings, options)
 
 
 def check_pair(config: Config, pair: str, context: ConnectorContext, state: State, *, apply: bool = False,

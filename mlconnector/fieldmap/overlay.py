@@ -67,7 +67,7 @@ def _flow_with(flow: Flow, rules: FlowRules) -> Flow:
     def mapped(record: Record, ctx: MapContext) -> dict[str, Any]:
         reason = rules.rejects(record.data)
         if reason:
-            raise SkipRecord(f"filter: {reason}")
+            raise SkipRecord(f"left out by the filter: {reason}")
         return rules.apply(record.data, base(record, ctx))
 
     return replace(flow, map=mapped, reads=rules.reads, filter_fields=tuple(c.field for c in rules.filter),

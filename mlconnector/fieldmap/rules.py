@@ -125,7 +125,9 @@ class Rule:
             value = self.separator.join(p for p in parts if p) or None
         else:
             value = self.constant
-        return self.steps.apply(value, target)
+        # Nothing (None, "" or blanks, as ERPs send empty fields) is None, as in the pairs' own mappings: the field
+        # is then left out of the payload (the target keeps what it holds) unless a default is set.
+        return self.steps.apply(None if _empty(value) else value, target)
 
 
 @dataclass(frozen=True)
@@ -134,21 +136,14 @@ class Condition:
     test: str            # one of CONDITIONS
     values: tuple[Any, ...] = ()
 
-    def fails(self, data: Mapping[str, Any]) -> str | None:
-        """Why a record does not meet this condition, or None when it does."""
+    def holds(self, data: Mapping[str, Any]) -> bool:
+        """Whether a source record meets this condition (values compared as text, without surrounding spaces)."""
         value = data.get(self.field)
         text = None if _empty(value) else str(value).strip()
         if self.test == "is_set":
-            wanted = bool(self.values[0])
-            return None if (text is not None) == wanted else f"{self.field} is {'not ' if wanted else ''}set"
-        held = text is not None and any(text == str(v) for v in self.values)
-        if self.test in ("equals", "in") and not held:
-            allowed = self.values[0] if self.test == "equals" else list(self.values)
-            return f"{self.field} {text!r} is not {allowed!r}" if self.test == "equals" else \
-                f"{self.field} {text!r} is not in {allowed!r}"
-        if self.test == "not_in" and held:
-            return f"{self.field} {text!r} is in {list(self.values)!r}"
-        return None
+            return (text is not None) == bool(self.values[0])
+        held = text is not None and any(text == str(v).strip() for v in self.values)
+        return held if self.test in ("equals", "in") else not held
 
     def describe(self) -> str:
         if self.test == "is_set":
@@ -183,11 +178,11 @@ class FlowRules:
         return tuple(dict.fromkeys([n for r in rules for n in r.reads] + [c.field for c in self.filter]))
 
     def rejects(self, data: Mapping[str, Any]) -> str | None:
-        """Why the filter leaves this source record out, or None."""
+        """The condition this source record does not meet (the skip reason, the same for every record it leaves
+        out, so a run's summary counts them together), or None."""
         for condition in self.filter:
-            reason = condition.fails(data)
-            if reason:
-                return reason
+            if not condition.holds(data):
+                return condition.describe()
         return None
 
     def apply(self, data: Mapping[str, Any], payload: dict[str, Any]) -> dict[str, Any]:

@@ -1,0 +1,35 @@
+"""What the configured mappings need in the target systems, as `mlconnector setup PAIR` prerequisites: each added
+target field must exist there (setup creates it where the vendor's API allows: a Zoho custom field), and a field a
+mapping truncates must hold at least that many characters. Checked from the systems' own metadata, so a misspelt
+target field is one `missing` line before any record is sent."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from mlconnector.fieldmap.rules import FlowRules
+from mlconnector.flows import PairSpec
+from mlconnector.prerequisites import FIELD, Requirement
+
+# A mapping that rounds numbers (decimals) writes a number: the field must take one.
+NUMBER = "double"
+
+
+def requirements(spec: PairSpec, rules: Mapping[str, FlowRules], options: Mapping[str, Any]) -> list[Requirement]:
+    needed: list[Requirement] = []
+    for flow_name, flow_rules in rules.items():
+        flow = spec.flow(flow_name)
+        added = dict(flow_rules.add)
+        lengths = {name: steps.truncate for name, steps in flow_rules.transform.items() if steps.truncate}
+        lengths |= {name: rule.steps.truncate for name, rule in (*added.items(), *flow_rules.override.items())
+                    if rule.steps.truncate}
+        for name in dict.fromkeys([*added, *lengths]):
+            rule = added.get(name)
+            data_type = NUMBER if rule is not None and rule.steps.decimals is not None else ""
+            needed.append(Requirement(
+                flow.target, FIELD, flow.target_entity, name, data_type, max_length=lengths.get(name, 0),
+                flows=(flow_name,),
+                fix=f"add the field {name} to {flow.target_entity} (for pairs.{spec.name}.mappings.{flow_name}): a "
+                    "table extension and a page extension in NAV or BC, a custom field elsewhere"))
+    return needed
