@@ -143,6 +143,9 @@ filter = { city = { in = ["Atlanta", "Chicago"] } }
     assert first.exit_code == 0, first.to_dict()
     assert sorted(a["Account_Number"] for a in bc.crm("Accounts")) == ["C00010", "C00020"]
     assert first.flows["customers"].skip_reasons == {"left out by the filter: city in ['Atlanta', 'Chicago']": 1}
+    [row] = [r for r in audited(bc, first, "customers") if r["action"] == "skip"]
+    assert row["source_id"] == erp_customer(bc, "C00030")["id"]
+    assert row["note"] == "skipped: left out by the filter: city in ['Atlanta', 'Chicago']"
 
     # Narrower now: Chicago is out, and so is every customer without a phone. Trey's account, linked before, stays
     # in Zoho as it is: a filter change alone deletes nothing.
