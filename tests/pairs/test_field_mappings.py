@@ -289,3 +289,30 @@ filter = { country = "US" }
                     "transforms": ['lookup={"GA": "Gold"}'], "from": "config", "change": "add"}
     [phone] = [line for line in data if line["flow"] == "items" and line["target"] == "Unit_Price"]
     assert phone["from"] == "pair" and phone["source"] == "unitPrice"
+
+
+def test_a_changed_mapping_reaches_records_the_other_side_wrote_last_but_never_over_a_newer_edit(nav: World):
+    assert nav.sync("nav-zoho").exit_code == 0
+    # Zoho edits two accounts; the next run writes them to NAV, where they are now our own echo.
+    nav.zoho.edit("Accounts", zoho_account(nav, "C00030")["id"], Billing_City="Orlando")
+    nav.zoho.edit("Accounts", zoho_account(nav, "C00020")["id"], Billing_City="Evanston")
+    assert nav.sync("nav-zoho").flows["accounts_to_customers"].updated == 2
+    assert erp_customer(nav, "C00030")["city"] == "Orlando"
+    # Since then Zoho edited one of them again (the next run carries it to NAV, after the customers flow).
+    nav.zoho.edit("Accounts", zoho_account(nav, "C00020")["id"], Billing_City="Skokie")
+
+    configure(nav, '''
+[pairs.nav-zoho.options]
+conflict_rule = "source-wins"    # even so: an edit the other side has not carried yet is never written over
+
+[pairs.nav-zoho.mappings.customers]
+transform = { Billing_City = { case = "upper" } }
+''')
+    run = nav.sync("nav-zoho")
+
+    assert run.exit_code == 0, run.to_dict()
+    assert zoho_account(nav, "C00030")["Billing_City"] == "ORLANDO"
+    assert zoho_account(nav, "C00010")["Billing_City"] == "ATLANTA"
+    assert zoho_account(nav, "C00020")["Billing_City"] == "Skokie"  # Zoho's newer edit is not written over ...
+    assert erp_customer(nav, "C00020")["city"] == "Skokie"          # ... and reaches NAV
+    assert run.flows["customers"].updated == 2
