@@ -30,6 +30,7 @@ class Requirement:
     unique: bool = False
     length: int = 0
     max_length: int = 0                # a mapping truncates to this many characters: the field must hold them
+    read: bool = False                 # a field a configured mapping reads from its source: checked, never made
     label: str = ""                    # display label (custom modules: plural label)
     singular: str = ""                 # custom modules
     flows: tuple[str, ...] = ()        # the flows that need it; empty: every flow of the pair

@@ -1,7 +1,9 @@
-"""What the configured mappings need in the target systems, as `mlconnector setup PAIR` prerequisites: each added
-target field must exist there (setup creates it where the vendor's API allows: a Zoho custom field), and a field a
-mapping truncates must hold at least that many characters. Checked from the systems' own metadata, so a misspelt
-target field is one `missing` line before any record is sent."""
+"""What the configured mappings need in the pair's systems, as `mlconnector setup PAIR` prerequisites: each added
+target field must exist there (setup creates it where the vendor's API allows: a Zoho custom field), a field a
+mapping truncates must hold at least that many characters, and the source fields the mappings and filters read
+must exist (checked where the source names the fields it reads, as a Zoho read does: one it lacks would fail the
+read; never made). Checked from the systems' own metadata, so a misspelt field is one line before any record is
+sent."""
 
 from __future__ import annotations
 
@@ -32,4 +34,9 @@ def requirements(spec: PairSpec, rules: Mapping[str, FlowRules], options: Mappin
                 flows=(flow_name,),
                 fix=f"add the field {name} to {flow.target_entity} (for pairs.{spec.name}.mappings.{flow_name}): a "
                     "table extension and a page extension in NAV or BC, a custom field elsewhere"))
+        for name in flow_rules.reads:
+            needed.append(Requirement(
+                flow.source, FIELD, flow.source_entity, name, "", read=True, flows=(flow_name,),
+                fix=f"pairs.{spec.name}.mappings.{flow_name} reads {name}, which {flow.source_entity} does not have: "
+                    "correct the name (the API name, as the system's field list shows it)"))
     return needed

@@ -90,6 +90,8 @@ class ZohoSetup:
                                "Sales_Orders", "Invoices", "Quotes", "Purchase_Orders"))
         found = self.fields(requirement.target).get(requirement.name)
         wanted = requirement.data_type or "text"  # "" takes any type; a missing one is made a text field
+        if found is None and requirement.read:
+            return Finding(system, requirement, MISSING, "no such field", requirement.fix)
         if found is None:
             unique = ", unique" if requirement.unique else ""
             return Finding(system, requirement, MISSING, "",

@@ -263,6 +263,27 @@ add = { Customer_Tier = { from = "state", truncate = 20 } }
     assert zoho_account(bc, "C00010")["Customer_Tier"] == "GA"
 
 
+def test_setup_names_a_misspelt_zoho_source_field_and_a_nav_field_no_page_extension_shows(nav: World):
+    nav.config_path.write_text(re.sub(r"notify_url = .*\n", "", nav.config_path.read_text()))  # no listener here
+    configure(nav, '''
+[pairs.nav-zoho.mappings.accounts_to_customers]
+add = { Industry_Code = "Custmer_Industry" }
+''')
+    found = cli(nav, "setup", "nav-zoho")
+    assert found.exit_code == 2
+    assert "missing zoho: Accounts.Custmer_Industry (no such field): pairs.nav-zoho.mappings.accounts_to_customers " \
+           "reads Custmer_Industry" in found.output
+    assert "missing nav: customers.Industry_Code (the Customer page has no field Industry_Code)" in found.output
+    refused = cli(nav, "sync", "nav-zoho", "--flow", "accounts_to_customers")
+    assert refused.exit_code == 2
+
+    nav.zoho.add_field("Accounts", "Custmer_Industry")
+    nav.dynamics.extend_table("customers", {"industryCode": "string"})
+    nav.dynamics.extend_page("Customer", {"Industry_Code": "industryCode"})
+    assert cli(nav, "setup", "nav-zoho").exit_code == 0
+    assert cli(nav, "sync", "nav-zoho").exit_code == 0
+
+
 # -- the effective table ---------------------------------------------------------------------------------------------
 
 def test_mappings_prints_the_effective_table_with_where_each_line_comes_from(bc: World):
