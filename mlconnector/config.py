@@ -310,6 +310,8 @@ def is_secret_key(name: str) -> bool:
 def _refuse_secrets(table: Mapping[str, Any], where: str, path: tuple[str, ...]) -> None:
     for key, value in table.items():
         here = path + (key,)
+        if len(here) == 3 and here[0] == "pairs" and here[2] == "mappings":
+            continue  # field names and values of records (a Zoho field may be called Customer_Key), not settings
         if isinstance(value, Mapping):
             _refuse_secrets(value, where, here)
             continue
