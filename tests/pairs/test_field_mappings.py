@@ -178,6 +178,9 @@ transform = { Billing_City = { lookup = { Atlanta = "ATL" } } }
     planned = bc.sync("bc-zoho", dry_run=True)
     assert planned.flows["customers"].updated == 1 and planned.flows["customers"].unchanged == 2
     assert [p.source_id for p in planned.planned if p.flow == "customers"] == [erp_customer(bc, "C00010")["id"]]
+    assert planned.estimated_calls["zoho"] >= 1  # the write it would make, with the reads
+    shown = json.loads(cli(bc, "sync", "bc-zoho", "--flow", "customers", "--dry-run", "--json").stdout)
+    assert shown["flows"]["customers"]["updated"] == 1 and shown["estimated_calls"]["zoho"] >= 1
     assert zoho_account(bc, "C00010")["Billing_City"] == "Atlanta"  # a dry run writes nothing
 
     run = bc.sync("bc-zoho")  # no --full
