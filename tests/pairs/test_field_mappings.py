@@ -164,6 +164,23 @@ filter = { city = { not_in = ["Chicago"] }, phoneNumber = { is_set = true } }
     assert not bc.zoho.calls.get("records.delete") and not bc.zoho.calls.get("records.add_tags")
 
 
+def test_reconcile_compares_what_the_configured_mapping_writes_and_calls_a_left_out_record_no_loss(bc: World):
+    assert bc.sync("bc-zoho", flows=["customers"]).exit_code == 0
+    configure(bc, '''
+[pairs.bc-zoho.mappings.customers]
+transform = { Billing_City = { case = "upper" } }
+filter = { city = { not_in = ["Chicago"] } }
+''')
+    before = cli(bc, "reconcile", "bc-zoho", "--flow", "customers", "--json")
+    report = json.loads(before.stdout)["flows"]["customers"]
+    assert before.exit_code == 6 and report["left_out"] == 1
+    assert sorted((r["kind"], r["key"]) for r in report["records"]) == [("differs", "C00010"), ("differs", "C00030")]
+
+    assert bc.sync("bc-zoho", flows=["customers"]).flows["customers"].updated == 2
+    after = cli(bc, "reconcile", "bc-zoho", "--flow", "customers", "--json")
+    assert after.exit_code == 0, after.stdout  # Trey's account, left out now, is neither gone nor an orphan
+
+
 # -- a mapping change -----------------------------------------------------------------------------------------------
 
 def test_a_changed_mapping_updates_exactly_the_affected_records_on_the_next_run(bc: World):
