@@ -108,6 +108,8 @@ def _flow_lines(flow: Flow, rules: FlowRules | None, options: Mapping[str, Any])
     key = flow.key_field(options)
     lines = [] if key in flow.fields else [Line(name, key, "the record's key (the pair's options)", (), BUILT_IN,
                                                 "key")]
+    if not flow.fields:  # a pair that keeps no field table for this flow: say so rather than show nothing
+        lines.append(Line(name, "(its other fields)", "as the pair's mapping sets them"))
     if rules is None:
         return lines + [Line(name, target, source) for target, source in flow.fields.items()]
     for target, source in flow.fields.items():

@@ -114,7 +114,7 @@ class Rule:
         if self.source:
             return self.source
         if self.concat:
-            return " + ".join(self.concat)
+            return " + ".join(self.concat) + (f" (separator {self.separator!r})" if self.separator != " " else "")
         return f"constant {self.constant!r}"
 
     def value(self, data: Mapping[str, Any], target: str) -> Any:
