@@ -486,8 +486,8 @@ def reconcile(runtime: Runtime, pair: str, *, flows: Iterable[str] | None = None
 def mappings(runtime: Runtime, pair: str, *, flow: str | None = None) -> list[Line]:
     """`mlconnector mappings PAIR`: what each flow writes, field by field: the pair's own lines and the configured
     ones (`[pairs.PAIR.mappings.FLOW]`, checked against the pair as a run checks them), each saying where it comes
-    from. Reads the configuration only: no system is called."""
-    config = runtime.config
+    from. Reads the configuration only (without one, the pair's own lines): no system is called."""
+    config = load_config(runtime.config_path, required=False)
     spec = get_pair(pair)
     pair_config = config.pair(pair)
     options = spec.option_values(pair_config.options)

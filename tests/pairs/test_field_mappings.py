@@ -357,3 +357,15 @@ transform = { Billing_City = { case = "upper" } }
     assert zoho_account(nav, "C00020")["Billing_City"] == "Skokie"  # Zoho's newer edit is not written over ...
     assert erp_customer(nav, "C00020")["city"] == "Skokie"          # ... and reaches NAV
     assert run.flows["customers"].updated == 2
+
+
+def test_mappings_without_a_configuration_shows_the_pairs_own_lines(tmp_path):
+    shown = CliRunner().invoke(build_app(), ["--config", str(tmp_path / "none.toml"), "mappings", "nav-zoho",
+                                             "--flow", "contacts_to_nav", "--json"])
+    assert shown.exit_code == 0, shown.output
+    lines = json.loads(shown.stdout)
+    assert {line["from"] for line in lines} == {"pair"}
+    assert {"target": "email", "source": "Email"}.items() <= [l for l in lines if l["target"] == "email"][0].items()
+    unknown = CliRunner().invoke(build_app(), ["--config", str(tmp_path / "none.toml"), "mappings", "nav-zoho",
+                                               "--flow", "orders"])
+    assert unknown.exit_code == 2 and "has no flow 'orders'" in unknown.stderr
