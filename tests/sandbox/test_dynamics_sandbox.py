@@ -761,6 +761,8 @@ def test_a_table_and_page_extension_adds_a_field_to_the_card_page_but_not_to_the
 
     [row] = http.get(f"{base}/Customer", headers=basic()).json()["value"]
     assert row["Industry_Code"] == "" and row["Credit_Rating"] == 0  # the types' blank values
+    metadata = http.get("/DynamicsNAV/ODataV4/$metadata", headers=basic()).text
+    assert '<Property Name="Credit_Rating" Type="Edm.Int32"/>' in metadata
     patched = http.patch(f"{base}/Customer('C00010')", headers={**basic(), "If-Match": row["@odata.etag"]},
                          json={"Industry_Code": "RETAIL", "Credit_Rating": 7})
     assert patched.status_code == 200 and patched.json()["Industry_Code"] == "RETAIL"

@@ -79,7 +79,8 @@ class ODataV4Pages:
         if rest == "$metadata":
             if request.method != "GET":
                 raise errors.method_not_allowed(request.method, "$metadata")
-            return Response(nav_metadata.csdl(self.sandbox.nav_services, self.sandbox.relations_service),
+            return Response(nav_metadata.csdl(self.sandbox.nav_services, self.sandbox.relations_service,
+                                              self.db.table_spec),
                             media_type="application/xml")
         company_part, remainder = _split_company(rest)
         if company_part is None and remainder in ("Company", ""):
