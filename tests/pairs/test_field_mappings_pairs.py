@@ -93,3 +93,31 @@ filter = { blocked = { not_in = ["All", "Invoice"] } }
     assert zuora.account("C00020")["name"] == "Trey Researc"
     assert not [a for a in zuora.zuora.records("accounts") if a.get("NAVCustomerNumber__c") == "C00030"]
     assert result.flows["customers"].skipped == 1
+
+
+def test_gp_zoho_a_field_gp_sales_orders_cannot_take_fails_the_order_rather_than_vanish(gp):
+    configure(gp.config_path, '''
+[pairs.gp-zoho.mappings.sales_orders_to_gp]
+add = { shippingMethod = "Carrier" }
+transform = { customerPONumber = { case = "upper" } }
+''')
+    assert gp.sync(flows=["customers"]).exit_code == 0
+    gp.zoho.add_field("Sales_Orders", "Carrier")
+    [product] = gp.zoho.seed("Products", [{"Product_Name": "100XLG", "Product_Code": "100XLG"}])
+    gp.zoho.seed("Sales_Orders", [{
+        "Subject": "Phones", "Account_Name": {"id": gp.account("AARONFIT0001")["id"]}, "Carrier": "FedEX",
+        "Ordered_Items": [{"Product_Name": {"id": product}, "Quantity": 4, "List_Price": 75.0}]}])
+
+    result = gp.sync(flows=["sales_orders_to_gp"])
+
+    assert result.exit_code == 3 and result.flows["sales_orders_to_gp"].failed == 1
+    [queued] = gp.state().replay_items(pair="gp-zoho")
+    assert "GP sales orders take batchId, comment, customerId, customerPONumber, date, lines only, not shippingMethod" \
+        in queued["error"]
+    assert gp.gp.sales_orders() == []
+
+    gp.config_path.write_text(gp.config_path.read_text().replace('add = { shippingMethod = "Carrier" }\n', ""))
+    # Without that field the order goes (the next run maps it again: the mapping changed).
+    assert gp.sync(flows=["sales_orders_to_gp"]).exit_code == 0
+    [order] = gp.gp.sales_orders()
+    assert order["CustomerPONumber"] == "PHONES"
