@@ -28,12 +28,13 @@ def requirements(spec: PairSpec, rules: Mapping[str, FlowRules], options: Mappin
                     if rule.steps.truncate}
         for name in dict.fromkeys([*added, *lengths]):
             rule = added.get(name)
-            data_type = NUMBER if rule is not None and rule.steps.decimals is not None else ""
+            number = rule is not None and rule.steps.decimals is not None
             needed.append(Requirement(
-                flow.target, FIELD, flow.target_entity, name, data_type, max_length=lengths.get(name, 0),
-                flows=(flow_name,),
-                fix=f"add the field {name} to {flow.target_entity} (for pairs.{spec.name}.mappings.{flow_name}): a "
-                    "table extension and a page extension in NAV or BC, a custom field elsewhere"))
+                flow.target, FIELD, flow.target_entity, name, NUMBER if number else "",
+                max_length=lengths.get(name, 0), flows=(flow_name,),
+                fix=f"pairs.{spec.name}.mappings.{flow_name} writes {name}{' (a number: decimals)' if number else ''}: "
+                    f"add it to {flow.target_entity} (in NAV or BC a table extension and a page extension, elsewhere "
+                    f"a custom field{' of a number type' if number else ''}), or change the mapping"))
         for name in flow_rules.reads:
             needed.append(Requirement(
                 flow.source, FIELD, flow.source_entity, name, "", read=True, flows=(flow_name,),

@@ -101,6 +101,7 @@ class ZohoSetup:
         data_type = found.get("data_type")
         if requirement.data_type and data_type != wanted and data_type not in COMPATIBLE.get(wanted, {wanted}):
             return Finding(system, requirement, WRONG, f"exists as {data_type}, not {wanted}",
+                           requirement.fix or  # a configured mapping's field: change the mapping, or the field
                            f"the field's type cannot be changed: rename {requirement.name} in Zoho and run setup "
                            f"again to create a {wanted} field, or name another field in the pair's options")
         limit = found.get("length")

@@ -261,11 +261,13 @@ def test_setup_finds_an_added_field_the_target_lacks_and_makes_it(bc: World):
     bc.config_path.write_text(re.sub(r"notify_url = .*\n", "", bc.config_path.read_text()))  # no listener here
     configure(bc, '''
 [pairs.bc-zoho.mappings.customers]
-add = { Customer_Tier = { from = "state", truncate = 20 } }
+add = { Customer_Tier = { from = "state", truncate = 20 }, Ticker_Symbol = { from = "creditLimit", decimals = 0 } }
 transform = { Account_Name = { truncate = 250 } }
 ''')
     first = cli(bc, "setup", "bc-zoho")
     assert first.exit_code == 2
+    assert "wrong   zoho: Accounts.Ticker_Symbol (exists as text, not double): pairs.bc-zoho.mappings.customers " \
+           "writes Ticker_Symbol (a number: decimals)" in first.output
     assert "missing zoho: Accounts.Customer_Tier: create a text field Customer_Tier on Accounts" in first.output
     assert "wrong   zoho: Accounts.Account_Name (holds 200 characters, the mapping truncates to 250): set " \
            "truncate = 200" in first.output
