@@ -65,9 +65,9 @@ class Steps:
         shown = []
         for name in TRANSFORMS:
             value = getattr(self, name)
-            if value in (None, False, {}):
+            if value is None or (name == "trim" and not value) or (isinstance(value, Mapping) and not value):
                 continue
-            shown.append(name if value is True else f"{name}={_short(value)}")
+            shown.append(name if name == "trim" else f"{name}={_short(value)}")
         return shown
 
     def apply(self, value: Any, target: str) -> Any:
@@ -75,11 +75,11 @@ class Steps:
             value = value.strip()
         if self.case and isinstance(value, str):
             value = value.upper() if self.case == "upper" else value.lower()
-        if self.lookup and _is_key(value) and str(value) in self.lookup:
-            value = self.lookup[str(value)]
+        if self.lookup and _is_key(value) and as_text(value) in self.lookup:
+            value = self.lookup[as_text(value)]
         if self.picklist and not _empty(value):
-            if str(value) in self.picklist:
-                value = self.picklist[str(value)]
+            if as_text(value) in self.picklist:
+                value = self.picklist[as_text(value)]
             elif self.default is None:
                 raise RecordError(f"{target}: {value!r} is not in its picklist map ({', '.join(self.picklist)})",
                                   "mapping")
@@ -139,17 +139,18 @@ class Condition:
     def holds(self, data: Mapping[str, Any]) -> bool:
         """Whether a source record meets this condition (values compared as text, without surrounding spaces)."""
         value = data.get(self.field)
-        text = None if _empty(value) else str(value).strip()
+        text = None if _empty(value) else as_text(value)
         if self.test == "is_set":
             return (text is not None) == bool(self.values[0])
-        held = text is not None and any(text == str(v).strip() for v in self.values)
+        held = text is not None and any(text == as_text(v) for v in self.values)
         return held if self.test in ("equals", "in") else not held
 
     def describe(self) -> str:
         if self.test == "is_set":
             return f"{self.field} {'is set' if self.values[0] else 'is not set'}"
-        shown = self.values[0] if self.test == "equals" else list(self.values)
-        return f"{self.field} {self.test.replace('_', ' ')} {shown!r}"
+        shown = _shown(self.values[0]) if self.test == "equals" else \
+            "[" + ", ".join(_shown(v) for v in self.values) + "]"
+        return f"{self.field} {self.test.replace('_', ' ')} {shown}"
 
 
 @dataclass(frozen=True)
@@ -337,6 +338,21 @@ def _condition(where: str, name: str, value: Any) -> Condition:
     if not isinstance(given, list) or not given or not all(isinstance(v, _SCALAR) for v in given):
         raise ConfigError(f"{where}.{test} must be {'a value' if test == 'equals' else 'a list of values'}")
     return Condition(name, test, tuple(given))
+
+
+def as_text(value: Any) -> str:
+    """A value as the file writes it, for comparing with the file's values and table keys: true/false as TOML spells
+    them, a whole number without ".0", text without surrounding spaces."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, float) and value.is_integer():
+        return str(int(value))
+    return str(value).strip()
+
+
+def _shown(value: Any) -> str:
+    """A value of the file as `mappings` and skip reasons show it: true/false as TOML spells them, text quoted."""
+    return as_text(value) if isinstance(value, bool) else repr(value)
 
 
 def _empty(value: Any) -> bool:

@@ -77,7 +77,7 @@ filter = { isActive = true }
     assert set(accounts) == {"AARONFIT0001", "ADAMPARK0001", "ALTONMAN0001"}
     assert accounts["AARONFIT0001"]["Account_Site"] == "Aaron Fitz"
     assert accounts["ADAMPARK0001"]["Description"] == "no comment"
-    assert result.flows["customers"].skip_reasons == {"left out by the filter: isActive equals True": 1}
+    assert result.flows["customers"].skip_reasons == {"left out by the filter: isActive equals true": 1}
 
 
 def test_nav_zuora_account_names_truncated_and_blocked_customers_left_out_of_billing(zuora):
