@@ -42,9 +42,11 @@ def test_each_transform_at_its_edges():
     with pytest.raises(RecordError, match="Strict: 'B' is not in its picklist map"):
         add["Strict"].value(record, "Strict")
     assert add["Day"].value(record, "Day") == "01.03.2026"
-    assert add["Whole"].value(record, "Whole") == 12  # rounded half to even, a whole number
+    assert add["Whole"].value(record, "Whole") == 13  # rounded half up, a whole number
     assert add["Short"].value(record, "Short") == "ABC"
     assert add["Fixed"].value({}, "Fixed") == "ERP"
+    with pytest.raises(RecordError, match="'n/a' is not a number"):
+        add["Whole"].value({"amount": "n/a"}, "Whole")
     with pytest.raises(RecordError, match="not an ISO date"):
         add["Day"].value({"when": "yesterday"}, "Day")
     assert add["Whole"].steps.names() == ["decimals=0"] and add["Short"].steps.names() == [

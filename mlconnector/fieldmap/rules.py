@@ -12,6 +12,7 @@ import json
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import date, datetime
+from decimal import ROUND_HALF_UP, Decimal, InvalidOperation
 from typing import Any
 
 from mlconnector.errors import ConfigError, RecordError
@@ -376,12 +377,15 @@ def _format_date(value: Any, fmt: str, target: str) -> str:
 
 
 def _round(value: Any, decimals: int, target: str) -> float | int:
+    """Half up, as amounts are rounded (not Python's half to even)."""
     try:
-        number = float(value)
-    except (TypeError, ValueError):
+        number = Decimal(str(value).strip())
+    except (InvalidOperation, ValueError):
         raise RecordError(f"{target}: {value!r} is not a number (decimals)", "mapping") from None
-    rounded = round(number, decimals)
-    return int(rounded) if decimals == 0 else rounded
+    if not number.is_finite():
+        raise RecordError(f"{target}: {value!r} is not a number (decimals)", "mapping")
+    rounded = number.quantize(Decimal(1).scaleb(-decimals), rounding=ROUND_HALF_UP)
+    return int(rounded) if decimals == 0 else float(rounded)
 
 
 def _short(value: Any) -> str:
