@@ -121,3 +121,27 @@ transform = { customerPONumber = { case = "upper" } }
     assert gp.sync(flows=["sales_orders_to_gp"]).exit_code == 0
     [order] = gp.gp.sales_orders()
     assert order["CustomerPONumber"] == "PHONES"
+
+
+def test_nav_zuora_a_nav_extension_field_and_a_zuora_custom_field_both_ways(zuora):
+    zuora.dynamics.extend_table("customers", {"region": "string"})
+    zuora.dynamics.extend_page("Customer", {"Sales_Region": "region"})
+    zuora.dynamics.modify(zuora.company, "customers", "C00010", region="SOUTH")
+    zuora.zuora.add_custom_field("accounts", "Region__c")  # Settings > Billing > Manage Custom Fields
+    configure(zuora.config_path, '''
+[pairs.nav-zuora.mappings.customers]
+add = { Region__c = "Sales_Region" }
+
+[pairs.nav-zuora.mappings.accounts_to_customers]
+add = { Sales_Region = "Region__c" }
+''')
+    first = zuora.sync(flows=["customers", "accounts_to_customers"])
+    assert first.exit_code == 0, first.to_dict()
+    assert zuora.account("C00010")["Region__c"] == "SOUTH"
+
+    zuora.zuora_user().edit_account(zuora.account("C00020")["id"], Region__c="MIDWEST")
+    back = zuora.sync(flows=["customers", "accounts_to_customers"])
+    assert back.exit_code == 0, back.to_dict()
+    assert zuora.customer("C00020")["region"] == "MIDWEST"
+    again = zuora.sync(flows=["customers", "accounts_to_customers"])
+    assert all(s.created == s.updated == 0 for s in again.flows.values()), again.to_dict()
