@@ -24,7 +24,7 @@ from filelock import FileLock, Timeout
 from mlconnector import alerts, interrupt
 from mlconnector.config import ALERTS_WEBHOOK_ENV, Config, load_config
 from mlconnector.errors import ConfigError, LockHeld, MLConnectorError
-from mlconnector.fieldmap.overlay import Line, effective_table
+from mlconnector.fieldmap.overlay import Line, check_rules, effective_table
 from mlconnector.health import Limits, Problem
 from mlconnector.health import check as health_check
 from mlconnector.http import CallCounter
@@ -564,6 +564,10 @@ def validate_config(runtime: Runtime) -> tuple[Config, list[str]]:
                          for flow in named if flow not in flows]
         problems += [f"{config.path}: pairs.{name}.on_delete.{flow} = {policy!r}: use ignore, unlink, flag or delete"
                      for flow, policy in pair.on_delete.items() if policy not in ("ignore", "unlink", "flag", "delete")]
+        try:  # the configured mappings against the pair's flows, as a run checks them
+            check_rules(spec, pair.mappings, spec.option_values(pair.options))
+        except ConfigError as exc:
+            problems.append(f"{config.path}: {exc}")
     return config, problems
 
 
