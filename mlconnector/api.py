@@ -24,10 +24,11 @@ from filelock import FileLock, Timeout
 from mlconnector import alerts, interrupt
 from mlconnector.config import ALERTS_WEBHOOK_ENV, Config, load_config
 from mlconnector.errors import ConfigError, LockHeld, MLConnectorError
+from mlconnector.fieldmap.overlay import Line, check_rules, effective_table
 from mlconnector.health import Limits, Problem
 from mlconnector.health import check as health_check
 from mlconnector.http import CallCounter
-from mlconnector.pairs import all_pairs
+from mlconnector.pairs import all_pairs, get_pair
 from mlconnector.state import State, default_state_path, refuse_foreign_database
 from mlconnector.sync import Engine, RunResult, open_pair, pair_lock, pair_lock_file, resolve_roles
 from mlconnector.sync.reconcile import ReconcileReport, queue_fixes
@@ -497,6 +498,19 @@ def reconcile(runtime: Runtime, pair: str, *, flows: Iterable[str] | None = None
             session.close()
 
 
+def mappings(runtime: Runtime, pair: str, *, flow: str | None = None) -> list[Line]:
+    """`mlconnector mappings PAIR`: what each flow writes, field by field: the pair's own lines and the configured
+    ones (`[pairs.PAIR.mappings.FLOW]`, checked against the pair as a run checks them), each saying where it comes
+    from. Reads the configuration only (without one, the pair's own lines): no system is called."""
+    config = load_config(runtime.config_path, required=False)
+    spec = get_pair(pair)
+    pair_config = config.pair(pair)
+    options = spec.option_values(pair_config.options)
+    if flow is not None:
+        _flow_names(spec, [flow], None)
+    return effective_table(spec, pair_config.mappings, options, flow)
+
+
 def _flow_names(pair: Any, flows: Iterable[str] | None, configured: Iterable[str] | None) -> list[str]:
     names = list(flows or configured or [f.name for f in pair.flows])
     known = [f.name for f in pair.flows]
@@ -565,6 +579,10 @@ def validate_config(runtime: Runtime) -> tuple[Config, list[str]]:
                          for flow in named if flow not in flows]
         problems += [f"{config.path}: pairs.{name}.on_delete.{flow} = {policy!r}: use ignore, unlink, flag or delete"
                      for flow, policy in pair.on_delete.items() if policy not in ("ignore", "unlink", "flag", "delete")]
+        try:  # the configured mappings against the pair's flows, as a run checks them
+            check_rules(spec, pair.mappings, spec.option_values(pair.options))
+        except ConfigError as exc:
+            problems.append(f"{config.path}: {exc}")
     return config, problems
 
 

@@ -154,3 +154,10 @@ def m017_alert_incidents(db: sqlite_utils.Database) -> None:
     # An incident alerted on (a pair's runs failing, a channel that cannot be renewed), open until it recovers: a
     # cron job failing every 15 minutes alerts once, not 96 times a day.
     db["alert_incidents"].create({"key": str, "opened": str, "last_sent": str, "event": str, "text": str}, pk="key")
+
+
+@migrations()
+def m018_mapping_digests(db: sqlite_utils.Database) -> None:
+    # Per flow, the configured mappings and filter its records were last mapped with (a digest): a change re-maps
+    # the flow's records once, and those whose payload changed are written.
+    db["mapping_digests"].create({"pair": str, "flow": str, "digest": str, "updated": str}, pk=("pair", "flow"))

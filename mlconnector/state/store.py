@@ -303,5 +303,19 @@ class State(LinkQueries, AuditQueries, QueueQueries, CheckQueries, IncidentQueri
             self.db.conn.execute(f"DELETE FROM kept_after_delete WHERE pair = ? AND flow = ? AND target_id IN "
                                  f"({', '.join('?' * len(chunk))})", [pair, flow, *chunk])
 
+    # configured mappings ---------------------------------------------------------------------------
+    @_serialized
+    def mapping_digest(self, pair: str, flow: str) -> str | None:
+        """The digest of the configured mappings a flow's records were last mapped with ("" none; None: never
+        recorded)."""
+        row = self.db.conn.execute("SELECT digest FROM mapping_digests WHERE pair = ? AND flow = ?",
+                                   [pair, flow]).fetchone()
+        return row[0] if row else None
+
+    def set_mapping_digest(self, pair: str, flow: str, digest: str) -> None:
+        self.db.conn.execute("INSERT INTO mapping_digests (pair, flow, digest, updated) VALUES (?, ?, ?, ?) "
+                             "ON CONFLICT (pair, flow) DO UPDATE SET digest = excluded.digest, "
+                             "updated = excluded.updated", [pair, flow, digest, iso(utcnow())])
+
     def watermarks(self) -> list[dict[str, Any]]:
         return list(self.db["watermarks"].rows_where(order_by="pair, flow"))
