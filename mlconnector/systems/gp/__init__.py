@@ -65,7 +65,7 @@ from mlconnector.errors import (
 from mlconnector.http import ApiClient, RetryPolicy
 from mlconnector.systems import ConnectorContext, register_kind
 from mlconnector.systems.base import ConnectorBase, PingResult, Record, WriteResult, write_each
-from mlconnector.systems.dynamics import NegotiateAuth
+from mlconnector.systems.dynamics.credentials import NegotiateAuth
 from mlconnector.systems.gp.calls import DEFAULT_PORT, PacedHttp, _cause_chain, unreachable  # noqa: F401
 from mlconnector.systems.gp.orders import ORDER_FIELDS, Orders  # noqa: F401
 from mlconnector.systems.gp.reads import (DATED_ENTITIES, DAY_ENDS_EVERYWHERE, ENTITIES, MAX_WINDOW,  # noqa: F401
