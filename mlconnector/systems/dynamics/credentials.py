@@ -6,16 +6,14 @@ from __future__ import annotations
 
 import base64
 import time
-from collections.abc import Callable, Generator, Mapping
-from datetime import timedelta
-from typing import Any
+from collections.abc import Callable, Generator
 
 import httpx
 
-from mlconnector.auth import SecretTokenCache, Token, TokenAuth, utcnow
+from mlconnector.auth import SecretTokenCache, Token, TokenAuth, entra_hints, entra_token
 from mlconnector.config import SystemConfig
-from mlconnector.errors import AuthError, ConfigError, RemoteError
-from mlconnector.http import ApiClient, json_body
+from mlconnector.errors import ConfigError
+from mlconnector.http import ApiClient
 from mlconnector.systems import ConnectorContext
 
 BC_SCOPE = "https://api.businesscentral.dynamics.com/.default"
@@ -93,34 +91,13 @@ class Credentials:
         return httpx.BasicAuth(user, self.context.secrets.require(self.name, "password"))
 
     def mint(self, current: Token | None) -> Token:
-        assert self.token_http is not None
+        assert self.token_http is not None and self.token_url is not None
         form = {"grant_type": "client_credentials", "client_id": self.client_id,
                 "client_secret": self.context.secrets.require(self.name, "client_secret"),
                 "scope": self.system.setting("scope", BC_SCOPE, type_=str)}
-        response = self.token_http.request("POST", self.token_url, data=form)
-        body = json_body(response)
-        if response.status_code == 200 and isinstance(body, dict) and body.get("access_token"):
-            seconds = float(body.get("expires_in") or 3599)
-            return Token(str(body["access_token"]), utcnow() + timedelta(seconds=seconds))
-        if response.status_code >= 500 or not isinstance(body, dict):
-            raise RemoteError(self.name, response.status_code, message=f"token endpoint {self.token_url} failed")
-        raise AuthError(self.name, self._token_refusal(body))
-
-    def _token_refusal(self, body: Mapping[str, Any]) -> str:
-        codes = body.get("error_codes") or []
-        code = int(codes[0]) if codes else 0
-        error = str(body.get("error") or "error")
-        hints = {
-            7000215: f"client secret refused; store the secret's value (not its id) with "
-                     f"`mlconnector secrets set {self.name} client_secret`",
-            7000222: f"client secret expired; create a new one and store it with "
-                     f"`mlconnector secrets set {self.name} client_secret`",
-            700016: f"client_id {self.client_id} is not an app registration in this tenant; check client_id "
-                    "and tenant",
-            90002: "tenant not found; check tenant (the directory id or its domain)",
-            70011: "scope refused; leave scope unset (https://api.businesscentral.dynamics.com/.default)",
-        }
-        return hints.get(code, f"Entra ID refused the token request ({error}, AADSTS{code})")
+        hints = {**entra_hints(self.name, self.client_id),
+                 70011: "scope refused; leave scope unset (https://api.businesscentral.dynamics.com/.default)"}
+        return entra_token(self.token_http, self.token_url, form, self.name, hints)
 
     def refusal(self, response: httpx.Response) -> str:
         offered = _challenges(response)

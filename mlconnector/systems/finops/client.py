@@ -6,18 +6,17 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Iterator
-from datetime import timedelta
 from typing import Any
 from urllib.parse import quote
 
 import httpx
 
-from mlconnector.auth import SecretTokenCache, Token, TokenAuth, utcnow
+from mlconnector.auth import SecretTokenCache, Token, TokenAuth, entra_hints, entra_token
 from mlconnector.config import SystemConfig
 from mlconnector.errors import AuthError, ConfigError, MLConnectorError, RemoteError
 from mlconnector.http import ApiClient
 from mlconnector.systems import ConnectorContext
-from mlconnector.systems.finops.odata import ENTITIES, EntityInfo, _body, error_text, quote_string
+from mlconnector.systems.finops.odata import ENTITIES, EntityInfo, error_text, quote_string
 
 AUTHORITY = "https://login.microsoftonline.com"
 DEFAULT_CONCURRENCY = 8          # F&O allows 52 concurrent requests per user per web server; stay well below
@@ -55,26 +54,10 @@ class FinOpsApi:
     def mint(self, current: Token | None) -> Token:
         form = {"grant_type": "client_credentials", "client_id": self.client_id,
                 "client_secret": self.context.secrets.require(self.name, "client_secret"), "scope": self.scope}
-        response = self.token_http.request("POST", self.token_url, data=form)
-        body = _body(response)
-        if response.status_code == 200 and isinstance(body, dict) and body.get("access_token"):
-            return Token(str(body["access_token"]), utcnow() + timedelta(seconds=float(body.get("expires_in") or 3599)))
-        if response.status_code >= 500 or not isinstance(body, dict):
-            raise RemoteError(self.name, response.status_code, message=f"token endpoint {self.token_url} failed")
-        codes = body.get("error_codes") or [0]
-        hints = {
-            7000215: f"client secret refused; store the secret's value (not its id) with "
-                     f"`mlconnector secrets set {self.name} client_secret`",
-            7000222: f"client secret expired; create a new one and store it with "
-                     f"`mlconnector secrets set {self.name} client_secret`",
-            700016: f"client_id {self.client_id} is not an app registration in this tenant; check client_id and "
-                    "tenant",
-            90002: "tenant not found; check tenant (the directory id or its domain)",
-            70011: f"scope {self.scope} refused; set environment to the F&O host name (no path, no trailing "
-                   "slash) or scope to https://<environment>/.default",
-        }
-        raise AuthError(self.name, hints.get(int(codes[0]), f"Entra ID refused the token request "
-                                                             f"({body.get('error', 'error')}, AADSTS{codes[0]})"))
+        hints = {**entra_hints(self.name, self.client_id),
+                 70011: f"scope {self.scope} refused; set environment to the F&O host name (no path, no trailing "
+                        "slash) or scope to https://<environment>/.default"}
+        return entra_token(self.token_http, self.token_url, form, self.name, hints)
 
     def call(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
         url = path if path.startswith("http") else f"{self.base_url}/{path}"
