@@ -22,11 +22,7 @@ _KNOWN_LOCK = threading.Lock()
 
 def company_record_path(context: ConnectorContext, system: str) -> Path:
     """Where a system's company id is kept between runs: a small JSON record next to the state file in use."""
-    if context.state_dir is not None:
-        return context.state_dir / f"dynamics-{system}-company.json"
-    from mlconnector.state import default_state_path
-
-    return default_state_path().parent / f"dynamics-{system}-company.json"
+    return context.state_file(f"dynamics-{system}-company.json")
 
 
 class CompanyRecord:

@@ -53,8 +53,4 @@ class SeenList:
 
 def side_file(context: ConnectorContext, system: str, suffix: str) -> Path:
     """A file of the system's beside the state file: what lists were last seen, or the cached WSDL."""
-    if context.state_dir is not None:
-        return context.state_dir / f"gp-{system}-{suffix}"
-    from mlconnector.state import default_state_path
-
-    return default_state_path().parent / f"gp-{system}-{suffix}"
+    return context.state_file(f"gp-{system}-{suffix}")

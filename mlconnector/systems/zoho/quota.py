@@ -82,7 +82,7 @@ class QuotaFile:
 
 def quota_path(context: ConnectorContext) -> Path:
     """The quota record sits next to the state file in use."""
-    return context.state_dir / "zoho-quota.json" if context.state_dir else default_quota_path()
+    return context.state_file("zoho-quota.json")
 
 
 def default_quota_path() -> Path:
