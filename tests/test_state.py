@@ -19,7 +19,7 @@ def test_state_file_is_created_private_and_migrated_once(tmp_path):
         applied = [m.name for m in migrations.applied(state.db)]
     assert applied == ["m001_initial", "m002_inbox_per_pair", "m003_link_fields", "m004_create_intents",
                        "m005_link_source_hash", "m006_link_target_content", "m007_target_keys", "m008_inbox_digest",
-                       "m009_setup_findings", "m010_health", "m011_field_changes"]
+                       "m009_setup_findings", "m010_health", "m011_field_changes", "m012_deletion_checks"]
 
 
 def test_default_state_path_honours_env(monkeypatch, tmp_path):
@@ -79,7 +79,7 @@ def test_commits_are_synced_lazily_except_the_intent_before_a_keyless_create(tmp
     state.add_intents("nav-zoho", "accounts_to_customers", ["z1"], "run-1")
     state.db.conn.set_trace_callback(None)
     full, insert, commit = (next(i for i, s in enumerate(statements) if s.startswith(prefix))
-                            for prefix in ("PRAGMA synchronous=FULL", "INSERT OR REPLACE INTO intents", "COMMIT"))
+                            for prefix in ("PRAGMA synchronous=FULL", "INSERT INTO intents", "COMMIT"))
     assert full < insert < commit and statements[-1] == "PRAGMA synchronous=NORMAL"
     assert [i["source_id"] for i in state.open_intents("nav-zoho")] == ["z1"]
 

@@ -16,7 +16,7 @@ _INSERT_AUDIT = f"INSERT INTO audit ({', '.join(_AUDIT_ORDER)})"
 
 
 class AuditQueries:
-    """The audit table's queries, part of State."""
+    """The audit table's queries, part of a state store."""
 
     # audit -----------------------------------------------------------------------------------
     def add_audit(self, row: dict[str, Any]) -> None:
@@ -54,13 +54,20 @@ class AuditQueries:
         if since:
             clauses.append("time >= ?")
             args.append(iso(since))
-        rows = self.db["audit"].rows_where(" and ".join(clauses) or None, args, order_by="id desc", limit=limit)
-        return list(reversed(list(rows)))
+        where = f"WHERE {' AND '.join(clauses)} " if clauses else ""
+        if limit is not None:
+            where += "ORDER BY id DESC LIMIT ?"
+            args.append(limit)
+        else:
+            where += "ORDER BY id DESC"
+        return list(reversed(self._rows(f"SELECT * FROM audit {where}", args)))
 
     def arrivals(self, since: datetime) -> list[dict[str, Any]]:
         """Per pair and flow, how many changes arrived by notification and how many only by the poll."""
-        rows = self.db.execute(
-            "SELECT pair, flow, sum(note = 'push'), sum(note IS NULL) FROM audit "
+        # CASE, not sum(note = 'push'): PostgreSQL sums no booleans; CAST: its sum of integers is a numeric.
+        rows = self._execute(
+            "SELECT pair, flow, CAST(sum(CASE WHEN note = 'push' THEN 1 ELSE 0 END) AS INTEGER), "
+            "CAST(sum(CASE WHEN note IS NULL THEN 1 ELSE 0 END) AS INTEGER) FROM audit "
             "WHERE action IN ('create', 'update') AND time >= ? GROUP BY pair, flow ORDER BY pair, flow",
             [iso(since)]).fetchall()
         return [{"pair": p, "flow": f, "by_push": push or 0, "by_poll_only": poll or 0} for p, f, push, poll in rows]
