@@ -7,7 +7,6 @@ import json
 import logging
 import os
 import queue
-import sqlite3
 import threading
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Iterator
@@ -19,15 +18,14 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-from filelock import FileLock, Timeout
 
 from mlconnector import interrupt
 from mlconnector.config import Config, load_config
 from mlconnector.errors import ConfigError, LockHeld, MLConnectorError
 from mlconnector.http import CallCounter
 from mlconnector.pairs import all_pairs
-from mlconnector.state import State, default_state_path, refuse_foreign_database
-from mlconnector.sync import Engine, RunResult, open_pair, pair_lock, pair_lock_file, resolve_roles
+from mlconnector.state import StateLocation, StateStore, default_state_path, refuse_foreign_database, resolve_state
+from mlconnector.sync import Engine, RunResult, open_pair, resolve_roles
 from mlconnector.sync.reconcile import ReconcileReport, queue_fixes
 from mlconnector.sync.reconcile import reconcile as run_reconcile
 from mlconnector.sync.run import new_run_id
@@ -65,13 +63,29 @@ class Runtime:
         return load_config(self.config_path)
 
     def state_file(self, config: Config | None = None) -> Path:
+        """The SQLite state file, where the state is one (see ``state_location``)."""
         if self.state_path:
             return Path(self.state_path)
         cfg = config if config is not None else load_config(self.config_path, required=False)
         return cfg.state_path or default_state_path()
 
-    def open_state(self) -> State:
-        return State(self.state_file())
+    def state_location(self, config: Config | None = None) -> StateLocation:
+        """Where the state is: --state PATH, $MLCONNECTOR_STATE_URL, $MLCONNECTOR_STATE, [state] url or path, else
+        the user's state dir."""
+        cfg = config if config is not None else load_config(self.config_path, required=False)
+        return resolve_state(cli_path=self.state_path, config_url=cfg.state_url, config_path=cfg.state_path,
+                             password=self._state_password)
+
+    def _state_password(self) -> str | None:
+        """The state database's password from the secrets (keyring or encrypted file); where none can be read,
+        libpq's own PGPASSWORD and ~/.pgpass still apply."""
+        try:
+            return self.secret_store().get("state", "password")
+        except MLConnectorError:
+            return None
+
+    def open_state(self) -> StateStore:
+        return self.state_location().open()
 
     def secret_store(self) -> Any:
         if self.secrets is None:
@@ -81,62 +95,21 @@ class Runtime:
             self.secrets = store_from_environment(backend=config.secrets_backend, directory=config.secrets_dir)
         return self.secrets
 
-    def context(self, state: State | None = None) -> ConnectorContext:
+    def context(self, state: StateStore | None = None) -> ConnectorContext:
         return ConnectorContext(secrets=self.secret_store(), counter=CallCounter(), transport=self.transport,
-                                state=state, state_dir=self.state_file().parent)
+                                state=state, state_dir=self.state_location().directory)
 
 
 @contextmanager
-def state_errors(path: Path) -> Iterator[None]:
-    """An error of the state file itself during a run (a full disk, an I/O error, a file made read-only) is the
-    operator's to fix, not a bug: one line naming the file and the fix (exit 2). What was written but not
-    recorded is read again by the next run (the watermark stays before it)."""
-    try:
-        yield
-    except sqlite3.OperationalError as exc:
-        raise ConfigError(f"state file {path}: {exc}; make room on that disk or fix the file's permissions, "
-                          "then run again (or pass --state PATH to use another file)") from None
-    except sqlite3.DatabaseError as exc:
-        if type(exc) is not sqlite3.DatabaseError:  # integrity and programming errors are bugs
-            raise
-        raise ConfigError(f"state file {path}: {exc}; move the damaged file aside and run again "
-                          "(or pass --state PATH to use another file)") from None
-
-
-@contextmanager
-def locked_state(path: Path, pair: str) -> Iterator[State]:
-    """The pair's lock, then its state file; runs of the pair left marked running (a kill -9) are closed as
+def locked_state(location: StateLocation, pair: str) -> Iterator[StateStore]:
+    """The pair's lock, then its state; runs of the pair left marked running (a kill -9) are closed as
     interrupted, since none can be alive while this process holds the lock."""
-    refuse_foreign_database(path)
-    _check_lock_can_be_taken(path, pair)
-    with pair_lock(path, pair), State(path) as state, state_errors(path):
+    if location.path:
+        refuse_foreign_database(location.path)
+    with location.errors(), location.pair_lock(pair) as lock, location.open() as state:
+        state.run_lock = lock  # checked before each batch is sent (PostgreSQL: the lock's connection alive)
         state.close_abandoned_runs(pair)
         yield state
-
-
-def _check_lock_can_be_taken(path: Path, pair: str) -> None:
-    """The pair's lock file goes next to the state file: a directory that cannot be written is the operator's to
-    fix (exit 2), not another run holding the lock (75) nor a bug."""
-    lock = pair_lock_file(path, pair)
-    try:
-        lock.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-        os.close(os.open(lock, os.O_RDWR | os.O_CREAT, 0o600))
-    except OSError as exc:
-        raise ConfigError(f"state file {path}: its directory {lock.parent} cannot be written ({exc.strerror or exc}); "
-                          "fix its permissions, or pass --state PATH to use another") from None
-
-
-def run_alive(path: Path, pair: str) -> bool:
-    """Whether a run of ``pair`` holds its lock now."""
-    lock = FileLock(str(pair_lock_file(path, pair)))
-    try:
-        lock.acquire(timeout=0)
-    except Timeout:
-        return True
-    except OSError:
-        return False  # no lock can be taken there (a read-only directory): no run is writing either
-    lock.release()
-    return False
 
 
 def sync(runtime: Runtime, pair: str, *, flows: Iterable[str] | None = None, full: bool = False,
@@ -145,8 +118,8 @@ def sync(runtime: Runtime, pair: str, *, flows: Iterable[str] | None = None, ful
          progress_total: Callable[[str, int], None] | None = None) -> RunResult:
     """Run one pair once: lock, open state and connectors, sync, close."""
     config = runtime.config
-    path = runtime.state_file(config)
-    with locked_state(path, pair) as state:
+    location = runtime.state_location(config)
+    with locked_state(location, pair) as state:
         refuse_flows_setup_found_missing(state, config, pair, flows)
         session = open_pair(config, pair, runtime.context(state))
         try:
@@ -157,7 +130,7 @@ def sync(runtime: Runtime, pair: str, *, flows: Iterable[str] | None = None, ful
             session.close()
 
 
-def refuse_flows_setup_found_missing(state: State, config: Config, pair: str, flows: Iterable[str] | None) -> None:
+def refuse_flows_setup_found_missing(state: StateStore, config: Config, pair: str, flows: Iterable[str] | None) -> None:
     """A flow whose prerequisites the last `mlconnector setup` found missing does not start: it would only fail
     record by record. The first such line is the error (exit 2)."""
     missing = state.setup_missing(pair)
@@ -178,8 +151,8 @@ def setup(runtime: Runtime, pair: str, *, apply: bool = False,
     from mlconnector.setup import check_pair
 
     config = runtime.config
-    path = runtime.state_file(config)
-    with State(path) as state, state_errors(path):
+    location = runtime.state_location(config)
+    with location.errors(), location.open() as state:
         context = runtime.context(state)
         return check_pair(config, pair, context, state, apply=apply, plan=plan)
 
@@ -187,8 +160,8 @@ def setup(runtime: Runtime, pair: str, *, apply: bool = False,
 def drain(runtime: Runtime, pair: str) -> RunResult:
     """Process the pair's waiting notifications now (no poll), under the pair's lock."""
     config = runtime.config
-    path = runtime.state_file(config)
-    with locked_state(path, pair) as state:
+    location = runtime.state_location(config)
+    with locked_state(location, pair) as state:
         session = open_pair(config, pair, runtime.context(state))
         try:
             return Engine(session.pair, session.config, session.connectors, state,
@@ -223,7 +196,7 @@ class Listener:
         if not push:
             raise ConfigError(f"{config.path}: no configured pair reads from a system that can push "
                               "notifications; `mlconnector sync` polls instead")
-        self.inbox = Inbox(runtime.state_file(config), consumers)
+        self.inbox = Inbox(runtime.state_location(config), consumers)
         self._runtime = runtime
         self._queue: "queue.Queue[str | None]" = queue.Queue()
         self._worker = threading.Thread(target=self._work, daemon=True) if process else None
@@ -268,14 +241,14 @@ def replay(runtime: Runtime, *, pair: str | None = None, flow: str | None = None
            progress: Callable[[str, int], None] | None = None) -> list[RunResult]:
     """Retry queued records, pair by pair, each under that pair's lock."""
     config = runtime.config
-    path = runtime.state_file(config)
-    with State(path) as state:
+    location = runtime.state_location(config)
+    with location.errors(), location.open() as state:
         queued = state.replay_items(pair=pair, flow=flow, error_class=error_class, ids=ids)
     results = []
     for name in sorted({item["pair"] for item in queued}):
         if name not in all_pairs() or interrupt.requested() is not None:
             continue
-        with locked_state(path, name) as state:
+        with locked_state(location, name) as state:
             session = open_pair(config, name, runtime.context(state))
             try:
                 engine = Engine(session.pair, session.config, session.connectors, state,
@@ -301,8 +274,8 @@ def reconcile(runtime: Runtime, pair: str, *, flows: Iterable[str] | None = None
     documents' totals by month), under the pair's lock so no run writes meanwhile. With ``fix`` each record that
     writing again would fix is queued for replay; with ``now`` that replay runs at once."""
     config = runtime.config
-    path = runtime.state_file(config)
-    with locked_state(path, pair) as state:
+    location = runtime.state_location(config)
+    with locked_state(location, pair) as state:
         session = open_pair(config, pair, runtime.context(state))
         try:
             chosen = [session.pair.flow(name) for name in _flow_names(session.pair, flows, session.config.flows)]
@@ -390,34 +363,35 @@ class Status:
 
 
 def status(runtime: Runtime) -> Status:
-    path = runtime.state_file()
-    with State(path) as state:
+    location = runtime.state_location()
+    with location.errors(), location.open() as state:
         depth: dict[str, int] = defaultdict(int)
         for (pair, flow), n in state.replay_depth().items():
             depth[f"{pair}/{flow}"] = n
         return Status(
-            state_file=str(path),
+            state_file=location.shown,
             watermarks=[{"pair": w["pair"], "flow": w["flow"], "watermark": w["value"]} for w in state.watermarks()],
             replay_queue=dict(depth),
             inbox_pending=state.inbox_depth(),
             channels=[{**c, "expires": c["expires"].isoformat() if c["expires"] else None}
                       for c in state.channels()],
-            last_runs=[_as_seen(path, {k: r[k] for k in ("id", "pair", "started", "finished", "status", "exit_code")})
+            last_runs=[_as_seen(location, {k: r[k] for k in ("id", "pair", "started", "finished", "status", "exit_code")})
                        for r in state.last_runs(limit=10)],
             arrivals=state.arrivals(datetime.now(timezone.utc) - timedelta(days=1)),
         )
 
 
-def _as_seen(path: Path, run: dict[str, Any]) -> dict[str, Any]:
+def _as_seen(location: StateLocation, run: dict[str, Any]) -> dict[str, Any]:
     """A run marked running whose pair's lock is free ended without a word (kill -9): it shows as interrupted (the
     next run of the pair records it so)."""
-    if run["status"] == "running" and not run_alive(path, run["pair"]):
+    if run["status"] == "running" and not location.run_alive(run["pair"]):
         return {**run, "status": "interrupted"}
     return run
 
 
 def audit(runtime: Runtime, **filters: Any) -> list[dict[str, Any]]:
     """Audit rows, oldest first; an update's ``changes`` as a list of {field, old, new}."""
-    with State(runtime.state_file()) as state:
+    location = runtime.state_location()
+    with location.errors(), location.open() as state:
         return [{**row, "changes": json.loads(row["changes"]) if row.get("changes") else []}
                 for row in state.audit_rows(**filters)]

@@ -120,6 +120,8 @@ def _kind_from_config(system: str) -> str | None:
     except MLConnectorError:
         return system
     found = config.systems.get(system)
+    if found is None and system == "state":
+        return "state"  # the state database's password, not a system's
     if found is None and config.systems:
         known = ", ".join(sorted(config.systems))
         raise ConfigError(f"{config.path} has no [systems.{system}] (configured: {known}); check the name, or add "

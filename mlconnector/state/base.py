@@ -58,6 +58,10 @@ class StateStore(LinkQueries, AuditQueries, QueueQueries):
     def check_same_file(self) -> None:
         """Raises when what this store opened can no longer take this run's writes (see each store)."""
 
+    def _check_in_transaction(self) -> None:
+        """Checked when a transaction begins and before it commits."""
+        self.check_same_file()
+
     @contextmanager
     def _durable(self) -> Iterator[None]:
         """Commits inside are on disk before the call returns, whatever the store's usual setting."""
@@ -98,12 +102,12 @@ class StateStore(LinkQueries, AuditQueries, QueueQueries):
                     self._depth -= 1
                 self._execute(f"RELEASE {name}")
                 return
-            self.check_same_file()
+            self._check_in_transaction()
             self._execute(self.BEGIN)
             self._depth = 1
             try:
                 yield
-                self.check_same_file()  # what would be committed must land where the next run looks
+                self._check_in_transaction()  # what would be committed must land where the next run looks
             except BaseException:
                 self._rollback()
                 raise
