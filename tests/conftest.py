@@ -131,6 +131,20 @@ def pytest_terminal_summary(terminalreporter: Any) -> None:
         Path(target).write_text(json.dumps(figures, indent=2) + "\n")
 
 
+@pytest.fixture(params=["sqlite", "postgres"])
+def state_store(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> Any:
+    """Runs the test once with the default SQLite state file and once with the state in PostgreSQL (a schema of
+    the test's own, chosen as a user would: MLCONNECTOR_STATE_URL). Yields "sqlite" or the database's URL."""
+    if request.param == "sqlite":
+        yield "sqlite"
+        return
+    from tests.postgres import schema_of_its_own
+
+    with schema_of_its_own() as url:
+        monkeypatch.setenv("MLCONNECTOR_STATE_URL", url)
+        yield url
+
+
 @pytest.fixture
 def erp(tmp_path: Path) -> fakes.Store:
     return fakes.Store(tmp_path / "erp.db")
