@@ -30,6 +30,7 @@ from mlconnector.state.schema_pg import MIGRATIONS
 CONNECT_TIMEOUT = 10  # seconds: a server that does not answer is reported, not waited on for minutes
 POOL_SIZE = 8  # a run's writing and reading connections, the receiver's, a few opens at once
 MIGRATIONS_TABLE = "mlconnector_migrations"
+_REFUSED = ("password authentication failed", "no password supplied", "pg_hba.conf", 'role "')
 _OUR_TABLES = ("runs", "links", "audit", "watermarks", "replay", "inbox")
 
 
@@ -226,9 +227,10 @@ def as_state_error(exc: BaseException, location: StateLocation) -> BaseException
         text = text.replace(location.password, "***")
     where = f"state database {location.shown}"
     sqlstate = getattr(exc, "sqlstate", None) or ""
-    if sqlstate.startswith("28") or "password authentication failed" in text or "no password supplied" in text:
-        return AuthError(where, f"{text}; set the password in {STATE_PASSWORD_ENV}, with `mlconnector secrets set state "
-                                "password`, or in ~/.pgpass")
+    # At connection time libpq gives no SQLSTATE: the server's FATAL line says what it refused.
+    if sqlstate.startswith("28") or any(sign in text for sign in _REFUSED):
+        return AuthError(where, f"{text}; check the user in [state] url and its password ({STATE_PASSWORD_ENV}, "
+                                "`mlconnector secrets set state password` or ~/.pgpass)")
     if sqlstate == "3D000" or ("database" in text and "does not exist" in text):
         return ConfigError(f"{where}: {text}; create the database (createdb) or fix [state] url / {STATE_URL_ENV}")
     if isinstance(exc, pg_errors.InsufficientPrivilege):
@@ -237,6 +239,6 @@ def as_state_error(exc: BaseException, location: StateLocation) -> BaseException
         return ConfigError(f"{where}: {text}; make room on the server or point [state] url at a writable primary")
     if isinstance(exc, psycopg.OperationalError | psycopg.InterfaceError):
         return Unreachable(where, f"cannot be reached ({text}); start the server or fix [state] url / "
-                                  f"{STATE_URL_ENV}, then run again: what was written but not recorded is found "
-                                  "again by its keys")
+                                  f"{STATE_URL_ENV}, then run again (what a run sent but did not record is found "
+                                  "again by its keys)")
     return exc

@@ -1,0 +1,163 @@
+"""The state in PostgreSQL as an operator meets it: chosen by [state] url or MLCONNECTOR_STATE_URL, migrated once
+however many hosts start at once, one run of a pair at a time across hosts (a killed holder frees it), and every
+mistake one line with its fix, never a password."""
+
+from __future__ import annotations
+
+import json
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from mlconnector.cli.main import build_app
+from mlconnector.state import State, migrations
+from tests.postgres import schema_of_its_own
+
+runner = CliRunner()
+PASSWORD = "pg-Pa55word-never-shown-7f3a"  # the server trusts loopback, so any password connects
+
+
+def cli(*args: str):
+    return runner.invoke(build_app(), list(args))
+
+
+@pytest.fixture
+def database():
+    with schema_of_its_own() as url:
+        yield url
+
+
+def with_password(url: str) -> str:
+    """``url`` naming its user and a password (the server's own user: it trusts loopback, so any password does)."""
+    import psycopg
+
+    with psycopg.connect(url) as conn:
+        user = conn.info.user
+    return url.replace("postgresql://", f"postgresql://{user}:{PASSWORD}@", 1)
+
+
+def test_status_names_the_database_without_its_password(database, config_file, monkeypatch, erp):
+    erp.put("customer", {"number": "C1", "name": "Customer 1"})
+    monkeypatch.setenv("MLCONNECTOR_STATE_URL", with_password(database))
+    assert cli("sync", "erp-crm").exit_code == 0
+
+    shown = cli("status", "--json")
+
+    assert shown.exit_code == 0, shown.output
+    status = json.loads(shown.stdout)
+    assert status["state_file"] == with_password(database).replace(f":{PASSWORD}@", "@")
+    assert [run["pair"] for run in status["last_runs"]] == ["erp-crm"]
+    assert status["watermarks"][0]["pair"] == "erp-crm"
+    assert PASSWORD not in shown.output and PASSWORD not in cli("status").output
+
+
+def test_a_url_in_the_config_is_used_and_a_password_in_it_is_refused(database, config_file, monkeypatch):
+    text = Path(config_file).read_text()
+    Path(config_file).write_text(text + f'\n[state]\nurl = "{database}"\n')
+    monkeypatch.delenv("MLCONNECTOR_STATE")
+    assert cli("sync", "erp-crm").exit_code == 0
+    assert json.loads(cli("status", "--json").stdout)["state_file"].startswith("postgresql://127.0.0.1:5432/test")
+
+    Path(config_file).write_text(text + f'\n[state]\nurl = "{with_password(database)}"\n')
+    refused = cli("status")
+
+    assert refused.exit_code == 2 and "Traceback" not in refused.output, refused.output
+    assert "MLCONNECTOR_STATE_PASSWORD" in refused.stderr and PASSWORD not in refused.output
+    assert len(refused.stderr.strip().splitlines()) == 1
+
+
+@pytest.mark.parametrize("url, says", [
+    ("mysql://127.0.0.1/test", "is not a PostgreSQL URL"),
+    ("postgresql://127.0.0.1:99999/test", "has no valid port"),
+    ("postgresql://127.0.0.1:5432", "names no host or no database"),
+])
+def test_a_bad_url_is_one_line_naming_the_fix_exit_2(config_file, monkeypatch, url, says):
+    monkeypatch.setenv("MLCONNECTOR_STATE_URL", url)
+    result = cli("status")
+    assert result.exit_code == 2 and "Traceback" not in result.output
+    assert says in result.stderr and "postgresql://[user@]host[:port]/database" in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1
+
+
+def test_an_unreachable_server_exits_5_with_one_line_and_no_password(config_file, monkeypatch):
+    monkeypatch.setenv("MLCONNECTOR_STATE_URL", f"postgresql://mlc:{PASSWORD}@127.0.0.1:1/test")
+    result = cli("sync", "erp-crm")
+    assert result.exit_code == 5 and "Traceback" not in result.output
+    assert "cannot be reached" in result.stderr and "postgresql://mlc@127.0.0.1:1/test" in result.stderr
+    assert PASSWORD not in result.output and len(result.stderr.strip().splitlines()) == 1
+
+
+def test_an_unknown_user_exits_4(database, config_file, monkeypatch):
+    monkeypatch.setenv("MLCONNECTOR_STATE_URL", database.replace("postgresql://", "postgresql://nobody_here_x@"))
+    result = cli("status")
+    assert result.exit_code == 4 and "nobody_here_x" in result.stderr and "Traceback" not in result.output
+
+
+def test_a_schema_holding_another_programs_tables_is_left_untouched(database, config_file, monkeypatch):
+    import psycopg
+
+    with psycopg.connect(database, autocommit=True) as conn:
+        conn.execute("CREATE TABLE runs (id int, what text)")
+    monkeypatch.setenv("MLCONNECTOR_STATE_URL", database)
+    result = cli("status")
+    assert result.exit_code == 2 and "not mlconnector's" in result.stderr and "search_path" in result.stderr
+    with psycopg.connect(database, autocommit=True) as conn:
+        assert [r[0] for r in conn.execute("SELECT column_name FROM information_schema.columns WHERE "
+                                           "table_schema = current_schema() ORDER BY column_name")] == ["id", "what"]
+
+
+OPEN = "import sys; from mlconnector.state import StateLocation; StateLocation(url=sys.argv[1]).open().close()"
+
+
+def test_hosts_starting_at_once_migrate_once(database, tmp_path):
+    starts = [subprocess.Popen([sys.executable, "-c", OPEN, database], stderr=subprocess.PIPE, text=True)
+              for _ in range(4)]
+    assert [p.wait(timeout=60) for p in starts] == [0, 0, 0, 0], [p.stderr.read() for p in starts]
+
+    import psycopg
+
+    with psycopg.connect(database, autocommit=True) as conn:
+        applied = [r[0] for r in conn.execute("SELECT name FROM mlconnector_migrations ORDER BY name")]
+    # The same numbered migrations as the SQLite file's, each applied once.
+    with State(tmp_path / "state.db") as file:
+        assert applied == [m.name for m in migrations.applied(file.db)]
+
+
+HOLD = """
+import sys, time
+from mlconnector.state import StateLocation
+with StateLocation(url=sys.argv[1]).pair_lock("erp-crm"):
+    print("held", flush=True)
+    time.sleep(120)
+"""
+
+
+def test_one_run_of_a_pair_across_hosts_and_a_killed_holder_frees_it(database, config_file, monkeypatch, erp):
+    erp.put("customer", {"number": "C1", "name": "Customer 1"})
+    monkeypatch.setenv("MLCONNECTOR_STATE_URL", database)
+    other_host = subprocess.Popen([sys.executable, "-c", HOLD, database], stdout=subprocess.PIPE, text=True)
+    try:
+        assert other_host.stdout.readline().strip() == "held"
+        refused = cli("sync", "erp-crm")
+        assert refused.exit_code == 75 and "another run of erp-crm" in refused.stderr
+    finally:
+        other_host.send_signal(signal.SIGKILL)
+        other_host.wait(timeout=10)
+    deadline = time.monotonic() + 10
+    while (result := cli("sync", "erp-crm")).exit_code == 75 and time.monotonic() < deadline:
+        time.sleep(0.1)  # the server ends the killed session's backend as soon as it sees the socket closed
+    assert result.exit_code == 0, result.output
+
+
+def test_two_stores_in_one_database_do_not_meet(config_file, monkeypatch, erp):
+    erp.put("customer", {"number": "C1", "name": "Customer 1"})
+    with schema_of_its_own() as first, schema_of_its_own() as second:
+        monkeypatch.setenv("MLCONNECTOR_STATE_URL", first)
+        assert cli("sync", "erp-crm").exit_code == 0
+        monkeypatch.setenv("MLCONNECTOR_STATE_URL", second)
+        assert json.loads(cli("status", "--json").stdout)["watermarks"] == []
