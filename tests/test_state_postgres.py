@@ -161,3 +161,38 @@ def test_two_stores_in_one_database_do_not_meet(config_file, monkeypatch, erp):
         assert cli("sync", "erp-crm").exit_code == 0
         monkeypatch.setenv("MLCONNECTOR_STATE_URL", second)
         assert json.loads(cli("status", "--json").stdout)["watermarks"] == []
+
+
+def test_the_database_lost_mid_run_stops_it_with_one_line_and_the_next_run_doubles_nothing(
+        database, config_file, monkeypatch, erp, crm):
+    import threading
+
+    import psycopg
+
+    for i in range(1, 201):
+        erp.put("customer", {"number": f"C{i:04d}", "name": f"Customer {i}"})
+    crm.set_fault("slow", 0.01)  # a batch in flight a while
+    named = f"{database}&application_name=lost_{database.rsplit('%3D', 1)[1]}"
+    monkeypatch.setenv("MLCONNECTOR_STATE_URL", named)
+
+    def cut_when_writing() -> None:  # as if the server restarted, or the network between went down
+        deadline = time.monotonic() + 20
+        while crm.landed() < 30 and time.monotonic() < deadline:
+            time.sleep(0.01)
+        with psycopg.connect(database, autocommit=True) as admin:
+            admin.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name = %s",
+                          [named.rsplit("application_name=", 1)[1]])
+
+    cutter = threading.Thread(target=cut_when_writing)
+    cutter.start()
+    cut = cli("sync", "erp-crm", "--flow", "customers")
+    cutter.join()
+
+    assert cut.exit_code in (2, 5) and "Traceback" not in cut.output, cut.output
+    assert f"state database {database.split('?')[0]}" in cut.stderr, cut.stderr
+    assert len(cut.stderr.strip().splitlines()) == 1, cut.stderr
+    crm.set_fault("slow", 0)
+    again = cli("sync", "erp-crm", "--flow", "customers")
+    assert again.exit_code == 0, again.output
+    numbers = [a["number"] for a in crm.all("account")]
+    assert len(numbers) == len(set(numbers)) == 200

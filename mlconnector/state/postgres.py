@@ -18,6 +18,7 @@ from typing import Any
 
 import psycopg
 from psycopg import errors as pg_errors
+from psycopg.conninfo import conninfo_to_dict
 from psycopg_pool import ConnectionPool
 
 from mlconnector.errors import AuthError, ConfigError, LockHeld, MLConnectorError, Unreachable
@@ -46,11 +47,21 @@ def _lock_key(conn: psycopg.Connection[Any], what: str) -> int:
     return conn.execute("SELECT hashtextextended(%s || current_schema(), 0)", [f"mlconnector {what} in "]).fetchone()[0]
 
 
+def _settings(url: str, password: str | None) -> dict[str, Any]:
+    """What every connection is opened with, besides the URL (which may name its own application_name)."""
+    settings: dict[str, Any] = {"autocommit": True, "password": password, "connect_timeout": CONNECT_TIMEOUT}
+    if "application_name" not in conninfo_to_dict(url):
+        settings["application_name"] = "mlconnector"  # shown in pg_stat_activity
+    return settings
+
+
 def connect(url: str, password: str | None) -> psycopg.Connection[Any]:
     """One connection of its own (the pair lock's: it must not go back to a pool while the lock is held)."""
     try:
-        return psycopg.connect(url, password=password, autocommit=True, connect_timeout=CONNECT_TIMEOUT,
-                               application_name="mlconnector")
+        return psycopg.connect(url, **_settings(url, password))
+    except psycopg.ProgrammingError as exc:  # libpq cannot read the URL (an unknown parameter, a bad value)
+        raise ConfigError(f"state database {redact(url)}: {str(exc).strip().splitlines()[0]}; fix [state] url / "
+                          f"{STATE_URL_ENV}") from None
     except psycopg.Error as exc:
         raise as_state_error(exc, StateLocation(url=url)) from None
 
@@ -71,8 +82,7 @@ def _pool(url: str, password: str | None) -> ConnectionPool:
                 first.close()
             pool = ConnectionPool(url, min_size=1, max_size=POOL_SIZE, open=True, timeout=CONNECT_TIMEOUT,
                                   name="mlconnector-state", check=ConnectionPool.check_connection,
-                                  kwargs={"autocommit": True, "password": password,
-                                          "connect_timeout": CONNECT_TIMEOUT, "application_name": "mlconnector"})
+                                  kwargs=_settings(url, password))
             _pools[(url, password)] = pool
         return pool
 
@@ -130,6 +140,7 @@ class PostgresState(StateStore):
         super().__init__()
         self.url = url
         self.shown = redact(url)
+        self._location = StateLocation(url=url, password=password)
         self.run_lock: RunLock | None = None  # set while the pair's lock is held: checked before each batch is sent
         self._pool = _pool(url, password)
         self._reader_conn: psycopg.Connection[Any] | None = None
@@ -139,18 +150,25 @@ class PostgresState(StateStore):
             raise as_state_error(exc, StateLocation(url=url)) from None
 
     def _execute(self, sql: str, args: Sequence[Any] = ()) -> psycopg.Cursor[Any]:
-        return self._conn.execute(_pg(sql), args)
+        try:
+            return self._conn.execute(_pg(sql), args)
+        except (psycopg.OperationalError, psycopg.InterfaceError) as exc:
+            # The database gone (a restart, the network) is the operator's: one line, told once by the run.
+            raise as_state_error(exc, self._location) from None
 
     def _committed(self, sql: str, args: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
         with self._read_lock:
-            if self._reader_conn is None:
-                self._reader_conn = self._pool.getconn()
-            return self._reader_conn.execute(_pg(sql), args).fetchall()
+            try:
+                if self._reader_conn is None:
+                    self._reader_conn = self._pool.getconn()
+                return self._reader_conn.execute(_pg(sql), args).fetchall()
+            except (psycopg.OperationalError, psycopg.InterfaceError) as exc:
+                raise as_state_error(exc, self._location) from None
 
     def _rollback(self) -> None:
         try:
             self._execute("ROLLBACK")
-        except psycopg.Error:
+        except (psycopg.Error, MLConnectorError):
             pass  # the connection is gone: the server rolled back; the error that brought us here is the one to tell
 
     def _check_in_transaction(self) -> None:
