@@ -196,3 +196,39 @@ def test_the_database_lost_mid_run_stops_it_with_one_line_and_the_next_run_doubl
     assert again.exit_code == 0, again.output
     numbers = [a["number"] for a in crm.all("account")]
     assert len(numbers) == len(set(numbers)) == 200
+
+
+def test_a_run_whose_lock_is_lost_sends_nothing_more_and_the_next_run_doubles_nothing(
+        database, config_file, monkeypatch, erp, crm):
+    import threading
+
+    import psycopg
+
+    for i in range(1, 201):
+        erp.put("customer", {"number": f"C{i:04d}", "name": f"Customer {i}"})
+    crm.set_fault("slow", 0.01)
+    monkeypatch.setenv("MLCONNECTOR_STATE_URL", database)
+    landed_at_cut: list[int] = []
+
+    def cut_the_lock() -> None:  # only the lock's session ends (a network cut between that socket and the server)
+        deadline = time.monotonic() + 20
+        while crm.landed() < 30 and time.monotonic() < deadline:
+            time.sleep(0.01)
+        with psycopg.connect(database, autocommit=True) as admin:
+            admin.execute(
+                "SELECT pg_terminate_backend(pid) FROM pg_locks WHERE locktype = 'advisory' AND granted AND "
+                "((classid::bigint << 32) | objid::bigint) = hashtextextended("
+                "'mlconnector pair erp-crm in ' || current_schema(), 0)")
+        landed_at_cut.append(crm.landed())
+
+    cutter = threading.Thread(target=cut_the_lock)
+    cutter.start()
+    cut = cli("sync", "erp-crm", "--flow", "customers")
+    cutter.join()
+
+    assert cut.exit_code == 2 and "the connection holding the lock of erp-crm was lost" in cut.stderr, cut.output
+    assert crm.landed() - landed_at_cut[0] < 100  # the batches already out landed; nothing more was sent
+    crm.set_fault("slow", 0)
+    assert cli("sync", "erp-crm", "--flow", "customers").exit_code == 0
+    numbers = [a["number"] for a in crm.all("account")]
+    assert len(numbers) == len(set(numbers)) == 200

@@ -39,6 +39,7 @@ class StateStore(LinkQueries, AuditQueries, QueueQueries):
     kind = "state"
     shown = ""  # where it is, as it may be printed (never a password)
     _variables = 999  # bound values one statement may carry
+    run_lock: Any = None  # the pair's lock while a run holds it (``StateLocation.pair_lock``)
 
     def __init__(self) -> None:
         self.lock = threading.RLock()

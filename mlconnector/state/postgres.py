@@ -23,6 +23,7 @@ from psycopg_pool import ConnectionPool
 
 from mlconnector.errors import AuthError, ConfigError, LockHeld, MLConnectorError, Unreachable
 from mlconnector.state.base import StateStore
+from mlconnector.state.links import Link
 from mlconnector.state.common import StateFileReplaced
 from mlconnector.state.location import StateLocation
 from mlconnector.urls import STATE_PASSWORD_ENV, STATE_URL_ENV, redact
@@ -31,6 +32,8 @@ from mlconnector.state.schema_pg import MIGRATIONS
 CONNECT_TIMEOUT = 10  # seconds: a server that does not answer is reported, not waited on for minutes
 POOL_SIZE = 8  # a run's writing and reading connections, the receiver's, a few opens at once
 MIGRATIONS_TABLE = "mlconnector_migrations"
+ANALYZE_AFTER = 1_000  # links inserted before the first ANALYZE of a store's own
+TARGETS_KEPT = 100_000  # target ids target_of keeps at most (a few MB)
 _REFUSED = ("password authentication failed", "no password supplied", "pg_hba.conf", 'role "')
 _OUR_TABLES = ("runs", "links", "audit", "watermarks", "replay", "inbox")
 
@@ -126,10 +129,6 @@ def migrate(conn: psycopg.Connection[Any], url: str) -> None:
         raise as_state_error(exc, StateLocation(url=url)) from None
 
 
-def applied_migrations(state: "PostgresState") -> list[str]:
-    return [row[0] for row in state._execute(f"SELECT name FROM {MIGRATIONS_TABLE} ORDER BY name").fetchall()]
-
-
 class PostgresState(StateStore):
     """One open PostgreSQL store: a connection for writes and one for committed reads, from the process's pool."""
 
@@ -141,9 +140,12 @@ class PostgresState(StateStore):
         self.url = url
         self.shown = redact(url)
         self._location = StateLocation(url=url, password=password)
-        self.run_lock: RunLock | None = None  # set while the pair's lock is held: checked before each batch is sent
         self._pool = _pool(url, password)
         self._reader_conn: psycopg.Connection[Any] | None = None
+        # Target ids found by target_of (a document's lines ask once each, and a round trip costs what SQLite's
+        # whole lookup does), kept while this process holds the pair's lock, the only writer of its links.
+        self._targets: dict[tuple[str, str, str], str] = {}
+        self._links_added, self._links_analyzed = 0, 0  # links this store inserted: since, and at, its last ANALYZE
         try:
             self._conn = self._pool.getconn()
         except psycopg.Error as exc:
@@ -151,17 +153,76 @@ class PostgresState(StateStore):
 
     def _execute(self, sql: str, args: Sequence[Any] = ()) -> psycopg.Cursor[Any]:
         try:
-            return self._conn.execute(_pg(sql), args)
+            # Planned anew each time (prepare=False): a prepared statement keeps the plan made when its table was
+            # small (a seq scan, early in a first load), and kept it as the table grew. Inserts are prepared.
+            return self._conn.execute(_pg(sql), args, prepare=False)
         except (psycopg.OperationalError, psycopg.InterfaceError) as exc:
             # The database gone (a restart, the network) is the operator's: one line, told once by the run.
             raise as_state_error(exc, self._location) from None
+
+    def _insert_rows(self, head: str, width: int, rows: list[Any], tail: str = "") -> None:
+        """One row's statement sent for every row at once (psycopg's executemany: one round trip, the statement
+        parsed and planned once), not SQLite's many-row statements: psycopg splits a long statement's placeholders
+        in Python each time (it caches only short ones), which cost more than the rows' own work."""
+        if not rows:
+            return
+        sql = _pg(f"{head} VALUES ({', '.join('?' * width)}){tail}")
+        if head.startswith("INSERT INTO links "):
+            self._links_added += len(rows)
+        try:
+            with self._conn.cursor() as cursor:
+                cursor.executemany(sql, rows)
+        except (psycopg.OperationalError, psycopg.InterfaceError) as exc:
+            raise as_state_error(exc, self._location) from None
+
+    @contextmanager
+    def transaction(self) -> Iterator[None]:
+        with super().transaction():
+            yield
+        self._analyze_grown_links()
+
+    def _analyze_grown_links(self) -> None:
+        """ANALYZE links once this store has grown it by half since it last did (and by ANALYZE_AFTER at least).
+        Until autovacuum first gets to a new table, the planner has no statistics for it and looked a link up by
+        the wrong index, a scan of all the flow's links: a first load's documents ask once per line."""
+        with self.lock:
+            if self._depth or self._links_added < max(ANALYZE_AFTER, self._links_analyzed // 2):
+                return
+            self._execute("ANALYZE links")
+            self._links_analyzed += self._links_added
+            self._links_added = 0
+
+    def target_of(self, pair: str, flow: str, source_id: str) -> str | None:
+        key = (pair, flow, source_id)
+        with self.lock:
+            found = self._targets.get(key)
+            if found is None:
+                found = super().target_of(pair, flow, source_id)
+                # Only what is committed: a value read inside an open transaction may yet be rolled back.
+                if found is not None and not self._depth:
+                    if len(self._targets) >= TARGETS_KEPT:
+                        self._targets.clear()
+                    self._targets[key] = found
+            return found
+
+    def save_links(self, links: list[Link]) -> None:
+        with self.lock:
+            for link in links:
+                self._targets.pop((link.pair, link.flow, link.source_id), None)
+            super().save_links(links)
+
+    def unlink(self, pair: str, flow: str, source_ids: list[str]) -> None:
+        with self.lock:
+            for source_id in source_ids:
+                self._targets.pop((pair, flow, source_id), None)
+            super().unlink(pair, flow, source_ids)
 
     def _committed(self, sql: str, args: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
         with self._read_lock:
             try:
                 if self._reader_conn is None:
                     self._reader_conn = self._pool.getconn()
-                return self._reader_conn.execute(_pg(sql), args).fetchall()
+                return self._reader_conn.execute(_pg(sql), args, prepare=False).fetchall()
             except (psycopg.OperationalError, psycopg.InterfaceError) as exc:
                 raise as_state_error(exc, self._location) from None
 
@@ -177,7 +238,7 @@ class PostgresState(StateStore):
     def check_same_file(self) -> None:
         """Before a batch is sent: the pair's lock is still this run's (its connection alive). Lost, another host
         may run the pair now, so this run sends nothing more."""
-        if self.run_lock is not None:
+        if isinstance(self.run_lock, RunLock):
             self.run_lock.check()
 
     def close(self) -> None:
@@ -213,15 +274,24 @@ def advisory_pair_lock(url: str, password: str | None, pair: str) -> Iterator[Ru
     conn = connect(url, password)
     try:
         try:
-            taken = conn.execute("SELECT pg_try_advisory_lock(%s)", [_lock_key(conn, f"pair {pair}")]).fetchone()[0]
+            key = _lock_key(conn, f"pair {pair}")
+            taken = conn.execute("SELECT pg_try_advisory_lock(%s)", [key]).fetchone()[0]
         except psycopg.Error as exc:
             raise as_state_error(exc, StateLocation(url=url)) from None
         if not taken:
             raise LockHeld(f"another run of {pair} is in progress (its lock in {redact(url)} is held); "
                            "this run exits without doing anything")
-        yield RunLock(conn, pair, redact(url))
+        try:
+            yield RunLock(conn, pair, redact(url))
+        finally:
+            try:
+                # Let go before closing: the server ends a closed session's backend (and its locks) a moment
+                # later, and the next run, even in this process, must find the lock free.
+                conn.execute("SELECT pg_advisory_unlock(%s)", [key])
+            except psycopg.Error:
+                pass  # the connection is gone, and the lock with it
     finally:
-        conn.close()  # frees the lock with the session
+        conn.close()
 
 
 def pair_locked(url: str, password: str | None, pair: str) -> bool:
