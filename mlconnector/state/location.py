@@ -11,6 +11,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 from mlconnector.errors import ConfigError
 from mlconnector.state.base import StateStore
@@ -123,5 +124,7 @@ def resolve(*, cli_path: Path | None, config_url: str | None, config_path: Path 
         url = config_url
     if url is None:
         return StateLocation(path=config_path or default_state_path())
+    if urlsplit(url).password is not None:
+        return StateLocation(url=url)  # the environment's URL carries it: no keyring needs asking
     given = os.environ.get(STATE_PASSWORD_ENV) or (password() if callable(password) else password)
     return StateLocation(url=url, password=given or None)
