@@ -232,3 +232,23 @@ def test_a_run_whose_lock_is_lost_sends_nothing_more_and_the_next_run_doubles_no
     assert cli("sync", "erp-crm", "--flow", "customers").exit_code == 0
     numbers = [a["number"] for a in crm.all("account")]
     assert len(numbers) == len(set(numbers)) == 200
+
+
+def test_the_password_kept_with_secrets_set_is_the_databases(config_file, monkeypatch):
+    from mlconnector.api import Runtime
+
+    stored = runner.invoke(build_app(), ["secrets", "set", "state", "password", "--value-stdin"], input=PASSWORD + "\n")
+    assert stored.exit_code == 0 and "stored password for state" in stored.stdout and PASSWORD not in stored.output
+    monkeypatch.setenv("MLCONNECTOR_STATE_URL", "postgresql://mlc@db.example.com/integration")
+    location = Runtime().state_location()
+    assert location.password == PASSWORD and PASSWORD not in location.shown and PASSWORD not in repr(location)
+
+
+@pytest.mark.parametrize("table, says", [
+    ('path = "state.db"\nurl = "postgresql://db.example.com/integration"', "sets both path and url"),
+    ('uri = "postgresql://db.example.com/integration"', "unknown key state.uri"),
+])
+def test_a_state_table_that_cannot_be_meant_is_one_line_exit_2(config_file, table, says):
+    Path(config_file).write_text(Path(config_file).read_text() + f"\n[state]\n{table}\n")
+    result = cli("status")
+    assert result.exit_code == 2 and says in result.stderr and len(result.stderr.strip().splitlines()) == 1
