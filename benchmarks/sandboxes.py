@@ -192,6 +192,50 @@ class _World:
             changed += 1
         return changed
 
+    def plant_drift(self, count: int) -> dict[str, list[str]]:
+        """``count`` customers' worth of drift between the ERP and Zoho, as people make it, spread over the table:
+        two in five Accounts edited in Zoho (differs), one in five deleted there (missing), one in five customers
+        deleted in the ERP (gone), one in ten customers added to the ERP with an Account entered by hand in Zoho
+        before any run (unlinked), one in ten Accounts of Zoho's own (orphan). Returns the keys, by kind, that
+        reconcile must name (and nothing else)."""
+        if self.zoho is None:
+            raise RuntimeError("plant_drift edits both systems: start the sandboxes without zoho_apart")
+        from mlconnector.sandbox.dynamics.store import StoredRow
+
+        company = self.dynamics.db.company(self.company)
+        table = company.table("customers")
+        shares = {"differs": 0.4, "missing": 0.2, "gone": 0.2, "unlinked": 0.1, "orphan": 0.1}
+        counts = {kind: max(1, round(count * share)) for kind, share in shares.items()}
+        existing = counts["differs"] + counts["missing"] + counts["gone"]
+        pool = self.ids["customers"]
+        picks = pool[::max(1, len(pool) // existing)][:existing]
+        planted: dict[str, list[str]] = {kind: [] for kind in shares}
+        for n, row_id in enumerate(picks):
+            number = table[row_id].values["number"]
+            account = self.zoho.store.find_same("Accounts", "Account_Number", number)
+            if n < counts["differs"]:
+                self.zoho.edit("Accounts", account["id"], Billing_City=f"Drifted {n}")
+                planted["differs"].append(number)
+            elif n < counts["differs"] + counts["missing"]:
+                self.zoho.delete("Accounts", account["id"])
+                planted["missing"].append(number)
+            else:
+                self.dynamics.db.delete(company, "customers", table[row_id])
+                self.ids["customers"].remove(row_id)
+                planted["gone"].append(number)
+        now = datetime.now(timezone.utc).replace(microsecond=0)
+        for n in range(counts["unlinked"]):
+            number, row_id = f"N{n + 1:06d}", str(uuid.uuid4())
+            name = f"New Customer {n + 1} Trading"
+            table[row_id] = StoredRow({"id": row_id, "number": number, "displayName": name, "city": "Lyon",
+                                       "country": "FR", "currencyCode": "", "creditLimit": 0.0}, now)
+            self.zoho.seed("Accounts", [{"Account_Name": name, "Account_Number": number}])
+            planted["unlinked"].append(number)
+        self.zoho.seed("Accounts", [{"Account_Name": f"Zoho Own {n + 1}", "Account_Number": f"Z{n + 1:06d}"}
+                                    for n in range(counts["orphan"])])
+        planted["orphan"] = [f"Z{n + 1:06d}" for n in range(counts["orphan"])]
+        return planted
+
     def set_latency(self, seconds: float) -> None:
         self.dynamics.faults.latency = seconds
         if self.zoho is not None:

@@ -122,6 +122,24 @@ def import_run_modules(pair: str) -> None:
     importlib.import_module("httpcore")  # httpx imports its transport on the first client
 
 
+def reconcile(out: str, config: str, pair: str, *flows: str) -> None:
+    """`mlconnector reconcile PAIR` once, timed as a sync is (imports before the clock starts)."""
+    from mlconnector import api
+
+    runtime = api.Runtime(config_path=Path(config))
+    import_run_modules(pair)
+    before = resource.getrusage(resource.RUSAGE_SELF)
+    started = time.perf_counter()
+    result = api.reconcile(runtime, pair, flows=list(flows) or None)
+    wall = time.perf_counter() - started
+    after = resource.getrusage(resource.RUSAGE_SELF)
+    Path(out).write_text(json.dumps({
+        "report": result.report.to_dict(), "wall_seconds": wall,
+        "cpu_seconds": (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime),
+        "peak_rss_mb": peak_rss_kb() / 1024,
+    }, default=str), encoding="utf-8")
+
+
 def main(argv: list[str]) -> int:
     if argv and argv[0] == "--warm":
         warm(*argv[1:])
@@ -129,6 +147,9 @@ def main(argv: list[str]) -> int:
     if argv and argv[0] == "--limit":
         out, config, pair, calls, at_once, size = argv[1:]
         limit(out, config, pair, int(calls), int(at_once), int(size))
+        return 0
+    if argv and argv[0] == "--reconcile":
+        reconcile(*argv[1:])
         return 0
     out, config, pair, *flows = argv
     imported_kb = peak_rss_kb()

@@ -115,8 +115,9 @@ def locked_state(location: StateLocation, pair: str) -> Iterator[StateStore]:
 def sync(runtime: Runtime, pair: str, *, flows: Iterable[str] | None = None, full: bool = False,
          since: datetime | None = None, dry_run: bool = False,
          progress: Callable[[str, int], None] | None = None,
-         progress_total: Callable[[str, int], None] | None = None) -> RunResult:
-    """Run one pair once: lock, open state and connectors, sync, close."""
+         progress_total: Callable[[str, int], None] | None = None, allow_deletes: bool = False) -> RunResult:
+    """Run one pair once: lock, open state and connectors, sync, close. ``allow_deletes`` lets deletions the
+    mass-delete guard would stop through, this once."""
     config = runtime.config
     location = runtime.state_location(config)
     with locked_state(location, pair) as state:
@@ -124,7 +125,8 @@ def sync(runtime: Runtime, pair: str, *, flows: Iterable[str] | None = None, ful
         session = open_pair(config, pair, runtime.context(state))
         try:
             engine = Engine(session.pair, session.config, session.connectors, state,
-                            counter=session.counter, progress=progress, progress_total=progress_total)
+                            counter=session.counter, progress=progress, progress_total=progress_total,
+                            allow_deletes=allow_deletes)
             return engine.sync(flows, full=full, since=since, dry_run=dry_run)
         finally:
             session.close()
@@ -360,6 +362,8 @@ class Status:
     last_runs: list[dict[str, Any]] = field(default_factory=list)
     # Last 24 hours: changes that came by notification, and those only the poll found (missed pushes).
     arrivals: list[dict[str, Any]] = field(default_factory=list)
+    # Last 30 days: records deleted in their source, by what was done to their targets (see on_delete).
+    deletions: list[dict[str, Any]] = field(default_factory=list)
 
 
 def status(runtime: Runtime) -> Status:
@@ -378,6 +382,7 @@ def status(runtime: Runtime) -> Status:
             last_runs=[_as_seen(location, {k: r[k] for k in ("id", "pair", "started", "finished", "status", "exit_code")})
                        for r in state.last_runs(limit=10)],
             arrivals=state.arrivals(datetime.now(timezone.utc) - timedelta(days=1)),
+            deletions=state.deletions(datetime.now(timezone.utc) - timedelta(days=30)),
         )
 
 

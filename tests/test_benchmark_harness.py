@@ -51,3 +51,16 @@ def test_the_measured_sync_imports_none_of_the_pairs_modules_itself():
                    "mlconnector.secrets", "httpcore"):
         assert module in loaded
     assert "mlconnector.systems.gp" not in loaded  # only the pair's own systems
+
+
+def test_the_reconcile_benchmark_finds_exactly_what_it_planted_on_a_tiny_data_set(tmp_path):
+    from benchmarks import reconcile
+
+    size = reconcile.Size(300, 30, 0)
+    figures = reconcile.measure(size, tmp_path, lambda line: None)
+
+    assert figures["load_exit_code"] == 0
+    assert figures["planted"] == {"differs": 1, "missing": 1, "gone": 1, "unlinked": 1, "orphan": 1}
+    assert figures["found"] == figures["planted"] and not figures["missed"] and not figures["extra"]
+    assert all(figures["targets"].values()), figures["targets"]
+    assert figures["zoho_calls"] > 0 and figures["erp_calls"] > 0

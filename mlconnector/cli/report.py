@@ -107,6 +107,14 @@ def status(
         for row in result.arrivals:
             arrivals.add_row(row["pair"], row["flow"], str(row["by_push"]), str(row["by_poll_only"]))
         out.print(arrivals)
+    if result.deletions:
+        deleted = Table(title="deleted in their source, last 30 days: what was done to their targets")
+        for column in ("pair", "flow", "deleted", "flagged", "unlinked", "failed"):
+            deleted.add_column(column, justify="left" if column in ("pair", "flow") else "right")
+        for row in result.deletions:
+            deleted.add_row(row["pair"], row["flow"], *(str(row[k]) for k in ("deleted", "flagged", "unlinked",
+                                                                               "failed")))
+        out.print(deleted)
     runs = Table(title="last runs")
     for column in ("run", "pair", "started", "finished", "status", "exit"):
         runs.add_column(column)

@@ -86,6 +86,11 @@ def progress_reporter(enabled: bool) -> Iterator[FlowProgress | None]:
         yield FlowProgress(bar)
 
 
+# What was done to the target of a record deleted in its source (see on_delete in README).
+DELETION_WORDS = {"delete": "deleted in the target too", "flag": "marked deleted in the target",
+                  "unlink": "unlinked (the target's record kept)", "failed": "not handled (tried again next run)"}
+
+
 def render_run(result: RunResult) -> None:
     title = f"{result.pair} run {result.run_id}" + (" (dry run: nothing written)" if result.dry_run else "")
     table = Table(title=title)
@@ -103,6 +108,11 @@ def render_run(result: RunResult) -> None:
             fields = sorted(stats.fields_changed.items(), key=lambda kv: (-kv[1], kv[0]))
             out.print(f"{name}: updated {stats.updated} (" + ", ".join(f"{f} {n}" for f, n in fields) + ")",
                       highlight=False, markup=False)
+        if stats.deletions:  # records deleted in the source, by what was done to their targets
+            total = sum(stats.deletions.values())
+            done = ", ".join(f"{n} {DELETION_WORDS.get(what, what)}" for what, n in sorted(stats.deletions.items()))
+            out.print(f"{name}: {total} record(s) deleted in the source"
+                      + (" would be handled: " if result.dry_run else ": ") + done, highlight=False, markup=False)
         if stats.skip_reasons:  # what the skipped column holds, reason by reason
             reasons = sorted(stats.skip_reasons.items(), key=lambda kv: (-kv[1], kv[0]))
             out.print(f"{name}: skipped " + "; ".join(f"{n} {why}" for why, n in reasons), highlight=False,
@@ -148,11 +158,13 @@ def _sync_command(spec: PairSpec) -> Callable[..., None]:
         since: Annotated[Optional[str], typer.Option("--since", help="Read changes since this ISO time instead of the watermark.")] = None,
         dry_run: Annotated[bool, typer.Option("--dry-run", help="Read and map; write nothing; show what would change and its cost.")] = False,
         as_json: Annotated[bool, typer.Option("--json", help="Print the result as JSON.")] = False,
+        allow_deletes: Annotated[bool, typer.Option("--allow-deletes", help="Carry out deletions even when more records look deleted than max_delete_fraction allows.")] = False,
     ) -> None:
         start = parse_since(since)
         with interrupt.stop_on_signals(_stopped_at_once), progress_reporter(not as_json) as progress:
             result = api.sync(runtime(ctx), spec.name, flows=flow, full=full, since=start, dry_run=dry_run,
-                              progress=progress, progress_total=progress.total if progress else None)
+                              progress=progress, progress_total=progress.total if progress else None,
+                              allow_deletes=allow_deletes)
         print_json(result.to_dict()) if as_json else render_run(result)
         _tell_interrupted([result])
         raise typer.Exit(result.exit_code)

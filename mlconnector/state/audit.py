@@ -71,3 +71,17 @@ class AuditQueries:
             "WHERE action IN ('create', 'update') AND time >= ? GROUP BY pair, flow ORDER BY pair, flow",
             [iso(since)]).fetchall()
         return [{"pair": p, "flow": f, "by_push": push or 0, "by_poll_only": poll or 0} for p, f, push, poll in rows]
+
+    def deletions(self, since: datetime) -> list[dict[str, Any]]:
+        """Per pair and flow, the records deleted in their source since then, by what was done to their targets
+        (audit actions delete, flag, unlink; failed attempts counted apart)."""
+        # As in arrivals: CASE, not sums of booleans (PostgreSQL has none), and the sums cast to integers.
+        counts = ", ".join(f"CAST(sum(CASE WHEN {when} THEN 1 ELSE 0 END) AS INTEGER)" for when in (
+            "action = 'delete' AND status = 'ok'", "action = 'flag' AND status = 'ok'",
+            "action = 'unlink' AND status = 'ok'", "error_class = 'delete'"))
+        rows = self._execute(
+            f"SELECT pair, flow, {counts} FROM audit "
+            "WHERE (action IN ('delete', 'flag', 'unlink') OR error_class = 'delete') AND time >= ? "
+            "GROUP BY pair, flow ORDER BY pair, flow", [iso(since)]).fetchall()
+        return [{"pair": p, "flow": f, "deleted": d or 0, "flagged": g or 0, "unlinked": u or 0, "failed": x or 0}
+                for p, f, d, g, u, x in rows]

@@ -18,13 +18,15 @@ and exits 3, and `--allow-deletes` confirms.
 
 from __future__ import annotations
 
+import json
 import logging
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from datetime import datetime, timedelta
 
 from mlconnector.config import PairConfig
 from mlconnector.errors import ConfigError
-from mlconnector.flows import Flow, PairSpec
+from mlconnector.flows import Flow, PairSpec, key_value
+from mlconnector.state.links import Link
 from mlconnector.sync.bookkeeping import audit_row
 from mlconnector.sync.context import FlowRun
 from mlconnector.sync.outcomes import FlowStats, Outcome
@@ -69,10 +71,11 @@ def _default(flow: Flow, target: Connector | None) -> str:
     return "unlink"
 
 
-def detect(fr: FlowRun, policy: str, now: datetime, gone: Iterable[str], *, look: bool = True) -> list[str]:
+def detect(fr: FlowRun, policy: str, now: datetime, gone: Iterable[str], *, look: bool = True,
+           feed: Callable[[Connector, str, datetime | None], Iterable[str]] | None = None) -> list[str]:
     """The flow's linked source records that are deleted: those ``gone`` (notified or queued, and not found) and,
-    with ``look``, those the source's deletion feed lists since the last look or, where it has no feed and a whole
-    read of ids is due, those absent from it."""
+    with ``look``, those the source's deletion feed lists since the last look (read by ``feed``, else the source's
+    ``deleted_since``) or, where it has no feed and a whole read of ids is due, those absent from it."""
     if policy == "ignore":
         return []
     state, pair, flow = fr.state, fr.pair.name, fr.flow
@@ -82,7 +85,8 @@ def detect(fr: FlowRun, policy: str, now: datetime, gone: Iterable[str], *, look
     if not look:
         pass
     elif source.capabilities.deletion_feed:
-        found.update(source.deleted_since(flow.source_entity, feed_since))
+        found.update(feed(source, flow.source_entity, feed_since) if feed
+                     else source.deleted_since(flow.source_entity, feed_since))
     elif scanned is None or now - scanned >= timedelta(hours=fr.config.deletes_every_hours):
         linked = set(state.linked_ids(pair, flow.name, "source"))
         if linked:
@@ -124,6 +128,18 @@ def _outcome(policy: str) -> Outcome:
     return {"delete": Outcome.DELETED, "flag": Outcome.FLAGGED}.get(policy, Outcome.UNLINKED)
 
 
+def _business_key(fr: FlowRun, link: Link | None) -> str | None:
+    """The record's natural key as last written (as the user knows it), else as the target compares it."""
+    if link is None:
+        return None
+    try:
+        written = json.loads(link.written) if link.written else {}
+    except ValueError:
+        written = {}
+    value = key_value(written, fr.key_field) if isinstance(written, dict) else None
+    return str(value) if value not in (None, "") else link.target_key
+
+
 def _apply(fr: FlowRun, policy: str, deleted: list[str]) -> int:
     """Returns how many could not be done (they stay linked, and are found again next time)."""
     state, pair, flow = fr.state, fr.pair.name, fr.flow
@@ -143,8 +159,7 @@ def _apply(fr: FlowRun, policy: str, deleted: list[str]) -> int:
     for source_id in deleted:
         target_id = targets.get(source_id)
         error = errors.get(target_id or "")
-        link = links.get(source_id)
-        key = link.target_key if link else None
+        key = _business_key(fr, links.get(source_id))
         if error:
             rows.append(audit_row(fr.run.run_id, pair, flow, fr.source_name, fr.target_name, source_id, target_id,
                                   Outcome.FAILED, error_class="delete", note=f"deleted in {fr.source_name}",

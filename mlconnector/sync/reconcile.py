@@ -125,6 +125,8 @@ def reconcile(pair: PairSpec, config: PairConfig, connectors: Mapping[str, Conne
     before = counter.snapshot()
     systems = {c.name: c for c in connectors.values()}
     spent = {name: c.credits_used for name, c in systems.items()}
+    for connector in systems.values():
+        connector.small_first_pages = False  # nothing is written while it reads: full pages, fewest calls
     context = MappingContext(pair, config, state, connectors, {})
     report = ReconcileReport(pair.name)
     for flow in flows:
@@ -145,9 +147,13 @@ def _reconcile_flow(pair: PairSpec, config: PairConfig, connectors: Mapping[str,
     form = lambda value: target.key_form(flow.target_entity, key_field, value)  # noqa: E731 (as the target compares)
     mapped: dict[str, tuple[str | None, dict[str, Any]]] = {}  # source id -> (its key as the target compares it, payload)
     shown: dict[str, str] = {}  # a key as the target compares it -> as a record holds it, for the report
-    sources: dict[str, Record] = {}
+    seen: set[str] = set()  # every source id read
+    sources: list[Record] = []  # kept only for documents' totals (memory: a whole read of customers is large)
     for record in source.changes(flow.source_entity, None):
         report.source_records += 1
+        seen.add(record.id)
+        if flow.totals is not None:
+            sources.append(record)
         try:
             payload = flow.map(record, context)
         except SkipRecord:
@@ -158,7 +164,6 @@ def _reconcile_flow(pair: PairSpec, config: PairConfig, connectors: Mapping[str,
             continue
         key = _key(key_value(payload, key_field), form, shown)
         mapped[record.id] = (key, payload)
-        sources[record.id] = record
     # The target read names every field the flow writes (a Zoho read selects its fields), lines aside.
     target.also_read(flow.target_entity, list(dict.fromkeys(
         [*(f.strip() for f in key_field.split(",")), *(name for _, payload in mapped.values() for name, value in payload.items()
@@ -206,7 +211,7 @@ def _reconcile_flow(pair: PairSpec, config: PairConfig, connectors: Mapping[str,
         else:
             difference(MISSING, key, source_id, link.target_id if link else None, stale_link=link is not None)
     for source_id, link in links.items():
-        if source_id not in sources and link.target_id in targets:
+        if source_id not in seen and link.target_id in targets:
             difference(GONE, target_keys.get(str(link.target_id)), source_id, link.target_id)
     matched_keys = {key for key, _ in mapped.values() if key}
     for target_id, record in targets.items():
@@ -214,7 +219,7 @@ def _reconcile_flow(pair: PairSpec, config: PairConfig, connectors: Mapping[str,
         if target_id not in known and key not in matched_keys and _is_flows(flow, record, context):
             difference(ORPHAN, key, None, target_id)
     if flow.totals is not None:
-        report.totals = _totals(flow, sources.values(), targets.values())
+        report.totals = _totals(flow, sources, targets.values())
     return report
 
 

@@ -157,6 +157,9 @@ class ConnectorBase:
     renew_margin: timedelta = timedelta(hours=2)
     # Read-ahead connectors: whether to ask for the next page early now (the engine turns it off for a bulk load).
     pages_ahead: bool = False
+    # Whole reads may start with smaller pages, so that a first load starts writing sooner; a reader that writes
+    # nothing meanwhile (reconcile) turns it off: full pages from the first, the fewest calls.
+    small_first_pages: bool = True
     http: ApiClient | None = None  # the system's HTTP client, where it has one
     # Counting connectors: whether to ask, with the next read's first page, how many records it gives.
     count_rows: bool = False

@@ -61,6 +61,7 @@ CLIENT_CREDENTIALS_SCOPES = SCOPES
 MAX_UPSERT = 100           # records per insert/update/upsert call
 COQL_MAX_LIMIT = 2000      # rows per COQL call
 COQL_MAX_SELECT = 50       # columns per COQL select
+MAX_PER_PAGE = 200          # records per page of a list call (deleted records)
 MINT_WINDOW = timedelta(minutes=10)
 ZOHO_MINTS_PER_WINDOW = 10
 CREDIT_WINDOW = timedelta(hours=24)  # Zoho's credit pool is a rolling 24 hours
@@ -479,7 +480,7 @@ def is_heavy(method: str, path: str, params: Mapping[str, Any] | None = None, bo
 class ZohoConnector(ConnectorBase):
     """The Zoho CRM connector: see the module docstring for its settings."""
 
-    capabilities = Capabilities(push=True, fetches_many=True)
+    capabilities = Capabilities(push=True, fetches_many=True, deletion_feed=True, deletes=True, flags=True)
 
     def __init__(self, system: SystemConfig, context: ConnectorContext, *,
                  sleep: Callable[[float], None] = time.sleep, quota: QuotaFile | None = None) -> None:
@@ -708,6 +709,66 @@ class ZohoConnector(ConnectorBase):
                 record = self._record(entity, data)
                 found[record.id] = record
         return found
+
+    # -- deletions -------------------------------------------------------------------------------------------------
+    def deleted_since(self, entity: str, since: datetime | None) -> list[str]:
+        """Ids in the module's recycle bin (or purged) deleted at or after ``since``: GET /{module}/deleted with
+        If-Modified-Since (https://www.zoho.com/crm/developer/docs/api/v8/get-deleted-records.html)."""
+        headers = {"If-Modified-Since": _zoho_time(since)} if since else {}
+        ids: list[str] = []
+        page = 1
+        while True:
+            response = self._call("GET", f"/crm/v8/{entity}/deleted", idempotent=True, headers=headers,
+                                  params={"type": "all", "page": page, "per_page": MAX_PER_PAGE})
+            if response.status_code == 204:
+                return ids
+            if response.status_code != 200:
+                raise self._fail(response, f"deleted {entity}")
+            body = response.json()
+            ids.extend(str(row["id"]) for row in body.get("data") or [])
+            if not (body.get("info") or {}).get("more_records"):
+                return ids
+            page += 1
+
+    def delete(self, entity: str, ids: list[str]) -> dict[str, str | None]:
+        """DELETE /{module}?ids= (up to 100; https://www.zoho.com/crm/developer/docs/api/v8/delete-records.html):
+        the records go to the recycle bin. One already gone answers INVALID_DATA: that is done too."""
+        done: dict[str, str | None] = {}
+        for start in range(0, len(ids), MAX_UPSERT):
+            chunk = ids[start:start + MAX_UPSERT]
+            response = self._call("DELETE", f"/crm/v8/{entity}", idempotent=True, params={"ids": ",".join(chunk)})
+            done.update(self._per_record(response, chunk, f"delete {entity}", gone_is_done=True))
+        return done
+
+    def flag_deleted(self, entity: str, ids: list[str], source: str) -> dict[str, str | None]:
+        """Tag the records "Deleted in SOURCE" (the ``deleted_tag`` setting; POST /{module}/actions/add_tags,
+        https://www.zoho.com/crm/developer/docs/api/v8/add-tags.html): sales sees them, reports can filter them,
+        and nothing is lost."""
+        tag = self.system.setting("deleted_tag", "Deleted in {source}", type_=str).replace("{source}", source)
+        done: dict[str, str | None] = {}
+        for start in range(0, len(ids), MAX_UPSERT):
+            chunk = ids[start:start + MAX_UPSERT]
+            response = self._call("POST", f"/crm/v8/{entity}/actions/add_tags", idempotent=True,
+                                  json={"tags": [{"name": tag}], "ids": chunk, "over_write": False})
+            done.update(self._per_record(response, chunk, f"tag {entity}", gone_is_done=False))
+        return done
+
+    def _per_record(self, response: httpx.Response, ids: list[str], what: str, *,
+                    gone_is_done: bool) -> dict[str, str | None]:
+        """A per-record answer (``data[]``, status 200/207/400) as id -> None (done) or why not."""
+        body = json_body(response)
+        items = body.get("data") if isinstance(body, dict) else None
+        if response.status_code not in (200, 207, 400) or not isinstance(items, list):
+            raise self._fail(response, what)
+        answers: dict[str, str | None] = {}
+        for record_id, item in zip(ids, items):
+            details = item.get("details") or {}
+            record_id = str(details.get("id") or record_id)
+            if item.get("status") == "success" or (gone_is_done and item.get("code") == "INVALID_DATA"):
+                answers[record_id] = None
+            else:
+                answers[record_id] = f"{item.get('code')}: {item.get('message')}"
+        return answers
 
     # -- writes ----------------------------------------------------------------------------------------------------
     def write(self, entity: str, payloads: list[dict[str, Any]], key: str,

@@ -229,3 +229,17 @@ def test_each_pair_into_zoho_finds_an_edited_and_a_deleted_record_and_fix_now_br
         assert code == 0, report
     finally:
         world.close()
+
+
+def test_a_first_load_through_zoho_bulk_write_agrees_field_by_field(tmp_path, monkeypatch):
+    """Bulk Write imports CSV cells into typed fields (Product_Active "true" is true): what it loaded compares equal
+    to what an upsert would have written."""
+    world = make_world(tmp_path, monkeypatch, "bc", zoho_settings="bulk_threshold = 1\n")
+    try:
+        assert cli(world, "sync", "bc-zoho").exit_code == 0
+        assert world.zoho.calls["bulk_write.create"] >= 1
+        assert all(p["Product_Active"] is True for p in world.crm("Products"))
+        code, report = reconciled(world, "bc-zoho")
+        assert code == 0 and report["agrees"], report
+    finally:
+        world.close()

@@ -46,9 +46,11 @@ def entity_types(xml: str) -> dict[str, dict[str, list[str]]]:
     return types
 
 
-def bc_client() -> httpx.Client:
+def bc_client(*, demo: bool = False) -> httpx.Client:
     app = create_dynamics()
     app.state.dynamics.register_app(TENANT, CLIENT, SECRET)
+    if demo:
+        app.state.dynamics.seed_demo()
     client = httpx.Client(transport=InProcessTransport(app), base_url="https://api.businesscentral.dynamics.com")
     token = client.post(f"/{TENANT}/oauth2/v2.0/token", data={"grant_type": "client_credentials",
                                                               "client_id": CLIENT, "client_secret": SECRET,
@@ -75,6 +77,62 @@ def test_business_central_metadata_describes_the_documented_resources() -> None:
         assert "customers" in types["company"]["navigation"]
         unauthenticated = httpx.Client(transport=client._transport, base_url=str(client.base_url))
         assert unauthenticated.get(f"/v2.0/{TENANT}/production/api/v2.0/$metadata").status_code == 401
+    finally:
+        client.close()
+
+
+def test_business_central_expands_a_customers_setup_references_as_microsofts_samples_do() -> None:
+    """GET customers?$expand=currency,paymentTerm,paymentMethod,shipmentMethod: each a nested entity (null where
+    the customer names none), with the documented properties, and declared in $metadata as single-valued
+    navigations (the resources' own sets are served too)."""
+    client = bc_client(demo=True)
+    try:
+        api = f"/v2.0/{TENANT}/production/api/v2.0"
+        types = entity_types(client.get(f"{api}/$metadata").text)
+        for name in ("currency", "paymentTerm", "paymentMethod", "shipmentMethod"):
+            assert set(types[name]["properties"]) == documented_bc(name)
+            assert name in types["customer"]["navigation"]
+        [company] = client.get(f"{api}/companies").json()["value"]
+        base = f"{api}/companies({company['id']})"
+        answer = client.get(f"{base}/customers", params={
+            "$expand": "currency,paymentTerm,paymentMethod,shipmentMethod", "$filter": "number eq 'C00010'"})
+        assert answer.status_code == 200, answer.text
+        [adatum] = answer.json()["value"]
+        assert adatum["paymentTerm"]["code"] == "30 DAYS" and adatum["paymentTerm"]["id"] == adatum["paymentTermsId"]
+        assert adatum["paymentMethod"]["code"] == "BANK" and adatum["shipmentMethod"]["code"] == "EXW"
+        assert adatum["currency"] is None  # the local currency: no currency row
+        codes = {t["code"] for t in client.get(f"{base}/paymentTerms").json()["value"]}
+        assert codes == {"30 DAYS", "14 DAYS"}
+        unknown = client.get(f"{base}/customers", params={"$expand": "salesperson"})
+        assert unknown.status_code == 400
+    finally:
+        client.close()
+
+
+def test_nav_page_metadata_describes_every_published_page_as_its_rows_show_it() -> None:
+    """ODataV4/$metadata: an entity type per published service, keyed as its URLs are, with every control a row of
+    it carries (and nothing it does not); a page unpublished is gone from it."""
+    app = create_dynamics()
+    sandbox = app.state.dynamics
+    sandbox.set_web_service_user("ADMIN", "web-service-key")
+    company = sandbox.seed_demo()
+    client = httpx.Client(transport=InProcessTransport(app), base_url="http://nav:7048/DynamicsNAV110/ODataV4",
+                          auth=("ADMIN", "web-service-key"))
+    try:
+        answer = client.get("/$metadata")
+        assert answer.status_code == 200 and answer.headers["content-type"].startswith("application/xml")
+        types = entity_types(answer.text)
+        sets = {s.get("Name") for s in ET.fromstring(answer.text).iter(f"{EDM}EntitySet")}
+        assert sets == {"Company", "ContactBusinessRelations", *sandbox.nav_services}
+        assert types["Customer"]["keys"] == ["No"] and types["SalesOrder"]["keys"] == ["Document_Type", "No"]
+        assert "SalesOrderSalesLines" in types["SalesOrder"]["navigation"]
+        for service in ("Customer", "Vendor", "Item", "Contact", "SalesOrder", "PostedSalesInvoice"):
+            [row] = client.get(f"/Company('{company}')/{service}", params={"$top": 1}).json()["value"]
+            shown = {k for k in row if not k.startswith("@odata")}
+            assert set(types[service]["properties"]) == shown, service
+        sandbox.unpublish_page("Item")
+        assert "Item" not in entity_types(client.get("/$metadata").text)
+        assert client.get("/$metadata", auth=("ADMIN", "wrong")).status_code == 401
     finally:
         client.close()
 

@@ -49,10 +49,12 @@ Where the sandbox knowingly differs from Microsoft's documented behaviour, and w
   writable. Page field lists are a representative subset of the standard pages, not their full layout.
 * Tokens are opaque strings, not JWTs; ``Faults.token_ttl`` shortens their real life while ``expires_in``
   still says 3599, so a client meets a 401 on a token it believes valid.
-* ``GET .../api/v2.0/$metadata`` answers the CSDL of the entities served (metadata.py); NAV page web services have
-  none. ``POST .../api/v2.0/$batch`` takes JSON batches (batch.py; ``Isolation: snapshot`` undoes a failed batch).
-  No multipart ``$batch``, ``$apply``, deep PATCH or bound actions other than ``salesInvoices/post``; ``$expand``
-  only as the entities' specs list (no currency, paymentTerm or paymentMethod entities yet).
+* ``GET .../api/v2.0/$metadata`` answers the CSDL of the entities served (metadata.py), ``GET .../ODataV4/$metadata``
+  that of the published pages (nav_metadata.py). ``POST .../api/v2.0/$batch`` takes JSON batches (batch.py;
+  ``Isolation: snapshot`` undoes a failed batch). No multipart ``$batch``, ``$apply``, deep PATCH or bound actions
+  other than ``salesInvoices/post``; ``$expand`` as the entities' specs list: lines, a contact's information, a
+  document's customer or vendor, and a customer's or vendor's currency, paymentTerm, paymentMethod (and a
+  customer's shipmentMethod).
 """
 
 from .app import create_app

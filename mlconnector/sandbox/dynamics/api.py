@@ -18,7 +18,7 @@ from ..common import loads
 from . import batch, errors, metadata
 from .errors import ODataError, json_response
 from .odata import Query, apply_select, next_link, parse_query, requested_page_size, select_page
-from .schema import BLANK_DATETIME, ENTITIES, EntitySpec
+from .schema import BLANK_DATETIME, ENTITIES, REFERENCES, EntitySpec
 from .store import Company, OrderIndex, RowViews, StoredRow, field_default
 
 if TYPE_CHECKING:
@@ -285,11 +285,11 @@ class ApiV2:
             elif name == "contactInformation" and spec.set_name == "contacts":
                 entity[name] = [apply_select(info, nested_select)
                                 for info in self.db.contact_information(company, row)]
-            elif name in ("customer", "vendor"):
-                party_id = row.values.get(f"{name}Id")
-                party = company.table(f"{name}s").get(party_id or "")
-                entity[name] = (apply_select(self.db.to_api(f"{name}s", party), nested_select)
-                                if party else None)
+            elif name in REFERENCES:
+                set_name, key = REFERENCES[name]
+                found = company.table(set_name).get(str(row.values.get(key) or "").lower())
+                entity[name] = (apply_select(self.db.to_api(set_name, found), nested_select)
+                                if found else None)
         return entity
 
     def _bound_action(self, request: Request, company: Company, spec: EntitySpec, row: StoredRow,

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from xml.sax.saxutils import quoteattr
 
-from .schema import ENTITIES, EntitySpec
+from .schema import ENTITIES, REFERENCES, EntitySpec
 
 EDM = {"guid": "Edm.Guid", "decimal": "Edm.Decimal", "date": "Edm.Date", "datetime": "Edm.DateTimeOffset",
        "integer": "Edm.Int32", "boolean": "Edm.Boolean", "string": "Edm.String"}
@@ -50,7 +50,7 @@ def csdl() -> str:
             if line is not None:
                 navigations.append((spec.lines, line.entity_name, True))
         for expand in sorted(spec.expands - {spec.lines or ""}):
-            target = ENTITIES.get(expand + "s") or ENTITIES.get(expand)
+            target = ENTITIES.get(REFERENCES[expand][0]) if expand in REFERENCES else ENTITIES.get(expand)
             if target is not None:
                 navigations.append((expand, target.entity_name, expand == target.set_name))
         types.append(_entity_type(spec.entity_name, spec.fields, navigations))

@@ -15,7 +15,7 @@ from urllib.parse import unquote
 from starlette.requests import Request
 from starlette.responses import Response
 
-from . import errors
+from . import errors, nav_metadata
 from .api import check_if_match, read_json
 from .errors import ODataError, json_response
 from .odata import apply_select, next_link, parse_query, requested_page_size, select_page
@@ -76,6 +76,11 @@ class ODataV4Pages:
 
     async def handle(self, request: Request, rest: str, root: str) -> Response:
         rest = rest.strip("/")
+        if rest == "$metadata":
+            if request.method != "GET":
+                raise errors.method_not_allowed(request.method, "$metadata")
+            return Response(nav_metadata.csdl(self.sandbox.nav_services, self.sandbox.relations_service),
+                            media_type="application/xml")
         company_part, remainder = _split_company(rest)
         if company_part is None and remainder in ("Company", ""):
             return self._list_companies(root)

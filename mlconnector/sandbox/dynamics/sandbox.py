@@ -209,10 +209,19 @@ class DynamicsSandbox:
     def seed_demo(self, name: str = "CRONUS USA, Inc.") -> str:
         """A small CRONUS-like company for demos: customers, vendors, contacts, items, an order, invoices."""
         company = self.create_company(name)
+        # The setup tables customers point to (CRONUS's codes); the local currency (USD here) has no row.
+        self.seed(company, "currencies", [{"code": "EUR", "displayName": "Euro", "symbol": "€",
+                                                   "amountDecimalPlaces": "2:2", "amountRoundingPrecision": 0.01}])
+        [days30, _] = self.seed(company, "paymentTerms", [
+            {"code": "30 DAYS", "displayName": "Net 30 days", "dueDateCalculation": "30D"},
+            {"code": "14 DAYS", "displayName": "Net 14 days", "dueDateCalculation": "14D"}])
+        [bank] = self.seed(company, "paymentMethods", [{"code": "BANK", "displayName": "Bank Transfer"}])
+        [exw] = self.seed(company, "shipmentMethods", [{"code": "EXW", "displayName": "Ex Works"}])
+        terms = {"paymentTermsId": days30["id"], "paymentMethodId": bank["id"], "shipmentMethodId": exw["id"]}
         self.seed(company, "customers", [
             {"displayName": "Adatum Corporation", "addressLine1": "192 Market Square", "city": "Atlanta",
              "state": "GA", "country": "US", "postalCode": "31772", "email": "robert.townes@contoso.com",
-             "phoneNumber": "+1 404 555 0100"},
+             "phoneNumber": "+1 404 555 0100", **terms},
             {"displayName": "Trey Research", "addressLine1": "153 Thomas Drive", "city": "Chicago", "state": "IL",
              "country": "US", "postalCode": "61236", "email": "helen.ray@contoso.com"},
             {"displayName": "School of Fine Art", "addressLine1": "10 High Tower Green", "city": "Miami",

@@ -59,6 +59,13 @@ class EntitySpec:
     expands: frozenset[str] = frozenset()
 
 
+# A single-valued navigation to a setup table: its name -> (the entity set, the key field on the pointing row).
+REFERENCES: dict[str, tuple[str, str]] = {
+    "currency": ("currencies", "currencyId"), "paymentTerm": ("paymentTerms", "paymentTermsId"),
+    "paymentMethod": ("paymentMethods", "paymentMethodId"), "shipmentMethod": ("shipmentMethods", "shipmentMethodId"),
+    "customer": ("customers", "customerId"), "vendor": ("vendors", "vendorId"),
+}
+
 ENTITIES: dict[str, EntitySpec] = {spec.set_name: spec for spec in [
     EntitySpec(
         "customers", "customer",
@@ -67,14 +74,16 @@ ENTITIES: dict[str, EntitySpec] = {spec.set_name: spec for spec in [
                 "taxRegistrationNumber currencyId:guid currencyCode paymentTermsId:guid shipmentMethodId:guid "
                 "paymentMethodId:guid blocked lastModifiedDateTime:datetime"),
         number_series="C00010", defaults={"type": "Company", "blocked": " "},
-        read_only=frozenset({"id", "lastModifiedDateTime", "balanceDue"}), webhooks=True),
+        read_only=frozenset({"id", "lastModifiedDateTime", "balanceDue"}), webhooks=True,
+        expands=frozenset({"currency", "paymentTerm", "paymentMethod", "shipmentMethod"})),
     EntitySpec(
         "vendors", "vendor",
         _fields(f"id:guid number displayName {_ADDRESS} phoneNumber email website taxRegistrationNumber "
                 "currencyId:guid currencyCode irs1099Code paymentTermsId:guid paymentMethodId:guid "
                 "taxLiable:boolean blocked balance:decimal lastModifiedDateTime:datetime"),
         number_series="V00010", defaults={"blocked": " "},
-        read_only=frozenset({"id", "lastModifiedDateTime", "balance"}), webhooks=True),
+        read_only=frozenset({"id", "lastModifiedDateTime", "balance"}), webhooks=True,
+        expands=frozenset({"currency", "paymentTerm", "paymentMethod"})),
     EntitySpec(
         "contacts", "contact",
         _fields(f"id:guid number type displayName jobTitle companyNumber companyName contactBusinessRelation "
@@ -150,6 +159,18 @@ ENTITIES: dict[str, EntitySpec] = {spec.set_name: spec for spec in [
         defaults={"lineType": "Item"}, header="purchaseOrders",
         read_only=frozenset({"id", "documentId", "amountExcludingTax", "amountIncludingTax", "totalTaxAmount",
                              "netAmount", "netTaxAmount", "netAmountIncludingTax"})),
+    # Setup tables a customer or vendor points to (API v2.0 resources currency, paymentTerm, paymentMethod,
+    # shipmentMethod: https://learn.microsoft.com/dynamics365/business-central/dev-itpro/api-reference/v2.0/
+    # resources/dynamics_currency and its siblings), reached by $expand from customers and vendors.
+    EntitySpec("currencies", "currency",
+               _fields("id:guid code displayName symbol amountDecimalPlaces amountRoundingPrecision:decimal "
+                       "lastModifiedDateTime:datetime")),
+    EntitySpec("paymentTerms", "paymentTerm",
+               _fields("id:guid code displayName dueDateCalculation discountDateCalculation discountPercent:decimal "
+                       "calculateDiscountOnCreditMemos:boolean lastModifiedDateTime:datetime")),
+    EntitySpec("paymentMethods", "paymentMethod", _fields("id:guid code displayName lastModifiedDateTime:datetime")),
+    EntitySpec("shipmentMethods", "shipmentMethod",
+               _fields("id:guid code displayName lastModifiedDateTime:datetime")),
 ]}
 
 # salesInvoices.status: drafts are "Draft"/"In Review"; everything else has been posted.

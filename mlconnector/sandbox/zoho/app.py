@@ -14,7 +14,7 @@ from starlette.responses import PlainTextResponse, Response
 from starlette.routing import Route
 
 from ..common import Faults, JSONResponse, SandboxClock, ServerDate
-from . import routes, search, settings
+from . import recycle, routes, search, settings
 from .errors import ZohoError, error_body
 from .oauth import AccessToken, revoke_endpoint, token_endpoint
 from .sandbox import ZohoSandbox
@@ -162,6 +162,10 @@ def build_routes(sandbox: ZohoSandbox) -> list[Route]:
               methods=["POST"]),
         Route("/crm/v8/{module}/search", api(sandbox, "records.search", records, "READ", search.search_records),
               methods=["GET"]),
+        Route("/crm/v8/{module}/deleted", api(sandbox, "records.deleted.list", records, "READ", recycle.deleted_records),
+              methods=["GET"]),
+        Route("/crm/v8/{module}/actions/add_tags", api(sandbox, "records.add_tags", records, "CREATE",
+                                                       recycle.add_tags), methods=["POST"]),
         Route("/crm/v8/{module}", _by_method(sandbox, records, {
             "GET": ("records.list", routes.list_records, routes.sorted_or_viewed),
             "POST": ("records.insert", routes.insert_records, routes.many_records),

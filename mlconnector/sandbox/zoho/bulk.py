@@ -12,6 +12,7 @@ from email.policy import HTTP
 from typing import Any
 
 from .errors import RecordError, ZohoError
+from .fields import Field
 from .modules import ModuleSpec
 from .store import RecordStore, WriteOutcome
 
@@ -166,8 +167,31 @@ def row_record(job: BulkJob, row: list[str], store: RecordStore) -> dict[str, An
             value = None
         if name in job.module.lookups and value is not None:
             value = _resolve_lookup(store, job.module.lookups[name], mapping["find_by"], value, name)
+        elif isinstance(value, str):
+            value = _typed(value, store.schema.field(job.module.api_name, name), name)
         record[name] = value
     return record
+
+
+def _typed(text: str, known: Field | None, name: str) -> Any:
+    """A CSV cell as the field's type holds it: the import stores a boolean field's "true" as true and a
+    currency's "20.9" as 20.9, as an API write of those values would (reads return them typed)."""
+    kind = known.data_type if known is not None else "text"
+    try:
+        if kind == "boolean":
+            if text.strip().lower() not in ("true", "false"):
+                raise ValueError(text)
+            return text.strip().lower() == "true"
+        if kind == "integer":
+            number = float(text)
+            if not number.is_integer():
+                raise ValueError(text)
+            return int(number)
+        if kind in ("double", "currency"):
+            return float(text)
+    except ValueError:
+        raise RecordError("INVALID_DATA", "invalid data", {"api_name": name, "expected_data_type": kind}) from None
+    return text
 
 
 def _resolve_lookup(store: RecordStore, target: str, find_by: str, value: Any, name: str) -> dict[str, Any]:

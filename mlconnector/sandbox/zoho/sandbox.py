@@ -171,6 +171,12 @@ class ZohoSandbox:
         outcome = self.store.update(spec, record_id, fields, "$.data[0]")
         self.notify(spec, [outcome])
 
+    def delete(self, module: str, record_id: str) -> None:
+        """Delete a record as a CRM user would: to the recycle bin, watchers notified."""
+        spec = self._spec(module)
+        if self.store.delete(spec, record_id) is not None:
+            self.notify(spec, [WriteOutcome(record_id, "delete")], operation="delete")
+
     @property
     def concurrency_limit(self) -> int:
         """The edition's limit on calls in flight at once per client app."""

@@ -90,6 +90,10 @@ class RecordStore:
     # from scanning the module (a 100,000-record org would otherwise take minutes per batch).
     _index: dict[tuple[str, str], dict[Any, dict[str, None]]] = field(default_factory=dict)
     _stamp: tuple[Any, str] = (None, "")   # (second, zone) -> its text
+    # module -> deleted records as the recycle bin lists them (GET /{module}/deleted), oldest first
+    deleted: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
+    # module -> tag name -> tag id (a tag added by name that does not exist yet is created)
+    tags: dict[str, dict[str, str]] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         self.add_modules()
@@ -211,10 +215,34 @@ class RecordStore:
         return self.insert(spec, data, path)
 
     def delete(self, spec: ModuleSpec, record_id: str) -> dict[str, Any] | None:
+        """Move the record to the recycle bin (https://www.zoho.com/crm/developer/docs/api/v8/delete-records.html):
+        gone from reads, listed by GET /{module}/deleted."""
         removed = self.records[spec.api_name].pop(str(record_id), None)
         if removed is not None:
             self._reindex(spec.api_name, removed, removed)
+            self.deleted.setdefault(spec.api_name, []).append({
+                "deleted_by": self.user.minified(), "id": str(record_id),
+                "display_name": removed.get(spec.name_field), "type": "recycle",
+                "created_by": removed.get("Created_By"), "deleted_time": self.timestamp()})
         return removed
+
+    def add_tags(self, spec: ModuleSpec, record_id: str, names: list[str], over_write: bool) -> list[str] | None:
+        """Tag the record (https://www.zoho.com/crm/developer/docs/api/v8/add-tags.html); the names it then has,
+        or None when there is no such record."""
+        record = self.records[spec.api_name].get(str(record_id))
+        if record is None:
+            return None
+        known = self.tags.setdefault(spec.api_name, {})
+        current = [] if over_write else list(record.get("Tag") or [])
+        have = {t["name"] for t in current}
+        for name in names:
+            if name not in known:
+                known[name] = self.new_id()
+            if name not in have:
+                current.append({"name": name, "id": known[name], "color_code": None})
+                have.add(name)
+        record["Tag"] = current
+        return [t["name"] for t in current]
 
     def details(self, record_id: str, module: str) -> dict[str, Any]:
         """The ``details`` of a successful write item."""
