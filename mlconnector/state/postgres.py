@@ -33,7 +33,7 @@ CONNECT_TIMEOUT = 10  # seconds: a server that does not answer is reported, not 
 POOL_SIZE = 8  # a run's writing and reading connections, the receiver's, a few opens at once
 MIGRATIONS_TABLE = "mlconnector_migrations"
 ANALYZE_AFTER = 1_000  # links inserted before the first ANALYZE of a store's own
-TARGETS_KEPT = 100_000  # target ids target_of keeps at most (a few MB)
+TARGETS_KEPT = 200_000  # a flow's target ids target_of keeps at most (about 25 MB)
 _REFUSED = ("password authentication failed", "no password supplied", "pg_hba.conf", 'role "')
 _OUR_TABLES = ("runs", "links", "audit", "watermarks", "replay", "inbox")
 
@@ -142,9 +142,9 @@ class PostgresState(StateStore):
         self._location = StateLocation(url=url, password=password)
         self._pool = _pool(url, password)
         self._reader_conn: psycopg.Connection[Any] | None = None
-        # Target ids found by target_of (a document's lines ask once each, and a round trip costs what SQLite's
-        # whole lookup does), kept while this process holds the pair's lock, the only writer of its links.
-        self._targets: dict[tuple[str, str, str], str] = {}
+        # (pair, flow) -> its target ids by source id, for target_of: read once, then kept up to date by this store,
+        # which is the only writer of the pair's links while its run holds the pair's lock.
+        self._targets: dict[tuple[str, str], dict[str, str]] = {}
         self._links_added, self._links_analyzed = 0, 0  # links this store inserted: since, and at, its last ANALYZE
         try:
             self._conn = self._pool.getconn()
@@ -193,28 +193,35 @@ class PostgresState(StateStore):
             self._links_added = 0
 
     def target_of(self, pair: str, flow: str, source_id: str) -> str | None:
-        key = (pair, flow, source_id)
+        """As the shared query, from the flow's target ids read in one go at its first look-up (a document's lines
+        each ask: a round trip apiece cost a first load more than all its other state work)."""
         with self.lock:
-            found = self._targets.get(key)
-            if found is None:
+            ids = self._targets.get((pair, flow))
+            if ids is None and not self._depth:  # only what is committed: an open transaction may be rolled back
+                ids = self._targets[(pair, flow)] = self._all_targets(pair, flow)
+            found = ids.get(source_id) if ids is not None else None
+            if found is None:  # linked since, or not at all (the record fails as unresolved, so this is rare)
                 found = super().target_of(pair, flow, source_id)
-                # Only what is committed: a value read inside an open transaction may yet be rolled back.
-                if found is not None and not self._depth:
-                    if len(self._targets) >= TARGETS_KEPT:
-                        self._targets.clear()
-                    self._targets[key] = found
+                if found is not None and ids is not None and not self._depth:
+                    ids[source_id] = found
             return found
+
+    def _all_targets(self, pair: str, flow: str) -> dict[str, str]:
+        rows = self._execute("SELECT source_id, target_id FROM links WHERE pair = ? AND flow = ? AND target_id IS NOT "
+                             "NULL LIMIT ?", [pair, flow, TARGETS_KEPT + 1]).fetchall()
+        return dict(rows) if len(rows) <= TARGETS_KEPT else {}  # too many to keep: asked one by one
 
     def save_links(self, links: list[Link]) -> None:
         with self.lock:
             for link in links:
-                self._targets.pop((link.pair, link.flow, link.source_id), None)
+                self._targets.get((link.pair, link.flow), {}).pop(link.source_id, None)
             super().save_links(links)
 
     def unlink(self, pair: str, flow: str, source_ids: list[str]) -> None:
         with self.lock:
+            kept = self._targets.get((pair, flow), {})
             for source_id in source_ids:
-                self._targets.pop((pair, flow, source_id), None)
+                kept.pop(source_id, None)
             super().unlink(pair, flow, source_ids)
 
     def _committed(self, sql: str, args: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
