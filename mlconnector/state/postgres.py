@@ -166,14 +166,19 @@ class PostgresState(StateStore):
         in Python each time (it caches only short ones), which cost more than the rows' own work."""
         if not rows:
             return
-        sql = _pg(f"{head} VALUES ({', '.join('?' * width)}){tail}")
-        if head.startswith("INSERT INTO links "):
-            self._links_added += len(rows)
-        try:
-            with self._conn.cursor() as cursor:
-                cursor.executemany(sql, rows)
-        except (psycopg.OperationalError, psycopg.InterfaceError) as exc:
-            raise as_state_error(exc, self._location) from None
+        with self.lock:
+            if not self._depth:  # the rows land together, as SQLite's one statement does
+                with self.transaction():
+                    self._insert_rows(head, width, rows, tail)
+                return
+            sql = _pg(f"{head} VALUES ({', '.join('?' * width)}){tail}")
+            if head.startswith("INSERT INTO links "):
+                self._links_added += len(rows)
+            try:
+                with self._conn.cursor() as cursor:
+                    cursor.executemany(sql, rows)
+            except (psycopg.OperationalError, psycopg.InterfaceError) as exc:
+                raise as_state_error(exc, self._location) from None
 
     @contextmanager
     def transaction(self) -> Iterator[None]:
