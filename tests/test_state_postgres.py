@@ -252,3 +252,27 @@ def test_a_state_table_that_cannot_be_meant_is_one_line_exit_2(config_file, tabl
     Path(config_file).write_text(Path(config_file).read_text() + f"\n[state]\n{table}\n")
     result = cli("status")
     assert result.exit_code == 2 and says in result.stderr and len(result.stderr.strip().splitlines()) == 1
+
+
+def test_the_receivers_health_is_the_databases(database, tmp_path, monkeypatch):
+    import psycopg
+    from starlette.testclient import TestClient
+
+    from mlconnector import api
+    from tests.pairs.world import make_world
+
+    world = make_world(tmp_path, monkeypatch, "bc")
+    monkeypatch.setenv("MLCONNECTOR_STATE_URL", database)
+    listener = api.Listener(world.runtime())
+    try:
+        client = TestClient(listener.app)
+        assert client.get("/health").status_code == 200
+        with psycopg.connect(database, autocommit=True) as admin:  # the database's tables gone under the receiver
+            admin.execute("DROP TABLE health")
+        time.sleep(1.1)  # /health proves the state writable at most once a second
+        gone = client.get("/health")
+        assert gone.status_code == 503 and gone.json()["ok"] is False
+        assert f"state database {database.split('?')[0]}" in gone.json()["error"], gone.text
+    finally:
+        listener.close()
+        world.close()
