@@ -96,8 +96,9 @@ class Runtime:
         return self.secrets
 
     def context(self, state: StateStore | None = None) -> ConnectorContext:
+        location = self.state_location()
         return ConnectorContext(secrets=self.secret_store(), counter=CallCounter(), transport=self.transport,
-                                state=state, state_dir=self.state_location().directory)
+                                state=state, state_dir=location.directory, ledger=location.ledger())
 
 
 @contextmanager

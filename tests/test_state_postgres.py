@@ -276,3 +276,42 @@ def test_the_receivers_health_is_the_databases(database, tmp_path, monkeypatch):
     finally:
         listener.close()
         world.close()
+
+
+RESERVE = """
+import sys
+from mlconnector.state import StateLocation
+from mlconnector.systems.zoho import SharedQuota
+quota = SharedQuota(StateLocation(url=sys.argv[1]).ledger())
+print(sum(1 for _ in range(10) if quota.reserve_mint("one-refresh-token", 9) == 0))
+"""
+
+
+def test_hosts_sharing_the_state_share_zohos_mint_limit(database):
+    # Four workers, as if on two hosts, all minting with one refresh token at once: nine mints in ten minutes in
+    # all (Zoho allows ten), however they interleave.
+    workers = [subprocess.Popen([sys.executable, "-c", RESERVE, database], stdout=subprocess.PIPE, text=True)
+               for _ in range(4)]
+    minted = [int(w.communicate(timeout=60)[0]) for w in workers]
+    assert sum(minted) == 9, minted
+
+
+def test_a_run_counts_its_zoho_mints_and_credits_in_the_database_not_a_file(database, tmp_path, monkeypatch):
+    from mlconnector.systems.zoho import SharedQuota
+    from tests.pairs.world import make_world
+
+    world = make_world(tmp_path, monkeypatch, "bc")
+    monkeypatch.setenv("MLCONNECTOR_STATE_URL", database)
+    try:
+        assert world.sync("bc-zoho", flows=["customers"]).exit_code == 0
+    finally:
+        world.close()
+    import psycopg
+
+    assert not list(tmp_path.rglob("zoho-quota.json"))
+    with psycopg.connect(database, autocommit=True) as conn:  # the access token the run minted, counted there
+        assert conn.execute("SELECT count(*) FROM ledger_events WHERE key LIKE 'zoho mint %'").fetchone()[0] == 1
+    ledger = SharedQuota(world.runtime().state_location().ledger())
+    assert ledger.charge("zoho", 5, 8) == 5
+    with pytest.raises(Exception, match="crossing the daily budget of 8 \\(5 spent"):
+        ledger.charge("zoho", 5, 8)

@@ -61,6 +61,15 @@ class StateLocation:
 
         return State(self.path or default_state_path())
 
+    def ledger(self) -> Any:
+        """The rate and budget ledger hosts sharing this state share (``state.ledger``), or None: a SQLite state's
+        connectors keep theirs in a file beside it."""
+        if not self.url:
+            return None
+        from mlconnector.state.ledger import SharedLedger
+
+        return SharedLedger(self.url, self.password)
+
     def pair_lock(self, pair: str) -> Any:
         """One run of ``pair`` at a time wherever this state is used: a lock file beside the state file, or a
         PostgreSQL advisory lock (hosts sharing the database share it). A second run raises LockHeld (exit 75)."""

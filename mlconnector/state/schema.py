@@ -117,3 +117,12 @@ def m012_deletion_checks(db: sqlite_utils.Database) -> None:
     # Per flow, how far its source's deletion feed was read, and when its ids were last read whole to find
     # deletions by absence (at most once per deletes_every_hours).
     db["deletion_checks"].create({"pair": str, "flow": str, "feed_since": str, "scanned": str}, pk=("pair", "flow"))
+
+
+@migrations()
+def m013_shared_ledger(db: sqlite_utils.Database) -> None:
+    # Events in a rolling window and amounts spent in one, for a state several hosts share (state/ledger.py). The
+    # SQLite store's connectors keep theirs in a file beside it instead; the tables keep the two schemas one.
+    db["ledger_events"].create({"key": str, "happened": str})
+    db["ledger_events"].create_index(["key", "happened"])
+    db["ledger_amounts"].create({"key": str, "minute": str, "amount": int}, pk=("key", "minute"))

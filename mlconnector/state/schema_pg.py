@@ -70,4 +70,9 @@ MIGRATIONS: list[tuple[str, str]] = [
     ("m012_deletion_checks", f"""
         CREATE TABLE deletion_checks (pair {T}, flow {T}, feed_since {T}, scanned {T}, PRIMARY KEY (pair, flow));
     """),
+    ("m013_shared_ledger", f"""
+        CREATE TABLE ledger_events (key {T}, happened {T});
+        CREATE INDEX idx_ledger_events_key_happened ON ledger_events (key, happened);
+        CREATE TABLE ledger_amounts (key {T}, minute {T}, amount BIGINT, PRIMARY KEY (key, minute));
+    """),
 ]
