@@ -1,10 +1,14 @@
-"""Rate and budget records every host sharing a PostgreSQL state sees: events counted in a rolling window (Zoho's
-token mints per refresh token) and amounts spent in one (its API credits). Each reservation runs in a transaction
-holding an advisory lock on its key, so two hosts cannot both take the last one. With the SQLite state, connectors
-keep these in a file beside it instead (per host, as its processes share it)."""
+"""Records every host sharing a PostgreSQL state sees: events counted in a rolling window (Zoho's token mints per
+refresh token), amounts spent in one (its API credits), and small JSON documents a connector keeps between runs (GP's
+seen-lists). Each change runs in a transaction holding an advisory lock on its key, so two hosts cannot both take the
+last mint or drop each other's entries. With the SQLite state, connectors keep these in files beside it instead
+(per host, as its processes share them)."""
 
 from __future__ import annotations
 
+import json
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -65,3 +69,15 @@ class SharedLedger:
                          "minute) DO UPDATE SET amount = ledger_amounts.amount + excluded.amount",
                          [key, minute, amount])
             return True, spent + amount
+
+    @contextmanager
+    def edited(self, name: str) -> Iterator[dict[str, Any]]:
+        """The document's object (empty when there is none), written back when the block ends without an error; what
+        ``jsonfile.edited`` does with a file, for every host at once."""
+        with self._connection() as conn, conn.transaction():
+            self._locked(conn, f"document {name}")
+            row = conn.execute("SELECT body FROM ledger_documents WHERE name = %s", [name]).fetchone()
+            data = json.loads(row[0]) if row else {}
+            yield data
+            conn.execute("INSERT INTO ledger_documents (name, body) VALUES (%s, %s) ON CONFLICT (name) DO UPDATE SET "
+                         "body = excluded.body", [name, json.dumps(data, sort_keys=True)])

@@ -126,3 +126,4 @@ def m013_shared_ledger(db: sqlite_utils.Database) -> None:
     db["ledger_events"].create({"key": str, "happened": str})
     db["ledger_events"].create_index(["key", "happened"])
     db["ledger_amounts"].create({"key": str, "minute": str, "amount": int}, pk=("key", "minute"))
+    db["ledger_documents"].create({"name": str, "body": str}, pk="name")

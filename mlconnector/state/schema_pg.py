@@ -74,5 +74,6 @@ MIGRATIONS: list[tuple[str, str]] = [
         CREATE TABLE ledger_events (key {T}, happened {T});
         CREATE INDEX idx_ledger_events_key_happened ON ledger_events (key, happened);
         CREATE TABLE ledger_amounts (key {T}, minute {T}, amount BIGINT, PRIMARY KEY (key, minute));
+        CREATE TABLE ledger_documents (name {T} PRIMARY KEY, body {T});
     """),
 ]
