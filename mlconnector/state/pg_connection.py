@@ -44,7 +44,11 @@ def lock_key(conn: psycopg.Connection[Any], what: str) -> int:
 
 def _settings(url: str, password: str | None) -> dict[str, Any]:
     """What every connection is opened with, besides the URL (which may name its own application_name)."""
-    settings: dict[str, Any] = {"autocommit": True, "password": password, "connect_timeout": CONNECT_TIMEOUT}
+    # TCP keepalives every 30 s: a server or network gone is noticed in about a minute, not the system's two hours
+    # (the pair lock's connection is idle while its run works, and is checked before each batch is sent).
+    settings: dict[str, Any] = {"autocommit": True, "password": password, "connect_timeout": CONNECT_TIMEOUT,
+                                "keepalives": 1, "keepalives_idle": 30, "keepalives_interval": 10,
+                                "keepalives_count": 3}
     if "application_name" not in conninfo_to_dict(url):
         settings["application_name"] = "mlconnector"  # shown in pg_stat_activity
     return settings

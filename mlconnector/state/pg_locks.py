@@ -44,6 +44,9 @@ def advisory_pair_lock(url: str, password: str | None, pair: str) -> Iterator[Ru
             taken = conn.execute("SELECT pg_try_advisory_lock(%s)", [key]).fetchone()[0]
         except psycopg.Error as exc:
             raise as_state_error(exc, StateLocation(url=url)) from None
+        if taken and conn.info.server_version >= 140000:
+            # The lock's connection sits idle through the run: a server's idle_session_timeout must not end it.
+            conn.execute("SET idle_session_timeout = 0")
         if not taken:
             raise LockHeld(f"another run of {pair} is in progress (its lock in {redact(url)} is held); "
                            "this run exits without doing anything")
