@@ -146,6 +146,19 @@ class PostgresState(StateStore):
         if isinstance(self.run_lock, RunLock):
             self.run_lock.check()
 
+    def vacuum(self) -> None:
+        """VACUUM the tables pruning empties: the server keeps the space for new rows (it gives it back to the disk
+        only with VACUUM FULL, which locks the tables: the database's administrator's call)."""
+        with self.lock:
+            self._execute("VACUUM audit, inbox, runs")
+
+    def size(self) -> dict[str, Any]:
+        """The store's tables and indexes on the server (free space inside them is not counted apart)."""
+        size = self._execute("SELECT CAST(coalesce(sum(pg_total_relation_size(c.oid)), 0) AS BIGINT) FROM pg_class c "
+                             "JOIN pg_namespace n ON n.oid = c.relnamespace WHERE n.nspname = current_schema() "
+                             "AND c.relkind = 'r'").fetchone()[0]
+        return {"bytes": size, "free_bytes": 0}
+
     def close(self) -> None:
         with self._read_lock:
             if self._reader_conn is not None:

@@ -153,3 +153,15 @@ class State(StateStore):
             conn.execute("PRAGMA query_only=1")
             self._read_conn = conn
         return self._read_conn
+
+    def vacuum(self) -> None:
+        """Rewrite the file without its free pages (needs as much free disk as the file's size, and a moment alone)."""
+        self.db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+        self.db.execute("VACUUM")
+
+    def size(self) -> dict[str, Any]:
+        """The file's size and how much of it is free pages."""
+        page = self.db.execute("PRAGMA page_size").fetchone()[0]
+        pages = self.db.execute("PRAGMA page_count").fetchone()[0]
+        free = self.db.execute("PRAGMA freelist_count").fetchone()[0]
+        return {"bytes": page * pages, "free_bytes": page * free}
