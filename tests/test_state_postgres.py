@@ -54,6 +54,8 @@ def test_status_names_the_database_without_its_password(database, config_file, m
     assert [run["pair"] for run in status["last_runs"]] == ["erp-crm"]
     assert status["watermarks"][0]["pair"] == "erp-crm"
     assert PASSWORD not in shown.output and PASSWORD not in cli("status").output
+    config = cli("config", "show")
+    assert config.exit_code == 0 and "$MLCONNECTOR_STATE_URL" in config.output and PASSWORD not in config.output
 
 
 def test_a_url_in_the_config_is_used_and_a_password_in_it_is_refused(database, config_file, monkeypatch):
