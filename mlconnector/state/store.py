@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import os
 import sqlite3
-import threading
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
@@ -23,39 +22,19 @@ WAL_CHECKPOINT_PAGES = 10_000  # about 40 MB of log at most between checkpoints
 CACHE_KIB = 6_144  # the writing connection's page cache (SQLite's default is 2,000 KiB)
 
 
-# State files this process has open (resolved path -> how many States): checked already, and not to be opened
-# outside SQLite again. Closing any descriptor of a file drops every POSIX lock this process holds on it, SQLite's
-# own included: reading a file's header with a plain open() while another connection of the process had it open let
-# another connection's view of the WAL go stale ("database disk image is malformed" under `listen --process`).
-_OPEN: dict[str, int] = {}
-_OPEN_LOCK = threading.Lock()
-
-
-def _opened(path: Path, by: int) -> None:
-    key = str(path.resolve())
-    with _OPEN_LOCK:
-        count = _OPEN.get(key, 0) + by
-        if count > 0:
-            _OPEN[key] = count
-        else:
-            _OPEN.pop(key, None)
-
-
 def refuse_foreign_database(path: Path) -> None:
     """A SQLite file that holds tables but none of ours is another program's: refused before anything is written to
     it (opened read-only here; not switched to WAL, not migrated). Files that are not SQLite at all are refused where
-    they are opened, also untouched. A file this process already has open as its state was checked when it opened."""
-    with _OPEN_LOCK:
-        if _OPEN.get(str(path.resolve()), 0):
-            return
+    they are opened, also untouched."""
     try:
         if not path.is_file() or path.stat().st_size == 0:
             return
-        with path.open("rb") as file:
-            if file.read(16) != b"SQLite format 3\x00":
-                return
     except OSError:
         return  # opening it says what is wrong
+    # Read through SQLite only, never opened here: closing any descriptor of the file drops every POSIX lock this
+    # process holds on it, and another connection of this process (the receiver's inbox, while `listen` renews
+    # channels or drains) may hold some; another process could then write under it and damage the file. A file
+    # that is not SQLite at all fails the query below and is left to the opening to refuse.
     conn = None
     try:
         conn = sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True, timeout=30)
@@ -87,7 +66,6 @@ class State(StateStore):
         self.path = Path(path).expanduser()
         self.shown = str(self.path)
         self._read_conn: sqlite3.Connection | None = None  # committed reads
-        self._counted = False  # in _OPEN
         refuse_foreign_database(self.path)
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
@@ -117,8 +95,6 @@ class State(StateStore):
             # per record with 2 MB, 6.5 and 0.8 with this (more cache saves no more).
             conn.execute(f"PRAGMA cache_size=-{CACHE_KIB}")
             self._identity = self._file_identity()
-            _opened(self.path, +1)
-            self._counted = True
         except Timeout:
             raise ConfigError(f"state file {self.path} is held by another process for over a minute; "
                               "is a run stuck?") from None
@@ -162,9 +138,6 @@ class State(StateStore):
             if self._read_conn is not None:
                 self._read_conn.close()
                 self._read_conn = None
-        if self._counted:
-            _opened(self.path, -1)
-            self._counted = False
         self.db.close()
 
     def __enter__(self) -> "State":

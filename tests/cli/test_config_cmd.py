@@ -82,3 +82,20 @@ def test_validate_checks_pairs_offline(config_file):
     config_file.write_text("[systems.x]\nkind = 3\n")
     result = cli("config", "validate")
     assert result.exit_code == 2 and "systems.x.kind is missing" in result.stderr
+
+
+def test_show_and_validate_know_the_configured_mappings(config_file):
+    config_file.write_text(config_file.read_text() + '''
+[pairs.erp-crm.mappings.customers]
+add = { region = { from = "country", lookup = { US = "Americas" } } }
+''')
+    shown = json.loads(cli("config", "show", "--json").stdout)
+    assert shown["pairs"]["erp-crm"]["mappings"] == {
+        "value": {"customers": {"add": {"region": {"from": "country", "lookup": {"US": "Americas"}}}}},
+        "source": "file"}
+    assert cli("config", "validate").exit_code == 0
+
+    config_file.write_text(config_file.read_text() + '\n[pairs.erp-crm.mappings.items]\noverride = { code = "sku" }\n')
+    result = cli("config", "validate")
+    assert result.exit_code == 2
+    assert "pairs.erp-crm.mappings.items.override.code: code is the key field of flow items" in result.stderr
