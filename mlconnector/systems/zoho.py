@@ -203,13 +203,42 @@ class QuotaFile:
             spent = sum(minutes.values())
             if budget and spent + credits > budget:
                 ledger[system] = minutes
-                raise BudgetExhausted(
-                    f"{system}: the next call would use {credits} API credit(s), crossing the daily budget of "
-                    f"{budget} ({spent} spent in the last 24 hours); stopping here, the next run resumes")
+                raise _over_budget(system, credits, budget, spent)
             minute = now.replace(second=0, microsecond=0).isoformat()
             minutes[minute] = minutes.get(minute, 0) + credits
             ledger[system] = minutes
             return spent + credits
+
+
+def _over_budget(system: str, credits: int, budget: int, spent: int) -> BudgetExhausted:
+    return BudgetExhausted(f"{system}: the next call would use {credits} API credit(s), crossing the daily budget of "
+                           f"{budget} ({spent} spent in the last 24 hours); stopping here, the next run resumes")
+
+
+class SharedQuota:
+    """QuotaFile's record kept in the state database's ledger (``ConnectorContext.ledger``): hosts sharing one
+    PostgreSQL state, and one refresh token, count their mints and credits together."""
+
+    def __init__(self, ledger: Any, now: Callable[[], datetime] = _now) -> None:
+        self.ledger = ledger
+        self._now = now
+
+    def reserve_mint(self, key: str, limit: int) -> float:
+        return self.ledger.reserve(f"zoho mint {key}", limit, MINT_WINDOW, self._now())
+
+    def mints(self, key: str) -> int:
+        return self.ledger.count(f"zoho mint {key}", MINT_WINDOW, self._now())
+
+    def charge(self, system: str, credits: int, budget: int) -> int:
+        done, spent = self.ledger.spend(f"zoho credits {system}", credits, budget, CREDIT_WINDOW, self._now())
+        if not done:
+            raise _over_budget(system, credits, budget, spent)
+        return spent
+
+
+def quota_of(context: ConnectorContext) -> "QuotaFile | SharedQuota":
+    """The state database's ledger where the state is shared, else the file beside the state file."""
+    return SharedQuota(context.ledger) if context.ledger is not None else QuotaFile(quota_path(context))
 
 
 def quota_path(context: ConnectorContext) -> Path:
@@ -240,7 +269,7 @@ TOKEN_ERRORS = {
 class ZohoAuth:
     """Mints Zoho access tokens (refresh-token or client-credentials grant) under the shared mint governor."""
 
-    def __init__(self, system: SystemConfig, context: ConnectorContext, quota: QuotaFile, *,
+    def __init__(self, system: SystemConfig, context: ConnectorContext, quota: QuotaFile | SharedQuota, *,
                  sleep: Callable[[float], None] = time.sleep) -> None:
         self.system = system
         self.name = system.name
@@ -404,7 +433,7 @@ def authorise(system: SystemConfig, context: ConnectorContext, pasted: str) -> A
     if server and not configured and server not in ACCOUNTS_SERVERS:
         raise ConfigError(f"accounts-server {server} in the pasted address is not a Zoho accounts server; "
                           "set accounts_url if you really use it")
-    auth = ZohoAuth(system, context, QuotaFile(quota_path(context)))
+    auth = ZohoAuth(system, context, quota_of(context))
     try:
         accounts = (configured or server or auth.data_centre.accounts_url).rstrip("/")
         body = auth.exchange_code(code, redirect_uri_of(system), accounts)
@@ -483,12 +512,12 @@ class ZohoConnector(ConnectorBase):
     capabilities = Capabilities(push=True, fetches_many=True, deletion_feed=True, deletes=True, flags=True)
 
     def __init__(self, system: SystemConfig, context: ConnectorContext, *,
-                 sleep: Callable[[float], None] = time.sleep, quota: QuotaFile | None = None) -> None:
+                 sleep: Callable[[float], None] = time.sleep, quota: QuotaFile | SharedQuota | None = None) -> None:
         self.name = system.name
         self.system = system
         self.context = context
         self._sleep = sleep
-        self.quota = quota or QuotaFile(quota_path(context))
+        self.quota = quota or quota_of(context)
         self.zoho_auth = ZohoAuth(system, context, self.quota, sleep=sleep)
         self.auth = TokenAuth(self.zoho_auth.mint, SecretTokenCache(context.secrets, system.name),
                               header=lambda t: f"Zoho-oauthtoken {t.access_token}", is_invalid=_is_invalid_token)

@@ -15,7 +15,7 @@ from mlconnector.sandbox.gp import GPSandbox
 from mlconnector.sandbox.gp import create_app as create_gp
 from mlconnector.sandbox.zoho import ZohoSandbox
 from mlconnector.sandbox.zoho import create_app as create_zoho
-from mlconnector.state import State
+from mlconnector.state import StateStore
 
 GP_ACCOUNT = "CONTOSO\\svc-mlconnector"
 GP_PASSWORD = "Gp-Sandbox-Pass-7Q2w9E"
@@ -40,8 +40,9 @@ class GPWorld:
     def sync(self, **kwargs: Any) -> api.RunResult:
         return api.sync(self.runtime(), "gp-zoho", **kwargs)
 
-    def state(self) -> State:
-        return State(self.state_path)
+    def state(self) -> StateStore:
+        """The state as the commands open it: the file, or PostgreSQL where MLCONNECTOR_STATE_URL names it."""
+        return self.runtime().open_state()
 
     def crm(self, module: str) -> list[dict[str, Any]]:
         return self.zoho.records(module)

@@ -1,6 +1,7 @@
 """bc-zoho end to end: Business Central is the source of truth; its customers, items, contacts and
 posted invoices land in Zoho, nothing is written back, first loads go through Bulk Write, and a Zoho
-edition without the Invoices module gets the flow skipped with the reason."""
+edition without the Invoices module gets the flow skipped with the reason. Each test runs with the state in the
+SQLite file and in PostgreSQL (``state_store``)."""
 
 from __future__ import annotations
 
@@ -12,7 +13,7 @@ from tests.pairs.world import World, make_world, wait_for
 
 
 @pytest.fixture
-def world(tmp_path, monkeypatch):
+def world(tmp_path, monkeypatch, state_store):
     made = make_world(tmp_path, monkeypatch, "bc")
     yield made
     made.close()
@@ -54,7 +55,7 @@ def test_a_change_in_bc_moves_alone(world: World):
     assert [p for p in world.crm("Products") if p["Product_Code"] == "1928-S"][0]["Unit_Price"] == 59.9
 
 
-def test_first_load_above_the_bulk_threshold_goes_through_bulk_write(tmp_path, monkeypatch):
+def test_first_load_above_the_bulk_threshold_goes_through_bulk_write(tmp_path, monkeypatch, state_store):
     world = make_world(tmp_path, monkeypatch, "bc", zoho_settings="bulk_threshold = 2")
     try:
         assert world.sync("bc-zoho", flows=["customers"]).exit_code == 0
@@ -68,7 +69,7 @@ def test_first_load_above_the_bulk_threshold_goes_through_bulk_write(tmp_path, m
         world.close()
 
 
-def test_a_first_load_in_bulk_jobs_reads_no_page_ahead_and_later_runs_do(tmp_path, monkeypatch):
+def test_a_first_load_in_bulk_jobs_reads_no_page_ahead_and_later_runs_do(tmp_path, monkeypatch, state_store):
     # A bulk job holds a whole file's records: the read waits for it with one page in memory, not two.
     ahead: list[str] = []
     real = DynamicsConnector._reader
@@ -86,7 +87,7 @@ def test_a_first_load_in_bulk_jobs_reads_no_page_ahead_and_later_runs_do(tmp_pat
         world.close()
 
 
-def test_an_edition_without_invoices_skips_that_flow_with_the_reason(tmp_path, monkeypatch):
+def test_an_edition_without_invoices_skips_that_flow_with_the_reason(tmp_path, monkeypatch, state_store):
     world = make_world(tmp_path, monkeypatch, "bc", edition="standard")
     try:
         result = world.sync("bc-zoho")
