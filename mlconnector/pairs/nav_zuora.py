@@ -1,6 +1,6 @@
 """nav-zuora: Dynamics NAV and Zuora Billing. Customers and items align both ways with accounts and products;
-NAV sales orders become Zuora subscriptions (Orders API), changed orders become amendments; Zuora's invoice
-and payment status comes back onto the NAV customer card.
+NAV sales orders become Zuora subscriptions (Orders API), changed orders become amendments; Zuora's invoices and
+payments are booked in NAV journals, and their last status shown on the NAV customer card.
 
 Each mapping is a table of field names plus a small function. Options (``[pairs.nav-zuora.options]``):
 
@@ -14,9 +14,15 @@ Each mapping is a table of field names plus a small function. Options (``[pairs.
                                                           invoice's status; "" leaves invoice status out
     payment_status_field  default "Zuora_Payment_Status"  the same for the last payment
 
-NAV's sales and invoice documents are not written: the dynamics connector writes customers, vendors, contacts
-and items only. Zuora's billing status therefore lands in two text fields on the NAV customer, which the
-customer adds to the Customer card (table and page extension, published as the Customer web service).
+    invoice_journal       default "SALES/ZUORA"     NAV sales journal TEMPLATE/BATCH for Zuora invoices
+    payment_journal       default "CASHRCPT/ZUORA"  NAV cash receipt journal TEMPLATE/BATCH for Zuora payments
+    revenue_account       default ""                G/L account balancing invoice lines ("": the batch's)
+    local_currency        default "USD"             NAV's own currency (its amounts: blank Currency Code)
+
+Zuora invoices and payments are booked per document in NAV journals (zuora_money.py): an invoice a Sales Journal
+line, a payment Cash Receipt Journal lines applied to the invoices it paid, for NAV users to post. The last
+invoice's and payment's status also land in two text fields on the NAV customer, which the customer adds to the
+Customer card (table and page extension, published as the Customer web service): a summary at a glance.
 """
 
 from __future__ import annotations
@@ -24,11 +30,12 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from mlconnector.errors import RecordError, UnresolvedReference
+from mlconnector.errors import RecordError
 from mlconnector.flows import CONFLICT_RULE, Flow, MapContext, Option, PairSpec, SkipRecord
 from mlconnector.flows import text as _text
 from mlconnector.flows import without_none as _clean
 from mlconnector.pairs import register
+from mlconnector.pairs.zuora_money import amount, customer_number, invoice_document, payment_document
 from mlconnector.prerequisites import FIELD, MANUAL, Requirement
 from mlconnector.systems.base import Record
 
@@ -42,6 +49,13 @@ OPTIONS = (
     Option("invoice_status_field", "Zuora_Invoice_Status", "NAV customer field for the last invoice's status; "
            "\"\" leaves it out"),
     Option("payment_status_field", "Zuora_Payment_Status", "the same for the last payment"),
+    Option("invoice_journal", "SALES/ZUORA", "NAV sales journal TEMPLATE/BATCH Zuora invoices are booked in; \"\" "
+           "leaves invoices out"),
+    Option("payment_journal", "CASHRCPT/ZUORA", "NAV cash receipt journal TEMPLATE/BATCH Zuora payments are booked "
+           "in; \"\" leaves payments out"),
+    Option("revenue_account", "", "G/L account balancing invoice lines (\"\": the sales journal batch's balancing "
+           "account)"),
+    Option("local_currency", "USD", "the NAV company's own currency: its amounts go with a blank Currency Code"),
     CONFLICT_RULE,
 )
 
@@ -176,17 +190,11 @@ STATUS_FIELDS = {
 }
 
 
-def _customer_number(record: Record, ctx: MapContext, what: str) -> str:
-    account = str(record.get("accountId") or "")
-    number = ctx.source_id("customers", account)
-    if not number:
-        raise UnresolvedReference(f"{what}'s account {account} is not linked to a NAV customer yet (flow customers "
-                                  "or accounts_to_customers has not synced it)")
-    return number
+_customer_number = customer_number
 
 
 def _money(value: Any) -> str:
-    return f"{float(value or 0):.2f}"
+    return str(amount(value))
 
 
 def invoice_status(invoice: Record, ctx: MapContext) -> dict[str, Any]:
@@ -220,6 +228,15 @@ def prerequisites(options: Mapping[str, Any]) -> tuple[Requirement, ...]:
                           fix=extension.format(name=option(options, name)))
               for name, flow in (("invoice_status_field", "invoice_status"), ("payment_status_field", "payment_status"))
               if option(options, name)]
+    for journal_option, page, flow in (("invoice_journal", "253 Sales Journal as SalesJournal", "invoices"),
+                                       ("payment_journal", "255 Cash Receipt Journal as CashReceiptJournal",
+                                        "payments")):
+        journal = str(option(options, journal_option))
+        if journal:
+            template, _, batch = journal.partition("/")
+            needed.append(Requirement("erp", MANUAL, f"journal {journal}", flows=(flow,), fix=(
+                f"in NAV, a journal batch {batch} in template {template} with its balancing account, page {page} "
+                "and page 25 Customer Ledger Entries as CustomerLedgerEntries on the Web Services page")))
     for field_option, zuora_object, flow in (("account_key_field", "Account", "customers"),
                                              ("order_key_field", "Subscription", "sales_orders")):
         name = str(option(options, field_option))
@@ -252,6 +269,12 @@ NAV_ZUORA = register(PairSpec(
         Flow("products_to_items", "billing", "products", "erp", "items", "number", item_from_product,
              echo_of="items", find_by=("displayName",),
              description="Zuora products -> NAV items"),
+        Flow("invoices", "billing", "invoices", "erp", "salesJournalLines", "documentNumber", invoice_document,
+             depends_on=("customers", "accounts_to_customers"),
+             description="Zuora invoices -> NAV sales journal lines (Document No. = invoice number)"),
+        Flow("payments", "billing", "payments", "erp", "cashReceiptLines", "documentNumber", payment_document,
+             depends_on=("invoices",),
+             description="Zuora payments -> NAV cash receipt journal lines applied to the invoices they pay"),
         Flow("invoice_status", "billing", "invoices", "erp", "customers", "number", invoice_status,
              depends_on=("customers", "accounts_to_customers"),
              description="Zuora invoice status -> the NAV customer's invoice status field"),

@@ -57,6 +57,7 @@ from mlconnector.errors import (
 )
 from mlconnector.http import ApiClient, RetryPolicy, json_body, last_member, stream_array
 from mlconnector.systems import ConnectorContext, register_kind
+from mlconnector.systems.dynamics_journals import JOURNAL_SERVICES, JournalRefused, JournalWriter, check_mode
 from mlconnector.systems.base import (Capabilities, Channel, ConnectorBase, Notification, PingResult, Record,
                                      WriteResult, write_each)
 
@@ -962,15 +963,33 @@ class DynamicsConnector(ConnectorBase):
         """Upsert each payload (API v2.0 field names): a linked record (``ids``) by its id, the rest by
         ``key``; POST when absent (without a key, the ERP numbers the new record), else PATCH with If-Match.
         A record changed meanwhile (409/412 Request_EntityChanged) is re-read and retried once."""
+        if entity in JOURNAL_SERVICES:
+            return self._write_journal(entity, payloads)
         if entity not in WRITABLE:
-            raise ConfigError(f"{self.name}: writing {entity} is not supported (writable: {', '.join(WRITABLE)})")
+            raise ConfigError(f"{self.name}: writing {entity} is not supported (writable: "
+                              f"{', '.join(WRITABLE + tuple(JOURNAL_SERVICES))})")
         known = ids or [None] * len(payloads)
         return write_each(zip(payloads, known), lambda each: self._upsert_one(entity, each[0], key, each[1]))
+
+    def _write_journal(self, entity: str, payloads: list[dict[str, Any]]) -> list[WriteResult]:
+        """Documents as journal lines (dynamics_journals.py), one document at a time."""
+        check_mode(self.name, self.endpoint.mode, entity)
+        writer = JournalWriter(self.name, self._call, lambda url, params: self._pages(url, params),
+                               self.company_url, self.services, self._fail)
+
+        def write_one(payload: dict[str, Any]) -> WriteResult:
+            try:
+                return writer.write_one(entity, payload)
+            except JournalRefused as refused:
+                return WriteResult("fail", error=str(refused), error_class=refused.error.code or "journal_refused")
+        return write_each(payloads, write_one)
 
     def write_calls(self, entity: str, payloads: list[dict[str, Any]], key: str,
                     ids: list[str | None] | None = None) -> int:
         """The calls ``write`` makes, for a dry run's estimate: per record, a read of the current row (by its
         linked id, else by its key; none for a new record the ERP numbers) and the POST or PATCH."""
+        if entity in JOURNAL_SERVICES:
+            return 3 * len(payloads)  # the document's journal lines and ledger entries read, a line written
         ids = ids or [None] * len(payloads)
         return sum(2 if known or payload.get(key) not in (None, "") else 1 for payload, known in zip(payloads, ids))
 

@@ -90,6 +90,10 @@ class ODataV4Pages:
         if segments == [self.sandbox.relations_service]:
             return self._relations(request, company, root)
         match = _SERVICE_RE.match(segments[0])
+        if match and match.group(1) in self.sandbox.journal_services and len(segments) == 1:
+            # journals and ledger entries (journals.py): tables of their own, not card or document rows
+            return await self.sandbox.journals.handle(request, company.id, match.group(1), match.group(2),
+                                                      f"{root}/$metadata#Company('{company.name}')/{match.group(1)}")
         if not match or match.group(1) not in self.sandbox.nav_services:
             raise errors.segment_not_found(segments[0].split("(")[0])
         service, key = match.group(1), match.group(2)

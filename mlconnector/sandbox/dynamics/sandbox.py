@@ -18,6 +18,7 @@ from mlconnector.sandbox.common import Faults, SandboxClock
 from . import errors
 from .api import ApiV2
 from .auth import CREDENTIAL_TYPES, AppRegistration, Identity
+from .journals import CASH_RECEIPTS, JOURNAL_PAGES, SALES, Journals
 from .nav import ODataV4Pages
 from .odata import parse_datetime
 from .schema import DEFAULT_PAGES, ENTITIES, RELATIONS_SERVICE, PageSpec
@@ -63,6 +64,9 @@ class DynamicsSandbox:
         self.calls: list[ApiCall] = []
         self.api = ApiV2(self)
         self.pages = ODataV4Pages(self)
+        self.journals = Journals(self._customer_numbers, lambda: self.clock.now().date())
+        # Journal and ledger pages published (journals.py); ``unpublish_page`` takes one away.
+        self.journal_services: set[str] = set(JOURNAL_PAGES)
         self._windows: dict[str, deque[datetime]] = {}
         self._inflight: dict[str, int] = {}
         self._semaphores: dict[str, asyncio.Semaphore] = {}
@@ -106,6 +110,33 @@ class DynamicsSandbox:
 
     def unpublish_page(self, service_name: str) -> None:
         self.nav_services.pop(service_name, None)
+        self.journal_services.discard(service_name)
+
+    # -- journals and ledger entries (journals.py) ---------------------------------------------------------------
+
+    def _customer_numbers(self, company_id: str) -> set[str]:
+        return {str(r.values.get("number")) for r in self.db.company(company_id).table("customers").values()}
+
+    def add_journal_batch(self, company: str, template: str, batch: str, *, template_type: str = CASH_RECEIPTS,
+                          bal_account_type: str = "G_x002F_L_x0020_Account", bal_account_no: str = "") -> None:
+        """A journal template (of type Sales or Cash Receipts) and a batch in it, with the batch's balancing
+        account (EDM-encoded type: ``Bank_x0020_Account``); G/L and bank account numbers become known."""
+        books = self.journals.of(self._company(company).id)
+        books.templates.setdefault(template, template_type)
+        books.batches[(template, batch)] = (bal_account_type, bal_account_no)
+        if bal_account_no:
+            (books.bank_accounts if bal_account_type == "Bank_x0020_Account" else books.gl_accounts).add(bal_account_no)
+
+    def post_journal(self, company: str, template: str, batch: str) -> list[dict[str, Any]]:
+        """Posts a journal batch as a NAV user's Post action does (raises ValueError with NAV's reason)."""
+        return self.journals.post(self._company(company).id, template, batch)
+
+    def journal_lines(self, company: str, template: str | None = None) -> list[dict[str, Any]]:
+        books = self.journals.of(self._company(company).id)
+        return [dict(line.values) for key, line in sorted(books.lines.items()) if template in (None, key[0])]
+
+    def ledger_entries(self, company: str) -> list[dict[str, Any]]:
+        return [dict(e) for e in self.journals.of(self._company(company).id).entries]
 
     @property
     def webhook_settings(self) -> WebhookSettings:
@@ -242,6 +273,14 @@ class DynamicsSandbox:
         self.post_invoice(company, "S-INV102002")
         self.seed(company, "purchaseOrders", [{"vendorNumber": "V00010", "purchaseOrderLines": [
             {"lineObjectNumber": "1928-S", "quantity": 10}]}])
+        # CRONUS's standard journals: sales (revenue account 6110) and cash receipts (into bank account WWB-OPERATING)
+        self.add_journal_batch(company, "SALES", "DEFAULT", template_type=SALES, bal_account_no="6110")
+        self.add_journal_batch(company, "CASHRCPT", "GENERAL", bal_account_type="Bank_x0020_Account",
+                               bal_account_no="WWB-OPERATING")
+        # the batches nav-zuora books Zuora invoices and payments in (its options' defaults)
+        self.add_journal_batch(company, "SALES", "ZUORA", template_type=SALES, bal_account_no="6110")
+        self.add_journal_batch(company, "CASHRCPT", "ZUORA", bal_account_type="Bank_x0020_Account",
+                               bal_account_no="WWB-OPERATING")
         return company
 
     # -- time, webhooks and observation ------------------------------------------------------------------------

@@ -512,6 +512,35 @@ class Tenant:
         return payment
 
 
+    def refund(self, payment: dict[str, Any], amount: float) -> dict[str, Any]:
+        """A refund of (part of) a payment: the payment's refundAmount grows and the invoice it paid is open for
+        that much again (a tenant without Invoice Settlement)."""
+        amount = round(amount, 2)
+        if amount <= 0 or amount > payment["amount"] - payment["refundAmount"] + 1e-9:
+            raise BusinessError(PAYMENT, BUSINESS_RULE, f"The refund amount {amount} must be positive and at most "
+                                                        "the payment's amount not yet refunded.")
+        self._reopen(payment, amount)
+        return self.touch(payment, refundAmount=round(payment["refundAmount"] + amount, 2))
+
+    def cancel(self, payment: dict[str, Any]) -> dict[str, Any]:
+        """A payment cancelled (status Canceled): what it paid is open again."""
+        if payment["status"] != "Processed":
+            raise BusinessError(PAYMENT, BUSINESS_RULE, f"Only a processed payment can be canceled; this one is "
+                                                        f"{payment['status']}.")
+        self._reopen(payment, payment["amount"] - payment["refundAmount"])
+        return self.touch(payment, status="Canceled")
+
+    def _reopen(self, payment: dict[str, Any], amount: float) -> None:
+        account = self.tables["accounts"][payment["accountId"]]
+        self.touch(account, balance=round(account["balance"] + amount, 2))
+        for application in payment["paymentApplications"]:
+            invoice = self.tables["invoices"][application["invoiceId"]]
+            share = round(min(amount, application["appliedAmount"]), 2)
+            self.touch(invoice, balance=round(invoice["balance"] + share, 2),
+                       paymentAmount=round(invoice["paymentAmount"] - share, 2))
+            amount -= share
+
+
 def _custom(body: dict[str, Any]) -> dict[str, Any]:
     """Custom fields (``Name__c``) are stored as sent; the sandbox has no field definitions to check."""
     return {k: v for k, v in body.items() if k.endswith("__c")}
