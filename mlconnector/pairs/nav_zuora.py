@@ -13,6 +13,7 @@ Each mapping is a table of field names plus a small function. Options (``[pairs.
     invoice_status_field  default "Zuora_Invoice_Status"  NAV customer field (a page extension) for the last
                                                           invoice's status; "" leaves invoice status out
     payment_status_field  default "Zuora_Payment_Status"  the same for the last payment
+    account_id_field      default "Zuora_Account_Id"  NAV customer field for the Zuora account id; "" leaves it out
 
     invoice_journal       default "SALES/ZUORA"     NAV sales journal TEMPLATE/BATCH for Zuora invoices
     payment_journal       default "CASHRCPT/ZUORA"  NAV cash receipt journal TEMPLATE/BATCH for Zuora payments
@@ -30,7 +31,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from mlconnector.errors import RecordError
+from mlconnector.errors import RecordError, UnresolvedReference
 from mlconnector.flows import CONFLICT_RULE, Flow, MapContext, Option, PairSpec, SkipRecord
 from mlconnector.flows import text as _text
 from mlconnector.flows import without_none as _clean
@@ -49,6 +50,8 @@ OPTIONS = (
     Option("invoice_status_field", "Zuora_Invoice_Status", "NAV customer field for the last invoice's status; "
            "\"\" leaves it out"),
     Option("payment_status_field", "Zuora_Payment_Status", "the same for the last payment"),
+    Option("account_id_field", "Zuora_Account_Id", "NAV customer field (a page extension) holding the Zuora "
+           "account id; \"\" leaves it out"),
     Option("invoice_journal", "SALES/ZUORA", "NAV sales journal TEMPLATE/BATCH Zuora invoices are booked in; \"\" "
            "leaves invoices out"),
     Option("payment_journal", "CASHRCPT/ZUORA", "NAV cash receipt journal TEMPLATE/BATCH Zuora payments are booked "
@@ -117,6 +120,25 @@ def customer_from_account(account: Record, ctx: MapContext) -> dict[str, Any]:
         "postalCode": _text(contact.get("zipCode")), "country": _text(contact.get("country"))})
     payload["number"] = _text(account.get(option(ctx.options, "account_key_field")))
     return payload
+
+
+# The Zuora account id -> the NAV customer (who holds which account, seen from NAV) -----------------------------------
+# NAV customer field <- the account the customers flow linked the customer to
+ACCOUNT_ID_FIELDS = {"<account_id_field>": "the linked Zuora account's id"}
+
+
+def account_id(customer: Record, ctx: MapContext) -> dict[str, Any]:
+    """NAV customers read again after the customers flow: each gets the id of the account it is linked to. (Read
+    from NAV, not from Zuora: a Zuora account made again after a deletion would share its customer's number with
+    the deleted one's link, and the engine writes neither of two records sharing a key.)"""
+    field = option(ctx.options, "account_id_field")
+    if not field:
+        raise SkipRecord("options.account_id_field is empty: the Zuora account id is not written to NAV")
+    try:
+        account = ctx.target_id("customers", str(customer.id))
+    except UnresolvedReference:
+        raise SkipRecord("not linked to a Zuora account yet") from None
+    return {"number": str(customer["number"]), field: account}
 
 
 # NAV items <-> Zuora products ------------------------------------------------------------------------------------
@@ -226,7 +248,8 @@ def prerequisites(options: Mapping[str, Any]) -> tuple[Requirement, ...]:
                  "Customer web service (a table extension and a page extension: a NAV partner's work)")
     needed = [Requirement("erp", FIELD, "customers", str(option(options, name)), flows=(flow,),
                           fix=extension.format(name=option(options, name)))
-              for name, flow in (("invoice_status_field", "invoice_status"), ("payment_status_field", "payment_status"))
+              for name, flow in (("invoice_status_field", "invoice_status"), ("payment_status_field", "payment_status"),
+                                 ("account_id_field", "account_ids"))
               if option(options, name)]
     for journal_option, page, flow in (("invoice_journal", "253 Sales Journal as SalesJournal", "invoices"),
                                        ("payment_journal", "255 Cash Receipt Journal as CashReceiptJournal",
@@ -269,6 +292,9 @@ NAV_ZUORA = register(PairSpec(
         Flow("products_to_items", "billing", "products", "erp", "items", "number", item_from_product,
              echo_of="items", find_by=("displayName",),
              description="Zuora products -> NAV items"),
+        Flow("account_ids", "erp", "customers", "erp", "customers", "number", account_id,
+             depends_on=("customers", "accounts_to_customers"),
+             description="the linked Zuora account's id -> the NAV customer's account id field"),
         Flow("invoices", "billing", "invoices", "erp", "salesJournalLines", "documentNumber", invoice_document,
              depends_on=("customers", "accounts_to_customers"),
              description="Zuora invoices -> NAV sales journal lines (Document No. = invoice number)"),

@@ -63,7 +63,8 @@ ZOHO_UNIQUE_EXTRA = {"fo": (("Vendors", "ERP_Number"),),
                      "gp": (("Contacts", "GP_Contact_Id"), ("Vendors", "GP_Vendor_Id"),
                             ("GL_Accounts", "GL_Account_Number"), ("GL_Journal_Entries", "GL_Journal_Id"))}
 # The NAV Customer card fields nav-zuora writes Zuora's invoice and payment status to (a table extension).
-NAV_STATUS_FIELDS = {"Zuora_Invoice_Status": "zuoraInvoiceStatus", "Zuora_Payment_Status": "zuoraPaymentStatus"}
+NAV_STATUS_FIELDS = {"Zuora_Invoice_Status": "zuoraInvoiceStatus", "Zuora_Payment_Status": "zuoraPaymentStatus",
+                     "Zuora_Account_Id": "zuoraAccountId"}
 DEFAULT_PORT = 8400
 
 

@@ -1,0 +1,48 @@
+"""nav-zuora's accounts seen from both sides: the Zuora account id on the NAV customer card, and NAV's bill-to
+customers as Zuora's customer hierarchy (parentId), read through each vendor's API."""
+
+from __future__ import annotations
+
+import pytest
+
+from tests.pairs.zuora_world import ZuoraWorld, make_zuora_world
+
+
+@pytest.fixture
+def world(tmp_path, monkeypatch):
+    made = make_zuora_world(tmp_path, monkeypatch, zuora_settings='account_match = "company_name"\n')
+    yield made
+    made.close()
+
+
+def card(world: ZuoraWorld, number: str) -> dict:
+    return world.nav_user().card("customers", number)   # (shares the world's transport: the world closes it)
+
+
+def test_each_nav_customer_card_shows_its_zuora_account_id_and_a_lost_state_file_makes_no_second_account(world):
+    assert world.sync().exit_code == 0
+
+    for number in ("C00010", "C00020", "C00030"):
+        account = world.account(number)
+        assert card(world, number)["Zuora_Account_Id"] == account["id"]
+        assert world.zuora_user().account(account["id"])["basicInfo"]["NAVCustomerNumber__c"] == number
+    again = world.sync()
+    assert again.flows["account_ids"].updated == again.flows["account_ids"].created == 0, again.to_dict()
+
+    world.state_path.unlink()
+    world.dynamics.modify(world.company, "customers", "C00010", displayName="Adatum Corporation Ltd")
+    assert world.sync().exit_code == 0
+    assert len(world.zuora.records("accounts")) == 3
+    assert card(world, "C00010")["Zuora_Account_Id"] == world.account("C00010")["id"]
+    assert world.account("C00010")["name"] == "Adatum Corporation Ltd"
+
+
+def test_an_account_made_again_after_a_deletion_in_zuora_puts_its_new_id_on_the_card(world):
+    world.sync()
+    gone = world.account("C00010")["id"]
+    del world.zuora.data.tables["accounts"][gone]
+    world.dynamics.modify(world.company, "customers", "C00010", displayName="Adatum Corporation Ltd")
+
+    assert world.sync().exit_code == 0
+
+    assert card(world, "C00010")["Zuora_Account_Id"] == world.account("C00010")["id"] != gone
