@@ -14,6 +14,7 @@ Each mapping is a table of field names plus a small function. Options (``[pairs.
                                                           invoice's status; "" leaves invoice status out
     payment_status_field  default "Zuora_Payment_Status"  the same for the last payment
     account_id_field      default "Zuora_Account_Id"  NAV customer field for the Zuora account id; "" leaves it out
+    parent_from           default "bill_to"  a customer's Bill-to Customer No. makes its account a child account
 
     invoice_journal       default "SALES/ZUORA"     NAV sales journal TEMPLATE/BATCH for Zuora invoices
     payment_journal       default "CASHRCPT/ZUORA"  NAV cash receipt journal TEMPLATE/BATCH for Zuora payments
@@ -52,6 +53,8 @@ OPTIONS = (
     Option("payment_status_field", "Zuora_Payment_Status", "the same for the last payment"),
     Option("account_id_field", "Zuora_Account_Id", "NAV customer field (a page extension) holding the Zuora "
            "account id; \"\" leaves it out"),
+    Option("parent_from", "bill_to", "what makes a NAV customer's Zuora account a child account: its Bill-to "
+           "Customer No. (the Customer card), or none", ("bill_to", "none")),
     Option("invoice_journal", "SALES/ZUORA", "NAV sales journal TEMPLATE/BATCH Zuora invoices are booked in; \"\" "
            "leaves invoices out"),
     Option("payment_journal", "CASHRCPT/ZUORA", "NAV cash receipt journal TEMPLATE/BATCH Zuora payments are booked "
@@ -139,6 +142,28 @@ def account_id(customer: Record, ctx: MapContext) -> dict[str, Any]:
     except UnresolvedReference:
         raise SkipRecord("not linked to a Zuora account yet") from None
     return {"number": str(customer["number"]), field: account}
+
+
+# NAV bill-to customers -> Zuora's customer hierarchy ---------------------------------------------------------------
+# Zuora Account field <- NAV customer field
+PARENT_FIELDS = {"parentId": "Bill_to_Customer_No (the Customer card; page web services): its linked account"}
+
+
+def account_parent(customer: Record, ctx: MapContext) -> dict[str, Any]:
+    """Runs after the customers flow, so every account exists however the first load ordered parents and children.
+    A customer whose bill-to was taken away is detached (parentId empty) only where this flow once attached it."""
+    if option(ctx.options, "parent_from") == "none":
+        raise SkipRecord("options.parent_from is none: no customer hierarchy in Zuora")
+    number = str(customer["number"])
+    parent = _text(customer.get("billToCustomerNumber"))
+    key = option(ctx.options, "account_key_field")
+    if parent and parent != number:
+        return {key: number, "parentId": ctx.target_id("customers", parent, what=f"bill-to customer {parent}")}
+    try:
+        ctx.target_id("account_parents", str(customer.id))
+    except UnresolvedReference:
+        raise SkipRecord("no bill-to customer") from None
+    return {key: number, "parentId": ""}
 
 
 # NAV items <-> Zuora products ------------------------------------------------------------------------------------
@@ -292,6 +317,9 @@ NAV_ZUORA = register(PairSpec(
         Flow("products_to_items", "billing", "products", "erp", "items", "number", item_from_product,
              echo_of="items", find_by=("displayName",),
              description="Zuora products -> NAV items"),
+        Flow("account_parents", "erp", "customers", "billing", "accounts", _key("account_key_field"), account_parent,
+             depends_on=("customers", "accounts_to_customers"),
+             description="NAV bill-to customers -> parent accounts in Zuora (customer hierarchy)"),
         Flow("account_ids", "erp", "customers", "erp", "customers", "number", account_id,
              depends_on=("customers", "accounts_to_customers"),
              description="the linked Zuora account's id -> the NAV customer's account id field"),

@@ -117,7 +117,8 @@ _ADDRESS = {"Address": "addressLine1", "Address_2": "addressLine2", "City": "cit
 PAGE_FIELDS: dict[str, dict[str, str]] = {
     "customers": {"No": "number", "Name": "displayName", **_ADDRESS, "Currency_Code": "currencyCode",
                   "Salesperson_Code": "salespersonCode", "Credit_Limit_LCY": "creditLimit",
-                  "Balance_LCY": "balanceDue", "Blocked": "blocked", "VAT_Registration_No": "taxRegistrationNumber"},
+                  "Balance_LCY": "balanceDue", "Blocked": "blocked", "VAT_Registration_No": "taxRegistrationNumber",
+                  "Bill_to_Customer_No": "billToCustomerNumber"},
     "vendors": {"No": "number", "Name": "displayName", **_ADDRESS, "Currency_Code": "currencyCode",
                 "Balance_LCY": "balance", "Blocked": "blocked", "VAT_Registration_No": "taxRegistrationNumber"},
     "contacts": {"No": "number", "Type": "type", "Name": "displayName", "Company_No": "companyNumber",

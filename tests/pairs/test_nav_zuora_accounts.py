@@ -46,3 +46,47 @@ def test_an_account_made_again_after_a_deletion_in_zuora_puts_its_new_id_on_the_
     assert world.sync().exit_code == 0
 
     assert card(world, "C00010")["Zuora_Account_Id"] == world.account("C00010")["id"] != gone
+
+
+def zuora_writes(world: ZuoraWorld) -> int:
+    return sum(n for name, n in world.zuora.calls.items() if name.endswith((".create", ".update")))
+
+
+def parent_of(world: ZuoraWorld, number: str) -> str | None:
+    """The parent account of the NAV customer's account, as Zuora's GET /v1/accounts/{id} shows it."""
+    return world.zuora_user().account(world.account(number)["id"])["basicInfo"]["parentId"] or None
+
+
+def test_a_bill_to_customer_makes_the_zuora_account_a_child_of_its_account_even_when_the_parent_loads_last(world):
+    # Adatum (read first) is billed to School of Fine Art (read last), as a NAV user sets it on the Customer card.
+    nav = world.nav_user()
+    nav.edit("customers", "C00010", Bill_to_Customer_No="C00030")
+
+    first = world.sync()
+
+    assert first.exit_code == 0, first.to_dict()
+    assert parent_of(world, "C00010") == world.account("C00030")["id"]
+    assert parent_of(world, "C00020") is None and parent_of(world, "C00030") is None
+    writes = zuora_writes(world)
+    assert world.sync().exit_code == 0 and zuora_writes(world) == writes     # nothing to write again
+
+    nav.edit("customers", "C00010", Bill_to_Customer_No="C00020")
+    assert world.sync().exit_code == 0
+    assert parent_of(world, "C00010") == world.account("C00020")["id"]
+
+    nav.edit("customers", "C00010", Bill_to_Customer_No="")
+    assert world.sync().exit_code == 0
+    assert parent_of(world, "C00010") is None
+
+
+def test_a_hierarchy_zuora_refuses_fails_the_customer_with_zuoras_reason(world):
+    nav = world.nav_user()
+    nav.edit("customers", "C00010", Bill_to_Customer_No="C00020")
+    nav.edit("customers", "C00020", Bill_to_Customer_No="C00010")   # each the other's parent: a circle
+
+    result = world.sync()
+
+    assert result.exit_code == 3
+    with world.state() as state:
+        [failed] = state.audit_rows(status="failed", flow="account_parents", limit=None)
+    assert "own parent" in failed["error"] and failed["error_class"] == "zuora_business_rule"

@@ -179,8 +179,12 @@ class ODataV4Pages:
 
     def nav_row(self, page: PageSpec, row: StoredRow) -> dict[str, Any]:
         api = self.db.to_api(page.entity_set, row)
+        only = ENTITIES[page.entity_set].page_only   # fields the API does not show: the stored row has them
         out: dict[str, Any] = {"@odata.etag": row.etag}
         for nav_name, source in page.fields:
+            if isinstance(source, str) and source in only:
+                out[nav_name] = row.values.get(source, "")
+                continue
             out[nav_name] = api.get(source) if isinstance(source, str) else source(api)
         if page.last_date_modified:
             out[LAST_DATE_MODIFIED] = row.modified.date().isoformat() if row.modified else BLANK_DATE
@@ -289,7 +293,7 @@ class ODataV4Pages:
         if request.method == "PATCH":
             check_if_match(request, row.etag)   # use-odata-to-modify-data.md: If-Match required on PATCH
             changes = self._to_api(page, await read_json(request))
-            self.db.update(company, page.entity_set, row, changes)
+            self.db.update(company, page.entity_set, row, changes, page=True)
             return json_response({"@odata.context": f"{context}/$entity", **self.nav_row(page, row)})
         if request.method == "DELETE":
             check_if_match(request, row.etag)
@@ -305,7 +309,7 @@ class ODataV4Pages:
         values = self._to_api(page, body)
         if body.get("No"):
             values["number"] = str(body["No"])
-        row = self.db.create(company, page.entity_set, values)
+        row = self.db.create(company, page.entity_set, values, page=True)
         return json_response({"@odata.context": f"{context}/$entity", **self.nav_row(page, row)}, status=201)
 
     def _to_api(self, page: PageSpec, body: dict[str, Any]) -> dict[str, Any]:
@@ -353,6 +357,8 @@ def _stored_field(page: PageSpec, name: str) -> Callable[[StoredRow], Any] | Non
     if not isinstance(source, str) or source == "lastModifiedDateTime":
         return None
     spec = ENTITIES[page.entity_set]
+    if source in spec.page_only:
+        return lambda row: row.values.get(source, "")
     if source not in spec.fields:
         return lambda row: None
     default = field_default(spec, source)

@@ -57,6 +57,8 @@ class EntitySpec:
     header: str | None = None     # for line sets: the header entity set
     webhooks: bool = False        # listed in BC's webhook-supported resources (dynamics-subscriptions.md)
     expands: frozenset[str] = frozenset()
+    # Table fields the card page shows that the API v2.0 entity does not (Customer's "Bill-to Customer No.").
+    page_only: dict[str, str] = field(default_factory=dict)
 
 
 ENTITIES: dict[str, EntitySpec] = {spec.set_name: spec for spec in [
@@ -67,7 +69,8 @@ ENTITIES: dict[str, EntitySpec] = {spec.set_name: spec for spec in [
                 "taxRegistrationNumber currencyId:guid currencyCode paymentTermsId:guid shipmentMethodId:guid "
                 "paymentMethodId:guid blocked lastModifiedDateTime:datetime"),
         number_series="C00010", defaults={"type": "Company", "blocked": " "},
-        read_only=frozenset({"id", "lastModifiedDateTime", "balanceDue"}), webhooks=True),
+        read_only=frozenset({"id", "lastModifiedDateTime", "balanceDue"}), webhooks=True,
+        page_only={"billToCustomerNumber": "string"}),
     EntitySpec(
         "vendors", "vendor",
         _fields(f"id:guid number displayName {_ADDRESS} phoneNumber email website taxRegistrationNumber "
@@ -209,7 +212,8 @@ DEFAULT_PAGES: dict[str, PageSpec] = {
     "Customer": PageSpec(21, "customers", ("No",), (
         ("No", "number"), ("Name", "displayName"), *_CARD_ADDRESS, ("Currency_Code", "currencyCode"),
         ("Salesperson_Code", "salespersonCode"), ("Credit_Limit_LCY", "creditLimit"),
-        ("Balance_LCY", "balanceDue"), ("Blocked", _option("blocked")))),
+        ("Balance_LCY", "balanceDue"), ("Blocked", _option("blocked")),
+        ("Bill_to_Customer_No", "billToCustomerNumber"))),
     "Vendor": PageSpec(26, "vendors", ("No",), (
         ("No", "number"), ("Name", "displayName"), *_CARD_ADDRESS, ("Currency_Code", "currencyCode"),
         ("Balance_LCY", "balance"), ("Blocked", _option("blocked")))),

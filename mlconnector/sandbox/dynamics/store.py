@@ -229,14 +229,14 @@ class Database:
         return out
 
     def create(self, company: Company, entity: str, values: dict[str, Any], *, notify: bool = True,
-               trusted: bool = False, modified: datetime | None | str = "now") -> StoredRow:
+               trusted: bool = False, modified: datetime | None | str = "now", page: bool = False) -> StoredRow:
         """Inserts a row, and for documents its lines too (deep insert), announcing one 'created' change."""
         spec = ENTITIES[entity]
         lines = values.get(spec.lines or "", []) if spec.lines else []
         if not isinstance(lines, list):
             raise errors.bad_body()
         with self.lock:
-            row = self.insert(company, entity, values, notify=False, trusted=trusted, modified=modified)
+            row = self.insert(company, entity, values, notify=False, trusted=trusted, modified=modified, page=page)
             for line in lines:
                 self.insert_line(company, entity, row, line, notify=False)
             if lines:
@@ -247,10 +247,10 @@ class Database:
             return row
 
     def insert(self, company: Company, entity: str, values: dict[str, Any], *, notify: bool = True,
-               trusted: bool = False, modified: datetime | None | str = "now") -> StoredRow:
+               trusted: bool = False, modified: datetime | None | str = "now", page: bool = False) -> StoredRow:
         spec = ENTITIES[entity]
         with self.lock:
-            clean = self._validated(spec, values, trusted=trusted)
+            clean = self._validated(spec, values, trusted=trusted, page=page)
             clean["id"] = str(values.get("id") or uuid.uuid4()).lower()
             if spec.number_series is not None:
                 self._assign_number(company, spec, clean)
@@ -268,10 +268,10 @@ class Database:
             return row
 
     def update(self, company: Company, entity: str, row: StoredRow, changes: dict[str, Any], *,
-               notify: bool = True, trusted: bool = False) -> StoredRow:
+               notify: bool = True, trusted: bool = False, page: bool = False) -> StoredRow:
         spec = ENTITIES[entity]
         with self.lock:
-            clean = self._validated(spec, changes, trusted=trusted)
+            clean = self._validated(spec, changes, trusted=trusted, page=page)
             if "number" in clean and clean["number"] != row.values.get("number"):
                 self._ensure_unique_number(company, spec, clean["number"])
             row.values.update(clean)
@@ -297,8 +297,10 @@ class Database:
 
     # -- validation and defaults ------------------------------------------------------------------------------
 
-    def _validated(self, spec: EntitySpec, values: dict[str, Any], *, trusted: bool = False) -> dict[str, Any]:
-        """Checks names, read-only controls and types; ``trusted`` (sandbox helpers) may set read-only fields."""
+    def _validated(self, spec: EntitySpec, values: dict[str, Any], *, trusted: bool = False,
+                   page: bool = False) -> dict[str, Any]:
+        """Checks names, read-only controls and types; ``trusted`` (sandbox helpers) may set read-only fields,
+        ``page`` (a card page's write) the table fields only pages show."""
         clean: dict[str, Any] = {}
         for name, value in values.items():
             if name.startswith("@odata.") or name == spec.lines or (name == "lastModifiedDateTime" and trusted):
@@ -306,6 +308,9 @@ class Database:
             if name == "id":
                 if value and not trusted:
                     raise errors.ODataError(400, "BadRequest_InvalidOperation", "Control 'id' is read-only")
+                continue
+            if name not in spec.fields and (page or trusted) and name in spec.page_only:
+                clean[name] = "" if value is None else str(value)   # a page's control, not the API's
                 continue
             if name not in spec.fields:
                 raise errors.ODataError(400, "BadRequest",

@@ -193,6 +193,7 @@ class Tenant:
         number = body.get("accountNumber")
         if number and any(a["accountNumber"] == number for a in self.tables["accounts"].values()):
             raise BusinessError(ACCOUNT, BUSINESS_RULE, f"The account number {number} is invalid: it already exists.")
+        self._check_parent(None, body.get("parentId"))
         contact = self._contact(body["billToContact"])
         day = body.get("billCycleDay", 0)
         if not isinstance(day, int) or not 0 <= day <= 31:
@@ -217,7 +218,33 @@ class Tenant:
                   "zipCode", "country")
         return self.insert("contacts", {k: body.get(k) for k in fields})
 
+    def _check_parent(self, account: dict[str, Any] | None, parent_id: Any) -> None:
+        """A customer hierarchy's rules (Customer Hierarchy enabled): the parent exists, is not the account itself
+        nor below it, and the hierarchy keeps to five levels (https://docs.zuora.com/en/zuora-billing/manage-
+        accounts-subscriptions-and-non-subscriptions/manage-customer-accounts/create-customer-accounts/
+        basic-information-and-contacts-for-customer-accounts/field-descriptions: "Five levels are allowed")."""
+        if not parent_id:
+            return
+        parent = self.tables["accounts"].get(str(parent_id))
+        if parent is None:
+            raise BusinessError(ACCOUNT, NOT_FOUND, f"Cannot find a Account instance with id {parent_id}.")
+        above, level = parent, 1
+        while above is not None:
+            if account is not None and above["id"] == account["id"]:
+                raise BusinessError(ACCOUNT, BUSINESS_RULE, "An account cannot be its own parent or the parent of "
+                                                            "an account above it in the hierarchy.")
+            above, level = self.tables["accounts"].get(str(above.get("parentId") or "")), level + 1
+        below = self._depth_below(account) if account is not None else 0
+        if level + below > 5:
+            raise BusinessError(ACCOUNT, BUSINESS_RULE, "The customer hierarchy would have more than 5 levels.")
+
+    def _depth_below(self, account: dict[str, Any]) -> int:
+        children = [a for a in self.tables["accounts"].values() if a.get("parentId") == account["id"]]
+        return 1 + max(self._depth_below(c) for c in children) if children else 0
+
     def update_account(self, account: dict[str, Any], body: dict[str, Any]) -> None:
+        if "parentId" in body:
+            self._check_parent(account, body["parentId"])
         if "currency" in body and body["currency"] != account["currency"] and self._has_subscriptions(account):
             raise BusinessError(ACCOUNT, BUSINESS_RULE, "The currency of an account with subscriptions cannot change.")
         changes = {k: body[k] for k in ("name", "crmId", "notes", "paymentTerm", "autoPay", "billCycleDay",
