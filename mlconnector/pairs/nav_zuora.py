@@ -155,7 +155,7 @@ def account_parent(customer: Record, ctx: MapContext) -> dict[str, Any]:
     if option(ctx.options, "parent_from") == "none":
         raise SkipRecord("options.parent_from is none: no customer hierarchy in Zuora")
     number = str(customer["number"])
-    parent = _text(customer.get("billToCustomerNumber"))
+    parent = _text(customer.get("Bill_to_Customer_No"))  # a page control: API v2.0 customers have no bill-to
     key = option(ctx.options, "account_key_field")
     if parent and parent != number:
         return {key: number, "parentId": ctx.target_id("customers", parent, what=f"bill-to customer {parent}")}

@@ -117,8 +117,7 @@ _ADDRESS = {"Address": "addressLine1", "Address_2": "addressLine2", "City": "cit
 PAGE_FIELDS: dict[str, dict[str, str]] = {
     "customers": {"No": "number", "Name": "displayName", **_ADDRESS, "Currency_Code": "currencyCode",
                   "Salesperson_Code": "salespersonCode", "Credit_Limit_LCY": "creditLimit",
-                  "Balance_LCY": "balanceDue", "Blocked": "blocked", "VAT_Registration_No": "taxRegistrationNumber",
-                  "Bill_to_Customer_No": "billToCustomerNumber"},
+                  "Balance_LCY": "balanceDue", "Blocked": "blocked", "VAT_Registration_No": "taxRegistrationNumber"},
     "vendors": {"No": "number", "Name": "displayName", **_ADDRESS, "Currency_Code": "currencyCode",
                 "Balance_LCY": "balance", "Blocked": "blocked", "VAT_Registration_No": "taxRegistrationNumber"},
     "contacts": {"No": "number", "Type": "type", "Name": "displayName", "Company_No": "companyNumber",
@@ -142,6 +141,9 @@ PAGE_FIELDS: dict[str, dict[str, str]] = {
                        "Posting_Date": "postingDate", "Currency_Code": "currencyCode", "Status": "status",
                        "Document_Type": "documentType"},
 }
+# Controls of the standard card pages that API v2.0 has no property for: they keep their page names in records
+# (Customer card, page 21: "Bill-to Customer No."; API v2.0's customer resource has no bill-to customer).
+PAGE_ONLY_FIELDS: dict[str, tuple[str, ...]] = {"customers": ("Bill_to_Customer_No",)}
 LINE_FIELDS = {"Type": "lineType", "No": "lineObjectNumber", "Description": "description", "Quantity": "quantity",
                "Unit_of_Measure_Code": "unitOfMeasureCode", "Unit_Price": "unitPrice",
                "Direct_Unit_Cost": "directUnitCost", "Line_Discount_Percent": "discountPercent",
