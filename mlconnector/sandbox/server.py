@@ -299,6 +299,10 @@ def _start_dynamics(running: Sandboxes, sockets: dict[str, socket.socket], erps:
         running.nav = NavAccess(f"{dynamics_url}/{NAV_INSTANCE}", NAV_COMPANY, user, key)
         if zuora and not running.bare:
             _extend_nav_customer_card(running, dynamics)
+            # the journal batches nav-zuora books Zuora invoices and payments in (a NAV administrator's setup)
+            dynamics.add_journal_batch(company, "SALES", "ZUORA", template_type="Sales", bal_account_no="6110")
+            dynamics.add_journal_batch(company, "CASHRCPT", "ZUORA", bal_account_type="Bank_x0020_Account",
+                                       bal_account_no="WWB-OPERATING")
     if "bc" in erps:
         tenant, client_id, secret = str(uuid.uuid4()), str(uuid.uuid4()), secrets.token_urlsafe(30)
         dynamics.register_app(tenant, client_id, secret)
@@ -314,7 +318,7 @@ def _start_dynamics(running: Sandboxes, sockets: dict[str, socket.socket], erps:
 
 
 def _extend_nav_customer_card(running: Sandboxes, dynamics: DynamicsSandbox) -> None:
-    """What a NAV partner does for nav-zuora's status flows: two text fields on Customer (a table extension),
+    """What a NAV partner does for nav-zuora's card fields: three text fields on Customer (a table extension),
     shown on the Customer card page published as the Customer web service. The entity schema is the
     emulator's process-wide table: the extension is undone when the sandboxes stop."""
     from mlconnector.sandbox.dynamics.schema import DEFAULT_PAGES, ENTITIES
