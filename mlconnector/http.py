@@ -10,9 +10,10 @@ import ssl
 import threading
 import time
 from collections import Counter
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
+from decimal import Decimal
 from functools import lru_cache
 from typing import Any
 
@@ -89,6 +90,28 @@ def json_body(response: httpx.Response) -> Any:
         return response.json()  # another encoding, NaN: as httpx reads it
     except ValueError:
         return None
+
+
+def json_with_decimals(value: Any) -> bytes:
+    """JSON text (compact, UTF-8) with Decimal values written as JSON numbers, digit for digit: the json module
+    cannot write a Decimal, and a float on the way could change an amount."""
+    marks: dict[str, str] = {}
+
+    def swap(item: Any) -> Any:
+        if isinstance(item, Decimal):
+            mark = f"\u0000{len(marks)}\u0000"
+            marks[json.dumps(mark)] = format(item, "f")
+            return mark
+        if isinstance(item, Mapping):
+            return {k: swap(v) for k, v in item.items()}
+        if isinstance(item, (list, tuple)):
+            return [swap(v) for v in item]
+        return item
+
+    text = json.dumps(swap(value), ensure_ascii=False, separators=(",", ":"))
+    for mark, digits in marks.items():
+        text = text.replace(mark, digits)
+    return text.encode("utf-8")
 
 
 def json_content(value: Any) -> bytes:

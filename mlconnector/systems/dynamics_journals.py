@@ -28,7 +28,6 @@ odatav4-bound-action). NAV users (or a job queue entry) post the batch.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable, Iterator, Mapping
 from decimal import Decimal
 from typing import Any
@@ -36,6 +35,7 @@ from typing import Any
 import httpx
 
 from mlconnector.errors import ConfigError, RemoteError
+from mlconnector.http import json_with_decimals
 from mlconnector.systems.base import WriteResult
 
 # entity -> the journal page's default service name (the Web Services page's name for it)
@@ -47,24 +47,6 @@ ZERO = Decimal("0.00")
 def option(value: str) -> str:
     """An option value as NAV's EDM writes it ("Credit Memo" -> "Credit_x0020_Memo")."""
     return str(value).replace(" ", "_x0020_").replace("/", "_x002F_") if value else "_x0020_"
-
-
-def decimal_json(body: Mapping[str, Any]) -> bytes:
-    """JSON text with Decimal values written as JSON numbers, digit for digit: the json module cannot write a
-    Decimal, and a float on the way could change an amount."""
-    marks: dict[str, str] = {}
-
-    def swap(value: Any) -> Any:
-        if isinstance(value, Decimal):
-            mark = f"\u0000{len(marks)}\u0000"
-            marks[json.dumps(mark)] = format(value, "f")
-            return mark
-        return value
-
-    text = json.dumps({k: swap(v) for k, v in body.items()}, ensure_ascii=False, separators=(",", ":"))
-    for mark, digits in marks.items():
-        text = text.replace(mark, digits)
-    return text.encode("utf-8")
 
 
 def _money(value: Any) -> Decimal:
@@ -182,7 +164,7 @@ class JournalWriter:
         headers = {"Content-Type": "application/json"}
         if etag is not None:
             headers["If-Match"] = etag
-        response = self._call(method, url, content=decimal_json(fields), headers=headers,
+        response = self._call(method, url, content=json_with_decimals(fields), headers=headers,
                               idempotent=method == "PATCH")
         if response.status_code not in (200, 201):
             if response.status_code >= 500:
@@ -226,4 +208,4 @@ def check_mode(system: str, mode: str, entity: str) -> None:
                           f"api = \"odata\" for this system (API v2.0 customerPayments are not written yet)")
 
 
-__all__ = ["JournalWriter", "JournalRefused", "JOURNAL_SERVICES", "decimal_json", "check_mode"]
+__all__ = ["JournalWriter", "JournalRefused", "JOURNAL_SERVICES", "check_mode"]
