@@ -730,6 +730,9 @@ class DynamicsConnector(ConnectorBase):
     def changes(self, entity: str, since: datetime | None, until: datetime | None = None) -> Iterator[Record]:
         """Records modified in [since, until), ascending by (modified, id). With ``since`` None (a first or full
         run) rows never stamped (lastModifiedDateTime 0001-01-01) come too, first, with modified None."""
+        if entity in JOURNAL_SERVICES:
+            raise ConfigError(f"{self.name}: {entity} are written, not read: a journal line leaves the journal when "
+                              "NAV posts it; compare the posted documents in NAV's Customer Ledger Entries")
         if self.endpoint.mode == "odata":
             yield from self._page_changes(entity, since, until)
             return
