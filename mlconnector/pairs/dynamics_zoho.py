@@ -42,6 +42,11 @@ CONTACT_KEY = Option("contact_key_field", "Email", "Zoho Contacts field contacts
 PRODUCT_KEY = Option("product_key_field", "Product_Code", "Zoho Products field holding the item number (unique)")
 ORDER_KEY = Option("order_key_field", "ERP_Number", "unique field on Zoho Sales_Orders holding the order number")
 INVOICE_KEY = Option("invoice_key_field", "ERP_Number", "unique field on Zoho Invoices holding the invoice number")
+ORDER_STATUSES = Option("order_status_values", {
+    "Draft": "Created", "Released": "Approved", "Partly shipped": "Approved", "Shipped": "Delivered",
+    "Invoiced": "Delivered"}, "the Zoho Sales_Orders Status each NAV order state becomes (NAV: Draft, Released, Partly "
+    "shipped, Shipped, Invoiced); Zoho's standard picklist has Created, Approved, Delivered, Cancelled: add values "
+    "such as Invoiced to it to tell more apart")
 VENDOR_PREFIX = Option("vendor_number_prefix", "V-", "before vendor numbers in the account key, so they never "
                        "clash with customer numbers")
 ACCOUNT_TYPE_FIELD = Option("account_type_field", "Account_Type", "Zoho Accounts field telling customers from "
@@ -250,7 +255,6 @@ def product_from_item(item: Record, ctx: MapContext) -> dict[str, Any]:
 
 
 # Sales orders and posted invoices -> Sales_Orders and Invoices ----------------------------------------------------
-ORDER_STATUS = {"Draft": "Created", "In Review": "Created", "Open": "Approved"}
 INVOICE_STATUS = {"Open": "Approved", "Paid": "Paid", "Canceled": "Cancelled", "Corrective": "Cancelled"}
 LINE_FIELDS = {
     "Product_Name": "the Product linked to the line's item",
@@ -285,8 +289,26 @@ def _account_of(document: Record, ctx: MapContext) -> dict[str, str]:
                                 what=f"customer {document.get('customerNumber') or document['customerId']}")}
 
 
+def order_state(order: Record) -> str:
+    """Where a NAV order stands, from what NAV exposes: its lines' shipped and invoiced quantities (API v2.0
+    salesOrderLines; the Sales Order Subform's Quantity Shipped / Quantity Invoiced on pages), the header's Fully
+    Shipped (API v2.0), else its status (draft or released)."""
+    lines = [l for l in order.get("salesOrderLines") or [] if float(l.get("quantity") or 0) > 0]
+
+    def all_lines(field: str) -> bool:
+        return bool(lines) and all(float(l.get(field) or 0) >= float(l["quantity"]) for l in lines)
+    if all_lines("invoicedQuantity"):
+        return "Invoiced"
+    if order.get("fullyShipped") or all_lines("shippedQuantity"):
+        return "Shipped"
+    if any(float(l.get("shippedQuantity") or 0) > 0 for l in lines):
+        return "Partly shipped"
+    return "Released" if order.get("status") == "Open" else "Draft"
+
+
 def sales_order_from_order(order: Record, ctx: MapContext) -> dict[str, Any]:
-    status = "Delivered" if order.get("fullyShipped") else ORDER_STATUS.get(order.get("status") or "", "Created")
+    states = {**ORDER_STATUSES.default, **(ctx.options.get(ORDER_STATUSES.name) or {})}
+    status = states[order_state(order)]
     return _clean({
         "Subject": f"Order {order['number']}",
         key(ctx.options, "order"): str(order["number"]),

@@ -113,8 +113,8 @@ def payment_document(payment: Record, ctx: MapContext) -> dict[str, Any]:
         if not invoice_id:
             continue
         share = amount(application.get("appliedAmount"))
-        document = ctx.target_id("invoices", invoice_id, what=f"invoice {application.get('invoiceNumber') or invoice_id}"
-                                                              f" paid by {number}")
+        paid = application.get("invoiceNumber") or invoice_id
+        document = ctx.target_id("invoices", invoice_id, what=f"invoice {paid} paid by {number}")
         lines.append({"documentType": "Payment", "amount": str(-share), "appliesToDocType": "Invoice",
                       "appliesToDocNumber": document})
         applied += share

@@ -148,7 +148,8 @@ LINE_FIELDS = {"Type": "lineType", "No": "lineObjectNumber", "Description": "des
                "Unit_of_Measure_Code": "unitOfMeasureCode", "Unit_Price": "unitPrice",
                "Direct_Unit_Cost": "directUnitCost", "Line_Discount_Percent": "discountPercent",
                "Line_Discount_Amount": "discountAmount", "Line_Amount": "amountExcludingTax",
-               "Line_No": "sequence", "Document_No": "documentId"}
+               "Line_No": "sequence", "Document_No": "documentId", "Quantity_Shipped": "shippedQuantity",
+               "Quantity_Invoiced": "invoicedQuantity"}
 # Sales Header Status as the page shows it -> the API's salesOrder status (Open is still a draft there).
 DOCUMENT_STATUS = {"Open": "Draft", "Released": "Open", "Pending_Approval": "In Review",
                    "Pending_Prepayment": "Open"}

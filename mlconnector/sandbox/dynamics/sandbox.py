@@ -205,6 +205,21 @@ class DynamicsSandbox:
         line = self.db.insert_line(target, spec_name, header, values)
         return self.db.to_api(ENTITIES[spec_name].lines or "", line)
 
+    def ship(self, company: str, order: str, *, share: float = 1.0, invoice: bool = False) -> dict[str, Any]:
+        """Posts a shipment of a sales order as a NAV user does (Post > Ship, or Ship and Invoice): each line's
+        shipped quantity (``share`` of its quantity; invoiced too with ``invoice``), the header's Fully Shipped."""
+        target = self._company(company)
+        header = self._row(target, "salesOrders", order)
+        full = True
+        for line in self.db.lines_of(target, "salesOrders", header.id):
+            quantity = float(line.values.get("quantity") or 0)
+            shipped = round(quantity * share, 5)
+            full = full and shipped >= quantity
+            changes = {"shippedQuantity": shipped, **({"invoicedQuantity": shipped} if invoice else {})}
+            self.db.update_line(target, "salesOrderLines", line, changes)
+        self.db.update(target, "salesOrders", header, {"fullyShipped": full}, trusted=True)
+        return self.db.to_api("salesOrders", header)
+
     def post_invoice(self, company: str, ref: str) -> dict[str, Any]:
         """Posts a draft sales invoice: posted number (PS-INV...), status Open."""
         target = self._company(company)

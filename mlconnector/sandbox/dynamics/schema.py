@@ -231,7 +231,10 @@ DEFAULT_PAGES: dict[str, PageSpec] = {
         ("Sell_to_Customer_Name", "customerName"), ("External_Document_No", "externalDocumentNumber"),
         ("Order_Date", "orderDate"), ("Posting_Date", "postingDate"), ("Currency_Code", "currencyCode"),
         ("Status", lambda row: "Open" if row.get("status") == "Draft" else "Released")),
-        lines_part="SalesOrderSalesLines", line_fields=_SALES_LINE_FIELDS, fixed={"Document_Type": "Order"},
+        lines_part="SalesOrderSalesLines", fixed={"Document_Type": "Order"},
+        # the Sales Order Subform (page 46) also shows what was shipped and invoiced of each line
+        line_fields=_SALES_LINE_FIELDS + (("Quantity_Shipped", "shippedQuantity"),
+                                          ("Quantity_Invoiced", "invoicedQuantity")),
         last_date_modified=False),
     "PostedSalesInvoice": PageSpec(132, "salesInvoices", ("No",), (
         ("No", "number"), ("Sell_to_Customer_No", "customerNumber"), ("Sell_to_Customer_Name", "customerName"),
