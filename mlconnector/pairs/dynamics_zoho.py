@@ -18,7 +18,7 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from mlconnector.errors import RecordError
+from mlconnector.errors import RecordError, UnresolvedReference
 from mlconnector.flows import MapContext, Option, SkipRecord, Totals
 from mlconnector.flows import text as _text
 from mlconnector.flows import without_none as _clean
@@ -219,13 +219,33 @@ def contact_from_zoho_contact(contact: Record, ctx: MapContext) -> dict[str, Any
     name = " ".join(p for p in (_text(contact.get("First_Name")), _text(contact.get("Last_Name"))) if p)
     if not _text(contact.get("Email")):
         raise SkipRecord("no email: NAV contacts are matched by email")
-    return _clean({
+    payload = _clean({
         "type": "Person", "displayName": name, "email": _text(contact.get("Email")),
         "phoneNumber": _text(contact.get("Phone")), "mobilePhoneNumber": _text(contact.get("Mobile")),
         "jobTitle": _text(contact.get("Title")), "addressLine1": _text(contact.get("Mailing_Street")),
         "city": _text(contact.get("Mailing_City")), "state": _text(contact.get("Mailing_State")),
         "postalCode": _text(contact.get("Mailing_Zip")), "country": _text(contact.get("Mailing_Country")),
     })
+    relation = _business_relation(contact, ctx)
+    if relation:
+        payload["businessRelation"] = relation
+    return payload
+
+
+def _business_relation(contact: Record, ctx: MapContext) -> dict[str, str] | None:
+    """The NAV customer or vendor of the Zoho contact's Account: the connector puts the contact under that
+    customer's or vendor's company contact (the one its Contact Business Relation names). None without an Account."""
+    account = contact.get("Account_Name")
+    account_id = str(account.get("id") or "") if isinstance(account, Mapping) else ""
+    if not account_id:
+        return None
+    for flow, kind in (("customers", "Customer"), ("vendors", "Vendor")):
+        related = ctx.source_id(flow, account_id)
+        if related:
+            return {"type": kind, "id": str(related)}
+    name = account.get("name") if isinstance(account, Mapping) else None
+    raise UnresolvedReference(f"the contact's Account {name or account_id} is not linked to a NAV customer or "
+                              "vendor yet (flows customers, vendors, accounts_to_customers, accounts_to_vendors)")
 
 
 # Items -> Products ----------------------------------------------------------------------------------------------

@@ -41,6 +41,8 @@ NAV_ZOHO = register(PairSpec(
              echo_of="vendors", find_by=("displayName",),
              description="Zoho Accounts (Account_Type Vendor) -> NAV vendors"),
         Flow("contacts_to_nav", "crm", "Contacts", "erp", "contacts", "email", m.contact_from_zoho_contact,
-             echo_of="contacts", description="Zoho Contacts -> NAV contacts (matched by email)"),
+             echo_of="contacts", depends_on=("accounts_to_customers", "accounts_to_vendors"),
+             description="Zoho Contacts -> NAV person contacts (matched by email) under the company contact of "
+                         "their Account's customer or vendor"),
     ),
 ))

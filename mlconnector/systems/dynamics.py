@@ -92,8 +92,8 @@ API_ENTITIES: dict[str, tuple[str, str | None, str | None]] = {
 PUSH_ENTITIES = ("customers", "vendors", "items", "salesOrders", "postedSalesInvoices")
 WRITABLE = ("customers", "vendors", "contacts", "items")
 # Fields we never send: BC computes them.
-READ_ONLY = frozenset({"id", "lastModifiedDateTime", "relations", "balanceDue", "balance", "inventory",
-                       "contactBusinessRelation"})
+READ_ONLY = frozenset({"id", "lastModifiedDateTime", "relations", "businessRelation", "balanceDue", "balance",
+                       "inventory", "contactBusinessRelation"})
 
 # -- NAV page web services ------------------------------------------------------------------------------------
 DEFAULT_SERVICES = {"customers": "Customer", "vendors": "Vendor", "contacts": "Contact", "items": "Item",
@@ -250,7 +250,13 @@ def _isoformat(moment: datetime) -> str:
 
 # What a read fills in that the record itself does not hold: a page's stamp, capped at the read's end, and the
 # relations a read of contacts joins in (a write's answer has neither).
-NOT_STORED = frozenset({"lastModifiedDateTime", "relations"})
+NOT_STORED = frozenset({"lastModifiedDateTime", "relations", "businessRelation"})
+
+
+def _business_relation(relations: list[dict[str, Any]]) -> dict[str, Any]:
+    """A contact's first customer or vendor ({type, id}) as ``businessRelation``: what a write names to put a person
+    contact under that customer's or vendor's company contact, so a contact read back holds what was written."""
+    return {"businessRelation": {"type": relations[0]["type"], "id": str(relations[0]["id"])}} if relations else {}
 
 
 def _as_stored(record: Record) -> Record:
@@ -769,6 +775,7 @@ class DynamicsConnector(ConnectorBase):
             data["relations"] = [{"type": i.get("relatedType"), "id": i.get("relatedId"),
                                   "number": self._number_of(str(i.get("relatedType")), str(i.get("relatedId")))}
                                  for i in info if i.get("relatedType") in ("Customer", "Vendor")]
+            data.update(_business_relation(data["relations"]))
         lines = API_ENTITIES[entity][1] if entity in API_ENTITIES else None
         if lines and isinstance(data.get(lines), list):  # the only list a row carries: its lines, when expanded
             data[lines] = [_clean(v) if isinstance(v, Mapping) else v for v in data[lines]]
@@ -949,7 +956,8 @@ class DynamicsConnector(ConnectorBase):
         if company_number and company_number != record.id:
             holders.append(str(company_number))
         found = [r for holder in holders for r in relations.get(holder, [])]
-        return Record(record.system, record.entity, record.id, record.modified, {**record.data, "relations": found})
+        return Record(record.system, record.entity, record.id, record.modified,
+                      {**record.data, "relations": found, **_business_relation(found)})
 
     def find(self, entity: str, field: str, value: Any) -> list[Record]:
         """The records whose ``field`` (API v2.0 name) equals ``value`` (compared as the server's collation
@@ -1023,6 +1031,16 @@ class DynamicsConnector(ConnectorBase):
 
     def _upsert_one(self, entity: str, payload: Mapping[str, Any], key: str,
                     known_id: str | None = None) -> WriteResult:
+        if entity == "contacts" and payload.get("businessRelation"):
+            relation = payload["businessRelation"]
+            company = self._company_contact(str(relation.get("type")), str(relation.get("id")))
+            if company is None:
+                what = f"{str(relation.get('type')).lower()} {relation.get('id')}"
+                return WriteResult("fail", error=f"NAV has no company contact for {what} (Contact Business "
+                                                 "Relations): create it from the customer or vendor card (Contact > "
+                                                 "Create as Contact), then `mlconnector replay`",
+                                   error_class="no_company_contact")
+            payload = {**{k: v for k, v in payload.items() if k != "businessRelation"}, "companyNumber": company}
         value = payload.get(key)
         body = {k: v for k, v in payload.items()
                 if k not in READ_ONLY and not k.startswith("@odata.") and not (k == key and v in (None, ""))}
@@ -1058,6 +1076,20 @@ class DynamicsConnector(ConnectorBase):
             return WriteResult("fail", error=f"{code or response.status_code}: {message}".strip(": "),
                                error_class=code or f"http_{response.status_code}")
         raise AssertionError("unreachable")  # pragma: no cover
+
+    def _company_contact(self, kind: str, related: str) -> str | None:
+        """The number of the company contact whose business relation is this customer or vendor (by number on
+        pages, by id in API v2.0): page 5054 Contact Business Relations, or company contacts' contactInformation."""
+        if self.endpoint.mode == "odata":
+            found = self._page_relations(f"Link_to_Table eq {_quote_key(kind)} and No eq {_quote_key(related)}")
+            return next(iter(found), None)
+        rows = self._pages(f"{self.company_url()}/contacts",
+                           {"$filter": "type eq 'Company'", "$expand": "contactInformation"})
+        for row in rows:
+            for info in row.get("contactInformation") or []:
+                if info.get("relatedType") == kind and str(info.get("relatedId")) == related:
+                    return str(row.get("number"))
+        return None
 
     def _api_find(self, entity: str, key: str, value: str) -> dict[str, Any] | None:
         set_name = self._spec(entity)[0]
