@@ -108,7 +108,7 @@ def json_with_decimals(value: Any) -> bytes:
             return [swap(v) for v in item]
         return item
 
-    text = json.dumps(swap(value), ensure_ascii=False, separators=(",", ":"))
+    text = json.dumps(swap(value), ensure_ascii=False, separators=(",", ":"), allow_nan=False)
     for mark, digits in marks.items():
         text = text.replace(mark, digits)
     return text.encode("utf-8")
@@ -118,8 +118,8 @@ def json_content(value: Any) -> bytes:
     """A request's JSON body as httpx's ``json=`` writes it (compact, UTF-8), by orjson where it can."""
     try:
         return orjson.dumps(value)
-    except TypeError:
-        return json.dumps(value, ensure_ascii=False, separators=(",", ":"), allow_nan=False).encode("utf-8")
+    except TypeError:  # a Decimal (exact money) among the values, or what the standard encoder reports
+        return json_with_decimals(value)
 
 
 def retry_after_seconds(response: httpx.Response, now: Callable[[], datetime] | None = None) -> float | None:

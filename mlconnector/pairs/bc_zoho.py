@@ -7,7 +7,7 @@ from mlconnector.pairs import register
 
 BC_ZOHO = register(PairSpec(
     name="bc-zoho",
-    options=(m.ACCOUNT_KEY, m.CONTACT_KEY, m.PRODUCT_KEY, m.INVOICE_KEY),
+    options=(m.ACCOUNT_KEY, m.CONTACT_KEY, m.PRODUCT_KEY, m.INVOICE_KEY, m.REMAINING_FIELD),
     prerequisites=lambda options: m.zoho_prerequisites(options, {
         "account": ("customers",), "contact": ("contacts",), "product": ("items",), "invoice": ("invoices",)}),
     roles={"erp": ("bc",), "crm": ("zoho",)},

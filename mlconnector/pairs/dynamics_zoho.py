@@ -16,6 +16,7 @@ Keys a pair upserts on (the Zoho duplicate-check fields) come from the pair's op
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
+from decimal import Decimal
 from typing import Any
 
 from mlconnector.errors import RecordError, UnresolvedReference
@@ -28,7 +29,8 @@ from mlconnector.systems.base import Record
 EMPTY_GUID = "00000000-0000-0000-0000-000000000000"
 
 # What `reconcile` sums per month: posted invoices before tax (Zoho computes its own totals from the lines).
-INVOICE_TOTALS = Totals("invoiceDate", "totalAmountExcludingTax", "Invoice_Date", "Sub_Total")
+# Zoho carries the ERP's discount and tax (invoice_from_posted_invoice): the totals with tax agree.
+INVOICE_TOTALS = Totals("invoiceDate", "totalAmountIncludingTax", "Invoice_Date", "Grand_Total")
 
 
 def option_key(what: str) -> "Callable[[Mapping[str, Any]], str]":
@@ -42,6 +44,8 @@ CONTACT_KEY = Option("contact_key_field", "Email", "Zoho Contacts field contacts
 PRODUCT_KEY = Option("product_key_field", "Product_Code", "Zoho Products field holding the item number (unique)")
 ORDER_KEY = Option("order_key_field", "ERP_Number", "unique field on Zoho Sales_Orders holding the order number")
 INVOICE_KEY = Option("invoice_key_field", "ERP_Number", "unique field on Zoho Invoices holding the invoice number")
+REMAINING_FIELD = Option("invoice_remaining_field", "Remaining_Amount", "Zoho Invoices currency field for what the "
+                         "customer still owes on the posted invoice; \"\" leaves it out")
 ORDER_STATUSES = Option("order_status_values", {
     "Draft": "Created", "Released": "Approved", "Partly shipped": "Approved", "Shipped": "Delivered",
     "Invoiced": "Delivered"}, "the Zoho Sales_Orders Status each NAV order state becomes (NAV: Draft, Released, Partly "
@@ -275,6 +279,7 @@ def product_from_item(item: Record, ctx: MapContext) -> dict[str, Any]:
 
 
 # Sales orders and posted invoices -> Sales_Orders and Invoices ----------------------------------------------------
+CENT = Decimal("0.01")
 INVOICE_STATUS = {"Open": "Approved", "Paid": "Paid", "Canceled": "Cancelled", "Corrective": "Cancelled"}
 LINE_FIELDS = {
     "Product_Name": "the Product linked to the line's item",
@@ -339,7 +344,25 @@ def sales_order_from_order(order: Record, ctx: MapContext) -> dict[str, Any]:
     })
 
 
+def _money(value: Any) -> Decimal:
+    return Decimal(str(value if value not in (None, "") else 0)).quantize(CENT)
+
+
+def invoice_totals(invoice: Record, lines: list[dict[str, Any]]) -> dict[str, Decimal]:
+    """Zoho's header Discount and Tax set so that Zoho, computing Sub_Total from the lines (each quantity times list
+    price, rounded, less its discount) and Grand_Total = Sub_Total - Discount + Tax, lands on the ERP's figures:
+    Discount the invoice discount the ERP spread over its lines, Tax its tax, Grand_Total its total with tax."""
+    sub_total = sum((_money(Decimal(str(line.get("Quantity") or 0)) * _money(line.get("List_Price")))
+                     - _money(line.get("Discount")) for line in lines), Decimal("0.00"))
+    excluding = _money(invoice.get("totalAmountExcludingTax"))
+    including = _money(invoice.get("totalAmountIncludingTax"))
+    discount = sub_total - excluding
+    return {"Discount": max(discount, Decimal("0.00")), "Tax": including - excluding,
+            "Adjustment": min(discount, Decimal("0.00")) * -1}   # lines summing below the ERP's (never so far)
+
+
 def invoice_from_posted_invoice(invoice: Record, ctx: MapContext) -> dict[str, Any]:
+    lines = _lines(invoice, "salesInvoiceLines", ctx)
     payload = {
         "Subject": f"Invoice {invoice['number']}",
         key(ctx.options, "invoice"): str(invoice["number"]),
@@ -347,8 +370,12 @@ def invoice_from_posted_invoice(invoice: Record, ctx: MapContext) -> dict[str, A
         "Invoice_Date": _text(invoice.get("invoiceDate")),
         "Due_Date": _text(invoice.get("dueDate")),
         "Status": INVOICE_STATUS.get(invoice.get("status") or "", "Approved"),
-        "Invoiced_Items": _lines(invoice, "salesInvoiceLines", ctx),
+        "Invoiced_Items": lines,
+        **invoice_totals(invoice, lines),
     }
+    remaining = str(ctx.options.get(REMAINING_FIELD.name, REMAINING_FIELD.default) or "")
+    if remaining and invoice.get("remainingAmount") is not None:
+        payload[remaining] = _money(invoice.get("remainingAmount"))
     order = _text(invoice.get("orderId"))
     if order and order != EMPTY_GUID:
         try:
@@ -374,4 +401,7 @@ def zoho_prerequisites(options: Mapping[str, Any], flows: Mapping[str, tuple[str
         unique = not (module == "Contacts" and name == "Email")
         data_type = "email" if name == "Email" else "text"
         needed.append(Requirement("crm", FIELD, module, name, data_type, unique=unique, flows=flows[what]))
+    remaining = str(options.get(REMAINING_FIELD.name, REMAINING_FIELD.default) or "")
+    if flows.get("invoice") and remaining:
+        needed.append(Requirement("crm", FIELD, "Invoices", remaining, "currency", flows=flows["invoice"]))
     return tuple(needed)

@@ -7,6 +7,7 @@ from __future__ import annotations
 from collections import Counter, defaultdict
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
+from decimal import Decimal
 from typing import Any
 
 from mlconnector.config import PairConfig
@@ -280,7 +281,7 @@ def _differing(payload: Mapping[str, Any], held: Record) -> list[tuple[str, Any,
 
 def _same_number(a: Any, b: Any) -> bool:
     try:
-        return isinstance(a, (int, float)) and not isinstance(a, bool) and round(float(a) - float(b), 6) == 0
+        return isinstance(a, (int, float, Decimal)) and not isinstance(a, bool) and round(float(a) - float(b), 6) == 0
     except (TypeError, ValueError):
         return False
 

@@ -118,3 +118,27 @@ def test_reading_contacts_costs_a_call_per_page_not_per_contact(world: World):
     result = world.sync("bc-zoho", flows=["customers", "contacts"])
     assert result.flows["contacts"].created == 41
     assert result.flows["contacts"].calls["bc"] <= 2
+
+
+def test_a_taxed_and_discounted_invoice_shows_bcs_own_totals_in_zoho_and_then_that_it_was_paid(world: World):
+    [draft] = world.dynamics.seed(world.company, "salesInvoices", [{
+        "customerNumber": "C00010", "discountAmount": 25.0, "salesInvoiceLines": [
+            {"lineObjectNumber": "1896-S", "quantity": 2, "discountPercent": 10, "taxPercent": 8.25},
+            {"lineObjectNumber": "1928-S", "quantity": 3, "taxPercent": 8.25}]}])
+    posted = world.dynamics.post_invoice(world.company, draft["id"])
+    assert posted["totalTaxAmount"] > 0 and posted["discountAmount"] == 25.0
+
+    assert world.sync("bc-zoho").exit_code == 0
+
+    [linked] = [i for i in world.crm("Invoices") if i.get("ERP_Number") == posted["number"]]
+    invoice = world.zoho_user().record("Invoices", str(linked["id"]))
+    figures = {name: invoice[name] for name in ("Discount", "Tax", "Grand_Total", "Remaining_Amount")}
+    assert figures == pytest.approx({"Discount": 25.0, "Tax": posted["totalTaxAmount"],
+                                     "Grand_Total": posted["totalAmountIncludingTax"],
+                                     "Remaining_Amount": posted["totalAmountIncludingTax"]}, abs=0.001)
+    assert invoice["Status"] == "Approved"
+
+    world.dynamics.modify(world.company, "salesInvoices", draft["id"], status="Paid", remainingAmount=0)
+    assert world.sync("bc-zoho").exit_code == 0
+    invoice = world.zoho_user().record("Invoices", str(linked["id"]))
+    assert invoice["Status"] == "Paid" and invoice["Remaining_Amount"] == 0

@@ -472,8 +472,9 @@ class Database:
     def refresh_totals(self, company: Company, header_entity: str, header: StoredRow, *, notify: bool) -> None:
         """Header totals follow the lines, and a line change counts as a change of the header (BC notifies it)."""
         lines = self.lines_of(company, header_entity, header.id)
-        excl = round(sum(line.values.get("amountExcludingTax", 0) for line in lines), 2)
-        tax = round(sum(line.values.get("totalTaxAmount", 0) for line in lines), 2)
+        _allocate_invoice_discount(lines, float(header.values.get("discountAmount") or 0))
+        excl = round(sum(line.values.get("netAmount", line.values.get("amountExcludingTax", 0)) for line in lines), 2)
+        tax = round(sum(line.values.get("netTaxAmount", line.values.get("totalTaxAmount", 0)) for line in lines), 2)
         header.values.update({"totalAmountExcludingTax": excl, "totalTaxAmount": tax,
                               "totalAmountIncludingTax": round(excl + tax, 2)})
         if header_entity == "salesInvoices" and header.values.get("status") in ("Open",):
@@ -534,6 +535,22 @@ def _line_amounts(values: dict[str, Any]) -> None:
     values.update({"discountAmount": round(discount, 2), "amountExcludingTax": excl, "totalTaxAmount": tax,
                    "amountIncludingTax": round(excl + tax, 2), "netAmount": excl, "netTaxAmount": tax,
                    "netAmountIncludingTax": round(excl + tax, 2)})
+
+
+def _allocate_invoice_discount(lines: list[StoredRow], discount: float) -> None:
+    """The document's invoice discount spread over its lines by their amounts (the last line takes the rounding),
+    as BC's Invoice Discount Allocation; each line's net amount and the tax on it follow."""
+    base = sum(float(line.values.get("amountExcludingTax") or 0) for line in lines)
+    left = round(discount, 2)
+    for index, line in enumerate(lines):
+        amount = float(line.values.get("amountExcludingTax") or 0)
+        share = left if index == len(lines) - 1 else (round(discount * amount / base, 2) if base else 0.0)
+        left = round(left - share, 2)
+        net = round(amount - share, 2)
+        tax = round(net * float(line.values.get("taxPercent") or 0) / 100, 2)
+        # a new dict, not an item set in place: a row's values are replaced whole (cached views notice)
+        line.values = {**line.values, "invoiceDiscountAllocation": share, "netAmount": net, "netTaxAmount": tax,
+                       "netAmountIncludingTax": round(net + tax, 2)}
 
 
 def expiry_after(now: datetime, days: float) -> datetime:

@@ -170,6 +170,7 @@ PAIR_CUSTOM_FIELDS = (
     CustomField("Contacts", "GP_Contact_Id"), CustomField("Vendors", "ERP_Number"),
     CustomField("Vendors", "GP_Vendor_Id"),
     CustomField("Sales_Orders", "ERP_Number"), CustomField("Invoices", "ERP_Number"),
+    CustomField("Invoices", "Remaining_Amount", "currency"),
     CustomField("GL_Accounts", "GL_Account_Number"), CustomField("GL_Accounts", "Description", "textarea"),
     CustomField("GL_Accounts", "Account_Type"), CustomField("GL_Accounts", "Active", "boolean"),
     CustomField("GL_Accounts", "Alias"),
