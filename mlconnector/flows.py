@@ -98,6 +98,8 @@ class Flow:
     find_by: tuple[str, ...] = ()
     description: str = ""
     totals: Totals | None = None  # documents: what `reconcile` sums per month on each side
+    # An optional flow runs only where the pair's `flows` (or --flow) names it; by default a pair runs the others.
+    optional: bool = False
     # What a record deleted in the source does to its target by default (the pair's on_delete table overrides it):
     # None is "flag" where the target can mark records, else "unlink"; a flow into the ERP never deletes there.
     on_delete: str | None = None
@@ -176,8 +178,8 @@ class PairSpec:
         raise KeyError(name)
 
     def ordered(self, names: list[str] | tuple[str, ...] | None = None) -> list[Flow]:
-        """The chosen flows (all when none are named), each after the flows it depends on."""
-        chosen = set(names) if names else {f.name for f in self.flows}
+        """The chosen flows (all but the optional ones when none are named), each after the flows it depends on."""
+        chosen = set(names) if names else {f.name for f in self.flows if not f.optional}
         done: list[Flow] = []
         visiting: set[str] = set()
 

@@ -43,6 +43,9 @@ ACCOUNT_KEY = Option("account_key_field", "Account_Number", "Zoho Accounts field
 CONTACT_KEY = Option("contact_key_field", "Email", "Zoho Contacts field contacts are upserted on")
 PRODUCT_KEY = Option("product_key_field", "Product_Code", "Zoho Products field holding the item number (unique)")
 ORDER_KEY = Option("order_key_field", "ERP_Number", "unique field on Zoho Sales_Orders holding the order number")
+VENDOR_KEY = Option("vendor_key_field", "ERP_Number", "unique field on Zoho Vendors holding the vendor number")
+PURCHASE_ORDER_KEY = Option("purchase_order_key_field", "ERP_Number", "unique field on Zoho Purchase_Orders holding "
+                            "the purchase order number")
 INVOICE_KEY = Option("invoice_key_field", "ERP_Number", "unique field on Zoho Invoices holding the invoice number")
 REMAINING_FIELD = Option("invoice_remaining_field", "Remaining_Amount", "Zoho Invoices currency field for what the "
                          "customer still owes on the posted invoice; \"\" leaves it out")
@@ -58,7 +61,8 @@ ACCOUNT_TYPE_FIELD = Option("account_type_field", "Account_Type", "Zoho Accounts
 VENDOR_ACCOUNT_TYPES = Option("vendor_account_types", ["Vendor", "Supplier"], "values of that field meaning a "
                               "vendor")
 KEYS = {"account": ACCOUNT_KEY.name, "contact": CONTACT_KEY.name, "product": PRODUCT_KEY.name,
-        "order": ORDER_KEY.name, "invoice": INVOICE_KEY.name}
+        "order": ORDER_KEY.name, "invoice": INVOICE_KEY.name, "vendor": VENDOR_KEY.name,
+        "purchase_order": PURCHASE_ORDER_KEY.name}
 
 
 def key(options: Mapping[str, Any], what: str) -> str:
@@ -107,6 +111,47 @@ def account_from_customer(customer: Record, ctx: MapContext) -> dict[str, Any]:
 
 def account_from_vendor(vendor: Record, ctx: MapContext) -> dict[str, Any]:
     return _account(vendor, ctx, f"{ctx.options[VENDOR_PREFIX.name]}{vendor['number']}", "Vendor")
+
+
+# Vendors -> Zoho Vendors (bc-zoho's purchase orders name them) ------------------------------------------------------
+# Zoho Vendors field <- Dynamics vendor field
+VENDOR_FIELDS = {"Vendor_Name": "displayName", "<vendor key field>": "number", "Email": "email",
+                 "Phone": "phoneNumber", "Website": "website", "Street": "addressLine1",
+                 "City / State / Zip_Code / Country": "city / state / postalCode / country"}
+
+
+def vendor_module_from_vendor(vendor: Record, ctx: MapContext) -> dict[str, Any]:
+    name = _text(vendor.get("displayName"))
+    if not name:
+        raise RecordError(f"vendor {vendor.get('number')} has no name; Zoho requires Vendor_Name", "INVALID_DATA")
+    return _clean({"Vendor_Name": name, key(ctx.options, "vendor"): str(vendor["number"]),
+                   "Email": _text(vendor.get("email")), "Phone": _text(vendor.get("phoneNumber")),
+                   "Website": _text(vendor.get("website")), "Street": _street(vendor),
+                   "City": _text(vendor.get("city")), "State": _text(vendor.get("state")),
+                   "Zip_Code": _text(vendor.get("postalCode")), "Country": _text(vendor.get("country"))})
+
+
+# Purchase orders -> Zoho Purchase_Orders (bc-zoho; BC's purchase orders are polled: no webhooks for them)
+PURCHASE_ORDER_FIELDS = {"Subject": '"Purchase order " + number', "<purchase order key field>": "number",
+                         "Vendor_Name": "the Vendor linked to vendorId", "PO_Date": "orderDate",
+                         "Due_Date": "requestedReceiptDate", "Status": "status (Draft -> Created, Open -> Approved)",
+                         "Purchased_Items": "lines: Product_Name, Quantity, List_Price <- directUnitCost, Discount",
+                         "Discount / Tax": "as for invoices: Zoho's Grand_Total is BC's total with tax"}
+PURCHASE_STATUS = {"Draft": "Created", "In Review": "Created", "Open": "Approved"}
+
+
+def purchase_order_from_order(order: Record, ctx: MapContext) -> dict[str, Any]:
+    lines = [{**line, "unitPrice": line.get("directUnitCost")} for line in order.get("purchaseOrderLines") or []]
+    items = _lines(Record(order.system, order.entity, order.id, order.modified,
+                          {**order.data, "purchaseOrderLines": lines}), "purchaseOrderLines", ctx)
+    vendor = ctx.target_id("vendors", str(order["vendorId"]),
+                           what=f"vendor {order.get('vendorNumber') or order['vendorId']}")
+    totals = invoice_totals(order, items)
+    return _clean({"Subject": f"Purchase order {order['number']}",
+                   key(ctx.options, "purchase_order"): str(order["number"]), "Vendor_Name": {"id": vendor}, "PO_Date": _text(order.get("orderDate")),
+                   "Due_Date": _text(order.get("requestedReceiptDate")),
+                   "Status": PURCHASE_STATUS.get(order.get("status") or "", "Approved"), "Purchased_Items": items,
+                   "Discount": totals["Discount"], "Tax": totals["Tax"], "Adjustment": totals["Adjustment"]})
 
 
 # Accounts -> customers and vendors (the way back). Financial fields (credit limit, payment terms,
@@ -391,10 +436,11 @@ def zoho_prerequisites(options: Mapping[str, Any], flows: Mapping[str, tuple[str
     edition and above). ``flows`` names, per kind of record, the pair's flows that need it."""
     needed: list[Requirement] = []
     for what, module in (("account", "Accounts"), ("product", "Products"), ("order", "Sales_Orders"),
-                         ("invoice", "Invoices"), ("contact", "Contacts")):
+                         ("invoice", "Invoices"), ("contact", "Contacts"), ("vendor", "Vendors"),
+                         ("purchase_order", "Purchase_Orders")):
         if not flows.get(what):
             continue
-        if module in ("Sales_Orders", "Invoices"):
+        if module in ("Sales_Orders", "Invoices", "Purchase_Orders"):
             needed.append(Requirement("crm", MODULE, module, flows=flows[what]))
         name = key(options, what)
         # Contacts.Email is Zoho's own duplicate-check field: upserts key on it without "unique".

@@ -60,6 +60,7 @@ ZUORA_CALLOUT_USER = "zuora"
 ZOHO_UNIQUE_FIELDS = (("Accounts", "Account_Number"), ("Products", "Product_Code"), ("Sales_Orders", "ERP_Number"),
                       ("Invoices", "ERP_Number"))
 ZOHO_UNIQUE_EXTRA = {"fo": (("Vendors", "ERP_Number"),),
+                     "bc": (("Vendors", "ERP_Number"), ("Purchase_Orders", "ERP_Number")),   # the optional flows
                      "gp": (("Contacts", "GP_Contact_Id"), ("Vendors", "GP_Vendor_Id"),
                             ("GL_Accounts", "GL_Account_Number"), ("GL_Journal_Entries", "GL_Journal_Id"))}
 # The NAV Customer card fields nav-zuora writes Zuora's invoice and payment status to (a table extension).

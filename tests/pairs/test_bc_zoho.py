@@ -142,3 +142,26 @@ def test_a_taxed_and_discounted_invoice_shows_bcs_own_totals_in_zoho_and_then_th
     assert world.sync("bc-zoho").exit_code == 0
     invoice = world.zoho_user().record("Invoices", str(linked["id"]))
     assert invoice["Status"] == "Paid" and invoice["Remaining_Amount"] == 0
+
+
+def test_purchase_orders_are_optional_and_when_named_reach_zoho_under_their_vendor_with_bcs_totals(world: World):
+    for module in ("Vendors", "Purchase_Orders"):
+        world.zoho.mark_unique(module, "ERP_Number")   # "Do not allow duplicate values", as setup --apply asks
+    default = world.sync("bc-zoho")
+    assert "purchase_orders" not in default.flows and world.crm("Purchase_Orders") == []
+
+    result = world.sync("bc-zoho", flows=["vendors", "purchase_orders"])
+
+    assert result.exit_code == 0, result.to_dict()
+    [order] = world.erp("purchaseOrders")
+    [linked] = world.crm("Purchase_Orders")
+    zoho_order = world.zoho_user().record("Purchase_Orders", str(linked["id"]))
+    [vendor] = [v for v in world.crm("Vendors") if v.get("ERP_Number") == order["vendorNumber"]]
+    assert zoho_order["ERP_Number"] == order["number"] and zoho_order["Vendor_Name"]["id"] == vendor["id"]
+    assert [(line["Quantity"], line["List_Price"]) for line in zoho_order["Purchased_Items"]] == [(10, 42.8)]
+    assert zoho_order["Grand_Total"] == pytest.approx(order["totalAmountIncludingTax"])
+    assert bc_business_writes(world) == []
+    # polled: a change in BC arrives with the next run, nothing else is written again
+    world.dynamics.add_line(world.company, "purchaseOrders", order["number"], lineObjectNumber="1896-S", quantity=1)
+    again = world.sync("bc-zoho", flows=["vendors", "purchase_orders"])
+    assert again.flows["purchase_orders"].updated == 1 and again.flows["vendors"].updated == 0, again.to_dict()
