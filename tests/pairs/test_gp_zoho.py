@@ -330,3 +330,23 @@ def test_gp_over_sba_moves_parties_then_only_what_changed_and_says_what_it_canno
         assert all(GP_PASSWORD not in p.read_text() for p in world.state_path.parent.glob("gp-*.json"))
     finally:
         world.close()
+
+
+def test_deals_are_watched_by_default_and_a_deal_won_in_zoho_reaches_gp_through_its_channel(tmp_path, monkeypatch):
+    from mlconnector import api
+    from tests.pairs.world import wait_for
+
+    made = make_gp_world(tmp_path, monkeypatch, listen=True)
+    listener = api.Listener(made.runtime(), process=True)
+    made.listener_slot.app = listener.app
+    try:
+        first = made.sync()
+        assert first.exit_code == 0 and any("Deals" in line for line in first.channels), first.channels
+        adam = made.account("ADAMPARK0001")["id"]
+        [deal] = made.zoho.seed("Deals", [{"Deal_Name": "Spa consulting", "Stage": "Negotiation", "Amount": 4200,
+                                           "Account_Name": {"id": adam}}])
+        made.zoho.edit("Deals", deal, Stage="Closed Won")   # a user's save notifies the channel
+        assert wait_for(lambda: any(o["Key"]["Id"] == f"D{deal}" for o in made.gp.sales_orders()), timeout=10)
+    finally:
+        listener.close()
+        made.close()
