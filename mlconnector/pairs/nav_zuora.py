@@ -330,10 +330,10 @@ NAV_ZUORA = register(PairSpec(
              depends_on=("invoices",),
              description="Zuora payments -> NAV cash receipt journal lines applied to the invoices they pay"),
         Flow("invoice_status", "billing", "invoices", "erp", "customers", "number", invoice_status,
-             depends_on=("customers", "accounts_to_customers"),
+             depends_on=("customers", "accounts_to_customers"), many_to_one=True,
              description="Zuora invoice status -> the NAV customer's invoice status field"),
         Flow("payment_status", "billing", "payments", "erp", "customers", "number", payment_status,
-             depends_on=("customers", "accounts_to_customers"),
+             depends_on=("customers", "accounts_to_customers"), many_to_one=True,
              description="Zuora payments -> the NAV customer's payment status field"),
     ),
 ))

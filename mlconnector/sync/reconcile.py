@@ -129,6 +129,10 @@ def reconcile(pair: PairSpec, config: PairConfig, connectors: Mapping[str, Conne
     context = MappingContext(pair, config, state, connectors, {})
     report = ReconcileReport(pair.name)
     for flow in flows:
+        if flow.many_to_one:
+            report.flows[flow.name] = FlowReport(flow.name, not_compared="several source records write one target "
+                                                 "record (the newest wins): nothing to compare record by record")
+            continue
         try:
             report.flows[flow.name] = _reconcile_flow(pair, config, connectors, state, context, flow)
         except ConfigError as exc:  # a system that takes these records but cannot give them back (GP's orders)

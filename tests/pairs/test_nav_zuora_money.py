@@ -176,3 +176,22 @@ def test_a_journal_batch_missing_in_nav_fails_the_documents_with_navs_reason_and
         assert "Gen. Journal Batch does not exist" in failed["error"] and "BILLING" in failed["error"]
     finally:
         made.close()
+
+
+def test_two_payments_of_one_customer_in_one_run_book_both_and_the_card_shows_the_newest(tmp_path, monkeypatch):
+    made = make_zuora_world(tmp_path, monkeypatch, zuora_settings='account_match = "company_name"\n',
+                            clocks_behind=60)
+    try:
+        made.sync()
+        [invoice] = made.zuora.bill_run()
+        made.zuora.pay(invoice["id"], 10.0, kind="External")
+        made.zuora.advance(seconds=2)   # the second payment a little later (Zuora stamps whole seconds)
+        second = made.zuora.pay(invoice["id"], kind="External")
+
+        result = made.sync()
+
+        assert result.exit_code == 0, result.to_dict()
+        assert len(journal(made, "CashReceiptJournal")) == 2
+        assert made.customer("C00010")["zuoraPaymentStatus"].startswith(f"{second['paymentNumber']} Processed")
+    finally:
+        made.close()
