@@ -111,6 +111,7 @@ CUSTOMER_FIELDS = {
     "phoneNumber": "billTo.workPhone",
     "addressLine1": "billTo.address1",
     "city / state / postalCode / country": "billTo.city / state / zipCode / country",
+    "<account_id_field>": "id",
 }
 
 
@@ -122,6 +123,9 @@ def customer_from_account(account: Record, ctx: MapContext) -> dict[str, Any]:
         "city": _text(contact.get("city")), "state": _text(contact.get("state")),
         "postalCode": _text(contact.get("zipCode")), "country": _text(contact.get("country"))})
     payload["number"] = _text(account.get(option(ctx.options, "account_key_field")))
+    field = option(ctx.options, "account_id_field")
+    if field:
+        payload[field] = str(account.id)  # a customer made from the account holds its id from the start
     return payload
 
 
@@ -141,7 +145,18 @@ def account_id(customer: Record, ctx: MapContext) -> dict[str, Any]:
         account = ctx.target_id("customers", str(customer.id))
     except UnresolvedReference:
         raise SkipRecord("not linked to a Zuora account yet") from None
+    if _text(customer.get(field)) == account and not _linked(ctx, "account_ids", str(customer.id)):
+        # a customer made from a Zuora account holds its id from the start: nothing to write, nothing to link
+        raise SkipRecord("holds its Zuora account id already")
     return {"number": str(customer["number"]), field: account}
+
+
+def _linked(ctx: MapContext, flow: str, source_id: str) -> bool:
+    try:
+        ctx.target_id(flow, source_id)
+    except UnresolvedReference:
+        return False
+    return True
 
 
 # NAV bill-to customers -> Zuora's customer hierarchy ---------------------------------------------------------------
@@ -159,10 +174,8 @@ def account_parent(customer: Record, ctx: MapContext) -> dict[str, Any]:
     key = option(ctx.options, "account_key_field")
     if parent and parent != number:
         return {key: number, "parentId": ctx.target_id("customers", parent, what=f"bill-to customer {parent}")}
-    try:
-        ctx.target_id("account_parents", str(customer.id))
-    except UnresolvedReference:
-        raise SkipRecord("no bill-to customer") from None
+    if not _linked(ctx, "account_parents", str(customer.id)):
+        raise SkipRecord("no bill-to customer")
     return {key: number, "parentId": ""}
 
 
