@@ -411,9 +411,29 @@ def _zuora_target(rig: Rig, session: Any, flow: Any, key: str) -> Target:
     return Target(rows, key, ignore=("currency", "billCycleDay") if flow.target_entity == "accounts" else ())
 
 
+# Journal documents (nav-zuora's invoices and payments): a document is its Document No. in the journal (or, once
+# posted, among the customer ledger entries), for that customer; its lines and amounts are checked by the pair's tests.
+JOURNAL_TEMPLATES = {"salesJournalLines": "SALES", "cashReceiptLines": "CASHRCPT"}
+JOURNAL_FIELDS_NOT_CHECKED = ("journal", "postingDate", "dueDate", "externalDocumentNumber", "currencyCode",
+                              "description", "balAccountNumber", "lines", "reversed", "reversal")
+
+
+def _journal_target(rig: Rig, pair: str, flow: Any, key: str) -> Target:
+    dynamics, company = rig.sandboxes.dynamics, rig.company(pair)
+    documents = {(line["Document_No"], line["Account_No"]) for line in dynamics.journal_lines(company)
+                 if line["Journal_Template_Name"] == JOURNAL_TEMPLATES[flow.target_entity]}
+    documents |= {(entry["Document_No"], entry["Customer_No"]) for entry in dynamics.ledger_entries(company)}
+    rows = [{"_id": number, key: number, "customerNumber": customer} for number, customer in sorted(documents)]
+    return Target(rows, key, ignore=JOURNAL_FIELDS_NOT_CHECKED)
+
+
 def _nav_target(rig: Rig, pair: str, flow: Any, key: str) -> Target:
-    rows = [{**row, "_id": str(row["number"])} for row in rig.sandboxes.dynamics.records(rig.company(pair),
-                                                                                         flow.target_entity)]
+    if flow.target_entity in JOURNAL_TEMPLATES:
+        return _journal_target(rig, pair, flow, key)
+    # the Customer card's extension fields (nav-zuora) travel under their page names, as the page shows them
+    shown = sandbox_server.NAV_STATUS_FIELDS if flow.target_entity == "customers" else {}
+    rows = [{**row, **{page: row.get(api) for page, api in shown.items()}, "_id": str(row["number"])}
+            for row in rig.sandboxes.dynamics.records(rig.company(pair), flow.target_entity)]
     return Target(rows, key, unique=tuple(flow.find_by))
 
 
