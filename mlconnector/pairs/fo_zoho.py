@@ -40,7 +40,7 @@ OPTIONS = (
     Option("invoice_main_account", "401100", "revenue main account on free text invoice lines"),
     Option("invoice_target", "free_text_invoice", "what a Zoho invoice becomes in F&O: an unposted free text invoice "
            "(flow invoices), or a line of a customer invoice journal, a customer transaction once posted (flow "
-           "invoices_to_journal)", ("free_text_invoice", "invoice_journal")),
+           "invoices_to_journal: name it in the pair's flows)", ("free_text_invoice", "invoice_journal")),
     Option("invoice_currency", "USD", "the currency of Zoho invoices that name none (a Zoho org without "
            "multi-currency keeps amounts in its home currency)"),
     Option("invoice_journal_name", "CInv", "the F&O journal name (General ledger > Journal setup > Journal names) "
@@ -350,8 +350,10 @@ FO_ZOHO = register(PairSpec(
         Flow("invoices", "crm", "Invoices", "erp", "FreeTextInvoiceHeaders", option_key("invoice"),
              free_text_invoice_from_zoho, depends_on=("customers", "products"),
              description="Zoho Invoices -> F&O customer free text invoices (unposted), booked once"),
+        # Optional, so the default run does not read Zoho invoices twice: name it in pairs.fo-zoho.flows (instead of
+        # invoices) with options.invoice_target = "invoice_journal".
         Flow("invoices_to_journal", "crm", "Invoices", "erp", "CustomerInvoiceJournalHeaders", "Description",
-             invoice_journal_from_zoho, depends_on=("customers",),
+             invoice_journal_from_zoho, depends_on=("customers",), optional=True,
              description="Zoho Invoices -> F&O customer invoice journals (options.invoice_target = "
                          "\"invoice_journal\"), keyed on invoice number and customer account, booked once"),
     ),

@@ -17,7 +17,8 @@ from tests.pairs.fo_world import ENVIRONMENT, FO_CLIENT_ID, FO_SECRET, LEGAL_ENT
 def world(tmp_path, monkeypatch):
     made = make_fo_world(tmp_path, monkeypatch)
     with made.config_path.open("a") as config:
-        config.write('\n[pairs.fo-zoho.options]\ninvoice_target = "invoice_journal"\n')
+        config.write('flows = ["customers", "products", "vendors", "sales_orders", "invoices_to_journal"]\n'
+                     '\n[pairs.fo-zoho.options]\ninvoice_target = "invoice_journal"\n')
     yield made
     made.close()
 
