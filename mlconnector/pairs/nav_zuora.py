@@ -15,6 +15,8 @@ Each mapping is a table of field names plus a small function. Options (``[pairs.
     payment_status_field  default "Zuora_Payment_Status"  the same for the last payment
     account_id_field      default "Zuora_Account_Id"  NAV customer field for the Zuora account id; "" leaves it out
     parent_from           default "bill_to"  a customer's Bill-to Customer No. makes its account a child account
+    parent_dimension      default ""         a dimension whose value names the parent customer (optional flow
+                                             account_parents_by_dimension)
 
     invoice_journal       default "SALES/ZUORA"     NAV sales journal TEMPLATE/BATCH for Zuora invoices
     payment_journal       default "CASHRCPT/ZUORA"  NAV cash receipt journal TEMPLATE/BATCH for Zuora payments
@@ -55,6 +57,8 @@ OPTIONS = (
            "account id; \"\" leaves it out"),
     Option("parent_from", "bill_to", "what makes a NAV customer's Zuora account a child account: its Bill-to "
            "Customer No. (the Customer card), or none", ("bill_to", "none")),
+    Option("parent_dimension", "", "a dimension code (NAV's Default Dimensions of a customer) whose value is the "
+           "number of the customer whose Zuora account is the parent (optional flow account_parents_by_dimension)"),
     Option("invoice_journal", "SALES/ZUORA", "NAV sales journal TEMPLATE/BATCH Zuora invoices are booked in; \"\" "
            "leaves invoices out"),
     Option("payment_journal", "CASHRCPT/ZUORA", "NAV cash receipt journal TEMPLATE/BATCH Zuora payments are booked "
@@ -127,6 +131,21 @@ def customer_from_account(account: Record, ctx: MapContext) -> dict[str, Any]:
     if field:
         payload[field] = str(account.id)  # a customer made from the account holds its id from the start
     return payload
+
+
+def account_parent_by_dimension(dimension: Record, ctx: MapContext) -> dict[str, Any]:
+    """A customer's default dimension named by options.parent_dimension holds the number of its parent customer (a
+    customer group, a head office): that customer's Zuora account becomes the parent."""
+    code = str(option(ctx.options, "parent_dimension") or "").upper()
+    if not code:
+        raise SkipRecord("options.parent_dimension is empty")
+    if str(dimension.get("dimensionCode") or "").upper() != code:
+        raise SkipRecord(f"dimension {dimension.get('dimensionCode')}, not {code}")
+    number, parent = str(dimension["customerNumber"]), _text(dimension.get("dimensionValue"))
+    if not parent or parent == number:
+        raise SkipRecord("the customer is its own group")
+    return {option(ctx.options, "account_key_field"): number,
+            "parentId": ctx.target_id("customers", parent, what=f"customer {parent} ({code} {parent})")}
 
 
 # The Zuora account id -> the NAV customer (who holds which account, seen from NAV) -----------------------------------
@@ -333,6 +352,10 @@ NAV_ZUORA = register(PairSpec(
         Flow("account_parents", "erp", "customers", "billing", "accounts", _key("account_key_field"), account_parent,
              depends_on=("customers", "accounts_to_customers"),
              description="NAV bill-to customers -> parent accounts in Zuora (customer hierarchy)"),
+        Flow("account_parents_by_dimension", "erp", "customerDimensions", "billing", "accounts",
+             _key("account_key_field"), account_parent_by_dimension, depends_on=("customers",), optional=True,
+             description="a NAV customer dimension (options.parent_dimension) naming the parent customer -> the "
+                         "Zuora account's parent (optional; page 540 Default Dimensions, read whole)"),
         Flow("account_ids", "erp", "customers", "erp", "customers", "number", account_id,
              depends_on=("customers", "accounts_to_customers"),
              description="the linked Zuora account's id -> the NAV customer's account id field"),

@@ -98,7 +98,8 @@ READ_ONLY = frozenset({"id", "lastModifiedDateTime", "relations", "businessRelat
 # -- NAV page web services ------------------------------------------------------------------------------------
 DEFAULT_SERVICES = {"customers": "Customer", "vendors": "Vendor", "contacts": "Contact", "items": "Item",
                     "salesOrders": "SalesOrder", "postedSalesInvoices": "PostedSalesInvoice",
-                    "purchaseOrders": "PurchaseOrder", "contactRelations": "ContactBusinessRelations"}
+                    "purchaseOrders": "PurchaseOrder", "contactRelations": "ContactBusinessRelations",
+                    "customerDimensions": "DefaultDimensions"}
 # Document pages are keyed by (Document Type, No.); card pages by No.
 DOCUMENT_TYPE = {"salesOrders": "Order", "purchaseOrders": "Order"}
 # The lines subpage navigation is the service name plus the part's control name (SalesOrder + SalesLines).
@@ -740,6 +741,10 @@ class DynamicsConnector(ConnectorBase):
         if entity in JOURNAL_SERVICES:
             raise ConfigError(f"{self.name}: {entity} are written, not read: a journal line leaves the journal when "
                               "NAV posts it; compare the posted documents in NAV's Customer Ledger Entries")
+        if entity == "customerDimensions":
+            self._whole_read[entity] = until or utcnow()   # page 540 has no modification date: read whole
+            yield from self._customer_dimensions()
+            return
         if self.endpoint.mode == "odata":
             yield from self._page_changes(entity, since, until)
             return
@@ -789,6 +794,9 @@ class DynamicsConnector(ConnectorBase):
 
     def get(self, entity: str, id: str) -> Record | None:
         """The full current record with its lines (contacts: with relations); None when it is gone."""
+        if entity == "customerDimensions":
+            customer, _, code = id.partition("/")
+            return next((r for r in self._customer_dimensions(customer) if r.id == id), None)
         if self.endpoint.mode == "odata":
             return self._page_get(entity, id)
         set_name, lines, extra = self._spec(entity)
@@ -1076,6 +1084,19 @@ class DynamicsConnector(ConnectorBase):
             return WriteResult("fail", error=f"{code or response.status_code}: {message}".strip(": "),
                                error_class=code or f"http_{response.status_code}")
         raise AssertionError("unreachable")  # pragma: no cover
+
+    def _customer_dimensions(self, number: str | None = None) -> Iterator[Record]:
+        """Customers' default dimensions (page 540 Default Dimensions, table 18), one record per customer and
+        dimension code: id "C00010/CUSTOMERGROUP". Page web services only."""
+        if self.endpoint.mode != "odata":
+            raise ConfigError(f"{self.name}: customers' default dimensions are read from page 540 (page web "
+                              "services); API v2.0 has them per customer only (customers(id)/defaultDimensions)")
+        terms = "Table_ID eq 18" + (f" and No eq {_quote_key(number)}" if number else "")
+        for row in self._pages(f"{self.company_url()}/{self.services['customerDimensions']}", {"$filter": terms}):
+            customer, code = str(row.get("No") or ""), str(row.get("Dimension_Code") or "")
+            yield Record(self.name, "customerDimensions", f"{customer}/{code}", None, {
+                "id": f"{customer}/{code}", "customerNumber": customer, "customerId": customer,
+                "dimensionCode": code, "dimensionValue": _nav_value(row.get("Dimension_Value_Code"))})
 
     def _company_contact(self, kind: str, related: str) -> str | None:
         """The number of the company contact whose business relation is this customer or vendor (by number on

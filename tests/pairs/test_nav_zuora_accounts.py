@@ -90,3 +90,26 @@ def test_a_hierarchy_zuora_refuses_fails_the_customer_with_zuoras_reason(world):
     with world.state() as state:
         [failed] = state.audit_rows(status="failed", flow="account_parents", limit=None)
     assert "own parent" in failed["error"] and failed["error_class"] == "zuora_business_rule"
+
+
+def test_a_customer_group_dimension_names_the_parent_account_when_the_pair_is_told_to_use_it(tmp_path, monkeypatch):
+    flows = ('flows = ["customers", "items", "sales_orders", "accounts_to_customers", "products_to_items", '
+             '"account_parents_by_dimension", "account_ids"]\n')
+    made = make_zuora_world(tmp_path, monkeypatch, zuora_settings='account_match = "company_name"\n',
+                            pair_settings=flows + '[pairs.nav-zuora.options]\nparent_dimension = "CUSTGROUP"\n')
+    try:
+        # A NAV user sets CUSTGROUP on two customers' Dimensions: both belong to School of Fine Art's group.
+        for number in ("C00010", "C00020"):
+            made.dynamics.set_default_dimension(made.company, number, "CUSTGROUP", "C00030")
+        made.dynamics.set_default_dimension(made.company, "C00030", "AREA", "30")   # another dimension: no parent
+
+        first = made.sync()
+
+        assert first.exit_code == 0, first.to_dict()
+        head_office = made.account("C00030")["id"]
+        assert parent_of(made, "C00010") == parent_of(made, "C00020") == head_office
+        assert parent_of(made, "C00030") is None
+        writes = zuora_writes(made)
+        assert made.sync().exit_code == 0 and zuora_writes(made) == writes
+    finally:
+        made.close()

@@ -90,6 +90,10 @@ class ODataV4Pages:
         if segments == [self.sandbox.relations_service]:
             return self._relations(request, company, root)
         match = _SERVICE_RE.match(segments[0])
+        if match and match.group(1) == self.sandbox.dimensions_service and len(segments) == 1 and not match.group(2):
+            # page 540 Default Dimensions (dimensions.py)
+            return await self.sandbox.dimensions.handle(
+                request, company.id, f"{root}/$metadata#Company('{company.name}')/{match.group(1)}")
         if match and match.group(1) in self.sandbox.journal_services and len(segments) == 1:
             # journals and ledger entries (journals.py): tables of their own, not card or document rows
             return await self.sandbox.journals.handle(request, company.id, match.group(1), match.group(2),

@@ -18,6 +18,8 @@ from mlconnector.sandbox.common import Faults, SandboxClock
 from . import errors
 from .api import ApiV2
 from .auth import CREDENTIAL_TYPES, AppRegistration, Identity
+from .dimensions import CUSTOMER_TABLE, DefaultDimensions
+from .dimensions import SERVICE as DIMENSIONS_SERVICE
 from .journals import CASH_RECEIPTS, JOURNAL_PAGES, SALES, Journals
 from .nav import ODataV4Pages
 from .odata import parse_datetime
@@ -67,6 +69,8 @@ class DynamicsSandbox:
         self.journals = Journals(self._customer_numbers, lambda: self.clock.now().date())
         # Journal and ledger pages published (journals.py); ``unpublish_page`` takes one away.
         self.journal_services: set[str] = set(JOURNAL_PAGES)
+        self.dimensions = DefaultDimensions()
+        self.dimensions_service: str | None = DIMENSIONS_SERVICE   # page 540, published; None: not published
         self._windows: dict[str, deque[datetime]] = {}
         self._inflight: dict[str, int] = {}
         self._semaphores: dict[str, asyncio.Semaphore] = {}
@@ -126,6 +130,10 @@ class DynamicsSandbox:
         books.batches[(template, batch)] = (bal_account_type, bal_account_no)
         if bal_account_no:
             (books.bank_accounts if bal_account_type == "Bank_x0020_Account" else books.gl_accounts).add(bal_account_no)
+
+    def set_default_dimension(self, company: str, customer: str, code: str, value: str | None) -> None:
+        """A customer's default dimension value (the customer card's Dimensions); None takes it away."""
+        self.dimensions.set(self._company(company).id, CUSTOMER_TABLE, customer, code, value)
 
     def post_journal(self, company: str, template: str, batch: str) -> list[dict[str, Any]]:
         """Posts a journal batch as a NAV user's Post action does (raises ValueError with NAV's reason)."""
