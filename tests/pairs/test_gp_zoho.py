@@ -350,3 +350,25 @@ def test_deals_are_watched_by_default_and_a_deal_won_in_zoho_reaches_gp_through_
     finally:
         listener.close()
         made.close()
+
+
+def test_a_zoho_quote_becomes_a_gp_sales_quote_once_and_a_lost_quote_is_not_sent(world: GPWorld):
+    world.sync()
+    aaron = world.account("AARONFIT0001")["id"]
+    [product] = world.zoho.seed("Products", [{"Product_Name": "100XLG"}])
+    [quote, lost] = world.zoho.seed("Quotes", [
+        {"Subject": "Phones for the new office", "Quote_Stage": "Delivered", "Account_Name": {"id": aaron},
+         "Valid_Till": "2026-12-31", "Quoted_Items": [{"Product_Name": {"id": product}, "Quantity": 3}]},
+        {"Subject": "Old offer", "Quote_Stage": "Closed Lost", "Account_Name": {"id": aaron},
+         "Quoted_Items": [{"Product_Name": {"id": product}, "Quantity": 1}]}])
+
+    result = world.sync()
+
+    assert result.exit_code == 0, result.to_dict()
+    [gp_quote] = world.gp.sales_quotes()
+    assert gp_quote["Key"]["Id"] == f"Q{quote}" and gp_quote["CustomerKey"]["Id"] == "AARONFIT0001"
+    [line] = gp_quote["Lines"]["SalesQuoteLine"]
+    assert (line["ItemKey"]["Id"], line["Quantity"]["Value"], line["QuantityToOrder"]["Value"]) == ("100XLG", 3, 3)
+    assert world.gp.sales_orders() == []          # a quote is not an order
+    world.zoho.edit("Quotes", quote, Subject="Phones for the new office (v2)")
+    assert world.sync().exit_code == 0 and len(world.gp.sales_quotes()) == 1
