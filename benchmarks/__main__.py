@@ -1,4 +1,4 @@
-"""``python -m benchmarks [--quick] [--only SCENARIO[,SCENARIO]] [--pairs PAIR[,PAIR]] [--customers N]``"""
+"""``python -m benchmarks [--quick] [--only SCENARIO[,SCENARIO]] [--pairs PAIR[,PAIR]] [--customers N] [--state-url URL]``"""
 
 from __future__ import annotations
 
@@ -16,6 +16,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--pairs", default=",".join(PAIRS), help="pairs, comma-separated")
     parser.add_argument("--customers", type=int, help="customers to seed (items a tenth, invoices a fifth)")
     parser.add_argument("--no-save", action="store_true", help="print the table, keep no result file")
+    parser.add_argument("--state-url", help="keep the tool's state in this PostgreSQL database (a schema per pair, "
+                                            "dropped after) instead of a SQLite file")
     args = parser.parse_args(argv)
     plan = QUICK if args.quick else FULL
     if args.customers:
@@ -23,7 +25,9 @@ def main(argv: list[str] | None = None) -> int:
                        size=Size(args.customers, max(6, args.customers // 10), max(3, args.customers // 5)))
     only = {s.strip() for s in args.only.split(",") if s.strip()} or None
     pairs = tuple(p.strip() for p in args.pairs.split(",") if p.strip())
-    report = run(plan, pairs=pairs, only=only, save=not args.no_save,
+    if args.state_url:
+        plan = replace(plan, mode=f"{plan.mode}-postgres")
+    report = run(plan, pairs=pairs, only=only, save=not args.no_save, state_url=args.state_url,
                  say=lambda text: print(text, file=sys.stderr, flush=True))
     print(render(report))
     return 0

@@ -12,6 +12,8 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
@@ -50,9 +52,16 @@ def tiny(customers: int = 300) -> Plan:
     return Plan("tiny", Size(customers, max(6, customers // 10), max(3, customers // 5)), customers, 0.05, 2)
 
 
+# With --state-url: the PostgreSQL database the tool keeps its state in, a schema per pair (set by run_pair).
+_state_url: str | None = None
+
+
 def _tool_env() -> dict[str, str]:
-    """The tool's environment: ours without MLCONNECTOR_ settings (the sandbox config says where secrets are)."""
+    """The tool's environment: ours without MLCONNECTOR_ settings (the sandbox config says where secrets are), and
+    the state database where one is benchmarked."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("MLCONNECTOR_")}
+    if _state_url:
+        env["MLCONNECTOR_STATE_URL"] = _state_url
     env["PYTHONPATH"] = str(ROOT) + os.pathsep + env.get("PYTHONPATH", "")
     return env
 
@@ -286,6 +295,8 @@ def scenario_push(sp: SandboxProcess, pair: str, plan: Plan, work: Path) -> dict
     push_config = sp.config.with_name("push.toml")
     push_config.write_text(text, encoding="utf-8")
     env = {k: v for k, v in os.environ.items() if not k.startswith("MLCONNECTOR_")}
+    if _state_url:
+        env["MLCONNECTOR_STATE_URL"] = _state_url
     log = (work / "listen.log").open("w")
     listener = subprocess.Popen([sys.executable, "-m", "mlconnector", "--config", str(push_config), "listen",
                                  "--host", "127.0.0.1", "--port", str(port), "--process"],
@@ -320,7 +331,35 @@ def scenario_push(sp: SandboxProcess, pair: str, plan: Plan, work: Path) -> dict
     return figures
 
 
-def run_pair(pair: str, plan: Plan, only: set[str], work: Path, say: Any) -> dict[str, Any]:
+@contextmanager
+def state_schema(server_url: str | None, pair: str) -> Iterator[None]:
+    """A fresh PostgreSQL schema for one pair's runs (dropped after), or nothing: the sandbox's state file."""
+    global _state_url
+    if not server_url:
+        yield
+        return
+    import psycopg
+
+    schema = f"bench_{pair.replace('-', '_')}_{os.getpid()}"
+    with psycopg.connect(server_url, autocommit=True) as admin:
+        admin.execute(f"DROP SCHEMA IF EXISTS {schema} CASCADE")
+        admin.execute(f"CREATE SCHEMA {schema}")
+        separator = "&" if "?" in server_url else "?"
+        _state_url = f"{server_url}{separator}options=-csearch_path%3D{schema}"
+        try:
+            yield
+        finally:
+            _state_url = None
+            admin.execute(f"DROP SCHEMA {schema} CASCADE")
+
+
+def run_pair(pair: str, plan: Plan, only: set[str], work: Path, say: Any,
+             state_url: str | None = None) -> dict[str, Any]:
+    with state_schema(state_url, pair):
+        return _run_pair(pair, plan, only, work, say)
+
+
+def _run_pair(pair: str, plan: Plan, only: set[str], work: Path, say: Any) -> dict[str, Any]:
     out: dict[str, Any] = {}
     loaded = {"initial", "no_changes", "one_percent", "push"} & only
     if loaded:
@@ -360,19 +399,21 @@ def machine() -> dict[str, Any]:
 
 
 def run(plan: Plan, *, pairs: tuple[str, ...] = PAIRS, only: set[str] | None = None, save: bool = True,
-        say: Any = print, results_dir: Path = RESULTS) -> dict[str, Any]:
+        say: Any = print, results_dir: Path = RESULTS, state_url: str | None = None) -> dict[str, Any]:
+    """``state_url``: a PostgreSQL server for the tool's state (a schema per pair), instead of the state file."""
     only = set(only or SCENARIOS)
     unknown = only - set(SCENARIOS)
     if unknown:
         raise ValueError(f"unknown scenario {sorted(unknown)[0]!r}; one of {', '.join(SCENARIOS)}")
     compile_package()
     report: dict[str, Any] = {"timestamp": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-                              "mode": plan.mode, "size": plan.size.__dict__, **machine(), "pairs": {}}
+                              "mode": plan.mode, "size": plan.size.__dict__, **machine(), "pairs": {},
+                              "state": "postgresql" if state_url else "sqlite"}
     with tempfile.TemporaryDirectory(prefix="mlconnector-bench-") as tmp:
         for pair in pairs:
             work = Path(tmp) / f"work-{pair}"
             work.mkdir()
-            report["pairs"][pair] = run_pair(pair, plan, only, work, say)
+            report["pairs"][pair] = run_pair(pair, plan, only, work, say, state_url)
     report["load_average_at_end"] = [round(x, 2) for x in os.getloadavg()]
     if save:
         save_report(report, render(report), results_dir, plan.mode, "latest.md")

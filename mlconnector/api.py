@@ -7,7 +7,6 @@ import json
 import logging
 import os
 import queue
-import sqlite3
 import threading
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Iterator
@@ -19,7 +18,6 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-from filelock import FileLock, Timeout
 
 from mlconnector import alerts, interrupt
 from mlconnector.config import ALERTS_WEBHOOK_ENV, Config, load_config
@@ -29,8 +27,10 @@ from mlconnector.health import Limits, Problem
 from mlconnector.health import check as health_check
 from mlconnector.http import CallCounter
 from mlconnector.pairs import all_pairs, get_pair
-from mlconnector.state import State, default_state_path, refuse_foreign_database
-from mlconnector.sync import Engine, RunResult, open_pair, pair_lock, pair_lock_file, resolve_roles
+from mlconnector.state import (STATE_ENV, StateLocation, StateStore, database_errors, default_state_path,
+                               refuse_foreign_database, resolve_state)
+from mlconnector.urls import STATE_URL_ENV
+from mlconnector.sync import Engine, RunResult, open_pair, resolve_roles
 from mlconnector.sync.reconcile import ReconcileReport, queue_fixes
 from mlconnector.sync.reconcile import reconcile as run_reconcile
 from mlconnector.sync.run import new_run_id
@@ -83,13 +83,29 @@ class Runtime:
         return load_config(self.config_path)
 
     def state_file(self, config: Config | None = None) -> Path:
+        """The SQLite state file, where the state is one (see ``state_location``)."""
         if self.state_path:
             return Path(self.state_path)
         cfg = config if config is not None else load_config(self.config_path, required=False)
         return cfg.state_path or default_state_path()
 
-    def open_state(self) -> State:
-        return State(self.state_file())
+    def state_location(self, config: Config | None = None) -> StateLocation:
+        """Where the state is: --state PATH, $MLCONNECTOR_STATE_URL, [state] url or path, $MLCONNECTOR_STATE, else
+        the user's state dir."""
+        cfg = config if config is not None else load_config(self.config_path, required=False)
+        return resolve_state(cli_path=self.state_path, config_url=cfg.state_url, config_path=cfg.state_path,
+                             password=self._state_password)
+
+    def _state_password(self) -> str | None:
+        """The state database's password from the secrets (keyring or encrypted file); where none can be read,
+        libpq's own PGPASSWORD and ~/.pgpass still apply."""
+        try:
+            return self.secret_store().get("state", "password")
+        except MLConnectorError:
+            return None
+
+    def open_state(self) -> StateStore:
+        return self.state_location().open()
 
     def secret_store(self) -> Any:
         if self.secrets is None:
@@ -99,62 +115,22 @@ class Runtime:
             self.secrets = store_from_environment(backend=config.secrets_backend, directory=config.secrets_dir)
         return self.secrets
 
-    def context(self, state: State | None = None) -> ConnectorContext:
+    def context(self, state: StateStore | None = None) -> ConnectorContext:
+        location = self.state_location()
         return ConnectorContext(secrets=self.secret_store(), counter=CallCounter(), transport=self.transport,
-                                state=state, state_dir=self.state_file().parent)
+                                state=state, state_dir=location.directory, ledger=location.ledger())
 
 
 @contextmanager
-def state_errors(path: Path) -> Iterator[None]:
-    """An error of the state file itself during a run (a full disk, an I/O error, a file made read-only) is the
-    operator's to fix, not a bug: one line naming the file and the fix (exit 2). What was written but not
-    recorded is read again by the next run (the watermark stays before it)."""
-    try:
-        yield
-    except sqlite3.OperationalError as exc:
-        raise ConfigError(f"state file {path}: {exc}; make room on that disk or fix the file's permissions, "
-                          "then run again (or pass --state PATH to use another file)") from None
-    except sqlite3.DatabaseError as exc:
-        if type(exc) is not sqlite3.DatabaseError:  # integrity and programming errors are bugs
-            raise
-        raise ConfigError(f"state file {path}: {exc}; move the damaged file aside and run again "
-                          "(or pass --state PATH to use another file)") from None
-
-
-@contextmanager
-def locked_state(path: Path, pair: str) -> Iterator[State]:
-    """The pair's lock, then its state file; runs of the pair left marked running (a kill -9) are closed as
+def locked_state(location: StateLocation, pair: str) -> Iterator[StateStore]:
+    """The pair's lock, then its state; runs of the pair left marked running (a kill -9) are closed as
     interrupted, since none can be alive while this process holds the lock."""
-    refuse_foreign_database(path)
-    _check_lock_can_be_taken(path, pair)
-    with pair_lock(path, pair), State(path) as state, state_errors(path):
+    if location.path:
+        refuse_foreign_database(location.path)
+    with location.errors(), location.pair_lock(pair) as lock, location.open() as state:
+        state.run_lock = lock  # checked before each batch is sent (PostgreSQL: the lock's connection alive)
         state.close_abandoned_runs(pair)
         yield state
-
-
-def _check_lock_can_be_taken(path: Path, pair: str) -> None:
-    """The pair's lock file goes next to the state file: a directory that cannot be written is the operator's to
-    fix (exit 2), not another run holding the lock (75) nor a bug."""
-    lock = pair_lock_file(path, pair)
-    try:
-        lock.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-        os.close(os.open(lock, os.O_RDWR | os.O_CREAT, 0o600))
-    except OSError as exc:
-        raise ConfigError(f"state file {path}: its directory {lock.parent} cannot be written ({exc.strerror or exc}); "
-                          "fix its permissions, or pass --state PATH to use another") from None
-
-
-def run_alive(path: Path, pair: str) -> bool:
-    """Whether a run of ``pair`` holds its lock now."""
-    lock = FileLock(str(pair_lock_file(path, pair)))
-    try:
-        lock.acquire(timeout=0)
-    except Timeout:
-        return True
-    except OSError:
-        return False  # no lock can be taken there (a read-only directory): no run is writing either
-    lock.release()
-    return False
 
 
 def sync(runtime: Runtime, pair: str, *, flows: Iterable[str] | None = None, full: bool = False,
@@ -164,8 +140,8 @@ def sync(runtime: Runtime, pair: str, *, flows: Iterable[str] | None = None, ful
     """Run one pair once: lock, open state and connectors, sync, close. ``allow_deletes`` lets deletions the
     mass-delete guard would stop through, this once."""
     config = runtime.config
-    path = runtime.state_file(config)
-    with locked_state(path, pair) as state:
+    location = runtime.state_location(config)
+    with locked_state(location, pair) as state:
         try:
             refuse_flows_setup_found_missing(state, config, pair, flows)
             session = open_pair(config, pair, runtime.context(state))
@@ -200,7 +176,7 @@ def _after_run_quietly(step: Callable[[], object]) -> None:
     it (the disk filled meanwhile) is logged, and the run's own result or error stands."""
     try:
         step()
-    except (sqlite3.Error, OSError, MLConnectorError) as exc:
+    except (*database_errors(), OSError, MLConnectorError) as exc:
         log.warning("after the run: %s", exc)
 
 
@@ -219,9 +195,9 @@ def prune(runtime: Runtime, *, days: int | None = None, vacuum: bool = False) ->
     keep = config.audit_retention_days if days is None else days
     if not keep:
         raise ConfigError("audit_retention_days is 0 (keep everything): pass --older-than DAYS to prune anyway")
-    path = runtime.state_file(config)
+    location = runtime.state_location(config)
     before = datetime.now(timezone.utc) - timedelta(days=keep)
-    with State(path) as state, state_errors(path):
+    with location.errors(), location.open() as state:
         deleted = state.prune(before)
         if vacuum:
             state.vacuum()
@@ -242,13 +218,13 @@ def alert_failed(runtime: Runtime, pair: str, detail: str) -> bool:
     """`mlconnector alert failed PAIR`: a failure seen from outside (systemd's OnFailure=) opens the pair's incident
     as a failed run would: one alert, not two, and an ok run settles it. True when an alert was sent."""
     config = runtime.config
-    path = runtime.state_file(config)
-    with State(path) as state, state_errors(path):
+    location = runtime.state_location(config)
+    with location.errors(), location.open() as state:
         return alerts.raise_incident(state, config.alerts, f"run:{pair}", alerts.Alert(
             "failed", f"{pair}: {detail}", pair), datetime.now(timezone.utc))
 
 
-def refuse_flows_setup_found_missing(state: State, config: Config, pair: str, flows: Iterable[str] | None) -> None:
+def refuse_flows_setup_found_missing(state: StateStore, config: Config, pair: str, flows: Iterable[str] | None) -> None:
     """A flow whose prerequisites the last `mlconnector setup` found missing does not start: it would only fail
     record by record. The first such line is the error (exit 2)."""
     missing = state.setup_missing(pair)
@@ -269,8 +245,8 @@ def setup(runtime: Runtime, pair: str, *, apply: bool = False,
     from mlconnector.setup import check_pair
 
     config = runtime.config
-    path = runtime.state_file(config)
-    with State(path) as state, state_errors(path):
+    location = runtime.state_location(config)
+    with location.errors(), location.open() as state:
         context = runtime.context(state)
         return check_pair(config, pair, context, state, apply=apply, plan=plan)
 
@@ -280,10 +256,10 @@ def keep_channels(runtime: Runtime, pair: str) -> RunResult:
     renews them itself: LockHeld). A channel that cannot be renewed alerts (`[alerts]`) and one renewed again
     settles it."""
     config = runtime.config
-    path = runtime.state_file(config)
+    location = runtime.state_location(config)
     # Looked at first without the pair's lock: taken every round, it would now and then make a cron sync starting
     # at that moment find it held and do nothing (exit 75). Renewals fall due about once a day.
-    with State(path) as state, state_errors(path):
+    with location.errors(), location.open() as state:
         session = open_pair(config, pair, runtime.context(state))
         try:
             due = Engine(session.pair, session.config, session.connectors, state,
@@ -292,7 +268,7 @@ def keep_channels(runtime: Runtime, pair: str) -> RunResult:
             session.close()
     if not due:
         return RunResult(run_id=new_run_id(), pair=pair)
-    with locked_state(path, pair) as state:
+    with locked_state(location, pair) as state:
         session = open_pair(config, pair, runtime.context(state))
         try:
             result = Engine(session.pair, session.config, session.connectors, state,
@@ -306,8 +282,8 @@ def keep_channels(runtime: Runtime, pair: str) -> RunResult:
 def drain(runtime: Runtime, pair: str) -> RunResult:
     """Process the pair's waiting notifications now (no poll), under the pair's lock."""
     config = runtime.config
-    path = runtime.state_file(config)
-    with locked_state(path, pair) as state:
+    location = runtime.state_location(config)
+    with locked_state(location, pair) as state:
         session = open_pair(config, pair, runtime.context(state))
         try:
             return Engine(session.pair, session.config, session.connectors, state,
@@ -343,7 +319,7 @@ class Listener:
         if not push:
             raise ConfigError(f"{config.path}: no configured pair reads from a system that can push "
                               "notifications; `mlconnector sync` polls instead")
-        self.inbox = Inbox(runtime.state_file(config), consumers)
+        self.inbox = Inbox(runtime.state_location(config), consumers)
         self._runtime = runtime
         self._queue: "queue.Queue[str | None]" = queue.Queue()
         # One run at a time in this process (the worker's drains, the keeper's polls): log lines name the run
@@ -352,11 +328,11 @@ class Listener:
         self._worker = threading.Thread(target=self._work, daemon=True) if process else None
         if self._worker:
             self._worker.start()
-        path = runtime.state_file(config)
+        location = runtime.state_location(config)
         self.app = create_receiver(push, self.inbox, self._queue_pairs if process else None,
                                    body_timeout=body_timeout or BODY_TIMEOUT,
                                    checks=lambda: self.inbox.health(config.pairs, limits or Limits(),
-                                                                    lambda pair: run_alive(path, pair)))
+                                                                    location.run_alive))
         self.systems = sorted(push)
         self.pairs = sorted({pair for pairs in consumers.values() for pair in pairs})
         self._process = process
@@ -442,14 +418,14 @@ def replay(runtime: Runtime, *, pair: str | None = None, flow: str | None = None
            progress: Callable[[str, int], None] | None = None) -> list[RunResult]:
     """Retry queued records, pair by pair, each under that pair's lock."""
     config = runtime.config
-    path = runtime.state_file(config)
-    with State(path) as state:
+    location = runtime.state_location(config)
+    with location.errors(), location.open() as state:
         queued = state.replay_items(pair=pair, flow=flow, error_class=error_class, ids=ids)
     results = []
     for name in sorted({item["pair"] for item in queued}):
         if name not in all_pairs() or interrupt.requested() is not None:
             continue
-        with locked_state(path, name) as state:
+        with locked_state(location, name) as state:
             session = open_pair(config, name, runtime.context(state))
             try:
                 engine = Engine(session.pair, session.config, session.connectors, state,
@@ -475,8 +451,8 @@ def reconcile(runtime: Runtime, pair: str, *, flows: Iterable[str] | None = None
     documents' totals by month), under the pair's lock so no run writes meanwhile. With ``fix`` each record that
     writing again would fix is queued for replay; with ``now`` that replay runs at once."""
     config = runtime.config
-    path = runtime.state_file(config)
-    with locked_state(path, pair) as state:
+    location = runtime.state_location(config)
+    with locked_state(location, pair) as state:
         session = open_pair(config, pair, runtime.context(state))
         try:
             chosen = [session.pair.flow(name) for name in _flow_names(session.pair, flows, session.config.flows)]
@@ -512,7 +488,7 @@ def mappings(runtime: Runtime, pair: str, *, flow: str | None = None) -> list[Li
 
 
 def _flow_names(pair: Any, flows: Iterable[str] | None, configured: Iterable[str] | None) -> list[str]:
-    names = list(flows or configured or [f.name for f in pair.flows])
+    names = list(flows or configured or [f.name for f in pair.flows if not f.optional])
     known = [f.name for f in pair.flows]
     for name in names:
         if name not in known:
@@ -547,14 +523,19 @@ def show_config(runtime: Runtime) -> dict[str, Any]:
 
     config = runtime.config
     raw = tomllib.loads(config.path.read_text(encoding="utf-8")) if config.path else {}
+    location = runtime.state_location(config)  # the order of resolve_state
     if runtime.state_path:
         state_source = "--state"
+    elif os.environ.get(STATE_URL_ENV):
+        state_source = f"${STATE_URL_ENV}"
+    elif config.state_url:
+        state_source = "[state] url"
     elif config.state_path:
         state_source = "[state] path"
     else:
-        state_source = "$MLCONNECTOR_STATE" if os.environ.get("MLCONNECTOR_STATE") else "default"
-    return report(config, config_source(runtime.config_path), str(runtime.state_file(config)), state_source,
-                  runtime.secret_store(), raw)
+        state_source = f"${STATE_ENV}" if os.environ.get(STATE_ENV) else "default"
+    # location.shown: a PostgreSQL URL without its password
+    return report(config, config_source(runtime.config_path), location.shown, state_source, runtime.secret_store(), raw)
 
 
 def validate_config(runtime: Runtime) -> tuple[Config, list[str]]:
@@ -631,19 +612,19 @@ class Status:
 
 
 def status(runtime: Runtime) -> Status:
-    path = runtime.state_file()
-    with State(path) as state:
+    location = runtime.state_location()
+    with location.errors(), location.open() as state:
         depth: dict[str, int] = defaultdict(int)
         for (pair, flow), n in state.replay_depth().items():
             depth[f"{pair}/{flow}"] = n
         return Status(
-            state_file=str(path),
+            state_file=location.shown,
             watermarks=[{"pair": w["pair"], "flow": w["flow"], "watermark": w["value"]} for w in state.watermarks()],
             replay_queue=dict(depth),
             inbox_pending=state.inbox_depth(),
             channels=[{**c, "expires": c["expires"].isoformat() if c["expires"] else None}
                       for c in state.channels()],
-            last_runs=[_as_seen(path, {k: r[k] for k in ("id", "pair", "started", "finished", "status", "exit_code")})
+            last_runs=[_as_seen(location, {k: r[k] for k in ("id", "pair", "started", "finished", "status", "exit_code")})
                        for r in state.last_runs(limit=10)],
             arrivals=state.arrivals(datetime.now(timezone.utc) - timedelta(days=1)),
             deletions=state.deletions(datetime.now(timezone.utc) - timedelta(days=30)),
@@ -653,10 +634,9 @@ def status(runtime: Runtime) -> Status:
 def check(runtime: Runtime, limits: Limits) -> list[Problem]:
     """`status --check`: what needs a look, from the state file alone (see mlconnector.health)."""
     config = load_config(runtime.config_path, required=False)
-    path = runtime.state_file(config)
-    with State(path) as state:
-        return health_check(state, config.pairs, limits, datetime.now(timezone.utc),
-                            lambda pair: run_alive(path, pair))
+    location = runtime.state_location(config)
+    with location.errors(), location.open() as state:
+        return health_check(state, config.pairs, limits, datetime.now(timezone.utc), location.run_alive)
 
 
 def prometheus(runtime: Runtime, limits: Limits) -> str:
@@ -664,21 +644,22 @@ def prometheus(runtime: Runtime, limits: Limits) -> str:
     from mlconnector.metrics import render
 
     config = load_config(runtime.config_path, required=False)
-    path = runtime.state_file(config)
-    with State(path) as state:
-        return render(state, config.pairs, limits, datetime.now(timezone.utc), lambda pair: run_alive(path, pair))
+    location = runtime.state_location(config)
+    with location.errors(), location.open() as state:
+        return render(state, config.pairs, limits, datetime.now(timezone.utc), location.run_alive)
 
 
-def _as_seen(path: Path, run: dict[str, Any]) -> dict[str, Any]:
+def _as_seen(location: StateLocation, run: dict[str, Any]) -> dict[str, Any]:
     """A run marked running whose pair's lock is free ended without a word (kill -9): it shows as interrupted (the
     next run of the pair records it so)."""
-    if run["status"] == "running" and not run_alive(path, run["pair"]):
+    if run["status"] == "running" and not location.run_alive(run["pair"]):
         return {**run, "status": "interrupted"}
     return run
 
 
 def audit(runtime: Runtime, **filters: Any) -> list[dict[str, Any]]:
     """Audit rows, oldest first; an update's ``changes`` as a list of {field, old, new}."""
-    with State(runtime.state_file()) as state:
+    location = runtime.state_location()
+    with location.errors(), location.open() as state:
         return [{**row, "changes": json.loads(row["changes"]) if row.get("changes") else []}
                 for row in state.audit_rows(**filters)]

@@ -12,7 +12,7 @@ from typing import Any
 
 from mlconnector.errors import ConfigError
 from mlconnector.fieldmap.rules import FlowRules, parse_mappings
-from mlconnector.urls import check_setting_urls, refuse_credentials_in_urls
+from mlconnector.urls import check_setting_urls, check_state_url, refuse_credentials_in_urls
 
 CONFIG_ENV = "MLCONNECTOR_CONFIG"
 DEFAULT_CONFIG = "connections.toml"
@@ -79,7 +79,7 @@ PAIR_KEYS = {
     "on_delete": "flow -> what a record deleted in its source does to its target: ignore, unlink, flag or delete",
     "deletes_every_hours": "hours between whole reads of ids that find deletions in sources without a feed",
     "max_delete_fraction": "a flow stops, deleting nothing, when more of its linked records than this look deleted",
-    "mappings": "flow -> your field mappings and filter: add, override, drop, transform, filter (see README)",
+    "mappings": "flow -> your field mappings and filter: add, override, drop, transform, filter (see docs/mappings.md)",
 }
 
 
@@ -144,7 +144,7 @@ ALERT_KEYS = {
     "repeat_hours": "hours after which an incident still open alerts again (0: never)",
     "timeout_seconds": "seconds the command or the webhook may take",
 }
-_STATE_KEYS = ("path", "audit_retention_days")
+_STATE_KEYS = ("path", "url", "audit_retention_days")
 
 
 @dataclass(frozen=True)
@@ -153,6 +153,7 @@ class Config:
     systems: Mapping[str, SystemConfig]
     pairs: Mapping[str, PairConfig]
     state_path: Path | None = None
+    state_url: str | None = None  # [state] url: a PostgreSQL database (no password in it)
     # [secrets]: where secrets live when no environment variable says (sandbox demos, headless hosts).
     secrets_backend: str | None = None
     secrets_dir: Path | None = None
@@ -221,19 +222,23 @@ def load_config(path: str | Path | None = None, *, required: bool = True) -> Con
 def parse_config(raw: Mapping[str, Any], path: Path | None = None) -> Config:
     where = str(path) if path else "configuration"
     _refuse_secrets(raw, where, ())
-    refuse_credentials_in_urls(raw, where)
+    state = raw.get("state", {})
+    state_url = state.get("url") if isinstance(state, Mapping) else None
+    # The state URL may name its user (user@host); its own check below refuses a password in it.
+    refuse_credentials_in_urls({**raw, "state": {k: v for k, v in state.items() if k != "url"}}
+                               if isinstance(state, Mapping) else raw, where)
     unknown = set(raw) - {"systems", "pairs", "state", "secrets", "alerts"}
     if unknown:
         raise ConfigError(f"{where}: unknown top-level table [{sorted(unknown)[0]}]; "
                           "use [systems.NAME], [pairs.NAME], [state], [secrets] and [alerts]")
     systems = {name: _system(name, table, where) for name, table in _tables(raw, "systems", where).items()}
     pairs = {name: _pair(name, table, where, systems) for name, table in _tables(raw, "pairs", where).items()}
-    state = raw.get("state", {})
     if isinstance(state, Mapping):
         for key in state:
             if key not in _STATE_KEYS:
-                raise ConfigError(f"{where}: state.{key} is not a known key (known: {', '.join(_STATE_KEYS)})")
-    state_path = state.get("path") if isinstance(state, dict) else None
+                raise ConfigError(f"{where}: state.{key} is not a known key (known: {', '.join(_STATE_KEYS)}; path is a "
+                                  "SQLite file, url a PostgreSQL database)")
+    state_path = state.get("path") if isinstance(state, Mapping) else None
     retention = state.get("audit_retention_days", 90) if isinstance(state, Mapping) else 90
     if isinstance(retention, bool) or not isinstance(retention, int) or not 0 <= retention <= 36_600:
         raise ConfigError(f"{where}: state.audit_retention_days = {retention!r}: use a whole number of days from 0 "
@@ -241,6 +246,11 @@ def parse_config(raw: Mapping[str, Any], path: Path | None = None) -> Config:
     if state_path is not None and (not isinstance(state_path, str) or not state_path.strip()):
         raise ConfigError(f"{where}: state.path must be the path of the state file (e.g. \"state.db\"); remove "
                           "the key to use the default (the user's state directory)")
+    if state_url is not None:
+        state_url = check_state_url(state_url, f"{where}: state.url")
+        if state_path is not None:
+            raise ConfigError(f"{where}: [state] sets both path and url; keep one (url: PostgreSQL, path: a SQLite "
+                              "file)")
     secrets = raw.get("secrets", {})
     backend = secrets.get("backend") if isinstance(secrets, Mapping) else None
     directory = secrets.get("dir") if isinstance(secrets, Mapping) else None
@@ -251,6 +261,7 @@ def parse_config(raw: Mapping[str, Any], path: Path | None = None) -> Config:
     base = path.parent if path else Path(".")
     return Config(path=path, systems=systems, pairs=pairs,
                   state_path=(base / Path(state_path).expanduser()) if state_path else None,
+                  state_url=state_url,
                   secrets_backend=backend,
                   secrets_dir=(base / Path(directory).expanduser()) if directory else None,
                   alerts=_alerts(raw.get("alerts", {}), where), audit_retention_days=retention)

@@ -6,12 +6,11 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import sqlite3
 import threading
 import time
 from collections.abc import Callable, Iterable, Mapping
-from typing import Any
 from pathlib import Path
+from typing import Any
 
 from starlette.applications import Starlette
 from starlette.concurrency import run_in_threadpool
@@ -22,7 +21,7 @@ from starlette.routing import Route
 from mlconnector.errors import MLConnectorError, NotificationRejected
 from mlconnector.health import Limits
 from mlconnector.health import check as health_check
-from mlconnector.state import State
+from mlconnector.state import StateLocation, database_errors
 from mlconnector.state.common import utcnow
 from mlconnector.systems.base import ConnectorBase, Notification
 
@@ -42,8 +41,11 @@ class _TooLarge(Exception):
 class Inbox:
     """The durable inbox, written from the receiver's threads one at a time."""
 
-    def __init__(self, state_path: Path, consumers: Mapping[tuple[str, str], list[str]]) -> None:
-        self._state = State(state_path)
+    def __init__(self, location: StateLocation | Path, consumers: Mapping[tuple[str, str], list[str]]) -> None:
+        location = location if isinstance(location, StateLocation) else StateLocation(path=Path(location))
+        self._location = location
+        with location.errors():
+            self._state = location.open()
         self._lock = threading.Lock()
         self.consumers = consumers
 
@@ -65,8 +67,8 @@ class Inbox:
         try:
             with self._lock:
                 self._state.prove_writable("listen")
-        except (sqlite3.Error, OSError, MLConnectorError) as exc:
-            return f"state file {self._state.path} cannot be written: {exc}"
+        except (*database_errors(), OSError, MLConnectorError) as exc:
+            return f"{self._location.label} cannot be written: {exc}"
         return None
 
     def health(self, pairs: Iterable[str], limits: Limits, run_alive: Callable[[str], bool]) -> dict[str, Any]:

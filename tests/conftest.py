@@ -15,6 +15,8 @@ import keyring
 import pytest
 
 from tests import fakes
+# Imported now: it reads MLCONNECTOR_TEST_POSTGRES_URL before each test's environment is cleared (isolated).
+from tests.postgres import schema_of_its_own
 from tests.helpers import MemoryKeyring
 from tests.reliability import leaks
 
@@ -129,6 +131,18 @@ def pytest_terminal_summary(terminalreporter: Any) -> None:
     target = os.environ.get("MLCONNECTOR_RELIABILITY_FIGURES")
     if target:
         Path(target).write_text(json.dumps(figures, indent=2) + "\n")
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+def state_store(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> Any:
+    """Runs the test once with the default SQLite state file and once with the state in PostgreSQL (a schema of
+    the test's own, chosen as a user would: MLCONNECTOR_STATE_URL). Yields "sqlite" or the database's URL."""
+    if request.param == "sqlite":
+        yield "sqlite"
+        return
+    with schema_of_its_own() as url:
+        monkeypatch.setenv("MLCONNECTOR_STATE_URL", url)
+        yield url
 
 
 @pytest.fixture

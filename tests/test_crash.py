@@ -1,6 +1,6 @@
 """Kill -9 the sync process many times, each time once the target has seen a chosen number of this run's
 writes, then let it finish: the target holds exactly one record per source record, with the source's values,
-and the watermark is never ahead of what landed."""
+and the watermark is never ahead of what landed. With the state in the SQLite file and in PostgreSQL."""
 
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from mlconnector.state import State
+from mlconnector.api import Runtime
 from tests.helpers import kill_on_progress
 
 TRIALS = int(os.environ.get("MLCONNECTOR_CRASH_TRIALS", "25"))
@@ -29,7 +29,7 @@ def start_sync(env: dict[str, str]) -> subprocess.Popen:
 
 
 @pytest.mark.timeout(120 + 4 * TRIALS)
-def test_killed_runs_never_duplicate_or_lose_records(config_file, erp, crm, tmp_path):
+def test_killed_runs_never_duplicate_or_lose_records(config_file, erp, crm, tmp_path, state_store):
     rng = random.Random(20261123)  # seeded: a failure can be replayed
     for i in range(1, 151):
         erp.put("customer", {"number": f"C{i:04d}", "name": f"Customer {i}", "city": "Oslo"})
@@ -56,9 +56,9 @@ def test_killed_runs_never_duplicate_or_lose_records(config_file, erp, crm, tmp_
             landed_at_kill.append(crm.landed() - before)
         proc.stderr.close()
         # After every crash the watermark is never ahead of what the target holds.
-        with State(os.environ["MLCONNECTOR_STATE"]) as state:
+        with Runtime().open_state() as state:  # the state the killed run used: the file, or MLCONNECTOR_STATE_URL
             mark = state.watermark("erp-crm", "customers")
-            linked = {link for link in state.db.execute("SELECT source_id FROM links WHERE flow='customers'")}
+            linked = set(state.linked_ids("erp-crm", "customers", "source"))
         if mark:
             landed_numbers = {a["number"] for a in crm.all("account")}
             behind = [c for c in erp.all("customer") if datetime.fromisoformat(c["modified"]) <= mark]

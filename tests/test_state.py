@@ -1,4 +1,5 @@
-"""The state file: private, migrated once, watermarks that never move back."""
+"""The state: private, migrated once, watermarks that never move back, transactions all or nothing. The tests that
+take ``store`` run against both stores, the SQLite file and PostgreSQL."""
 
 from __future__ import annotations
 
@@ -8,7 +9,16 @@ from datetime import datetime, timedelta, timezone
 
 import pytest
 
-from mlconnector.state import CACHE_KIB, WAL_CHECKPOINT_PAGES, State, default_state_path, migrations
+from mlconnector.api import Runtime
+from mlconnector.state import (CACHE_KIB, WAL_CHECKPOINT_PAGES, BatchRecord, Link, Replay, State, default_state_path,
+                               iso, migrations, utcnow)
+
+
+@pytest.fixture
+def state(state_store):
+    """A state opened as every command opens it (from the environment: the state file, or MLCONNECTOR_STATE_URL)."""
+    with Runtime().open_state() as opened:
+        yield opened
 
 
 def test_state_file_is_created_private_and_migrated_once(tmp_path):
@@ -22,7 +32,7 @@ def test_state_file_is_created_private_and_migrated_once(tmp_path):
                        "m009_setup_findings", "m010_health", "m011_field_changes", "m012_deletion_checks",
                        "m013_kept_after_delete", "m014_run_kind", "m015_channel_failures", "m016_reconcile_results",
                        "m017_alert_incidents",
-                       "m018_mapping_digests"]
+                       "m018_mapping_digests", "m019_shared_ledger"]
 
 
 def test_default_state_path_honours_env(monkeypatch, tmp_path):
@@ -32,46 +42,43 @@ def test_default_state_path_honours_env(monkeypatch, tmp_path):
     assert default_state_path().name == "state.db" and "mlconnector" in str(default_state_path())
 
 
-def test_watermark_never_moves_back_and_is_utc(tmp_path):
-    with State(tmp_path / "s.db") as state:
-        later = datetime(2026, 5, 1, 12, tzinfo=timezone(timedelta(hours=2)))
-        state.set_watermark("p", "f", later)
-        state.set_watermark("p", "f", later - timedelta(days=1))
-        assert state.watermark("p", "f") == later
-        assert state.watermark("p", "f").utcoffset() == timedelta(0)
+def test_watermark_never_moves_back_and_is_utc(state):
+    later = datetime(2026, 5, 1, 12, tzinfo=timezone(timedelta(hours=2)))
+    state.set_watermark("p", "f", later)
+    state.set_watermark("p", "f", later - timedelta(days=1))
+    assert state.watermark("p", "f") == later
+    assert state.watermark("p", "f").utcoffset() == timedelta(0)
 
 
-def test_naive_timestamps_are_refused(tmp_path):
-    with State(tmp_path / "s.db") as state, pytest.raises(ValueError, match="naive"):
+def test_naive_timestamps_are_refused(state):
+    with pytest.raises(ValueError, match="naive"):
         state.set_watermark("p", "f", datetime(2026, 1, 1))
 
 
-def test_a_failed_transaction_leaves_nothing_behind(tmp_path):
-    with State(tmp_path / "s.db") as state:
-        with pytest.raises(RuntimeError):
-            with state.transaction():
-                state.add_audit({"run_id": "r", "pair": "p", "action": "create"})
-                raise RuntimeError("crash")
-        assert state.audit_rows() == []
-
-
-def test_a_transaction_inside_another_is_undone_alone_and_lands_with_the_outer(tmp_path):
-    with State(tmp_path / "s.db") as state:
+def test_a_failed_transaction_leaves_nothing_behind(state):
+    with pytest.raises(RuntimeError):
         with state.transaction():
-            state.add_audit({"run_id": "r", "pair": "p", "action": "create", "source_id": "kept"})
-            with pytest.raises(RuntimeError):
-                with state.transaction():
-                    state.add_audit({"run_id": "r", "pair": "p", "action": "create", "source_id": "undone"})
-                    raise RuntimeError("crash")
-            with state.transaction():
-                state.add_audit({"run_id": "r", "pair": "p", "action": "create", "source_id": "also kept"})
-        assert sorted(r["source_id"] for r in state.audit_rows()) == ["also kept", "kept"]
+            state.add_audit({"run_id": "r", "pair": "p", "action": "create"})
+            raise RuntimeError("crash")
+    assert state.audit_rows() == []
+
+
+def test_a_transaction_inside_another_is_undone_alone_and_lands_with_the_outer(state):
+    with state.transaction():
+        state.add_audit({"run_id": "r", "pair": "p", "action": "create", "source_id": "kept"})
         with pytest.raises(RuntimeError):
             with state.transaction():
-                with state.transaction():
-                    state.add_audit({"run_id": "r", "pair": "p", "action": "create", "source_id": "outer fails"})
+                state.add_audit({"run_id": "r", "pair": "p", "action": "create", "source_id": "undone"})
                 raise RuntimeError("crash")
-        assert sorted(r["source_id"] for r in state.audit_rows()) == ["also kept", "kept"]
+        with state.transaction():
+            state.add_audit({"run_id": "r", "pair": "p", "action": "create", "source_id": "also kept"})
+    assert sorted(r["source_id"] for r in state.audit_rows()) == ["also kept", "kept"]
+    with pytest.raises(RuntimeError):
+        with state.transaction():
+            with state.transaction():
+                state.add_audit({"run_id": "r", "pair": "p", "action": "create", "source_id": "outer fails"})
+            raise RuntimeError("crash")
+    assert sorted(r["source_id"] for r in state.audit_rows()) == ["also kept", "kept"]
 
 
 def test_commits_are_synced_lazily_except_the_intent_before_a_keyless_create(tmp_path):
@@ -82,7 +89,7 @@ def test_commits_are_synced_lazily_except_the_intent_before_a_keyless_create(tmp
     state.add_intents("nav-zoho", "accounts_to_customers", ["z1"], "run-1")
     state.db.conn.set_trace_callback(None)
     full, insert, commit = (next(i for i, s in enumerate(statements) if s.startswith(prefix))
-                            for prefix in ("PRAGMA synchronous=FULL", "INSERT OR REPLACE INTO intents", "COMMIT"))
+                            for prefix in ("PRAGMA synchronous=FULL", "INSERT INTO intents", "COMMIT"))
     assert full < insert < commit and statements[-1] == "PRAGMA synchronous=NORMAL"
     assert [i["source_id"] for i in state.open_intents("nav-zoho")] == ["z1"]
 
@@ -115,3 +122,35 @@ def test_a_state_file_deleted_or_replaced_after_it_was_opened_refuses_to_commit(
     state.close()
     with State(tmp_path / "fresh.db") as fresh:
         fresh.check_same_file()  # the file it opened: no complaint
+
+
+def test_a_batch_lands_whole_and_is_read_back_as_committed(state):
+    when = datetime(2026, 3, 1, tzinfo=timezone.utc)
+    link = Link("p", "customers", "C1", "Z1", when, "h1", None, ("City", "Name"), target_key="c1")
+    failed = Replay("C2", "nav", "customer", "duplicate_key", "shares its key with C3", "run-1", target_key="dup")
+    state.record_batch("p", "customers", BatchRecord(
+        links=[link], queued=[failed], watermark=when,
+        audits=[{"run_id": "run-1", "pair": "p", "flow": "customers", "action": "create", "source_id": "C1",
+                 "note": "push", "time": iso(utcnow())}]))
+    state.queue_replays("p", "customers", [failed])  # a second attempt
+
+    assert state.committed_links("p", "customers", ["C1", "C9"]) == {"C1": link}
+    assert state.committed_links("p", "customers", ["Z1"], by_target=True)["Z1"].source_id == "C1"
+    assert state.holders_of_keys("p", "customers", ["c1", "dup"]) == {"c1": {"C1"}, "dup": {"C2"}}
+    [waiting] = state.replay_items(pair="p")
+    assert waiting["attempts"] == 2 and waiting["error_class"] == "duplicate_key"
+    assert state.watermark("p", "customers") == when
+    assert state.arrivals(when) == [{"pair": "p", "flow": "customers", "by_push": 1, "by_poll_only": 0}]
+
+
+def test_a_notification_waiting_is_stored_once_and_setup_findings_replace_the_last(state):
+    assert state.add_to_inbox(pair="p", system="zoho", entity="Accounts", ids=["1", "2"], operation="update")
+    assert not state.add_to_inbox(pair="p", system="zoho", entity="Accounts", ids=["2", "1"], operation="update")
+    [waiting] = state.pending_inbox("p")
+    state.mark_processed([waiting["id"]])
+    assert state.inbox_depth() == 0
+    assert state.add_to_inbox(pair="p", system="zoho", entity="Accounts", ids=["1", "2"], operation="update")
+
+    state.save_setup_missing("p", {"customers": ["missing Account_Number", "missing Account_Number"]})
+    state.save_setup_missing("p", {"items": ["missing Product_Code"]})
+    assert state.setup_missing("p") == {"items": ["missing Product_Code"]}

@@ -112,7 +112,8 @@ def status(
     if as_json:
         print_json(asdict(result))
         return
-    out.print(f"state file: {result.state_file}")
+    where = "state database" if result.state_file.startswith(("postgresql://", "postgres://")) else "state file"
+    out.print(f"{where}: {result.state_file}", markup=False, highlight=False)
     marks = Table(title="watermarks")
     for column in ("pair", "flow", "watermark", "waiting in replay"):
         marks.add_column(column)

@@ -16,6 +16,7 @@ KNOWN_FIELDS: dict[str, tuple[str, ...]] = {
     "finops": ("client_secret",),
     "gp": ("password",),
     "zuora": ("client_secret",),
+    "state": ("password",),  # the PostgreSQL state database's ([state] url), stored as system "state"
 }
 # Every field a kind reads that a user may set (a typo such as `pasword` is refused, not stored unused). Kinds not
 # listed here (plugins) take any field.

@@ -16,7 +16,7 @@ _INSERT_AUDIT = f"INSERT INTO audit ({', '.join(_AUDIT_ORDER)})"
 
 
 class AuditQueries:
-    """The audit table's queries, part of State."""
+    """The audit table's queries, part of a state store."""
 
     # audit -----------------------------------------------------------------------------------
     def add_audit(self, row: dict[str, Any]) -> None:
@@ -54,13 +54,20 @@ class AuditQueries:
         if since:
             clauses.append("time >= ?")
             args.append(iso(since))
-        rows = self.db["audit"].rows_where(" and ".join(clauses) or None, args, order_by="id desc", limit=limit)
-        return list(reversed(list(rows)))
+        where = f"WHERE {' AND '.join(clauses)} " if clauses else ""
+        if limit is not None:
+            where += "ORDER BY id DESC LIMIT ?"
+            args.append(limit)
+        else:
+            where += "ORDER BY id DESC"
+        return list(reversed(self._rows(f"SELECT * FROM audit {where}", args)))
 
     def arrivals(self, since: datetime) -> list[dict[str, Any]]:
         """Per pair and flow, how many changes arrived by notification and how many only by the poll."""
-        rows = self.db.execute(
-            "SELECT pair, flow, sum(note = 'push'), sum(note IS NULL) FROM audit "
+        # CASE, not sum(note = 'push'): PostgreSQL sums no booleans; CAST: its sum of integers is a numeric.
+        rows = self._execute(
+            "SELECT pair, flow, CAST(sum(CASE WHEN note = 'push' THEN 1 ELSE 0 END) AS INTEGER), "
+            "CAST(sum(CASE WHEN note IS NULL THEN 1 ELSE 0 END) AS INTEGER) FROM audit "
             "WHERE action IN ('create', 'update') AND time >= ? GROUP BY pair, flow ORDER BY pair, flow",
             [iso(since)]).fetchall()
         return [{"pair": p, "flow": f, "by_push": push or 0, "by_poll_only": poll or 0} for p, f, push, poll in rows]
@@ -68,9 +75,12 @@ class AuditQueries:
     def deletions(self, since: datetime) -> list[dict[str, Any]]:
         """Per pair and flow, the records deleted in their source since then, by what was done to their targets
         (audit actions delete, flag, unlink; failed attempts counted apart)."""
-        rows = self.db.execute(
-            "SELECT pair, flow, sum(action = 'delete' AND status = 'ok'), sum(action = 'flag' AND status = 'ok'), "
-            "sum(action = 'unlink' AND status = 'ok'), sum(error_class = 'delete') FROM audit "
+        # As in arrivals: CASE, not sums of booleans (PostgreSQL has none), and the sums cast to integers.
+        counts = ", ".join(f"CAST(sum(CASE WHEN {when} THEN 1 ELSE 0 END) AS INTEGER)" for when in (
+            "action = 'delete' AND status = 'ok'", "action = 'flag' AND status = 'ok'",
+            "action = 'unlink' AND status = 'ok'", "error_class = 'delete'"))
+        rows = self._execute(
+            f"SELECT pair, flow, {counts} FROM audit "
             "WHERE (action IN ('delete', 'flag', 'unlink') OR error_class = 'delete') AND time >= ? "
             "GROUP BY pair, flow ORDER BY pair, flow", [iso(since)]).fetchall()
         return [{"pair": p, "flow": f, "deleted": d or 0, "flagged": g or 0, "unlinked": u or 0, "failed": x or 0}

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import sqlite3
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import datetime
@@ -75,7 +74,7 @@ def _fields_json(fields: tuple[str, ...]) -> str:
 
 
 class LinkQueries:
-    """The links table's queries, part of State (it provides ``db``, ``lock``, ``_reader`` and ``_insert_rows``)."""
+    """The links table's queries, part of a state store (``state.base``: ``_execute``, ``_committed``, ``lock``)."""
 
     # links -----------------------------------------------------------------------------------
     @_serialized
@@ -87,52 +86,49 @@ class LinkQueries:
         """``links`` as committed (with ``by_target``: target id -> a link of ``flow`` to it), read on a connection
         of this state's own for reads: a run preparing its next batch does not wait for the transaction its
         recording thread has open."""
-        with self._read_lock:
-            found: dict[str, Link] = {}
-            for link in self._links_in(pair, flow, "target_id" if by_target else "source_id", source_ids,
-                                       self._reader()):
-                found.setdefault(str(link.target_id) if by_target else link.source_id, link)
-            return found
+        found: dict[str, Link] = {}
+        for link in self._links_in(pair, flow, "target_id" if by_target else "source_id", source_ids, committed=True):
+            found.setdefault(str(link.target_id) if by_target else link.source_id, link)
+        return found
 
     def batch_links(self, pair: str, flow: str, opposite: str | None,
                     source_ids: list[str]) -> tuple[dict[str, Link], dict[str, Link]]:
         """What a batch of ``flow`` needs of the links, as committed, in one read: its own links (by source id)
         and, in a two-way sync, the ``opposite`` flow's links to these same records (by target id)."""
-        with self._read_lock:
-            conn = self._reader()
-            own = {link.source_id: link for link in self._links_in(pair, flow, "source_id", source_ids, conn)}
-            written: dict[str, Link] = {}
-            if opposite:
-                for link in self._links_in(pair, opposite, "target_id", source_ids, conn):
-                    written.setdefault(str(link.target_id), link)
-            return own, written
+        own = {link.source_id: link for link in self._links_in(pair, flow, "source_id", source_ids, committed=True)}
+        written: dict[str, Link] = {}
+        if opposite:
+            for link in self._links_in(pair, opposite, "target_id", source_ids, committed=True):
+                written.setdefault(str(link.target_id), link)
+        return own, written
 
-    def _links_in(self, pair: str, flow: str, column: str, values: list[str],
-                  conn: sqlite3.Connection | None = None) -> Iterator[Link]:
+    def _links_in(self, pair: str, flow: str, column: str, values: list[str], *,
+                  committed: bool = False) -> Iterator[Link]:
         # Plain statements, not sqlite-utils' rows_where (which inspects the schema on every call): a first
         # load asks for a batch's links, and a document's lines each ask for their item's link.
         for start in range(0, len(values), 500):
             chunk = values[start:start + 500]
-            rows = (conn or self.db.conn).execute(f"{_SELECT_LINK} WHERE pair = ? AND flow = ? AND {column} IN "
-                                                  f"({','.join('?' * len(chunk))})", [pair, flow, *chunk]).fetchall()
+            sql = f"{_SELECT_LINK} WHERE pair = ? AND flow = ? AND {column} IN ({','.join('?' * len(chunk))})"
+            args = [pair, flow, *chunk]
+            rows = self._committed(sql, args) if committed else self._execute(sql, args).fetchall()
             yield from map(_link_of, rows)
 
     @_serialized
     def link(self, pair: str, flow: str, source_id: str) -> Link | None:
-        row = self.db.conn.execute(f"{_SELECT_LINK} WHERE pair = ? AND flow = ? AND source_id = ?",
+        row = self._execute(f"{_SELECT_LINK} WHERE pair = ? AND flow = ? AND source_id = ?",
                                    [pair, flow, source_id]).fetchone()
         return _link_of(row) if row else None
 
     @_serialized
     def target_of(self, pair: str, flow: str, source_id: str) -> str | None:
         """The target id a source record is linked to, if any (the whole link is not needed)."""
-        row = self.db.conn.execute("SELECT target_id FROM links WHERE pair = ? AND flow = ? AND source_id = ?",
+        row = self._execute("SELECT target_id FROM links WHERE pair = ? AND flow = ? AND source_id = ?",
                                    [pair, flow, source_id]).fetchone()
         return row[0] if row else None
 
     @_serialized
     def link_by_target(self, pair: str, flow: str, target_id: str) -> Link | None:
-        row = self.db.conn.execute(f"{_SELECT_LINK} WHERE pair = ? AND flow = ? AND target_id = ? LIMIT 1",
+        row = self._execute(f"{_SELECT_LINK} WHERE pair = ? AND flow = ? AND target_id = ? LIMIT 1",
                                    [pair, flow, target_id]).fetchone()
         return _link_of(row) if row else None
 
@@ -156,7 +152,7 @@ class LinkQueries:
     def linked_ids(self, pair: str, flow: str, side: str) -> list[str]:
         """Every source id (``side`` "source") or target id ("target") the flow has a link for."""
         column = {"source": "source_id", "target": "target_id"}[side]
-        return [row[0] for row in self.db.conn.execute(
+        return [row[0] for row in self._execute(
             f"SELECT {column} FROM links WHERE pair = ? AND flow = ? AND {column} IS NOT NULL", [pair, flow])]
 
     @_serialized
@@ -174,7 +170,7 @@ class LinkQueries:
     def _each_chunk(self, statement: str, pair: str, flow: str, source_ids: list[str]) -> None:
         for start in range(0, len(source_ids), 500):
             chunk = source_ids[start:start + 500]
-            self.db.conn.execute(f"{statement} WHERE pair = ? AND flow = ? AND source_id IN "
+            self._execute(f"{statement} WHERE pair = ? AND flow = ? AND source_id IN "
                                  f"({','.join('?' * len(chunk))})", [pair, flow, *chunk])
 
     def add_links_if_absent(self, links: list[Link]) -> None:
@@ -190,7 +186,7 @@ class LinkQueries:
             for link in links], " ON CONFLICT (pair, flow, source_id) DO NOTHING")
 
     def count_links(self, pair: str, flow: str) -> int:
-        return self.db.execute("SELECT count(*) FROM links WHERE pair = ? AND flow = ?", [pair, flow]).fetchone()[0]
+        return self._execute("SELECT count(*) FROM links WHERE pair = ? AND flow = ?", [pair, flow]).fetchone()[0]
 
     def holders_of_keys(self, pair: str, flow: str, keys: list[str]) -> dict[str, set[str]]:
         """Key -> the source records of ``flow`` linked under it or waiting to be written under it (replay), as
@@ -199,11 +195,10 @@ class LinkQueries:
         for start in range(0, len(keys), 400):
             chunk = keys[start:start + 400]
             marks = ",".join("?" * len(chunk))
-            with self._read_lock:
-                rows = self._reader().execute(
-                    f"SELECT target_key, source_id FROM links WHERE pair = ? AND flow = ? AND target_key IN ({marks}) "
-                    f"UNION SELECT target_key, source_id FROM replay WHERE pair = ? AND flow = ? AND target_key IN "
-                    f"({marks})", [pair, flow, *chunk, pair, flow, *chunk]).fetchall()
+            rows = self._committed(
+                f"SELECT target_key, source_id FROM links WHERE pair = ? AND flow = ? AND target_key IN ({marks}) "
+                f"UNION SELECT target_key, source_id FROM replay WHERE pair = ? AND flow = ? AND target_key IN "
+                f"({marks})", [pair, flow, *chunk, pair, flow, *chunk])
             for key, source_id in rows:
                 found.setdefault(key, set()).add(source_id)
         return found

@@ -42,22 +42,20 @@ class QueueQueries:
         """Committed before the create is sent, so a run killed in between leaves the intent behind."""
         started = iso(utcnow())
         # Synced to disk before the create goes out, with every commit before it (a power cut must not lose it).
-        self.db.conn.execute("PRAGMA synchronous=FULL")
-        try:
-            with self.transaction():
-                self._insert_rows("INSERT OR REPLACE INTO intents (pair, flow, source_id, run_id, started)", 5,
-                                  [(pair, flow, i, run_id, started) for i in source_ids])
-        finally:
-            self.db.conn.execute("PRAGMA synchronous=NORMAL")
+        with self._durable(), self.transaction():
+            self._insert_rows("INSERT INTO intents (pair, flow, source_id, run_id, started)", 5,
+                              [(pair, flow, i, run_id, started) for i in dict.fromkeys(source_ids)],
+                              " ON CONFLICT (pair, flow, source_id) DO UPDATE SET run_id = excluded.run_id, "
+                              "started = excluded.started")
 
     def open_intents(self, pair: str) -> list[dict[str, Any]]:
         return [{**row, "started": parse_iso(row["started"])}
-                for row in self.db["intents"].rows_where("pair = ?", [pair], order_by="started, flow, source_id")]
+                for row in self._rows("SELECT * FROM intents WHERE pair = ? ORDER BY started, flow, source_id", [pair])]
 
     def clear_intents(self, pair: str, flow: str, source_ids: list[str]) -> None:
         for start in range(0, len(source_ids), 500):
             chunk = source_ids[start:start + 500]
-            self.db.execute(f"DELETE FROM intents WHERE pair = ? AND flow = ? AND source_id IN "
+            self._execute(f"DELETE FROM intents WHERE pair = ? AND flow = ? AND source_id IN "
                             f"({','.join('?' * len(chunk))})", [pair, flow, *chunk])
 
     # replay queue ----------------------------------------------------------------------------
@@ -65,22 +63,15 @@ class QueueQueries:
                      error_class: str, error: str, run_id: str, target_key: str | None = None) -> None:
         """``target_key``: the natural key the record would be written under (as the target compares keys), so
         that another record holding it is known to share it while this one waits."""
-        now = iso(utcnow())
-        existing = list(self.db["replay"].rows_where("pair = ? and flow = ? and source_id = ?",
-                                                      [pair, flow, source_id]))
-        attempts = existing[0]["attempts"] + 1 if existing else 1
-        first = existing[0]["first_failed"] if existing else now
-        self.db["replay"].upsert({"pair": pair, "flow": flow, "source_id": source_id,
-                                  "source_system": source_system, "source_entity": source_entity,
-                                  "error_class": error_class, "error": error, "attempts": attempts,
-                                  "first_failed": first, "last_failed": now, "run_id": run_id,
-                                  "target_key": target_key},
-                                 pk=("pair", "flow", "source_id"))
+        self.queue_replays(pair, flow, [Replay(source_id, source_system, source_entity, error_class, error, run_id,
+                                               target_key)])
 
     def queue_replays(self, pair: str, flow: str, entries: list[Replay]) -> None:
         """Many records into the replay queue in one statement: a record already waiting keeps when it first failed
         and counts one attempt more."""
         now = iso(utcnow())
+        # One entry per record: a statement may not touch a row twice (PostgreSQL refuses it); the last one counts.
+        entries = list({e.source_id: e for e in entries}.values())
         self._insert_rows(_QUEUE_REPLAY_HEAD, 12, [
             (pair, flow, e.source_id, e.source_system, e.source_entity, e.error_class, e.error, 1, now, now, e.run_id,
              e.target_key) for e in entries], _QUEUE_REPLAY_TAIL)
@@ -88,7 +79,7 @@ class QueueQueries:
     def clear_replays(self, pair: str, flow: str, source_ids: list[str]) -> None:
         for start in range(0, len(source_ids), 500):
             chunk = source_ids[start:start + 500]
-            self.db.conn.execute(f"DELETE FROM replay WHERE pair = ? AND flow = ? AND source_id IN "
+            self._execute(f"DELETE FROM replay WHERE pair = ? AND flow = ? AND source_id IN "
                                  f"({','.join('?' * len(chunk))})", [pair, flow, *chunk])
 
     def replay_items(self, *, pair: str | None = None, flow: str | None = None,
@@ -101,12 +92,12 @@ class QueueQueries:
         if ids:
             clauses.append(f"source_id in ({','.join('?' * len(ids))})")
             args += ids
-        return list(self.db["replay"].rows_where(" and ".join(clauses) or None, args,
-                                                 order_by="pair, flow, first_failed"))
+        where = f"WHERE {' AND '.join(clauses)} " if clauses else ""
+        return self._rows(f"SELECT * FROM replay {where}ORDER BY pair, flow, first_failed", args)
 
     @_serialized
     def has_queued(self, pair: str, flow: str) -> bool:
-        return self.db.conn.execute("SELECT 1 FROM replay WHERE pair = ? AND flow = ? LIMIT 1",
+        return self._execute("SELECT 1 FROM replay WHERE pair = ? AND flow = ? LIMIT 1",
                                     [pair, flow]).fetchone() is not None
 
     def queued(self, pair: str, flow: str, source_ids: list[str]) -> set[str]:
@@ -114,16 +105,16 @@ class QueueQueries:
         found: set[str] = set()
         for start in range(0, len(source_ids), 500):
             chunk = source_ids[start:start + 500]
-            found.update(row[0] for row in self.db.execute(
+            found.update(row[0] for row in self._execute(
                 f"SELECT source_id FROM replay WHERE pair = ? AND flow = ? AND source_id IN "
                 f"({','.join('?' * len(chunk))})", [pair, flow, *chunk]).fetchall())
         return found
 
     def clear_replay(self, pair: str, flow: str, source_id: str) -> None:
-        self.db.execute("DELETE FROM replay WHERE pair = ? AND flow = ? AND source_id = ?", [pair, flow, source_id])
+        self._execute("DELETE FROM replay WHERE pair = ? AND flow = ? AND source_id = ?", [pair, flow, source_id])
 
     def replay_depth(self) -> dict[tuple[str, str], int]:
-        rows = self.db.execute("SELECT pair, flow, count(*) FROM replay GROUP BY pair, flow").fetchall()
+        rows = self._execute("SELECT pair, flow, count(*) FROM replay GROUP BY pair, flow").fetchall()
         return {(p, f): n for p, f, n in rows}
 
     # inbox -----------------------------------------------------------------------------------
@@ -133,58 +124,58 @@ class QueueQueries:
         since) already waits: then nothing is added. True when it was stored."""
         digest = hashlib.sha256(json.dumps([system, entity, channel_id, operation, sorted(set(ids)), iso(since)],
                                            separators=(",", ":")).encode()).hexdigest()
-        cursor = self.db.conn.execute(
-            "INSERT OR IGNORE INTO inbox (received, pair, system, entity, ids, operation, channel_id, since, digest) "
-            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)", [iso(utcnow()), pair, system, entity, json.dumps(ids), operation,
+        # DO NOTHING on the waiting copy's unique index (inbox_waiting_digest).
+        cursor = self._execute(
+            "INSERT INTO inbox (received, pair, system, entity, ids, operation, channel_id, since, digest) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING", [iso(utcnow()), pair, system, entity, json.dumps(ids), operation,
                                                    channel_id, iso(since), digest])
         return cursor.rowcount > 0
 
     def pending_inbox(self, pair: str | None = None) -> list[dict[str, Any]]:
-        where = "processed is null" + (" and pair = ?" if pair else "")
-        rows = self.db["inbox"].rows_where(where, [pair] if pair else [], order_by="id")
+        where = "processed IS NULL" + (" AND pair = ?" if pair else "")
+        rows = self._rows(f"SELECT * FROM inbox WHERE {where} ORDER BY id", [pair] if pair else [])
         return [{**row, "ids": json.loads(row["ids"])} for row in rows]
 
     def mark_processed(self, inbox_ids: list[int]) -> None:
         now = iso(utcnow())
         for start in range(0, len(inbox_ids), 500):
             chunk = inbox_ids[start:start + 500]
-            self.db.execute(f"UPDATE inbox SET processed = ? WHERE id in ({','.join('?' * len(chunk))})",
+            self._execute(f"UPDATE inbox SET processed = ? WHERE id in ({','.join('?' * len(chunk))})",
                             [now, *chunk])
 
     def inbox_depth(self) -> int:
-        return self.db.execute("SELECT count(*) FROM inbox WHERE processed IS NULL").fetchone()[0]
+        return self._execute("SELECT count(*) FROM inbox WHERE processed IS NULL").fetchone()[0]
 
     # channels --------------------------------------------------------------------------------
     def save_channel(self, *, system: str, entity: str, channel_id: str, expires: datetime, notify_url: str,
                      extra: dict[str, Any] | None = None) -> None:
-        self.db["channels"].upsert({"system": system, "entity": entity, "channel_id": channel_id,
-                                    "expires": iso(expires), "notify_url": notify_url,
-                                    "extra": json.dumps(extra or {}), "updated": iso(utcnow())},
-                                   pk=("system", "channel_id"))
+        self._execute("INSERT INTO channels (system, entity, channel_id, expires, notify_url, extra, updated) "
+                      "VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT (system, channel_id) DO UPDATE SET "
+                      "entity = excluded.entity, expires = excluded.expires, notify_url = excluded.notify_url, "
+                      "extra = excluded.extra, updated = excluded.updated",
+                      [system, entity, channel_id, iso(expires), notify_url, json.dumps(extra or {}), iso(utcnow())])
 
     def channels(self, system: str | None = None) -> list[dict[str, Any]]:
-        rows = self.db["channels"].rows_where("system = ?" if system else None, [system] if system else [],
-                                              order_by="expires")
+        rows = self._rows(f"SELECT * FROM channels {'WHERE system = ? ' if system else ''}ORDER BY expires",
+                          [system] if system else [])
         return [{**row, "expires": parse_iso(row["expires"]), "extra": json.loads(row["extra"] or "{}")}
                 for row in rows]
 
     def delete_channel(self, system: str, channel_id: str) -> None:
-        self.db.execute("DELETE FROM channels WHERE system = ? AND channel_id = ?", [system, channel_id])
+        self._execute("DELETE FROM channels WHERE system = ? AND channel_id = ?", [system, channel_id])
 
     # what setup found missing ---------------------------------------------------------------------
     def save_setup_missing(self, pair: str, missing: dict[str, list[str]]) -> None:
         """Replace the pair's recorded missing prerequisites (flow -> lines) with a new check's."""
         with self.transaction():
-            self.db.execute("DELETE FROM setup_missing WHERE pair = ?", [pair])
+            self._execute("DELETE FROM setup_missing WHERE pair = ?", [pair])
             stamp = iso(utcnow())
-            rows = [{"pair": pair, "flow": flow, "line": line, "checked": stamp}
-                    for flow, lines in missing.items() for line in lines]
-            if rows:
-                self.db["setup_missing"].insert_all(rows, replace=True)
+            rows = [(pair, flow, line, stamp) for flow, lines in missing.items() for line in dict.fromkeys(lines)]
+            self._insert_rows("INSERT INTO setup_missing (pair, flow, line, checked)", 4, rows)
 
     def setup_missing(self, pair: str) -> dict[str, list[str]]:
         found: dict[str, list[str]] = {}
-        for flow, line in self.db.execute("SELECT flow, line FROM setup_missing WHERE pair = ? ORDER BY flow, line",
+        for flow, line in self._execute("SELECT flow, line FROM setup_missing WHERE pair = ? ORDER BY flow, line",
                                           [pair]).fetchall():
             found.setdefault(flow, []).append(line)
         return found

@@ -161,3 +161,13 @@ def m018_mapping_digests(db: sqlite_utils.Database) -> None:
     # Per flow, the configured mappings and filter its records were last mapped with (a digest): a change re-maps
     # the flow's records once, and those whose payload changed are written.
     db["mapping_digests"].create({"pair": str, "flow": str, "digest": str, "updated": str}, pk=("pair", "flow"))
+
+
+@migrations()
+def m019_shared_ledger(db: sqlite_utils.Database) -> None:
+    # Events in a rolling window and amounts spent in one, for a state several hosts share (state/ledger.py). The
+    # SQLite store's connectors keep theirs in a file beside it instead; the tables keep the two schemas one.
+    db["ledger_events"].create({"key": str, "happened": str})
+    db["ledger_events"].create_index(["key", "happened"])
+    db["ledger_amounts"].create({"key": str, "minute": str, "amount": int}, pk=("key", "minute"))
+    db["ledger_documents"].create({"name": str, "body": str}, pk="name")

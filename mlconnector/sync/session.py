@@ -3,41 +3,26 @@ time."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager
 from dataclasses import dataclass, replace
 from pathlib import Path
 
-from filelock import FileLock, Timeout
-
 from mlconnector.config import Config, PairConfig
-from mlconnector.errors import ConfigError, LockHeld
+from mlconnector.errors import ConfigError
 from mlconnector.fieldmap.overlay import overlaid
 from mlconnector.flows import PairSpec
 from mlconnector.http import CallCounter
 from mlconnector.pairs import get_pair
+from mlconnector.state import StateLocation, pair_lock_file  # noqa: F401 -- pair_lock_file: the lock's file, for callers
 from mlconnector.systems import ConnectorContext, make_connector
 from mlconnector.systems.base import Connector
 
 
-def pair_lock_file(state_path: Path, pair: str) -> Path:
-    return state_path.with_name(f"{state_path.name}.{pair}.lock")
-
-
-@contextmanager
-def pair_lock(state_path: Path, pair: str) -> Iterator[None]:
-    """One run per pair at a time: a lock file next to the state file; a second run fails at once (within a
-    fraction of a second: `status` takes the lock for an instant to see whether a run is alive)."""
-    lock = FileLock(str(pair_lock_file(state_path, pair)))
-    try:
-        lock.acquire(timeout=0.2)
-    except Timeout:
-        raise LockHeld(f"another run of {pair} is in progress (lock {lock.lock_file}); "
-                       "this run exits without doing anything") from None
-    try:
-        yield
-    finally:
-        lock.release()
+def pair_lock(state: StateLocation | Path, pair: str) -> AbstractContextManager[object]:
+    """One run per pair at a time, wherever the state is (``StateLocation.pair_lock``: a lock file beside a SQLite
+    state file, a PostgreSQL advisory lock); a second run raises LockHeld (exit 75) at once."""
+    location = state if isinstance(state, StateLocation) else StateLocation(path=Path(state))
+    return location.pair_lock(pair)
 
 
 @dataclass

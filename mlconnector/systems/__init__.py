@@ -28,6 +28,9 @@ class ConnectorContext:
     # Where the state file lives: host-wide records a system keeps (Zoho's token-mint and credit ledger)
     # go next to it. None: the default state directory.
     state_dir: Path | None = None
+    # The state's shared ledger (``mlconnector.state.ledger``) where the state is in PostgreSQL: token mints and API
+    # credits counted there, across hosts. None: in a file in state_dir, across this host's processes.
+    ledger: Any = None
 
     def __post_init__(self) -> None:
         if self.transport is not None and not isinstance(self.transport, _Borrowed):

@@ -1,4 +1,5 @@
-"""Retention: `[state] audit_retention_days` (90) and `mlconnector prune`; each sync prunes a little as it goes."""
+"""Retention: `[state] audit_retention_days` (90) and `mlconnector prune`; each sync prunes a little as it goes.
+The tests taking ``state_store`` run with the SQLite file and with PostgreSQL (vacuum is the file's own)."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ from datetime import datetime, timedelta, timezone
 from typer.testing import CliRunner
 
 from mlconnector.cli.main import build_app
-from mlconnector.state import State, default_state_path
+from mlconnector.api import Runtime
 
 runner = CliRunner()
 
@@ -20,7 +21,7 @@ def cli(*args: str):
 def old_audit_rows(n: int, days: float, payload: str = "") -> None:
     """Rows as an earlier run left them ``days`` ago (the audit keeps the time it is given)."""
     when = (datetime.now(timezone.utc) - timedelta(days=days)).isoformat(timespec="microseconds")
-    with State(default_state_path()) as state, state.transaction():
+    with Runtime().open_state() as state, state.transaction():
         state.add_audits([{"run_id": "20200101T000000Z-old", "time": when, "pair": "erp-crm", "flow": "customers",
                            "source_id": f"old-{i}", "action": "update", "status": "ok", "payload": payload or None}
                           for i in range(n)])
@@ -35,7 +36,7 @@ def seed(erp, n=3):
         erp.put("customer", {"number": f"C{i}", "name": f"Customer {i}"})
 
 
-def test_prune_deletes_what_is_older_than_the_retention_and_keeps_the_rest(config_file, erp):
+def test_prune_deletes_what_is_older_than_the_retention_and_keeps_the_rest(config_file, erp, state_store):
     old_audit_rows(4_500, days=120)
     old_audit_rows(10, days=30)
     seed(erp)
@@ -55,7 +56,7 @@ def test_prune_deletes_what_is_older_than_the_retention_and_keeps_the_rest(confi
     assert json.loads(cli("status", "--json").stdout)["last_runs"]  # the pair's last sync stays
 
 
-def test_each_sync_prunes_by_the_configured_retention(config_file, erp):
+def test_each_sync_prunes_by_the_configured_retention(config_file, erp, state_store):
     config_file.write_text(config_file.read_text() + "\n[state]\naudit_retention_days = 10\n")
     old_audit_rows(3_000, days=11)
     old_audit_rows(5, days=9)
@@ -72,7 +73,7 @@ def test_vacuum_gives_the_space_back(config_file):
     assert after["bytes"] < before / 4 and after["free_bytes"] == 0
 
 
-def test_bad_retention_settings_are_one_line_and_exit_2(config_file):
+def test_bad_retention_settings_are_one_line_and_exit_2(config_file, state_store):
     config_file.write_text(config_file.read_text() + "\n[state]\naudit_retention_days = -1\n")
     result = cli("prune")
     assert result.exit_code == 2 and "state.audit_retention_days = -1: use a whole number of days" in result.stderr

@@ -1,6 +1,7 @@
 """Records deleted in a flow's source: found (a source's deletion feed, a notified record no longer there, or a whole
 read of ids), then handled by the flow's on_delete (flag, unlink, delete, ignore) as the user sees it in the target
-system, in the audit and in the run summary; the mass-delete guard stops a flow that would touch too many."""
+system, in the audit and in the run summary; the mass-delete guard stops a flow that would touch too many. Each test
+runs with the state in the SQLite file and in PostgreSQL (``state_store``)."""
 
 from __future__ import annotations
 
@@ -31,7 +32,7 @@ def audit(world, record: str) -> list[dict]:
     return json.loads(cli(world, "audit", "--record", record, "--json").stdout)
 
 
-def test_a_customer_deleted_in_bc_is_tagged_in_zoho_once_and_its_link_closed(tmp_path, monkeypatch):
+def test_a_customer_deleted_in_bc_is_tagged_in_zoho_once_and_its_link_closed(tmp_path, monkeypatch, state_store):
     world = make_world(tmp_path, monkeypatch, "bc")
     try:
         set_pair(world, "bc-zoho", "deletes_every_hours = 0")  # look at every run (default: once a day)
@@ -63,7 +64,7 @@ def test_a_customer_deleted_in_bc_is_tagged_in_zoho_once_and_its_link_closed(tmp
         world.close()
 
 
-def test_on_delete_delete_removes_the_zoho_account_and_unlink_keeps_it_untouched(tmp_path, monkeypatch):
+def test_on_delete_delete_removes_the_zoho_account_and_unlink_keeps_it_untouched(tmp_path, monkeypatch, state_store):
     world = make_world(tmp_path, monkeypatch, "bc")
     try:
         set_pair(world, "bc-zoho", "deletes_every_hours = 0", 'on_delete = {customers = "delete", items = "unlink"}')
@@ -89,7 +90,7 @@ def test_on_delete_delete_removes_the_zoho_account_and_unlink_keeps_it_untouched
         world.close()
 
 
-def test_the_mass_delete_guard_does_nothing_until_allow_deletes(tmp_path, monkeypatch):
+def test_the_mass_delete_guard_does_nothing_until_allow_deletes(tmp_path, monkeypatch, state_store):
     world = make_world(tmp_path, monkeypatch, "bc")
     try:
         set_pair(world, "bc-zoho", "deletes_every_hours = 0", 'on_delete = {customers = "delete"}')
@@ -117,7 +118,7 @@ def test_the_mass_delete_guard_does_nothing_until_allow_deletes(tmp_path, monkey
         world.close()
 
 
-def test_an_account_deleted_in_zoho_unlinks_the_nav_customer_which_stays(tmp_path, monkeypatch):
+def test_an_account_deleted_in_zoho_unlinks_the_nav_customer_which_stays(tmp_path, monkeypatch, state_store):
     world = make_world(tmp_path, monkeypatch, "nav")
     try:
         assert cli(world, "sync", "nav-zoho").exit_code == 0
@@ -137,7 +138,7 @@ def test_an_account_deleted_in_zoho_unlinks_the_nav_customer_which_stays(tmp_pat
         world.close()
 
 
-def test_a_policy_the_target_cannot_carry_out_is_one_line_naming_the_fix(tmp_path, monkeypatch):
+def test_a_policy_the_target_cannot_carry_out_is_one_line_naming_the_fix(tmp_path, monkeypatch, state_store):
     world = make_world(tmp_path, monkeypatch, "nav")
     original = world.config_path.read_text()
     try:

@@ -1,7 +1,8 @@
 """gp-zoho end to end: GP customers, vendors and their contacts land in Zoho with what sales needs to see; the
 chart of accounts and journal entries land in the two reference modules; Zoho sales orders and won deals
 become GP sales orders, once; re-runs write nothing twice; GP never sees more concurrent calls than allowed;
-and the domain password shows up nowhere."""
+and the domain password shows up nowhere. The tests on the ``world`` fixture run with the state in the SQLite file and
+in PostgreSQL (``state_store``; there GP's seen-lists live in the database's ledger)."""
 
 from __future__ import annotations
 
@@ -15,14 +16,13 @@ import pytest
 from mlconnector.api import RunResult
 from mlconnector.sync import Engine, open_pair
 from mlconnector.errors import AuthError
-from mlconnector.state import State
 from mlconnector.systems.gp import GPConnector
 
 from tests.pairs.gp_world import GP_PASSWORD, GPWorld, make_gp_world
 
 
 @pytest.fixture
-def world(tmp_path, monkeypatch):
+def world(tmp_path, monkeypatch, state_store):
     made = make_gp_world(tmp_path, monkeypatch)
     yield made
     made.close()
@@ -71,7 +71,7 @@ def test_a_change_in_gp_moves_alone(world: GPWorld):
 def sync_at(world: GPWorld, now: Callable[[], datetime], flows: list[str]) -> RunResult:
     """A run whose clock (the engine's and the GP connector's) is the GP sandbox's, set to a chosen moment."""
     runtime = world.runtime()
-    with State(world.state_path) as state:
+    with world.state() as state:
         session = open_pair(runtime.config, "gp-zoho", runtime.context(state))
         try:
             for connector in session.connectors.values():
@@ -251,14 +251,24 @@ def test_gp_never_sees_more_concurrent_calls_than_allowed(tmp_path, monkeypatch)
         world.close()
 
 
-def test_the_domain_password_shows_up_nowhere(world: GPWorld, caplog):
+def test_the_domain_password_shows_up_nowhere(world: GPWorld, caplog, state_store):
     caplog.set_level(logging.DEBUG)
     result = world.sync()
     text = json.dumps(result.to_dict(), default=str) + caplog.text + world.config_path.read_text()
-    state = world.state_path.read_bytes()
-    assert GP_PASSWORD not in text and GP_PASSWORD.encode() not in state
-    seen = list(world.state_path.parent.glob("gp-*.json"))
-    assert seen and all(GP_PASSWORD not in p.read_text() for p in seen)
+    assert GP_PASSWORD not in text
+    if state_store == "sqlite":
+        assert GP_PASSWORD.encode() not in world.state_path.read_bytes()
+        seen = [p.read_text() for p in world.state_path.parent.glob("gp-*.json")]
+    else:  # every table of the state database, the seen-lists among them
+        import psycopg
+
+        with psycopg.connect(state_store) as conn:
+            tables = [r[0] for r in conn.execute("SELECT table_name FROM information_schema.tables "
+                                                 "WHERE table_schema = current_schema()")]
+            assert GP_PASSWORD not in json.dumps([conn.execute(f"SELECT * FROM {t}").fetchall() for t in tables],
+                                                 default=str)
+            seen = [r[0] for r in conn.execute("SELECT body FROM ledger_documents WHERE name LIKE 'gp % seen'")]
+    assert seen and all(GP_PASSWORD not in body for body in seen)
 
 
 def test_ping_and_a_dry_run_go_through_the_configuration(world: GPWorld):
@@ -330,3 +340,45 @@ def test_gp_over_sba_moves_parties_then_only_what_changed_and_says_what_it_canno
         assert all(GP_PASSWORD not in p.read_text() for p in world.state_path.parent.glob("gp-*.json"))
     finally:
         world.close()
+
+
+def test_deals_are_watched_by_default_and_a_deal_won_in_zoho_reaches_gp_through_its_channel(tmp_path, monkeypatch):
+    from mlconnector import api
+    from tests.pairs.world import wait_for
+
+    made = make_gp_world(tmp_path, monkeypatch, listen=True)
+    listener = api.Listener(made.runtime(), process=True)
+    made.listener_slot.app = listener.app
+    try:
+        first = made.sync()
+        assert first.exit_code == 0 and any("Deals" in line for line in first.channels), first.channels
+        adam = made.account("ADAMPARK0001")["id"]
+        [deal] = made.zoho.seed("Deals", [{"Deal_Name": "Spa consulting", "Stage": "Negotiation", "Amount": 4200,
+                                           "Account_Name": {"id": adam}}])
+        made.zoho.edit("Deals", deal, Stage="Closed Won")   # a user's save notifies the channel
+        assert wait_for(lambda: any(o["Key"]["Id"] == f"D{deal}" for o in made.gp.sales_orders()), timeout=10)
+    finally:
+        listener.close()
+        made.close()
+
+
+def test_a_zoho_quote_becomes_a_gp_sales_quote_once_and_a_lost_quote_is_not_sent(world: GPWorld):
+    world.sync()
+    aaron = world.account("AARONFIT0001")["id"]
+    [product] = world.zoho.seed("Products", [{"Product_Name": "100XLG"}])
+    [quote, lost] = world.zoho.seed("Quotes", [
+        {"Subject": "Phones for the new office", "Quote_Stage": "Delivered", "Account_Name": {"id": aaron},
+         "Valid_Till": "2026-12-31", "Quoted_Items": [{"Product_Name": {"id": product}, "Quantity": 3}]},
+        {"Subject": "Old offer", "Quote_Stage": "Closed Lost", "Account_Name": {"id": aaron},
+         "Quoted_Items": [{"Product_Name": {"id": product}, "Quantity": 1}]}])
+
+    result = world.sync()
+
+    assert result.exit_code == 0, result.to_dict()
+    [gp_quote] = world.gp.sales_quotes()
+    assert gp_quote["Key"]["Id"] == f"Q{quote}" and gp_quote["CustomerKey"]["Id"] == "AARONFIT0001"
+    [line] = gp_quote["Lines"]["SalesQuoteLine"]
+    assert (line["ItemKey"]["Id"], line["Quantity"]["Value"], line["QuantityToOrder"]["Value"]) == ("100XLG", 3, 3)
+    assert world.gp.sales_orders() == []          # a quote is not an order
+    world.zoho.edit("Quotes", quote, Subject="Phones for the new office (v2)")
+    assert world.sync().exit_code == 0 and len(world.gp.sales_quotes()) == 1

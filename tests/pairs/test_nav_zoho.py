@@ -1,6 +1,6 @@
 """nav-zoho end to end: NAV data in the Dynamics sandbox, Zoho records in the Zoho sandbox, the real
 connectors and engine in between. Assertions are on the records in the target system, the audit and
-the exit codes."""
+the exit codes. Each test runs with the state in the SQLite file and in PostgreSQL (``state_store``)."""
 
 from __future__ import annotations
 
@@ -16,7 +16,7 @@ from tests.pairs.world import World, make_world, wait_for
 
 
 @pytest.fixture
-def world(tmp_path, monkeypatch):
+def world(tmp_path, monkeypatch, state_store):
     made = make_world(tmp_path, monkeypatch, "nav")
     yield made
     made.close()
@@ -190,8 +190,8 @@ def test_posted_invoices_are_read_whole_once_a_day_and_by_posting_date_in_betwee
     # A day after the last whole read, the next run reads them all again: the payment reaches Zoho.
     with world.state() as state:
         mark = state.watermark("nav-zoho", "invoices")
-        state.db.conn.execute("UPDATE watermarks SET value = ? WHERE pair = 'nav-zoho' AND flow = 'invoices'",
-                              [(mark - timedelta(hours=25)).isoformat()])
+        state.reset_watermark("nav-zoho", "invoices")  # a watermark never moves back: set anew, a day earlier
+        state.set_watermark("nav-zoho", "invoices", mark - timedelta(hours=25))
     whole = world.sync("nav-zoho", flows=["invoices"])
 
     assert whole.flows["invoices"].read == 2 and whole.flows["invoices"].updated == 1

@@ -18,7 +18,7 @@ from mlconnector.sandbox.dynamics import DynamicsSandbox
 from mlconnector.sandbox.dynamics import create_app as create_dynamics
 from mlconnector.sandbox.zoho import ZohoSandbox
 from mlconnector.sandbox.zoho import create_app as create_zoho
-from mlconnector.state import State
+from mlconnector.state import StateStore
 from tests.pairs.users import NavUser, ZohoUser
 
 TENANT = "contoso.onmicrosoft.com"
@@ -80,8 +80,9 @@ class World:
     def sync(self, pair: str, **kwargs: Any) -> api.RunResult:
         return api.sync(self.runtime(), pair, **kwargs)
 
-    def state(self) -> State:
-        return State(self.state_path)
+    def state(self) -> StateStore:
+        """The state as the commands open it: the file, or PostgreSQL where MLCONNECTOR_STATE_URL names it."""
+        return self.runtime().open_state()
 
     def erp(self, entity: str) -> list[dict[str, Any]]:
         return self.dynamics.records(self.company, entity)

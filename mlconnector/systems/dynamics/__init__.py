@@ -35,7 +35,7 @@ from datetime import datetime, timedelta
 from typing import Any
 from urllib.parse import urlsplit
 
-from mlconnector.auth import TokenAuth
+from mlconnector.auth import TokenAuth, utcnow
 from mlconnector.config import SystemConfig
 from mlconnector.errors import (
     EXIT_AUTH,
@@ -56,14 +56,16 @@ from mlconnector.systems.dynamics.client import (CLOUD_ROOT, DEFAULT_CONCURRENCY
 from mlconnector.systems.dynamics.company import CompanyRecord, _company_not_found, company_record_path  # noqa: F401
 from mlconnector.systems.dynamics.credentials import AUTHORITY, BC_SCOPE, Credentials, NegotiateAuth  # noqa: F401
 from mlconnector.systems.dynamics.odata import (BLANK_DATETIME, DEFAULT_PAGE_SIZE, NOT_STORED,  # noqa: F401
-                                                RAMP_FROM, Pager, _as_stored, _clean, _end_of_day, _error,
-                                                _is_transient, _nav_value, _quote_key, odata_time, parse_time)
+                                                RAMP_FROM, Pager, _as_stored, _business_relation, _clean,
+                                                _end_of_day, _error, _is_transient, _nav_value, _quote_key,
+                                                odata_time, parse_time)
 from mlconnector.systems.dynamics.pages import (CARD_ENTITIES, DEFAULT_LINE_PARTS,  # noqa: F401
                                                 DEFAULT_POSTED_FULL_READ_HOURS, DEFAULT_SERVICES, DOCUMENT_STATUS,
                                                 DOCUMENT_TYPE, LAST_DATE_MODIFIED, LINE_FIELDS, PAGE_FIELDS,
-                                                POSTING_DATE_FIELDS, Pages)
+                                                PAGE_ONLY_FIELDS, POSTING_DATE_FIELDS, Pages)
 from mlconnector.systems.dynamics.subscriptions import PUSH_ENTITIES, SUBSCRIPTION_DAYS, Subscriptions  # noqa: F401
 from mlconnector.systems.dynamics.writes import READ_ONLY, WRITABLE, Writes  # noqa: F401
+from mlconnector.systems.dynamics_journals import JOURNAL_SERVICES
 
 KINDS = ("bc", "nav")
 DEFAULT_DOCUMENT_PAGE_SIZE = 2000  # pages of documents with their lines on a first read (memory)
@@ -105,6 +107,7 @@ class DynamicsConnector(ConnectorBase):
             raise ConfigError(f"systems.{self.name}.posted_full_read_hours cannot be negative (0: read posted "
                               "documents whole on every run)")
         self.posted_full_read = timedelta(hours=hours)
+        self._whole_read: dict[str, datetime] = {}
         self._sleep = sleep
         self.credentials = Credentials(system, context, self.auth_kind, sleep=sleep)
         self.auth = self.credentials.make_auth()
@@ -122,10 +125,11 @@ class DynamicsConnector(ConnectorBase):
         sizes = {"page_size": self.page_size, "document_page_size": self.document_page_size}
         self.api_v2 = ApiV2(self.client, self.pager, **sizes)
         self.pages = Pages(self.client, self.pager, services=self.services, line_parts=self.line_parts,
-                           modified_fields=self.modified_fields, posted_full_read=self.posted_full_read, **sizes)
+                           modified_fields=self.modified_fields, posted_full_read=self.posted_full_read,
+                           whole_read=self._whole_read, **sizes)
         # The protocol records are read and written through: API v2.0, or NAV's page web services.
         self.protocol: ApiV2 | Pages = self.api_v2 if self.endpoint.mode == "api" else self.pages
-        self.writes = Writes(self.client, self.protocol)
+        self.writes = Writes(self.client, self.protocol, self.pager, self.services)
         self.subscriptions = Subscriptions(self.client, context, self.api_v2.spec, notify_url=self.notify_url)
 
     # -- plumbing ----------------------------------------------------------------------------------------------
@@ -187,7 +191,14 @@ class DynamicsConnector(ConnectorBase):
     def changes(self, entity: str, since: datetime | None, until: datetime | None = None) -> Iterator[Record]:
         """Records modified in [since, until), ascending by (modified, id). With ``since`` None (a first or full
         run) rows never stamped (lastModifiedDateTime 0001-01-01) come too, first, with modified None."""
-        return self.protocol.changes(entity, since, until)
+        if entity in JOURNAL_SERVICES:
+            raise ConfigError(f"{self.name}: {entity} are written, not read: a journal line leaves the journal when "
+                              "NAV posts it; compare the posted documents in NAV's Customer Ledger Entries")
+        if entity == "customerDimensions":
+            self._whole_read[entity] = until or utcnow()   # page 540 has no modification date: read whole
+            yield from self._customer_dimensions()
+            return
+        yield from self.protocol.changes(entity, since, until)
 
     def record_ids(self, entity: str) -> Iterator[str]:
         """Every id of ``entity`` (a deletion is an id no longer here), a few bytes a row: in API mode ``$select=id``;
@@ -196,7 +207,18 @@ class DynamicsConnector(ConnectorBase):
 
     def get(self, entity: str, id: str) -> Record | None:
         """The full current record with its lines (contacts: with relations); None when it is gone."""
+        if entity == "customerDimensions":
+            customer, _, code = id.partition("/")
+            return next((r for r in self._customer_dimensions(customer) if r.id == id), None)
         return self.protocol.get(entity, id)
+
+    def _customer_dimensions(self, number: str | None = None) -> Iterator[Record]:
+        """Customers' default dimensions (page 540 Default Dimensions, table 18), one record per customer and
+        dimension code: id "C00010/CUSTOMERGROUP". Page web services only."""
+        if self.endpoint.mode != "odata":
+            raise ConfigError(f"{self.name}: customers' default dimensions are read from page 540 (page web "
+                              "services); API v2.0 has them per customer only (customers(id)/defaultDimensions)")
+        yield from self.pages.customer_dimensions(number)
 
     def find(self, entity: str, field: str, value: Any) -> list[Record]:
         """The records whose ``field`` (API v2.0 name) equals ``value`` (compared as the server's collation
@@ -213,7 +235,7 @@ class DynamicsConnector(ConnectorBase):
         """Where the last read of ``entity`` lets the engine close its window: only for posted documents on
         pages (no modification date) after a whole read, at its start; None otherwise (the newest record
         read decides, as usual)."""
-        return self.protocol.read_clock(entity)
+        return self._whole_read.get(entity)
 
     # -- writes ------------------------------------------------------------------------------------------------
     def write(self, entity: str, payloads: list[dict[str, Any]], key: str,

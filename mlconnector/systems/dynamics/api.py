@@ -13,7 +13,8 @@ import httpx
 from mlconnector.errors import ConfigError
 from mlconnector.systems.base import Record, WriteResult
 from mlconnector.systems.dynamics.client import DynamicsApi
-from mlconnector.systems.dynamics.odata import Pager, _as_stored, _clean, _quote_key, odata_time, parse_time
+from mlconnector.systems.dynamics.odata import (Pager, _as_stored, _business_relation, _clean, _quote_key, odata_time,
+                                                parse_time)
 
 # Customer and vendor numbers kept for friendlier messages about contacts (see _number_of): enough for those,
 # without holding 100,000 of them through a first load.
@@ -92,6 +93,7 @@ class ApiV2:
             data["relations"] = [{"type": i.get("relatedType"), "id": i.get("relatedId"),
                                   "number": self._number_of(str(i.get("relatedType")), str(i.get("relatedId")))}
                                  for i in info if i.get("relatedType") in ("Customer", "Vendor")]
+            data.update(_business_relation(data["relations"]))
         lines = API_ENTITIES[entity][1] if entity in API_ENTITIES else None
         if lines and isinstance(data.get(lines), list):  # the only list a row carries: its lines, when expanded
             data[lines] = [_clean(v) if isinstance(v, Mapping) else v for v in data[lines]]
@@ -123,10 +125,6 @@ class ApiV2:
         set_name = self.spec(entity)[0]
         params = {"$filter": f"{field} eq {_quote_key(str(value))}"}
         return [self._api_record(entity, row) for row in self._pages(f"{self.company_url()}/{set_name}", params)]
-
-    def read_clock(self, entity: str) -> datetime | None:
-        """None: the newest record read decides where a read's window closes."""
-        return None
 
     def collection_url(self, entity: str) -> str:
         return f"{self.company_url()}/{self.spec(entity)[0]}"
@@ -161,3 +159,14 @@ class ApiV2:
         """The record as the write's answer tells it, for WriteResult.stored."""
         record = self._api_record(entity, row)
         return WriteResult(action, record.id, record.modified, stored=_as_stored(record))
+
+    def company_contact(self, kind: str, related: str) -> str | None:
+        """The number of the company contact whose business relation is this customer or vendor (by id): company
+        contacts' contactInformation."""
+        rows = self._pages(f"{self.company_url()}/contacts",
+                           {"$filter": "type eq 'Company'", "$expand": "contactInformation"})
+        for row in rows:
+            for info in row.get("contactInformation") or []:
+                if info.get("relatedType") == kind and str(info.get("relatedId")) == related:
+                    return str(row.get("number"))
+        return None

@@ -99,7 +99,13 @@ def _isoformat(moment: datetime) -> str:
 
 # What a read fills in that the record itself does not hold: a page's stamp, capped at the read's end, and the
 # relations a read of contacts joins in (a write's answer has neither).
-NOT_STORED = frozenset({"lastModifiedDateTime", "relations"})
+NOT_STORED = frozenset({"lastModifiedDateTime", "relations", "businessRelation"})
+
+
+def _business_relation(relations: list[dict[str, Any]]) -> dict[str, Any]:
+    """A contact's first customer or vendor ({type, id}) as ``businessRelation``: what a write names to put a person
+    contact under that customer's or vendor's company contact, so a contact read back holds what was written."""
+    return {"businessRelation": {"type": relations[0]["type"], "id": str(relations[0]["id"])}} if relations else {}
 
 
 def _as_stored(record: Record) -> Record:

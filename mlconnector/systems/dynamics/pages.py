@@ -17,12 +17,13 @@ from mlconnector.errors import ConfigError
 from mlconnector.systems.base import Record, WriteResult
 from mlconnector.systems.dynamics.api import API_ENTITIES
 from mlconnector.systems.dynamics.client import DynamicsApi
-from mlconnector.systems.dynamics.odata import (Pager, _as_stored, _day_end, _error, _isoformat, _nav_value,
-                                                _quote_key, parse_time)
+from mlconnector.systems.dynamics.odata import (Pager, _as_stored, _business_relation, _day_end, _error, _isoformat,
+                                                _nav_value, _quote_key, parse_time)
 
 DEFAULT_SERVICES = {"customers": "Customer", "vendors": "Vendor", "contacts": "Contact", "items": "Item",
                     "salesOrders": "SalesOrder", "postedSalesInvoices": "PostedSalesInvoice",
-                    "purchaseOrders": "PurchaseOrder", "contactRelations": "ContactBusinessRelations"}
+                    "purchaseOrders": "PurchaseOrder", "contactRelations": "ContactBusinessRelations",
+                    "customerDimensions": "DefaultDimensions"}
 # Document pages are keyed by (Document Type, No.); card pages by No.
 DOCUMENT_TYPE = {"salesOrders": "Order", "purchaseOrders": "Order"}
 # The lines subpage navigation is the service name plus the part's control name (SalesOrder + SalesLines).
@@ -65,11 +66,15 @@ PAGE_FIELDS: dict[str, dict[str, str]] = {
                        "Posting_Date": "postingDate", "Currency_Code": "currencyCode", "Status": "status",
                        "Document_Type": "documentType"},
 }
+# Controls of the standard card pages that API v2.0 has no property for: they keep their page names in records
+# (Customer card, page 21: "Bill-to Customer No."; API v2.0's customer resource has no bill-to customer).
+PAGE_ONLY_FIELDS: dict[str, tuple[str, ...]] = {"customers": ("Bill_to_Customer_No",)}
 LINE_FIELDS = {"Type": "lineType", "No": "lineObjectNumber", "Description": "description", "Quantity": "quantity",
                "Unit_of_Measure_Code": "unitOfMeasureCode", "Unit_Price": "unitPrice",
                "Direct_Unit_Cost": "directUnitCost", "Line_Discount_Percent": "discountPercent",
                "Line_Discount_Amount": "discountAmount", "Line_Amount": "amountExcludingTax",
-               "Line_No": "sequence", "Document_No": "documentId"}
+               "Line_No": "sequence", "Document_No": "documentId", "Quantity_Shipped": "shippedQuantity",
+               "Quantity_Invoiced": "invoicedQuantity"}
 # Sales Header Status as the page shows it -> the API's salesOrder status (Open is still a draft there).
 DOCUMENT_STATUS = {"Open": "Draft", "Released": "Open", "Pending_Approval": "In Review",
                    "Pending_Prepayment": "Open"}
@@ -80,7 +85,7 @@ class Pages:
 
     def __init__(self, api: DynamicsApi, pager: Pager, *, services: Mapping[str, Any],
                  line_parts: Mapping[str, Any], modified_fields: Mapping[str, Any], posted_full_read: timedelta,
-                 page_size: int, document_page_size: int) -> None:
+                 whole_read: dict[str, datetime], page_size: int, document_page_size: int) -> None:
         self.name = api.name
         self.services = services
         self.line_parts = line_parts
@@ -88,7 +93,7 @@ class Pages:
         self.posted_full_read = posted_full_read
         self.page_size = page_size
         self.document_page_size = document_page_size
-        self._whole_read: dict[str, datetime] = {}
+        self._whole_read = whole_read  # the connector's: see its read_clock
         self._call, self._read_failure, self.company_url = api.call, api.read_failure, api.company_url
         self._pages = pager.pages
 
@@ -145,12 +150,6 @@ class Pages:
                     relations = self._page_relations()
                 record = self._with_relations(record, relations)
             yield record
-
-    def read_clock(self, entity: str) -> datetime | None:
-        """Where the last read of ``entity`` lets the engine close its window: only for posted documents on
-        pages (no modification date) after a whole read, at its start; None otherwise (the newest record
-        read decides, as usual)."""
-        return self._whole_read.get(entity)
 
     def _page_record(self, entity: str, row: Mapping[str, Any], field: str | None,
                      cap: datetime | None = None) -> Record:
@@ -237,7 +236,8 @@ class Pages:
         if company_number and company_number != record.id:
             holders.append(str(company_number))
         found = [r for holder in holders for r in relations.get(holder, [])]
-        return Record(record.system, record.entity, record.id, record.modified, {**record.data, "relations": found})
+        return Record(record.system, record.entity, record.id, record.modified,
+                      {**record.data, "relations": found, **_business_relation(found)})
 
     def find(self, entity: str, field: str, value: Any) -> list[Record]:
         """The records whose ``field`` (API v2.0 name) equals ``value`` (compared as the server's collation
@@ -303,3 +303,19 @@ class Pages:
         record = self._page_record(entity, row, self.modified_fields.get(entity))
         # A page tells only the date; our write happened now.
         return WriteResult(action, record.id, utcnow(), stored=_as_stored(record))
+
+    def company_contact(self, kind: str, related: str) -> str | None:
+        """The number of the company contact whose business relation is this customer or vendor (by number): page
+        5054 Contact Business Relations."""
+        found = self._page_relations(f"Link_to_Table eq {_quote_key(kind)} and No eq {_quote_key(related)}")
+        return next(iter(found), None)
+
+    def customer_dimensions(self, number: str | None = None) -> Iterator[Record]:
+        """Customers' default dimensions (page 540 Default Dimensions, table 18), one record per customer and
+        dimension code: id "C00010/CUSTOMERGROUP"."""
+        terms = "Table_ID eq 18" + (f" and No eq {_quote_key(number)}" if number else "")
+        for row in self._pages(f"{self.company_url()}/{self.services['customerDimensions']}", {"$filter": terms}):
+            customer, code = str(row.get("No") or ""), str(row.get("Dimension_Code") or "")
+            yield Record(self.name, "customerDimensions", f"{customer}/{code}", None, {
+                "id": f"{customer}/{code}", "customerNumber": customer, "customerId": customer,
+                "dimensionCode": code, "dimensionValue": _nav_value(row.get("Dimension_Value_Code"))})

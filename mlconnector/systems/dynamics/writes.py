@@ -1,6 +1,7 @@
 """Writes to NAV and Business Central, record by record in either protocol: the current row read by its link or
 key, then PATCH with If-Match, or POST where it is absent (a record the ERP numbers: POST); a record changed
-between our read and our write is read again, once."""
+between our read and our write is read again, once. Documents written as journal lines go to
+dynamics_journals.py."""
 
 from __future__ import annotations
 
@@ -11,21 +12,25 @@ from mlconnector.errors import ConfigError, RemoteError
 from mlconnector.systems.base import WriteResult, write_each
 from mlconnector.systems.dynamics.api import ApiV2
 from mlconnector.systems.dynamics.client import DynamicsApi
-from mlconnector.systems.dynamics.odata import _error
+from mlconnector.systems.dynamics.odata import Pager, _error
 from mlconnector.systems.dynamics.pages import Pages
+from mlconnector.systems.dynamics_journals import JOURNAL_SERVICES, JournalRefused, JournalWriter, check_mode
 
 WRITABLE = ("customers", "vendors", "contacts", "items")
 # Fields we never send: BC computes them.
-READ_ONLY = frozenset({"id", "lastModifiedDateTime", "relations", "balanceDue", "balance", "inventory",
-                       "contactBusinessRelation"})
+READ_ONLY = frozenset({"id", "lastModifiedDateTime", "relations", "businessRelation", "balanceDue", "balance",
+                       "inventory", "contactBusinessRelation"})
 
 
 class Writes:
     """Upserts through the system's protocol (API v2.0 or pages)."""
 
-    def __init__(self, api: DynamicsApi, protocol: ApiV2 | Pages) -> None:
+    def __init__(self, api: DynamicsApi, protocol: ApiV2 | Pages, pager: Pager, services: Mapping[str, Any]) -> None:
         self.name = api.name
-        self._fail = api.fail
+        self.endpoint = api.endpoint
+        self._call, self._fail, self.company_url = api.call, api.fail, api.company_url
+        self._pages = pager.pages
+        self.services = services
         self.protocol = protocol
 
     def write(self, entity: str, payloads: list[dict[str, Any]], key: str,
@@ -33,15 +38,33 @@ class Writes:
         """Upsert each payload (API v2.0 field names): a linked record (``ids``) by its id, the rest by
         ``key``; POST when absent (without a key, the ERP numbers the new record), else PATCH with If-Match.
         A record changed meanwhile (409/412 Request_EntityChanged) is re-read and retried once."""
+        if entity in JOURNAL_SERVICES:
+            return self._write_journal(entity, payloads)
         if entity not in WRITABLE:
-            raise ConfigError(f"{self.name}: writing {entity} is not supported (writable: {', '.join(WRITABLE)})")
+            raise ConfigError(f"{self.name}: writing {entity} is not supported (writable: "
+                              f"{', '.join(WRITABLE + tuple(JOURNAL_SERVICES))})")
         known = ids or [None] * len(payloads)
         return write_each(zip(payloads, known), lambda each: self._upsert_one(entity, each[0], key, each[1]))
+
+    def _write_journal(self, entity: str, payloads: list[dict[str, Any]]) -> list[WriteResult]:
+        """Documents as journal lines (dynamics_journals.py), one document at a time."""
+        check_mode(self.name, self.endpoint.mode, entity)
+        writer = JournalWriter(self.name, self._call, lambda url, params: self._pages(url, params),
+                               self.company_url, self.services, self._fail)
+
+        def write_one(payload: dict[str, Any]) -> WriteResult:
+            try:
+                return writer.write_one(entity, payload)
+            except JournalRefused as refused:
+                return WriteResult("fail", error=str(refused), error_class=refused.error.code or "journal_refused")
+        return write_each(payloads, write_one)
 
     def write_calls(self, entity: str, payloads: list[dict[str, Any]], key: str,
                     ids: list[str | None] | None = None) -> int:
         """The calls ``write`` makes, for a dry run's estimate: per record, a read of the current row (by its
         linked id, else by its key; none for a new record the ERP numbers) and the POST or PATCH."""
+        if entity in JOURNAL_SERVICES:
+            return 3 * len(payloads)  # the document's journal lines and ledger entries read, a line written
         ids = ids or [None] * len(payloads)
         return sum(2 if known or payload.get(key) not in (None, "") else 1 for payload, known in zip(payloads, ids))
 
@@ -57,6 +80,16 @@ class Writes:
 
     def _upsert_one(self, entity: str, payload: Mapping[str, Any], key: str,
                     known_id: str | None = None) -> WriteResult:
+        if entity == "contacts" and payload.get("businessRelation"):
+            relation = payload["businessRelation"]
+            company = self.protocol.company_contact(str(relation.get("type")), str(relation.get("id")))
+            if company is None:
+                what = f"{str(relation.get('type')).lower()} {relation.get('id')}"
+                return WriteResult("fail", error=f"NAV has no company contact for {what} (Contact Business "
+                                                 "Relations): create it from the customer or vendor card (Contact > "
+                                                 "Create as Contact), then `mlconnector replay`",
+                                   error_class="no_company_contact")
+            payload = {**{k: v for k, v in payload.items() if k != "businessRelation"}, "companyNumber": company}
         value = payload.get(key)
         body = {k: v for k, v in payload.items()
                 if k not in READ_ONLY and not k.startswith("@odata.") and not (k == key and v in (None, ""))}

@@ -24,6 +24,11 @@ class EntityInfo:
     line_parent: str | None = None
     line_sequence: str | None = None
     customer_field: str | None = None
+    # Line fields that identify a document besides its natural key (an invoice journal: the invoice number and the
+    # customer account on its line), so one booked by hand or by another tool is not booked again.
+    line_keys: tuple[str, ...] = ()
+    # Line fields a payload carries as decimal text (exact money): sent as JSON numbers, digit for digit.
+    money_fields: tuple[str, ...] = ()
 
 
 ENTITIES: dict[str, EntityInfo] = {
@@ -34,11 +39,15 @@ ENTITIES: dict[str, EntityInfo] = {
                                       "LineCreationSequenceNumber", "OrderingCustomerAccountNumber"),
     "FreeTextInvoiceHeaders": EntityInfo("InvoiceIdentifier", "FreeTextInvoiceLines", "ParentRecId", "LineNumber",
                                          "CustomerAccount"),
+    "CustomerInvoiceJournalHeaders": EntityInfo("JournalBatchNumber", "CustomerInvoiceJournalLines",
+                                                "JournalBatchNumber", "LineNumber",
+                                                line_keys=("InvoiceId", "CustomerAccountDisplayValue"),
+                                                money_fields=("DebitAmount", "CreditAmount")),
 }
-WRITABLE = ("SalesOrderHeadersV2", "FreeTextInvoiceHeaders")
+WRITABLE = ("SalesOrderHeadersV2", "FreeTextInvoiceHeaders", "CustomerInvoiceJournalHeaders")
 LINES_FIELD = "lines"     # payloads of documents carry their lines here
 # Free text invoice lines have no item field: the item is checked, then named in the line's Description.
-ITEMLESS_LINES = frozenset({"FreeTextInvoiceLines"})
+ITEMLESS_LINES = frozenset({"FreeTextInvoiceLines", "CustomerInvoiceJournalLines"})
 
 
 def enum_literal(enum_type: str, value: str) -> str:

@@ -3,14 +3,15 @@ pair sets, so none is booked twice; the rest sent as one changeset each, ``batch
 
 from __future__ import annotations
 
-import json
 import math
 import uuid
 from collections.abc import Callable, Mapping
+from decimal import Decimal
 from typing import Any
 
 from mlconnector.auth import utcnow
 from mlconnector.errors import ConfigError, RemoteError
+from mlconnector.http import json_with_decimals
 from mlconnector.systems.base import WriteResult
 from mlconnector.systems.finops.batch import _Changeset, _Part, parse_batch_response
 from mlconnector.systems.finops.client import FinOpsApi
@@ -55,6 +56,7 @@ class Writes:
             else:
                 documents.append((index, header, lines))
         found = self._existing(entity, key, [(i, known[i], h[key]) for i, h, _ in documents])
+        found.update(self._existing_by_lines(entity, [(i, lines) for i, _, lines in documents if i not in found]))
         changesets: list[_Changeset] = []
         first: dict[str, int] = {}     # natural key -> the payload that books it (a repeat in one call waits)
         repeats: dict[int, int] = {}
@@ -110,6 +112,9 @@ class Writes:
         body = {info.line_sequence: number, **line}
         if info.lines in ITEMLESS_LINES:
             body.pop("ItemNumber", None)
+        for name in info.money_fields:
+            if body.get(name) not in (None, ""):
+                body[name] = Decimal(str(body[name]))
         return body
 
     def _existing(self, entity: str, key: str, wanted: list[tuple[int, str | None, Any]]) -> dict[int, dict]:
@@ -129,6 +134,26 @@ class Writes:
             if row is not None:
                 found[index] = row
         return found
+
+    def _existing_by_lines(self, entity: str, wanted: list[tuple[int, list[dict[str, Any]]]]) -> dict[int, dict]:
+        """Documents found by their first line's identifying fields (``line_keys``: an invoice number and customer
+        account), wherever they were booked from; 20 values to a filtered read of the lines, then their headers."""
+        info = self._info(entity)
+        if not info.line_keys or not wanted or not info.lines or not info.line_parent:
+            return {}
+        first = info.line_keys[0]   # filtered on in F&O; the others compared here
+
+        def identity(values: Mapping[str, Any]) -> tuple[str, ...]:
+            return tuple(str(values.get(f) or "").strip().lower() for f in info.line_keys)
+        keys = {index: identity(lines[0]) for index, lines in wanted if lines}
+        holders: dict[tuple[str, ...], str] = {}
+        distinct = list(dict.fromkeys(k[0] for k in keys.values() if k[0]))
+        for start in range(0, len(distinct), LOOKUP_CHUNK):
+            terms = " or ".join(f"{first} eq {quote_string(v)}" for v in distinct[start:start + LOOKUP_CHUNK])
+            for row in self._pages(info.lines, {"$filter": self._company_filter(terms)}):
+                holders.setdefault(identity(row), str(row.get(info.line_parent)))
+        headers = self._rows_where(entity, info.key, list(dict.fromkeys(holders.values())))
+        return {index: headers[holders[k]] for index, k in keys.items() if k in holders and holders[k] in headers}
 
     def _rows_where(self, entity: str, field: str, values: list[Any]) -> dict[str, dict[str, Any]]:
         """Rows whose ``field`` is one of ``values``, keyed by that value as text (the first row per value in
@@ -189,7 +214,7 @@ class Writes:
                 next_id += 1
                 changeset.content_ids[content_id] = part
                 url = part.url.replace("$HEADER", f"${header_id}", 1)
-                body = json.dumps(part.body, ensure_ascii=False).encode("utf-8")
+                body = json_with_decimals(part.body)   # amounts exact (Decimal) as JSON numbers
                 chunks.append(f"--{inner}\r\nContent-Type: application/http\r\nContent-Transfer-Encoding: binary\r\n"
                               f"Content-ID: {content_id}\r\n\r\n{part.method} {url} HTTP/1.1\r\n"
                               "Content-Type: application/json; odata.metadata=minimal\r\n"

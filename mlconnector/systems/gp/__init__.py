@@ -27,7 +27,7 @@ Settings (``[systems.NAME]`` with ``kind = "gp"``; connections.example.toml docu
 transport = "sba" only for the ledger and orders), wsdl (URL or file; default base_url + "?wsdl"), company_id,
 tenant_name, user (DOMAIN\\name), auth (windows | basic), concurrency, delay_seconds, window_days, window_records,
 history_start, modified_precision (date | datetime), timeout_seconds, namespace, gl_account_types, order_type_id,
-order_batch_id, validation_details.
+quote_type_id, order_batch_id, validation_details.
 
 Secrets (``mlconnector secrets set NAME password``): the Windows password of ``user``. Without ``user`` the
 credentials of the account running mlconnector are used where the platform allows it.
@@ -70,7 +70,7 @@ from mlconnector.systems.gp.calls import DEFAULT_PORT, PacedHttp, _cause_chain, 
 from mlconnector.systems.gp.orders import ORDER_FIELDS, Orders  # noqa: F401
 from mlconnector.systems.gp.reads import (DATED_ENTITIES, DAY_ENDS_EVERYWHERE, ENTITIES, MAX_WINDOW,  # noqa: F401
                                           VENDOR_READS_KEPT, WebServicesReads, _end_of_day)
-from mlconnector.systems.gp.records import (Shapes, _address, _id, _items, _money, _text, _utc,  # noqa: F401
+from mlconnector.systems.gp.records import (DOCUMENTS, Shapes, _address, _id, _items, _money, _text, _utc,  # noqa: F401
                                             utcnow)
 from mlconnector.systems.gp.sba import (_SBA_COMPANY, SBA_EXAMPLE, SBA_RESOURCES, Sba, company_of,  # noqa: F401
                                         sba_url_of)
@@ -81,9 +81,9 @@ KIND = "gp"
 DEFAULT_CONCURRENCY = 2
 MAX_CONCURRENCY = 5
 DEFAULT_DELAY = 0.5
-WRITABLE = ("salesOrders",)
+WRITABLE = ("salesOrders", "salesQuotes")
 TRANSPORTS = ("webservices", "sba")
-WEB_SERVICES_ONLY = ("glAccounts", "glTransactions", "salesOrders")  # not in SBA's published resource list
+WEB_SERVICES_ONLY = ("glAccounts", "glTransactions", "salesOrders", "salesQuotes")  # not in SBA's published resource list
 log = logging.getLogger(__name__)
 
 
@@ -142,6 +142,7 @@ class GPConnector(ConnectorBase):
             raise ConfigError(f"systems.{self.name}.modified_precision must be \"date\" or \"datetime\"")
         self.gl_account_types = list(system.setting("gl_account_types", ["Posting"], type_=list))
         self.order_type_id = str(system.setting("order_type_id", "STDORD", type_=str))
+        self.quote_type_id = str(system.setting("quote_type_id", "STDQTE", type_=str))
         self.order_batch_id = str(system.setting("order_batch_id", "MLCONNECTOR", type_=str))
         self.validation_details = bool(system.setting("validation_details", True, type_=bool))
         self.auth_kind = str(system.setting("auth", "windows", type_=str))
@@ -152,7 +153,7 @@ class GPConnector(ConnectorBase):
                               counter=context.counter, max_concurrency=self.concurrency, sleep=sleep,
                               timeout=float(system.setting("timeout_seconds", 300, type_=(int, float))),
                               headers={"User-Agent": "mlconnector"})
-        self.seen = SeenList(side_file(context, self.name, "seen.json"))
+        self.seen = SeenList(side_file(context, self.name, "seen.json"), context.ledger, f"gp {self.name} seen")
         # The collaborators sleep and tell the time through this connector's own _sleep and _now.
         self.paced = PacedHttp(self.name, self.http, self.delay, self.auth_kind, self.user,
                                lambda seconds: self._sleep(seconds))
@@ -168,6 +169,7 @@ class GPConnector(ConnectorBase):
                                       history_start=self.history_start, gl_account_types=self.gl_account_types,
                                       coarse_stamps=self.coarse_stamps)
         self.orders = Orders(self.soap, self.get, lambda: self._now(), order_type_id=self.order_type_id,
+                             quote_type_id=self.quote_type_id,
                              order_batch_id=self.order_batch_id)
 
     @property
@@ -193,7 +195,7 @@ class GPConnector(ConnectorBase):
         """Why ``entity`` cannot be read or written with this configuration (SBA without Web Services), or None."""
         if entity in WEB_SERVICES_ONLY and not self.web_services:
             what = {"glAccounts": "GL accounts", "glTransactions": "journal entries",
-                    "salesOrders": "sales orders"}[entity]
+                    "salesOrders": "sales orders", "salesQuotes": "sales quotes"}[entity]
             return (f"{self.name}: {what} are not in the Service Based Architecture's published resources; set "
                     f"base_url in [systems.{self.name}] to the Web Services address (DynamicsGPService.asmx) and "
                     "company_id to read them there, or leave this flow out of pairs.*.flows")
@@ -265,7 +267,7 @@ class GPConnector(ConnectorBase):
         if not payloads:
             return 0
         handshake = 2 if self.auth_kind != "basic" else 0
-        return 2 * len(payloads) + (not self.soap.has_policy("CreateSalesOrder")) + handshake
+        return 2 * len(payloads) + (not self.soap.has_policy(DOCUMENTS[entity][0])) + handshake
 
     def write(self, entity: str, payloads: list[dict[str, Any]], key: str,
               ids: list[str | None] | None = None) -> list[WriteResult]:
@@ -278,7 +280,7 @@ class GPConnector(ConnectorBase):
         if reason:
             raise ConfigError(reason)
         known = ids or [None] * len(payloads)
-        return write_each(zip(payloads, known), lambda each: self.orders.create(each[0], key, each[1]))
+        return write_each(zip(payloads, known), lambda each: self.orders.create(each[0], key, each[1], entity))
 
     # -- ping ----------------------------------------------------------------------------------------------------
     def ping(self) -> PingResult:

@@ -13,7 +13,7 @@ from typing import Any
 
 from mlconnector.errors import ConfigError, RemoteError
 from mlconnector.systems.base import Record
-from mlconnector.systems.gp.records import Shapes, _id, _items, _text, _utc
+from mlconnector.systems.gp.records import DOCUMENTS, Shapes, _id, _items, _text, _utc
 from mlconnector.systems.gp.seen import SeenList
 from mlconnector.systems.gp.webservices import WebServices
 
@@ -21,7 +21,7 @@ MAX_WINDOW = timedelta(days=3660)
 # Vendor lists and cards a run has read, kept for the run's other vendor flows (vendors to Accounts, to Vendors and
 # their contacts each read the same cards): at most this many answers, the least recently used dropped.
 VENDOR_READS_KEPT = 1_000
-ENTITIES = ("customers", "vendors", "vendorContacts", "glAccounts", "glTransactions", "salesOrders")
+ENTITIES = ("customers", "vendors", "vendorContacts", "glAccounts", "glTransactions", "salesOrders", "salesQuotes")
 DATED_ENTITIES = ("customers", "vendors", "vendorContacts", "glTransactions")  # read by ModifiedDate windows
 # After a day's end in UTC, how long until it has ended in every time zone GP servers keep (UTC-12), plus an
 # hour for the server's clock and ours to disagree: no change is dated on that day after this.
@@ -198,8 +198,8 @@ class WebServicesReads:
                 vendor_id, _, address_id = id.partition("/")
                 vendor = self._vendor(self.call("GetVendorByKey", key={"Id": vendor_id}), None)
                 return next((c for c in self._vendor_contacts(vendor) if c.get("addressId") == address_id), None)
-            if entity == "salesOrders":
-                return self._sales_order(self.call("GetSalesOrderByKey", key={"Id": id}))
+            if entity in DOCUMENTS:
+                return self._sales_order(self.call(DOCUMENTS[entity][2], key={"Id": id}), entity)
             if entity not in ("customers", "vendors", "glTransactions"):
                 raise ConfigError(f"{self.name}: unknown entity {entity!r}; known: {', '.join(ENTITIES)}")
             return next(iter(self._full(entity, id, None)), None)

@@ -75,6 +75,11 @@ def _items(holder: Any, name: str) -> list[Any]:
         return inner if isinstance(inner, list) else [inner] if inner is not None else []
     return []
 
+# entity -> (create operation, its parameter, read operation, line type, document type): sales orders and quotes
+# (https://learn.microsoft.com/previous-versions/dynamicsgp/developer/cc508629(v=msdn.10): CreateSalesQuote)
+DOCUMENTS = {"salesOrders": ("CreateSalesOrder", "salesOrder", "GetSalesOrderByKey", "SalesOrderLine", "Order"),
+             "salesQuotes": ("CreateSalesQuote", "salesQuote", "GetSalesQuoteByKey", "SalesQuoteLine", "Quote")}
+
 
 class Shapes:
     """The records of one GP system, made from GP's objects (Web Services) or SBA's bodies renamed to them."""
@@ -144,12 +149,12 @@ class Shapes:
                 "modifiedDate": _utc(raw.get("ModifiedDate"))}
         return Record(self.name, "glTransactions", journal, stamp, data)
 
-    def sales_order(self, raw: Mapping[str, Any]) -> Record:
+    def sales_order(self, raw: Mapping[str, Any], entity: str = "salesOrders") -> Record:
         number = str(_id(raw.get("Key")))
         lines = [{"item": _id(l.get("ItemKey")), "description": _text(l.get("ItemDescription")),
                   "quantity": _money(l.get("Quantity")), "unitPrice": _money(l.get("UnitPrice"))}
-                 for l in _items(raw.get("Lines"), "SalesOrderLine") if isinstance(l, Mapping)]
+                 for l in _items(raw.get("Lines"), DOCUMENTS[entity][3]) if isinstance(l, Mapping)]
         data = {"id": number, "Id": number, "customerId": _id(raw.get("CustomerKey")),
                 "customerPONumber": _text(raw.get("CustomerPONumber")), "lines": lines,
                 "total": _money(raw.get("TotalAmount"))}
-        return Record(self.name, "salesOrders", number, _utc(raw.get("ModifiedDate")), data)
+        return Record(self.name, entity, number, _utc(raw.get("ModifiedDate")), data)

@@ -6,6 +6,7 @@ from __future__ import annotations
 import hashlib
 import json
 from collections.abc import Iterator, Mapping
+from contextlib import AbstractContextManager
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -18,15 +19,22 @@ from mlconnector.systems import ConnectorContext
 
 class SeenList:
     """What the last full reads of a list without a date criterion (GL accounts) looked like: per record a
-    digest and the moment its current content was first seen. A small JSON file next to the state file."""
+    digest and the moment its current content was first seen. A small JSON file next to the state file, or, with
+    the state in PostgreSQL, a document in its ledger (``ledger``, under ``name``), which every host sees."""
 
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, ledger: Any = None, name: str = "") -> None:
         self.path = path
         self._lock = FileLock(str(path) + ".lock", timeout=30)
+        self._ledger, self._name = ledger, name
+
+    def _edited(self) -> AbstractContextManager[dict[str, Any]]:
+        if self._ledger is not None:
+            return self._ledger.edited(self._name)
+        return jsonfile.edited(self.path, self._lock)
 
     def update(self, entity: str, digests: Mapping[str, str], now: datetime) -> dict[str, datetime]:
         """Store the current digests; return, per id, when its current content was first seen."""
-        with jsonfile.edited(self.path, self._lock) as data:
+        with self._edited() as data:
             known = data.get(entity, {})
             fresh: dict[str, list[str]] = {}
             for record_id, digest in digests.items():

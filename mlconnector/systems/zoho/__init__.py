@@ -28,7 +28,7 @@ from mlconnector.http import json_body
 from mlconnector.systems import ConnectorContext, register_kind
 from mlconnector.systems.base import Capabilities, Channel, ConnectorBase, Notification, PingResult, Record, WriteResult
 from mlconnector.systems.zoho.bulk import BulkWrite, _bulk_results, _cell  # noqa: F401
-from mlconnector.systems.zoho.channels import Channels
+from mlconnector.systems.zoho.channels import NOTIFY_MODULES, Channels  # noqa: F401
 from mlconnector.systems.zoho.client import (DEFAULT_CONCURRENCY, DEFAULT_SUB_CONCURRENCY,  # noqa: F401
                                              EDITION_CONCURRENCY, HEAVY_WRITE_RECORDS, INVALID_TOKEN_CODES,
                                              MAX_UPSERT, ZohoApi, _began, _is_invalid_token, _is_throttled,
@@ -39,7 +39,8 @@ from mlconnector.systems.zoho.oauth import (ACCOUNTS_SERVERS, CLIENT_CREDENTIALS
                                             authorise, consent_url, data_centre_of, data_centres, parse_pasted_code,
                                             redirect_uri_of, token_from)
 from mlconnector.systems.zoho.quota import (CREDIT_WINDOW, MINT_WINDOW, ZOHO_MINTS_PER_WINDOW,  # noqa: F401
-                                            QuotaFile, default_quota_path, quota_path)
+                                            QuotaFile, SharedQuota, _over_budget, default_quota_path,
+                                            quota_of, quota_path)
 from mlconnector.systems.zoho.reads import (COQL_IN_MAX, COQL_KEYS_PER_QUERY, COQL_MAX_LIMIT,  # noqa: F401
                                             COQL_MAX_SELECT, DEFAULT_FIELDS, LINE_ITEM_MODULES, Reads,
                                             _coql_credits, _parse_time, _quote, _zoho_time)
@@ -61,12 +62,12 @@ class ZohoConnector(ConnectorBase):
     capabilities = Capabilities(push=True, fetches_many=True, deletion_feed=True, deletes=True, flags=True)
 
     def __init__(self, system: SystemConfig, context: ConnectorContext, *,
-                 sleep: Callable[[float], None] = time.sleep, quota: QuotaFile | None = None) -> None:
+                 sleep: Callable[[float], None] = time.sleep, quota: QuotaFile | SharedQuota | None = None) -> None:
         self.name = system.name
         self.system = system
         self.context = context
         self._sleep = sleep
-        self.quota = quota or QuotaFile(quota_path(context))
+        self.quota = quota or quota_of(context)
         self.api = ZohoApi(system, context, self.quota, sleep=sleep)
         self.zoho_auth, self.auth, self.http = self.api.zoho_auth, self.api.auth, self.api.http
         self.sub_concurrency = self.api.sub_concurrency

@@ -20,6 +20,8 @@ from mlconnector.systems.base import Channel, Notification
 from mlconnector.systems.zoho.client import ZohoApi
 from mlconnector.systems.zoho.reads import _parse_time
 
+NOTIFY_MODULES = ("Accounts", "Contacts", "Products", "Sales_Orders", "Invoices", "Deals", "Quotes")
+
 
 class Channels:
     """The push side of one org: its channels, and the notifications they bring."""
@@ -37,8 +39,9 @@ class Channels:
     def push_entities(self) -> tuple[str, ...]:
         if not self.notify_url:
             return ()
-        return tuple(self.system.setting("notify_modules", ["Accounts", "Contacts", "Products", "Sales_Orders",
-                                                            "Invoices"], type_=list))
+        # Channels are opened only for the modules a pair's flows read (sync/push.py): a module listed here that no
+        # flow reads costs nothing. Deals and Quotes are watched by default, as the CRM side's sales events.
+        return tuple(self.system.setting("notify_modules", list(NOTIFY_MODULES), type_=list))
 
     def _notify_token(self) -> str:
         token = self.context.secrets.get(self.name, "notify_token")

@@ -20,7 +20,7 @@ from mlconnector.errors import AuthError, RemoteError
 from mlconnector.http import ApiClient, json_body, retry_policy, server_time
 from mlconnector.systems import ConnectorContext
 from mlconnector.systems.zoho.oauth import DATA_CENTRES, ZohoAuth
-from mlconnector.systems.zoho.quota import QuotaFile
+from mlconnector.systems.zoho.quota import QuotaFile, SharedQuota
 
 MAX_UPSERT = 100           # records per insert/update/upsert call
 INVALID_TOKEN_CODES = frozenset({"INVALID_TOKEN", "AUTHENTICATION_FAILURE", "INVALID_OAUTHTOKEN"})
@@ -66,7 +66,7 @@ def is_heavy(method: str, path: str, params: Mapping[str, Any] | None = None, bo
 class ZohoApi:
     """The calls of one Zoho CRM org."""
 
-    def __init__(self, system: SystemConfig, context: ConnectorContext, quota: QuotaFile, *,
+    def __init__(self, system: SystemConfig, context: ConnectorContext, quota: QuotaFile | SharedQuota, *,
                  sleep: Callable[[float], None] = time.sleep) -> None:
         self.name = system.name
         self.system = system

@@ -18,7 +18,7 @@ from mlconnector.config import SystemConfig
 from mlconnector.errors import AuthError, ConfigError, RateLimited, RemoteError
 from mlconnector.http import ApiClient, retry_policy
 from mlconnector.systems import ConnectorContext
-from mlconnector.systems.zoho.quota import ZOHO_MINTS_PER_WINDOW, QuotaFile, quota_path
+from mlconnector.systems.zoho.quota import ZOHO_MINTS_PER_WINDOW, QuotaFile, SharedQuota, quota_of
 
 KIND = "zoho"
 
@@ -80,7 +80,7 @@ TOKEN_ERRORS = {
 class ZohoAuth:
     """Mints Zoho access tokens (refresh-token or client-credentials grant) under the shared mint governor."""
 
-    def __init__(self, system: SystemConfig, context: ConnectorContext, quota: QuotaFile, *,
+    def __init__(self, system: SystemConfig, context: ConnectorContext, quota: QuotaFile | SharedQuota, *,
                  sleep: Callable[[float], None] = time.sleep) -> None:
         self.system = system
         self.name = system.name
@@ -244,7 +244,7 @@ def authorise(system: SystemConfig, context: ConnectorContext, pasted: str) -> A
     if server and not configured and server not in ACCOUNTS_SERVERS:
         raise ConfigError(f"accounts-server {server} in the pasted address is not a Zoho accounts server; "
                           "set accounts_url if you really use it")
-    auth = ZohoAuth(system, context, QuotaFile(quota_path(context)))
+    auth = ZohoAuth(system, context, quota_of(context))
     try:
         accounts = (configured or server or auth.data_centre.accounts_url).rstrip("/")
         body = auth.exchange_code(code, redirect_uri_of(system), accounts)

@@ -71,13 +71,42 @@ class QuotaFile:
             spent = sum(minutes.values())
             if budget and spent + credits > budget:
                 ledger[system] = minutes
-                raise BudgetExhausted(
-                    f"{system}: the next call would use {credits} API credit(s), crossing the daily budget of "
-                    f"{budget} ({spent} spent in the last 24 hours); stopping here, the next run resumes")
+                raise _over_budget(system, credits, budget, spent)
             minute = now.replace(second=0, microsecond=0).isoformat()
             minutes[minute] = minutes.get(minute, 0) + credits
             ledger[system] = minutes
             return spent + credits
+
+
+def _over_budget(system: str, credits: int, budget: int, spent: int) -> BudgetExhausted:
+    return BudgetExhausted(f"{system}: the next call would use {credits} API credit(s), crossing the daily budget of "
+                           f"{budget} ({spent} spent in the last 24 hours); stopping here, the next run resumes")
+
+
+class SharedQuota:
+    """QuotaFile's record kept in the state database's ledger (``ConnectorContext.ledger``): hosts sharing one
+    PostgreSQL state, and one refresh token, count their mints and credits together."""
+
+    def __init__(self, ledger: Any, now: Callable[[], datetime] = _now) -> None:
+        self.ledger = ledger
+        self._now = now
+
+    def reserve_mint(self, key: str, limit: int) -> float:
+        return self.ledger.reserve(f"zoho mint {key}", limit, MINT_WINDOW, self._now())
+
+    def mints(self, key: str) -> int:
+        return self.ledger.count(f"zoho mint {key}", MINT_WINDOW, self._now())
+
+    def charge(self, system: str, credits: int, budget: int) -> int:
+        done, spent = self.ledger.spend(f"zoho credits {system}", credits, budget, CREDIT_WINDOW, self._now())
+        if not done:
+            raise _over_budget(system, credits, budget, spent)
+        return spent
+
+
+def quota_of(context: ConnectorContext) -> "QuotaFile | SharedQuota":
+    """The state database's ledger where the state is shared, else the file beside the state file."""
+    return SharedQuota(context.ledger) if context.ledger is not None else QuotaFile(quota_path(context))
 
 
 def quota_path(context: ConnectorContext) -> Path:
