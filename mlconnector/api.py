@@ -19,12 +19,15 @@ from typing import Any
 
 import httpx
 
-from mlconnector import interrupt
-from mlconnector.config import Config, load_config
+from mlconnector import alerts, interrupt
+from mlconnector.config import ALERTS_WEBHOOK_ENV, Config, load_config
 from mlconnector.errors import ConfigError, LockHeld, MLConnectorError
+from mlconnector.health import Limits, Problem
+from mlconnector.health import check as health_check
 from mlconnector.http import CallCounter
 from mlconnector.pairs import all_pairs
-from mlconnector.state import StateLocation, StateStore, default_state_path, refuse_foreign_database, resolve_state
+from mlconnector.state import (StateLocation, StateStore, database_errors, default_state_path, refuse_foreign_database,
+                               resolve_state)
 from mlconnector.sync import Engine, RunResult, open_pair, resolve_roles
 from mlconnector.sync.reconcile import ReconcileReport, queue_fixes
 from mlconnector.sync.reconcile import reconcile as run_reconcile
@@ -36,9 +39,24 @@ PLUGINS_ENV = "MLCONNECTOR_PLUGINS"
 log = logging.getLogger("mlconnector")
 
 
+PLUGIN_GROUP = "mlconnector.plugins"
+
+
 def load_plugins(names: str | None = None) -> None:
-    """Import the modules named in $MLCONNECTOR_PLUGINS (comma-separated): site-specific pairs and
-    system kinds register themselves on import."""
+    """The plugins installed as packages (entry points in the group ``mlconnector.plugins``: a module, or a
+    function called with no arguments), then the modules named in $MLCONNECTOR_PLUGINS (comma-separated):
+    site-specific pairs and system kinds register themselves on import (or in their ``register()``)."""
+    from importlib.metadata import entry_points
+
+    for point in sorted(entry_points(group=PLUGIN_GROUP), key=lambda p: p.name):
+        try:
+            loaded = point.load()
+        except Exception as exc:  # noqa: BLE001 - an installed package's fault, named for its owner to fix
+            raise ConfigError(f"plugin {point.name} ({point.value}, entry point group {PLUGIN_GROUP}) cannot be "
+                              f"loaded ({type(exc).__name__}: {exc}); fix or uninstall its package") from None
+        register = loaded if callable(loaded) else getattr(loaded, "register", None)
+        if callable(register):
+            register()
     for name in filter(None, (n.strip() for n in (names or os.environ.get(PLUGINS_ENV, "")).split(","))):
         try:
             module = importlib.import_module(name)
@@ -122,15 +140,86 @@ def sync(runtime: Runtime, pair: str, *, flows: Iterable[str] | None = None, ful
     config = runtime.config
     location = runtime.state_location(config)
     with locked_state(location, pair) as state:
-        refuse_flows_setup_found_missing(state, config, pair, flows)
-        session = open_pair(config, pair, runtime.context(state))
         try:
-            engine = Engine(session.pair, session.config, session.connectors, state,
-                            counter=session.counter, progress=progress, progress_total=progress_total,
-                            allow_deletes=allow_deletes)
-            return engine.sync(flows, full=full, since=since, dry_run=dry_run)
-        finally:
-            session.close()
+            refuse_flows_setup_found_missing(state, config, pair, flows)
+            session = open_pair(config, pair, runtime.context(state))
+            try:
+                engine = Engine(session.pair, session.config, session.connectors, state,
+                                counter=session.counter, progress=progress, progress_total=progress_total,
+                                allow_deletes=allow_deletes)
+                result = engine.sync(flows, full=full, since=since, dry_run=dry_run)
+            finally:
+                session.close()
+        except MLConnectorError as exc:
+            if not dry_run:
+                _after_run_quietly(lambda: alerts.run_error(state, config.alerts, pair, exc, exc.exit_code,
+                                                            datetime.now(timezone.utc)))
+            raise
+        if not dry_run:
+            _after_run_quietly(lambda: alerts.after_run(state, config.alerts, result, datetime.now(timezone.utc)))
+            _after_run_quietly(lambda: alerts.channels(state, config.alerts, datetime.now(timezone.utc)))
+            if config.audit_retention_days:
+                # A little each run (a first run after an upgrade does not prune a year at once).
+                _after_run_quietly(lambda: state.prune(
+                    datetime.now(timezone.utc) - timedelta(days=config.audit_retention_days),
+                    max_batches=RUN_PRUNE_BATCHES))
+        return result
+
+
+RUN_PRUNE_BATCHES = 5  # each of a few thousand rows
+
+
+def _after_run_quietly(step: Callable[[], object]) -> None:
+    """What follows a run (its alerts, the pruning) never changes how the run ended: a state file that cannot take
+    it (the disk filled meanwhile) is logged, and the run's own result or error stands."""
+    try:
+        step()
+    except (*database_errors(), OSError, MLConnectorError) as exc:
+        log.warning("after the run: %s", exc)
+
+
+@dataclass
+class Pruned:
+    before: datetime
+    deleted: dict[str, int]
+    bytes: int
+    free_bytes: int
+
+
+def prune(runtime: Runtime, *, days: int | None = None, vacuum: bool = False) -> Pruned:
+    """`mlconnector prune`: delete audit rows, processed notifications and runs older than ``days`` (else
+    `[state] audit_retention_days`); with ``vacuum``, give the freed space back to the disk."""
+    config = load_config(runtime.config_path, required=False)
+    keep = config.audit_retention_days if days is None else days
+    if not keep:
+        raise ConfigError("audit_retention_days is 0 (keep everything): pass --older-than DAYS to prune anyway")
+    location = runtime.state_location(config)
+    before = datetime.now(timezone.utc) - timedelta(days=keep)
+    with location.errors(), location.open() as state:
+        deleted = state.prune(before)
+        if vacuum:
+            state.vacuum()
+        size = state.size()
+    return Pruned(before, deleted, size["bytes"], size["free_bytes"])
+
+
+def send_test_alert(runtime: Runtime) -> list[str]:
+    """`mlconnector alert test`: one alert to every place `[alerts]` names; what went wrong delivering it."""
+    config = runtime.config
+    if not config.alerts.enabled:
+        raise ConfigError(f"{config.path}: no [alerts] command or webhook_url (nor ${ALERTS_WEBHOOK_ENV}); add "
+                          "one (see connections.example.toml)")
+    return alerts.send(config.alerts, alerts.Alert("test", "a test alert: alerts reach you"))
+
+
+def alert_failed(runtime: Runtime, pair: str, detail: str) -> bool:
+    """`mlconnector alert failed PAIR`: a failure seen from outside (systemd's OnFailure=) opens the pair's incident
+    as a failed run would: one alert, not two, and an ok run settles it. True when an alert was sent."""
+    config = runtime.config
+    location = runtime.state_location(config)
+    with location.errors(), location.open() as state:
+        return alerts.raise_incident(state, config.alerts, f"run:{pair}", alerts.Alert(
+            "failed", f"{pair}: {detail}", pair), datetime.now(timezone.utc))
 
 
 def refuse_flows_setup_found_missing(state: StateStore, config: Config, pair: str, flows: Iterable[str] | None) -> None:
@@ -160,6 +249,23 @@ def setup(runtime: Runtime, pair: str, *, apply: bool = False,
         return check_pair(config, pair, context, state, apply=apply, plan=plan)
 
 
+def keep_channels(runtime: Runtime, pair: str) -> RunResult:
+    """Renew the pair's push channels that are missing or near expiry, under the pair's lock (a run holding it
+    renews them itself: LockHeld). A channel that cannot be renewed alerts (`[alerts]`) and one renewed again
+    settles it."""
+    config = runtime.config
+    location = runtime.state_location(config)
+    with locked_state(location, pair) as state:
+        session = open_pair(config, pair, runtime.context(state))
+        try:
+            result = Engine(session.pair, session.config, session.connectors, state,
+                            counter=session.counter).keep_channels()
+        finally:
+            session.close()
+        alerts.channels(state, config.alerts, datetime.now(timezone.utc))
+        return result
+
+
 def drain(runtime: Runtime, pair: str) -> RunResult:
     """Process the pair's waiting notifications now (no poll), under the pair's lock."""
     config = runtime.config
@@ -177,7 +283,8 @@ class Listener:
     """The webhook receiver with its connectors, inbox and, with ``process``, a worker that drains the
     inbox of each notified pair at once."""
 
-    def __init__(self, runtime: Runtime, *, process: bool = False, body_timeout: float | None = None) -> None:
+    def __init__(self, runtime: Runtime, *, process: bool = False, body_timeout: float | None = None,
+                 limits: Limits | None = None, renew_every: float | None = None) -> None:
         from mlconnector.webhooks import BODY_TIMEOUT, Inbox, create_receiver
 
         config = runtime.config
@@ -202,12 +309,25 @@ class Listener:
         self.inbox = Inbox(runtime.state_location(config), consumers)
         self._runtime = runtime
         self._queue: "queue.Queue[str | None]" = queue.Queue()
+        # One run at a time in this process (the worker's drains, the keeper's polls): log lines name the run
+        # under way, which is process-wide (mlconnector.logs).
+        self._one_run = threading.Lock()
         self._worker = threading.Thread(target=self._work, daemon=True) if process else None
         if self._worker:
             self._worker.start()
+        location = runtime.state_location(config)
         self.app = create_receiver(push, self.inbox, self._queue_pairs if process else None,
-                                   body_timeout=body_timeout or BODY_TIMEOUT)
+                                   body_timeout=body_timeout or BODY_TIMEOUT,
+                                   checks=lambda: self.inbox.health(config.pairs, limits or Limits(),
+                                                                    location.run_alive))
         self.systems = sorted(push)
+        self.pairs = sorted({pair for pairs in consumers.values() for pair in pairs})
+        self._process = process
+        self._stop = threading.Event()
+        # With ``renew_every`` (seconds), channels are kept alive here, not only by a sync that happens to run.
+        self._keeper = threading.Thread(target=self._keep, args=(renew_every,), daemon=True) if renew_every else None
+        if self._keeper:
+            self._keeper.start()
 
     def _queue_pairs(self, pairs: set[str]) -> None:
         for pair in pairs:
@@ -223,14 +343,51 @@ class Listener:
                 waiting.add(more)
             for name in sorted(waiting):
                 try:
-                    drain(self._runtime, name)
+                    with self._one_run:
+                        drain(self._runtime, name)
                 except LockHeld:
                     # A cron run holds the pair; it drains the inbox itself, but try again shortly.
                     threading.Timer(2.0, self._queue.put, (name,)).start()
                 except MLConnectorError as exc:
                     log.error("%s: processing notifications failed: %s", name, exc)
 
+    def _keep(self, every: float) -> None:
+        """Renew each pair's channels at once, then every ``every`` seconds. Where one cannot be renewed, that
+        pair is polled instead (with --process: a sync each time round) until it can; an alert says so."""
+        polling: set[str] = set()
+        while not self._stop.is_set():
+            for pair in self.pairs:
+                if self._stop.is_set():
+                    return
+                try:
+                    with self._one_run:
+                        kept = keep_channels(self._runtime, pair)
+                    for line in kept.channels:
+                        log.info("%s: push channel %s", pair, line)
+                    for problem in kept.channel_problems:
+                        log.warning("%s: push channel %s", pair, problem)
+                    # Polled while its channel fails, and once more when it works again: that poll covers what
+                    # changed between the last one and the new channel.
+                    if self._process and (kept.channel_problems or pair in polling):
+                        with self._one_run:
+                            result = sync(self._runtime, pair)
+                        log.info("%s: polled instead of push (run %s, exit %d)", pair, result.run_id, result.exit_code)
+                    if kept.channel_problems:
+                        polling.add(pair)
+                    else:
+                        polling.discard(pair)
+                except LockHeld:
+                    log.debug("%s: a run holds the pair; it renews the channels itself", pair)
+                except MLConnectorError as exc:
+                    log.error("%s: keeping push channels alive failed: %s", pair, exc)
+                except Exception:  # noqa: BLE001 - the receiver must go on; the next round tries again
+                    log.exception("%s: keeping push channels alive failed", pair)
+            self._stop.wait(every)
+
     def close(self) -> None:
+        self._stop.set()
+        if self._keeper:
+            self._keeper.join(timeout=30)
         if self._worker:
             self._queue.put(None)
             self._worker.join(timeout=30)
@@ -284,6 +441,9 @@ def reconcile(runtime: Runtime, pair: str, *, flows: Iterable[str] | None = None
             chosen = [session.pair.flow(name) for name in _flow_names(session.pair, flows, session.config.flows)]
             report = run_reconcile(session.pair, session.config, session.connectors, state, session.counter,
                                    session.pair.ordered([f.name for f in chosen]))
+            # `status --check` names a pair whose last reconcile found disagreement.
+            state.save_reconcile(pair, report.agrees, sum(len(f.differences) + sum(not t.agrees for t in f.totals)
+                                                          for f in report.flows.values()))
             result = Reconciled(report)
             if not fix:
                 return result
@@ -321,6 +481,61 @@ class _WithoutCachedTokens:
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self._store, name)
+
+
+def show_config(runtime: Runtime) -> dict[str, Any]:
+    """`mlconnector config show`: the configuration in effect, each value with where it came from; secrets as set
+    or unset (see mlconnector.config_report)."""
+    import tomllib
+
+    from mlconnector.config import config_source
+    from mlconnector.config_report import report
+
+    config = runtime.config
+    raw = tomllib.loads(config.path.read_text(encoding="utf-8")) if config.path else {}
+    from mlconnector.urls import STATE_URL_ENV
+
+    # In resolve_state's order; a database's URL is shown without its password.
+    if runtime.state_path:
+        state_source = "--state"
+    elif os.environ.get(STATE_URL_ENV):
+        state_source = f"${STATE_URL_ENV}"
+    elif os.environ.get("MLCONNECTOR_STATE"):
+        state_source = "$MLCONNECTOR_STATE"
+    elif config.state_url:
+        state_source = "[state] url"
+    elif config.state_path:
+        state_source = "[state] path"
+    else:
+        state_source = "default"
+    location = resolve_state(cli_path=runtime.state_path, config_url=config.state_url, config_path=config.state_path)
+    return report(config, config_source(runtime.config_path), location.shown, state_source,
+                  runtime.secret_store(), raw)
+
+
+def validate_config(runtime: Runtime) -> tuple[Config, list[str]]:
+    """`mlconnector config validate`, offline: the file as every command reads it, then each configured pair: a
+    registered one, its roles filled by systems of the right kinds, its flows and on_delete naming its flows."""
+    config = runtime.config  # a file that cannot be read or has a wrong value raises here, naming it
+    problems: list[str] = []
+    known = all_pairs()
+    for name, pair in sorted(config.pairs.items()):
+        spec = known.get(name)
+        if spec is None:
+            problems.append(f"{config.path}: pairs.{name} is not a pair this installation knows "
+                            f"(known: {', '.join(sorted(known))})")
+            continue
+        try:
+            resolve_roles(config, spec)
+        except ConfigError as exc:
+            problems.append(str(exc))
+        flows = [f.name for f in spec.flows]
+        for key, named in (("flows", list(pair.flows)), ("on_delete", list(pair.on_delete))):
+            problems += [f"{config.path}: pairs.{name}.{key} names no flow {flow!r} (flows: {', '.join(flows)})"
+                         for flow in named if flow not in flows]
+        problems += [f"{config.path}: pairs.{name}.on_delete.{flow} = {policy!r}: use ignore, unlink, flag or delete"
+                     for flow, policy in pair.on_delete.items() if policy not in ("ignore", "unlink", "flag", "delete")]
+    return config, problems
 
 
 def ping(runtime: Runtime, system: str | None = None) -> list[PingResult]:
@@ -385,6 +600,24 @@ def status(runtime: Runtime) -> Status:
             arrivals=state.arrivals(datetime.now(timezone.utc) - timedelta(days=1)),
             deletions=state.deletions(datetime.now(timezone.utc) - timedelta(days=30)),
         )
+
+
+def check(runtime: Runtime, limits: Limits) -> list[Problem]:
+    """`status --check`: what needs a look, from the state alone (see mlconnector.health)."""
+    config = load_config(runtime.config_path, required=False)
+    location = runtime.state_location(config)
+    with location.errors(), location.open() as state:
+        return health_check(state, config.pairs, limits, datetime.now(timezone.utc), location.run_alive)
+
+
+def prometheus(runtime: Runtime, limits: Limits) -> str:
+    """`status --prometheus`: the state's figures in Prometheus' text format (see mlconnector.metrics)."""
+    from mlconnector.metrics import render
+
+    config = load_config(runtime.config_path, required=False)
+    location = runtime.state_location(config)
+    with location.errors(), location.open() as state:
+        return render(state, config.pairs, limits, datetime.now(timezone.utc), location.run_alive)
 
 
 def _as_seen(location: StateLocation, run: dict[str, Any]) -> dict[str, Any]:

@@ -120,6 +120,30 @@ class PairConfig:
 
 
 @dataclass(frozen=True)
+class AlertsConfig:
+    """`[alerts]`: where alerts go (a command, a webhook, both or neither) and how often an incident repeats."""
+
+    command: tuple[str, ...] = ()
+    webhook_url: str | None = None  # may carry the hook's secret in its path (Slack, Teams): never printed
+    repeat_hours: float = 0.0  # 0: an incident alerts once, then on recovery
+    timeout_seconds: float = 10.0
+
+    @property
+    def enabled(self) -> bool:
+        return bool(self.command or self.webhook_url)
+
+
+ALERTS_WEBHOOK_ENV = "MLCONNECTOR_ALERTS_WEBHOOK_URL"
+ALERT_KEYS = {
+    "command": "a program to run with the alert as JSON on its standard input, e.g. [\"/usr/local/bin/page-me\"]",
+    "webhook_url": f"an http(s) address the alert is POSTed to as JSON (or ${ALERTS_WEBHOOK_ENV})",
+    "repeat_hours": "hours after which an incident still open alerts again (0: never)",
+    "timeout_seconds": "seconds the command or the webhook may take",
+}
+_STATE_KEYS = ("path", "url", "audit_retention_days")
+
+
+@dataclass(frozen=True)
 class Config:
     path: Path | None
     systems: Mapping[str, SystemConfig]
@@ -129,6 +153,8 @@ class Config:
     # [secrets]: where secrets live when no environment variable says (sandbox demos, headless hosts).
     secrets_backend: str | None = None
     secrets_dir: Path | None = None
+    alerts: AlertsConfig = field(default_factory=AlertsConfig)
+    audit_retention_days: int = 90  # [state]: audit rows, processed notifications and runs kept this long; 0 for ever
 
     def system(self, name: str) -> SystemConfig:
         try:
@@ -144,13 +170,30 @@ class Config:
         return str(self.path) if self.path else "configuration"
 
 
+def config_search() -> list[Path]:
+    """Where a configuration is looked for when neither --config nor $MLCONNECTOR_CONFIG names one, in order: the
+    current directory, the user's ($XDG_CONFIG_HOME, else ~/.config), the host's."""
+    user = Path(os.environ.get("XDG_CONFIG_HOME") or Path.home() / ".config")
+    return [Path(DEFAULT_CONFIG), user / "mlconnector" / DEFAULT_CONFIG, Path("/etc/mlconnector") / DEFAULT_CONFIG]
+
+
 def resolve_config_path(explicit: str | Path | None = None) -> Path:
-    """--config, else $MLCONNECTOR_CONFIG, else ./connections.toml."""
+    """--config, else $MLCONNECTOR_CONFIG, else the first of ``config_search()`` that exists (else
+    ./connections.toml, where `init` writes one)."""
     if explicit:
         return Path(explicit)
     if os.environ.get(CONFIG_ENV):
         return Path(os.environ[CONFIG_ENV])
-    return Path(DEFAULT_CONFIG)
+    return next((p for p in config_search() if p.exists()), Path(DEFAULT_CONFIG))
+
+
+def config_source(explicit: str | Path | None = None) -> str:
+    """How the configuration in use was chosen (for `config show`)."""
+    if explicit:
+        return "--config"
+    if os.environ.get(CONFIG_ENV):
+        return f"${CONFIG_ENV}"
+    return "found by the default search" if any(p.exists() for p in config_search()) else "default"
 
 
 def load_config(path: str | Path | None = None, *, required: bool = True) -> Config:
@@ -159,7 +202,9 @@ def load_config(path: str | Path | None = None, *, required: bool = True) -> Con
     if not file.exists():
         if not required:
             return Config(path=file, systems={}, pairs={})
-        raise ConfigError(f"{file}: not found; run `mlconnector init` to write one, or pass --config "
+        searched = "" if path or os.environ.get(CONFIG_ENV) else \
+            f" (looked in {', '.join(str(p) for p in config_search())})"
+        raise ConfigError(f"{file}: not found{searched}; run `mlconnector init` to write one, or pass --config "
                           f"or set {CONFIG_ENV}")
     try:
         raw = tomllib.loads(file.read_text(encoding="utf-8"))
@@ -178,17 +223,22 @@ def parse_config(raw: Mapping[str, Any], path: Path | None = None) -> Config:
     # The state URL may name its user (user@host); its own check below refuses a password in it.
     refuse_credentials_in_urls({**raw, "state": {k: v for k, v in state.items() if k != "url"}}
                                if isinstance(state, Mapping) else raw, where)
-    unknown = set(raw) - {"systems", "pairs", "state", "secrets"}
+    unknown = set(raw) - {"systems", "pairs", "state", "secrets", "alerts"}
     if unknown:
         raise ConfigError(f"{where}: unknown top-level table [{sorted(unknown)[0]}]; "
-                          "use [systems.NAME], [pairs.NAME], [state] and [secrets]")
+                          "use [systems.NAME], [pairs.NAME], [state], [secrets] and [alerts]")
     systems = {name: _system(name, table, where) for name, table in _tables(raw, "systems", where).items()}
     pairs = {name: _pair(name, table, where, systems) for name, table in _tables(raw, "pairs", where).items()}
+    if isinstance(state, Mapping):
+        for key in state:
+            if key not in _STATE_KEYS:
+                raise ConfigError(f"{where}: state.{key} is not a known key (known: {', '.join(_STATE_KEYS)}; path "
+                                  "names a SQLite file, url a PostgreSQL database)")
     state_path = state.get("path") if isinstance(state, Mapping) else None
-    unknown_state = set(state) - {"path", "url"} if isinstance(state, Mapping) else set()
-    if unknown_state:
-        raise ConfigError(f"{where}: unknown key state.{sorted(unknown_state)[0]}; [state] takes path (a SQLite file) "
-                          "or url (a PostgreSQL database)")
+    retention = state.get("audit_retention_days", 90) if isinstance(state, Mapping) else 90
+    if isinstance(retention, bool) or not isinstance(retention, int) or not 0 <= retention <= 36_600:
+        raise ConfigError(f"{where}: state.audit_retention_days = {retention!r}: use a whole number of days from 0 "
+                          "to 36600 (0 keeps everything)")
     if state_path is not None and (not isinstance(state_path, str) or not state_path.strip()):
         raise ConfigError(f"{where}: state.path must be the path of the state file (e.g. \"state.db\"); remove "
                           "the key to use the default (the user's state directory)")
@@ -209,7 +259,49 @@ def parse_config(raw: Mapping[str, Any], path: Path | None = None) -> Config:
                   state_path=(base / Path(state_path).expanduser()) if state_path else None,
                   state_url=state_url,
                   secrets_backend=backend,
-                  secrets_dir=(base / Path(directory).expanduser()) if directory else None)
+                  secrets_dir=(base / Path(directory).expanduser()) if directory else None,
+                  alerts=_alerts(raw.get("alerts", {}), where), audit_retention_days=retention)
+
+
+def _alerts(table: Any, where: str) -> AlertsConfig:
+    if not isinstance(table, Mapping):
+        raise ConfigError(f"{where}: alerts must be a table: write it as [alerts]")
+    for key in table:
+        if key not in ALERT_KEYS:
+            raise ConfigError(f"{where}: alerts.{key} is not a known key (known: {', '.join(ALERT_KEYS)})")
+    command = table.get("command", ())
+    if isinstance(command, str):
+        import shlex
+
+        try:
+            command = shlex.split(command)
+        except ValueError as exc:
+            raise ConfigError(f"{where}: alerts.command cannot be split into words ({exc}); write it as a list, "
+                              "e.g. [\"/usr/local/bin/page-me\", \"--team\", \"erp\"]") from None
+    if not isinstance(command, list | tuple) or not all(isinstance(w, str) and w for w in command):
+        raise ConfigError(f"{where}: alerts.command must be a program and its arguments, as a string or a list of "
+                          "strings")
+    url = os.environ.get(ALERTS_WEBHOOK_ENV) or table.get("webhook_url")
+    if url is not None:
+        # Not echoed: a Slack or Teams webhook address holds its secret in the path.
+        from urllib.parse import urlsplit
+
+        try:
+            parts = urlsplit(str(url).strip())
+            ok = isinstance(url, str) and parts.scheme in ("http", "https") and bool(parts.hostname) and parts.port != 0
+        except ValueError:
+            ok = False
+        if not ok:
+            where_url = ALERTS_WEBHOOK_ENV if os.environ.get(ALERTS_WEBHOOK_ENV) else f"{where}: alerts.webhook_url"
+            raise ConfigError(f"{where_url} is not an http(s) address; write it as https://host/path")
+    numbers = {}
+    for key, default, high in (("repeat_hours", 0.0, 8_784), ("timeout_seconds", 10.0, 300)):
+        value = table.get(key, default)
+        if isinstance(value, bool) or not isinstance(value, int | float) or not (0 if key == "repeat_hours" else 1) <= value <= high:
+            raise ConfigError(f"{where}: alerts.{key} = {value!r}: use a number from "
+                              f"{0 if key == 'repeat_hours' else 1} to {high} ({ALERT_KEYS[key]})")
+        numbers[key] = float(value)
+    return AlertsConfig(command=tuple(command), webhook_url=str(url).strip() if url else None, **numbers)
 
 
 def is_secret_key(name: str) -> bool:

@@ -10,6 +10,12 @@ EXIT_RECORDS_FAILED = 3
 EXIT_AUTH = 4
 EXIT_UNREACHABLE = 5
 EXIT_DISAGREE = 6  # `reconcile`: the two systems do not agree
+# `status --check`: what needs a look (with several problems, the lowest code of those found).
+EXIT_CHECK_RUN = 10       # a pair's last run failed, stopped early or was interrupted
+EXIT_CHECK_STALE = 11     # a pair has not run within --max-age (or never has)
+EXIT_CHECK_REPLAY = 12    # records have waited in the replay queue longer than --replay-age
+EXIT_CHECK_CHANNEL = 13   # a push channel failed to renew, or expires within the hour
+EXIT_CHECK_DISAGREE = 14  # the pair's last `reconcile` found the systems disagreeing
 EXIT_LOCKED = 75
 
 

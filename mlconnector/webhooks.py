@@ -8,7 +8,7 @@ import asyncio
 import logging
 import threading
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -19,7 +19,10 @@ from starlette.responses import JSONResponse, PlainTextResponse, Response
 from starlette.routing import Route
 
 from mlconnector.errors import MLConnectorError, NotificationRejected
+from mlconnector.health import Limits
+from mlconnector.health import check as health_check
 from mlconnector.state import StateLocation, database_errors
+from mlconnector.state.common import utcnow
 from mlconnector.systems.base import ConnectorBase, Notification
 
 log = logging.getLogger("mlconnector.listen")
@@ -68,6 +71,15 @@ class Inbox:
             return f"{self._location.label} cannot be written: {exc}"
         return None
 
+    def health(self, pairs: Iterable[str], limits: Limits, run_alive: Callable[[str], bool]) -> dict[str, Any]:
+        """What `status --check` finds, and the notifications waiting (how many, the oldest's age in seconds)."""
+        now = utcnow()
+        with self._lock:
+            problems = health_check(self._state, pairs, limits, now, run_alive)
+            waiting, oldest = self._state.inbox_backlog()
+        return {"problems": [p.to_dict() for p in problems],
+                "inbox": {"waiting": waiting, "oldest_seconds": round((now - oldest).total_seconds()) if oldest else None}}
+
     def close(self) -> None:
         self._state.close()
 
@@ -87,8 +99,10 @@ async def _read_body(request: Request) -> bytes:
 
 def create_receiver(connectors: Mapping[str, ConnectorBase], inbox: Inbox,
                     on_stored: Callable[[set[str]], None] | None = None, *,
-                    body_timeout: float = BODY_TIMEOUT) -> Starlette:
-    """``connectors``: system name -> its connector (for verification); the route is /hooks/{system}."""
+                    body_timeout: float = BODY_TIMEOUT,
+                    checks: Callable[[], dict[str, Any]] | None = None) -> Starlette:
+    """``connectors``: system name -> its connector (for verification); the route is /hooks/{system}. ``checks``:
+    what /health reports besides whether notifications can be stored (``Inbox.health``)."""
 
     async def receive(request: Request) -> Response:
         system = request.path_params["system"]
@@ -132,15 +146,28 @@ def create_receiver(connectors: Mapping[str, ConnectorBase], inbox: Inbox,
             on_stored(pairs)
         return Response(status_code=202)
 
-    checked: list[Any] = [0.0, None]  # when /health last proved the state file writable, and what it found
+    # When /health last looked, whether the state file could be written, and what the checks found.
+    checked: list[Any] = [0.0, None, {}]
+
+    def look() -> None:
+        checked[1] = inbox.writable()
+        if not checked[1] and checks is not None:
+            checked[2] = checks()
 
     async def health(request: Request) -> Response:
         if time.monotonic() - checked[0] >= HEALTH_EVERY:
-            checked[1] = await run_in_threadpool(inbox.writable)
+            await run_in_threadpool(look)
             checked[0] = time.monotonic()
         if checked[1]:
-            return JSONResponse({"ok": False, "error": checked[1], "systems": sorted(connectors)}, status_code=503)
-        return JSONResponse({"ok": True, "systems": sorted(connectors)})
+            return JSONResponse({"ok": False, "receiving": False, "error": checked[1], "systems": sorted(connectors)},
+                                status_code=503)
+        found = checked[2]
+        ok = not found.get("problems")
+        # 503 only when notifications cannot be stored: a failed sync must not take the receiver out of a load
+        # balancer. ?check=1 answers 503 for any problem, for monitors.
+        strict = request.query_params.get("check") not in (None, "", "0", "false")
+        return JSONResponse({"ok": ok, "receiving": True, "systems": sorted(connectors), **found},
+                            status_code=503 if strict and not ok else 200)
 
     return Starlette(routes=[Route("/hooks/{system}", receive, methods=["POST", "GET"]),
                              Route("/health", health, methods=["GET"])])

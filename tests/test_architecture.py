@@ -50,6 +50,10 @@ def offending(part: str, forbidden: tuple[str, ...], allowed: tuple[str, ...] = 
     ("state", ("mlconnector.sync", "mlconnector.systems", "mlconnector.pairs", "mlconnector.api", "mlconnector.cli"),
      ()),
     ("flows", ("mlconnector.sync", "mlconnector.pairs", "mlconnector.api", "mlconnector.cli"), ()),
+    ("metrics", ("mlconnector.sync", "mlconnector.systems", "mlconnector.pairs", "mlconnector.api", "mlconnector.cli",
+                 "mlconnector.webhooks", "mlconnector.http", "mlconnector.auth"), ()),
+    ("health", ("mlconnector.sync", "mlconnector.systems", "mlconnector.pairs", "mlconnector.api", "mlconnector.cli",
+                "mlconnector.webhooks", "mlconnector.http", "mlconnector.auth"), ()),
 ])
 def test_each_layer_imports_only_what_the_map_allows(part, forbidden, allowed):
     assert offending(part, forbidden, allowed) == []

@@ -47,5 +47,9 @@ def test_cron_and_systemd_examples_run_real_commands() -> None:
     assert "mlconnector sync nav-zoho" in crontab and "mlconnector replay --all" in crontab
     service = (EXAMPLES / "systemd" / "mlconnector-sync@.service").read_text()
     assert "ExecStart=/usr/local/bin/mlconnector sync %i" in service and "SuccessExitStatus=75" in service
+    assert "OnFailure=mlconnector-alert@%i.service" in service
+    alert = (EXAMPLES / "systemd" / "mlconnector-alert@.service").read_text()
+    assert "ExecStart=/usr/local/bin/mlconnector alert failed %i --detail" in alert
+    assert "mlconnector status --check --max-age 1h" in crontab
     assert "OnUnitActiveSec=15min" in (EXAMPLES / "systemd" / "mlconnector-sync@.timer").read_text()
     assert "listen --host 127.0.0.1 --port 8765 --process" in (EXAMPLES / "systemd" / "mlconnector-listen.service").read_text()

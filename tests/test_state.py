@@ -30,7 +30,8 @@ def test_state_file_is_created_private_and_migrated_once(tmp_path):
     assert applied == ["m001_initial", "m002_inbox_per_pair", "m003_link_fields", "m004_create_intents",
                        "m005_link_source_hash", "m006_link_target_content", "m007_target_keys", "m008_inbox_digest",
                        "m009_setup_findings", "m010_health", "m011_field_changes", "m012_deletion_checks",
-                       "m013_shared_ledger"]
+                       "m013_kept_after_delete", "m014_run_kind", "m015_channel_failures", "m016_reconcile_results",
+                       "m017_alert_incidents", "m018_shared_ledger"]
 
 
 def test_default_state_path_honours_env(monkeypatch, tmp_path):

@@ -246,7 +246,7 @@ def test_the_password_kept_with_secrets_set_is_the_databases(config_file, monkey
 
 @pytest.mark.parametrize("table, says", [
     ('path = "state.db"\nurl = "postgresql://db.example.com/integration"', "sets both path and url"),
-    ('uri = "postgresql://db.example.com/integration"', "unknown key state.uri"),
+    ('uri = "postgresql://db.example.com/integration"', "state.uri is not a known key"),
 ])
 def test_a_state_table_that_cannot_be_meant_is_one_line_exit_2(config_file, table, says):
     Path(config_file).write_text(Path(config_file).read_text() + f"\n[state]\n{table}\n")

@@ -10,13 +10,16 @@ from typing import Annotated, Any, Optional
 import typer
 from typer.core import TyperGroup
 
-from mlconnector import __version__
+from mlconnector import __version__, logs
 from mlconnector.api import Runtime, load_plugins
+from mlconnector.cli import alert as alert_cli
 from mlconnector.cli import auth as auth_cli
+from mlconnector.cli import config_cmd as config_cli
 from mlconnector.cli import demo as demo_cmd
 from mlconnector.cli import init as init_cmd
 from mlconnector.cli import listen as listen_cmd
 from mlconnector.cli import ping as ping_cmd
+from mlconnector.cli import prune as prune_cmd
 from mlconnector.cli import reconcile as reconcile_cmd
 from mlconnector.cli import report
 from mlconnector.cli import sandbox as sandbox_cli
@@ -32,7 +35,7 @@ EXIT_INTERRUPTED = 130  # Ctrl-C at a prompt or in a command that is not a run
 
 HELP = f"""Keep ERP systems and sales/billing systems in agreement.
 
-{sync_cmd.EXIT_HELP} 1 only for a bug."""
+{sync_cmd.EXIT_HELP} 1 only for a bug. `status --check` exits 10-14 when something needs a look (see its help)."""
 
 
 class ErrorsAsExitCodes(TyperGroup):
@@ -100,6 +103,16 @@ class _ErrorsToStderr(logging.Handler):
             pass
 
 
+def _log_format(given: str | None) -> str:
+    """--log-format, else $MLCONNECTOR_LOG_FORMAT, else text; the listener's log follows it too."""
+    chosen = (given or os.environ.get(logs.LOG_FORMAT_ENV) or "text").strip().lower()
+    if chosen not in logs.FORMATS:
+        where = "--log-format" if given else logs.LOG_FORMAT_ENV
+        raise ConfigError(f"{where} {chosen!r}: use text or json")
+    logs.chosen = chosen
+    return chosen
+
+
 def _is_click_error(exc: BaseException) -> bool:
     """Click's own errors (its UsageError and kin), whichever click typer carries (its own copy since 0.17)."""
     return hasattr(exc, "format_message") and hasattr(exc, "show") and isinstance(getattr(exc, "exit_code", None), int)
@@ -143,18 +156,22 @@ def build_app() -> typer.Typer:
         state: Annotated[Optional[Path], typer.Option("--state", help="SQLite state file (default: $MLCONNECTOR_STATE_URL, a PostgreSQL database; else $MLCONNECTOR_STATE; else [state] url or path in the config; else the user state dir).")] = None,
         version: Annotated[bool, typer.Option("--version", callback=_version, is_eager=True, help="Show the version and exit.")] = False,
         verbose: Annotated[int, typer.Option("--verbose", "-v", count=True, help="Log to stderr: -v what happens, -vv every API call.")] = 0,
+        log_format: Annotated[Optional[str], typer.Option("--log-format", help="Log lines as text or json (one object a line, with run_id, pair, flow and level); default $MLCONNECTOR_LOG_FORMAT, else text.")] = None,
     ) -> None:
         columns = os.environ.get("COLUMNS")
         if columns is not None and not (columns.strip().isdigit() and int(columns) > 0):
             raise ConfigError(f"COLUMNS={columns!r} is not a width: set it to a whole number of columns "
                               "(e.g. COLUMNS=160) or unset it")
-        if not verbose:
+        fmt = _log_format(log_format)
+        if not verbose and fmt == "text":
             # The run's own lines tell what went wrong: its log is for -v. Without a handler, Python would print
             # every warning to stderr as well (a stopped run said so twice); errors still show, one line each.
             logging.getLogger("mlconnector").handlers[:] = [_ErrorsToStderr()]
-        if verbose:
-            logging.basicConfig(stream=sys.stderr, format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-                                level=logging.DEBUG if verbose > 1 else logging.INFO, force=True)
+        else:
+            # JSON is for a log shipper: warnings and errors even without -v, each a JSON line.
+            logging.getLogger("mlconnector").handlers.clear()
+            level = logging.DEBUG if verbose > 1 else logging.INFO if verbose else logging.WARNING
+            logging.basicConfig(handlers=[logs.handler(fmt, sys.stderr)], level=level, force=True)
             # httpx logs one line per request at INFO: only with -vv.
             logging.getLogger("httpx").setLevel(logging.INFO if verbose > 1 else logging.WARNING)
         if config:
@@ -166,6 +183,7 @@ def build_app() -> typer.Typer:
 
     secrets_cli.kind_of = _kind_from_config
     app.command("init")(init_cmd.init)
+    app.add_typer(config_cli.app, name="config")
     app.add_typer(secrets_cli.app, name="secrets")
     app.command("ping")(ping_cmd.ping)
     app.command("setup")(setup_cmd.setup)
@@ -175,7 +193,9 @@ def build_app() -> typer.Typer:
     app.command("reconcile")(reconcile_cmd.reconcile)
     app.command("audit")(report.audit)
     app.command("status")(report.status)
+    app.command("prune")(prune_cmd.prune)
     app.command("listen")(listen_cmd.listen)
+    app.add_typer(alert_cli.app, name="alert")
     app.command("demo")(demo_cmd.demo)
     app.add_typer(sandbox_cli.app, name="sandbox")
     return app

@@ -57,7 +57,9 @@ def _render(report: api.ReconcileReport) -> None:
         if flow.not_compared:
             table.add_row(name, "-", "-", "-", "not compared (see below)")
             continue
-        table.add_row(name, str(flow.source_records), str(flow.target_records), str(flow.agreeing), counts or "none")
+        kept = f" ({flow.kept_after_delete} kept after a deletion)" if flow.kept_after_delete else ""
+        table.add_row(name, str(flow.source_records), str(flow.target_records), str(flow.agreeing),
+                      (counts or "none") + kept)
     out.print(table)
     for name, flow in report.flows.items():
         if flow.not_compared:

@@ -1,6 +1,7 @@
 """`mlconnector audit` and `mlconnector status`: what happened, and where things stand."""
 
 
+import sys
 from dataclasses import asdict
 from typing import Annotated, Optional
 
@@ -9,6 +10,8 @@ from rich.table import Table
 
 from mlconnector import api
 from mlconnector.cli.common import out, parse_since, print_json, runtime
+from mlconnector.errors import ConfigError
+from mlconnector.health import Limits, exit_code, parse_duration
 
 MAX_AUDIT_ROWS = 10_000_000
 
@@ -76,8 +79,35 @@ def _shown(value: object) -> str:
 def status(
     ctx: typer.Context,
     as_json: Annotated[bool, typer.Option("--json", help="Print the status as JSON.")] = False,
+    check: Annotated[bool, typer.Option("--check", help="Only look for problems: one line each, and a non-zero exit code (10-14, see README) when there is one.")] = False,
+    max_age: Annotated[Optional[str], typer.Option("--max-age", help="With --check: a pair whose last run started longer ago than this (e.g. 1h, 30m, 2d) is a problem (exit 11).")] = None,
+    replay_age: Annotated[str, typer.Option("--replay-age", help="With --check: records waiting in the replay queue longer than this are a problem (exit 12).")] = "24h",
+    prometheus: Annotated[bool, typer.Option("--prometheus", help="Print the figures as Prometheus metrics (node_exporter's textfile format).")] = False,
 ) -> None:
-    """Show watermarks, the replay queue, pending notifications, channel expiry and the last runs."""
+    """Show watermarks, the replay queue, pending notifications, channel expiry and the last runs.
+
+    With --check, exit 0 when all is well, else the lowest of: 10 a pair's last run failed or was interrupted;
+    11 a pair has not run within --max-age; 12 records waited in the replay queue longer than --replay-age;
+    13 a push channel failed to renew or expires within the hour; 14 the last reconcile found disagreement.
+    """
+    limits = Limits(max_age=parse_duration(max_age, "--max-age") if max_age is not None else None,
+                    replay_age=parse_duration(replay_age, "--replay-age"))
+    if prometheus:
+        if check or as_json:
+            raise ConfigError("--prometheus prints metrics only: leave out --check and --json")
+        sys.stdout.write(api.prometheus(runtime(ctx), limits))
+        return
+    if check or max_age is not None:
+        problems = api.check(runtime(ctx), limits)
+        if as_json:
+            print_json({"ok": not problems, "exit_code": exit_code(problems),
+                        "problems": [p.to_dict() for p in problems]})
+        else:
+            for problem in problems:
+                out.print(problem.line, highlight=False, markup=False)
+            if not problems:
+                out.print("ok: no problems found", highlight=False)
+        raise typer.Exit(exit_code(problems))
     result = api.status(runtime(ctx))
     if as_json:
         print_json(asdict(result))

@@ -162,9 +162,10 @@ class StateStore(LinkQueries, AuditQueries, QueueQueries):
             "WHERE audit.run_id = runs.id), started) WHERE pair = ? AND status = 'running'", [pair]).rowcount
 
     @_serialized
-    def start_run(self, run_id: str, pair: str, *, dry_run: bool = False) -> None:
-        self._execute("INSERT INTO runs (id, pair, started, status, dry_run) VALUES (?, ?, ?, 'running', ?)",
-                      [run_id, pair, iso(utcnow()), int(dry_run)])
+    def start_run(self, run_id: str, pair: str, *, dry_run: bool = False, kind: str = "sync") -> None:
+        """``kind``: sync, replay or drain (the receiver's processing of notifications)."""
+        self._execute("INSERT INTO runs (id, pair, started, status, dry_run, kind) VALUES (?, ?, ?, 'running', ?, ?)",
+                      [run_id, pair, iso(utcnow()), int(dry_run), kind])
 
     @_serialized
     def finish_run(self, run_id: str, status: str, exit_code: int, summary: dict[str, Any]) -> None:
@@ -213,3 +214,30 @@ class StateStore(LinkQueries, AuditQueries, QueueQueries):
             "INSERT INTO deletion_checks (pair, flow, feed_since, scanned) VALUES (?, ?, ?, ?) ON CONFLICT (pair, flow) "
             "DO UPDATE SET feed_since = coalesce(excluded.feed_since, deletion_checks.feed_since), "
             "scanned = coalesce(excluded.scanned, deletion_checks.scanned)", [pair, flow, iso(feed_since), iso(scanned)])
+
+    def note_kept_after_delete(self, pair: str, flow: str, target_ids: list[str], system: str, policy: str,
+                               when: datetime) -> None:
+        """Target records ``flow`` kept (``policy`` flag or unlink) when their sources were deleted in ``system``."""
+        self._insert_rows("INSERT INTO kept_after_delete (pair, flow, target_id, system, policy, noted)", 6,
+                          [(pair, flow, target_id, system, policy, iso(when)) for target_id in target_ids],
+                          " ON CONFLICT (pair, flow, target_id) DO UPDATE SET system = excluded.system, "
+                          "policy = excluded.policy, noted = excluded.noted")
+
+    @_serialized
+    def kept_after_delete(self, pair: str, flow: str) -> dict[str, str]:
+        """Target records ``flow`` kept when their sources were deleted: target id -> where they were deleted."""
+        return dict(self._execute("SELECT target_id, system FROM kept_after_delete WHERE pair = ? AND flow = ?",
+                                  [pair, flow]).fetchall())
+
+    @_serialized
+    def kept_policies(self, pair: str, flow: str) -> dict[str, str]:
+        """Target id -> the policy that kept it (flag, unlink)."""
+        return dict(self._execute("SELECT target_id, policy FROM kept_after_delete WHERE pair = ? AND flow = ?",
+                                  [pair, flow]).fetchall())
+
+    @_serialized
+    def forget_kept_after_delete(self, pair: str, flow: str, target_ids: list[str]) -> None:
+        for start in range(0, len(target_ids), MAX_ROWS_PER_STATEMENT):
+            chunk = target_ids[start:start + MAX_ROWS_PER_STATEMENT]
+            self._execute(f"DELETE FROM kept_after_delete WHERE pair = ? AND flow = ? AND target_id IN "
+                          f"({', '.join('?' * len(chunk))})", [pair, flow, *chunk])

@@ -120,10 +120,48 @@ def m012_deletion_checks(db: sqlite_utils.Database) -> None:
 
 
 @migrations()
-def m013_shared_ledger(db: sqlite_utils.Database) -> None:
+def m013_kept_after_delete(db: sqlite_utils.Database) -> None:
+    # Target records a flow kept (flag or unlink) when their source records were deleted: accounted for, so
+    # reconcile does not take them for orphans, and the flow the other way does not carry them back (it would undo
+    # the deletion) until the two are linked again.
+    db["kept_after_delete"].create({"pair": str, "flow": str, "target_id": str, "system": str, "policy": str,
+                                    "noted": str}, pk=("pair", "flow", "target_id"))
+
+
+@migrations()
+def m014_run_kind(db: sqlite_utils.Database) -> None:
+    # What a run was (sync, replay, drain): `status --check` judges a pair by its last sync, which a drain of a
+    # notification every minute must not stand in for. Older rows (NULL) were syncs, replays or drains alike.
+    db["runs"].add_column("kind", str)
+
+
+@migrations()
+def m015_channel_failures(db: sqlite_utils.Database) -> None:
+    # A push channel that could not be subscribed or renewed, until one attempt succeeds: `status --check` and
+    # the receiver's /health name it, since the entity is then only polled.
+    db["channel_failures"].create({"system": str, "entity": str, "error": str, "since": str, "last": str},
+                                  pk=("system", "entity"))
+
+
+@migrations()
+def m016_reconcile_results(db: sqlite_utils.Database) -> None:
+    # The last `reconcile` of each pair: whether both sides agreed, and how many differences it found.
+    db["reconcile_results"].create({"pair": str, "checked": str, "agrees": int, "differences": int}, pk="pair")
+
+
+@migrations()
+def m017_alert_incidents(db: sqlite_utils.Database) -> None:
+    # An incident alerted on (a pair's runs failing, a channel that cannot be renewed), open until it recovers: a
+    # cron job failing every 15 minutes alerts once, not 96 times a day.
+    db["alert_incidents"].create({"key": str, "opened": str, "last_sent": str, "event": str, "text": str}, pk="key")
+
+
+@migrations()
+def m018_shared_ledger(db: sqlite_utils.Database) -> None:
     # Events in a rolling window and amounts spent in one, for a state several hosts share (state/ledger.py). The
-    # SQLite store's connectors keep theirs in a file beside it instead; the tables keep the two schemas one.
-    db["ledger_events"].create({"key": str, "happened": str})
-    db["ledger_events"].create_index(["key", "happened"])
-    db["ledger_amounts"].create({"key": str, "minute": str, "amount": int}, pk=("key", "minute"))
-    db["ledger_documents"].create({"name": str, "body": str}, pk="name")
+    # SQLite store's connectors keep theirs in a file beside it instead; the tables keep the two schemas one. A state
+    # that ran it as m013_shared_ledger (its name before it was released) has the tables already: they are kept.
+    db["ledger_events"].create({"key": str, "happened": str}, if_not_exists=True)
+    db["ledger_events"].create_index(["key", "happened"], if_not_exists=True)
+    db["ledger_amounts"].create({"key": str, "minute": str, "amount": int}, pk=("key", "minute"), if_not_exists=True)
+    db["ledger_documents"].create({"name": str, "body": str}, pk="name", if_not_exists=True)

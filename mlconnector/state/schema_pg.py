@@ -70,10 +70,25 @@ MIGRATIONS: list[tuple[str, str]] = [
     ("m012_deletion_checks", f"""
         CREATE TABLE deletion_checks (pair {T}, flow {T}, feed_since {T}, scanned {T}, PRIMARY KEY (pair, flow));
     """),
-    ("m013_shared_ledger", f"""
-        CREATE TABLE ledger_events (key {T}, happened {T});
-        CREATE INDEX idx_ledger_events_key_happened ON ledger_events (key, happened);
-        CREATE TABLE ledger_amounts (key {T}, minute {T}, amount BIGINT, PRIMARY KEY (key, minute));
-        CREATE TABLE ledger_documents (name {T} PRIMARY KEY, body {T});
+    ("m013_kept_after_delete", f"""
+        CREATE TABLE kept_after_delete (pair {T}, flow {T}, target_id {T}, system {T}, policy {T}, noted {T},
+                                        PRIMARY KEY (pair, flow, target_id));
+    """),
+    ("m014_run_kind", f"ALTER TABLE runs ADD COLUMN kind {T};"),
+    ("m015_channel_failures", f"""
+        CREATE TABLE channel_failures (system {T}, entity {T}, error {T}, since {T}, last {T},
+                                       PRIMARY KEY (system, entity));
+    """),
+    ("m016_reconcile_results", f"""
+        CREATE TABLE reconcile_results (pair {T} PRIMARY KEY, checked {T}, agrees BIGINT, differences BIGINT);
+    """),
+    ("m017_alert_incidents", f"""
+        CREATE TABLE alert_incidents (key {T} PRIMARY KEY, opened {T}, last_sent {T}, event {T}, text {T});
+    """),
+    ("m018_shared_ledger", f"""
+        CREATE TABLE IF NOT EXISTS ledger_events (key {T}, happened {T});
+        CREATE INDEX IF NOT EXISTS idx_ledger_events_key_happened ON ledger_events (key, happened);
+        CREATE TABLE IF NOT EXISTS ledger_amounts (key {T}, minute {T}, amount BIGINT, PRIMARY KEY (key, minute));
+        CREATE TABLE IF NOT EXISTS ledger_documents (name {T} PRIMARY KEY, body {T});
     """),
 ]

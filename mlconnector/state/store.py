@@ -15,7 +15,10 @@ from filelock import FileLock, Timeout
 
 from mlconnector.errors import ConfigError
 from mlconnector.state.base import StateStore
+from mlconnector.state.checks import CheckQueries
 from mlconnector.state.common import StateFileReplaced
+from mlconnector.state.incidents import IncidentQueries
+from mlconnector.state.retention import RetentionQueries
 from mlconnector.state.schema import migrations
 
 WAL_CHECKPOINT_PAGES = 10_000  # about 40 MB of log at most between checkpoints
@@ -54,7 +57,7 @@ def refuse_foreign_database(path: Path) -> None:
                           "created there)")
 
 
-class State(StateStore):
+class State(StateStore, CheckQueries, IncidentQueries, RetentionQueries):
     """One open SQLite state file (the default store). Use as a context manager, or call close()."""
 
     BEGIN = "BEGIN IMMEDIATE"  # writers queue for the file's lock, rather than fail when upgrading later

@@ -11,7 +11,7 @@ from mlconnector.errors import RecordError
 from mlconnector.fingerprints import payload_hash, source_fingerprint
 from mlconnector.flows import SkipRecord
 from mlconnector.state import Link
-from mlconnector.sync import changes, echo
+from mlconnector.sync import changes, deletes, echo
 from mlconnector.sync.context import FlowRun
 from mlconnector.sync.items import Item
 from mlconnector.sync.keys import refuse_shared_keys
@@ -32,6 +32,7 @@ class Decider:
         self.targets = TargetView(fr)
         self.coarse = fr.source.coarse_stamps(fr.flow.source_entity)
         self._written: dict[str, Link] = {}
+        self.gone = deletes.kept_from_the_way_back(fr)
 
     def prepare(self, batch: list[Item]) -> list[Item]:
         """Decide each record of ``batch``; returns those to write (in a dry run: those that would be)."""
@@ -67,6 +68,8 @@ class Decider:
             item.decide(Outcome.SEEN)
             return False
         note = self._echo(item)
+        if record.id in self.gone and not (link and link.target_id):
+            note = f"skipped: its record in {self.gone[record.id]} was deleted there; not sent back"
         if note:
             item.decide(Outcome.SKIPPED, note)
             return False

@@ -10,7 +10,9 @@ flow linked count. Each is handled by the flow's ``on_delete`` policy:
 - ``flag``: the target record is marked (``flag_deleted``), and the link closed;
 - ``delete``: the target record is deleted, and the link closed.
 
-A source record created again later under the same key is linked again by its upsert. Before anything is done, the
+A target record kept (flag, unlink) is noted: reconcile counts it as accounted for, and the way back into the ERP
+skips it. A source record created again later under the same key is linked again by its upsert, and the kept
+record's mark comes off (``relinked``). Before anything is done, the
 mass-delete guard: when more than ``max_delete_fraction`` of a flow's linked records (and more than one) look
 deleted at once, nothing is done for that flow (a wrong company or filter must never wipe a CRM); the run says so
 and exits 3, and `--allow-deletes` confirms.
@@ -58,7 +60,7 @@ def policies(pair: PairSpec, config: PairConfig, connectors: Mapping[str, Connec
             can = target.capabilities.flags if policy == "flag" else target.capabilities.deletes
             if flow.target == ERP_ROLE or not can:
                 why = ("the ERP's records are its own: a flow into it never deletes or marks them"
-                       if flow.target == ERP_ROLE else f"{target.name} cannot {policy} records through its API")
+                       if flow.target == ERP_ROLE else f"{target.name}'s connector does not {policy} records there")
                 raise ConfigError(f"pairs.{pair.name}.on_delete.{flow.name} = {policy!r}: {why}; use unlink or "
                                   "ignore")
         chosen[flow.name] = policy
@@ -69,6 +71,40 @@ def _default(flow: Flow, target: Connector | None) -> str:
     if flow.target != ERP_ROLE and target is not None and target.capabilities.flags:
         return "flag"
     return "unlink"
+
+
+def kept_from_the_way_back(fr: FlowRun) -> dict[str, str]:
+    """For a flow into the ERP in a two-way pair: the records the opposite flow kept (flagged or unlinked) when their
+    ERP records were deleted (id -> that system). Carrying one back would undo the ERP's deletion, so the flow
+    skips them until the two are linked again. The other way round, the ERP's record is the master: a record
+    deleted in Zoho or Zuora comes back there when its ERP record next changes, as in a one-way pair."""
+    flow = fr.flow
+    if not flow.echo_of or flow.target != ERP_ROLE:
+        return {}
+    return fr.state.kept_after_delete(fr.pair.name, flow.echo_of)
+
+
+def relinked(fr: FlowRun) -> None:
+    """Target records kept after their source's deletion that this flow has linked again (the source record created
+    again under its key, and upserted onto them): the mark comes off where the flow flagged them, and they are no
+    longer kept (reconcile compares them again; the way back carries their edits again). A mark that cannot come
+    off is tried again by the next run."""
+    state, pair, flow = fr.state, fr.pair.name, fr.flow
+    kept = state.kept_policies(pair, flow.name)
+    if not kept or fr.run.dry_run:
+        return
+    linked = sorted(state.committed_links(pair, flow.name, sorted(kept), by_target=True))
+    if not linked:
+        return
+    systems = state.kept_after_delete(pair, flow.name)
+    failed: dict[str, str | None] = {}
+    flagged = [target_id for target_id in linked if kept[target_id] == "flag" and fr.target.capabilities.flags]
+    for system in sorted({systems[t] for t in flagged}):
+        ids = [t for t in flagged if systems[t] == system]
+        for start in range(0, len(ids), CHUNK):
+            failed.update(fr.target.unflag_deleted(flow.target_entity, ids[start:start + CHUNK], system))
+    with state.transaction():
+        state.forget_kept_after_delete(pair, flow.name, [t for t in linked if not failed.get(t)])
 
 
 def detect(fr: FlowRun, policy: str, now: datetime, gone: Iterable[str], *, look: bool = True,
@@ -113,7 +149,7 @@ def settle(fr: FlowRun, policy: str, deleted: list[str], now: datetime, *, allow
         return False
     failed = 0
     if deleted and not fr.run.dry_run:
-        failed = _apply(fr, policy, deleted)
+        failed = _apply(fr, policy, deleted, now)
     elif deleted:
         fr.stats.deletions[_outcome(policy).value] = len(deleted)
     if looked and not failed and not fr.run.dry_run:
@@ -140,7 +176,7 @@ def _business_key(fr: FlowRun, link: Link | None) -> str | None:
     return str(value) if value not in (None, "") else link.target_key
 
 
-def _apply(fr: FlowRun, policy: str, deleted: list[str]) -> int:
+def _apply(fr: FlowRun, policy: str, deleted: list[str], now: datetime) -> int:
     """Returns how many could not be done (they stay linked, and are found again next time)."""
     state, pair, flow = fr.state, fr.pair.name, fr.flow
     links = state.links(pair, flow.name, deleted)
@@ -177,6 +213,10 @@ def _apply(fr: FlowRun, policy: str, deleted: list[str]) -> int:
             # The way back links the same two records the other way round: closed too, so the target's record (if
             # deleted here) is not taken for a deletion to carry back.
             state.unlink(pair, opposite.name, [targets[s] for s in done if s in targets])
+        if policy != "delete":
+            # The target's record stays: accounted for (reconcile), and not carried back to where it was deleted.
+            state.note_kept_after_delete(pair, flow.name, [targets[s] for s in done if s in targets], fr.source_name,
+                                         policy, now)
         state.add_audits(rows)
     failed = len(deleted) - len(done)
     stats: FlowStats = fr.stats

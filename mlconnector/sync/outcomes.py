@@ -96,6 +96,14 @@ class RunResult:
     estimated_calls: dict[str, int] = field(default_factory=dict)
     warnings: list[str] = field(default_factory=list)  # told once per run (a system's clock ahead of ours)
     interrupted: str | None = None  # the signal that stopped the run (SIGTERM, SIGINT)
+    credits: dict[str, int] = field(default_factory=dict)  # API credits spent, for systems that charge them
+
+    @property
+    def status(self) -> str:
+        """As the runs table keeps it: ok, failed, stopped (early: a budget, a system down) or interrupted."""
+        if self.interrupted:
+            return "interrupted"
+        return "ok" if self.exit_code == EXIT_OK else ("stopped" if self.stopped else "failed")
 
     @property
     def failed(self) -> int:

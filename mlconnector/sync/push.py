@@ -39,6 +39,10 @@ def renew_expiring_channels(run: RunResult, state: State, connectors: Mapping[st
         except MLConnectorError as exc:
             run.channel_problems.append(f"{system} {entity}: {exc}; polling only until this is fixed")
             run.exit_code = max(run.exit_code, exc.exit_code)
+            # Kept until an attempt succeeds: `status --check` and /health name it meanwhile.
+            state.note_channel_failure(system, entity, str(exc))
+        else:
+            state.clear_channel_failure(system, entity)
 
 
 @dataclass

@@ -17,6 +17,7 @@ from mlconnector.http import CallCounter
 from mlconnector.state import Link, Replay, State
 from mlconnector.sync.bookkeeping import audit_row
 from mlconnector.sync.context import MappingContext
+from mlconnector.sync.deletes import ERP_ROLE
 from mlconnector.sync.outcomes import Outcome
 from mlconnector.sync.targets import edited_since_written
 from mlconnector.systems.base import Connector, Record
@@ -68,6 +69,7 @@ class FlowReport:
     target_records: int = 0
     agreeing: int = 0
     left_out: int = 0  # source records the flow leaves out by design (a vendor, for the customers flow)
+    kept_after_delete: int = 0  # records one side kept (flag, unlink) when the other side deleted theirs
     not_compared: str = ""  # why the flow could not be compared (a side that cannot be read back)
     differences: list[Difference] = field(default_factory=list)
     totals: list[MonthTotal] = field(default_factory=list)
@@ -107,7 +109,7 @@ class ReconcileReport:
             "queued": self.queued,
             "flows": {name: {
                 "agrees": flow.agrees, "source_records": flow.source_records, "target_records": flow.target_records,
-                "agreeing": flow.agreeing, "left_out": flow.left_out,
+                "agreeing": flow.agreeing, "left_out": flow.left_out, "kept_after_delete": flow.kept_after_delete,
                 "not_compared": flow.not_compared or None, "differences": flow.counts,
                 "records": [{"kind": d.kind, "key": d.key, "source_id": d.source_id, "target_id": d.target_id,
                              "note": d.note or None, "fields": [{"field": f, "source": s, "target": t} for f, s, t in d.fields]}
@@ -180,6 +182,8 @@ def _reconcile_flow(pair: PairSpec, config: PairConfig, connectors: Mapping[str,
             by_key[key].append(target_id)
     links = state.links(pair.name, flow.name, list(mapped) + state.linked_ids(pair.name, flow.name, "source"))
     known = _known_targets(state, pair, flow)
+    # Kept by the opposite flow when their ERP records were deleted: not to be written into the ERP again.
+    kept_back = state.kept_after_delete(pair.name, flow.echo_of) if flow.echo_of and flow.target == ERP_ROLE else {}
     source_keys: dict[str, list[str]] = defaultdict(list)
     for source_id, (key, _) in mapped.items():
         if key:
@@ -196,7 +200,9 @@ def _reconcile_flow(pair: PairSpec, config: PairConfig, connectors: Mapping[str,
             difference(DUPLICATE_TARGET, key, None, ", ".join(sorted(ids)))
     for source_id, (key, payload) in mapped.items():
         link = links.get(source_id)
-        if link is not None and link.target_id in targets:
+        if source_id in kept_back and not (link and link.target_id):
+            report.kept_after_delete += 1
+        elif link is not None and link.target_id in targets:
             fields = _differing(payload, targets[link.target_id])
             if fields:
                 edited = bool(flow.echo_of) and _edited_since_sync(state, pair, flow, link, targets[link.target_id],
@@ -214,9 +220,14 @@ def _reconcile_flow(pair: PairSpec, config: PairConfig, connectors: Mapping[str,
         if source_id not in seen and link.target_id in targets:
             difference(GONE, target_keys.get(str(link.target_id)), source_id, link.target_id)
     matched_keys = {key for key, _ in mapped.values() if key}
+    kept = _kept_targets(state, pair, flow)
     for target_id, record in targets.items():
         key = target_keys[target_id]
-        if target_id not in known and key not in matched_keys and _is_flows(flow, record, context):
+        if target_id in known or key in matched_keys or not _is_flows(flow, record, context):
+            continue
+        if target_id in kept:
+            report.kept_after_delete += 1
+        else:
             difference(ORPHAN, key, None, target_id)
     if flow.totals is not None:
         report.totals = _totals(flow, sources, targets.values())
@@ -253,6 +264,13 @@ def _known_targets(state: State, pair: PairSpec, flow: Flow) -> set[str]:
         if other.source == flow.target and other.source_entity == flow.target_entity:
             known.update(state.linked_ids(pair.name, other.name, "source"))
     return known
+
+
+def _kept_targets(state: State, pair: PairSpec, flow: Flow) -> set[str]:
+    """Target records a flow into the same entity kept (flag, unlink) when their sources were deleted."""
+    return {target_id for other in pair.flows
+            if other.target == flow.target and other.target_entity == flow.target_entity
+            for target_id in state.kept_after_delete(pair.name, other.name)}
 
 
 def _is_flows(flow: Flow, record: Record, context: MappingContext) -> bool:

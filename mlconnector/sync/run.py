@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import functools
 import logging
 import secrets as _random
+import time
 from collections import Counter
 from collections.abc import Callable, Iterable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime, timezone
+from typing import Any, TypeVar
 
 from mlconnector.config import PairConfig
 from mlconnector.errors import (EXIT_OK, EXIT_RECORDS_FAILED, EXIT_UNREACHABLE, BudgetExhausted, ConfigError,
@@ -15,7 +18,7 @@ from mlconnector.errors import (EXIT_OK, EXIT_RECORDS_FAILED, EXIT_UNREACHABLE, 
 from mlconnector.flows import Flow, PairSpec
 from mlconnector.http import CallCounter
 from mlconnector.state import State
-from mlconnector import interrupt
+from mlconnector import interrupt, logs
 from mlconnector.sync import deletes, estimate, push, recovery, sources, window
 from mlconnector.sync.context import FlowRun, MappingContext
 from mlconnector.sync.decide import Decider
@@ -40,6 +43,20 @@ def _covers(read_since: datetime | None, since: datetime | None) -> bool:
 def new_run_id() -> str:
     """Sortable and unique: UTC time plus a random suffix."""
     return f"{utcnow():%Y%m%dT%H%M%SZ}-{_random.token_hex(3)}"
+
+
+_F = TypeVar("_F", bound=Callable[..., Any])
+
+
+def _one_run(method: _F) -> _F:
+    """An entry point making one run: log lines carry its id (set when it starts) until it returns or raises."""
+    @functools.wraps(method)
+    def run(self: Any, *args: Any, **kwargs: Any) -> Any:
+        try:
+            return method(self, *args, **kwargs)
+        finally:
+            logs.end()
+    return run  # type: ignore[return-value]
 
 
 class Engine:
@@ -73,6 +90,8 @@ class Engine:
         self.on_delete = deletes.policies(pair, config, connectors)
         self.allow_deletes = allow_deletes
         self.gone: dict[str, set[str]] = {}  # flow -> notified or queued records found deleted in this run
+        self._started = 0.0  # the run's start (monotonic), for its duration in the log
+        self._credits: dict[int, int] = {}  # each connector's credits spent before the run, for the run's own
         self.feeds: dict[tuple[str, str], tuple[datetime | None, set[str]]] = {}  # (system, entity) -> since, ids
         self.began = now()  # when the run under way began
         if config.credit_budget:
@@ -84,11 +103,12 @@ class Engine:
         return self.connectors[role].name or role
 
     # entry points ------------------------------------------------------------------------------------------------
+    @_one_run
     def sync(self, flows: Iterable[str] | None = None, *, full: bool = False, since: datetime | None = None,
              dry_run: bool = False) -> RunResult:
         """Poll every chosen flow from its watermark (or ``since``, or everything with ``full``)."""
         names = self._flow_names(flows)
-        run = self._start(dry_run)
+        run = self._start(dry_run, "sync")
         until = self.now()
         chosen = self.pair.ordered(names)
         try:
@@ -120,10 +140,11 @@ class Engine:
             run.stopped = str(stop)
         return self._finish(run)
 
+    @_one_run
     def replay(self, *, flow: str | None = None, error_class: str | None = None, ids: list[str] | None = None,
                dry_run: bool = False) -> RunResult:
         """Re-fetch each queued record from its source (its current version) and run it through again."""
-        run = self._start(dry_run)
+        run = self._start(dry_run, "replay")
         try:
             if not dry_run:
                 self.recover_interrupted_creates(run)
@@ -138,9 +159,10 @@ class Engine:
             run.stopped = str(stop)
         return self._finish(run)
 
+    @_one_run
     def drain(self, flows: Iterable[str] | None = None) -> RunResult:
         """Process the notifications waiting in the inbox, without polling (`listen --process`)."""
-        run = self._start(False)
+        run = self._start(False, "drain")
         try:
             self.recover_interrupted_creates(run)
             chosen = self.pair.ordered(self._flow_names(flows))
@@ -151,6 +173,15 @@ class Engine:
         except Stop as stop:
             run.stopped = str(stop)
         return self._finish(run)
+
+    def keep_channels(self, flows: Iterable[str] | None = None) -> RunResult:
+        """Subscribe or renew the pair's push channels now, and nothing else (`listen` does it on its own schedule,
+        so channels live on where no sync runs for a while). Not recorded as a run: what was renewed, and what
+        failed, is in the result (and a failure in the state file, for `status --check`)."""
+        run = RunResult(run_id=new_run_id(), pair=self.pair.name)
+        push.renew_expiring_channels(run, self.state, self.connectors, self.pair.ordered(self._flow_names(flows)),
+                                     self.now)
+        return run
 
     def recover_interrupted_creates(self, run: RunResult) -> None:
         recovery.recover_interrupted_creates(run, self.pair, self.state, self.connectors, self.context)
@@ -193,6 +224,7 @@ class Engine:
         gone = self.gone.pop(fr.flow.name, set())
         before = self.counter.snapshot()
         try:
+            deletes.relinked(fr)
             found = deletes.detect(fr, policy, self.now(), gone, look=look, feed=self._feed)
             # Looked at from the run's start: a record deleted while this run read is found by the next.
             deletes.settle(fr, policy, found, self.began, allow=self.allow_deletes, looked=look or whole_read)
@@ -216,6 +248,7 @@ class Engine:
 
     # one flow ------------------------------------------------------------------------------------------------------
     def _flow_run(self, run: RunResult, flow: Flow, mode: str) -> FlowRun:
+        logs.set_flow(flow.name)
         # Whether a record of this flow may wait in the replay queue: if none did when the flow began and none is
         # queued since, a batch's bookkeeping need not ask.
         return FlowRun(run, self.pair, flow, self.config, self.connectors, self.state, self.context, mode,
@@ -292,14 +325,17 @@ class Engine:
     def _has_flow(self, name: str) -> bool:
         return any(f.name == name for f in self.pair.flows)
 
-    def _start(self, dry_run: bool) -> RunResult:
+    def _start(self, dry_run: bool, kind: str) -> RunResult:
         self.planned.clear()
         self.gone.clear()
         self.feeds.clear()
         self.began = self.now()
         run = RunResult(run_id=new_run_id(), pair=self.pair.name, dry_run=dry_run)
+        logs.begin(run.run_id, self.pair.name)
+        self._started = time.monotonic()
+        self._credits = {id(c): c.credits_used for c in self.connectors.values()}
         if not dry_run:
-            self.state.start_run(run.run_id, self.pair.name, dry_run=dry_run)
+            self.state.start_run(run.run_id, self.pair.name, dry_run=dry_run, kind=kind)
         return run
 
     def _finish(self, run: RunResult) -> RunResult:
@@ -315,8 +351,17 @@ class Engine:
             run.exit_code = EXIT_RECORDS_FAILED
         if run.stopped and run.exit_code == EXIT_OK:
             run.exit_code = EXIT_RECORDS_FAILED
+        for connector in {id(c): c for c in self.connectors.values()}.values():
+            spent = connector.credits_used - self._credits.get(id(connector), 0)
+            if spent:
+                run.credits[connector.name] = run.credits.get(connector.name, 0) + spent
+        status = run.status
         if not run.dry_run:
-            status = "ok" if run.exit_code == EXIT_OK else ("stopped" if run.stopped else "failed")
-            status = "interrupted" if run.interrupted else status
             self.state.finish_run(run.run_id, status, run.exit_code, run.to_dict())
+        logs.set_flow(None)
+        # The run's last line carries its outcome as fields (status, exit_code ...) for a log shipper.
+        log.info("%s run %s: %s, exit %d, %d record(s), %d failed%s", self.pair.name, run.run_id, status,
+                 run.exit_code, run.recorded, run.failed, f" ({run.stopped})" if run.stopped else "",
+                 extra={"status": status, "exit_code": run.exit_code, "records": run.recorded, "failed": run.failed,
+                        "duration_seconds": round(time.monotonic() - self._started, 3)})
         return run

@@ -261,6 +261,11 @@ class ConnectorBase:
         not. How the mark looks is the system's (a Zoho tag)."""
         raise NotImplementedError(f"{self.name} marks no records")
 
+    def unflag_deleted(self, entity: str, ids: list[str], source: str) -> dict[str, str | None]:
+        """Take ``flag_deleted``'s mark off these records (their source record was created again and linked to them):
+        id -> None when done, else why not."""
+        raise NotImplementedError(f"{self.name} marks no records")
+
     def link_id(self, entity: str, record: Record) -> str:
         """The id a write of this record answers with, which links keep, for a record as read (most systems: its
         id; a Zuora subscription is read as one version, written and linked by its number)."""

@@ -749,10 +749,13 @@ class DynamicsConnector(ConnectorBase):
             yield self._api_record(entity, row)
 
     def record_ids(self, entity: str) -> Iterator[str]:
-        """Every id of ``entity`` (a deletion is an id no longer here): in API mode ``$select=id`` only, a few bytes
-        a row; pages (OData mode) are keyed by their fields, read whole."""
+        """Every id of ``entity`` (a deletion is an id no longer here), a few bytes a row: in API mode ``$select=id``;
+        on pages, whose records are known by their number, ``$select=No`` (page web services take OData's $select,
+        e.g. ``/Items?$select=No,Description,Unit_Price``: https://learn.microsoft.com/training/modules/work-with-web-
+        services/7-query-options). Both at the connector's page size."""
         if self.endpoint.mode == "odata":
-            yield from super().record_ids(entity)
+            for row in self._pages(f"{self.company_url()}/{self._service(entity)}", {"$select": "No"}):
+                yield str(_nav_value(row.get("No")))
             return
         set_name, _, extra = self._spec(entity)
         params = {"$select": "id"} | ({"$filter": extra} if extra else {})

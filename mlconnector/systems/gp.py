@@ -625,6 +625,24 @@ class GPConnector(ConnectorBase):
             elif len(summaries) > self.window_records:
                 window = max(window / 2, timedelta(days=1))
 
+    def record_ids(self, entity: str) -> Iterator[str]:
+        """Every id (a deletion is an id no longer here), without reading cards: the summaries of a GetList call
+        with criteria that restrict nothing, which GP answers with every record in one list (it has no paging;
+        a summary is a few fields, https://learn.microsoft.com/previous-versions/dynamicsgp/developer/
+        cc507900(v=msdn.10) and cc507912(v=msdn.10)); the chart of accounts and SBA's lists are whole reads
+        already. Vendor contacts live on vendor cards: those are read, as a whole read would."""
+        reason = self.unavailable(entity)
+        if reason:
+            raise ConfigError(reason)
+        if self.transport == "sba" and entity in ("customers", "vendors"):
+            yield from (str(_id(raw.get("Key"))) for raw in self._sba_list(entity))
+        elif entity == "glAccounts":
+            yield from (account["id"] for account in self._gl_accounts())
+        elif entity in ("customers", "vendors", "glTransactions"):
+            yield from (self._summary_id(entity, summary) for summary in self._list(entity, {}))
+        else:
+            yield from super().record_ids(entity)
+
     def _list(self, entity: str, criteria: dict[str, Any]) -> list[dict[str, Any]]:
         operation, item = {"customers": ("GetCustomerList", "CustomerSummary"),
                            "vendors": ("GetVendorList", "VendorSummary"),

@@ -773,13 +773,23 @@ class ZohoConnector(ConnectorBase):
         """Tag the records "Deleted in SOURCE" (the ``deleted_tag`` setting; POST /{module}/actions/add_tags,
         https://www.zoho.com/crm/developer/docs/api/v8/add-tags.html): sales sees them, reports can filter them,
         and nothing is lost."""
+        return self._tagging("add_tags", entity, ids, source, {"over_write": False})
+
+    def unflag_deleted(self, entity: str, ids: list[str], source: str) -> dict[str, str | None]:
+        """Take the tag off again (POST /{module}/actions/remove_tags, the same body,
+        https://www.zoho.com/crm/developer/docs/api/v8/remove-tags.html)."""
+        return self._tagging("remove_tags", entity, ids, source, {})
+
+    def _tagging(self, action: str, entity: str, ids: list[str], source: str,
+                 extra: dict[str, Any]) -> dict[str, str | None]:
         tag = self.system.setting("deleted_tag", "Deleted in {source}", type_=str).replace("{source}", source)
         done: dict[str, str | None] = {}
         for start in range(0, len(ids), MAX_UPSERT):
             chunk = ids[start:start + MAX_UPSERT]
-            response = self._call("POST", f"/crm/v8/{entity}/actions/add_tags", idempotent=True,
-                                  json={"tags": [{"name": tag}], "ids": chunk, "over_write": False})
-            done.update(self._per_record(response, chunk, f"tag {entity}", gone_is_done=False))
+            response = self._call("POST", f"/crm/v8/{entity}/actions/{action}", idempotent=True,
+                                  json={"tags": [{"name": tag}], "ids": chunk, **extra})
+            done.update(self._per_record(response, chunk, f"{action.replace('_', ' ')} {entity}",
+                                         gone_is_done=False))
         return done
 
     def _per_record(self, response: httpx.Response, ids: list[str], what: str, *,

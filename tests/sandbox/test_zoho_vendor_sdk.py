@@ -2,8 +2,9 @@
 (``zohocrmsdk8-0``), which reads the org's modules and field metadata before its record calls.
 
 The SDK takes its hosts from a ``DataCenter.Environment`` (API URL, accounts URL, upload URL), so it is pointed at
-the sandbox served on loopback; nothing else is changed. Its OAuth refresh, metadata reads, records, search, upsert
-and field creation all go over real HTTP to the emulator.
+the sandbox served on loopback; nothing else is changed. Its OAuth refresh, metadata reads, records, search, upsert,
+field creation, tags (added and removed) and the recycle bin (deleted records since a time) all go over real HTTP to the
+emulator.
 """
 
 from __future__ import annotations
@@ -126,3 +127,48 @@ def test_the_sdk_upserts_on_a_unique_field(org: Org) -> None:
         assert answer.get_status_code() == 200
         assert isinstance(answer.get_object().get_data()[0], sdk_record.SuccessResponse)
     assert [(p["Product_Code"], p["Unit_Price"]) for p in org.zoho.records("Products")] == [("W-1", 12.5)]
+
+
+def test_the_sdk_tags_and_untags_records_and_reads_the_recycle_bin_since_a_time(org: Org) -> None:
+    from datetime import datetime, timedelta, timezone
+
+    from zohocrmsdk.src.com.zoho.crm.api import HeaderMap
+    from zohocrmsdk.src.com.zoho.crm.api import tags as sdk_tags
+
+    operations = sdk_record.RecordOperations("Contacts")
+    created = operations.create_records(body(record(Last_Name="Keep"), record(Last_Name="Drop")))
+    keep, drop = (item.get_details()["id"] for item in created.get_object().get_data())
+
+    label = sdk_tags.Tag()
+    label.set_name("Deleted in nav")
+    request = sdk_tags.NewTagRequestWrapper()
+    request.set_tags([label])
+    request.set_ids([int(keep)])
+    tagged = sdk_tags.TagsOperations().add_tags_to_multiple_records("Contacts", request)
+    assert tagged.get_status_code() == 200, vars(tagged.get_object())
+    [done] = tagged.get_object().get_data()
+    assert done.get_status().get_value() == "success", vars(done)
+    assert [t["name"] for t in org.zoho.store.records["Contacts"][keep]["Tag"]] == ["Deleted in nav"]
+    existing = sdk_tags.ExistingTag()
+    existing.set_name("Deleted in nav")
+    untag = sdk_tags.ExistingTagRequestWrapper()
+    untag.set_tags([existing])
+    untag.set_ids([int(keep)])
+    removed = sdk_tags.TagsOperations().remove_tags_from_multiple_records("Contacts", untag)
+    assert removed.get_status_code() == 200, vars(removed.get_object())
+    assert org.zoho.store.records["Contacts"][keep]["Tag"] == []
+    assert sdk_tags.TagsOperations().add_tags_to_multiple_records("Contacts", request).get_status_code() == 200
+
+    before = datetime.now(timezone.utc).replace(microsecond=0) - timedelta(minutes=1)
+    assert operations.delete_record(int(drop)).get_status_code() == 200
+    headers = HeaderMap()
+    headers.add(sdk_record.GetDeletedRecordsHeader.if_modified_since, before)
+    params = ParameterMap()
+    params.add(sdk_record.GetDeletedRecordsParam.type, "recycle")
+    listed = operations.get_deleted_records(params, headers)
+    assert listed.get_status_code() == 200, vars(listed.get_object())
+    assert [(str(d.get_id()), d.get_type()) for d in listed.get_object().get_data()] == [(drop, "recycle")]
+
+    later = HeaderMap()
+    later.add(sdk_record.GetDeletedRecordsHeader.if_modified_since, before + timedelta(days=1))
+    assert operations.get_deleted_records(params, later).get_status_code() == 204  # nothing deleted since

@@ -204,6 +204,12 @@ class GPSandbox:
         record["ModifiedDate"] = self.stamp()
         return record
 
+    def remove(self, kind: str, record_id: str, *, company_id: int = SAMPLE_COMPANY) -> None:
+        """Delete a customer, vendor or GL account as a GP user would (Customer Maintenance, Delete): it is gone
+        from every list and read by key."""
+        table = {"customers": "customers", "vendors": "vendors", "gl_accounts": "gl_accounts"}[kind]
+        del getattr(self.company(company_id), table)[record_id]
+
     def add_gl_account(self, number: str, description: str, *, company_id: int = SAMPLE_COMPANY,
                        account_type: str = "Posting", alias: str | None = None, active: bool = True,
                        modified: datetime | None = None) -> dict[str, Any]:

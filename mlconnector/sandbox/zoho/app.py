@@ -166,6 +166,8 @@ def build_routes(sandbox: ZohoSandbox) -> list[Route]:
               methods=["GET"]),
         Route("/crm/v8/{module}/actions/add_tags", api(sandbox, "records.add_tags", records, "CREATE",
                                                        recycle.add_tags), methods=["POST"]),
+        Route("/crm/v8/{module}/actions/remove_tags", api(sandbox, "records.remove_tags", records, "CREATE",
+                                                          recycle.remove_tags), methods=["POST"]),
         Route("/crm/v8/{module}", _by_method(sandbox, records, {
             "GET": ("records.list", routes.list_records, routes.sorted_or_viewed),
             "POST": ("records.insert", routes.insert_records, routes.many_records),

@@ -5,6 +5,8 @@
   (https://www.zoho.com/crm/developer/docs/api/v8/get-deleted-records.html). No records: 204.
 - ``POST /crm/v8/{module}/actions/add_tags`` adds tags by name to up to 100 records given as ``ids``; a tag that
   does not exist is created (https://www.zoho.com/crm/developer/docs/api/v8/add-tags.html).
+- ``POST /crm/v8/{module}/actions/remove_tags`` takes tags by name off up to 100 records given as ``ids``, the
+  same body and answer (https://www.zoho.com/crm/developer/docs/api/v8/remove-tags.html).
 """
 
 from __future__ import annotations
@@ -61,6 +63,14 @@ async def deleted_records(request: Request, call: Call) -> Response:
 
 
 async def add_tags(request: Request, call: Call) -> Response:
+    return await _tagging(request, call, add=True)
+
+
+async def remove_tags(request: Request, call: Call) -> Response:
+    return await _tagging(request, call, add=False)
+
+
+async def _tagging(request: Request, call: Call, *, add: bool) -> Response:
     spec = module_spec(call, request)
     body = await json_body(request)
     tags = body.get("tags") if isinstance(body, dict) else None
@@ -80,7 +90,9 @@ async def add_tags(request: Request, call: Call) -> Response:
     over_write = bool(body.get("over_write", False))
     answers: list[dict[str, Any]] = []
     for record_id in ids:
-        now = call.sandbox.store.add_tags(spec, str(record_id), names, over_write)
+        store = call.sandbox.store
+        now = (store.add_tags(spec, str(record_id), names, over_write) if add
+               else store.remove_tags(spec, str(record_id), names))
         if now is None:
             answers.append(RecordError("INVALID_DATA", "the id given seems to be invalid",
                                        {"id": str(record_id)}).body())

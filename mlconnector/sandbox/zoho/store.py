@@ -244,6 +244,15 @@ class RecordStore:
         record["Tag"] = current
         return [t["name"] for t in current]
 
+    def remove_tags(self, spec: ModuleSpec, record_id: str, names: list[str]) -> list[str] | None:
+        """Take these tags off the record (https://www.zoho.com/crm/developer/docs/api/v8/remove-tags.html); the
+        names it then has, or None when there is no such record. A tag it does not carry is no error."""
+        record = self.records[spec.api_name].get(str(record_id))
+        if record is None:
+            return None
+        record["Tag"] = [t for t in record.get("Tag") or [] if t["name"] not in names]
+        return [t["name"] for t in record["Tag"]]
+
     def details(self, record_id: str, module: str) -> dict[str, Any]:
         """The ``details`` of a successful write item."""
         record = self.records[module][record_id]

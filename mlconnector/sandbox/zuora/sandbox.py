@@ -131,6 +131,10 @@ class ZuoraSandbox:
         row = self.data.tables[table][key]
         return self.data.touch(row, **changes)
 
+    def remove(self, table: str, key: str) -> None:
+        """Delete a record as a Zuora user would in the UI (a product): gone from Object Query and ZOQL alike."""
+        del self.data.tables[table][key]
+
     def configure_callout(self, event: str, url: str, **settings: Any) -> Callout:
         """Define a notification with a callout for ``event`` (InvoicePosted or PaymentProcessed)."""
         if event not in EVENTS:

@@ -1,0 +1,70 @@
+"""Retention: audit rows, processed notifications and runs older than a cutoff, deleted a batch at a time so a
+run or the receiver writing meanwhile waits at most one short transaction. Freed pages are reused by later rows:
+the file stops growing; `vacuum` gives the space back to the disk."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from mlconnector.state.common import iso
+
+PRUNE_BATCH = 2_000
+
+# Per table: the time a row is judged by, and which old rows may go. Rows are added in time order, so they are
+# walked in id order from the oldest and the walk stops at the first row newer than the cutoff: a table with
+# nothing to prune costs one short read, not a scan (the audit has no index on time alone, and each would slow
+# every insert).
+_TABLES = {
+    "audit": ("time", "1"),
+    "inbox": ("received", "processed IS NOT NULL"),  # a notification still waiting stays, however old
+}
+
+
+class RetentionQueries:
+    """Part of State."""
+
+    def prune(self, before: datetime, *, max_batches: int | None = None) -> dict[str, int]:
+        """Delete what is older than ``before``; at most ``max_batches`` batches per table (a run prunes a little
+        each time; `mlconnector prune` all of it). Returns the rows deleted per table."""
+        cutoff = iso(before)
+        deleted = {table: self._prune_table(table, column, condition, cutoff, max_batches)
+                   for table, (column, condition) in _TABLES.items()}
+        deleted["runs"] = self._prune_runs(cutoff)
+        return deleted
+
+    def _prune_table(self, table: str, column: str, condition: str, cutoff: str, max_batches: int | None) -> int:
+        deleted, after, batches = 0, -1, 0
+        while max_batches is None or batches < max_batches:
+            batches += 1
+            with self.transaction():
+                rows = self.db.execute(f"SELECT id, {column} < ?, {condition} FROM {table} WHERE id > ? ORDER BY id "
+                                       "LIMIT ?", [cutoff, after, PRUNE_BATCH]).fetchall()
+                old = [row_id for row_id, is_old, may_go in rows if is_old and may_go]
+                if old:
+                    self.db.conn.execute(f"DELETE FROM {table} WHERE id IN ({','.join('?' * len(old))})", old)
+            deleted += len(old)
+            if len(rows) < PRUNE_BATCH or not all(is_old for _, is_old, _ in rows):
+                break  # the end of the table, or rows newer than the cutoff reached
+            after = rows[-1][0]
+        return deleted
+
+    def _prune_runs(self, cutoff: str) -> int:
+        """Runs are few (a few thousand a quarter per pair): one statement. A pair's last sync stays whatever its
+        age: `status --check` judges the pair by it."""
+        with self.transaction():
+            return self.db.conn.execute(
+                "DELETE FROM runs WHERE started < ? AND status != 'running' AND id NOT IN (SELECT max(id) FROM runs "
+                "WHERE coalesce(kind, 'sync') = 'sync' GROUP BY pair)", [cutoff]).rowcount
+
+    def vacuum(self) -> None:
+        """Rewrite the file without its free pages (needs as much free disk as the file's size, and a moment alone)."""
+        self.db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+        self.db.execute("VACUUM")
+
+    def size(self) -> dict[str, Any]:
+        """The file's size and how much of it is free pages."""
+        page = self.db.execute("PRAGMA page_size").fetchone()[0]
+        pages = self.db.execute("PRAGMA page_count").fetchone()[0]
+        free = self.db.execute("PRAGMA freelist_count").fetchone()[0]
+        return {"bytes": page * pages, "free_bytes": page * free}
