@@ -183,7 +183,8 @@ class Pruned:
     before: datetime
     deleted: dict[str, int]
     bytes: int
-    free_bytes: int
+    free_bytes: int | None  # None: not measured (PostgreSQL)
+    state: str = ""  # the state as shown: "state file PATH", "state database URL" (no password)
 
 
 def prune(runtime: Runtime, *, days: int | None = None, vacuum: bool = False) -> Pruned:
@@ -200,7 +201,7 @@ def prune(runtime: Runtime, *, days: int | None = None, vacuum: bool = False) ->
         if vacuum:
             state.vacuum()
         size = state.size()
-    return Pruned(before, deleted, size["bytes"], size["free_bytes"])
+    return Pruned(before, deleted, size["bytes"], size["free_bytes"], location.label)
 
 
 def send_test_alert(runtime: Runtime) -> list[str]:

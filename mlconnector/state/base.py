@@ -1,6 +1,7 @@
-"""What every state store shares: one set of SQL for runs, watermarks, links, audit and the queues, written in the
-part of SQL that SQLite and PostgreSQL agree on (``?`` placeholders; a store whose driver wants others rewrites
-them). A store supplies its connection (``_execute``, ``_committed``), how a transaction begins, and its checks."""
+"""What every state store shares: one set of SQL for runs, watermarks, links, audit, the queues, the health checks,
+alert incidents and retention, written in the part of SQL that SQLite and PostgreSQL agree on (``?`` placeholders;
+a store whose driver wants others rewrites them). A store supplies its connection (``_execute``, ``_committed``),
+how a transaction begins, its checks, and how it gives space back (``vacuum``, ``size``)."""
 
 from __future__ import annotations
 
@@ -13,9 +14,12 @@ from datetime import datetime
 from typing import Any
 
 from mlconnector.state.audit import AuditQueries
+from mlconnector.state.checks import CheckQueries
 from mlconnector.state.common import MAX_ROWS_PER_STATEMENT, _serialized, iso, parse_iso, utcnow
 from mlconnector.state.links import Link, LinkQueries
+from mlconnector.state.incidents import IncidentQueries
 from mlconnector.state.queues import QueueQueries, Replay
+from mlconnector.state.retention import RetentionQueries
 
 
 @dataclass
@@ -31,7 +35,7 @@ class BatchRecord:
     watermark: datetime | None = None
 
 
-class StateStore(LinkQueries, AuditQueries, QueueQueries):
+class StateStore(LinkQueries, AuditQueries, QueueQueries, CheckQueries, IncidentQueries, RetentionQueries):
     """One open state store. Use as a context manager, or call close(). Threads of one run may share it: a
     transaction and the reads a run makes while another thread records are serialized (``lock``)."""
 

@@ -26,6 +26,7 @@ from mlconnector.state.base import StateStore
 from mlconnector.state.links import Link
 from mlconnector.state.common import StateFileReplaced
 from mlconnector.state.location import StateLocation
+from mlconnector.state.retention import PRUNED_TABLES
 from mlconnector.urls import STATE_PASSWORD_ENV, STATE_URL_ENV, redact
 from mlconnector.state.schema_pg import MIGRATIONS
 
@@ -252,6 +253,24 @@ class PostgresState(StateStore):
         may run the pair now, so this run sends nothing more."""
         if isinstance(self.run_lock, RunLock):
             self.run_lock.check()
+
+    def vacuum(self) -> None:
+        """The pruned tables rewritten without their free space (VACUUM FULL: their indexes too, which a plain VACUUM
+        leaves at their size). It holds each table's exclusive lock while it rewrites it: a run meanwhile waits."""
+        with self.lock:
+            if self._depth:
+                raise RuntimeError("vacuum cannot run inside a transaction")
+            for table in PRUNED_TABLES:
+                self._execute(f"VACUUM (FULL, ANALYZE) {table}")
+
+    def size(self) -> dict[str, Any]:
+        """The schema's tables with their indexes and TOAST. Their free space is not measured (that needs an
+        extension, pgstattuple): None."""
+        with self.lock:
+            total = self._execute("SELECT coalesce(sum(pg_total_relation_size(c.oid)), 0) FROM pg_class c "
+                                  "JOIN pg_namespace n ON n.oid = c.relnamespace WHERE n.nspname = current_schema() "
+                                  "AND c.relkind = 'r'").fetchone()[0]
+        return {"bytes": int(total), "free_bytes": None}
 
     def close(self) -> None:
         with self._read_lock:

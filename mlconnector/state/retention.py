@@ -1,6 +1,9 @@
 """Retention: audit rows, processed notifications and runs older than a cutoff, deleted a batch at a time so a
-run or the receiver writing meanwhile waits at most one short transaction. Freed pages are reused by later rows:
-the file stops growing; `vacuum` gives the space back to the disk."""
+run or the receiver writing meanwhile waits at most one short transaction. Freed space is reused by later rows:
+the state stops growing; `vacuum` (each store's own) gives the space back to the disk.
+
+The deletes are shared SQL (``state.base``); ``vacuum`` and ``size`` are each store's: SQLite's VACUUM and page
+counts, PostgreSQL's VACUUM FULL and relation sizes."""
 
 from __future__ import annotations
 
@@ -10,19 +13,20 @@ from typing import Any
 from mlconnector.state.common import iso
 
 PRUNE_BATCH = 2_000
+PRUNED_TABLES = ("audit", "inbox", "runs")  # what `vacuum` rewrites
 
 # Per table: the time a row is judged by, and which old rows may go. Rows are added in time order, so they are
 # walked in id order from the oldest and the walk stops at the first row newer than the cutoff: a table with
 # nothing to prune costs one short read, not a scan (the audit has no index on time alone, and each would slow
 # every insert).
 _TABLES = {
-    "audit": ("time", "1"),
+    "audit": ("time", "1 = 1"),
     "inbox": ("received", "processed IS NOT NULL"),  # a notification still waiting stays, however old
 }
 
 
 class RetentionQueries:
-    """Part of State."""
+    """Part of a state store (``state.base``: ``_execute``, ``transaction``)."""
 
     def prune(self, before: datetime, *, max_batches: int | None = None) -> dict[str, int]:
         """Delete what is older than ``before``; at most ``max_batches`` batches per table (a run prunes a little
@@ -38,11 +42,13 @@ class RetentionQueries:
         while max_batches is None or batches < max_batches:
             batches += 1
             with self.transaction():
-                rows = self.db.execute(f"SELECT id, {column} < ?, {condition} FROM {table} WHERE id > ? ORDER BY id "
-                                       "LIMIT ?", [cutoff, after, PRUNE_BATCH]).fetchall()
+                # CASE, not the comparisons themselves: SQLite gives 0/1, PostgreSQL booleans.
+                rows = self._execute(f"SELECT id, CASE WHEN {column} < ? THEN 1 ELSE 0 END, CASE WHEN {condition} "
+                                     f"THEN 1 ELSE 0 END FROM {table} WHERE id > ? ORDER BY id LIMIT ?",
+                                     [cutoff, after, PRUNE_BATCH]).fetchall()
                 old = [row_id for row_id, is_old, may_go in rows if is_old and may_go]
                 if old:
-                    self.db.conn.execute(f"DELETE FROM {table} WHERE id IN ({','.join('?' * len(old))})", old)
+                    self._execute(f"DELETE FROM {table} WHERE id IN ({','.join('?' * len(old))})", old)
             deleted += len(old)
             if len(rows) < PRUNE_BATCH or not all(is_old for _, is_old, _ in rows):
                 break  # the end of the table, or rows newer than the cutoff reached
@@ -53,18 +59,14 @@ class RetentionQueries:
         """Runs are few (a few thousand a quarter per pair): one statement. A pair's last sync stays whatever its
         age: `status --check` judges the pair by it."""
         with self.transaction():
-            return self.db.conn.execute(
+            return self._execute(
                 "DELETE FROM runs WHERE started < ? AND status != 'running' AND id NOT IN (SELECT max(id) FROM runs "
                 "WHERE coalesce(kind, 'sync') = 'sync' GROUP BY pair)", [cutoff]).rowcount
 
     def vacuum(self) -> None:
-        """Rewrite the file without its free pages (needs as much free disk as the file's size, and a moment alone)."""
-        self.db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
-        self.db.execute("VACUUM")
+        """Give the space pruning freed back to the disk (each store's own; it needs a moment with no run)."""
+        raise NotImplementedError
 
     def size(self) -> dict[str, Any]:
-        """The file's size and how much of it is free pages."""
-        page = self.db.execute("PRAGMA page_size").fetchone()[0]
-        pages = self.db.execute("PRAGMA page_count").fetchone()[0]
-        free = self.db.execute("PRAGMA freelist_count").fetchone()[0]
-        return {"bytes": page * pages, "free_bytes": page * free}
+        """``bytes``: the state's size; ``free_bytes``: how much of it is free for new rows (None: not measured)."""
+        raise NotImplementedError

@@ -15,10 +15,7 @@ from filelock import FileLock, Timeout
 
 from mlconnector.errors import ConfigError
 from mlconnector.state.base import StateStore
-from mlconnector.state.checks import CheckQueries
 from mlconnector.state.common import StateFileReplaced
-from mlconnector.state.incidents import IncidentQueries
-from mlconnector.state.retention import RetentionQueries
 from mlconnector.state.schema import migrations
 
 WAL_CHECKPOINT_PAGES = 10_000  # about 40 MB of log at most between checkpoints
@@ -57,7 +54,7 @@ def refuse_foreign_database(path: Path) -> None:
                           "created there)")
 
 
-class State(StateStore, CheckQueries, IncidentQueries, RetentionQueries):
+class State(StateStore):
     """One open SQLite state file (the default store). Use as a context manager, or call close()."""
 
     BEGIN = "BEGIN IMMEDIATE"  # writers queue for the file's lock, rather than fail when upgrading later
@@ -134,6 +131,19 @@ class State(StateStore, CheckQueries, IncidentQueries, RetentionQueries):
                 f"state file {self.path} is no longer the file this run opened (deleted or replaced while it ran), "
                 "so the run stopped writing; put the file back (from a backup) or run again to start a new one: "
                 "records already in both systems are matched again by their keys")
+
+    def vacuum(self) -> None:
+        """Rewrite the file without its free pages (needs as much free disk as the file's size, and a moment alone)."""
+        with self.lock:
+            self._execute("PRAGMA wal_checkpoint(TRUNCATE)")
+            self._execute("VACUUM")
+
+    def size(self) -> dict[str, Any]:
+        """The file's size and how much of it is free pages."""
+        with self.lock:
+            page, pages, free = (self._execute(f"PRAGMA {name}").fetchone()[0]
+                                 for name in ("page_size", "page_count", "freelist_count"))
+        return {"bytes": page * pages, "free_bytes": page * free}
 
     def close(self) -> None:
         with self._read_lock:
