@@ -1,6 +1,7 @@
 """A deletion a system pushes is handled as soon as the notification is taken: a Business Central webhook with
 changeType "deleted" by the next run (the record is fetched, found gone, and its Zoho Account tagged, with no read
-of every id: that happens at most once a day), a Zoho delete notification by `listen --process` within seconds."""
+of every id: that happens at most once a day), a Zoho delete notification by `listen --process` within seconds.
+Each test runs with the state in the SQLite file and in PostgreSQL (``state_store``)."""
 
 from __future__ import annotations
 
@@ -12,7 +13,7 @@ from tests.pairs.deleting import audit, cli
 from tests.pairs.world import make_world, wait_for
 
 
-def test_a_customer_deleted_in_bc_is_pushed_and_tagged_in_the_next_run_without_a_scan(tmp_path, monkeypatch):
+def test_a_customer_deleted_in_bc_is_pushed_and_tagged_in_the_next_run_without_a_scan(tmp_path, monkeypatch, state_store):
     world = make_world(tmp_path, monkeypatch, "bc")
     try:
         notified_deletion_is_handled(world)
@@ -47,7 +48,7 @@ def notified_deletion_is_handled(world) -> None:
     assert ["id"] not in selects  # found from the notification, not from a read of every id
 
 
-def test_an_account_deleted_in_zoho_is_unlinked_within_seconds_by_listen_process(tmp_path, monkeypatch):
+def test_an_account_deleted_in_zoho_is_unlinked_within_seconds_by_listen_process(tmp_path, monkeypatch, state_store):
     world = make_world(tmp_path, monkeypatch, "nav")
     try:
         assert cli(world, "sync", "nav-zoho").exit_code == 0  # subscribes the Zoho channels
