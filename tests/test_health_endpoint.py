@@ -1,4 +1,5 @@
-"""The receiver's /health: whether notifications can be stored, what `status --check` finds, the inbox backlog."""
+"""The receiver's /health: whether notifications can be stored, what `status --check` finds, the inbox backlog.
+Each test runs with the state in the SQLite file and in PostgreSQL (``state_store``)."""
 
 from __future__ import annotations
 
@@ -13,6 +14,8 @@ from mlconnector import api
 from mlconnector.cli.main import build_app
 from mlconnector.health import Limits, parse_duration
 from mlconnector.sandbox.common import InProcessTransport
+
+pytestmark = pytest.mark.usefixtures("state_store")
 
 runner = CliRunner()
 

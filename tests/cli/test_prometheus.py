@@ -1,13 +1,17 @@
-"""`status --prometheus`: node_exporter's textfile format, read back with prometheus_client's own parser."""
+"""`status --prometheus`: node_exporter's textfile format, read back with prometheus_client's own parser.
+Each test runs with the state in the SQLite file and in PostgreSQL (``state_store``)."""
 
 from __future__ import annotations
 
 import time
 
+import pytest
 from prometheus_client.parser import text_string_to_metric_families
 from typer.testing import CliRunner
 
 from mlconnector.cli.main import build_app
+
+pytestmark = pytest.mark.usefixtures("state_store")
 
 runner = CliRunner()
 

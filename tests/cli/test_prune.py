@@ -1,14 +1,18 @@
-"""Retention: `[state] audit_retention_days` (90) and `mlconnector prune`; each sync prunes a little as it goes."""
+"""Retention: `[state] audit_retention_days` (90) and `mlconnector prune`; each sync prunes a little as it goes.
+Each test runs with the state in the SQLite file and in PostgreSQL (``state_store``)."""
 
 from __future__ import annotations
 
 import json
 from datetime import datetime, timedelta, timezone
 
+import pytest
 from typer.testing import CliRunner
 
+from mlconnector.api import Runtime
 from mlconnector.cli.main import build_app
-from mlconnector.state import State, default_state_path
+
+pytestmark = pytest.mark.usefixtures("state_store")
 
 runner = CliRunner()
 
@@ -20,7 +24,7 @@ def cli(*args: str):
 def old_audit_rows(n: int, days: float, payload: str = "") -> None:
     """Rows as an earlier run left them ``days`` ago (the audit keeps the time it is given)."""
     when = (datetime.now(timezone.utc) - timedelta(days=days)).isoformat(timespec="microseconds")
-    with State(default_state_path()) as state, state.transaction():
+    with Runtime().open_state() as state, state.transaction():
         state.add_audits([{"run_id": "20200101T000000Z-old", "time": when, "pair": "erp-crm", "flow": "customers",
                            "source_id": f"old-{i}", "action": "update", "status": "ok", "payload": payload or None}
                           for i in range(n)])
@@ -69,7 +73,7 @@ def test_vacuum_gives_the_space_back(config_file):
     before = json.loads(cli("prune", "--older-than", "365", "--json").stdout)["bytes"]
     after = json.loads(cli("prune", "--vacuum", "--json").stdout)
     assert after["deleted"]["audit"] == 5_000
-    assert after["bytes"] < before / 4 and after["free_bytes"] == 0
+    assert after["bytes"] < before / 4 and after["free_bytes"] in (0, None)  # None: PostgreSQL does not measure it
 
 
 def test_bad_retention_settings_are_one_line_and_exit_2(config_file):

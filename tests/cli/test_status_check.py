@@ -1,4 +1,5 @@
-"""`mlconnector status --check`: one line per problem and an exit code naming its kind, for cron and monitoring."""
+"""`mlconnector status --check`: one line per problem and an exit code naming its kind, for cron and monitoring.
+Each test runs with the state in the SQLite file and in PostgreSQL (``state_store``)."""
 
 from __future__ import annotations
 
@@ -11,11 +12,13 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
+from mlconnector.api import Runtime
 from mlconnector.cli.main import build_app
 from mlconnector.config import load_config
-from mlconnector.state import State, default_state_path
 from mlconnector.sync import Engine, open_pair
 from mlconnector.systems import ConnectorContext
+
+pytestmark = pytest.mark.usefixtures("state_store")
 
 runner = CliRunner()
 
@@ -85,7 +88,7 @@ def test_a_failed_run_exits_10_and_old_replay_entries_12(config_file, erp, crm):
 def test_an_interrupted_run_exits_10(config_file, erp, tmp_path):
     seed(erp, 30)
     session = open_pair(load_config(config_file), "erp-crm", ConnectorContext(secrets=None))
-    with State(default_state_path()) as state:
+    with Runtime().open_state() as state:
         result = Engine(session.pair, session.config, session.connectors, state, counter=session.counter,
                         stop_requested=lambda: signal.SIGTERM).sync()
     assert result.interrupted == "SIGTERM"
@@ -116,13 +119,13 @@ def test_a_channel_that_failed_to_renew_or_expires_within_the_hour_exits_13(push
     # A channel made 23 h 30 min ago expires (after a day) in 30 minutes: not renewed yet (within the 2 h margin
     # a sync renews it), so it is a problem.
     crm.set_fault("channels", {})
-    with State(default_state_path()) as state:
+    with Runtime().open_state() as state:
         state.delete_channel("crm", "ch-account-1")
     made = datetime.now(timezone.utc) - timedelta(hours=23, minutes=30)
     session = open_pair(load_config(push_config), "erp-crm", ConnectorContext(secrets=None))
     for connector in session.connectors.values():
         connector.clock = lambda: made
-    with State(default_state_path()) as state:
+    with Runtime().open_state() as state:
         Engine(session.pair, session.config, session.connectors, state, counter=session.counter,
                now=lambda: made).sync(["accounts"])
     code, data = check()
