@@ -50,7 +50,7 @@ def url_for(schema: str, base: str = SERVER_URL) -> str:
 @contextmanager
 def schema_of_its_own() -> Iterator[str]:
     """Yields the URL of a fresh schema; afterwards the process's pools are closed and the schema dropped."""
-    from mlconnector.state.postgres import close_pools
+    from mlconnector.state.pg_connection import close_pools
 
     admin = _admin()
     admin.execute("SET lock_timeout = '20s'")  # type: ignore[attr-defined]  # a connection left open fails the drop, not the suite

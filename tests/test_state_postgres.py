@@ -255,17 +255,18 @@ def test_a_state_table_that_cannot_be_meant_is_one_line_exit_2(config_file, tabl
 
 
 def test_the_receivers_health_is_the_databases(database, tmp_path, monkeypatch):
+    import httpx
     import psycopg
-    from starlette.testclient import TestClient
 
     from mlconnector import api
+    from mlconnector.sandbox.common import InProcessTransport
     from tests.pairs.world import make_world
 
     world = make_world(tmp_path, monkeypatch, "bc")
     monkeypatch.setenv("MLCONNECTOR_STATE_URL", database)
     listener = api.Listener(world.runtime())
+    client = httpx.Client(transport=InProcessTransport(listener.app), base_url="http://listener.test")
     try:
-        client = TestClient(listener.app)
         assert client.get("/health").status_code == 200
         with psycopg.connect(database, autocommit=True) as admin:  # the database's tables gone under the receiver
             admin.execute("DROP TABLE health")
@@ -274,6 +275,7 @@ def test_the_receivers_health_is_the_databases(database, tmp_path, monkeypatch):
         assert gone.status_code == 503 and gone.json()["ok"] is False
         assert f"state database {database.split('?')[0]}" in gone.json()["error"], gone.text
     finally:
+        client.close()
         listener.close()
         world.close()
 

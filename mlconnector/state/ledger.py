@@ -22,14 +22,14 @@ class SharedLedger:
         self.url, self._password = url, password
 
     def _locked(self, conn: Any, what: str) -> None:
-        from mlconnector.state.postgres import _lock_key
+        from mlconnector.state.pg_connection import lock_key
 
-        conn.execute("SELECT pg_advisory_xact_lock(%s)", [_lock_key(conn, f"ledger {what}")])
+        conn.execute("SELECT pg_advisory_xact_lock(%s)", [lock_key(conn, f"ledger {what}")])
 
     def _connection(self) -> Any:
-        from mlconnector.state.postgres import _pool
+        from mlconnector.state.pg_connection import pool_for
 
-        return _pool(self.url, self._password).connection()
+        return pool_for(self.url, self._password).connection()
 
     def reserve(self, key: str, limit: int, window: timedelta, now: datetime | None = None) -> float:
         """Records one event under ``key`` and returns 0, or, when ``limit`` happened in the last ``window``, records

@@ -74,7 +74,7 @@ class StateLocation:
         """One run of ``pair`` at a time wherever this state is used: a lock file beside the state file, or a
         PostgreSQL advisory lock (hosts sharing the database share it). A second run raises LockHeld (exit 75)."""
         if self.url:
-            from mlconnector.state.postgres import advisory_pair_lock
+            from mlconnector.state.pg_locks import advisory_pair_lock
 
             return advisory_pair_lock(self.url, self.password, pair)
         from mlconnector.state.locks import file_pair_lock
@@ -84,7 +84,7 @@ class StateLocation:
     def run_alive(self, pair: str) -> bool:
         """Whether a run of ``pair`` holds its lock now."""
         if self.url:
-            from mlconnector.state.postgres import pair_locked
+            from mlconnector.state.pg_locks import pair_locked
 
             return pair_locked(self.url, self.password, pair)
         from mlconnector.state.locks import file_lock_held
@@ -109,7 +109,7 @@ class StateLocation:
         except Exception as exc:
             if not self.url or "psycopg" not in sys.modules:
                 raise
-            from mlconnector.state.postgres import as_state_error
+            from mlconnector.state.pg_connection import as_state_error
 
             mapped = as_state_error(exc, self)
             if mapped is exc:

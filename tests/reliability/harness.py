@@ -28,7 +28,7 @@ from mlconnector.errors import RecordError
 from mlconnector.flows import SkipRecord
 from mlconnector.sandbox import server as sandbox_server
 from mlconnector.sandbox.server import Sandboxes
-from mlconnector.state import State
+from mlconnector.state import State, StateLocation, StateStore
 from tests.helpers import kill_on_progress
 from tests.reliability import leaks
 
@@ -69,6 +69,8 @@ class Rig:
     def env(self, **extra: str) -> dict[str, str]:
         env = {k: v for k, v in os.environ.items() if not k.startswith("MLCONNECTOR_")}
         env.update(PYTHONPATH=str(ROOT), NO_COLOR="1", COLUMNS="200", MLCONNECTOR_CONFIG=str(self.setup.config_path))
+        if os.environ.get("MLCONNECTOR_STATE_URL"):  # the test's state in PostgreSQL (state_store): cron's too
+            env["MLCONNECTOR_STATE_URL"] = os.environ["MLCONNECTOR_STATE_URL"]
         env.update(extra)
         return env
 
@@ -168,7 +170,10 @@ class Rig:
     def quiet(self) -> None:
         self.set_faults(rate_limit=0.0, server_error=0.0, latency=0.0, drop=0.0, token_ttl=None)
 
-    def state(self) -> State:
+    def state(self) -> StateStore:
+        """The state the runs use: the sandbox's state file, or PostgreSQL where the test put it (state_store)."""
+        if os.environ.get("MLCONNECTOR_STATE_URL"):
+            return StateLocation(url=os.environ["MLCONNECTOR_STATE_URL"]).open()
         return State(self.setup.state_path)
 
     def runtime(self) -> Runtime:
@@ -472,12 +477,11 @@ def check_pair(rig: Rig, pair: str, *, flows: tuple[str, ...] | None = None, bel
     check = Check(pair)
     session = rig.session(pair)
     options = session.config.options
-    with State(rig.setup.state_path) as state:
+    with rig.state() as state:
         ctx = _Links(state, pair, options)
         queued = {(r["flow"], r["source_id"]) for r in state.replay_items(pair=pair)}
-        audited = {(r[0], r[1], r[2]) for r in state.db.execute(
-            "SELECT flow, source_id, target_id FROM audit WHERE pair = ? AND status = 'ok' "
-            "AND action IN ('create', 'update')", [pair]).fetchall()}
+        audited = {(r["flow"], r["source_id"], r["target_id"]) for r in state.audit_rows(pair=pair, limit=None)
+                   if r["status"] == "ok" and r["action"] in ("create", "update")}
         targets: dict[tuple[str, str], Target] = {}
         for flow in session.pair.flows:
             if (flows and flow.name not in flows) or (pair, flow.name) in NOT_ONE_TO_ONE:
@@ -571,8 +575,8 @@ def parse_time(text: str) -> datetime:
     return datetime.fromisoformat(text)
 
 
-def audit_counts(state: State, pair: str) -> Counter[str]:
-    return Counter(r[0] for r in state.db.execute("SELECT action FROM audit WHERE pair = ?", [pair]).fetchall())
+def audit_counts(state: StateStore, pair: str) -> Counter[str]:
+    return Counter(r["action"] for r in state.audit_rows(pair=pair, limit=None))
 
 
 # -- outages ---------------------------------------------------------------------------------------------------------

@@ -1,6 +1,7 @@
 """Scenario 1: `kill -9` the real `mlconnector sync` at random (seeded) points of its run, many times per pair,
-while both pairs run side by side on one state file; then let them finish. Zero duplicates, zero missing, every
-value as the pair maps it, every link audited, and after every crash no watermark ahead of what landed."""
+while both pairs run side by side on one state (the SQLite file, and PostgreSQL: ``state_store``); then let them
+finish. Zero duplicates, zero missing, every value as the pair maps it, every link audited, and after every crash no
+watermark ahead of what landed."""
 
 from __future__ import annotations
 
@@ -41,7 +42,7 @@ def _change_sources(rig: Rig, rng: random.Random, trial: int) -> None:
 
 
 @pytest.mark.timeout(120 + 8 * TRIALS)
-def test_kill_9_at_random_moments_then_rerun_leaves_exactly_one_correct_record_each(make_rig):
+def test_kill_9_at_random_moments_then_rerun_leaves_exactly_one_correct_record_each(make_rig, state_store):
     rig = make_rig(seed="medium" if SOAK else "small")
     # A network's round trip on every call (loopback answers in 1-2 ms), so a call is a while in flight.
     rig.set_faults(latency=LATENCY)

@@ -1,0 +1,152 @@
+"""Talking to the PostgreSQL state's server: connections (one of their own, or from a pool per process and
+database), the numbered migrations run under an advisory lock at a process's first use, the keys of advisory locks,
+and the server's errors as one line for the operator.
+
+Everything lives in the connection's current schema (the first of its search_path), so one database can hold several
+stores side by side (``options=-csearch_path%3Dname`` in the URL); lock keys are per database and schema too.
+"""
+
+from __future__ import annotations
+
+import atexit
+import threading
+from functools import lru_cache
+from typing import Any
+
+import psycopg
+from psycopg import errors as pg_errors
+from psycopg.conninfo import conninfo_to_dict
+from psycopg_pool import ConnectionPool
+
+from mlconnector.errors import AuthError, ConfigError, MLConnectorError, Unreachable
+from mlconnector.state.location import StateLocation
+from mlconnector.state.schema_pg import MIGRATIONS
+from mlconnector.urls import STATE_PASSWORD_ENV, STATE_URL_ENV, redact
+
+CONNECT_TIMEOUT = 10  # seconds: a server that does not answer is reported, not waited on for minutes
+POOL_SIZE = 8  # a run's writing and reading connections, the receiver's, a few opens at once
+MIGRATIONS_TABLE = "mlconnector_migrations"
+_REFUSED = ("password authentication failed", "no password supplied", "pg_hba.conf", 'role "')
+_OUR_TABLES = ("runs", "links", "audit", "watermarks", "replay", "inbox")
+
+
+@lru_cache(maxsize=1024)
+def pg_sql(sql: str) -> str:
+    """The shared SQL's ``?`` placeholders as psycopg's ``%s`` (a literal ``%`` doubled); the shared SQL holds no
+    ``?`` in a string literal."""
+    return sql.replace("%", "%%").replace("?", "%s")
+
+
+def lock_key(conn: psycopg.Connection[Any], what: str) -> int:
+    """A 64-bit advisory lock key for ``what`` in this connection's database and schema."""
+    return conn.execute("SELECT hashtextextended(%s || current_schema(), 0)", [f"mlconnector {what} in "]).fetchone()[0]
+
+
+def _settings(url: str, password: str | None) -> dict[str, Any]:
+    """What every connection is opened with, besides the URL (which may name its own application_name)."""
+    # TCP keepalives every 30 s: a server or network gone is noticed in about a minute, not the system's two hours
+    # (the pair lock's connection is idle while its run works, and is checked before each batch is sent).
+    settings: dict[str, Any] = {"autocommit": True, "password": password, "connect_timeout": CONNECT_TIMEOUT,
+                                "keepalives": 1, "keepalives_idle": 30, "keepalives_interval": 10,
+                                "keepalives_count": 3}
+    if "application_name" not in conninfo_to_dict(url):
+        settings["application_name"] = "mlconnector"  # shown in pg_stat_activity
+    return settings
+
+
+def connect(url: str, password: str | None) -> psycopg.Connection[Any]:
+    """One connection of its own (the pair lock's: it must not go back to a pool while the lock is held)."""
+    try:
+        return psycopg.connect(url, **_settings(url, password))
+    except psycopg.ProgrammingError as exc:  # libpq cannot read the URL (an unknown parameter, a bad value)
+        raise ConfigError(f"state database {redact(url)}: {str(exc).strip().splitlines()[0]}; fix [state] url / "
+                          f"{STATE_URL_ENV}") from None
+    except psycopg.Error as exc:
+        raise as_state_error(exc, StateLocation(url=url)) from None
+
+
+# pools: one per database a process uses, made (and the schema migrated) at its first use ------------------------
+_pools: dict[tuple[str, str | None], ConnectionPool] = {}
+_pools_lock = threading.Lock()
+
+
+def pool_for(url: str, password: str | None) -> ConnectionPool:
+    with _pools_lock:
+        pool = _pools.get((url, password))
+        if pool is None:
+            first = connect(url, password)  # a server that cannot be reached or refuses us says so here, in one line
+            try:
+                migrate(first, url)
+            finally:
+                first.close()
+            pool = ConnectionPool(url, min_size=1, max_size=POOL_SIZE, open=True, timeout=CONNECT_TIMEOUT,
+                                  name="mlconnector-state", check=ConnectionPool.check_connection,
+                                  kwargs=_settings(url, password))
+            _pools[(url, password)] = pool
+        return pool
+
+
+def close_pools() -> None:
+    """Closes every pool this process opened (at exit; tests that drop their schema call it first)."""
+    with _pools_lock:
+        for pool in _pools.values():
+            pool.close()
+        _pools.clear()
+
+
+atexit.register(close_pools)
+
+
+def migrate(conn: psycopg.Connection[Any], url: str) -> None:
+    """The numbered migrations not yet applied in this schema, in one transaction holding the schema's migration
+    lock: hosts starting at once wait for each other, and the second finds nothing left to do."""
+    try:
+        with conn.transaction():
+            schema = conn.execute("SELECT current_schema()").fetchone()[0]
+            if schema is None:
+                raise ConfigError(f"state database {redact(url)}: the schema its search_path names does not exist; "
+                                  "create it (CREATE SCHEMA name) or fix the options in the URL")
+            conn.execute("SELECT pg_advisory_xact_lock(%s)", [lock_key(conn, "migrations")])
+            tables = {row[0] for row in conn.execute(
+                "SELECT table_name FROM information_schema.tables WHERE table_schema = current_schema()")}
+            if MIGRATIONS_TABLE not in tables and tables & set(_OUR_TABLES):
+                raise ConfigError(
+                    f"state database {redact(url)}: schema {schema} already holds tables named "
+                    f"{', '.join(sorted(tables & set(_OUR_TABLES)))}, not mlconnector's; they were left untouched: "
+                    "give mlconnector a database or schema of its own (options=-csearch_path%3DNAME in the URL)")
+            conn.execute(f'CREATE TABLE IF NOT EXISTS {MIGRATIONS_TABLE} (name TEXT COLLATE "C" PRIMARY KEY, '
+                         'applied TEXT COLLATE "C" NOT NULL DEFAULT now()::text)')
+            done = {row[0] for row in conn.execute(f"SELECT name FROM {MIGRATIONS_TABLE}")}
+            for name, sql in MIGRATIONS:
+                if name not in done:
+                    conn.execute(sql)
+                    conn.execute(f"INSERT INTO {MIGRATIONS_TABLE} (name) VALUES (%s)", [name])
+    except psycopg.Error as exc:
+        raise as_state_error(exc, StateLocation(url=url)) from None
+
+
+def as_state_error(exc: BaseException, location: StateLocation) -> BaseException:
+    """A psycopg error as one line for the operator (exit 2, 4 or 5), never with a password; errors that are
+    bugs (integrity, a bad statement) are returned as they are."""
+    if isinstance(exc, MLConnectorError) or not isinstance(exc, psycopg.Error):
+        return exc
+    text = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+    if location.password:
+        text = text.replace(location.password, "***")
+    where = f"state database {location.shown}"
+    sqlstate = getattr(exc, "sqlstate", None) or ""
+    # At connection time libpq gives no SQLSTATE: the server's FATAL line says what it refused.
+    if sqlstate.startswith("28") or any(sign in text for sign in _REFUSED):
+        return AuthError(where, f"{text}; check the user in [state] url and its password ({STATE_PASSWORD_ENV}, "
+                                "`mlconnector secrets set state password` or ~/.pgpass)")
+    if sqlstate == "3D000" or ("database" in text and "does not exist" in text):
+        return ConfigError(f"{where}: {text}; create the database (createdb) or fix [state] url / {STATE_URL_ENV}")
+    if isinstance(exc, pg_errors.InsufficientPrivilege):
+        return ConfigError(f"{where}: {text}; grant the user the right to create and write tables in its schema")
+    if isinstance(exc, pg_errors.DiskFull | pg_errors.ReadOnlySqlTransaction):
+        return ConfigError(f"{where}: {text}; make room on the server or point [state] url at a writable primary")
+    if isinstance(exc, psycopg.OperationalError | psycopg.InterfaceError):
+        return Unreachable(where, f"cannot be reached ({text}); start the server or fix [state] url / "
+                                  f"{STATE_URL_ENV}, then run again (what a run sent but did not record is found "
+                                  "again by its keys)")
+    return exc

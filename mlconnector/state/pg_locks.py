@@ -1,0 +1,74 @@
+"""The run lock of a pair in the PostgreSQL state: a session advisory lock on a connection of its own, so the
+server frees it when that connection ends (a killed worker frees it at once), and every host sharing the database
+sees it."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+import psycopg
+
+from mlconnector.errors import LockHeld
+from mlconnector.state.common import StateFileReplaced
+from mlconnector.state.location import StateLocation
+from mlconnector.state.pg_connection import as_state_error, connect, lock_key, pool_for
+from mlconnector.urls import redact
+
+
+class RunLock:
+    """The advisory lock of one pair, held by a connection of its own."""
+
+    def __init__(self, conn: psycopg.Connection[Any], pair: str, shown: str) -> None:
+        self.conn, self.pair, self.shown = conn, pair, shown
+
+    def check(self) -> None:
+        try:
+            self.conn.execute("SELECT 1")
+        except psycopg.Error:
+            raise StateFileReplaced(
+                f"state database {self.shown}: the connection holding the lock of {self.pair} was lost, so this run "
+                "stopped sending (another run may hold the pair now); what was sent is found again by its keys "
+                "next run") from None
+
+
+@contextmanager
+def advisory_pair_lock(url: str, password: str | None, pair: str) -> Iterator[RunLock]:
+    """The pair's lock as a session advisory lock on a connection of its own; a second run anywhere gets LockHeld
+    (exit 75) at once. Closing the connection (or the process dying) frees it."""
+    conn = connect(url, password)
+    try:
+        try:
+            key = lock_key(conn, f"pair {pair}")
+            taken = conn.execute("SELECT pg_try_advisory_lock(%s)", [key]).fetchone()[0]
+        except psycopg.Error as exc:
+            raise as_state_error(exc, StateLocation(url=url)) from None
+        if taken and conn.info.server_version >= 140000:
+            # The lock's connection sits idle through the run: a server's idle_session_timeout must not end it.
+            conn.execute("SET idle_session_timeout = 0")
+        if not taken:
+            raise LockHeld(f"another run of {pair} is in progress (its lock in {redact(url)} is held); "
+                           "this run exits without doing anything")
+        try:
+            yield RunLock(conn, pair, redact(url))
+        finally:
+            try:
+                # Let go before closing: the server ends a closed session's backend (and its locks) a moment
+                # later, and the next run, even in this process, must find the lock free.
+                conn.execute("SELECT pg_advisory_unlock(%s)", [key])
+            except psycopg.Error:
+                pass  # the connection is gone, and the lock with it
+    finally:
+        conn.close()
+
+
+def pair_locked(url: str, password: str | None, pair: str) -> bool:
+    """Whether some session holds the pair's lock now (taken and let go at once when free)."""
+    pool = pool_for(url, password)
+    with pool.connection() as conn:
+        key = lock_key(conn, f"pair {pair}")
+        if conn.execute("SELECT pg_try_advisory_lock(%s)", [key]).fetchone()[0]:
+            conn.execute("SELECT pg_advisory_unlock(%s)", [key])
+            return False
+        return True
