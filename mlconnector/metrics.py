@@ -1,6 +1,6 @@
-"""`status --prometheus`: the state file as Prometheus metrics in the text exposition format, for node_exporter's
-textfile collector. Gauges only: every figure is read from the state file as it stands (a run's counts are its
-last run's), so nothing resets or double counts when the file is pruned or a run is replayed."""
+"""`status --prometheus`: the state as Prometheus metrics in the text exposition format, for node_exporter's
+textfile collector. Gauges only: every figure is read from the state as it stands (a run's counts are its
+last run's), so nothing resets or double counts when the state is pruned or a run is replayed."""
 
 from __future__ import annotations
 
