@@ -20,7 +20,7 @@ from urllib.parse import urlsplit
 import httpx
 
 from mlconnector.config import AlertsConfig
-from mlconnector.state import StateStore
+from mlconnector.state import State
 
 log = logging.getLogger("mlconnector.alerts")
 
@@ -72,7 +72,7 @@ def _host(url: str) -> str:
     return f"{parts.scheme}://{parts.netloc.rpartition('@')[2]}"
 
 
-def raise_incident(state: StateStore, config: AlertsConfig, key: str, alert: Alert, now: datetime) -> bool:
+def raise_incident(state: State, config: AlertsConfig, key: str, alert: Alert, now: datetime) -> bool:
     """Alert unless the incident is open already (and not due to repeat). True when sent."""
     if not config.enabled:
         return False
@@ -86,7 +86,7 @@ def raise_incident(state: StateStore, config: AlertsConfig, key: str, alert: Ale
     return True
 
 
-def settle_incident(state: StateStore, config: AlertsConfig, key: str, alert: Alert) -> bool:
+def settle_incident(state: State, config: AlertsConfig, key: str, alert: Alert) -> bool:
     """Alert the recovery of an open incident. True when sent."""
     if not config.enabled or not state.close_incident(key):
         return False
@@ -94,7 +94,7 @@ def settle_incident(state: StateStore, config: AlertsConfig, key: str, alert: Al
     return True
 
 
-def after_run(state: StateStore, config: AlertsConfig, result: Any, now: datetime) -> None:
+def after_run(state: State, config: AlertsConfig, result: Any, now: datetime) -> None:
     """A sync run ended (``result``: its RunResult): a problem opens the pair's incident, an ok run settles it."""
     key = f"run:{result.pair}"
     if result.status == "ok":
@@ -105,7 +105,7 @@ def after_run(state: StateStore, config: AlertsConfig, result: Any, now: datetim
                                              result.run_id, result.exit_code), now)
 
 
-def run_error(state: StateStore, config: AlertsConfig, pair: str, error: Exception, exit_code: int, now: datetime) -> None:
+def run_error(state: State, config: AlertsConfig, pair: str, error: Exception, exit_code: int, now: datetime) -> None:
     """A sync that ended with an error before its run could say how it went (credentials refused, a system down)."""
     raise_incident(state, config, f"run:{pair}", Alert("failed", f"{pair}: sync failed (exit {exit_code}): {error}",
                                                        pair, None, exit_code), now)
@@ -124,7 +124,7 @@ def _what(result: Any) -> str:
     return "; ".join(parts)
 
 
-def channels(state: StateStore, config: AlertsConfig, now: datetime) -> None:
+def channels(state: State, config: AlertsConfig, now: datetime) -> None:
     """Push channels that fail to subscribe or renew open an incident each (their entity is only polled
     meanwhile); one that works again settles it."""
     failing = {f"channel:{f['system']}:{f['entity']}": f for f in state.channel_failures()}

@@ -26,8 +26,9 @@ from mlconnector.health import Limits, Problem
 from mlconnector.health import check as health_check
 from mlconnector.http import CallCounter
 from mlconnector.pairs import all_pairs
-from mlconnector.state import (StateLocation, StateStore, database_errors, default_state_path, refuse_foreign_database,
-                               resolve_state)
+from mlconnector.state import (STATE_ENV, StateLocation, StateStore, database_errors, default_state_path,
+                               refuse_foreign_database, resolve_state)
+from mlconnector.urls import STATE_URL_ENV
 from mlconnector.sync import Engine, RunResult, open_pair, resolve_roles
 from mlconnector.sync.reconcile import ReconcileReport, queue_fixes
 from mlconnector.sync.reconcile import reconcile as run_reconcile
@@ -183,8 +184,7 @@ class Pruned:
     before: datetime
     deleted: dict[str, int]
     bytes: int
-    free_bytes: int | None  # None: not measured (PostgreSQL)
-    state: str = ""  # the state as shown: "state file PATH", "state database URL" (no password)
+    free_bytes: int
 
 
 def prune(runtime: Runtime, *, days: int | None = None, vacuum: bool = False) -> Pruned:
@@ -201,7 +201,7 @@ def prune(runtime: Runtime, *, days: int | None = None, vacuum: bool = False) ->
         if vacuum:
             state.vacuum()
         size = state.size()
-    return Pruned(before, deleted, size["bytes"], size["free_bytes"], location.label)
+    return Pruned(before, deleted, size["bytes"], size["free_bytes"])
 
 
 def send_test_alert(runtime: Runtime) -> list[str]:
@@ -494,24 +494,19 @@ def show_config(runtime: Runtime) -> dict[str, Any]:
 
     config = runtime.config
     raw = tomllib.loads(config.path.read_text(encoding="utf-8")) if config.path else {}
-    from mlconnector.urls import STATE_URL_ENV
-
-    # In resolve_state's order; a database's URL is shown without its password.
+    location = runtime.state_location(config)
     if runtime.state_path:
         state_source = "--state"
     elif os.environ.get(STATE_URL_ENV):
         state_source = f"${STATE_URL_ENV}"
-    elif os.environ.get("MLCONNECTOR_STATE"):
-        state_source = "$MLCONNECTOR_STATE"
+    elif os.environ.get(STATE_ENV):
+        state_source = f"${STATE_ENV}"
     elif config.state_url:
         state_source = "[state] url"
-    elif config.state_path:
-        state_source = "[state] path"
     else:
-        state_source = "default"
-    location = resolve_state(cli_path=runtime.state_path, config_url=config.state_url, config_path=config.state_path)
-    return report(config, config_source(runtime.config_path), location.shown, state_source,
-                  runtime.secret_store(), raw)
+        state_source = "[state] path" if config.state_path else "default"
+    # location.shown: a PostgreSQL URL without its password
+    return report(config, config_source(runtime.config_path), location.shown, state_source, runtime.secret_store(), raw)
 
 
 def validate_config(runtime: Runtime) -> tuple[Config, list[str]]:
@@ -604,7 +599,7 @@ def status(runtime: Runtime) -> Status:
 
 
 def check(runtime: Runtime, limits: Limits) -> list[Problem]:
-    """`status --check`: what needs a look, from the state alone (see mlconnector.health)."""
+    """`status --check`: what needs a look, from the state file alone (see mlconnector.health)."""
     config = load_config(runtime.config_path, required=False)
     location = runtime.state_location(config)
     with location.errors(), location.open() as state:
@@ -612,7 +607,7 @@ def check(runtime: Runtime, limits: Limits) -> list[Problem]:
 
 
 def prometheus(runtime: Runtime, limits: Limits) -> str:
-    """`status --prometheus`: the state's figures in Prometheus' text format (see mlconnector.metrics)."""
+    """`status --prometheus`: the state file's figures in Prometheus' text format (see mlconnector.metrics)."""
     from mlconnector.metrics import render
 
     config = load_config(runtime.config_path, required=False)

@@ -232,8 +232,8 @@ def parse_config(raw: Mapping[str, Any], path: Path | None = None) -> Config:
     if isinstance(state, Mapping):
         for key in state:
             if key not in _STATE_KEYS:
-                raise ConfigError(f"{where}: state.{key} is not a known key (known: {', '.join(_STATE_KEYS)}; path "
-                                  "names a SQLite file, url a PostgreSQL database)")
+                raise ConfigError(f"{where}: state.{key} is not a known key (known: {', '.join(_STATE_KEYS)}; path is a "
+                                  "SQLite file, url a PostgreSQL database)")
     state_path = state.get("path") if isinstance(state, Mapping) else None
     retention = state.get("audit_retention_days", 90) if isinstance(state, Mapping) else 90
     if isinstance(retention, bool) or not isinstance(retention, int) or not 0 <= retention <= 36_600:

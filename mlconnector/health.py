@@ -10,7 +10,7 @@ from datetime import datetime, timedelta
 
 from mlconnector.errors import (EXIT_CHECK_CHANNEL, EXIT_CHECK_DISAGREE, EXIT_CHECK_REPLAY, EXIT_CHECK_RUN,
                                 EXIT_CHECK_STALE, ConfigError)
-from mlconnector.state import StateStore
+from mlconnector.state import State
 
 REPLAY_AGE = timedelta(hours=24)  # a nightly `replay --all` drains the queue well within a day
 CHANNEL_MARGIN = timedelta(hours=1)  # a channel this close to expiry should have been renewed already
@@ -49,7 +49,7 @@ class Problem:
         return {"code": self.code, "pair": self.pair, "problem": self.line}
 
 
-def check(state: StateStore, pairs: Iterable[str], limits: Limits, now: datetime,
+def check(state: State, pairs: Iterable[str], limits: Limits, now: datetime,
           run_alive: Callable[[str], bool]) -> list[Problem]:
     """Every problem found, pair by pair, then the channels. ``pairs``: the configured ones (each must have run
     within ``max_age``); pairs with runs recorded are checked too. ``run_alive(pair)``: whether a run of the pair
@@ -85,7 +85,7 @@ def check(state: StateStore, pairs: Iterable[str], limits: Limits, now: datetime
     return found
 
 
-def _last_run(state: StateStore, pair: str, limits: Limits, now: datetime,
+def _last_run(state: State, pair: str, limits: Limits, now: datetime,
               run_alive: Callable[[str], bool]) -> list[Problem]:
     runs = state.last_syncs(pair)
     if runs and runs[0]["status"] == "running" and run_alive(pair):

@@ -1,6 +1,6 @@
-"""`status --prometheus`: the state as Prometheus metrics in the text exposition format, for node_exporter's
-textfile collector. Gauges only: every figure is read from the state as it stands (a run's counts are its
-last run's), so nothing resets or double counts when the state is pruned or a run is replayed."""
+"""`status --prometheus`: the state file as Prometheus metrics in the text exposition format, for node_exporter's
+textfile collector. Gauges only: every figure is read from the state file as it stands (a run's counts are its
+last run's), so nothing resets or double counts when the file is pruned or a run is replayed."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from collections.abc import Callable, Iterable
 from datetime import datetime
 
 from mlconnector.health import Limits, check
-from mlconnector.state import StateStore
+from mlconnector.state import State
 
 _ACTIONS = ("read", "created", "updated", "unchanged", "skipped", "failed")
 
@@ -44,7 +44,7 @@ def _stamp(value: str | datetime | None) -> float | None:
     return (datetime.fromisoformat(value) if isinstance(value, str) else value).timestamp()
 
 
-def render(state: StateStore, pairs: Iterable[str], limits: Limits, now: datetime,
+def render(state: State, pairs: Iterable[str], limits: Limits, now: datetime,
            run_alive: Callable[[str], bool]) -> str:
     metrics = _Metrics()
     names = sorted(set(pairs) | set(state.run_pairs()))

@@ -31,7 +31,7 @@ MAX_BODY = 1_000_000  # bytes; larger bodies are refused (413) before any parsin
 # Seconds a client may take to send its body: a slow (or stalled) sender is answered 408 and its connection closed,
 # so a few dozen of them cannot hold the receiver's connections for good.
 BODY_TIMEOUT = 10.0
-HEALTH_EVERY = 1.0  # seconds: /health proves the state writable at most this often
+HEALTH_EVERY = 1.0  # seconds: /health proves the state file writable at most this often
 
 
 class _TooLarge(Exception):
@@ -146,7 +146,7 @@ def create_receiver(connectors: Mapping[str, ConnectorBase], inbox: Inbox,
             on_stored(pairs)
         return Response(status_code=202)
 
-    # When /health last looked, whether the state could be written, and what the checks found.
+    # When /health last looked, whether the state file could be written, and what the checks found.
     checked: list[Any] = [0.0, None, {}]
 
     def look() -> None:

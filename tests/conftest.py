@@ -15,6 +15,8 @@ import keyring
 import pytest
 
 from tests import fakes
+# Imported now: it reads MLCONNECTOR_TEST_POSTGRES_URL before each test's environment is cleared (isolated).
+from tests.postgres import schema_of_its_own
 from tests.helpers import MemoryKeyring
 from tests.reliability import leaks
 
@@ -138,8 +140,6 @@ def state_store(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch)
     if request.param == "sqlite":
         yield "sqlite"
         return
-    from tests.postgres import schema_of_its_own
-
     with schema_of_its_own() as url:
         monkeypatch.setenv("MLCONNECTOR_STATE_URL", url)
         yield url

@@ -15,8 +15,6 @@ from mlconnector.cli.main import build_app
 from mlconnector.health import Limits, parse_duration
 from mlconnector.sandbox.common import InProcessTransport
 
-pytestmark = pytest.mark.usefixtures("state_store")
-
 runner = CliRunner()
 
 
@@ -45,7 +43,7 @@ def post(listener: api.Listener, body: dict, token: str) -> httpx.Response:
         transport.close()
 
 
-def test_health_reports_the_checks_and_the_inbox_backlog(push_config, erp, crm, monkeypatch):
+def test_health_reports_the_checks_and_the_inbox_backlog(push_config, erp, crm, monkeypatch, state_store):
     monkeypatch.setattr("mlconnector.webhooks.HEALTH_EVERY", 0)  # look afresh at every request
     erp.put("customer", {"number": "C1", "name": "Customer 1"})
     assert runner.invoke(build_app(), ["sync", "erp-crm"]).exit_code == 0  # subscribes the channel
@@ -71,7 +69,7 @@ def test_health_reports_the_checks_and_the_inbox_backlog(push_config, erp, crm, 
         listener.close()
 
 
-def test_health_applies_max_age(push_config, erp):
+def test_health_applies_max_age(push_config, erp, state_store):
     listener = api.Listener(api.Runtime(config_path=push_config), limits=Limits(max_age=None))
     try:
         assert get(listener, "/health?check=1").status_code == 200

@@ -1,5 +1,6 @@
 """`listen` keeps push channels alive on its own schedule (no sync needed); a channel it cannot renew raises an
-alert and, with --process, its pair is polled instead until it can be renewed again."""
+alert and, with --process, its pair is polled instead until it can be renewed again.
+Each test runs with the state in the SQLite file and in PostgreSQL (``state_store``)."""
 
 from __future__ import annotations
 
@@ -12,7 +13,7 @@ import pytest
 
 from mlconnector import api
 from mlconnector.config import load_config
-from mlconnector.state import State, default_state_path
+from mlconnector.api import Runtime
 from mlconnector.sync import Engine, open_pair
 from mlconnector.systems import ConnectorContext
 from tests.cli.test_alerts import Catcher
@@ -38,13 +39,13 @@ def subscribe_at(config: Path, when: datetime) -> None:
     session = open_pair(load_config(config), "erp-crm", ConnectorContext(secrets=None))
     for connector in session.connectors.values():
         connector.clock = lambda: when
-    with State(default_state_path()) as state:
+    with Runtime().open_state() as state:
         Engine(session.pair, session.config, session.connectors, state, counter=session.counter,
                now=lambda: when).sync(["accounts"])
 
 
 def channel_expiry() -> datetime:
-    with State(default_state_path()) as state:
+    with Runtime().open_state() as state:
         [channel] = state.channels("crm")
     return channel["expires"]
 
@@ -56,7 +57,7 @@ def wait_for(condition, timeout: float = 10.0) -> None:
         time.sleep(0.05)
 
 
-def test_listen_renews_a_channel_near_expiry_without_any_sync(push_config, crm):
+def test_listen_renews_a_channel_near_expiry_without_any_sync(push_config, crm, state_store):
     subscribe_at(push_config, datetime.now(timezone.utc) - timedelta(hours=23, minutes=30))  # 30 min left
     assert channel_expiry() - datetime.now(timezone.utc) < timedelta(minutes=31)
     listener = api.Listener(api.Runtime(config_path=push_config), renew_every=0.2)
@@ -65,7 +66,7 @@ def test_listen_renews_a_channel_near_expiry_without_any_sync(push_config, crm):
     finally:
         listener.close()
     assert json.loads(crm_channels(crm))["ch-account-1"]["expires"] == channel_expiry().isoformat()
-    with State(default_state_path()) as state:
+    with Runtime().open_state() as state:
         assert [r["kind"] for r in state.last_runs()] == ["sync"]  # renewing is not a run
 
 
@@ -73,7 +74,7 @@ def crm_channels(crm) -> str:
     return json.dumps(crm.fault("channels"))
 
 
-def test_a_renewal_that_fails_alerts_and_polls_instead_until_it_works(push_config, crm, erp, catcher):
+def test_a_renewal_that_fails_alerts_and_polls_instead_until_it_works(push_config, crm, erp, catcher, state_store):
     subscribe_at(push_config, datetime.now(timezone.utc) - timedelta(hours=23, minutes=30))
     crm.set_fault("channels", {})  # the system forgot the channel: renewing means subscribing again ...
     crm.set_fault("no_subscribe", True)  # ... which it refuses
@@ -97,7 +98,7 @@ def test_a_renewal_that_fails_alerts_and_polls_instead_until_it_works(push_confi
     assert [p.code for p in api.check(api.Runtime(config_path=push_config), api.Limits())] == []
 
 
-def test_listen_renews_the_zoho_sandbox_channels_with_their_life_shortened(tmp_path, monkeypatch):
+def test_listen_renews_the_zoho_sandbox_channels_with_their_life_shortened(tmp_path, monkeypatch, state_store):
     """Zoho channels living 36 seconds, renewed when under 30 are left: `listen` renews them (PATCH), no sync."""
     from tests.pairs.world import make_world
 
@@ -123,7 +124,7 @@ def test_listen_renews_the_zoho_sandbox_channels_with_their_life_shortened(tmp_p
         world.close()
 
 
-def test_listen_renews_business_central_subscriptions(tmp_path, monkeypatch):
+def test_listen_renews_business_central_subscriptions(tmp_path, monkeypatch, state_store):
     """BC subscriptions live three days; renewed by `listen` (PATCH, BC's handshake again) once within the margin,
     set here wider than their life so that the first round renews them."""
     from tests.pairs.world import make_world

@@ -54,6 +54,8 @@ def test_status_names_the_database_without_its_password(database, config_file, m
     assert [run["pair"] for run in status["last_runs"]] == ["erp-crm"]
     assert status["watermarks"][0]["pair"] == "erp-crm"
     assert PASSWORD not in shown.output and PASSWORD not in cli("status").output
+    config = cli("config", "show")
+    assert config.exit_code == 0 and "$MLCONNECTOR_STATE_URL" in config.output and PASSWORD not in config.output
 
 
 def test_a_url_in_the_config_is_used_and_a_password_in_it_is_refused(database, config_file, monkeypatch):
@@ -317,3 +319,24 @@ def test_a_run_counts_its_zoho_mints_and_credits_in_the_database_not_a_file(data
     assert ledger.charge("zoho", 5, 8) == 5
     with pytest.raises(Exception, match="crossing the daily budget of 8 \\(5 spent"):
         ledger.charge("zoho", 5, 8)
+
+
+def test_runs_of_one_pair_started_at_once_on_several_hosts_run_one_at_a_time(database, config_file, erp, crm):
+    # Four cron jobs, as if on two hosts, start the same pair at the same moment: each either runs or exits 75
+    # at once, and the target holds each record once.
+    import os
+
+    for i in range(1, 61):
+        erp.put("customer", {"number": f"C{i:03d}", "name": f"Customer {i}"})
+    crm.set_fault("slow", 0.02)  # a run writes for over a second, so the others find it running
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).parents[1]), "MLCONNECTOR_PLUGINS": "tests.fakes",
+           "MLCONNECTOR_CONFIG": str(config_file), "MLCONNECTOR_STATE_URL": database}
+    runs = [subprocess.Popen([sys.executable, "-m", "mlconnector", "sync", "erp-crm", "--flow", "customers"],
+                             env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True) for _ in range(4)]
+    ended = [(run.wait(timeout=120), run.stderr.read()) for run in runs]
+
+    codes = sorted(code for code, _ in ended)
+    assert codes[0] == 0 and 75 in codes and set(codes) <= {0, 75}, ended  # one ran; the others found it running
+    assert all("another run of erp-crm" in err for code, err in ended if code == 75)
+    numbers = [a["number"] for a in crm.all("account")]
+    assert len(numbers) == len(set(numbers)) == 60

@@ -1,7 +1,6 @@
-"""What every state store shares: one set of SQL for runs, watermarks, links, audit, the queues, the health checks,
-alert incidents and retention, written in the part of SQL that SQLite and PostgreSQL agree on (``?`` placeholders;
-a store whose driver wants others rewrites them). A store supplies its connection (``_execute``, ``_committed``),
-how a transaction begins, its checks, and how it gives space back (``vacuum``, ``size``)."""
+"""What every state store shares: one set of SQL for runs, watermarks, links, audit and the queues, written in the
+part of SQL that SQLite and PostgreSQL agree on (``?`` placeholders; a store whose driver wants others rewrites
+them). A store supplies its connection (``_execute``, ``_committed``), how a transaction begins, and its checks."""
 
 from __future__ import annotations
 
@@ -15,11 +14,11 @@ from typing import Any
 
 from mlconnector.state.audit import AuditQueries
 from mlconnector.state.checks import CheckQueries
+from mlconnector.state.incidents import IncidentQueries
+from mlconnector.state.retention import RetentionQueries
 from mlconnector.state.common import MAX_ROWS_PER_STATEMENT, _serialized, iso, parse_iso, utcnow
 from mlconnector.state.links import Link, LinkQueries
-from mlconnector.state.incidents import IncidentQueries
 from mlconnector.state.queues import QueueQueries, Replay
-from mlconnector.state.retention import RetentionQueries
 
 
 @dataclass
@@ -223,7 +222,7 @@ class StateStore(LinkQueries, AuditQueries, QueueQueries, CheckQueries, Incident
                                when: datetime) -> None:
         """Target records ``flow`` kept (``policy`` flag or unlink) when their sources were deleted in ``system``."""
         self._insert_rows("INSERT INTO kept_after_delete (pair, flow, target_id, system, policy, noted)", 6,
-                          [(pair, flow, target_id, system, policy, iso(when)) for target_id in target_ids],
+                          [(pair, flow, target_id, system, policy, iso(when)) for target_id in dict.fromkeys(target_ids)],
                           " ON CONFLICT (pair, flow, target_id) DO UPDATE SET system = excluded.system, "
                           "policy = excluded.policy, noted = excluded.noted")
 
@@ -239,7 +238,6 @@ class StateStore(LinkQueries, AuditQueries, QueueQueries, CheckQueries, Incident
         return dict(self._execute("SELECT target_id, policy FROM kept_after_delete WHERE pair = ? AND flow = ?",
                                   [pair, flow]).fetchall())
 
-    @_serialized
     def forget_kept_after_delete(self, pair: str, flow: str, target_ids: list[str]) -> None:
         for start in range(0, len(target_ids), MAX_ROWS_PER_STATEMENT):
             chunk = target_ids[start:start + MAX_ROWS_PER_STATEMENT]

@@ -16,7 +16,6 @@ from mlconnector.state.links import Link
 from mlconnector.state.location import StateLocation
 from mlconnector.state.pg_connection import as_state_error, pg_sql, pool_for
 from mlconnector.state.pg_locks import RunLock
-from mlconnector.state.retention import PRUNED_TABLES
 from mlconnector.urls import redact
 
 ANALYZE_AFTER = 1_000  # links inserted before the first ANALYZE of a store's own
@@ -148,22 +147,17 @@ class PostgresState(StateStore):
             self.run_lock.check()
 
     def vacuum(self) -> None:
-        """The pruned tables rewritten without their free space (VACUUM FULL: their indexes too, which a plain VACUUM
-        leaves at their size). It holds each table's exclusive lock while it rewrites it: a run meanwhile waits."""
+        """VACUUM the tables pruning empties: the server keeps the space for new rows (it gives it back to the disk
+        only with VACUUM FULL, which locks the tables: the database's administrator's call)."""
         with self.lock:
-            if self._depth:
-                raise RuntimeError("vacuum cannot run inside a transaction")
-            for table in PRUNED_TABLES:
-                self._execute(f"VACUUM (FULL, ANALYZE) {table}")
+            self._execute("VACUUM audit, inbox, runs")
 
     def size(self) -> dict[str, Any]:
-        """The schema's tables with their indexes and TOAST. Their free space is not measured (that needs an
-        extension, pgstattuple): None."""
-        with self.lock:
-            total = self._execute("SELECT coalesce(sum(pg_total_relation_size(c.oid)), 0) FROM pg_class c "
-                                  "JOIN pg_namespace n ON n.oid = c.relnamespace WHERE n.nspname = current_schema() "
-                                  "AND c.relkind = 'r'").fetchone()[0]
-        return {"bytes": int(total), "free_bytes": None}
+        """The store's tables and indexes on the server (free space inside them is not counted apart)."""
+        size = self._execute("SELECT CAST(coalesce(sum(pg_total_relation_size(c.oid)), 0) AS BIGINT) FROM pg_class c "
+                             "JOIN pg_namespace n ON n.oid = c.relnamespace WHERE n.nspname = current_schema() "
+                             "AND c.relkind = 'r'").fetchone()[0]
+        return {"bytes": size, "free_bytes": 0}
 
     def close(self) -> None:
         with self._read_lock:

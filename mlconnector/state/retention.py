@@ -1,19 +1,14 @@
 """Retention: audit rows, processed notifications and runs older than a cutoff, deleted a batch at a time so a
-run or the receiver writing meanwhile waits at most one short transaction. Freed space is reused by later rows:
-the state stops growing; `vacuum` (each store's own) gives the space back to the disk.
-
-The deletes are shared SQL (``state.base``); ``vacuum`` and ``size`` are each store's: SQLite's VACUUM and page
-counts, PostgreSQL's VACUUM FULL and relation sizes."""
+run or the receiver writing meanwhile waits at most one short transaction. Freed pages are reused by later rows:
+the file stops growing; `vacuum` gives the space back to the disk."""
 
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any
 
 from mlconnector.state.common import iso
 
 PRUNE_BATCH = 2_000
-PRUNED_TABLES = ("audit", "inbox", "runs")  # what `vacuum` rewrites
 
 # Per table: the time a row is judged by, and which old rows may go. Rows are added in time order, so they are
 # walked in id order from the oldest and the walk stops at the first row newer than the cutoff: a table with
@@ -26,7 +21,7 @@ _TABLES = {
 
 
 class RetentionQueries:
-    """Part of a state store (``state.base``: ``_execute``, ``transaction``)."""
+    """Part of a state store (``state.base``); each store says how it gives space back (``vacuum``, ``size``)."""
 
     def prune(self, before: datetime, *, max_batches: int | None = None) -> dict[str, int]:
         """Delete what is older than ``before``; at most ``max_batches`` batches per table (a run prunes a little
@@ -42,7 +37,7 @@ class RetentionQueries:
         while max_batches is None or batches < max_batches:
             batches += 1
             with self.transaction():
-                # CASE, not the comparisons themselves: SQLite gives 0/1, PostgreSQL booleans.
+                # CASE: SQLite answers a comparison with 0 or 1, PostgreSQL with a boolean; both with 0 or 1 so.
                 rows = self._execute(f"SELECT id, CASE WHEN {column} < ? THEN 1 ELSE 0 END, CASE WHEN {condition} "
                                      f"THEN 1 ELSE 0 END FROM {table} WHERE id > ? ORDER BY id LIMIT ?",
                                      [cutoff, after, PRUNE_BATCH]).fetchall()
@@ -62,11 +57,3 @@ class RetentionQueries:
             return self._execute(
                 "DELETE FROM runs WHERE started < ? AND status != 'running' AND id NOT IN (SELECT max(id) FROM runs "
                 "WHERE coalesce(kind, 'sync') = 'sync' GROUP BY pair)", [cutoff]).rowcount
-
-    def vacuum(self) -> None:
-        """Give the space pruning freed back to the disk (each store's own; it needs a moment with no run)."""
-        raise NotImplementedError
-
-    def size(self) -> dict[str, Any]:
-        """``bytes``: the state's size; ``free_bytes``: how much of it is free for new rows (None: not measured)."""
-        raise NotImplementedError

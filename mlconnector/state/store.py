@@ -132,19 +132,6 @@ class State(StateStore):
                 "so the run stopped writing; put the file back (from a backup) or run again to start a new one: "
                 "records already in both systems are matched again by their keys")
 
-    def vacuum(self) -> None:
-        """Rewrite the file without its free pages (needs as much free disk as the file's size, and a moment alone)."""
-        with self.lock:
-            self._execute("PRAGMA wal_checkpoint(TRUNCATE)")
-            self._execute("VACUUM")
-
-    def size(self) -> dict[str, Any]:
-        """The file's size and how much of it is free pages."""
-        with self.lock:
-            page, pages, free = (self._execute(f"PRAGMA {name}").fetchone()[0]
-                                 for name in ("page_size", "page_count", "freelist_count"))
-        return {"bytes": page * pages, "free_bytes": page * free}
-
     def close(self) -> None:
         with self._read_lock:
             if self._read_conn is not None:
@@ -166,3 +153,15 @@ class State(StateStore):
             conn.execute("PRAGMA query_only=1")
             self._read_conn = conn
         return self._read_conn
+
+    def vacuum(self) -> None:
+        """Rewrite the file without its free pages (needs as much free disk as the file's size, and a moment alone)."""
+        self.db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+        self.db.execute("VACUUM")
+
+    def size(self) -> dict[str, Any]:
+        """The file's size and how much of it is free pages."""
+        page = self.db.execute("PRAGMA page_size").fetchone()[0]
+        pages = self.db.execute("PRAGMA page_count").fetchone()[0]
+        free = self.db.execute("PRAGMA freelist_count").fetchone()[0]
+        return {"bytes": page * pages, "free_bytes": page * free}

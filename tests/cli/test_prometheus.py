@@ -5,13 +5,10 @@ from __future__ import annotations
 
 import time
 
-import pytest
 from prometheus_client.parser import text_string_to_metric_families
 from typer.testing import CliRunner
 
 from mlconnector.cli.main import build_app
-
-pytestmark = pytest.mark.usefixtures("state_store")
 
 runner = CliRunner()
 
@@ -31,7 +28,7 @@ def scrape() -> dict[str, dict[tuple, float]]:
     return found
 
 
-def test_metrics_after_a_good_and_a_failing_run(config_file, erp, crm):
+def test_metrics_after_a_good_and_a_failing_run(config_file, erp, crm, state_store):
     for i in range(1, 4):
         erp.put("customer", {"number": f"C{i}", "name": f"Customer {i}"})
     before = time.time()
@@ -61,7 +58,7 @@ def test_metrics_after_a_good_and_a_failing_run(config_file, erp, crm):
     assert metrics["mlconnector_last_run_records"][(("action", "failed"), ("flow", "customers"), ("pair", "erp-crm"))] == 1
 
 
-def test_channels_show_their_expiry_and_failures(config_file, crm):
+def test_channels_show_their_expiry_and_failures(config_file, crm, state_store):
     config_file.write_text(config_file.read_text().replace(
         'kind = "testcrm"', 'kind = "testcrm"\nnotify_url = "https://hooks.example.com/hooks/crm"'))
     assert cli("sync", "erp-crm", "--flow", "accounts").exit_code == 0
@@ -76,7 +73,7 @@ def test_channels_show_their_expiry_and_failures(config_file, crm):
     assert scrape()["mlconnector_channel_failing"] == {(("entity", "account"), ("system", "crm")): 1.0}
 
 
-def test_prometheus_with_check_is_refused_in_one_line(config_file):
+def test_prometheus_with_check_is_refused_in_one_line(config_file, state_store):
     result = cli("status", "--prometheus", "--check")
     assert result.exit_code == 2 and result.stderr.strip() == ("error: --prometheus prints metrics only: leave out "
                                                                "--check and --json")

@@ -12,13 +12,11 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from mlconnector.api import Runtime
 from mlconnector.cli.main import build_app
 from mlconnector.config import load_config
+from mlconnector.api import Runtime
 from mlconnector.sync import Engine, open_pair
 from mlconnector.systems import ConnectorContext
-
-pytestmark = pytest.mark.usefixtures("state_store")
 
 runner = CliRunner()
 
@@ -36,7 +34,7 @@ def seed(erp, n=2):
     return [erp.put("customer", {"number": f"C{i}", "name": f"Customer {i}"}) for i in range(1, n + 1)]
 
 
-def test_all_well_exits_0_with_one_line(config_file, erp):
+def test_all_well_exits_0_with_one_line(config_file, erp, state_store):
     seed(erp)
     assert cli("sync", "erp-crm").exit_code == 0
     result = cli("status", "--check", "--max-age", "1h")
@@ -44,14 +42,14 @@ def test_all_well_exits_0_with_one_line(config_file, erp):
     assert result.stdout.strip() == "ok: no problems found"
 
 
-def test_a_configured_pair_that_never_ran_is_stale_only_with_max_age(config_file):
+def test_a_configured_pair_that_never_ran_is_stale_only_with_max_age(config_file, state_store):
     assert check()[0] == 0
     code, data = check("--max-age", "2h")
     assert code == 11 and data["problems"] == [
         {"code": 11, "pair": "erp-crm", "problem": "erp-crm: has never run; run `mlconnector sync erp-crm` (from cron)"}]
 
 
-def test_a_run_older_than_max_age_exits_11(config_file, erp):
+def test_a_run_older_than_max_age_exits_11(config_file, erp, state_store):
     seed(erp)
     cli("sync", "erp-crm")
     time.sleep(1.1)
@@ -60,7 +58,7 @@ def test_a_run_older_than_max_age_exits_11(config_file, erp):
     assert "erp-crm: the last run started 1 s ago" in result.stdout and "longer than --max-age 1 s" in result.stdout
 
 
-def test_a_failed_run_exits_10_and_old_replay_entries_12(config_file, erp, crm):
+def test_a_failed_run_exits_10_and_old_replay_entries_12(config_file, erp, crm, state_store):
     seed(erp)
     crm.set_fault("reject", ["C2"])
     assert cli("sync", "erp-crm", "--flow", "customers").exit_code == 3
@@ -85,7 +83,7 @@ def test_a_failed_run_exits_10_and_old_replay_entries_12(config_file, erp, crm):
     assert check("--replay-age", "1s") == (0, {"ok": True, "exit_code": 0, "problems": []})
 
 
-def test_an_interrupted_run_exits_10(config_file, erp, tmp_path):
+def test_an_interrupted_run_exits_10(config_file, erp, tmp_path, state_store):
     seed(erp, 30)
     session = open_pair(load_config(config_file), "erp-crm", ConnectorContext(secrets=None))
     with Runtime().open_state() as state:
@@ -104,7 +102,7 @@ def push_config(config_file: Path) -> Path:
     return config_file
 
 
-def test_a_channel_that_failed_to_renew_or_expires_within_the_hour_exits_13(push_config, crm):
+def test_a_channel_that_failed_to_renew_or_expires_within_the_hour_exits_13(push_config, crm, state_store):
     crm.set_fault("no_subscribe", True)
     assert cli("sync", "erp-crm", "--flow", "accounts").exit_code == 5
     code, data = check()
@@ -133,7 +131,7 @@ def test_a_channel_that_failed_to_renew_or_expires_within_the_hour_exits_13(push
     assert data["problems"][0]["problem"].startswith("push channel crm account: expires in 29 min")
 
 
-def test_disagreement_found_by_the_last_reconcile_exits_14(config_file, erp, crm):
+def test_disagreement_found_by_the_last_reconcile_exits_14(config_file, erp, crm, state_store):
     seed(erp)
     assert cli("sync", "erp-crm", "--flow", "customers").exit_code == 0
     account = crm.all("account")[0]
@@ -145,7 +143,7 @@ def test_disagreement_found_by_the_last_reconcile_exits_14(config_file, erp, crm
 
 
 @pytest.mark.parametrize("value", ["soon", "5x", "-1h", ""])
-def test_a_bad_duration_is_one_line_and_exit_2(config_file, value):
+def test_a_bad_duration_is_one_line_and_exit_2(config_file, value, state_store):
     result = cli("status", "--check", "--max-age", value)
     assert result.exit_code == 2
     assert result.stderr.strip().startswith("error: --max-age") and "30m, 2h, 1d" in result.stderr
