@@ -22,10 +22,11 @@ import httpx
 from mlconnector import alerts, interrupt
 from mlconnector.config import ALERTS_WEBHOOK_ENV, Config, load_config
 from mlconnector.errors import ConfigError, LockHeld, MLConnectorError
+from mlconnector.fieldmap.overlay import Line, check_rules, effective_table
 from mlconnector.health import Limits, Problem
 from mlconnector.health import check as health_check
 from mlconnector.http import CallCounter
-from mlconnector.pairs import all_pairs
+from mlconnector.pairs import all_pairs, get_pair
 from mlconnector.state import (STATE_ENV, StateLocation, StateStore, database_errors, default_state_path,
                                refuse_foreign_database, resolve_state)
 from mlconnector.urls import STATE_URL_ENV
@@ -256,6 +257,17 @@ def keep_channels(runtime: Runtime, pair: str) -> RunResult:
     settles it."""
     config = runtime.config
     location = runtime.state_location(config)
+    # Looked at first without the pair's lock: taken every round, it would now and then make a cron sync starting
+    # at that moment find it held and do nothing (exit 75). Renewals fall due about once a day.
+    with location.errors(), location.open() as state:
+        session = open_pair(config, pair, runtime.context(state))
+        try:
+            due = Engine(session.pair, session.config, session.connectors, state,
+                         counter=session.counter).channels_due()
+        finally:
+            session.close()
+    if not due:
+        return RunResult(run_id=new_run_id(), pair=pair)
     with locked_state(location, pair) as state:
         session = open_pair(config, pair, runtime.context(state))
         try:
@@ -285,7 +297,7 @@ class Listener:
     inbox of each notified pair at once."""
 
     def __init__(self, runtime: Runtime, *, process: bool = False, body_timeout: float | None = None,
-                 limits: Limits | None = None, renew_every: float | None = None) -> None:
+                 limits: Limits | None = None) -> None:
         from mlconnector.webhooks import BODY_TIMEOUT, Inbox, create_receiver
 
         config = runtime.config
@@ -325,9 +337,13 @@ class Listener:
         self.pairs = sorted({pair for pairs in consumers.values() for pair in pairs})
         self._process = process
         self._stop = threading.Event()
-        # With ``renew_every`` (seconds), channels are kept alive here, not only by a sync that happens to run.
-        self._keeper = threading.Thread(target=self._keep, args=(renew_every,), daemon=True) if renew_every else None
-        if self._keeper:
+        self._keeper: threading.Thread | None = None
+
+    def keep_channels_alive(self, every: float) -> None:
+        """From now on, renew the channels here every ``every`` seconds, not only when a sync happens to run
+        (`listen` starts it once its address is bound)."""
+        if self._keeper is None:
+            self._keeper = threading.Thread(target=self._keep, args=(every,), daemon=True, name="keep-channels")
             self._keeper.start()
 
     def _queue_pairs(self, pairs: set[str]) -> None:
@@ -363,8 +379,8 @@ class Listener:
                 try:
                     with self._one_run:
                         kept = keep_channels(self._runtime, pair)
-                    for line in kept.channels:
-                        log.info("%s: push channel %s", pair, line)
+                    for line in kept.channels:  # routine (about daily): for -v; failures are warnings
+                        log.debug("%s: push channel %s", pair, line)
                     for problem in kept.channel_problems:
                         log.warning("%s: push channel %s", pair, problem)
                     # Polled while its channel fails, and once more when it works again: that poll covers what
@@ -458,6 +474,19 @@ def reconcile(runtime: Runtime, pair: str, *, flows: Iterable[str] | None = None
             session.close()
 
 
+def mappings(runtime: Runtime, pair: str, *, flow: str | None = None) -> list[Line]:
+    """`mlconnector mappings PAIR`: what each flow writes, field by field: the pair's own lines and the configured
+    ones (`[pairs.PAIR.mappings.FLOW]`, checked against the pair as a run checks them), each saying where it comes
+    from. Reads the configuration only (without one, the pair's own lines): no system is called."""
+    config = load_config(runtime.config_path, required=False)
+    spec = get_pair(pair)
+    pair_config = config.pair(pair)
+    options = spec.option_values(pair_config.options)
+    if flow is not None:
+        _flow_names(spec, [flow], None)
+    return effective_table(spec, pair_config.mappings, options, flow)
+
+
 def _flow_names(pair: Any, flows: Iterable[str] | None, configured: Iterable[str] | None) -> list[str]:
     names = list(flows or configured or [f.name for f in pair.flows])
     known = [f.name for f in pair.flows]
@@ -531,6 +560,10 @@ def validate_config(runtime: Runtime) -> tuple[Config, list[str]]:
                          for flow in named if flow not in flows]
         problems += [f"{config.path}: pairs.{name}.on_delete.{flow} = {policy!r}: use ignore, unlink, flag or delete"
                      for flow, policy in pair.on_delete.items() if policy not in ("ignore", "unlink", "flag", "delete")]
+        try:  # the configured mappings against the pair's flows, as a run checks them
+            check_rules(spec, pair.mappings, spec.option_values(pair.options))
+        except ConfigError as exc:
+            problems.append(f"{config.path}: {exc}")
     return config, problems
 
 

@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from mlconnector.errors import ConfigError
+from mlconnector.fieldmap.rules import FlowRules, parse_mappings
 from mlconnector.urls import check_setting_urls, check_state_url, refuse_credentials_in_urls
 
 CONFIG_ENV = "MLCONNECTOR_CONFIG"
@@ -78,6 +79,7 @@ PAIR_KEYS = {
     "on_delete": "flow -> what a record deleted in its source does to its target: ignore, unlink, flag or delete",
     "deletes_every_hours": "hours between whole reads of ids that find deletions in sources without a feed",
     "max_delete_fraction": "a flow stops, deleting nothing, when more of its linked records than this look deleted",
+    "mappings": "flow -> your field mappings and filter: add, override, drop, transform, filter (see README)",
 }
 
 
@@ -117,6 +119,8 @@ class PairConfig:
     on_delete: Mapping[str, str] = field(default_factory=dict)  # flow -> policy (checked when the pair opens)
     deletes_every_hours: float = 24.0
     max_delete_fraction: float = 0.05
+    # flow -> its configured field mappings and filter (checked against the pair when the pair opens)
+    mappings: Mapping[str, FlowRules] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -317,6 +321,8 @@ def is_secret_key(name: str) -> bool:
 def _refuse_secrets(table: Mapping[str, Any], where: str, path: tuple[str, ...]) -> None:
     for key, value in table.items():
         here = path + (key,)
+        if len(here) == 3 and here[0] == "pairs" and here[2] == "mappings":
+            continue  # field names and values of records (a Zoho field may be called Customer_Key), not settings
         if isinstance(value, Mapping):
             _refuse_secrets(value, where, here)
             continue
@@ -424,5 +430,5 @@ def _pair(name: str, table: Mapping[str, Any], where: str, systems: Mapping[str,
         name=name, systems=dict(roles), flows=tuple(flows), overlap_seconds=overlap, batch_size=batch,
         credit_budget=budget, audit_payloads=typed("audit_payloads", bool, False),
         options=dict(typed("options", Mapping, {})), on_delete=dict(on_delete), deletes_every_hours=float(hours),
-        max_delete_fraction=float(fraction),
+        max_delete_fraction=float(fraction), mappings=parse_mappings(name, table.get("mappings", {}), where),
     )

@@ -32,10 +32,19 @@ def report(config: Config, source: str, state_path: str, state_source: str, secr
                            "settings": {k: {"value": v, "source": "file"} for k, v in sorted(system.settings.items())},
                            "secrets": {field: _secret(stored, name, field) for field in _fields(system, stored)}}
                     for name, system in sorted(config.systems.items())},
-        "pairs": {name: {key: _valued(getattr(pair, key), key in raw_pairs.get(name, {})) for key in _PAIR_FIELDS}
+        "pairs": {name: {key: _valued(_pair_value(pair, key, raw_pairs.get(name, {})), key in raw_pairs.get(name, {}))
+                         for key in _PAIR_FIELDS}
                   for name, pair in sorted(config.pairs.items())},
         "alerts": _alerts(config, raw.get("alerts", {})),
     }
+
+
+def _pair_value(pair: PairConfig, key: str, raw: Any) -> Any:
+    """A pair's value as shown: its mappings as the file writes them (`mlconnector mappings PAIR` shows their
+    effect), the rest as read."""
+    if key == "mappings":
+        return dict(raw.get("mappings", {})) if isinstance(raw, dict) else {}
+    return getattr(pair, key)
 
 
 def _valued(value: Any, in_file: bool) -> dict[str, Any]:

@@ -101,6 +101,14 @@ class Flow:
     # What a record deleted in the source does to its target by default (the pair's on_delete table overrides it):
     # None is "flag" where the target can mark records, else "unlink"; a flow into the ERP never deletes there.
     on_delete: str | None = None
+    # The pair's own field table (target field -> where its value comes from), as `mlconnector mappings` shows it.
+    fields: Mapping[str, str] = field(default_factory=dict, compare=False)
+    # Set by the configured mappings and filter ([pairs.NAME.mappings.FLOW], mlconnector.fieldmap), never by a pair:
+    # source fields they read beyond the connector's defaults (a Zoho read names its fields), the filter's fields
+    # (an echo check keeps them), and a digest of the configuration (a change re-maps the flow's records once).
+    reads: tuple[str, ...] = ()
+    filter_fields: tuple[str, ...] = ()
+    mapping_digest: str = ""
 
     def key_field(self, options: Mapping[str, Any]) -> str:
         return self.key(options) if callable(self.key) else self.key

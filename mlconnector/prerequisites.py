@@ -26,9 +26,11 @@ class Requirement:
     kind: str
     target: str                        # module / entity / page
     name: str = ""                     # the field, for FIELD
-    data_type: str = "text"
+    data_type: str = "text"            # "": any type will do (a configured mapping's own field)
     unique: bool = False
     length: int = 0
+    max_length: int = 0                # a mapping truncates to this many characters: the field must hold them
+    read: bool = False                 # a field a configured mapping reads from its source: checked, never made
     label: str = ""                    # display label (custom modules: plural label)
     singular: str = ""                 # custom modules
     flows: tuple[str, ...] = ()        # the flows that need it; empty: every flow of the pair

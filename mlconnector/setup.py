@@ -15,6 +15,8 @@ from typing import Any
 import httpx
 
 from mlconnector.config import Config
+from mlconnector.fieldmap.overlay import check_rules
+from mlconnector.fieldmap.targets import requirements as mapping_requirements
 from mlconnector.sync import resolve_roles
 from mlconnector.pairs import get_pair
 from mlconnector.prerequisites import MANUAL, MISSING, NOTIFY_URL, OK, UNCHECKED, Finding, Requirement, SetupReport
@@ -22,12 +24,18 @@ from mlconnector.state import State
 from mlconnector.systems import ConnectorContext, make_connector
 
 
+# Kinds of system whose reads name their fields (a Zoho COQL select), where a source field a mapping reads is checked.
+READS_CHECKED = ("zoho",)
+
+
 def requirements_of(config: Config, pair: str) -> list[Requirement]:
+    """The pair's own prerequisites, then the target fields its configured mappings write."""
     spec = get_pair(pair)
-    if spec.prerequisites is None:
-        return []
-    options = spec.option_values(config.pair(pair).options)
-    return list(spec.prerequisites(options))
+    pair_config = config.pair(pair)
+    options = spec.option_values(pair_config.options)
+    check_rules(spec, pair_config.mappings, options)
+    own = list(spec.prerequisites(options)) if spec.prerequisites is not None else []
+    return own + mapping_requirements(spec, pair_config.mappings, options)
 
 
 def check_pair(config: Config, pair: str, context: ConnectorContext, state: State, *, apply: bool = False,
@@ -41,6 +49,8 @@ def check_pair(config: Config, pair: str, context: ConnectorContext, state: Stat
     try:
         for requirement in requirements:
             system = roles[requirement.role]
+            if requirement.read and config.system(system).kind not in READS_CHECKED:
+                continue  # a source that reads every field: a name it lacks reads as empty, and fails nothing
             if system not in connectors:
                 connectors[system] = make_connector(config.system(system), context)
             report.findings.append(_check(connectors[system], checkers, requirement))

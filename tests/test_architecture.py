@@ -54,6 +54,8 @@ def offending(part: str, forbidden: tuple[str, ...], allowed: tuple[str, ...] = 
                  "mlconnector.webhooks", "mlconnector.http", "mlconnector.auth"), ()),
     ("health", ("mlconnector.sync", "mlconnector.systems", "mlconnector.pairs", "mlconnector.api", "mlconnector.cli",
                 "mlconnector.webhooks", "mlconnector.http", "mlconnector.auth"), ()),
+    ("fieldmap", ("mlconnector.sync", "mlconnector.pairs", "mlconnector.api", "mlconnector.cli", "mlconnector.state",
+                  "mlconnector.http", "mlconnector.sandbox", "mlconnector.systems"), ("mlconnector.systems.base",)),
 ])
 def test_each_layer_imports_only_what_the_map_allows(part, forbidden, allowed):
     assert offending(part, forbidden, allowed) == []

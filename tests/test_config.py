@@ -104,3 +104,15 @@ def test_secrets_table_says_where_secrets_live_relative_to_the_file(tmp_path, mo
     assert b"s3cret-value" not in (tmp_path / "demo-secrets" / "secrets.enc").read_bytes()
     with pytest.raises(ConfigError, match="secrets.backend"):
         load_config(write(tmp_path, '[secrets]\nbackend = "vault"\n'))
+
+
+def test_mapping_tables_name_record_fields_so_a_field_called_like_a_secret_is_not_refused(tmp_path):
+    path = write(tmp_path, '[pairs.bc-zoho.mappings.customers]\nadd = { Customer_Key = "number" }\n'
+                           'filter = { Access_Token = { is_set = false } }\n'
+                           '[pairs.bc-zoho.options]\nclient_secret = "x"\n')
+    with pytest.raises(ConfigError) as caught:  # the pair's settings are still checked
+        load_config(path)
+    assert "pairs.bc-zoho.options.client_secret looks like a secret" in str(caught.value)
+    path = write(tmp_path, '[pairs.bc-zoho.mappings.customers]\nadd = { Customer_Key = "number" }\n')
+    [rules] = load_config(path).pair("bc-zoho").mappings.values()
+    assert list(rules.add) == ["Customer_Key"]

@@ -60,7 +60,8 @@ def wait_for(condition, timeout: float = 10.0) -> None:
 def test_listen_renews_a_channel_near_expiry_without_any_sync(push_config, crm, state_store):
     subscribe_at(push_config, datetime.now(timezone.utc) - timedelta(hours=23, minutes=30))  # 30 min left
     assert channel_expiry() - datetime.now(timezone.utc) < timedelta(minutes=31)
-    listener = api.Listener(api.Runtime(config_path=push_config), renew_every=0.2)
+    listener = api.Listener(api.Runtime(config_path=push_config))
+    listener.keep_channels_alive(0.2)
     try:
         wait_for(lambda: channel_expiry() - datetime.now(timezone.utc) > timedelta(hours=23))
     finally:
@@ -80,7 +81,8 @@ def test_a_renewal_that_fails_alerts_and_polls_instead_until_it_works(push_confi
     crm.set_fault("no_subscribe", True)  # ... which it refuses
     crm.put("account", {"number": "A7", "account_name": "Polled GmbH"})  # no notification will come for it
 
-    listener = api.Listener(api.Runtime(config_path=push_config), process=True, renew_every=0.2)
+    listener = api.Listener(api.Runtime(config_path=push_config), process=True)
+    listener.keep_channels_alive(0.2)
     try:
         wait_for(lambda: erp.find("customer", "number", "A7"))  # the poll that stands in for push
         wait_for(lambda: "channel_failed" in catcher.events())
@@ -109,7 +111,8 @@ def test_listen_renews_the_zoho_sandbox_channels_with_their_life_shortened(tmp_p
         [channel] = world.zoho.channels.values()
         first = channel.expiry
         assert timedelta(seconds=30) < first - datetime.now(timezone.utc) <= timedelta(seconds=37)
-        listener = api.Listener(world.runtime(), renew_every=0.5)
+        listener = api.Listener(world.runtime())
+        listener.keep_channels_alive(0.5)
         try:
             # (It also subscribes the modules the pair's other flows read, which this sync did not run.)
             wait_for(lambda: world.zoho.channels[channel.channel_id].expiry > first, timeout=20)
@@ -136,7 +139,8 @@ def test_listen_renews_business_central_subscriptions(tmp_path, monkeypatch, sta
             before = {c["channel_id"]: c["expires"] for c in state.channels("bc")}
         assert before
         time.sleep(1.1)  # BC stamps the expiry to the second
-        listener = api.Listener(world.runtime(), renew_every=30)  # one round now, the next long after the test
+        listener = api.Listener(world.runtime())
+        listener.keep_channels_alive(30)  # one round now, the next long after the test
 
         def renewed() -> bool:
             with world.state() as state:
@@ -149,3 +153,15 @@ def test_listen_renews_business_central_subscriptions(tmp_path, monkeypatch, sta
             listener.close()
     finally:
         world.close()
+
+
+@pytest.mark.parametrize("option", ["--renew-every", "--max-age"])
+def test_listen_refuses_a_bad_duration_in_one_line_before_listening(config_file, option):
+    from typer.testing import CliRunner
+
+    from mlconnector.cli.main import build_app
+
+    result = CliRunner().invoke(build_app(), ["listen", option, "soon"])
+    assert result.exit_code == 2
+    assert result.stderr.strip() == f"error: {option} 'soon' is not a duration: use e.g. 30m, 2h, 1d or 1h30m"
+

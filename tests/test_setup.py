@@ -114,7 +114,9 @@ def test_nav_zuora_lists_the_nav_card_fields_only_a_partner_can_add(tmp_path: Pa
         refused = cli(config, "sync", "nav-zuora")
         assert refused.exit_code == 2 and "flow invoice_status cannot run" in refused.output
         # The partner's table and page extension, then setup finds it and sync runs.
-        sandbox_server._extend_nav_customer_card(running, running.dynamics)
+        fields = sandbox_server.NAV_STATUS_FIELDS
+        running.dynamics.extend_table("customers", {name: "string" for name in fields.values()})
+        running.dynamics.extend_page("Customer", fields)
         assert cli(config, "setup", "nav-zuora").exit_code == 0
         synced = cli(config, "sync", "nav-zuora", "--json")
         assert synced.exit_code == 0, synced.output

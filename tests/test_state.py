@@ -31,7 +31,7 @@ def test_state_file_is_created_private_and_migrated_once(tmp_path):
                        "m005_link_source_hash", "m006_link_target_content", "m007_target_keys", "m008_inbox_digest",
                        "m009_setup_findings", "m010_health", "m011_field_changes", "m012_deletion_checks",
                        "m013_kept_after_delete", "m014_run_kind", "m015_channel_failures", "m016_reconcile_results",
-                       "m017_alert_incidents", "m018_shared_ledger"]
+                       "m017_alert_incidents", "m018_mapping_digests", "m019_shared_ledger"]
 
 
 def test_default_state_path_honours_env(monkeypatch, tmp_path):
@@ -233,3 +233,11 @@ def test_replay_ages_per_flow(state):
                                             Replay("C2", "nav", "customer", "http", "500", "r")])
     [row] = state.replay_waiting_since()
     assert (row["pair"], row["flow"], row["count"]) == ("p", "customers", 2) and row["oldest"] is not None
+
+
+def test_a_flows_mapping_digest_is_none_until_recorded_then_replaced(state):
+    assert state.mapping_digest("p", "customers") is None
+    state.set_mapping_digest("p", "customers", "")
+    assert state.mapping_digest("p", "customers") == ""
+    state.set_mapping_digest("p", "customers", "abc")
+    assert state.mapping_digest("p", "customers") == "abc" and state.mapping_digest("p", "items") is None

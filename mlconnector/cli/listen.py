@@ -39,16 +39,19 @@ def listen(
     logging.basicConfig(level=logging.INFO, handlers=[logs.handler(logs.chosen, sys.stderr)])
     if logging.getLogger().level > logging.INFO:
         logging.getLogger().setLevel(logging.INFO)
+    if logging.getLogger("httpx").level == logging.NOTSET:  # its line per request (renewals, polls): only with -vv
+        logging.getLogger("httpx").setLevel(logging.WARNING)
     logging.getLogger("mlconnector").handlers.clear()  # a service's log: everything goes through the one above
     limits = Limits(max_age=parse_duration(max_age, "--max-age") if max_age is not None else None,
                     replay_age=parse_duration(replay_age, "--replay-age"))
     every = parse_duration(renew_every, "--renew-every").total_seconds()
-    listener = api.Listener(runtime(ctx), process=process, body_timeout=body_timeout, limits=limits,
-                            renew_every=every or None)
+    listener = api.Listener(runtime(ctx), process=process, body_timeout=body_timeout, limits=limits)
     try:
         sock = bind(host, port)  # before saying "listening": a busy port is the operator's to fix (exit 2)
         err.print(f"listening on http://{host}:{port}/hooks/{{{','.join(listener.systems)}}}"
                   + (" (processing notifications at once)" if process else ""), highlight=False)
+        if every:
+            listener.keep_channels_alive(every)
         server = uvicorn.Server(uvicorn.Config(listener.app, log_level="warning"))
         server.run(sockets=[sock])
     finally:

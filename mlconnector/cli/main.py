@@ -18,6 +18,7 @@ from mlconnector.cli import config_cmd as config_cli
 from mlconnector.cli import demo as demo_cmd
 from mlconnector.cli import init as init_cmd
 from mlconnector.cli import listen as listen_cmd
+from mlconnector.cli import mappings as mappings_cmd
 from mlconnector.cli import ping as ping_cmd
 from mlconnector.cli import prune as prune_cmd
 from mlconnector.cli import reconcile as reconcile_cmd
@@ -187,6 +188,7 @@ def build_app() -> typer.Typer:
     app.add_typer(secrets_cli.app, name="secrets")
     app.command("ping")(ping_cmd.ping)
     app.command("setup")(setup_cmd.setup)
+    app.command("mappings")(mappings_cmd.mappings)
     app.add_typer(auth_cli.app, name="auth")
     app.add_typer(sync_cmd.build_sync_app(), name="sync")
     app.command("replay")(sync_cmd.replay)

@@ -210,6 +210,21 @@ def _contact_account(contact: Record, ctx: MapContext, kinds: tuple[str, ...]) -
 
 
 # Dynamics contact field <- Zoho Contact field (the way back; nav-zoho only)
+NAV_CONTACT_FIELDS = {
+    "type": '"Person"',
+    "displayName": "First_Name + Last_Name",
+    "email": "Email",
+    "phoneNumber": "Phone",
+    "mobilePhoneNumber": "Mobile",
+    "jobTitle": "Title",
+    "addressLine1": "Mailing_Street",
+    "city": "Mailing_City",
+    "state": "Mailing_State",
+    "postalCode": "Mailing_Zip",
+    "country": "Mailing_Country",
+}
+
+
 def contact_from_zoho_contact(contact: Record, ctx: MapContext) -> dict[str, Any]:
     name = " ".join(p for p in (_text(contact.get("First_Name")), _text(contact.get("Last_Name"))) if p)
     if not _text(contact.get("Email")):
@@ -258,6 +273,25 @@ LINE_FIELDS = {
     "List_Price": "unitPrice",
     "Discount": "discountAmount",
     "Description": "description",
+}
+
+
+# Zoho Sales_Orders / Invoices field <- Dynamics sales order / posted sales invoice field
+ORDER_FIELDS = {
+    "Subject": '"Order " + number',
+    "Account_Name": "the Account linked to the order's customer",
+    "Status": "status (Draft, In Review: Created; Open: Approved; fully shipped: Delivered)",
+    "Due_Date": "requestedDeliveryDate",
+    "Ordered_Items": "salesOrderLines (item lines; see LINE_FIELDS)",
+}
+INVOICE_FIELDS = {
+    "Subject": '"Invoice " + number',
+    "Account_Name": "the Account linked to the invoice's customer",
+    "Invoice_Date": "invoiceDate",
+    "Due_Date": "dueDate",
+    "Status": "status (Open: Approved; Paid; Canceled, Corrective: Cancelled)",
+    "Invoiced_Items": "salesInvoiceLines (item lines; see LINE_FIELDS)",
+    "Sales_Order": "the Sales_Order linked to orderId, where synced",
 }
 
 

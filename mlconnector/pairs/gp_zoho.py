@@ -88,8 +88,12 @@ ACCOUNT_FIELDS = {
     "Account_Number": "customer id (vendors: prefix + vendor id); options.account_key_field",
     "Account_Type": '"Customer" or "Vendor"',
     "Phone": "phone of the default address",
-    "Billing_Street/City/State/Code/Country": "bill-to address (customers) or default address (vendors)",
-    "Shipping_Street/City/State/Code/Country": "ship-to address (customers)",
+    **{f"Billing_{part}": f"bill-to address {source} (customers; vendors: the remit-to or default address)"
+       for part, source in (("Street", "street lines"), ("City", "city"), ("State", "state"), ("Code", "postalCode"),
+                            ("Country", "country"))},
+    **{f"Shipping_{part}": f"ship-to address {source} (customers)"
+       for part, source in (("Street", "street lines"), ("City", "city"), ("State", "state"), ("Code", "postalCode"),
+                            ("Country", "country"))},
     "Credit_Limit": "CreditLimit amount (custom currency field)",
     "Balance": "Balance (custom currency field; read-only for sales)",
     "Description": "Comment1",
@@ -131,8 +135,10 @@ def account_from_vendor(vendor: Record, ctx: MapContext) -> dict[str, Any]:
 
 
 # Zoho Vendor field <- GP field (options.vendor_module = "Vendors")
-VENDOR_FIELDS = {"Vendor_Name": "Name", "GP_Vendor_Id": "vendor id (options.vendor_key_field)",
-                 "Phone": "phone", "Street/City/State/Zip_Code/Country": "remit-to (else default) address"}
+VENDOR_FIELDS = {"Vendor_Name": "Name", "GP_Vendor_Id": "vendor id (options.vendor_key_field)", "Phone": "phone",
+                 **{name: f"remit-to (else default) address {source}" for name, source in (
+                     ("Street", "street lines"), ("City", "city"), ("State", "state"), ("Zip_Code", "postalCode"),
+                     ("Country", "country"))}}
 
 
 def zoho_vendor_from_vendor(vendor: Record, ctx: MapContext) -> dict[str, Any]:
@@ -295,11 +301,13 @@ GP_ZOHO = register(PairSpec(
                 "entries to Zoho reference modules; Zoho sales orders and won deals to GP sales orders",
     flows=(
         Flow("customers", "erp", "customers", "crm", "Accounts", account_match,
-             account_from_customer, description="GP customers -> Zoho Accounts (addresses, credit limit, balance)"),
+             account_from_customer,
+             fields=ACCOUNT_FIELDS, description="GP customers -> Zoho Accounts (addresses, credit limit, balance)"),
         Flow("vendors", "erp", "vendors", "crm", "Accounts", account_match, account_from_vendor,
-             description="GP vendors -> Zoho Accounts (Account_Type Vendor)"),
+             fields=ACCOUNT_FIELDS, description="GP vendors -> Zoho Accounts (Account_Type Vendor)"),
         Flow("vendors_to_vendor_module", "erp", "vendors", "crm", "Vendors", option_key("vendor_key_field"),
-             zoho_vendor_from_vendor, description="GP vendors -> Zoho Vendors (when options.vendor_module = Vendors)"),
+             zoho_vendor_from_vendor,
+             fields=VENDOR_FIELDS, description="GP vendors -> Zoho Vendors (when options.vendor_module = Vendors)"),
         Flow("vendor_contacts", "erp", "vendorContacts", "crm", "Contacts", option_key("contact_key_field"),
              contact_from_vendor_contact, depends_on=("vendors", "vendors_to_vendor_module"),
              description="Contact persons of GP vendor addresses -> Zoho Contacts"),

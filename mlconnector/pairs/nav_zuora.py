@@ -90,7 +90,10 @@ CUSTOMER_FIELDS = {
     "email": "billTo.workEmail",
     "phoneNumber": "billTo.workPhone",
     "addressLine1": "billTo.address1",
-    "city / state / postalCode / country": "billTo.city / state / zipCode / country",
+    "city": "billTo.city",
+    "state": "billTo.state",
+    "postalCode": "billTo.zipCode",
+    "country": "billTo.country",
 }
 
 
@@ -247,10 +250,10 @@ NAV_ZUORA = register(PairSpec(
              subscription_from_order, depends_on=("customers", "items"),
              description="NAV sales orders -> Zuora subscriptions (CreateSubscription; changes as amendments)"),
         Flow("accounts_to_customers", "billing", "accounts", "erp", "customers", "number", customer_from_account,
-             echo_of="customers", find_by=("displayName",),
+             fields=CUSTOMER_FIELDS, echo_of="customers", find_by=("displayName",),
              description="Zuora accounts -> NAV customers"),
         Flow("products_to_items", "billing", "products", "erp", "items", "number", item_from_product,
-             echo_of="items", find_by=("displayName",),
+             fields=ITEM_FIELDS, echo_of="items", find_by=("displayName",),
              description="Zuora products -> NAV items"),
         Flow("invoice_status", "billing", "invoices", "erp", "customers", "number", invoice_status,
              depends_on=("customers", "accounts_to_customers"),

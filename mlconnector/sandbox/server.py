@@ -22,13 +22,11 @@ start does not serve are skipped.
 
 from __future__ import annotations
 
-import dataclasses
 import secrets
 import socket
 import threading
 import time
 import uuid
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Any
@@ -160,7 +158,6 @@ class Sandboxes:
     tls: TlsFiles | None = None                                         # served over https with this certificate
     bare: bool = False                                                  # Zoho orgs without the pairs' set-up
     _servers: list[tuple[uvicorn.Server, threading.Thread]] = field(default_factory=list, repr=False)
-    _undo: list[Callable[[], None]] = field(default_factory=list, repr=False)
 
     def url(self, sock: socket.socket) -> str:
         return url_of(sock, https=self.tls is not None)
@@ -178,8 +175,6 @@ class Sandboxes:
         for _, thread in self._servers:
             thread.join(timeout=timeout)
         self._servers.clear()
-        while self._undo:
-            self._undo.pop()()
         if self.gp_sandbox is not None:
             self.gp_sandbox.auth.close()
 
@@ -297,7 +292,7 @@ def _start_dynamics(running: Sandboxes, sockets: dict[str, socket.socket], erps:
         running.summaries["nav"] = running.seeded["nav"].summary()
         running.nav = NavAccess(f"{dynamics_url}/{NAV_INSTANCE}", NAV_COMPANY, user, key)
         if zuora and not running.bare:
-            _extend_nav_customer_card(running, dynamics)
+            _extend_nav_customer_card(dynamics)
     if "bc" in erps:
         tenant, client_id, secret = str(uuid.uuid4()), str(uuid.uuid4()), secrets.token_urlsafe(30)
         dynamics.register_app(tenant, client_id, secret)
@@ -312,22 +307,11 @@ def _start_dynamics(running: Sandboxes, sockets: dict[str, socket.socket], erps:
         _start_zoho(running, erp, sockets[f"zoho-{erp}"], faults)
 
 
-def _extend_nav_customer_card(running: Sandboxes, dynamics: DynamicsSandbox) -> None:
-    """What a NAV partner does for nav-zuora's status flows: two text fields on Customer (a table extension),
-    shown on the Customer card page published as the Customer web service. The entity schema is the
-    emulator's process-wide table: the extension is undone when the sandboxes stop."""
-    from mlconnector.sandbox.dynamics.schema import DEFAULT_PAGES, ENTITIES
-
-    original = ENTITIES["customers"]
-    if not set(NAV_STATUS_FIELDS.values()) <= set(original.fields):
-        ENTITIES["customers"] = dataclasses.replace(
-            original, fields={**original.fields, **{name: "string" for name in NAV_STATUS_FIELDS.values()}})
-
-        def undo() -> None:
-            ENTITIES["customers"] = original
-        running._undo.append(undo)
-    page = DEFAULT_PAGES["Customer"]
-    dynamics.publish_page("Customer", dataclasses.replace(page, fields=page.fields + tuple(NAV_STATUS_FIELDS.items())))
+def _extend_nav_customer_card(dynamics: DynamicsSandbox) -> None:
+    """What a NAV partner does for nav-zuora's status flows: two text fields on Customer (a table extension), shown
+    on the Customer card page published as the Customer web service (a page extension)."""
+    dynamics.extend_table("customers", {name: "string" for name in NAV_STATUS_FIELDS.values()})
+    dynamics.extend_page("Customer", NAV_STATUS_FIELDS)
 
 
 def _start_zoho(running: Sandboxes, erp: str, sock: socket.socket, faults: str | None) -> None:

@@ -243,3 +243,17 @@ class StateStore(LinkQueries, AuditQueries, QueueQueries, CheckQueries, Incident
             chunk = target_ids[start:start + MAX_ROWS_PER_STATEMENT]
             self._execute(f"DELETE FROM kept_after_delete WHERE pair = ? AND flow = ? AND target_id IN "
                           f"({', '.join('?' * len(chunk))})", [pair, flow, *chunk])
+
+    # configured mappings ---------------------------------------------------------------------------
+    @_serialized
+    def mapping_digest(self, pair: str, flow: str) -> str | None:
+        """The digest of the configured mappings a flow's records were last mapped with ("" none; None: never
+        recorded)."""
+        row = self._execute("SELECT digest FROM mapping_digests WHERE pair = ? AND flow = ?", [pair, flow]).fetchone()
+        return row[0] if row else None
+
+    @_serialized
+    def set_mapping_digest(self, pair: str, flow: str, digest: str) -> None:
+        self._execute("INSERT INTO mapping_digests (pair, flow, digest, updated) VALUES (?, ?, ?, ?) "
+                      "ON CONFLICT (pair, flow) DO UPDATE SET digest = excluded.digest, updated = excluded.updated",
+                      [pair, flow, digest, iso(utcnow())])

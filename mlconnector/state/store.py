@@ -29,11 +29,12 @@ def refuse_foreign_database(path: Path) -> None:
     try:
         if not path.is_file() or path.stat().st_size == 0:
             return
-        with path.open("rb") as file:
-            if file.read(16) != b"SQLite format 3\x00":
-                return
     except OSError:
         return  # opening it says what is wrong
+    # Read through SQLite only, never opened here: closing any descriptor of the file drops every POSIX lock this
+    # process holds on it, and another connection of this process (the receiver's inbox, while `listen` renews
+    # channels or drains) may hold some; another process could then write under it and damage the file. A file
+    # that is not SQLite at all fails the query below and is left to the opening to refuse.
     conn = None
     try:
         conn = sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True, timeout=30)

@@ -57,6 +57,7 @@ class FlowRun:
     hold: bool = False  # a batch neither written nor recorded: the watermark must stay before it
     replay_waiting: bool = True  # a record of this flow may wait in the replay queue
     keys: ClaimedKeys = field(default_factory=ClaimedKeys)
+    remap: bool = False  # the flow's configured mapping changed: versions already synced are mapped again
 
     @property
     def source(self) -> Connector:

@@ -63,16 +63,21 @@ class Decider:
         self.progress(fr.flow.name, 1)
         if record.modified is None or self.coarse:
             item.fingerprint = source_fingerprint(record.data)
-        if fr.mode == "poll" and self._already_synced(item):
+        if fr.mode == "poll" and not fr.remap and self._already_synced(item):
             # Re-read through the overlap window: this exact version is already done.
             item.decide(Outcome.SEEN)
             return False
         note = self._echo(item)
         if record.id in self.gone and not (link and link.target_id):
-            note = f"skipped: its record in {self.gone[record.id]} was deleted there; not sent back"
-        if note:
+            # Kept by the other flow when the ERP deleted it: never carried back, whatever the mapping.
+            item.decide(Outcome.SKIPPED, f"skipped: its record in {self.gone[record.id]} was deleted there; not sent "
+                                         "back")
+            return False
+        if note and not fr.remap:
             item.decide(Outcome.SKIPPED, note)
             return False
+        # The configured mapping changed: what the other side wrote here may now map to something new for it.
+        item.echo = note
         try:
             item.payload = fr.flow.map(record, fr.context)
         except SkipRecord as exc:
@@ -93,7 +98,7 @@ class Decider:
             # Nothing the target does not hold already: no write, and so no conflict to settle.
             item.decide(Outcome.UNCHANGED, "unchanged")
             return False
-        keep, item.note = self._conflict(item)
+        keep, item.note = self._echo_held(item) if item.echo else self._conflict(item)
         if keep:
             item.decide(Outcome.SKIPPED, item.note)
             item.payload = item.hash = None
@@ -152,12 +157,27 @@ class Decider:
             whole = fr.flow.map(record, fr.context)
         except MAP_ERRORS:
             return True  # nothing this flow would write either way
-        kept = {k: record.data[k] for k in ("id", *(written.fields or ())) if k in record.data}
+        # The configured filter's fields are kept too: the part must pass the filter when the whole does.
+        kept = {k: record.data[k] for k in ("id", *(written.fields or ()), *fr.flow.filter_fields)
+                if k in record.data}
         try:
             part = fr.flow.map(Record(record.system, record.entity, record.id, record.modified, kept), fr.context)
         except MAP_ERRORS:
             return False
         return payload_hash(whole) == payload_hash(part)
+
+    def _echo_held(self, item: Item) -> tuple[bool, str | None]:
+        """A record the opposite flow wrote, mapped again under a changed mapping, goes to the target only where the
+        target holds no change since: one it has is the opposite flow's to carry (this record is still our echo),
+        whatever the conflict rule, so no edit is lost to a mapping change."""
+        link = item.link
+        if link is None or not link.target_id:
+            return False, None
+        current = self.targets.current(link.target_id)
+        if current is None or current.modified is None or not self.targets.changed_since_sync(
+                link, current, item.payload or {}):
+            return False, None
+        return True, item.echo
 
     def _agreement(self, item: Item) -> None:
         """Before a record of a two-way flow is written, what the opposite flow's link will keep once it is: the

@@ -70,8 +70,10 @@ def as_read_by(map_record: Callable[[Record], Any], stored: Record) -> Record:
         map_record(Record(stored.system, stored.entity, stored.id, stored.modified, reads))
     except Exception:  # noqa: BLE001 - whichever way the mapping refuses, the whole record is compared
         return stored
+    # A field the mapping reads that the answer leaves out is empty there (Object Query leaves out null fields): kept
+    # as None, so that a value someone puts in it later is an edit, not our echo.
     return Record(stored.system, stored.entity, stored.id, stored.modified,
-                  {k: v for k, v in stored.data.items() if k in reads.read})
+                  {k: stored.data.get(k) for k in sorted(reads.read)})
 
 
 def agreed_hash(record: Record, fields: Iterable[str]) -> str:

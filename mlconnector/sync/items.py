@@ -35,6 +35,9 @@ class Item:
     sent_back: tuple[dict[str, Any], WriteResult] | None = None  # a new record's key, written back to its source
     # The opposite flow's link refreshed to what this record holds (two-way; see decide.Decider._agreement).
     agreed_written: str | None = None
+    # A record the opposite flow wrote, mapped again all the same because the flow's configured mapping changed:
+    # the echo note, its skip reason should the target have changed since (see decide.Decider._to_write).
+    echo: str | None = None
 
     @property
     def linked_id(self) -> str | None:

@@ -18,12 +18,7 @@ def renew_expiring_channels(run: RunResult, state: State, connectors: Mapping[st
                             now: Callable[[], datetime]) -> None:
     """Subscribe where a channel is missing and renew those expiring within the system's margin. A failure is
     reported and that entity falls back to the poll, which runs in any case."""
-    wanted: dict[tuple[str, str], Connector] = {}
-    for flow in flows:
-        source = connectors[flow.source]
-        if source.capabilities.push and source.notify_url and flow.source_entity in source.push_entities():
-            wanted[(source.name, flow.source_entity)] = source
-    for (system, entity), source in wanted.items():
+    for (system, entity), source in _wanted(connectors, flows).items():
         channels = _Channels(run, state, source, now)
         stored = [c for c in state.channels(system) if c["entity"] == entity]
         try:
@@ -43,6 +38,29 @@ def renew_expiring_channels(run: RunResult, state: State, connectors: Mapping[st
             state.note_channel_failure(system, entity, str(exc))
         else:
             state.clear_channel_failure(system, entity)
+
+
+def due(state: State, connectors: Mapping[str, Connector], flows: list[Flow], now: datetime) -> bool:
+    """Whether ``renew_expiring_channels`` has anything to do: a channel missing, near expiry, at an old
+    notify_url, or failing. Read without the pair's lock, so that `listen` takes it only then (a cron sync starting
+    meanwhile would find it held and do nothing)."""
+    failing = {(f["system"], f["entity"]) for f in state.channel_failures()}
+    for (system, entity), source in _wanted(connectors, flows).items():
+        stored = [c for c in state.channels(system) if c["entity"] == entity]
+        if (system, entity) in failing or not stored or any(
+                c["notify_url"] != source.notify_url or c["expires"] - now <= source.renew_margin for c in stored):
+            return True
+    return False
+
+
+def _wanted(connectors: Mapping[str, Connector], flows: list[Flow]) -> dict[tuple[str, str], Connector]:
+    """(system, entity) -> its connector, for each entity a flow reads from a system that pushes to us."""
+    wanted: dict[tuple[str, str], Connector] = {}
+    for flow in flows:
+        source = connectors[flow.source]
+        if source.capabilities.push and source.notify_url and flow.source_entity in source.push_entities():
+            wanted[(source.name, flow.source_entity)] = source
+    return wanted
 
 
 @dataclass

@@ -124,15 +124,17 @@ class Engine:
                     run.flows.setdefault(flow.name, FlowStats()).note = reason
                     continue
                 fr = self._flow_run(run, flow, "poll")
-                start = window.read_start(fr, full, since)
-                log.info("%s/%s: reading %s changed since %s", self.pair.name, flow.name, flow.source_entity,
-                         start.isoformat() if start else "the beginning")
+                fr.remap = self._mapping_changed(flow)
+                start = None if fr.remap else window.read_start(fr, full, since)
+                log.info("%s/%s: reading %s changed since %s%s", self.pair.name, flow.name, flow.source_entity,
+                         start.isoformat() if start else "the beginning",
+                         " (its configured mapping changed: every record is mapped again)" if fr.remap else "")
                 read = window.Window(until)
                 if self.progress_total and fr.source.capabilities.counts:
                     fr.source.count_rows = True  # its first page says how many records the read gives
                 records = window.changes_to_source_clock(fr, start, read)
-                self._run_flow(fr, records, initial=start is None,
-                               finished=lambda fr=fr, read=read: window.close_window(fr, read.end))
+                self._run_flow(fr, records, initial=start is None and not fr.remap,
+                               finished=lambda fr=fr, read=read: self._read_whole(fr, read))
                 # A poll that read every record needs no read of ids as well (it was one): deletions are looked for
                 # from the next run on.
                 self._deletions(fr, look=start is not None, whole_read=start is None)
@@ -182,6 +184,10 @@ class Engine:
         push.renew_expiring_channels(run, self.state, self.connectors, self.pair.ordered(self._flow_names(flows)),
                                      self.now)
         return run
+
+    def channels_due(self, flows: Iterable[str] | None = None) -> bool:
+        """Whether ``keep_channels`` would have anything to do now (see push.due)."""
+        return push.due(self.state, self.connectors, self.pair.ordered(self._flow_names(flows)), self.now())
 
     def recover_interrupted_creates(self, run: RunResult) -> None:
         recovery.recover_interrupted_creates(run, self.pair, self.state, self.connectors, self.context)
@@ -247,6 +253,21 @@ class Engine:
         return cached[1]
 
     # one flow ------------------------------------------------------------------------------------------------------
+    def _mapping_changed(self, flow: Flow) -> bool:
+        """Whether the flow's configured mappings changed since its records were last mapped: then this poll reads
+        them all and maps each again, and those whose payload changed are written (the rest are unchanged). A flow
+        that never ran maps everything anyway."""
+        recorded = self.state.mapping_digest(self.pair.name, flow.name)
+        if recorded is None:
+            return bool(flow.mapping_digest) and self.state.watermark(self.pair.name, flow.name) is not None
+        return recorded != flow.mapping_digest
+
+    def _read_whole(self, fr: FlowRun, read: window.Window) -> None:
+        """A poll's window read and recorded: the watermark moves, and the mapping it used is the flow's now."""
+        window.close_window(fr, read.end)
+        if self.state.mapping_digest(self.pair.name, fr.flow.name) != fr.flow.mapping_digest:
+            self.state.set_mapping_digest(self.pair.name, fr.flow.name, fr.flow.mapping_digest)
+
     def _flow_run(self, run: RunResult, flow: Flow, mode: str) -> FlowRun:
         logs.set_flow(flow.name)
         # Whether a record of this flow may wait in the replay queue: if none did when the flow began and none is

@@ -9,6 +9,7 @@ from pathlib import Path
 
 from mlconnector.config import Config, PairConfig
 from mlconnector.errors import ConfigError
+from mlconnector.fieldmap.overlay import overlaid
 from mlconnector.flows import PairSpec
 from mlconnector.http import CallCounter
 from mlconnector.pairs import get_pair
@@ -50,6 +51,12 @@ def open_pair(config: Config, pair_name: str, context: ConnectorContext) -> Sess
     pair_config = config.pair(pair_name)
     # The pair's options checked against what it declares, every one of them set (defaults filled in).
     pair_config = replace(pair_config, options=spec.option_values(pair_config.options))
+    # The configured mappings and filters laid over the pair's flows (checked against them first); the source
+    # fields they read are read by every read of those records (a Zoho read names its fields).
+    spec = overlaid(spec, pair_config.mappings, pair_config.options)
+    for flow in spec.flows:
+        if flow.reads:
+            connectors[flow.source].also_read(flow.source_entity, list(flow.reads))
     return Session(spec, pair_config, connectors, context.counter)
 
 

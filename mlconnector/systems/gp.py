@@ -84,6 +84,8 @@ MAX_WINDOW = timedelta(days=3660)
 VENDOR_READS_KEPT = 1_000
 ENTITIES = ("customers", "vendors", "vendorContacts", "glAccounts", "glTransactions", "salesOrders")
 WRITABLE = ("salesOrders",)
+# The payload fields a sales order is made of (CreateSalesOrder: customer, batch, date, PO number, comment, lines).
+ORDER_FIELDS = frozenset({"customerId", "batchId", "date", "customerPONumber", "comment", "lines"})
 TRANSPORTS = ("webservices", "sba")
 SBA_RESOURCES = {"customers": "Sales/Customers", "vendors": "Purchasing/Vendors",
                  "vendorContacts": "Purchasing/Vendors"}
@@ -847,6 +849,11 @@ class GPConnector(ConnectorBase):
         return write_each(zip(payloads, known), lambda each: self._create_order(each[0], key, each[1]))
 
     def _create_order(self, payload: Mapping[str, Any], key: str, linked: str | None) -> WriteResult:
+        extra = sorted(set(payload) - ORDER_FIELDS - {key})
+        if extra:
+            # CreateSalesOrder is built from these fields only: a field a configured mapping adds would be lost.
+            return WriteResult("fail", error=f"GP sales orders take {', '.join(sorted(ORDER_FIELDS))} only, not "
+                               f"{', '.join(extra)} (see the pair's mappings)", error_class="INVALID_DATA")
         number = _text(linked) or _text(payload.get(key))
         if not number:
             return WriteResult("fail", error=f"the order has no {key}: GP order numbers are set by the pair",

@@ -21,7 +21,8 @@ from mlconnector.prerequisites import (CUSTOM_MODULE, FIELD, MANUAL, MISSING, MO
 
 # Types a requirement accepts as its own: a key kept in a single-line field may also sit in an email field.
 COMPATIBLE = {"text": {"text", "email", "phone", "website", "autonumber"}, "email": {"email", "text"},
-              "currency": {"currency", "double"}, "textarea": {"textarea", "text"}}
+              "currency": {"currency", "double"}, "textarea": {"textarea", "text"},
+              "double": {"double", "currency", "integer", "bigint", "decimal"}}
 ADMIN_PROFILE = "Administrator"
 
 
@@ -88,7 +89,9 @@ class ZohoSetup:
                            "create the module first (listed above)", can_apply=requirement.target not in (
                                "Sales_Orders", "Invoices", "Quotes", "Purchase_Orders"))
         found = self.fields(requirement.target).get(requirement.name)
-        wanted = requirement.data_type
+        wanted = requirement.data_type or "text"  # "" takes any type; a missing one is made a text field
+        if found is None and requirement.read:
+            return Finding(system, requirement, MISSING, "no such field", requirement.fix)
         if found is None:
             unique = ", unique" if requirement.unique else ""
             return Finding(system, requirement, MISSING, "",
@@ -96,10 +99,16 @@ class ZohoSetup:
                            "(Setup > Modules and Fields; `mlconnector setup --apply` does it through the API)",
                            can_apply=True)
         data_type = found.get("data_type")
-        if data_type != wanted and data_type not in COMPATIBLE.get(wanted, {wanted}):
+        if requirement.data_type and data_type != wanted and data_type not in COMPATIBLE.get(wanted, {wanted}):
             return Finding(system, requirement, WRONG, f"exists as {data_type}, not {wanted}",
+                           requirement.fix or  # a configured mapping's field: change the mapping, or the field
                            f"the field's type cannot be changed: rename {requirement.name} in Zoho and run setup "
                            f"again to create a {wanted} field, or name another field in the pair's options")
+        limit = found.get("length")
+        if requirement.max_length and isinstance(limit, int) and 0 < limit < requirement.max_length:
+            return Finding(system, requirement, WRONG, f"holds {limit} characters, the mapping truncates to "
+                           f"{requirement.max_length}", f"set truncate = {limit} in the mapping (or lengthen the "
+                           f"field in Zoho)")
         if requirement.unique and not found.get("unique"):
             capable = found.get("custom_field") or "unique" in (found.get("customizable_properties") or [])
             return Finding(system, requirement, WRONG, "exists but is not unique",
@@ -144,9 +153,9 @@ class ZohoSetup:
                           "custom module in Setup > Modules and Fields")
 
     def _create_field(self, requirement: Requirement) -> None:
-        item: dict[str, Any] = {"field_label": _label(requirement.name), "data_type": requirement.data_type}
-        if requirement.length:
-            item["length"] = requirement.length
+        item: dict[str, Any] = {"field_label": _label(requirement.name), "data_type": requirement.data_type or "text"}
+        if requirement.length or requirement.max_length:
+            item["length"] = requirement.length or requirement.max_length
         if requirement.unique:
             item["unique"] = {"case_sensitive": False}
         response = self.connector._call("POST", "/crm/v8/settings/fields", params={"module": requirement.target},

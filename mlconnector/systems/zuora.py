@@ -593,6 +593,13 @@ class ZuoraConnector(ConnectorBase):
             return None
         return self._record(entity, self._ok(response, f"get {entity} {id}"))
 
+    def also_read(self, entity: str, fields: list[str]) -> None:
+        """Custom fields a configured mapping reads: ZOQL has no ``*``, so its reads name them as ``zoql_fields``
+        does (Object Query returns every field it holds anyway)."""
+        custom = [f for f in fields if f.endswith("__c")]
+        if custom:
+            self.zoql_fields[entity] = tuple(dict.fromkeys([*self.zoql_fields.get(entity, ()), *custom]))
+
     def get_many(self, entity: str, ids: list[str]) -> dict[str, Record]:
         """Many records in one query (``id.IN:[...]``), for callouts that name several."""
         self._check_entity(entity)

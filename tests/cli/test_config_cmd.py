@@ -94,3 +94,20 @@ def test_show_names_a_postgresql_state_by_its_url_without_the_password(config_fi
     monkeypatch.delenv("MLCONNECTOR_STATE")
     shown = json.loads(cli("config", "show", "--json").stdout)["state"]
     assert shown == {"path": "postgresql://mlc@db.example.com/integration", "source": "[state] url"}
+
+
+def test_show_and_validate_know_the_configured_mappings(config_file):
+    config_file.write_text(config_file.read_text() + '''
+[pairs.erp-crm.mappings.customers]
+add = { region = { from = "country", lookup = { US = "Americas" } } }
+''')
+    shown = json.loads(cli("config", "show", "--json").stdout)
+    assert shown["pairs"]["erp-crm"]["mappings"] == {
+        "value": {"customers": {"add": {"region": {"from": "country", "lookup": {"US": "Americas"}}}}},
+        "source": "file"}
+    assert cli("config", "validate").exit_code == 0
+
+    config_file.write_text(config_file.read_text() + '\n[pairs.erp-crm.mappings.items]\noverride = { code = "sku" }\n')
+    result = cli("config", "validate")
+    assert result.exit_code == 2
+    assert "pairs.erp-crm.mappings.items.override.code: code is the key field of flow items" in result.stderr

@@ -3,7 +3,6 @@ naming them by region and environment, secrets in environment variables, and a l
 
 from __future__ import annotations
 
-import dataclasses
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -15,7 +14,6 @@ from mlconnector import api
 from mlconnector.sandbox.common import HostRouter, InProcessTransport, SandboxClock
 from mlconnector.sandbox.dynamics import DynamicsSandbox
 from mlconnector.sandbox.dynamics import create_app as create_dynamics
-from mlconnector.sandbox.dynamics.schema import DEFAULT_PAGES, ENTITIES
 from mlconnector.sandbox.zuora import ZuoraSandbox
 from mlconnector.sandbox.zuora import create_app as create_zuora
 from mlconnector.state import StateStore
@@ -27,14 +25,11 @@ CALLOUT_PASSWORD = "callout-pw-7Hq2Zr9LmX"
 STATUS_FIELDS = {"Zuora_Invoice_Status": "zuoraInvoiceStatus", "Zuora_Payment_Status": "zuoraPaymentStatus"}
 
 
-def extend_nav_customer_card(dynamics: DynamicsSandbox, monkeypatch: pytest.MonkeyPatch) -> None:
+def extend_nav_customer_card(dynamics: DynamicsSandbox) -> None:
     """What a NAV partner does for the status flows: a table extension with two text fields on Customer, shown
-    on the Customer card page published as the Customer web service."""
-    spec = ENTITIES["customers"]
-    monkeypatch.setitem(ENTITIES, "customers", dataclasses.replace(
-        spec, fields={**spec.fields, **{api_name: "string" for api_name in STATUS_FIELDS.values()}}))
-    page = DEFAULT_PAGES["Customer"]
-    dynamics.publish_page("Customer", dataclasses.replace(page, fields=page.fields + tuple(STATUS_FIELDS.items())))
+    on the Customer card page published as the Customer web service (a page extension)."""
+    dynamics.extend_table("customers", {api_name: "string" for api_name in STATUS_FIELDS.values()})
+    dynamics.extend_page("Customer", STATUS_FIELDS)
 
 
 class LoseResponses(httpx.BaseTransport):
@@ -127,7 +122,7 @@ def make_zuora_world(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, *, zuora_s
     dynamics: DynamicsSandbox = dynamics_app.state.dynamics
     dynamics.set_web_service_user(NAV_USER, NAV_KEY)
     company = dynamics.seed_demo(COMPANY)
-    extend_nav_customer_card(dynamics, monkeypatch)
+    extend_nav_customer_card(dynamics)
     lossy = LoseResponses(InProcessTransport(zuora_app))
     router = HostRouter({ZUORA_HOST: lossy, "erp.sandbox": InProcessTransport(dynamics_app)})
     secrets = {"MLCONNECTOR_NAV_PASSWORD": NAV_KEY, "MLCONNECTOR_ZUORA_CLIENT_SECRET": client.client_secret,

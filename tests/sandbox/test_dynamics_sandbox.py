@@ -747,3 +747,39 @@ def test_nav_posted_invoices_filtered_by_posting_date(http: httpx.Client, sandbo
     assert dates("Posting_Date ge 2026-03-02") == ["2026-03-02", "2026-03-03"]
     assert dates("Posting_Date gt 2026-03-02") == ["2026-03-03"]
     assert dates("Posting_Date ge 2026-03-03 or Posting_Date le 2026-03-01") == ["2026-03-01", "2026-03-03"]
+
+
+def test_a_table_and_page_extension_adds_a_field_to_the_card_page_but_not_to_the_standard_api(
+        http: httpx.Client, bearer: dict[str, str], sandbox: DynamicsSandbox, company: str) -> None:
+    base = "/DynamicsNAV/ODataV4/Company('CRONUS%20USA%2C%20Inc.')"
+    sandbox.seed(company, "customers", [{"displayName": "Adatum", "lastModifiedDateTime": "2026-03-01T10:00:00Z"}])
+    before = http.get(f"{base}/Customer", params={"$select": "Industry_Code"}, headers=basic())
+    assert before.status_code == 400  # the page has no such control yet
+
+    sandbox.extend_table("customers", {"industryCode": "string", "creditRating": "integer"})
+    sandbox.extend_page("Customer", {"Industry_Code": "industryCode", "Credit_Rating": "creditRating"})
+
+    [row] = http.get(f"{base}/Customer", headers=basic()).json()["value"]
+    assert row["Industry_Code"] == "" and row["Credit_Rating"] == 0  # the types' blank values
+    metadata = http.get("/DynamicsNAV/ODataV4/$metadata", headers=basic()).text
+    assert '<Property Name="Credit_Rating" Type="Edm.Int32"/>' in metadata
+    patched = http.patch(f"{base}/Customer('C00010')", headers={**basic(), "If-Match": row["@odata.etag"]},
+                         json={"Industry_Code": "RETAIL", "Credit_Rating": 7})
+    assert patched.status_code == 200 and patched.json()["Industry_Code"] == "RETAIL"
+    found = http.get(f"{base}/Customer", params={"$filter": "Industry_Code eq 'RETAIL'"}, headers=basic())
+    assert [r["No"] for r in found.json()["value"]] == ["C00010"]
+    created = http.post(f"{base}/Customer", headers=basic(), json={"Name": "Trey", "Industry_Code": "FOOD"})
+    assert created.status_code == 201
+    assert sandbox.get(company, "customers", created.json()["No"])["industryCode"] == "FOOD"
+    bad = http.patch(f"{base}/Customer('C00010')", headers={**basic(), "If-Match": "*"}, json={"Credit_Rating": "x"})
+    assert bad.status_code == 400
+
+    # API v2.0's standard customers page cannot be extended: it neither shows nor takes the field.
+    api = f"{API}/companies({company})/customers"
+    [customer] = [c for c in http.get(api, headers=bearer).json()["value"] if c["number"] == "C00010"]
+    assert "industryCode" not in customer
+    refused = http.patch(f"{api}({customer['id']})", headers={**bearer, "If-Match": "*"},
+                         json={"industryCode": "X"})
+    assert refused.status_code == 400
+    with pytest.raises(ValueError):
+        sandbox.extend_page("Customer", {"Region": "noSuchField"})

@@ -171,3 +171,18 @@ def test_every_answer_carries_a_date_from_the_tenants_clock(tenant):
         assert date.endswith(" GMT") and before <= sent <= after, date
     [account] = zuora.records("accounts")
     assert before <= datetime.fromisoformat(account["updatedDate"].replace("Z", "+00:00")) <= after
+
+
+def test_a_custom_field_defined_on_accounts_is_on_every_account_null_until_set(tenant):
+    zuora, http, _, _ = tenant
+    before = zuora.seed_account("Before")
+    zuora.add_custom_field("accounts", "Region__c")  # Settings > Billing > Manage Custom Fields
+    after = zuora.seed_account("After", Region__c="EMEA")
+    page = http.get("/object-query/accounts", params={"includeNullFields": "true"}).json()
+    rows = {r["name"]: r for r in page["data"]}
+    assert rows["Before"]["Region__c"] is None and rows["After"]["Region__c"] == "EMEA"
+    plain = http.get(f"/object-query/accounts/{before['id']}").json()
+    assert "Region__c" not in plain  # Object Query leaves out null fields unless asked for them
+    assert http.get(f"/v1/accounts/{after['id']}").json()["basicInfo"]["Region__c"] == "EMEA"
+    with pytest.raises(ValueError):
+        zuora.add_custom_field("accounts", "Region")

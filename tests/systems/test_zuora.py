@@ -223,6 +223,17 @@ def test_zoql_reads_page_through_query_more_and_match_object_query_in_updated_or
     assert zuora.calls["query.list"] == 0                 # no Object Query call on the way
 
 
+def test_custom_fields_a_mapping_reads_are_named_by_zoql_reads_too(env):
+    zuora, connector, _, _ = env
+    zuora.add_custom_field("accounts", "Region__c")
+    seed_accounts(zuora, 2)
+    zuora.edit("accounts", zuora.records("accounts")[0]["id"], Region__c="EMEA")
+    made = connector(**ZOQL)
+    made.also_read("accounts", ["Region__c", "name"])  # what [pairs.*.mappings] asks the engine to read
+    regions = {r.data["name"]: r.data.get("Region__c") for r in made.changes("accounts", None)}
+    assert regions == {"Account 0": "EMEA", "Account 1": None}
+
+
 def test_a_zoql_window_fuller_than_the_limit_is_split_and_still_read_in_order(env):
     zuora, connector, _, _ = env
     seed_accounts(zuora, 9)

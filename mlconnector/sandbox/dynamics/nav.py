@@ -20,7 +20,7 @@ from .api import check_if_match, read_json
 from .errors import ODataError, json_response
 from .odata import apply_select, next_link, parse_query, requested_page_size, select_page
 from .schema import (BLANK_DATE, ENTITIES, LAST_DATE_MODIFIED, POSTED_INVOICE_STATUSES, RELATIONS_TYPES,
-                     PageSpec)
+                     EntitySpec, PageSpec)
 from .store import Company, OrderIndex, RowViews, StoredRow, field_default
 
 if TYPE_CHECKING:
@@ -79,7 +79,8 @@ class ODataV4Pages:
         if rest == "$metadata":
             if request.method != "GET":
                 raise errors.method_not_allowed(request.method, "$metadata")
-            return Response(nav_metadata.csdl(self.sandbox.nav_services, self.sandbox.relations_service),
+            return Response(nav_metadata.csdl(self.sandbox.nav_services, self.sandbox.relations_service,
+                                              self.db.table_spec),
                             media_type="application/xml")
         company_part, remainder = _split_company(rest)
         if company_part is None and remainder in ("Company", ""):
@@ -179,7 +180,7 @@ class ODataV4Pages:
         return not page.posted_only or row.values.get("status") in POSTED_INVOICE_STATUSES
 
     def nav_row(self, page: PageSpec, row: StoredRow) -> dict[str, Any]:
-        api = self.db.to_api(page.entity_set, row)
+        api = self.db.to_api(page.entity_set, row, extended=True)  # a page extension may show extension fields
         out: dict[str, Any] = {"@odata.etag": row.etag}
         for nav_name, source in page.fields:
             out[nav_name] = api.get(source) if isinstance(source, str) else source(api)
@@ -194,7 +195,7 @@ class ODataV4Pages:
         return self._views.get((company.id, id(page), row.id), row, lambda: self.nav_row(page, row))
 
     def _types(self, page: PageSpec) -> dict[str, str]:
-        spec = ENTITIES[page.entity_set]
+        spec = self.db.table_spec(page.entity_set)
         types: dict[str, str] = {}
         for nav_name, source in page.fields:
             types[nav_name] = spec.fields.get(source, "string") if isinstance(source, str) else "string"
@@ -251,11 +252,12 @@ class ODataV4Pages:
         else:
             rows = table  # every row (a whole read, page after page): the table itself, not a copy per page
         page_size, applied = requested_page_size(request.headers.get("prefer"), self.sandbox.max_page_size)
+        table = self.db.table_spec(page.entity_set)
         # Ordered by the stored values where the order's fields are stored ones, viewed and filtered only as far
         # as the page goes (as the server's SQL reads a key).
         result = select_page(list(rows.values()), query, types, list(page.key), page_size,
                              view=lambda r: {**self._view(company, page, r), "_rowid": r.id},
-                             field_of=lambda name: _stored_field(page, name),
+                             field_of=lambda name: _stored_field(page, table, name),
                              index=lambda order, build: self._orders.get(
                                  (company.id, id(page), order, since, tuple(dates)),
                                  len(company.table(page.entity_set)), build))
@@ -290,7 +292,7 @@ class ODataV4Pages:
         if request.method == "PATCH":
             check_if_match(request, row.etag)   # use-odata-to-modify-data.md: If-Match required on PATCH
             changes = self._to_api(page, await read_json(request))
-            self.db.update(company, page.entity_set, row, changes)
+            self.db.update(company, page.entity_set, row, changes, extended=True)
             return json_response({"@odata.context": f"{context}/$entity", **self.nav_row(page, row)})
         if request.method == "DELETE":
             check_if_match(request, row.etag)
@@ -306,7 +308,7 @@ class ODataV4Pages:
         values = self._to_api(page, body)
         if body.get("No"):
             values["number"] = str(body["No"])
-        row = self.db.create(company, page.entity_set, values)
+        row = self.db.create(company, page.entity_set, values, extended=True)
         return json_response({"@odata.context": f"{context}/$entity", **self.nav_row(page, row)}, status=201)
 
     def _to_api(self, page: PageSpec, body: dict[str, Any]) -> dict[str, Any]:
@@ -345,7 +347,7 @@ def _row_missing(page: PageSpec, key: dict[str, str]) -> ODataError:
                       f"The {page.entity_set} does not exist. Identification fields and values: {fields}")
 
 
-def _stored_field(page: PageSpec, name: str) -> Callable[[StoredRow], Any] | None:
+def _stored_field(page: PageSpec, spec: EntitySpec, name: str) -> Callable[[StoredRow], Any] | None:
     """Reads a page field from a stored row as ``nav_row`` shows it, where the field is a stored one (None for a
     computed field: the rows are then viewed to be ordered)."""
     if name == LAST_DATE_MODIFIED and page.last_date_modified:
@@ -353,7 +355,6 @@ def _stored_field(page: PageSpec, name: str) -> Callable[[StoredRow], Any] | Non
     source = dict(page.fields).get(name)
     if not isinstance(source, str) or source == "lastModifiedDateTime":
         return None
-    spec = ENTITIES[page.entity_set]
     if source not in spec.fields:
         return lambda row: None
     default = field_default(spec, source)

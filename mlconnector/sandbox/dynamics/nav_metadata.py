@@ -9,7 +9,9 @@ from __future__ import annotations
 
 from xml.sax.saxutils import quoteattr
 
-from .schema import ENTITIES, LAST_DATE_MODIFIED, RELATIONS_TYPES, PageSpec
+from collections.abc import Callable
+
+from .schema import ENTITIES, LAST_DATE_MODIFIED, RELATIONS_TYPES, EntitySpec, PageSpec
 
 NAMESPACE = "NAV"
 # API field types -> EDM types (the page controls over those fields are typed alike).
@@ -21,10 +23,11 @@ COMPANY = (("Name", "Edm.String"), ("Evaluating_Company", "Edm.Boolean"), ("Disp
            ("Id", "Edm.Guid"), ("Business_Profile_Id", "Edm.String"))
 
 
-def _control_type(page: PageSpec, api: object, name: str, line: bool = False) -> str:
+def _control_type(page: PageSpec, api: object, name: str, line: bool = False,
+                  table: Callable[[str], EntitySpec] = ENTITIES.__getitem__) -> str:
     if not isinstance(api, str):
         return COMPUTED_TYPES.get(name, "Edm.String")
-    spec = ENTITIES[page.entity_set]
+    spec = table(page.entity_set)  # with its table extensions' fields, which a page extension may show
     if line and spec.lines:
         spec = ENTITIES[spec.lines]
     return EDM_TYPES.get(spec.fields.get(api, "string"), "Edm.String")
@@ -44,12 +47,13 @@ def _entity_type(name: str, keys: tuple[str, ...], properties: list[tuple[str, s
     return "".join(parts)
 
 
-def csdl(services: dict[str, PageSpec], relations_service: str | None) -> str:
-    """The EDMX document for the published services."""
+def csdl(services: dict[str, PageSpec], relations_service: str | None,
+         table: Callable[[str], EntitySpec] = ENTITIES.__getitem__) -> str:
+    """The EDMX document for the published services (``table``: an entity's table, extensions included)."""
     types = [_entity_type("Company", ("Name",), list(COMPANY))]
     sets = ['<EntitySet Name="Company" EntityType="NAV.Company"/>']
     for service, page in services.items():
-        properties = [(name, _control_type(page, api, name)) for name, api in page.fields]
+        properties = [(name, _control_type(page, api, name, table=table)) for name, api in page.fields]
         if page.last_date_modified:
             properties.append((LAST_DATE_MODIFIED, "Edm.Date"))
         navigations = []

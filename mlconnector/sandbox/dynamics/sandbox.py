@@ -7,7 +7,7 @@ import asyncio
 import math
 from collections import deque
 from contextlib import asynccontextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from typing import Any, AsyncIterator
 
@@ -104,6 +104,25 @@ class DynamicsSandbox:
         """Publishes a page under a service name, e.g. ``publish_page("CustomerCard", "Customer")``."""
         self.nav_services[service_name] = DEFAULT_PAGES[page] if isinstance(page, str) else page
 
+    def extend_table(self, entity: str, fields: dict[str, str]) -> None:
+        """A table extension (an AL ``tableextension``), as a partner or the customer adds fields of their own to a
+        standard table: ``{"industryCode": "string"}``. Pages show them once a page extension adds them
+        (``extend_page``); the standard API v2.0 pages cannot be extended, so the API neither shows nor takes
+        them (a custom API page would)."""
+        self.db.extend_table(_entity(entity), fields)
+
+    def extend_page(self, service_name: str, controls: dict[str, str]) -> None:
+        """A page extension on a published page: controls (their names as the page web service shows them, e.g.
+        ``"Industry_Code"``) bound to table fields (``"industryCode"``), readable and writable like the page's own."""
+        page = self.nav_services[service_name]
+        table = self.db.table_spec(page.entity_set)
+        for control, source in controls.items():
+            if source not in table.fields:
+                raise ValueError(f"{page.entity_set} has no field {source!r}: extend_table() first")
+            if control in dict(page.fields):
+                raise ValueError(f"the {service_name} page already has a control {control!r}")
+        self.nav_services[service_name] = replace(page, fields=page.fields + tuple(controls.items()))
+
     def unpublish_page(self, service_name: str) -> None:
         self.nav_services.pop(service_name, None)
 
@@ -136,19 +155,20 @@ class DynamicsSandbox:
             if "lastModifiedDateTime" in values:
                 stamp = values.pop("lastModifiedDateTime")
                 modified = parse_datetime(stamp) if isinstance(stamp, str) else stamp
-            row = self.db.create(target, spec_name, values, notify=notify, trusted=True, modified=modified)
-            out.append(self.db.to_api(spec_name, row))
+            row = self.db.create(target, spec_name, values, notify=notify, trusted=True, modified=modified,
+                                 extended=True)
+            out.append(self.db.to_api(spec_name, row, extended=True))
         return out
 
     def get(self, company: str, entity: str, ref: str) -> dict[str, Any]:
         """A row (by id or number) as the API shows it."""
         target = self._company(company)
-        return self.db.to_api(_entity(entity), self._row(target, entity, ref))
+        return self.db.to_api(_entity(entity), self._row(target, entity, ref), extended=True)
 
     def records(self, company: str, entity: str) -> list[dict[str, Any]]:
         target = self._company(company)
         spec_name = _entity(entity)
-        return [self.db.to_api(spec_name, row) for row in target.table(spec_name).values()]
+        return [self.db.to_api(spec_name, row, extended=True) for row in target.table(spec_name).values()]
 
     def modify(self, company: str, entity: str, ref: str, **changes: Any) -> dict[str, Any]:
         """Changes a row as a BC user would: new etag, new lastModifiedDateTime, webhook notification."""
@@ -158,8 +178,8 @@ class DynamicsSandbox:
         if ENTITIES[spec_name].header:
             self.db.update_line(target, spec_name, row, changes)
         else:
-            self.db.update(target, spec_name, row, changes, trusted=True)
-        return self.db.to_api(spec_name, row)
+            self.db.update(target, spec_name, row, changes, trusted=True, extended=True)
+        return self.db.to_api(spec_name, row, extended=True)
 
     def delete(self, company: str, entity: str, ref: str) -> None:
         target = self._company(company)

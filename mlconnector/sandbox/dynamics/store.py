@@ -9,7 +9,7 @@ import hashlib
 import threading
 import uuid
 from collections import OrderedDict
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta, timezone
 from typing import Any, Callable, ClassVar
 
@@ -173,6 +173,26 @@ class Database:
         self.companies: dict[str, Company] = {}
         self.lock = threading.RLock()
         self.listeners: list[ChangeListener] = []
+        # Table extensions (AL tableextension objects): entity -> {field: type}. Their fields are stored and shown
+        # on the pages that a page extension adds them to; the standard API v2.0 pages cannot be extended, so the
+        # API neither shows nor takes them.
+        self.extensions: dict[str, dict[str, str]] = {}
+        self._extended: dict[str, EntitySpec] = {}
+
+    def extend_table(self, entity: str, fields: dict[str, str]) -> None:
+        spec = ENTITIES[entity]
+        for name, kind in fields.items():
+            if name in spec.fields:
+                raise ValueError(f"{spec.entity_name} already has a field {name}")
+            if kind not in TYPE_DEFAULTS:
+                raise ValueError(f"field type {kind!r}: one of {', '.join(TYPE_DEFAULTS)}")
+        with self.lock:
+            self.extensions[entity] = {**self.extensions.get(entity, {}), **fields}
+            self._extended[entity] = replace(spec, fields={**spec.fields, **self.extensions[entity]})
+
+    def table_spec(self, entity: str, extended: bool = True) -> EntitySpec:
+        """The entity's table as the API v2.0 page shows it, or (``extended``) with its table extensions' fields."""
+        return self._extended.get(entity, ENTITIES[entity]) if extended else ENTITIES[entity]
 
     # -- companies --------------------------------------------------------------------------------------------
 
@@ -212,8 +232,8 @@ class Database:
                 return row
         raise errors.not_found(ENTITIES[entity].entity_name, ref)
 
-    def to_api(self, entity: str, row: StoredRow) -> dict[str, Any]:
-        spec = ENTITIES[entity]
+    def to_api(self, entity: str, row: StoredRow, *, extended: bool = False) -> dict[str, Any]:
+        spec = self.table_spec(entity, extended)
         template, names, defaults = _view_shape(spec)
         values = row.values
         if values.keys() <= names:  # the stored values over the defaults, in the entity's field order
@@ -229,14 +249,16 @@ class Database:
         return out
 
     def create(self, company: Company, entity: str, values: dict[str, Any], *, notify: bool = True,
-               trusted: bool = False, modified: datetime | None | str = "now") -> StoredRow:
-        """Inserts a row, and for documents its lines too (deep insert), announcing one 'created' change."""
+               trusted: bool = False, modified: datetime | None | str = "now", extended: bool = False) -> StoredRow:
+        """Inserts a row, and for documents its lines too (deep insert), announcing one 'created' change.
+        ``extended``: a page (or a user) that shows the table extensions' fields may set them."""
         spec = ENTITIES[entity]
         lines = values.get(spec.lines or "", []) if spec.lines else []
         if not isinstance(lines, list):
             raise errors.bad_body()
         with self.lock:
-            row = self.insert(company, entity, values, notify=False, trusted=trusted, modified=modified)
+            row = self.insert(company, entity, values, notify=False, trusted=trusted, modified=modified,
+                              extended=extended)
             for line in lines:
                 self.insert_line(company, entity, row, line, notify=False)
             if lines:
@@ -247,8 +269,8 @@ class Database:
             return row
 
     def insert(self, company: Company, entity: str, values: dict[str, Any], *, notify: bool = True,
-               trusted: bool = False, modified: datetime | None | str = "now") -> StoredRow:
-        spec = ENTITIES[entity]
+               trusted: bool = False, modified: datetime | None | str = "now", extended: bool = False) -> StoredRow:
+        spec = self.table_spec(entity, extended)
         with self.lock:
             clean = self._validated(spec, values, trusted=trusted)
             clean["id"] = str(values.get("id") or uuid.uuid4()).lower()
@@ -268,8 +290,8 @@ class Database:
             return row
 
     def update(self, company: Company, entity: str, row: StoredRow, changes: dict[str, Any], *,
-               notify: bool = True, trusted: bool = False) -> StoredRow:
-        spec = ENTITIES[entity]
+               notify: bool = True, trusted: bool = False, extended: bool = False) -> StoredRow:
+        spec = self.table_spec(entity, extended)
         with self.lock:
             clean = self._validated(spec, changes, trusted=trusted)
             if "number" in clean and clean["number"] != row.values.get("number"):

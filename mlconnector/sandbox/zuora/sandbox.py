@@ -96,6 +96,12 @@ class ZuoraSandbox:
         """Move sandbox time on: tokens (an hour) and idempotency keys (24 hours) expire."""
         self.clock.advance(**kwargs)
 
+    def add_custom_field(self, table: str, name: str) -> None:
+        """A custom field on an object (Settings > Billing > Manage Custom Fields), e.g.
+        ``add_custom_field("accounts", "Region__c")``: from then on every record of it reads with the field, null
+        until set."""
+        self.data.define_custom_field(table, name)
+
     def seed_account(self, name: str, *, email: str | None = None, currency: str = "USD",
                      **fields: Any) -> dict[str, Any]:
         contact = {"firstName": "Accounts", "lastName": name, "workEmail": email}

@@ -134,6 +134,18 @@ class Tenant:
                                   "invoice-items", "payments")}
         self.counters: dict[str, int] = {}
         self.billed: set[tuple[str, str]] = set()   # (subscription number, period) already invoiced
+        # Custom fields defined on an object (Settings > Manage Custom Fields): every record of it carries them,
+        # null until set, in every read. Fields sent that are not defined are still stored (no definitions checked).
+        self.custom_fields: dict[str, list[str]] = {}
+
+    def define_custom_field(self, table: str, name: str) -> None:
+        if not name.endswith("__c"):
+            raise ValueError(f"custom field names end in __c: {name!r}")
+        fields = self.custom_fields.setdefault(table, [])
+        if name not in fields:
+            fields.append(name)
+        for row in self.tables[table].values():
+            row.setdefault(name, None)
 
     # -- plumbing ---------------------------------------------------------------------------------------------
     def number(self, prefix: str, width: int = 8) -> str:
@@ -145,6 +157,8 @@ class Tenant:
         row.setdefault("id", new_id())
         row.setdefault("createdDate", now)
         row["updatedDate"] = now
+        for name in self.custom_fields.get(table, ()):
+            row.setdefault(name, None)
         self.tables[table][row["id"]] = row
         return row
 

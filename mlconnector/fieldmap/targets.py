@@ -1,0 +1,43 @@
+"""What the configured mappings need in the pair's systems, as `mlconnector setup PAIR` prerequisites: each added
+target field must exist there (setup creates it where the vendor's API allows: a Zoho custom field), a field a
+mapping truncates must hold at least that many characters, and the source fields the mappings and filters read
+must exist (checked where the source names the fields it reads, as a Zoho read does: one it lacks would fail the
+read; never made). Checked from the systems' own metadata, so a misspelt field is one line before any record is
+sent."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from mlconnector.fieldmap.rules import FlowRules
+from mlconnector.flows import PairSpec
+from mlconnector.prerequisites import FIELD, Requirement
+
+# A mapping that rounds numbers (decimals) writes a number: the field must take one.
+NUMBER = "double"
+
+
+def requirements(spec: PairSpec, rules: Mapping[str, FlowRules], options: Mapping[str, Any]) -> list[Requirement]:
+    needed: list[Requirement] = []
+    for flow_name, flow_rules in rules.items():
+        flow = spec.flow(flow_name)
+        added = dict(flow_rules.add)
+        lengths = {name: steps.truncate for name, steps in flow_rules.transform.items() if steps.truncate}
+        lengths |= {name: rule.steps.truncate for name, rule in (*added.items(), *flow_rules.override.items())
+                    if rule.steps.truncate}
+        for name in dict.fromkeys([*added, *lengths]):
+            rule = added.get(name)
+            number = rule is not None and rule.steps.decimals is not None
+            needed.append(Requirement(
+                flow.target, FIELD, flow.target_entity, name, NUMBER if number else "",
+                max_length=lengths.get(name, 0), flows=(flow_name,),
+                fix=f"pairs.{spec.name}.mappings.{flow_name} writes {name}{' (a number: decimals)' if number else ''}: "
+                    f"add it to {flow.target_entity} (in NAV or BC a table extension and a page extension, elsewhere "
+                    f"a custom field{' of a number type' if number else ''}), or change the mapping"))
+        for name in flow_rules.reads:
+            needed.append(Requirement(
+                flow.source, FIELD, flow.source_entity, name, "", read=True, flows=(flow_name,),
+                fix=f"pairs.{spec.name}.mappings.{flow_name} reads {name}, which {flow.source_entity} does not have: "
+                    "correct the name (the API name, as the system's field list shows it)"))
+    return needed
