@@ -1,6 +1,7 @@
 """Field mappings and filters as configuration (`[pairs.NAME.mappings.FLOW]`), end to end: the emulated NAV, BC and
 Zoho, the real connectors and engine, assertions on the records the target holds, the audit, run summaries and exit
-codes. Custom fields are made as the vendors make them: a NAV table and page extension, a Zoho custom field."""
+codes. Custom fields are made as the vendors make them: a NAV table and page extension, a Zoho custom field. The
+tests on a world (``nav``, ``bc``) run with the state in the SQLite file and in PostgreSQL (``state_store``)."""
 
 from __future__ import annotations
 
@@ -40,14 +41,14 @@ def audited(world: World, run, flow: str) -> list[dict]:
 
 
 @pytest.fixture
-def nav(tmp_path, monkeypatch):
+def nav(tmp_path, monkeypatch, state_store):
     made = make_world(tmp_path, monkeypatch, "nav")
     yield made
     made.close()
 
 
 @pytest.fixture
-def bc(tmp_path, monkeypatch):
+def bc(tmp_path, monkeypatch, state_store):
     made = make_world(tmp_path, monkeypatch, "bc")
     yield made
     made.close()
