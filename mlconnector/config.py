@@ -79,7 +79,7 @@ PAIR_KEYS = {
     "on_delete": "flow -> what a record deleted in its source does to its target: ignore, unlink, flag or delete",
     "deletes_every_hours": "hours between whole reads of ids that find deletions in sources without a feed",
     "max_delete_fraction": "a flow stops, deleting nothing, when more of its linked records than this look deleted",
-    "mappings": "flow -> your field mappings and filter: add, override, drop, transform, filter (see README)",
+    "mappings": "flow -> your field mappings and filter: add, override, drop, transform, filter (see docs/mappings.md)",
 }
 
 

@@ -38,8 +38,8 @@ def test_the_example_mapping_tables_are_valid_once_uncommented(tmp_path):
         ("accounts_to_customers", "Industry_Code", "add"), ("customers", "(filter)", "filter")}
 
 
-def test_the_readme_mapping_examples_are_valid_for_each_pair(tmp_path):
-    readme = (ROOT / "README.md").read_text()
+def test_the_documented_mapping_examples_are_valid_for_each_pair(tmp_path):
+    readme = (ROOT / "docs" / "mappings.md").read_text()
     [block] = [b for b in re.findall(r"```toml\n(.*?)```", readme, re.S) if "[pairs.nav-zoho.mappings.customers]" in b]
     runtime = api.Runtime(config_path=_mapping_tables(block, tmp_path))
     for pair in ("nav-zoho", "bc-zoho", "fo-zoho", "gp-zoho", "nav-zuora"):

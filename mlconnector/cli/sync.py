@@ -86,7 +86,7 @@ def progress_reporter(enabled: bool) -> Iterator[FlowProgress | None]:
         yield FlowProgress(bar)
 
 
-# What was done to the target of a record deleted in its source (see on_delete in README).
+# What was done to the target of a record deleted in its source (see on_delete in docs/sync.md).
 DELETION_WORDS = {"delete": "deleted in the target too", "flag": "marked deleted in the target",
                   "unlink": "unlinked (the target's record kept)", "failed": "not handled (tried again next run)"}
 
