@@ -90,7 +90,7 @@ class Runtime:
         return cfg.state_path or default_state_path()
 
     def state_location(self, config: Config | None = None) -> StateLocation:
-        """Where the state is: --state PATH, $MLCONNECTOR_STATE_URL, $MLCONNECTOR_STATE, [state] url or path, else
+        """Where the state is: --state PATH, $MLCONNECTOR_STATE_URL, [state] url or path, $MLCONNECTOR_STATE, else
         the user's state dir."""
         cfg = config if config is not None else load_config(self.config_path, required=False)
         return resolve_state(cli_path=self.state_path, config_url=cfg.state_url, config_path=cfg.state_path,
@@ -523,17 +523,17 @@ def show_config(runtime: Runtime) -> dict[str, Any]:
 
     config = runtime.config
     raw = tomllib.loads(config.path.read_text(encoding="utf-8")) if config.path else {}
-    location = runtime.state_location(config)
+    location = runtime.state_location(config)  # the order of resolve_state
     if runtime.state_path:
         state_source = "--state"
     elif os.environ.get(STATE_URL_ENV):
         state_source = f"${STATE_URL_ENV}"
-    elif os.environ.get(STATE_ENV):
-        state_source = f"${STATE_ENV}"
     elif config.state_url:
         state_source = "[state] url"
+    elif config.state_path:
+        state_source = "[state] path"
     else:
-        state_source = "[state] path" if config.state_path else "default"
+        state_source = f"${STATE_ENV}" if os.environ.get(STATE_ENV) else "default"
     # location.shown: a PostgreSQL URL without its password
     return report(config, config_source(runtime.config_path), location.shown, state_source, runtime.secret_store(), raw)
 

@@ -154,7 +154,7 @@ def build_app() -> typer.Typer:
     def main(
         ctx: typer.Context,
         config: Annotated[Optional[Path], typer.Option("--config", help="connections.toml to use (default: $MLCONNECTOR_CONFIG, else ./connections.toml).")] = None,
-        state: Annotated[Optional[Path], typer.Option("--state", help="SQLite state file (default: $MLCONNECTOR_STATE_URL, a PostgreSQL database; else $MLCONNECTOR_STATE; else [state] url or path in the config; else the user state dir).")] = None,
+        state: Annotated[Optional[Path], typer.Option("--state", help="SQLite state file (default: $MLCONNECTOR_STATE_URL, a PostgreSQL database; else [state] url or path in the config; else $MLCONNECTOR_STATE; else the user state dir).")] = None,
         version: Annotated[bool, typer.Option("--version", callback=_version, is_eager=True, help="Show the version and exit.")] = False,
         verbose: Annotated[int, typer.Option("--verbose", "-v", count=True, help="Log to stderr: -v what happens, -vv every API call.")] = 0,
         log_format: Annotated[Optional[str], typer.Option("--log-format", help="Log lines as text or json (one object a line, with run_id, pair, flow and level); default $MLCONNECTOR_LOG_FORMAT, else text.")] = None,

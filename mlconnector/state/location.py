@@ -119,19 +119,17 @@ class StateLocation:
 
 def resolve(*, cli_path: Path | None, config_url: str | None, config_path: Path | None,
             password: Any = None) -> StateLocation:
-    """--state PATH, else $MLCONNECTOR_STATE_URL, else $MLCONNECTOR_STATE, else [state] url, else [state] path, else
-    the platform's user state dir. ``password``: a callable giving the database password from the secrets
-    (MLCONNECTOR_STATE_PASSWORD, the keyring), asked only for PostgreSQL."""
+    """--state PATH, else $MLCONNECTOR_STATE_URL, else [state] url, else [state] path, else $MLCONNECTOR_STATE, else
+    the platform's user state dir (the file's order is the one it always had: the config's path before the
+    variable). ``password``: a callable giving the database password from the secrets (MLCONNECTOR_STATE_PASSWORD,
+    the keyring), asked only for PostgreSQL."""
     if cli_path:
         return StateLocation(path=Path(cli_path))
-    url = None
     if os.environ.get(STATE_URL_ENV):
         url = check_state_url(os.environ[STATE_URL_ENV], STATE_URL_ENV, password_allowed=True)
-    elif os.environ.get("MLCONNECTOR_STATE"):
-        return StateLocation(path=default_state_path())
     elif config_url:
         url = config_url
-    if url is None:
+    else:
         return StateLocation(path=config_path or default_state_path())
     if urlsplit(url).password is not None:
         return StateLocation(url=url)  # the environment's URL carries it: no keyring needs asking

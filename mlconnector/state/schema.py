@@ -166,10 +166,8 @@ def m018_mapping_digests(db: sqlite_utils.Database) -> None:
 @migrations()
 def m019_shared_ledger(db: sqlite_utils.Database) -> None:
     # Events in a rolling window and amounts spent in one, for a state several hosts share (state/ledger.py). The
-    # SQLite store's connectors keep theirs in a file beside it instead; the tables keep the two schemas one. A state
-    # that ran it under an earlier name (m013_shared_ledger, m018_shared_ledger: numbers it had before it was
-    # released) has the tables already: they are kept.
-    db["ledger_events"].create({"key": str, "happened": str}, if_not_exists=True)
-    db["ledger_events"].create_index(["key", "happened"], if_not_exists=True)
-    db["ledger_amounts"].create({"key": str, "minute": str, "amount": int}, pk=("key", "minute"), if_not_exists=True)
-    db["ledger_documents"].create({"name": str, "body": str}, pk="name", if_not_exists=True)
+    # SQLite store's connectors keep theirs in a file beside it instead; the tables keep the two schemas one.
+    db["ledger_events"].create({"key": str, "happened": str})
+    db["ledger_events"].create_index(["key", "happened"])
+    db["ledger_amounts"].create({"key": str, "minute": str, "amount": int}, pk=("key", "minute"))
+    db["ledger_documents"].create({"name": str, "body": str}, pk="name")

@@ -89,9 +89,9 @@ MIGRATIONS: list[tuple[str, str]] = [
         CREATE TABLE mapping_digests (pair {T}, flow {T}, digest {T}, updated {T}, PRIMARY KEY (pair, flow));
     """),
     ("m019_shared_ledger", f"""
-        CREATE TABLE IF NOT EXISTS ledger_events (key {T}, happened {T});
-        CREATE INDEX IF NOT EXISTS idx_ledger_events_key_happened ON ledger_events (key, happened);
-        CREATE TABLE IF NOT EXISTS ledger_amounts (key {T}, minute {T}, amount BIGINT, PRIMARY KEY (key, minute));
-        CREATE TABLE IF NOT EXISTS ledger_documents (name {T} PRIMARY KEY, body {T});
+        CREATE TABLE ledger_events (key {T}, happened {T});
+        CREATE INDEX idx_ledger_events_key_happened ON ledger_events (key, happened);
+        CREATE TABLE ledger_amounts (key {T}, minute {T}, amount BIGINT, PRIMARY KEY (key, minute));
+        CREATE TABLE ledger_documents (name {T} PRIMARY KEY, body {T});
     """),
 ]
