@@ -1,7 +1,7 @@
 """Field mappings and filters as configuration (`[pairs.NAME.mappings.FLOW]`), end to end: the emulated NAV, BC and
 Zoho, the real connectors and engine, assertions on the records the target holds, the audit, run summaries and exit
 codes. Custom fields are made as the vendors make them: a NAV table and page extension, a Zoho custom field. The
-tests on a world (``nav``, ``bc``) run with the state in the SQLite file and in PostgreSQL (``state_store``)."""
+tests on the ``nav`` and ``bc`` worlds run with the state in the SQLite file and in PostgreSQL (``state_store``)."""
 
 from __future__ import annotations
 
