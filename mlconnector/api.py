@@ -488,7 +488,7 @@ def mappings(runtime: Runtime, pair: str, *, flow: str | None = None) -> list[Li
 
 
 def _flow_names(pair: Any, flows: Iterable[str] | None, configured: Iterable[str] | None) -> list[str]:
-    names = list(flows or configured or [f.name for f in pair.flows])
+    names = list(flows or configured or [f.name for f in pair.flows if not f.optional])
     known = [f.name for f in pair.flows]
     for name in names:
         if name not in known:

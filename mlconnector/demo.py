@@ -181,7 +181,7 @@ def write_sandbox_config(sandboxes: Sandboxes, config_path: Path, *,
             # CRONUS International Ltd. keeps its books in GBP: accounts without a currency code and prices too.
             parts.append(_table("pairs.nav-zuora", {"systems": {"erp": "nav", "billing": "zuora"},
                                                     "overlap_seconds": 60}))
-            parts.append(_table("pairs.nav-zuora.options", {"currency": "GBP"}))
+            parts.append(_table("pairs.nav-zuora.options", {"currency": "GBP", "local_currency": "GBP"}))
             continue
         erp = pair.split("-")[0]
         parts.append(_table(f"pairs.{pair}", {"systems": {"erp": erp, "crm": crm_system_name(erp, erps)},

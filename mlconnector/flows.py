@@ -98,6 +98,12 @@ class Flow:
     find_by: tuple[str, ...] = ()
     description: str = ""
     totals: Totals | None = None  # documents: what `reconcile` sums per month on each side
+    # An optional flow runs only where the pair's `flows` (or --flow) names it; by default a pair runs the others.
+    optional: bool = False
+    # Several source records write one target record (a summary field: the last invoice's status on a customer):
+    # their shared key is the point, not a clash; they are written in read order, so the one read last (the latest
+    # stamp) wins.
+    many_to_one: bool = False
     # What a record deleted in the source does to its target by default (the pair's on_delete table overrides it):
     # None is "flag" where the target can mark records, else "unlink"; a flow into the ERP never deletes there.
     on_delete: str | None = None
@@ -184,8 +190,8 @@ class PairSpec:
         raise KeyError(name)
 
     def ordered(self, names: list[str] | tuple[str, ...] | None = None) -> list[Flow]:
-        """The chosen flows (all when none are named), each after the flows it depends on."""
-        chosen = set(names) if names else {f.name for f in self.flows}
+        """The chosen flows (all but the optional ones when none are named), each after the flows it depends on."""
+        chosen = set(names) if names else {f.name for f in self.flows if not f.optional}
         done: list[Flow] = []
         visiting: set[str] = set()
 

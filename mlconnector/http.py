@@ -10,9 +10,10 @@ import ssl
 import threading
 import time
 from collections import Counter
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
+from decimal import Decimal
 from functools import lru_cache
 from typing import Any
 
@@ -91,12 +92,34 @@ def json_body(response: httpx.Response) -> Any:
         return None
 
 
+def json_with_decimals(value: Any) -> bytes:
+    """JSON text (compact, UTF-8) with Decimal values written as JSON numbers, digit for digit: the json module
+    cannot write a Decimal, and a float on the way could change an amount."""
+    marks: dict[str, str] = {}
+
+    def swap(item: Any) -> Any:
+        if isinstance(item, Decimal):
+            mark = f"\u0000{len(marks)}\u0000"
+            marks[json.dumps(mark)] = format(item, "f")
+            return mark
+        if isinstance(item, Mapping):
+            return {k: swap(v) for k, v in item.items()}
+        if isinstance(item, (list, tuple)):
+            return [swap(v) for v in item]
+        return item
+
+    text = json.dumps(swap(value), ensure_ascii=False, separators=(",", ":"), allow_nan=False)
+    for mark, digits in marks.items():
+        text = text.replace(mark, digits)
+    return text.encode("utf-8")
+
+
 def json_content(value: Any) -> bytes:
     """A request's JSON body as httpx's ``json=`` writes it (compact, UTF-8), by orjson where it can."""
     try:
         return orjson.dumps(value)
-    except TypeError:
-        return json.dumps(value, ensure_ascii=False, separators=(",", ":"), allow_nan=False).encode("utf-8")
+    except TypeError:  # a Decimal (exact money) among the values, or what the standard encoder reports
+        return json_with_decimals(value)
 
 
 def retry_after_seconds(response: httpx.Response, now: Callable[[], datetime] | None = None) -> float | None:

@@ -320,17 +320,24 @@ def test_a_group_whose_commit_fails_keeps_the_watermark_before_it(config_file, t
     target = engine.connectors["crm"]
     target.http = SimpleNamespace(max_concurrency=8)
     _slow_first_write(target, "C00001", 0.5)   # the batches behind the first finish meanwhile: one group
-    execute, commits = engine.state.db.execute, [0]
+    conn, commits = engine.state.db.conn, [0]
 
-    def first_recording_commit_fails(sql, *args, **kwargs):
-        if sql == "COMMIT" and threading.current_thread().name == "record":
-            commits[0] += 1
-            if commits[0] == 1:   # the commit fails and the transaction is lost, as SQLite does on an I/O error
-                execute("ROLLBACK")
-                raise OSError("disk I/O error")
-        return execute(sql, *args, **kwargs)
+    class FirstRecordingCommitFails:
+        """The state file's connection, whose first commit on the recording thread fails as SQLite's does on an I/O
+        error (the transaction is lost)."""
 
-    engine.state.db.execute = first_recording_commit_fails
+        def execute(self, sql, *args, **kwargs):
+            if sql == "COMMIT" and threading.current_thread().name == "record":
+                commits[0] += 1
+                if commits[0] == 1:
+                    conn.execute("ROLLBACK")
+                    raise OSError("disk I/O error")
+            return conn.execute(sql, *args, **kwargs)
+
+        def __getattr__(self, name):
+            return getattr(conn, name)
+
+    engine.state.db.conn = FirstRecordingCommitFails()
 
     with pytest.raises(OSError, match="disk I/O error"):
         engine.sync(["customers"])
@@ -340,7 +347,7 @@ def test_a_group_whose_commit_fails_keeps_the_watermark_before_it(config_file, t
                                                                        [c["id"] for c in seeded])]
     assert unrecorded   # the failed commit left its group unrecorded ...
     assert mark is None or mark < min(parse_iso(c["modified"]) for c in unrecorded)   # ... and to be read again
-    engine.state.db.execute = execute
+    engine.state.db.conn = conn
     again = engine.sync(["customers"])
     assert len(crm.all("account")) == 160
     assert len(engine.state.links("erp-crm", "customers", [c["id"] for c in seeded])) == 160

@@ -112,7 +112,7 @@ def test_nav_zuora_lists_the_nav_card_fields_only_a_partner_can_add(tmp_path: Pa
             in result.output
         assert "Plan:" not in result.output  # nothing here can be made through an API
         refused = cli(config, "sync", "nav-zuora")
-        assert refused.exit_code == 2 and "flow invoice_status cannot run" in refused.output
+        assert refused.exit_code == 2 and "flow account_ids cannot run" in refused.output
         # The partner's table and page extension, then setup finds it and sync runs.
         fields = sandbox_server.NAV_STATUS_FIELDS
         running.dynamics.extend_table("customers", {name: "string" for name in fields.values()})

@@ -16,9 +16,10 @@ Keys a pair upserts on (the Zoho duplicate-check fields) come from the pair's op
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
+from decimal import Decimal
 from typing import Any
 
-from mlconnector.errors import RecordError
+from mlconnector.errors import RecordError, UnresolvedReference
 from mlconnector.flows import MapContext, Option, SkipRecord, Totals
 from mlconnector.flows import text as _text
 from mlconnector.flows import without_none as _clean
@@ -28,7 +29,8 @@ from mlconnector.systems.base import Record
 EMPTY_GUID = "00000000-0000-0000-0000-000000000000"
 
 # What `reconcile` sums per month: posted invoices before tax (Zoho computes its own totals from the lines).
-INVOICE_TOTALS = Totals("invoiceDate", "totalAmountExcludingTax", "Invoice_Date", "Sub_Total")
+# Zoho carries the ERP's discount and tax (invoice_from_posted_invoice): the totals with tax agree.
+INVOICE_TOTALS = Totals("invoiceDate", "totalAmountIncludingTax", "Invoice_Date", "Grand_Total")
 
 
 def option_key(what: str) -> "Callable[[Mapping[str, Any]], str]":
@@ -41,7 +43,17 @@ ACCOUNT_KEY = Option("account_key_field", "Account_Number", "Zoho Accounts field
 CONTACT_KEY = Option("contact_key_field", "Email", "Zoho Contacts field contacts are upserted on")
 PRODUCT_KEY = Option("product_key_field", "Product_Code", "Zoho Products field holding the item number (unique)")
 ORDER_KEY = Option("order_key_field", "ERP_Number", "unique field on Zoho Sales_Orders holding the order number")
+VENDOR_KEY = Option("vendor_key_field", "ERP_Number", "unique field on Zoho Vendors holding the vendor number")
+PURCHASE_ORDER_KEY = Option("purchase_order_key_field", "ERP_Number", "unique field on Zoho Purchase_Orders holding "
+                            "the purchase order number")
 INVOICE_KEY = Option("invoice_key_field", "ERP_Number", "unique field on Zoho Invoices holding the invoice number")
+REMAINING_FIELD = Option("invoice_remaining_field", "Remaining_Amount", "Zoho Invoices currency field for what the "
+                         "customer still owes on the posted invoice; \"\" leaves it out")
+ORDER_STATUSES = Option("order_status_values", {
+    "Draft": "Created", "Released": "Approved", "Partly shipped": "Approved", "Shipped": "Delivered",
+    "Invoiced": "Delivered"}, "the Zoho Sales_Orders Status each NAV order state becomes (NAV: Draft, Released, Partly "
+    "shipped, Shipped, Invoiced); Zoho's standard picklist has Created, Approved, Delivered, Cancelled: add values "
+    "such as Invoiced to it to tell more apart")
 VENDOR_PREFIX = Option("vendor_number_prefix", "V-", "before vendor numbers in the account key, so they never "
                        "clash with customer numbers")
 ACCOUNT_TYPE_FIELD = Option("account_type_field", "Account_Type", "Zoho Accounts field telling customers from "
@@ -49,7 +61,8 @@ ACCOUNT_TYPE_FIELD = Option("account_type_field", "Account_Type", "Zoho Accounts
 VENDOR_ACCOUNT_TYPES = Option("vendor_account_types", ["Vendor", "Supplier"], "values of that field meaning a "
                               "vendor")
 KEYS = {"account": ACCOUNT_KEY.name, "contact": CONTACT_KEY.name, "product": PRODUCT_KEY.name,
-        "order": ORDER_KEY.name, "invoice": INVOICE_KEY.name}
+        "order": ORDER_KEY.name, "invoice": INVOICE_KEY.name, "vendor": VENDOR_KEY.name,
+        "purchase_order": PURCHASE_ORDER_KEY.name}
 
 
 def key(options: Mapping[str, Any], what: str) -> str:
@@ -98,6 +111,47 @@ def account_from_customer(customer: Record, ctx: MapContext) -> dict[str, Any]:
 
 def account_from_vendor(vendor: Record, ctx: MapContext) -> dict[str, Any]:
     return _account(vendor, ctx, f"{ctx.options[VENDOR_PREFIX.name]}{vendor['number']}", "Vendor")
+
+
+# Vendors -> Zoho Vendors (bc-zoho's purchase orders name them) ------------------------------------------------------
+# Zoho Vendors field <- Dynamics vendor field
+VENDOR_FIELDS = {"Vendor_Name": "displayName", "<vendor key field>": "number", "Email": "email",
+                 "Phone": "phoneNumber", "Website": "website", "Street": "addressLine1",
+                 "City / State / Zip_Code / Country": "city / state / postalCode / country"}
+
+
+def vendor_module_from_vendor(vendor: Record, ctx: MapContext) -> dict[str, Any]:
+    name = _text(vendor.get("displayName"))
+    if not name:
+        raise RecordError(f"vendor {vendor.get('number')} has no name; Zoho requires Vendor_Name", "INVALID_DATA")
+    return _clean({"Vendor_Name": name, key(ctx.options, "vendor"): str(vendor["number"]),
+                   "Email": _text(vendor.get("email")), "Phone": _text(vendor.get("phoneNumber")),
+                   "Website": _text(vendor.get("website")), "Street": _street(vendor),
+                   "City": _text(vendor.get("city")), "State": _text(vendor.get("state")),
+                   "Zip_Code": _text(vendor.get("postalCode")), "Country": _text(vendor.get("country"))})
+
+
+# Purchase orders -> Zoho Purchase_Orders (bc-zoho; BC's purchase orders are polled: no webhooks for them)
+PURCHASE_ORDER_FIELDS = {"Subject": '"Purchase order " + number', "<purchase order key field>": "number",
+                         "Vendor_Name": "the Vendor linked to vendorId", "PO_Date": "orderDate",
+                         "Due_Date": "requestedReceiptDate", "Status": "status (Draft -> Created, Open -> Approved)",
+                         "Purchased_Items": "lines: Product_Name, Quantity, List_Price <- directUnitCost, Discount",
+                         "Discount / Tax": "as for invoices: Zoho's Grand_Total is BC's total with tax"}
+PURCHASE_STATUS = {"Draft": "Created", "In Review": "Created", "Open": "Approved"}
+
+
+def purchase_order_from_order(order: Record, ctx: MapContext) -> dict[str, Any]:
+    lines = [{**line, "unitPrice": line.get("directUnitCost")} for line in order.get("purchaseOrderLines") or []]
+    items = _lines(Record(order.system, order.entity, order.id, order.modified,
+                          {**order.data, "purchaseOrderLines": lines}), "purchaseOrderLines", ctx)
+    vendor = ctx.target_id("vendors", str(order["vendorId"]),
+                           what=f"vendor {order.get('vendorNumber') or order['vendorId']}")
+    totals = invoice_totals(order, items)
+    return _clean({"Subject": f"Purchase order {order['number']}",
+                   key(ctx.options, "purchase_order"): str(order["number"]), "Vendor_Name": {"id": vendor}, "PO_Date": _text(order.get("orderDate")),
+                   "Due_Date": _text(order.get("requestedReceiptDate")),
+                   "Status": PURCHASE_STATUS.get(order.get("status") or "", "Approved"), "Purchased_Items": items,
+                   "Discount": totals["Discount"], "Tax": totals["Tax"], "Adjustment": totals["Adjustment"]})
 
 
 # Accounts -> customers and vendors (the way back). Financial fields (credit limit, payment terms,
@@ -229,13 +283,33 @@ def contact_from_zoho_contact(contact: Record, ctx: MapContext) -> dict[str, Any
     name = " ".join(p for p in (_text(contact.get("First_Name")), _text(contact.get("Last_Name"))) if p)
     if not _text(contact.get("Email")):
         raise SkipRecord("no email: NAV contacts are matched by email")
-    return _clean({
+    payload = _clean({
         "type": "Person", "displayName": name, "email": _text(contact.get("Email")),
         "phoneNumber": _text(contact.get("Phone")), "mobilePhoneNumber": _text(contact.get("Mobile")),
         "jobTitle": _text(contact.get("Title")), "addressLine1": _text(contact.get("Mailing_Street")),
         "city": _text(contact.get("Mailing_City")), "state": _text(contact.get("Mailing_State")),
         "postalCode": _text(contact.get("Mailing_Zip")), "country": _text(contact.get("Mailing_Country")),
     })
+    relation = _business_relation(contact, ctx)
+    if relation:
+        payload["businessRelation"] = relation
+    return payload
+
+
+def _business_relation(contact: Record, ctx: MapContext) -> dict[str, str] | None:
+    """The NAV customer or vendor of the Zoho contact's Account: the connector puts the contact under that
+    customer's or vendor's company contact (the one its Contact Business Relation names). None without an Account."""
+    account = contact.get("Account_Name")
+    account_id = str(account.get("id") or "") if isinstance(account, Mapping) else ""
+    if not account_id:
+        return None
+    for flow, kind in (("customers", "Customer"), ("vendors", "Vendor")):
+        related = ctx.source_id(flow, account_id)
+        if related:
+            return {"type": kind, "id": str(related)}
+    name = account.get("name") if isinstance(account, Mapping) else None
+    raise UnresolvedReference(f"the contact's Account {name or account_id} is not linked to a NAV customer or "
+                              "vendor yet (flows customers, vendors, accounts_to_customers, accounts_to_vendors)")
 
 
 # Items -> Products ----------------------------------------------------------------------------------------------
@@ -265,7 +339,7 @@ def product_from_item(item: Record, ctx: MapContext) -> dict[str, Any]:
 
 
 # Sales orders and posted invoices -> Sales_Orders and Invoices ----------------------------------------------------
-ORDER_STATUS = {"Draft": "Created", "In Review": "Created", "Open": "Approved"}
+CENT = Decimal("0.01")
 INVOICE_STATUS = {"Open": "Approved", "Paid": "Paid", "Canceled": "Cancelled", "Corrective": "Cancelled"}
 LINE_FIELDS = {
     "Product_Name": "the Product linked to the line's item",
@@ -319,8 +393,26 @@ def _account_of(document: Record, ctx: MapContext) -> dict[str, str]:
                                 what=f"customer {document.get('customerNumber') or document['customerId']}")}
 
 
+def order_state(order: Record) -> str:
+    """Where a NAV order stands, from what NAV exposes: its lines' shipped and invoiced quantities (API v2.0
+    salesOrderLines; the Sales Order Subform's Quantity Shipped / Quantity Invoiced on pages), the header's Fully
+    Shipped (API v2.0), else its status (draft or released)."""
+    lines = [l for l in order.get("salesOrderLines") or [] if float(l.get("quantity") or 0) > 0]
+
+    def all_lines(field: str) -> bool:
+        return bool(lines) and all(float(l.get(field) or 0) >= float(l["quantity"]) for l in lines)
+    if all_lines("invoicedQuantity"):
+        return "Invoiced"
+    if order.get("fullyShipped") or all_lines("shippedQuantity"):
+        return "Shipped"
+    if any(float(l.get("shippedQuantity") or 0) > 0 for l in lines):
+        return "Partly shipped"
+    return "Released" if order.get("status") == "Open" else "Draft"
+
+
 def sales_order_from_order(order: Record, ctx: MapContext) -> dict[str, Any]:
-    status = "Delivered" if order.get("fullyShipped") else ORDER_STATUS.get(order.get("status") or "", "Created")
+    states = {**ORDER_STATUSES.default, **(ctx.options.get(ORDER_STATUSES.name) or {})}
+    status = states[order_state(order)]
     return _clean({
         "Subject": f"Order {order['number']}",
         key(ctx.options, "order"): str(order["number"]),
@@ -331,7 +423,25 @@ def sales_order_from_order(order: Record, ctx: MapContext) -> dict[str, Any]:
     })
 
 
+def _money(value: Any) -> Decimal:
+    return Decimal(str(value if value not in (None, "") else 0)).quantize(CENT)
+
+
+def invoice_totals(invoice: Record, lines: list[dict[str, Any]]) -> dict[str, Decimal]:
+    """Zoho's header Discount and Tax set so that Zoho, computing Sub_Total from the lines (each quantity times list
+    price, rounded, less its discount) and Grand_Total = Sub_Total - Discount + Tax, lands on the ERP's figures:
+    Discount the invoice discount the ERP spread over its lines, Tax its tax, Grand_Total its total with tax."""
+    sub_total = sum((_money(Decimal(str(line.get("Quantity") or 0)) * _money(line.get("List_Price")))
+                     - _money(line.get("Discount")) for line in lines), Decimal("0.00"))
+    excluding = _money(invoice.get("totalAmountExcludingTax"))
+    including = _money(invoice.get("totalAmountIncludingTax"))
+    discount = sub_total - excluding
+    return {"Discount": max(discount, Decimal("0.00")), "Tax": including - excluding,
+            "Adjustment": min(discount, Decimal("0.00")) * -1}   # lines summing below the ERP's (never so far)
+
+
 def invoice_from_posted_invoice(invoice: Record, ctx: MapContext) -> dict[str, Any]:
+    lines = _lines(invoice, "salesInvoiceLines", ctx)
     payload = {
         "Subject": f"Invoice {invoice['number']}",
         key(ctx.options, "invoice"): str(invoice["number"]),
@@ -339,8 +449,12 @@ def invoice_from_posted_invoice(invoice: Record, ctx: MapContext) -> dict[str, A
         "Invoice_Date": _text(invoice.get("invoiceDate")),
         "Due_Date": _text(invoice.get("dueDate")),
         "Status": INVOICE_STATUS.get(invoice.get("status") or "", "Approved"),
-        "Invoiced_Items": _lines(invoice, "salesInvoiceLines", ctx),
+        "Invoiced_Items": lines,
+        **invoice_totals(invoice, lines),
     }
+    remaining = str(ctx.options.get(REMAINING_FIELD.name, REMAINING_FIELD.default) or "")
+    if remaining and invoice.get("remainingAmount") is not None:
+        payload[remaining] = _money(invoice.get("remainingAmount"))
     order = _text(invoice.get("orderId"))
     if order and order != EMPTY_GUID:
         try:
@@ -356,14 +470,18 @@ def zoho_prerequisites(options: Mapping[str, Any], flows: Mapping[str, tuple[str
     edition and above). ``flows`` names, per kind of record, the pair's flows that need it."""
     needed: list[Requirement] = []
     for what, module in (("account", "Accounts"), ("product", "Products"), ("order", "Sales_Orders"),
-                         ("invoice", "Invoices"), ("contact", "Contacts")):
+                         ("invoice", "Invoices"), ("contact", "Contacts"), ("vendor", "Vendors"),
+                         ("purchase_order", "Purchase_Orders")):
         if not flows.get(what):
             continue
-        if module in ("Sales_Orders", "Invoices"):
+        if module in ("Sales_Orders", "Invoices", "Purchase_Orders"):
             needed.append(Requirement("crm", MODULE, module, flows=flows[what]))
         name = key(options, what)
         # Contacts.Email is Zoho's own duplicate-check field: upserts key on it without "unique".
         unique = not (module == "Contacts" and name == "Email")
         data_type = "email" if name == "Email" else "text"
         needed.append(Requirement("crm", FIELD, module, name, data_type, unique=unique, flows=flows[what]))
+    remaining = str(options.get(REMAINING_FIELD.name, REMAINING_FIELD.default) or "")
+    if flows.get("invoice") and remaining:
+        needed.append(Requirement("crm", FIELD, "Invoices", remaining, "currency", flows=flows["invoice"]))
     return tuple(needed)

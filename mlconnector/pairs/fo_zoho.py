@@ -11,11 +11,16 @@ Options (``[pairs.fo-zoho.options]``):
     order_reference_field default "CustomersOrderReference"  F&O order header field that keeps the Zoho id
     invoice_reference_field default "CustomerReference"      F&O free text invoice field that keeps the Zoho id
     invoice_main_account  default "401100"          revenue main account on free text invoice lines
+    invoice_target        default "free_text_invoice"  or "invoice_journal": Zoho invoices as customer invoice
+                                                    journals (receivables once posted), by invoice number and customer
+    invoice_journal_name  default "CInv"            the journal name of those journals
+    invoice_currency      default "USD"             for Zoho invoices that name no currency
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
+from decimal import Decimal
 from typing import Any
 
 from mlconnector.errors import RecordError, UnresolvedReference
@@ -33,6 +38,13 @@ OPTIONS = (
     Option("order_reference_field", "CustomersOrderReference", "F&O order header field that keeps the Zoho id"),
     Option("invoice_reference_field", "CustomerReference", "F&O free text invoice field that keeps the Zoho id"),
     Option("invoice_main_account", "401100", "revenue main account on free text invoice lines"),
+    Option("invoice_target", "free_text_invoice", "what a Zoho invoice becomes in F&O: an unposted free text invoice "
+           "(flow invoices), or a line of a customer invoice journal, a customer transaction once posted (flow "
+           "invoices_to_journal: name it in the pair's flows)", ("free_text_invoice", "invoice_journal")),
+    Option("invoice_currency", "USD", "the currency of Zoho invoices that name none (a Zoho org without "
+           "multi-currency keeps amounts in its home currency)"),
+    Option("invoice_journal_name", "CInv", "the F&O journal name (General ledger > Journal setup > Journal names) "
+           "of the customer invoice journals Zoho invoices go to"),
 )
 FIELDS = {"account": "account_key_field", "product": "product_key_field", "vendor": "vendor_key_field",
           "order": "order_reference_field", "invoice": "invoice_reference_field"}
@@ -233,6 +245,8 @@ INVOICE_FIELDS = {
 
 
 def free_text_invoice_from_zoho(invoice: Record, ctx: MapContext) -> dict[str, Any]:
+    if ctx.options["invoice_target"] != "free_text_invoice":
+        raise SkipRecord("options.invoice_target is invoice_journal: flow invoices_to_journal books it")
     if invoice.get("Status") in ("Cancelled", "Canceled"):
         raise SkipRecord("cancelled in Zoho")
     customer = customer_account(invoice, ctx)
@@ -258,6 +272,43 @@ def free_text_invoice_from_zoho(invoice: Record, ctx: MapContext) -> dict[str, A
     })
 
 
+# F&O CustomerInvoiceJournalHeaders / CustomerInvoiceJournalLines field <- Zoho Invoices field
+INVOICE_JOURNAL_FIELDS = {
+    "Description": "the Zoho record id (the natural key)",
+    "JournalName": "options.invoice_journal_name",
+    "line InvoiceId": "Invoice_Number (with the customer account: the document's identity in F&O)",
+    "line AccountType / CustomerAccountDisplayValue": '"Cust" / Account_Name (the F&O customer it came from)',
+    "line InvoiceDate / DueDate": "Invoice_Date / Due_Date",
+    "line DebitAmount / Currency": "Grand_Total (with tax and discount, as Zoho computed it) / Currency, else "
+                                   "options.invoice_currency",
+    "line OffsetAccountType / OffsetAccountDisplayValue": '"Ledger" / options.invoice_main_account',
+    "line DocumentNumber": "the Zoho record id",
+}
+
+
+def invoice_journal_from_zoho(invoice: Record, ctx: MapContext) -> dict[str, Any]:
+    """One journal per Zoho invoice, one line: the customer debited the invoice's total, revenue credited.
+    F&O users post the journals; the posted invoice is then a customer transaction (a receivable)."""
+    if ctx.options["invoice_target"] != "invoice_journal":
+        raise SkipRecord("options.invoice_target is free_text_invoice: flow invoices books it")
+    if invoice.get("Status") in ("Cancelled", "Canceled"):
+        raise SkipRecord("cancelled in Zoho")
+    number = _text(invoice.get("Invoice_Number"))
+    if not number:
+        raise RecordError(f"Zoho invoice {invoice.id} has no Invoice_Number: F&O knows an invoice by its number",
+                          "INVALID_DATA")
+    currency = _text(invoice.get("Currency")) or str(ctx.options["invoice_currency"])
+    total = Decimal(str(invoice.get("Grand_Total") or 0)).quantize(Decimal("0.01"))
+    line = _clean({"InvoiceId": number[:20], "AccountType": "Cust",
+                   "CustomerAccountDisplayValue": customer_account(invoice, ctx),
+                   "InvoiceDate": _date(invoice.get("Invoice_Date")), "DueDate": _date(invoice.get("Due_Date")),
+                   "DebitAmount": str(total), "Currency": currency, "TransactionText": f"Zoho invoice {number}"[:60],
+                   "DocumentNumber": str(invoice.id), "OffsetAccountType": "Ledger",
+                   "OffsetAccountDisplayValue": str(ctx.options["invoice_main_account"])})
+    return {"Description": str(invoice.id), "JournalName": str(ctx.options["invoice_journal_name"]),
+            "lines": [line]}
+
+
 def prerequisites(options: Mapping[str, Any]) -> tuple[Requirement, ...]:
     """Zoho: the master-data keys as unique fields, the document modules; F&O: the app registered for the legal
     entity (an admin's step in F&O)."""
@@ -267,6 +318,10 @@ def prerequisites(options: Mapping[str, Any]) -> tuple[Requirement, ...]:
         Requirement("crm", FIELD, "Vendors", option(options, "vendor"), unique=True, flows=("vendors",)),
         Requirement("crm", MODULE, "Sales_Orders", flows=("sales_orders",)),
         Requirement("crm", MODULE, "Invoices", flows=("invoices",)),
+        *((Requirement("erp", MANUAL, f"journal name {options['invoice_journal_name']}", flows=("invoices_to_journal",),
+                       fix=f"in F&O, General ledger > Journal setup > Journal names: a journal name "
+                           f"{options['invoice_journal_name']} for customer invoice journals"),)
+          if options["invoice_target"] == "invoice_journal" else ()),
         Requirement("erp", MANUAL, "Microsoft Entra application in F&O",
                     fix="System administration > Setup > Microsoft Entra applications: add the app's client id "
                         "with an F&O user that may read customers, released products and vendors and create sales "
@@ -296,5 +351,11 @@ FO_ZOHO = register(PairSpec(
         Flow("invoices", "crm", "Invoices", "erp", "FreeTextInvoiceHeaders", option_key("invoice"),
              free_text_invoice_from_zoho, fields=INVOICE_FIELDS, depends_on=("customers", "products"),
              description="Zoho Invoices -> F&O customer free text invoices (unposted), booked once"),
+        # Optional, so the default run does not read Zoho invoices twice: name it in pairs.fo-zoho.flows (instead of
+        # invoices) with options.invoice_target = "invoice_journal".
+        Flow("invoices_to_journal", "crm", "Invoices", "erp", "CustomerInvoiceJournalHeaders", "Description",
+             invoice_journal_from_zoho, depends_on=("customers",), optional=True,
+             description="Zoho Invoices -> F&O customer invoice journals (options.invoice_target = "
+                         "\"invoice_journal\"), keyed on invoice number and customer account, booked once"),
     ),
 ))

@@ -20,6 +20,8 @@ Options (``[pairs.gp-zoho.options]``; keys Zoho upserts on must be unique fields
     deal_item              default "SERVICES"        the GP item a deal's amount is ordered as
     item_numbers           default {}                Zoho product name -> GP item number (else the name itself)
     order_skip_statuses    default ["Cancelled"]
+    quote_number_prefix    default "Q"               GP quote number = prefix + Zoho Quote_Number (or record id)
+    quote_skip_stages      default ["Closed Lost"]
 """
 
 from __future__ import annotations
@@ -50,6 +52,8 @@ OPTIONS = (
     Option("order_number_prefix", "Z", "before GP order numbers made from Zoho sales orders"),
     Option("match_by_name", True, "an Account without the GP id but with the same name is the customer's"),
     Option("deal_number_prefix", "D", "before GP order numbers made from won deals"),
+    Option("quote_number_prefix", "Q", "before GP quote numbers made from Zoho quotes"),
+    Option("quote_skip_stages", ["Closed Lost"], "Zoho quote stages not sent to GP"),
     Option("deal_stages", ["Closed Won"], "deal stages that become GP orders"),
     Option("deal_item", "SERVICES", "the GP item a deal's amount is ordered as"),
     Option("item_numbers", {}, "Zoho product name -> GP item number (else the name itself)"),
@@ -240,6 +244,19 @@ def order_from_sales_order(order: Record, ctx: MapContext) -> dict[str, Any]:
                    "comment": f"Zoho sales order {order.id}"})
 
 
+def quote_from_zoho_quote(quote: Record, ctx: MapContext) -> dict[str, Any]:
+    """A Zoho quote as a GP sales quote (CreateSalesQuote), numbered prefix + Quote_Number (else the record id)."""
+    if _text(quote.get("Quote_Stage")) in option(ctx.options, "quote_skip_stages"):
+        raise SkipRecord(f"stage {quote.get('Quote_Stage')}")
+    what = f"quote {quote.get('Subject') or quote.id}"
+    document = order_from_sales_order(Record(quote.system, quote.entity, quote.id, quote.modified,
+                                             {**quote.data, "Ordered_Items": quote.get("Quoted_Items"),
+                                              "Status": None, "SO_Number": None}), ctx)
+    return {**document, "Id": _order_number(option(ctx.options, "quote_number_prefix"),
+                                            str(quote.get("Quote_Number") or quote.id), what),
+            "date": _text(quote.get("Valid_Till")), "comment": f"Zoho quote {quote.id}"}
+
+
 def order_from_deal(deal: Record, ctx: MapContext) -> dict[str, Any]:
     if deal.get("Stage") not in option(ctx.options, "deal_stages"):
         raise SkipRecord(f"stage {deal.get('Stage')} is not one of options.deal_stages")
@@ -320,5 +337,7 @@ GP_ZOHO = register(PairSpec(
              depends_on=("customers",), description="Zoho Sales_Orders -> GP sales orders (CreateSalesOrder)"),
         Flow("deals_to_gp", "crm", "Deals", "erp", "salesOrders", "Id", order_from_deal, depends_on=("customers",),
              description="Zoho Deals in a won stage -> GP sales orders"),
+        Flow("quotes_to_gp", "crm", "Quotes", "erp", "salesQuotes", "Id", quote_from_zoho_quote,
+             depends_on=("customers",), description="Zoho Quotes -> GP sales quotes (CreateSalesQuote)"),
     ),
 ))

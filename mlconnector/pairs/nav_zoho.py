@@ -7,8 +7,8 @@ from mlconnector.pairs import register
 
 NAV_ZOHO = register(PairSpec(
     name="nav-zoho",
-    options=(m.ACCOUNT_KEY, m.CONTACT_KEY, m.PRODUCT_KEY, m.ORDER_KEY, m.INVOICE_KEY, m.VENDOR_PREFIX,
-             m.ACCOUNT_TYPE_FIELD, m.VENDOR_ACCOUNT_TYPES, CONFLICT_RULE),
+    options=(m.ACCOUNT_KEY, m.CONTACT_KEY, m.PRODUCT_KEY, m.ORDER_KEY, m.ORDER_STATUSES, m.INVOICE_KEY,
+             m.REMAINING_FIELD, m.VENDOR_PREFIX, m.ACCOUNT_TYPE_FIELD, m.VENDOR_ACCOUNT_TYPES, CONFLICT_RULE),
     prerequisites=lambda options: m.zoho_prerequisites(options, {
         "account": ("customers", "vendors", "accounts_to_customers", "accounts_to_vendors"),
         "contact": ("contacts", "contacts_to_nav"), "product": ("items",), "order": ("sales_orders",),
@@ -43,7 +43,8 @@ NAV_ZOHO = register(PairSpec(
              fields=m.CUSTOMER_FIELDS, echo_of="vendors", find_by=("displayName",),
              description="Zoho Accounts (Account_Type Vendor) -> NAV vendors"),
         Flow("contacts_to_nav", "crm", "Contacts", "erp", "contacts", "email", m.contact_from_zoho_contact,
-             fields=m.NAV_CONTACT_FIELDS, echo_of="contacts",
-             description="Zoho Contacts -> NAV contacts (matched by email)"),
+             fields=m.NAV_CONTACT_FIELDS, echo_of="contacts", depends_on=("accounts_to_customers", "accounts_to_vendors"),
+             description="Zoho Contacts -> NAV person contacts (matched by email) under the company contact of "
+                         "their Account's customer or vendor"),
     ),
 ))

@@ -1,6 +1,6 @@
 """nav-zuora: Dynamics NAV and Zuora Billing. Customers and items align both ways with accounts and products;
-NAV sales orders become Zuora subscriptions (Orders API), changed orders become amendments; Zuora's invoice
-and payment status comes back onto the NAV customer card.
+NAV sales orders become Zuora subscriptions (Orders API), changed orders become amendments; Zuora's invoices and
+payments are booked in NAV journals, and their last status shown on the NAV customer card.
 
 Each mapping is a table of field names plus a small function. Options (``[pairs.nav-zuora.options]``):
 
@@ -13,10 +13,20 @@ Each mapping is a table of field names plus a small function. Options (``[pairs.
     invoice_status_field  default "Zuora_Invoice_Status"  NAV customer field (a page extension) for the last
                                                           invoice's status; "" leaves invoice status out
     payment_status_field  default "Zuora_Payment_Status"  the same for the last payment
+    account_id_field      default "Zuora_Account_Id"  NAV customer field for the Zuora account id; "" leaves it out
+    parent_from           default "bill_to"  a customer's Bill-to Customer No. makes its account a child account
+    parent_dimension      default ""         a dimension whose value names the parent customer (optional flow
+                                             account_parents_by_dimension)
 
-NAV's sales and invoice documents are not written: the dynamics connector writes customers, vendors, contacts
-and items only. Zuora's billing status therefore lands in two text fields on the NAV customer, which the
-customer adds to the Customer card (table and page extension, published as the Customer web service).
+    invoice_journal       default "SALES/ZUORA"     NAV sales journal TEMPLATE/BATCH for Zuora invoices
+    payment_journal       default "CASHRCPT/ZUORA"  NAV cash receipt journal TEMPLATE/BATCH for Zuora payments
+    revenue_account       default ""                G/L account balancing invoice lines ("": the batch's)
+    local_currency        default "USD"             NAV's own currency (its amounts: blank Currency Code)
+
+Zuora invoices and payments are booked per document in NAV journals (zuora_money.py): an invoice a Sales Journal
+line, a payment Cash Receipt Journal lines applied to the invoices it paid, for NAV users to post. The last
+invoice's and payment's status also land in two text fields on the NAV customer, which the customer adds to the
+Customer card (table and page extension, published as the Customer web service): a summary at a glance.
 """
 
 from __future__ import annotations
@@ -29,6 +39,7 @@ from mlconnector.flows import CONFLICT_RULE, Flow, MapContext, Option, PairSpec,
 from mlconnector.flows import text as _text
 from mlconnector.flows import without_none as _clean
 from mlconnector.pairs import register
+from mlconnector.pairs.zuora_money import amount, customer_number, invoice_document, payment_document
 from mlconnector.prerequisites import FIELD, MANUAL, Requirement
 from mlconnector.systems.base import Record
 
@@ -42,6 +53,19 @@ OPTIONS = (
     Option("invoice_status_field", "Zuora_Invoice_Status", "NAV customer field for the last invoice's status; "
            "\"\" leaves it out"),
     Option("payment_status_field", "Zuora_Payment_Status", "the same for the last payment"),
+    Option("account_id_field", "Zuora_Account_Id", "NAV customer field (a page extension) holding the Zuora "
+           "account id; \"\" leaves it out"),
+    Option("parent_from", "bill_to", "what makes a NAV customer's Zuora account a child account: its Bill-to "
+           "Customer No. (the Customer card), or none", ("bill_to", "none")),
+    Option("parent_dimension", "", "a dimension code (NAV's Default Dimensions of a customer) whose value is the "
+           "number of the customer whose Zuora account is the parent (optional flow account_parents_by_dimension)"),
+    Option("invoice_journal", "SALES/ZUORA", "NAV sales journal TEMPLATE/BATCH Zuora invoices are booked in; \"\" "
+           "leaves invoices out"),
+    Option("payment_journal", "CASHRCPT/ZUORA", "NAV cash receipt journal TEMPLATE/BATCH Zuora payments are booked "
+           "in; \"\" leaves payments out"),
+    Option("revenue_account", "", "G/L account balancing invoice lines (\"\": the sales journal batch's balancing "
+           "account)"),
+    Option("local_currency", "USD", "the NAV company's own currency: its amounts go with a blank Currency Code"),
     CONFLICT_RULE,
 )
 
@@ -94,6 +118,7 @@ CUSTOMER_FIELDS = {
     "state": "billTo.state",
     "postalCode": "billTo.zipCode",
     "country": "billTo.country",
+    "<account_id_field>": "id",
 }
 
 
@@ -105,7 +130,75 @@ def customer_from_account(account: Record, ctx: MapContext) -> dict[str, Any]:
         "city": _text(contact.get("city")), "state": _text(contact.get("state")),
         "postalCode": _text(contact.get("zipCode")), "country": _text(contact.get("country"))})
     payload["number"] = _text(account.get(option(ctx.options, "account_key_field")))
+    field = option(ctx.options, "account_id_field")
+    if field:
+        payload[field] = str(account.id)  # a customer made from the account holds its id from the start
     return payload
+
+
+def account_parent_by_dimension(dimension: Record, ctx: MapContext) -> dict[str, Any]:
+    """A customer's default dimension named by options.parent_dimension holds the number of its parent customer (a
+    customer group, a head office): that customer's Zuora account becomes the parent."""
+    code = str(option(ctx.options, "parent_dimension") or "").upper()
+    if not code:
+        raise SkipRecord("options.parent_dimension is empty")
+    if str(dimension.get("dimensionCode") or "").upper() != code:
+        raise SkipRecord(f"dimension {dimension.get('dimensionCode')}, not {code}")
+    number, parent = str(dimension["customerNumber"]), _text(dimension.get("dimensionValue"))
+    if not parent or parent == number:
+        raise SkipRecord("the customer is its own group")
+    return {option(ctx.options, "account_key_field"): number,
+            "parentId": ctx.target_id("customers", parent, what=f"customer {parent} ({code} {parent})")}
+
+
+# The Zuora account id -> the NAV customer (who holds which account, seen from NAV) -----------------------------------
+# NAV customer field <- the account the customers flow linked the customer to
+ACCOUNT_ID_FIELDS = {"<account_id_field>": "the linked Zuora account's id"}
+
+
+def account_id(customer: Record, ctx: MapContext) -> dict[str, Any]:
+    """NAV customers read again after the customers flow: each gets the id of the account it is linked to. (Read
+    from NAV, not from Zuora: a Zuora account made again after a deletion would share its customer's number with
+    the deleted one's link, and the engine writes neither of two records sharing a key.)"""
+    field = option(ctx.options, "account_id_field")
+    if not field:
+        raise SkipRecord("options.account_id_field is empty: the Zuora account id is not written to NAV")
+    try:
+        account = ctx.target_id("customers", str(customer.id))
+    except UnresolvedReference:
+        raise SkipRecord("not linked to a Zuora account yet") from None
+    if _text(customer.get(field)) == account and not _linked(ctx, "account_ids", str(customer.id)):
+        # a customer made from a Zuora account holds its id from the start: nothing to write, nothing to link
+        raise SkipRecord("holds its Zuora account id already")
+    return {"number": str(customer["number"]), field: account}
+
+
+def _linked(ctx: MapContext, flow: str, source_id: str) -> bool:
+    try:
+        ctx.target_id(flow, source_id)
+    except UnresolvedReference:
+        return False
+    return True
+
+
+# NAV bill-to customers -> Zuora's customer hierarchy ---------------------------------------------------------------
+# Zuora Account field <- NAV customer field
+PARENT_FIELDS = {"parentId": "Bill_to_Customer_No (the Customer card; page web services): its linked account"}
+
+
+def account_parent(customer: Record, ctx: MapContext) -> dict[str, Any]:
+    """Runs after the customers flow, so every account exists however the first load ordered parents and children.
+    A customer whose bill-to was taken away is detached (parentId empty) only where this flow once attached it."""
+    if option(ctx.options, "parent_from") == "none":
+        raise SkipRecord("options.parent_from is none: no customer hierarchy in Zuora")
+    number = str(customer["number"])
+    parent = _text(customer.get("Bill_to_Customer_No"))  # a page control: API v2.0 customers have no bill-to
+    key = option(ctx.options, "account_key_field")
+    if parent and parent != number:
+        return {key: number, "parentId": ctx.target_id("customers", parent, what=f"bill-to customer {parent}")}
+    if not _linked(ctx, "account_parents", str(customer.id)):
+        raise SkipRecord("no bill-to customer")
+    return {key: number, "parentId": ""}
 
 
 # NAV items <-> Zuora products ------------------------------------------------------------------------------------
@@ -179,17 +272,11 @@ STATUS_FIELDS = {
 }
 
 
-def _customer_number(record: Record, ctx: MapContext, what: str) -> str:
-    account = str(record.get("accountId") or "")
-    number = ctx.source_id("customers", account)
-    if not number:
-        raise UnresolvedReference(f"{what}'s account {account} is not linked to a NAV customer yet (flow customers "
-                                  "or accounts_to_customers has not synced it)")
-    return number
+_customer_number = customer_number
 
 
 def _money(value: Any) -> str:
-    return f"{float(value or 0):.2f}"
+    return str(amount(value))
 
 
 def invoice_status(invoice: Record, ctx: MapContext) -> dict[str, Any]:
@@ -221,8 +308,18 @@ def prerequisites(options: Mapping[str, Any]) -> tuple[Requirement, ...]:
                  "Customer web service (a table extension and a page extension: a NAV partner's work)")
     needed = [Requirement("erp", FIELD, "customers", str(option(options, name)), flows=(flow,),
                           fix=extension.format(name=option(options, name)))
-              for name, flow in (("invoice_status_field", "invoice_status"), ("payment_status_field", "payment_status"))
+              for name, flow in (("invoice_status_field", "invoice_status"), ("payment_status_field", "payment_status"),
+                                 ("account_id_field", "account_ids"))
               if option(options, name)]
+    for journal_option, page, flow in (("invoice_journal", "253 Sales Journal as SalesJournal", "invoices"),
+                                       ("payment_journal", "255 Cash Receipt Journal as CashReceiptJournal",
+                                        "payments")):
+        journal = str(option(options, journal_option))
+        if journal:
+            template, _, batch = journal.partition("/")
+            needed.append(Requirement("erp", MANUAL, f"journal {journal}", flows=(flow,), fix=(
+                f"in NAV, a journal batch {batch} in template {template} with its balancing account, page {page} "
+                "and page 25 Customer Ledger Entries as CustomerLedgerEntries on the Web Services page")))
     for field_option, zuora_object, flow in (("account_key_field", "Account", "customers"),
                                              ("order_key_field", "Subscription", "sales_orders")):
         name = str(option(options, field_option))
@@ -255,11 +352,27 @@ NAV_ZUORA = register(PairSpec(
         Flow("products_to_items", "billing", "products", "erp", "items", "number", item_from_product,
              fields=ITEM_FIELDS, echo_of="items", find_by=("displayName",),
              description="Zuora products -> NAV items"),
-        Flow("invoice_status", "billing", "invoices", "erp", "customers", "number", invoice_status,
+        Flow("account_parents", "erp", "customers", "billing", "accounts", _key("account_key_field"), account_parent,
              depends_on=("customers", "accounts_to_customers"),
+             description="NAV bill-to customers -> parent accounts in Zuora (customer hierarchy)"),
+        Flow("account_parents_by_dimension", "erp", "customerDimensions", "billing", "accounts",
+             _key("account_key_field"), account_parent_by_dimension, depends_on=("customers",), optional=True,
+             description="a NAV customer dimension (options.parent_dimension) naming the parent customer -> the "
+                         "Zuora account's parent (optional; page 540 Default Dimensions, read whole)"),
+        Flow("account_ids", "erp", "customers", "erp", "customers", "number", account_id,
+             depends_on=("customers", "accounts_to_customers"),
+             description="the linked Zuora account's id -> the NAV customer's account id field"),
+        Flow("invoices", "billing", "invoices", "erp", "salesJournalLines", "documentNumber", invoice_document,
+             depends_on=("customers", "accounts_to_customers"),
+             description="Zuora invoices -> NAV sales journal lines (Document No. = invoice number)"),
+        Flow("payments", "billing", "payments", "erp", "cashReceiptLines", "documentNumber", payment_document,
+             depends_on=("invoices",),
+             description="Zuora payments -> NAV cash receipt journal lines applied to the invoices they pay"),
+        Flow("invoice_status", "billing", "invoices", "erp", "customers", "number", invoice_status,
+             depends_on=("customers", "accounts_to_customers"), many_to_one=True,
              description="Zuora invoice status -> the NAV customer's invoice status field"),
         Flow("payment_status", "billing", "payments", "erp", "customers", "number", payment_status,
-             depends_on=("customers", "accounts_to_customers"),
+             depends_on=("customers", "accounts_to_customers"), many_to_one=True,
              description="Zuora payments -> the NAV customer's payment status field"),
     ),
 ))

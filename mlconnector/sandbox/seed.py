@@ -355,17 +355,29 @@ def seed_company(dynamics: DynamicsSandbox, company: str, *, style: str = "bc", 
             "salesOrderLines": lines(make.rng.randint(1, 4)), "lastModifiedDateTime": changed(0, 0, ordered)}))
     out.sales_orders = dynamics.seed(company, "salesOrders", orders)
 
+    prices = {item["number"]: float(item.get("unitPrice") or 0) for item in out.items}
     invoices = []
     for index in range(sizes.invoices):
         customer = make.rng.choice(out.customers)
         posted = today - timedelta(days=make.rng.randint(1, 90))
         due = posted + timedelta(days=30)
-        invoices.append({
+        invoice_lines = lines(make.rng.randint(1, 5))
+        invoice: dict[str, Any] = {
             "number": _series(numbers.invoice, index, 1), "customerNumber": customer["number"],
             "invoiceDate": posted.isoformat(), "postingDate": posted.isoformat(), "dueDate": due.isoformat(),
             "externalDocumentNumber": f"PO-{make.rng.randint(1000, 9999)}",
             "status": "Paid" if due < today and make.rng.random() < 0.7 else "Open",
-            "salesInvoiceLines": lines(make.rng.randint(1, 5)), "lastModifiedDateTime": changed(0, 0, posted)})
+            "salesInvoiceLines": invoice_lines, "lastModifiedDateTime": changed(0, 0, posted)}
+        # Business Central's invoices carry sales tax (a third of them here) and some an invoice discount (every
+        # fourth: 5 %), by position, so the rest of the seed stays as it was.
+        if style == "bc" and index % 3 == 0:
+            for line in invoice_lines:
+                line["taxPercent"] = 8.25
+        if style == "bc" and index % 4 == 1:
+            gross = sum(line["quantity"] * prices.get(line["lineObjectNumber"], 0)
+                        * (1 - line.get("discountPercent", 0) / 100) for line in invoice_lines)
+            invoice["discountAmount"] = round(gross * 0.05, 2)
+        invoices.append(invoice)
     out.invoices = dynamics.seed(company, "salesInvoices", invoices)
     return out
 

@@ -58,10 +58,12 @@ ZUORA_CALLOUT_USER = "zuora"
 ZOHO_UNIQUE_FIELDS = (("Accounts", "Account_Number"), ("Products", "Product_Code"), ("Sales_Orders", "ERP_Number"),
                       ("Invoices", "ERP_Number"))
 ZOHO_UNIQUE_EXTRA = {"fo": (("Vendors", "ERP_Number"),),
+                     "bc": (("Vendors", "ERP_Number"), ("Purchase_Orders", "ERP_Number")),   # the optional flows
                      "gp": (("Contacts", "GP_Contact_Id"), ("Vendors", "GP_Vendor_Id"),
                             ("GL_Accounts", "GL_Account_Number"), ("GL_Journal_Entries", "GL_Journal_Id"))}
 # The NAV Customer card fields nav-zuora writes Zuora's invoice and payment status to (a table extension).
-NAV_STATUS_FIELDS = {"Zuora_Invoice_Status": "zuoraInvoiceStatus", "Zuora_Payment_Status": "zuoraPaymentStatus"}
+NAV_STATUS_FIELDS = {"Zuora_Invoice_Status": "zuoraInvoiceStatus", "Zuora_Payment_Status": "zuoraPaymentStatus",
+                     "Zuora_Account_Id": "zuoraAccountId"}
 DEFAULT_PORT = 8400
 
 
@@ -293,6 +295,10 @@ def _start_dynamics(running: Sandboxes, sockets: dict[str, socket.socket], erps:
         running.nav = NavAccess(f"{dynamics_url}/{NAV_INSTANCE}", NAV_COMPANY, user, key)
         if zuora and not running.bare:
             _extend_nav_customer_card(dynamics)
+            # the journal batches nav-zuora books Zuora invoices and payments in (a NAV administrator's setup)
+            dynamics.add_journal_batch(company, "SALES", "ZUORA", template_type="Sales", bal_account_no="6110")
+            dynamics.add_journal_batch(company, "CASHRCPT", "ZUORA", bal_account_type="Bank_x0020_Account",
+                                       bal_account_no="WWB-OPERATING")
     if "bc" in erps:
         tenant, client_id, secret = str(uuid.uuid4()), str(uuid.uuid4()), secrets.token_urlsafe(30)
         dynamics.register_app(tenant, client_id, secret)
@@ -308,8 +314,8 @@ def _start_dynamics(running: Sandboxes, sockets: dict[str, socket.socket], erps:
 
 
 def _extend_nav_customer_card(dynamics: DynamicsSandbox) -> None:
-    """What a NAV partner does for nav-zuora's status flows: two text fields on Customer (a table extension), shown
-    on the Customer card page published as the Customer web service (a page extension)."""
+    """What a NAV partner does for nav-zuora's card fields: text fields on Customer (a table extension), shown on
+    the Customer card page published as the Customer web service (a page extension)."""
     dynamics.extend_table("customers", {name: "string" for name in NAV_STATUS_FIELDS.values()})
     dynamics.extend_page("Customer", NAV_STATUS_FIELDS)
 

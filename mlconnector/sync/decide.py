@@ -46,7 +46,7 @@ class Decider:
         self.targets.new_batch(batch)
         mapped = [item for item in batch if self._map(item, links.get(item.record.id))]
         refuse_shared_keys(mapped, field=fr.key_field, form=self._key_form(), state=fr.state, pair=fr.pair.name,
-                           flow=flow.name, claimed=fr.keys, describe=self._shared_key_error)
+                           flow=flow.name, claimed=fr.keys, describe=self._shared_key_error, shared=flow.many_to_one)
         to_write = [item for item in mapped if item.outcome is None and self._to_write(item)]
         for item in batch:
             # From here on only the id and version matter (links, audit, watermark): a batch waiting for its

@@ -36,7 +36,8 @@ class ClaimedKeys:
 
 
 def refuse_shared_keys(items: list[Item], *, field: str, form: Callable[[Any], str], state: State, pair: str,
-                       flow: str, claimed: ClaimedKeys, describe: Callable[[str, Any, tuple[str, ...]], str]) -> None:
+                       flow: str, claimed: ClaimedKeys, describe: Callable[[str, Any, tuple[str, ...]], str],
+                       shared: bool = False) -> None:
     """Records that map to one natural key, as the target compares keys (``form``; Zoho: without case or surrounding
     spaces), would be upserted into one target record, each over the other. None of them is written: each fails
     (``describe`` words why) and waits in the replay queue until the data is fixed; a record already linked under
@@ -45,6 +46,8 @@ def refuse_shared_keys(items: list[Item], *, field: str, form: Callable[[Any], s
     for item in items:
         value = key_value(item.payload or {}, field)
         item.key = form(value) if value not in (None, "") else None
+    if shared:
+        return  # a many-to-one flow (Flow.many_to_one): records sharing their target's key is what it does
     by_key: dict[str, list[Item]] = {}
     for item in items:
         if item.key:

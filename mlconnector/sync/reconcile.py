@@ -7,6 +7,7 @@ from __future__ import annotations
 from collections import Counter, defaultdict
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
+from decimal import Decimal
 from typing import Any
 
 from mlconnector.config import PairConfig
@@ -132,6 +133,10 @@ def reconcile(pair: PairSpec, config: PairConfig, connectors: Mapping[str, Conne
     context = MappingContext(pair, config, state, connectors, {})
     report = ReconcileReport(pair.name)
     for flow in flows:
+        if flow.many_to_one:
+            report.flows[flow.name] = FlowReport(flow.name, not_compared="several source records write one target "
+                                                 "record (the newest wins): nothing to compare record by record")
+            continue
         try:
             report.flows[flow.name] = _reconcile_flow(pair, config, connectors, state, context, flow)
         except ConfigError as exc:  # a system that takes these records but cannot give them back (GP's orders)
@@ -303,7 +308,7 @@ def _differing(payload: Mapping[str, Any], held: Record) -> list[tuple[str, Any,
 
 def _same_number(a: Any, b: Any) -> bool:
     try:
-        return isinstance(a, (int, float)) and not isinstance(a, bool) and round(float(a) - float(b), 6) == 0
+        return isinstance(a, (int, float, Decimal)) and not isinstance(a, bool) and round(float(a) - float(b), 6) == 0
     except (TypeError, ValueError):
         return False
 

@@ -57,6 +57,7 @@ from mlconnector.errors import (
 )
 from mlconnector.http import ApiClient, RetryPolicy, json_body, last_member, stream_array
 from mlconnector.systems import ConnectorContext, register_kind
+from mlconnector.systems.dynamics_journals import JOURNAL_SERVICES, JournalRefused, JournalWriter, check_mode
 from mlconnector.systems.base import (Capabilities, Channel, ConnectorBase, Notification, PingResult, Record,
                                      WriteResult, write_each)
 
@@ -91,13 +92,14 @@ API_ENTITIES: dict[str, tuple[str, str | None, str | None]] = {
 PUSH_ENTITIES = ("customers", "vendors", "items", "salesOrders", "postedSalesInvoices")
 WRITABLE = ("customers", "vendors", "contacts", "items")
 # Fields we never send: BC computes them.
-READ_ONLY = frozenset({"id", "lastModifiedDateTime", "relations", "balanceDue", "balance", "inventory",
-                       "contactBusinessRelation"})
+READ_ONLY = frozenset({"id", "lastModifiedDateTime", "relations", "businessRelation", "balanceDue", "balance",
+                       "inventory", "contactBusinessRelation"})
 
 # -- NAV page web services ------------------------------------------------------------------------------------
 DEFAULT_SERVICES = {"customers": "Customer", "vendors": "Vendor", "contacts": "Contact", "items": "Item",
                     "salesOrders": "SalesOrder", "postedSalesInvoices": "PostedSalesInvoice",
-                    "purchaseOrders": "PurchaseOrder", "contactRelations": "ContactBusinessRelations"}
+                    "purchaseOrders": "PurchaseOrder", "contactRelations": "ContactBusinessRelations",
+                    "customerDimensions": "DefaultDimensions"}
 # Document pages are keyed by (Document Type, No.); card pages by No.
 DOCUMENT_TYPE = {"salesOrders": "Order", "purchaseOrders": "Order"}
 # The lines subpage navigation is the service name plus the part's control name (SalesOrder + SalesLines).
@@ -140,11 +142,15 @@ PAGE_FIELDS: dict[str, dict[str, str]] = {
                        "Posting_Date": "postingDate", "Currency_Code": "currencyCode", "Status": "status",
                        "Document_Type": "documentType"},
 }
+# Controls of the standard card pages that API v2.0 has no property for: they keep their page names in records
+# (Customer card, page 21: "Bill-to Customer No."; API v2.0's customer resource has no bill-to customer).
+PAGE_ONLY_FIELDS: dict[str, tuple[str, ...]] = {"customers": ("Bill_to_Customer_No",)}
 LINE_FIELDS = {"Type": "lineType", "No": "lineObjectNumber", "Description": "description", "Quantity": "quantity",
                "Unit_of_Measure_Code": "unitOfMeasureCode", "Unit_Price": "unitPrice",
                "Direct_Unit_Cost": "directUnitCost", "Line_Discount_Percent": "discountPercent",
                "Line_Discount_Amount": "discountAmount", "Line_Amount": "amountExcludingTax",
-               "Line_No": "sequence", "Document_No": "documentId"}
+               "Line_No": "sequence", "Document_No": "documentId", "Quantity_Shipped": "shippedQuantity",
+               "Quantity_Invoiced": "invoicedQuantity"}
 # Sales Header Status as the page shows it -> the API's salesOrder status (Open is still a draft there).
 DOCUMENT_STATUS = {"Open": "Draft", "Released": "Open", "Pending_Approval": "In Review",
                    "Pending_Prepayment": "Open"}
@@ -245,7 +251,13 @@ def _isoformat(moment: datetime) -> str:
 
 # What a read fills in that the record itself does not hold: a page's stamp, capped at the read's end, and the
 # relations a read of contacts joins in (a write's answer has neither).
-NOT_STORED = frozenset({"lastModifiedDateTime", "relations"})
+NOT_STORED = frozenset({"lastModifiedDateTime", "relations", "businessRelation"})
+
+
+def _business_relation(relations: list[dict[str, Any]]) -> dict[str, Any]:
+    """A contact's first customer or vendor ({type, id}) as ``businessRelation``: what a write names to put a person
+    contact under that customer's or vendor's company contact, so a contact read back holds what was written."""
+    return {"businessRelation": {"type": relations[0]["type"], "id": str(relations[0]["id"])}} if relations else {}
 
 
 def _as_stored(record: Record) -> Record:
@@ -726,6 +738,13 @@ class DynamicsConnector(ConnectorBase):
     def changes(self, entity: str, since: datetime | None, until: datetime | None = None) -> Iterator[Record]:
         """Records modified in [since, until), ascending by (modified, id). With ``since`` None (a first or full
         run) rows never stamped (lastModifiedDateTime 0001-01-01) come too, first, with modified None."""
+        if entity in JOURNAL_SERVICES:
+            raise ConfigError(f"{self.name}: {entity} are written, not read: a journal line leaves the journal when "
+                              "NAV posts it; compare the posted documents in NAV's Customer Ledger Entries")
+        if entity == "customerDimensions":
+            self._whole_read[entity] = until or utcnow()   # page 540 has no modification date: read whole
+            yield from self._customer_dimensions()
+            return
         if self.endpoint.mode == "odata":
             yield from self._page_changes(entity, since, until)
             return
@@ -775,6 +794,7 @@ class DynamicsConnector(ConnectorBase):
             data["relations"] = [{"type": i.get("relatedType"), "id": i.get("relatedId"),
                                   "number": self._number_of(str(i.get("relatedType")), str(i.get("relatedId")))}
                                  for i in info if i.get("relatedType") in ("Customer", "Vendor")]
+            data.update(_business_relation(data["relations"]))
         lines = API_ENTITIES[entity][1] if entity in API_ENTITIES else None
         if lines and isinstance(data.get(lines), list):  # the only list a row carries: its lines, when expanded
             data[lines] = [_clean(v) if isinstance(v, Mapping) else v for v in data[lines]]
@@ -788,6 +808,9 @@ class DynamicsConnector(ConnectorBase):
 
     def get(self, entity: str, id: str) -> Record | None:
         """The full current record with its lines (contacts: with relations); None when it is gone."""
+        if entity == "customerDimensions":
+            customer, _, code = id.partition("/")
+            return next((r for r in self._customer_dimensions(customer) if r.id == id), None)
         if self.endpoint.mode == "odata":
             return self._page_get(entity, id)
         set_name, lines, extra = self._spec(entity)
@@ -955,7 +978,8 @@ class DynamicsConnector(ConnectorBase):
         if company_number and company_number != record.id:
             holders.append(str(company_number))
         found = [r for holder in holders for r in relations.get(holder, [])]
-        return Record(record.system, record.entity, record.id, record.modified, {**record.data, "relations": found})
+        return Record(record.system, record.entity, record.id, record.modified,
+                      {**record.data, "relations": found, **_business_relation(found)})
 
     def find(self, entity: str, field: str, value: Any) -> list[Record]:
         """The records whose ``field`` (API v2.0 name) equals ``value`` (compared as the server's collation
@@ -976,15 +1000,33 @@ class DynamicsConnector(ConnectorBase):
         """Upsert each payload (API v2.0 field names): a linked record (``ids``) by its id, the rest by
         ``key``; POST when absent (without a key, the ERP numbers the new record), else PATCH with If-Match.
         A record changed meanwhile (409/412 Request_EntityChanged) is re-read and retried once."""
+        if entity in JOURNAL_SERVICES:
+            return self._write_journal(entity, payloads)
         if entity not in WRITABLE:
-            raise ConfigError(f"{self.name}: writing {entity} is not supported (writable: {', '.join(WRITABLE)})")
+            raise ConfigError(f"{self.name}: writing {entity} is not supported (writable: "
+                              f"{', '.join(WRITABLE + tuple(JOURNAL_SERVICES))})")
         known = ids or [None] * len(payloads)
         return write_each(zip(payloads, known), lambda each: self._upsert_one(entity, each[0], key, each[1]))
+
+    def _write_journal(self, entity: str, payloads: list[dict[str, Any]]) -> list[WriteResult]:
+        """Documents as journal lines (dynamics_journals.py), one document at a time."""
+        check_mode(self.name, self.endpoint.mode, entity)
+        writer = JournalWriter(self.name, self._call, lambda url, params: self._pages(url, params),
+                               self.company_url, self.services, self._fail)
+
+        def write_one(payload: dict[str, Any]) -> WriteResult:
+            try:
+                return writer.write_one(entity, payload)
+            except JournalRefused as refused:
+                return WriteResult("fail", error=str(refused), error_class=refused.error.code or "journal_refused")
+        return write_each(payloads, write_one)
 
     def write_calls(self, entity: str, payloads: list[dict[str, Any]], key: str,
                     ids: list[str | None] | None = None) -> int:
         """The calls ``write`` makes, for a dry run's estimate: per record, a read of the current row (by its
         linked id, else by its key; none for a new record the ERP numbers) and the POST or PATCH."""
+        if entity in JOURNAL_SERVICES:
+            return 3 * len(payloads)  # the document's journal lines and ledger entries read, a line written
         ids = ids or [None] * len(payloads)
         return sum(2 if known or payload.get(key) not in (None, "") else 1 for payload, known in zip(payloads, ids))
 
@@ -1011,6 +1053,16 @@ class DynamicsConnector(ConnectorBase):
 
     def _upsert_one(self, entity: str, payload: Mapping[str, Any], key: str,
                     known_id: str | None = None) -> WriteResult:
+        if entity == "contacts" and payload.get("businessRelation"):
+            relation = payload["businessRelation"]
+            company = self._company_contact(str(relation.get("type")), str(relation.get("id")))
+            if company is None:
+                what = f"{str(relation.get('type')).lower()} {relation.get('id')}"
+                return WriteResult("fail", error=f"NAV has no company contact for {what} (Contact Business "
+                                                 "Relations): create it from the customer or vendor card (Contact > "
+                                                 "Create as Contact), then `mlconnector replay`",
+                                   error_class="no_company_contact")
+            payload = {**{k: v for k, v in payload.items() if k != "businessRelation"}, "companyNumber": company}
         value = payload.get(key)
         body = {k: v for k, v in payload.items()
                 if k not in READ_ONLY and not k.startswith("@odata.") and not (k == key and v in (None, ""))}
@@ -1046,6 +1098,33 @@ class DynamicsConnector(ConnectorBase):
             return WriteResult("fail", error=f"{code or response.status_code}: {message}".strip(": "),
                                error_class=code or f"http_{response.status_code}")
         raise AssertionError("unreachable")  # pragma: no cover
+
+    def _customer_dimensions(self, number: str | None = None) -> Iterator[Record]:
+        """Customers' default dimensions (page 540 Default Dimensions, table 18), one record per customer and
+        dimension code: id "C00010/CUSTOMERGROUP". Page web services only."""
+        if self.endpoint.mode != "odata":
+            raise ConfigError(f"{self.name}: customers' default dimensions are read from page 540 (page web "
+                              "services); API v2.0 has them per customer only (customers(id)/defaultDimensions)")
+        terms = "Table_ID eq 18" + (f" and No eq {_quote_key(number)}" if number else "")
+        for row in self._pages(f"{self.company_url()}/{self.services['customerDimensions']}", {"$filter": terms}):
+            customer, code = str(row.get("No") or ""), str(row.get("Dimension_Code") or "")
+            yield Record(self.name, "customerDimensions", f"{customer}/{code}", None, {
+                "id": f"{customer}/{code}", "customerNumber": customer, "customerId": customer,
+                "dimensionCode": code, "dimensionValue": _nav_value(row.get("Dimension_Value_Code"))})
+
+    def _company_contact(self, kind: str, related: str) -> str | None:
+        """The number of the company contact whose business relation is this customer or vendor (by number on
+        pages, by id in API v2.0): page 5054 Contact Business Relations, or company contacts' contactInformation."""
+        if self.endpoint.mode == "odata":
+            found = self._page_relations(f"Link_to_Table eq {_quote_key(kind)} and No eq {_quote_key(related)}")
+            return next(iter(found), None)
+        rows = self._pages(f"{self.company_url()}/contacts",
+                           {"$filter": "type eq 'Company'", "$expand": "contactInformation"})
+        for row in rows:
+            for info in row.get("contactInformation") or []:
+                if info.get("relatedType") == kind and str(info.get("relatedId")) == related:
+                    return str(row.get("number"))
+        return None
 
     def _api_find(self, entity: str, key: str, value: str) -> dict[str, Any] | None:
         set_name = self._spec(entity)[0]

@@ -37,6 +37,7 @@ import json
 import math
 import time
 import uuid
+from decimal import Decimal
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
@@ -57,7 +58,7 @@ from mlconnector.errors import (
     RemoteError,
     Unreachable,
 )
-from mlconnector.http import ApiClient, RetryPolicy
+from mlconnector.http import ApiClient, RetryPolicy, json_with_decimals
 from mlconnector.systems import ConnectorContext, register_kind
 from mlconnector.systems.base import ConnectorBase, PingResult, Record, WriteResult
 
@@ -81,6 +82,11 @@ class EntityInfo:
     line_parent: str | None = None
     line_sequence: str | None = None
     customer_field: str | None = None
+    # Line fields that identify a document besides its natural key (an invoice journal: the invoice number and the
+    # customer account on its line), so one booked by hand or by another tool is not booked again.
+    line_keys: tuple[str, ...] = ()
+    # Line fields a payload carries as decimal text (exact money): sent as JSON numbers, digit for digit.
+    money_fields: tuple[str, ...] = ()
 
 
 ENTITIES: dict[str, EntityInfo] = {
@@ -91,11 +97,15 @@ ENTITIES: dict[str, EntityInfo] = {
                                       "LineCreationSequenceNumber", "OrderingCustomerAccountNumber"),
     "FreeTextInvoiceHeaders": EntityInfo("InvoiceIdentifier", "FreeTextInvoiceLines", "ParentRecId", "LineNumber",
                                          "CustomerAccount"),
+    "CustomerInvoiceJournalHeaders": EntityInfo("JournalBatchNumber", "CustomerInvoiceJournalLines",
+                                                "JournalBatchNumber", "LineNumber",
+                                                line_keys=("InvoiceId", "CustomerAccountDisplayValue"),
+                                                money_fields=("DebitAmount", "CreditAmount")),
 }
-WRITABLE = ("SalesOrderHeadersV2", "FreeTextInvoiceHeaders")
+WRITABLE = ("SalesOrderHeadersV2", "FreeTextInvoiceHeaders", "CustomerInvoiceJournalHeaders")
 LINES_FIELD = "lines"     # payloads of documents carry their lines here
 # Free text invoice lines have no item field: the item is checked, then named in the line's Description.
-ITEMLESS_LINES = frozenset({"FreeTextInvoiceLines"})
+ITEMLESS_LINES = frozenset({"FreeTextInvoiceLines", "CustomerInvoiceJournalLines"})
 
 
 def register() -> None:
@@ -426,6 +436,7 @@ class FinOpsConnector(ConnectorBase):
             else:
                 documents.append((index, header, lines))
         found = self._existing(entity, key, [(i, known[i], h[key]) for i, h, _ in documents])
+        found.update(self._existing_by_lines(entity, [(i, lines) for i, _, lines in documents if i not in found]))
         changesets: list[_Changeset] = []
         first: dict[str, int] = {}     # natural key -> the payload that books it (a repeat in one call waits)
         repeats: dict[int, int] = {}
@@ -481,6 +492,9 @@ class FinOpsConnector(ConnectorBase):
         body = {info.line_sequence: number, **line}
         if info.lines in ITEMLESS_LINES:
             body.pop("ItemNumber", None)
+        for name in info.money_fields:
+            if body.get(name) not in (None, ""):
+                body[name] = Decimal(str(body[name]))
         return body
 
     def _existing(self, entity: str, key: str, wanted: list[tuple[int, str | None, Any]]) -> dict[int, dict]:
@@ -500,6 +514,26 @@ class FinOpsConnector(ConnectorBase):
             if row is not None:
                 found[index] = row
         return found
+
+    def _existing_by_lines(self, entity: str, wanted: list[tuple[int, list[dict[str, Any]]]]) -> dict[int, dict]:
+        """Documents found by their first line's identifying fields (``line_keys``: an invoice number and customer
+        account), wherever they were booked from; 20 values to a filtered read of the lines, then their headers."""
+        info = self._info(entity)
+        if not info.line_keys or not wanted or not info.lines or not info.line_parent:
+            return {}
+        first = info.line_keys[0]   # filtered on in F&O; the others compared here
+
+        def identity(values: Mapping[str, Any]) -> tuple[str, ...]:
+            return tuple(str(values.get(f) or "").strip().lower() for f in info.line_keys)
+        keys = {index: identity(lines[0]) for index, lines in wanted if lines}
+        holders: dict[tuple[str, ...], str] = {}
+        distinct = list(dict.fromkeys(k[0] for k in keys.values() if k[0]))
+        for start in range(0, len(distinct), LOOKUP_CHUNK):
+            terms = " or ".join(f"{first} eq {quote_string(v)}" for v in distinct[start:start + LOOKUP_CHUNK])
+            for row in self._pages(info.lines, {"$filter": self._company_filter(terms)}):
+                holders.setdefault(identity(row), str(row.get(info.line_parent)))
+        headers = self._rows_where(entity, info.key, list(dict.fromkeys(holders.values())))
+        return {index: headers[holders[k]] for index, k in keys.items() if k in holders and holders[k] in headers}
 
     def _rows_where(self, entity: str, field: str, values: list[Any]) -> dict[str, dict[str, Any]]:
         """Rows whose ``field`` is one of ``values``, keyed by that value as text (the first row per value in
@@ -560,7 +594,7 @@ class FinOpsConnector(ConnectorBase):
                 next_id += 1
                 changeset.content_ids[content_id] = part
                 url = part.url.replace("$HEADER", f"${header_id}", 1)
-                body = json.dumps(part.body, ensure_ascii=False).encode("utf-8")
+                body = json_with_decimals(part.body)   # amounts exact (Decimal) as JSON numbers
                 chunks.append(f"--{inner}\r\nContent-Type: application/http\r\nContent-Transfer-Encoding: binary\r\n"
                               f"Content-ID: {content_id}\r\n\r\n{part.method} {url} HTTP/1.1\r\n"
                               "Content-Type: application/json; odata.metadata=minimal\r\n"

@@ -27,7 +27,7 @@ Settings (``[systems.NAME]`` with ``kind = "gp"``; connections.example.toml docu
 transport = "sba" only for the ledger and orders), wsdl (URL or file; default base_url + "?wsdl"), company_id,
 tenant_name, user (DOMAIN\\name), auth (windows | basic), concurrency, delay_seconds, window_days, window_records,
 history_start, modified_precision (date | datetime), timeout_seconds, namespace, gl_account_types, order_type_id,
-order_batch_id, validation_details.
+quote_type_id, order_batch_id, validation_details.
 
 Secrets (``mlconnector secrets set NAME password``): the Windows password of ``user``. Without ``user`` the
 credentials of the account running mlconnector are used where the platform allows it.
@@ -82,9 +82,14 @@ MAX_WINDOW = timedelta(days=3660)
 # Vendor lists and cards a run has read, kept for the run's other vendor flows (vendors to Accounts, to Vendors and
 # their contacts each read the same cards): at most this many answers, the least recently used dropped.
 VENDOR_READS_KEPT = 1_000
-ENTITIES = ("customers", "vendors", "vendorContacts", "glAccounts", "glTransactions", "salesOrders")
-WRITABLE = ("salesOrders",)
-# The payload fields a sales order is made of (CreateSalesOrder: customer, batch, date, PO number, comment, lines).
+ENTITIES = ("customers", "vendors", "vendorContacts", "glAccounts", "glTransactions", "salesOrders", "salesQuotes")
+WRITABLE = ("salesOrders", "salesQuotes")
+# entity -> (create operation, its parameter, read operation, line type, document type): sales orders and quotes
+# (https://learn.microsoft.com/previous-versions/dynamicsgp/developer/cc508629(v=msdn.10): CreateSalesQuote)
+DOCUMENTS = {"salesOrders": ("CreateSalesOrder", "salesOrder", "GetSalesOrderByKey", "SalesOrderLine", "Order"),
+             "salesQuotes": ("CreateSalesQuote", "salesQuote", "GetSalesQuoteByKey", "SalesQuoteLine", "Quote")}
+# The payload fields a sales order or quote is made of (CreateSalesOrder / CreateSalesQuote: customer, batch, date,
+# PO number, comment, lines).
 ORDER_FIELDS = frozenset({"customerId", "batchId", "date", "customerPONumber", "comment", "lines"})
 TRANSPORTS = ("webservices", "sba")
 SBA_RESOURCES = {"customers": "Sales/Customers", "vendors": "Purchasing/Vendors",
@@ -94,7 +99,7 @@ DATED_ENTITIES = ("customers", "vendors", "vendorContacts", "glTransactions")  #
 # hour for the server's clock and ours to disagree: no change is dated on that day after this.
 DAY_ENDS_EVERYWHERE = timedelta(hours=13)
 WSDL_CACHE_SECONDS = 24 * 3600
-WEB_SERVICES_ONLY = ("glAccounts", "glTransactions", "salesOrders")  # not in SBA's published resource list
+WEB_SERVICES_ONLY = ("glAccounts", "glTransactions", "salesOrders", "salesQuotes")  # not in SBA's published resource list
 SBA_EXAMPLE = "https://gpserver/GPService/Tenants(DefaultTenant)/Companies(Fabrikam%2C%20Inc.)/"
 _SBA_COMPANY = re.compile(r"^(?P<root>.*?/Tenants\([^)/]*\))/Companies\((?P<company>[^/]*)\)/?$", re.I)
 log = logging.getLogger(__name__)
@@ -289,6 +294,7 @@ class GPConnector(ConnectorBase):
             raise ConfigError(f"systems.{self.name}.modified_precision must be \"date\" or \"datetime\"")
         self.gl_account_types = list(system.setting("gl_account_types", ["Posting"], type_=list))
         self.order_type_id = str(system.setting("order_type_id", "STDORD", type_=str))
+        self.quote_type_id = str(system.setting("quote_type_id", "STDQTE", type_=str))
         self.order_batch_id = str(system.setting("order_batch_id", "MLCONNECTOR", type_=str))
         self.validation_details = bool(system.setting("validation_details", True, type_=bool))
         self.auth_kind = str(system.setting("auth", "windows", type_=str))
@@ -467,7 +473,7 @@ class GPConnector(ConnectorBase):
         """Why ``entity`` cannot be read or written with this configuration (SBA without Web Services), or None."""
         if entity in WEB_SERVICES_ONLY and not self.web_services:
             what = {"glAccounts": "GL accounts", "glTransactions": "journal entries",
-                    "salesOrders": "sales orders"}[entity]
+                    "salesOrders": "sales orders", "salesQuotes": "sales quotes"}[entity]
             return (f"{self.name}: {what} are not in the Service Based Architecture's published resources; set "
                     f"base_url in [systems.{self.name}] to the Web Services address (DynamicsGPService.asmx) and "
                     "company_id to read them there, or leave this flow out of pairs.*.flows")
@@ -799,8 +805,8 @@ class GPConnector(ConnectorBase):
                 vendor_id, _, address_id = id.partition("/")
                 vendor = self._vendor(self.call("GetVendorByKey", key={"Id": vendor_id}), None)
                 return next((c for c in self._vendor_contacts(vendor) if c.get("addressId") == address_id), None)
-            if entity == "salesOrders":
-                return self._sales_order(self.call("GetSalesOrderByKey", key={"Id": id}))
+            if entity in DOCUMENTS:
+                return self._sales_order(self.call(DOCUMENTS[entity][2], key={"Id": id}), entity)
             if entity not in ("customers", "vendors", "glTransactions"):
                 raise ConfigError(f"{self.name}: unknown entity {entity!r}; known: {', '.join(ENTITIES)}")
             return next(iter(self._full(entity, id, None)), None)
@@ -809,15 +815,15 @@ class GPConnector(ConnectorBase):
                 return None
             raise
 
-    def _sales_order(self, raw: Mapping[str, Any]) -> Record:
+    def _sales_order(self, raw: Mapping[str, Any], entity: str = "salesOrders") -> Record:
         number = str(_id(raw.get("Key")))
         lines = [{"item": _id(l.get("ItemKey")), "description": _text(l.get("ItemDescription")),
                   "quantity": _money(l.get("Quantity")), "unitPrice": _money(l.get("UnitPrice"))}
-                 for l in _items(raw.get("Lines"), "SalesOrderLine") if isinstance(l, Mapping)]
+                 for l in _items(raw.get("Lines"), DOCUMENTS[entity][3]) if isinstance(l, Mapping)]
         data = {"id": number, "Id": number, "customerId": _id(raw.get("CustomerKey")),
                 "customerPONumber": _text(raw.get("CustomerPONumber")), "lines": lines,
                 "total": _money(raw.get("TotalAmount"))}
-        return Record(self.name, "salesOrders", number, _utc(raw.get("ModifiedDate")), data)
+        return Record(self.name, entity, number, _utc(raw.get("ModifiedDate")), data)
 
     # -- writes --------------------------------------------------------------------------------------------------
     def write_calls(self, entity: str, payloads: list[dict[str, Any]], key: str,
@@ -828,7 +834,7 @@ class GPConnector(ConnectorBase):
         if not payloads:
             return 0
         handshake = 2 if self.auth_kind != "basic" else 0
-        return 2 * len(payloads) + ("CreateSalesOrder" not in self._policies) + handshake
+        return 2 * len(payloads) + (DOCUMENTS[entity][0] not in self._policies) + handshake
 
     def _policy(self, operation: str) -> Any:
         if operation not in self._policies:
@@ -846,41 +852,48 @@ class GPConnector(ConnectorBase):
         if reason:
             raise ConfigError(reason)
         known = ids or [None] * len(payloads)
-        return write_each(zip(payloads, known), lambda each: self._create_order(each[0], key, each[1]))
+        return write_each(zip(payloads, known), lambda each: self._create_order(each[0], key, each[1], entity))
 
-    def _create_order(self, payload: Mapping[str, Any], key: str, linked: str | None) -> WriteResult:
+    def _create_order(self, payload: Mapping[str, Any], key: str, linked: str | None,
+                      entity: str = "salesOrders") -> WriteResult:
+        create, parameter, _, line_type, kind = DOCUMENTS[entity]
+        what = "quote" if entity == "salesQuotes" else "order"
         extra = sorted(set(payload) - ORDER_FIELDS - {key})
         if extra:
-            # CreateSalesOrder is built from these fields only: a field a configured mapping adds would be lost.
-            return WriteResult("fail", error=f"GP sales orders take {', '.join(sorted(ORDER_FIELDS))} only, not "
+            # The document is built from these fields only: a field a configured mapping adds would be lost.
+            return WriteResult("fail", error=f"GP sales {what}s take {', '.join(sorted(ORDER_FIELDS))} only, not "
                                f"{', '.join(extra)} (see the pair's mappings)", error_class="INVALID_DATA")
         number = _text(linked) or _text(payload.get(key))
         if not number:
-            return WriteResult("fail", error=f"the order has no {key}: GP order numbers are set by the pair",
+            return WriteResult("fail", error=f"the {what} has no {key}: GP {what} numbers are set by the pair",
                                error_class="INVALID_DATA")
         try:
-            existing = self.get("salesOrders", number)
+            existing = self.get(entity, number)
         except RemoteError as exc:
             if exc.retryable:
                 raise
             return WriteResult("fail", error=str(exc), error_class=exc.code or "gp")
         if existing is not None:
             if linked:
-                return WriteResult("skip", number, error=f"sales order {number} is already in GP; changes after "
-                                   "it was created are not sent (GP owns the order)")
+                return WriteResult("skip", number, error=f"sales {what} {number} is already in GP; changes after "
+                                   f"it was created are not sent (GP owns the {what})")
             return WriteResult("update", number, existing.modified)  # created by an earlier, interrupted run
-        order = {"Key": {"Id": number}, "DocumentTypeKey": {"Type": "Order", "Id": self.order_type_id},
+        type_id = self.quote_type_id if entity == "salesQuotes" else self.order_type_id
+        order = {"Key": {"Id": number}, "DocumentTypeKey": {"Type": kind, "Id": type_id},
                  "CustomerKey": {"Id": payload.get("customerId")},
                  "BatchKey": {"Id": payload.get("batchId") or self.order_batch_id},
                  "Date": payload.get("date"), "CustomerPONumber": payload.get("customerPONumber"),
                  "Comment": payload.get("comment"),
-                 "Lines": {"SalesOrderLine": [
+                 "Lines": {line_type: [
                      {"ItemKey": {"Id": line.get("item")}, "ItemDescription": line.get("description"),
                       "Quantity": {"Value": line.get("quantity")},
+                      # a quote line also says how much of it to invoice and to order: all of it, once accepted
+                      **({"QuantityToInvoice": {"Value": line.get("quantity")},
+                          "QuantityToOrder": {"Value": line.get("quantity")}} if entity == "salesQuotes" else {}),
                       **({"UnitPrice": {"Value": line["unitPrice"]}} if line.get("unitPrice") is not None else {})}
                      for line in payload.get("lines") or []]}}
         try:
-            self.call("CreateSalesOrder", salesOrder=order, policy=self._policy("CreateSalesOrder"))
+            self.call(create, **{parameter: order}, policy=self._policy(create))
         except RemoteError as exc:
             if exc.retryable:
                 raise

@@ -80,6 +80,7 @@ HEAVY_WRITE_RECORDS = 10
 EDITION_MISSING = {"free": frozenset({"Sales_Orders", "Invoices", "Purchase_Orders", "Quotes"}),
                    "standard": frozenset({"Sales_Orders", "Invoices", "Purchase_Orders"})}
 REQUIRED_MODULES = ("Products", "Sales_Orders", "Invoices")
+NOTIFY_MODULES = ("Accounts", "Contacts", "Products", "Sales_Orders", "Invoices", "Deals", "Quotes")
 BULK_MAX = 25_000  # records in one Bulk Write file
 
 
@@ -1016,8 +1017,9 @@ class ZohoConnector(ConnectorBase):
     def push_entities(self) -> tuple[str, ...]:
         if not self.notify_url:
             return ()
-        return tuple(self.system.setting("notify_modules", ["Accounts", "Contacts", "Products", "Sales_Orders",
-                                                            "Invoices"], type_=list))
+        # Channels are opened only for the modules a pair's flows read (sync/push.py): a module listed here that no
+        # flow reads costs nothing. Deals and Quotes are watched by default, as the CRM side's sales events.
+        return tuple(self.system.setting("notify_modules", list(NOTIFY_MODULES), type_=list))
 
     def _notify_token(self) -> str:
         token = self.context.secrets.get(self.name, "notify_token")

@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 
 from mlconnector import api
@@ -16,6 +17,7 @@ from mlconnector.sandbox.gp import create_app as create_gp
 from mlconnector.sandbox.zoho import ZohoSandbox
 from mlconnector.sandbox.zoho import create_app as create_zoho
 from mlconnector.state import StateStore
+from tests.pairs.world import _Late
 
 GP_ACCOUNT = "CONTOSO\\svc-mlconnector"
 GP_PASSWORD = "Gp-Sandbox-Pass-7Q2w9E"
@@ -33,6 +35,7 @@ class GPWorld:
     state_path: Path
     router: HostRouter
     secrets: dict[str, str] = field(default_factory=dict)
+    listener_slot: _Late | None = None   # where Zoho's notifications go (``listen=True``)
 
     def runtime(self) -> api.Runtime:
         return api.Runtime(config_path=self.config_path, transport=self.router)
@@ -57,9 +60,13 @@ class GPWorld:
 
 
 def make_gp_world(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, *, gp_settings: str = "", pair_settings: str = "",
-                  gp_options: dict[str, Any] | None = None, seed: bool = True, sba: bool = False) -> GPWorld:
-    """``sba=True``: GP through the Service Based Architecture only (``transport = "sba"``, no base_url)."""
-    zoho_app = create_zoho(api_domain="http://zoho.sandbox")
+                  gp_options: dict[str, Any] | None = None, seed: bool = True, sba: bool = False,
+                  listen: bool = False) -> GPWorld:
+    """``sba=True``: GP through the Service Based Architecture only (``transport = "sba"``, no base_url).
+    ``listen=True``: Zoho notifies the receiver in ``listener_slot`` (notify_url set)."""
+    listener_slot = _Late() if listen else None
+    zoho_app = create_zoho(api_domain="http://zoho.sandbox",
+                           notify_transport=httpx.ASGITransport(app=listener_slot) if listener_slot else None)
     zoho: ZohoSandbox = zoho_app.state.zoho
     client = zoho.register_client()
     refresh = zoho.issue_refresh_token(client.client_id)
@@ -93,9 +100,10 @@ client_id = "{client.client_id}"
 accounts_url = "http://zoho.sandbox"
 api_domain = "http://zoho.sandbox"
 upload_url = "http://zoho.sandbox"
+{'notify_url = "http://listener.test/hooks/zoho"' if listen else ""}
 
 [pairs.gp-zoho]
 overlap_seconds = 5
 {pair_settings}
 ''')
-    return GPWorld(gp, zoho, config_path, state_path, router, secrets)
+    return GPWorld(gp, zoho, config_path, state_path, router, secrets, listener_slot)

@@ -119,3 +119,50 @@ def test_reading_contacts_costs_a_call_per_page_not_per_contact(world: World):
     result = world.sync("bc-zoho", flows=["customers", "contacts"])
     assert result.flows["contacts"].created == 41
     assert result.flows["contacts"].calls["bc"] <= 2
+
+
+def test_a_taxed_and_discounted_invoice_shows_bcs_own_totals_in_zoho_and_then_that_it_was_paid(world: World):
+    [draft] = world.dynamics.seed(world.company, "salesInvoices", [{
+        "customerNumber": "C00010", "discountAmount": 25.0, "salesInvoiceLines": [
+            {"lineObjectNumber": "1896-S", "quantity": 2, "discountPercent": 10, "taxPercent": 8.25},
+            {"lineObjectNumber": "1928-S", "quantity": 3, "taxPercent": 8.25}]}])
+    posted = world.dynamics.post_invoice(world.company, draft["id"])
+    assert posted["totalTaxAmount"] > 0 and posted["discountAmount"] == 25.0
+
+    assert world.sync("bc-zoho").exit_code == 0
+
+    [linked] = [i for i in world.crm("Invoices") if i.get("ERP_Number") == posted["number"]]
+    invoice = world.zoho_user().record("Invoices", str(linked["id"]))
+    figures = {name: invoice[name] for name in ("Discount", "Tax", "Grand_Total", "Remaining_Amount")}
+    assert figures == pytest.approx({"Discount": 25.0, "Tax": posted["totalTaxAmount"],
+                                     "Grand_Total": posted["totalAmountIncludingTax"],
+                                     "Remaining_Amount": posted["totalAmountIncludingTax"]}, abs=0.001)
+    assert invoice["Status"] == "Approved"
+
+    world.dynamics.modify(world.company, "salesInvoices", draft["id"], status="Paid", remainingAmount=0)
+    assert world.sync("bc-zoho").exit_code == 0
+    invoice = world.zoho_user().record("Invoices", str(linked["id"]))
+    assert invoice["Status"] == "Paid" and invoice["Remaining_Amount"] == 0
+
+
+def test_purchase_orders_are_optional_and_when_named_reach_zoho_under_their_vendor_with_bcs_totals(world: World):
+    for module in ("Vendors", "Purchase_Orders"):
+        world.zoho.mark_unique(module, "ERP_Number")   # "Do not allow duplicate values", as setup --apply asks
+    default = world.sync("bc-zoho")
+    assert "purchase_orders" not in default.flows and world.crm("Purchase_Orders") == []
+
+    result = world.sync("bc-zoho", flows=["vendors", "purchase_orders"])
+
+    assert result.exit_code == 0, result.to_dict()
+    [order] = world.erp("purchaseOrders")
+    [linked] = world.crm("Purchase_Orders")
+    zoho_order = world.zoho_user().record("Purchase_Orders", str(linked["id"]))
+    [vendor] = [v for v in world.crm("Vendors") if v.get("ERP_Number") == order["vendorNumber"]]
+    assert zoho_order["ERP_Number"] == order["number"] and zoho_order["Vendor_Name"]["id"] == vendor["id"]
+    assert [(line["Quantity"], line["List_Price"]) for line in zoho_order["Purchased_Items"]] == [(10, 42.8)]
+    assert zoho_order["Grand_Total"] == pytest.approx(order["totalAmountIncludingTax"])
+    assert bc_business_writes(world) == []
+    # polled: a change in BC arrives with the next run, nothing else is written again
+    world.dynamics.add_line(world.company, "purchaseOrders", order["number"], lineObjectNumber="1896-S", quantity=1)
+    again = world.sync("bc-zoho", flows=["vendors", "purchase_orders"])
+    assert again.flows["purchase_orders"].updated == 1 and again.flows["vendors"].updated == 0, again.to_dict()

@@ -327,7 +327,9 @@ filter = { country = "US" }
     assert "country equals 'US'" in table.output
 
     data = json.loads(cli(bc, "mappings", "bc-zoho", "--json").stdout)
-    assert {line["flow"] for line in data} == {"customers", "items", "contacts", "invoices"}
+    # every flow of the pair, its optional ones too (vendors, purchase_orders: run only when named)
+    assert {line["flow"] for line in data} == {"customers", "items", "contacts", "invoices", "vendors",
+                                               "purchase_orders"}
     [tier] = [line for line in data if line["target"] == "Customer_Tier"]
     assert tier == {"flow": "customers", "target": "Customer_Tier", "source": "state",
                     "transforms": ['lookup={"GA": "Gold"}'], "from": "config", "change": "add"}

@@ -340,3 +340,45 @@ def test_gp_over_sba_moves_parties_then_only_what_changed_and_says_what_it_canno
         assert all(GP_PASSWORD not in p.read_text() for p in world.state_path.parent.glob("gp-*.json"))
     finally:
         world.close()
+
+
+def test_deals_are_watched_by_default_and_a_deal_won_in_zoho_reaches_gp_through_its_channel(tmp_path, monkeypatch):
+    from mlconnector import api
+    from tests.pairs.world import wait_for
+
+    made = make_gp_world(tmp_path, monkeypatch, listen=True)
+    listener = api.Listener(made.runtime(), process=True)
+    made.listener_slot.app = listener.app
+    try:
+        first = made.sync()
+        assert first.exit_code == 0 and any("Deals" in line for line in first.channels), first.channels
+        adam = made.account("ADAMPARK0001")["id"]
+        [deal] = made.zoho.seed("Deals", [{"Deal_Name": "Spa consulting", "Stage": "Negotiation", "Amount": 4200,
+                                           "Account_Name": {"id": adam}}])
+        made.zoho.edit("Deals", deal, Stage="Closed Won")   # a user's save notifies the channel
+        assert wait_for(lambda: any(o["Key"]["Id"] == f"D{deal}" for o in made.gp.sales_orders()), timeout=10)
+    finally:
+        listener.close()
+        made.close()
+
+
+def test_a_zoho_quote_becomes_a_gp_sales_quote_once_and_a_lost_quote_is_not_sent(world: GPWorld):
+    world.sync()
+    aaron = world.account("AARONFIT0001")["id"]
+    [product] = world.zoho.seed("Products", [{"Product_Name": "100XLG"}])
+    [quote, lost] = world.zoho.seed("Quotes", [
+        {"Subject": "Phones for the new office", "Quote_Stage": "Delivered", "Account_Name": {"id": aaron},
+         "Valid_Till": "2026-12-31", "Quoted_Items": [{"Product_Name": {"id": product}, "Quantity": 3}]},
+        {"Subject": "Old offer", "Quote_Stage": "Closed Lost", "Account_Name": {"id": aaron},
+         "Quoted_Items": [{"Product_Name": {"id": product}, "Quantity": 1}]}])
+
+    result = world.sync()
+
+    assert result.exit_code == 0, result.to_dict()
+    [gp_quote] = world.gp.sales_quotes()
+    assert gp_quote["Key"]["Id"] == f"Q{quote}" and gp_quote["CustomerKey"]["Id"] == "AARONFIT0001"
+    [line] = gp_quote["Lines"]["SalesQuoteLine"]
+    assert (line["ItemKey"]["Id"], line["Quantity"]["Value"], line["QuantityToOrder"]["Value"]) == ("100XLG", 3, 3)
+    assert world.gp.sales_orders() == []          # a quote is not an order
+    world.zoho.edit("Quotes", quote, Subject="Phones for the new office (v2)")
+    assert world.sync().exit_code == 0 and len(world.gp.sales_quotes()) == 1

@@ -222,7 +222,7 @@ def test_cli_ping_shows_the_region_base_url_and_sync_runs_every_flow(world):
     assert sync.exit_code == 0, sync.output
     flows = json.loads(sync.stdout)["flows"]
     assert set(flows) == {"customers", "items", "sales_orders", "accounts_to_customers", "products_to_items",
-                          "invoice_status", "payment_status"}
+                          "account_parents", "account_ids", "invoices", "payments", "invoice_status", "payment_status"}
     for secret in world.secrets.values():
         assert secret not in ping.output + sync.output
 

@@ -116,6 +116,12 @@ class NavUser:
         answer = self.http.patch(self._url(entity, number), json=fields, headers={"If-Match": etag})
         answer.raise_for_status()
 
+    def rows(self, service: str, filter_: str | None = None) -> list[dict[str, Any]]:
+        """A published page's rows (a journal, Customer Ledger Entries), as NAV shows them."""
+        answer = self.http.get(f"{self.root}/{service}", params={"$filter": filter_} if filter_ else None)
+        answer.raise_for_status()
+        return answer.json()["value"]
+
     def _url(self, entity: str, number: str) -> str:
         return f"{self.root}/{NAV_SERVICES[entity]}('{quote(number)}')"
 

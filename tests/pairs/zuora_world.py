@@ -22,7 +22,8 @@ from tests.pairs.world import COMPANY, NAV_KEY, NAV_USER, _Late
 
 ZUORA_HOST = "rest.zuora.com"         # what region us2 + production resolves to
 CALLOUT_PASSWORD = "callout-pw-7Hq2Zr9LmX"
-STATUS_FIELDS = {"Zuora_Invoice_Status": "zuoraInvoiceStatus", "Zuora_Payment_Status": "zuoraPaymentStatus"}
+STATUS_FIELDS = {"Zuora_Invoice_Status": "zuoraInvoiceStatus", "Zuora_Payment_Status": "zuoraPaymentStatus",
+                 "Zuora_Account_Id": "zuoraAccountId"}
 
 
 def extend_nav_customer_card(dynamics: DynamicsSandbox) -> None:

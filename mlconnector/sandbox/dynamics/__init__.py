@@ -20,8 +20,10 @@ contact shows its company contact's business relations too), document lines (``s
 ODataV4 services (renamable with ``publish_page``): Customer (page 21), Vendor (26), Item (30), Contact (5050),
 SalesOrder (42, lines ``SalesOrderSalesLines``), PostedSalesInvoice (132, lines
 ``PostedSalesInvoiceSalesInvLines``), PurchaseOrder (50), ContactBusinessRelations (5054, read-only;
-``relations_service``); the default service ``Company`` lists companies. ``relate_contact()`` records a
-Contact Business Relation.
+``relations_service``), SalesJournal (253) and CashReceiptJournal (255) over Gen. Journal Line, and
+CustomerLedgerEntries (25, read-only; journals.py); the default service ``Company`` lists companies.
+``relate_contact()`` records a Contact Business Relation, ``post_journal()`` posts a journal batch and ``ship()`` a
+sales order's shipment, as NAV users do.
 
 Where the sandbox knowingly differs from Microsoft's documented behaviour, and why:
 

@@ -96,6 +96,14 @@ class ODataV4Pages:
         if segments == [self.sandbox.relations_service]:
             return self._relations(request, company, root)
         match = _SERVICE_RE.match(segments[0])
+        if match and match.group(1) == self.sandbox.dimensions_service and len(segments) == 1 and not match.group(2):
+            # page 540 Default Dimensions (dimensions.py)
+            return await self.sandbox.dimensions.handle(
+                request, company.id, f"{root}/$metadata#Company('{company.name}')/{match.group(1)}")
+        if match and match.group(1) in self.sandbox.journal_services and len(segments) == 1:
+            # journals and ledger entries (journals.py): tables of their own, not card or document rows
+            return await self.sandbox.journals.handle(request, company.id, match.group(1), match.group(2),
+                                                      f"{root}/$metadata#Company('{company.name}')/{match.group(1)}")
         if not match or match.group(1) not in self.sandbox.nav_services:
             raise errors.segment_not_found(segments[0].split("(")[0])
         service, key = match.group(1), match.group(2)
@@ -181,8 +189,12 @@ class ODataV4Pages:
 
     def nav_row(self, page: PageSpec, row: StoredRow) -> dict[str, Any]:
         api = self.db.to_api(page.entity_set, row, extended=True)  # a page extension may show extension fields
+        only = ENTITIES[page.entity_set].page_only   # fields the API does not show: the stored row has them
         out: dict[str, Any] = {"@odata.etag": row.etag}
         for nav_name, source in page.fields:
+            if isinstance(source, str) and source in only:
+                out[nav_name] = row.values.get(source, "")
+                continue
             out[nav_name] = api.get(source) if isinstance(source, str) else source(api)
         if page.last_date_modified:
             out[LAST_DATE_MODIFIED] = row.modified.date().isoformat() if row.modified else BLANK_DATE
@@ -292,7 +304,7 @@ class ODataV4Pages:
         if request.method == "PATCH":
             check_if_match(request, row.etag)   # use-odata-to-modify-data.md: If-Match required on PATCH
             changes = self._to_api(page, await read_json(request))
-            self.db.update(company, page.entity_set, row, changes, extended=True)
+            self.db.update(company, page.entity_set, row, changes, extended=True, page=True)
             return json_response({"@odata.context": f"{context}/$entity", **self.nav_row(page, row)})
         if request.method == "DELETE":
             check_if_match(request, row.etag)
@@ -308,7 +320,7 @@ class ODataV4Pages:
         values = self._to_api(page, body)
         if body.get("No"):
             values["number"] = str(body["No"])
-        row = self.db.create(company, page.entity_set, values, extended=True)
+        row = self.db.create(company, page.entity_set, values, extended=True, page=True)
         return json_response({"@odata.context": f"{context}/$entity", **self.nav_row(page, row)}, status=201)
 
     def _to_api(self, page: PageSpec, body: dict[str, Any]) -> dict[str, Any]:
@@ -355,6 +367,8 @@ def _stored_field(page: PageSpec, spec: EntitySpec, name: str) -> Callable[[Stor
     source = dict(page.fields).get(name)
     if not isinstance(source, str) or source == "lastModifiedDateTime":
         return None
+    if source in ENTITIES[page.entity_set].page_only:
+        return lambda row: row.values.get(source, "")
     if source not in spec.fields:
         return lambda row: None
     default = field_default(spec, source)

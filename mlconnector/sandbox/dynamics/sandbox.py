@@ -18,6 +18,9 @@ from mlconnector.sandbox.common import Faults, SandboxClock
 from . import errors
 from .api import ApiV2
 from .auth import CREDENTIAL_TYPES, AppRegistration, Identity
+from .dimensions import CUSTOMER_TABLE, DefaultDimensions
+from .dimensions import SERVICE as DIMENSIONS_SERVICE
+from .journals import CASH_RECEIPTS, JOURNAL_PAGES, SALES, Journals
 from .nav import ODataV4Pages
 from .odata import parse_datetime
 from .schema import DEFAULT_PAGES, ENTITIES, RELATIONS_SERVICE, PageSpec
@@ -63,6 +66,11 @@ class DynamicsSandbox:
         self.calls: list[ApiCall] = []
         self.api = ApiV2(self)
         self.pages = ODataV4Pages(self)
+        self.journals = Journals(self._customer_numbers, lambda: self.clock.now().date())
+        # Journal and ledger pages published (journals.py); ``unpublish_page`` takes one away.
+        self.journal_services: set[str] = set(JOURNAL_PAGES)
+        self.dimensions = DefaultDimensions()
+        self.dimensions_service: str | None = DIMENSIONS_SERVICE   # page 540, published; None: not published
         self._windows: dict[str, deque[datetime]] = {}
         self._inflight: dict[str, int] = {}
         self._semaphores: dict[str, asyncio.Semaphore] = {}
@@ -125,6 +133,37 @@ class DynamicsSandbox:
 
     def unpublish_page(self, service_name: str) -> None:
         self.nav_services.pop(service_name, None)
+        self.journal_services.discard(service_name)
+
+    # -- journals and ledger entries (journals.py) ---------------------------------------------------------------
+
+    def _customer_numbers(self, company_id: str) -> set[str]:
+        return {str(r.values.get("number")) for r in self.db.company(company_id).table("customers").values()}
+
+    def add_journal_batch(self, company: str, template: str, batch: str, *, template_type: str = CASH_RECEIPTS,
+                          bal_account_type: str = "G_x002F_L_x0020_Account", bal_account_no: str = "") -> None:
+        """A journal template (of type Sales or Cash Receipts) and a batch in it, with the batch's balancing
+        account (EDM-encoded type: ``Bank_x0020_Account``); G/L and bank account numbers become known."""
+        books = self.journals.of(self._company(company).id)
+        books.templates.setdefault(template, template_type)
+        books.batches[(template, batch)] = (bal_account_type, bal_account_no)
+        if bal_account_no:
+            (books.bank_accounts if bal_account_type == "Bank_x0020_Account" else books.gl_accounts).add(bal_account_no)
+
+    def set_default_dimension(self, company: str, customer: str, code: str, value: str | None) -> None:
+        """A customer's default dimension value (the customer card's Dimensions); None takes it away."""
+        self.dimensions.set(self._company(company).id, CUSTOMER_TABLE, customer, code, value)
+
+    def post_journal(self, company: str, template: str, batch: str) -> list[dict[str, Any]]:
+        """Posts a journal batch as a NAV user's Post action does (raises ValueError with NAV's reason)."""
+        return self.journals.post(self._company(company).id, template, batch)
+
+    def journal_lines(self, company: str, template: str | None = None) -> list[dict[str, Any]]:
+        books = self.journals.of(self._company(company).id)
+        return [dict(line.values) for key, line in sorted(books.lines.items()) if template in (None, key[0])]
+
+    def ledger_entries(self, company: str) -> list[dict[str, Any]]:
+        return [dict(e) for e in self.journals.of(self._company(company).id).entries]
 
     @property
     def webhook_settings(self) -> WebhookSettings:
@@ -193,6 +232,21 @@ class DynamicsSandbox:
         header = self._row(target, spec_name, ref)
         line = self.db.insert_line(target, spec_name, header, values)
         return self.db.to_api(ENTITIES[spec_name].lines or "", line)
+
+    def ship(self, company: str, order: str, *, share: float = 1.0, invoice: bool = False) -> dict[str, Any]:
+        """Posts a shipment of a sales order as a NAV user does (Post > Ship, or Ship and Invoice): each line's
+        shipped quantity (``share`` of its quantity; invoiced too with ``invoice``), the header's Fully Shipped."""
+        target = self._company(company)
+        header = self._row(target, "salesOrders", order)
+        full = True
+        for line in self.db.lines_of(target, "salesOrders", header.id):
+            quantity = float(line.values.get("quantity") or 0)
+            shipped = round(quantity * share, 5)
+            full = full and shipped >= quantity
+            changes = {"shippedQuantity": shipped, **({"invoicedQuantity": shipped} if invoice else {})}
+            self.db.update_line(target, "salesOrderLines", line, changes)
+        self.db.update(target, "salesOrders", header, {"fullyShipped": full}, trusted=True)
+        return self.db.to_api("salesOrders", header)
 
     def post_invoice(self, company: str, ref: str) -> dict[str, Any]:
         """Posts a draft sales invoice: posted number (PS-INV...), status Open."""
@@ -271,6 +325,14 @@ class DynamicsSandbox:
         self.post_invoice(company, "S-INV102002")
         self.seed(company, "purchaseOrders", [{"vendorNumber": "V00010", "purchaseOrderLines": [
             {"lineObjectNumber": "1928-S", "quantity": 10}]}])
+        # CRONUS's standard journals: sales (revenue account 6110) and cash receipts (into bank account WWB-OPERATING)
+        self.add_journal_batch(company, "SALES", "DEFAULT", template_type=SALES, bal_account_no="6110")
+        self.add_journal_batch(company, "CASHRCPT", "GENERAL", bal_account_type="Bank_x0020_Account",
+                               bal_account_no="WWB-OPERATING")
+        # the batches nav-zuora books Zuora invoices and payments in (its options' defaults)
+        self.add_journal_batch(company, "SALES", "ZUORA", template_type=SALES, bal_account_no="6110")
+        self.add_journal_batch(company, "CASHRCPT", "ZUORA", bal_account_type="Bank_x0020_Account",
+                               bal_account_no="WWB-OPERATING")
         return company
 
     # -- time, webhooks and observation ------------------------------------------------------------------------

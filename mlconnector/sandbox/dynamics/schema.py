@@ -57,6 +57,8 @@ class EntitySpec:
     header: str | None = None     # for line sets: the header entity set
     webhooks: bool = False        # listed in BC's webhook-supported resources (dynamics-subscriptions.md)
     expands: frozenset[str] = frozenset()
+    # Table fields the card page shows that the API v2.0 entity does not (Customer's "Bill-to Customer No.").
+    page_only: dict[str, str] = field(default_factory=dict)
 
 
 # A single-valued navigation to a setup table: its name -> (the entity set, the key field on the pointing row).
@@ -75,7 +77,8 @@ ENTITIES: dict[str, EntitySpec] = {spec.set_name: spec for spec in [
                 "paymentMethodId:guid blocked lastModifiedDateTime:datetime"),
         number_series="C00010", defaults={"type": "Company", "blocked": " "},
         read_only=frozenset({"id", "lastModifiedDateTime", "balanceDue"}), webhooks=True,
-        expands=frozenset({"currency", "paymentTerm", "paymentMethod", "shipmentMethod"})),
+        expands=frozenset({"currency", "paymentTerm", "paymentMethod", "shipmentMethod"}),
+        page_only={"billToCustomerNumber": "string"}),
     EntitySpec(
         "vendors", "vendor",
         _fields(f"id:guid number displayName {_ADDRESS} phoneNumber email website taxRegistrationNumber "
@@ -230,7 +233,8 @@ DEFAULT_PAGES: dict[str, PageSpec] = {
     "Customer": PageSpec(21, "customers", ("No",), (
         ("No", "number"), ("Name", "displayName"), *_CARD_ADDRESS, ("Currency_Code", "currencyCode"),
         ("Salesperson_Code", "salespersonCode"), ("Credit_Limit_LCY", "creditLimit"),
-        ("Balance_LCY", "balanceDue"), ("Blocked", _option("blocked")))),
+        ("Balance_LCY", "balanceDue"), ("Blocked", _option("blocked")),
+        ("Bill_to_Customer_No", "billToCustomerNumber"))),
     "Vendor": PageSpec(26, "vendors", ("No",), (
         ("No", "number"), ("Name", "displayName"), *_CARD_ADDRESS, ("Currency_Code", "currencyCode"),
         ("Balance_LCY", "balance"), ("Blocked", _option("blocked")))),
@@ -248,7 +252,10 @@ DEFAULT_PAGES: dict[str, PageSpec] = {
         ("Sell_to_Customer_Name", "customerName"), ("External_Document_No", "externalDocumentNumber"),
         ("Order_Date", "orderDate"), ("Posting_Date", "postingDate"), ("Currency_Code", "currencyCode"),
         ("Status", lambda row: "Open" if row.get("status") == "Draft" else "Released")),
-        lines_part="SalesOrderSalesLines", line_fields=_SALES_LINE_FIELDS, fixed={"Document_Type": "Order"},
+        lines_part="SalesOrderSalesLines", fixed={"Document_Type": "Order"},
+        # the Sales Order Subform (page 46) also shows what was shipped and invoiced of each line
+        line_fields=_SALES_LINE_FIELDS + (("Quantity_Shipped", "shippedQuantity"),
+                                          ("Quantity_Invoiced", "invoicedQuantity")),
         last_date_modified=False),
     "PostedSalesInvoice": PageSpec(132, "salesInvoices", ("No",), (
         ("No", "number"), ("Sell_to_Customer_No", "customerNumber"), ("Sell_to_Customer_Name", "customerName"),

@@ -249,16 +249,18 @@ class Database:
         return out
 
     def create(self, company: Company, entity: str, values: dict[str, Any], *, notify: bool = True,
-               trusted: bool = False, modified: datetime | None | str = "now", extended: bool = False) -> StoredRow:
+               trusted: bool = False, modified: datetime | None | str = "now", extended: bool = False,
+               page: bool = False) -> StoredRow:
         """Inserts a row, and for documents its lines too (deep insert), announcing one 'created' change.
-        ``extended``: a page (or a user) that shows the table extensions' fields may set them."""
+        ``extended``: a page (or a user) that shows the table extensions' fields may set them; ``page``: a card
+        page's write, which may set the table fields only pages show."""
         spec = ENTITIES[entity]
         lines = values.get(spec.lines or "", []) if spec.lines else []
         if not isinstance(lines, list):
             raise errors.bad_body()
         with self.lock:
             row = self.insert(company, entity, values, notify=False, trusted=trusted, modified=modified,
-                              extended=extended)
+                              extended=extended, page=page)
             for line in lines:
                 self.insert_line(company, entity, row, line, notify=False)
             if lines:
@@ -269,10 +271,11 @@ class Database:
             return row
 
     def insert(self, company: Company, entity: str, values: dict[str, Any], *, notify: bool = True,
-               trusted: bool = False, modified: datetime | None | str = "now", extended: bool = False) -> StoredRow:
+               trusted: bool = False, modified: datetime | None | str = "now", extended: bool = False,
+               page: bool = False) -> StoredRow:
         spec = self.table_spec(entity, extended)
         with self.lock:
-            clean = self._validated(spec, values, trusted=trusted)
+            clean = self._validated(spec, values, trusted=trusted, page=page)
             clean["id"] = str(values.get("id") or uuid.uuid4()).lower()
             if spec.number_series is not None:
                 self._assign_number(company, spec, clean)
@@ -290,10 +293,10 @@ class Database:
             return row
 
     def update(self, company: Company, entity: str, row: StoredRow, changes: dict[str, Any], *,
-               notify: bool = True, trusted: bool = False, extended: bool = False) -> StoredRow:
+               notify: bool = True, trusted: bool = False, extended: bool = False, page: bool = False) -> StoredRow:
         spec = self.table_spec(entity, extended)
         with self.lock:
-            clean = self._validated(spec, changes, trusted=trusted)
+            clean = self._validated(spec, changes, trusted=trusted, page=page)
             if "number" in clean and clean["number"] != row.values.get("number"):
                 self._ensure_unique_number(company, spec, clean["number"])
             row.values.update(clean)
@@ -319,8 +322,10 @@ class Database:
 
     # -- validation and defaults ------------------------------------------------------------------------------
 
-    def _validated(self, spec: EntitySpec, values: dict[str, Any], *, trusted: bool = False) -> dict[str, Any]:
-        """Checks names, read-only controls and types; ``trusted`` (sandbox helpers) may set read-only fields."""
+    def _validated(self, spec: EntitySpec, values: dict[str, Any], *, trusted: bool = False,
+                   page: bool = False) -> dict[str, Any]:
+        """Checks names, read-only controls and types; ``trusted`` (sandbox helpers) may set read-only fields,
+        ``page`` (a card page's write) the table fields only pages show."""
         clean: dict[str, Any] = {}
         for name, value in values.items():
             if name.startswith("@odata.") or name == spec.lines or (name == "lastModifiedDateTime" and trusted):
@@ -328,6 +333,9 @@ class Database:
             if name == "id":
                 if value and not trusted:
                     raise errors.ODataError(400, "BadRequest_InvalidOperation", "Control 'id' is read-only")
+                continue
+            if name not in spec.fields and (page or trusted) and name in spec.page_only:
+                clean[name] = "" if value is None else str(value)   # a page's control, not the API's
                 continue
             if name not in spec.fields:
                 raise errors.ODataError(400, "BadRequest",
@@ -489,8 +497,9 @@ class Database:
     def refresh_totals(self, company: Company, header_entity: str, header: StoredRow, *, notify: bool) -> None:
         """Header totals follow the lines, and a line change counts as a change of the header (BC notifies it)."""
         lines = self.lines_of(company, header_entity, header.id)
-        excl = round(sum(line.values.get("amountExcludingTax", 0) for line in lines), 2)
-        tax = round(sum(line.values.get("totalTaxAmount", 0) for line in lines), 2)
+        _allocate_invoice_discount(lines, float(header.values.get("discountAmount") or 0))
+        excl = round(sum(line.values.get("netAmount", line.values.get("amountExcludingTax", 0)) for line in lines), 2)
+        tax = round(sum(line.values.get("netTaxAmount", line.values.get("totalTaxAmount", 0)) for line in lines), 2)
         header.values.update({"totalAmountExcludingTax": excl, "totalTaxAmount": tax,
                               "totalAmountIncludingTax": round(excl + tax, 2)})
         if header_entity == "salesInvoices" and header.values.get("status") in ("Open",):
@@ -551,6 +560,22 @@ def _line_amounts(values: dict[str, Any]) -> None:
     values.update({"discountAmount": round(discount, 2), "amountExcludingTax": excl, "totalTaxAmount": tax,
                    "amountIncludingTax": round(excl + tax, 2), "netAmount": excl, "netTaxAmount": tax,
                    "netAmountIncludingTax": round(excl + tax, 2)})
+
+
+def _allocate_invoice_discount(lines: list[StoredRow], discount: float) -> None:
+    """The document's invoice discount spread over its lines by their amounts (the last line takes the rounding),
+    as BC's Invoice Discount Allocation; each line's net amount and the tax on it follow."""
+    base = sum(float(line.values.get("amountExcludingTax") or 0) for line in lines)
+    left = round(discount, 2)
+    for index, line in enumerate(lines):
+        amount = float(line.values.get("amountExcludingTax") or 0)
+        share = left if index == len(lines) - 1 else (round(discount * amount / base, 2) if base else 0.0)
+        left = round(left - share, 2)
+        net = round(amount - share, 2)
+        tax = round(net * float(line.values.get("taxPercent") or 0) / 100, 2)
+        # a new dict, not an item set in place: a row's values are replaced whole (cached views notice)
+        line.values = {**line.values, "invoiceDiscountAllocation": share, "netAmount": net, "netTaxAmount": tax,
+                       "netAmountIncludingTax": round(net + tax, 2)}
 
 
 def expiry_after(now: datetime, days: float) -> datetime:

@@ -16,6 +16,7 @@ ENUMS: dict[str, tuple[str, ...]] = {
     "EcoResProductType": ("Item", "Service"),
     "EcoResProductSubtype": ("Product", "ProductMaster"),
     "SalesStatus": ("None", "Backorder", "Delivered", "Invoiced", "Canceled"),
+    "LedgerJournalACType": ("Ledger", "Cust", "Vend", "Project", "FixedAssets", "Bank"),
 }
 
 # Field types: "string", "decimal", "int", "datetime" (DateTimeOffset; dates travel at T12:00:00Z) or "enum:<Type>".
@@ -61,6 +62,17 @@ _INVOICE_LINE = {
     "ParentRecId": "int", "LineNumber": "decimal", "Description": "string", "Quantity": "decimal",
     "UnitPrice": "decimal", "TransactionCurrencyAmount": "decimal", "MainAccountDisplayValue": "string",
     "CurrencyCode": "string",
+}
+# Customer invoice journals (CustInvoiceJournalHeaderEntity / CustInvoiceJournalLineEntity): invoices booked as
+# customer transactions once the journal is posted.
+_INVOICE_JOURNAL = {"JournalBatchNumber": "string", "JournalName": "string", "Description": "string",
+                    "IsPosted": "enum:NoYes"}
+_INVOICE_JOURNAL_LINE = {
+    "JournalBatchNumber": "string", "LineNumber": "decimal", "Voucher": "string", "InvoiceId": "string",
+    "AccountType": "enum:LedgerJournalACType", "CustomerAccountDisplayValue": "string", "InvoiceDate": "datetime",
+    "DueDate": "datetime", "DebitAmount": "decimal", "CreditAmount": "decimal", "Currency": "string",
+    "TransactionText": "string", "DocumentNumber": "string", "OffsetAccountType": "enum:LedgerJournalACType",
+    "OffsetAccountDisplayValue": "string",
 }
 _LEGAL_ENTITY = {"LegalEntityId": "string", "Name": "string"}
 
@@ -140,5 +152,17 @@ ENTITIES: dict[str, EntitySpec] = {spec.name: spec for spec in (
                read_only=("TransactionCurrencyAmount",),
                references={"ParentRecId": ("FreeTextInvoiceHeaders", "InvoiceIdentifier")},
                parent=("FreeTextInvoiceHeaders", "InvoiceIdentifier", "ParentRecId")),
+    EntitySpec("CustomerInvoiceJournalHeaders", "CustomerInvoiceJournalHeader", "CustInvoiceJournalHeaderEntity",
+               _INVOICE_JOURNAL, ("dataAreaId", "JournalBatchNumber"), numbered="JournalBatchNumber",
+               required=("JournalName",), read_only=("IsPosted",), lines_nav="CustomerInvoiceJournalLines",
+               defaults={"IsPosted": "No"}),
+    EntitySpec("CustomerInvoiceJournalLines", "CustomerInvoiceJournalLine", "CustInvoiceJournalLineEntity",
+               _INVOICE_JOURNAL_LINE, ("dataAreaId", "JournalBatchNumber", "LineNumber"),
+               required=("JournalBatchNumber", "LineNumber", "CustomerAccountDisplayValue", "InvoiceId"),
+               references={"JournalBatchNumber": ("CustomerInvoiceJournalHeaders", "JournalBatchNumber"),
+                           "CustomerAccountDisplayValue": ("CustomersV3", "CustomerAccount")},
+               parent=("CustomerInvoiceJournalHeaders", "JournalBatchNumber", "JournalBatchNumber"),
+               defaults={"AccountType": "Cust", "OffsetAccountType": "Ledger", "DebitAmount": 0,
+                         "CreditAmount": 0}),
     EntitySpec("LegalEntities", "LegalEntity", "OMLegalEntity", _LEGAL_ENTITY, ("LegalEntityId",)),
 )}

@@ -355,6 +355,14 @@ class FinOpsSandbox:
         self.update(spec, row, {"IsPosted": "Yes", "InvoiceId": f"FTI-{number:06d}"}, trusted=True)
         return self.view(spec, row)
 
+    def post_journal(self, company: str, batch: str) -> dict[str, Any]:
+        """Post a customer invoice journal (an F&O user's Post, or a batch job; never the connector): its
+        invoices become customer transactions and the journal can no longer change."""
+        spec = ENTITIES["CustomerInvoiceJournalHeaders"]
+        row = self._row(company, spec, batch)
+        self.update(spec, row, {"IsPosted": "Yes"}, trusted=True)
+        return self.view(spec, row)
+
     def advance(self, **kwargs: float) -> None:
         self.clock.advance(**kwargs)
 

@@ -62,6 +62,7 @@ class Company:
     gl_accounts: dict[str, dict[str, Any]] = field(default_factory=dict)
     gl_transactions: dict[int, dict[str, Any]] = field(default_factory=dict)
     sales_orders: dict[str, dict[str, Any]] = field(default_factory=dict)
+    sales_quotes: dict[str, dict[str, Any]] = field(default_factory=dict)
     items: dict[str, dict[str, Any]] = field(default_factory=dict)
 
 
@@ -470,7 +471,7 @@ class GPSandbox:
 
     def op_GetPolicyByOperation(self, params: dict[str, Any], company: Company) -> dict[str, Any]:
         operation = str(params.get("operation") or "")
-        if operation not in ("CreateSalesOrder",):
+        if operation not in ("CreateSalesOrder", "CreateSalesQuote"):
             raise SoapFault("validation", f"No policy exists for operation {operation!r}.",
                             errors=[f"unknown operation {operation}"])
         policy_id = self.policies.setdefault(operation, str(uuid.uuid4()))
@@ -483,14 +484,32 @@ class GPSandbox:
         return {"Errors": {"ValidationError": [{"Id": str(i + 1), "Message": m}
                                                for i, m in enumerate(entry["Errors"])]}}
 
+    def op_GetSalesQuoteByKey(self, params: dict[str, Any], company: Company) -> dict[str, Any]:
+        found = company.sales_quotes.get(self._key_id(params))
+        if found is None:
+            raise SoapFault("validation", "The sales quote could not be found.",
+                            errors=[f"Sales quote {self._key_id(params)} does not exist"])
+        return found
+
+    def op_CreateSalesQuote(self, params: dict[str, Any], company: Company) -> None:
+        self._create_sales_document(params, company, "Quote")
+
     def op_CreateSalesOrder(self, params: dict[str, Any], company: Company) -> None:
+        self._create_sales_document(params, company, "Order")
+
+    def _create_sales_document(self, params: dict[str, Any], company: Company, kind: str) -> None:
+        """CreateSalesOrder / CreateSalesQuote: the operation's policy, a document type, customer and batch, lines
+        of known items (a quote's lines also say how much to invoice and to order)."""
+        operation, parameter, line_type = {"Order": ("CreateSalesOrder", "salesOrder", "SalesOrderLine"),
+                                           "Quote": ("CreateSalesQuote", "salesQuote", "SalesQuoteLine")}[kind]
+        documents = company.sales_orders if kind == "Order" else company.sales_quotes
         policy = params.get("policy") if isinstance(params.get("policy"), dict) else {}
         policy_key = (policy or {}).get("Key")
         given = policy_key.get("Id") if isinstance(policy_key, dict) else None
-        if not given or given != self.policies.get("CreateSalesOrder"):
-            raise SoapFault("validation", "The policy is not valid for CreateSalesOrder.",
-                            errors=["Policy is required: get it with GetPolicyByOperation(\"CreateSalesOrder\")"])
-        order = params.get("salesOrder") if isinstance(params.get("salesOrder"), dict) else {}
+        if not given or given != self.policies.get(operation):
+            raise SoapFault("validation", f"The policy is not valid for {operation}.",
+                            errors=[f"Policy is required: get it with GetPolicyByOperation(\"{operation}\")"])
+        order = params.get(parameter) if isinstance(params.get(parameter), dict) else {}
         order = order or {}
         errors = []
         doc_type = order.get("DocumentTypeKey") if isinstance(order.get("DocumentTypeKey"), dict) else {}
@@ -505,10 +524,10 @@ class GPSandbox:
         if not batch:
             errors.append("BatchKey is required")
         lines_holder = order.get("Lines") if isinstance(order.get("Lines"), dict) else {}
-        lines = (lines_holder or {}).get("SalesOrderLine") or []
+        lines = (lines_holder or {}).get(line_type) or []
         lines = lines if isinstance(lines, list) else [lines]
         if not lines:
-            errors.append("A sales order needs at least one line")
+            errors.append(f"A sales {kind.lower()} needs at least one line")
         stored_lines = []
         for index, line in enumerate(lines, start=1):
             item = (line.get("ItemKey") or {}).get("Id") if isinstance(line.get("ItemKey"), dict) else None
@@ -522,6 +541,10 @@ class GPSandbox:
             if quantity in (None, ""):
                 errors.append(f"Line {index}: Quantity is required")
                 continue
+            if kind == "Quote" and any(not isinstance(line.get(n), dict) or line[n].get("Value") in (None, "")
+                                       for n in ("QuantityToInvoice", "QuantityToOrder")):
+                errors.append(f"Line {index}: QuantityToInvoice and QuantityToOrder are required on a quote line")
+                continue
             price_node = line.get("UnitPrice") if isinstance(line.get("UnitPrice"), dict) else None
             price = float(price_node["Value"]) if price_node and price_node.get("Value") not in (None, "") \
                 else company.items[item]["Price"]
@@ -529,23 +552,25 @@ class GPSandbox:
                                  or company.items[item]["Description"],
                                  "Quantity": {"Value": float(quantity), "DecimalDigits": 2},
                                  "UnitPrice": {"Value": price, "DecimalDigits": 2},
-                                 "TotalAmount": {"Value": round(price * float(quantity), 2), "DecimalDigits": 2}})
+                                 "TotalAmount": {"Value": round(price * float(quantity), 2), "DecimalDigits": 2},
+                                 **({n: {"Value": float(line[n]["Value"]), "DecimalDigits": 2}
+                                     for n in ("QuantityToInvoice", "QuantityToOrder")} if kind == "Quote" else {})})
         key = order.get("Key") if isinstance(order.get("Key"), dict) else {}
         number = str((key or {}).get("Id") or "")
         if number and len(number) > 21:
             errors.append(f"SOP number {number} is longer than 21 characters")
-        if number and number in company.sales_orders:
-            errors.append(f"Sales order {number} already exists")
+        if number and number in documents:
+            errors.append(f"Sales {kind.lower()} {number} already exists")
         if errors:
-            raise SoapFault("validation", "The sales order failed validation.", errors=errors)
+            raise SoapFault("validation", f"The sales {kind.lower()} failed validation.", errors=errors)
         if not number:
-            number = f"ORDST{2230 + len(company.sales_orders):04d}"
+            number = f"{'ORDST' if kind == 'Order' else 'QTEST'}{2230 + len(documents):04d}"
         stamp = self.stamp()
-        company.sales_orders[number] = {
-            "Key": {"Id": number}, "DocumentTypeKey": {"Type": "Order", "Id": doc_type["Id"]},
+        documents[number] = {
+            "Key": {"Id": number}, "DocumentTypeKey": {"Type": kind, "Id": doc_type["Id"]},
             "CustomerKey": {"Id": customer}, "BatchKey": {"Id": batch}, "Date": order.get("Date") or stamp,
             "CustomerPONumber": order.get("CustomerPONumber"), "Comment": order.get("Comment"),
-            "Lines": {"SalesOrderLine": stored_lines},
+            "Lines": {line_type: stored_lines},
             "TotalAmount": {"Value": round(sum(l["TotalAmount"]["Value"] for l in stored_lines), 2),
                             "DecimalDigits": 2},
             "CreatedDate": stamp, "ModifiedDate": stamp}
@@ -554,6 +579,9 @@ class GPSandbox:
     # -- reading the sandbox in tests ----------------------------------------------------------------------------
     def sales_orders(self, company_id: int = SAMPLE_COMPANY) -> list[dict[str, Any]]:
         return list(self.company(company_id).sales_orders.values())
+
+    def sales_quotes(self, company_id: int = SAMPLE_COMPANY) -> list[dict[str, Any]]:
+        return list(self.company(company_id).sales_quotes.values())
 
     def reset_counters(self) -> None:
         self.calls.clear()

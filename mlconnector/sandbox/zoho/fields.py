@@ -143,6 +143,14 @@ STANDARD_FIELDS: dict[str, tuple[Field, ...]] = {
                          ("Invoice_Date", "Invoice Date", "date", 0),
                          ("Sales_Order", "Sales Order", "lookup", 0, "Sales_Orders"),
                          ("Invoiced_Items", "Invoiced Items", "subform", 0))),
+    "Purchase_Orders": _fields((
+        ("Subject", "Subject", "text", 250), ("Vendor_Name", "Vendor Name", "lookup", 0, "Vendors"),
+        ("Contact_Name", "Contact Name", "lookup", 0, "Contacts"), ("PO_Number", "PO Number", "text", 40),
+        ("PO_Date", "PO Date", "date", 0), ("Due_Date", "Due Date", "date", 0), ("Status", "Status", "picklist", 0),
+        ("Sub_Total", "Sub Total", "currency", 0), ("Discount", "Discount", "currency", 0),
+        ("Tax", "Tax", "currency", 0), ("Adjustment", "Adjustment", "currency", 0),
+        ("Grand_Total", "Grand Total", "currency", 0), ("Description", "Description", "textarea", 0),
+        ("Purchased_Items", "Purchased Items", "subform", 0))),
 }
 
 # Custom modules get a Name field (mandatory, the record's name) and the system fields.
@@ -170,6 +178,7 @@ PAIR_CUSTOM_FIELDS = (
     CustomField("Contacts", "GP_Contact_Id"), CustomField("Vendors", "ERP_Number"),
     CustomField("Vendors", "GP_Vendor_Id"),
     CustomField("Sales_Orders", "ERP_Number"), CustomField("Invoices", "ERP_Number"),
+    CustomField("Invoices", "Remaining_Amount", "currency"), CustomField("Purchase_Orders", "ERP_Number"),
     CustomField("GL_Accounts", "GL_Account_Number"), CustomField("GL_Accounts", "Description", "textarea"),
     CustomField("GL_Accounts", "Account_Type"), CustomField("GL_Accounts", "Active", "boolean"),
     CustomField("GL_Accounts", "Alias"),

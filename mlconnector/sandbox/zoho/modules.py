@@ -66,6 +66,11 @@ MODULES: dict[str, ModuleSpec] = {spec.api_name: spec for spec in (
                {"Account_Name": "Accounts", "Contact_Name": "Contacts", "Sales_Order": "Sales_Orders",
                 "Deal_Name": "Deals"},
                line_items="Invoiced_Items", bulk_write=False, editions=_INVENTORY_EDITIONS),
+    # Purchase Orders: line items under Purchased_Items, the vendor a lookup (Insert Records API's module list,
+    # https://www.zoho.com/crm/developer/docs/api/v8/insert-records.html)
+    ModuleSpec("Purchase_Orders", "5725767000000002197", "Purchase Order", ("Subject", "Vendor_Name",
+               "Purchased_Items"), ("Subject",), "Subject", {"Vendor_Name": "Vendors", "Contact_Name": "Contacts"},
+               line_items="Purchased_Items", bulk_write=False, editions=_INVENTORY_EDITIONS),
 )}
 
 # Line-item keys Zoho has spelt both ways over the versions (v2 lower case, v4+ capitalised).

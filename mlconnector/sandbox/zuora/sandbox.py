@@ -169,6 +169,20 @@ class ZuoraSandbox:
                                             "Account.Id": payment["accountId"]}])
         return payment
 
+    def refund(self, payment: str, amount: float) -> dict[str, Any]:
+        """Refund part or all of a payment (by id or number), as a Zuora user does from the payment's page."""
+        return self.data.refund(self._payment(payment), amount)
+
+    def cancel_payment(self, payment: str) -> dict[str, Any]:
+        """Cancel a processed payment (by id or number)."""
+        return self.data.cancel(self._payment(payment))
+
+    def _payment(self, key: str) -> dict[str, Any]:
+        row = self.data.find("payments", key, "paymentNumber")
+        if row is None:
+            raise KeyError(key)
+        return row
+
     def resend_callouts(self, event: str | None = None) -> None:
         """Send every callout delivered so far again (Zuora's manual resend from the callout history)."""
         batch = [(c, Delivery(d.event, d.url, d.body, repeated=True)) for d in list(self.dispatcher.deliveries)

@@ -207,6 +207,7 @@ class Tenant:
         number = body.get("accountNumber")
         if number and any(a["accountNumber"] == number for a in self.tables["accounts"].values()):
             raise BusinessError(ACCOUNT, BUSINESS_RULE, f"The account number {number} is invalid: it already exists.")
+        self._check_parent(None, body.get("parentId"))
         contact = self._contact(body["billToContact"])
         day = body.get("billCycleDay", 0)
         if not isinstance(day, int) or not 0 <= day <= 31:
@@ -231,7 +232,33 @@ class Tenant:
                   "zipCode", "country")
         return self.insert("contacts", {k: body.get(k) for k in fields})
 
+    def _check_parent(self, account: dict[str, Any] | None, parent_id: Any) -> None:
+        """A customer hierarchy's rules (Customer Hierarchy enabled): the parent exists, is not the account itself
+        nor below it, and the hierarchy keeps to five levels (https://docs.zuora.com/en/zuora-billing/manage-
+        accounts-subscriptions-and-non-subscriptions/manage-customer-accounts/create-customer-accounts/
+        basic-information-and-contacts-for-customer-accounts/field-descriptions: "Five levels are allowed")."""
+        if not parent_id:
+            return
+        parent = self.tables["accounts"].get(str(parent_id))
+        if parent is None:
+            raise BusinessError(ACCOUNT, NOT_FOUND, f"Cannot find a Account instance with id {parent_id}.")
+        above, level = parent, 1
+        while above is not None:
+            if account is not None and above["id"] == account["id"]:
+                raise BusinessError(ACCOUNT, BUSINESS_RULE, "An account cannot be its own parent or the parent of "
+                                                            "an account above it in the hierarchy.")
+            above, level = self.tables["accounts"].get(str(above.get("parentId") or "")), level + 1
+        below = self._depth_below(account) if account is not None else 0
+        if level + below > 5:
+            raise BusinessError(ACCOUNT, BUSINESS_RULE, "The customer hierarchy would have more than 5 levels.")
+
+    def _depth_below(self, account: dict[str, Any]) -> int:
+        children = [a for a in self.tables["accounts"].values() if a.get("parentId") == account["id"]]
+        return 1 + max(self._depth_below(c) for c in children) if children else 0
+
     def update_account(self, account: dict[str, Any], body: dict[str, Any]) -> None:
+        if "parentId" in body:
+            self._check_parent(account, body["parentId"])
         if "currency" in body and body["currency"] != account["currency"] and self._has_subscriptions(account):
             raise BusinessError(ACCOUNT, BUSINESS_RULE, "The currency of an account with subscriptions cannot change.")
         changes = {k: body[k] for k in ("name", "crmId", "notes", "paymentTerm", "autoPay", "billCycleDay",
@@ -524,6 +551,35 @@ class Tenant:
         self.touch(account, balance=round(account["balance"] - amount, 2),
                    totalInvoiceBalance=round(account["totalInvoiceBalance"] - amount, 2))
         return payment
+
+
+    def refund(self, payment: dict[str, Any], amount: float) -> dict[str, Any]:
+        """A refund of (part of) a payment: the payment's refundAmount grows and the invoice it paid is open for
+        that much again (a tenant without Invoice Settlement)."""
+        amount = round(amount, 2)
+        if amount <= 0 or amount > payment["amount"] - payment["refundAmount"] + 1e-9:
+            raise BusinessError(PAYMENT, BUSINESS_RULE, f"The refund amount {amount} must be positive and at most "
+                                                        "the payment's amount not yet refunded.")
+        self._reopen(payment, amount)
+        return self.touch(payment, refundAmount=round(payment["refundAmount"] + amount, 2))
+
+    def cancel(self, payment: dict[str, Any]) -> dict[str, Any]:
+        """A payment cancelled (status Canceled): what it paid is open again."""
+        if payment["status"] != "Processed":
+            raise BusinessError(PAYMENT, BUSINESS_RULE, f"Only a processed payment can be canceled; this one is "
+                                                        f"{payment['status']}.")
+        self._reopen(payment, payment["amount"] - payment["refundAmount"])
+        return self.touch(payment, status="Canceled")
+
+    def _reopen(self, payment: dict[str, Any], amount: float) -> None:
+        account = self.tables["accounts"][payment["accountId"]]
+        self.touch(account, balance=round(account["balance"] + amount, 2))
+        for application in payment["paymentApplications"]:
+            invoice = self.tables["invoices"][application["invoiceId"]]
+            share = round(min(amount, application["appliedAmount"]), 2)
+            self.touch(invoice, balance=round(invoice["balance"] + share, 2),
+                       paymentAmount=round(invoice["paymentAmount"] - share, 2))
+            amount -= share
 
 
 def _custom(body: dict[str, Any]) -> dict[str, Any]:
