@@ -3,15 +3,11 @@
 from __future__ import annotations
 
 import importlib
-import json
 import logging
 import os
-import queue
-import threading
-from collections import defaultdict
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta, timezone
 from functools import cached_property
 from pathlib import Path
@@ -21,12 +17,12 @@ import httpx
 
 from mlconnector import alerts, interrupt
 from mlconnector.config import ALERTS_WEBHOOK_ENV, Config, load_config
-from mlconnector.errors import ConfigError, LockHeld, MLConnectorError
+from mlconnector.errors import ConfigError, MLConnectorError
 from mlconnector.fieldmap.overlay import Line, check_rules, effective_table
-from mlconnector.health import Limits, Problem
-from mlconnector.health import check as health_check
 from mlconnector.http import CallCounter
 from mlconnector.pairs import all_pairs, get_pair
+from mlconnector.health import Limits, Problem  # noqa: F401 (what check and prometheus take and give)
+from mlconnector.reports import Status, audit, check, prometheus, status  # noqa: F401 (the API's own calls)
 from mlconnector.state import (STATE_ENV, StateLocation, StateStore, database_errors, default_state_path,
                                refuse_foreign_database, resolve_state)
 from mlconnector.urls import STATE_URL_ENV
@@ -292,127 +288,6 @@ def drain(runtime: Runtime, pair: str) -> RunResult:
             session.close()
 
 
-class Listener:
-    """The webhook receiver with its connectors, inbox and, with ``process``, a worker that drains the
-    inbox of each notified pair at once."""
-
-    def __init__(self, runtime: Runtime, *, process: bool = False, body_timeout: float | None = None,
-                 limits: Limits | None = None) -> None:
-        from mlconnector.webhooks import BODY_TIMEOUT, Inbox, create_receiver
-
-        config = runtime.config
-        context = runtime.context()
-        self.connectors: dict[str, Any] = {}
-        consumers: dict[tuple[str, str], list[str]] = defaultdict(list)
-        for spec in all_pairs().values():
-            try:
-                roles = resolve_roles(config, spec)
-            except ConfigError:
-                continue  # a pair this site does not run
-            for flow in spec.flows:
-                system = roles[flow.source]
-                if system not in self.connectors:
-                    self.connectors[system] = make_connector(config.system(system), context)
-                if self.connectors[system].capabilities.push:
-                    consumers[(system, flow.source_entity)].append(spec.name)
-        push = {name: c for name, c in self.connectors.items() if c.capabilities.push}
-        if not push:
-            raise ConfigError(f"{config.path}: no configured pair reads from a system that can push "
-                              "notifications; `mlconnector sync` polls instead")
-        self.inbox = Inbox(runtime.state_location(config), consumers)
-        self._runtime = runtime
-        self._queue: "queue.Queue[str | None]" = queue.Queue()
-        # One run at a time in this process (the worker's drains, the keeper's polls): log lines name the run
-        # under way, which is process-wide (mlconnector.logs).
-        self._one_run = threading.Lock()
-        self._worker = threading.Thread(target=self._work, daemon=True) if process else None
-        if self._worker:
-            self._worker.start()
-        location = runtime.state_location(config)
-        self.app = create_receiver(push, self.inbox, self._queue_pairs if process else None,
-                                   body_timeout=body_timeout or BODY_TIMEOUT,
-                                   checks=lambda: self.inbox.health(config.pairs, limits or Limits(),
-                                                                    location.run_alive))
-        self.systems = sorted(push)
-        self.pairs = sorted({pair for pairs in consumers.values() for pair in pairs})
-        self._process = process
-        self._stop = threading.Event()
-        self._keeper: threading.Thread | None = None
-
-    def keep_channels_alive(self, every: float) -> None:
-        """From now on, renew the channels here every ``every`` seconds, not only when a sync happens to run
-        (`listen` starts it once its address is bound)."""
-        if self._keeper is None:
-            self._keeper = threading.Thread(target=self._keep, args=(every,), daemon=True, name="keep-channels")
-            self._keeper.start()
-
-    def _queue_pairs(self, pairs: set[str]) -> None:
-        for pair in pairs:
-            self._queue.put(pair)
-
-    def _work(self) -> None:
-        while (pair := self._queue.get()) is not None:
-            waiting = {pair}
-            while not self._queue.empty():  # many notifications, one drain per pair
-                more = self._queue.get()
-                if more is None:
-                    return
-                waiting.add(more)
-            for name in sorted(waiting):
-                try:
-                    with self._one_run:
-                        drain(self._runtime, name)
-                except LockHeld:
-                    # A cron run holds the pair; it drains the inbox itself, but try again shortly.
-                    threading.Timer(2.0, self._queue.put, (name,)).start()
-                except MLConnectorError as exc:
-                    log.error("%s: processing notifications failed: %s", name, exc)
-
-    def _keep(self, every: float) -> None:
-        """Renew each pair's channels at once, then every ``every`` seconds. Where one cannot be renewed, that
-        pair is polled instead (with --process: a sync each time round) until it can; an alert says so."""
-        polling: set[str] = set()
-        while not self._stop.is_set():
-            for pair in self.pairs:
-                if self._stop.is_set():
-                    return
-                try:
-                    with self._one_run:
-                        kept = keep_channels(self._runtime, pair)
-                    for line in kept.channels:  # routine (about daily): for -v; failures are warnings
-                        log.debug("%s: push channel %s", pair, line)
-                    for problem in kept.channel_problems:
-                        log.warning("%s: push channel %s", pair, problem)
-                    # Polled while its channel fails, and once more when it works again: that poll covers what
-                    # changed between the last one and the new channel.
-                    if self._process and (kept.channel_problems or pair in polling):
-                        with self._one_run:
-                            result = sync(self._runtime, pair)
-                        log.info("%s: polled instead of push (run %s, exit %d)", pair, result.run_id, result.exit_code)
-                    if kept.channel_problems:
-                        polling.add(pair)
-                    else:
-                        polling.discard(pair)
-                except LockHeld:
-                    log.debug("%s: a run holds the pair; it renews the channels itself", pair)
-                except MLConnectorError as exc:
-                    log.error("%s: keeping push channels alive failed: %s", pair, exc)
-                except Exception:  # noqa: BLE001 - the receiver must go on; the next round tries again
-                    log.exception("%s: keeping push channels alive failed", pair)
-            self._stop.wait(every)
-
-    def close(self) -> None:
-        self._stop.set()
-        if self._keeper:
-            self._keeper.join(timeout=30)
-        if self._worker:
-            self._queue.put(None)
-            self._worker.join(timeout=30)
-        self.inbox.close()
-        for connector in self.connectors.values():
-            connector.close()
-
-
 def replay(runtime: Runtime, *, pair: str | None = None, flow: str | None = None,
            error_class: str | None = None, ids: list[str] | None = None, dry_run: bool = False,
            progress: Callable[[str, int], None] | None = None) -> list[RunResult]:
@@ -597,69 +472,10 @@ def ping(runtime: Runtime, system: str | None = None) -> list[PingResult]:
     return results
 
 
-@dataclass
-class Status:
-    state_file: str
-    watermarks: list[dict[str, Any]] = field(default_factory=list)
-    replay_queue: dict[str, int] = field(default_factory=dict)
-    inbox_pending: int = 0
-    channels: list[dict[str, Any]] = field(default_factory=list)
-    last_runs: list[dict[str, Any]] = field(default_factory=list)
-    # Last 24 hours: changes that came by notification, and those only the poll found (missed pushes).
-    arrivals: list[dict[str, Any]] = field(default_factory=list)
-    # Last 30 days: records deleted in their source, by what was done to their targets (see on_delete).
-    deletions: list[dict[str, Any]] = field(default_factory=list)
+def __getattr__(name: str) -> Any:
+    """``api.Listener``: the webhook receiver lives in mlconnector.listener, which uses this module's calls."""
+    if name == "Listener":
+        from mlconnector.listener import Listener
 
-
-def status(runtime: Runtime) -> Status:
-    location = runtime.state_location()
-    with location.errors(), location.open() as state:
-        depth: dict[str, int] = defaultdict(int)
-        for (pair, flow), n in state.replay_depth().items():
-            depth[f"{pair}/{flow}"] = n
-        return Status(
-            state_file=location.shown,
-            watermarks=[{"pair": w["pair"], "flow": w["flow"], "watermark": w["value"]} for w in state.watermarks()],
-            replay_queue=dict(depth),
-            inbox_pending=state.inbox_depth(),
-            channels=[{**c, "expires": c["expires"].isoformat() if c["expires"] else None}
-                      for c in state.channels()],
-            last_runs=[_as_seen(location, {k: r[k] for k in ("id", "pair", "started", "finished", "status", "exit_code")})
-                       for r in state.last_runs(limit=10)],
-            arrivals=state.arrivals(datetime.now(timezone.utc) - timedelta(days=1)),
-            deletions=state.deletions(datetime.now(timezone.utc) - timedelta(days=30)),
-        )
-
-
-def check(runtime: Runtime, limits: Limits) -> list[Problem]:
-    """`status --check`: what needs a look, from the state file alone (see mlconnector.health)."""
-    config = load_config(runtime.config_path, required=False)
-    location = runtime.state_location(config)
-    with location.errors(), location.open() as state:
-        return health_check(state, config.pairs, limits, datetime.now(timezone.utc), location.run_alive)
-
-
-def prometheus(runtime: Runtime, limits: Limits) -> str:
-    """`status --prometheus`: the state file's figures in Prometheus' text format (see mlconnector.metrics)."""
-    from mlconnector.metrics import render
-
-    config = load_config(runtime.config_path, required=False)
-    location = runtime.state_location(config)
-    with location.errors(), location.open() as state:
-        return render(state, config.pairs, limits, datetime.now(timezone.utc), location.run_alive)
-
-
-def _as_seen(location: StateLocation, run: dict[str, Any]) -> dict[str, Any]:
-    """A run marked running whose pair's lock is free ended without a word (kill -9): it shows as interrupted (the
-    next run of the pair records it so)."""
-    if run["status"] == "running" and not location.run_alive(run["pair"]):
-        return {**run, "status": "interrupted"}
-    return run
-
-
-def audit(runtime: Runtime, **filters: Any) -> list[dict[str, Any]]:
-    """Audit rows, oldest first; an update's ``changes`` as a list of {field, old, new}."""
-    location = runtime.state_location()
-    with location.errors(), location.open() as state:
-        return [{**row, "changes": json.loads(row["changes"]) if row.get("changes") else []}
-                for row in state.audit_rows(**filters)]
+        return Listener
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

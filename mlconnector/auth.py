@@ -12,7 +12,8 @@ from typing import Any, Protocol
 
 import httpx
 
-from mlconnector.errors import MLConnectorError
+from mlconnector.errors import AuthError, MLConnectorError, RemoteError
+from mlconnector.http import json_body
 
 
 def utcnow() -> datetime:
@@ -152,3 +153,31 @@ class TokenAuth(httpx.Auth):
             token = self.token(force=True, stale=token)
             request.headers["Authorization"] = self._header(token)
             yield request
+
+
+def entra_hints(system: str, client_id: str | None) -> dict[int, str]:
+    """What to do about the AADSTS codes Entra ID most often refuses a client-credentials request with."""
+    return {
+        7000215: f"client secret refused; store the secret's value (not its id) with "
+                 f"`mlconnector secrets set {system} client_secret`",
+        7000222: f"client secret expired; create a new one and store it with "
+                 f"`mlconnector secrets set {system} client_secret`",
+        700016: f"client_id {client_id} is not an app registration in this tenant; check client_id and tenant",
+        90002: "tenant not found; check tenant (the directory id or its domain)",
+    }
+
+
+def entra_token(http: Any, token_url: str, form: dict[str, str], system: str, hints: dict[int, str]) -> Token:
+    """An access token from Entra ID's token endpoint (the client-credentials grant ``form`` names); a refusal
+    is an AuthError saying what to fix (``hints``, by AADSTS code), a failing endpoint a RemoteError."""
+    response = http.request("POST", token_url, data=form)
+    body = json_body(response)
+    if response.status_code == 200 and isinstance(body, dict) and body.get("access_token"):
+        seconds = float(body.get("expires_in") or 3599)
+        return Token(str(body["access_token"]), utcnow() + timedelta(seconds=seconds))
+    if response.status_code >= 500 or not isinstance(body, dict):
+        raise RemoteError(system, response.status_code, message=f"token endpoint {token_url} failed")
+    codes = body.get("error_codes") or []
+    code = int(codes[0]) if codes else 0
+    error = str(body.get("error") or "error")
+    raise AuthError(system, hints.get(code, f"Entra ID refused the token request ({error}, AADSTS{code})"))

@@ -54,6 +54,9 @@ def offending(part: str, forbidden: tuple[str, ...], allowed: tuple[str, ...] = 
                  "mlconnector.webhooks", "mlconnector.http", "mlconnector.auth"), ()),
     ("health", ("mlconnector.sync", "mlconnector.systems", "mlconnector.pairs", "mlconnector.api", "mlconnector.cli",
                 "mlconnector.webhooks", "mlconnector.http", "mlconnector.auth"), ()),
+    # what status and audit show comes from the state alone: no connector, no engine
+    ("reports", ("mlconnector.sync", "mlconnector.systems", "mlconnector.pairs", "mlconnector.cli",
+                 "mlconnector.webhooks", "mlconnector.http", "mlconnector.auth"), ()),
     ("fieldmap", ("mlconnector.sync", "mlconnector.pairs", "mlconnector.api", "mlconnector.cli", "mlconnector.state",
                   "mlconnector.http", "mlconnector.sandbox", "mlconnector.systems"), ("mlconnector.systems.base",)),
 ])

@@ -13,14 +13,14 @@ from datetime import datetime, timezone
 from typing import Any, TypeVar
 
 from mlconnector.config import PairConfig
-from mlconnector.errors import (EXIT_OK, EXIT_RECORDS_FAILED, EXIT_UNREACHABLE, BudgetExhausted, ConfigError,
-                                MLConnectorError, RemoteError, Unreachable)
+from mlconnector.errors import EXIT_OK, EXIT_RECORDS_FAILED, ConfigError, MLConnectorError
 from mlconnector.flows import Flow, PairSpec
 from mlconnector.http import CallCounter
 from mlconnector.state import State
 from mlconnector import interrupt, logs
 from mlconnector.sync import deletes, estimate, push, recovery, sources, window
 from mlconnector.sync.context import FlowRun, MappingContext
+from mlconnector.sync.deletion_looks import DeletionLooks
 from mlconnector.sync.decide import Decider
 from mlconnector.sync.outcomes import FlowStats, RunResult
 from mlconnector.sync.pipeline import Stop, run_flow
@@ -33,11 +33,6 @@ DEFAULT_BATCH = 100
 
 def utcnow() -> datetime:
     return datetime.now(timezone.utc)
-
-
-def _covers(read_since: datetime | None, since: datetime | None) -> bool:
-    """Does a deletion feed read from ``read_since`` hold everything one from ``since`` would?"""
-    return read_since is None or (since is not None and read_since <= since)
 
 
 def new_run_id() -> str:
@@ -87,13 +82,9 @@ class Engine:
         self.context = MappingContext(pair, config, state, connectors, self.planned)
         # What a record deleted in its source does, per flow (checked now: a bad on_delete stops the run before it
         # starts); --allow-deletes lets the mass-delete guard through once.
-        self.on_delete = deletes.policies(pair, config, connectors)
-        self.allow_deletes = allow_deletes
-        self.gone: dict[str, set[str]] = {}  # flow -> notified or queued records found deleted in this run
+        self.deletions = DeletionLooks(deletes.policies(pair, config, connectors), allow_deletes, self.counter, now)
         self._started = 0.0  # the run's start (monotonic), for its duration in the log
         self._credits: dict[int, int] = {}  # each connector's credits spent before the run, for the run's own
-        self.feeds: dict[tuple[str, str], tuple[datetime | None, set[str]]] = {}  # (system, entity) -> since, ids
-        self.began = now()  # when the run under way began
         if config.credit_budget:
             # Systems that charge credits keep their own daily ledger and stop a run before crossing it.
             for connector in connectors.values():
@@ -137,7 +128,7 @@ class Engine:
                                finished=lambda fr=fr, read=read: self._read_whole(fr, read))
                 # A poll that read every record needs no read of ids as well (it was one): deletions are looked for
                 # from the next run on.
-                self._deletions(fr, look=start is not None, whole_read=start is None)
+                self.deletions.look(fr, look=start is not None, whole_read=start is None)
         except Stop as stop:
             run.stopped = str(stop)
         return self._finish(run)
@@ -155,8 +146,8 @@ class Engine:
                 queued = [i["source_id"] for i in items if i["flow"] == spec.name]
                 fr = self._flow_run(run, spec, "replay")
                 self._run_flow(fr, sources.fetch(run, self.state, self.pair.name, spec, fr.source,
-                                                 (fr.source_name, fr.target_name), queued, self._gone(spec)))
-                self._deletions(fr, look=False)
+                                                 (fr.source_name, fr.target_name), queued, self.deletions.gone_of(spec)))
+                self.deletions.look(fr, look=False)
         except Stop as stop:
             run.stopped = str(stop)
         return self._finish(run)
@@ -170,8 +161,8 @@ class Engine:
             chosen = self.pair.ordered(self._flow_names(flows))
             self.drain_inbox(run, chosen)
             for flow in chosen:
-                if self.gone.get(flow.name):
-                    self._deletions(self._flow_run(run, flow, "push"), look=False)
+                if self.deletions.pending(flow):
+                    self.deletions.look(self._flow_run(run, flow, "push"), look=False)
         except Stop as stop:
             run.stopped = str(stop)
         return self._finish(run)
@@ -210,47 +201,13 @@ class Engine:
                 found = fetched.setdefault((fr.source_name, flow.source_entity), {})
                 found.update(sources.current(fr.source, flow.source_entity, [i for i in ids if i not in found]))
                 records: Iterable[Record] = sources.present_or_gone(run, self.state, self.pair.name, flow, names,
-                                                                    ids, found, self._gone(flow))
+                                                                    ids, found, self.deletions.gone_of(flow))
             else:
                 records = sources.fetch(run, self.state, self.pair.name, flow, fr.source, names, ids,
-                                        self._gone(flow))
+                                        self.deletions.gone_of(flow))
             self._run_flow(fr, records)
         run.notifications += len(waiting.inbox_ids)
         self.state.mark_processed(waiting.inbox_ids)
-
-    # deletions -----------------------------------------------------------------------------------------------------
-    def _gone(self, flow: Flow) -> set[str]:
-        return self.gone.setdefault(flow.name, set())
-
-    def _deletions(self, fr: FlowRun, *, look: bool = True, whole_read: bool = False) -> None:
-        """The flow's source records deleted (see deletes): found, then handled by the flow's on_delete. A look the
-        daily credit budget cannot pay for waits for the next run (where it got to is not recorded), and the run
-        says so; the records it synced stand."""
-        policy = self.on_delete[fr.flow.name]
-        gone = self.gone.pop(fr.flow.name, set())
-        before = self.counter.snapshot()
-        try:
-            deletes.relinked(fr)
-            found = deletes.detect(fr, policy, self.now(), gone, look=look, feed=self._feed)
-            # Looked at from the run's start: a record deleted while this run read is found by the next.
-            deletes.settle(fr, policy, found, self.began, allow=self.allow_deletes, looked=look or whole_read)
-        except BudgetExhausted as exc:
-            fr.run.warnings.append(f"{fr.flow.name}: deletions not looked for ({exc}); the next run looks")
-        except (Unreachable, RemoteError) as exc:
-            raise Stop(str(exc), EXIT_UNREACHABLE) from None
-        finally:  # the flow's calls, as its summary row counts them
-            for system, n in self.counter.since(before).items():
-                fr.stats.calls[system] = fr.stats.calls.get(system, 0) + n
-
-    def _feed(self, source: Connector, entity: str, since: datetime | None) -> set[str]:
-        """A source's deleted records since ``since``, read once a run per (system, entity) for every flow that
-        reads them (nav-zoho's two flows from Zoho Accounts): a read from an earlier time serves a later one."""
-        key = (source.name, entity)
-        cached = self.feeds.get(key)
-        if cached is None or not _covers(cached[0], since):
-            cached = (since, set(source.deleted_since(entity, since)))
-            self.feeds[key] = cached
-        return cached[1]
 
     # one flow ------------------------------------------------------------------------------------------------------
     def _mapping_changed(self, flow: Flow) -> bool:
@@ -348,9 +305,7 @@ class Engine:
 
     def _start(self, dry_run: bool, kind: str) -> RunResult:
         self.planned.clear()
-        self.gone.clear()
-        self.feeds.clear()
-        self.began = self.now()
+        self.deletions.start()
         run = RunResult(run_id=new_run_id(), pair=self.pair.name, dry_run=dry_run)
         logs.begin(run.run_id, self.pair.name)
         self._started = time.monotonic()

@@ -36,6 +36,15 @@ class ConnectorContext:
         if self.transport is not None and not isinstance(self.transport, _Borrowed):
             self.transport = _Borrowed(self.transport)
 
+    def state_file(self, name: str) -> Path:
+        """A file a system keeps beside the state file in use (``state_dir``, else the default state directory):
+        Zoho's quota record, GP's cached WSDL and last-seen lists, the BC company id."""
+        if self.state_dir is not None:
+            return self.state_dir / name
+        from mlconnector.state import default_state_path
+
+        return default_state_path().parent / name
+
 
 class _Borrowed(httpx.BaseTransport):
     """A transport the caller owns: connectors closing their clients must not close it for the next run."""

@@ -1,0 +1,76 @@
+"""Which secrets each kind of system reads, which a user may set, and the environment variable that overrides
+each one."""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+ENV_PREFIX = "MLCONNECTOR_"
+
+# The secret fields each kind of system needs; `secrets set SYSTEM` prompts for all of them.
+KNOWN_FIELDS: dict[str, tuple[str, ...]] = {
+    "zoho": ("client_id", "client_secret", "refresh_token"),
+    "bc": ("client_secret",),
+    "nav": ("password",),
+    "finops": ("client_secret",),
+    "gp": ("password",),
+    "zuora": ("client_secret",),
+    "state": ("password",),  # the PostgreSQL state database's ([state] url), stored as system "state"
+}
+# Every field a kind reads that a user may set (a typo such as `pasword` is refused, not stored unused). Kinds not
+# listed here (plugins) take any field.
+SETTABLE_FIELDS: dict[str, tuple[str, ...]] = {
+    **KNOWN_FIELDS,
+    "bc": ("client_secret", "password"),        # Entra apps; on-premises Basic or Windows
+    "nav": ("password", "client_secret"),       # the web service access key or password; API mode with Entra
+    "zuora": ("client_secret", "callout_password", "callout_secret"),
+}
+
+
+def required_secrets(system: Any) -> tuple[str, ...]:
+    """The secrets a configured system (a SystemConfig) cannot work without, as its connector reads them: what
+    `ping` checks for all at once before it tries any."""
+    settings, kind = system.settings, system.kind
+    auth = settings.get("auth")
+    if kind == "zoho":
+        return ("client_secret",) if auth == "client_credentials" else ("client_secret", "refresh_token")
+    if kind in ("nav", "bc"):
+        from mlconnector.systems.dynamics import endpoint_of
+
+        default = "entra" if kind == "bc" and not endpoint_of(system).on_premises else "basic"
+        auth = auth or default
+        if auth == "entra":
+            return ("client_secret",)
+        return ("password",) if settings.get("user") else ()
+    if kind == "finops":
+        return ("client_secret",)
+    if kind == "gp":
+        return ("password",) if settings.get("user") else ()
+    if kind == "zuora":
+        callouts = {"basic": ("callout_password",), "header": ("callout_secret",)}
+        callout = callouts.get(str(settings.get("callout_auth") or "basic"), ())
+        return ("client_secret",) + (callout if settings.get("notify_url") else ())
+    return ()
+
+
+def field_for(kind: str | None, key: str) -> str:
+    """The secret field a key found in the configuration most likely meant, for the message that refuses it."""
+    allowed = SETTABLE_FIELDS.get(kind or "")
+    if not allowed or key in allowed:
+        return key
+    lowered = key.lower()
+    for hint, field in (("pass", "password"), ("pwd", "password"), ("accesskey", "password"),
+                        ("secret", "client_secret"), ("token", "refresh_token")):
+        if hint in lowered and field in allowed:
+            return field
+    return allowed[0]
+
+
+def env_var_name(system: str, field: str) -> str:
+    """The environment variable that overrides one secret, e.g. ``MLCONNECTOR_ZOHO_CLIENT_SECRET``."""
+    return f"{ENV_PREFIX}{_env_part(system)}_{_env_part(field)}"
+
+
+def _env_part(name: str) -> str:
+    return re.sub(r"[^A-Za-z0-9]", "_", name).upper()

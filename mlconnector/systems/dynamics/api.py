@@ -1,0 +1,172 @@
+"""Business Central's API v2.0 (``/api/v2.0/companies({id})/...``): records read by lastModifiedDateTime (the
+documents with their lines expanded), every id, a record by id, rows looked up and sent for writes (POST, or
+PATCH with If-Match)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Mapping
+from datetime import datetime
+from typing import Any, Literal
+
+import httpx
+
+from mlconnector.errors import ConfigError
+from mlconnector.systems.base import Record, WriteResult
+from mlconnector.systems.dynamics.client import DynamicsApi
+from mlconnector.systems.dynamics.odata import (Pager, _as_stored, _business_relation, _clean, _quote_key, odata_time,
+                                                parse_time)
+
+# Customer and vendor numbers kept for friendlier messages about contacts (see _number_of): enough for those,
+# without holding 100,000 of them through a first load.
+MAX_NUMBERS_KEPT = 10_000
+
+# The entities the pairs use -> (API v2.0 entity set, its lines navigation, extra filter).
+API_ENTITIES: dict[str, tuple[str, str | None, str | None]] = {
+    "customers": ("customers", None, None),
+    "vendors": ("vendors", None, None),
+    "contacts": ("contacts", None, None),
+    "items": ("items", None, None),
+    "salesOrders": ("salesOrders", "salesOrderLines", None),
+    "salesInvoices": ("salesInvoices", "salesInvoiceLines", None),
+    # Posted invoices are salesInvoices past Draft / In Review (BC shows posted ones as Open, Paid ...).
+    "postedSalesInvoices": ("salesInvoices", "salesInvoiceLines", "status ne 'Draft' and status ne 'In Review'"),
+    "purchaseOrders": ("purchaseOrders", "purchaseOrderLines", None),
+}
+
+
+class ApiV2:
+    """Reads and the rows writes need, through API v2.0."""
+
+    def __init__(self, api: DynamicsApi, pager: Pager, *, page_size: int, document_page_size: int) -> None:
+        self.name = api.name
+        self.page_size = page_size
+        self.document_page_size = document_page_size
+        self._call, self._fail, self.company_url = api.call, api.fail, api.company_url
+        self._pages = pager.pages
+        self._numbers: dict[tuple[str, str], str] = {}
+
+    def spec(self, entity: str) -> tuple[str, str | None, str | None]:
+        try:
+            return API_ENTITIES[entity]
+        except KeyError:
+            raise ConfigError(f"{self.name}: unknown entity {entity!r}; known: {', '.join(API_ENTITIES)}") from None
+
+    def changes(self, entity: str, since: datetime | None, until: datetime | None = None) -> Iterator[Record]:
+        """Records modified in [since, until), ascending by (lastModifiedDateTime, id); with ``since`` None, rows
+        never stamped (0001-01-01) come too, first, with modified None."""
+        set_name, lines, extra = self.spec(entity)
+        terms = [f"({extra})"] if extra else []
+        if since is not None:
+            terms.append(f"lastModifiedDateTime ge {odata_time(since)}")
+        if until is not None:
+            terms.append(f"lastModifiedDateTime lt {odata_time(until, up=True)}")
+        params = {"$orderby": "lastModifiedDateTime,id"}
+        if terms:
+            params["$filter"] = " and ".join(terms)
+        expand = self._expand(entity, lines)
+        if expand:
+            params["$expand"] = expand
+        # A first read of documents with their lines (every one of them) asks for smaller pages: such a page is
+        # several times wider than a customer's, and each page's text is held while its rows are taken.
+        size = min(self.page_size, self.document_page_size) if lines and since is None else None
+        for row in self._pages(f"{self.company_url()}/{set_name}", params, size, ramp=since is None and size is None,
+                               count_as=entity):
+            yield self._api_record(entity, row)
+
+    def record_ids(self, entity: str) -> Iterator[str]:
+        """Every id, ``$select=id`` at the connector's page size."""
+        set_name, _, extra = self.spec(entity)
+        params = {"$select": "id"} | ({"$filter": extra} if extra else {})
+        for row in self._pages(f"{self.company_url()}/{set_name}", params):
+            yield str(row["id"])
+
+    @staticmethod
+    def _expand(entity: str, lines: str | None) -> str | None:
+        return "contactInformation" if entity == "contacts" else lines
+
+    def _api_record(self, entity: str, row: Mapping[str, Any]) -> Record:
+        data = _clean(row)
+        if entity in ("customers", "vendors") and data.get("number") and len(self._numbers) < MAX_NUMBERS_KEPT:
+            self._numbers[("Customer" if entity == "customers" else "Vendor", str(data["id"]))] = str(data["number"])
+        if entity == "contacts":
+            info = data.pop("contactInformation", None) or []
+            data["relations"] = [{"type": i.get("relatedType"), "id": i.get("relatedId"),
+                                  "number": self._number_of(str(i.get("relatedType")), str(i.get("relatedId")))}
+                                 for i in info if i.get("relatedType") in ("Customer", "Vendor")]
+            data.update(_business_relation(data["relations"]))
+        lines = API_ENTITIES[entity][1] if entity in API_ENTITIES else None
+        if lines and isinstance(data.get(lines), list):  # the only list a row carries: its lines, when expanded
+            data[lines] = [_clean(v) if isinstance(v, Mapping) else v for v in data[lines]]
+        return Record(self.name, entity, str(data["id"]), parse_time(data.get("lastModifiedDateTime")), data)
+
+    def _number_of(self, related_type: str, related_id: str) -> str | None:
+        """The number of a contact's customer or vendor, when this connector has read that record (the
+        customers flow runs first). contactInformation carries only the id, which is what links use; the
+        number only makes messages friendlier, so it is never worth an API call per contact."""
+        return self._numbers.get((related_type, related_id))
+
+    def get(self, entity: str, id: str) -> Record | None:
+        """The full current record with its lines (contacts: with relations); None when it is gone."""
+        set_name, lines, extra = self.spec(entity)
+        expand = self._expand(entity, lines)
+        response = self._call("GET", f"{self.company_url()}/{set_name}({id})",
+                              params={"$expand": expand} if expand else None)
+        if response.status_code == 404:
+            return None
+        if response.status_code != 200:
+            raise self._fail(response, f"GET {set_name}({id})")
+        record = self._api_record(entity, response.json())
+        if extra and record.get("status") in ("Draft", "In Review"):
+            return None  # a draft is not (or no longer) a posted invoice
+        return record
+
+    def find(self, entity: str, field: str, value: Any) -> list[Record]:
+        """The records whose ``field`` equals ``value`` (compared as the server's collation does)."""
+        set_name = self.spec(entity)[0]
+        params = {"$filter": f"{field} eq {_quote_key(str(value))}"}
+        return [self._api_record(entity, row) for row in self._pages(f"{self.company_url()}/{set_name}", params)]
+
+    def collection_url(self, entity: str) -> str:
+        return f"{self.company_url()}/{self.spec(entity)[0]}"
+
+    # -- what writes need ------------------------------------------------------------------------------------------
+    def row_by_id(self, entity: str, id: str) -> dict[str, Any] | None:
+        set_name = self.spec(entity)[0]
+        response = self._call("GET", f"{self.company_url()}/{set_name}({id})")
+        if response.status_code == 404:
+            return None
+        if response.status_code != 200:
+            raise self._fail(response, f"read {entity} {id}")
+        return response.json()
+
+    def row_by_key(self, entity: str, key: str, value: str) -> dict[str, Any] | None:
+        set_name = self.spec(entity)[0]
+        response = self._call("GET", f"{self.company_url()}/{set_name}",
+                              params={"$filter": f"{key} eq {_quote_key(value)}"})
+        if response.status_code != 200:
+            raise self._fail(response, f"look up {entity} {key} = {value}")
+        rows = response.json().get("value") or []
+        return rows[0] if rows else None
+
+    def send(self, entity: str, found: Mapping[str, Any] | None, body: dict[str, Any]) -> httpx.Response:
+        set_name = self.spec(entity)[0]
+        if found is None:
+            return self._call("POST", f"{self.company_url()}/{set_name}", json=body, idempotent=False)
+        return self._call("PATCH", f"{self.company_url()}/{set_name}({found['id']})", json=body, idempotent=True,
+                          headers={"If-Match": str(found.get("@odata.etag") or "*")})
+
+    def written(self, entity: str, row: Mapping[str, Any], action: Literal["create", "update"]) -> WriteResult:
+        """The record as the write's answer tells it, for WriteResult.stored."""
+        record = self._api_record(entity, row)
+        return WriteResult(action, record.id, record.modified, stored=_as_stored(record))
+
+    def company_contact(self, kind: str, related: str) -> str | None:
+        """The number of the company contact whose business relation is this customer or vendor (by id): company
+        contacts' contactInformation."""
+        rows = self._pages(f"{self.company_url()}/contacts",
+                           {"$filter": "type eq 'Company'", "$expand": "contactInformation"})
+        for row in rows:
+            for info in row.get("contactInformation") or []:
+                if info.get("relatedType") == kind and str(info.get("relatedId")) == related:
+                    return str(row.get("number"))
+        return None
