@@ -154,3 +154,91 @@ def test_a_notification_waiting_is_stored_once_and_setup_findings_replace_the_la
     state.save_setup_missing("p", {"customers": ["missing Account_Number", "missing Account_Number"]})
     state.save_setup_missing("p", {"items": ["missing Product_Code"]})
     assert state.setup_missing("p") == {"items": ["missing Product_Code"]}
+
+
+def test_records_kept_after_a_deletion_are_noted_replaced_and_forgotten(state):
+    when = datetime(2026, 3, 1, tzinfo=timezone.utc)
+    with state.transaction():
+        state.note_kept_after_delete("p", "customers", ["Z1", "Z2"], "nav", "flag", when)
+        state.note_kept_after_delete("p", "customers", ["Z2"], "nav", "unlink", when)  # noted again: replaced
+    state.note_kept_after_delete("p", "vendors", ["Z1"], "gp", "flag", when)
+    assert state.kept_after_delete("p", "customers") == {"Z1": "nav", "Z2": "nav"}
+    assert state.kept_policies("p", "customers") == {"Z1": "flag", "Z2": "unlink"}
+    state.forget_kept_after_delete("p", "customers", ["Z1", "Z9"])
+    assert state.kept_after_delete("p", "customers") == {"Z2": "nav"}
+    assert state.kept_after_delete("p", "vendors") == {"Z1": "gp"}
+
+
+def test_runs_say_their_kind_and_checks_read_the_last_syncs(state):
+    state.start_run("20260301T000000Z-a", "p")
+    state.finish_run("20260301T000000Z-a", "ok", 0, {})
+    state.start_run("20260301T000001Z-b", "p", kind="drain")
+    state.finish_run("20260301T000001Z-b", "failed", 3, {})
+    state.start_run("20260301T000002Z-c", "p")
+    state.finish_run("20260301T000002Z-c", "failed", 5, {})
+    state.start_run("20260301T000003Z-d", "q", kind="replay")
+    assert state.run_pairs() == ["p", "q"]
+    assert [r["id"] for r in state.last_syncs("p")] == ["20260301T000002Z-c", "20260301T000000Z-a"]
+    assert state.last_success("p")["id"] == "20260301T000000Z-a" and state.last_success("q") is None
+    assert state.last_runs("q")[0]["kind"] == "replay"
+
+
+def test_channel_failures_reconcile_results_and_incidents(state):
+    assert state.note_channel_failure("zoho", "Accounts", "refused") is True
+    assert state.note_channel_failure("zoho", "Accounts", "refused again") is False
+    [failure] = state.channel_failures()
+    assert failure["error"] == "refused again" and failure["since"] <= failure["last"]
+    assert state.clear_channel_failure("zoho", "Accounts") and not state.clear_channel_failure("zoho", "Accounts")
+    assert state.channel_failures() == []
+
+    state.save_reconcile("p", False, 3)
+    state.save_reconcile("p", True, 0)
+    [result] = state.reconcile_results()
+    assert (result["pair"], result["agrees"], result["differences"]) == ("p", True, 0)
+
+    now = utcnow()
+    state.save_incident("run:p", "failed", "p failed", now)
+    state.save_incident("run:p", "failed", "p failed again", now + timedelta(hours=1))
+    state.save_incident("channel:zoho/Accounts", "channel_failed", "cannot renew", now)
+    incident = state.incident("run:p")
+    assert incident["opened"] == now and incident["last_sent"] == now + timedelta(hours=1)
+    assert incident["text"] == "p failed again"
+    assert state.open_incidents("run:") == ["run:p"] and len(state.open_incidents()) == 2
+    assert state.close_incident("run:p") and not state.close_incident("run:p") and state.incident("run:p") is None
+
+
+def test_retention_prunes_old_rows_keeps_waiting_notifications_and_each_pairs_last_sync(state):
+    old = iso(utcnow() - timedelta(days=100))
+    state.add_audits([{"run_id": "r", "pair": "p", "action": "update", "time": old} for _ in range(5)])
+    state.add_audit({"run_id": "r", "pair": "p", "action": "update", "time": iso(utcnow())})
+    for i in range(3):
+        state.start_run(f"2026030{i}T000000Z-x", "p")
+        state.finish_run(f"2026030{i}T000000Z-x", "ok", 0, {})
+    assert state.add_to_inbox(pair="p", system="zoho", entity="Accounts", ids=["1"], operation="update")
+    assert state.add_to_inbox(pair="p", system="zoho", entity="Accounts", ids=["2"], operation="update")
+    state.mark_processed([state.pending_inbox("p")[0]["id"]])
+    waiting, oldest = state.inbox_backlog()
+    assert waiting == 1 and oldest is not None
+
+    assert state.prune(utcnow() - timedelta(days=90)) == {"audit": 5, "inbox": 0, "runs": 0}
+    assert state.prune(utcnow() + timedelta(days=1)) == {"audit": 1, "inbox": 1, "runs": 2}
+    assert [r["id"] for r in state.last_runs("p")] == ["20260302T000000Z-x"]
+    assert state.inbox_depth() == 1
+    state.vacuum()
+    size = state.size()
+    assert size["bytes"] > 0 and size["free_bytes"] in (0, None)
+
+
+def test_replay_ages_per_flow(state):
+    state.queue_replays("p", "customers", [Replay("C1", "nav", "customer", "http", "500", "r"),
+                                            Replay("C2", "nav", "customer", "http", "500", "r")])
+    [row] = state.replay_waiting_since()
+    assert (row["pair"], row["flow"], row["count"]) == ("p", "customers", 2) and row["oldest"] is not None
+
+
+def test_a_flows_mapping_digest_is_none_until_recorded_then_replaced(state):
+    assert state.mapping_digest("p", "customers") is None
+    state.set_mapping_digest("p", "customers", "")
+    assert state.mapping_digest("p", "customers") == ""
+    state.set_mapping_digest("p", "customers", "abc")
+    assert state.mapping_digest("p", "customers") == "abc" and state.mapping_digest("p", "items") is None

@@ -1,5 +1,6 @@
 """Alerts: a failed run, a channel that cannot be renewed, and their recovery, each alerted once per incident to
-a webhook (a local HTTP catcher here) and/or a command; never a secret in the body or in what is printed."""
+a webhook (a local HTTP catcher here) and/or a command; never a secret in the body or in what is printed.
+Each test runs with the state in the SQLite file and in PostgreSQL (``state_store``)."""
 
 from __future__ import annotations
 
@@ -13,6 +14,8 @@ import pytest
 from typer.testing import CliRunner
 
 from mlconnector.cli.main import build_app
+
+pytestmark = pytest.mark.usefixtures("state_store")
 
 runner = CliRunner()
 HOOK_SECRET = "T00K3N-in-the-path"

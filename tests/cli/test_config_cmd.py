@@ -84,6 +84,18 @@ def test_validate_checks_pairs_offline(config_file):
     assert result.exit_code == 2 and "systems.x.kind is missing" in result.stderr
 
 
+def test_show_names_a_postgresql_state_by_its_url_without_the_password(config_file, monkeypatch):
+    monkeypatch.setenv("MLCONNECTOR_STATE_URL", "postgresql://mlc:pg-s3cr3t@db.example.com/integration")
+    shown = json.loads(cli("config", "show", "--json").stdout)["state"]
+    assert shown["source"] == "$MLCONNECTOR_STATE_URL" and "db.example.com/integration" in shown["path"]
+    assert "pg-s3cr3t" not in shown["path"]
+    monkeypatch.delenv("MLCONNECTOR_STATE_URL")
+    config_file.write_text(config_file.read_text() + '\n[state]\nurl = "postgresql://mlc@db.example.com/integration"\n')
+    monkeypatch.delenv("MLCONNECTOR_STATE")
+    shown = json.loads(cli("config", "show", "--json").stdout)["state"]
+    assert shown == {"path": "postgresql://mlc@db.example.com/integration", "source": "[state] url"}
+
+
 def test_show_and_validate_know_the_configured_mappings(config_file):
     config_file.write_text(config_file.read_text() + '''
 [pairs.erp-crm.mappings.customers]

@@ -16,7 +16,7 @@ from mlconnector.sandbox.finops import FinOpsSandbox
 from mlconnector.sandbox.finops import create_app as create_finops
 from mlconnector.sandbox.zoho import ZohoSandbox
 from mlconnector.sandbox.zoho import create_app as create_zoho
-from mlconnector.state import State
+from mlconnector.state import StateStore
 from tests.pairs.world import _Late
 
 TENANT = "contoso.onmicrosoft.com"
@@ -43,8 +43,9 @@ class FoWorld:
     def sync(self, **kwargs: Any) -> api.RunResult:
         return api.sync(self.runtime(), "fo-zoho", **kwargs)
 
-    def state(self) -> State:
-        return State(self.state_path)
+    def state(self) -> StateStore:
+        """The state as the commands open it: the file, or PostgreSQL where MLCONNECTOR_STATE_URL names it."""
+        return self.runtime().open_state()
 
     def fo(self, entity: str) -> list[dict[str, Any]]:
         return self.finops.records(LEGAL_ENTITY, entity)

@@ -1,6 +1,7 @@
 """fo-zoho deletions: F&O lists no deleted records, so a customer, product or vendor deleted there is found missing
 from a read of every key (keys only, at F&O's largest page) and its Zoho record tagged, or deleted where the flow
-says so; a Zoho order deleted after F&O booked it closes the link and leaves F&O's order alone."""
+says so; a Zoho order deleted after F&O booked it closes the link and leaves F&O's order alone. Each test runs with
+the state in the SQLite file and in PostgreSQL (``state_store``)."""
 
 from __future__ import annotations
 
@@ -14,7 +15,7 @@ from tests.pairs.fo_world import LEGAL_ENTITY, FoWorld, make_fo_world
 
 
 @pytest.fixture
-def world(tmp_path, monkeypatch):
+def world(tmp_path, monkeypatch, state_store):
     made = make_fo_world(tmp_path, monkeypatch)
     yield made
     made.close()

@@ -1,6 +1,7 @@
 """gp-zoho deletions: GP lists no deleted records, so a customer or vendor deleted there is found missing from its
 GetList summaries (or SBA's list) and its Zoho Account tagged; a Zoho order deleted after GP got it closes the link
-and leaves GP's order alone; two of three customers gone at once is the mass-delete guard's case."""
+and leaves GP's order alone; two of three customers gone at once is the mass-delete guard's case. Each test runs with
+the state in the SQLite file and in PostgreSQL (``state_store``)."""
 
 from __future__ import annotations
 
@@ -15,7 +16,7 @@ from tests.pairs.test_gp_zoho import seed_zoho_order
 
 
 @pytest.fixture
-def world(tmp_path, monkeypatch):
+def world(tmp_path, monkeypatch, state_store):
     made = make_gp_world(tmp_path, monkeypatch, pair_settings="deletes_every_hours = 0")
     yield made
     made.close()
@@ -83,7 +84,7 @@ def test_the_guard_stops_two_of_three_customers_until_allow_deletes_then_delete_
     assert "ADAMPARK0001" not in numbers and "ALTONMAN0001" not in numbers and "AARONFIT0001" in numbers
 
 
-def test_over_sba_a_customer_deleted_in_gp_is_found_in_the_list_and_tagged(tmp_path, monkeypatch):
+def test_over_sba_a_customer_deleted_in_gp_is_found_in_the_list_and_tagged(tmp_path, monkeypatch, state_store):
     world = make_gp_world(tmp_path, monkeypatch, sba=True, pair_settings="deletes_every_hours = 0")
     try:
         assert cli(world, "sync", "gp-zoho").exit_code == 0

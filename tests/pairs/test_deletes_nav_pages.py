@@ -1,7 +1,8 @@
 """nav-zoho over NAV's page web services (OData V4 pages, no deletion list, no webhooks): a customer deleted in NAV
 is found missing from a read of the page's keys alone and its Zoho Account tagged (or left, or deleted, as the flow
 says); what NAV deleted is not brought back by the flow the other way, until NAV creates it again; an account
-deleted in Zoho comes back when its NAV customer next changes (NAV's record is the master)."""
+deleted in Zoho comes back when its NAV customer next changes (NAV's record is the master). Each test runs with
+the state in the SQLite file and in PostgreSQL (``state_store``)."""
 
 from __future__ import annotations
 
@@ -14,7 +15,7 @@ from tests.pairs.deleting import audit, cli, set_pair
 from tests.pairs.world import make_world
 
 
-def test_a_customer_deleted_in_nav_is_tagged_in_zoho_and_not_sent_back(tmp_path, monkeypatch):
+def test_a_customer_deleted_in_nav_is_tagged_in_zoho_and_not_sent_back(tmp_path, monkeypatch, state_store):
     world = make_world(tmp_path, monkeypatch, "nav")
     try:
         set_pair(world, "nav-zoho", "deletes_every_hours = 0")
@@ -51,7 +52,7 @@ def test_a_customer_deleted_in_nav_is_tagged_in_zoho_and_not_sent_back(tmp_path,
         world.close()
 
 
-def test_a_customer_created_again_in_nav_under_its_number_links_again_and_the_tag_comes_off(tmp_path, monkeypatch):
+def test_a_customer_created_again_in_nav_under_its_number_links_again_and_the_tag_comes_off(tmp_path, monkeypatch, state_store):
     world = make_world(tmp_path, monkeypatch, "nav")
     try:
         set_pair(world, "nav-zoho", "deletes_every_hours = 0")
@@ -75,7 +76,7 @@ def test_a_customer_created_again_in_nav_under_its_number_links_again_and_the_ta
         world.close()
 
 
-def test_an_account_deleted_in_zoho_comes_back_when_its_nav_customer_next_changes(tmp_path, monkeypatch):
+def test_an_account_deleted_in_zoho_comes_back_when_its_nav_customer_next_changes(tmp_path, monkeypatch, state_store):
     world = make_world(tmp_path, monkeypatch, "nav")
     try:
         assert cli(world, "sync", "nav-zoho").exit_code == 0
@@ -96,7 +97,7 @@ def test_an_account_deleted_in_zoho_comes_back_when_its_nav_customer_next_change
 
 
 @pytest.mark.parametrize("policy", ["unlink", "delete"])
-def test_unlink_keeps_and_delete_removes_the_account_of_a_customer_deleted_in_nav(tmp_path, monkeypatch, policy):
+def test_unlink_keeps_and_delete_removes_the_account_of_a_customer_deleted_in_nav(tmp_path, monkeypatch, policy, state_store):
     world = make_world(tmp_path, monkeypatch, "nav")
     try:
         set_pair(world, "nav-zoho", "deletes_every_hours = 0", f'on_delete = {{customers = "{policy}"}}')

@@ -1,7 +1,8 @@
 """nav-zuora deletions: neither side lists its deleted records, so each is found missing from a read of ids (NAV's
 page keys; Zuora's ZOQL ``select Id``, 2,000 a call). Zuora marks no records, so a NAV customer deleted leaves its
 Zuora account as it is (unlink), and the way back does not re-create it in NAV; a Zuora product deleted leaves the
-NAV item alone; delete into Zuora is refused."""
+NAV item alone; delete into Zuora is refused. Each test runs with
+the state in the SQLite file and in PostgreSQL (``state_store``)."""
 
 from __future__ import annotations
 
@@ -15,7 +16,7 @@ from tests.pairs.zuora_world import ZuoraWorld, make_zuora_world
 
 
 @pytest.fixture
-def world(tmp_path, monkeypatch):
+def world(tmp_path, monkeypatch, state_store):
     made = make_zuora_world(tmp_path, monkeypatch, zuora_settings='account_match = "company_name"\n',
                             pair_settings="deletes_every_hours = 0\n")
     yield made

@@ -16,7 +16,7 @@ from mlconnector.sandbox.dynamics import DynamicsSandbox
 from mlconnector.sandbox.dynamics import create_app as create_dynamics
 from mlconnector.sandbox.zuora import ZuoraSandbox
 from mlconnector.sandbox.zuora import create_app as create_zuora
-from mlconnector.state import State
+from mlconnector.state import StateStore
 from tests.pairs.users import NavUser, ZuoraUser
 from tests.pairs.world import COMPANY, NAV_KEY, NAV_USER, _Late
 
@@ -82,8 +82,9 @@ class ZuoraWorld:
         """Someone working on NAV's cards through its page web services."""
         return NavUser(self.router, "http://erp.sandbox:7048/DynamicsNAV110", self.company, NAV_USER, NAV_KEY)
 
-    def state(self) -> State:
-        return State(self.state_path)
+    def state(self) -> StateStore:
+        """The state as the commands open it: the file, or PostgreSQL where MLCONNECTOR_STATE_URL names it."""
+        return self.runtime().open_state()
 
     def erp(self, entity: str) -> list[dict[str, Any]]:
         return self.dynamics.records(self.company, entity)
