@@ -141,12 +141,7 @@ class LinkQueries:
         if not links:
             return
         now = iso(utcnow())
-        self._insert_rows(_SAVE_LINK_HEAD, 14, [
-            (link.pair, link.flow, link.source_id, link.target_id, iso(link.source_version), link.hash,
-             iso(link.target_version), now, _fields_json(tuple(link.fields)) if link.fields else None, link.source_hash,
-             _fields_json(tuple(link.target_fields)) if link.target_fields else None, link.target_hash,
-             link.target_key, link.written)
-            for link in links], _SAVE_LINK_TAIL)
+        self._insert_rows(_SAVE_LINK_HEAD, 14, [_link_row(link, now) for link in links], _SAVE_LINK_TAIL)
 
     @_serialized
     def linked_ids(self, pair: str, flow: str, side: str) -> list[str]:
@@ -178,12 +173,8 @@ class LinkQueries:
         if not links:
             return
         now = iso(utcnow())
-        self._insert_rows(_SAVE_LINK_HEAD, 14, [
-            (link.pair, link.flow, link.source_id, link.target_id, iso(link.source_version), link.hash,
-             iso(link.target_version), now, _fields_json(tuple(link.fields)) if link.fields else None, link.source_hash,
-             _fields_json(tuple(link.target_fields)) if link.target_fields else None, link.target_hash,
-             link.target_key, link.written)
-            for link in links], " ON CONFLICT (pair, flow, source_id) DO NOTHING")
+        self._insert_rows(_SAVE_LINK_HEAD, 14, [_link_row(link, now) for link in links],
+                          " ON CONFLICT (pair, flow, source_id) DO NOTHING")
 
     def count_links(self, pair: str, flow: str) -> int:
         return self._execute("SELECT count(*) FROM links WHERE pair = ? AND flow = ?", [pair, flow]).fetchone()[0]
@@ -202,3 +193,11 @@ class LinkQueries:
             for key, source_id in rows:
                 found.setdefault(key, set()).add(source_id)
         return found
+
+
+def _link_row(link: Link, saved: str) -> tuple[Any, ...]:
+    """A link as the 14 values of _SAVE_LINK_HEAD's columns."""
+    return (link.pair, link.flow, link.source_id, link.target_id, iso(link.source_version), link.hash,
+            iso(link.target_version), saved, _fields_json(tuple(link.fields)) if link.fields else None,
+            link.source_hash, _fields_json(tuple(link.target_fields)) if link.target_fields else None,
+            link.target_hash, link.target_key, link.written)
