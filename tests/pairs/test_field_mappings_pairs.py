@@ -137,7 +137,9 @@ add = { Sales_Region = "Region__c" }
 ''')
     first = zuora.sync(flows=["customers", "accounts_to_customers"])
     assert first.exit_code == 0, first.to_dict()
-    assert zuora.account("C00010")["Region__c"] == "SOUTH"
+    # Everything a rare failure needs to be told apart: what NAV holds, what Zuora holds, what the run did.
+    assert zuora.account("C00010")["Region__c"] == "SOUTH", (zuora.customer("C00010"), zuora.account("C00010"),
+                                                             first.to_dict(), zuora.zuora.calls)
 
     zuora.zuora_user().edit_account(zuora.account("C00020")["id"], Region__c="MIDWEST")
     back = zuora.sync(flows=["customers", "accounts_to_customers"])
