@@ -340,3 +340,73 @@ def test_runs_of_one_pair_started_at_once_on_several_hosts_run_one_at_a_time(dat
     assert all("another run of erp-crm" in err for code, err in ended if code == 75)
     numbers = [a["number"] for a in crm.all("account")]
     assert len(numbers) == len(set(numbers)) == 60
+
+
+class RoundRobin:
+    """A load balancer in front of `listen` replicas: each request goes to the next replica."""
+
+    def __init__(self, apps: list) -> None:
+        self.apps, self.sent = apps, 0
+
+    async def __call__(self, scope, receive, send) -> None:
+        app = self.apps[self.sent % len(self.apps)]
+        self.sent += 1
+        await app(scope, receive, send)
+
+
+def test_listen_replicas_behind_a_load_balancer_store_each_change_once(database, tmp_path, monkeypatch, request):
+    import threading
+
+    import httpx
+
+    from mlconnector import api
+    from mlconnector.sandbox.common import InProcessTransport
+    from tests.pairs.world import make_world, wait_for
+
+    world = make_world(tmp_path, monkeypatch, "nav")
+    request.addfinalizer(world.close)
+    monkeypatch.setenv("MLCONNECTOR_STATE_URL", database)
+    cities = {"C00010": "Evanston", "C00020": "Skokie", "C00030": "Oak Park"}
+    replicas = [api.Listener(world.runtime(), process=False) for _ in range(2)]
+    try:
+        assert world.sync("nav-zoho").exit_code == 0  # subscribes the Zoho channels, saved in the database
+        world.listener_slot.app = RoundRobin([r.app for r in replicas])
+        for number, city in cities.items():
+            world.zoho.edit("Accounts", world.account(number)["id"], Billing_City=city)
+
+        def waiting() -> list[dict]:
+            with world.state() as state:
+                return state.pending_inbox("nav-zoho")
+
+        assert wait_for(lambda: len(waiting()) >= len(cities))
+        # The balancer timed out on every delivery and the sender retried: each one reaches both replicas again,
+        # at the same moment.
+        delivered = [d.payload for d in world.zoho.deliveries if d.payload.get("module") == "Accounts"]
+        answers: list[int] = []
+
+        def post(app, body) -> None:
+            with httpx.Client(transport=InProcessTransport(app), base_url="http://listener.test") as client:
+                answers.append(client.post("/hooks/zoho", json=body).status_code)
+
+        senders = [threading.Thread(target=post, args=(r.app, body)) for body in delivered for r in replicas]
+        for sender in senders:
+            sender.start()
+        for sender in senders:
+            sender.join()
+        assert answers == [202] * len(senders)
+        assert len(waiting()) == len(delivered)
+        for replica in replicas:
+            with httpx.Client(transport=InProcessTransport(replica.app), base_url="http://listener.test") as client:
+                assert client.get("/health").status_code == 200
+    finally:
+        for replica in replicas:
+            replica.close()
+
+    run = world.sync("nav-zoho")
+    assert run.exit_code == 0 and run.notifications == len(delivered), run.to_dict()
+    assert {c["number"]: c["city"] for c in world.erp("customers") if c["number"] in cities} == cities
+    with world.state() as state:
+        updates = [r["target_id"] for r in state.audit_rows(limit=None)
+                   if r["flow"] == "accounts_to_customers" and r["action"] == "update"]
+        assert not state.pending_inbox("nav-zoho")
+    assert sorted(updates) == sorted(cities)
