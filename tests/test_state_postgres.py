@@ -410,3 +410,20 @@ def test_listen_replicas_behind_a_load_balancer_store_each_change_once(database,
                    if r["flow"] == "accounts_to_customers" and r["action"] == "update"]
         assert not state.pending_inbox("nav-zoho")
     assert sorted(updates) == sorted(cities)
+
+
+def test_bcs_company_id_is_remembered_in_the_database_for_every_host(database, tmp_path, monkeypatch):
+    import psycopg
+
+    from tests.pairs.world import make_world
+
+    world = make_world(tmp_path, monkeypatch, "bc")
+    try:
+        monkeypatch.setenv("MLCONNECTOR_STATE_URL", database)
+        assert world.sync("bc-zoho").exit_code == 0
+    finally:
+        world.close()
+    with psycopg.connect(database) as conn:
+        [(body,)] = conn.execute("SELECT body FROM ledger_documents WHERE name = 'dynamics bc company'").fetchall()
+    assert list(json.loads(body).values()) == [world.company]  # the id BC gave the company
+    assert not list(tmp_path.rglob("dynamics-*-company.json")), "nothing of the state beside a file any more"

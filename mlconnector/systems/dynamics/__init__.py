@@ -53,7 +53,7 @@ from mlconnector.systems.base import Capabilities, Channel, ConnectorBase, Notif
 from mlconnector.systems.dynamics.api import API_ENTITIES, MAX_NUMBERS_KEPT, ApiV2  # noqa: F401
 from mlconnector.systems.dynamics.client import (CLOUD_ROOT, DEFAULT_CONCURRENCY, DynamicsApi,  # noqa: F401
                                                  Endpoint, endpoint_of)
-from mlconnector.systems.dynamics.company import CompanyRecord, _company_not_found, company_record_path  # noqa: F401
+from mlconnector.systems.dynamics.company import CompanyRecord, _company_not_found, company_record  # noqa: F401
 from mlconnector.systems.dynamics.credentials import AUTHORITY, BC_SCOPE, Credentials, NegotiateAuth  # noqa: F401
 from mlconnector.systems.dynamics.odata import (BLANK_DATETIME, DEFAULT_PAGE_SIZE, NOT_STORED,  # noqa: F401
                                                 RAMP_FROM, Pager, _as_stored, _business_relation, _clean,

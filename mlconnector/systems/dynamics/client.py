@@ -18,7 +18,7 @@ from mlconnector.config import SystemConfig
 from mlconnector.errors import AuthError, ConfigError, MLConnectorError, RemoteError
 from mlconnector.http import ApiClient
 from mlconnector.systems import ConnectorContext
-from mlconnector.systems.dynamics.company import CompanyRecord, _company_not_found, company_record_path
+from mlconnector.systems.dynamics.company import _company_not_found, company_record
 from mlconnector.systems.dynamics.credentials import Credentials
 from mlconnector.systems.dynamics.odata import _error, _is_transient
 
@@ -83,7 +83,7 @@ class DynamicsApi:
         # then means a stale record, looked up again once.
         self._company_remembered = False
         self._company_lock = threading.Lock()
-        self.company_record = CompanyRecord(company_record_path(context, self.name))
+        self.company_record = company_record(context, self.name)
 
     def close(self) -> None:
         self.http.close()
