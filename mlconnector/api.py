@@ -371,23 +371,6 @@ def _flow_names(pair: Any, flows: Iterable[str] | None, configured: Iterable[str
     return names
 
 
-class _WithoutCachedTokens:
-    """The secret store as `ping` sees it: no cached access token, so each system mints a fresh one and the stored
-    credentials themselves are proven (a rotated secret shows now, not when the cached token expires at night).
-    The fresh token is cached as usual."""
-
-    def __init__(self, store: Any) -> None:
-        self._store = store
-
-    def get(self, system: str, field: str) -> str | None:
-        from mlconnector.auth import SecretTokenCache
-
-        return None if field == SecretTokenCache.FIELD else self._store.get(system, field)
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self._store, name)
-
-
 def show_config(runtime: Runtime) -> dict[str, Any]:
     """`mlconnector config show`: the configuration in effect, each value with where it came from; secrets as set
     or unset (see mlconnector.config_report)."""
@@ -453,7 +436,7 @@ def ping(runtime: Runtime, system: str | None = None) -> list[PingResult]:
         raise ConfigError(f"{config.path}: no [systems.*] tables; run `mlconnector init`")
     results = []
     store = runtime.secret_store()
-    context = replace(runtime.context(), secrets=_WithoutCachedTokens(store))
+    context = replace(runtime.context(), fresh_tokens=True)
     for name in names:
         settings = config.system(name)
         missing = [field for field in required_secrets(settings) if not store.get(name, field)]

@@ -3,6 +3,7 @@ refreshed early; a request refused for a stale token is refreshed once and resen
 
 from __future__ import annotations
 
+import base64
 import json
 import threading
 from collections.abc import Callable, Generator
@@ -11,6 +12,9 @@ from datetime import datetime, timedelta, timezone
 from typing import Any, Protocol
 
 import httpx
+from cryptography.fernet import Fernet, InvalidToken
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
 from mlconnector.errors import AuthError, MLConnectorError, RemoteError
 from mlconnector.http import json_body
@@ -100,6 +104,109 @@ class SecretTokenCache:
             self._store.delete(self._system, self.FIELD)
         except MLConnectorError:
             pass
+
+
+class SharedTokenCache:
+    """Keeps the token in the state's shared ledger (the state in PostgreSQL), so every host sharing the state
+    reuses it: hosts in containers often have no secret store to write, and each would mint its own.
+
+    The token is sealed with a key derived from the system's client secret, which every host that may mint
+    holds: the database alone never gives the token away. A rotated secret cannot open the old token, which then
+    counts as absent (one mint). Anything that stops the cache from being read or written costs a mint, never
+    the run.
+    """
+
+    def __init__(self, ledger: Any, system: str, secret: Callable[[], str | None]) -> None:
+        self._ledger = ledger
+        self._system = system
+        self._secret = secret
+        self._memory = MemoryTokenCache()
+
+    @property
+    def _document(self) -> str:
+        return f"access token {self._system}"
+
+    def _fernet(self) -> Fernet | None:
+        secret = self._secret()
+        if not secret:
+            return None
+        derived = HKDF(algorithm=hashes.SHA256(), length=32, salt=None,
+                       info=f"mlconnector access token {self._system}".encode()).derive(secret.encode())
+        return Fernet(base64.urlsafe_b64encode(derived))
+
+    def load(self) -> Token | None:
+        token = self._memory.load()
+        if token:
+            return token
+        try:
+            fernet = self._fernet()
+            with self._ledger.edited(self._document) as data:
+                sealed = data.get("sealed")
+            if fernet is None or not sealed:
+                return None
+            token = Token.from_json(fernet.decrypt(str(sealed).encode()).decode())
+        except (InvalidToken, ValueError, KeyError):
+            return None
+        except Exception:  # noqa: BLE001 - the database or the secret store: a mint instead
+            return None
+        self._memory.save(token)
+        return token
+
+    def save(self, token: Token) -> None:
+        self._memory.save(token)
+        try:
+            fernet = self._fernet()
+            if fernet is None:
+                return
+            with self._ledger.edited(self._document) as data:
+                data["sealed"] = fernet.encrypt(token.to_json().encode()).decode()
+        except Exception:  # noqa: BLE001 - the next run mints again
+            pass
+
+    def clear(self) -> None:
+        self._memory.clear()
+        try:
+            with self._ledger.edited(self._document) as data:
+                data.pop("sealed", None)
+        except Exception:  # noqa: BLE001 - a stale token is refused and minted anew anyway
+            pass
+
+
+def token_cache(secrets: Any, ledger: Any, system: str, *, fresh: bool = False) -> TokenCache:
+    """Where a system's access token is kept between runs: the state's shared ledger when the state is in
+    PostgreSQL (every host), else the secret store (this host). ``fresh``: the kept token is not used (a new one
+    is minted, and kept)."""
+    cache: TokenCache
+    if ledger is None:
+        cache = SecretTokenCache(secrets, system)
+    else:
+        cache = SharedTokenCache(ledger, system, lambda: _optional_secret(secrets, system, "client_secret"))
+    return _SavedOnly(cache) if fresh else cache
+
+
+class _SavedOnly:
+    """A cache that hands out nothing it held before this process saved it: the token is minted once anew."""
+
+    def __init__(self, inner: TokenCache) -> None:
+        self._inner = inner
+        self._saved = False
+
+    def load(self) -> Token | None:
+        return self._inner.load() if self._saved else None
+
+    def save(self, token: Token) -> None:
+        self._saved = True
+        self._inner.save(token)
+
+    def clear(self) -> None:
+        self._inner.clear()
+
+
+def _optional_secret(secrets: Any, system: str, field: str) -> str | None:
+    try:
+        return secrets.get(system, field)
+    except MLConnectorError:
+        return None
 
 
 class TokenAuth(httpx.Auth):

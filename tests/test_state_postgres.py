@@ -427,3 +427,34 @@ def test_bcs_company_id_is_remembered_in_the_database_for_every_host(database, t
         [(body,)] = conn.execute("SELECT body FROM ledger_documents WHERE name = 'dynamics bc company'").fetchall()
     assert list(json.loads(body).values()) == [world.company]  # the id BC gave the company
     assert not list(tmp_path.rglob("dynamics-*-company.json")), "nothing of the state beside a file any more"
+
+
+def test_hosts_sharing_the_state_share_access_tokens_sealed_from_the_database(database, tmp_path, monkeypatch):
+    import keyring
+    import psycopg
+
+    from mlconnector import api
+    from tests.helpers import MemoryKeyring
+    from tests.pairs.world import make_world
+
+    world = make_world(tmp_path, monkeypatch, "bc")
+    monkeypatch.setenv("MLCONNECTOR_STATE_URL", database)
+    try:
+        assert world.sync("bc-zoho", flows=["customers"]).exit_code == 0
+        # The next run is on another host: a secret store of its own holding no token (credentials from the
+        # environment, as in a container).
+        keyring.set_keyring(MemoryKeyring())
+        monkeypatch.setenv("MLCONNECTOR_SECRETS_DIR", str(tmp_path / "other-host-secrets"))
+        assert world.sync("bc-zoho", flows=["customers"]).exit_code == 0
+        issued = list(world.zoho.accounts.access_tokens)
+        assert len(issued) == 1, "the second host used the token the first one minted"
+        assert [p.ok for p in api.ping(world.runtime(), "zoho")] == [True]
+        assert len(world.zoho.accounts.access_tokens) == 2, "ping proves the credentials with a token of its own"
+        issued = list(world.zoho.accounts.access_tokens)
+    finally:
+        world.close()
+    with psycopg.connect(database, autocommit=True) as conn:
+        assert conn.execute("SELECT count(*) FROM ledger_events WHERE key LIKE 'zoho mint %'").fetchone()[0] == 2
+        documents = dict(conn.execute("SELECT name, body FROM ledger_documents").fetchall())
+    assert "access token zoho" in documents and "access token bc" in documents
+    assert not any(token in body for token in issued for body in documents.values()), "sealed, never in clear"

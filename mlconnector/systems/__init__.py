@@ -31,6 +31,15 @@ class ConnectorContext:
     # The state's shared ledger (``mlconnector.state.ledger``) where the state is in PostgreSQL: token mints and API
     # credits counted there, across hosts. None: in a file in state_dir, across this host's processes.
     ledger: Any = None
+    # `ping`: no cached access token is used, so each system mints one and the stored credentials themselves are
+    # proven (a rotated secret shows now, not when the cached token expires at night); the new one is cached.
+    fresh_tokens: bool = False
+
+    def token_cache(self, system: str) -> Any:
+        """Where the system's access token is kept between runs (``mlconnector.auth.token_cache``)."""
+        from mlconnector.auth import token_cache
+
+        return token_cache(self.secrets, self.ledger, system, fresh=self.fresh_tokens)
 
     def __post_init__(self) -> None:
         if self.transport is not None and not isinstance(self.transport, _Borrowed):
@@ -38,7 +47,8 @@ class ConnectorContext:
 
     def state_file(self, name: str) -> Path:
         """A file a system keeps beside the state file in use (``state_dir``, else the default state directory):
-        Zoho's quota record, GP's cached WSDL and last-seen lists, the BC company id."""
+        Zoho's quota record, GP's cached WSDL and last-seen lists, the BC company id (the first two and the last
+        in the ledger instead when there is one)."""
         if self.state_dir is not None:
             return self.state_dir / name
         from mlconnector.state import default_state_path

@@ -10,7 +10,7 @@ from collections.abc import Callable, Generator
 
 import httpx
 
-from mlconnector.auth import SecretTokenCache, Token, TokenAuth, entra_hints, entra_token
+from mlconnector.auth import Token, TokenAuth, entra_hints, entra_token
 from mlconnector.config import SystemConfig
 from mlconnector.errors import ConfigError
 from mlconnector.http import ApiClient
@@ -80,7 +80,7 @@ class Credentials:
             self.token_url = self.system.setting("token_url", f"{authority}/{tenant}/oauth2/v2.0/token", type_=str)
             self.token_http = ApiClient(self.name, transport=self.context.transport, counter=self.context.counter,
                                         sleep=self._sleep)
-            return TokenAuth(self.mint, SecretTokenCache(self.context.secrets, self.name))
+            return TokenAuth(self.mint, self.context.token_cache(self.name))
         user = self.system.setting("user", type_=str)
         if self.auth_kind == "windows":
             password = self.context.secrets.get(self.name, "password") if user else None

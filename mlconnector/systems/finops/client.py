@@ -11,7 +11,7 @@ from urllib.parse import quote
 
 import httpx
 
-from mlconnector.auth import SecretTokenCache, Token, TokenAuth, entra_hints, entra_token
+from mlconnector.auth import Token, TokenAuth, entra_hints, entra_token
 from mlconnector.config import SystemConfig
 from mlconnector.errors import AuthError, ConfigError, MLConnectorError, RemoteError
 from mlconnector.http import ApiClient
@@ -38,7 +38,7 @@ class FinOpsApi:
         self.page_size = page_size
         self._sleep = sleep
         self.token_http = ApiClient(self.name, transport=context.transport, counter=context.counter, sleep=sleep)
-        self.auth = TokenAuth(self.mint, SecretTokenCache(context.secrets, self.name))
+        self.auth = TokenAuth(self.mint, context.token_cache(self.name))
         self.http = ApiClient(self.name, auth=self.auth, transport=context.transport, counter=context.counter,
                               max_concurrency=int(system.setting("concurrency", DEFAULT_CONCURRENCY, type_=int)),
                               sleep=sleep, headers={"Accept": "application/json", "OData-Version": "4.0"})

@@ -14,7 +14,7 @@ from urllib.parse import urlsplit
 
 import httpx
 
-from mlconnector.auth import SecretTokenCache, TokenAuth
+from mlconnector.auth import TokenAuth
 from mlconnector.config import SystemConfig
 from mlconnector.errors import AuthError, RemoteError
 from mlconnector.http import ApiClient, json_body, retry_policy, server_time
@@ -72,7 +72,7 @@ class ZohoApi:
         self.system = system
         self.quota = quota
         self.zoho_auth = ZohoAuth(system, context, self.quota, sleep=sleep)
-        self.auth = TokenAuth(self.zoho_auth.mint, SecretTokenCache(context.secrets, system.name),
+        self.auth = TokenAuth(self.zoho_auth.mint, context.token_cache(system.name),
                               header=lambda t: f"Zoho-oauthtoken {t.access_token}", is_invalid=_is_invalid_token)
         edition = system.setting("edition", type_=str)
         concurrency = system.setting("concurrency", EDITION_CONCURRENCY.get(edition or "", DEFAULT_CONCURRENCY),

@@ -13,7 +13,7 @@ from datetime import timedelta
 from typing import Any
 from urllib.parse import parse_qs, urlencode, urlsplit
 
-from mlconnector.auth import SecretTokenCache, Token, utcnow
+from mlconnector.auth import Token, utcnow
 from mlconnector.config import SystemConfig
 from mlconnector.errors import AuthError, ConfigError, RateLimited, RemoteError
 from mlconnector.http import ApiClient, retry_policy
@@ -257,7 +257,7 @@ def authorise(system: SystemConfig, context: ConnectorContext, pasted: str) -> A
     store = context.secrets
     store.set(system.name, "refresh_token", str(refresh))
     store.set(system.name, "accounts_server", accounts)
-    cache = SecretTokenCache(store, system.name)
+    cache = context.token_cache(system.name)
     cache.clear()
     cache.save(token_from(body, None))  # the access token that came with it saves a mint
     location = getattr(store, "location", "the secret store")

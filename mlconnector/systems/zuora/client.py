@@ -12,7 +12,7 @@ from typing import Any
 
 import httpx
 
-from mlconnector.auth import SecretTokenCache, Token, TokenAuth, utcnow
+from mlconnector.auth import Token, TokenAuth, utcnow
 from mlconnector.config import SystemConfig
 from mlconnector.errors import AuthError, ConfigError, RemoteError
 from mlconnector.http import ApiClient, json_body, retry_policy, server_time
@@ -88,7 +88,7 @@ class ZuoraClient:
         self._token_http = ApiClient(self.name, self.base, transport=context.transport, counter=context.counter,
                                      sleep=sleep, headers={k: v for k, v in headers.items() if k != "Zuora-Version"},
                                      retry=retry_policy(system))
-        self.auth = TokenAuth(self.mint, SecretTokenCache(context.secrets, self.name),
+        self.auth = TokenAuth(self.mint, context.token_cache(self.name),
                               early=timedelta(minutes=5))
         self.http = ApiClient(self.name, self.base, auth=self.auth, transport=context.transport,
                               counter=context.counter, headers=headers, is_retryable=_is_transient(self.name),
