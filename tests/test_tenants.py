@@ -105,6 +105,14 @@ def test_a_tenant_name_is_checked_and_its_secrets_are_its_own(tmp_path, monkeypa
 
     monkeypatch.delenv("MLCONNECTOR_TENANT")
     monkeypatch.delenv("MLCONNECTOR_CONFIG")
+    config = tmp_path / "xdg-config" / "mlconnector" / "tenants" / "acme" / "connections.toml"
+    config.parent.mkdir(parents=True)
+    config.write_text('[systems.zoho]\nkind = "zoho"\nclient_id = "1000.ACME"\n')
+    shown = runner.invoke(build_app(), ["--tenant", "acme", "config", "show"])
+    assert shown.exit_code == 0 and shown.output.startswith(f"tenant: acme\nconfig: {config} (found by the default "
+                                                            "search)"), shown.output
+    missing = runner.invoke(build_app(), ["--tenant", "globex", "config", "show"])  # acme's file is not globex's
+    assert missing.exit_code == 2 and "tenants/globex/connections.toml: not found" in missing.output
     monkeypatch.setenv("MLCONNECTOR_SECRETS_BACKEND", "keyring")
     stored = runner.invoke(build_app(), ["--tenant", "acme", "secrets", "set", "zoho", "client_secret"],
                            input="acme-zoho-secret-4711\n")
