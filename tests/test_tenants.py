@@ -103,6 +103,11 @@ def test_a_tenant_name_is_checked_and_its_secrets_are_its_own(tmp_path, monkeypa
     result = runner.invoke(build_app(), ["status"])
     assert result.exit_code == 2 and "MLCONNECTOR_TENANT" in result.output
 
+    monkeypatch.setenv("MLCONNECTOR_TENANT", "acme")
+    monkeypatch.setenv("MLCONNECTOR_STATE_URL", "postgresql://db.example.com/mlc?options=-csearch_path%3Dshared")
+    result = runner.invoke(build_app(), ["status"])  # the tenant chooses the schema: refused before any connection
+    assert result.exit_code == 2 and "remove search_path" in result.output and len(result.output.splitlines()) == 1
+    monkeypatch.delenv("MLCONNECTOR_STATE_URL")
     monkeypatch.delenv("MLCONNECTOR_TENANT")
     monkeypatch.delenv("MLCONNECTOR_CONFIG")
     config = tmp_path / "xdg-config" / "mlconnector" / "tenants" / "acme" / "connections.toml"
