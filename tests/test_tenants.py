@@ -133,3 +133,13 @@ def test_a_tenant_name_is_checked_and_its_secrets_are_its_own(tmp_path, monkeypa
     assert listed == [{"system": "zoho", "field": "client_secret", "source": "env"}]
     assert json.loads(runner.invoke(build_app(), ["--tenant", "acme", "secrets", "list", "--json"]).output) == [
         {"system": "zoho", "field": "client_secret", "source": "keyring"}]
+
+    # The encrypted file: a tenant's key and secrets in its own folder of the secrets directory.
+    monkeypatch.setenv("MLCONNECTOR_SECRETS_BACKEND", "file")
+    assert runner.invoke(build_app(), ["--tenant", "acme", "secrets", "init-file"]).exit_code == 0
+    stored = runner.invoke(build_app(), ["--tenant", "acme", "secrets", "set", "zoho", "refresh_token"],
+                           input="acme-refresh-1000.abc\n")
+    assert stored.exit_code == 0 and str(tmp_path / "secrets" / "tenants" / "acme") in stored.output, stored.output
+    assert sorted(p.name for p in (tmp_path / "secrets").iterdir()) == ["tenants"]
+    refused = runner.invoke(build_app(), ["--tenant", "globex", "secrets", "list"])  # globex has no key of its own
+    assert refused.exit_code == 2 and "init-file" in refused.output

@@ -191,10 +191,10 @@ def delete_secrets(
 def init_file(
     directory: Annotated[Optional[Path], typer.Option(
         "--dir", help=f"Directory for the key and encrypted file (default: ${DIRECTORY_ENV} or "
-                      "the user config dir).")] = None,
+                      "the user config dir; for a tenant, its tenants/NAME folder there).")] = None,
 ) -> None:
     """Create the key for the encrypted secrets file, for hosts without an OS keyring (e.g. cron)."""
-    directory = directory or _directory() or default_directory()
+    directory = directory or tenants.below(_directory() or default_directory())  # a tenant's key in its folder
     key_file = init_secret_file(directory)
     lines = [
         f"created key file {key_file} (mode 0600)",
