@@ -5,6 +5,7 @@ links, audit, watermarks and runs, and one tenant's run lock does not hold up th
 from __future__ import annotations
 
 import json
+import sys
 import uuid
 from pathlib import Path
 
@@ -89,8 +90,10 @@ def test_two_tenants_run_one_pair_apart(two_tenants, tmp_path, monkeypatch):
     monkeypatch.setenv("MLCONNECTOR_TENANT", acme)
     with api.Runtime().state_location().pair_lock("nav-zoho"):
         assert cli(acme_world, acme, "sync", "nav-zoho")[0] == 75
-        code, out = cli(globex_world, globex, "sync", "nav-zoho")
+        code, out = cli(globex_world, globex, "-v", "--log-format", "json", "sync", "nav-zoho")
         assert code == 0, out
+        logged = [json.loads(line) for line in out.splitlines() if line.startswith('{"time"')]
+        assert logged and {line["tenant"] for line in logged} == {globex}  # whose run, for a log shipper
 
 
 def test_a_tenant_name_is_checked_and_its_secrets_are_its_own(tmp_path, monkeypatch):
@@ -112,10 +115,17 @@ def test_a_tenant_name_is_checked_and_its_secrets_are_its_own(tmp_path, monkeypa
     monkeypatch.delenv("MLCONNECTOR_CONFIG")
     config = tmp_path / "xdg-config" / "mlconnector" / "tenants" / "acme" / "connections.toml"
     config.parent.mkdir(parents=True)
-    config.write_text('[systems.zoho]\nkind = "zoho"\nclient_id = "1000.ACME"\n')
+    sink = tmp_path / "alerts.jsonl"
+    command = [sys.executable, "-c", f"import sys; open({str(sink)!r}, 'a').write(sys.stdin.read() + '\\n')"]
+    config.write_text('[systems.zoho]\nkind = "zoho"\nclient_id = "1000.ACME"\n\n[alerts]\n'
+                      f"command = {json.dumps(command)}\n")
     shown = runner.invoke(build_app(), ["--tenant", "acme", "config", "show"])
     assert shown.exit_code == 0 and shown.output.startswith(f"tenant: acme\nconfig: {config} (found by the default "
                                                             "search)"), shown.output
+    # One alert hook often serves every tenant: an alert says whose it is.
+    assert runner.invoke(build_app(), ["--tenant", "acme", "alert", "test"]).exit_code == 0
+    alert = json.loads(sink.read_text())
+    assert alert["tenant"] == "acme" and " for acme: " in alert["text"]
     missing = runner.invoke(build_app(), ["--tenant", "globex", "config", "show"])  # acme's file is not globex's
     assert missing.exit_code == 2 and "tenants/globex/connections.toml: not found" in missing.output
     monkeypatch.setenv("MLCONNECTOR_SECRETS_BACKEND", "keyring")
