@@ -19,6 +19,7 @@ from urllib.parse import urlsplit
 
 import httpx
 
+from mlconnector import tenants
 from mlconnector.config import AlertsConfig
 from mlconnector.state import State
 
@@ -35,8 +36,10 @@ class Alert:
 
     def body(self) -> dict[str, Any]:
         host = socket.gethostname()
-        return {"text": f"mlconnector on {host}: {self.text}", "event": self.event, "pair": self.pair,
-                "run_id": self.run_id, "exit_code": self.exit_code, "host": host,
+        tenant = tenants.current()  # one alert hook often serves every tenant: say whose pair this is
+        whose = f" for {tenant}" if tenant else ""
+        return {"text": f"mlconnector on {host}{whose}: {self.text}", "event": self.event, "pair": self.pair,
+                "run_id": self.run_id, "exit_code": self.exit_code, "host": host, "tenant": tenant,
                 "time": datetime.now(timezone.utc).isoformat(timespec="seconds")}
 
 

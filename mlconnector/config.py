@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from mlconnector import tenants
 from mlconnector.errors import ConfigError
 from mlconnector.fieldmap.rules import FlowRules, parse_mappings
 from mlconnector.urls import check_setting_urls, check_state_url, refuse_credentials_in_urls
@@ -176,9 +177,11 @@ class Config:
 
 def config_search() -> list[Path]:
     """Where a configuration is looked for when neither --config nor $MLCONNECTOR_CONFIG names one, in order: the
-    current directory, the user's ($XDG_CONFIG_HOME, else ~/.config), the host's."""
+    current directory, the user's ($XDG_CONFIG_HOME, else ~/.config), the host's. For a tenant, its own file in
+    each: ``tenants/NAME/connections.toml`` (never the file without a tenant: one company's settings must not
+    serve another)."""
     user = Path(os.environ.get("XDG_CONFIG_HOME") or Path.home() / ".config")
-    return [Path(DEFAULT_CONFIG), user / "mlconnector" / DEFAULT_CONFIG, Path("/etc/mlconnector") / DEFAULT_CONFIG]
+    return [tenants.below(base) / DEFAULT_CONFIG for base in (Path("."), user / "mlconnector", Path("/etc/mlconnector"))]
 
 
 def resolve_config_path(explicit: str | Path | None = None) -> Path:
@@ -188,7 +191,7 @@ def resolve_config_path(explicit: str | Path | None = None) -> Path:
         return Path(explicit)
     if os.environ.get(CONFIG_ENV):
         return Path(os.environ[CONFIG_ENV])
-    return next((p for p in config_search() if p.exists()), Path(DEFAULT_CONFIG))
+    return next((p for p in config_search() if p.exists()), config_search()[0])
 
 
 def config_source(explicit: str | Path | None = None) -> str:

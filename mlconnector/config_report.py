@@ -9,6 +9,7 @@ from dataclasses import fields
 from typing import Any
 from urllib.parse import urlsplit
 
+from mlconnector import tenants
 from mlconnector.config import ALERTS_WEBHOOK_ENV, Config, PairConfig
 from mlconnector.secrets import required_secrets
 
@@ -22,6 +23,7 @@ def report(config: Config, source: str, state_path: str, state_source: str, secr
     raw_pairs = raw.get("pairs", {})
     raw_state = raw.get("state", {}) if isinstance(raw.get("state"), dict) else {}
     return {
+        "tenant": tenants.current(),  # whose config, secrets and state these are (--tenant), or None
         "config": {"path": str(config.path), "source": source},
         "state": {"path": state_path, "source": state_source},
         "audit_retention_days": _valued(config.audit_retention_days, "audit_retention_days" in raw_state),

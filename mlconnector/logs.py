@@ -7,9 +7,12 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import threading
 from datetime import datetime, timezone
 from typing import IO
+
+from mlconnector.tenants import TENANT_ENV
 
 LOG_FORMAT_ENV = "MLCONNECTOR_LOG_FORMAT"
 FORMATS = ("text", "json")
@@ -50,13 +53,16 @@ class RunFields(logging.Filter):
 
 class JsonFormatter(logging.Formatter):
     """One JSON object a line: time (UTC, ISO 8601), level, logger, message, run_id, pair, flow (and the traceback
-    as ``exception``, where there is one)."""
+    as ``exception``, where there is one; ``tenant`` where one is chosen: read as set, a formatter never raises)."""
 
     def format(self, record: logging.LogRecord) -> str:
         line = {"time": datetime.fromtimestamp(record.created, timezone.utc).isoformat(timespec="milliseconds"),
                 "level": record.levelname.lower(), "logger": record.name, "message": record.getMessage(),
                 "run_id": getattr(record, "run_id", None), "pair": getattr(record, "pair", None),
                 "flow": getattr(record, "flow", None)}
+        tenant = os.environ.get(TENANT_ENV)
+        if tenant:  # a log shipper collecting every tenant's pods tells them apart by it
+            line["tenant"] = tenant
         for name in ("status", "exit_code", "duration_seconds", "records", "failed"):
             if hasattr(record, name):  # a run's last line carries its outcome as fields
                 line[name] = getattr(record, name)

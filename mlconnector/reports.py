@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from typing import TYPE_CHECKING, Any
 
+from mlconnector import tenants
 from mlconnector.config import load_config
 from mlconnector.health import Limits, Problem
 from mlconnector.health import check as health_check
@@ -21,6 +22,7 @@ if TYPE_CHECKING:
 @dataclass
 class Status:
     state_file: str
+    tenant: str | None = None  # the tenant whose state this is (--tenant), or None
     watermarks: list[dict[str, Any]] = field(default_factory=list)
     replay_queue: dict[str, int] = field(default_factory=dict)
     inbox_pending: int = 0
@@ -40,6 +42,7 @@ def status(runtime: Runtime) -> Status:
             depth[f"{pair}/{flow}"] = n
         return Status(
             state_file=location.shown,
+            tenant=tenants.current(),
             watermarks=[{"pair": w["pair"], "flow": w["flow"], "watermark": w["value"]} for w in state.watermarks()],
             replay_queue=dict(depth),
             inbox_pending=state.inbox_depth(),

@@ -57,6 +57,8 @@ def offending(part: str, forbidden: tuple[str, ...], allowed: tuple[str, ...] = 
     # what status and audit show comes from the state alone: no connector, no engine
     ("reports", ("mlconnector.sync", "mlconnector.systems", "mlconnector.pairs", "mlconnector.cli",
                  "mlconnector.webhooks", "mlconnector.http", "mlconnector.auth"), ()),
+    # the tenant is asked for by config, secrets and state: it can import none of them
+    ("tenants", ("mlconnector",), ("mlconnector.errors",)),
     ("fieldmap", ("mlconnector.sync", "mlconnector.pairs", "mlconnector.api", "mlconnector.cli", "mlconnector.state",
                   "mlconnector.http", "mlconnector.sandbox", "mlconnector.systems"), ("mlconnector.systems.base",)),
 ])

@@ -24,6 +24,8 @@ def show(
         print_json(found)
         return
     say = lambda line: out.print(line, highlight=False, markup=False)  # noqa: E731
+    if found["tenant"]:
+        say(f"tenant: {found['tenant']}")
     say(f"config: {found['config']['path']} ({found['config']['source']})")
     say(f"state: {found['state']['path']} ({found['state']['source']})")
     say(f"[state] audit_retention_days = {_shown(found['audit_retention_days'])}")

@@ -10,7 +10,7 @@ from typing import Annotated, Any, Optional
 import typer
 from typer.core import TyperGroup
 
-from mlconnector import __version__, logs
+from mlconnector import __version__, logs, tenants
 from mlconnector.api import Runtime, load_plugins
 from mlconnector.cli import alert as alert_cli
 from mlconnector.cli import auth as auth_cli
@@ -153,6 +153,7 @@ def build_app() -> typer.Typer:
     @app.callback()
     def main(
         ctx: typer.Context,
+        tenant: Annotated[Optional[str], typer.Option("--tenant", help="Work for this tenant: its own config (tenants/NAME/connections.toml), secrets and state (default: $MLCONNECTOR_TENANT; none). See docs/operations.md.")] = None,
         config: Annotated[Optional[Path], typer.Option("--config", help="connections.toml to use (default: $MLCONNECTOR_CONFIG, else ./connections.toml).")] = None,
         state: Annotated[Optional[Path], typer.Option("--state", help="SQLite state file (default: $MLCONNECTOR_STATE_URL, a PostgreSQL database; else [state] url or path in the config; else $MLCONNECTOR_STATE; else the user state dir).")] = None,
         version: Annotated[bool, typer.Option("--version", callback=_version, is_eager=True, help="Show the version and exit.")] = False,
@@ -163,6 +164,11 @@ def build_app() -> typer.Typer:
         if columns is not None and not (columns.strip().isdigit() and int(columns) > 0):
             raise ConfigError(f"COLUMNS={columns!r} is not a width: set it to a whole number of columns "
                               "(e.g. COLUMNS=160) or unset it")
+        if tenant is not None:
+            # Process-wide, as --config: every default location (config, secrets, state) asks mlconnector.tenants.
+            os.environ[tenants.TENANT_ENV] = tenants.check(tenant)
+        else:
+            tenants.current()  # a bad $MLCONNECTOR_TENANT is one line before anything else
         fmt = _log_format(log_format)
         if not verbose and fmt == "text":
             # The run's own lines tell what went wrong: its log is for -v. Without a handler, Python would print

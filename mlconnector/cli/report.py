@@ -113,6 +113,8 @@ def status(
         print_json(asdict(result))
         return
     where = "state database" if result.state_file.startswith(("postgresql://", "postgres://")) else "state file"
+    if result.tenant:
+        out.print(f"tenant: {result.tenant}", markup=False, highlight=False)
     out.print(f"{where}: {result.state_file}", markup=False, highlight=False)
     marks = Table(title="watermarks")
     for column in ("pair", "flow", "watermark", "waiting in replay"):

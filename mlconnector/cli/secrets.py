@@ -14,6 +14,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from mlconnector import tenants
 from mlconnector.cli.common import report_error
 from mlconnector.errors import ConfigError, MLConnectorError
 from mlconnector.secrets import (
@@ -25,7 +26,7 @@ from mlconnector.secrets import (
     SECRETS_FILE_NAME,
     SecretStore,
     default_directory,
-    env_var_name,
+    env_var_names,
     BACKEND_ENV,
     DIRECTORY_ENV,
     init_secret_file,
@@ -130,8 +131,13 @@ def set_secret(
             raise ConfigError(f"no value given for {name} of {system}; nothing stored")
         store.set(system, name, value)
         _say(f"stored {name} for {system} in {location}")
-        if os.environ.get(env_var_name(system, name)):
-            _say(f"note: {env_var_name(system, name)} is set and takes precedence over it")
+        for var in _set_variables(system, name)[:1]:
+            _say(f"note: {var} is set and takes precedence over it")
+
+
+def _set_variables(system: str, field: str) -> list[str]:
+    """The environment variables set that provide this secret (the tenant's own first)."""
+    return [var for var in env_var_names(system, field, tenants.env_prefix()) if os.environ.get(var)]
 
 
 @app.command("list")
@@ -176,8 +182,8 @@ def delete_secrets(
     else:
         _say(f"nothing to delete: no {what} in {store.location}")
     for name in [field] if field else []:
-        if os.environ.get(env_var_name(system, name)):
-            _say(f"note: {env_var_name(system, name)} is still set and still provides it")
+        for var in _set_variables(system, name)[:1]:
+            _say(f"note: {var} is still set and still provides it")
 
 
 @app.command("init-file")
@@ -185,10 +191,10 @@ def delete_secrets(
 def init_file(
     directory: Annotated[Optional[Path], typer.Option(
         "--dir", help=f"Directory for the key and encrypted file (default: ${DIRECTORY_ENV} or "
-                      "the user config dir).")] = None,
+                      "the user config dir; for a tenant, its tenants/NAME folder there).")] = None,
 ) -> None:
     """Create the key for the encrypted secrets file, for hosts without an OS keyring (e.g. cron)."""
-    directory = directory or _directory() or default_directory()
+    directory = directory or tenants.below(_directory() or default_directory())  # a tenant's key in its folder
     key_file = init_secret_file(directory)
     lines = [
         f"created key file {key_file} (mode 0600)",

@@ -7,6 +7,9 @@ Lookup order for one secret (``system``, ``field``):
 3. on a host without a usable keyring (headless Linux cron), a Fernet-encrypted file whose key comes
    from ``MLCONNECTOR_MASTER_KEY`` or from a 0600 key file made by ``mlconnector secrets init-file``.
 
+For a tenant (``mlconnector.tenants``): ``MLCONNECTOR_<TENANT>_<SYSTEM>_<FIELD>`` before the plain variable, the
+keyring service ``mlconnector:<tenant>``, and the encrypted file in the tenant's folder of the secrets directory.
+
 Nothing is ever written in plaintext. A keyring cannot enumerate its entries, so the store keeps a
 non-secret index of (system, field) names next to the secrets, which ``list`` reads.
 
@@ -23,6 +26,7 @@ from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
+from mlconnector import tenants
 from mlconnector.errors import ConfigError, SecretStoreError
 from mlconnector.secrets.backends import (INDEX_USERNAME, SERVICE, Source, _Backend, _effective_keyring,  # noqa: F401
                                           _FileBackend, _KeyringBackend)
@@ -30,7 +34,7 @@ from mlconnector.secrets.keyfile import (GENERATE_KEY_COMMAND, KEY_FILE_NAME, MA
                                          SECRETS_FILE_NAME, _load_fernet, _write_private, default_directory,
                                          init_secret_file)
 from mlconnector.secrets.kinds import (ENV_PREFIX, KNOWN_FIELDS, SETTABLE_FIELDS, _env_part,  # noqa: F401
-                                       env_var_name, field_for, required_secrets)
+                                       env_var_name, env_var_names, field_for, required_secrets)
 
 BACKENDS = ("auto", "keyring", "file")
 
@@ -107,6 +111,8 @@ class SecretStore:
         self._directory = directory or default_directory()
         self._environ = os.environ if environ is None else environ
         self._resolved: _Backend | None = None
+        self._service = tenants.keyring_service(SERVICE)  # chosen once: the store serves one tenant
+        self._prefix = tenants.env_prefix()
         self._cache: dict[tuple[str, str], tuple[float, str]] = {}
 
     @property
@@ -116,9 +122,9 @@ class SecretStore:
 
     def get(self, system: str, field: str) -> str | None:
         """The secret, from its env var if set, else from the store; None if it is not set anywhere."""
-        from_env = self._environ.get(env_var_name(system, field))
-        if from_env:
-            return from_env
+        for name in self._env_names(system, field):
+            if self._environ.get(name):
+                return self._environ[name]
         backend = self._backend()
         if backend.source == "file":
             return backend.read(system, field)  # cheap: the file is decrypted again only when it changed
@@ -140,7 +146,7 @@ class SecretStore:
         if value is None:
             raise ConfigError(
                 f"no secret {field} for system {system}: run `mlconnector secrets set {system} {field}` "
-                f"or set {env_var_name(system, field)}"
+                f"or set {self._env_names(system, field)[0]}"
             )
         return value
 
@@ -184,9 +190,10 @@ class SecretStore:
         only systems we know of are matched, the longest name first; a field already known keeps
         its own spelling.
         """
-        by_var = {env_var_name(s, f): (s, f) for s, f in known}
+        by_var = {name: (s, f) for s, f in known for name in self._env_names(s, f)}
         systems = {s for s, _ in known} | ({system} if system else set())
-        prefixes = sorted(((f"{ENV_PREFIX}{_env_part(s)}_", s) for s in systems),
+        tenant_parts = ["", self._prefix] if self._prefix else [""]
+        prefixes = sorted(((f"{ENV_PREFIX}{t}{_env_part(s)}_", s) for s in systems for t in tenant_parts),
                           key=lambda p: len(p[0]), reverse=True)
         for var, value in self._environ.items():
             if not value:
@@ -199,6 +206,9 @@ class SecretStore:
                     yield name, var[len(prefix):].lower()
                     break
 
+    def _env_names(self, system: str, field: str) -> list[str]:
+        return env_var_names(system, field, self._prefix)
+
     def _backend(self) -> _Backend:
         if self._resolved is None:
             self._resolved = self._resolve_backend()
@@ -208,7 +218,7 @@ class SecretStore:
         if self._backend_name in ("auto", "keyring"):
             found = _effective_keyring()
             if found is not None:
-                return _KeyringBackend(found)
+                return _KeyringBackend(found, self._service)
             if self._backend_name == "keyring":
                 raise SecretStoreError(
                     "no usable OS keyring backend: install and unlock one (Secret Service via "
@@ -239,5 +249,9 @@ def store_from_environment(environ: Mapping[str, str] | None = None, *, backend:
     backend = env.get(BACKEND_ENV) or backend or "auto"
     if backend not in BACKENDS:
         raise ConfigError(f"{BACKEND_ENV}={backend} is not a secrets backend: use one of {', '.join(BACKENDS)}")
-    directory = Path(env[DIRECTORY_ENV]).expanduser() if env.get(DIRECTORY_ENV) else directory
+    # A tenant's encrypted file is in its folder of the shared directory; a [secrets] dir in its own config is its.
+    if env.get(DIRECTORY_ENV):
+        directory = tenants.below(Path(env[DIRECTORY_ENV]).expanduser())
+    elif directory is None and tenants.current():
+        directory = tenants.below(default_directory())
     return SecretStore(backend=backend, directory=directory, environ=env)

@@ -53,14 +53,15 @@ class _KeyringBackend:
 
     source: Source = "keyring"
 
-    def __init__(self, backend: KeyringBackend) -> None:
-        self._backend = backend
-        self.location = f"OS keyring ({backend.name.removesuffix(' Keyring')})"
+    def __init__(self, backend: KeyringBackend, service: str = SERVICE) -> None:
+        self._backend, self._service = backend, service  # mlconnector, or mlconnector:TENANT
+        named = "" if service == SERVICE else f", service {service}"
+        self.location = f"OS keyring ({backend.name.removesuffix(' Keyring')}{named})"
         self._index: dict[str, list[str]] | None = None
 
     def _call(self, method: str, *args: str) -> str | None:
         try:
-            return getattr(self._backend, method)(SERVICE, *args)
+            return getattr(self._backend, method)(self._service, *args)
         except keyring.errors.PasswordDeleteError:
             raise
         except keyring.errors.KeyringError as err:

@@ -72,5 +72,12 @@ def env_var_name(system: str, field: str) -> str:
     return f"{ENV_PREFIX}{_env_part(system)}_{_env_part(field)}"
 
 
+def env_var_names(system: str, field: str, prefix: str | None) -> list[str]:
+    """The variables that may hold one secret, the first set wins: for a tenant (``prefix``: ``ACME_``) its own
+    (``MLCONNECTOR_ACME_ZOHO_CLIENT_SECRET``), then the plain one (an environment of the tenant's alone)."""
+    plain = env_var_name(system, field)
+    return [f"{ENV_PREFIX}{prefix}{plain.removeprefix(ENV_PREFIX)}", plain] if prefix else [plain]
+
+
 def _env_part(name: str) -> str:
     return re.sub(r"[^A-Za-z0-9]", "_", name).upper()

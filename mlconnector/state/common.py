@@ -12,6 +12,7 @@ from typing import Any, TypeVar
 
 import platformdirs
 
+from mlconnector import tenants
 from mlconnector.errors import ConfigError
 
 STATE_ENV = "MLCONNECTOR_STATE"
@@ -41,10 +42,11 @@ def utcnow() -> datetime:
 
 
 def default_state_path() -> Path:
-    """--state, else $MLCONNECTOR_STATE, else the platform's user state dir."""
+    """$MLCONNECTOR_STATE, else the platform's user state dir; for a tenant, its own file in that folder
+    (``tenants/NAME/state.db``), so tenants sharing a host and its environment never share a state."""
     if os.environ.get(STATE_ENV):
-        return Path(os.environ[STATE_ENV])
-    return Path(platformdirs.user_state_dir("mlconnector")) / "state.db"
+        return tenants.file_below(Path(os.environ[STATE_ENV]))
+    return tenants.file_below(Path(platformdirs.user_state_dir("mlconnector")) / "state.db")
 
 
 

@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
+from mlconnector import tenants
 from mlconnector.errors import ConfigError
 from mlconnector.state.base import StateStore
 from mlconnector.state.common import default_state_path
@@ -33,6 +34,13 @@ class StateLocation:
     path: Path | None = None
     url: str | None = None
     password: str | None = field(default=None, repr=False)
+    schema: str | None = None  # a tenant's schema (in the URL's search_path), made at first use
+
+    def _schema_made(self) -> None:
+        if self.url and self.schema:
+            from mlconnector.state.pg_connection import ensure_schema
+
+            ensure_schema(self.url, self.password, self.schema)
 
     @property
     def is_postgres(self) -> bool:
@@ -54,6 +62,7 @@ class StateLocation:
 
     def open(self) -> StateStore:
         if self.url:
+            self._schema_made()
             from mlconnector.state.postgres import PostgresState
 
             return PostgresState(self.url, self.password)
@@ -66,6 +75,7 @@ class StateLocation:
         connectors keep theirs in a file beside it."""
         if not self.url:
             return None
+        self._schema_made()
         from mlconnector.state.ledger import SharedLedger
 
         return SharedLedger(self.url, self.password)
@@ -74,6 +84,7 @@ class StateLocation:
         """One run of ``pair`` at a time wherever this state is used: a lock file beside the state file, or a
         PostgreSQL advisory lock (hosts sharing the database share it). A second run raises LockHeld (exit 75)."""
         if self.url:
+            self._schema_made()
             from mlconnector.state.pg_locks import advisory_pair_lock
 
             return advisory_pair_lock(self.url, self.password, pair)
@@ -84,6 +95,7 @@ class StateLocation:
     def run_alive(self, pair: str) -> bool:
         """Whether a run of ``pair`` holds its lock now."""
         if self.url:
+            self._schema_made()
             from mlconnector.state.pg_locks import pair_locked
 
             return pair_locked(self.url, self.password, pair)
@@ -122,7 +134,8 @@ def resolve(*, cli_path: Path | None, config_url: str | None, config_path: Path 
     """--state PATH, else $MLCONNECTOR_STATE_URL, else [state] url, else [state] path, else $MLCONNECTOR_STATE, else
     the platform's user state dir (the file's order is the one it always had: the config's path before the
     variable). ``password``: a callable giving the database password from the secrets (MLCONNECTOR_STATE_PASSWORD,
-    the keyring), asked only for PostgreSQL."""
+    the keyring), asked only for PostgreSQL. A tenant's state is its own schema of the database (the path and the
+    default file are per tenant already: the tenant's config, ``tenants.file_below``)."""
     if cli_path:
         return StateLocation(path=Path(cli_path))
     if os.environ.get(STATE_URL_ENV):
@@ -131,7 +144,9 @@ def resolve(*, cli_path: Path | None, config_url: str | None, config_path: Path 
         url = config_url
     else:
         return StateLocation(path=config_path or default_state_path())
+    url = tenants.url_with_schema(url, STATE_URL_ENV if os.environ.get(STATE_URL_ENV) else "[state] url")
     if urlsplit(url).password is not None:
-        return StateLocation(url=url)  # the environment's URL carries it: no keyring needs asking
+        # the environment's URL carries it: no keyring needs asking
+        return StateLocation(url=url, schema=tenants.schema())
     given = os.environ.get(STATE_PASSWORD_ENV) or (password() if callable(password) else password)
-    return StateLocation(url=url, password=given or None)
+    return StateLocation(url=url, password=given or None, schema=tenants.schema())

@@ -86,12 +86,40 @@ def pool_for(url: str, password: str | None) -> ConnectionPool:
         return pool
 
 
+_schemas_made: set[tuple[str, str]] = set()
+
+
+def ensure_schema(url: str, password: str | None, schema: str) -> None:
+    """A tenant's schema, made at its first use (once per process): under a lock of the database, since two hosts
+    making one schema at once would otherwise clash in the catalog. The name is checked (``tenants.check``), so it
+    goes into the statement as it is."""
+    if (url, schema) in _schemas_made:
+        return
+    conn = connect(url, password)
+    try:
+        with conn.transaction():
+            conn.execute("SELECT pg_advisory_xact_lock(hashtextextended(%s, 0))", [f"mlconnector schema {schema}"])
+            # Looked for first: a user granted only its schema (not CREATE on the database) may still use it.
+            if conn.execute("SELECT 1 FROM pg_namespace WHERE nspname = %s", [schema]).fetchone() is None:
+                conn.execute(f"CREATE SCHEMA {schema}")
+    except pg_errors.InsufficientPrivilege as exc:
+        text = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+        raise ConfigError(f"state database {redact(url)}: {text}; create the tenant's schema (CREATE SCHEMA {schema}, "
+                          "owned by the user in the URL) or grant that user CREATE on the database") from None
+    except psycopg.Error as exc:
+        raise as_state_error(exc, StateLocation(url=url)) from None
+    finally:
+        conn.close()
+    _schemas_made.add((url, schema))
+
+
 def close_pools() -> None:
     """Closes every pool this process opened (at exit; tests that drop their schema call it first)."""
     with _pools_lock:
         for pool in _pools.values():
             pool.close()
         _pools.clear()
+        _schemas_made.clear()
 
 
 atexit.register(close_pools)
