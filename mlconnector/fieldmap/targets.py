@@ -7,12 +7,13 @@ sent."""
 
 from __future__ import annotations
 
+import difflib
 from collections.abc import Mapping
 from typing import Any
 
 from mlconnector.fieldmap.rules import FlowRules
 from mlconnector.flows import PairSpec
-from mlconnector.prerequisites import FIELD, Requirement
+from mlconnector.prerequisites import FIELD, MISSING, OK, UNCHECKED, Finding, Requirement
 
 # A mapping that rounds numbers (decimals) writes a number: the field must take one.
 NUMBER = "double"
@@ -41,3 +42,20 @@ def requirements(spec: PairSpec, rules: Mapping[str, FlowRules], options: Mappin
                 fix=f"pairs.{spec.name}.mappings.{flow_name} reads {name}, which {flow.source_entity} does not have: "
                     "correct the name (the API name, as the system's field list shows it)"))
     return needed
+
+
+def close_match(name: str, known: frozenset[str]) -> str | None:
+    """The known field a misspelt name most likely means: the same but for case, else the closest spelling."""
+    same = [k for k in sorted(known) if k.lower() == name.lower()]
+    return (same or difflib.get_close_matches(name, sorted(known), n=1, cutoff=0.7) or [None])[0]
+
+
+def field_finding(system: str, requirement: Requirement, known: frozenset[str] | None) -> Finding:
+    """A field requirement checked against the fields the system's metadata lists (None: it lists none)."""
+    if known is None:
+        return Finding(system, requirement, UNCHECKED, fix=requirement.fix or "check it by hand")
+    if requirement.name in known:
+        return Finding(system, requirement, OK)
+    near = close_match(requirement.name, known)
+    detail = f"{requirement.target} has no field {requirement.name}" + (f"; did you mean {near}?" if near else "")
+    return Finding(system, requirement, MISSING, detail, requirement.fix)
