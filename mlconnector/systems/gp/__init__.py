@@ -229,8 +229,10 @@ class GPConnector(ConnectorBase):
         yield from self.reads.changes(entity, since, until)
 
     def field_names(self, entity: str) -> frozenset[str] | None:
-        """The fields records.py makes each entity's records of (from GP's fixed objects: no call needed)."""
-        return RECORD_FIELDS.get(entity)
+        """The fields records.py makes each entity's records of (from GP's fixed objects: no call needed), and
+        those a sales order or quote is created from."""
+        fields = RECORD_FIELDS.get(entity)
+        return fields | ORDER_FIELDS if fields is not None and entity in DOCUMENTS else fields
 
     def record_ids(self, entity: str) -> Iterator[str]:
         """Every id (a deletion is an id no longer here), without reading cards: the summaries of a GetList call
