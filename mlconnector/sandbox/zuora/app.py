@@ -303,7 +303,7 @@ async def get_product(request: Request, sandbox: ZuoraSandbox) -> Response:
 async def describe_object(request: Request, sandbox: ZuoraSandbox) -> Response:
     """Describe (describe.py): XML; an object the tenant does not have is the sandbox's 404."""
     name = request.path_params["object"]
-    found = describe.document(name, sandbox.data.custom_fields)
+    found = describe.document(name, sandbox.data)
     if found is None:
         raise BusinessError(UNKNOWN, NOT_FOUND, f"Object {name} is not available in this tenant.", status=404)
     return Response(found, media_type="text/xml")

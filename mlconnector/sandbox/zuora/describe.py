@@ -9,6 +9,8 @@ from __future__ import annotations
 
 from xml.sax.saxutils import escape
 
+from .store import Tenant
+
 # Describe's object name -> (the tenant's table, its standard fields: name, type).
 OBJECTS: dict[str, tuple[str, tuple[tuple[str, str], ...]]] = {
     "Account": ("accounts", (
@@ -45,12 +47,16 @@ def _label(name: str) -> str:
     return "".join(f" {c}" if c.isupper() and i else c for i, c in enumerate(base)).replace("_", " ").strip()
 
 
-def document(name: str, custom_fields: dict[str, list[str]]) -> str | None:
-    """The object's describe document, or None for an object this tenant does not have."""
+def document(name: str, tenant: Tenant) -> str | None:
+    """The object's describe document, or None for an object this tenant does not have. Its custom fields: those
+    defined, and any a record holds (this tenant stores custom fields sent without a definition; in Zuora a field
+    had to be defined to be written)."""
     if name not in OBJECTS:
         return None
     table, standard = OBJECTS[name]
-    fields = [*standard, *((custom, "text") for custom in custom_fields.get(table, ()))]
+    held = {key for row in tenant.tables[table].values() for key in row if key.endswith("__c")}
+    custom = [*tenant.custom_fields.get(table, ()), *sorted(held - set(tenant.custom_fields.get(table, ())))]
+    fields = [*standard, *((field, "text") for field in custom)]
     body = "".join(f"<field><name>{escape(field)}</name><label>{escape(_label(field))}</label><type>{kind}</type>"
                    "<contexts><context>export</context><context>soap</context></contexts></field>"
                    for field, kind in fields)

@@ -135,7 +135,7 @@ class DynamicsConnector(ConnectorBase):
         self.field_lists = FieldLists(self.client, self.endpoint.mode, self.services)
 
     # -- plumbing ----------------------------------------------------------------------------------------------
-    def field_names(self, entity: str) -> frozenset[str]:
+    def field_names(self, entity: str) -> frozenset[str] | None:
         """From the service's $metadata (``metadata.py``): API v2.0's entity, or the published page's controls."""
         return self.field_lists.field_names(entity)
 

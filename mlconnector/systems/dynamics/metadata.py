@@ -43,7 +43,11 @@ class FieldLists:
             self._sets = entity_set_fields(self.client.name, response.text)
         return self._sets
 
-    def field_names(self, entity: str) -> frozenset[str]:
+    def field_names(self, entity: str) -> frozenset[str] | None:
+        """None for what records are not read from one entity set or page as they are (journal lines, dimensions):
+        their fields are the connector's own."""
+        if entity not in (API_ENTITIES if self.mode == "api" else PAGE_FIELDS):
+            return None
         sets = self._document()
         if self.mode == "api":
             names = set(sets.get(API_ENTITIES[entity][0], ()))
