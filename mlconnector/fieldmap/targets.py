@@ -7,13 +7,12 @@ sent."""
 
 from __future__ import annotations
 
-import difflib
 from collections.abc import Mapping
 from typing import Any
 
 from mlconnector.fieldmap.rules import FlowRules
 from mlconnector.flows import PairSpec
-from mlconnector.prerequisites import FIELD, MISSING, OK, UNCHECKED, Finding, Requirement
+from mlconnector.prerequisites import FIELD, MISSING, OK, UNCHECKED, Finding, Requirement, close_match
 
 # A mapping that rounds numbers (decimals) writes a number: the field must take one.
 NUMBER = "double"
@@ -49,12 +48,6 @@ READ_FIX = "correct the name (the API name, as the system's field list shows it)
 def _write_fix(entity: str, number: bool = False) -> str:
     return (f"add it to {entity} (in NAV or BC a table extension and a page extension, elsewhere a custom field"
             f"{' of a number type' if number else ''}), or change the mapping")
-
-
-def close_match(name: str, known: frozenset[str]) -> str | None:
-    """The known field a misspelt name most likely means: the same but for case, else the closest spelling."""
-    same = [k for k in sorted(known) if k.lower() == name.lower()]
-    return (same or difflib.get_close_matches(name, sorted(known), n=1, cutoff=0.7) or [None])[0]
 
 
 def missing_line(pair: str, system: str, requirement: Requirement, known: frozenset[str]) -> str:

@@ -24,10 +24,13 @@ def configure(config_path: Path, text: str) -> None:
     config_path.write_text(base + "\n# mappings\n" + text)
 
 
+def cli(world, *args: str):
+    return CliRunner().invoke(build_app(), ["--config", str(world.config_path), *args], obj=world.runtime())
+
+
 def refused(world, pair: str, *args: str) -> str:
     """`mlconnector sync PAIR` refused: exit 2 and the one line it printed."""
-    result = CliRunner().invoke(build_app(), ["--config", str(world.config_path), "sync", pair, *args],
-                                obj=world.runtime())
+    result = cli(world, "sync", pair, *args)
     assert result.exit_code == 2, result.output
     [line] = [line for line in result.stderr.splitlines() if line.strip()]
     assert line.startswith("error: "), line
@@ -47,15 +50,21 @@ def nav(tmp_path, monkeypatch):
 # -- an unknown source field, per kind of source --------------------------------------------------------------------
 
 def test_nav_a_page_extension_field_is_known_and_a_misspelt_one_stops_the_run(nav: World):
+    nav.config_path.write_text(re.sub(r"notify_url = .*\n", "", nav.config_path.read_text()))  # no listener here
     configure(nav.config_path, '[pairs.nav-zoho.mappings.customers]\nadd = { Customer_Industry = "Industry_Cod" }\n')
     assert refused(nav, "nav-zoho") == (
         "pairs.nav-zoho.mappings.customers reads Industry_Cod, which nav's customers does not have (did you mean "
         "Industry_Code?): correct the name (the API name, as the system's field list shows it)")
     assert not nav.crm("Accounts")  # nothing was written
+    setup = cli(nav, "setup", "nav-zoho")
+    assert setup.exit_code == 2
+    assert "missing nav: customers.Industry_Cod (customers has no field Industry_Cod; did you mean Industry_Code?): " \
+           "pairs.nav-zoho.mappings.customers reads Industry_Cod" in setup.output
 
     nav.dynamics.modify(nav.company, "customers", "C00010", industryCode="RETAIL")
     configure(nav.config_path, '[pairs.nav-zoho.mappings.customers]\nadd = { Customer_Industry = "Industry_Code" }\n'
                                'filter = { Bill_to_Customer_No = { is_set = false } }\n')  # a page-only control
+    assert cli(nav, "setup", "nav-zoho").exit_code == 0  # setup's findings stand until it finds them fixed
     result = nav.sync("nav-zoho", flows=["customers"])
     assert result.exit_code == 0, result.to_dict()
     assert nav.account("C00010")["Customer_Industry"] == "RETAIL"
@@ -133,8 +142,7 @@ def test_a_nav_field_gone_after_setup_stops_the_next_run_before_anything_is_writ
     nav.config_path.write_text(re.sub(r"notify_url = .*\n", "", nav.config_path.read_text()))  # no listener here
     configure(nav.config_path, '[pairs.nav-zoho.mappings.accounts_to_customers]\n'
                                'add = { Industry_Code = "Customer_Industry" }\n')
-    setup = CliRunner().invoke(build_app(), ["--config", str(nav.config_path), "setup", "nav-zoho"],
-                               obj=nav.runtime())
+    setup = cli(nav, "setup", "nav-zoho")
     assert setup.exit_code == 0, setup.output
     nav.dynamics.publish_page("Customer", "Customer")  # the page extension uninstalled: its control is gone
     before = nav.erp("customers")
