@@ -6,6 +6,7 @@ and field, exit 2, nothing written; a run soon after a good check asks no metada
 from __future__ import annotations
 
 import re
+from datetime import timedelta
 from pathlib import Path
 
 import pytest
@@ -154,7 +155,7 @@ def test_a_nav_field_gone_after_setup_stops_the_next_run_before_anything_is_writ
     assert not nav.crm("Accounts") and nav.erp("customers") == before
 
 
-def test_a_run_soon_after_a_good_check_asks_no_metadata_until_the_mappings_change(nav: World):
+def test_a_run_soon_after_a_good_check_asks_no_metadata_until_a_day_passes_or_the_mappings_change(nav: World):
     both_ways = ('[pairs.nav-zoho.mappings.customers]\nadd = { Customer_Industry = "Industry_Code" }\n\n'
                  '[pairs.nav-zoho.mappings.accounts_to_customers]\nadd = { Industry_Code = "Customer_Industry" }\n')
     configure(nav.config_path, both_ways)
@@ -167,6 +168,12 @@ def test_a_run_soon_after_a_good_check_asks_no_metadata_until_the_mappings_chang
     assert nav.sync("nav-zoho").exit_code == 0
     assert metadata_calls() == (1, 1)  # checked an instant ago: not asked again
 
+    with nav.state() as state:  # a day later, a flow is checked again
+        digest, checked = state.field_check("nav-zoho", "customers")
+        state.set_field_check("nav-zoho", "customers", digest, checked - timedelta(hours=24))
+    assert nav.sync("nav-zoho").exit_code == 0
+    assert metadata_calls() == (2, 2)
+
     configure(nav.config_path, both_ways + 'filter = { Customer_Industry = { is_set = true } }\n')
     assert nav.sync("nav-zoho").exit_code == 0
-    assert metadata_calls() == (2, 2)  # a changed mapping is checked again
+    assert metadata_calls() == (3, 3)  # a changed mapping is checked again
