@@ -82,11 +82,10 @@ def test_a_zoho_source_field_the_org_lacks_stops_the_run(nav: World):
 def test_bc_api_names_its_own_fields_only(tmp_path, monkeypatch):
     bc = make_world(tmp_path, monkeypatch, "bc")
     try:
-        bc.zoho.add_field("Accounts", "Customer_Tier")
-        configure(bc.config_path, '[pairs.bc-zoho.mappings.customers]\nadd = { Customer_Tier = "phoneNumbr" }\n')
+        configure(bc.config_path, '[pairs.bc-zoho.mappings.customers]\noverride = { Phone = "phoneNumbr" }\n')
         assert refused(bc, "bc-zoho").startswith(
-            "pairs.bc-zoho.mappings.customers reads phoneNumbr, which bc's customers does not have (did you mean "
-            "phoneNumber?)")
+            "pairs.bc-zoho.mappings.customers reads phoneNumbr, which bc's customers does not have (did you "
+            "mean phoneNumber?)")
         # A table extension's field: API v2.0's standard pages do not show it, so no BC read could carry it.
         bc.dynamics.extend_table("customers", {"industryCode": "string"})
         configure(bc.config_path, '[pairs.bc-zoho.mappings.customers]\nfilter = { industryCode = "RETAIL" }\n')
@@ -101,7 +100,8 @@ def test_fo_a_misspelt_entity_field_stops_the_run(tmp_path, monkeypatch):
     fo = make_fo_world(tmp_path, monkeypatch)
     try:
         fo.zoho.add_field("Accounts", "Customer_Group")
-        configure(fo.config_path, '[pairs.fo-zoho.mappings.customers]\nadd = { Customer_Group = "CustomerGroupID" }\n')
+        configure(fo.config_path, '[pairs.fo-zoho.mappings.customers]\n'
+                                  'add = { Customer_Group = { concat = ["CustomerAccount", "CustomerGroupID"] } }\n')
         assert refused(fo, "fo-zoho").startswith(
             "pairs.fo-zoho.mappings.customers reads CustomerGroupID, which fo's CustomersV3 does not have (did you "
             "mean CustomerGroupId?)")
