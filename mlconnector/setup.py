@@ -28,7 +28,6 @@ from mlconnector.state import State
 from mlconnector.systems import ConnectorContext, make_connector
 
 
-
 def requirements_of(config: Config, pair: str) -> list[Requirement]:
     """The pair's own prerequisites, then the target fields its configured mappings write."""
     spec = get_pair(pair)
@@ -94,7 +93,7 @@ class FieldListSetup:
 
 def _check(connector: Any, checkers: dict[str, Any], requirement: Requirement) -> Finding:
     checker = _checker(connector, checkers)
-    if requirement.kind == MANUAL or checker is None:
+    if requirement.kind == MANUAL:
         fix = requirement.fix or f"set up {requirement.what} in {connector.name} by hand"
         return Finding(connector.name, requirement, UNCHECKED, fix=fix)
     return checker.check(requirement)

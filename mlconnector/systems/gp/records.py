@@ -75,8 +75,7 @@ def _items(holder: Any, name: str) -> list[Any]:
         return inner if isinstance(inner, list) else [inner] if inner is not None else []
     return []
 
-# entity -> (create operation, its parameter, read operation, line type, document type): sales orders and quotes
-# (https://learn.microsoft.com/previous-versions/dynamicsgp/developer/cc508629(v=msdn.10): CreateSalesQuote)
+
 # The fields of each entity's records. They are made here from GP's fixed objects (those of the Web Services and
 # of the SBA alike), so a mapping can read these and no others: the list needs no call. (GP's user-defined fields
 # are not read.)
@@ -94,6 +93,8 @@ RECORD_FIELDS: dict[str, frozenset[str]] = {
     "salesQuotes": frozenset(("id", "Id", "customerId", "customerPONumber", "lines", "total")),
 }
 
+# entity -> (create operation, its parameter, read operation, line type, document type): sales orders and quotes
+# (https://learn.microsoft.com/previous-versions/dynamicsgp/developer/cc508629(v=msdn.10): CreateSalesQuote)
 DOCUMENTS = {"salesOrders": ("CreateSalesOrder", "salesOrder", "GetSalesOrderByKey", "SalesOrderLine", "Order"),
              "salesQuotes": ("CreateSalesQuote", "salesQuote", "GetSalesQuoteByKey", "SalesQuoteLine", "Quote")}
 
