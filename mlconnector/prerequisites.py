@@ -8,6 +8,8 @@ uniqueness, something only a person can do), and which flows need it. A ``Findin
 
 from __future__ import annotations
 
+import difflib
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 # Requirement kinds
@@ -88,3 +90,10 @@ class SetupReport:
             for flow in finding.flows or tuple(flows):
                 out.setdefault(flow, []).append(finding.line())
         return out
+
+
+def close_match(name: str, known: Iterable[str]) -> str | None:
+    """The known field a misspelt name most likely means: the same but for case, else the closest spelling."""
+    names = sorted(known)
+    same = [k for k in names if k.lower() == name.lower()]
+    return (same or difflib.get_close_matches(name, names, n=1, cutoff=0.7) or [None])[0]

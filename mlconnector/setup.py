@@ -2,9 +2,11 @@
 prerequisite of the pair's flows, ok / missing / wrong and the exact fix; with apply, create what the vendor's API
 allows (idempotently: what exists is left as it is, and no field's type is ever changed).
 
-Systems are checked by kind: Zoho CRM from its metadata APIs (systems/zoho_setup.py). Steps no API can do or show
-(a NAV table extension, an Entra app's registration in F&O, GP's security roles, Zuora's custom fields) are listed
-as "manual" with what to do. A ``notify_url`` is checked for reachability.
+Systems are checked by kind: Zoho CRM from its metadata APIs (systems/zoho_setup.py); fields elsewhere against the
+field lists the connectors read from each system's metadata (``field_names``: Dynamics' and F&O's ``$metadata``,
+Zuora's Describe; GP's records' fixed fields). Steps no API can do or show (a NAV table extension, an Entra app's
+registration in F&O, GP's security roles, Zuora's custom fields) are listed as "manual" with what to do; a field a
+mapping needs that such a step would make is "missing" with that fix. A ``notify_url`` is checked for reachability.
 """
 
 from __future__ import annotations
@@ -16,16 +18,14 @@ import httpx
 
 from mlconnector.config import Config
 from mlconnector.fieldmap.overlay import check_rules
+from mlconnector.fieldmap.targets import field_finding
 from mlconnector.fieldmap.targets import requirements as mapping_requirements
 from mlconnector.sync import resolve_roles
 from mlconnector.pairs import get_pair
-from mlconnector.prerequisites import MANUAL, MISSING, NOTIFY_URL, OK, UNCHECKED, Finding, Requirement, SetupReport
+from mlconnector.prerequisites import (FIELD, MANUAL, MISSING, NOTIFY_URL, OK, UNCHECKED, Finding, Requirement,
+                                       SetupReport)
 from mlconnector.state import State
 from mlconnector.systems import ConnectorContext, make_connector
-
-
-# Kinds of system whose reads name their fields (a Zoho COQL select), where a source field a mapping reads is checked.
-READS_CHECKED = ("zoho",)
 
 
 def requirements_of(config: Config, pair: str) -> list[Requirement]:
@@ -49,8 +49,6 @@ def check_pair(config: Config, pair: str, context: ConnectorContext, state: Stat
     try:
         for requirement in requirements:
             system = roles[requirement.role]
-            if requirement.read and config.system(system).kind not in READS_CHECKED:
-                continue  # a source that reads every field: a name it lacks reads as empty, and fails nothing
             if system not in connectors:
                 connectors[system] = make_connector(config.system(system), context)
             report.findings.append(_check(connectors[system], checkers, requirement))
@@ -73,18 +71,29 @@ def _checker(connector: Any, checkers: dict[str, Any]) -> Any:
             from mlconnector.systems.zoho_setup import ZohoSetup
 
             checkers[connector.name] = ZohoSetup(connector)
-        elif kind == "nav":
-            from mlconnector.systems.dynamics_setup import NavSetup
-
-            checkers[connector.name] = NavSetup(connector)
         else:
-            checkers[connector.name] = None
+            checkers[connector.name] = FieldListSetup(connector)
     return checkers[connector.name]
+
+
+class FieldListSetup:
+    """Fields checked against the connector's field list (its system's metadata); nothing made through an API."""
+
+    def __init__(self, connector: Any) -> None:
+        self.connector = connector
+
+    def check(self, requirement: Requirement) -> Finding:
+        if requirement.kind != FIELD:
+            return Finding(self.connector.name, requirement, UNCHECKED, fix=requirement.fix or "check it by hand")
+        return field_finding(self.connector.name, requirement, self.connector.field_names(requirement.target))
+
+    def apply(self, finding: Finding) -> Finding:
+        return finding
 
 
 def _check(connector: Any, checkers: dict[str, Any], requirement: Requirement) -> Finding:
     checker = _checker(connector, checkers)
-    if requirement.kind == MANUAL or checker is None:
+    if requirement.kind == MANUAL:
         fix = requirement.fix or f"set up {requirement.what} in {connector.name} by hand"
         return Finding(connector.name, requirement, UNCHECKED, fix=fix)
     return checker.check(requirement)

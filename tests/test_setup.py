@@ -106,7 +106,7 @@ def test_nav_zuora_lists_the_nav_card_fields_only_a_partner_can_add(tmp_path: Pa
         config = write_sandbox_config(running, tmp_path / "sandbox.toml").config_path
         result = cli(config, "setup", "nav-zuora", "--apply")
         assert result.exit_code == 2
-        assert "missing nav: customers.Zuora_Invoice_Status (the Customer page has no field Zuora_Invoice_Status): " \
+        assert "missing nav: customers.Zuora_Invoice_Status (customers has no field Zuora_Invoice_Status): " \
                "add a Text field Zuora_Invoice_Status to the Customer table" in result.output
         assert "manual  zuora: Account.NAVCustomerNumber__c: in Zuora, Settings > Billing > Manage Custom Fields" \
             in result.output

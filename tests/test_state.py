@@ -32,7 +32,7 @@ def test_state_file_is_created_private_and_migrated_once(tmp_path):
                        "m009_setup_findings", "m010_health", "m011_field_changes", "m012_deletion_checks",
                        "m013_kept_after_delete", "m014_run_kind", "m015_channel_failures", "m016_reconcile_results",
                        "m017_alert_incidents",
-                       "m018_mapping_digests", "m019_shared_ledger"]
+                       "m018_mapping_digests", "m019_shared_ledger", "m020_field_checks"]
 
 
 def test_default_state_path_honours_env(monkeypatch, tmp_path):

@@ -257,3 +257,16 @@ class StateStore(LinkQueries, AuditQueries, QueueQueries, CheckQueries, Incident
         self._execute("INSERT INTO mapping_digests (pair, flow, digest, updated) VALUES (?, ?, ?, ?) "
                       "ON CONFLICT (pair, flow) DO UPDATE SET digest = excluded.digest, updated = excluded.updated",
                       [pair, flow, digest, iso(utcnow())])
+
+    @_serialized
+    def field_check(self, pair: str, flow: str) -> tuple[str, datetime] | None:
+        """The digest of the configured mappings whose fields were last found in the systems, and when."""
+        row = self._execute("SELECT digest, checked FROM field_checks WHERE pair = ? AND flow = ?",
+                            [pair, flow]).fetchone()
+        return (row[0], parse_iso(row[1])) if row else None
+
+    @_serialized
+    def set_field_check(self, pair: str, flow: str, digest: str, checked: datetime) -> None:
+        self._execute("INSERT INTO field_checks (pair, flow, digest, checked) VALUES (?, ?, ?, ?) "
+                      "ON CONFLICT (pair, flow) DO UPDATE SET digest = excluded.digest, checked = excluded.checked",
+                      [pair, flow, digest, iso(checked)])

@@ -171,3 +171,10 @@ def m019_shared_ledger(db: sqlite_utils.Database) -> None:
     db["ledger_events"].create_index(["key", "happened"])
     db["ledger_amounts"].create({"key": str, "minute": str, "amount": int}, pk=("key", "minute"))
     db["ledger_documents"].create({"name": str, "body": str}, pk="name")
+
+
+@migrations()
+def m020_field_checks(db: sqlite_utils.Database) -> None:
+    # Per flow, the configured mappings (a digest, with the systems) whose fields a run last found in the systems'
+    # metadata, and when: runs check again only once the mappings change or a day has passed.
+    db["field_checks"].create({"pair": str, "flow": str, "digest": str, "checked": str}, pk=("pair", "flow"))

@@ -94,4 +94,7 @@ MIGRATIONS: list[tuple[str, str]] = [
         CREATE TABLE ledger_amounts (key {T}, minute {T}, amount BIGINT, PRIMARY KEY (key, minute));
         CREATE TABLE ledger_documents (name {T} PRIMARY KEY, body {T});
     """),
+    ("m020_field_checks", f"""
+        CREATE TABLE field_checks (pair {T}, flow {T}, digest {T}, checked {T}, PRIMARY KEY (pair, flow));
+    """),
 ]

@@ -18,7 +18,7 @@ from mlconnector.flows import Flow, PairSpec
 from mlconnector.http import CallCounter
 from mlconnector.state import State
 from mlconnector import interrupt, logs
-from mlconnector.sync import deletes, estimate, push, recovery, sources, window
+from mlconnector.sync import deletes, estimate, mapped_fields, push, recovery, sources, window
 from mlconnector.sync.context import FlowRun, MappingContext
 from mlconnector.sync.deletion_looks import DeletionLooks
 from mlconnector.sync.decide import Decider
@@ -99,9 +99,10 @@ class Engine:
              dry_run: bool = False) -> RunResult:
         """Poll every chosen flow from its watermark (or ``since``, or everything with ``full``)."""
         names = self._flow_names(flows)
+        chosen = self.pair.ordered(names)
+        mapped_fields.check(self.pair, self.config, self.connectors, self.state, chosen, self.now())
         run = self._start(dry_run, "sync")
         until = self.now()
-        chosen = self.pair.ordered(names)
         try:
             self._connect(chosen)
             if not dry_run:

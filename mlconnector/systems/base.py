@@ -275,6 +275,12 @@ class ConnectorBase:
         """Fields of ``entity`` a caller needs from later reads besides those the system reads anyway (`reconcile`
         compares every field a flow writes); for systems whose reads name their fields."""
 
+    def field_names(self, entity: str) -> frozenset[str] | None:
+        """The fields ``entity``'s records carry, as its records name them, from the system's own metadata (one
+        call, kept for the connector's life); None where the system publishes no field list. Configured mappings
+        are checked against it (`setup`, and a run's start)."""
+        return None
+
     def set_budget(self, credits: int) -> None:
         """A daily budget of API credits, for systems that charge them (a run stops before crossing it)."""
 

@@ -17,7 +17,7 @@ from typing import Any
 from mlconnector.errors import ConfigError
 from mlconnector.http import json_body
 from mlconnector.prerequisites import (CUSTOM_MODULE, FIELD, MANUAL, MISSING, MODULE, OK, UNCHECKED, WRONG, Finding,
-                                       Requirement)
+                                       Requirement, close_match)
 
 # Types a requirement accepts as its own: a key kept in a single-line field may also sit in an email field.
 COMPATIBLE = {"text": {"text", "email", "phone", "website", "autonumber"}, "email": {"email", "text"},
@@ -91,7 +91,9 @@ class ZohoSetup:
         found = self.fields(requirement.target).get(requirement.name)
         wanted = requirement.data_type or "text"  # "" takes any type; a missing one is made a text field
         if found is None and requirement.read:
-            return Finding(system, requirement, MISSING, "no such field", requirement.fix)
+            near = close_match(requirement.name, self.fields(requirement.target))
+            return Finding(system, requirement, MISSING, "no such field" + (f"; did you mean {near}?" if near else ""),
+                           requirement.fix)
         if found is None:
             unique = ", unique" if requirement.unique else ""
             return Finding(system, requirement, MISSING, "",

@@ -296,7 +296,7 @@ add = { Industry_Code = "Custmer_Industry" }
     assert found.exit_code == 2
     assert "missing zoho: Accounts.Custmer_Industry (no such field): pairs.nav-zoho.mappings.accounts_to_customers " \
            "reads Custmer_Industry" in found.output
-    assert "missing nav: customers.Industry_Code (the Customer page has no field Industry_Code)" in found.output
+    assert "missing nav: customers.Industry_Code (customers has no field Industry_Code)" in found.output
     refused = cli(nav, "sync", "nav-zoho", "--flow", "accounts_to_customers")
     assert refused.exit_code == 2
 

@@ -7,6 +7,8 @@ from pathlib import Path
 
 import pytest
 
+from mlconnector.errors import ConfigError
+
 from tests.pairs.fo_world import LEGAL_ENTITY, make_fo_world
 from tests.pairs.gp_world import make_gp_world
 from tests.pairs.zuora_world import make_zuora_world
@@ -95,7 +97,7 @@ filter = { blocked = { not_in = ["All", "Invoice"] } }
     assert result.flows["customers"].skipped == 1
 
 
-def test_gp_zoho_a_field_gp_sales_orders_cannot_take_fails_the_order_rather_than_vanish(gp):
+def test_gp_zoho_a_field_gp_sales_orders_cannot_take_stops_the_run_before_any_order_rather_than_vanish(gp):
     configure(gp.config_path, '''
 [pairs.gp-zoho.mappings.sales_orders_to_gp]
 add = { shippingMethod = "Carrier" }
@@ -108,13 +110,13 @@ transform = { customerPONumber = { case = "upper" } }
         "Subject": "Phones", "Account_Name": {"id": gp.account("AARONFIT0001")["id"]}, "Carrier": "FedEX",
         "Ordered_Items": [{"Product_Name": {"id": product}, "Quantity": 4, "List_Price": 75.0}]}])
 
-    result = gp.sync(flows=["sales_orders_to_gp"])
+    with pytest.raises(ConfigError) as refused:
+        gp.sync(flows=["sales_orders_to_gp"])
 
-    assert result.exit_code == 3 and result.flows["sales_orders_to_gp"].failed == 1
-    [queued] = gp.state().replay_items(pair="gp-zoho")
-    assert "GP sales orders take batchId, comment, customerId, customerPONumber, date, lines only, not shippingMethod" \
-        in queued["error"]
-    assert gp.gp.sales_orders() == []
+    assert refused.value.exit_code == 2
+    assert str(refused.value).startswith("pairs.gp-zoho.mappings.sales_orders_to_gp writes shippingMethod, which gp's "
+                                         "salesOrders does not have")
+    assert gp.gp.sales_orders() == [] and not gp.state().replay_items(pair="gp-zoho")
 
     gp.config_path.write_text(gp.config_path.read_text().replace('add = { shippingMethod = "Carrier" }\n', ""))
     # Without that field the order goes (the next run maps it again: the mapping changed).

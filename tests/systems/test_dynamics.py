@@ -95,6 +95,14 @@ def test_every_entity_reads_in_the_api_v2_shape(env: DynamicsEnv) -> None:
     fetched = connector.get("contacts", contacts["Robert Townes"].id)
     assert fetched is not None and fetched["relations"] == expected
 
+    # Each record's fields are in its entity's field list from $metadata, which configured mappings are checked
+    # against; read once for them all.
+    before = env.sandbox.call_count(path_contains="$metadata")
+    for entity, record in (("customers", adatum), ("items", desk), ("salesOrders", order),
+                           ("postedSalesInvoices", invoice), ("purchaseOrders", purchase), ("contacts", fetched)):
+        assert set(record.data) - connector.field_names(entity) == set(), entity
+    assert env.sandbox.call_count(path_contains="$metadata") == before + 1
+
 
 def test_get_of_a_missing_record_is_none(env: DynamicsEnv) -> None:
     connector = env.connector()

@@ -100,6 +100,8 @@ def test_every_read_is_cross_company_for_the_legal_entity_and_pages_by_next_link
         assert request.url.params.get("cross-company") == "true"
         assert request.url.params["$filter"].startswith("dataAreaId eq 'usmf'")
         assert request.headers["Prefer"] == "odata.maxpagesize=4"
+    # the entity's field list from /data/$metadata (what configured mappings are checked against) holds them all
+    assert set(customers[0].data) - fo.field_names("CustomersV3") == set()
 
 
 def test_a_modified_field_makes_reads_incremental(env: Env):

@@ -61,6 +61,8 @@ def test_customers_come_with_addresses_credit_limit_and_balance(env):
     assert aaron.id == "AARONFIT0001" and aaron["creditLimit"] == 15000 and aaron["balance"] == pytest.approx(2318.4)
     assert aaron["billingAddress"]["city"] == "Redmond" and aaron["shippingAddress"]["city"] == "Tacoma"
     assert aaron.modified is not None and aaron.modified.tzinfo is not None
+    # the field list configured mappings are checked against is what records carry (GP needs no call for it)
+    assert set(aaron.data) == connector.field_names("customers")
 
 
 def test_a_later_read_returns_only_what_changed_since(env):
@@ -112,6 +114,7 @@ def test_journal_entries_come_with_their_lines(env):
     entries = list(connector.changes("glTransactions", None))
     assert [e.id for e in entries] == ["2301", "2302"]
     assert entries[0]["total"] == 1200 and [l["account"] for l in entries[0]["lines"]] == ["000-1200-00", "000-4100-00"]
+    assert set(entries[0].data) == connector.field_names("glTransactions")
 
 
 def test_sales_orders_are_created_once_with_the_policy(env):

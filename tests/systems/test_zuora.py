@@ -232,6 +232,10 @@ def test_custom_fields_a_mapping_reads_are_named_by_zoql_reads_too(env):
     made.also_read("accounts", ["Region__c", "name"])  # what [pairs.*.mappings] asks the engine to read
     regions = {r.data["name"]: r.data.get("Region__c") for r in made.changes("accounts", None)}
     assert regions == {"Account 0": "EMEA", "Account 1": None}
+    # Describe lists the custom field, and every field an Object Query record carries, under Object Query's names
+    known = connector().field_names("accounts")
+    [record] = [r for r in connector().changes("accounts", None) if r.data["name"] == "Account 0"]
+    assert "Region__c" in known and set(record.data) - known == set()
 
 
 def test_a_zoql_window_fuller_than_the_limit_is_split_and_still_read_in_order(env):

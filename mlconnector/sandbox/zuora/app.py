@@ -22,6 +22,7 @@ from starlette.routing import Route
 
 from ..common import Faults, JSONResponse, SandboxClock, ServerDate
 from .sandbox import API_PER_MINUTE, AUTH_PER_MINUTE, CONCURRENCY, Remembered, ZuoraSandbox
+from . import describe
 from .zoql import ZoqlFault
 from .store import (ACCOUNT, INVOICE, NOT_FOUND, ORDER, PAYMENT, PRODUCT, QUERY, SUBSCRIPTION, UNKNOWN,
                     BusinessError, v1_stamp)
@@ -299,6 +300,15 @@ async def get_product(request: Request, sandbox: ZuoraSandbox) -> Response:
     return ok(_v1_product(sandbox, product, request))
 
 
+async def describe_object(request: Request, sandbox: ZuoraSandbox) -> Response:
+    """Describe (describe.py): XML; an object the tenant does not have is the sandbox's 404."""
+    name = request.path_params["object"]
+    found = describe.document(name, sandbox.data)
+    if found is None:
+        raise BusinessError(UNKNOWN, NOT_FOUND, f"Object {name} is not available in this tenant.", status=404)
+    return Response(found, media_type="text/xml")
+
+
 async def product_rate_plans(request: Request, sandbox: ZuoraSandbox) -> Response:
     product_id = request.path_params["product_id"]
     if product_id not in sandbox.data.tables["products"]:
@@ -534,6 +544,7 @@ def build_routes(sandbox: ZuoraSandbox) -> list[Route]:
         Route("/v1/accounts/{key}", by_method({"GET": ("accounts.get", get_account, "default"),
                                                "PUT": ("accounts.update", update_account, "default")}),
               methods=["GET", "PUT"]),
+        Route("/v1/describe/{object}", api(sandbox, "describe", describe_object), methods=["GET"]),
         Route("/v1/catalog/products", api(sandbox, "catalog.list", list_products), methods=["GET"]),
         Route("/v1/catalog/products/{key}", api(sandbox, "catalog.get", get_product), methods=["GET"]),
         Route("/v1/rateplan/{product_id}/productRatePlan", api(sandbox, "catalog.rateplans", product_rate_plans),

@@ -59,6 +59,7 @@ from mlconnector.systems.dynamics.odata import (BLANK_DATETIME, DEFAULT_PAGE_SIZ
                                                 RAMP_FROM, Pager, _as_stored, _business_relation, _clean,
                                                 _end_of_day, _error, _is_transient, _nav_value, _quote_key,
                                                 odata_time, parse_time)
+from mlconnector.systems.dynamics.metadata import FieldLists
 from mlconnector.systems.dynamics.pages import (CARD_ENTITIES, DEFAULT_LINE_PARTS,  # noqa: F401
                                                 DEFAULT_POSTED_FULL_READ_HOURS, DEFAULT_SERVICES, DOCUMENT_STATUS,
                                                 DOCUMENT_TYPE, LAST_DATE_MODIFIED, LINE_FIELDS, PAGE_FIELDS,
@@ -131,8 +132,13 @@ class DynamicsConnector(ConnectorBase):
         self.protocol: ApiV2 | Pages = self.api_v2 if self.endpoint.mode == "api" else self.pages
         self.writes = Writes(self.client, self.protocol, self.pager, self.services)
         self.subscriptions = Subscriptions(self.client, context, self.api_v2.spec, notify_url=self.notify_url)
+        self.field_lists = FieldLists(self.client, self.endpoint.mode, self.services)
 
     # -- plumbing ----------------------------------------------------------------------------------------------
+    def field_names(self, entity: str) -> frozenset[str] | None:
+        """From the service's $metadata (``metadata.py``): API v2.0's entity, or the published page's controls."""
+        return self.field_lists.field_names(entity)
+
     def close(self) -> None:
         if self._page_reader is not None:
             self._page_reader.shutdown(wait=False, cancel_futures=True)

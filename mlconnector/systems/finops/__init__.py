@@ -56,6 +56,7 @@ from mlconnector.http import RetryPolicy
 from mlconnector.systems import ConnectorContext, register_kind
 from mlconnector.systems.base import ConnectorBase, PingResult, Record, WriteResult
 from mlconnector.systems.finops.batch import BatchAnswer, _answer, _Changeset, _Part, parse_batch_response  # noqa: F401
+from mlconnector.systems.csdl import entity_set_fields
 from mlconnector.systems.finops.client import AUTHORITY, DEFAULT_CONCURRENCY, FinOpsApi
 from mlconnector.systems.finops.odata import (BLANK_DATE, ENTITIES, ENUM_NAMESPACE, ITEMLESS_LINES,  # noqa: F401
                                               LINES_FIELD, WRITABLE, EntityInfo, _body, _clean, _error_message,
@@ -106,12 +107,25 @@ class FinOpsConnector(ConnectorBase):
         self.batch_documents = max(1, int(system.setting("batch_documents", DEFAULT_BATCH_DOCUMENTS, type_=int)))
 
         self.reads = Reads(self.api, self.modified_fields, self.read_filters)
+        self._field_lists: dict[str, frozenset[str]] | None = None
         self.writes = Writes(self.api, self.reads.lines, self.batch_documents)
 
     # -- plumbing ----------------------------------------------------------------------------------------------
     @property
     def base_url(self) -> str:
         return self.api.base_url
+
+    def field_names(self, entity: str) -> frozenset[str]:
+        """The entity set's properties from the service's CSDL, ``GET /data/$metadata`` (read once; "the service
+        metadata document", https://learn.microsoft.com/en-us/dynamics365/fin-ops-core/dev-itpro/data-entities/
+        odata), and a document's lines as records carry them."""
+        if self._field_lists is None:
+            response = self.api.call("GET", "$metadata", headers={"Accept": "application/xml"})
+            if response.status_code != 200:
+                raise self.api.fail(response, "reading $metadata")
+            self._field_lists = entity_set_fields(self.name, response.text)
+        names = self._field_lists.get(entity)
+        return names | {LINES_FIELD} if names is not None else frozenset()
 
     def close(self) -> None:
         self.api.close()

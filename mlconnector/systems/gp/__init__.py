@@ -70,8 +70,8 @@ from mlconnector.systems.gp.calls import DEFAULT_PORT, PacedHttp, _cause_chain, 
 from mlconnector.systems.gp.orders import ORDER_FIELDS, Orders  # noqa: F401
 from mlconnector.systems.gp.reads import (DATED_ENTITIES, DAY_ENDS_EVERYWHERE, ENTITIES, MAX_WINDOW,  # noqa: F401
                                           VENDOR_READS_KEPT, WebServicesReads, _end_of_day)
-from mlconnector.systems.gp.records import (DOCUMENTS, Shapes, _address, _id, _items, _money, _text, _utc,  # noqa: F401
-                                            utcnow)
+from mlconnector.systems.gp.records import (DOCUMENTS, RECORD_FIELDS, Shapes, _address, _id, _items,  # noqa: F401
+                                            _money, _text, _utc, utcnow)
 from mlconnector.systems.gp.sba import (_SBA_COMPANY, SBA_EXAMPLE, SBA_RESOURCES, Sba, company_of,  # noqa: F401
                                         sba_url_of)
 from mlconnector.systems.gp.seen import SeenList, side_file
@@ -227,6 +227,12 @@ class GPConnector(ConnectorBase):
                 yield Record(self.name, entity, record["id"], stamp, record)
             return
         yield from self.reads.changes(entity, since, until)
+
+    def field_names(self, entity: str) -> frozenset[str] | None:
+        """The fields records.py makes each entity's records of (from GP's fixed objects: no call needed), and
+        those a sales order or quote is created from."""
+        fields = RECORD_FIELDS.get(entity)
+        return fields | ORDER_FIELDS if fields is not None and entity in DOCUMENTS else fields
 
     def record_ids(self, entity: str) -> Iterator[str]:
         """Every id (a deletion is an id no longer here), without reading cards: the summaries of a GetList call

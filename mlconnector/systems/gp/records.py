@@ -75,6 +75,24 @@ def _items(holder: Any, name: str) -> list[Any]:
         return inner if isinstance(inner, list) else [inner] if inner is not None else []
     return []
 
+
+# The fields of each entity's records. They are made here from GP's fixed objects (those of the Web Services and
+# of the SBA alike), so a mapping can read these and no others: the list needs no call. (GP's user-defined fields
+# are not read.)
+_PARTY = ("id", "number", "name", "shortName", "isActive", "isOnHold", "classId", "currency", "comment", "phone",
+          "addresses", "defaultAddress", "createdDate", "modifiedDate")
+_ADDRESS_FIELDS = ("id", "contact", "line1", "line2", "line3", "city", "state", "postalCode", "country", "phone")
+RECORD_FIELDS: dict[str, frozenset[str]] = {
+    "customers": frozenset(_PARTY + ("statementName", "billingAddress", "shippingAddress", "creditLimitType",
+                                     "creditLimit", "balance")),
+    "vendors": frozenset(_PARTY + ("checkName", "purchaseAddress", "remitToAddress")),
+    "vendorContacts": frozenset(_ADDRESS_FIELDS + ("addressId", "vendorId", "vendorName", "name")),
+    "glTransactions": frozenset(("id", "journalId", "reference", "batch", "state", "transactionDate", "lines",
+                                 "total", "modifiedDate")),
+    "salesOrders": frozenset(("id", "Id", "customerId", "customerPONumber", "lines", "total")),
+    "salesQuotes": frozenset(("id", "Id", "customerId", "customerPONumber", "lines", "total")),
+}
+
 # entity -> (create operation, its parameter, read operation, line type, document type): sales orders and quotes
 # (https://learn.microsoft.com/previous-versions/dynamicsgp/developer/cc508629(v=msdn.10): CreateSalesQuote)
 DOCUMENTS = {"salesOrders": ("CreateSalesOrder", "salesOrder", "GetSalesOrderByKey", "SalesOrderLine", "Order"),

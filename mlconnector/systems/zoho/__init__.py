@@ -81,6 +81,7 @@ class ZohoConnector(ConnectorBase):
         self.renew_margin = timedelta(minutes=float(system.setting("channel_margin_minutes", 120,
                                                                      type_=(int, float))))
         self.reads = Reads(self.api, system, self.page_size)
+        self._field_names: dict[str, frozenset[str]] = {}
         self.bulk = BulkWrite(self.api, poll_seconds=self.bulk_poll_seconds, timeout=self.bulk_timeout, sleep=sleep)
         self.writes = Writes(self.api, self.reads.get, self.bulk.write, self.bulk_threshold)
         self.deletions = Deletions(self.api, system)
@@ -124,6 +125,18 @@ class ZohoConnector(ConnectorBase):
 
     def also_read(self, entity: str, fields: list[str]) -> None:
         self.reads.also_read(entity, fields)
+
+    def field_names(self, entity: str) -> frozenset[str]:
+        """The module's fields by API name, from Fields Metadata (``GET /crm/v8/settings/fields?module=``,
+        https://www.zoho.com/crm/developer/docs/api/v8/field-meta.html), and the record's ``id``."""
+        if entity not in self._field_names:
+            response = self._call("GET", "/crm/v8/settings/fields", params={"module": entity}, idempotent=True)
+            if response.status_code not in (200, 204):
+                raise self._fail(response, f"reading the fields of {entity}")
+            body = (json_body(response) or {}) if response.status_code == 200 else {}
+            self._field_names[entity] = frozenset(
+                ["id", *(f["api_name"] for f in body.get("fields", []) if f.get("api_name"))])
+        return self._field_names[entity]
 
     def changes(self, entity: str, since: datetime | None, until: datetime | None = None) -> Iterator[Record]:
         """Records modified in [since, until), ascending by (Modified_Time, id), via COQL (see ``Reads``)."""

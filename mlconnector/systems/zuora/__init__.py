@@ -57,6 +57,7 @@ from mlconnector.systems.zuora.catalog import Catalog
 from mlconnector.systems.zuora.client import (BASE_URLS, CREATE_ATTEMPTS, DEFAULT_CONCURRENCY,  # noqa: F401
                                               DEFAULT_VERSION, ENVIRONMENT_NAMES, REGION_NAMES, ZuoraClient,
                                               _began, _digest, base_url_of, fingerprint)
+from mlconnector.systems.zuora.describe import Describe
 from mlconnector.systems.zuora.errors import (CATEGORIES, RETRYABLE, ZuoraFailure, _is_transient,  # noqa: F401
                                               _not_found, failure_of)
 from mlconnector.systems.zuora.object_query import PAGE_SIZE, ObjectQuery
@@ -129,6 +130,7 @@ class ZuoraConnector(ConnectorBase):
         self.accounts = Accounts(self.client, self.object_query, self.account_match)
         self.catalog = Catalog(self.client, self.object_query, rows)
         self.orders = Orders(self.client, self.object_query, self.catalog)
+        self.describe = Describe(self.client)
         self.callouts = Callouts(self.name, context, self.notify_url, self.callout_auth, self.callout_user,
                                  self.callout_header)
 
@@ -201,6 +203,11 @@ class ZuoraConnector(ConnectorBase):
         custom = [f for f in fields if f.endswith("__c")]
         if custom:
             self.zoql_fields[entity] = tuple(dict.fromkeys([*self.zoql_fields.get(entity, ()), *custom]))
+
+    def field_names(self, entity: str) -> frozenset[str]:
+        """The object's fields from Describe (``describe.py``), custom fields included."""
+        self._check_entity(entity)
+        return self.describe.field_names(entity)
 
     def get_many(self, entity: str, ids: list[str]) -> dict[str, Record]:
         """Many records in one query (``id.IN:[...]``), for callouts that name several."""
