@@ -36,10 +36,6 @@ def parse_iso(value: str | None) -> datetime | None:
     return datetime.fromisoformat(value) if value else None
 
 
-def utcnow() -> datetime:
-    return datetime.now(timezone.utc)
-
-
 def default_state_path() -> Path:
     """--state, else $MLCONNECTOR_STATE, else the platform's user state dir."""
     if os.environ.get(STATE_ENV):

@@ -13,6 +13,7 @@ from typing import Any
 
 import httpx
 
+from mlconnector.clock import parse_utc
 from mlconnector.errors import MLConnectorError
 from mlconnector.http import json_body
 from mlconnector.systems.base import Record
@@ -39,15 +40,9 @@ def odata_time(moment: datetime, *, up: bool = False) -> str:
 
 def parse_time(value: Any) -> datetime | None:
     """lastModifiedDateTime (or a Date) as aware UTC; BC's blank 0001-01-01 means "never stamped": None."""
-    if not value or not isinstance(value, str) or value.startswith("0001-01-01"):
+    if not isinstance(value, str) or value.startswith("0001-01-01"):
         return None
-    try:
-        moment = datetime.fromisoformat(value.replace("Z", "+00:00"))
-    except ValueError:
-        return None
-    if moment.tzinfo is None:
-        moment = moment.replace(tzinfo=timezone.utc)
-    return moment.astimezone(timezone.utc)
+    return parse_utc(value)
 
 
 def _quote_key(value: str) -> str:
