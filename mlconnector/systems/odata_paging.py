@@ -2,8 +2,9 @@
 
 A read asks for a page size with ``Prefer: odata.maxpagesize`` and follows each page's ``@odata.nextLink``
 verbatim until a page has none (never ``$top``/``$skip``, which drops the link, is capped by F&O and shifts while
-rows change): https://learn.microsoft.com/dynamics365/business-central/dev-itpro/webservices/server-driven-paging-in-odata-web-services
-and https://learn.microsoft.com/dynamics365/business-central/dev-itpro/webservices/use-odata-with-queries-set-with-top-number-of-rows .
+rows change). Business Central documents both:
+https://learn.microsoft.com/dynamics365/business-central/dev-itpro/webservices/server-driven-paging-in-odata-web-services
+https://learn.microsoft.com/dynamics365/business-central/dev-itpro/webservices/use-odata-with-queries-set-with-top-number-of-rows
 429s and 503s with their Retry-After are the HTTP layer's (``mlconnector.http.ApiClient``), under every call here.
 
 ``NextLinkPaginator`` holds where a read is (the request to send next); ``read_rows`` is the loop, the same for

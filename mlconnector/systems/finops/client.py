@@ -25,7 +25,8 @@ DEFAULT_CONCURRENCY = 8          # F&O allows 52 concurrent requests per user pe
 
 class CrossCompanyPaginator(NextLinkPaginator):
     """F&O's next links, each read cross-company: never a page in the default company's context, whatever the
-    link carries (https://learn.microsoft.com/dynamics365/fin-ops-core/dev-itpro/data-entities/cross-company-behavior)."""
+    link carries. https://learn.microsoft.com/dynamics365/fin-ops-core/dev-itpro/data-entities/cross-company-behavior
+    """
 
     def follow(self, link: str) -> str:
         if "cross-company=true" in link.lower():

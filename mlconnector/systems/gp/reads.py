@@ -11,9 +11,10 @@ from collections.abc import Callable, Iterator, Mapping
 from datetime import date, datetime, timedelta, timezone
 from typing import Any
 
+from mlconnector.clock import parse_utc
 from mlconnector.errors import ConfigError, RemoteError
 from mlconnector.systems.base import Record
-from mlconnector.systems.gp.records import DOCUMENTS, Shapes, _id, _items, _text, parse_utc
+from mlconnector.systems.gp.records import DOCUMENTS, Shapes, _id, _items, _text
 from mlconnector.systems.gp.seen import SeenList
 from mlconnector.systems.gp.webservices import WebServices
 
