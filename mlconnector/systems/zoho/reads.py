@@ -58,7 +58,7 @@ def _quote(value: str) -> str:
     return "'" + value.replace("\\", "\\\\").replace("'", "\\'") + "'"
 
 
-def _parse_time(value: Any) -> datetime | None:
+def parse_zoho_time(value: Any) -> datetime | None:
     """A Zoho stamp (``2026-01-31T10:00:00+05:30``, the org's zone) with its offset kept; one without is none."""
     moment = parse_iso(value)
     return moment if moment is not None and moment.tzinfo else None
@@ -157,7 +157,7 @@ class Reads:
 
     def _record(self, entity: str, data: Mapping[str, Any]) -> Record:
         return Record(system=self.name, entity=entity, id=str(data["id"]),
-                      modified=_parse_time(data.get("Modified_Time")), data=dict(data))
+                      modified=parse_zoho_time(data.get("Modified_Time")), data=dict(data))
 
     def get(self, entity: str, id: str) -> Record | None:
         """The full record, with subforms (line items come only this way); None when it is gone."""
