@@ -13,13 +13,14 @@ import logging
 import socket
 import subprocess
 from dataclasses import dataclass
-from datetime import datetime, timedelta, timezone
+from datetime import datetime, timedelta
 from typing import Any
 from urllib.parse import urlsplit
 
 import httpx
 
 from mlconnector import tenants
+from mlconnector.clock import utcnow
 from mlconnector.config import AlertsConfig
 from mlconnector.state import State
 
@@ -40,7 +41,7 @@ class Alert:
         whose = f" for {tenant}" if tenant else ""
         return {"text": f"mlconnector on {host}{whose}: {self.text}", "event": self.event, "pair": self.pair,
                 "run_id": self.run_id, "exit_code": self.exit_code, "host": host, "tenant": tenant,
-                "time": datetime.now(timezone.utc).isoformat(timespec="seconds")}
+                "time": utcnow().isoformat(timespec="seconds")}
 
 
 def send(config: AlertsConfig, alert: Alert) -> list[str]:

@@ -8,7 +8,7 @@ import os
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, replace
-from datetime import datetime, timedelta, timezone
+from datetime import datetime, timedelta
 from functools import cached_property
 from pathlib import Path
 from typing import Any
@@ -16,6 +16,7 @@ from typing import Any
 import httpx
 
 from mlconnector import alerts, interrupt
+from mlconnector.clock import utcnow
 from mlconnector.config import ALERTS_WEBHOOK_ENV, Config, load_config
 from mlconnector.errors import ConfigError, MLConnectorError
 from mlconnector.fieldmap.overlay import Line, check_rules, effective_table
@@ -151,15 +152,15 @@ def sync(runtime: Runtime, pair: str, *, flows: Iterable[str] | None = None, ful
         except MLConnectorError as exc:
             if not dry_run:
                 _after_run_quietly(lambda: alerts.run_error(state, config.alerts, pair, exc, exc.exit_code,
-                                                            datetime.now(timezone.utc)))
+                                                            utcnow()))
             raise
         if not dry_run:
-            _after_run_quietly(lambda: alerts.after_run(state, config.alerts, result, datetime.now(timezone.utc)))
-            _after_run_quietly(lambda: alerts.channels(state, config.alerts, datetime.now(timezone.utc)))
+            _after_run_quietly(lambda: alerts.after_run(state, config.alerts, result, utcnow()))
+            _after_run_quietly(lambda: alerts.channels(state, config.alerts, utcnow()))
             if config.audit_retention_days:
                 # A little each run (a first run after an upgrade does not prune a year at once).
                 _after_run_quietly(lambda: state.prune(
-                    datetime.now(timezone.utc) - timedelta(days=config.audit_retention_days),
+                    utcnow() - timedelta(days=config.audit_retention_days),
                     max_batches=RUN_PRUNE_BATCHES))
         return result
 
@@ -192,7 +193,7 @@ def prune(runtime: Runtime, *, days: int | None = None, vacuum: bool = False) ->
     if not keep:
         raise ConfigError("audit_retention_days is 0 (keep everything): pass --older-than DAYS to prune anyway")
     location = runtime.state_location(config)
-    before = datetime.now(timezone.utc) - timedelta(days=keep)
+    before = utcnow() - timedelta(days=keep)
     with location.errors(), location.open() as state:
         deleted = state.prune(before)
         if vacuum:
@@ -217,7 +218,7 @@ def alert_failed(runtime: Runtime, pair: str, detail: str) -> bool:
     location = runtime.state_location(config)
     with location.errors(), location.open() as state:
         return alerts.raise_incident(state, config.alerts, f"run:{pair}", alerts.Alert(
-            "failed", f"{pair}: {detail}", pair), datetime.now(timezone.utc))
+            "failed", f"{pair}: {detail}", pair), utcnow())
 
 
 def refuse_flows_setup_found_missing(state: StateStore, config: Config, pair: str, flows: Iterable[str] | None) -> None:
@@ -271,7 +272,7 @@ def keep_channels(runtime: Runtime, pair: str) -> RunResult:
                             counter=session.counter).keep_channels()
         finally:
             session.close()
-        alerts.channels(state, config.alerts, datetime.now(timezone.utc))
+        alerts.channels(state, config.alerts, utcnow())
         return result
 
 

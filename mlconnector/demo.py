@@ -10,12 +10,12 @@ import os
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
 from mlconnector.api import Listener, Runtime, audit, sync
 from mlconnector.sync import RunResult
+from mlconnector.clock import utcnow
 from mlconnector.errors import ConfigError, MLConnectorError
 from mlconnector.sandbox import server as sandbox_server
 from mlconnector.sandbox.server import Sandboxes
@@ -109,7 +109,7 @@ def write_sandbox_config(sandboxes: Sandboxes, config_path: Path, *,
     store = SecretStore(backend="file", directory=secrets_dir,
                         environ={MASTER_KEY_ENV: master_key} if master_key else {})
 
-    stamp = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+    stamp = utcnow().strftime("%Y-%m-%d %H:%M UTC")
     parts = [f"{MARKER} at {stamp}: every system below is an emulator on\n"
              "# this machine, with fresh data and credentials on every start (the credentials are in the\n"
              f"# encrypted file in {secrets_dir.name}/, never here). Try:\n"

@@ -22,6 +22,7 @@ import orjson
 from tenacity import RetryCallState, Retrying, retry_if_exception, stop_after_attempt
 
 from mlconnector import interrupt
+from mlconnector.clock import utcnow
 from mlconnector.errors import RateLimited, RemoteError, Unreachable
 
 IDEMPOTENT_METHODS = frozenset({"GET", "HEAD", "OPTIONS", "PUT", "DELETE"})
@@ -135,7 +136,7 @@ def retry_after_seconds(response: httpx.Response, now: Callable[[], datetime] | 
         when = email.utils.parsedate_to_datetime(value)
     except (TypeError, ValueError):
         return None
-    current = (now or (lambda: datetime.now(timezone.utc)))()
+    current = (now or utcnow)()
     return max(0.0, (when - current).total_seconds())
 
 
@@ -336,7 +337,7 @@ class ApiClient:
         second and stamped before the answer travels, so this never overstates how far ahead the server is."""
         answered = server_time(response)
         if answered is not None:
-            self.clock_ahead = answered - datetime.now(timezone.utc)
+            self.clock_ahead = answered - utcnow()
 
     def _should_retry(self, response: httpx.Response, safe: bool) -> bool:
         if response.status_code in ALWAYS_RETRY_STATUSES:

@@ -6,10 +6,11 @@ from __future__ import annotations
 import json
 from collections import defaultdict
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta, timezone
+from datetime import timedelta
 from typing import TYPE_CHECKING, Any
 
 from mlconnector import tenants
+from mlconnector.clock import utcnow
 from mlconnector.config import load_config
 from mlconnector.health import Limits, Problem
 from mlconnector.health import check as health_check
@@ -50,8 +51,8 @@ def status(runtime: Runtime) -> Status:
                       for c in state.channels()],
             last_runs=[_as_seen(location, {k: r[k] for k in ("id", "pair", "started", "finished", "status", "exit_code")})
                        for r in state.last_runs(limit=10)],
-            arrivals=state.arrivals(datetime.now(timezone.utc) - timedelta(days=1)),
-            deletions=state.deletions(datetime.now(timezone.utc) - timedelta(days=30)),
+            arrivals=state.arrivals(utcnow() - timedelta(days=1)),
+            deletions=state.deletions(utcnow() - timedelta(days=30)),
         )
 
 
@@ -60,7 +61,7 @@ def check(runtime: Runtime, limits: Limits) -> list[Problem]:
     config = load_config(runtime.config_path, required=False)
     location = runtime.state_location(config)
     with location.errors(), location.open() as state:
-        return health_check(state, config.pairs, limits, datetime.now(timezone.utc), location.run_alive)
+        return health_check(state, config.pairs, limits, utcnow(), location.run_alive)
 
 
 def prometheus(runtime: Runtime, limits: Limits) -> str:
@@ -70,7 +71,7 @@ def prometheus(runtime: Runtime, limits: Limits) -> str:
     config = load_config(runtime.config_path, required=False)
     location = runtime.state_location(config)
     with location.errors(), location.open() as state:
-        return render(state, config.pairs, limits, datetime.now(timezone.utc), location.run_alive)
+        return render(state, config.pairs, limits, utcnow(), location.run_alive)
 
 
 def _as_seen(location: StateLocation, run: dict[str, Any]) -> dict[str, Any]:

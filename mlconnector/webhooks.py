@@ -18,11 +18,11 @@ from starlette.requests import ClientDisconnect, Request
 from starlette.responses import JSONResponse, PlainTextResponse, Response
 from starlette.routing import Route
 
+from mlconnector.clock import utcnow
 from mlconnector.errors import MLConnectorError, NotificationRejected
 from mlconnector.health import Limits
 from mlconnector.health import check as health_check
 from mlconnector.state import StateLocation, database_errors
-from mlconnector.state.common import utcnow
 from mlconnector.systems.base import ConnectorBase, Notification
 
 log = logging.getLogger("mlconnector.listen")

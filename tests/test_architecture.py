@@ -41,6 +41,7 @@ def offending(part: str, forbidden: tuple[str, ...], allowed: tuple[str, ...] = 
 
 @pytest.mark.parametrize("part, forbidden, allowed", [
     ("sandbox", ("mlconnector",), ("mlconnector.sandbox",)),  # the other party: nothing of the client side
+    ("clock", ("mlconnector",), ()),  # below every layer
     ("systems", ("mlconnector.sync", "mlconnector.pairs", "mlconnector.api", "mlconnector.cli",
                  "mlconnector.webhooks", "mlconnector.demo", "mlconnector.sandbox"), ()),
     ("pairs", ("mlconnector.sync", "mlconnector.api", "mlconnector.cli", "mlconnector.state", "mlconnector.http",

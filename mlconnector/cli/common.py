@@ -12,6 +12,7 @@ import typer
 from rich.console import Console
 
 from mlconnector.api import Runtime
+from mlconnector.clock import parse_iso, utcnow
 from mlconnector.errors import ConfigError
 
 
@@ -64,14 +65,13 @@ def parse_since(value: str | None, option: str = "--since") -> datetime | None:
     """An ISO date or date-time; without a zone it is taken as UTC."""
     if not value:
         return None
-    try:
-        parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
-    except ValueError:
+    parsed = parse_iso(value)
+    if parsed is None:
         raise ConfigError(f"{option} {value!r} is not an ISO date or date-time (e.g. 2026-01-31 or "
-                          "2026-01-31T08:00:00Z)") from None
+                          "2026-01-31T08:00:00Z)")
     parsed = parsed if parsed.tzinfo else parsed.replace(tzinfo=timezone.utc)
     # Reads go back from it (overlaps, whole days): a date near year 1 would overflow there.
-    if not EARLIEST <= parsed <= datetime.now(timezone.utc) + timedelta(days=1):
+    if not EARLIEST <= parsed <= utcnow() + timedelta(days=1):
         raise ConfigError(f"{option} {value!r}: give a time from {EARLIEST:%Y-%m-%d} to now (everything: --full)"
                           if option == "--since" else f"{option} {value!r}: give a time from "
                           f"{EARLIEST:%Y-%m-%d} to now")

@@ -4,9 +4,10 @@ engine and the CLI need.
 Timestamps are stored as ISO-8601 UTC text with microseconds, so text order is time order.
 """
 
+from mlconnector.clock import utcnow
 from mlconnector.state.audit import AUDIT_COLUMNS
 from mlconnector.state.common import (MAX_ROWS_PER_STATEMENT, STATE_ENV, StateFileReplaced, default_state_path, iso,
-                                      parse_iso, utcnow)
+                                      parse_iso)
 from mlconnector.state.links import Link
 from mlconnector.state.location import StateLocation, database_errors
 from mlconnector.state.location import resolve as resolve_state

@@ -12,11 +12,12 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
+from mlconnector.clock import utcnow
 from mlconnector.state.audit import AuditQueries
 from mlconnector.state.checks import CheckQueries
 from mlconnector.state.incidents import IncidentQueries
 from mlconnector.state.retention import RetentionQueries
-from mlconnector.state.common import MAX_ROWS_PER_STATEMENT, _serialized, iso, parse_iso, utcnow
+from mlconnector.state.common import MAX_ROWS_PER_STATEMENT, _serialized, iso, parse_iso
 from mlconnector.state.links import Link, LinkQueries
 from mlconnector.state.queues import QueueQueries, Replay
 

@@ -6,7 +6,8 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from mlconnector.state.common import iso, parse_iso, utcnow
+from mlconnector.clock import utcnow
+from mlconnector.state.common import iso, parse_iso
 
 
 class CheckQueries:

@@ -37,10 +37,6 @@ def parse_iso(value: str | None) -> datetime | None:
     return datetime.fromisoformat(value) if value else None
 
 
-def utcnow() -> datetime:
-    return datetime.now(timezone.utc)
-
-
 def default_state_path() -> Path:
     """$MLCONNECTOR_STATE, else the platform's user state dir; for a tenant, its own file in that folder
     (``tenants/NAME/state.db``), so tenants sharing a host and its environment never share a state."""

@@ -12,7 +12,8 @@ from contextlib import contextmanager
 from datetime import datetime, timedelta
 from typing import Any
 
-from mlconnector.state.common import iso, parse_iso, utcnow
+from mlconnector.clock import utcnow
+from mlconnector.state.common import iso, parse_iso
 
 
 class SharedLedger:

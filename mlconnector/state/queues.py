@@ -9,7 +9,8 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from mlconnector.state.common import _serialized, iso, parse_iso, utcnow
+from mlconnector.clock import utcnow
+from mlconnector.state.common import _serialized, iso, parse_iso
 
 
 @dataclass(frozen=True)

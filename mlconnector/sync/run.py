@@ -9,9 +9,10 @@ import time
 from collections import Counter
 from collections.abc import Callable, Iterable, Mapping
 from concurrent.futures import ThreadPoolExecutor
-from datetime import datetime, timezone
+from datetime import datetime
 from typing import Any, TypeVar
 
+from mlconnector.clock import utcnow
 from mlconnector.config import PairConfig
 from mlconnector.errors import EXIT_OK, EXIT_RECORDS_FAILED, ConfigError, MLConnectorError
 from mlconnector.flows import Flow, PairSpec
@@ -29,10 +30,6 @@ from mlconnector.systems.base import Connector, Record
 log = logging.getLogger("mlconnector.sync")
 
 DEFAULT_BATCH = 100
-
-
-def utcnow() -> datetime:
-    return datetime.now(timezone.utc)
 
 
 def new_run_id() -> str:

@@ -16,7 +16,6 @@ import pytest
 from mlconnector.api import RunResult
 from mlconnector.sync import Engine, open_pair
 from mlconnector.errors import AuthError
-from mlconnector.systems.gp import GPConnector
 
 from tests.pairs.gp_world import GP_PASSWORD, GPWorld, make_gp_world
 
@@ -69,14 +68,12 @@ def test_a_change_in_gp_moves_alone(world: GPWorld):
 
 
 def sync_at(world: GPWorld, now: Callable[[], datetime], flows: list[str]) -> RunResult:
-    """A run whose clock (the engine's and the GP connector's) is the GP sandbox's, set to a chosen moment."""
+    """A run whose clock (the engine's, which gives GP's reads their window) is the GP sandbox's, set to a chosen
+    moment."""
     runtime = world.runtime()
     with world.state() as state:
         session = open_pair(runtime.config, "gp-zoho", runtime.context(state))
         try:
-            for connector in session.connectors.values():
-                if isinstance(connector, GPConnector):
-                    connector._now = now
             return Engine(session.pair, session.config, session.connectors, state, counter=session.counter,
                           now=now).sync(flows)
         finally:

@@ -118,7 +118,7 @@ def test_an_edit_on_each_side_is_a_conflict_the_later_edit_wins(world: World, ca
 @pytest.mark.parametrize("case", TWO_WAY, ids=lambda c: c.flow)
 @pytest.mark.parametrize("gap", [1, 65])
 def test_a_zoho_edit_later_than_nav_s_wins_where_nav_stamps_the_time(tmp_path, monkeypatch, case: TwoWay, gap: int):
-    # API v2.0 stamps lastModifiedDateTime to the millisecond; NAV's pages stamp only the date (README: a card
+    # API v2.0 stamps lastModifiedDateTime to the millisecond; NAV's pages stamp only the date (docs/pairs.md: a card
     # changed today counts as changed when the run reads it).
     world = make_world(tmp_path, monkeypatch, "nav", erp_settings='api = "api"\n', clocks_behind=HOUR)
     try:

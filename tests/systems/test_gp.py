@@ -6,7 +6,8 @@ from __future__ import annotations
 
 import socket
 import threading
-from datetime import datetime, timedelta, timezone
+from collections.abc import Callable
+from datetime import timedelta
 
 import pytest
 
@@ -27,7 +28,8 @@ def env(tmp_path, monkeypatch):
     monkeypatch.setenv("MLCONNECTOR_GP_PASSWORD", PASSWORD)
     made: list = []
 
-    def build(app_options: dict | None = None, **settings):
+    def build(app_options: dict | None = None, *, sleep: Callable[[float], None] = lambda s: None,
+              sandbox_clock: bool = False, **settings):
         app = create_app(**(app_options or {}))
         gp = app.state.gp
         gp.add_user(ACCOUNT, PASSWORD)
@@ -37,7 +39,7 @@ def env(tmp_path, monkeypatch):
         config = {"base_url": URL, "company_id": -1, "user": ACCOUNT, "delay_seconds": 0, **settings}
         connector = GPConnector(SystemConfig("gp", "gp", config),
                                 ConnectorContext(secrets=SecretStore(), transport=transport, state_dir=tmp_path),
-                                sleep=lambda s: None)
+                                sleep=sleep, **({"now": gp.clock.now} if sandbox_clock else {}))
         made.append((connector, transport, gp))
         return connector, gp
 
@@ -66,13 +68,12 @@ def test_customers_come_with_addresses_credit_limit_and_balance(env):
 
 
 def test_a_later_read_returns_only_what_changed_since(env):
-    connector, gp = env()
+    connector, gp = env(sandbox_clock=True)
     gp.clock.advance(days=2)  # GP keeps the day of a change: a read on a later day has them behind it
     first_until = gp.clock.now()
     assert len(list(connector.changes("customers", None, first_until))) == 3
     gp.clock.advance(days=2)
     gp.modify("customers", "ALTONMAN0001", Name="Alton Manufacturing Ltd")
-    connector._now = gp.clock.now
     changed = list(connector.changes("customers", first_until, gp.clock.now()))
     assert [c.id for c in changed] == ["ALTONMAN0001"] and changed[0]["name"] == "Alton Manufacturing Ltd"
     # The criteria carried both date and time, in windows: the sandbox refuses anything else.
@@ -164,9 +165,8 @@ def test_concurrency_is_capped_at_five(env):
 
 
 def test_calls_are_spaced_by_the_configured_delay(env):
-    connector, gp = env(delay_seconds=0.2)
     waits: list[float] = []
-    connector._sleep = waits.append
+    connector, gp = env(delay_seconds=0.2, sleep=waits.append)
     list(connector.changes("customers", None))
     assert waits and all(0 < w <= 0.2 for w in waits)
 
@@ -228,7 +228,8 @@ def sba(tmp_path, monkeypatch):
     monkeypatch.setenv("MLCONNECTOR_GP_PASSWORD", PASSWORD)
     made: list = []
 
-    def build(app_options: dict | None = None, **settings):
+    def build(app_options: dict | None = None, *, sleep: Callable[[float], None] = lambda s: None,
+              sandbox_clock: bool = False, **settings):
         app = create_app(**(app_options or {}))
         gp = app.state.gp
         gp.add_user(ACCOUNT, PASSWORD)
@@ -237,7 +238,7 @@ def sba(tmp_path, monkeypatch):
         transport = HostRouter({"gp.sandbox": InProcessTransport(app)})
         connector = GPConnector(SystemConfig("gp", "gp", sba_settings(**settings)),
                                 ConnectorContext(secrets=SecretStore(), transport=transport, state_dir=tmp_path),
-                                sleep=lambda s: None)
+                                sleep=sleep, **({"now": gp.clock.now} if sandbox_clock else {}))
         made.append((connector, transport, gp))
         return connector, gp
 

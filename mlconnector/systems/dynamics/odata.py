@@ -6,16 +6,18 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable, Iterator, Mapping
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime, timedelta, timezone
-from functools import lru_cache
+from functools import lru_cache, partial
 from typing import Any
 
 import httpx
 
+from mlconnector.clock import parse_utc
 from mlconnector.errors import MLConnectorError
-from mlconnector.http import json_body, last_member, stream_array
+from mlconnector.http import json_body
 from mlconnector.systems.base import Record
+from mlconnector.systems.odata_paging import NextLinkPaginator, ReadAhead, read_rows
 
 BLANK_DATETIME = "0001-01-01T00:00:00Z"
 DEFAULT_PAGE_SIZE = 1000
@@ -38,15 +40,9 @@ def odata_time(moment: datetime, *, up: bool = False) -> str:
 
 def parse_time(value: Any) -> datetime | None:
     """lastModifiedDateTime (or a Date) as aware UTC; BC's blank 0001-01-01 means "never stamped": None."""
-    if not value or not isinstance(value, str) or value.startswith("0001-01-01"):
+    if not isinstance(value, str) or value.startswith("0001-01-01"):
         return None
-    try:
-        moment = datetime.fromisoformat(value.replace("Z", "+00:00"))
-    except ValueError:
-        return None
-    if moment.tzinfo is None:
-        moment = moment.replace(tzinfo=timezone.utc)
-    return moment.astimezone(timezone.utc)
+    return parse_utc(value)
 
 
 def _quote_key(value: str) -> str:
@@ -146,45 +142,24 @@ class Pager:
         return self._counts.get(entity)
 
     def pages(self, url: str, params: dict[str, str] | None, page_size: int | None = None, *,
-               ramp: bool = False, count_as: str | None = None) -> Iterator[dict[str, Any]]:
-        """Every row of a collection, page by page: ``Prefer: odata.maxpagesize`` and ``@odata.nextLink`` verbatim
-        (never $top, which drops the link). With ``ramp`` (a whole table read) the first pages are smaller (a
-        tenth, then twice as many each time, up to the page size): the first rows come in a fraction of the time a
-        full page takes the server to build and send, and each next page, asked for as the one before it comes,
-        arrives before that one is written (a page four times larger left the writes waiting for it)."""
+              ramp: bool = False, count_as: str | None = None) -> Iterator[dict[str, Any]]:
+        """Every row of a collection, page by page (``odata_paging``). With ``ramp`` (a whole table read) the first
+        pages are smaller (a tenth, then twice as many each time, up to the page size): the first rows come in a
+        fraction of the time a full page takes the server to build and send, and each next page, asked for as the
+        one before it comes, arrives before that one is written (a page four times larger left the writes waiting
+        for it)."""
         full = page_size or self.page_size
-        size = full // 10 if ramp and self.small_first_pages and full >= RAMP_FROM else full
-        next_url: str | None = url
+        paginator = NextLinkPaginator(full, full // 10 if ramp and self.small_first_pages and full >= RAMP_FROM
+                                      else full)
+        count = None
         if count_as and self.count_rows:
             params = {**(params or {}), "$count": "true"}
             self._counts.pop(count_as, None)
-        ahead: tuple[str, Future[httpx.Response]] | None = None
-        while next_url:
-            headers = {"Prefer": f"odata.maxpagesize={size}"}
-            size = min(full, size * 2)
-            if ahead is not None and ahead[0] == next_url:
-                response = ahead[1].result()
-            else:
-                response = self._call("GET", next_url, params=params, headers=headers)
-            ahead = None
-            if response.status_code != 200:
-                raise self._read_failure(response, url)
-            # A page is parsed row by row as the rows are taken, from its text (the raw body goes at once): parsed
-            # whole, a page of 10,000 wide rows took several times its size in memory.
-            text = response.content.decode("utf-8-sig")
-            del response
-            # The next page is asked for now, while this one's rows are taken: its round trip and the server's
-            # work overlap ours instead of stalling the run at every page boundary. Not where smaller pages were
-            # asked for to save memory (a first read of documents with their lines): two of those in memory
-            # took a first load over its budget.
-            hint = last_member(text, "@odata.nextLink") if self.pages_ahead and page_size is None else None
-            if hint:
-                ahead = (hint, self._reader().submit(self._call, "GET", hint,
-                                                     headers={"Prefer": f"odata.maxpagesize={size}"}))
-            rest: dict[str, Any] = {}
-            for row in stream_array(text, "value", rest):
-                if count_as and isinstance(rest.get("@odata.count"), int):  # it comes before the rows
-                    self._counts[count_as] = rest.pop("@odata.count")
-                yield row
-            del text
-            next_url, params = rest.get("@odata.nextLink"), None
+            count = partial(self._counts.__setitem__, count_as)
+        # The next page is asked for while this one's rows are taken: its round trip and the server's work overlap
+        # ours instead of stalling the run at every page boundary. Not where smaller pages were asked for to save
+        # memory (a first read of documents with their lines): two of those in memory took a first load over its
+        # budget.
+        ahead = ReadAhead(lambda: self.pages_ahead, self._reader) if page_size is None else None
+        yield from read_rows(self._call, paginator.init_request(url, params), paginator,
+                             lambda response: self._read_failure(response, url), ahead=ahead, count=count)

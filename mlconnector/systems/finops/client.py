@@ -17,9 +17,21 @@ from mlconnector.errors import AuthError, ConfigError, MLConnectorError, RemoteE
 from mlconnector.http import ApiClient
 from mlconnector.systems import ConnectorContext
 from mlconnector.systems.finops.odata import ENTITIES, EntityInfo, error_text, quote_string
+from mlconnector.systems.odata_paging import NextLinkPaginator, read_rows
 
 AUTHORITY = "https://login.microsoftonline.com"
 DEFAULT_CONCURRENCY = 8          # F&O allows 52 concurrent requests per user per web server; stay well below
+
+
+class CrossCompanyPaginator(NextLinkPaginator):
+    """F&O's next links, each read cross-company: never a page in the default company's context, whatever the
+    link carries. https://learn.microsoft.com/dynamics365/fin-ops-core/dev-itpro/data-entities/cross-company-behavior
+    """
+
+    def follow(self, link: str) -> str:
+        if "cross-company=true" in link.lower():
+            return link
+        return link + ("&" if "?" in link else "?") + "cross-company=true"
 
 
 class FinOpsApi:
@@ -90,21 +102,11 @@ class FinOpsApi:
 
     # -- reads -------------------------------------------------------------------------------------------------
     def pages(self, entity: str, params: dict[str, str]) -> Iterator[dict[str, Any]]:
-        """Every row, page by page: ``Prefer: odata.maxpagesize`` and the nextLink followed verbatim (never
-        $top/$skip paging, which F&O caps and which shifts while rows change). Every read is cross-company."""
-        params = {"cross-company": "true", **params}
-        headers = {"Prefer": f"odata.maxpagesize={self.page_size}"}
-        next_url: str | None = f"{self.base_url}/{entity}"
-        while next_url:
-            response = self.call("GET", next_url, params=params, headers=headers)
-            if response.status_code != 200:
-                raise self.read_failure(response, entity)
-            body = response.json()
-            yield from body.get("value") or []
-            next_url, params = body.get("@odata.nextLink"), None
-            if next_url and "cross-company=true" not in next_url.lower():
-                # Never read a page in the default company's context, whatever the link carries.
-                next_url += ("&" if "?" in next_url else "?") + "cross-company=true"
+        """Every row, page by page (``odata_paging``). Every read is cross-company."""
+        paginator = CrossCompanyPaginator(self.page_size)
+        yield from read_rows(self.call, paginator.init_request(f"{self.base_url}/{entity}",
+                                                               {"cross-company": "true", **params}),
+                             paginator, lambda response: self.read_failure(response, entity))
 
     def read_failure(self, response: httpx.Response, entity: str) -> MLConnectorError:
         if response.status_code == 404:

@@ -10,6 +10,8 @@ from typing import Any
 
 import httpx
 
+from mlconnector.clock import parse_utc
+
 ENUM_NAMESPACE = "Microsoft.Dynamics.DataEntities"
 BLANK_DATE = "1900-01-01T12:00:00Z"
 
@@ -66,13 +68,9 @@ def odata_time(moment: datetime) -> str:
 
 def parse_time(value: Any) -> datetime | None:
     """A DateTimeOffset as aware UTC; F&O's empty date (1900-01-01T12:00:00Z) is None."""
-    if not isinstance(value, str) or not value or value.startswith("1900-01-01"):
+    if not isinstance(value, str) or value.startswith("1900-01-01"):
         return None
-    try:
-        moment = datetime.fromisoformat(value.replace("Z", "+00:00"))
-    except ValueError:
-        return None
-    return (moment if moment.tzinfo else moment.replace(tzinfo=timezone.utc)).astimezone(timezone.utc)
+    return parse_utc(value)
 
 
 def _body(response: httpx.Response) -> Any:

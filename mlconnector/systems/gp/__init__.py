@@ -51,6 +51,7 @@ from urllib.parse import urlsplit
 
 import httpx
 
+from mlconnector.clock import parse_utc, utcnow
 from mlconnector.config import SystemConfig
 from mlconnector.errors import (
     EXIT_AUTH,
@@ -71,7 +72,7 @@ from mlconnector.systems.gp.orders import ORDER_FIELDS, Orders  # noqa: F401
 from mlconnector.systems.gp.reads import (DATED_ENTITIES, DAY_ENDS_EVERYWHERE, ENTITIES, MAX_WINDOW,  # noqa: F401
                                           VENDOR_READS_KEPT, WebServicesReads, _end_of_day)
 from mlconnector.systems.gp.records import (DOCUMENTS, RECORD_FIELDS, Shapes, _address, _id, _items,  # noqa: F401
-                                            _money, _text, _utc, utcnow)
+                                            _money, _text)
 from mlconnector.systems.gp.sba import (_SBA_COMPANY, SBA_EXAMPLE, SBA_RESOURCES, Sba, company_of,  # noqa: F401
                                         sba_url_of)
 from mlconnector.systems.gp.seen import SeenList, side_file
@@ -134,7 +135,8 @@ class GPConnector(ConnectorBase):
         self.window_records = int(system.setting("window_records", 500, type_=int))
         start = str(system.setting("history_start", "2000-01-01", type_=str))
         try:
-            self.history_start = _utc(datetime.fromisoformat(start)) or datetime(2000, 1, 1, tzinfo=timezone.utc)
+            self.history_start = (parse_utc(datetime.fromisoformat(start))
+                                  or datetime(2000, 1, 1, tzinfo=timezone.utc))
         except ValueError:
             raise ConfigError(f"systems.{self.name}.history_start = {start!r} is not a date (YYYY-MM-DD)") from None
         self.precision = str(system.setting("modified_precision", "date", type_=str))

@@ -11,9 +11,10 @@ from collections.abc import Callable, Iterator, Mapping
 from datetime import date, datetime, timedelta, timezone
 from typing import Any
 
+from mlconnector.clock import parse_utc
 from mlconnector.errors import ConfigError, RemoteError
 from mlconnector.systems.base import Record
-from mlconnector.systems.gp.records import DOCUMENTS, Shapes, _id, _items, _text, _utc
+from mlconnector.systems.gp.records import DOCUMENTS, Shapes, _id, _items, _text
 from mlconnector.systems.gp.seen import SeenList
 from mlconnector.systems.gp.webservices import WebServices
 
@@ -107,7 +108,7 @@ class WebServicesReads:
             summaries = self.summaries(entity, {"ModifiedDate": self._range(start, end)})
             rows = []
             for summary in summaries:
-                stamp = self._stamp(_utc(summary.get("ModifiedDate")), until)
+                stamp = self._stamp(parse_utc(summary.get("ModifiedDate")), until)
                 if stamp is None or (since is not None and stamp < since) or stamp >= until:
                     continue
                 rows.append((stamp, self.summary_id(entity, summary)))
@@ -177,7 +178,7 @@ class WebServicesReads:
                 out.append({"id": number, "number": number, "alias": _text(row.get("Alias")),
                             "description": _text(row.get("Description")), "isActive": bool(row.get("IsActive", True)),
                             "accountType": _text(row.get("AccountType")),
-                            "modifiedDate": _utc(row.get("ModifiedDate"))})
+                            "modifiedDate": parse_utc(row.get("ModifiedDate"))})
         return out
 
     def _gl_account_changes(self, since: datetime | None, until: datetime) -> Iterator[Record]:

@@ -4,30 +4,11 @@ hand out (customers, vendors and their contacts, journal entries, sales orders),
 from __future__ import annotations
 
 from collections.abc import Iterator, Mapping
-from datetime import date, datetime, timezone
+from datetime import datetime
 from typing import Any
 
+from mlconnector.clock import parse_utc
 from mlconnector.systems.base import Record
-
-
-def utcnow() -> datetime:
-    return datetime.now(timezone.utc)
-
-
-def _utc(value: Any) -> datetime | None:
-    """A GP date-time as aware UTC; a value without a zone is taken as UTC (the criteria are UTC)."""
-    if value is None:
-        return None
-    if isinstance(value, date) and not isinstance(value, datetime):
-        value = datetime.combine(value, datetime.min.time())
-    if not isinstance(value, datetime):
-        try:
-            value = datetime.fromisoformat(str(value).replace("Z", "+00:00"))
-        except ValueError:
-            return None
-    if value.tzinfo is None:
-        value = value.replace(tzinfo=timezone.utc)
-    return value.astimezone(timezone.utc)
 
 
 def _money(value: Any) -> float | None:
@@ -121,7 +102,7 @@ class Shapes:
                 "classId": _id(raw.get("ClassKey")), "currency": _text(raw.get("CurrencyKey")),
                 "comment": _text(raw.get("Comment1")), "phone": default.get("phone") if default else None,
                 "addresses": addresses, "defaultAddress": default or None,
-                "createdDate": _utc(raw.get("CreatedDate")), "modifiedDate": _utc(raw.get("ModifiedDate"))}
+                "createdDate": parse_utc(raw.get("CreatedDate")), "modifiedDate": parse_utc(raw.get("ModifiedDate"))}
 
     def customer(self, raw: Mapping[str, Any], stamp: datetime | None) -> Record:
         data = self._party(raw)
@@ -159,12 +140,12 @@ class Shapes:
                               "credit": _money(line.get("CreditAmount")) or 0.0,
                               "description": _text(line.get("Description"))})
         journal = str(_id(raw.get("Key"), "JournalId"))
-        transaction_date = _utc(raw.get("TransactionDate"))
+        transaction_date = parse_utc(raw.get("TransactionDate"))
         data = {"id": journal, "journalId": journal, "reference": _text(raw.get("Reference")),
                 "batch": _id(raw.get("BatchKey")), "state": _text(raw.get("TransactionState")),
                 "transactionDate": transaction_date.date().isoformat() if transaction_date else None,
                 "lines": lines, "total": round(sum(l["debit"] for l in lines), 2),
-                "modifiedDate": _utc(raw.get("ModifiedDate"))}
+                "modifiedDate": parse_utc(raw.get("ModifiedDate"))}
         return Record(self.name, "glTransactions", journal, stamp, data)
 
     def sales_order(self, raw: Mapping[str, Any], entity: str = "salesOrders") -> Record:
@@ -175,4 +156,4 @@ class Shapes:
         data = {"id": number, "Id": number, "customerId": _id(raw.get("CustomerKey")),
                 "customerPONumber": _text(raw.get("CustomerPONumber")), "lines": lines,
                 "total": _money(raw.get("TotalAmount"))}
-        return Record(self.name, entity, number, _utc(raw.get("ModifiedDate")), data)
+        return Record(self.name, entity, number, parse_utc(raw.get("ModifiedDate")), data)

@@ -43,7 +43,7 @@ from mlconnector.systems.zoho.quota import (CREDIT_WINDOW, MINT_WINDOW, ZOHO_MIN
                                             quota_of, quota_path)
 from mlconnector.systems.zoho.reads import (COQL_IN_MAX, COQL_KEYS_PER_QUERY, COQL_MAX_LIMIT,  # noqa: F401
                                             COQL_MAX_SELECT, DEFAULT_FIELDS, LINE_ITEM_MODULES, Reads,
-                                            _coql_credits, _parse_time, _quote, _zoho_time)
+                                            _coql_credits, parse_zoho_time, _quote, _zoho_time)
 from mlconnector.systems.zoho.writes import BULK_MAX, Writes, _flat, check_fields  # noqa: F401
 
 # Modules an edition lacks (Invoices, Sales and Purchase Orders need Professional or above).

@@ -18,7 +18,7 @@ from mlconnector.http import json_body
 from mlconnector.systems import ConnectorContext
 from mlconnector.systems.base import Channel, Notification
 from mlconnector.systems.zoho.client import ZohoApi
-from mlconnector.systems.zoho.reads import _parse_time
+from mlconnector.systems.zoho.reads import parse_zoho_time
 
 NOTIFY_MODULES = ("Accounts", "Contacts", "Products", "Sales_Orders", "Invoices", "Deals", "Quotes")
 
@@ -99,7 +99,7 @@ class Channels:
                               f"{what} {item['channel_id']} for {entity}: {answer.get('message', '')} "
                               f"{json.dumps(answer.get('details') or {}, sort_keys=True)}".strip())
         events = answer.get("details", {}).get("events") or [{}]
-        expires = _parse_time(events[0].get("channel_expiry")) or datetime.fromisoformat(item["channel_expiry"])
+        expires = parse_zoho_time(events[0].get("channel_expiry")) or datetime.fromisoformat(item["channel_expiry"])
         channel = Channel(self.name, entity, str(item["channel_id"]), expires.astimezone(timezone.utc),
                           str(item.get("notify_url") or notify_url or self.notify_url or ""))
         state = self.context.state

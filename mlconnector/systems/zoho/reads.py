@@ -7,6 +7,7 @@ from collections.abc import Iterator, Mapping
 from datetime import datetime, timedelta, timezone
 from typing import Any
 
+from mlconnector.clock import parse_iso
 from mlconnector.config import SystemConfig
 from mlconnector.errors import ConfigError
 from mlconnector.systems.base import Record
@@ -57,14 +58,10 @@ def _quote(value: str) -> str:
     return "'" + value.replace("\\", "\\\\").replace("'", "\\'") + "'"
 
 
-def _parse_time(value: Any) -> datetime | None:
-    if not value:
-        return None
-    try:
-        moment = datetime.fromisoformat(str(value))
-    except ValueError:
-        return None
-    return moment if moment.tzinfo else None
+def parse_zoho_time(value: Any) -> datetime | None:
+    """A Zoho stamp (``2026-01-31T10:00:00+05:30``, the org's zone) with its offset kept; one without is none."""
+    moment = parse_iso(value)
+    return moment if moment is not None and moment.tzinfo else None
 
 
 def _coql_credits(limit: int) -> int:
@@ -160,7 +157,7 @@ class Reads:
 
     def _record(self, entity: str, data: Mapping[str, Any]) -> Record:
         return Record(system=self.name, entity=entity, id=str(data["id"]),
-                      modified=_parse_time(data.get("Modified_Time")), data=dict(data))
+                      modified=parse_zoho_time(data.get("Modified_Time")), data=dict(data))
 
     def get(self, entity: str, id: str) -> Record | None:
         """The full record, with subforms (line items come only this way); None when it is gone."""

@@ -10,7 +10,7 @@ from typing import Any
 from mlconnector.http import json_body
 from mlconnector.systems.base import Record, WriteResult
 from mlconnector.systems.zoho.client import MAX_UPSERT, ZohoApi
-from mlconnector.systems.zoho.reads import COQL_IN_MAX, COQL_KEYS_PER_QUERY, LINE_ITEM_MODULES, _parse_time, _quote
+from mlconnector.systems.zoho.reads import COQL_IN_MAX, COQL_KEYS_PER_QUERY, LINE_ITEM_MODULES, parse_zoho_time, _quote
 
 BULK_MAX = 25_000  # records in one Bulk Write file
 
@@ -146,7 +146,7 @@ class Writes:
         if item.get("status") == "success":
             action = "create" if item.get("action") == "insert" else "update"
             return WriteResult(action, str(details.get("id")) if details.get("id") else None,
-                               version=_parse_time(details.get("Modified_Time")))
+                               version=parse_zoho_time(details.get("Modified_Time")))
         code = str(item.get("code") or "ERROR")
         where = details.get("api_name") or ""
         if details.get("json_path"):

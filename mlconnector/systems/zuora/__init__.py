@@ -63,7 +63,7 @@ from mlconnector.systems.zuora.errors import (CATEGORIES, RETRYABLE, ZuoraFailur
 from mlconnector.systems.zuora.object_query import PAGE_SIZE, ObjectQuery
 from mlconnector.systems.zuora.orders import Orders, _merge_lines  # noqa: F401
 from mlconnector.systems.zuora.records import (CONTACT_FIELDS, ENTITIES, EXPANDS, Rows, oq_time,  # noqa: F401
-                                               parse_time)
+                                               parse_utc)
 from mlconnector.systems.zuora.zoql import (CONTACT_ZOQL, OQ_NAMES, ZOQL_BATCH, ZOQL_IDS, ZOQL_READS,  # noqa: F401
                                             ZOQL_WINDOW, Zoql, _oq_shape, _split, _zoql_text)
 

@@ -7,6 +7,7 @@ from collections.abc import Mapping
 from datetime import datetime, timedelta, timezone
 from typing import Any
 
+from mlconnector.clock import parse_utc
 from mlconnector.systems.base import Record
 
 # Object Query expansions the records carry, per entity the engine reads.
@@ -15,16 +16,6 @@ EXPANDS = {"accounts": ("billto",), "invoices": ("invoiceitems",), "payments": (
 CONTACT_FIELDS = ("firstName", "lastName", "workEmail", "workPhone", "address1", "address2", "city", "state",
                   "zipCode", "country")
 ENTITIES = ("accounts", "products", "subscriptions", "invoices", "payments")
-
-
-def parse_time(value: Any) -> datetime | None:
-    if not value:
-        return None
-    try:
-        moment = datetime.fromisoformat(str(value).replace("Z", "+00:00").replace(" ", "T"))
-    except ValueError:
-        return None
-    return (moment if moment.tzinfo else moment.replace(tzinfo=timezone.utc)).astimezone(timezone.utc)
 
 
 def oq_time(moment: datetime, *, up: bool = False) -> str:
@@ -62,7 +53,7 @@ class Rows:
                                                   if i.get("subscriptionNumber")})
         if entity == "payments":
             data["invoiceIds"] = [a.get("invoiceId") for a in data.get("paymentApplications") or []]
-        return Record(self.name, entity, str(data["id"]), parse_time(data.get("updatedDate")), data)
+        return Record(self.name, entity, str(data["id"]), parse_utc(data.get("updatedDate")), data)
 
     def pick_plan(self, plans: list[dict[str, Any]]) -> dict[str, Any] | None:
         if self.rate_plan_name:

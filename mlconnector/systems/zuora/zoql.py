@@ -13,7 +13,7 @@ from mlconnector.http import json_body
 from mlconnector.systems.base import Record
 from mlconnector.systems.zuora.client import ZuoraClient
 from mlconnector.systems.zuora.errors import ZuoraFailure, failure_of
-from mlconnector.systems.zuora.records import Rows, oq_time, parse_time
+from mlconnector.systems.zuora.records import Rows, oq_time, parse_utc
 
 ZOQL_BATCH = 2000              # Action Query's maximum (and default) batch
 ZOQL_WINDOW = 10_000           # records of one UpdatedDate window held to sort them
@@ -109,8 +109,8 @@ class Zoql:
         obj, fields = ZOQL_READS[entity]
         fields = fields + self.zoql_fields.get(entity, ())
         windows: list[tuple[datetime | None, datetime | None]] = [(
-            parse_time(oq_time(since)) if since is not None else None,
-            parse_time(oq_time(until, up=True)) if until is not None else None)]
+            parse_utc(oq_time(since)) if since is not None else None,
+            parse_utc(oq_time(until, up=True)) if until is not None else None)]
         while windows:
             low, high = windows.pop()
             where = " and ".join(([f"UpdatedDate >= '{oq_time(low)}'"] if low else [])
@@ -126,7 +126,7 @@ class Zoql:
                 for batch in self._zoql(f"select {', '.join(fields)} from {obj} where {where}"):
                     yield from self._zoql_records(entity, sorted(map(_oq_shape, batch), key=lambda r: r["id"]))
                 continue
-            rows.sort(key=lambda r: (parse_time(r.get("updatedDate")) or datetime.min.replace(tzinfo=timezone.utc),
+            rows.sort(key=lambda r: (parse_utc(r.get("updatedDate")) or datetime.min.replace(tzinfo=timezone.utc),
                                      r["id"]))
             for start in range(0, len(rows), self.zoql_batch):
                 yield from self._zoql_records(entity, rows[start:start + self.zoql_batch])
@@ -207,7 +207,7 @@ def _oq_shape(row: Mapping[str, Any]) -> dict[str, Any]:
     for name, value in row.items():
         key = name if name.endswith("__c") else OQ_NAMES.get(name, name[:1].lower() + name[1:])
         if isinstance(value, str) and name.endswith("Date") and "T" in value:
-            moment = parse_time(value)
+            moment = parse_utc(value)
             value = oq_time(moment) if moment else value
         out[key] = value
     return out
@@ -217,7 +217,7 @@ def _split(rows: list[dict[str, Any]], low: datetime | None,
            high: datetime | None) -> list[tuple[datetime | None, datetime | None]]:
     """Two or three windows covering [low, high), cut at the median second of the rows read so far; empty when
     the window is a single second."""
-    seconds = sorted({t.replace(microsecond=0) for t in (parse_time(r.get("updatedDate")) for r in rows) if t})
+    seconds = sorted({t.replace(microsecond=0) for t in (parse_utc(r.get("updatedDate")) for r in rows) if t})
     if not seconds:
         return []
     middle = seconds[len(seconds) // 2]
