@@ -301,6 +301,8 @@ class DynamicsSandbox:
             {"displayName": "School of Fine Art", "addressLine1": "10 High Tower Green", "city": "Miami",
              "state": "FL", "country": "US", "postalCode": "37125", "email": "meagan.bond@contoso.com"},
         ])
+        for number in ("C00010", "C00020", "C00030"):  # CRONUS's posting groups for customers at home
+            self.modify(company, "customers", number, customerPostingGroup="DOMESTIC", genBusPostingGroup="DOMESTIC")
         self.seed(company, "vendors", [{"displayName": "Fabrikam, Inc.", "city": "Atlanta", "country": "US"},
                                        {"displayName": "First Up Consultants", "city": "Chicago", "country": "US"}])
         self.seed(company, "contacts", [

@@ -78,7 +78,10 @@ ENTITIES: dict[str, EntitySpec] = {spec.set_name: spec for spec in [
         number_series="C00010", defaults={"type": "Company", "blocked": " "},
         read_only=frozenset({"id", "lastModifiedDateTime", "balanceDue"}), webhooks=True,
         expands=frozenset({"currency", "paymentTerm", "paymentMethod", "shipmentMethod"}),
-        page_only={"billToCustomerNumber": "string"}),
+        # Card fields API v2.0's customers entity does not have (Customer card, page 21):
+        # https://learn.microsoft.com/en-us/dynamics365/business-central/dev-itpro/api-reference/v2.0/resources/dynamics_customer
+        page_only={"billToCustomerNumber": "string", "customerPostingGroup": "string",
+                   "genBusPostingGroup": "string", "customerPriceGroup": "string"}),
     EntitySpec(
         "vendors", "vendor",
         _fields(f"id:guid number displayName {_ADDRESS} phoneNumber email website taxRegistrationNumber "
@@ -234,7 +237,8 @@ DEFAULT_PAGES: dict[str, PageSpec] = {
         ("No", "number"), ("Name", "displayName"), *_CARD_ADDRESS, ("Currency_Code", "currencyCode"),
         ("Salesperson_Code", "salespersonCode"), ("Credit_Limit_LCY", "creditLimit"),
         ("Balance_LCY", "balanceDue"), ("Blocked", _option("blocked")),
-        ("Bill_to_Customer_No", "billToCustomerNumber"))),
+        ("Bill_to_Customer_No", "billToCustomerNumber"), ("Customer_Posting_Group", "customerPostingGroup"),
+        ("Gen_Bus_Posting_Group", "genBusPostingGroup"), ("Customer_Price_Group", "customerPriceGroup"))),
     "Vendor": PageSpec(26, "vendors", ("No",), (
         ("No", "number"), ("Name", "displayName"), *_CARD_ADDRESS, ("Currency_Code", "currencyCode"),
         ("Balance_LCY", "balance"), ("Blocked", _option("blocked")))),
