@@ -138,6 +138,19 @@ class ZohoSandbox:
         return self.schema.add_field(self._spec(module).api_name, Field(
             api_name, label_for(api_name), data_type, length, custom=True, unique=unique, lookup=lookup))
 
+    def enable_multi_currency(self, home: str = "USD") -> None:
+        """Activate multi-currency with this home currency, as an admin does in Setup > Company Details >
+        Currencies (it cannot be undone): existing records of the modules that keep amounts get the home currency
+        at rate 1 (currencies.py)."""
+        for module in self.schema.enable_multi_currency(home):
+            for record in self.store.all(module):
+                record.setdefault("Currency", self.schema.currencies.home)
+                record.setdefault("Exchange_Rate", 1.0)
+
+    def add_currency(self, iso_code: str, exchange_rate: Any) -> None:
+        """Add an active currency (Setup > Currencies > Add Currencies): units per unit of the home currency."""
+        self.schema.currencies.add(iso_code, exchange_rate)
+
     def add_custom_module(self, api_name: str, plural: str | None = None, singular: str | None = None) -> ModuleSpec:
         """Create a custom module (Setup > Modules and Fields > Create New Module) with Zoho's default fields."""
         spec = self.schema.add_module(api_name, plural or label_for(api_name), singular or label_for(api_name))
