@@ -54,8 +54,12 @@ Mapping_ = Callable[[Record, MapContext], dict[str, Any]]
 
 @dataclass(frozen=True)
 class Totals:
-    """Where a document's date, amount and currency are on each side, for `reconcile`'s totals per month (the
-    amount before tax where the target computes its own tax)."""
+    """Where a document's date, amount and currency are on each side, for `reconcile`'s totals per month and
+    currency (the amount before tax where the target computes its own tax).
+
+    A record whose currency field is blank (or a side without one) is in its system's home currency
+    (``Connector.home_currency``: the ERP company's local currency, the Zoho org's home currency); where the system
+    does not tell it, the pair option ``local_currency_option`` names it (NAV's page web services)."""
 
     source_date: str
     source_amount: str
@@ -63,6 +67,11 @@ class Totals:
     target_amount: str
     source_currency: str | None = None
     target_currency: str | None = None
+    local_currency_option: str | None = None
+
+    @property
+    def by_currency(self) -> bool:
+        return bool(self.source_currency or self.target_currency)
 
 
 @dataclass(frozen=True)
