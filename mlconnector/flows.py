@@ -107,6 +107,9 @@ class Flow:
     find_by: tuple[str, ...] = ()
     description: str = ""
     totals: Totals | None = None  # documents: what `reconcile` sums per month on each side
+    # For a target that also holds records of other origin (NAV's Customer Ledger Entries): whether a target record is
+    # one this flow writes; `reconcile` neither sums nor names as orphans the others.
+    owns: Callable[[Record], bool] | None = field(default=None, compare=False)
     # An optional flow runs only where the pair's `flows` (or --flow) names it; by default a pair runs the others.
     optional: bool = False
     # Several source records write one target record (a summary field: the last invoice's status on a customer):

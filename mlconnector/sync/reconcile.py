@@ -161,16 +161,18 @@ def _reconcile_flow(pair: PairSpec, config: PairConfig, connectors: Mapping[str,
     for record in source.changes(flow.source_entity, None):
         report.source_records += 1
         seen.add(record.id)
-        if flow.totals is not None:
-            sources.append(record)
         try:
             payload = flow.map(record, context)
         except SkipRecord:
-            report.left_out += 1
+            report.left_out += 1  # nor summed: a draft invoice is no document the target should hold
             continue
         except (RecordError, KeyError, ValueError, TypeError) as exc:
             report.differences.append(Difference(CANNOT_MAP, None, record.id, note=str(exc)))
+            if flow.totals is not None:
+                sources.append(record)
             continue
+        if flow.totals is not None:
+            sources.append(record)
         key = _key(key_value(payload, key_field), form, shown)
         mapped[record.id] = (key, payload)
     # The target read names every field the flow writes (a Zoho read selects its fields), lines aside, and what the
@@ -184,6 +186,8 @@ def _reconcile_flow(pair: PairSpec, config: PairConfig, connectors: Mapping[str,
     by_key: dict[str, list[str]] = defaultdict(list)
     target_keys: dict[str, str | None] = {}
     for record in target.changes(flow.target_entity, None):
+        if flow.owns is not None and not flow.owns(record):
+            continue
         report.target_records += 1
         target_id = target.link_id(flow.target_entity, record)
         targets[target_id] = record

@@ -64,3 +64,34 @@ def test_bc_invoices_in_two_currencies_agree_per_month_and_currency_and_an_edite
         assert code == 0 and rows(report, "invoices")[("2026-11", "EUR")][-1], report
     finally:
         world.close()
+
+
+def test_nav_zuora_invoices_and_payments_agree_with_what_nav_holds_before_and_after_posting(tmp_path, monkeypatch):
+    from tests.pairs.test_nav_zuora_money import NO_STATUS_FIELDS, sync_cli
+    from tests.pairs.zuora_world import make_zuora_world
+
+    world = make_zuora_world(tmp_path, monkeypatch, zuora_settings='account_match = "company_name"\n',
+                             pair_settings=NO_STATUS_FIELDS)
+    try:
+        assert sync_cli(world) == 0
+        [invoice] = world.zuora.bill_run()
+        payment = world.zuora.pay(invoice["invoiceNumber"])
+        assert sync_cli(world) == 0
+        month = invoice["invoiceDate"][:7]
+        flows = ("--flow", "invoices", "--flow", "payments")
+
+        code, report = reconciled(world, "nav-zuora", *flows)
+
+        assert code == 0, report
+        amount = round(float(invoice["amount"]), 2)
+        # NAV keeps its own currency (USD) blank: compared as USD, the invoice's currency in Zuora.
+        assert rows(report, "invoices") == {(month, "USD"): (1, amount, 1, amount, True)}
+        assert rows(report, "payments") == {(payment["effectiveDate"][:7], "USD"): (1, amount, 1, amount, True)}
+
+        # Posted by a NAV user, the lines become ledger entries: still one document each, still agreeing.
+        world.dynamics.post_journal(world.company, "SALES", "ZUORA")
+        world.dynamics.post_journal(world.company, "CASHRCPT", "ZUORA")
+        code, report = reconciled(world, "nav-zuora", *flows)
+        assert code == 0 and rows(report, "invoices") == {(month, "USD"): (1, amount, 1, amount, True)}, report
+    finally:
+        world.close()

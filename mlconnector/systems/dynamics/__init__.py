@@ -193,8 +193,11 @@ class DynamicsConnector(ConnectorBase):
         """Records modified in [since, until), ascending by (modified, id). With ``since`` None (a first or full
         run) rows never stamped (lastModifiedDateTime 0001-01-01) come too, first, with modified None."""
         if entity in JOURNAL_SERVICES:
-            raise ConfigError(f"{self.name}: {entity} are written, not read: a journal line leaves the journal when "
-                              "NAV posts it; compare the posted documents in NAV's Customer Ledger Entries")
+            if since is not None:
+                raise ConfigError(f"{self.name}: {entity} are read whole (journal lines and ledger entries carry no "
+                                  "modification time)")
+            yield from self.writes.booked(entity)
+            return
         if entity == "customerDimensions":
             self._whole_read[entity] = until or utcnow()   # page 540 has no modification date: read whole
             yield from self._customer_dimensions()
