@@ -95,3 +95,25 @@ def test_nav_zuora_invoices_and_payments_agree_with_what_nav_holds_before_and_af
         assert code == 0 and rows(report, "invoices") == {(month, "USD"): (1, amount, 1, amount, True)}, report
     finally:
         world.close()
+
+
+def test_fo_zoho_orders_in_two_currencies_total_per_month_and_currency_in_fo(tmp_path, monkeypatch):
+    from tests.pairs.fo_world import make_fo_world
+
+    world = make_fo_world(tmp_path, monkeypatch)
+    try:
+        world.zoho.enable_multi_currency("USD")
+        world.zoho.add_currency("EUR", "0.92")
+        assert world.sync().exit_code == 0
+        world.zoho_order("US-002", [("D0001", 2)], SO_Number="SO-1", Due_Date="2026-11-20", Currency="EUR")
+        world.zoho_order("US-003", [("T0001", 10)], SO_Number="SO-2", Due_Date="2026-11-25")
+        assert world.sync().exit_code == 0
+        assert sorted(o["CurrencyCode"] for o in world.fo("SalesOrderHeadersV2")) == ["EUR", "USD"]
+
+        code, report = reconciled(world, "fo-zoho", "--flow", "sales_orders")
+
+        assert code == 0, report
+        assert rows(report, "sales_orders") == {("2026-11", "EUR"): (1, 460.0, 1, 460.0, True),
+                                                ("2026-11", "USD"): (1, 125.0, 1, 125.0, True)}
+    finally:
+        world.close()
