@@ -4,6 +4,8 @@ both sides back to agreement."""
 
 from __future__ import annotations
 
+import json
+
 from mlconnector.errors import EXIT_DISAGREE
 from tests.pairs.test_reconcile import cli, reconciled
 from tests.pairs.world import make_world
@@ -18,8 +20,6 @@ def test_bc_invoices_in_two_currencies_agree_per_month_and_currency_and_an_edite
         tmp_path, monkeypatch):
     world = make_world(tmp_path, monkeypatch, "bc")
     try:
-        world.zoho.enable_multi_currency("USD")
-        world.zoho.add_currency("EUR", "0.92")
         lines = [{"lineObjectNumber": "1936-S", "quantity": 1}]  # 192.80 each
         drafts = world.dynamics.seed(world.company, "salesInvoices", [
             {"customerNumber": "C00010", "invoiceDate": "2026-11-03", "currencyCode": "EUR", "salesInvoiceLines": lines},
@@ -28,8 +28,15 @@ def test_bc_invoices_in_two_currencies_agree_per_month_and_currency_and_an_edite
             {"customerNumber": "C00030", "invoiceDate": "2026-11-24", "salesInvoiceLines": lines}])
         for draft in drafts:
             world.dynamics.post_invoice(world.company, draft["number"])
+        # A Zoho org without multi-currency takes no euro amounts: those invoices fail, naming the fix.
         assert cli(world, "sync", "bc-zoho", "--flow", "customers", "--flow", "items", "--flow",
-                   "invoices").exit_code == 0
+                   "invoices").exit_code == 3
+        failed = json.loads(cli(world, "audit", "--status", "failed", "--json").stdout)
+        assert len(failed) == 2 and all("Zoho takes no EUR amounts: activate multi-currency" in r["error"]
+                                        for r in failed), failed
+        world.zoho.enable_multi_currency("USD")
+        world.zoho.add_currency("EUR", "0.92")
+        assert cli(world, "replay", "--pair", "bc-zoho", "--all").exit_code == 0
         invoices = {i["ERP_Number"]: i for i in world.crm("Invoices")}
         assert sorted(i["Currency"] for i in invoices.values()) == ["EUR", "EUR", "USD", "USD"]
 

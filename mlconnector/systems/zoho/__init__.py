@@ -17,6 +17,7 @@ notifications); the connector here holds the settings and the contract.
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from collections.abc import Callable, Iterator, Mapping
 from datetime import datetime, timedelta
@@ -129,6 +130,18 @@ class ZohoConnector(ConnectorBase):
         self.reads.also_read(entity, [f for f in fields if f not in CURRENCY_FIELDS or self._multi_currency()])
 
     # -- currencies ------------------------------------------------------------------------------------------------
+    def _currency_refusals(self, payloads: list[dict[str, Any]], results: list[WriteResult]) -> list[WriteResult]:
+        """A document in a currency the org does not take: the refusal names the fix."""
+        out = []
+        for payload, result in zip(payloads, results):
+            if result.action == "fail" and "Currency" in str(result.error or "") and payload.get("Currency"):
+                fix = ("activate multi-currency in Zoho (Setup > Company Details > Currencies)"
+                       if not self._multi_currency() else "add it to Zoho's active currencies (Setup > Currencies)")
+                result = dataclasses.replace(result, error=f"Zoho takes no {payload['Currency']} amounts: {fix}, "
+                                                           f"then `mlconnector replay` ({result.error})")
+            out.append(result)
+        return out
+
     def home_currency(self, entity: str) -> str | None:
         """The org's home currency (``iso_code`` of GET /org, https://www.zoho.com/crm/developer/docs/api/v8/
         get-org-data.html): the currency of every amount without multi-currency, and of records naming none."""
@@ -194,7 +207,7 @@ class ZohoConnector(ConnectorBase):
               ids: list[str | None] | None = None) -> list[WriteResult]:
         """Records already linked (``ids``) are updated by id; the rest are upserted by the duplicate-check
         field ``key`` in batches of 100, or through Bulk Write above bulk_threshold."""
-        return self.writes.write(entity, self._in_org_currency(payloads), key, ids)
+        return self._currency_refusals(payloads, self.writes.write(entity, self._in_org_currency(payloads), key, ids))
 
     def write_calls(self, entity: str, payloads: list[dict[str, Any]], key: str,
                     ids: list[str | None] | None = None) -> int:
