@@ -15,6 +15,7 @@ import httpx
 from ..background import BackgroundTasks
 from ..common import Faults, SandboxClock
 from . import bulk, watch
+from .currencies import Currencies
 from .errors import RecordError
 from .fields import Field, label_for
 from .modules import EDITIONS, ModuleSpec
@@ -138,11 +139,18 @@ class ZohoSandbox:
         return self.schema.add_field(self._spec(module).api_name, Field(
             api_name, label_for(api_name), data_type, length, custom=True, unique=unique, lookup=lookup))
 
-    def enable_multi_currency(self, home: str = "USD") -> None:
+    def set_home_currency(self, iso_code: str) -> None:
+        """The org's currency, as chosen when the org was signed up (Company Details); fixed once multi-currency is
+        on."""
+        if self.schema.currencies.enabled:
+            raise ValueError("the home currency cannot be changed once multi-currency is on")
+        self.schema.currencies = Currencies(home=iso_code.upper())
+
+    def enable_multi_currency(self, home: str | None = None) -> None:
         """Activate multi-currency with this home currency, as an admin does in Setup > Company Details >
-        Currencies (it cannot be undone): existing records of the modules that keep amounts get the home currency
+        Currencies (it cannot be undone; the home currency: the org's own unless given): existing records of the modules that keep amounts get the home currency
         at rate 1 (currencies.py)."""
-        for module in self.schema.enable_multi_currency(home):
+        for module in self.schema.enable_multi_currency(home or self.schema.currencies.home):
             for record in self.store.all(module):
                 record.setdefault("Currency", self.schema.currencies.home)
                 record.setdefault("Exchange_Rate", 1.0)
