@@ -370,8 +370,10 @@ def _key_name(flow: Any, options: Any) -> str:
 
 
 def _zoho_target(rig: Rig, pair: str, flow: Any, key: str) -> Target:
-    rows = [{**row, "_id": str(row["id"])} for row in rig.zoho(pair).records(flow.target_entity)]
-    return Target(rows, key)
+    org = rig.zoho(pair)
+    rows = [{**row, "_id": str(row["id"])} for row in org.records(flow.target_entity)]
+    # An org without multi-currency has no Currency field: the connector leaves the home currency out.
+    return Target(rows, key, ignore=() if org.schema.currencies.enabled else ("Currency",))
 
 
 def _finops_target(rig: Rig, flow: Any, key: str) -> Target:
