@@ -28,10 +28,8 @@ from mlconnector.systems.base import Record
 
 EMPTY_GUID = "00000000-0000-0000-0000-000000000000"
 
-# What `reconcile` sums per month and currency: posted invoices with tax. Zoho computes its Grand_Total from the
-# lines and carries the ERP's discount and tax (invoice_from_posted_invoice), so the totals with tax agree. The
-# currency: BC API v2.0's currencyCode (the company's own when the invoice has none: companyInformation); on NAV's
-# pages a blank Currency Code is options.local_currency. Zoho's Currency, else the org's home currency.
+# What `reconcile` sums per month and currency: posted invoices with tax (Zoho's Grand_Total carries the ERP's
+# discount and tax: invoice_from_posted_invoice); a blank currency is the side's own (flows.Totals).
 INVOICE_TOTALS = Totals("invoiceDate", "totalAmountIncludingTax", "Invoice_Date", "Grand_Total",
                         "currencyCode", "Currency", local_currency_option="local_currency")
 
@@ -434,9 +432,7 @@ def sales_order_from_order(order: Record, ctx: MapContext) -> dict[str, Any]:
 
 
 def _currency(document: Record, ctx: MapContext) -> str | None:
-    """The document's currency as an ISO code for Zoho's Currency: its currencyCode (BC API v2.0 gives the company's
-    own code there), a blank one options.local_currency (NAV keeps its local currency blank). The Zoho connector
-    leaves the field out for an org without multi-currency when it is the org's home currency."""
+    """Zoho's Currency: currencyCode (BC's API fills in the company's own), blank (NAV's own) options.local_currency."""
     code = _text(document.get("currencyCode"))
     return (code or str(ctx.options.get(LOCAL_CURRENCY.name) or "")).upper() or None
 

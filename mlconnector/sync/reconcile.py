@@ -102,8 +102,8 @@ class ReconcileReport:
         """Whether writing the source records again would settle every difference (see FIXABLE); a month's totals off
         are taken to follow from the flow's records that differ (a document edited, deleted), which --fix writes again.
         Totals off in a flow whose records all agree have no record to write: not fixable."""
-        return all(d.kind in FIXABLE and not d.pending for flow in self.flows.values() for d in flow.differences) and all(
-            t.agrees or flow.differences for flow in self.flows.values() for t in flow.totals)
+        return all(d.kind in FIXABLE and not d.pending for flow in self.flows.values() for d in flow.differences) and \
+            all(t.agrees or flow.differences for flow in self.flows.values() for t in flow.totals)
 
     def to_dict(self) -> dict[str, Any]:
         """The report as `reconcile --json` prints it."""

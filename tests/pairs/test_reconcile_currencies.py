@@ -22,7 +22,8 @@ def test_bc_invoices_in_two_currencies_agree_per_month_and_currency_and_an_edite
     try:
         lines = [{"lineObjectNumber": "1936-S", "quantity": 1}]  # 192.80 each
         drafts = world.dynamics.seed(world.company, "salesInvoices", [
-            {"customerNumber": "C00010", "invoiceDate": "2026-11-03", "currencyCode": "EUR", "salesInvoiceLines": lines},
+            {"customerNumber": "C00010", "invoiceDate": "2026-11-03", "currencyCode": "EUR",
+             "salesInvoiceLines": lines},
             {"customerNumber": "C00020", "invoiceDate": "2026-11-17", "currencyCode": "EUR",
              "salesInvoiceLines": lines + lines},
             {"customerNumber": "C00030", "invoiceDate": "2026-11-24", "salesInvoiceLines": lines}])

@@ -78,7 +78,8 @@ class OrgSchema:
         """Multi-currency on (currencies.py): Currency and Exchange_Rate join every module that keeps amounts;
         returns those modules."""
         self.currencies.enable(home)
-        modules = [name for name, table in self.fields.items() if any(f.data_type == "currency" for f in table.values())]
+        modules = [name for name, table in self.fields.items()
+                   if any(f.data_type == "currency" for f in table.values())]
         for name in modules:
             self.add_field(name, Field("Currency", "Currency", "picklist"))
             self.add_field(name, Field("Exchange_Rate", "Exchange Rate", "double"))
