@@ -149,8 +149,7 @@ class ZohoSandbox:
     def enable_multi_currency(self, home: str | None = None) -> None:
         """Activate multi-currency with this home currency, as an admin does in Setup > Company Details >
         Currencies (it cannot be undone; the home currency: the org's own unless given): existing records of the
-        modules that keep amounts get the home currency
-        at rate 1 (currencies.py)."""
+        modules that keep amounts get the home currency at rate 1 (currencies.py)."""
         for module in self.schema.enable_multi_currency(home or self.schema.currencies.home):
             for record in self.store.all(module):
                 record.setdefault("Currency", self.schema.currencies.home)
