@@ -110,6 +110,9 @@ class Flow:
     # For a target that also holds records of other origin (NAV's Customer Ledger Entries): whether a target record is
     # one this flow writes; `reconcile` neither sums nor names as orphans the others.
     owns: Callable[[Record], bool] | None = field(default=None, compare=False)
+    # A mapped record the target rightly does not hold (a journal document undone before anyone posted it): for
+    # `reconcile` no difference, and not summed.
+    may_be_absent: Callable[[Mapping[str, Any]], bool] | None = field(default=None, compare=False)
     # An optional flow runs only where the pair's `flows` (or --flow) names it; by default a pair runs the others.
     optional: bool = False
     # Several source records write one target record (a summary field: the last invoice's status on a customer):

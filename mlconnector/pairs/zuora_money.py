@@ -65,6 +65,11 @@ PAYMENT_TOTALS = Totals("effectiveDate", "amount", "postingDate", "amount", "cur
                         local_currency_option="local_currency")
 
 
+def undone(payload: Mapping[str, Any]) -> bool:
+    """A document cancelled in Zuora: NAV holds nothing of it unless it was posted before (reconcile)."""
+    return bool(payload.get("reversed"))
+
+
 def booked_invoice(record: Record) -> bool:
     return str(record.get("description") or "").startswith("Zuora invoice ")
 

@@ -230,6 +230,9 @@ def _reconcile_flow(pair: PairSpec, config: PairConfig, connectors: Mapping[str,
                 report.agreeing += 1
         elif key and by_key.get(key):
             difference(UNLINKED, key, source_id, by_key[key][0], stale_link=link is not None)
+        elif flow.may_be_absent is not None and flow.may_be_absent(payload):
+            report.agreeing += 1
+            by_id.pop(source_id, None)
         else:
             difference(MISSING, key, source_id, link.target_id if link else None, stale_link=link is not None)
     for source_id, link in links.items():
@@ -247,7 +250,7 @@ def _reconcile_flow(pair: PairSpec, config: PairConfig, connectors: Mapping[str,
             difference(ORPHAN, key, None, target_id)
     if flow.totals is not None:
         homes = (_home(source, flow.source_entity, flow, config), _home(target, flow.target_entity, flow, config))
-        report.totals = _totals(flow, sources, targets.values(), homes)
+        report.totals = _totals(flow, by_id.values(), targets.values(), homes)
     return report
 
 
