@@ -1,6 +1,6 @@
-"""`reconcile`'s totals per month and currency: documents in two currencies compared currency by currency (never
-USD added to EUR), a document edited in Zoho named with exactly its month and currency, and `--fix --now` bringing
-both sides back to agreement."""
+"""Documents in several currencies: each carries its currency to the other side, and `reconcile`'s totals per month
+and currency compare them currency by currency (never USD added to EUR); a document edited or deleted in Zoho is named
+with exactly its month and currency, and `--fix` brings both sides back to agreement."""
 
 from __future__ import annotations
 
@@ -142,5 +142,23 @@ def test_fo_zoho_orders_in_two_currencies_total_per_month_and_currency_in_fo(tmp
         assert code == 0, report
         assert rows(report, "sales_orders") == {("2026-11", "EUR"): (1, 460.0, 1, 460.0, True),
                                                 ("2026-11", "USD"): (1, 125.0, 1, 125.0, True)}
+    finally:
+        world.close()
+
+
+def test_gp_zoho_orders_carry_their_zoho_currency_to_gp(tmp_path, monkeypatch):
+    from tests.pairs.gp_world import make_gp_world
+    from tests.pairs.test_gp_zoho import seed_zoho_order
+
+    world = make_gp_world(tmp_path, monkeypatch)
+    try:
+        world.zoho.enable_multi_currency("USD")
+        world.zoho.add_currency("EUR", "0.92")
+        assert world.sync(flows=["customers"]).exit_code == 0
+        order_id = seed_zoho_order(world, "AARONFIT0001")
+        world.zoho.edit("Sales_Orders", order_id, Currency="EUR")
+        assert world.sync(flows=["sales_orders_to_gp"]).exit_code == 0
+        [order] = world.gp.sales_orders()
+        assert order["CurrencyKey"] == {"ISOCode": "EUR"} and order["TotalAmount"]["Value"] == 300
     finally:
         world.close()

@@ -396,6 +396,7 @@ def _gp_target(rig: Rig, key: str) -> Target:
         rows.append({"_id": order["Key"]["Id"], "Id": order["Key"]["Id"], "customerId": order["CustomerKey"]["Id"],
                      "customerPONumber": order.get("CustomerPONumber"), "comment": order.get("Comment"),
                      "date": str(order.get("Date") or "")[:10] or None,
+                     "currency": (order.get("CurrencyKey") or {}).get("ISOCode"),
                      "lines": [{"item": line["ItemKey"]["Id"], "quantity": line["Quantity"]["Value"],
                                 "unitPrice": line["UnitPrice"]["Value"], "description": line.get("ItemDescription")}
                                for line in lines]})
