@@ -36,6 +36,7 @@ def _start_zoho(running: Any, erp: str, faults: str | None) -> None:
     zoho_url = server.url_of(socket)
     zoho_app = create_zoho_app(faults=faults, api_domain=zoho_url, edition="enterprise")
     org = zoho_app.state.zoho
+    org.set_home_currency("GBP" if erp == "nav" else "USD")  # the ERP company's currency (server._start_zoho)
     for module, unique in server.ZOHO_UNIQUE_FIELDS:
         org.mark_unique(module, unique)
     client = org.register_client()

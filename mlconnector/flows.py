@@ -54,8 +54,12 @@ Mapping_ = Callable[[Record, MapContext], dict[str, Any]]
 
 @dataclass(frozen=True)
 class Totals:
-    """Where a document's date, amount and currency are on each side, for `reconcile`'s totals per month (the
-    amount before tax where the target computes its own tax)."""
+    """Where a document's date, amount and currency are on each side, for `reconcile`'s totals per month and
+    currency (the amount before tax where the target computes its own tax).
+
+    A record whose currency field is blank (or a side without one) is in its system's home currency
+    (``Connector.home_currency``: the ERP company's local currency, the Zoho org's home currency); where the system
+    does not tell it, the pair option ``local_currency_option`` names it (NAV's page web services)."""
 
     source_date: str
     source_amount: str
@@ -63,6 +67,11 @@ class Totals:
     target_amount: str
     source_currency: str | None = None
     target_currency: str | None = None
+    local_currency_option: str | None = None
+
+    @property
+    def by_currency(self) -> bool:
+        return bool(self.source_currency or self.target_currency)
 
 
 @dataclass(frozen=True)
@@ -98,6 +107,12 @@ class Flow:
     find_by: tuple[str, ...] = ()
     description: str = ""
     totals: Totals | None = None  # documents: what `reconcile` sums per month on each side
+    # For a target that also holds records of other origin (NAV's Customer Ledger Entries): whether a target record is
+    # one this flow writes; `reconcile` neither sums nor names as orphans the others.
+    owns: Callable[[Record], bool] | None = field(default=None, compare=False)
+    # A mapped record the target rightly does not hold (a journal document undone before anyone posted it): for
+    # `reconcile` no difference, and not summed.
+    may_be_absent: Callable[[Mapping[str, Any]], bool] | None = field(default=None, compare=False)
     # An optional flow runs only where the pair's `flows` (or --flow) names it; by default a pair runs the others.
     optional: bool = False
     # Several source records write one target record (a summary field: the last invoice's status on a customer):

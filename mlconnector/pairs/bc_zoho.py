@@ -7,8 +7,8 @@ from mlconnector.pairs import register
 
 BC_ZOHO = register(PairSpec(
     name="bc-zoho",
-    options=(m.ACCOUNT_KEY, m.CONTACT_KEY, m.PRODUCT_KEY, m.INVOICE_KEY, m.REMAINING_FIELD, m.VENDOR_KEY,
-             m.PURCHASE_ORDER_KEY),
+    options=(m.ACCOUNT_KEY, m.CONTACT_KEY, m.PRODUCT_KEY, m.INVOICE_KEY, m.REMAINING_FIELD, m.LOCAL_CURRENCY,
+             m.VENDOR_KEY, m.PURCHASE_ORDER_KEY),
     prerequisites=lambda options: m.zoho_prerequisites(options, {
         "account": ("customers",), "contact": ("contacts",), "product": ("items",), "invoice": ("invoices",),
         "vendor": ("vendors",), "purchase_order": ("purchase_orders",)}),

@@ -28,9 +28,10 @@ from mlconnector.systems.base import Record
 
 EMPTY_GUID = "00000000-0000-0000-0000-000000000000"
 
-# What `reconcile` sums per month: posted invoices before tax (Zoho computes its own totals from the lines).
-# Zoho carries the ERP's discount and tax (invoice_from_posted_invoice): the totals with tax agree.
-INVOICE_TOTALS = Totals("invoiceDate", "totalAmountIncludingTax", "Invoice_Date", "Grand_Total")
+# What `reconcile` sums per month and currency: posted invoices with tax (Zoho's Grand_Total carries the ERP's
+# discount and tax: invoice_from_posted_invoice); a blank currency is the side's own (flows.Totals).
+INVOICE_TOTALS = Totals("invoiceDate", "totalAmountIncludingTax", "Invoice_Date", "Grand_Total",
+                        "currencyCode", "Currency", local_currency_option="local_currency")
 
 
 def option_key(what: str) -> "Callable[[Mapping[str, Any]], str]":
@@ -54,6 +55,8 @@ ORDER_STATUSES = Option("order_status_values", {
     "Invoiced": "Delivered"}, "the Zoho Sales_Orders Status each NAV order state becomes (NAV: Draft, Released, Partly "
     "shipped, Shipped, Invoiced); Zoho's standard picklist has Created, Approved, Delivered, Cancelled: add values "
     "such as Invoiced to it to tell more apart")
+LOCAL_CURRENCY = Option("local_currency", "USD", "the ERP company's own currency, for documents with a blank currency "
+                        "code where the system does not say it (NAV's page web services; BC's API tells it)")
 VENDOR_PREFIX = Option("vendor_number_prefix", "V-", "before vendor numbers in the account key, so they never "
                        "clash with customer numbers")
 ACCOUNT_TYPE_FIELD = Option("account_type_field", "Account_Type", "Zoho Accounts field telling customers from "
@@ -136,7 +139,8 @@ PURCHASE_ORDER_FIELDS = {"Subject": '"Purchase order " + number', "<purchase ord
                          "Vendor_Name": "the Vendor linked to vendorId", "PO_Date": "orderDate",
                          "Due_Date": "requestedReceiptDate", "Status": "status (Draft -> Created, Open -> Approved)",
                          "Purchased_Items": "lines: Product_Name, Quantity, List_Price <- directUnitCost, Discount",
-                         "Discount / Tax": "as for invoices: Zoho's Grand_Total is BC's total with tax"}
+                         "Discount / Tax": "as for invoices: Zoho's Grand_Total is BC's total with tax",
+                         "Currency": "currencyCode (as for invoices)"}
 PURCHASE_STATUS = {"Draft": "Created", "In Review": "Created", "Open": "Approved"}
 
 
@@ -151,7 +155,8 @@ def purchase_order_from_order(order: Record, ctx: MapContext) -> dict[str, Any]:
                    key(ctx.options, "purchase_order"): str(order["number"]), "Vendor_Name": {"id": vendor}, "PO_Date": _text(order.get("orderDate")),
                    "Due_Date": _text(order.get("requestedReceiptDate")),
                    "Status": PURCHASE_STATUS.get(order.get("status") or "", "Approved"), "Purchased_Items": items,
-                   "Discount": totals["Discount"], "Tax": totals["Tax"], "Adjustment": totals["Adjustment"]})
+                   "Discount": totals["Discount"], "Tax": totals["Tax"], "Adjustment": totals["Adjustment"],
+                   "Currency": _currency(order, ctx)})
 
 
 # Accounts -> customers and vendors (the way back). Financial fields (credit limit, payment terms,
@@ -357,6 +362,7 @@ ORDER_FIELDS = {
     "Status": "status (Draft, In Review: Created; Open: Approved; fully shipped: Delivered)",
     "Due_Date": "requestedDeliveryDate",
     "Ordered_Items": "salesOrderLines (item lines; see LINE_FIELDS)",
+    "Currency": "currencyCode, blank: options.local_currency (left out for a Zoho org without multi-currency)",
 }
 INVOICE_FIELDS = {
     "Subject": '"Invoice " + number',
@@ -366,6 +372,7 @@ INVOICE_FIELDS = {
     "Status": "status (Open: Approved; Paid; Canceled, Corrective: Cancelled)",
     "Invoiced_Items": "salesInvoiceLines (item lines; see LINE_FIELDS)",
     "Sales_Order": "the Sales_Order linked to orderId, where synced",
+    "Currency": "currencyCode, blank: options.local_currency (left out for a Zoho org without multi-currency)",
 }
 
 
@@ -420,7 +427,14 @@ def sales_order_from_order(order: Record, ctx: MapContext) -> dict[str, Any]:
         "Status": status,
         "Due_Date": _text(order.get("requestedDeliveryDate")),
         "Ordered_Items": _lines(order, "salesOrderLines", ctx),
+        "Currency": _currency(order, ctx),
     })
+
+
+def _currency(document: Record, ctx: MapContext) -> str | None:
+    """Zoho's Currency: currencyCode (BC's API fills in the company's own), blank (NAV's own) options.local_currency."""
+    code = _text(document.get("currencyCode"))
+    return (code or str(ctx.options.get(LOCAL_CURRENCY.name) or "")).upper() or None
 
 
 def _money(value: Any) -> Decimal:
@@ -451,6 +465,7 @@ def invoice_from_posted_invoice(invoice: Record, ctx: MapContext) -> dict[str, A
         "Status": INVOICE_STATUS.get(invoice.get("status") or "", "Approved"),
         "Invoiced_Items": lines,
         **invoice_totals(invoice, lines),
+        "Currency": _currency(invoice, ctx),
     }
     remaining = str(ctx.options.get(REMAINING_FIELD.name, REMAINING_FIELD.default) or "")
     if remaining and invoice.get("remainingAmount") is not None:

@@ -14,7 +14,7 @@ Options (``[pairs.fo-zoho.options]``):
     invoice_target        default "free_text_invoice"  or "invoice_journal": Zoho invoices as customer invoice
                                                     journals (receivables once posted), by invoice number and customer
     invoice_journal_name  default "CInv"            the journal name of those journals
-    invoice_currency      default "USD"             for Zoho invoices that name no currency
+    invoice_currency      default "USD"             for Zoho orders and invoices that name no currency
 """
 
 from __future__ import annotations
@@ -24,7 +24,7 @@ from decimal import Decimal
 from typing import Any
 
 from mlconnector.errors import RecordError, UnresolvedReference
-from mlconnector.flows import Flow, MapContext, Option, PairSpec, SkipRecord
+from mlconnector.flows import Flow, MapContext, Option, PairSpec, SkipRecord, Totals
 from mlconnector.flows import text as _text
 from mlconnector.flows import without_none as _clean
 from mlconnector.pairs import register
@@ -41,7 +41,7 @@ OPTIONS = (
     Option("invoice_target", "free_text_invoice", "what a Zoho invoice becomes in F&O: an unposted free text invoice "
            "(flow invoices), or a line of a customer invoice journal, a customer transaction once posted (flow "
            "invoices_to_journal: name it in the pair's flows)", ("free_text_invoice", "invoice_journal")),
-    Option("invoice_currency", "USD", "the currency of Zoho invoices that name none (a Zoho org without "
+    Option("invoice_currency", "USD", "the currency of Zoho orders and invoices that name none (a Zoho org without "
            "multi-currency keeps amounts in its home currency)"),
     Option("invoice_journal_name", "CInv", "the F&O journal name (General ledger > Journal setup > Journal names) "
            "of the customer invoice journals Zoho invoices go to"),
@@ -198,6 +198,21 @@ def _date(value: Any) -> str | None:
     return f"{text[:10]}T12:00:00Z" if text else None
 
 
+def _currency(document: Record, ctx: MapContext) -> str:
+    """A Zoho document's currency: its Currency (a multi-currency org), else options.invoice_currency (the home
+    currency of an org without multi-currency, whose records have no Currency field)."""
+    return (_text(document.get("Currency")) or str(ctx.options["invoice_currency"])).upper()
+
+
+# What `reconcile` sums per month and currency for orders: Zoho's Sub_Total (its lines, after their discounts) against
+# F&O's OrderTotalAmount (the sum of its lines' LineAmount), by the requested date both sides hold (Zoho's order has
+# no order date of its own). Line taxes, which Zoho adds to Sub_Total and F&O keeps apart, make them differ. Free text
+# invoices and invoice journals are not totalled: F&O keeps their amounts on the lines alone, which its reads of
+# headers do not bring (a fetch per document would).
+ORDER_TOTALS = Totals("Due_Date", "Sub_Total", "RequestedShippingDate", "OrderTotalAmount", "Currency", "CurrencyCode",
+                      local_currency_option="invoice_currency")
+
+
 # F&O SalesOrderHeadersV2 field <- Zoho Sales_Orders field
 ORDER_FIELDS = {
     "OrderingCustomerAccountNumber": "Account_Name (the F&O customer it came from)",
@@ -205,7 +220,7 @@ ORDER_FIELDS = {
     "CustomerRequisitionNumber": "SO_Number",
     "SalesOrderName": "Subject",
     "RequestedShippingDate": "Due_Date",
-    "CurrencyCode": "Currency",
+    "CurrencyCode": "Currency, else options.invoice_currency",
     "lines": "Ordered_Items: ItemNumber <- Product_Name, OrderedSalesQuantity <- Quantity, "
              "SalesPrice <- List_Price, LineDiscountAmount <- Discount, LineDescription <- Description",
 }
@@ -226,7 +241,7 @@ def sales_order_from_zoho(order: Record, ctx: MapContext) -> dict[str, Any]:
         "CustomerRequisitionNumber": _text(order.get("SO_Number")),
         "SalesOrderName": (_text(order.get("Subject")) or "")[:60] or None,
         "RequestedShippingDate": _date(order.get("Due_Date")),
-        "CurrencyCode": _text(order.get("Currency")),
+        "CurrencyCode": _currency(order, ctx),
         "lines": lines,
     })
 
@@ -238,7 +253,7 @@ INVOICE_FIELDS = {
     "CustomerRequisition": "Invoice_Number",
     "InvoiceDate": "Invoice_Date",
     "DueDate": "Due_Date",
-    "CurrencyCode": "Currency",
+    "CurrencyCode": "Currency, else options.invoice_currency",
     "lines": "Invoiced_Items: Description <- item number + Description/product name, Quantity, "
              "UnitPrice <- List_Price less the line's Discount, MainAccountDisplayValue <- options",
 }
@@ -267,7 +282,7 @@ def free_text_invoice_from_zoho(invoice: Record, ctx: MapContext) -> dict[str, A
         "CustomerRequisition": (_text(invoice.get("Invoice_Number")) or "")[:20] or None,
         "InvoiceDate": _date(invoice.get("Invoice_Date")),
         "DueDate": _date(invoice.get("Due_Date")),
-        "CurrencyCode": _text(invoice.get("Currency")),
+        "CurrencyCode": _currency(invoice, ctx),
         "lines": lines,
     })
 
@@ -297,7 +312,7 @@ def invoice_journal_from_zoho(invoice: Record, ctx: MapContext) -> dict[str, Any
     if not number:
         raise RecordError(f"Zoho invoice {invoice.id} has no Invoice_Number: F&O knows an invoice by its number",
                           "INVALID_DATA")
-    currency = _text(invoice.get("Currency")) or str(ctx.options["invoice_currency"])
+    currency = _currency(invoice, ctx)
     total = Decimal(str(invoice.get("Grand_Total") or 0)).quantize(Decimal("0.01"))
     line = _clean({"InvoiceId": number[:20], "AccountType": "Cust",
                    "CustomerAccountDisplayValue": customer_account(invoice, ctx),
@@ -346,7 +361,7 @@ FO_ZOHO = register(PairSpec(
         Flow("vendors", "erp", "VendorsV2", "crm", "Vendors", option_key("vendor"), vendor_from_vendor,
              fields=VENDOR_FIELDS, description="F&O vendors -> Zoho Vendors, keyed on the vendor account"),
         Flow("sales_orders", "crm", "Sales_Orders", "erp", "SalesOrderHeadersV2", option_key("order"),
-             sales_order_from_zoho, fields=ORDER_FIELDS, depends_on=("customers", "products"),
+             sales_order_from_zoho, fields=ORDER_FIELDS, depends_on=("customers", "products"), totals=ORDER_TOTALS,
              description="Zoho Sales_Orders -> F&O sales orders with lines, booked once"),
         Flow("invoices", "crm", "Invoices", "erp", "FreeTextInvoiceHeaders", option_key("invoice"),
              free_text_invoice_from_zoho, fields=INVOICE_FIELDS, depends_on=("customers", "products"),

@@ -241,7 +241,7 @@ def order_from_sales_order(order: Record, ctx: MapContext) -> dict[str, Any]:
                    "customerId": _gp_customer(order.get("Account_Name"), ctx, what),
                    "customerPONumber": _text(order.get("Subject"))[:21] if _text(order.get("Subject")) else None,
                    "date": _text(order.get("Due_Date")), "lines": lines,
-                   "comment": f"Zoho sales order {order.id}"})
+                   "currency": _text(order.get("Currency")), "comment": f"Zoho sales order {order.id}"})
 
 
 def quote_from_zoho_quote(quote: Record, ctx: MapContext) -> dict[str, Any]:
@@ -267,7 +267,7 @@ def order_from_deal(deal: Record, ctx: MapContext) -> dict[str, Any]:
     return _clean({"Id": _order_number(option(ctx.options, "deal_number_prefix"), deal.id, what),
                    "customerId": _gp_customer(deal.get("Account_Name"), ctx, what),
                    "customerPONumber": (_text(deal.get("Deal_Name")) or "")[:21] or None,
-                   "date": _text(deal.get("Closing_Date")),
+                   "date": _text(deal.get("Closing_Date")), "currency": _text(deal.get("Currency")),
                    "lines": [{"item": option(ctx.options, "deal_item"), "quantity": 1, "unitPrice": float(amount),
                               "description": _text(deal.get("Deal_Name"))}],
                    "comment": f"Zoho deal {deal.id}"})

@@ -8,7 +8,8 @@ from mlconnector.pairs import register
 NAV_ZOHO = register(PairSpec(
     name="nav-zoho",
     options=(m.ACCOUNT_KEY, m.CONTACT_KEY, m.PRODUCT_KEY, m.ORDER_KEY, m.ORDER_STATUSES, m.INVOICE_KEY,
-             m.REMAINING_FIELD, m.VENDOR_PREFIX, m.ACCOUNT_TYPE_FIELD, m.VENDOR_ACCOUNT_TYPES, CONFLICT_RULE),
+             m.REMAINING_FIELD, m.LOCAL_CURRENCY, m.VENDOR_PREFIX, m.ACCOUNT_TYPE_FIELD, m.VENDOR_ACCOUNT_TYPES,
+             CONFLICT_RULE),
     prerequisites=lambda options: m.zoho_prerequisites(options, {
         "account": ("customers", "vendors", "accounts_to_customers", "accounts_to_vendors"),
         "contact": ("contacts", "contacts_to_nav"), "product": ("items",), "order": ("sales_orders",),

@@ -39,7 +39,8 @@ from mlconnector.flows import CONFLICT_RULE, Flow, MapContext, Option, PairSpec,
 from mlconnector.flows import text as _text
 from mlconnector.flows import without_none as _clean
 from mlconnector.pairs import register
-from mlconnector.pairs.zuora_money import amount, customer_number, invoice_document, payment_document
+from mlconnector.pairs.zuora_money import (INVOICE_TOTALS, PAYMENT_TOTALS, amount, booked_invoice, booked_payment,
+                                           customer_number, invoice_document, payment_document, undone)
 from mlconnector.prerequisites import FIELD, MANUAL, Requirement
 from mlconnector.systems.base import Record
 
@@ -363,10 +364,12 @@ NAV_ZUORA = register(PairSpec(
              depends_on=("customers", "accounts_to_customers"),
              description="the linked Zuora account's id -> the NAV customer's account id field"),
         Flow("invoices", "billing", "invoices", "erp", "salesJournalLines", "documentNumber", invoice_document,
-             depends_on=("customers", "accounts_to_customers"),
+             depends_on=("customers", "accounts_to_customers"), totals=INVOICE_TOTALS, owns=booked_invoice,
+             may_be_absent=undone,
              description="Zuora invoices -> NAV sales journal lines (Document No. = invoice number)"),
         Flow("payments", "billing", "payments", "erp", "cashReceiptLines", "documentNumber", payment_document,
-             depends_on=("invoices",),
+             depends_on=("invoices",), totals=PAYMENT_TOTALS, owns=booked_payment,
+             may_be_absent=undone,
              description="Zuora payments -> NAV cash receipt journal lines applied to the invoices they pay"),
         Flow("invoice_status", "billing", "invoices", "erp", "customers", "number", invoice_status,
              depends_on=("customers", "accounts_to_customers"), many_to_one=True,

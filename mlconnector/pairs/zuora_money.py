@@ -20,7 +20,7 @@ from decimal import Decimal
 from typing import Any
 
 from mlconnector.errors import UnresolvedReference
-from mlconnector.flows import MapContext, SkipRecord
+from mlconnector.flows import MapContext, SkipRecord, Totals
 from mlconnector.flows import text as _text
 from mlconnector.systems.base import Record
 
@@ -53,6 +53,29 @@ PAYMENT_LINE_FIELDS = {
     "Currency_Code": 'currency ("" for options.local_currency)',
     "External_Document_No": "the payment's Zuora id",
 }
+
+
+# What `reconcile` sums per month and currency: each document's own amount on both sides (NAV's side: its journal
+# lines and posted Customer Ledger Entries of the document type, dynamics_journals.booked_documents), a blank NAV
+# Currency Code being options.local_currency. NAV's ledger also holds its own documents: only those this pair wrote
+# (their description) are compared.
+INVOICE_TOTALS = Totals("invoiceDate", "amount", "postingDate", "amount", "currency", "currencyCode",
+                        local_currency_option="local_currency")
+PAYMENT_TOTALS = Totals("effectiveDate", "amount", "postingDate", "amount", "currency", "currencyCode",
+                        local_currency_option="local_currency")
+
+
+def undone(payload: Mapping[str, Any]) -> bool:
+    """A document cancelled in Zuora: NAV holds nothing of it unless it was posted before (reconcile)."""
+    return bool(payload.get("reversed"))
+
+
+def booked_invoice(record: Record) -> bool:
+    return str(record.get("description") or "").startswith("Zuora invoice ")
+
+
+def booked_payment(record: Record) -> bool:
+    return str(record.get("description") or "").startswith("Zuora payment ")
 
 
 def amount(value: Any) -> Decimal:

@@ -324,6 +324,8 @@ def _start_zoho(running: Sandboxes, erp: str, sock: socket.socket, faults: str |
     url = running.url(sock)
     zoho_app = create_zoho_app(faults=faults, api_domain=url, bare=running.bare)
     org: ZohoSandbox = zoho_app.state.zoho
+    # The org was signed up in the ERP company's currency (NAV's demo company keeps GBP).
+    org.set_home_currency("GBP" if erp == "nav" else "USD")
     if not running.bare:
         for module, unique in (*ZOHO_UNIQUE_FIELDS, *ZOHO_UNIQUE_EXTRA.get(erp, ())):
             org.mark_unique(module, unique)

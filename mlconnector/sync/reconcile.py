@@ -99,9 +99,11 @@ class ReconcileReport:
 
     @property
     def fixable(self) -> bool:
-        """Whether writing the source records again would settle every difference (see FIXABLE)."""
-        return all(d.kind in FIXABLE and not d.pending for flow in self.flows.values() for d in flow.differences) and all(
-            t.agrees for flow in self.flows.values() for t in flow.totals)
+        """Whether writing the source records again would settle every difference (see FIXABLE); a month's totals off
+        are taken to follow from the flow's records that differ (a document edited, deleted), which --fix writes again.
+        Totals off in a flow whose records all agree have no record to write: not fixable."""
+        return all(d.kind in FIXABLE and not d.pending for flow in self.flows.values() for d in flow.differences) and \
+            all(t.agrees or flow.differences for flow in self.flows.values() for t in flow.totals)
 
     def to_dict(self) -> dict[str, Any]:
         """The report as `reconcile --json` prints it."""
@@ -159,32 +161,40 @@ def _reconcile_flow(pair: PairSpec, config: PairConfig, connectors: Mapping[str,
     for record in source.changes(flow.source_entity, None):
         report.source_records += 1
         seen.add(record.id)
-        if flow.totals is not None:
-            sources.append(record)
         try:
             payload = flow.map(record, context)
         except SkipRecord:
-            report.left_out += 1
+            report.left_out += 1  # nor summed: a draft invoice is no document the target should hold
             continue
         except (RecordError, KeyError, ValueError, TypeError) as exc:
             report.differences.append(Difference(CANNOT_MAP, None, record.id, note=str(exc)))
+            if flow.totals is not None:
+                sources.append(record)
             continue
+        if flow.totals is not None:
+            sources.append(record)
         key = _key(key_value(payload, key_field), form, shown)
         mapped[record.id] = (key, payload)
-    # The target read names every field the flow writes (a Zoho read selects its fields), lines aside.
+    # The target read names every field the flow writes (a Zoho read selects its fields), lines aside, and what the
+    # totals sum.
+    summed = [f for f in (flow.totals.target_date, flow.totals.target_amount, flow.totals.target_currency)
+              if f] if flow.totals else []
     target.also_read(flow.target_entity, list(dict.fromkeys(
         [*(f.strip() for f in key_field.split(",")), *(name for _, payload in mapped.values() for name, value in payload.items()
-                      if not isinstance(value, list))])))
+                      if not isinstance(value, list)), *summed])))
     targets: dict[str, Record] = {}
     by_key: dict[str, list[str]] = defaultdict(list)
     target_keys: dict[str, str | None] = {}
     for record in target.changes(flow.target_entity, None):
+        if flow.owns is not None and not flow.owns(record):
+            continue
         report.target_records += 1
         target_id = target.link_id(flow.target_entity, record)
         targets[target_id] = record
         key = target_keys[target_id] = _key(key_value(record.data, key_field), form, shown)
         if key:
             by_key[key].append(target_id)
+    by_id = {record.id: record for record in sources}
     links = state.links(pair.name, flow.name, list(mapped) + state.linked_ids(pair.name, flow.name, "source"))
     known = _known_targets(state, pair, flow)
     # Kept by the opposite flow when their ERP records were deleted: not to be written into the ERP again.
@@ -208,7 +218,8 @@ def _reconcile_flow(pair: PairSpec, config: PairConfig, connectors: Mapping[str,
         if source_id in kept_back and not (link and link.target_id):
             report.kept_after_delete += 1
         elif link is not None and link.target_id in targets:
-            fields = _differing(payload, targets[link.target_id])
+            fields = _differing(payload, targets[link.target_id]) + _amount_differs(flow, by_id.get(source_id),
+                                                                                  targets[link.target_id])
             if fields:
                 edited = bool(flow.echo_of) and _edited_since_sync(state, pair, flow, link, targets[link.target_id],
                                                                     payload)
@@ -219,6 +230,9 @@ def _reconcile_flow(pair: PairSpec, config: PairConfig, connectors: Mapping[str,
                 report.agreeing += 1
         elif key and by_key.get(key):
             difference(UNLINKED, key, source_id, by_key[key][0], stale_link=link is not None)
+        elif flow.may_be_absent is not None and flow.may_be_absent(payload):
+            report.agreeing += 1
+            by_id.pop(source_id, None)
         else:
             difference(MISSING, key, source_id, link.target_id if link else None, stale_link=link is not None)
     for source_id, link in links.items():
@@ -235,8 +249,19 @@ def _reconcile_flow(pair: PairSpec, config: PairConfig, connectors: Mapping[str,
         else:
             difference(ORPHAN, key, None, target_id)
     if flow.totals is not None:
-        report.totals = _totals(flow, sources, targets.values())
+        homes = (_home(source, flow.source_entity, flow, config), _home(target, flow.target_entity, flow, config))
+        report.totals = _totals(flow, by_id.values(), targets.values(), homes)
     return report
+
+
+def _home(connector: Connector, entity: str, flow: Flow, config: PairConfig) -> str:
+    """The currency of a side's records that name none: as its system says, else as the pair's option says; "" when
+    the flow's totals are not by currency."""
+    spec = flow.totals
+    if spec is None or not spec.by_currency:
+        return ""
+    option = config.options.get(spec.local_currency_option) if spec.local_currency_option else None
+    return str(connector.home_currency(entity) or option or "").upper()
 
 
 def _key(value: Any, form: Any, shown: dict[str, str]) -> str | None:
@@ -306,6 +331,18 @@ def _differing(payload: Mapping[str, Any], held: Record) -> list[tuple[str, Any,
     return out
 
 
+def _amount_differs(flow: Flow, source: Record | None, held: Record) -> list[tuple[str, Any, Any]]:
+    """A document whose amount the target computes (Zoho's Grand_Total from its lines): a line edited there shows as
+    the document's amount, which writing the document again puts right."""
+    spec = flow.totals
+    if spec is None or source is None or spec.target_amount not in held.data:
+        return []
+    want, have = source.get(spec.source_amount), held.get(spec.target_amount)
+    if want in (None, "") or _same_number(want, have):
+        return []
+    return [(spec.target_amount, want, have)]
+
+
 def _same_number(a: Any, b: Any) -> bool:
     try:
         return isinstance(a, (int, float, Decimal)) and not isinstance(a, bool) and round(float(a) - float(b), 6) == 0
@@ -313,7 +350,9 @@ def _same_number(a: Any, b: Any) -> bool:
         return False
 
 
-def _totals(flow: Flow, sources: Iterable[Record], targets: Iterable[Record]) -> list[MonthTotal]:
+def _totals(flow: Flow, sources: Iterable[Record], targets: Iterable[Record],
+            homes: tuple[str, str] = ("", "")) -> list[MonthTotal]:
+    """Count and sum per (month, currency) on each side: amounts in one currency are never added to another's."""
     spec = flow.totals
     assert spec is not None
     months: dict[tuple[str, str], MonthTotal] = {}
@@ -322,7 +361,7 @@ def _totals(flow: Flow, sources: Iterable[Record], targets: Iterable[Record]) ->
         day = str(record.get(date) or "")[:7]
         if not day:
             return
-        unit = str(record.get(currency) or "") if currency else ""
+        unit = (str(record.get(currency) or "") if currency else "").upper() or homes[side == "target"]
         total = months.setdefault((day, unit), MonthTotal(day, unit))
         value = float(record.get(amount) or 0)
         if side == "source":

@@ -238,6 +238,11 @@ class ConnectorBase:
         """A natural key's value as the system compares keys (two values of one form are one key)."""
         return str(value).strip()
 
+    def home_currency(self, entity: str) -> str | None:
+        """The ISO code of the currency that a record of ``entity`` naming no currency is in (the ERP company's local
+        currency, the CRM org's home currency), where the system tells it; None where it does not."""
+        return None
+
     def unavailable(self, entity: str) -> str | None:
         """Why ``entity`` cannot be read or written here at all (an edition without the module), or None."""
         return None

@@ -36,7 +36,7 @@ import httpx
 
 from mlconnector.errors import ConfigError, RemoteError
 from mlconnector.http import json_with_decimals
-from mlconnector.systems.base import WriteResult
+from mlconnector.systems.base import Record, WriteResult
 
 # entity -> the journal page's default service name (the Web Services page's name for it)
 JOURNAL_SERVICES = {"cashReceiptLines": "CashReceiptJournal", "salesJournalLines": "SalesJournal"}
@@ -202,10 +202,39 @@ def _text(value: Any) -> str:
     return "'" + str(value).replace("'", "''") + "'"
 
 
+# entity -> the document type its documents are booked as (their own lines; reversals and refunds aside)
+MAIN_TYPES = {"salesJournalLines": "Invoice", "cashReceiptLines": "Payment"}
+
+
+def booked_documents(entity: str, pages: Callable[[str, dict[str, str]], Iterator[dict[str, Any]]],
+                     company_url: str, services: Mapping[str, str]) -> Iterator[Record]:
+    """Each document of ``entity``'s kind as NAV holds it now, for `reconcile`: its lines waiting in the journal
+    page and its posted Customer Ledger Entries (page 25) of that document type, read whole and summed by Document No.
+    (a document half posted counts once). ``amount`` is the document's own amount as its source states it (a payment's
+    lines and entries are credits: their sign is turned); ``currencyCode`` is blank for the company's own currency."""
+    kind = option(MAIN_TYPES[entity])
+    sign = Decimal(-1) if entity == "cashReceiptLines" else Decimal(1)
+    found: dict[str, dict[str, Any]] = {}
+    services = {**JOURNAL_SERVICES, "customerLedgerEntries": LEDGER_SERVICE, **services}
+    for service, customer in ((services[entity], "Account_No"), (services["customerLedgerEntries"], "Customer_No")):
+        for row in pages(f"{company_url}/{service}", {}):
+            if row.get("Document_Type") != kind or not row.get("Document_No"):
+                continue
+            number = str(row["Document_No"])
+            document = found.setdefault(number, {
+                "documentNumber": number, "customerNumber": str(row.get(customer) or ""),
+                "postingDate": row.get("Posting_Date"), "currencyCode": str(row.get("Currency_Code") or ""),
+                "externalDocumentNumber": str(row.get("External_Document_No") or ""),
+                "description": str(row.get("Description") or ""), "amount": ZERO})
+            document["amount"] += sign * _money(row.get("Amount"))
+    for number, document in found.items():
+        yield Record("", entity, number, None, {**document, "amount": float(document["amount"])})
+
+
 def check_mode(system: str, mode: str, entity: str) -> None:
     if mode != "odata":
         raise ConfigError(f"{system}: {entity} are written through NAV's journal pages (page web services); set "
                           f"api = \"odata\" for this system (API v2.0 customerPayments are not written yet)")
 
 
-__all__ = ["JournalWriter", "JournalRefused", "JOURNAL_SERVICES", "check_mode"]
+__all__ = ["JournalWriter", "JournalRefused", "JOURNAL_SERVICES", "booked_documents", "check_mode"]

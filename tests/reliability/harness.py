@@ -370,8 +370,10 @@ def _key_name(flow: Any, options: Any) -> str:
 
 
 def _zoho_target(rig: Rig, pair: str, flow: Any, key: str) -> Target:
-    rows = [{**row, "_id": str(row["id"])} for row in rig.zoho(pair).records(flow.target_entity)]
-    return Target(rows, key)
+    org = rig.zoho(pair)
+    rows = [{**row, "_id": str(row["id"])} for row in org.records(flow.target_entity)]
+    # An org without multi-currency has no Currency field: the connector leaves the home currency out.
+    return Target(rows, key, ignore=() if org.schema.currencies.enabled else ("Currency",))
 
 
 def _finops_target(rig: Rig, flow: Any, key: str) -> Target:
@@ -394,6 +396,7 @@ def _gp_target(rig: Rig, key: str) -> Target:
         rows.append({"_id": order["Key"]["Id"], "Id": order["Key"]["Id"], "customerId": order["CustomerKey"]["Id"],
                      "customerPONumber": order.get("CustomerPONumber"), "comment": order.get("Comment"),
                      "date": str(order.get("Date") or "")[:10] or None,
+                     "currency": (order.get("CurrencyKey") or {}).get("ISOCode"),
                      "lines": [{"item": line["ItemKey"]["Id"], "quantity": line["Quantity"]["Value"],
                                 "unitPrice": line["UnitPrice"]["Value"], "description": line.get("ItemDescription")}
                                for line in lines]})

@@ -335,6 +335,37 @@ def test_org_and_current_user(crm: Sandbox) -> None:
     assert users["users"][0]["email"] == crm.zoho.user.email
 
 
+def test_multi_currency_adds_currency_and_exchange_rate_to_records_that_keep_amounts(crm: Sandbox) -> None:
+    product, = crm.zoho.seed("Products", [{"Product_Name": "Desk"}])
+    items = [{"Product_Name": {"id": product}, "Quantity": 2, "List_Price": 50}]
+    before, = crm.zoho.seed("Invoices", [{"Subject": "Before", "Invoiced_Items": items}])
+    # Without multi-currency records carry no Currency field, and a write naming one is refused.
+    assert "Currency" not in crm.http.get(f"/crm/v8/Invoices/{before}").json()["data"][0]
+    refused = crm.http.post("/crm/v8/Invoices", json={"data": [{"Subject": "X", "Currency": "EUR",
+                                                                "Invoiced_Items": items}]}).json()["data"][0]
+    assert refused["code"] == "INVALID_DATA" and refused["details"]["api_name"] == "Currency"
+    assert crm.http.get("/crm/v8/org").json()["org"][0]["mc_status"] is False
+
+    crm.zoho.enable_multi_currency("USD")
+    crm.zoho.add_currency("EUR", "0.92")
+    org = crm.http.get("/crm/v8/org").json()["org"][0]
+    assert (org["mc_status"], org["iso_code"]) == (True, "USD")
+    listed = crm.http.get("/crm/v8/org/currencies").json()["currencies"]
+    assert [(c["iso_code"], c["is_base"], c["exchange_rate"]) for c in listed] == [("USD", True, "1"),
+                                                                                 ("EUR", False, "0.92")]
+    made = crm.http.post("/crm/v8/Invoices", json={"data": [
+        {"Subject": "Euro", "Currency": "EUR", "Invoiced_Items": items},
+        {"Subject": "Home", "Invoiced_Items": items},
+        {"Subject": "Yen", "Currency": "JPY", "Invoiced_Items": items}]}).json()["data"]
+    assert [m["code"] for m in made] == ["SUCCESS", "SUCCESS", "INVALID_DATA"]  # only active currencies
+    read = {r["Subject"]: r for r in crm.http.get("/crm/v8/Invoices", params={
+        "fields": "Subject,Currency,Exchange_Rate,Grand_Total"}).json()["data"]}
+    assert (read["Euro"]["Currency"], read["Euro"]["Exchange_Rate"], read["Euro"]["Grand_Total"]) == ("EUR", 0.92,
+                                                                                                      100.0)
+    assert (read["Home"]["Currency"], read["Home"]["Exchange_Rate"]) == ("USD", 1.0)
+    assert (read["Before"]["Currency"], read["Before"]["Exchange_Rate"]) == ("USD", 1.0)  # set on activation
+
+
 # -- upsert -----------------------------------------------------------------------------------------------------
 
 def test_upsert_matches_on_system_then_marked_unique_fields(crm: Sandbox) -> None:

@@ -19,7 +19,7 @@ from . import batch, errors, metadata
 from .errors import ODataError, json_response
 from .odata import Query, apply_select, next_link, parse_query, requested_page_size, select_page
 from .schema import BLANK_DATETIME, ENTITIES, REFERENCES, EntitySpec
-from .store import Company, OrderIndex, RowViews, StoredRow, field_default
+from .store import Company, OrderIndex, RowViews, StoredRow, field_default, format_datetime
 
 if TYPE_CHECKING:
     from .sandbox import DynamicsSandbox
@@ -157,10 +157,28 @@ class ApiV2:
             raise errors.method_not_allowed(request.method, "companies")
         return json_response({"@odata.context": f"{root}/$metadata#companies/$entity", **company.to_api()})
 
+    def _company_information(self, request: Request, company: Company, root: str) -> Response:
+        """The company's one companyInformation row; ``currencyCode`` is "the default currency code for the company"
+        (its local currency: https://learn.microsoft.com/dynamics365/business-central/dev-itpro/api-reference/v2.0/
+        resources/dynamics_companyinformation). Read only here (BC also takes a PATCH)."""
+        if request.method != "GET":
+            raise errors.method_not_allowed(request.method, "companyInformation")
+        row = {"@odata.etag": f'W/"JzQ0O{company.id[:8]}MDsn"', "id": company.id, "displayName": company.display_name,
+               "addressLine1": "", "addressLine2": "", "city": "", "state": "", "country": "", "postalCode": "",
+               "phoneNumber": "", "faxNumber": "", "email": "", "website": "", "taxRegistrationNumber": "",
+               "currencyCode": company.currency_code,
+               "currentFiscalYearStartDate": f"{self.sandbox.clock.now().year}-01-01",
+               "industry": "", "picture@odata.mediaReadLink": None,
+               "lastModifiedDateTime": format_datetime(company.created)}
+        return json_response({"@odata.context": f"{root}/$metadata#companies({company.id})/companyInformation",
+                              "value": [row]})
+
     # -- entity sets ------------------------------------------------------------------------------------------
 
     async def _entity(self, request: Request, company: Company, segments: list[Segment], root: str) -> Response:
         first = segments[0]
+        if first.name == "companyInformation" and len(segments) == 1:
+            return self._company_information(request, company, root)
         spec = ENTITIES.get(first.name)
         if spec is None:
             raise errors.segment_not_found(first.name)

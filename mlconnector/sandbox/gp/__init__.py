@@ -44,7 +44,9 @@ What is this sandbox's own choice, because the material could not confirm GP's b
 * The access-denied fault for an unmapped account is invented in wording and shape (SecurityException).
 * ``CreateSalesOrder`` checks the policy key against the one ``GetPolicyByOperation`` issued, requires
   DocumentTypeKey, CustomerKey, BatchKey and lines with an existing ItemKey and a Quantity, numbers orders
-  without a Key (``ORDST2230``...), and refuses an order number that exists. Batches need not exist.
+  without a Key (``ORDST2230``...), and refuses an order number that exists. Batches need not exist. A CurrencyKey
+  is kept by its ISOCode (three letters, else GP's "An ISO 4217 currency code must have three characters"); whether
+  the company has that currency set up is not checked.
 * Requests without authentication get 401 on every URL, the WSDL included. Served over sockets
   (``mlconnector sandbox serve``), an NTLM handshake authenticates the connection, as IIS does, until it has been
   idle 120 s; in-process, where there are no connections, it authenticates one request.

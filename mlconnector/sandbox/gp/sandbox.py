@@ -555,6 +555,10 @@ class GPSandbox:
                                  "TotalAmount": {"Value": round(price * float(quantity), 2), "DecimalDigits": 2},
                                  **({n: {"Value": float(line[n]["Value"]), "DecimalDigits": 2}
                                      for n in ("QuantityToInvoice", "QuantityToOrder")} if kind == "Quote" else {})})
+        currency_key = order.get("CurrencyKey") if isinstance(order.get("CurrencyKey"), dict) else None
+        iso = str((currency_key or {}).get("ISOCode") or "")
+        if currency_key is not None and len(iso) != 3:
+            errors.append(f"An ISO 4217 currency code must have three characters; your value is {iso}.")
         key = order.get("Key") if isinstance(order.get("Key"), dict) else {}
         number = str((key or {}).get("Id") or "")
         if number and len(number) > 21:
@@ -570,6 +574,7 @@ class GPSandbox:
             "Key": {"Id": number}, "DocumentTypeKey": {"Type": kind, "Id": doc_type["Id"]},
             "CustomerKey": {"Id": customer}, "BatchKey": {"Id": batch}, "Date": order.get("Date") or stamp,
             "CustomerPONumber": order.get("CustomerPONumber"), "Comment": order.get("Comment"),
+            **({"CurrencyKey": {"ISOCode": iso.upper()}} if iso else {}),
             "Lines": {line_type: stored_lines},
             "TotalAmount": {"Value": round(sum(l["TotalAmount"]["Value"] for l in stored_lines), 2),
                             "DecimalDigits": 2},

@@ -43,6 +43,8 @@ TYPES: dict[str, tuple[str | None, list[Field]]] = {
     "Context": (None, [_f("OrganizationKey", "OrganizationKey"), _f("CultureName", S), _f("CurrencyType", S),
                        _f("RoleKey", "RoleKey"), _f("TenantName", S), _f("WorkOnBehalfOf", S)]),
     "MoneyAmount": (None, [_f("Currency", S), _f("Value", DEC), _f("DecimalDigits", I)]),
+    # a currency by its ISO code (https://learn.microsoft.com/previous-versions/dynamicsgp/developer/cc508472(v=msdn.10))
+    "CurrencyKey": (None, [_f("ISOCode", S)]),
     "Quantity": (None, [_f("Value", DEC), _f("DecimalDigits", I)]),
     "PhoneNumber": (None, [_f("Value", S), _f("CountryCode", S), _f("Extension", S)]),
     "CreditLimit": (None, [_f("Item", S), _f("Amount", "MoneyAmount")]),
@@ -116,7 +118,8 @@ TYPES: dict[str, tuple[str | None, list[Field]]] = {
     "ArrayOfSalesOrderLine": (None, [_f("SalesOrderLine", "SalesOrderLine", True)]),
     "SalesOrder": (None, [_f("Key", "SalesDocumentKey"), _f("DocumentTypeKey", "SalesDocumentTypeKey"),
                           _f("CustomerKey", "CustomerKey"), _f("BatchKey", "BatchKey"), _f("Date", D),
-                          _f("CustomerPONumber", S), _f("Comment", S), _f("Lines", "ArrayOfSalesOrderLine"),
+                          _f("CustomerPONumber", S), _f("Comment", S), _f("CurrencyKey", "CurrencyKey"),
+                          _f("Lines", "ArrayOfSalesOrderLine"),
                           _f("TotalAmount", "MoneyAmount"), *_DATES]),
     # sales quotes (CreateSalesQuote: lines need ItemKey, Quantity, QuantityToInvoice and QuantityToOrder,
     # https://learn.microsoft.com/previous-versions/dynamicsgp/developer/cc508629(v=msdn.10))
@@ -126,7 +129,8 @@ TYPES: dict[str, tuple[str | None, list[Field]]] = {
     "ArrayOfSalesQuoteLine": (None, [_f("SalesQuoteLine", "SalesQuoteLine", True)]),
     "SalesQuote": (None, [_f("Key", "SalesDocumentKey"), _f("DocumentTypeKey", "SalesDocumentTypeKey"),
                           _f("CustomerKey", "CustomerKey"), _f("BatchKey", "BatchKey"), _f("Date", D),
-                          _f("CustomerPONumber", S), _f("Comment", S), _f("Lines", "ArrayOfSalesQuoteLine"),
+                          _f("CustomerPONumber", S), _f("Comment", S), _f("CurrencyKey", "CurrencyKey"),
+                          _f("Lines", "ArrayOfSalesQuoteLine"),
                           _f("TotalAmount", "MoneyAmount"), *_DATES]),
     "Policy": (None, [_f("Key", "PolicyKey"), _f("Name", S)]),
     "ValidationError": (None, [_f("Id", S), _f("Message", S)]),

@@ -12,7 +12,7 @@ Paths (one app serves both hosts; in-process the host is ignored):
                                              a Host of ``accounts.zoho.eu`` etc. selects the DC the same way.
                                              A client is known only to the DC it was registered for; any other DC
                                              answers ``{"error": "invalid_client"}`` as Zoho does.
-    GET  /crm/v8/org, GET /crm/v8/users?type=CurrentUser
+    GET  /crm/v8/org, GET /crm/v8/org/currencies, GET /crm/v8/users?type=CurrentUser
     GET/POST/PUT/DELETE /crm/v8/{module}, POST /crm/v8/{module}/upsert, GET/PUT/DELETE /crm/v8/{module}/{id}
     POST /crm/v8/coql, GET /crm/v8/{module}/search (criteria, email, phone, word: search.py)
     GET/POST /crm/v8/settings/modules, GET /crm/v8/settings/modules/{api_name}
@@ -51,6 +51,8 @@ Where the sandbox deviates from Zoho, or Zoho's own material disagrees with itse
   ``maximum_length``, and a number field refuses text that is no number (``expected_data_type``). Picklist values are
   not checked. COQL on a field no record has returns null rather than ``INVALID_QUERY`` (columns are not checked
   against the fields).
+- Multi-currency (currencies.py) is switched on and currencies added by the sandbox's ``enable_multi_currency`` and
+  ``add_currency`` (an admin's Setup steps); the API's enable, add and update currency calls are not served.
 - Lookups must be ``{"id": ...}``; Zoho also resolves some lookups by name.
 - Line items accept both ``quantity``/``list_price`` and ``Quantity``/``List_Price`` (Zoho's own examples use
   both) and are returned capitalised; tax is not computed.

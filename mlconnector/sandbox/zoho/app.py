@@ -126,6 +126,8 @@ def build_routes(sandbox: ZohoSandbox) -> list[Route]:
         Route("/accounts/{dc}/oauth/v2/token/revoke", revoke, methods=["POST"]),
         # CRM API v8
         Route("/crm/v8/org", api(sandbox, "org", "ZohoCRM.org", "READ", routes.get_org), methods=["GET"]),
+        Route("/crm/v8/org/currencies", api(sandbox, "currencies", "ZohoCRM.settings", "READ",
+                                             routes.get_currencies), methods=["GET"]),
         Route("/crm/v8/users", api(sandbox, "users", "ZohoCRM.users", "READ", routes.get_users), methods=["GET"]),
         Route("/crm/v8/coql", api(sandbox, "coql", "ZohoCRM.coql", "READ", routes.run_coql,
                                            routes.heavy), methods=["POST"]),

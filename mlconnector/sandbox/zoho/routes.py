@@ -336,8 +336,7 @@ async def get_org(request: Request, call: Call) -> Response:
         "id": sandbox.org_id, "zgid": sandbox.zgid, "domain_name": f"org{sandbox.zgid}", "type": "production",
         "company_name": "Sandbox Trading Ltd", "alias": None, "primary_email": sandbox.user.email,
         "primary_zuid": "75092197", "country_code": "US", "time_zone": sandbox.time_zone,
-        "currency": "US Dollar - USD", "iso_code": "USD", "currency_symbol": "$", "currency_locale": "en_US",
-        "mc_status": False, "gapps_enabled": False, "max_per_page": MAX_PER_PAGE, "hipaa_compliance_enabled": False,
+        **_home_currency(sandbox), "currency_locale": "en_US", "mc_status": sandbox.schema.currencies.enabled, "gapps_enabled": False, "max_per_page": MAX_PER_PAGE, "hipaa_compliance_enabled": False,
         "license_details": {
             "paid_expiry": sandbox.timestamp(sandbox.clock.now().replace(year=sandbox.clock.now().year + 1))
             if paid else None,
@@ -346,6 +345,17 @@ async def get_org(request: Request, call: Call) -> Response:
         },
     }
     return JSONResponse({"org": [org]})
+
+
+def _home_currency(sandbox: ZohoSandbox) -> dict[str, Any]:
+    home = next(c for c in sandbox.schema.currencies.json() if c["is_base"])
+    return {"currency": home["name"], "iso_code": home["iso_code"], "currency_symbol": home["symbol"]}
+
+
+async def get_currencies(request: Request, call: Call) -> Response:
+    """The org's currencies (https://www.zoho.com/crm/developer/docs/api/v8/get-currencies-data.html): the home
+    currency alone until multi-currency is on."""
+    return JSONResponse({"currencies": call.sandbox.schema.currencies.json()})
 
 
 async def get_users(request: Request, call: Call) -> Response:

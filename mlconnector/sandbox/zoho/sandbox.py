@@ -15,6 +15,7 @@ import httpx
 from ..background import BackgroundTasks
 from ..common import Faults, SandboxClock
 from . import bulk, watch
+from .currencies import Currencies
 from .errors import RecordError
 from .fields import Field, label_for
 from .modules import EDITIONS, ModuleSpec
@@ -137,6 +138,26 @@ class ZohoSandbox:
         """Add a custom field to a module (Setup > Modules and Fields), as the Create Custom Field API would."""
         return self.schema.add_field(self._spec(module).api_name, Field(
             api_name, label_for(api_name), data_type, length, custom=True, unique=unique, lookup=lookup))
+
+    def set_home_currency(self, iso_code: str) -> None:
+        """The org's currency, as chosen when the org was signed up (Company Details); fixed once multi-currency is
+        on."""
+        if self.schema.currencies.enabled:
+            raise ValueError("the home currency cannot be changed once multi-currency is on")
+        self.schema.currencies = Currencies(home=iso_code.upper())
+
+    def enable_multi_currency(self, home: str | None = None) -> None:
+        """Activate multi-currency with this home currency, as an admin does in Setup > Company Details >
+        Currencies (it cannot be undone; the home currency: the org's own unless given): existing records of the
+        modules that keep amounts get the home currency at rate 1 (currencies.py)."""
+        for module in self.schema.enable_multi_currency(home or self.schema.currencies.home):
+            for record in self.store.all(module):
+                record.setdefault("Currency", self.schema.currencies.home)
+                record.setdefault("Exchange_Rate", 1.0)
+
+    def add_currency(self, iso_code: str, exchange_rate: Any) -> None:
+        """Add an active currency (Setup > Currencies > Add Currencies): units per unit of the home currency."""
+        self.schema.currencies.add(iso_code, exchange_rate)
 
     def add_custom_module(self, api_name: str, plural: str | None = None, singular: str | None = None) -> ModuleSpec:
         """Create a custom module (Setup > Modules and Fields > Create New Module) with Zoho's default fields."""

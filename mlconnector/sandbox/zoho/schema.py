@@ -7,6 +7,8 @@ import dataclasses
 import itertools
 from collections.abc import Iterator
 
+from .currencies import FIELDS as CURRENCY_FIELDS
+from .currencies import Currencies
 from .fields import (CUSTOM_MODULE_FIELDS, PAIR_CUSTOM_FIELDS, PAIR_CUSTOM_MODULES, STANDARD_FIELDS, SYSTEM, Field,
                      label_for)
 from .modules import MODULES, ModuleSpec
@@ -24,6 +26,7 @@ class OrgSchema:
         self.modules: dict[str, ModuleSpec] = dict(MODULES)
         self.custom_modules: set[str] = set()
         self.fields: dict[str, dict[str, Field]] = {}
+        self.currencies = Currencies()
         for name in MODULES:
             self._add_standard_fields(name, STANDARD_FIELDS.get(name, ()))
         if not bare:
@@ -71,6 +74,20 @@ class OrgSchema:
         return {name: spec.id for name, spec in self.modules.items()}
 
     # -- changes an admin makes ---------------------------------------------------------------------------------------
+    def enable_multi_currency(self, home: str) -> list[str]:
+        """Multi-currency on (currencies.py): Currency and Exchange_Rate join every module that keeps amounts;
+        returns those modules."""
+        self.currencies.enable(home)
+        modules = [name for name, table in self.fields.items()
+                   if any(f.data_type == "currency" for f in table.values())]
+        for name in modules:
+            self.add_field(name, Field("Currency", "Currency", "picklist"))
+            self.add_field(name, Field("Exchange_Rate", "Exchange Rate", "double"))
+        return modules
+
+    def multi_currency(self, module: str) -> bool:
+        return self.currencies.enabled and all(name in self.fields[module] for name in CURRENCY_FIELDS)
+
     def add_field(self, module: str, new: Field) -> Field:
         """A custom field (its id assigned here); a lookup also becomes one of the module's lookups."""
         made = new.with_id(self._next_field_id()) if not new.id else new

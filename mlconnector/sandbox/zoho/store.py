@@ -181,6 +181,7 @@ class RecordStore:
             "Created_Time": stamp, "Modified_Time": stamp,
             "Created_By": self.user.minified(), "Modified_By": self.user.minified(),
         }
+        self._currency(spec, record, values)
         self._derive(spec, record)
         self.records[spec.api_name][record_id] = record
         self._reindex(spec.api_name, record, None)
@@ -196,6 +197,8 @@ class RecordStore:
         changed = tuple(sorted(k for k, v in values.items() if existing.get(k) != v))
         before = dict(existing)
         existing.update(values)
+        if "Currency" in changed:
+            self._currency(spec, existing, values)
         existing["Modified_Time"] = self.timestamp()
         existing["Modified_By"] = self.user.minified()
         self._derive(spec, existing)
@@ -286,6 +289,11 @@ class RecordStore:
                 raise RecordError.invalid(name, f"{path}.{name}", maximum_length=meta.max_length)
             if meta.data_type in NUMERIC and value is not None and not _numeric(value):
                 raise RecordError.invalid(name, f"{path}.{name}", expected_data_type=meta.json_type)
+            if name == "Currency" and value is not None:
+                found = self.schema.currencies.active(value)
+                if found is None:  # "only active currencies can be entered" (currencies.py)
+                    raise RecordError.invalid(name, f"{path}.{name}")
+                value = found.iso_code
             if name not in special and kind in _PLAIN:
                 values[name] = value  # most fields: plain text or a number, stored as given
             elif name in spec.lookups:
@@ -357,6 +365,18 @@ class RecordStore:
                     "api_name": name, "json_path": f"{path}.{name}", "id": other["id"], "more_records": False,
                     "duplicate_record": {"id": other["id"], "Owner": other.get("Owner"),
                                          "module": {"api_name": spec.api_name, "id": spec.id}}})
+
+    def _currency(self, spec: ModuleSpec, record: dict[str, Any], given: dict[str, Any]) -> None:
+        """With multi-currency on, a record is in the home currency unless it names another, at that currency's
+        rate unless it gives one (currencies.py); without it, records carry neither field."""
+        if not self.schema.multi_currency(spec.api_name):
+            return
+        currencies = self.schema.currencies
+        if not record.get("Currency"):
+            record["Currency"] = currencies.home
+        if given.get("Exchange_Rate") in (None, ""):
+            found = currencies.active(record["Currency"])
+            record["Exchange_Rate"] = float(found.exchange_rate) if found else 1.0
 
     def _derive(self, spec: ModuleSpec, record: dict[str, Any]) -> None:
         """Fields Zoho computes: Contacts' Full_Name, inventory totals."""

@@ -109,6 +109,7 @@ class DynamicsConnector(ConnectorBase):
                               "documents whole on every run)")
         self.posted_full_read = timedelta(hours=hours)
         self._whole_read: dict[str, datetime] = {}
+        self._home_currency: str | None = None
         self._sleep = sleep
         self.credentials = Credentials(system, context, self.auth_kind, sleep=sleep)
         self.auth = self.credentials.make_auth()
@@ -198,8 +199,11 @@ class DynamicsConnector(ConnectorBase):
         """Records modified in [since, until), ascending by (modified, id). With ``since`` None (a first or full
         run) rows never stamped (lastModifiedDateTime 0001-01-01) come too, first, with modified None."""
         if entity in JOURNAL_SERVICES:
-            raise ConfigError(f"{self.name}: {entity} are written, not read: a journal line leaves the journal when "
-                              "NAV posts it; compare the posted documents in NAV's Customer Ledger Entries")
+            if since is not None:
+                raise ConfigError(f"{self.name}: {entity} are read whole (journal lines and ledger entries carry no "
+                                  "modification time)")
+            yield from self.writes.booked(entity)
+            return
         if entity == "customerDimensions":
             self._whole_read[entity] = until or utcnow()   # page 540 has no modification date: read whole
             yield from self._customer_dimensions()
@@ -244,6 +248,22 @@ class DynamicsConnector(ConnectorBase):
         return self._whole_read.get(entity)
 
     # -- writes ------------------------------------------------------------------------------------------------
+    def home_currency(self, entity: str) -> str | None:
+        """API v2.0: the company's currency, companyInformation's currencyCode ("the default currency code for the
+        company", https://learn.microsoft.com/dynamics365/business-central/dev-itpro/api-reference/v2.0/resources/
+        dynamics_companyinformation), read once. Page web services publish no page of it by default (the LCY Code is
+        on General Ledger Setup): None, and a pair's option says it."""
+        if self.endpoint.mode != "api":
+            return None
+        if self._home_currency is None:
+            url = f"{self.company_url()}/companyInformation"
+            response = self._call("GET", url)
+            if response.status_code != 200:
+                raise self._read_failure(response, url)
+            rows = response.json().get("value") or [{}]
+            self._home_currency = str(rows[0].get("currencyCode") or "")
+        return self._home_currency or None
+
     def write(self, entity: str, payloads: list[dict[str, Any]], key: str,
               ids: list[str | None] | None = None) -> list[WriteResult]:
         """Upsert each payload (API v2.0 field names): a linked record (``ids``) by its id, the rest by ``key``;

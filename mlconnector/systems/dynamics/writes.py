@@ -5,16 +5,17 @@ dynamics_journals.py."""
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from typing import Any
 
 from mlconnector.errors import ConfigError, RemoteError
-from mlconnector.systems.base import WriteResult, write_each
+from mlconnector.systems.base import Record, WriteResult, write_each
 from mlconnector.systems.dynamics.api import ApiV2
 from mlconnector.systems.dynamics.client import DynamicsApi
 from mlconnector.systems.dynamics.odata import Pager, _error
 from mlconnector.systems.dynamics.pages import Pages
-from mlconnector.systems.dynamics_journals import JOURNAL_SERVICES, JournalRefused, JournalWriter, check_mode
+from mlconnector.systems.dynamics_journals import (JOURNAL_SERVICES, JournalRefused, JournalWriter, booked_documents,
+                                                   check_mode)
 
 WRITABLE = ("customers", "vendors", "contacts", "items")
 # Fields we never send: BC computes them.
@@ -58,6 +59,13 @@ class Writes:
             except JournalRefused as refused:
                 return WriteResult("fail", error=str(refused), error_class=refused.error.code or "journal_refused")
         return write_each(payloads, write_one)
+
+    def booked(self, entity: str) -> Iterator[Record]:
+        """The documents booked as journal lines, as NAV holds them now (dynamics_journals.booked_documents)."""
+        check_mode(self.name, self.endpoint.mode, entity)
+        for record in booked_documents(entity, lambda url, params: self._pages(url, params), self.company_url(),
+                                       self.services):
+            yield Record(self.name, entity, record.id, None, record.data)
 
     def write_calls(self, entity: str, payloads: list[dict[str, Any]], key: str,
                     ids: list[str | None] | None = None) -> int:

@@ -14,8 +14,8 @@ from mlconnector.systems.gp.records import DOCUMENTS, _text
 from mlconnector.systems.gp.webservices import WebServices
 
 # The payload fields a sales order or quote is made of (CreateSalesOrder / CreateSalesQuote: customer, batch, date,
-# PO number, comment, lines).
-ORDER_FIELDS = frozenset({"customerId", "batchId", "date", "customerPONumber", "comment", "lines"})
+# PO number, comment, the currency's ISO code (CurrencyKey; GP's functional currency without one), lines).
+ORDER_FIELDS = frozenset({"customerId", "batchId", "date", "customerPONumber", "comment", "currency", "lines"})
 
 
 class Orders:
@@ -60,6 +60,7 @@ class Orders:
                  "BatchKey": {"Id": payload.get("batchId") or self.order_batch_id},
                  "Date": payload.get("date"), "CustomerPONumber": payload.get("customerPONumber"),
                  "Comment": payload.get("comment"),
+                 **({"CurrencyKey": {"ISOCode": payload["currency"]}} if payload.get("currency") else {}),
                  "Lines": {line_type: [
                      {"ItemKey": {"Id": line.get("item")}, "ItemDescription": line.get("description"),
                       "Quantity": {"Value": line.get("quantity")},

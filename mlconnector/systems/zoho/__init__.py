@@ -17,6 +17,7 @@ notifications); the connector here holds the settings and the contract.
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from collections.abc import Callable, Iterator, Mapping
 from datetime import datetime, timedelta
@@ -46,6 +47,9 @@ from mlconnector.systems.zoho.reads import (COQL_IN_MAX, COQL_KEYS_PER_QUERY, CO
                                             _coql_credits, parse_zoho_time, _quote, _zoho_time)
 from mlconnector.systems.zoho.writes import BULK_MAX, Writes, _flat, check_fields  # noqa: F401
 
+
+# Record fields that exist only once an org activates multi-currency.
+CURRENCY_FIELDS = ("Currency", "Exchange_Rate")
 # Modules an edition lacks (Invoices, Sales and Purchase Orders need Professional or above).
 EDITION_MISSING = {"free": frozenset({"Sales_Orders", "Invoices", "Purchase_Orders", "Quotes"}),
                    "standard": frozenset({"Sales_Orders", "Invoices", "Purchase_Orders"})}
@@ -124,7 +128,39 @@ class ZohoConnector(ConnectorBase):
         return self.reads.fields(entity)
 
     def also_read(self, entity: str, fields: list[str]) -> None:
-        self.reads.also_read(entity, fields)
+        self.reads.also_read(entity, [f for f in fields if f not in CURRENCY_FIELDS or self._multi_currency()])
+
+    # -- currencies ------------------------------------------------------------------------------------------------
+    def _currency_refusals(self, payloads: list[dict[str, Any]], results: list[WriteResult]) -> list[WriteResult]:
+        """A document in a currency the org does not take: the refusal names the fix."""
+        out = []
+        for payload, result in zip(payloads, results):
+            if result.action == "fail" and "Currency" in str(result.error or "") and payload.get("Currency"):
+                fix = ("activate multi-currency in Zoho (Setup > Company Details > Currencies)"
+                       if not self._multi_currency() else "add it to Zoho's active currencies (Setup > Currencies)")
+                result = dataclasses.replace(result, error=f"Zoho takes no {payload['Currency']} amounts: {fix}, "
+                                                           f"then `mlconnector replay` ({result.error})")
+            out.append(result)
+        return out
+
+    def home_currency(self, entity: str) -> str | None:
+        """The org's home currency (``iso_code`` of GET /org, https://www.zoho.com/crm/developer/docs/api/v8/
+        get-org-data.html): the currency of every amount without multi-currency, and of records naming none."""
+        return str(self.org().get("iso_code") or "") or None
+
+    def _multi_currency(self) -> bool:
+        return bool(self.org().get("mc_status"))
+
+    def _in_org_currency(self, payloads: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        """Records "have a Currency field only after multi-currency is activated"
+        (https://www.zoho.com/crm/help/administration/implement-multiple-currencies.html): without it, a document in
+        the home currency goes without the field (and its Exchange_Rate); one in another currency keeps it, and Zoho
+        refuses it (INVALID_DATA on Currency) rather than keep a foreign amount as a home-currency one."""
+        if not any("Currency" in p or "Exchange_Rate" in p for p in payloads) or self._multi_currency():
+            return payloads
+        home = (self.home_currency("") or "").upper()
+        return [{k: v for k, v in p.items() if k != "Exchange_Rate" and (k != "Currency" or str(v or "").upper()
+                                                                             not in ("", home))} for p in payloads]
 
     def field_names(self, entity: str) -> frozenset[str]:
         """The module's fields by API name, from Fields Metadata (``GET /crm/v8/settings/fields?module=``,
@@ -184,17 +220,17 @@ class ZohoConnector(ConnectorBase):
               ids: list[str | None] | None = None) -> list[WriteResult]:
         """Records already linked (``ids``) are updated by id; the rest are upserted by the duplicate-check
         field ``key`` in batches of 100, or through Bulk Write above bulk_threshold."""
-        return self.writes.write(entity, payloads, key, ids)
+        return self._currency_refusals(payloads, self.writes.write(entity, self._in_org_currency(payloads), key, ids))
 
     def write_calls(self, entity: str, payloads: list[dict[str, Any]], key: str,
                     ids: list[str | None] | None = None) -> int:
-        return self.writes.write_calls(entity, payloads, key, ids)
+        return self.writes.write_calls(entity, self._in_org_currency(payloads), key, ids)
 
     def initial_load_batch(self, entity: str) -> int | None:
         return self.writes.initial_load_batch(entity)
 
     def bulk_write(self, entity: str, payloads: list[dict[str, Any]], key: str) -> list[WriteResult]:
-        return self.bulk.write(entity, payloads, key)
+        return self.bulk.write(entity, self._in_org_currency(payloads), key)
 
     def connect(self) -> None:
         """What every run asks first (a token, then the org, which tells the edition), asked now: the engine asks
