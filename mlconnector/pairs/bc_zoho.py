@@ -4,12 +4,13 @@ CRM, and where the pair names them its vendors and purchase orders. Nothing is w
 from mlconnector.flows import Flow, PairSpec
 from mlconnector.pairs import dynamics_zoho as m
 from mlconnector.pairs import register
+from mlconnector.pairs.dynamics_zoho_setup import zoho_prerequisites
 
 BC_ZOHO = register(PairSpec(
     name="bc-zoho",
     options=(m.ACCOUNT_KEY, m.CONTACT_KEY, m.PRODUCT_KEY, m.INVOICE_KEY, m.REMAINING_FIELD, m.LOCAL_CURRENCY,
              m.VENDOR_KEY, m.PURCHASE_ORDER_KEY),
-    prerequisites=lambda options: m.zoho_prerequisites(options, {
+    prerequisites=lambda options: zoho_prerequisites(options, {
         "account": ("customers",), "contact": ("contacts",), "product": ("items",), "invoice": ("invoices",),
         "vendor": ("vendors",), "purchase_order": ("purchase_orders",)}),
     roles={"erp": ("bc",), "crm": ("zoho",)},

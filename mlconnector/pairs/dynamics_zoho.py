@@ -23,7 +23,6 @@ from mlconnector.errors import RecordError, UnresolvedReference
 from mlconnector.flows import MapContext, Option, SkipRecord, Totals
 from mlconnector.flows import text as _text
 from mlconnector.flows import without_none as _clean
-from mlconnector.prerequisites import FIELD, MODULE, Requirement
 from mlconnector.systems.base import Record
 
 EMPTY_GUID = "00000000-0000-0000-0000-000000000000"
@@ -480,23 +479,3 @@ def invoice_from_posted_invoice(invoice: Record, ctx: MapContext) -> dict[str, A
 
 
 # What Zoho must have (`mlconnector setup nav-zoho` / `bc-zoho` checks it and creates what the API allows) -------------
-def zoho_prerequisites(options: Mapping[str, Any], flows: Mapping[str, tuple[str, ...]]) -> tuple[Requirement, ...]:
-    """The upsert keys as unique fields, ERP_Number on Sales_Orders and Invoices, and those modules (Professional
-    edition and above). ``flows`` names, per kind of record, the pair's flows that need it."""
-    needed: list[Requirement] = []
-    for what, module in (("account", "Accounts"), ("product", "Products"), ("order", "Sales_Orders"),
-                         ("invoice", "Invoices"), ("contact", "Contacts"), ("vendor", "Vendors"),
-                         ("purchase_order", "Purchase_Orders")):
-        if not flows.get(what):
-            continue
-        if module in ("Sales_Orders", "Invoices", "Purchase_Orders"):
-            needed.append(Requirement("crm", MODULE, module, flows=flows[what]))
-        name = key(options, what)
-        # Contacts.Email is Zoho's own duplicate-check field: upserts key on it without "unique".
-        unique = not (module == "Contacts" and name == "Email")
-        data_type = "email" if name == "Email" else "text"
-        needed.append(Requirement("crm", FIELD, module, name, data_type, unique=unique, flows=flows[what]))
-    remaining = str(options.get(REMAINING_FIELD.name, REMAINING_FIELD.default) or "")
-    if flows.get("invoice") and remaining:
-        needed.append(Requirement("crm", FIELD, "Invoices", remaining, "currency", flows=flows["invoice"]))
-    return tuple(needed)

@@ -4,13 +4,14 @@ posted invoices go from NAV to Zoho. Nothing is ever written into NAV's general 
 from mlconnector.flows import CONFLICT_RULE, Flow, PairSpec
 from mlconnector.pairs import dynamics_zoho as m
 from mlconnector.pairs import register
+from mlconnector.pairs.dynamics_zoho_setup import zoho_prerequisites
 
 NAV_ZOHO = register(PairSpec(
     name="nav-zoho",
     options=(m.ACCOUNT_KEY, m.CONTACT_KEY, m.PRODUCT_KEY, m.ORDER_KEY, m.ORDER_STATUSES, m.INVOICE_KEY,
              m.REMAINING_FIELD, m.LOCAL_CURRENCY, m.VENDOR_PREFIX, m.ACCOUNT_TYPE_FIELD, m.VENDOR_ACCOUNT_TYPES,
              CONFLICT_RULE),
-    prerequisites=lambda options: m.zoho_prerequisites(options, {
+    prerequisites=lambda options: zoho_prerequisites(options, {
         "account": ("customers", "vendors", "accounts_to_customers", "accounts_to_vendors"),
         "contact": ("contacts", "contacts_to_nav"), "product": ("items",), "order": ("sales_orders",),
         "invoice": ("invoices",)}),
