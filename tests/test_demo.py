@@ -101,7 +101,7 @@ def test_demo_gp_zoho_moves_a_gp_change_and_zoho_orders_into_gp(started) -> None
     assert sorted(o["CustomerKey"]["Id"] for o in orders) == ["AARONFIT0001", "ALTONMAN0001"]
     [adam] = [a for a in sandboxes.zoho_sandboxes["gp"].records("Accounts") if a["Account_Number"] == "ADAMPARK0001"]
     assert adam["Billing_City"] == "Evanston"
-    assert any(line.startswith("│ gl_accounts") and "│    4 │       4 │" in line for line in text.splitlines())
+    assert any(line.startswith("│ gl_accounts") and "│    6 │       6 │" in line for line in text.splitlines())
     from mlconnector.sandbox.zoho.modules import MODULES
     assert "GL_Accounts" not in MODULES  # the custom modules are the demo org's own, not every org's
 
