@@ -34,7 +34,7 @@ from typing import Any
 
 import httpx
 
-from mlconnector.errors import ConfigError, RemoteError
+from mlconnector.errors import RemoteError
 from mlconnector.http import json_with_decimals
 from mlconnector.systems.base import WriteResult
 
@@ -202,10 +202,4 @@ def _text(value: Any) -> str:
     return "'" + str(value).replace("'", "''") + "'"
 
 
-def check_mode(system: str, mode: str, entity: str) -> None:
-    if mode != "odata":
-        raise ConfigError(f"{system}: {entity} are written through NAV's journal pages (page web services); set "
-                          f"api = \"odata\" for this system (API v2.0 customerPayments are not written yet)")
-
-
-__all__ = ["JournalWriter", "JournalRefused", "JOURNAL_SERVICES", "check_mode"]
+__all__ = ["JournalWriter", "JournalRefused", "JOURNAL_SERVICES"]

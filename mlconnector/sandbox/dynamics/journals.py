@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import json
 import re
+import uuid
 from dataclasses import dataclass, field
 from datetime import date
 from decimal import Decimal
@@ -78,6 +79,7 @@ JOURNAL_PAGES = {"SalesJournal": JournalPage(253, SALES), "CashReceiptJournal": 
 class Line:
     values: dict[str, Any]
     version: int = 1
+    system_id: str = field(default_factory=lambda: str(uuid.uuid4()))   # the id API v2.0 shows
 
     @property
     def etag(self) -> str:
@@ -99,10 +101,25 @@ class Books:
 class Journals:
     """The journal and ledger pages of every company; ``customers(company_id)`` names a company's customers."""
 
-    def __init__(self, customers: Callable[[str], set[str]], today: Callable[[], date]) -> None:
+    def __init__(self, customers: Callable[[str], set[str]], today: Callable[[], date],
+                 settled: Callable[[str, str, Decimal], None] = lambda company, number, remaining: None) -> None:
         self.books: dict[str, Books] = {}
         self.customers = customers
         self.today = today
+        self.settled = settled   # (company id, invoice no., its remaining amount) after a posting applied to it
+
+    def invoice_posted(self, company_id: str, invoice: dict[str, Any]) -> None:
+        """A sales invoice posted through API v2.0 opens its customer ledger entry, as posting does in BC."""
+        books = self.of(company_id)
+        total = Decimal(str(invoice.get("totalAmountIncludingTax") or 0)).quantize(Decimal("0.01"))
+        books.entries.append({"Entry_No": len(books.entries) + 1, "Posting_Date": invoice.get("postingDate")
+                              or self.today().isoformat(), "Document_Type": "Invoice",
+                              "Document_No": invoice["number"],
+                              "External_Document_No": invoice.get("externalDocumentNumber") or "",
+                              "Customer_No": invoice.get("customerNumber") or "", "Description": "",
+                              "Currency_Code": invoice.get("currencyCode") or "", "Amount": total,
+                              "Remaining_Amount": total, "Due_Date": invoice.get("dueDate") or "0001-01-01",
+                              "Open": total != 0})
 
     def of(self, company_id: str) -> Books:
         return self.books.setdefault(company_id, Books())
@@ -215,6 +232,9 @@ class Journals:
         books.entries = entries
         for key in keys:
             del books.lines[key]
+        for entry in entries:
+            if entry["Document_Type"] == "Invoice":
+                self.settled(company_id, entry["Document_No"], entry["Remaining_Amount"])
         return made
 
 

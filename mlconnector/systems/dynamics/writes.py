@@ -14,7 +14,8 @@ from mlconnector.systems.dynamics.api import ApiV2
 from mlconnector.systems.dynamics.client import DynamicsApi
 from mlconnector.systems.dynamics.odata import Pager, _error
 from mlconnector.systems.dynamics.pages import Pages
-from mlconnector.systems.dynamics_journals import JOURNAL_SERVICES, JournalRefused, JournalWriter, check_mode
+from mlconnector.systems.dynamics.api_journals import ApiJournalWriter
+from mlconnector.systems.dynamics_journals import JOURNAL_SERVICES, JournalRefused, JournalWriter
 
 WRITABLE = ("customers", "vendors", "contacts", "items")
 # Fields we never send: BC computes them.
@@ -47,10 +48,15 @@ class Writes:
         return write_each(zip(payloads, known), lambda each: self._upsert_one(entity, each[0], key, each[1]))
 
     def _write_journal(self, entity: str, payloads: list[dict[str, Any]]) -> list[WriteResult]:
-        """Documents as journal lines (dynamics_journals.py), one document at a time."""
-        check_mode(self.name, self.endpoint.mode, entity)
-        writer = JournalWriter(self.name, self._call, lambda url, params: self._pages(url, params),
-                               self.company_url, self.services, self._fail)
+        """Documents as journal lines, one document at a time: on NAV's journal pages (dynamics_journals.py), or in
+        API mode as BC API v2.0 documents (api_journals.py)."""
+        writer: JournalWriter | ApiJournalWriter
+        if self.endpoint.mode == "odata":
+            writer = JournalWriter(self.name, self._call, lambda url, params: self._pages(url, params),
+                                   self.company_url, self.services, self._fail)
+        else:
+            writer = ApiJournalWriter(self.name, self._call, lambda url, params: self._pages(url, params),
+                                      self.company_url, self._fail)
 
         def write_one(payload: dict[str, Any]) -> WriteResult:
             try:
