@@ -43,10 +43,15 @@ def test_a_zuora_payment_is_a_customer_payment_applied_to_its_bc_invoice_and_is_
         assert [row["id"] for row in bc.rows(lines)] == [line["id"]]
         assert len(bc.rows("salesInvoices", f"externalDocumentNumber eq '{invoice['invoiceNumber']}'")) == 1
 
-        # A BC user posts the payment journal: the invoice is paid.
+        # A BC user posts the payment journal: the invoice is paid, and the posted payment is never booked again.
         world.dynamics.post_journal(world.company, "CASHRCPT", "ZUORA")
         paid = bc.row(f"salesInvoices({draft['id']})")
         assert (paid["status"], money(paid["remainingAmount"])) == ("Paid", Decimal("0.00"))
+        world.state_path.unlink()
+        assert sync_cli(world) == 0
+        assert bc.rows(lines) == []
+        assert {e["documentType"] for e in bc.rows("generalLedgerEntries",
+                                                   f"documentNumber eq '{payment['paymentNumber']}'")} == {"Payment"}
     finally:
         bc.close()
         world.close()

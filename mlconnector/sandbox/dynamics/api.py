@@ -161,7 +161,7 @@ class ApiV2:
 
     async def _entity(self, request: Request, company: Company, segments: list[Segment], root: str) -> Response:
         first = segments[0]
-        if first.name in ("customerPaymentJournals", "customerPayments"):
+        if first.name in ("customerPaymentJournals", "customerPayments", "generalLedgerEntries"):
             return await self.sandbox.payment_journals.handle(request, company.id, segments, root)
         spec = ENTITIES.get(first.name)
         if spec is None:

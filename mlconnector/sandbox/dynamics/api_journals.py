@@ -10,6 +10,10 @@
   is no posted invoice of that customer is refused.
   https://learn.microsoft.com/dynamics365/business-central/dev-itpro/api-reference/v2.0/resources/dynamics_customerpayment
 
+* ``generalLedgerEntries`` (GET): what posting journal lines made, two entries a line (its account's side and the
+  balancing account's; a customer's side on receivables 2310, a bank's on 2910).
+  https://learn.microsoft.com/dynamics365/business-central/dev-itpro/api-reference/v2.0/resources/dynamics_generalledgerentry
+
 Lines written here are the lines the Cash Receipt Journal page shows, and post with the batch (``post_journal``).
 Not served: the payment journal's own create/update/delete, and these sets in ``$metadata``.
 """
@@ -26,14 +30,17 @@ from starlette.responses import Response
 from . import errors
 from .api import Segment, check_if_match, guid_key
 from .errors import ODataError, json_response
-from .journals import BLANK, Books, Line, _body, _checked, _collection, _default, LINE_TYPES
+from .journals import BLANK, LINE_TYPES, Books, Line, _body, _checked, _collection, _default, _wire
 from .schema import EMPTY_GUID, POSTED_INVOICE_STATUSES
 
 if TYPE_CHECKING:
     from .sandbox import DynamicsSandbox
 
 API_PAYMENT_TEMPLATE = "CASHRCPT"
-SETS = ("customerPaymentJournals", "customerPayments")
+SETS = ("customerPaymentJournals", "customerPayments", "generalLedgerEntries")
+GL_ENTRY_TYPES = {"id": "guid", "entryNumber": "integer", "postingDate": "date", "documentNumber": "string",
+                  "documentType": "string", "accountId": "guid", "accountNumber": "string", "description": "string",
+                  "debitAmount": "decimal", "creditAmount": "decimal", "lastModifiedDateTime": "datetime"}
 JOURNAL_TYPES = {"id": "guid", "code": "string", "displayName": "string", "lastModifiedDateTime": "datetime",
                  "balancingAccountId": "guid", "balancingAccountNumber": "string"}
 PAYMENT_TYPES = {"id": "guid", "journalId": "guid", "journalDisplayName": "string", "lineNumber": "integer",
@@ -62,6 +69,10 @@ class PaymentJournalsApi:
         books = self.sandbox.journals.of(company_id)
         first = segments[0]
         context = f"{root}/$metadata#companies({company_id})/{first.name}"
+        if first.name == "generalLedgerEntries":
+            if request.method != "GET" or len(segments) > 1 or first.key is not None:
+                raise errors.method_not_allowed(request.method, "generalLedgerEntries")
+            return _collection(request, books.gl_entries, GL_ENTRY_TYPES, ["entryNumber"], context, _wire)
         if first.name == "customerPaymentJournals":
             if first.key is None and len(segments) == 1:
                 if request.method != "GET":

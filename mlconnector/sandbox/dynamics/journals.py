@@ -94,6 +94,7 @@ class Books:
     batches: dict[tuple[str, str], tuple[str, str]] = field(default_factory=dict)  # -> balancing (type, no.)
     lines: dict[tuple[str, str, int], Line] = field(default_factory=dict)
     entries: list[dict[str, Any]] = field(default_factory=list)
+    gl_entries: list[dict[str, Any]] = field(default_factory=list)   # G/L Entry: what posting a line made
     gl_accounts: set[str] = field(default_factory=set)
     bank_accounts: set[str] = field(default_factory=set)
 
@@ -217,6 +218,7 @@ class Journals:
             if not line["Bal_Account_No"]:
                 raise ValueError(f"Gen. Journal Line {key}: the transaction is out of balance by {line['Amount']} "
                                  "(no balancing account)")
+            _gl_entries(books, line)
             if line["Account_Type"] != "Customer":
                 continue  # only customer entries are kept by this sandbox
             entry = {"Entry_No": len(entries) + 1, "Posting_Date": line["Posting_Date"],
@@ -236,6 +238,28 @@ class Journals:
             if entry["Document_Type"] == "Invoice":
                 self.settled(company_id, entry["Document_No"], entry["Remaining_Amount"])
         return made
+
+
+# The G/L accounts behind a customer's and a bank account's entries (CRONUS's posting groups: receivables 2310,
+# the operating bank's cash account 2910).
+RECEIVABLES_ACCOUNT, BANK_CASH_ACCOUNT = "2310", "2910"
+
+
+def _gl_entries(books: Books, line: dict[str, Any]) -> None:
+    """The two G/L entries a posted line makes: its account's side and its balancing account's."""
+    def account(kind: str, number: str) -> str:
+        return {"Customer": RECEIVABLES_ACCOUNT, "Bank_x0020_Account": BANK_CASH_ACCOUNT}.get(kind, number)
+
+    amount = Decimal(str(line["Amount"]))
+    for number, signed in ((account(line["Account_Type"], line["Account_No"]), amount),
+                           (account(line["Bal_Account_Type"], line["Bal_Account_No"]), -amount)):
+        books.gl_entries.append({"id": str(uuid.uuid4()), "entryNumber": len(books.gl_entries) + 1,
+                                 "postingDate": line["Posting_Date"], "documentNumber": line["Document_No"],
+                                 "documentType": str(line["Document_Type"]).replace(BLANK, " "),
+                                 "accountId": "00000000-0000-0000-0000-000000000000",
+                                 "accountNumber": number, "description": line["Description"],
+                                 "debitAmount": max(signed, Decimal(0)), "creditAmount": max(-signed, Decimal(0)),
+                                 "lastModifiedDateTime": "0001-01-01T00:00:00Z"})
 
 
 def _apply(entries: list[dict[str, Any]], entry: dict[str, Any], kind: str, number: str) -> None:

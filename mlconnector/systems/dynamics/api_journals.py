@@ -5,8 +5,9 @@ is the batch of the payload's ``journal`` (``CASHRCPT/ZUORA`` -> ``ZUORA``; API 
 are the batches of BC's cash receipts template), one line per invoice paid with ``appliesToInvoiceId`` the BC
 invoice, and a line on account for the rest
 (https://learn.microsoft.com/dynamics365/business-central/dev-itpro/api-reference/v2.0/resources/dynamics_customerpayment).
-Before writing, the journal's lines of the document (documentNumber and customerNumber) are read and made to match:
-the same payment is never booked twice, state file or not. A customerPayment is always a payment: refunds and
+Before writing, BC's G/L entries are asked whether the payment is posted (then it is never sent again), and the
+journal's lines of the document (documentNumber and customer) are read and made to match: the same payment is
+never booked twice, state file or not. A customerPayment is always a payment: refunds and
 reversals of a posted payment have no place there and fail the document with that reason.
 
 Invoices (entity ``salesJournalLines``) become draft BC sales invoices: API v2.0's journalLines take customer lines
@@ -74,6 +75,12 @@ class ApiJournalWriter:
             return WriteResult("fail", error=f"payment {number}: a {lines[-1]['documentType']} line cannot be "
                                "booked as a BC API v2.0 customerPayment (always a payment); book it in BC, or use "
                                "page web services (api = \"odata\")", error_class="unsupported_line")
+        if self._posted(number):
+            if payload.get("reversed"):
+                return WriteResult("fail", error=f"payment {number} is posted in BC and was cancelled in Zuora: "
+                                   "reverse it in BC (a customerPayment is always a payment)",
+                                   error_class="unsupported_line")
+            return WriteResult("update", number)   # posted: BC's from now on, never booked again
         url = f"{self._company_url()}/customerPaymentJournals({self._journal(batch)})/customerPayments"
         party, party_filter = _party(customer)
         waiting = sorted(self._pages(url, {"$filter": f"documentNumber eq {_text(number)} and {party_filter}"}),
@@ -106,6 +113,14 @@ class ApiJournalWriter:
                 raise self._fail(response, f"remove customer payment line {current.get('lineNumber')}")
             sent = True
         return WriteResult("create" if sent and not waiting else "update", number)
+
+    def _posted(self, number: str) -> bool:
+        """Whether BC has posted the payment: G/L entries of its document number and type Payment
+        (https://learn.microsoft.com/dynamics365/business-central/dev-itpro/api-reference/v2.0/resources/dynamics_generalledgerentry;
+        API v2.0 has no customer ledger entries)."""
+        rows = self._pages(f"{self._company_url()}/generalLedgerEntries",
+                           {"$filter": f"documentNumber eq {_text(number)} and documentType eq 'Payment'"})
+        return next(iter(rows), None) is not None
 
     def _journal(self, batch: str) -> str:
         """The id of the customer payment journal of that code."""
