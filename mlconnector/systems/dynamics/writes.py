@@ -70,7 +70,10 @@ class Writes:
         """The calls ``write`` makes, for a dry run's estimate: per record, a read of the current row (by its
         linked id, else by its key; none for a new record the ERP numbers) and the POST or PATCH."""
         if entity in JOURNAL_SERVICES:
-            return 3 * len(payloads)  # the document's journal lines and ledger entries read, a line written
+            # pages: the document's journal lines and ledger entries read, a line written; API mode: a payment's
+            # G/L entries and journal lines read and a line written (its journal's id read once), an invoice read
+            # and its header and line written
+            return (3 if self.endpoint.mode == "odata" else 3 + (entity == "cashReceiptLines")) * len(payloads)
         ids = ids or [None] * len(payloads)
         return sum(2 if known or payload.get(key) not in (None, "") else 1 for payload, known in zip(payloads, ids))
 
