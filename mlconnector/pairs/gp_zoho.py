@@ -294,8 +294,8 @@ def order_from_deal(deal: Record, ctx: MapContext) -> dict[str, Any]:
 
 
 def prerequisites(options: Mapping[str, Any]) -> tuple[Requirement, ...]:
-    """Zoho: the keys as unique fields, Credit_Limit, Balance, Outstanding_Payables and the GL coding on Accounts, the two custom modules and their
-    fields; GP: the Dynamics Security Console role (a person's step)."""
+    """Zoho: the keys as unique fields, Credit_Limit, Balance, Outstanding_Payables and the GL coding on Accounts,
+    the two custom modules and their fields; GP: the Dynamics Security Console role (a person's step)."""
     account = str(option(options, "account_key_field"))
     gl, journal = str(option(options, "gl_account_key_field")), str(option(options, "journal_key_field"))
     needed = [
@@ -325,8 +325,9 @@ def prerequisites(options: Mapping[str, Any]) -> tuple[Requirement, ...]:
         Requirement("crm", MODULE, "Sales_Orders", flows=("sales_orders_to_gp",)),
         Requirement("erp", MANUAL, "GP Web Services role",
                     fix="Dynamics Security Console: give the Windows account a role allowing the read operations "
-                        "(customers, vendors, GL accounts and transactions) and CreateSalesOrder, with access to "
-                        "the company, and the CreateSalesOrder policy (`mlconnector ping gp` checks both)"),
+                        "(customers, vendors, payables documents, GL accounts and transactions) and CreateSalesOrder, "
+                        "with access to the company, and the CreateSalesOrder policy (`mlconnector ping gp` checks "
+                        "both)"),
     ]
     if option(options, "vendor_module") == "Vendors":
         needed.append(Requirement("crm", FIELD, "Vendors", str(option(options, "vendor_key_field")), unique=True,
@@ -344,10 +345,11 @@ GP_ZOHO = register(PairSpec(
     flows=(
         Flow("customers", "erp", "customers", "crm", "Accounts", account_match,
              account_from_customer,
-             fields=ACCOUNT_FIELDS, description="GP customers -> Zoho Accounts (addresses, credit limit, balance, GL coding)"),
+             fields=ACCOUNT_FIELDS,
+             description="GP customers -> Zoho Accounts (addresses, credit limit, balance, GL coding)"),
         Flow("vendors", "erp", "vendors", "crm", "Accounts", account_match, account_from_vendor,
-             fields=ACCOUNT_FIELDS, description="GP vendors -> Zoho Accounts (Account_Type Vendor, outstanding payables, GL "
-                         "coding)"),
+             fields=ACCOUNT_FIELDS,
+             description="GP vendors -> Zoho Accounts (Account_Type Vendor, outstanding payables, GL coding)"),
         Flow("vendors_to_vendor_module", "erp", "vendors", "crm", "Vendors", option_key("vendor_key_field"),
              zoho_vendor_from_vendor,
              fields=VENDOR_FIELDS, description="GP vendors -> Zoho Vendors (when options.vendor_module = Vendors)"),

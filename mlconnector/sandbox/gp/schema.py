@@ -36,8 +36,9 @@ _ADDRESS = [_f("ContactPerson", S), _f("Line1", S), _f("Line2", S), _f("Line3", 
 _DATES = [_f("CreatedDate", D), _f("ModifiedDate", D)]
 
 # The posting accounts of a customer and of a vendor card (``<name>GLAccountKey``), as the Customer and Vendor
-# classes of the reference list them (https://learn.microsoft.com/previous-versions/dynamicsgp/developer/cc533830(v=msdn.10)
-# for Vendor); the sandbox serves the ones the pairs read.
+# classes of the reference list them (Vendor:
+# https://learn.microsoft.com/previous-versions/dynamicsgp/developer/cc533830(v=msdn.10)); the sandbox serves the
+# ones the pairs read.
 CUSTOMER_POSTING = ("Cash", "AccountsReceivable", "Sales")
 VENDOR_POSTING = ("Cash", "AccountsPayable", "Purchases")
 
