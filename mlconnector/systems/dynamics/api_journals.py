@@ -16,7 +16,8 @@ not specified and where accountType is either of type "G/L Account" or "Bank Acc
 https://learn.microsoft.com/dynamics365/business-central/dev-itpro/api-reference/v2.0/api/dynamics_journalline_get),
 and a customerPayment applies only to a sales invoice. The draft has the customer, externalDocumentNumber = the
 document number (how it is found again), the posting and due dates, and one line of type Account: the payload's
-balancing (revenue) G/L account for the amount. A posted invoice is never changed; a reversed draft is deleted.
+balancing (revenue) G/L account for the amount. A posted invoice is never changed (one cancelled in Zuora fails with
+the reason: cancel it in BC); a reversed draft is deleted.
 Posting stays with BC's users, as in page mode.
 """
 
@@ -147,6 +148,11 @@ class ApiJournalWriter:
         if found:
             invoice = found[0]
             if str(invoice.get("status") or "") not in DRAFT_INVOICE:
+                if payload.get("reversed") and str(invoice.get("status")) != "Canceled":
+                    return WriteResult("fail", str(invoice["id"]), error=(
+                        f"invoice {number} is posted in BC ({invoice.get('number')}) and was cancelled in Zuora: "
+                        "cancel it in BC (Cancel on the posted invoice makes a corrective credit memo)"),
+                        error_class="unsupported_line")
                 return WriteResult("update", str(invoice["id"]))   # posted: BC's from now on
             if payload.get("reversed"):
                 response = self._call("DELETE", f"{invoices}({invoice['id']})", idempotent=True,
