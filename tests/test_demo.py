@@ -101,7 +101,7 @@ def test_demo_gp_zoho_moves_a_gp_change_and_zoho_orders_into_gp(started) -> None
     assert sorted(o["CustomerKey"]["Id"] for o in orders) == ["AARONFIT0001", "ALTONMAN0001"]
     [adam] = [a for a in sandboxes.zoho_sandboxes["gp"].records("Accounts") if a["Account_Number"] == "ADAMPARK0001"]
     assert adam["Billing_City"] == "Evanston"
-    assert any(line.startswith("│ gl_accounts") and "│    4 │       4 │" in line for line in text.splitlines())
+    assert any(line.startswith("│ gl_accounts") and "│    6 │       6 │" in line for line in text.splitlines())
     from mlconnector.sandbox.zoho.modules import MODULES
     assert "GL_Accounts" not in MODULES  # the custom modules are the demo org's own, not every org's
 
@@ -165,7 +165,7 @@ def test_sandbox_serve_writes_a_config_that_ping_sync_and_audit_use(tmp_path: Pa
         assert (flows["customers"]["created"], flows["products"]["created"], flows["vendors"]["created"]) == (3, 3, 2)
         flows = sync("gp-zoho")
         assert (flows["customers"]["created"], flows["vendors"]["created"], flows["gl_accounts"]["created"],
-                flows["journal_entries"]["created"]) == (3, 2, 4, 2)
+                flows["journal_entries"]["created"]) == (3, 2, 6, 2)
         flows = sync("nav-zuora")
         assert (flows["customers"]["created"], flows["items"]["created"], flows["sales_orders"]["created"]) == (
             6, 6, 2)

@@ -83,7 +83,7 @@ def test_a_bare_zoho_org_is_set_up_by_setup_apply_and_then_syncs(pair: str, tmp_
             org.schema.field("Vendors", "ERP_Number").unique
         if pair == "gp-zoho":
             numbers = [r["GL_Account_Number"] for r in org.records("GL_Accounts")]
-            assert len(numbers) == flows["gl_accounts"]["created"] == 4 and "000-1100-00" in numbers
+            assert len(numbers) == flows["gl_accounts"]["created"] == 6 and "000-1100-00" in numbers
 
 
 def test_setup_never_changes_a_fields_type_and_says_what_is_wrong(tmp_path: Path, cli) -> None:

@@ -85,6 +85,22 @@ def _lookup_id(value: Any) -> str | None:
     return str(value["id"]) if isinstance(value, Mapping) and value.get("id") else None
 
 
+# The GL coding of an Account: the GP card's posting accounts, one custom text field each
+# (https://learn.microsoft.com/previous-versions/dynamicsgp/developer/cc533830(v=msdn.10): Vendor's GLAccountKeys)
+POSTING_FIELDS = {"GL_Cash_Account": "Cash", "GL_Receivables_Account": "AccountsReceivable (customers)",
+                  "GL_Sales_Account": "Sales (customers)", "GL_Payables_Account": "AccountsPayable (vendors)",
+                  "GL_Purchases_Account": "Purchases (vendors)"}
+_POSTING_KEYS = {"GL_Cash_Account": "cash", "GL_Receivables_Account": "receivables", "GL_Sales_Account": "sales",
+                 "GL_Payables_Account": "payables", "GL_Purchases_Account": "purchases"}
+CUSTOMER_POSTING_FIELDS = ("GL_Cash_Account", "GL_Receivables_Account", "GL_Sales_Account")
+VENDOR_POSTING_FIELDS = ("GL_Cash_Account", "GL_Payables_Account", "GL_Purchases_Account")
+
+
+def _gl_coding(party: Record, fields: tuple[str, ...]) -> dict[str, Any]:
+    accounts = party.get("postingAccounts") or {}
+    return {field: _text(accounts.get(_POSTING_KEYS[field])) for field in fields}
+
+
 # GP customers and vendors -> Zoho Accounts ---------------------------------------------------------------------
 # Zoho Account field  <- GP field
 ACCOUNT_FIELDS = {
@@ -100,6 +116,8 @@ ACCOUNT_FIELDS = {
                             ("Country", "country"))},
     "Credit_Limit": "CreditLimit amount (custom currency field)",
     "Balance": "Balance (custom currency field; read-only for sales)",
+    "Outstanding_Payables": "vendors: open payables documents, debits less credits (custom currency field)",
+    **{field: f"the card's {source} posting account (custom text field)" for field, source in POSTING_FIELDS.items()},
     "Description": "Comment1",
 }
 
@@ -121,6 +139,7 @@ def account_from_customer(customer: Record, ctx: MapContext) -> dict[str, Any]:
         **_address_fields("Billing", customer.get("billingAddress")),
         **_address_fields("Shipping", customer.get("shippingAddress")),
         "Credit_Limit": customer.get("creditLimit"), "Balance": customer.get("balance"),
+        **_gl_coding(customer, CUSTOMER_POSTING_FIELDS),
     })
 
 
@@ -135,6 +154,7 @@ def account_from_vendor(vendor: Record, ctx: MapContext) -> dict[str, Any]:
         option(ctx.options, "account_key_field"): f"{option(ctx.options, 'vendor_number_prefix')}{vendor.id}",
         "Account_Type": "Vendor", "Phone": _text(vendor.get("phone")), "Description": _text(vendor.get("comment")),
         **_address_fields("Billing", vendor.get("remitToAddress") or vendor.get("defaultAddress")),
+        "Outstanding_Payables": vendor.get("outstandingPayables"), **_gl_coding(vendor, VENDOR_POSTING_FIELDS),
     })
 
 
@@ -274,14 +294,19 @@ def order_from_deal(deal: Record, ctx: MapContext) -> dict[str, Any]:
 
 
 def prerequisites(options: Mapping[str, Any]) -> tuple[Requirement, ...]:
-    """Zoho: the keys as unique fields, Credit_Limit and Balance on Accounts, the two custom modules and their
-    fields; GP: the Dynamics Security Console role (a person's step)."""
+    """Zoho: the keys as unique fields, Credit_Limit, Balance, Outstanding_Payables and the GL coding on Accounts,
+    the two custom modules and their fields; GP: the Dynamics Security Console role (a person's step)."""
     account = str(option(options, "account_key_field"))
     gl, journal = str(option(options, "gl_account_key_field")), str(option(options, "journal_key_field"))
     needed = [
         Requirement("crm", FIELD, "Accounts", account, unique=True, flows=("customers", "vendors")),
         Requirement("crm", FIELD, "Accounts", "Credit_Limit", "currency", flows=("customers",)),
         Requirement("crm", FIELD, "Accounts", "Balance", "currency", flows=("customers",)),
+        Requirement("crm", FIELD, "Accounts", "Outstanding_Payables", "currency", flows=("vendors",)),
+        *(Requirement("crm", FIELD, "Accounts", name, "text",
+                      flows=tuple(flow for flow, names in (("customers", CUSTOMER_POSTING_FIELDS),
+                                                           ("vendors", VENDOR_POSTING_FIELDS)) if name in names))
+          for name in POSTING_FIELDS),
         Requirement("crm", FIELD, "Contacts", str(option(options, "contact_key_field")), unique=True,
                     flows=("vendor_contacts",)),
         Requirement("crm", CUSTOM_MODULE, GL_ACCOUNT_MODULE, label="GL Accounts", singular="GL Account",
@@ -300,8 +325,9 @@ def prerequisites(options: Mapping[str, Any]) -> tuple[Requirement, ...]:
         Requirement("crm", MODULE, "Sales_Orders", flows=("sales_orders_to_gp",)),
         Requirement("erp", MANUAL, "GP Web Services role",
                     fix="Dynamics Security Console: give the Windows account a role allowing the read operations "
-                        "(customers, vendors, GL accounts and transactions) and CreateSalesOrder, with access to "
-                        "the company, and the CreateSalesOrder policy (`mlconnector ping gp` checks both)"),
+                        "(customers, vendors, payables documents, GL accounts and transactions) and CreateSalesOrder, "
+                        "with access to the company, and the CreateSalesOrder policy (`mlconnector ping gp` checks "
+                        "both)"),
     ]
     if option(options, "vendor_module") == "Vendors":
         needed.append(Requirement("crm", FIELD, "Vendors", str(option(options, "vendor_key_field")), unique=True,
@@ -319,9 +345,11 @@ GP_ZOHO = register(PairSpec(
     flows=(
         Flow("customers", "erp", "customers", "crm", "Accounts", account_match,
              account_from_customer,
-             fields=ACCOUNT_FIELDS, description="GP customers -> Zoho Accounts (addresses, credit limit, balance)"),
+             fields=ACCOUNT_FIELDS,
+             description="GP customers -> Zoho Accounts (addresses, credit limit, balance, GL coding)"),
         Flow("vendors", "erp", "vendors", "crm", "Accounts", account_match, account_from_vendor,
-             fields=ACCOUNT_FIELDS, description="GP vendors -> Zoho Accounts (Account_Type Vendor)"),
+             fields=ACCOUNT_FIELDS,
+             description="GP vendors -> Zoho Accounts (Account_Type Vendor, outstanding payables, GL coding)"),
         Flow("vendors_to_vendor_module", "erp", "vendors", "crm", "Vendors", option_key("vendor_key_field"),
              zoho_vendor_from_vendor,
              fields=VENDOR_FIELDS, description="GP vendors -> Zoho Vendors (when options.vendor_module = Vendors)"),

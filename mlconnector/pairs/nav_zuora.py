@@ -27,6 +27,8 @@ Zuora invoices and payments are booked per document in NAV journals (zuora_money
 line, a payment Cash Receipt Journal lines applied to the invoices it paid, for NAV users to post. The last
 invoice's and payment's status also land in two text fields on the NAV customer, which the customer adds to the
 Customer card (table and page extension, published as the Customer web service): a summary at a glance.
+With NAV reached through API v2.0 (``api = "api"``) the same documents become a draft BC sales invoice and
+customerPayments lines of the customer payment journal named by the batch (systems/dynamics/api_journals.py).
 """
 
 from __future__ import annotations
@@ -65,7 +67,7 @@ OPTIONS = (
     Option("payment_journal", "CASHRCPT/ZUORA", "NAV cash receipt journal TEMPLATE/BATCH Zuora payments are booked "
            "in; \"\" leaves payments out"),
     Option("revenue_account", "", "G/L account balancing invoice lines (\"\": the sales journal batch's balancing "
-           "account)"),
+           "account); in API mode the account of the BC sales invoice's line, required"),
     Option("local_currency", "USD", "the NAV company's own currency: its amounts go with a blank Currency Code"),
     CONFLICT_RULE,
 )
@@ -320,7 +322,8 @@ def prerequisites(options: Mapping[str, Any]) -> tuple[Requirement, ...]:
             template, _, batch = journal.partition("/")
             needed.append(Requirement("erp", MANUAL, f"journal {journal}", flows=(flow,), fix=(
                 f"in NAV, a journal batch {batch} in template {template} with its balancing account, page {page} "
-                "and page 25 Customer Ledger Entries as CustomerLedgerEntries on the Web Services page")))
+                "and page 25 Customer Ledger Entries as CustomerLedgerEntries on the Web Services page (API mode: "
+                f"a customer payment journal {batch}, and options.revenue_account for invoices)")))
     for field_option, zuora_object, flow in (("account_key_field", "Account", "customers"),
                                              ("order_key_field", "Subscription", "sales_orders")):
         name = str(option(options, field_option))

@@ -233,8 +233,8 @@ def booked_documents(entity: str, pages: Callable[[str, dict[str, str]], Iterato
 
 def check_mode(system: str, mode: str, entity: str) -> None:
     if mode != "odata":
-        raise ConfigError(f"{system}: {entity} are written through NAV's journal pages (page web services); set "
-                          f"api = \"odata\" for this system (API v2.0 customerPayments are not written yet)")
+        raise ConfigError(f"{system}: reconcile reads {entity} through NAV's journal pages (page web services), "
+                          f"which API mode (api = \"api\") does not use: compare them in Business Central")
 
 
 __all__ = ["JournalWriter", "JournalRefused", "JOURNAL_SERVICES", "booked_documents", "check_mode"]

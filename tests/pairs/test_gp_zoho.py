@@ -44,7 +44,7 @@ def test_gp_parties_and_ledger_land_in_zoho_and_a_rerun_writes_nothing(world: GP
     contacts = {c["Last_Name"]: c for c in world.crm("Contacts")}
     assert contacts["Martin"]["Account_Name"]["id"] == vendor["id"] and contacts["Martin"]["First_Name"] == "Greg"
     assert sorted(g["GL_Account_Number"] for g in world.crm("GL_Accounts")) == [
-        "000-1100-00", "000-1200-00", "000-4100-00", "000-4110-00"]
+        "000-1100-00", "000-1200-00", "000-2100-00", "000-4100-00", "000-4110-00", "000-5100-00"]
     journal = {j["GL_Journal_Id"]: j for j in world.crm("GL_Journal_Entries")}
     assert journal["2301"]["Total"] == 1200 and journal["2301"]["GL_Accounts"] == "000-1200-00, 000-4100-00"
     assert world.gp.sales_orders() == []  # nothing in Zoho to order yet

@@ -127,3 +127,31 @@ class NavUser:
 
     def close(self) -> None:
         self.http.close()
+
+
+class BcUser:
+    """A Business Central user working through API v2.0 (Basic auth with a web service key), in one company (its
+    id)."""
+
+    def __init__(self, transport: httpx.BaseTransport, base_url: str, company_id: str, user: str, key: str) -> None:
+        token = base64.b64encode(f"{user}:{key}".encode()).decode()
+        self.http = httpx.Client(transport=transport, headers={"Authorization": f"Basic {token}"})
+        self.root = f"{base_url}/api/v2.0/companies({company_id})"
+
+    def rows(self, path: str, filter_: str | None = None) -> list[dict[str, Any]]:
+        """GET a collection (``customerPaymentJournals(id)/customerPayments``), optionally filtered."""
+        answer = self.http.get(f"{self.root}/{path}", params={"$filter": filter_} if filter_ else None)
+        answer.raise_for_status()
+        return answer.json()["value"]
+
+    def row(self, path: str) -> dict[str, Any]:
+        answer = self.http.get(f"{self.root}/{path}")
+        answer.raise_for_status()
+        return answer.json()
+
+    def act(self, path: str) -> None:
+        """POST a bound action (``salesInvoices(id)/Microsoft.NAV.post``), as the page's action button does."""
+        self.http.post(f"{self.root}/{path}").raise_for_status()
+
+    def close(self) -> None:
+        self.http.close()

@@ -17,7 +17,7 @@ from mlconnector.sandbox.dynamics import create_app as create_dynamics
 from mlconnector.sandbox.zuora import ZuoraSandbox
 from mlconnector.sandbox.zuora import create_app as create_zuora
 from mlconnector.state import StateStore
-from tests.pairs.users import NavUser, ZuoraUser
+from tests.pairs.users import BcUser, NavUser, ZuoraUser
 from tests.pairs.world import COMPANY, NAV_KEY, NAV_USER, _Late
 
 ZUORA_HOST = "rest.zuora.com"         # what region us2 + production resolves to
@@ -82,6 +82,10 @@ class ZuoraWorld:
         """Someone working on NAV's cards through its page web services."""
         return NavUser(self.router, "http://erp.sandbox:7048/DynamicsNAV110", self.company, NAV_USER, NAV_KEY)
 
+    def bc_user(self) -> BcUser:
+        """Someone working in the company through BC API v2.0."""
+        return BcUser(self.router, "http://erp.sandbox:7048/DynamicsNAV110", self.company, NAV_USER, NAV_KEY)
+
     def state(self) -> StateStore:
         """The state as the commands open it: the file, or PostgreSQL where MLCONNECTOR_STATE_URL names it."""
         return self.runtime().open_state()
@@ -106,8 +110,10 @@ class ZuoraWorld:
 
 
 def make_zuora_world(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, *, zuora_settings: str = "",
-                     pair_settings: str = "", faults: str | None = None, clocks_behind: float = 0) -> ZuoraWorld:
-    """``clocks_behind``: as make_world's (seconds both sandboxes' clocks start behind this host's)."""
+                     pair_settings: str = "", faults: str | None = None, clocks_behind: float = 0,
+                     nav_settings: str = "") -> ZuoraWorld:
+    """``clocks_behind``: as make_world's (seconds both sandboxes' clocks start behind this host's);
+    ``nav_settings``: more lines for [systems.nav] (``api = "api"``: NAV through API v2.0)."""
     listener_slot = _Late()
     notify = httpx.ASGITransport(app=listener_slot)
     zuora_clock, dynamics_clock = SandboxClock(), SandboxClock()
@@ -138,7 +144,7 @@ kind = "nav"
 base_url = "http://erp.sandbox:7048/DynamicsNAV110"
 company = "{COMPANY}"
 user = "{NAV_USER}"
-
+{nav_settings}
 [systems.zuora]
 kind = "zuora"
 region = "us2"

@@ -385,6 +385,33 @@ def test_posted_invoices_are_the_ones_not_in_draft(http: httpx.Client, sandbox: 
     assert all(row["salesInvoiceLines"] for row in rows)
 
 
+def test_customer_payments_are_cash_receipt_lines_applied_only_to_a_posted_invoice_of_the_customer(
+        http: httpx.Client, sandbox: DynamicsSandbox, bearer: dict[str, str]) -> None:
+    company = sandbox.seed_demo()
+    base = f"{API}/companies({company})"
+    [journal] = http.get(f"{base}/customerPaymentJournals", params={"$filter": "code eq 'ZUORA'"},
+                         headers=bearer).json()["value"]
+    invoices = {row["number"]: row for row in sandbox.records(company, "salesInvoices")}
+    posted, draft = invoices["PS-INV103001"], invoices["S-INV102001"]
+    lines = f"{base}/customerPaymentJournals({journal['id']})/customerPayments"
+    refused = http.post(lines, headers=bearer, json={"customerNumber": draft["customerNumber"], "documentNumber": "P-1",
+                                                     "amount": -1, "appliesToInvoiceId": draft["id"]})
+    assert refused.status_code == 400 and error_code(refused) == "Internal_RecordNotFound"
+    assert http.post(lines, headers=bearer, json={"documentType": "Refund"}).status_code == 400
+
+    made = http.post(lines, headers=bearer, json={"customerNumber": posted["customerNumber"], "documentNumber": "P-1",
+                                                  "amount": -10.5, "appliesToInvoiceNumber": "PS-INV103001"})
+    assert made.status_code == 201
+    line = made.json()
+    assert (line["appliesToInvoiceId"], line["lineNumber"], line["journalDisplayName"]) == (posted["id"], 10000,
+                                                                                            "ZUORA")
+    [row] = [r for r in sandbox.journal_lines(company, "CASHRCPT") if r["Document_No"] == "P-1"]
+    assert (row["Document_Type"], row["Applies_to_Doc_Type"], row["Applies_to_Doc_No"]) == (
+        "Payment", "Invoice", "PS-INV103001")
+    assert http.patch(f"{base}/customerPayments({line['id']})", headers=bearer, json={"amount": -11}).status_code == 400
+    assert [r["id"] for r in http.get(f"{base}/customerPayments", headers=bearer).json()["value"]] == [line["id"]]
+
+
 # -- on-premises forms -----------------------------------------------------------------------------------------
 
 def test_on_premises_api_with_web_service_access_key(http: httpx.Client, sandbox: DynamicsSandbox,

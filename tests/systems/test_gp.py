@@ -99,7 +99,8 @@ def test_gl_accounts_are_compared_with_the_last_read(env, tmp_path):
     connector, gp = env()
     t1 = gp.clock.now()
     first = list(connector.changes("glAccounts", None, t1))
-    assert [a.id for a in first] == ["000-1100-00", "000-1200-00", "000-4100-00", "000-4110-00"]  # Posting only
+    assert [a.id for a in first] == ["000-1100-00", "000-1200-00", "000-2100-00", "000-4100-00", "000-4110-00",
+                                     "000-5100-00"]  # Posting only
     t2 = t1 + timedelta(hours=1)
     assert list(connector.changes("glAccounts", t1, t2)) == []
     gp.modify("gl_accounts", "000-4110-00", Description="Sales - Consulting Services")
@@ -331,7 +332,7 @@ def test_sba_alone_reports_gl_and_sales_orders_unavailable(sba, caplog):
 def test_sba_with_web_services_beside_it_reads_the_ledger_there(sba):
     connector, gp = sba(base_url=URL, company_id=-1)
     assert connector.unavailable("glAccounts") is None
-    assert len(list(connector.changes("glAccounts", None))) == 4 and gp.counts["GetGLAccountList"] == 1
+    assert len(list(connector.changes("glAccounts", None))) == 6 and gp.counts["GetGLAccountList"] == 1
     assert len(list(connector.changes("customers", None))) == 3 and gp.counts["GetCustomerList"] == 0
     result = connector.ping()
     assert result.ok, result.error

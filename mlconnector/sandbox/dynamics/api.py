@@ -179,6 +179,8 @@ class ApiV2:
         first = segments[0]
         if first.name == "companyInformation" and len(segments) == 1:
             return self._company_information(request, company, root)
+        if first.name in ("customerPaymentJournals", "customerPayments", "generalLedgerEntries"):
+            return await self.sandbox.payment_journals.handle(request, company.id, segments, root)
         spec = ENTITIES.get(first.name)
         if spec is None:
             raise errors.segment_not_found(first.name)
@@ -316,6 +318,7 @@ class ApiV2:
             raise errors.method_not_allowed(request.method, action)
         if spec.set_name == "salesInvoices" and action == "Microsoft.NAV.post":
             self.db.post_invoice(company, row)
+            self.sandbox.journals.invoice_posted(company.id, row.values)
             return Response(status_code=204, headers={"OData-Version": "4.0"})
         raise ODataError(400, "BadRequest_MethodNotImplemented", "Entity does not support bound actions")
 

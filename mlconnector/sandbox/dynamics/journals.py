@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import json
 import re
+import uuid
 from dataclasses import dataclass, field
 from datetime import date
 from decimal import Decimal
@@ -78,6 +79,7 @@ JOURNAL_PAGES = {"SalesJournal": JournalPage(253, SALES), "CashReceiptJournal": 
 class Line:
     values: dict[str, Any]
     version: int = 1
+    system_id: str = field(default_factory=lambda: str(uuid.uuid4()))   # the id API v2.0 shows
 
     @property
     def etag(self) -> str:
@@ -92,6 +94,7 @@ class Books:
     batches: dict[tuple[str, str], tuple[str, str]] = field(default_factory=dict)  # -> balancing (type, no.)
     lines: dict[tuple[str, str, int], Line] = field(default_factory=dict)
     entries: list[dict[str, Any]] = field(default_factory=list)
+    gl_entries: list[dict[str, Any]] = field(default_factory=list)   # G/L Entry: what posting a line made
     gl_accounts: set[str] = field(default_factory=set)
     bank_accounts: set[str] = field(default_factory=set)
 
@@ -99,10 +102,25 @@ class Books:
 class Journals:
     """The journal and ledger pages of every company; ``customers(company_id)`` names a company's customers."""
 
-    def __init__(self, customers: Callable[[str], set[str]], today: Callable[[], date]) -> None:
+    def __init__(self, customers: Callable[[str], set[str]], today: Callable[[], date],
+                 settled: Callable[[str, str, Decimal], None] = lambda company, number, remaining: None) -> None:
         self.books: dict[str, Books] = {}
         self.customers = customers
         self.today = today
+        self.settled = settled   # (company id, invoice no., its remaining amount) after a posting applied to it
+
+    def invoice_posted(self, company_id: str, invoice: dict[str, Any]) -> None:
+        """A sales invoice posted through API v2.0 opens its customer ledger entry, as posting does in BC."""
+        books = self.of(company_id)
+        total = Decimal(str(invoice.get("totalAmountIncludingTax") or 0)).quantize(Decimal("0.01"))
+        books.entries.append({"Entry_No": len(books.entries) + 1, "Posting_Date": invoice.get("postingDate")
+                              or self.today().isoformat(), "Document_Type": "Invoice",
+                              "Document_No": invoice["number"],
+                              "External_Document_No": invoice.get("externalDocumentNumber") or "",
+                              "Customer_No": invoice.get("customerNumber") or "", "Description": "",
+                              "Currency_Code": invoice.get("currencyCode") or "", "Amount": total,
+                              "Remaining_Amount": total, "Due_Date": invoice.get("dueDate") or "0001-01-01",
+                              "Open": total != 0})
 
     def of(self, company_id: str) -> Books:
         return self.books.setdefault(company_id, Books())
@@ -200,6 +218,7 @@ class Journals:
             if not line["Bal_Account_No"]:
                 raise ValueError(f"Gen. Journal Line {key}: the transaction is out of balance by {line['Amount']} "
                                  "(no balancing account)")
+            _gl_entries(books, line)
             if line["Account_Type"] != "Customer":
                 continue  # only customer entries are kept by this sandbox
             entry = {"Entry_No": len(entries) + 1, "Posting_Date": line["Posting_Date"],
@@ -215,7 +234,32 @@ class Journals:
         books.entries = entries
         for key in keys:
             del books.lines[key]
+        for entry in entries:
+            if entry["Document_Type"] == "Invoice":
+                self.settled(company_id, entry["Document_No"], entry["Remaining_Amount"])
         return made
+
+
+# The G/L accounts behind a customer's and a bank account's entries (CRONUS's posting groups: receivables 2310,
+# the operating bank's cash account 2910).
+RECEIVABLES_ACCOUNT, BANK_CASH_ACCOUNT = "2310", "2910"
+
+
+def _gl_entries(books: Books, line: dict[str, Any]) -> None:
+    """The two G/L entries a posted line makes: its account's side and its balancing account's."""
+    def account(kind: str, number: str) -> str:
+        return {"Customer": RECEIVABLES_ACCOUNT, "Bank_x0020_Account": BANK_CASH_ACCOUNT}.get(kind, number)
+
+    amount = Decimal(str(line["Amount"]))
+    for number, signed in ((account(line["Account_Type"], line["Account_No"]), amount),
+                           (account(line["Bal_Account_Type"], line["Bal_Account_No"]), -amount)):
+        books.gl_entries.append({"id": str(uuid.uuid4()), "entryNumber": len(books.gl_entries) + 1,
+                                 "postingDate": line["Posting_Date"], "documentNumber": line["Document_No"],
+                                 "documentType": str(line["Document_Type"]).replace(BLANK, " "),
+                                 "accountId": "00000000-0000-0000-0000-000000000000",
+                                 "accountNumber": number, "description": line["Description"],
+                                 "debitAmount": max(signed, Decimal(0)), "creditAmount": max(-signed, Decimal(0)),
+                                 "lastModifiedDateTime": "0001-01-01T00:00:00Z"})
 
 
 def _apply(entries: list[dict[str, Any]], entry: dict[str, Any], kind: str, number: str) -> None:

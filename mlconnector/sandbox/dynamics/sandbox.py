@@ -17,6 +17,7 @@ from mlconnector.sandbox.common import Faults, SandboxClock
 
 from . import errors
 from .api import ApiV2
+from .api_journals import PaymentJournalsApi
 from .auth import CREDENTIAL_TYPES, AppRegistration, Identity
 from .dimensions import CUSTOMER_TABLE, DefaultDimensions
 from .dimensions import SERVICE as DIMENSIONS_SERVICE
@@ -66,7 +67,8 @@ class DynamicsSandbox:
         self.calls: list[ApiCall] = []
         self.api = ApiV2(self)
         self.pages = ODataV4Pages(self)
-        self.journals = Journals(self._customer_numbers, lambda: self.clock.now().date())
+        self.journals = Journals(self._customer_numbers, lambda: self.clock.now().date(), self._invoice_settled)
+        self.payment_journals = PaymentJournalsApi(self)   # API v2.0 customerPaymentJournals over the journals
         # Journal and ledger pages published (journals.py); ``unpublish_page`` takes one away.
         self.journal_services: set[str] = set(JOURNAL_PAGES)
         self.dimensions = DefaultDimensions()
@@ -139,6 +141,17 @@ class DynamicsSandbox:
 
     def _customer_numbers(self, company_id: str) -> set[str]:
         return {str(r.values.get("number")) for r in self.db.company(company_id).table("customers").values()}
+
+    def _invoice_settled(self, company_id: str, number: str, remaining: Any) -> None:
+        """A posted sales invoice's remaining amount (and Paid once nothing remains) after a payment applied to it."""
+        company = self.db.company(company_id)
+        for row in company.table("salesInvoices").values():
+            if row.values.get("number") == number and row.values.get("status") in ("Open", "Paid"):
+                left = float(remaining)
+                if row.values.get("remainingAmount") != left:
+                    self.db.update(company, "salesInvoices", row, {"remainingAmount": left,
+                                                                   "status": "Paid" if left == 0 else "Open"},
+                                   trusted=True)
 
     def add_journal_batch(self, company: str, template: str, batch: str, *, template_type: str = CASH_RECEIPTS,
                           bal_account_type: str = "G_x002F_L_x0020_Account", bal_account_no: str = "") -> None:

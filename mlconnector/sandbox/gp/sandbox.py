@@ -16,6 +16,7 @@ from typing import Any, AsyncIterator
 from mlconnector.sandbox.common import Faults, SandboxClock
 
 from .auth import WindowsAuth
+from .schema import CUSTOMER_POSTING, VENDOR_POSTING
 
 SAMPLE_COMPANY = -1  # the sample company's id in Microsoft's examples (Fabrikam, Inc.)
 SYSTEM_MESSAGE = "An unexpected error has occurred. Contact your system administrator."
@@ -64,6 +65,7 @@ class Company:
     sales_orders: dict[str, dict[str, Any]] = field(default_factory=dict)
     sales_quotes: dict[str, dict[str, Any]] = field(default_factory=dict)
     items: dict[str, dict[str, Any]] = field(default_factory=dict)
+    payables: dict[str, dict[str, Any]] = field(default_factory=dict)  # posted and work payables documents
 
 
 def parse_datetime(value: Any, what: str) -> datetime:
@@ -152,7 +154,8 @@ class GPSandbox:
                      addresses: dict[str, dict[str, Any]] | None = None, credit_limit: float | None = None,
                      balance: float | None = None, currency: str = "Z-US$", active: bool = True,
                      bill_to: str | None = None, ship_to: str | None = None, class_id: str | None = None,
-                     modified: datetime | None = None) -> dict[str, Any]:
+                     posting: dict[str, str] | None = None, modified: datetime | None = None) -> dict[str, Any]:
+        """``posting``: the card's posting accounts by name (Cash, AccountsReceivable, Sales)."""
         addresses = addresses or {"PRIMARY": {}}
         default = next(iter(addresses))
         stamp = self.stamp(modified)
@@ -168,14 +171,16 @@ class GPSandbox:
             "DefaultAddressKey": {"Id": default, "CustomerKey": {"Id": customer_id}},
             "BillToAddressKey": {"Id": bill_to or default, "CustomerKey": {"Id": customer_id}},
             "ShipToAddressKey": {"Id": ship_to or default, "CustomerKey": {"Id": customer_id}},
-            "CreatedDate": stamp, "ModifiedDate": stamp,
+            **self._posting(CUSTOMER_POSTING, posting), "CreatedDate": stamp, "ModifiedDate": stamp,
         }
         self.add_company(company_id).customers[customer_id] = record
         return record
 
     def add_vendor(self, vendor_id: str, name: str, *, company_id: int = SAMPLE_COMPANY,
                    addresses: dict[str, dict[str, Any]] | None = None, currency: str = "Z-US$",
-                   active: bool = True, modified: datetime | None = None) -> dict[str, Any]:
+                   active: bool = True, posting: dict[str, str] | None = None,
+                   modified: datetime | None = None) -> dict[str, Any]:
+        """``posting``: the card's posting accounts by name (Cash, AccountsPayable, Purchases)."""
         addresses = addresses or {"PRIMARY": {}}
         default = next(iter(addresses))
         stamp = self.stamp(modified)
@@ -187,10 +192,36 @@ class GPSandbox:
             "DefaultAddressKey": {"Id": default, "VendorKey": {"Id": vendor_id}},
             "PurchaseAddressKey": {"Id": default, "VendorKey": {"Id": vendor_id}},
             "RemitToAddressKey": {"Id": default, "VendorKey": {"Id": vendor_id}},
-            "CreatedDate": stamp, "ModifiedDate": stamp,
+            **self._posting(VENDOR_POSTING, posting), "CreatedDate": stamp, "ModifiedDate": stamp,
         }
         self.add_company(company_id).vendors[vendor_id] = record
         return record
+
+    @staticmethod
+    def _posting(names: tuple[str, ...], accounts: dict[str, str] | None) -> dict[str, Any]:
+        unknown = set(accounts or {}) - set(names)
+        if unknown:
+            raise ValueError(f"posting accounts are {', '.join(names)}, not {', '.join(sorted(unknown))}")
+        return {f"{name}GLAccountKey": {"Id": (accounts or {})[name]} for name in names if (accounts or {}).get(name)}
+
+    def add_payables_document(self, number: str, vendor_id: str, kind: str, amount: float, *,
+                              company_id: int = SAMPLE_COMPANY, state: str = "Open", batch: str = "PMTRX",
+                              modified: datetime | None = None) -> dict[str, Any]:
+        """A payables document of ``kind`` (PayablesDocumentType: Invoice, FinanceCharge, MiscellaneousCharge,
+        Return, CreditMemo, Payment) in ``state`` (PayablesTransactionState: Work, Open, History)."""
+        company = self.add_company(company_id)
+        stamp = self.stamp(modified)
+        record = {"Key": {"Id": number}, "VendorKey": {"Id": vendor_id},
+                  "VendorName": company.vendors[vendor_id]["Name"], "Date": stamp, "BatchKey": {"Id": batch},
+                  "CurrencyKey": {"ISOCode": "USD"}, "DocumentAmount": {"Value": amount, "DecimalDigits": 2},
+                  "ModifiedDate": stamp, "TransactionState": state, "Type": kind}
+        company.payables[number] = record
+        return record
+
+    def settle_payables_document(self, number: str, *, company_id: int = SAMPLE_COMPANY) -> None:
+        """A document fully applied and moved to history, as posting a payment that pays it off does."""
+        record = self.company(company_id).payables[number]
+        record.update(TransactionState="History", ModifiedDate=self.stamp())
 
     def modify(self, kind: str, record_id: str, *, company_id: int = SAMPLE_COMPANY, address: str | None = None,
                **values: Any) -> dict[str, Any]:
@@ -245,7 +276,8 @@ class GPSandbox:
         entries and a few items."""
         company = self.add_company(company_id, name)
         self.add_customer("AARONFIT0001", "Aaron Fitz Electrical", company_id=company_id, credit_limit=15000,
-                          balance=2318.4, addresses={
+                          balance=2318.4, posting={"Cash": "000-1100-00", "AccountsReceivable": "000-1200-00",
+                                                   "Sales": "000-4100-00"}, addresses={
                               "PRIMARY": {"contact": "Kathy Langer", "line1": "One Microsoft Way", "city": "Redmond",
                                           "state": "WA", "postal_code": "98052", "country": "USA",
                                           "phone": "42555501010000"},
@@ -257,7 +289,9 @@ class GPSandbox:
         self.add_customer("ALTONMAN0001", "Alton Manufacturing", company_id=company_id, balance=812.0,
                           addresses={"PRIMARY": {"line1": "500 Industrial Pkwy", "city": "Detroit", "state": "MI",
                                                  "postal_code": "48201", "country": "USA"}})
-        self.add_vendor("ACETRAVE0001", "A Travel Company", company_id=company_id, addresses={
+        self.add_vendor("ACETRAVE0001", "A Travel Company", company_id=company_id,
+                        posting={"Cash": "000-1100-00", "AccountsPayable": "000-2100-00",
+                                 "Purchases": "000-5100-00"}, addresses={
             "PRIMARY": {"contact": "Greg Martin", "line1": "123 Riverside Dr.", "city": "Fargo", "state": "ND",
                         "postal_code": "58103", "country": "USA", "phone": "70155501230000"}})
         self.add_vendor("ADVANCED0001", "Advanced Office Systems", company_id=company_id, addresses={
@@ -265,8 +299,10 @@ class GPSandbox:
                         "postal_code": "02110", "country": "USA"}})
         for number, text, kind in (("000-1100-00", "Cash - Operating Account", "Posting"),
                                    ("000-1200-00", "Accounts Receivable", "Posting"),
+                                   ("000-2100-00", "Accounts Payable", "Posting"),
                                    ("000-4100-00", "Sales - Hardware", "Posting"),
                                    ("000-4110-00", "Sales - Services", "Posting"),
+                                   ("000-5100-00", "Purchases", "Posting"),
                                    ("000-9000-00", "Headcount", "Unit")):
             self.add_gl_account(number, text, company_id=company_id, account_type=kind)
         self.add_gl_transaction(2301, "Monthly hardware sales", [("000-1200-00", 1200.0, 0, "AR"),
@@ -275,6 +311,12 @@ class GPSandbox:
         self.add_gl_transaction(2302, "Service revenue accrual", [("000-1200-00", 800.0, 0, "AR"),
                                                                   ("000-4110-00", 0, 800.0, "Services")],
                                 company_id=company_id)
+        # A Travel Company: two open invoices less an open credit memo (1,350.00 owed), one invoice paid off
+        for number, kind, amount, state in (("PM-INV-1001", "Invoice", 1200.0, "Open"),
+                                            ("PM-INV-1002", "Invoice", 300.0, "Open"),
+                                            ("PM-CM-0007", "CreditMemo", 150.0, "Open"),
+                                            ("PM-INV-0990", "Invoice", 480.0, "History")):
+            self.add_payables_document(number, "ACETRAVE0001", kind, amount, state=state, company_id=company_id)
         for number, text, price in (("100XLG", "Green Phone", 79.99), ("ACCS-CRD-12WH", "Phone Cord - 12' White",
                                                                         9.95), ("SERVICES", "Services", 1.0)):
             self.add_item(number, text, price, company_id=company_id)
@@ -400,6 +442,36 @@ class GPSandbox:
                         "State": default.get("State"), "CreatedDate": record["CreatedDate"],
                         "ModifiedDate": record["ModifiedDate"]})
         return out
+
+    def op_GetPayablesDocumentList(self, params: dict[str, Any], company: Company) -> dict[str, Any]:
+        """Summaries of payables documents; the criteria restrict by document, vendor, batch, state, type and
+        dates (https://learn.microsoft.com/previous-versions/dynamicsgp/developer/cc508580(v=msdn.10))."""
+        criteria = params.get("criteria") if isinstance(params.get("criteria"), dict) else {}
+        rows = []
+        for record in sorted(company.payables.values(), key=lambda r: r["Key"]["Id"]):
+            if (self._texted(criteria, "DocumentId", record["Key"]["Id"])
+                    and self._texted(criteria, "VendorId", record["VendorKey"]["Id"])
+                    and self._texted(criteria, "BatchId", record["BatchKey"]["Id"])
+                    and self._listed(criteria, "TransactionState", "PayablesTransactionState",
+                                     record["TransactionState"])
+                    and self._listed(criteria, "Type", "PayablesDocumentType", record["Type"])
+                    and self._dated(criteria, "ModifiedDate", record["ModifiedDate"])
+                    and self._dated(criteria, "Date", record["Date"])):
+                rows.append(record)
+        return {"PayablesDocumentSummary": rows}
+
+    @staticmethod
+    def _listed(criteria: Any, field_name: str, item: str, value: str) -> bool:
+        """A ListRestriction: EqualValue, or one of Items."""
+        restriction = criteria.get(field_name) if isinstance(criteria, dict) else None
+        if not isinstance(restriction, dict):
+            return True
+        items = restriction.get("Items")
+        wanted = items.get(item) if isinstance(items, dict) else None
+        allowed = set(wanted if isinstance(wanted, list) else [wanted] if wanted else [])
+        if restriction.get("EqualValue"):
+            allowed.add(str(restriction["EqualValue"]))
+        return not allowed or value in allowed
 
     def op_GetCustomerList(self, params: dict[str, Any], company: Company) -> dict[str, Any]:
         return {"CustomerSummary": self._party_list(company.customers, params.get("criteria"), "CustomerClassKey")}

@@ -35,6 +35,13 @@ _ADDRESS = [_f("ContactPerson", S), _f("Line1", S), _f("Line2", S), _f("Line3", 
             _f("PostalCode", S), _f("CountryRegion", S), _f("Phone1", "PhoneNumber"), _f("Fax", "PhoneNumber")]
 _DATES = [_f("CreatedDate", D), _f("ModifiedDate", D)]
 
+# The posting accounts of a customer and of a vendor card (``<name>GLAccountKey``), as the Customer and Vendor
+# classes of the reference list them (Vendor:
+# https://learn.microsoft.com/previous-versions/dynamicsgp/developer/cc533830(v=msdn.10)); the sandbox serves the
+# ones the pairs read.
+CUSTOMER_POSTING = ("Cash", "AccountsReceivable", "Sales")
+VENDOR_POSTING = ("Cash", "AccountsPayable", "Purchases")
+
 # name -> (base type or None, fields in sequence order)
 TYPES: dict[str, tuple[str | None, list[Field]]] = {
     "OrganizationKey": (None, []),
@@ -55,6 +62,7 @@ TYPES: dict[str, tuple[str | None, list[Field]]] = {
     "CustomerAddressKey": (None, _key(_f("CustomerKey", "CustomerKey"))),
     "VendorAddressKey": (None, _key(_f("VendorKey", "VendorKey"))),
     "GLTransactionKey": (None, [_f("JournalId", I), _f("Date", D)]),
+    "PayablesDocumentKey": (None, _key()),
     # criteria restrictions
     "RestrictionOfNullableOfBoolean": (None, [_f("EqualValue", B), _f("NotEqualValue", B)]),
     "BetweenRestrictionOfString": (None, [_f("EqualValue", S), _f("NotEqualValue", S), _f("From", S), _f("To", S)]),
@@ -72,6 +80,20 @@ TYPES: dict[str, tuple[str | None, list[Field]]] = {
                               _f("IsActive", "RestrictionOfNullableOfBoolean"),
                               _f("CreatedDate", "BetweenRestrictionOfNullableOfDateTime"),
                               _f("ModifiedDate", "BetweenRestrictionOfNullableOfDateTime")]),
+    "ArrayOfPayablesTransactionState": (None, [_f("PayablesTransactionState", S, True)]),
+    "ListRestrictionOfNullableOfPayablesTransactionState": (None, [_f("EqualValue", S),
+                                                                   _f("Items", "ArrayOfPayablesTransactionState")]),
+    "ArrayOfPayablesDocumentType": (None, [_f("PayablesDocumentType", S, True)]),
+    "ListRestrictionOfNullableOfPayablesDocumentType": (None, [_f("EqualValue", S),
+                                                               _f("Items", "ArrayOfPayablesDocumentType")]),
+    # https://learn.microsoft.com/previous-versions/dynamicsgp/developer/cc508580(v=msdn.10) (GetPayablesDocumentList)
+    "PayablesDocumentCriteria": (None, [_f("DocumentId", "LikeRestrictionOfString"),
+                                        _f("Date", "BetweenRestrictionOfNullableOfDateTime"),
+                                        _f("VendorId", "LikeRestrictionOfString"),
+                                        _f("BatchId", "LikeRestrictionOfString"),
+                                        _f("TransactionState", "ListRestrictionOfNullableOfPayablesTransactionState"),
+                                        _f("ModifiedDate", "BetweenRestrictionOfNullableOfDateTime"),
+                                        _f("Type", "ListRestrictionOfNullableOfPayablesDocumentType")]),
     "GLAccountCriteria": (None, [_f("AccountType", "ListRestrictionOfNullableOfGLAccountType")]),
     "GLTransactionCriteria": (None, [_f("TransactionDate", "BetweenRestrictionOfNullableOfDateTime"),
                                      _f("ModifiedDate", "BetweenRestrictionOfNullableOfDateTime")]),
@@ -86,7 +108,8 @@ TYPES: dict[str, tuple[str | None, list[Field]]] = {
                         _f("CurrencyKey", S), _f("CreditLimit", "CreditLimit"), _f("Balance", "MoneyAmount"),
                         _f("Comment1", S), _f("Addresses", "ArrayOfCustomerAddress"),
                         _f("DefaultAddressKey", "CustomerAddressKey"), _f("BillToAddressKey", "CustomerAddressKey"),
-                        _f("ShipToAddressKey", "CustomerAddressKey"), *_DATES]),
+                        _f("ShipToAddressKey", "CustomerAddressKey"),
+                        *(_f(f"{name}GLAccountKey", "GLAccountNumberKey") for name in CUSTOMER_POSTING), *_DATES]),
     # vendors
     "VendorSummary": (None, [_f("Key", "VendorKey"), _f("Name", S), _f("IsActive", B), _f("IsOnHold", B),
                              _f("VendorClassKey", "VendorClassKey"), _f("State", S), *_DATES]),
@@ -97,7 +120,14 @@ TYPES: dict[str, tuple[str | None, list[Field]]] = {
                       _f("IsActive", B), _f("IsOnHold", B), _f("ClassKey", "VendorClassKey"), _f("CurrencyKey", S),
                       _f("Comment1", S), _f("Addresses", "ArrayOfVendorAddress"),
                       _f("DefaultAddressKey", "VendorAddressKey"), _f("PurchaseAddressKey", "VendorAddressKey"),
-                      _f("RemitToAddressKey", "VendorAddressKey"), *_DATES]),
+                      _f("RemitToAddressKey", "VendorAddressKey"),
+                      *(_f(f"{name}GLAccountKey", "GLAccountNumberKey") for name in VENDOR_POSTING), *_DATES]),
+    # https://learn.microsoft.com/previous-versions/dynamicsgp/developer/cc533885(v=msdn.10)
+    "PayablesDocumentSummary": (None, [_f("Key", "PayablesDocumentKey"), _f("VendorKey", "VendorKey"),
+                                       _f("VendorName", S), _f("Date", D), _f("BatchKey", "BatchKey"),
+                                       _f("CurrencyKey", "CurrencyKey"), _f("DocumentAmount", "MoneyAmount"),
+                                       _f("ModifiedDate", D), _f("TransactionState", S), _f("Type", S)]),
+    "ArrayOfPayablesDocumentSummary": (None, [_f("PayablesDocumentSummary", "PayablesDocumentSummary", True)]),
     # general ledger
     "GLAccountSummary": (None, [_f("Key", "GLAccountNumberKey"), _f("Alias", S), _f("IsActive", B),
                                 _f("Description", S), _f("AccountType", S), *_DATES]),
@@ -144,6 +174,8 @@ OPERATIONS: dict[str, tuple[list[Field], str | None]] = {
     "GetCustomerByKey": ([_f("key", "CustomerKey"), _f("context", "Context")], "Customer"),
     "GetVendorList": ([_f("criteria", "VendorCriteria"), _f("context", "Context")], "ArrayOfVendorSummary"),
     "GetVendorByKey": ([_f("key", "VendorKey"), _f("context", "Context")], "Vendor"),
+    "GetPayablesDocumentList": ([_f("criteria", "PayablesDocumentCriteria"), _f("context", "Context")],
+                                "ArrayOfPayablesDocumentSummary"),
     "GetGLAccountList": ([_f("criteria", "GLAccountCriteria"), _f("context", "Context")], "ArrayOfGLAccountSummary"),
     "GetGLTransactionList": ([_f("criteria", "GLTransactionCriteria"), _f("context", "Context")],
                              "ArrayOfGLTransactionSummary"),

@@ -174,7 +174,9 @@ class CustomField:
 # sandbox's starters (``mark_unique``), as an admin would tick "Do not allow duplicate values".
 PAIR_CUSTOM_FIELDS = (
     CustomField("Accounts", "ERP_Number"), CustomField("Accounts", "Credit_Limit", "currency"),
-    CustomField("Accounts", "Balance", "currency"),
+    CustomField("Accounts", "Balance", "currency"), CustomField("Accounts", "Outstanding_Payables", "currency"),
+    *(CustomField("Accounts", name) for name in ("GL_Cash_Account", "GL_Receivables_Account", "GL_Sales_Account",
+                                                 "GL_Payables_Account", "GL_Purchases_Account")),
     CustomField("Contacts", "GP_Contact_Id"), CustomField("Vendors", "ERP_Number"),
     CustomField("Vendors", "GP_Vendor_Id"),
     CustomField("Sales_Orders", "ERP_Number"), CustomField("Invoices", "ERP_Number"),

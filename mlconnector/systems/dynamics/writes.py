@@ -14,6 +14,7 @@ from mlconnector.systems.dynamics.api import ApiV2
 from mlconnector.systems.dynamics.client import DynamicsApi
 from mlconnector.systems.dynamics.odata import Pager, _error
 from mlconnector.systems.dynamics.pages import Pages
+from mlconnector.systems.dynamics.api_journals import ApiJournalWriter
 from mlconnector.systems.dynamics_journals import (JOURNAL_SERVICES, JournalRefused, JournalWriter, booked_documents,
                                                    check_mode)
 
@@ -48,10 +49,15 @@ class Writes:
         return write_each(zip(payloads, known), lambda each: self._upsert_one(entity, each[0], key, each[1]))
 
     def _write_journal(self, entity: str, payloads: list[dict[str, Any]]) -> list[WriteResult]:
-        """Documents as journal lines (dynamics_journals.py), one document at a time."""
-        check_mode(self.name, self.endpoint.mode, entity)
-        writer = JournalWriter(self.name, self._call, lambda url, params: self._pages(url, params),
-                               self.company_url, self.services, self._fail)
+        """Documents as journal lines, one document at a time: on NAV's journal pages (dynamics_journals.py), or in
+        API mode as BC API v2.0 documents (api_journals.py)."""
+        writer: JournalWriter | ApiJournalWriter
+        if self.endpoint.mode == "odata":
+            writer = JournalWriter(self.name, self._call, lambda url, params: self._pages(url, params),
+                                   self.company_url, self.services, self._fail)
+        else:
+            writer = ApiJournalWriter(self.name, self._call, lambda url, params: self._pages(url, params),
+                                      self.company_url, self._fail)
 
         def write_one(payload: dict[str, Any]) -> WriteResult:
             try:
@@ -72,7 +78,10 @@ class Writes:
         """The calls ``write`` makes, for a dry run's estimate: per record, a read of the current row (by its
         linked id, else by its key; none for a new record the ERP numbers) and the POST or PATCH."""
         if entity in JOURNAL_SERVICES:
-            return 3 * len(payloads)  # the document's journal lines and ledger entries read, a line written
+            # pages: the document's journal lines and ledger entries read, a line written; API mode: a payment's
+            # G/L entries and journal lines read and a line written (its journal's id read once), an invoice read
+            # and its header and line written
+            return (3 if self.endpoint.mode == "odata" else 3 + (entity == "cashReceiptLines")) * len(payloads)
         ids = ids or [None] * len(payloads)
         return sum(2 if known or payload.get(key) not in (None, "") else 1 for payload, known in zip(payloads, ids))
 

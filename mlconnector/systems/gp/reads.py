@@ -14,7 +14,7 @@ from typing import Any
 from mlconnector.clock import parse_utc
 from mlconnector.errors import ConfigError, RemoteError
 from mlconnector.systems.base import Record
-from mlconnector.systems.gp.records import DOCUMENTS, Shapes, _id, _items, _text
+from mlconnector.systems.gp.records import DOCUMENTS, Shapes, _id, _items, _text, outstanding_payables
 from mlconnector.systems.gp.seen import SeenList
 from mlconnector.systems.gp.webservices import WebServices
 
@@ -112,6 +112,8 @@ class WebServicesReads:
                 if stamp is None or (since is not None and stamp < since) or stamp >= until:
                     continue
                 rows.append((stamp, self.summary_id(entity, summary)))
+            if entity == "vendors":
+                rows = self._with_payables_changes(rows, self._range(start, end), since, until)
             for stamp, record_id in sorted(rows):
                 yield from self._full(entity, record_id, stamp)
             start = end
@@ -120,6 +122,33 @@ class WebServicesReads:
                 window = min(window * 4, MAX_WINDOW)
             elif len(summaries) > self.window_records:
                 window = max(window / 2, timedelta(days=1))
+
+    def _with_payables_changes(self, rows: list[tuple[datetime, str]], window: dict[str, Any],
+                               since: datetime | None, until: datetime) -> list[tuple[datetime, str]]:
+        """A vendor whose payables documents changed in the window counts as changed (its outstanding payables
+        moved although its card did not): each vendor once, at its latest change."""
+        latest = {record_id: stamp for stamp, record_id in sorted(rows)}
+        answer = self.call("GetPayablesDocumentList", criteria={"ModifiedDate": window})
+        for row in _items(answer, "PayablesDocumentSummary"):
+            stamp = self._stamp(parse_utc(row.get("ModifiedDate")), until) if isinstance(row, Mapping) else None
+            vendor = _id(row.get("VendorKey")) if isinstance(row, Mapping) else None
+            if stamp is None or vendor is None or (since is not None and stamp < since) or stamp >= until:
+                continue
+            latest[vendor] = max(stamp, latest.get(vendor, stamp))
+        return [(stamp, record_id) for record_id, stamp in latest.items()]
+
+    def payables(self, vendor_id: str) -> float:
+        """The vendor's outstanding payables from its open payables documents
+        (https://learn.microsoft.com/previous-versions/dynamicsgp/developer/cc508580(v=msdn.10))."""
+        answer = self.call("GetPayablesDocumentList", criteria={
+            "VendorId": {"EqualValue": vendor_id},
+            "TransactionState": {"Items": {"PayablesTransactionState": ["Open"]}}})
+        return outstanding_payables(_items(answer, "PayablesDocumentSummary"))
+
+    def _vendor_with_payables(self, card: Any, stamp: datetime | None) -> Record:
+        vendor = self._vendor(card, stamp)
+        return Record(vendor.system, vendor.entity, vendor.id, vendor.modified,
+                      {**vendor.data, "outstandingPayables": self.payables(vendor.id)})
 
     def summaries(self, entity: str, criteria: dict[str, Any]) -> list[dict[str, Any]]:
         operation, item = {"customers": ("GetCustomerList", "CustomerSummary"),
@@ -163,7 +192,7 @@ class WebServicesReads:
         if entity == "customers":
             yield self._customer(self.call("GetCustomerByKey", key={"Id": record_id}), stamp)
         elif entity == "vendors":
-            yield self._vendor(self._vendor_card(record_id, stamp), stamp)
+            yield self._vendor_with_payables(self._vendor_card(record_id, stamp), stamp)
         elif entity == "vendorContacts":
             yield from self._vendor_contacts(self._vendor(self._vendor_card(record_id, stamp), stamp))
         elif entity == "glTransactions":

@@ -80,6 +80,29 @@ DOCUMENTS = {"salesOrders": ("CreateSalesOrder", "salesOrder", "GetSalesOrderByK
              "salesQuotes": ("CreateSalesQuote", "salesQuote", "GetSalesQuoteByKey", "SalesQuoteLine", "Quote")}
 
 
+# A card's posting accounts (``<name>GLAccountKey`` on GP's Customer and Vendor) -> the key in our records
+# (https://learn.microsoft.com/previous-versions/dynamicsgp/developer/cc533830(v=msdn.10): Vendor)
+CUSTOMER_POSTING = {"Cash": "cash", "AccountsReceivable": "receivables", "Sales": "sales"}
+VENDOR_POSTING = {"Cash": "cash", "AccountsPayable": "payables", "Purchases": "purchases"}
+# Payables document types that lower what is owed to the vendor (PayablesDocumentType); the others raise it.
+PAYABLES_CREDIT_TYPES = ("Return", "CreditMemo", "Payment")
+
+
+def posting_accounts(raw: Mapping[str, Any], names: Mapping[str, str]) -> dict[str, str | None]:
+    return {ours: _id(raw.get(f"{name}GLAccountKey")) for name, ours in names.items()}
+
+
+def outstanding_payables(summaries: list[Any]) -> float:
+    """What the company owes a vendor: its posted, open payables documents (PayablesTransactionState Open: posted,
+    not yet moved to history), debit documents less credit documents, at their document amounts."""
+    total = 0.0
+    for row in summaries:
+        if isinstance(row, Mapping) and _text(row.get("TransactionState")) == "Open":
+            amount = _money(row.get("DocumentAmount")) or 0.0
+            total += -amount if _text(row.get("Type")) in PAYABLES_CREDIT_TYPES else amount
+    return round(total, 2)
+
+
 class Shapes:
     """The records of one GP system, made from GP's objects (Web Services) or SBA's bodies renamed to them."""
 
@@ -112,7 +135,8 @@ class Shapes:
                      "billingAddress": by_id.get(_id(raw.get("BillToAddressKey")) or "") or data["defaultAddress"],
                      "shippingAddress": by_id.get(_id(raw.get("ShipToAddressKey")) or "") or data["defaultAddress"],
                      "creditLimitType": _text((credit or {}).get("Item")),
-                     "creditLimit": _money((credit or {}).get("Amount")), "balance": _money(raw.get("Balance"))})
+                     "creditLimit": _money((credit or {}).get("Amount")), "balance": _money(raw.get("Balance")),
+                     "postingAccounts": posting_accounts(raw, CUSTOMER_POSTING)})
         return Record(self.name, "customers", data["id"], stamp, data)
 
     def vendor(self, raw: Mapping[str, Any], stamp: datetime | None) -> Record:
@@ -120,7 +144,8 @@ class Shapes:
         by_id = {a["id"]: a for a in data["addresses"]}
         data.update({"checkName": _text(raw.get("CheckName")),
                      "purchaseAddress": by_id.get(_id(raw.get("PurchaseAddressKey")) or "") or data["defaultAddress"],
-                     "remitToAddress": by_id.get(_id(raw.get("RemitToAddressKey")) or "") or data["defaultAddress"]})
+                     "remitToAddress": by_id.get(_id(raw.get("RemitToAddressKey")) or "") or data["defaultAddress"],
+                     "postingAccounts": posting_accounts(raw, VENDOR_POSTING)})
         return Record(self.name, "vendors", data["id"], stamp, data)
 
     def vendor_contacts(self, vendor: Record) -> Iterator[Record]:
