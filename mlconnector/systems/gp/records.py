@@ -65,8 +65,9 @@ _PARTY = ("id", "number", "name", "shortName", "isActive", "isOnHold", "classId"
 _ADDRESS_FIELDS = ("id", "contact", "line1", "line2", "line3", "city", "state", "postalCode", "country", "phone")
 RECORD_FIELDS: dict[str, frozenset[str]] = {
     "customers": frozenset(_PARTY + ("statementName", "billingAddress", "shippingAddress", "creditLimitType",
-                                     "creditLimit", "balance")),
-    "vendors": frozenset(_PARTY + ("checkName", "purchaseAddress", "remitToAddress")),
+                                     "creditLimit", "balance", "postingAccounts")),
+    "vendors": frozenset(_PARTY + ("checkName", "purchaseAddress", "remitToAddress", "postingAccounts",
+                                   "outstandingPayables")),
     "vendorContacts": frozenset(_ADDRESS_FIELDS + ("addressId", "vendorId", "vendorName", "name")),
     "glTransactions": frozenset(("id", "journalId", "reference", "batch", "state", "transactionDate", "lines",
                                  "total", "modifiedDate")),
