@@ -128,8 +128,7 @@ def detect(fr: FlowRun, policy: str, now: datetime, gone: Iterable[str], *, look
         if linked:
             present = set(source.record_ids(flow.source_entity))
             found.update(linked - present)
-    linked_found = state.links(pair, flow.name, sorted(found))
-    return sorted(linked_found)
+    return sorted(state.links(pair, flow.name, sorted(found))) if found else []
 
 
 def settle(fr: FlowRun, policy: str, deleted: list[str], now: datetime, *, allow: bool, looked: bool = True) -> bool:
@@ -138,9 +137,10 @@ def settle(fr: FlowRun, policy: str, deleted: list[str], now: datetime, *, allow
     every record) is recorded only when every deletion was handled, so that the next run finds again what was
     not."""
     state, pair, flow = fr.state, fr.pair.name, fr.flow
-    linked = state.count_links(pair, flow.name)
     fraction = fr.config.max_delete_fraction
-    if deleted and not allow and len(deleted) > 1 and len(deleted) > fraction * linked:
+    # The flow's links are counted only where the guard may stop it: most looks find nothing deleted.
+    if deleted and not allow and len(deleted) > 1 and len(deleted) > fraction * (
+            linked := state.count_links(pair, flow.name)):
         fr.stats.note = (f"{len(deleted)} of {linked} linked records look deleted in {fr.source_name} (more than "
                          f"{fraction:.0%}): nothing was done about them; if that is right, run again with "
                          "--allow-deletes")
