@@ -327,7 +327,8 @@ class Engine:
             run.interrupted = interrupt.signal_name(signum)
             run.stopped = f"interrupted by {run.interrupted}"
             run.exit_code = interrupt.exit_code(signum)
-        if (run.failed or run.guarded or run.deletes_failed) and run.exit_code == EXIT_OK:
+        failed, recorded = run.failed, run.recorded
+        if (failed or run.guarded or run.deletes_failed) and run.exit_code == EXIT_OK:
             run.exit_code = EXIT_RECORDS_FAILED
         if run.stopped and run.exit_code == EXIT_OK:
             run.exit_code = EXIT_RECORDS_FAILED
@@ -341,7 +342,7 @@ class Engine:
         logs.set_flow(None)
         # The run's last line carries its outcome as fields (status, exit_code ...) for a log shipper.
         log.info("%s run %s: %s, exit %d, %d record(s), %d failed%s", self.pair.name, run.run_id, status,
-                 run.exit_code, run.recorded, run.failed, f" ({run.stopped})" if run.stopped else "",
-                 extra={"status": status, "exit_code": run.exit_code, "records": run.recorded, "failed": run.failed,
+                 run.exit_code, recorded, failed, f" ({run.stopped})" if run.stopped else "",
+                 extra={"status": status, "exit_code": run.exit_code, "records": recorded, "failed": failed,
                         "duration_seconds": round(time.monotonic() - self._started, 3)})
         return run
