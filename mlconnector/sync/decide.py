@@ -26,7 +26,8 @@ MAP_ERRORS = (RecordError, SkipRecord, KeyError, ValueError, TypeError)
 class Decider:
     """Decides the batches of one flow run, in read order, on the run's own thread."""
 
-    def __init__(self, fr: FlowRun, planned: dict[str, set[str]], progress: Callable[[str, int], None]) -> None:
+    def __init__(self, fr: FlowRun, planned: dict[str, set[str]],
+                 progress: Callable[[str, int], None] | None = None) -> None:
         self.fr = fr
         self.planned = planned
         self.progress = progress
@@ -45,7 +46,8 @@ class Decider:
         links, self._written = fr.state.batch_links(fr.pair.name, flow.name, flow.echo_of,
                                                     [i.record.id for i in batch])
         self.targets.new_batch(batch)
-        self.progress(flow.name, len(batch))  # once a batch: a batch is mapped in a moment
+        if self.progress is not None:
+            self.progress(flow.name, len(batch))  # once a batch: a batch is mapped in a moment
         mapped = [item for item in batch if self._map(item, links.get(item.record.id))]
         refuse_shared_keys(mapped, field=fr.key_field, form=self._key_form(), state=fr.state, pair=fr.pair.name,
                            flow=flow.name, claimed=fr.keys, describe=self._shared_key_error, shared=flow.many_to_one)

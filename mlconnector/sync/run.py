@@ -79,7 +79,7 @@ class Engine:
         self.connectors = connectors
         self.state = state
         self.counter = counter or CallCounter()
-        self.progress = progress or (lambda flow, n: None)
+        self.progress = progress
         # Where a progress bar can show a total: sources that can tell how many records a read gives do.
         self.progress_total = progress_total
         self.stop_requested = stop_requested  # a signal asked the run to stop (see _stop_if_asked)
@@ -245,7 +245,7 @@ class Engine:
 
         run_flow(fr, records, Decider(fr, self.planned, self.progress), batch_size=self.batch_size,
                  writers=self._in_flight(fr), initial=initial, counter=self.counter,
-                 before_send=lambda items: recovery.note_intents(fr, items), finished=finished,
+                 before_send=functools.partial(recovery.note_intents, fr), finished=finished,
                  stop_if_asked=self._stop_if_asked, stop_requested=self.stop_requested,
                  between_batches=between_batches)
 
