@@ -43,6 +43,15 @@ class FlowMarks:
     queued: bool  # a record of the flow waits in the replay queue
 
 
+@dataclass(frozen=True)
+class DeletionMarks:
+    """What a flow's deletion look needs of the state, read at once by ``State.deletion_marks``."""
+
+    kept: dict[str, str]  # target records kept (flag, unlink) after their sources' deletion: id -> that policy
+    feed_since: datetime | None  # how far the flow's deletion feed was read
+    scanned: datetime | None  # when its source's ids were last read whole
+
+
 class StateStore(LinkQueries, AuditQueries, QueueQueries, CheckQueries, IncidentQueries, RetentionQueries):
     """One open state store. Use as a context manager, or call close(). Threads of one run may share it: a
     transaction and the reads a run makes while another thread records are serialized (``lock``)."""
@@ -226,11 +235,13 @@ class StateStore(LinkQueries, AuditQueries, QueueQueries, CheckQueries, Incident
 
     # deletions ---------------------------------------------------------------------------------------------
     @_serialized
-    def deletion_check(self, pair: str, flow: str) -> tuple[datetime | None, datetime | None]:
-        """(how far the flow's deletion feed was read, when its source's ids were last read whole)."""
+    def deletion_marks(self, pair: str, flow: str) -> DeletionMarks:
+        """What the flow's deletion look needs: the target records kept after deletions, and where the checks got."""
         row = self._execute("SELECT feed_since, scanned FROM deletion_checks WHERE pair = ? AND flow = ?",
                             [pair, flow]).fetchone()
-        return (parse_iso(row[0]), parse_iso(row[1])) if row else (None, None)
+        kept = dict(self._execute("SELECT target_id, policy FROM kept_after_delete WHERE pair = ? AND flow = ?",
+                                  [pair, flow]).fetchall())
+        return DeletionMarks(kept, *((parse_iso(row[0]), parse_iso(row[1])) if row else (None, None)))
 
     @_serialized
     def note_deletion_check(self, pair: str, flow: str, *, feed_since: datetime | None = None,
