@@ -109,7 +109,7 @@ def test_links_and_audit_rows_of_a_large_batch_land_with_their_values(config_fil
 def test_records_waiting_in_a_batch_keep_only_their_id_and_version(config_file, tmp_path, erp, crm):
     from mlconnector.sync.context import FlowRun
     from mlconnector.sync.decide import Decider
-    from mlconnector.sync.items import batched
+    from mlconnector.sync.pipeline import batched
     from mlconnector.sync.outcomes import FlowStats, RunResult
 
     seed_customers(erp, 12)

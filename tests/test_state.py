@@ -10,8 +10,8 @@ from datetime import datetime, timedelta, timezone
 import pytest
 
 from mlconnector.api import Runtime
-from mlconnector.state import (CACHE_KIB, WAL_CHECKPOINT_PAGES, BatchRecord, Link, Replay, State, default_state_path,
-                               iso, migrations, utcnow)
+from mlconnector.state import (CACHE_KIB, WAL_CHECKPOINT_PAGES, BatchRecord, DeletionMarks, FlowMarks, Link, Replay,
+                               State, default_state_path, iso, migrations, utcnow)
 
 
 @pytest.fixture
@@ -242,3 +242,26 @@ def test_a_flows_mapping_digest_is_none_until_recorded_then_replaced(state):
     assert state.mapping_digest("p", "customers") == ""
     state.set_mapping_digest("p", "customers", "abc")
     assert state.mapping_digest("p", "customers") == "abc" and state.mapping_digest("p", "items") is None
+
+
+def test_a_flows_marks_are_read_in_one_call(state):
+    from datetime import datetime, timezone
+
+    assert state.flow_marks("p", "customers") == FlowMarks(None, None, False)
+    mark = datetime(2026, 3, 2, 9, 30, 0, 123456, tzinfo=timezone.utc)
+    state.set_watermark("p", "customers", mark)
+    state.set_mapping_digest("p", "customers", "abc")
+    state.queue_replays("p", "customers", [Replay("C1", "nav", "customer", "http", "500", "r")])
+    assert state.flow_marks("p", "customers") == FlowMarks(mark, "abc", True)
+    assert state.flow_marks("p", "items") == FlowMarks(None, None, False)
+
+
+def test_a_deletion_look_reads_what_was_kept_and_how_far_the_checks_got_in_one_call(state):
+    when = datetime(2026, 3, 1, tzinfo=timezone.utc)
+    assert state.deletion_marks("p", "customers") == DeletionMarks({}, None, None)
+    state.note_kept_after_delete("p", "customers", ["Z1"], "nav", "flag", when)
+    state.note_deletion_check("p", "customers", feed_since=when)
+    assert state.deletion_marks("p", "customers") == DeletionMarks({"Z1": "flag"}, when, None)
+    state.note_deletion_check("p", "customers", scanned=when)  # the feed's mark stays
+    assert state.deletion_marks("p", "customers") == DeletionMarks({"Z1": "flag"}, when, when)
+

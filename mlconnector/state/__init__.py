@@ -14,9 +14,9 @@ from mlconnector.state.location import resolve as resolve_state
 from mlconnector.state.locks import pair_lock_file
 from mlconnector.state.schema import migrations
 from mlconnector.state.queues import Replay
-from mlconnector.state.base import BatchRecord, StateStore
+from mlconnector.state.base import BatchRecord, DeletionMarks, FlowMarks, StateStore
 from mlconnector.state.store import CACHE_KIB, WAL_CHECKPOINT_PAGES, State, refuse_foreign_database
 
-__all__ = ["AUDIT_COLUMNS", "BatchRecord", "CACHE_KIB", "Replay", "Link", "MAX_ROWS_PER_STATEMENT", "STATE_ENV", "State", "StateFileReplaced", "StateLocation", "StateStore",
+__all__ = ["AUDIT_COLUMNS", "BatchRecord", "CACHE_KIB", "DeletionMarks", "FlowMarks", "Replay", "Link", "MAX_ROWS_PER_STATEMENT", "STATE_ENV", "State", "StateFileReplaced", "StateLocation", "StateStore",
            "WAL_CHECKPOINT_PAGES", "database_errors", "default_state_path", "iso", "migrations", "pair_lock_file", "parse_iso", "refuse_foreign_database", "resolve_state",
            "utcnow"]

@@ -23,11 +23,12 @@ class AuditQueries:
     def add_audit(self, row: dict[str, Any]) -> None:
         self.add_audits([row])
 
-    def add_audits(self, rows: list[dict[str, Any]]) -> None:
-        """Many audit rows in one statement (a batch's); every row gets the same columns, absent ones NULL."""
+    def add_audits(self, rows: list[dict[str, Any]], *, now: str | None = None) -> None:
+        """Many audit rows in one statement (a batch's); every row gets the same columns, absent ones NULL.
+        ``now``: the time of rows without one (stored form)."""
         if not rows:
             return
-        now = iso(utcnow())
+        now = now or iso(utcnow())
         values = []
         for row in rows:
             if not row.keys() <= AUDIT_COLUMNS:

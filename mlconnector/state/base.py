@@ -35,6 +35,24 @@ class BatchRecord:
     watermark: datetime | None = None
 
 
+@dataclass(frozen=True)
+class FlowMarks:
+    """What a poll of one flow needs of the state before it reads, read at once by ``State.flow_marks``."""
+
+    watermark: datetime | None
+    mapping_digest: str | None  # of the configured mappings its records were last mapped with; None: never recorded
+    queued: bool  # a record of the flow waits in the replay queue
+
+
+@dataclass(frozen=True)
+class DeletionMarks:
+    """What a flow's deletion look needs of the state, read at once by ``State.deletion_marks``."""
+
+    kept: dict[str, str]  # target records kept (flag, unlink) after their sources' deletion: id -> that policy
+    feed_since: datetime | None  # how far the flow's deletion feed was read
+    scanned: datetime | None  # when its source's ids were last read whole
+
+
 class StateStore(LinkQueries, AuditQueries, QueueQueries, CheckQueries, IncidentQueries, RetentionQueries):
     """One open state store. Use as a context manager, or call close(). Threads of one run may share it: a
     transaction and the reads a run makes while another thread records are serialized (``lock``)."""
@@ -137,17 +155,22 @@ class StateStore(LinkQueries, AuditQueries, QueueQueries, CheckQueries, Incident
     def record_batch(self, pair: str, flow: str, batch: BatchRecord) -> None:
         """What one batch of a flow did, in one transaction (a savepoint inside one already open): its links (and
         the opposite flow's it made), its audit rows, the replay queue, its intents closed and the watermark."""
+        now = iso(utcnow())  # the batch's one time, for its audit rows, queue entries and watermark
         with self.transaction():
-            self.save_links(batch.links)
-            self.add_links_if_absent(batch.links_if_absent)
+            if batch.links:
+                self.save_links(batch.links)
+            if batch.links_if_absent:
+                self.add_links_if_absent(batch.links_if_absent, now=now)
             if batch.replayed:
                 self.clear_replays(pair, flow, batch.replayed)
-            self.queue_replays(pair, flow, batch.queued)
-            self.add_audits(batch.audits)
+            if batch.queued:
+                self.queue_replays(pair, flow, batch.queued, now=now)
+            if batch.audits:
+                self.add_audits(batch.audits, now=now)
             if batch.intents_closed:
                 self.clear_intents(pair, flow, batch.intents_closed)
             if batch.watermark is not None:
-                self.set_watermark(pair, flow, batch.watermark)
+                self.set_watermark(pair, flow, batch.watermark, now=now)
 
     # runs ------------------------------------------------------------------------------------
     def prove_writable(self, name: str) -> None:
@@ -187,13 +210,21 @@ class StateStore(LinkQueries, AuditQueries, QueueQueries, CheckQueries, Incident
         row = self._execute("SELECT value FROM watermarks WHERE pair = ? AND flow = ?", [pair, flow]).fetchone()
         return parse_iso(row[0]) if row else None
 
-    def set_watermark(self, pair: str, flow: str, value: datetime) -> None:
+    @_serialized
+    def flow_marks(self, pair: str, flow: str) -> FlowMarks:
+        """The flow's watermark, its mapping digest and whether a record of it is queued, in one statement."""
+        row = self._execute("SELECT (SELECT value FROM watermarks WHERE pair = ? AND flow = ?), "
+                            "(SELECT digest FROM mapping_digests WHERE pair = ? AND flow = ?), "
+                            "EXISTS (SELECT 1 FROM replay WHERE pair = ? AND flow = ?)", [pair, flow] * 3).fetchone()
+        return FlowMarks(parse_iso(row[0]), row[1], bool(row[2]))
+
+    def set_watermark(self, pair: str, flow: str, value: datetime, *, now: str | None = None) -> None:
         """Move the watermark forward; it never moves back (a late, older record cannot rewind it)."""
         # One plain statement (a load moves it once per batch): stored values are all iso(), UTC to the
         # microsecond, so their text orders as their time does.
         self._execute("INSERT INTO watermarks (pair, flow, value, updated) VALUES (?, ?, ?, ?) "
                       "ON CONFLICT (pair, flow) DO UPDATE SET value = excluded.value, updated = excluded.updated "
-                      "WHERE excluded.value > watermarks.value", [pair, flow, iso(value), iso(utcnow())])
+                      "WHERE excluded.value > watermarks.value", [pair, flow, iso(value), now or iso(utcnow())])
 
     @_serialized
     def reset_watermark(self, pair: str, flow: str) -> None:
@@ -205,11 +236,13 @@ class StateStore(LinkQueries, AuditQueries, QueueQueries, CheckQueries, Incident
 
     # deletions ---------------------------------------------------------------------------------------------
     @_serialized
-    def deletion_check(self, pair: str, flow: str) -> tuple[datetime | None, datetime | None]:
-        """(how far the flow's deletion feed was read, when its source's ids were last read whole)."""
+    def deletion_marks(self, pair: str, flow: str) -> DeletionMarks:
+        """What the flow's deletion look needs: the target records kept after deletions, and where the checks got."""
         row = self._execute("SELECT feed_since, scanned FROM deletion_checks WHERE pair = ? AND flow = ?",
                             [pair, flow]).fetchone()
-        return (parse_iso(row[0]), parse_iso(row[1])) if row else (None, None)
+        kept = dict(self._execute("SELECT target_id, policy FROM kept_after_delete WHERE pair = ? AND flow = ?",
+                                  [pair, flow]).fetchall())
+        return DeletionMarks(kept, *((parse_iso(row[0]), parse_iso(row[1])) if row else (None, None)))
 
     @_serialized
     def note_deletion_check(self, pair: str, flow: str, *, feed_since: datetime | None = None,

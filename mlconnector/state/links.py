@@ -57,7 +57,10 @@ _SELECT_LINK = ("SELECT pair, flow, source_id, target_id, source_version, hash, 
 def _link_of(row: tuple[Any, ...]) -> Link:
     (pair, flow, source_id, target_id, source_version, hash_, target_version, fields, source_hash, target_fields,
      target_hash, target_key, written) = row
-    return Link(pair, flow, source_id, target_id, parse_iso(source_version), hash_, parse_iso(target_version),
+    # fromisoformat itself, not parse_iso: a batch's links are read here one by one.
+    return Link(pair, flow, source_id, target_id,
+                datetime.fromisoformat(source_version) if source_version else None, hash_,
+                datetime.fromisoformat(target_version) if target_version else None,
                 _fields_of(fields) if fields else None, source_hash,
                 _fields_of(target_fields) if target_fields else None, target_hash, target_key, written)
 
@@ -169,11 +172,11 @@ class LinkQueries:
             self._execute(f"{statement} WHERE pair = ? AND flow = ? AND source_id IN "
                                  f"({','.join('?' * len(chunk))})", [pair, flow, *chunk])
 
-    def add_links_if_absent(self, links: list[Link]) -> None:
+    def add_links_if_absent(self, links: list[Link], *, now: str | None = None) -> None:
         """Links saved only where the flow has none for that source record yet (one statement)."""
         if not links:
             return
-        now = iso(utcnow())
+        now = now or iso(utcnow())
         self._insert_rows(_SAVE_LINK_HEAD, 14, [_link_row(link, now) for link in links],
                           " ON CONFLICT (pair, flow, source_id) DO NOTHING")
 

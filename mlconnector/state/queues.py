@@ -67,10 +67,12 @@ class QueueQueries:
         self.queue_replays(pair, flow, [Replay(source_id, source_system, source_entity, error_class, error, run_id,
                                                target_key)])
 
-    def queue_replays(self, pair: str, flow: str, entries: list[Replay]) -> None:
+    def queue_replays(self, pair: str, flow: str, entries: list[Replay], *, now: str | None = None) -> None:
         """Many records into the replay queue in one statement: a record already waiting keeps when it first failed
         and counts one attempt more."""
-        now = iso(utcnow())
+        if not entries:
+            return
+        now = now or iso(utcnow())
         # One entry per record: a statement may not touch a row twice (PostgreSQL refuses it); the last one counts.
         entries = list({e.source_id: e for e in entries}.values())
         self._insert_rows(_QUEUE_REPLAY_HEAD, 12, [

@@ -22,13 +22,16 @@ from mlconnector.sync.writer import NotSent
 from mlconnector.systems.base import Record, WriteResult
 
 
+_WRITTEN = (Outcome.CREATED, Outcome.UPDATED)
+
+
 def audit_row(run_id: str, pair: str, flow: Flow, source: str, target: str, source_id: str,
               target_id: str | None, outcome: Outcome | str, *, error_class: str | None = None,
               error: str | None = None, note: str | None = None, payload: str | None = None,
               changes: str | None = None, record_key: str | None = None) -> dict[str, Any]:
     """The audit trail's row for one record in one flow (``outcome``: an Outcome, or "link" for a record found and
     linked rather than written)."""
-    action = outcome.audit_action if isinstance(outcome, Outcome) else outcome
+    action = ("skip" if outcome is Outcome.UNCHANGED else outcome.value) if isinstance(outcome, Outcome) else outcome
     failed = action == "fail"
     return {"run_id": run_id, "pair": pair, "flow": flow.name, "source_system": source,
             "source_entity": flow.source_entity, "source_id": source_id, "target_system": target,
@@ -80,10 +83,14 @@ class Recorder:
                 # Some creates may have landed before the failure: their intents stay for the next run.
                 self.record(batch, advance=not fr.hold, landed=False)
                 raise
-            for item, result in zip(written, results):
-                item.answered(result)
-            if any(r.not_sent for r in results):
-                fr.hold = True  # the run stopped part way through the batch: the next run reads the rest again
+            for item, result in zip(written, results):  # the target's answer decides each record's outcome
+                item.result = result
+                if result.not_sent:  # never sent: left for the next run, which reads the rest of the batch again
+                    fr.hold = True
+                elif result.ok:
+                    item.outcome = Outcome.CREATED if result.action == "create" else Outcome.UPDATED
+                else:
+                    item.decide(Outcome.FAILED, result.error or "", result.error_class or "error")
         try:
             self.record(batch, advance=not fr.hold)
         except BaseException:
@@ -95,14 +102,14 @@ class Recorder:
         fr = self.fr
         flow, pair = fr.flow, fr.pair.name
         if fr.run.dry_run:
-            for item in batch:
-                fr.stats.count(item.outcome or Outcome.SKIPPED, item.reason)
+            fr.stats.count_batch([(item.outcome or Outcome.SKIPPED, item.reason) for item in batch])
             return
-        fr.keys.recorded(item.key for item in batch)
+        fr.keys.recorded([item.key for item in batch])
         newest: datetime | None = None
         done = BatchRecord()
         written_back: list[tuple[Record, WriteResult]] = []
         sharing: list[Item] = []
+        settled: list[tuple[Outcome, str | None]] = []  # counted in the flow's stats once the batch is gone through
         for item in batch:
             if item.result is not None and item.result.not_sent:
                 continue  # never sent (the run was told to stop): neither an attempt nor read, as far as it goes
@@ -110,7 +117,7 @@ class Recorder:
             record = item.record
             newest = _later(newest, record.modified)
             if outcome is Outcome.SEEN:
-                fr.stats.count(outcome)  # re-read through the overlap window: no attempt, no audit row
+                settled.append((outcome, None))  # re-read through the overlap window: no attempt, no audit row
                 continue
             if outcome is Outcome.FAILED:
                 done.queued.append(Replay(record.id, fr.source_name, flow.source_entity, item.error_class or "error",
@@ -119,12 +126,12 @@ class Recorder:
                     sharing.append(item)
             else:
                 done.replayed.append(record.id)
-                if outcome.written:
+                if outcome in _WRITTEN:
                     done.links += self._links_of_write(item, written_back)
                 elif outcome is Outcome.UNCHANGED and item.link:
                     done.links.append(replace(item.link, source_version=record.modified,
                                               source_hash=item.fingerprint, target_key=item.key))
-            fr.stats.count(outcome, item.reason)
+            settled.append((outcome, item.reason))
             note = item.reason if outcome in (Outcome.SKIPPED, Outcome.UNCHANGED) else \
                 "; ".join(filter(None, (fr.mode if fr.mode != "poll" else None, item.note))) or None
             payload = (json.dumps(item.payload, default=str)
@@ -132,6 +139,7 @@ class Recorder:
             changed = self._changes(item) if outcome is Outcome.UPDATED else []
             done.audits.append(self.row(item, note=note, payload=payload, error_class=item.error_class or "error",
                                         error=item.reason or "", changes=changes.to_json(changed)))
+        fr.stats.count_batch(settled)
         if not fr.replay_waiting:
             done.replayed = []  # none of this flow's records waits: nothing to take out of the queue
         if done.queued:

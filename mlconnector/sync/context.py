@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from functools import cached_property
 
 from mlconnector.config import PairConfig
 from mlconnector.errors import UnresolvedReference
@@ -59,27 +60,29 @@ class FlowRun:
     keys: ClaimedKeys = field(default_factory=ClaimedKeys)
     remap: bool = False  # the flow's configured mapping changed: versions already synced are mapped again
 
-    @property
+    # Worked out once per flow run (the flow, its config and its connectors do not change while it runs): every
+    # batch asks these, and the key field is asked of the pair's mapping module.
+    @cached_property
     def source(self) -> Connector:
         return self.connectors[self.flow.source]
 
-    @property
+    @cached_property
     def target(self) -> Connector:
         return self.connectors[self.flow.target]
 
-    @property
+    @cached_property
     def source_name(self) -> str:
         return self.source.name or self.flow.source
 
-    @property
+    @cached_property
     def target_name(self) -> str:
         return self.target.name or self.flow.target
 
-    @property
+    @cached_property
     def key_field(self) -> str:
         return self.flow.key_field(self.config.options)
 
-    @property
+    @cached_property
     def opposite(self) -> Flow | None:
         """The flow writing the other way in a two-way sync."""
         return self.pair.flow(self.flow.echo_of) if self.flow.echo_of else None

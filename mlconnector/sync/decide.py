@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable
+from functools import partial
 from typing import Any
 
 from mlconnector.errors import RecordError
@@ -25,7 +26,8 @@ MAP_ERRORS = (RecordError, SkipRecord, KeyError, ValueError, TypeError)
 class Decider:
     """Decides the batches of one flow run, in read order, on the run's own thread."""
 
-    def __init__(self, fr: FlowRun, planned: dict[str, set[str]], progress: Callable[[str, int], None]) -> None:
+    def __init__(self, fr: FlowRun, planned: dict[str, set[str]],
+                 progress: Callable[[str, int], None] | None = None) -> None:
         self.fr = fr
         self.planned = planned
         self.progress = progress
@@ -44,6 +46,8 @@ class Decider:
         links, self._written = fr.state.batch_links(fr.pair.name, flow.name, flow.echo_of,
                                                     [i.record.id for i in batch])
         self.targets.new_batch(batch)
+        if self.progress is not None:
+            self.progress(flow.name, len(batch))  # once a batch: a batch is mapped in a moment
         mapped = [item for item in batch if self._map(item, links.get(item.record.id))]
         refuse_shared_keys(mapped, field=fr.key_field, form=self._key_form(), state=fr.state, pair=fr.pair.name,
                            flow=flow.name, claimed=fr.keys, describe=self._shared_key_error, shared=flow.many_to_one)
@@ -60,7 +64,6 @@ class Decider:
         fr = self.fr
         record = item.record
         item.link = link
-        self.progress(fr.flow.name, 1)
         if record.modified is None or self.coarse:
             item.fingerprint = source_fingerprint(record.data)
         if fr.mode == "poll" and not fr.remap and self._already_synced(item):
@@ -121,9 +124,8 @@ class Decider:
         return bool(link and link.target_id and link.source_version and modified and modified <= link.source_version)
 
     def _key_form(self) -> Callable[[Any], str]:
-        """How the target compares values of its key field."""
-        target, entity, field = self.fr.target, self.fr.flow.target_entity, self.fr.key_field
-        return lambda value: target.key_form(entity, field, value)
+        """How the target compares values of its key field (the connector's own method, called per record)."""
+        return partial(self.fr.target.key_form, self.fr.flow.target_entity, self.fr.key_field)
 
     def _shared_key_error(self, field: str, value: Any, others: tuple[str, ...]) -> str:
         fr = self.fr

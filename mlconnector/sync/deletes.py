@@ -28,7 +28,7 @@ from datetime import datetime, timedelta
 from mlconnector.config import PairConfig
 from mlconnector.errors import ConfigError
 from mlconnector.flows import Flow, PairSpec, key_value
-from mlconnector.state.links import Link
+from mlconnector.state import DeletionMarks, Link
 from mlconnector.sync.bookkeeping import audit_row
 from mlconnector.sync.context import FlowRun
 from mlconnector.sync.outcomes import FlowStats, Outcome
@@ -84,13 +84,12 @@ def kept_from_the_way_back(fr: FlowRun) -> dict[str, str]:
     return fr.state.kept_after_delete(fr.pair.name, flow.echo_of)
 
 
-def relinked(fr: FlowRun) -> None:
-    """Target records kept after their source's deletion that this flow has linked again (the source record created
-    again under its key, and upserted onto them): the mark comes off where the flow flagged them, and they are no
-    longer kept (reconcile compares them again; the way back carries their edits again). A mark that cannot come
-    off is tried again by the next run."""
+def relinked(fr: FlowRun, kept: dict[str, str]) -> None:
+    """Target records kept after their source's deletion (``kept``: id -> policy) that this flow has linked again
+    (the source record created again under its key, and upserted onto them): the mark comes off where the flow
+    flagged them, and they are no longer kept (reconcile compares them again; the way back carries their edits
+    again). A mark that cannot come off is tried again by the next run."""
     state, pair, flow = fr.state, fr.pair.name, fr.flow
-    kept = state.kept_policies(pair, flow.name)
     if not kept or fr.run.dry_run:
         return
     linked = sorted(state.committed_links(pair, flow.name, sorted(kept), by_target=True))
@@ -107,17 +106,18 @@ def relinked(fr: FlowRun) -> None:
         state.forget_kept_after_delete(pair, flow.name, [t for t in linked if not failed.get(t)])
 
 
-def detect(fr: FlowRun, policy: str, now: datetime, gone: Iterable[str], *, look: bool = True,
+def detect(fr: FlowRun, policy: str, now: datetime, gone: Iterable[str], marks: DeletionMarks, *, look: bool = True,
            feed: Callable[[Connector, str, datetime | None], Iterable[str]] | None = None) -> list[str]:
     """The flow's linked source records that are deleted: those ``gone`` (notified or queued, and not found) and,
-    with ``look``, those the source's deletion feed lists since the last look (read by ``feed``, else the source's
-    ``deleted_since``) or, where it has no feed and a whole read of ids is due, those absent from it."""
+    with ``look``, those the source's deletion feed lists since the last look (``marks.feed_since``; read by
+    ``feed``, else the source's ``deleted_since``) or, where it has no feed and a whole read of ids is due
+    (``marks.scanned``), those absent from it."""
     if policy == "ignore":
         return []
     state, pair, flow = fr.state, fr.pair.name, fr.flow
     source = fr.source
     found = set(gone)
-    feed_since, scanned = state.deletion_check(pair, flow.name)
+    feed_since, scanned = marks.feed_since, marks.scanned
     if not look:
         pass
     elif source.capabilities.deletion_feed:
@@ -128,8 +128,7 @@ def detect(fr: FlowRun, policy: str, now: datetime, gone: Iterable[str], *, look
         if linked:
             present = set(source.record_ids(flow.source_entity))
             found.update(linked - present)
-    linked_found = state.links(pair, flow.name, sorted(found))
-    return sorted(linked_found)
+    return sorted(state.links(pair, flow.name, sorted(found))) if found else []
 
 
 def settle(fr: FlowRun, policy: str, deleted: list[str], now: datetime, *, allow: bool, looked: bool = True) -> bool:
@@ -138,9 +137,10 @@ def settle(fr: FlowRun, policy: str, deleted: list[str], now: datetime, *, allow
     every record) is recorded only when every deletion was handled, so that the next run finds again what was
     not."""
     state, pair, flow = fr.state, fr.pair.name, fr.flow
-    linked = state.count_links(pair, flow.name)
     fraction = fr.config.max_delete_fraction
-    if deleted and not allow and len(deleted) > 1 and len(deleted) > fraction * linked:
+    # The flow's links are counted only where the guard may stop it: most looks find nothing deleted.
+    if deleted and not allow and len(deleted) > 1 and len(deleted) > fraction * (
+            linked := state.count_links(pair, flow.name)):
         fr.stats.note = (f"{len(deleted)} of {linked} linked records look deleted in {fr.source_name} (more than "
                          f"{fraction:.0%}): nothing was done about them; if that is right, run again with "
                          "--allow-deletes")

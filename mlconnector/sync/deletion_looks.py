@@ -54,8 +54,9 @@ class DeletionLooks:
         gone = self.gone.pop(fr.flow.name, set())
         before = self.counter.snapshot()
         try:
-            deletes.relinked(fr)
-            found = deletes.detect(fr, policy, self.now(), gone, look=look, feed=self._feed)
+            marks = fr.state.deletion_marks(fr.pair.name, fr.flow.name)  # one read of what the look needs
+            deletes.relinked(fr, marks.kept)
+            found = deletes.detect(fr, policy, self.now(), gone, marks, look=look, feed=self._feed)
             # Looked at from the run's start: a record deleted while this run read is found by the next.
             deletes.settle(fr, policy, found, self.began, allow=self.allow, looked=look or whole_read)
         except BudgetExhausted as exc:

@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
-from itertools import islice
 from typing import Any
 
 from mlconnector.state import Link
@@ -47,23 +45,7 @@ class Item:
     def decide(self, outcome: Outcome, reason: str | None = None, error_class: str | None = None) -> None:
         self.outcome, self.reason, self.error_class = outcome, reason, error_class
 
-    def answered(self, result: WriteResult) -> None:
-        """The target's answer to this record's write decides its outcome."""
-        self.result = result
-        if result.not_sent:
-            return  # never sent: bookkeeping leaves it for the next run
-        if result.ok:
-            self.outcome = Outcome.CREATED if result.action == "create" else Outcome.UPDATED
-        else:
-            self.decide(Outcome.FAILED, result.error or "", result.error_class or "error")
-
     @property
     def target_id(self) -> str | None:
         """The target record it was written to, else the one it is linked to."""
         return (self.result.target_id if self.result else None) or self.linked_id
-
-
-def batched(records: Iterable[Record], size: int) -> Iterator[list[Item]]:
-    iterator = iter(records)
-    while batch := [Item(r) for r in islice(iterator, size)]:
-        yield batch

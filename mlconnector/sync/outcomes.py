@@ -10,7 +10,8 @@ from mlconnector.errors import EXIT_OK
 
 
 class Outcome(enum.Enum):
-    """What became of one record in one run. ``value`` is the audit row's action."""
+    """What became of one record in one run. ``value`` is the audit row's action (bookkeeping.audit_row: an unchanged
+    record's is "skip")."""
 
     CREATED = "create"
     UPDATED = "update"
@@ -23,14 +24,6 @@ class Outcome(enum.Enum):
     DELETED = "delete"
     FLAGGED = "flag"
     UNLINKED = "unlink"
-
-    @property
-    def written(self) -> bool:
-        return self in (Outcome.CREATED, Outcome.UPDATED)
-
-    @property
-    def audit_action(self) -> str:
-        return "skip" if self is Outcome.UNCHANGED else self.value
 
 
 @dataclass
@@ -51,6 +44,11 @@ class FlowStats:
     fields_changed: dict[str, int] = field(default_factory=dict)  # updates, by the fields they changed
     deletions: dict[str, int] = field(default_factory=dict)  # records deleted in the source, by what was done
     guarded: int = 0  # deletions the mass-delete guard stopped (nothing done about them)
+
+    def count_batch(self, settled: list[tuple[Outcome, str | None]]) -> None:
+        """A batch's records, each with its reason, counted as ``count`` counts one."""
+        for outcome, reason in settled:
+            self.count(outcome, reason)
 
     def count(self, outcome: Outcome, reason: str | None = None) -> None:
         """One record read and settled (a record seen before counts as unchanged); a skip with its reason."""

@@ -21,7 +21,7 @@ from mlconnector.sync.bookkeeping import Recorder
 from mlconnector.sync.context import FlowRun
 from mlconnector.sync.decide import Decider
 from mlconnector.sync.estimate import estimate_writes
-from mlconnector.sync.items import Item, batched
+from mlconnector.sync.items import Item
 from mlconnector.sync.writer import write_batch
 from mlconnector.systems.base import Record, WriteResult
 
@@ -157,6 +157,12 @@ def segments(records: Iterable[Record], decider: Decider, batch_size: int, size:
             segment, to_write = [], []
     if segment:
         yield segment, to_write
+
+
+def batched(records: Iterable[Record], size: int) -> Iterator[list[Item]]:
+    iterator = iter(records)
+    while batch := [Item(r) for r in islice(iterator, size)]:
+        yield batch
 
 
 def _merge(a: dict[str, int], b: dict[str, int]) -> dict[str, int]:

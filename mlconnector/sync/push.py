@@ -107,6 +107,8 @@ def waiting(state: State, pair: str, flows: list[Flow], system_of: Callable[[str
     """The notifications waiting for ``pair``, as ids per flow (``system_of``: a role's system name). Those for
     flows not run this time (--flow) wait for a run that includes them."""
     rows = state.pending_inbox(pair)
+    if not rows:
+        return Waiting({}, [])
     ids: dict[str, list[str]] = {}
     covered: set[int] = set()
     for flow in flows:

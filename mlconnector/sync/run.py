@@ -17,7 +17,7 @@ from mlconnector.config import PairConfig
 from mlconnector.errors import EXIT_OK, EXIT_RECORDS_FAILED, ConfigError, MLConnectorError
 from mlconnector.flows import Flow, PairSpec
 from mlconnector.http import CallCounter
-from mlconnector.state import State
+from mlconnector.state import FlowMarks, State
 from mlconnector import interrupt, logs
 from mlconnector.sync import deletes, estimate, mapped_fields, push, recovery, sources, window
 from mlconnector.sync.context import FlowRun, MappingContext
@@ -30,6 +30,15 @@ from mlconnector.systems.base import Connector, Record
 log = logging.getLogger("mlconnector.sync")
 
 DEFAULT_BATCH = 100
+
+
+def _mapping_changed(flow: Flow, marks: FlowMarks) -> bool:
+    """Whether the flow's configured mappings changed since its records were last mapped: then this poll reads
+    them all and maps each again, and those whose payload changed are written (the rest are unchanged). A flow
+    that never ran maps everything anyway."""
+    if marks.mapping_digest is None:
+        return bool(flow.mapping_digest) and marks.watermark is not None
+    return marks.mapping_digest != flow.mapping_digest
 
 
 def new_run_id() -> str:
@@ -67,7 +76,7 @@ class Engine:
         self.connectors = connectors
         self.state = state
         self.counter = counter or CallCounter()
-        self.progress = progress or (lambda flow, n: None)
+        self.progress = progress
         # Where a progress bar can show a total: sources that can tell how many records a read gives do.
         self.progress_total = progress_total
         self.stop_requested = stop_requested  # a signal asked the run to stop (see _stop_if_asked)
@@ -112,9 +121,10 @@ class Engine:
                 if reason:
                     run.flows.setdefault(flow.name, FlowStats()).note = reason
                     continue
-                fr = self._flow_run(run, flow, "poll")
-                fr.remap = self._mapping_changed(flow)
-                start = None if fr.remap else window.read_start(fr, full, since)
+                marks = self.state.flow_marks(self.pair.name, flow.name)  # one read of what the poll needs
+                fr = self._flow_run(run, flow, "poll", queued=marks.queued)
+                fr.remap = _mapping_changed(flow, marks)
+                start = None if fr.remap else window.read_start(fr, full, since, marks.watermark)
                 log.info("%s/%s: reading %s changed since %s%s", self.pair.name, flow.name, flow.source_entity,
                          start.isoformat() if start else "the beginning",
                          " (its configured mapping changed: every record is mapped again)" if fr.remap else "")
@@ -123,7 +133,8 @@ class Engine:
                     fr.source.count_rows = True  # its first page says how many records the read gives
                 records = window.changes_to_source_clock(fr, start, read)
                 self._run_flow(fr, records, initial=start is None and not fr.remap,
-                               finished=lambda fr=fr, read=read: self._read_whole(fr, read))
+                               finished=lambda fr=fr, read=read, digest=marks.mapping_digest:
+                               self._read_whole(fr, read, digest))
                 # A poll that read every record needs no read of ids as well (it was one): deletions are looked for
                 # from the next run on.
                 self.deletions.look(fr, look=start is not None, whole_read=start is None)
@@ -208,28 +219,21 @@ class Engine:
         self.state.mark_processed(waiting.inbox_ids)
 
     # one flow ------------------------------------------------------------------------------------------------------
-    def _mapping_changed(self, flow: Flow) -> bool:
-        """Whether the flow's configured mappings changed since its records were last mapped: then this poll reads
-        them all and maps each again, and those whose payload changed are written (the rest are unchanged). A flow
-        that never ran maps everything anyway."""
-        recorded = self.state.mapping_digest(self.pair.name, flow.name)
-        if recorded is None:
-            return bool(flow.mapping_digest) and self.state.watermark(self.pair.name, flow.name) is not None
-        return recorded != flow.mapping_digest
-
-    def _read_whole(self, fr: FlowRun, read: window.Window) -> None:
-        """A poll's window read and recorded: the watermark moves, and the mapping it used is the flow's now."""
+    def _read_whole(self, fr: FlowRun, read: window.Window, recorded: str | None) -> None:
+        """A poll's window read and recorded: the watermark moves, and the mapping it used (``recorded``: the digest
+        as the flow began) is the flow's now."""
         window.close_window(fr, read.end)
-        if self.state.mapping_digest(self.pair.name, fr.flow.name) != fr.flow.mapping_digest:
+        if recorded != fr.flow.mapping_digest:
             self.state.set_mapping_digest(self.pair.name, fr.flow.name, fr.flow.mapping_digest)
 
-    def _flow_run(self, run: RunResult, flow: Flow, mode: str) -> FlowRun:
+    def _flow_run(self, run: RunResult, flow: Flow, mode: str, queued: bool | None = None) -> FlowRun:
         logs.set_flow(flow.name)
         # Whether a record of this flow may wait in the replay queue: if none did when the flow began and none is
         # queued since, a batch's bookkeeping need not ask.
+        if queued is None:
+            queued = run.dry_run or self.state.has_queued(self.pair.name, flow.name)
         return FlowRun(run, self.pair, flow, self.config, self.connectors, self.state, self.context, mode,
-                       run.flows.setdefault(flow.name, FlowStats()),
-                       replay_waiting=run.dry_run or self.state.has_queued(self.pair.name, flow.name))
+                       run.flows.setdefault(flow.name, FlowStats()), replay_waiting=run.dry_run or queued)
 
     def _run_flow(self, fr: FlowRun, records: Iterable[Record], *, initial: bool = False,
                   finished: Callable[[], None] = lambda: None) -> None:
@@ -239,7 +243,7 @@ class Engine:
 
         run_flow(fr, records, Decider(fr, self.planned, self.progress), batch_size=self.batch_size,
                  writers=self._in_flight(fr), initial=initial, counter=self.counter,
-                 before_send=lambda items: recovery.note_intents(fr, items), finished=finished,
+                 before_send=functools.partial(recovery.note_intents, fr), finished=finished,
                  stop_if_asked=self._stop_if_asked, stop_requested=self.stop_requested,
                  between_batches=between_batches)
 
@@ -321,7 +325,8 @@ class Engine:
             run.interrupted = interrupt.signal_name(signum)
             run.stopped = f"interrupted by {run.interrupted}"
             run.exit_code = interrupt.exit_code(signum)
-        if (run.failed or run.guarded or run.deletes_failed) and run.exit_code == EXIT_OK:
+        failed, recorded = run.failed, run.recorded
+        if (failed or run.guarded or run.deletes_failed) and run.exit_code == EXIT_OK:
             run.exit_code = EXIT_RECORDS_FAILED
         if run.stopped and run.exit_code == EXIT_OK:
             run.exit_code = EXIT_RECORDS_FAILED
@@ -335,7 +340,7 @@ class Engine:
         logs.set_flow(None)
         # The run's last line carries its outcome as fields (status, exit_code ...) for a log shipper.
         log.info("%s run %s: %s, exit %d, %d record(s), %d failed%s", self.pair.name, run.run_id, status,
-                 run.exit_code, run.recorded, run.failed, f" ({run.stopped})" if run.stopped else "",
-                 extra={"status": status, "exit_code": run.exit_code, "records": run.recorded, "failed": run.failed,
+                 run.exit_code, recorded, failed, f" ({run.stopped})" if run.stopped else "",
+                 extra={"status": status, "exit_code": run.exit_code, "records": recorded, "failed": failed,
                         "duration_seconds": round(time.monotonic() - self._started, 3)})
         return run

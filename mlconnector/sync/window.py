@@ -25,12 +25,12 @@ class Window:
     end: datetime
 
 
-def read_start(fr: FlowRun, full: bool, since: datetime | None) -> datetime | None:
+def read_start(fr: FlowRun, full: bool, since: datetime | None, mark: datetime | None) -> datetime | None:
+    """``since``, else (unless ``full``) the flow's watermark ``mark`` less the overlap."""
     if since is not None:
         return since
     if full:
         return None
-    mark = fr.state.watermark(fr.pair.name, fr.flow.name)
     return mark - timedelta(seconds=fr.config.overlap_seconds) if mark else None
 
 
