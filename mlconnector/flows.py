@@ -82,7 +82,7 @@ class Flow:
     ``echo_of`` names the flow that writes the opposite way in a two-way sync: a record that flow
     wrote, read back unchanged since, is our own echo and is skipped. When both sides changed since
     the last sync, ``conflict_rule`` decides: ``later-wins`` (the later change is applied or kept),
-    ``source-wins`` or ``target-wins``. Fields one side owns (financial fields owned by the ERP) are
+    ``source-wins`` (the pair's first system, in both directions) or ``target-wins`` (its second). Fields one side owns (financial fields owned by the ERP) are
     simply left out of the other side's mapping. ``send_back_created`` is for a flow whose source
     assigns keys (NAV numbers) to records the opposite flow creates there: each such record is sent
     back once, so the other side learns its key.
@@ -170,7 +170,8 @@ class Option:
 
 _KINDS = {str: "text", int: "whole number", float: "number", bool: "true or false", list: "list", dict: "table"}
 CONFLICT_RULE = Option("conflict_rule", "later-wins", "who wins when both sides changed a record since the last "
-                       "sync", CONFLICT_RULES)
+                       "sync: the later change, the pair's first system (source-wins) or its second (target-wins)",
+                       CONFLICT_RULES)
 
 
 @dataclass(frozen=True)

@@ -193,7 +193,10 @@ class Decider:
 
     def _conflict(self, item: Item) -> tuple[bool, str | None]:
         """In a two-way flow, when the record we are about to write over also changed since we last
-        synced it, the flow's rule decides: ``later-wins`` (default), ``source-wins`` or ``target-wins``.
+        synced it, the rule decides: ``later-wins`` (default), ``source-wins`` or ``target-wins``. The last two
+        name the pair's sides, not the flow's: ``source-wins`` is the pair's first system (NAV in nav-zoho and
+        nav-zuora) in both directions, ``target-wins`` its second; read per flow, each direction would take the
+        other side's change (or keep its own), and the two systems would end up disagreeing.
         Returns (keep the target as it is, the note for the audit row)."""
         fr = self.fr
         link = item.link
@@ -205,7 +208,10 @@ class Decider:
             return False, None
         rule = fr.config.options.get("conflict_rule", fr.flow.conflict_rule)
         record = item.record
-        keep = rule == "target-wins" or (rule == "later-wins" and record.modified is not None
-                                         and current.modified > record.modified)
+        if rule == "later-wins":
+            keep = record.modified is not None and current.modified > record.modified
+        else:
+            from_first_side = fr.flow.source == next(iter(fr.pair.roles))
+            keep = (rule == "target-wins") == from_first_side
         kept = f"kept {fr.target_name}'s version" if keep else f"applied {fr.source_name}'s change"
         return keep, f"conflict: both sides changed; rule {rule}: {kept}"

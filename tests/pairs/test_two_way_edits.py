@@ -9,6 +9,7 @@ from dataclasses import dataclass
 
 import pytest
 
+from mlconnector import api
 from tests.pairs.users import NavUser, ZohoUser, ZuoraUser
 from tests.pairs.world import World, make_world
 from tests.pairs.zuora_world import ZuoraWorld, make_zuora_world
@@ -203,5 +204,37 @@ def test_nav_zuora_successive_edits_on_one_side_all_arrive(tmp_path, monkeypatch
         with world.state() as state:
             notes = [r["note"] for r in state.audit_rows(limit=None) if (r["note"] or "").startswith("conflict")]
         assert notes == [], "our own writes were taken for edits"
+    finally:
+        world.close()
+
+
+@pytest.mark.parametrize("rule, winner", [("source-wins", "nav"), ("target-wins", "zoho")])
+def test_an_edit_on_each_side_goes_to_the_side_the_rule_names_in_both_directions(tmp_path, monkeypatch, rule: str,
+                                                                                  winner: str):
+    # The rule names one of the pair's systems; read per flow, each direction would keep its own target's value (or
+    # take the other's), and the two systems would end up disagreeing.
+    world = make_world(tmp_path, monkeypatch, "nav", erp_settings='api = "api"\n', clocks_behind=HOUR)
+    world.config_path.write_text(world.config_path.read_text()
+                                 + f'\n[pairs.nav-zoho.options]\nconflict_rule = "{rule}"\n')
+    try:
+        synced(world)
+        zoho, nav = world.zoho_user(), world.nav_user()
+        for case in TWO_WAY[:2]:
+            zoho_id, number = case.zoho_id(world), case.nav_number(world, nav, zoho)
+            zoho.edit(case.module, zoho_id, **{case.zoho_field: "Zoho's"})
+            later(world, 65)
+            nav.edit(case.nav_entity, number, **{case.nav_field: "NAV's"})
+        synced(world)
+        again = world.sync("nav-zoho")
+
+        expected = "NAV's" if winner == "nav" else "Zoho's"
+        for case in TWO_WAY[:2]:
+            zoho_id, number = case.zoho_id(world), case.nav_number(world, nav, zoho)
+            assert zoho.record(case.module, zoho_id)[case.zoho_field] == expected, case.flow
+            assert nav.card(case.nav_entity, number)[case.nav_field] == expected, case.flow
+        assert all(s.created == s.updated == 0 for s in again.flows.values()), again.to_dict()
+        report = api.reconcile(world.runtime(), "nav-zoho",
+                               flows=["accounts_to_customers", "accounts_to_vendors"]).report
+        assert report.agrees, report.to_dict()
     finally:
         world.close()
