@@ -67,8 +67,10 @@ PAGE_FIELDS: dict[str, dict[str, str]] = {
                        "Document_Type": "documentType"},
 }
 # Controls of the standard card pages that API v2.0 has no property for: they keep their page names in records
-# (Customer card, page 21: "Bill-to Customer No."; API v2.0's customer resource has no bill-to customer).
-PAGE_ONLY_FIELDS: dict[str, tuple[str, ...]] = {"customers": ("Bill_to_Customer_No",)}
+# (Customer card, page 21: "Bill-to Customer No.", the posting groups, the price group; API v2.0's customer resource
+# has none of them).
+PAGE_ONLY_FIELDS: dict[str, tuple[str, ...]] = {"customers": ("Bill_to_Customer_No", "Customer_Posting_Group",
+                                                              "Gen_Bus_Posting_Group", "Customer_Price_Group")}
 LINE_FIELDS = {"Type": "lineType", "No": "lineObjectNumber", "Description": "description", "Quantity": "quantity",
                "Unit_of_Measure_Code": "unitOfMeasureCode", "Unit_Price": "unitPrice",
                "Direct_Unit_Cost": "directUnitCost", "Line_Discount_Percent": "discountPercent",
