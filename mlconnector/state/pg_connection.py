@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import atexit
 import threading
+from collections import OrderedDict
 from functools import lru_cache
 from typing import Any
 
@@ -66,24 +67,42 @@ def connect(url: str, password: str | None) -> psycopg.Connection[Any]:
 
 
 # pools: one per database a process uses, made (and the schema migrated) at its first use ------------------------
-_pools: dict[tuple[str, str | None], ConnectionPool] = {}
+# A tenant's URL is a database of its own here (its search_path), so a process working for many tenants in turn (a
+# scheduler's worker, code embedding the api) would keep a pool, and its idle connections, per tenant it ever served:
+# four workers over ten tenants exhausted a server's 100 connections. Past MAX_POOLS, the least recently used pool
+# none of whose connections is out (no store open on it) is closed; a later use makes it again.
+MAX_POOLS = 4
+_pools: OrderedDict[tuple[str, str | None], ConnectionPool] = OrderedDict()
 _pools_lock = threading.Lock()
 
 
 def pool_for(url: str, password: str | None) -> ConnectionPool:
     with _pools_lock:
         pool = _pools.get((url, password))
-        if pool is None:
-            first = connect(url, password)  # a server that cannot be reached or refuses us says so here, in one line
-            try:
-                migrate(first, url)
-            finally:
-                first.close()
-            pool = ConnectionPool(url, min_size=1, max_size=POOL_SIZE, open=True, timeout=CONNECT_TIMEOUT,
-                                  name="mlconnector-state", check=ConnectionPool.check_connection,
-                                  kwargs=_settings(url, password))
-            _pools[(url, password)] = pool
+        if pool is not None:
+            _pools.move_to_end((url, password))
+            return pool
+        first = connect(url, password)  # a server that cannot be reached or refuses us says so here, in one line
+        try:
+            migrate(first, url)
+        finally:
+            first.close()
+        pool = ConnectionPool(url, min_size=1, max_size=POOL_SIZE, open=True, timeout=CONNECT_TIMEOUT,
+                              name="mlconnector-state", check=ConnectionPool.check_connection,
+                              kwargs=_settings(url, password))
+        _pools[(url, password)] = pool
+        _close_idle_pools()
         return pool
+
+
+def _close_idle_pools() -> None:
+    for key, pool in list(_pools.items())[:-1]:
+        if len(_pools) <= MAX_POOLS:
+            return
+        stats = pool.get_stats()
+        if stats.get("pool_available", 0) == stats.get("pool_size", 0) and not stats.get("requests_waiting", 0):
+            del _pools[key]
+            pool.close()
 
 
 _schemas_made: set[tuple[str, str]] = set()
