@@ -300,6 +300,34 @@ def test_hosts_sharing_the_state_share_zohos_mint_limit(database):
     assert sum(minted) == 9, minted
 
 
+RESERVE_AS_TENANT = """
+import sys
+from mlconnector.state.location import resolve
+from mlconnector.systems.zoho import SharedQuota
+quota = SharedQuota(resolve(cli_path=None, config_url=None, config_path=None).ledger())
+print(sum(1 for _ in range(10) if quota.reserve_mint(sys.argv[1], 9) == 0))
+"""
+
+
+def test_tenants_sharing_a_refresh_token_share_zohos_mint_limit():
+    # Two companies' tenants keeping one Zoho CRM (acme_eu and acme_us) mint with one refresh token: Zoho counts
+    # the token's mints, not the tenant's, so their schemas' own ledgers must not each allow nine.
+    import os
+    import uuid
+
+    from tests.postgres import SERVER_URL, drop_schemas
+
+    names = [f"mint_{uuid.uuid4().hex[:8]}_{part}" for part in ("eu", "us")]
+    key = f"one-refresh-token-{uuid.uuid4().hex}"
+    with drop_schemas(*(f"mlconnector_{name}" for name in names)):
+        env = {k: v for k, v in os.environ.items() if not k.startswith("MLCONNECTOR_")}
+        workers = [subprocess.Popen([sys.executable, "-c", RESERVE_AS_TENANT, key], stdout=subprocess.PIPE, text=True,
+                                    env={**env, "MLCONNECTOR_STATE_URL": SERVER_URL, "MLCONNECTOR_TENANT": name})
+                   for name in names for _ in range(2)]
+        minted = [int(w.communicate(timeout=60)[0]) for w in workers]
+    assert sum(minted) == 9, minted
+
+
 def test_a_run_counts_its_zoho_mints_and_credits_in_the_database_not_a_file(database, tmp_path, monkeypatch):
     from mlconnector.systems.zoho import SharedQuota
     from tests.pairs.world import make_world

@@ -19,8 +19,10 @@ from mlconnector.state.common import iso, parse_iso
 class SharedLedger:
     """The ledger in a PostgreSQL state database (tables ``ledger_events`` and ``ledger_amounts``)."""
 
-    def __init__(self, url: str, password: str | None) -> None:
+    def __init__(self, url: str, password: str | None, common: "SharedLedger | None" = None) -> None:
         self.url, self._password = url, password
+        # Where what every tenant of the database shares is counted (a tenant's ledger: the common schema's).
+        self.common = common or self
 
     def _locked(self, conn: Any, what: str) -> None:
         from mlconnector.state.pg_connection import lock_key

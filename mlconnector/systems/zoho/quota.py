@@ -91,11 +91,17 @@ class SharedQuota:
         self.ledger = ledger
         self._now = now
 
+    # Zoho's limit is the refresh token's, whichever tenants use it: counted in the ledger all tenants share (the
+    # key is a hash of client id and token, never the token).
     def reserve_mint(self, key: str, limit: int) -> float:
-        return self.ledger.reserve(f"zoho mint {key}", limit, MINT_WINDOW, self._now())
+        return self._mints.reserve(f"zoho mint {key}", limit, MINT_WINDOW, self._now())
 
     def mints(self, key: str) -> int:
-        return self.ledger.count(f"zoho mint {key}", MINT_WINDOW, self._now())
+        return self._mints.count(f"zoho mint {key}", MINT_WINDOW, self._now())
+
+    @property
+    def _mints(self) -> Any:
+        return getattr(self.ledger, "common", self.ledger)
 
     def charge(self, system: str, credits: int, budget: int) -> int:
         done, spent = self.ledger.spend(f"zoho credits {system}", credits, budget, CREDIT_WINDOW, self._now())
