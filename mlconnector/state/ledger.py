@@ -30,9 +30,9 @@ class SharedLedger:
         conn.execute("SELECT pg_advisory_xact_lock(%s)", [lock_key(conn, f"ledger {what}")])
 
     def _connection(self) -> Any:
-        from mlconnector.state.pg_connection import pool_for
+        from mlconnector.state.pg_connection import pooled_connection
 
-        return pool_for(self.url, self._password).connection()
+        return pooled_connection(self.url, self._password)
 
     def reserve(self, key: str, limit: int, window: timedelta, now: datetime | None = None) -> float:
         """Records one event under ``key`` and returns 0, or, when ``limit`` happened in the last ``window``, records

@@ -11,13 +11,15 @@ from __future__ import annotations
 import atexit
 import threading
 from collections import OrderedDict
+from collections.abc import Iterator
+from contextlib import ExitStack, contextmanager
 from functools import lru_cache
 from typing import Any
 
 import psycopg
 from psycopg import errors as pg_errors
 from psycopg.conninfo import conninfo_to_dict
-from psycopg_pool import ConnectionPool
+from psycopg_pool import ConnectionPool, PoolClosed
 
 from mlconnector.errors import AuthError, ConfigError, MLConnectorError, Unreachable
 from mlconnector.state.location import StateLocation
@@ -93,6 +95,28 @@ def pool_for(url: str, password: str | None) -> ConnectionPool:
         _pools[(url, password)] = pool
         _close_idle_pools()
         return pool
+
+
+def pooled(url: str, password: str | None) -> tuple[ConnectionPool, psycopg.Connection[Any]]:
+    """The pool for the URL and a connection taken from it. A pool another thread closed as idle between finding it
+    and taking from it (a tenant's new pool pushing it out) is made again."""
+    pool = pool_for(url, password)
+    try:
+        return pool, pool.getconn()
+    except PoolClosed:
+        pool = pool_for(url, password)
+        return pool, pool.getconn()
+
+
+@contextmanager
+def pooled_connection(url: str, password: str | None) -> Iterator[psycopg.Connection[Any]]:
+    """``pool.connection()`` of the URL's pool, made again if closed meanwhile (``pooled``)."""
+    with ExitStack() as stack:
+        try:
+            conn = stack.enter_context(pool_for(url, password).connection())
+        except PoolClosed:
+            conn = stack.enter_context(pool_for(url, password).connection())
+        yield conn
 
 
 def _close_idle_pools() -> None:
