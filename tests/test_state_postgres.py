@@ -488,7 +488,7 @@ def test_hosts_sharing_the_state_share_access_tokens_sealed_from_the_database(da
     assert not any(token in body for token in issued for body in documents.values()), "sealed, never in clear"
 
 
-def test_a_process_working_for_many_tenants_in_turn_keeps_few_connections(monkeypatch):
+def test_a_process_working_for_many_tenants_in_turn_keeps_few_connections():
     # A scheduler's worker (or code embedding the api) runs one tenant after another: each tenant's schema is a
     # pool of its own, and a pool per tenant ever served would hold the server's connections until it refused more.
     import uuid
@@ -497,20 +497,20 @@ def test_a_process_working_for_many_tenants_in_turn_keeps_few_connections(monkey
 
     import psycopg
 
-    from mlconnector.state import StateLocation, pg_connection
+    from mlconnector.state import StateLocation
+    from mlconnector.state.pg_connection import MAX_POOLS
 
-    monkeypatch.setattr(pg_connection, "MAX_POOLS", 2)  # four tenants in turn: a schema's migrations cost time
     marker = f"many_{uuid.uuid4().hex[:12]}"
     mark = datetime(2026, 12, 7, 10, tzinfo=timezone.utc)
     with ExitStack() as stack:
-        urls = [stack.enter_context(schema_of_its_own()) for _ in range(4)]
+        urls = [stack.enter_context(schema_of_its_own()) for _ in range(MAX_POOLS + 2)]
         for url in urls:
             with StateLocation(url=f"{url}&application_name={marker}").open() as state:
                 state.set_watermark("erp-crm", "customers", mark)
         with psycopg.connect(urls[0], autocommit=True) as admin:
             held = admin.execute("SELECT count(*) FROM pg_stat_activity WHERE application_name = %s",
                                  [marker]).fetchone()[0]
-        assert 1 <= held <= 2 * 2, held  # two pools kept, each with a run's writer and reader
+        assert 1 <= held <= 2 * MAX_POOLS < 2 * len(urls), held  # pools kept, each with a run's writer and reader
         again = StateLocation(url=f"{urls[0]}&application_name={marker}").open()  # a pool closed is made again
         try:
             assert again.watermark("erp-crm", "customers") == mark

@@ -73,7 +73,7 @@ def connect(url: str, password: str | None) -> psycopg.Connection[Any]:
 # scheduler's worker, code embedding the api) would keep a pool, and its idle connections, per tenant it ever served:
 # four workers over ten tenants exhausted a server's 100 connections. Past MAX_POOLS, the least recently used pool
 # none of whose connections is out (no store open on it) is closed; a later use makes it again.
-MAX_POOLS = 4
+MAX_POOLS = 2  # a tenant's and the common schema's (mlconnector.tenants.COMMON_SCHEMA)
 _pools: OrderedDict[tuple[str, str | None], ConnectionPool] = OrderedDict()
 _pools_lock = threading.Lock()
 
