@@ -3,7 +3,7 @@
 its own) while each tenant's two `listen` replicas, behind a round-robin balancer, take the Zoho notifications of
 edits made in the middle of it. Afterwards every target holds each record once and nothing is missing, every edit
 arrived, no two runs of one tenant-pair overlapped, and no refresh token minted more access tokens than Zoho
-allows (10 in 10 minutes). See docs/operations.md, *Many tenants on one database*."""
+allows (10 in 10 minutes). See docs/operations.md, *Tenants*."""
 
 from __future__ import annotations
 
@@ -27,8 +27,8 @@ from mlconnector.sandbox.common import ServerDate
 from mlconnector.sandbox.dynamics import create_app as create_dynamics
 from mlconnector.sandbox.server import ZOHO_UNIQUE_FIELDS, bind, url_of
 from mlconnector.sandbox.zoho import create_app as create_zoho
+from tests.helpers import RoundRobin
 from tests.postgres import SERVER_URL, drop_schemas
-from tests.test_state_postgres import RoundRobin
 
 ROOT = Path(__file__).parents[1]
 TENANTS = 10

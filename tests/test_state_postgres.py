@@ -16,6 +16,7 @@ from typer.testing import CliRunner
 
 from mlconnector.cli.main import build_app
 from mlconnector.state import State, migrations
+from tests.helpers import RoundRobin
 from tests.postgres import schema_of_its_own
 
 runner = CliRunner()
@@ -368,18 +369,6 @@ def test_runs_of_one_pair_started_at_once_on_several_hosts_run_one_at_a_time(dat
     assert all("another run of erp-crm" in err for code, err in ended if code == 75)
     numbers = [a["number"] for a in crm.all("account")]
     assert len(numbers) == len(set(numbers)) == 60
-
-
-class RoundRobin:
-    """A load balancer in front of `listen` replicas: each request goes to the next replica."""
-
-    def __init__(self, apps: list) -> None:
-        self.apps, self.sent = apps, 0
-
-    async def __call__(self, scope, receive, send) -> None:
-        app = self.apps[self.sent % len(self.apps)]
-        self.sent += 1
-        await app(scope, receive, send)
 
 
 def test_listen_replicas_behind_a_load_balancer_store_each_change_once(database, tmp_path, monkeypatch, request):
