@@ -18,6 +18,9 @@ from mlconnector.errors import ConfigError
 
 TENANT_ENV = "MLCONNECTOR_TENANT"
 SCHEMA_PREFIX = "mlconnector_"
+# What every tenant of a database shares: Zoho's mints, counted per refresh token, whichever tenants use it. No
+# tenant's schema can have this name (theirs all have the prefix with a name after it).
+COMMON_SCHEMA = "mlconnector"
 # Lower case, digits and underscores: the name is used unquoted as a PostgreSQL schema, in environment variable
 # names and in paths, and two spellings must never name one tenant ("acme-1" and "acme_1" would in a variable).
 _NAME = re.compile(r"^[a-z][a-z0-9_]{0,39}$")
@@ -80,7 +83,15 @@ def url_with_schema(url: str, label: str) -> str:
     if "search_path" in options:
         raise ConfigError(f"{label}: the URL sets a search_path, but tenant {current()} keeps its state in schema "
                           f"{name}; remove search_path from the URL's options")
-    options = f"{options} -csearch_path={name}".strip()
+    return with_search_path(url, name)
+
+
+def with_search_path(url: str, schema: str) -> str:
+    """The URL with its connections' search_path set to ``schema``, replacing one a tenant's URL set."""
+    parts = urlsplit(url)
+    query = parse_qsl(parts.query, keep_blank_values=True)
+    options = " ".join(o for k, v in query if k == "options" for o in v.split() if "search_path" not in o)
+    options = f"{options} -csearch_path={schema}".strip()
     query = [(k, v) for k, v in query if k != "options"] + [("options", options)]
     return urlunsplit((parts.scheme, parts.netloc, parts.path, urlencode(query, quote_via=quote),
                        parts.fragment))

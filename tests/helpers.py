@@ -100,3 +100,15 @@ def kill_on_progress(procs: Mapping[str, subprocess.Popen], reached: Mapping[str
         if waiting:
             time.sleep(step)
     return signalled
+
+
+class RoundRobin:
+    """A load balancer in front of `listen` replicas: each request goes to the next replica."""
+
+    def __init__(self, apps: list) -> None:
+        self.apps, self.sent = apps, 0
+
+    async def __call__(self, scope, receive, send) -> None:
+        app = self.apps[self.sent % len(self.apps)]
+        self.sent += 1
+        await app(scope, receive, send)

@@ -16,6 +16,7 @@ from typer.testing import CliRunner
 
 from mlconnector.cli.main import build_app
 from mlconnector.state import State, migrations
+from tests.helpers import RoundRobin
 from tests.postgres import schema_of_its_own
 
 runner = CliRunner()
@@ -300,6 +301,34 @@ def test_hosts_sharing_the_state_share_zohos_mint_limit(database):
     assert sum(minted) == 9, minted
 
 
+RESERVE_AS_TENANT = """
+import sys
+from mlconnector.state.location import resolve
+from mlconnector.systems.zoho import SharedQuota
+quota = SharedQuota(resolve(cli_path=None, config_url=None, config_path=None).ledger())
+print(sum(1 for _ in range(10) if quota.reserve_mint(sys.argv[1], 9) == 0))
+"""
+
+
+def test_tenants_sharing_a_refresh_token_share_zohos_mint_limit():
+    # Two companies' tenants keeping one Zoho CRM (acme_eu and acme_us) mint with one refresh token: Zoho counts
+    # the token's mints, not the tenant's, so their schemas' own ledgers must not each allow nine.
+    import os
+    import uuid
+
+    from tests.postgres import SERVER_URL, drop_schemas
+
+    names = [f"mint_{uuid.uuid4().hex[:8]}_{part}" for part in ("eu", "us")]
+    key = f"one-refresh-token-{uuid.uuid4().hex}"
+    with drop_schemas(*(f"mlconnector_{name}" for name in names)):
+        env = {k: v for k, v in os.environ.items() if not k.startswith("MLCONNECTOR_")}
+        workers = [subprocess.Popen([sys.executable, "-c", RESERVE_AS_TENANT, key], stdout=subprocess.PIPE, text=True,
+                                    env={**env, "MLCONNECTOR_STATE_URL": SERVER_URL, "MLCONNECTOR_TENANT": name})
+                   for name in names]
+        minted = [int(w.communicate(timeout=60)[0]) for w in workers]
+    assert sum(minted) == 9, minted
+
+
 def test_a_run_counts_its_zoho_mints_and_credits_in_the_database_not_a_file(database, tmp_path, monkeypatch):
     from mlconnector.systems.zoho import SharedQuota
     from tests.pairs.world import make_world
@@ -340,18 +369,6 @@ def test_runs_of_one_pair_started_at_once_on_several_hosts_run_one_at_a_time(dat
     assert all("another run of erp-crm" in err for code, err in ended if code == 75)
     numbers = [a["number"] for a in crm.all("account")]
     assert len(numbers) == len(set(numbers)) == 60
-
-
-class RoundRobin:
-    """A load balancer in front of `listen` replicas: each request goes to the next replica."""
-
-    def __init__(self, apps: list) -> None:
-        self.apps, self.sent = apps, 0
-
-    async def __call__(self, scope, receive, send) -> None:
-        app = self.apps[self.sent % len(self.apps)]
-        self.sent += 1
-        await app(scope, receive, send)
 
 
 def test_listen_replicas_behind_a_load_balancer_store_each_change_once(database, tmp_path, monkeypatch, request):
@@ -458,3 +475,33 @@ def test_hosts_sharing_the_state_share_access_tokens_sealed_from_the_database(da
         documents = dict(conn.execute("SELECT name, body FROM ledger_documents").fetchall())
     assert "access token zoho" in documents and "access token bc" in documents
     assert not any(token in body for token in issued for body in documents.values()), "sealed, never in clear"
+
+
+def test_a_process_working_for_many_tenants_in_turn_keeps_few_connections():
+    # A scheduler's worker (or code embedding the api) runs one tenant after another: each tenant's schema is a
+    # pool of its own, and a pool per tenant ever served would hold the server's connections until it refused more.
+    import uuid
+    from contextlib import ExitStack
+    from datetime import datetime, timezone
+
+    import psycopg
+
+    from mlconnector.state import StateLocation
+    from mlconnector.state.pg_connection import MAX_POOLS
+
+    marker = f"many_{uuid.uuid4().hex[:12]}"
+    mark = datetime(2026, 12, 7, 10, tzinfo=timezone.utc)
+    with ExitStack() as stack:
+        urls = [stack.enter_context(schema_of_its_own()) for _ in range(MAX_POOLS + 2)]
+        for url in urls:
+            with StateLocation(url=f"{url}&application_name={marker}").open() as state:
+                state.set_watermark("erp-crm", "customers", mark)
+        with psycopg.connect(urls[0], autocommit=True) as admin:
+            held = admin.execute("SELECT count(*) FROM pg_stat_activity WHERE application_name = %s",
+                                 [marker]).fetchone()[0]
+        assert 1 <= held <= 2 * MAX_POOLS < 2 * len(urls), held  # pools kept, each with a run's writer and reader
+        again = StateLocation(url=f"{urls[0]}&application_name={marker}").open()  # a pool closed is made again
+        try:
+            assert again.watermark("erp-crm", "customers") == mark
+        finally:
+            again.close()

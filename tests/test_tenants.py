@@ -153,3 +153,19 @@ def test_a_tenant_name_is_checked_and_its_secrets_are_its_own(tmp_path, monkeypa
     assert sorted(p.name for p in (tmp_path / "secrets").iterdir()) == ["tenants"]
     refused = runner.invoke(build_app(), ["--tenant", "globex", "secrets", "list"])  # globex has no key of its own
     assert refused.exit_code == 2 and "init-file" in refused.output
+
+
+def test_tenants_on_one_host_sharing_a_refresh_token_share_zohos_mint_limit(tmp_path, monkeypatch):
+    # acme_eu and acme_us keep one Zoho org, each with its own state file: Zoho counts the refresh token's mints
+    # whichever tenant asks (nine allowed here), while each tenant's credit budget stays its own.
+    from mlconnector.systems import ConnectorContext
+    from mlconnector.systems.zoho import quota_of
+
+    minted = 0
+    for tenant in ("acme_eu", "acme_us"):
+        monkeypatch.setenv("MLCONNECTOR_TENANT", tenant)
+        quota = quota_of(ConnectorContext(secrets=None, state_dir=tmp_path / "state" / "tenants" / tenant))
+        minted += sum(1 for _ in range(10) if quota.reserve_mint("one-refresh-token", 9) == 0)
+        assert quota.charge("zoho", 5, 8) == 5
+    assert minted == 9
+    assert (tmp_path / "state" / "zoho-quota.json").exists()

@@ -45,6 +45,14 @@ def default_state_path() -> Path:
     return tenants.file_below(Path(platformdirs.user_state_dir("mlconnector")) / "state.db")
 
 
+def host_state_dir() -> Path:
+    """The state file's folder as it is without a tenant ($MLCONNECTOR_STATE's, else the user state dir): where
+    what every tenant on this host shares is kept (Zoho's mints per refresh token)."""
+    if os.environ.get(STATE_ENV):
+        return Path(os.environ[STATE_ENV]).parent
+    return Path(platformdirs.user_state_dir("mlconnector"))
+
+
 
 _F = TypeVar("_F", bound=Callable[..., Any])
 

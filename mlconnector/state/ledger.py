@@ -19,8 +19,10 @@ from mlconnector.state.common import iso, parse_iso
 class SharedLedger:
     """The ledger in a PostgreSQL state database (tables ``ledger_events`` and ``ledger_amounts``)."""
 
-    def __init__(self, url: str, password: str | None) -> None:
+    def __init__(self, url: str, password: str | None, common: "SharedLedger | None" = None) -> None:
         self.url, self._password = url, password
+        # Where what every tenant of the database shares is counted (a tenant's ledger: the common schema's).
+        self.common = common or self
 
     def _locked(self, conn: Any, what: str) -> None:
         from mlconnector.state.pg_connection import lock_key
@@ -28,9 +30,9 @@ class SharedLedger:
         conn.execute("SELECT pg_advisory_xact_lock(%s)", [lock_key(conn, f"ledger {what}")])
 
     def _connection(self) -> Any:
-        from mlconnector.state.pg_connection import pool_for
+        from mlconnector.state.pg_connection import pooled_connection
 
-        return pool_for(self.url, self._password).connection()
+        return pooled_connection(self.url, self._password)
 
     def reserve(self, key: str, limit: int, window: timedelta, now: datetime | None = None) -> float:
         """Records one event under ``key`` and returns 0, or, when ``limit`` happened in the last ``window``, records

@@ -72,13 +72,20 @@ class StateLocation:
 
     def ledger(self) -> Any:
         """The rate and budget ledger hosts sharing this state share (``state.ledger``), or None: a SQLite state's
-        connectors keep theirs in a file beside it."""
+        connectors keep theirs in a file beside it. A tenant's counts what every tenant of the database shares
+        (Zoho's mints per refresh token: two tenants may use one Zoho org) in the common schema."""
         if not self.url:
             return None
         self._schema_made()
         from mlconnector.state.ledger import SharedLedger
 
-        return SharedLedger(self.url, self.password)
+        if not self.schema:
+            return SharedLedger(self.url, self.password)
+        from mlconnector.state.pg_connection import ensure_schema
+
+        common = tenants.with_search_path(self.url, tenants.COMMON_SCHEMA)
+        ensure_schema(common, self.password, tenants.COMMON_SCHEMA)
+        return SharedLedger(self.url, self.password, common=SharedLedger(common, self.password))
 
     def pair_lock(self, pair: str) -> Any:
         """One run of ``pair`` at a time wherever this state is used: a lock file beside the state file, or a

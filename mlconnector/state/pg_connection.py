@@ -10,13 +10,16 @@ from __future__ import annotations
 
 import atexit
 import threading
+from collections import OrderedDict
+from collections.abc import Iterator
+from contextlib import ExitStack, contextmanager
 from functools import lru_cache
 from typing import Any
 
 import psycopg
 from psycopg import errors as pg_errors
 from psycopg.conninfo import conninfo_to_dict
-from psycopg_pool import ConnectionPool
+from psycopg_pool import ConnectionPool, PoolClosed
 
 from mlconnector.errors import AuthError, ConfigError, MLConnectorError, Unreachable
 from mlconnector.state.location import StateLocation
@@ -66,24 +69,64 @@ def connect(url: str, password: str | None) -> psycopg.Connection[Any]:
 
 
 # pools: one per database a process uses, made (and the schema migrated) at its first use ------------------------
-_pools: dict[tuple[str, str | None], ConnectionPool] = {}
+# A tenant's URL is a database of its own here (its search_path), so a process working for many tenants in turn (a
+# scheduler's worker, code embedding the api) would keep a pool, and its idle connections, per tenant it ever served:
+# four workers over ten tenants exhausted a server's 100 connections. Past MAX_POOLS, the least recently used pool
+# none of whose connections is out (no store open on it) is closed; a later use makes it again.
+MAX_POOLS = 2  # a tenant's and the common schema's (mlconnector.tenants.COMMON_SCHEMA)
+_pools: OrderedDict[tuple[str, str | None], ConnectionPool] = OrderedDict()
 _pools_lock = threading.Lock()
 
 
 def pool_for(url: str, password: str | None) -> ConnectionPool:
     with _pools_lock:
         pool = _pools.get((url, password))
-        if pool is None:
-            first = connect(url, password)  # a server that cannot be reached or refuses us says so here, in one line
-            try:
-                migrate(first, url)
-            finally:
-                first.close()
-            pool = ConnectionPool(url, min_size=1, max_size=POOL_SIZE, open=True, timeout=CONNECT_TIMEOUT,
-                                  name="mlconnector-state", check=ConnectionPool.check_connection,
-                                  kwargs=_settings(url, password))
-            _pools[(url, password)] = pool
+        if pool is not None:
+            _pools.move_to_end((url, password))
+            return pool
+        first = connect(url, password)  # a server that cannot be reached or refuses us says so here, in one line
+        try:
+            migrate(first, url)
+        finally:
+            first.close()
+        pool = ConnectionPool(url, min_size=1, max_size=POOL_SIZE, open=True, timeout=CONNECT_TIMEOUT,
+                              name="mlconnector-state", check=ConnectionPool.check_connection,
+                              kwargs=_settings(url, password))
+        _pools[(url, password)] = pool
+        _close_idle_pools()
         return pool
+
+
+def pooled(url: str, password: str | None) -> tuple[ConnectionPool, psycopg.Connection[Any]]:
+    """The pool for the URL and a connection taken from it. A pool another thread closed as idle between finding it
+    and taking from it (a tenant's new pool pushing it out) is made again."""
+    pool = pool_for(url, password)
+    try:
+        return pool, pool.getconn()
+    except PoolClosed:
+        pool = pool_for(url, password)
+        return pool, pool.getconn()
+
+
+@contextmanager
+def pooled_connection(url: str, password: str | None) -> Iterator[psycopg.Connection[Any]]:
+    """``pool.connection()`` of the URL's pool, made again if closed meanwhile (``pooled``)."""
+    with ExitStack() as stack:
+        try:
+            conn = stack.enter_context(pool_for(url, password).connection())
+        except PoolClosed:
+            conn = stack.enter_context(pool_for(url, password).connection())
+        yield conn
+
+
+def _close_idle_pools() -> None:
+    for key, pool in list(_pools.items())[:-1]:
+        if len(_pools) <= MAX_POOLS:
+            return
+        stats = pool.get_stats()
+        if stats.get("pool_available", 0) == stats.get("pool_size", 0) and not stats.get("requests_waiting", 0):
+            del _pools[key]
+            pool.close()
 
 
 _schemas_made: set[tuple[str, str]] = set()

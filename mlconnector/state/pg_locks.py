@@ -13,7 +13,7 @@ import psycopg
 from mlconnector.errors import LockHeld
 from mlconnector.state.common import StateFileReplaced
 from mlconnector.state.location import StateLocation
-from mlconnector.state.pg_connection import as_state_error, connect, lock_key, pool_for
+from mlconnector.state.pg_connection import as_state_error, connect, lock_key, pooled_connection
 from mlconnector.urls import redact
 
 
@@ -65,8 +65,7 @@ def advisory_pair_lock(url: str, password: str | None, pair: str) -> Iterator[Ru
 
 def pair_locked(url: str, password: str | None, pair: str) -> bool:
     """Whether some session holds the pair's lock now (taken and let go at once when free)."""
-    pool = pool_for(url, password)
-    with pool.connection() as conn:
+    with pooled_connection(url, password) as conn:
         key = lock_key(conn, f"pair {pair}")
         if conn.execute("SELECT pg_try_advisory_lock(%s)", [key]).fetchone()[0]:
             conn.execute("SELECT pg_advisory_unlock(%s)", [key])

@@ -14,7 +14,7 @@ from mlconnector.errors import MLConnectorError
 from mlconnector.state.base import StateStore
 from mlconnector.state.links import Link
 from mlconnector.state.location import StateLocation
-from mlconnector.state.pg_connection import as_state_error, pg_sql, pool_for
+from mlconnector.state.pg_connection import as_state_error, pg_sql, pooled
 from mlconnector.state.pg_locks import RunLock
 from mlconnector.urls import redact
 
@@ -33,14 +33,13 @@ class PostgresState(StateStore):
         self.url = url
         self.shown = redact(url)
         self._location = StateLocation(url=url, password=password)
-        self._pool = pool_for(url, password)
         self._reader_conn: psycopg.Connection[Any] | None = None
         # (pair, flow) -> its target ids by source id, for target_of: read once, then kept up to date by this store,
         # which is the only writer of the pair's links while its run holds the pair's lock.
         self._targets: dict[tuple[str, str], dict[str, str]] = {}
         self._links_added, self._links_analyzed = 0, 0  # links this store inserted: since, and at, its last ANALYZE
         try:
-            self._conn = self._pool.getconn()
+            self._pool, self._conn = pooled(url, password)
         except psycopg.Error as exc:
             raise as_state_error(exc, StateLocation(url=url)) from None
 

@@ -68,6 +68,7 @@ class RefreshToken:
     data_centre: str
     mints: deque[datetime] = field(default_factory=deque)
     access: deque[str] = field(default_factory=deque)
+    refused: int = 0  # mints refused for the limit: a client that does not govern itself shows here
 
 
 @dataclass
@@ -175,6 +176,7 @@ class Accounts:
         while refresh.mints and now - refresh.mints[0] >= MINT_WINDOW:
             refresh.mints.popleft()
         if len(refresh.mints) >= MINTS_PER_WINDOW:
+            refresh.refused += 1
             return dict(TOO_MANY)
         refresh.mints.append(now)
         access = self._mint(client, refresh.scope, refresh)

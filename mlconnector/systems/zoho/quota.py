@@ -33,16 +33,20 @@ class QuotaFile:
     file, guarded by a file lock. It holds times and counts only, never a token: mints are keyed by a hash.
     """
 
-    def __init__(self, path: Path, now: Callable[[], datetime] = _now) -> None:
+    def __init__(self, path: Path, now: Callable[[], datetime] = _now, mints_path: Path | None = None) -> None:
         self.path = path
         self._lock = FileLock(str(path) + ".lock", timeout=30)
         self._now = now
+        # A tenant's mints go to the file every tenant on the host shares: Zoho counts them per refresh token.
+        self._mints = QuotaFile(mints_path, now) if mints_path is not None and mints_path != path else self
 
     def _edit(self) -> AbstractContextManager[dict[str, Any]]:
         return jsonfile.edited(self.path, self._lock)
 
     def reserve_mint(self, key: str, limit: int) -> float:
         """Record a mint and return 0, or return the seconds to wait before one is allowed."""
+        if self._mints is not self:
+            return self._mints.reserve_mint(key, limit)
         now = self._now()
         with self._edit() as data:
             mints = data.setdefault("mints", {})
@@ -55,6 +59,8 @@ class QuotaFile:
             return 0.0
 
     def mints(self, key: str) -> int:
+        if self._mints is not self:
+            return self._mints.mints(key)
         now = self._now()
         with self._edit() as data:
             return sum(1 for t in data.get("mints", {}).get(key, [])
@@ -91,11 +97,17 @@ class SharedQuota:
         self.ledger = ledger
         self._now = now
 
+    # Zoho's limit is the refresh token's, whichever tenants use it: counted in the ledger all tenants share (the
+    # key is a hash of client id and token, never the token).
     def reserve_mint(self, key: str, limit: int) -> float:
-        return self.ledger.reserve(f"zoho mint {key}", limit, MINT_WINDOW, self._now())
+        return self._mints.reserve(f"zoho mint {key}", limit, MINT_WINDOW, self._now())
 
     def mints(self, key: str) -> int:
-        return self.ledger.count(f"zoho mint {key}", MINT_WINDOW, self._now())
+        return self._mints.count(f"zoho mint {key}", MINT_WINDOW, self._now())
+
+    @property
+    def _mints(self) -> Any:
+        return getattr(self.ledger, "common", self.ledger)
 
     def charge(self, system: str, credits: int, budget: int) -> int:
         done, spent = self.ledger.spend(f"zoho credits {system}", credits, budget, CREDIT_WINDOW, self._now())
@@ -106,7 +118,13 @@ class SharedQuota:
 
 def quota_of(context: ConnectorContext) -> "QuotaFile | SharedQuota":
     """The state database's ledger where the state is shared, else the file beside the state file."""
-    return SharedQuota(context.ledger) if context.ledger is not None else QuotaFile(quota_path(context))
+    if context.ledger is not None:
+        return SharedQuota(context.ledger)
+    from mlconnector import tenants
+    from mlconnector.state.common import host_state_dir
+
+    shared = host_state_dir() / "zoho-quota.json" if tenants.current() else None
+    return QuotaFile(quota_path(context), mints_path=shared)
 
 
 def quota_path(context: ConnectorContext) -> Path:
