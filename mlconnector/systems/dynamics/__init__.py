@@ -205,8 +205,9 @@ class DynamicsConnector(ConnectorBase):
             yield from self.writes.booked(entity)
             return
         if entity == "customerDimensions":
-            self._whole_read[entity] = until or utcnow()   # page 540 has no modification date: read whole
-            yield from self._customer_dimensions()
+            # customers' default dimensions carry no modification time (page 540, API v2.0): read whole
+            self._whole_read[entity] = until or utcnow()
+            yield from self.protocol.customer_dimensions()
             return
         yield from self.protocol.changes(entity, since, until)
 
@@ -219,16 +220,8 @@ class DynamicsConnector(ConnectorBase):
         """The full current record with its lines (contacts: with relations); None when it is gone."""
         if entity == "customerDimensions":
             customer, _, code = id.partition("/")
-            return next((r for r in self._customer_dimensions(customer) if r.id == id), None)
+            return next((r for r in self.protocol.customer_dimensions(customer) if r.id == id), None)
         return self.protocol.get(entity, id)
-
-    def _customer_dimensions(self, number: str | None = None) -> Iterator[Record]:
-        """Customers' default dimensions (page 540 Default Dimensions, table 18), one record per customer and
-        dimension code: id "C00010/CUSTOMERGROUP". Page web services only."""
-        if self.endpoint.mode != "odata":
-            raise ConfigError(f"{self.name}: customers' default dimensions are read from page 540 (page web "
-                              "services); API v2.0 has them per customer only (customers(id)/defaultDimensions)")
-        yield from self.pages.customer_dimensions(number)
 
     def find(self, entity: str, field: str, value: Any) -> list[Record]:
         """The records whose ``field`` (API v2.0 name) equals ``value`` (compared as the server's collation
