@@ -311,10 +311,12 @@ def prerequisites(options: Mapping[str, Any]) -> tuple[Requirement, ...]:
     two custom fields (Settings > Billing > Manage Custom Fields: no public API creates them)."""
     extension = ("add a Text field {name} to the Customer table and to the Customer card page published as the "
                  "Customer web service (a table extension and a page extension: a NAV partner's work)")
-    needed = [Requirement("erp", FIELD, "customers", str(option(options, name)), flows=(flow,),
-                          fix=extension.format(name=option(options, name)))
-              for name, flow in (("invoice_status_field", "invoice_status"), ("payment_status_field", "payment_status"),
-                                 ("account_id_field", "account_ids"))
+    # (a customer made from a Zuora account holds its account id from the start: accounts_to_customers writes it too)
+    needed = [Requirement("erp", FIELD, "customers", str(option(options, name)), flows=flows,
+                          fix=extension.format(name=option(options, name)), option=name)
+              for name, flows in (("invoice_status_field", ("invoice_status",)),
+                                  ("payment_status_field", ("payment_status",)),
+                                  ("account_id_field", ("account_ids", "accounts_to_customers")))
               if option(options, name)]
     for journal_option, page, flow in (("invoice_journal", "253 Sales Journal as SalesJournal", "invoices"),
                                        ("payment_journal", "255 Cash Receipt Journal as CashReceiptJournal",

@@ -223,6 +223,17 @@ class DynamicsConnector(ConnectorBase):
             return next((r for r in self.protocol.customer_dimensions(customer) if r.id == id), None)
         return self.protocol.get(entity, id)
 
+    def fixed_fields(self, entity: str) -> str | None:
+        """In API mode every entity is one of Microsoft's API v2.0 pages, and "a page of type API page can't be
+        extended by creating a page extension object. Instead, create a new API page"
+        (https://learn.microsoft.com/dynamics365/business-central/dev-itpro/developer/devenv-page-ext-object): a
+        table extension's field shows on the card page and its page web service, never on API v2.0's entity."""
+        if self.endpoint.mode != "api":
+            return None
+        return (f"BC's standard API v2.0 {entity} cannot carry a table extension's field (API pages cannot be "
+                f"extended; a custom API page would); use page web services (systems.{self.name}.api = \"odata\", "
+                "the card page published with a page extension)")
+
     def find(self, entity: str, field: str, value: Any) -> list[Record]:
         """The records whose ``field`` (API v2.0 name) equals ``value`` (compared as the server's collation
         does: case-insensitively)."""
