@@ -305,6 +305,7 @@ def drain(runtime: Runtime, pair: str) -> RunResult:
     with locked_state(location, pair) as state:
         session = open_pair(config, pair, runtime.context(state))
         try:
+            refuse_fields_systems_cannot_carry(session, None)
             return Engine(session.pair, session.config, session.connectors, state,
                           counter=session.counter).drain()
         finally:
