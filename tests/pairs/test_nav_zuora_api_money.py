@@ -76,6 +76,10 @@ def test_in_api_mode_flows_writing_customer_card_fields_stop_the_run_before_anyt
         assert "writes Zuora_Invoice_Status on nav's customers" in line and "API pages cannot be extended" in line
         assert 'systems.nav.api = "odata"' in line and 'pairs.nav-zuora.options.invoice_status_field = ""' in line
         assert world.zuora.records("accounts") == [] and bc.rows("customers") == before
+        # setup says the same: no extension is the fix here
+        setup = CliRunner().invoke(build_app(), ["setup", "nav-zuora"], obj=world.runtime())
+        [account_id] = [line for line in setup.output.splitlines() if "customers.Zuora_Account_Id" in line]
+        assert "API pages cannot be extended" in account_id and 'set account_id_field = ""' in account_id
 
         # a run of flows that write no such field goes ahead
         assert sync_cli(world, "customers") == 0 and len(world.zuora.records("accounts")) == 3
