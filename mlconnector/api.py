@@ -22,12 +22,13 @@ from mlconnector.errors import ConfigError, MLConnectorError
 from mlconnector.fieldmap.overlay import Line, check_rules, effective_table
 from mlconnector.http import CallCounter
 from mlconnector.pairs import all_pairs, get_pair
+from mlconnector.prerequisites import FIELD
 from mlconnector.health import Limits, Problem  # noqa: F401 (what check and prometheus take and give)
 from mlconnector.reports import Status, audit, check, prometheus, status  # noqa: F401 (the API's own calls)
 from mlconnector.state import (STATE_ENV, StateLocation, StateStore, database_errors, default_state_path,
                                refuse_foreign_database, resolve_state)
 from mlconnector.urls import STATE_URL_ENV
-from mlconnector.sync import Engine, RunResult, open_pair, resolve_roles
+from mlconnector.sync import Engine, RunResult, Session, open_pair, resolve_roles
 from mlconnector.sync.reconcile import ReconcileReport, queue_fixes
 from mlconnector.sync.reconcile import reconcile as run_reconcile
 from mlconnector.sync.run import new_run_id
@@ -143,6 +144,7 @@ def sync(runtime: Runtime, pair: str, *, flows: Iterable[str] | None = None, ful
             refuse_flows_setup_found_missing(state, config, pair, flows)
             session = open_pair(config, pair, runtime.context(state))
             try:
+                refuse_fields_systems_cannot_carry(session, flows)
                 engine = Engine(session.pair, session.config, session.connectors, state,
                                 counter=session.counter, progress=progress, progress_total=progress_total,
                                 allow_deletes=allow_deletes)
@@ -234,6 +236,26 @@ def refuse_flows_setup_found_missing(state: StateStore, config: Config, pair: st
                               f"`mlconnector setup {pair}` again)")
 
 
+def refuse_fields_systems_cannot_carry(session: Session, flows: Iterable[str] | None) -> None:
+    """A chosen flow writing a field its pair's options name where the target's records cannot carry one however it
+    is set up (``Connector.fixed_fields``: BC's API v2.0 entities) does not start: every record would fail. One line
+    (exit 2) with the fix, before anything is read or written."""
+    spec, options = session.pair, session.config.options
+    if spec.prerequisites is None:
+        return
+    chosen = {f.name for f in spec.ordered(list(flows or ()) or list(session.config.flows) or None)}
+    for need in spec.prerequisites(options):
+        flow = next((name for name in need.flows if name in chosen), None)
+        if need.kind != FIELD or not need.option or flow is None:
+            continue
+        connector = session.connectors[need.role]
+        reason = connector.fixed_fields(need.target)
+        if reason:
+            raise ConfigError(f"{spec.name} flow {flow} writes {need.name} on {connector.name}'s {need.target}: "
+                              f"{reason}; or turn the flow off (pairs.{spec.name}.options.{need.option} = \"\", or "
+                              f"leave {flow} out of pairs.{spec.name}.flows)")
+
+
 def setup(runtime: Runtime, pair: str, *, apply: bool = False,
           plan: Callable[[Any], None] | None = None) -> Any:
     """`mlconnector setup PAIR`: check what the pair needs in its systems; with ``apply``, create what the vendors'
@@ -283,6 +305,7 @@ def drain(runtime: Runtime, pair: str) -> RunResult:
     with locked_state(location, pair) as state:
         session = open_pair(config, pair, runtime.context(state))
         try:
+            refuse_fields_systems_cannot_carry(session, None)
             return Engine(session.pair, session.config, session.connectors, state,
                           counter=session.counter).drain()
         finally:

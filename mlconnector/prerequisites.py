@@ -37,6 +37,7 @@ class Requirement:
     singular: str = ""                 # custom modules
     flows: tuple[str, ...] = ()        # the flows that need it; empty: every flow of the pair
     fix: str = ""                      # for MANUAL: what a person does
+    option: str = ""                   # the pair option naming the field ("" turns its flows off), where one does
 
     @property
     def what(self) -> str:

@@ -12,6 +12,7 @@ mapping needs that such a step would make is "missing" with that fix. A ``notify
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import replace
 from typing import Any
 
 import httpx
@@ -85,7 +86,13 @@ class FieldListSetup:
     def check(self, requirement: Requirement) -> Finding:
         if requirement.kind != FIELD:
             return Finding(self.connector.name, requirement, UNCHECKED, fix=requirement.fix or "check it by hand")
-        return field_finding(self.connector.name, requirement, self.connector.field_names(requirement.target))
+        found = field_finding(self.connector.name, requirement, self.connector.field_names(requirement.target))
+        # where no extension can put the field (BC's API v2.0 entities), adding one is no fix
+        fixed = None if requirement.read or found.status == OK else self.connector.fixed_fields(requirement.target)
+        if fixed:
+            off = f'set {requirement.option} = "" in the pair\'s options' if requirement.option else "change the mapping"
+            return replace(found, fix=f"{fixed}; or {off}")
+        return found
 
     def apply(self, finding: Finding) -> Finding:
         return finding

@@ -150,8 +150,10 @@ def account_parent_by_dimension(dimension: Record, ctx: MapContext) -> dict[str,
     number, parent = str(dimension["customerNumber"]), _text(dimension.get("dimensionValue"))
     if not parent or parent == number:
         raise SkipRecord("the customer is its own group")
+    # the parent customer as the customers flow knows it: its number on pages, its id in API v2.0
+    parent_id = _text(dimension.get("valueCustomerId")) or parent
     return {option(ctx.options, "account_key_field"): number,
-            "parentId": ctx.target_id("customers", parent, what=f"customer {parent} ({code} {parent})")}
+            "parentId": ctx.target_id("customers", parent_id, what=f"customer {parent} ({code} {parent})")}
 
 
 # The Zuora account id -> the NAV customer (who holds which account, seen from NAV) -----------------------------------
@@ -309,10 +311,12 @@ def prerequisites(options: Mapping[str, Any]) -> tuple[Requirement, ...]:
     two custom fields (Settings > Billing > Manage Custom Fields: no public API creates them)."""
     extension = ("add a Text field {name} to the Customer table and to the Customer card page published as the "
                  "Customer web service (a table extension and a page extension: a NAV partner's work)")
-    needed = [Requirement("erp", FIELD, "customers", str(option(options, name)), flows=(flow,),
-                          fix=extension.format(name=option(options, name)))
-              for name, flow in (("invoice_status_field", "invoice_status"), ("payment_status_field", "payment_status"),
-                                 ("account_id_field", "account_ids"))
+    # (a customer made from a Zuora account holds its account id from the start: accounts_to_customers writes it too)
+    needed = [Requirement("erp", FIELD, "customers", str(option(options, name)), flows=flows,
+                          fix=extension.format(name=option(options, name)), option=name)
+              for name, flows in (("invoice_status_field", ("invoice_status",)),
+                                  ("payment_status_field", ("payment_status",)),
+                                  ("account_id_field", ("account_ids", "accounts_to_customers")))
               if option(options, name)]
     for journal_option, page, flow in (("invoice_journal", "253 Sales Journal as SalesJournal", "invoices"),
                                        ("payment_journal", "255 Cash Receipt Journal as CashReceiptJournal",
@@ -362,7 +366,8 @@ NAV_ZUORA = register(PairSpec(
         Flow("account_parents_by_dimension", "erp", "customerDimensions", "billing", "accounts",
              _key("account_key_field"), account_parent_by_dimension, depends_on=("customers",), optional=True,
              description="a NAV customer dimension (options.parent_dimension) naming the parent customer -> the "
-                         "Zuora account's parent (optional; page 540 Default Dimensions, read whole)"),
+                         "Zuora account's parent (optional; page 540 Default Dimensions, in API mode customers' "
+                         "defaultDimensions; read whole)"),
         Flow("account_ids", "erp", "customers", "erp", "customers", "number", account_id,
              depends_on=("customers", "accounts_to_customers"),
              description="the linked Zuora account's id -> the NAV customer's account id field"),

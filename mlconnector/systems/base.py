@@ -286,6 +286,12 @@ class ConnectorBase:
         are checked against it (`setup`, and a run's start)."""
         return None
 
+    def fixed_fields(self, entity: str) -> str | None:
+        """Where ``entity``'s records cannot carry a field the customer adds to the system (a table extension, a
+        custom field) however it is set up: why, and what to use instead (a run refuses a flow writing one, exit
+        2); None where they can (the default: `setup` checks the field itself)."""
+        return None
+
     def set_budget(self, credits: int) -> None:
         """A daily budget of API credits, for systems that charge them (a run stops before crossing it)."""
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import pytest
 
+from tests.pairs.test_nav_zuora_money import sync_cli
 from tests.pairs.zuora_world import ZuoraWorld, make_zuora_world
 
 
@@ -112,4 +113,28 @@ def test_a_customer_group_dimension_names_the_parent_account_when_the_pair_is_to
         writes = zuora_writes(made)
         assert made.sync().exit_code == 0 and zuora_writes(made) == writes
     finally:
+        made.close()
+
+
+def test_in_api_mode_a_customer_group_dimension_read_through_bc_api_names_the_parent_account(tmp_path, monkeypatch):
+    made = make_zuora_world(tmp_path, monkeypatch, zuora_settings='account_match = "company_name"\n',
+                            nav_settings='api = "api"\n',
+                            pair_settings='flows = ["customers", "account_parents_by_dimension"]\n'
+                                          '[pairs.nav-zuora.options]\nparent_dimension = "CUSTGROUP"\n')
+    bc = made.bc_user()
+    try:
+        made.dynamics.set_default_dimension(made.company, "C00010", "CUSTGROUP", "C00030")
+        made.dynamics.set_default_dimension(made.company, "C00020", "AREA", "30")   # another dimension: no parent
+        adatum = bc.rows("customers", "number eq 'C00010'")[0]
+        [seen] = bc.rows(f"customers({adatum['id']})/defaultDimensions")   # as BC's API shows it
+        assert (seen["dimensionCode"], seen["dimensionValueCode"]) == ("CUSTGROUP", "C00030")
+
+        assert sync_cli(made) == 0
+
+        assert parent_of(made, "C00010") == made.account("C00030")["id"]
+        assert parent_of(made, "C00020") is None and parent_of(made, "C00030") is None
+        writes = zuora_writes(made)
+        assert sync_cli(made) == 0 and zuora_writes(made) == writes
+    finally:
+        bc.close()
         made.close()

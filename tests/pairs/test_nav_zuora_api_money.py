@@ -6,6 +6,9 @@ from __future__ import annotations
 
 from decimal import Decimal
 
+from typer.testing import CliRunner
+
+from mlconnector.cli.main import build_app
 from tests.pairs.test_nav_zuora_money import NO_STATUS_FIELDS, money, sync_cli
 from tests.pairs.zuora_world import make_zuora_world
 
@@ -52,6 +55,34 @@ def test_a_zuora_payment_is_a_customer_payment_applied_to_its_bc_invoice_and_is_
         assert bc.rows(lines) == []
         assert {e["documentType"] for e in bc.rows("generalLedgerEntries",
                                                    f"documentNumber eq '{payment['paymentNumber']}'")} == {"Payment"}
+    finally:
+        bc.close()
+        world.close()
+
+
+def test_in_api_mode_flows_writing_customer_card_fields_stop_the_run_before_anything_is_written(tmp_path, monkeypatch):
+    """BC's standard API v2.0 customers cannot carry a table extension's field: a run whose chosen flows would write
+    one (the default options name Zuora_Account_Id and the two status fields) is one line and exit 2."""
+    world = make_zuora_world(tmp_path, monkeypatch, zuora_settings='account_match = "company_name"\n',
+                             pair_settings='[pairs.nav-zuora.options]\nrevenue_account = "6110"\n',
+                             nav_settings='api = "api"\n')
+    bc = world.bc_user()
+    try:
+        before = bc.rows("customers")
+        refused = CliRunner().invoke(build_app(), ["sync", "nav-zuora"], obj=world.runtime())
+
+        assert refused.exit_code == 2 and "Traceback" not in refused.output
+        [line] = refused.output.strip().splitlines()
+        assert "writes Zuora_Invoice_Status on nav's customers" in line and "API pages cannot be extended" in line
+        assert 'systems.nav.api = "odata"' in line and 'pairs.nav-zuora.options.invoice_status_field = ""' in line
+        assert world.zuora.records("accounts") == [] and bc.rows("customers") == before
+        # setup says the same: no extension is the fix here
+        setup = CliRunner().invoke(build_app(), ["setup", "nav-zuora"], obj=world.runtime())
+        [account_id] = [line for line in setup.output.splitlines() if "customers.Zuora_Account_Id" in line]
+        assert "API pages cannot be extended" in account_id and 'set account_id_field = ""' in account_id
+
+        # a run of flows that write no such field goes ahead
+        assert sync_cli(world, "customers") == 0 and len(world.zuora.records("accounts")) == 3
     finally:
         bc.close()
         world.close()

@@ -688,6 +688,29 @@ def test_calls_are_counted(http: httpx.Client, sandbox: DynamicsSandbox, company
     assert sandbox.call_count(path_contains="ODataV4") == 1
 
 
+def test_a_customers_default_dimensions_in_the_api_as_on_page_540(http: httpx.Client, sandbox: DynamicsSandbox,
+                                                                   bearer: dict[str, str]) -> None:
+    """API v2.0 defaultDimensions (dynamics_defaultdimension): the customer's, the company's (filtered by
+    parentType) and $expand on customers, all the rows page 540 Default Dimensions shows."""
+    company = sandbox.seed_demo()
+    sandbox.set_default_dimension(company, "C00010", "CUSTGROUP", "C00030")
+    adatum = sandbox.get(company, "customers", "C00010")
+    base = f"{API}/companies({company})"
+
+    [row] = http.get(f"{base}/customers({adatum['id']})/defaultDimensions", headers=bearer).json()["value"]
+    assert (row["parentType"], row["parentId"], row["dimensionCode"], row["dimensionValueCode"],
+            row["postingValidation"]) == ("Customer", adatum["id"], "CUSTGROUP", "C00030", " ")
+    filtered = http.get(f"{base}/defaultDimensions", params={"$filter": "parentType eq 'Customer'"}, headers=bearer)
+    assert [r["id"] for r in filtered.json()["value"]] == [row["id"]]
+    assert http.get(f"{base}/defaultDimensions({row['id']})", headers=bearer).json()["dimensionId"] == row["dimensionId"]
+    expanded = http.get(f"{base}/customers", params={"$select": "number", "$expand": "defaultDimensions"},
+                        headers=bearer).json()["value"]
+    assert {c["number"]: [d["dimensionValueCode"] for d in c["defaultDimensions"]] for c in expanded} == {
+        "C00010": ["C00030"], "C00020": [], "C00030": []}
+    page = http.get(f"/BC/ODataV4/Company('{COMPANY}')/DefaultDimensions", headers=basic()).json()["value"]
+    assert [(r["No"], r["Dimension_Value_Code"]) for r in page] == [("C00010", "C00030")]
+
+
 def test_contact_business_relations_in_the_api_and_on_page_5054(http: httpx.Client, sandbox: DynamicsSandbox,
                                                                 bearer: dict[str, str]) -> None:
     company = sandbox.seed_demo()

@@ -182,3 +182,43 @@ def test_finance_and_operations_metadata_matches_the_common_data_model_entities(
         assert client.get("/Metadata/DataEntities").status_code == 401
     finally:
         client.close()
+
+
+# Every entity set the BC emulator serves below companies({id}), by its documented resource name.
+SERVED_BC_SETS = {
+    "customers": "customer", "vendors": "vendor", "contacts": "contact", "items": "item",
+    "salesOrders": "salesOrder", "salesOrderLines": "salesOrderLine", "salesInvoices": "salesInvoice",
+    "salesInvoiceLines": "salesInvoiceLine", "purchaseOrders": "purchaseOrder", "purchaseOrderLines": "purchaseOrderLine",
+    "currencies": "currency", "paymentTerms": "paymentTerm", "paymentMethods": "paymentMethod",
+    "shipmentMethods": "shipmentMethod", "companyInformation": "companyInformation",
+    "customerPaymentJournals": "customerPaymentJournal", "customerPayments": "customerPayment",
+    "generalLedgerEntries": "generalLedgerEntry", "defaultDimensions": "defaultDimension"}
+
+
+def test_business_central_metadata_lists_every_entity_set_the_emulator_serves_with_documented_properties() -> None:
+    client = bc_client(demo=True)
+    resources = json.loads((SPECS / "bc" / "api-v2.0-resources.from-docs.json").read_text(encoding="utf-8"))
+    documented = {name.lower(): {p["name"] for p in r["properties"]} for name, r in resources["resources"].items()}
+    try:
+        api = f"/v2.0/{TENANT}/production/api/v2.0"
+        answer = client.get(f"{api}/$metadata")
+        types = entity_types(answer.text)
+        sets = {s.get("Name"): s.get("EntityType") for s in ET.fromstring(answer.text).iter(f"{EDM}EntitySet")}
+        [company] = client.get(f"{api}/companies").json()["value"]
+        for set_name, entity in SERVED_BC_SETS.items():
+            assert client.get(f"{api}/companies({company['id']})/{set_name}").status_code == 200, set_name
+            assert sets.get(set_name) == f"Microsoft.NAV.{entity}", set_name
+            assert set_name in types["company"]["navigation"], set_name
+            assert types[entity]["properties"] and set(types[entity]["properties"]) <= documented[entity.lower()]
+        # and nothing is listed that is not served (subscriptions live outside companies)
+        assert set(sets) - set(SERVED_BC_SETS) == {"companies", "subscriptions"}
+        assert client.get(f"{api}/subscriptions").status_code == 200
+        assert set(types["subscription"]["properties"]) <= documented["subscriptions"]
+        assert set(types["defaultDimension"]["properties"]) == documented["defaultdimension"] - {"lastModifiedDateTime"}
+        for parent, nested in (("customer", "defaultDimensions"), ("customerPaymentJournal", "customerPayments"),
+                               ("contact", "contactInformation")):
+            assert nested in types[parent]["navigation"], (parent, nested)
+        assert client.get(f"{api}/companies({company['id']})/journals").status_code == 404   # not served, not listed
+        assert "journals" not in sets
+    finally:
+        client.close()

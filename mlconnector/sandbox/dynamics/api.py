@@ -17,8 +17,9 @@ from starlette.responses import Response
 from ..common import loads
 from . import batch, errors, metadata
 from .errors import ODataError, json_response
+from .metadata import COMPANY as COMPANY_TYPES
 from .odata import Query, apply_select, next_link, parse_query, requested_page_size, select_page
-from .schema import BLANK_DATETIME, ENTITIES, REFERENCES, EntitySpec
+from .schema import BLANK_DATETIME, ENTITIES, REFERENCES, SUBSCRIPTION_TYPES, EntitySpec
 from .store import Company, OrderIndex, RowViews, StoredRow, field_default, format_datetime
 
 if TYPE_CHECKING:
@@ -26,12 +27,6 @@ if TYPE_CHECKING:
 
 _SEGMENT_RE = re.compile(r"^([A-Za-z$][\w.]*)(?:\((.*)\))?$")
 _GUID_RE = re.compile(r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$")
-COMPANY_TYPES = {"id": "guid", "systemVersion": "string", "timestamp": "integer", "name": "string",
-                 "displayName": "string", "businessProfileId": "string", "systemCreatedAt": "datetime",
-                 "systemCreatedBy": "guid", "systemModifiedAt": "datetime", "systemModifiedBy": "guid"}
-SUBSCRIPTION_TYPES = {"subscriptionId": "string", "notificationUrl": "string", "resource": "string",
-                      "clientState": "string", "expirationDateTime": "datetime", "userId": "guid",
-                      "lastModifiedDateTime": "datetime", "timestamp": "integer"}
 
 
 @dataclass(frozen=True)
@@ -181,6 +176,10 @@ class ApiV2:
             return self._company_information(request, company, root)
         if first.name in ("customerPaymentJournals", "customerPayments", "generalLedgerEntries"):
             return await self.sandbox.payment_journals.handle(request, company.id, segments, root)
+        if first.name == "defaultDimensions" and len(segments) == 1:
+            return self.sandbox.dimensions.api_collection(
+                request, self._default_dimensions(company), first.key and guid_key(first.key),
+                f"{root}/$metadata#companies({company.id})/defaultDimensions")
         spec = ENTITIES.get(first.name)
         if spec is None:
             raise errors.segment_not_found(first.name)
@@ -195,6 +194,10 @@ class ApiV2:
             nested = segments[1]
             if nested.name.startswith("Microsoft.NAV."):
                 return self._bound_action(request, company, spec, header, nested.name)
+            if spec.set_name == "customers" and nested.name == "defaultDimensions" and len(segments) == 2:
+                return self.sandbox.dimensions.api_collection(
+                    request, self._default_dimensions(company, header), nested.key and guid_key(nested.key),
+                    f"{context}({header.id})/defaultDimensions")
             if spec.set_name == "contacts" and nested.name == "contactInformation" and len(segments) == 2:
                 if request.method != "GET":
                     raise errors.method_not_allowed(request.method, "contactInformation")
@@ -211,6 +214,12 @@ class ApiV2:
                         raise errors.not_found(line_spec.entity_name, nested.key)
                     return await self._single(request, company, line_spec, line, line_context)
         raise errors.segment_not_found(segments[-1].name)
+
+    def _default_dimensions(self, company: Company, customer: StoredRow | None = None) -> list[dict[str, Any]]:
+        """The company's default dimensions (dimensions.py), or one customer's."""
+        ids = {str(r.values.get("number")): r.id for r in company.table("customers").values()}
+        number = None if customer is None else str(customer.values.get("number"))
+        return self.sandbox.dimensions.api_rows(company.id, ids.get, number)
 
     def _row(self, company: Company, spec: EntitySpec, key: str) -> StoredRow:
         row = company.table(spec.set_name).get(key)
@@ -302,6 +311,8 @@ class ApiV2:
             if name == spec.lines:
                 lines = self.db.lines_of(company, spec.set_name, row.id)
                 entity[name] = [apply_select(self.db.to_api(name, line), nested_select) for line in lines]
+            elif name == "defaultDimensions" and spec.set_name == "customers":
+                entity[name] = [apply_select(d, nested_select) for d in self._default_dimensions(company, row)]
             elif name == "contactInformation" and spec.set_name == "contacts":
                 entity[name] = [apply_select(info, nested_select)
                                 for info in self.db.contact_information(company, row)]

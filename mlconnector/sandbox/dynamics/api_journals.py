@@ -15,7 +15,7 @@
   https://learn.microsoft.com/dynamics365/business-central/dev-itpro/api-reference/v2.0/resources/dynamics_generalledgerentry
 
 Lines written here are the lines the Cash Receipt Journal page shows, and post with the batch (``post_journal``).
-Not served: the payment journal's own create/update/delete, and these sets in ``$metadata``.
+Not served: the payment journal's own create/update/delete. Their properties are schema.py's (``$metadata`` too).
 """
 
 from __future__ import annotations
@@ -31,23 +31,13 @@ from . import errors
 from .api import Segment, check_if_match, guid_key
 from .errors import ODataError, json_response
 from .journals import BLANK, LINE_TYPES, Books, Line, _body, _checked, _collection, _default, _wire
-from .schema import EMPTY_GUID, POSTED_INVOICE_STATUSES
+from .schema import EMPTY_GUID, GL_ENTRY_TYPES, JOURNAL_TYPES, PAYMENT_TYPES, POSTED_INVOICE_STATUSES
 
 if TYPE_CHECKING:
     from .sandbox import DynamicsSandbox
 
 API_PAYMENT_TEMPLATE = "CASHRCPT"
 SETS = ("customerPaymentJournals", "customerPayments", "generalLedgerEntries")
-GL_ENTRY_TYPES = {"id": "guid", "entryNumber": "integer", "postingDate": "date", "documentNumber": "string",
-                  "documentType": "string", "accountId": "guid", "accountNumber": "string", "description": "string",
-                  "debitAmount": "decimal", "creditAmount": "decimal", "lastModifiedDateTime": "datetime"}
-JOURNAL_TYPES = {"id": "guid", "code": "string", "displayName": "string", "lastModifiedDateTime": "datetime",
-                 "balancingAccountId": "guid", "balancingAccountNumber": "string"}
-PAYMENT_TYPES = {"id": "guid", "journalId": "guid", "journalDisplayName": "string", "lineNumber": "integer",
-                 "customerId": "guid", "customerNumber": "string", "contactId": "string", "postingDate": "date",
-                 "documentNumber": "string", "externalDocumentNumber": "string", "amount": "decimal",
-                 "appliesToInvoiceId": "guid", "appliesToInvoiceNumber": "string", "description": "string",
-                 "comment": "string", "lastModifiedDateTime": "datetime"}
 WRITABLE = frozenset(PAYMENT_TYPES) - {"id", "journalDisplayName", "lastModifiedDateTime"}
 # customerPayment property -> Gen. Journal Line field, where one holds the other as is
 PLAIN = {"postingDate": "Posting_Date", "documentNumber": "Document_No", "externalDocumentNumber":
@@ -225,7 +215,7 @@ class PaymentJournalsApi:
         return {"@odata.etag": line.etag, "id": line.system_id,
                 "journalId": journal_id(company_id, values["Journal_Batch_Name"]),
                 "journalDisplayName": values["Journal_Batch_Name"], "lineNumber": values["Line_No"],
-                "customerId": customer, "customerNumber": values["Account_No"], "contactId": "",
+                "customerId": customer, "customerNumber": values["Account_No"],
                 "postingDate": values["Posting_Date"], "documentNumber": values["Document_No"],
                 "externalDocumentNumber": values["External_Document_No"], "amount": float(values["Amount"]),
                 "appliesToInvoiceId": invoice, "appliesToInvoiceNumber": number,

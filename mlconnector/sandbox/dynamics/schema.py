@@ -77,7 +77,7 @@ ENTITIES: dict[str, EntitySpec] = {spec.set_name: spec for spec in [
                 "paymentMethodId:guid blocked lastModifiedDateTime:datetime"),
         number_series="C00010", defaults={"type": "Company", "blocked": " "},
         read_only=frozenset({"id", "lastModifiedDateTime", "balanceDue"}), webhooks=True,
-        expands=frozenset({"currency", "paymentTerm", "paymentMethod", "shipmentMethod"}),
+        expands=frozenset({"currency", "paymentTerm", "paymentMethod", "shipmentMethod", "defaultDimensions"}),
         # Card fields API v2.0's customers entity does not have (Customer card, page 21):
         # https://learn.microsoft.com/en-us/dynamics365/business-central/dev-itpro/api-reference/v2.0/resources/dynamics_customer
         page_only={"billToCustomerNumber": "string", "customerPostingGroup": "string",
@@ -178,6 +178,58 @@ ENTITIES: dict[str, EntitySpec] = {spec.set_name: spec for spec in [
     EntitySpec("shipmentMethods", "shipmentMethod",
                _fields("id:guid code displayName lastModifiedDateTime:datetime")),
 ]}
+
+# Entity sets served beside ENTITIES, each by a module of its own, with their API v2.0 properties (for $metadata and
+# their reads): companyInformation (api.py), customerPaymentJournals / customerPayments / generalLedgerEntries
+# (api_journals.py), defaultDimensions (dimensions.py), subscriptions (webhooks.py, outside companies).
+# https://learn.microsoft.com/dynamics365/business-central/dev-itpro/api-reference/v2.0/resources/dynamics_companyinformation
+COMPANY_INFORMATION_TYPES = _fields(
+    "id:guid displayName addressLine1 addressLine2 city state country postalCode phoneNumber faxNumber email website "
+    "taxRegistrationNumber currencyCode currentFiscalYearStartDate:date industry lastModifiedDateTime:datetime")
+# .../resources/dynamics_customerpaymentjournal, dynamics_customerpayment, dynamics_generalledgerentry
+JOURNAL_TYPES = _fields("id:guid code displayName lastModifiedDateTime:datetime balancingAccountId:guid "
+                        "balancingAccountNumber")
+PAYMENT_TYPES = _fields("id:guid journalId:guid journalDisplayName lineNumber:integer customerId:guid customerNumber "
+                        "postingDate:date documentNumber externalDocumentNumber amount:decimal "
+                        "appliesToInvoiceId:guid appliesToInvoiceNumber description comment "
+                        "lastModifiedDateTime:datetime")
+GL_ENTRY_TYPES = _fields("id:guid entryNumber:integer postingDate:date documentNumber documentType accountId:guid "
+                         "accountNumber description debitAmount:decimal creditAmount:decimal "
+                         "lastModifiedDateTime:datetime")
+# .../resources/dynamics_defaultdimension: parentType is " ", "Customer", "Item", "Vendor" or "Employee";
+# postingValidation " ", "Code_Mandatory", "Same_Code" or "No_Code".
+DEFAULT_DIMENSION_TYPES = _fields("id:guid parentType parentId:guid dimensionId:guid dimensionCode "
+                                  "dimensionValueId:guid dimensionValueCode postingValidation")
+SUBSCRIPTION_TYPES = _fields("subscriptionId notificationUrl resource clientState expirationDateTime:datetime "
+                             "userId:guid lastModifiedDateTime:datetime timestamp:integer")
+
+
+@dataclass(frozen=True)
+class OtherSet:
+    """An entity set served beside ENTITIES: its EDM type, properties and key, and the entity set whose rows lead
+    to it (a navigation property of the same name: ``customers({id})/defaultDimensions``)."""
+
+    set_name: str
+    entity_name: str
+    fields: dict[str, str]
+    key: str = "id"
+    under: str | None = None
+    nested_only: bool = False     # reached only through ``under`` (no set of the company's own)
+
+
+OTHER_SETS: dict[str, OtherSet] = {s.set_name: s for s in (
+    OtherSet("companyInformation", "companyInformation", COMPANY_INFORMATION_TYPES),
+    OtherSet("customerPaymentJournals", "customerPaymentJournal", JOURNAL_TYPES),
+    OtherSet("customerPayments", "customerPayment", PAYMENT_TYPES, under="customerPaymentJournals"),
+    OtherSet("generalLedgerEntries", "generalLedgerEntry", GL_ENTRY_TYPES),
+    OtherSet("defaultDimensions", "defaultDimension", DEFAULT_DIMENSION_TYPES, under="customers"),
+    # .../resources/dynamics_contactinformation: contacts({id})/contactInformation only
+    OtherSet("contactInformation", "contactInformation",
+             _fields("contactId:guid contactNumber contactName contactType relatedId:guid relatedType"),
+             key="contactId", under="contacts", nested_only=True),
+)}
+# outside companies: .../api/v2.0/subscriptions
+SUBSCRIPTIONS = OtherSet("subscriptions", "subscription", SUBSCRIPTION_TYPES, key="subscriptionId")
 
 # salesInvoices.status: drafts are "Draft"/"In Review"; everything else has been posted.
 POSTED_INVOICE_STATUSES = frozenset({"Open", "Paid", "Canceled", "Corrective"})

@@ -205,8 +205,9 @@ class DynamicsConnector(ConnectorBase):
             yield from self.writes.booked(entity)
             return
         if entity == "customerDimensions":
-            self._whole_read[entity] = until or utcnow()   # page 540 has no modification date: read whole
-            yield from self._customer_dimensions()
+            # customers' default dimensions carry no modification time (page 540, API v2.0): read whole
+            self._whole_read[entity] = until or utcnow()
+            yield from self.protocol.customer_dimensions()
             return
         yield from self.protocol.changes(entity, since, until)
 
@@ -219,16 +220,19 @@ class DynamicsConnector(ConnectorBase):
         """The full current record with its lines (contacts: with relations); None when it is gone."""
         if entity == "customerDimensions":
             customer, _, code = id.partition("/")
-            return next((r for r in self._customer_dimensions(customer) if r.id == id), None)
+            return next((r for r in self.protocol.customer_dimensions(customer) if r.id == id), None)
         return self.protocol.get(entity, id)
 
-    def _customer_dimensions(self, number: str | None = None) -> Iterator[Record]:
-        """Customers' default dimensions (page 540 Default Dimensions, table 18), one record per customer and
-        dimension code: id "C00010/CUSTOMERGROUP". Page web services only."""
-        if self.endpoint.mode != "odata":
-            raise ConfigError(f"{self.name}: customers' default dimensions are read from page 540 (page web "
-                              "services); API v2.0 has them per customer only (customers(id)/defaultDimensions)")
-        yield from self.pages.customer_dimensions(number)
+    def fixed_fields(self, entity: str) -> str | None:
+        """In API mode every entity is one of Microsoft's API v2.0 pages, and "a page of type API page can't be
+        extended by creating a page extension object. Instead, create a new API page"
+        (https://learn.microsoft.com/dynamics365/business-central/dev-itpro/developer/devenv-page-ext-object): a
+        table extension's field shows on the card page and its page web service, never on API v2.0's entity."""
+        if self.endpoint.mode != "api":
+            return None
+        return (f"BC's standard API v2.0 {entity} cannot carry a table extension's field (API pages cannot be "
+                f"extended; a custom API page would); use page web services (systems.{self.name}.api = \"odata\", "
+                "the card page published with a page extension)")
 
     def find(self, entity: str, field: str, value: Any) -> list[Record]:
         """The records whose ``field`` (API v2.0 name) equals ``value`` (compared as the server's collation

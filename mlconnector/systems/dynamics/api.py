@@ -160,6 +160,37 @@ class ApiV2:
         record = self._api_record(entity, row)
         return WriteResult(action, record.id, record.modified, stored=_as_stored(record))
 
+    def customer_dimensions(self, number: str | None = None) -> Iterator[Record]:
+        """Customers' default dimensions, one record per customer and dimension code (id "C00010/CUSTOMERGROUP", as
+        page 540 gives them): the customers read with their defaultDimensions navigation expanded, one read for all
+        (https://learn.microsoft.com/dynamics365/business-central/dev-itpro/api-reference/v2.0/resources/
+        dynamics_customer lists it; its rows: .../resources/dynamics_defaultdimension). A value that is a
+        customer's number names that customer's id too (``valueCustomerId``: records are linked by id here), so
+        the rows are handed on once the read has seen every customer."""
+        params = {"$select": "id,number", "$expand": "defaultDimensions"}
+        if number:
+            params["$filter"] = f"number eq {_quote_key(number)}"
+        ids: dict[str, str] = {}
+        found: list[tuple[str, str, dict[str, Any]]] = []
+        for row in self._pages(f"{self.company_url()}/customers", params):
+            customer = str(row.get("number") or "")
+            if not number:
+                ids[customer.casefold()] = str(row.get("id"))
+            found += [(customer, str(row.get("id")), d) for d in row.get("defaultDimensions") or []]
+        for customer, customer_id, dimension in found:
+            code, value = str(dimension.get("dimensionCode") or ""), str(dimension.get("dimensionValueCode") or "")
+            value_customer = ids.get(value.casefold()) if not number else self._customer_id(value)
+            yield Record(self.name, "customerDimensions", f"{customer}/{code}", None, {
+                "id": f"{customer}/{code}", "customerNumber": customer, "customerId": customer_id,
+                "dimensionCode": code, "dimensionValue": value or None, "valueCustomerId": value_customer})
+
+    def _customer_id(self, number: str) -> str | None:
+        if not number:
+            return None
+        rows = self._pages(f"{self.company_url()}/customers",
+                           {"$select": "id,number", "$filter": f"number eq {_quote_key(number)}"})
+        return next((str(row["id"]) for row in rows), None)
+
     def company_contact(self, kind: str, related: str) -> str | None:
         """The number of the company contact whose business relation is this customer or vendor (by id): company
         contacts' contactInformation."""

@@ -320,4 +320,6 @@ class Pages:
             customer, code = str(row.get("No") or ""), str(row.get("Dimension_Code") or "")
             yield Record(self.name, "customerDimensions", f"{customer}/{code}", None, {
                 "id": f"{customer}/{code}", "customerNumber": customer, "customerId": customer,
-                "dimensionCode": code, "dimensionValue": _nav_value(row.get("Dimension_Value_Code"))})
+                "dimensionCode": code, "dimensionValue": _nav_value(row.get("Dimension_Value_Code")),
+                # a value that is a customer's number is that customer's id: pages key customers by number
+                "valueCustomerId": _nav_value(row.get("Dimension_Value_Code"))})
