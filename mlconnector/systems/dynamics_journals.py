@@ -161,15 +161,7 @@ class JournalWriter:
         return sent
 
     def _send(self, method: str, url: str, fields: Mapping[str, Any], etag: str | None = None) -> None:
-        headers = {"Content-Type": "application/json"}
-        if etag is not None:
-            headers["If-Match"] = etag
-        response = self._call(method, url, content=json_with_decimals(fields), headers=headers,
-                              idempotent=method == "PATCH")
-        if response.status_code not in (200, 201):
-            if response.status_code >= 500:
-                raise self._fail(response, f"{method} {url.rsplit('/', 1)[-1]}")
-            raise JournalRefused(self._fail(response, "NAV refused the journal line"))
+        send_journal(self._call, self._fail, method, url, fields, etag, "NAV refused the journal line")
 
     @staticmethod
     def _line_url(url: str, line: Mapping[str, Any]) -> str:
@@ -206,6 +198,21 @@ def _text(value: Any) -> str:
 MAIN_TYPES = {"salesJournalLines": "Invoice", "cashReceiptLines": "Payment"}
 
 
+def send_journal(call: Callable[..., httpx.Response], fail: Callable[[httpx.Response, str], Exception], method: str,
+                 url: str, fields: Mapping[str, Any], etag: str | None, refused: str) -> httpx.Response:
+    """One write of a journal document's part (a page's line, an API v2.0 payment or invoice): exact decimals, the
+    row's etag where it is changed; a 5xx fails the run's write as any call would, a refusal only this document."""
+    headers = {"Content-Type": "application/json"}
+    if etag is not None:
+        headers["If-Match"] = etag
+    response = call(method, url, content=json_with_decimals(fields), headers=headers, idempotent=method == "PATCH")
+    if response.status_code not in (200, 201):
+        if response.status_code >= 500:
+            raise fail(response, f"{method} {url.rsplit('/', 1)[-1]}")
+        raise JournalRefused(fail(response, refused))
+    return response
+
+
 def booked_documents(entity: str, pages: Callable[[str, dict[str, str]], Iterator[dict[str, Any]]],
                      company_url: str, services: Mapping[str, str]) -> Iterator[Record]:
     """Each document of ``entity``'s kind as NAV holds it now, for `reconcile`: its lines waiting in the journal
@@ -237,4 +244,4 @@ def check_mode(system: str, mode: str, entity: str) -> None:
                           f"which API mode (api = \"api\") does not use: compare them in Business Central")
 
 
-__all__ = ["JournalWriter", "JournalRefused", "JOURNAL_SERVICES", "booked_documents", "check_mode"]
+__all__ = ["JournalWriter", "JournalRefused", "JOURNAL_SERVICES", "booked_documents", "check_mode", "send_journal"]

@@ -31,9 +31,8 @@ from typing import Any
 import httpx
 
 from mlconnector.errors import RemoteError
-from mlconnector.http import json_with_decimals
 from mlconnector.systems.base import WriteResult
-from mlconnector.systems.dynamics_journals import JournalRefused, _money, _text, option
+from mlconnector.systems.dynamics_journals import JournalRefused, _money, _text, option, send_journal
 
 DRAFT_INVOICE = frozenset({"Draft", "In Review"})
 _GUID = re.compile(r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$")
@@ -182,16 +181,7 @@ class ApiJournalWriter:
         return WriteResult("create", str(created["id"]))
 
     def _send(self, method: str, url: str, fields: Mapping[str, Any], etag: str | None = None) -> dict[str, Any]:
-        headers = {"Content-Type": "application/json"}
-        if etag is not None:
-            headers["If-Match"] = etag
-        response = self._call(method, url, content=json_with_decimals(fields), headers=headers,
-                              idempotent=method == "PATCH")
-        if response.status_code not in (200, 201):
-            if response.status_code >= 500:
-                raise self._fail(response, f"{method} {url.rsplit('/', 1)[-1]}")
-            raise JournalRefused(self._fail(response, "BC refused the journal document"))
-        return response.json()
+        return send_journal(self._call, self._fail, method, url, fields, etag, "BC refused the journal document").json()
 
 
 __all__ = ["ApiJournalWriter"]
