@@ -238,10 +238,12 @@ class StateStore(LinkQueries, AuditQueries, QueueQueries, CheckQueries, Incident
     @_serialized
     def deletion_marks(self, pair: str, flow: str) -> DeletionMarks:
         """What the flow's deletion look needs: the target records kept after deletions, and where the checks got."""
-        row = self._execute("SELECT feed_since, scanned FROM deletion_checks WHERE pair = ? AND flow = ?",
-                            [pair, flow]).fetchone()
-        kept = dict(self._execute("SELECT target_id, policy FROM kept_after_delete WHERE pair = ? AND flow = ?",
-                                  [pair, flow]).fetchall())
+        # One statement (a round trip less per flow and run on a server): the checks' row first, tagged 0.
+        rows = self._execute("SELECT 0, feed_since, scanned FROM deletion_checks WHERE pair = ? AND flow = ? "
+                             "UNION ALL SELECT 1, target_id, policy FROM kept_after_delete WHERE pair = ? AND flow = ?",
+                             [pair, flow] * 2).fetchall()
+        row = next((row[1:] for row in rows if row[0] == 0), None)
+        kept = {row[1]: row[2] for row in rows if row[0] == 1}
         return DeletionMarks(kept, *((parse_iso(row[0]), parse_iso(row[1])) if row else (None, None)))
 
     @_serialized

@@ -84,11 +84,12 @@ def pool_for(url: str, password: str | None) -> ConnectionPool:
         if pool is not None:
             _pools.move_to_end((url, password))
             return pool
-        first = connect(url, password)  # a server that cannot be reached or refuses us says so here, in one line
-        try:
-            migrate(first, url)
-        finally:
-            first.close()
+        if url not in _migrated:  # not yet by the pair lock's connection (``ensure_migrated``)
+            first = connect(url, password)  # a server that cannot be reached or refuses us says so here, in one line
+            try:
+                ensure_migrated(first, url)
+            finally:
+                first.close()
         pool = ConnectionPool(url, min_size=1, max_size=POOL_SIZE, open=True, timeout=CONNECT_TIMEOUT,
                               name="mlconnector-state", check=ConnectionPool.check_connection,
                               kwargs=_settings(url, password))
@@ -117,6 +118,17 @@ def pooled_connection(url: str, password: str | None) -> Iterator[psycopg.Connec
         except PoolClosed:
             conn = stack.enter_context(pool_for(url, password).connection())
         yield conn
+
+
+_migrated: set[str] = set()  # the URLs whose schema this process has migrated (or found current)
+
+
+def ensure_migrated(conn: psycopg.Connection[Any], url: str) -> None:
+    """``migrate`` on this connection, once per process and URL: a run's pair lock opens its connection before the
+    run's store, so the store's pool need not open one more just to migrate."""
+    if url not in _migrated:
+        migrate(conn, url)
+        _migrated.add(url)
 
 
 def _close_idle_pools() -> None:
@@ -163,6 +175,7 @@ def close_pools() -> None:
             pool.close()
         _pools.clear()
         _schemas_made.clear()
+        _migrated.clear()
 
 
 atexit.register(close_pools)
@@ -172,6 +185,8 @@ def migrate(conn: psycopg.Connection[Any], url: str) -> None:
     """The numbered migrations not yet applied in this schema, in one transaction holding the schema's migration
     lock: hosts starting at once wait for each other, and the second finds nothing left to do."""
     try:
+        if _current(conn):
+            return
         with conn.transaction():
             schema = conn.execute("SELECT current_schema()").fetchone()[0]
             if schema is None:
@@ -194,6 +209,18 @@ def migrate(conn: psycopg.Connection[Any], url: str) -> None:
                     conn.execute(f"INSERT INTO {MIGRATIONS_TABLE} (name) VALUES (%s)", [name])
     except psycopg.Error as exc:
         raise as_state_error(exc, StateLocation(url=url)) from None
+
+
+def _current(conn: psycopg.Connection[Any]) -> bool:
+    """Whether this schema has every migration already: two plain reads, no transaction and no lock, so a current
+    schema (every start but the first after an upgrade) costs a process two round trips, not eight."""
+    # Looked for in the current schema only: a table of the same name further down the search_path is not ours.
+    found = conn.execute("SELECT to_regclass(quote_ident(current_schema()) || %s) IS NOT NULL",
+                         [f".{MIGRATIONS_TABLE}"]).fetchone()[0]
+    if not found:  # also a search_path naming no schema (current_schema() NULL): the full check says so
+        return False
+    done = {row[0] for row in conn.execute(f"SELECT name FROM {MIGRATIONS_TABLE}")}
+    return all(name in done for name, _ in MIGRATIONS)
 
 
 def as_state_error(exc: BaseException, location: StateLocation) -> BaseException:

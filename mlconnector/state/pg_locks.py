@@ -13,7 +13,8 @@ import psycopg
 from mlconnector.errors import LockHeld
 from mlconnector.state.common import StateFileReplaced
 from mlconnector.state.location import StateLocation
-from mlconnector.state.pg_connection import as_state_error, connect, lock_key, pooled_connection
+from mlconnector.state.pg_connection import (as_state_error, connect, ensure_migrated, lock_key,
+                                              pooled_connection)
 from mlconnector.urls import redact
 
 
@@ -39,6 +40,7 @@ def advisory_pair_lock(url: str, password: str | None, pair: str) -> Iterator[Ru
     (exit 75) at once. Closing the connection (or the process dying) frees it."""
     conn = connect(url, password)
     try:
+        ensure_migrated(conn, url)  # first: a search_path naming no schema is told as such, not as a lock held
         try:
             key = lock_key(conn, f"pair {pair}")
             taken = conn.execute("SELECT pg_try_advisory_lock(%s)", [key]).fetchone()[0]
