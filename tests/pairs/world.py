@@ -158,6 +158,7 @@ accounts_url = "http://zoho.sandbox"
 api_domain = "http://zoho.sandbox"
 upload_url = "http://zoho.sandbox"
 notify_url = "http://listener.test/hooks/zoho"
+bulk_poll_seconds = 0.05  # the emulator's jobs advance per poll, not with time: no need to wait between polls
 {zoho_settings}
 [pairs.nav-zoho]
 overlap_seconds = 5

@@ -14,7 +14,7 @@ import pytest
 
 from tests.reliability.harness import SOAK, Rig, check_pair, count, exit_code_ok
 
-TRIALS = int(os.environ.get("MLCONNECTOR_CRASH_TRIALS", "150" if SOAK else "30"))
+TRIALS = int(os.environ.get("MLCONNECTOR_CRASH_TRIALS", "150" if SOAK else "20"))
 SEED = int(os.environ.get("MLCONNECTOR_CRASH_SEED", "20261123"))
 LATENCY = 0.03
 # The fewest API calls a run of each pair makes here (NAV or BC, and its Zoho org; counted on Python 3.11 and
