@@ -7,7 +7,8 @@ Fields not listed for an entity are rejected in ``$select``/``$filter`` like BC 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Callable
+from functools import cached_property
+from typing import Any, Callable
 
 EMPTY_GUID = "00000000-0000-0000-0000-000000000000"
 BLANK_DATE = "0001-01-01"
@@ -59,6 +60,14 @@ class EntitySpec:
     expands: frozenset[str] = frozenset()
     # Table fields the card page shows that the API v2.0 entity does not (Customer's "Bill-to Customer No.").
     page_only: dict[str, str] = field(default_factory=dict)
+
+    @cached_property
+    def view_shape(self) -> tuple[dict[str, Any], frozenset[str], list[tuple[str, Any]]]:
+        """The API view of a row with every field at its default (etag first), the field names, and the fields in
+        order with their defaults. ``cached_property`` writes the instance's ``__dict__`` directly, which a frozen
+        dataclass allows."""
+        defaults = [(name, self.defaults.get(name, TYPE_DEFAULTS[kind])) for name, kind in self.fields.items()]
+        return {"@odata.etag": None, **dict(defaults)}, frozenset(self.fields), defaults
 
 
 # A single-valued navigation to a setup table: its name -> (the entity set, the key field on the pointing row).

@@ -47,22 +47,9 @@ def next_number(current: str, step: int) -> str:
     return f"{prefix}{number:0{digits}d}"
 
 
-_VIEW_SHAPES: dict[int, tuple[dict[str, Any], frozenset[str], list[tuple[str, Any]]]] = {}
-
-
-def _view_shape(spec: EntitySpec) -> tuple[dict[str, Any], frozenset[str], list[tuple[str, Any]]]:
-    """An entity's API view with every field at its default (etag first), its field names, and its fields in order
-    with their defaults: what a row without a value shows (worked out once per entity)."""
-    found = _VIEW_SHAPES.get(id(spec))
-    if found is None:
-        defaults = [(name, spec.defaults.get(name, TYPE_DEFAULTS[kind])) for name, kind in spec.fields.items()]
-        found = _VIEW_SHAPES[id(spec)] = ({"@odata.etag": None, **dict(defaults)}, frozenset(spec.fields), defaults)
-    return found
-
-
 def field_default(spec: EntitySpec, name: str) -> Any:
     """What the API view of a row without a value for ``name`` shows."""
-    return _view_shape(spec)[0][name]
+    return spec.view_shape[0][name]
 
 
 @dataclass
@@ -234,7 +221,7 @@ class Database:
 
     def to_api(self, entity: str, row: StoredRow, *, extended: bool = False) -> dict[str, Any]:
         spec = self.table_spec(entity, extended)
-        template, names, defaults = _view_shape(spec)
+        template, names, defaults = spec.view_shape
         values = row.values
         if values.keys() <= names:  # the stored values over the defaults, in the entity's field order
             out = template.copy()
