@@ -137,8 +137,7 @@ class SharedTokenCache:
             return token
         try:
             fernet = self._fernet()
-            with self._ledger.edited(self._document) as data:
-                sealed = data.get("sealed")
+            sealed = self._ledger.read(self._document).get("sealed")
             if fernet is None or not sealed:
                 return None
             token = Token.from_json(fernet.decrypt(str(sealed).encode()).decode())

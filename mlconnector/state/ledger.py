@@ -25,9 +25,9 @@ class SharedLedger:
         self.common = common or self
 
     def _locked(self, conn: Any, what: str) -> None:
-        from mlconnector.state.pg_connection import lock_key
+        from mlconnector.state.pg_connection import LOCK_KEY
 
-        conn.execute("SELECT pg_advisory_xact_lock(%s)", [lock_key(conn, f"ledger {what}")])
+        conn.execute(f"SELECT pg_advisory_xact_lock({LOCK_KEY})", [f"ledger {what}"])
 
     def _connection(self) -> Any:
         from mlconnector.state.pg_connection import pooled_connection
@@ -73,14 +73,23 @@ class SharedLedger:
                          [key, minute, amount])
             return True, spent + amount
 
+    def read(self, name: str) -> dict[str, Any]:
+        """The document's object as last written (empty when there is none): one plain read, no lock (a writer
+        replaces a document in one statement, so a read sees it whole)."""
+        with self._connection() as conn:
+            row = conn.execute("SELECT body FROM ledger_documents WHERE name = %s", [name]).fetchone()
+        return json.loads(row[0]) if row else {}
+
     @contextmanager
     def edited(self, name: str) -> Iterator[dict[str, Any]]:
-        """The document's object (empty when there is none), written back when the block ends without an error; what
-        ``jsonfile.edited`` does with a file, for every host at once."""
+        """The document's object (empty when there is none), written back when the block ends without an error and
+        changed it; what ``jsonfile.edited`` does with a file, for every host at once."""
         with self._connection() as conn, conn.transaction():
             self._locked(conn, f"document {name}")
             row = conn.execute("SELECT body FROM ledger_documents WHERE name = %s", [name]).fetchone()
             data = json.loads(row[0]) if row else {}
             yield data
-            conn.execute("INSERT INTO ledger_documents (name, body) VALUES (%s, %s) ON CONFLICT (name) DO UPDATE SET "
-                         "body = excluded.body", [name, json.dumps(data, sort_keys=True)])
+            body = json.dumps(data, sort_keys=True)
+            if row is None or body != json.dumps(json.loads(row[0]), sort_keys=True):
+                conn.execute("INSERT INTO ledger_documents (name, body) VALUES (%s, %s) ON CONFLICT (name) DO UPDATE "
+                             "SET body = excluded.body", [name, body])

@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import atexit
 import threading
+import time
+import weakref
 from collections import OrderedDict
 from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
@@ -40,9 +42,9 @@ def pg_sql(sql: str) -> str:
     return sql.replace("%", "%%").replace("?", "%s")
 
 
-def lock_key(conn: psycopg.Connection[Any], what: str) -> int:
-    """A 64-bit advisory lock key for ``what`` in this connection's database and schema."""
-    return conn.execute("SELECT hashtextextended(%s || current_schema(), 0)", [f"mlconnector {what} in "]).fetchone()[0]
+# A 64-bit advisory lock key for a name in the connection's database and schema, worked out by the server within
+# the statement that takes (or lets go of) the lock: one round trip, not two. Its one parameter is the name.
+LOCK_KEY = "hashtextextended('mlconnector ' || %s || ' in ' || current_schema(), 0)"
 
 
 def _settings(url: str, password: str | None) -> dict[str, Any]:
@@ -91,11 +93,30 @@ def pool_for(url: str, password: str | None) -> ConnectionPool:
             finally:
                 first.close()
         pool = ConnectionPool(url, min_size=1, max_size=POOL_SIZE, open=True, timeout=CONNECT_TIMEOUT,
-                              name="mlconnector-state", check=ConnectionPool.check_connection,
+                              name="mlconnector-state", check=_check_if_idle, reset=_note_returned,
                               kwargs=_settings(url, password))
         _pools[(url, password)] = pool
         _close_idle_pools()
         return pool
+
+
+# A connection handed out again after sitting in the pool a while is checked first (a round trip): the server may
+# have restarted or ended it meanwhile. One back within moments, as a run's next statement takes it, is not: a run
+# takes connections a dozen times, and a check each time was a fifth of a no-change run's round trips.
+CHECK_AFTER_IDLE = 5.0  # seconds
+_returned: "weakref.WeakKeyDictionary[psycopg.Connection[Any], float]" = weakref.WeakKeyDictionary()
+
+
+def _note_returned(conn: psycopg.Connection[Any]) -> None:
+    _returned[conn] = time.monotonic()
+
+
+def _check_if_idle(conn: psycopg.Connection[Any]) -> None:
+    """The pool's check before a connection is handed out (raises when it is unusable, and the pool makes
+    another). A new connection, or one returned moments ago, is taken as it is."""
+    returned = _returned.get(conn)
+    if returned is not None and time.monotonic() - returned > CHECK_AFTER_IDLE:
+        ConnectionPool.check_connection(conn)
 
 
 def pooled(url: str, password: str | None) -> tuple[ConnectionPool, psycopg.Connection[Any]]:
@@ -192,7 +213,7 @@ def migrate(conn: psycopg.Connection[Any], url: str) -> None:
             if schema is None:
                 raise ConfigError(f"state database {redact(url)}: the schema its search_path names does not exist; "
                                   "create it (CREATE SCHEMA name) or fix the options in the URL")
-            conn.execute("SELECT pg_advisory_xact_lock(%s)", [lock_key(conn, "migrations")])
+            conn.execute(f"SELECT pg_advisory_xact_lock({LOCK_KEY})", ["migrations"])
             tables = {row[0] for row in conn.execute(
                 "SELECT table_name FROM information_schema.tables WHERE table_schema = current_schema()")}
             if MIGRATIONS_TABLE not in tables and tables & set(_OUR_TABLES):

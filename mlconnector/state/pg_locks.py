@@ -13,8 +13,7 @@ import psycopg
 from mlconnector.errors import LockHeld
 from mlconnector.state.common import StateFileReplaced
 from mlconnector.state.location import StateLocation
-from mlconnector.state.pg_connection import (as_state_error, connect, ensure_migrated, lock_key,
-                                              pooled_connection)
+from mlconnector.state.pg_connection import LOCK_KEY, as_state_error, connect, ensure_migrated, pooled_connection
 from mlconnector.urls import redact
 
 
@@ -41,14 +40,17 @@ def advisory_pair_lock(url: str, password: str | None, pair: str) -> Iterator[Ru
     conn = connect(url, password)
     try:
         ensure_migrated(conn, url)  # first: a search_path naming no schema is told as such, not as a lock held
+        name = f"pair {pair}"
         try:
-            key = lock_key(conn, f"pair {pair}")
-            taken = conn.execute("SELECT pg_try_advisory_lock(%s)", [key]).fetchone()[0]
+            if conn.info.server_version >= 140000:
+                # The lock's connection sits idle through the run: a server's idle_session_timeout must not end it
+                # (set in the same round trip; a server before 14 has no such setting).
+                taken = conn.execute(f"SELECT pg_try_advisory_lock({LOCK_KEY}), set_config('idle_session_timeout', "
+                                     "'0', false)", [name]).fetchone()[0]
+            else:
+                taken = conn.execute(f"SELECT pg_try_advisory_lock({LOCK_KEY})", [name]).fetchone()[0]
         except psycopg.Error as exc:
             raise as_state_error(exc, StateLocation(url=url)) from None
-        if taken and conn.info.server_version >= 140000:
-            # The lock's connection sits idle through the run: a server's idle_session_timeout must not end it.
-            conn.execute("SET idle_session_timeout = 0")
         if not taken:
             raise LockHeld(f"another run of {pair} is in progress (its lock in {redact(url)} is held); "
                            "this run exits without doing anything")
@@ -58,7 +60,7 @@ def advisory_pair_lock(url: str, password: str | None, pair: str) -> Iterator[Ru
             try:
                 # Let go before closing: the server ends a closed session's backend (and its locks) a moment
                 # later, and the next run, even in this process, must find the lock free.
-                conn.execute("SELECT pg_advisory_unlock(%s)", [key])
+                conn.execute(f"SELECT pg_advisory_unlock({LOCK_KEY})", [name])
             except psycopg.Error:
                 pass  # the connection is gone, and the lock with it
     finally:
@@ -68,8 +70,8 @@ def advisory_pair_lock(url: str, password: str | None, pair: str) -> Iterator[Ru
 def pair_locked(url: str, password: str | None, pair: str) -> bool:
     """Whether some session holds the pair's lock now (taken and let go at once when free)."""
     with pooled_connection(url, password) as conn:
-        key = lock_key(conn, f"pair {pair}")
-        if conn.execute("SELECT pg_try_advisory_lock(%s)", [key]).fetchone()[0]:
-            conn.execute("SELECT pg_advisory_unlock(%s)", [key])
+        name = f"pair {pair}"
+        if conn.execute(f"SELECT pg_try_advisory_lock({LOCK_KEY})", [name]).fetchone()[0]:
+            conn.execute(f"SELECT pg_advisory_unlock({LOCK_KEY})", [name])
             return False
         return True

@@ -36,7 +36,9 @@ class RetentionQueries:
         deleted, after, batches = 0, -1, 0
         while max_batches is None or batches < max_batches:
             batches += 1
-            with self.transaction():
+            # Not in a transaction: a row found old stays old, and its DELETE is one statement, so a run writing
+            # meanwhile waits at most for that; and a table with nothing to prune costs one read, no BEGIN or COMMIT.
+            with self.lock:
                 # CASE: SQLite answers a comparison with 0 or 1, PostgreSQL with a boolean; both with 0 or 1 so.
                 rows = self._execute(f"SELECT id, CASE WHEN {column} < ? THEN 1 ELSE 0 END, CASE WHEN {condition} "
                                      f"THEN 1 ELSE 0 END FROM {table} WHERE id > ? ORDER BY id LIMIT ?",
@@ -53,7 +55,7 @@ class RetentionQueries:
     def _prune_runs(self, cutoff: str) -> int:
         """Runs are few (a few thousand a quarter per pair): one statement. A pair's last sync stays whatever its
         age: `status --check` judges the pair by it."""
-        with self.transaction():
+        with self.lock:  # one statement: it lands whole without a transaction around it
             return self._execute(
                 "DELETE FROM runs WHERE started < ? AND status != 'running' AND id NOT IN (SELECT max(id) FROM runs "
                 "WHERE coalesce(kind, 'sync') = 'sync' GROUP BY pair)", [cutoff]).rowcount

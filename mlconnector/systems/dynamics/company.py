@@ -50,8 +50,7 @@ class CompanyRecord:
     def _stored(self) -> dict[str, Any]:
         """What the record holds now (nothing when it cannot be read)."""
         if self._ledger is not None:
-            with self._ledger.edited(self._name) as data:
-                return dict(data)
+            return self._ledger.read(self._name)
         try:
             data = json.loads(self.path.read_text(encoding="utf-8"))
         except (OSError, ValueError):
