@@ -152,7 +152,7 @@ def test_expired_token_is_replaced_before_the_request_is_sent() -> None:
 def test_custom_header_format() -> None:
     clock = Clock()
     api = Api()
-    auth = TokenAuth(Minter(clock), now=clock, header=lambda t: f"Zoho-oauthtoken {t.access_token}")
+    auth = TokenAuth(Minter(clock), now=clock, scheme="Zoho-oauthtoken")
 
     client_for(auth, api).get("crm/v2/Accounts")
 
