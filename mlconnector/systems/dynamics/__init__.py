@@ -190,16 +190,18 @@ class DynamicsConnector(ConnectorBase):
 
     def changes(self, entity: str, since: datetime | None, until: datetime | None = None) -> Iterator[Record]:
         """Records modified in [since, until), ascending by (modified, id). With ``since`` None (a first or full
-        run) rows never stamped (lastModifiedDateTime 0001-01-01) come too, first, with modified None."""
+        run) rows never stamped (lastModifiedDateTime 0001-01-01) come too, first, with modified None. The
+        protocol's own reading, handed on as it is."""
         if entity in JOURNAL_SERVICES:
-            yield from self.writes.booked(entity, since)
-            return
+            return self.writes.booked(entity, since)
         if entity == "customerDimensions":
-            # customers' default dimensions carry no modification time (page 540, API v2.0): read whole
-            self._whole_read[entity] = until or utcnow()
-            yield from self.protocol.customer_dimensions()
-            return
-        yield from self.protocol.changes(entity, since, until)
+            return self._dimensions(until)
+        return self.protocol.changes(entity, since, until)
+
+    def _dimensions(self, until: datetime | None) -> Iterator[Record]:
+        # customers' default dimensions carry no modification time (page 540, API v2.0): read whole
+        self._whole_read["customerDimensions"] = until or utcnow()
+        yield from self.protocol.customer_dimensions()
 
     def record_ids(self, entity: str) -> Iterator[str]:
         """Every id of ``entity`` (a deletion is an id no longer here), a few bytes a row: in API mode ``$select=id``;
