@@ -155,10 +155,10 @@ class StateStore(LinkQueries, AuditQueries, QueueQueries, CheckQueries, Incident
     def record_batch(self, pair: str, flow: str, batch: BatchRecord) -> None:
         """What one batch of a flow did, in one transaction (a savepoint inside one already open): its links (and
         the opposite flow's it made), its audit rows, the replay queue, its intents closed and the watermark."""
-        now = iso(utcnow())  # the batch's one time, for its audit rows, queue entries and watermark
+        now = iso(utcnow())  # the batch's one time, for its links, audit rows, queue entries and watermark
         with self.transaction():
             if batch.links:
-                self.save_links(batch.links)
+                self.save_links(batch.links, now=now)
             if batch.links_if_absent:
                 self.add_links_if_absent(batch.links_if_absent, now=now)
             if batch.replayed:

@@ -108,11 +108,11 @@ class PostgresState(StateStore):
                              "NULL LIMIT ?", [pair, flow, TARGETS_KEPT + 1]).fetchall()
         return dict(rows) if len(rows) <= TARGETS_KEPT else {}  # too many to keep: asked one by one
 
-    def save_links(self, links: list[Link]) -> None:
+    def save_links(self, links: list[Link], *, now: str | None = None) -> None:
         with self.lock:
             for link in links:
                 self._targets.get((link.pair, link.flow), {}).pop(link.source_id, None)
-            super().save_links(links)
+            super().save_links(links, now=now)
 
     def unlink(self, pair: str, flow: str, source_ids: list[str]) -> None:
         with self.lock:
