@@ -60,7 +60,6 @@ class StateStore(LinkQueries, AuditQueries, QueueQueries, CheckQueries, Incident
     BEGIN = "BEGIN"
     kind = "state"
     shown = ""  # where it is, as it may be printed (never a password)
-    _variables = 999  # bound values one statement may carry
     run_lock: Any = None  # the pair's lock while a run holds it (``StateLocation.pair_lock``)
 
     def __init__(self) -> None:
@@ -76,6 +75,11 @@ class StateStore(LinkQueries, AuditQueries, QueueQueries, CheckQueries, Incident
     def _committed(self, sql: str, args: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
         """Rows as committed, read on a connection of this store's own for reads (a run preparing its next batch
         does not wait for the transaction its recording thread has open)."""
+        raise NotImplementedError
+
+    def _insert_rows(self, head: str, width: int, rows: list[Any], tail: str = "") -> None:
+        """``head VALUES (...) tail`` for every row of ``rows`` (``width`` values each), in as few round trips as
+        the database takes them."""
         raise NotImplementedError
 
     def check_same_file(self) -> None:
@@ -140,17 +144,6 @@ class StateStore(LinkQueries, AuditQueries, QueueQueries, CheckQueries, Incident
 
     def _rollback(self) -> None:
         self._execute("ROLLBACK")
-
-    def _insert_rows(self, head: str, width: int, rows: list[Any], tail: str = "") -> None:
-        """``head VALUES (?, ...), (?, ...) tail`` for many rows at once, a statement per few hundred rows. Not
-        executemany, which steps once per row: each step lets go of the interpreter lock, and taking it back
-        waits for whichever thread holds it then, so a batch's bookkeeping waited on the run's other work."""
-        per = max(1, min(MAX_ROWS_PER_STATEMENT, self._variables // width))
-        group = "(" + ", ".join("?" * width) + ")"
-        for start in range(0, len(rows), per):
-            chunk = rows[start:start + per]
-            self._execute(f"{head} VALUES {', '.join([group] * len(chunk))}{tail}",
-                          [value for row in chunk for value in row])
 
     def record_batch(self, pair: str, flow: str, batch: BatchRecord) -> None:
         """What one batch of a flow did, in one transaction (a savepoint inside one already open): its links (and

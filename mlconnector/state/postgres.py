@@ -26,7 +26,6 @@ class PostgresState(StateStore):
     """One open PostgreSQL store: a connection for writes and one for committed reads, from the process's pool."""
 
     kind = "database"
-    _variables = 65_535  # PostgreSQL's limit of bound values in one statement
 
     def __init__(self, url: str, password: str | None = None) -> None:
         super().__init__()
