@@ -210,8 +210,12 @@ class TokenAuth(httpx.Auth):
     says the token is bad, mint once and resend once.
 
     ``mint`` does the system's token request and returns a Token (raising AuthError on refusal).
+    ``scheme`` heads the Authorization header (Zoho's is ``Zoho-oauthtoken``).
     ``is_invalid`` recognises "your token is no good" answers (401 by default; Zoho also says
     INVALID_TOKEN in a body).
+
+    The token in hand is used while it is fresh; the cache (another run's or process's token, perhaps) is asked
+    only for a first token, one near expiry, or after a refusal.
     """
 
     requires_response_body = True
@@ -222,39 +226,45 @@ class TokenAuth(httpx.Auth):
         cache: TokenCache | None = None,
         *,
         early: timedelta = timedelta(minutes=5),
-        header: Callable[[Token], str] = lambda t: f"Bearer {t.access_token}",
+        scheme: str = "Bearer",
         is_invalid: Callable[[httpx.Response], bool] = lambda r: r.status_code == 401,
         now: Callable[[], datetime] = utcnow,
     ) -> None:
         self._mint = mint
         self._cache = cache or MemoryTokenCache()
         self._early = early
-        self._header = header
+        self._scheme = scheme
         self._is_invalid = is_invalid
         self._now = now
         self._lock = threading.Lock()
+        self._current: Token | None = None
         self.minted = 0
 
     def token(self, *, force: bool = False, stale: Token | None = None) -> Token:
         """The token to use; minted when missing, near expiry or (with ``force``) refused."""
+        held = self._current
+        if not force and held is not None and held.fresh(self._now(), self._early):
+            return held
         with self._lock:
             current = self._cache.load()
             if current and current.fresh(self._now(), self._early):
                 # Another thread (or process) may already have replaced the token that was refused.
                 if not force or (stale is not None and current.access_token != stale.access_token):
+                    self._current = current
                     return current
             token = self._mint(current)
             self.minted += 1
             self._cache.save(token)
+            self._current = token
             return token
 
     def auth_flow(self, request: httpx.Request) -> Generator[httpx.Request, httpx.Response, None]:
         token = self.token()
-        request.headers["Authorization"] = self._header(token)
+        request.headers["Authorization"] = f"{self._scheme} {token.access_token}"
         response = yield request
         if self._is_invalid(response):
             token = self.token(force=True, stale=token)
-            request.headers["Authorization"] = self._header(token)
+            request.headers["Authorization"] = f"{self._scheme} {token.access_token}"
             yield request
 
 

@@ -18,6 +18,17 @@ def text(value: Any) -> str | None:
     return stripped or None
 
 
+def texts(data: Mapping[str, Any], fields: Mapping[str, str]) -> dict[str, str]:
+    """Target field -> the ``text`` of the source field it comes from (``fields``, a mapping's table of plain
+    fields), for the fields that hold one: the others are left out, so they are left alone, not cleared."""
+    out: dict[str, str] = {}
+    for target, source in fields.items():
+        value = text(data.get(source))
+        if value is not None:
+            out[target] = value
+    return out
+
+
 def key_value(record: Mapping[str, Any], key: str) -> Any:
     """A record's natural key under an upsert key: a key may name several fields, tried in order
     ("Account_Number,Account_Name", as Zoho's duplicate_check_fields): the first that holds a value."""

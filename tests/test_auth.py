@@ -152,7 +152,7 @@ def test_expired_token_is_replaced_before_the_request_is_sent() -> None:
 def test_custom_header_format() -> None:
     clock = Clock()
     api = Api()
-    auth = TokenAuth(Minter(clock), now=clock, header=lambda t: f"Zoho-oauthtoken {t.access_token}")
+    auth = TokenAuth(Minter(clock), now=clock, scheme="Zoho-oauthtoken")
 
     client_for(auth, api).get("crm/v2/Accounts")
 
@@ -386,6 +386,35 @@ def test_secret_token_cache_lets_the_next_run_reuse_the_token(isolated) -> None:
     assert mint.count == 1
     assert second_run.minted == 0
     assert api.seen == ["Bearer tok-1", "Bearer tok-1"]
+
+
+def test_a_token_an_earlier_run_kept_is_read_from_the_store_once_not_on_every_request() -> None:
+    class CountingStore:
+        """A secret store that counts its reads (the file store decrypts its file on each)."""
+
+        def __init__(self) -> None:
+            self.values: dict[tuple[str, str], str] = {}
+            self.reads = 0
+
+        def get(self, system: str, field: str) -> str | None:
+            self.reads += 1
+            return self.values.get((system, field))
+
+        def set(self, system: str, field: str, value: str) -> None:
+            self.values[(system, field)] = value
+
+    clock = Clock()
+    store = CountingStore()
+    SecretTokenCache(store, "zoho").save(Token("kept", START + LIFETIME))
+    mint = Minter(clock)
+    api = Api()
+    client = client_for(TokenAuth(mint, SecretTokenCache(store, "zoho"), now=clock), api)
+
+    for n in range(3):
+        client.get(f"customers/{n}")
+
+    assert api.seen == ["Bearer kept"] * 3 and mint.count == 0
+    assert store.reads == 1
 
 
 def test_secret_token_cache_roundtrip_keeps_expiry_and_extra() -> None:

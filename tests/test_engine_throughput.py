@@ -245,10 +245,10 @@ def test_a_batch_that_cannot_be_recorded_keeps_the_watermark_before_it_and_the_o
     failing = {c["id"] for c in seeded[30:40]}
     save_links = engine.state.save_links
 
-    def disk_full_for_one_batch(links):
+    def disk_full_for_one_batch(links, **when):
         if any(link.source_id in failing for link in links):
             raise OSError("database or disk is full")
-        return save_links(links)
+        return save_links(links, **when)
 
     engine.state.save_links = disk_full_for_one_batch
 

@@ -22,6 +22,7 @@ from typing import Any
 from mlconnector.errors import RecordError, UnresolvedReference
 from mlconnector.flows import MapContext, Option, SkipRecord, Totals
 from mlconnector.flows import text as _text
+from mlconnector.flows import texts
 from mlconnector.flows import without_none as _clean
 from mlconnector.systems.base import Record
 
@@ -72,7 +73,7 @@ def key(options: Mapping[str, Any], what: str) -> str:
 
 
 def _street(record: Record, line1: str = "addressLine1", line2: str = "addressLine2") -> str | None:
-    return _text(", ".join(p for p in (_text(record.get(line1)), _text(record.get(line2))) if p))
+    return ", ".join(texts(record.data, {"line1": line1, "line2": line2}).values()) or None
 
 
 # Customers and vendors -> Accounts -------------------------------------------------------------------------------
@@ -88,23 +89,18 @@ ACCOUNT_FIELDS = {
     "Billing_Country": "country",
     "Account_Type": '"Customer" or "Vendor"',
 }
+# The fields above that are a source field's text as it is.
+_ACCOUNT_TEXTS = {zoho: field for zoho, field in ACCOUNT_FIELDS.items()
+                  if zoho not in ("Billing_Street", "Account_Type")}
 
 
 def _account(party: Record, ctx: MapContext, number: str, account_type: str) -> dict[str, Any]:
-    if not _text(party.get("displayName")):
+    fields = texts(party.data, _ACCOUNT_TEXTS)
+    if "Account_Name" not in fields:
         raise RecordError(f"{account_type.lower()} {number} has no name; Zoho requires Account_Name", "INVALID_DATA")
-    return _clean({
-        "Account_Name": _text(party.get("displayName")),
-        key(ctx.options, "account"): number,
-        "Phone": _text(party.get("phoneNumber")),
-        "Website": _text(party.get("website")),
-        "Billing_Street": _street(party),
-        "Billing_City": _text(party.get("city")),
-        "Billing_State": _text(party.get("state")),
-        "Billing_Code": _text(party.get("postalCode")),
-        "Billing_Country": _text(party.get("country")),
-        "Account_Type": account_type,
-    })
+    street = _street(party)
+    return {"Account_Name": fields.pop("Account_Name"), key(ctx.options, "account"): number, **fields,
+            **({"Billing_Street": street} if street else {}), "Account_Type": account_type}
 
 
 def account_from_customer(customer: Record, ctx: MapContext) -> dict[str, Any]:

@@ -60,7 +60,6 @@ class StateStore(LinkQueries, AuditQueries, QueueQueries, CheckQueries, Incident
     BEGIN = "BEGIN"
     kind = "state"
     shown = ""  # where it is, as it may be printed (never a password)
-    _variables = 999  # bound values one statement may carry
     run_lock: Any = None  # the pair's lock while a run holds it (``StateLocation.pair_lock``)
 
     def __init__(self) -> None:
@@ -76,6 +75,11 @@ class StateStore(LinkQueries, AuditQueries, QueueQueries, CheckQueries, Incident
     def _committed(self, sql: str, args: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
         """Rows as committed, read on a connection of this store's own for reads (a run preparing its next batch
         does not wait for the transaction its recording thread has open)."""
+        raise NotImplementedError
+
+    def _insert_rows(self, head: str, width: int, rows: list[Any], tail: str = "") -> None:
+        """``head VALUES (...) tail`` for every row of ``rows`` (``width`` values each), in as few round trips as
+        the database takes them."""
         raise NotImplementedError
 
     def check_same_file(self) -> None:
@@ -141,24 +145,13 @@ class StateStore(LinkQueries, AuditQueries, QueueQueries, CheckQueries, Incident
     def _rollback(self) -> None:
         self._execute("ROLLBACK")
 
-    def _insert_rows(self, head: str, width: int, rows: list[Any], tail: str = "") -> None:
-        """``head VALUES (?, ...), (?, ...) tail`` for many rows at once, a statement per few hundred rows. Not
-        executemany, which steps once per row: each step lets go of the interpreter lock, and taking it back
-        waits for whichever thread holds it then, so a batch's bookkeeping waited on the run's other work."""
-        per = max(1, min(MAX_ROWS_PER_STATEMENT, self._variables // width))
-        group = "(" + ", ".join("?" * width) + ")"
-        for start in range(0, len(rows), per):
-            chunk = rows[start:start + per]
-            self._execute(f"{head} VALUES {', '.join([group] * len(chunk))}{tail}",
-                          [value for row in chunk for value in row])
-
     def record_batch(self, pair: str, flow: str, batch: BatchRecord) -> None:
         """What one batch of a flow did, in one transaction (a savepoint inside one already open): its links (and
         the opposite flow's it made), its audit rows, the replay queue, its intents closed and the watermark."""
-        now = iso(utcnow())  # the batch's one time, for its audit rows, queue entries and watermark
+        now = iso(utcnow())  # the batch's one time, for its links, audit rows, queue entries and watermark
         with self.transaction():
             if batch.links:
-                self.save_links(batch.links)
+                self.save_links(batch.links, now=now)
             if batch.links_if_absent:
                 self.add_links_if_absent(batch.links_if_absent, now=now)
             if batch.replayed:

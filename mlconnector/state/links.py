@@ -139,12 +139,12 @@ class LinkQueries:
     def save_link(self, link: Link) -> None:
         self.save_links([link])
 
-    def save_links(self, links: list[Link]) -> None:
+    def save_links(self, links: list[Link], *, now: str | None = None) -> None:
         """One statement for many links (a batch's), not sqlite-utils' upsert, which inspects the table on
-        every call: a first load saves a link per record."""
+        every call: a first load saves a link per record. ``now``: their saved time (stored form)."""
         if not links:
             return
-        now = iso(utcnow())
+        now = now or iso(utcnow())
         self._insert_rows(_SAVE_LINK_HEAD, 14, [_link_row(link, now) for link in links], _SAVE_LINK_TAIL)
 
     @_serialized

@@ -26,7 +26,6 @@ class PostgresState(StateStore):
     """One open PostgreSQL store: a connection for writes and one for committed reads, from the process's pool."""
 
     kind = "database"
-    _variables = 65_535  # PostgreSQL's limit of bound values in one statement
 
     def __init__(self, url: str, password: str | None = None) -> None:
         super().__init__()
@@ -108,11 +107,11 @@ class PostgresState(StateStore):
                              "NULL LIMIT ?", [pair, flow, TARGETS_KEPT + 1]).fetchall()
         return dict(rows) if len(rows) <= TARGETS_KEPT else {}  # too many to keep: asked one by one
 
-    def save_links(self, links: list[Link]) -> None:
+    def save_links(self, links: list[Link], *, now: str | None = None) -> None:
         with self.lock:
             for link in links:
                 self._targets.get((link.pair, link.flow), {}).pop(link.source_id, None)
-            super().save_links(links)
+            super().save_links(links, now=now)
 
     def unlink(self, pair: str, flow: str, source_ids: list[str]) -> None:
         with self.lock:

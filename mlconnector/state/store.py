@@ -15,7 +15,7 @@ from filelock import FileLock, Timeout
 
 from mlconnector.errors import ConfigError
 from mlconnector.state.base import StateStore
-from mlconnector.state.common import StateFileReplaced
+from mlconnector.state.common import MAX_ROWS_PER_STATEMENT, StateFileReplaced
 from mlconnector.state.schema import migrations
 
 WAL_CHECKPOINT_PAGES = 10_000  # about 40 MB of log at most between checkpoints
@@ -60,6 +60,7 @@ class State(StateStore):
 
     BEGIN = "BEGIN IMMEDIATE"  # writers queue for the file's lock, rather than fail when upgrading later
     kind = "file"
+    _variables = 999  # bound values one statement may carry (SQLite's limit, read as the file opens)
 
     def __init__(self, path: str | Path) -> None:
         super().__init__()
@@ -104,6 +105,17 @@ class State(StateStore):
 
     def _execute(self, sql: str, args: Sequence[Any] = ()) -> sqlite3.Cursor:
         return self.db.conn.execute(sql, args)
+
+    def _insert_rows(self, head: str, width: int, rows: list[Any], tail: str = "") -> None:
+        """``head VALUES (?, ...), (?, ...) tail`` for many rows at once, a statement per few hundred rows. Not
+        executemany, which steps once per row: each step lets go of the interpreter lock, and taking it back
+        waits for whichever thread holds it then, so a batch's bookkeeping waited on the run's other work."""
+        per = max(1, min(MAX_ROWS_PER_STATEMENT, self._variables // width))
+        group = "(" + ", ".join("?" * width) + ")"
+        for start in range(0, len(rows), per):
+            chunk = rows[start:start + per]
+            self._execute(f"{head} VALUES {', '.join([group] * len(chunk))}{tail}",
+                          [value for row in chunk for value in row])
 
     def _committed(self, sql: str, args: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
         with self._read_lock:

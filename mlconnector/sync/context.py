@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from functools import cached_property
 
 from mlconnector.config import PairConfig
 from mlconnector.errors import UnresolvedReference
@@ -60,29 +59,19 @@ class FlowRun:
     keys: ClaimedKeys = field(default_factory=ClaimedKeys)
     remap: bool = False  # the flow's configured mapping changed: versions already synced are mapped again
 
-    # Worked out once per flow run (the flow, its config and its connectors do not change while it runs): every
-    # batch asks these, and the key field is asked of the pair's mapping module.
-    @cached_property
-    def source(self) -> Connector:
-        return self.connectors[self.flow.source]
+    # Worked out once, as the flow run is made (the flow, its config and its connectors do not change while it
+    # runs): every batch asks these, and the key field is asked of the pair's mapping module.
+    source: Connector = field(init=False)
+    target: Connector = field(init=False)
+    source_name: str = field(init=False)
+    target_name: str = field(init=False)
+    key_field: str = field(init=False)
+    opposite: Flow | None = field(init=False)  # the flow writing the other way in a two-way sync
 
-    @cached_property
-    def target(self) -> Connector:
-        return self.connectors[self.flow.target]
-
-    @cached_property
-    def source_name(self) -> str:
-        return self.source.name or self.flow.source
-
-    @cached_property
-    def target_name(self) -> str:
-        return self.target.name or self.flow.target
-
-    @cached_property
-    def key_field(self) -> str:
-        return self.flow.key_field(self.config.options)
-
-    @cached_property
-    def opposite(self) -> Flow | None:
-        """The flow writing the other way in a two-way sync."""
-        return self.pair.flow(self.flow.echo_of) if self.flow.echo_of else None
+    def __post_init__(self) -> None:
+        self.source = self.connectors[self.flow.source]
+        self.target = self.connectors[self.flow.target]
+        self.source_name = self.source.name or self.flow.source
+        self.target_name = self.target.name or self.flow.target
+        self.key_field = self.flow.key_field(self.config.options)
+        self.opposite = self.pair.flow(self.flow.echo_of) if self.flow.echo_of else None

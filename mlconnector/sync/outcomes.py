@@ -6,7 +6,7 @@ import enum
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from mlconnector.errors import EXIT_OK
+from mlconnector.errors import EXIT_OK, EXIT_RECORDS_FAILED
 
 
 class Outcome(enum.Enum):
@@ -95,6 +95,13 @@ class RunResult:
     warnings: list[str] = field(default_factory=list)  # told once per run (a system's clock ahead of ours)
     interrupted: str | None = None  # the signal that stopped the run (SIGTERM, SIGINT)
     credits: dict[str, int] = field(default_factory=dict)  # API credits spent, for systems that charge them
+
+    def settle(self) -> str:
+        """The exit code a run that went through ends with: 3 where records failed, deletions were held back or
+        failed, or it stopped early; then its status."""
+        if (self.failed or self.guarded or self.deletes_failed or self.stopped) and self.exit_code == EXIT_OK:
+            self.exit_code = EXIT_RECORDS_FAILED
+        return self.status
 
     @property
     def status(self) -> str:

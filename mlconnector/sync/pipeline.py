@@ -80,9 +80,9 @@ def run_flow(fr: FlowRun, records: Iterable[Record], decider: Decider, *, batch_
     with ThreadPoolExecutor(max_workers=writers, thread_name_prefix=f"write-{flow.name}") as pool:
         try:
             size, in_flight = batch_size, writers
-            bulk = fr.target.initial_load_batch(flow.target_entity)
+            bulk = fr.target.initial_load_batch(flow.target_entity) if initial else None
             # (A dry run groups records the same way, so that its estimate counts bulk jobs, not batches.)
-            if initial and bulk is not None and bulk > size:
+            if bulk is not None and bulk > size:
                 # A first load the target takes in bulk jobs: few large writes, one at a time, and the next file is
                 # filled only once the job before it is done and recorded, so that one file's payloads are held at
                 # a time, not two (peak memory; the job and the next reads no longer overlap).

@@ -14,7 +14,7 @@ from typing import Any, TypeVar
 
 from mlconnector.clock import utcnow
 from mlconnector.config import PairConfig
-from mlconnector.errors import EXIT_OK, EXIT_RECORDS_FAILED, ConfigError, MLConnectorError
+from mlconnector.errors import ConfigError, MLConnectorError
 from mlconnector.flows import Flow, PairSpec
 from mlconnector.http import CallCounter
 from mlconnector.state import FlowMarks, State
@@ -325,19 +325,15 @@ class Engine:
             run.interrupted = interrupt.signal_name(signum)
             run.stopped = f"interrupted by {run.interrupted}"
             run.exit_code = interrupt.exit_code(signum)
-        failed, recorded = run.failed, run.recorded
-        if (failed or run.guarded or run.deletes_failed) and run.exit_code == EXIT_OK:
-            run.exit_code = EXIT_RECORDS_FAILED
-        if run.stopped and run.exit_code == EXIT_OK:
-            run.exit_code = EXIT_RECORDS_FAILED
+        status = run.settle()
         for connector in {id(c): c for c in self.connectors.values()}.values():
             spent = connector.credits_used - self._credits.get(id(connector), 0)
             if spent:
                 run.credits[connector.name] = run.credits.get(connector.name, 0) + spent
-        status = run.status
         if not run.dry_run:
             self.state.finish_run(run.run_id, status, run.exit_code, run.to_dict())
         logs.set_flow(None)
+        failed, recorded = run.failed, run.recorded
         # The run's last line carries its outcome as fields (status, exit_code ...) for a log shipper.
         log.info("%s run %s: %s, exit %d, %d record(s), %d failed%s", self.pair.name, run.run_id, status,
                  run.exit_code, recorded, failed, f" ({run.stopped})" if run.stopped else "",

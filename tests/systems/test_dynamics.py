@@ -356,7 +356,7 @@ def test_verify_checks_client_state_and_never_drops_a_genuine_notification(bc: D
     with pytest.raises(NotificationRejected) as missing:
         connector.verify(b'{"value": []}', {}, {})
     assert missing.value.status == 503  # our secret is missing: BC must retry, not delete the subscription
-    state = connector._client_state()
+    state = connector.subscriptions.client_state()
     company = bc.company
     body = {"value": [
         {"subscriptionId": "s1", "clientState": state, "expirationDateTime": "2026-10-29T07:52:31Z",

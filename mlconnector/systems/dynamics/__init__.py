@@ -44,7 +44,6 @@ from mlconnector.errors import (
     AuthError,
     ConfigError,
     MLConnectorError,
-    RemoteError,
     Unreachable,
 )
 from mlconnector.http import RetryPolicy
@@ -109,17 +108,11 @@ class DynamicsConnector(ConnectorBase):
                               "documents whole on every run)")
         self.posted_full_read = timedelta(hours=hours)
         self._whole_read: dict[str, datetime] = {}
-        self._home_currency: str | None = None
-        self._sleep = sleep
         self.credentials = Credentials(system, context, self.auth_kind, sleep=sleep)
         self.auth = self.credentials.make_auth()
-        self.token_http = self.credentials.token_http
-        self.client_id, self.token_url = self.credentials.client_id, self.credentials.token_url
         self.client = DynamicsApi(system, context, self.endpoint, self.company_name, self.credentials, self.auth,
                                   sleep=sleep)
         self.http, self.company_record = self.client.http, self.client.company_record
-        self._call, self._fail, self._read_failure = self.client.call, self.client.fail, self.client.read_failure
-        self._api_unavailable, self._company_hint = self.client.api_unavailable, self.client.company_hint
         self._page_reader: ThreadPoolExecutor | None = None
         self._page_reader_lock = threading.Lock()
         # Pages are read ahead on this connector's own thread (``_reader``).
@@ -197,19 +190,18 @@ class DynamicsConnector(ConnectorBase):
 
     def changes(self, entity: str, since: datetime | None, until: datetime | None = None) -> Iterator[Record]:
         """Records modified in [since, until), ascending by (modified, id). With ``since`` None (a first or full
-        run) rows never stamped (lastModifiedDateTime 0001-01-01) come too, first, with modified None."""
+        run) rows never stamped (lastModifiedDateTime 0001-01-01) come too, first, with modified None. The
+        protocol's own reading, handed on as it is."""
         if entity in JOURNAL_SERVICES:
-            if since is not None:
-                raise ConfigError(f"{self.name}: {entity} are read whole (journal lines and ledger entries carry no "
-                                  "modification time)")
-            yield from self.writes.booked(entity)
-            return
+            return self.writes.booked(entity, since)
         if entity == "customerDimensions":
-            # customers' default dimensions carry no modification time (page 540, API v2.0): read whole
-            self._whole_read[entity] = until or utcnow()
-            yield from self.protocol.customer_dimensions()
-            return
-        yield from self.protocol.changes(entity, since, until)
+            return self._dimensions(until)
+        return self.protocol.changes(entity, since, until)
+
+    def _dimensions(self, until: datetime | None) -> Iterator[Record]:
+        # customers' default dimensions carry no modification time (page 540, API v2.0): read whole
+        self._whole_read["customerDimensions"] = until or utcnow()
+        yield from self.protocol.customer_dimensions()
 
     def record_ids(self, entity: str) -> Iterator[str]:
         """Every id of ``entity`` (a deletion is an id no longer here), a few bytes a row: in API mode ``$select=id``;
@@ -224,15 +216,8 @@ class DynamicsConnector(ConnectorBase):
         return self.protocol.get(entity, id)
 
     def fixed_fields(self, entity: str) -> str | None:
-        """In API mode every entity is one of Microsoft's API v2.0 pages, and "a page of type API page can't be
-        extended by creating a page extension object. Instead, create a new API page"
-        (https://learn.microsoft.com/dynamics365/business-central/dev-itpro/developer/devenv-page-ext-object): a
-        table extension's field shows on the card page and its page web service, never on API v2.0's entity."""
-        if self.endpoint.mode != "api":
-            return None
-        return (f"BC's standard API v2.0 {entity} cannot carry a table extension's field (API pages cannot be "
-                f"extended; a custom API page would); use page web services (systems.{self.name}.api = \"odata\", "
-                "the card page published with a page extension)")
+        """API v2.0's entities cannot carry a table extension's field; pages can (``ApiV2.fixed_fields``)."""
+        return self.protocol.fixed_fields(entity)
 
     def find(self, entity: str, field: str, value: Any) -> list[Record]:
         """The records whose ``field`` (API v2.0 name) equals ``value`` (compared as the server's collation
@@ -253,20 +238,9 @@ class DynamicsConnector(ConnectorBase):
 
     # -- writes ------------------------------------------------------------------------------------------------
     def home_currency(self, entity: str) -> str | None:
-        """API v2.0: the company's currency, companyInformation's currencyCode ("the default currency code for the
-        company", https://learn.microsoft.com/dynamics365/business-central/dev-itpro/api-reference/v2.0/resources/
-        dynamics_companyinformation), read once. Page web services publish no page of it by default (the LCY Code is
-        on General Ledger Setup): None, and a pair's option says it."""
-        if self.endpoint.mode != "api":
-            return None
-        if self._home_currency is None:
-            url = f"{self.company_url()}/companyInformation"
-            response = self._call("GET", url)
-            if response.status_code != 200:
-                raise self._read_failure(response, url)
-            rows = response.json().get("value") or [{}]
-            self._home_currency = str(rows[0].get("currencyCode") or "")
-        return self._home_currency or None
+        """API v2.0: the company's currency, read once; pages publish none by default (None: a pair's option says
+        it)."""
+        return self.protocol.home_currency()
 
     def write(self, entity: str, payloads: list[dict[str, Any]], key: str,
               ids: list[str | None] | None = None) -> list[WriteResult]:
@@ -282,10 +256,6 @@ class DynamicsConnector(ConnectorBase):
     def push_entities(self) -> tuple[str, ...]:
         """API mode only (page web services have no webhooks); contacts and purchaseOrders are polled."""
         return self.subscriptions.push_entities()
-
-    def _client_state(self) -> str:
-        """The clientState our subscriptions carry (made on the first subscribe, kept in the secret store)."""
-        return self.subscriptions.client_state()
 
     def subscribe(self, entity: str, notify_url: str | None = None) -> Channel:
         return self.subscriptions.subscribe(entity, notify_url)
@@ -328,16 +298,12 @@ class DynamicsConnector(ConnectorBase):
         try:
             if isinstance(self.auth, TokenAuth):
                 self.auth.token()
-                details.append(f"Entra token for app {self.client_id}")
-            if self.endpoint.mode == "api":
-                details.append(f"company {self.company_name!r} ({self.company_id()})")
-            else:
-                self._page_company()
-                details.append(f"company {self.company_name!r}")
+                details.append(f"Entra token for app {self.credentials.client_id}")
+            details.append(self.protocol.confirm_company())
             wanted = self.system.setting("ping_entities", ["customers", "items"], type_=list)
             readable = []
             for entity in wanted:
-                next(iter(self._probe(entity)), None)
+                self.protocol.probe(entity)
                 readable.append(entity)
             details.append(f"readable: {', '.join(readable)}")
         except AuthError as exc:
@@ -361,28 +327,6 @@ class DynamicsConnector(ConnectorBase):
             port = urlsplit(self.endpoint.root).port or 7048
             return f"{exc}; is the OData/API port ({port}) open and the service tier running?"
         return str(exc)
-
-    def _probe(self, entity: str) -> Iterator[Any]:
-        """One row of ``entity`` at most, to prove it is readable (maxpagesize=1; the nextLink is not followed)."""
-        url = self.protocol.collection_url(entity)
-        response = self._call("GET", url, headers={"Prefer": "odata.maxpagesize=1"})
-        if response.status_code != 200:
-            if self.endpoint.mode == "api":
-                raise self._api_unavailable(response, entity)
-            raise self._read_failure(response, url)
-        return iter(response.json().get("value") or [])
-
-    def _page_company(self) -> None:
-        """Page mode: the default Company service lists the companies; the configured name must match exactly."""
-        response = self._call("GET", f"{self.endpoint.odata}/Company")
-        if response.status_code == 404:
-            raise RemoteError(self.name, 404, _error(response)[0], f"nothing at {self.endpoint.odata}: OData "
-                              "services not enabled (ODataServicesEnabled) or wrong server instance in base_url")
-        if response.status_code != 200:
-            raise self._api_unavailable(response, "Company")
-        names = [str(c.get("Name")) for c in response.json().get("value") or []]
-        if self.company_name not in names:
-            raise ConfigError(self._company_hint(names))
 
 
 __all__ = ["DynamicsConnector", "NegotiateAuth", "register", "odata_time", "parse_time", "PAGE_FIELDS",

@@ -41,9 +41,13 @@ class ApiV2:
         self.name = api.name
         self.page_size = page_size
         self.document_page_size = document_page_size
+        self.company_name = api.company_name
         self._call, self._fail, self.company_url = api.call, api.fail, api.company_url
+        self._read_failure, self._api_unavailable = api.read_failure, api.api_unavailable
+        self._company_id = api.company_id
         self._pages = pager.pages
         self._numbers: dict[tuple[str, str], str] = {}
+        self._home_currency: str | None = None
 
     def spec(self, entity: str) -> tuple[str, str | None, str | None]:
         try:
@@ -128,6 +132,39 @@ class ApiV2:
 
     def collection_url(self, entity: str) -> str:
         return f"{self.company_url()}/{self.spec(entity)[0]}"
+
+    def home_currency(self) -> str | None:
+        """The company's currency, companyInformation's currencyCode ("the default currency code for the company",
+        https://learn.microsoft.com/dynamics365/business-central/dev-itpro/api-reference/v2.0/resources/
+        dynamics_companyinformation), read once."""
+        if self._home_currency is None:
+            url = f"{self.company_url()}/companyInformation"
+            response = self._call("GET", url)
+            if response.status_code != 200:
+                raise self._read_failure(response, url)
+            rows = response.json().get("value") or [{}]
+            self._home_currency = str(rows[0].get("currencyCode") or "")
+        return self._home_currency or None
+
+    def fixed_fields(self, entity: str) -> str | None:
+        """Every entity is one of Microsoft's API v2.0 pages, and "a page of type API page can't be extended by
+        creating a page extension object. Instead, create a new API page"
+        (https://learn.microsoft.com/dynamics365/business-central/dev-itpro/developer/devenv-page-ext-object): a
+        table extension's field shows on the card page and its page web service, never on API v2.0's entity."""
+        return (f"BC's standard API v2.0 {entity} cannot carry a table extension's field (API pages cannot be "
+                f"extended; a custom API page would); use page web services (systems.{self.name}.api = \"odata\", "
+                "the card page published with a page extension)")
+
+    # -- what ping asks ----------------------------------------------------------------------------------------
+    def confirm_company(self) -> str:
+        """The company's id, looked up by its name (a ConfigError names the companies there when none matches)."""
+        return f"company {self.company_name!r} ({self._company_id()})"
+
+    def probe(self, entity: str) -> None:
+        """One row of ``entity`` at most, to prove it is readable (maxpagesize=1; the nextLink is not followed)."""
+        response = self._call("GET", self.collection_url(entity), headers={"Prefer": "odata.maxpagesize=1"})
+        if response.status_code != 200:
+            raise self._api_unavailable(response, entity)
 
     # -- what writes need ------------------------------------------------------------------------------------------
     def row_by_id(self, entity: str, id: str) -> dict[str, Any] | None:

@@ -161,5 +161,5 @@ class Pager:
         # memory (a first read of documents with their lines): two of those in memory took a first load over its
         # budget.
         ahead = ReadAhead(lambda: self.pages_ahead, self._reader) if page_size is None else None
-        yield from read_rows(self._call, paginator.init_request(url, params), paginator,
-                             lambda response: self._read_failure(response, url), ahead=ahead, count=count)
+        return read_rows(self._call, paginator.init_request(url, params), paginator,
+                         lambda response: self._read_failure(response, url), ahead=ahead, count=count)

@@ -13,7 +13,7 @@ from urllib.parse import quote
 import httpx
 
 from mlconnector.auth import utcnow
-from mlconnector.errors import ConfigError
+from mlconnector.errors import ConfigError, RemoteError
 from mlconnector.systems.base import Record, WriteResult
 from mlconnector.systems.dynamics.api import API_ENTITIES
 from mlconnector.systems.dynamics.client import DynamicsApi
@@ -96,7 +96,9 @@ class Pages:
         self.page_size = page_size
         self.document_page_size = document_page_size
         self._whole_read = whole_read  # the connector's: see its read_clock
+        self.company_name, self.endpoint = api.company_name, api.endpoint
         self._call, self._read_failure, self.company_url = api.call, api.read_failure, api.company_url
+        self._api_unavailable, self._company_hint = api.api_unavailable, api.company_hint
         self._pages = pager.pages
 
     def _service(self, entity: str) -> str:
@@ -257,6 +259,38 @@ class Pages:
 
     def collection_url(self, entity: str) -> str:
         return f"{self.company_url()}/{self._service(entity)}"
+
+    @staticmethod
+    def home_currency() -> str | None:
+        """Page web services publish no page of the company's currency by default (the LCY Code is on General
+        Ledger Setup): a pair's option says it."""
+        return None
+
+    @staticmethod
+    def fixed_fields(entity: str) -> str | None:
+        """A table extension's field shows on its card page, published with a page extension."""
+        return None
+
+    # -- what ping asks ----------------------------------------------------------------------------------------
+    def confirm_company(self) -> str:
+        """The default Company service lists the companies; the configured name must match exactly."""
+        response = self._call("GET", f"{self.endpoint.odata}/Company")
+        if response.status_code == 404:
+            raise RemoteError(self.name, 404, _error(response)[0], f"nothing at {self.endpoint.odata}: OData "
+                              "services not enabled (ODataServicesEnabled) or wrong server instance in base_url")
+        if response.status_code != 200:
+            raise self._api_unavailable(response, "Company")
+        names = [str(c.get("Name")) for c in response.json().get("value") or []]
+        if self.company_name not in names:
+            raise ConfigError(self._company_hint(names))
+        return f"company {self.company_name!r}"
+
+    def probe(self, entity: str) -> None:
+        """One row of ``entity`` at most, to prove it is readable (maxpagesize=1; the nextLink is not followed)."""
+        url = self.collection_url(entity)
+        response = self._call("GET", url, headers={"Prefer": "odata.maxpagesize=1"})
+        if response.status_code != 200:
+            raise self._read_failure(response, url)
 
     # -- what writes need ------------------------------------------------------------------------------------------
     def row_by_id(self, entity: str, id: str) -> dict[str, Any] | None:

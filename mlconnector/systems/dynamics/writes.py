@@ -6,6 +6,7 @@ dynamics_journals.py."""
 from __future__ import annotations
 
 from collections.abc import Iterator, Mapping
+from datetime import datetime
 from typing import Any
 
 from mlconnector.errors import ConfigError, RemoteError
@@ -66,8 +67,12 @@ class Writes:
                 return WriteResult("fail", error=str(refused), error_class=refused.error.code or "journal_refused")
         return write_each(payloads, write_one)
 
-    def booked(self, entity: str) -> Iterator[Record]:
-        """The documents booked as journal lines, as NAV holds them now (dynamics_journals.booked_documents)."""
+    def booked(self, entity: str, since: datetime | None = None) -> Iterator[Record]:
+        """The documents booked as journal lines, as NAV holds them now (dynamics_journals.booked_documents): read
+        whole, journal lines and ledger entries carrying no modification time."""
+        if since is not None:
+            raise ConfigError(f"{self.name}: {entity} are read whole (journal lines and ledger entries carry no "
+                              "modification time)")
         check_mode(self.name, self.endpoint.mode, entity)
         for record in booked_documents(entity, lambda url, params: self._pages(url, params), self.company_url(),
                                        self.services):

@@ -73,7 +73,7 @@ class ZohoApi:
         self.quota = quota
         self.zoho_auth = ZohoAuth(system, context, self.quota, sleep=sleep)
         self.auth = TokenAuth(self.zoho_auth.mint, context.token_cache(system.name),
-                              header=lambda t: f"Zoho-oauthtoken {t.access_token}", is_invalid=_is_invalid_token)
+                              scheme="Zoho-oauthtoken", is_invalid=_is_invalid_token)
         edition = system.setting("edition", type_=str)
         concurrency = system.setting("concurrency", EDITION_CONCURRENCY.get(edition or "", DEFAULT_CONCURRENCY),
                                      type_=int)
@@ -86,13 +86,15 @@ class ZohoApi:
         self.budget = int(system.setting("daily_credit_budget", 0, type_=int))
         self.credits_used = 0
         self._org: dict[str, Any] | None = None
+        # Hosts set in the settings, read once: every call asks for its host.
+        self._api_domain = (system.setting("api_domain", type_=str) or "").rstrip("/")
+        self._upload_url = (system.setting("upload_url", type_=str) or "").rstrip("/")
 
     @property
     def api_domain(self) -> str:
         """api_domain setting, else a sandbox/developer DC's own host, else the token's, else the DC default."""
-        configured = self.system.setting("api_domain", type_=str)
-        if configured:
-            return configured.rstrip("/")
+        if self._api_domain:
+            return self._api_domain
         dc = self.zoho_auth.data_centre
         if dc.name.endswith(("sandbox", "developer")):
             return dc.api_domain
@@ -101,9 +103,8 @@ class ZohoApi:
     @property
     def upload_url(self) -> str:
         """File uploads go to Zoho's content host of the DC; with an api_domain of our own, to that."""
-        configured = self.system.setting("upload_url", type_=str)
-        if configured:
-            return configured.rstrip("/")
+        if self._upload_url:
+            return self._upload_url
         domain = self.api_domain
         known = next((dc for dc in DATA_CENTRES.values() if dc.api_domain == domain), None)
         return known.upload_url if known else domain
