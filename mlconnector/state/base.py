@@ -118,19 +118,19 @@ class StateStore(LinkQueries, AuditQueries, QueueQueries, CheckQueries, Incident
             if self._depth:
                 name = f"nested{self._depth}"
                 self._depth += 1
-                self._execute(f"SAVEPOINT {name}")
+                self._control(f"SAVEPOINT {name}")
                 try:
                     yield
                 except BaseException:
-                    self._execute(f"ROLLBACK TO {name}")
-                    self._execute(f"RELEASE {name}")
+                    self._control(f"ROLLBACK TO {name}")
+                    self._control(f"RELEASE {name}")
                     raise
                 finally:
                     self._depth -= 1
-                self._execute(f"RELEASE {name}")
+                self._control(f"RELEASE {name}")
                 return
             self._check_in_transaction()
-            self._execute(self.BEGIN)
+            self._control(self.BEGIN)
             self._depth = 1
             try:
                 yield
@@ -140,7 +140,12 @@ class StateStore(LinkQueries, AuditQueries, QueueQueries, CheckQueries, Incident
                 raise
             finally:
                 self._depth = 0
-            self._execute("COMMIT")
+            self._control("COMMIT")
+
+    def _control(self, sql: str) -> None:
+        """A transaction's own statement (BEGIN, SAVEPOINT, RELEASE, ROLLBACK TO, COMMIT); a store whose statements
+        are round trips may send it with the next one."""
+        self._execute(sql)
 
     def _rollback(self) -> None:
         self._execute("ROLLBACK")
