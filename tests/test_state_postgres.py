@@ -505,3 +505,26 @@ def test_a_process_working_for_many_tenants_in_turn_keeps_few_connections():
             assert again.watermark("erp-crm", "customers") == mark
         finally:
             again.close()
+
+
+def test_a_connection_the_server_ended_while_it_sat_idle_is_not_handed_to_the_next_run(
+        database, config_file, monkeypatch, erp):
+    import psycopg
+
+    from mlconnector.state import pg_connection
+
+    erp.put("customer", {"number": "C1", "name": "Customer 1"})
+    named = f"{database}&application_name=idle_{database.rsplit('%3D', 1)[1]}"
+    monkeypatch.setenv("MLCONNECTOR_STATE_URL", named)
+    assert cli("sync", "erp-crm").exit_code == 0  # the process's pool keeps its connections for the next run
+    with psycopg.connect(database, autocommit=True) as admin:  # a server restart, an idle timeout elsewhere
+        ended = admin.execute("SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity WHERE "
+                              "application_name = %s", [named.rsplit("application_name=", 1)[1]]).fetchone()[0]
+    assert ended >= 1
+    monkeypatch.setattr(pg_connection, "CHECK_AFTER_IDLE", 0.0)  # as if they had sat idle past the limit
+
+    erp.put("customer", {"number": "C2", "name": "Customer 2"})
+    again = cli("sync", "erp-crm")
+
+    assert again.exit_code == 0, again.output
+    assert "C2" in cli("audit", "--json").stdout

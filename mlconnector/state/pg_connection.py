@@ -93,29 +93,31 @@ def pool_for(url: str, password: str | None) -> ConnectionPool:
             finally:
                 first.close()
         pool = ConnectionPool(url, min_size=1, max_size=POOL_SIZE, open=True, timeout=CONNECT_TIMEOUT,
-                              name="mlconnector-state", check=_check_if_idle, reset=_note_returned,
+                              name="mlconnector-state", check=_check_if_idle, configure=_note_idle_from_now,
+                              reset=_note_idle_from_now,
                               kwargs=_settings(url, password))
         _pools[(url, password)] = pool
         _close_idle_pools()
         return pool
 
 
-# A connection handed out again after sitting in the pool a while is checked first (a round trip): the server may
+# A connection handed out after sitting in the pool a while is checked first (a round trip): the server may
 # have restarted or ended it meanwhile. One back within moments, as a run's next statement takes it, is not: a run
 # takes connections a dozen times, and a check each time was a fifth of a no-change run's round trips.
 CHECK_AFTER_IDLE = 5.0  # seconds
-_returned: "weakref.WeakKeyDictionary[psycopg.Connection[Any], float]" = weakref.WeakKeyDictionary()
+_idle_since: "weakref.WeakKeyDictionary[psycopg.Connection[Any], float]" = weakref.WeakKeyDictionary()
 
 
-def _note_returned(conn: psycopg.Connection[Any]) -> None:
-    _returned[conn] = time.monotonic()
+def _note_idle_from_now(conn: psycopg.Connection[Any]) -> None:
+    """The pool's hook on a connection made, and on one given back."""
+    _idle_since[conn] = time.monotonic()
 
 
 def _check_if_idle(conn: psycopg.Connection[Any]) -> None:
     """The pool's check before a connection is handed out (raises when it is unusable, and the pool makes
-    another). A new connection, or one returned moments ago, is taken as it is."""
-    returned = _returned.get(conn)
-    if returned is not None and time.monotonic() - returned > CHECK_AFTER_IDLE:
+    another). One made or given back moments ago is taken as it is."""
+    since = _idle_since.get(conn)
+    if since is None or time.monotonic() - since > CHECK_AFTER_IDLE:
         ConnectionPool.check_connection(conn)
 
 
