@@ -196,7 +196,7 @@ def test_a_full_disk_under_the_state_file_is_one_line_exit_2_not_a_bug(config_fi
     seed(erp)
     monkeypatch.setattr(logging.root, "handlers", [])  # none left by an earlier -v run, bound to its closed stderr
 
-    def disk_full(self, links):
+    def disk_full(self, links, **_):
         raise sqlite3.OperationalError("database or disk is full")
 
     monkeypatch.setattr(State, "save_links", disk_full)
