@@ -265,3 +265,20 @@ def test_a_deletion_look_reads_what_was_kept_and_how_far_the_checks_got_in_one_c
     state.note_deletion_check("p", "customers", scanned=when)  # the feed's mark stays
     assert state.deletion_marks("p", "customers") == DeletionMarks({"Z1": "flag"}, when, when)
 
+
+
+def test_a_statement_the_database_refuses_inside_a_nested_transaction_is_undone_alone(state):
+    with state.transaction():
+        with state.transaction():
+            pass  # nothing sent inside: nothing to release
+        state.add_audit({"run_id": "r", "pair": "p", "action": "create", "source_id": "kept"})
+        with pytest.raises(Exception):  # refused by the database itself: VACUUM inside a transaction
+            with state.transaction():
+                state.add_audit({"run_id": "r", "pair": "p", "action": "create", "source_id": "undone"})
+                state.vacuum()
+        state.add_audit({"run_id": "r", "pair": "p", "action": "create", "source_id": "after"})
+    with state.transaction():
+        pass  # a transaction in which nothing was sent
+    assert sorted(r["source_id"] for r in state.audit_rows()) == ["after", "kept"]
+    state.set_watermark("p", "f", datetime(2026, 5, 1, tzinfo=timezone.utc))  # the connection is usable again
+    assert state.watermark("p", "f") == datetime(2026, 5, 1, tzinfo=timezone.utc)
