@@ -28,7 +28,7 @@ from mlconnector.reports import Status, audit, check, prometheus, status  # noqa
 from mlconnector.state import (STATE_ENV, StateLocation, StateStore, database_errors, default_state_path,
                                refuse_foreign_database, resolve_state)
 from mlconnector.urls import STATE_URL_ENV
-from mlconnector.sync import Engine, RunResult, Session, open_pair, resolve_roles
+from mlconnector.sync import Engine, RunResult, Session, mapped_fields, open_pair, resolve_roles
 from mlconnector.sync.reconcile import ReconcileReport, queue_fixes
 from mlconnector.sync.reconcile import reconcile as run_reconcile
 from mlconnector.sync.run import new_run_id
@@ -355,6 +355,8 @@ def reconcile(runtime: Runtime, pair: str, *, flows: Iterable[str] | None = None
         session = open_pair(config, pair, runtime.context(state))
         try:
             chosen = [session.pair.flow(name) for name in _flow_names(session.pair, flows, session.config.flows)]
+            # A mapping naming a field its system lacks would make every record differ (and --fix write them).
+            mapped_fields.check(session.pair, session.config, session.connectors, state, chosen, utcnow())
             report = run_reconcile(session.pair, session.config, session.connectors, state, session.counter,
                                    session.pair.ordered([f.name for f in chosen]))
             # `status --check` names a pair whose last reconcile found disagreement.

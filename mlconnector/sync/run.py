@@ -146,6 +146,10 @@ class Engine:
     def replay(self, *, flow: str | None = None, error_class: str | None = None, ids: list[str] | None = None,
                dry_run: bool = False) -> RunResult:
         """Re-fetch each queued record from its source (its current version) and run it through again."""
+        waiting = {i["flow"] for i in self.state.replay_items(pair=self.pair.name, flow=flow, error_class=error_class,
+                                                               ids=ids) if self._has_flow(i["flow"])}
+        mapped_fields.check(self.pair, self.config, self.connectors, self.state, self.pair.ordered(sorted(waiting)),
+                            self.now())
         run = self._start(dry_run, "replay")
         try:
             if not dry_run:
@@ -164,10 +168,11 @@ class Engine:
     @_one_run
     def drain(self, flows: Iterable[str] | None = None) -> RunResult:
         """Process the notifications waiting in the inbox, without polling (`listen --process`)."""
+        chosen = self.pair.ordered(self._flow_names(flows))
+        mapped_fields.check(self.pair, self.config, self.connectors, self.state, chosen, self.now())
         run = self._start(False, "drain")
         try:
             self.recover_interrupted_creates(run)
-            chosen = self.pair.ordered(self._flow_names(flows))
             self.drain_inbox(run, chosen)
             for flow in chosen:
                 if self.deletions.pending(flow):

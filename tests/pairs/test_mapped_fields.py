@@ -177,3 +177,26 @@ def test_a_run_soon_after_a_good_check_asks_no_metadata_until_a_day_passes_or_th
     configure(nav.config_path, both_ways + 'filter = { Customer_Industry = { is_set = true } }\n')
     assert nav.sync("nav-zoho").exit_code == 0
     assert metadata_calls() == (3, 3)  # a changed mapping is checked again
+
+
+def test_reconcile_replay_and_listen_process_check_the_mapped_fields_as_a_sync_does(nav: World):
+    from mlconnector import api
+    from mlconnector.errors import ConfigError
+    from mlconnector.state import Replay
+
+    configure(nav.config_path, '[pairs.nav-zoho.mappings.accounts_to_customers]\n'
+                               'add = { Industry_Code = "Customer_Industry" }\n')
+    assert nav.sync("nav-zoho", flows=["customers"]).exit_code == 0  # the Accounts made; the mapped flow unchecked
+    nav.dynamics.publish_page("Customer", "Customer")  # the page extension uninstalled: its control is gone
+    with nav.state() as state:  # a record waits for replay in the flow whose mapping writes the field
+        state.queue_replays("nav-zoho", "accounts_to_customers", [Replay(
+            nav.account("C00010")["id"], "zoho", "Accounts", "remote", "a 503", "run-1")])
+    says = "pairs.nav-zoho.mappings.accounts_to_customers writes Industry_Code, which nav's customers does not have"
+    before = nav.erp("customers")
+
+    for command in (["reconcile", "nav-zoho", "--fix", "--now"], ["replay", "--pair", "nav-zoho"]):
+        result = cli(nav, *command)
+        assert result.exit_code == 2 and says in result.stderr, (command, result.output)
+    with pytest.raises(ConfigError, match=says):  # what `listen --process` runs for each notified pair
+        api.drain(nav.runtime(), "nav-zoho")
+    assert nav.erp("customers") == before
