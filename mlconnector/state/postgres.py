@@ -16,11 +16,10 @@ from mlconnector.state.links import Link
 from mlconnector.state.location import StateLocation
 from mlconnector.state.pg_connection import as_state_error, pg_sql, pooled
 from mlconnector.state.pg_locks import RunLock
-from mlconnector.state.target_ids import TargetIds
 from mlconnector.urls import redact
 
 ANALYZE_AFTER = 1_000  # links inserted before the first ANALYZE of a store's own
-TARGETS_KEPT = 200_000  # a flow's target ids target_of keeps at most (about 15 MB)
+TARGETS_KEPT = 200_000  # a flow's target ids target_of keeps at most (about 25 MB)
 
 
 class PostgresState(StateStore):
@@ -37,7 +36,7 @@ class PostgresState(StateStore):
         self._deferred: list[str] = []  # a transaction's statements not yet sent (``_control``)
         # (pair, flow) -> its target ids by source id, for target_of: read once, then kept up to date by this store,
         # which is the only writer of the pair's links while its run holds the pair's lock.
-        self._targets: dict[tuple[str, str], TargetIds] = {}
+        self._targets: dict[tuple[str, str], dict[str, str]] = {}
         self._links_added, self._links_analyzed = 0, 0  # links this store inserted: since, and at, its last ANALYZE
         try:
             self._pool, self._conn = pooled(url, password)
@@ -149,27 +148,25 @@ class PostgresState(StateStore):
             if found is None:  # linked since, or not at all (the record fails as unresolved, so this is rare)
                 found = super().target_of(pair, flow, source_id)
                 if found is not None and ids is not None and not self._depth:
-                    ids.put(source_id, found)
+                    ids[source_id] = found
             return found
 
-    def _all_targets(self, pair: str, flow: str) -> TargetIds:
+    def _all_targets(self, pair: str, flow: str) -> dict[str, str]:
         rows = self._execute("SELECT source_id, target_id FROM links WHERE pair = ? AND flow = ? AND target_id IS NOT "
                              "NULL LIMIT ?", [pair, flow, TARGETS_KEPT + 1]).fetchall()
-        return TargetIds(rows if len(rows) <= TARGETS_KEPT else ())  # too many to keep: asked one by one
+        return dict(rows) if len(rows) <= TARGETS_KEPT else {}  # too many to keep: asked one by one
 
     def save_links(self, links: list[Link], *, now: str | None = None) -> None:
         with self.lock:
             for link in links:
-                kept = self._targets.get((link.pair, link.flow))
-                if kept is not None:
-                    kept.drop(link.source_id)
+                self._targets.get((link.pair, link.flow), {}).pop(link.source_id, None)
             super().save_links(links, now=now)
 
     def unlink(self, pair: str, flow: str, source_ids: list[str]) -> None:
         with self.lock:
-            kept = self._targets.get((pair, flow))
-            for source_id in source_ids if kept is not None else ():
-                kept.drop(source_id)
+            kept = self._targets.get((pair, flow), {})
+            for source_id in source_ids:
+                kept.pop(source_id, None)
             super().unlink(pair, flow, source_ids)
 
     def _committed(self, sql: str, args: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
