@@ -73,7 +73,7 @@ def key(options: Mapping[str, Any], what: str) -> str:
 
 
 def _street(record: Record, line1: str = "addressLine1", line2: str = "addressLine2") -> str | None:
-    return ", ".join(texts(record.data, {"line1": line1, "line2": line2}).values()) or None
+    return ", ".join(part for part in (_text(record.data.get(line1)), _text(record.data.get(line2))) if part) or None
 
 
 # Customers and vendors -> Accounts -------------------------------------------------------------------------------

@@ -88,8 +88,9 @@ class SharedLedger:
             self._locked(conn, f"document {name}")
             row = conn.execute("SELECT body FROM ledger_documents WHERE name = %s", [name]).fetchone()
             data = json.loads(row[0]) if row else {}
+            before = json.dumps(data, sort_keys=True) if row else None
             yield data
             body = json.dumps(data, sort_keys=True)
-            if row is None or body != json.dumps(json.loads(row[0]), sort_keys=True):
+            if body != before:
                 conn.execute("INSERT INTO ledger_documents (name, body) VALUES (%s, %s) ON CONFLICT (name) DO UPDATE "
                              "SET body = excluded.body", [name, body])

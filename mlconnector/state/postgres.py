@@ -47,10 +47,7 @@ class PostgresState(StateStore):
         try:
             # Planned anew each time (prepare=False): a prepared statement keeps the plan made when its table was
             # small (a seq scan, early in a first load), and kept it as the table grew. Inserts are prepared.
-            if not self._deferred:
-                return self._conn.execute(pg_sql(sql), args, prepare=False)
-            with self._conn.pipeline():  # the transaction's statements waiting, and this one: one round trip
-                self._send_deferred()
+            with self._after_deferred():
                 cursor = self._conn.execute(pg_sql(sql), args, prepare=False)
             return cursor
         except (psycopg.OperationalError, psycopg.InterfaceError) as exc:
@@ -90,10 +87,18 @@ class PostgresState(StateStore):
         except (psycopg.OperationalError, psycopg.InterfaceError) as exc:
             raise as_state_error(exc, self._location) from None
 
-    def _send_deferred(self) -> None:
+    @contextmanager
+    def _after_deferred(self) -> Iterator[None]:
+        """What the block sends goes after the transaction's statements waiting, all in one pipeline (one round
+        trip); with none waiting, as it is."""
+        if not self._deferred:
+            yield
+            return
         deferred, self._deferred = self._deferred, []
-        for sql in deferred:
-            self._conn.execute(sql)
+        with self._conn.pipeline():
+            for sql in deferred:
+                self._conn.execute(sql)
+            yield
 
     def _insert_rows(self, head: str, width: int, rows: list[Any], tail: str = "") -> None:
         """One row's statement sent for every row at once (psycopg's executemany: one round trip, the statement
@@ -110,13 +115,8 @@ class PostgresState(StateStore):
             if head.startswith("INSERT INTO links "):
                 self._links_added += len(rows)
             try:
-                with self._conn.cursor() as cursor:
-                    if self._deferred:
-                        with self._conn.pipeline():
-                            self._send_deferred()
-                            cursor.executemany(sql, rows)
-                    else:
-                        cursor.executemany(sql, rows)
+                with self._conn.cursor() as cursor, self._after_deferred():
+                    cursor.executemany(sql, rows)
             except (psycopg.OperationalError, psycopg.InterfaceError) as exc:
                 raise as_state_error(exc, self._location) from None
 

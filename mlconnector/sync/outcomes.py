@@ -96,12 +96,11 @@ class RunResult:
     interrupted: str | None = None  # the signal that stopped the run (SIGTERM, SIGINT)
     credits: dict[str, int] = field(default_factory=dict)  # API credits spent, for systems that charge them
 
-    def settle(self) -> str:
+    def settle(self) -> None:
         """The exit code a run that went through ends with: 3 where records failed, deletions were held back or
-        failed, or it stopped early; then its status."""
+        failed, or it stopped early."""
         if (self.failed or self.guarded or self.deletes_failed or self.stopped) and self.exit_code == EXIT_OK:
             self.exit_code = EXIT_RECORDS_FAILED
-        return self.status
 
     @property
     def status(self) -> str:

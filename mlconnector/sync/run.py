@@ -146,16 +146,16 @@ class Engine:
     def replay(self, *, flow: str | None = None, error_class: str | None = None, ids: list[str] | None = None,
                dry_run: bool = False) -> RunResult:
         """Re-fetch each queued record from its source (its current version) and run it through again."""
-        waiting = {i["flow"] for i in self.state.replay_items(pair=self.pair.name, flow=flow, error_class=error_class,
-                                                               ids=ids) if self._has_flow(i["flow"])}
-        mapped_fields.check(self.pair, self.config, self.connectors, self.state, self.pair.ordered(sorted(waiting)),
-                            self.now())
+        # Read once, before the run starts (settling interrupted creates links records; it queues none).
+        items = self.state.replay_items(pair=self.pair.name, flow=flow, error_class=error_class, ids=ids)
+        waiting = sorted({i["flow"] for i in items if self._has_flow(i["flow"])})
+        specs = self.pair.ordered(waiting)
+        mapped_fields.check(self.pair, self.config, self.connectors, self.state, specs if waiting else [], self.now())
         run = self._start(dry_run, "replay")
         try:
             if not dry_run:
                 self.recover_interrupted_creates(run)
-            items = self.state.replay_items(pair=self.pair.name, flow=flow, error_class=error_class, ids=ids)
-            for spec in self.pair.ordered(sorted({i["flow"] for i in items if self._has_flow(i["flow"])})):
+            for spec in specs:
                 queued = [i["source_id"] for i in items if i["flow"] == spec.name]
                 fr = self._flow_run(run, spec, "replay")
                 self._run_flow(fr, sources.fetch(run, self.state, self.pair.name, spec, fr.source,
@@ -330,7 +330,8 @@ class Engine:
             run.interrupted = interrupt.signal_name(signum)
             run.stopped = f"interrupted by {run.interrupted}"
             run.exit_code = interrupt.exit_code(signum)
-        status = run.settle()
+        run.settle()
+        status = run.status
         for connector in {id(c): c for c in self.connectors.values()}.values():
             spent = connector.credits_used - self._credits.get(id(connector), 0)
             if spent:
