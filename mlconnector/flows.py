@@ -18,12 +18,16 @@ def text(value: Any) -> str | None:
     return stripped or None
 
 
-def texts(data: Mapping[str, Any], fields: Mapping[str, str]) -> dict[str, str]:
+def texts(data: Mapping[str, Any], fields: Mapping[str, str | tuple[str, ...]]) -> dict[str, str]:
     """Target field -> the ``text`` of the source field it comes from (``fields``, a mapping's table of plain
-    fields), for the fields that hold one: the others are left out, so they are left alone, not cleared."""
+    fields; a tuple of source fields: their texts joined by ", ", as a street's lines), for the fields that hold
+    one: the others are left out, so they are left alone, not cleared."""
     out: dict[str, str] = {}
     for target, source in fields.items():
-        value = text(data.get(source))
+        if isinstance(source, tuple):
+            value = ", ".join(part for name in source if (part := text(data.get(name)))) or None
+        else:
+            value = text(data.get(source))
         if value is not None:
             out[target] = value
     return out

@@ -89,22 +89,22 @@ ACCOUNT_FIELDS = {
     "Billing_Country": "country",
     "Account_Type": '"Customer" or "Vendor"',
 }
-# The fields above that are a source field's text as it is.
-_ACCOUNT_TEXTS = {zoho: field for zoho, field in ACCOUNT_FIELDS.items()
-                  if zoho not in ("Billing_Street", "Account_Type")}
+# The fields above that are source fields' text as it is (the street: its two lines joined, as ``_street``).
+_ACCOUNT_TEXTS: dict[str, str | tuple[str, ...]] = {
+    **{zoho: field for zoho, field in ACCOUNT_FIELDS.items() if zoho not in ("Billing_Street", "Account_Type")},
+    "Billing_Street": ("addressLine1", "addressLine2")}
 
 
 def _account(party: Record, ctx: MapContext, number: str, account_type: str) -> dict[str, Any]:
     fields = texts(party.data, _ACCOUNT_TEXTS)
     if "Account_Name" not in fields:
         raise RecordError(f"{account_type.lower()} {number} has no name; Zoho requires Account_Name", "INVALID_DATA")
-    street = _street(party)
     return {"Account_Name": fields.pop("Account_Name"), key(ctx.options, "account"): number, **fields,
-            **({"Billing_Street": street} if street else {}), "Account_Type": account_type}
+            "Account_Type": account_type}
 
 
 def account_from_customer(customer: Record, ctx: MapContext) -> dict[str, Any]:
-    return _account(customer, ctx, str(customer["number"]), "Customer")
+    return _account(customer, ctx, str(customer.data["number"]), "Customer")
 
 
 def account_from_vendor(vendor: Record, ctx: MapContext) -> dict[str, Any]:

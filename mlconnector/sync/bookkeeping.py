@@ -19,7 +19,7 @@ from mlconnector.sync.context import FlowRun
 from mlconnector.sync.items import Item
 from mlconnector.sync.outcomes import Outcome
 from mlconnector.sync.writer import NotSent
-from mlconnector.systems.base import Record, WriteResult
+from mlconnector.systems.base import NOT_SENT, Record, WriteResult
 
 
 _WRITTEN = (Outcome.CREATED, Outcome.UPDATED)
@@ -50,18 +50,11 @@ class Recorder:
     def row(self, item: Item, **fields: Any) -> dict[str, Any]:
         fr = self.fr
         key = (item.payload or {}).get(fr.key_field) if item.payload else None
+        # The target record it was written to, else the one it is linked to.
+        target_id = (item.result.target_id if item.result else None) or item.linked_id
         return audit_row(fr.run.run_id, fr.pair.name, fr.flow, fr.source_name, fr.target_name, item.record.id,
-                         item.target_id, item.outcome or Outcome.FAILED,
+                         target_id, item.outcome or Outcome.FAILED,
                          record_key=str(key) if key not in (None, "") else item.key, **fields)
-
-    def _changes(self, item: Item) -> list[tuple[str, Any, Any]]:
-        """An update's changes, field by field, against the payload its link last wrote; counted for the run's
-        summary."""
-        before = json.loads(item.link.written) if item.link and item.link.written else None
-        found = changes.diff(before, item.payload or {})
-        for field, _, _ in found:
-            self.fr.stats.fields_changed[field] = self.fr.stats.fields_changed.get(field, 0) + 1
-        return found
 
     def commit(self, batch: list[Item], future: Future[list[WriteResult]] | None) -> None:
         """Record one batch once its write (``future``, None where nothing was written) is done."""
@@ -85,9 +78,10 @@ class Recorder:
                 raise
             for item, result in zip(written, results):  # the target's answer decides each record's outcome
                 item.result = result
-                if result.not_sent:  # never sent: left for the next run, which reads the rest of the batch again
+                if result.error_class == NOT_SENT:  # left for the next run, which reads the rest of the batch again
+                    item.outcome = Outcome.NOT_SENT
                     fr.hold = True
-                elif result.ok:
+                elif result.action != "fail":
                     item.outcome = Outcome.CREATED if result.action == "create" else Outcome.UPDATED
                 else:
                     item.decide(Outcome.FAILED, result.error or "", result.error_class or "error")
@@ -111,9 +105,9 @@ class Recorder:
         sharing: list[Item] = []
         settled: list[tuple[Outcome, str | None]] = []  # counted in the flow's stats once the batch is gone through
         for item in batch:
-            if item.result is not None and item.result.not_sent:
-                continue  # never sent (the run was told to stop): neither an attempt nor read, as far as it goes
             outcome = item.outcome or Outcome.FAILED
+            if outcome is Outcome.NOT_SENT:
+                continue  # neither an attempt nor read, as far as it goes
             record = item.record
             newest = _later(newest, record.modified)
             if outcome is Outcome.SEEN:
@@ -124,10 +118,12 @@ class Recorder:
                                           item.reason or "", fr.run.run_id, item.key))
                 if item.shares_key_with:
                     sharing.append(item)
-            else:
+            changed: str | None = None
+            if outcome is not Outcome.FAILED:
                 done.replayed.append(record.id)
                 if outcome in _WRITTEN:
-                    done.links += self._links_of_write(item, written_back)
+                    changed, links = self._links_of_write(item, written_back)
+                    done.links += links
                 elif outcome is Outcome.UNCHANGED and item.link:
                     done.links.append(replace(item.link, source_version=record.modified,
                                               source_hash=item.fingerprint, target_key=item.key))
@@ -136,9 +132,8 @@ class Recorder:
                 "; ".join(filter(None, (fr.mode if fr.mode != "poll" else None, item.note))) or None
             payload = (json.dumps(item.payload, default=str)
                        if fr.config.audit_payloads and item.payload is not None else None)
-            changed = self._changes(item) if outcome is Outcome.UPDATED else []
             done.audits.append(self.row(item, note=note, payload=payload, error_class=item.error_class or "error",
-                                        error=item.reason or "", changes=changes.to_json(changed)))
+                                        error=item.reason or "", changes=changed))
         fr.stats.count_batch(settled)
         if not fr.replay_waiting:
             done.replayed = []  # none of this flow's records waits: nothing to take out of the queue
@@ -156,12 +151,18 @@ class Recorder:
             done.watermark = newest
         fr.state.record_batch(pair, flow.name, done)
 
-    def _links_of_write(self, item: Item, written_back: list[tuple[Record, WriteResult]]) -> list[Link]:
-        """The links a written record leaves: its own, and in a two-way sync the opposite flow's."""
+    def _links_of_write(self, item: Item, written_back: list[tuple[Record, WriteResult]]) -> tuple[str | None,
+                                                                                                 list[Link]]:
+        """An update's changes, field by field, against the payload its link last wrote (as the audit row's JSON;
+        counted for the run's summary); and the links a written record leaves: its own, and in a two-way sync the
+        opposite flow's."""
         fr = self.fr
         flow, record, result = fr.flow, item.record, item.result
         assert result is not None
-        written = json.dumps(changes.compact(item.payload or {}), default=str)
+        before = item.link.written if item.link and item.outcome is Outcome.UPDATED else None
+        written, changed, fields = changes.of_write(before, item.payload or {})
+        for field in fields:
+            fr.stats.fields_changed[field] = fr.stats.fields_changed.get(field, 0) + 1
         links = [Link(fr.pair.name, flow.name, record.id, result.target_id, record.modified, item.hash,
                       result.version, _field_names(tuple(item.payload or ())), item.fingerprint,
                       *echo.stored_content(result.stored), item.key, written)]
@@ -180,7 +181,7 @@ class Recorder:
                               written=json.dumps(changes.compact(payload), default=str)))
         elif flow.echo_of and result.target_id:
             written_back.append((record, result))
-        return links
+        return changed, links
 
     def _queue_key_holders(self, sharing: list[Item], in_batch: set[str]) -> list[tuple[Replay, dict[str, Any]]]:
         """The records outside this batch that hold a key which records of the batch share (written and linked

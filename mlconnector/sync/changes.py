@@ -30,18 +30,15 @@ def _short(value: Any) -> Any:
     return value
 
 
-def diff(before: Mapping[str, Any] | None, after: Mapping[str, Any]) -> list[tuple[str, Any, Any]]:
-    """(field, old, new) for each field whose short value ``after`` changes (``before``: compacted; None: unknown,
-    no changes told). A field ``after`` leaves out is left alone by the write: no change."""
-    if before is None:
-        return []
-    out = []
-    for field, value in after.items():
-        new = _short(value)
-        old = before.get(field)
-        if old != new:
-            out.append((field, old, new))
-    return out
+def of_write(before: str | None, payload: Mapping[str, Any]) -> tuple[str, str | None, list[str]]:
+    """What a write of ``payload`` leaves in its link (the payload compacted, as JSON text), and what it changes
+    against ``before`` (that text as the link kept it of the last write; None: unknown, no changes told): the
+    audit row's changes as JSON text (None for none), and the changed fields' names. A field ``payload`` leaves
+    out is left alone by the write: no change."""
+    kept = compact(payload)
+    last = json.loads(before) if before else None
+    changed = [] if last is None else [(f, last.get(f), new) for f, new in kept.items() if last.get(f) != new]
+    return json.dumps(kept, default=str), to_json(changed), [f for f, _, _ in changed]
 
 
 def to_json(changes: list[tuple[str, Any, Any]]) -> str | None:

@@ -63,7 +63,7 @@ class Decider:
         """Seen, echo or mapped (False for the first two and for a record that cannot be mapped)."""
         fr = self.fr
         record = item.record
-        item.link = link
+        item.link, item.linked_id = link, link.target_id if link else None
         if record.modified is None or self.coarse:
             item.fingerprint = source_fingerprint(record.data)
         if fr.mode == "poll" and not fr.remap and self._already_synced(item):

@@ -16,6 +16,7 @@ class Item:
 
     record: Record
     link: Link | None = None  # this flow's link of the record, as committed when its batch was prepared
+    linked_id: str | None = None  # the target record that link names, if any
     payload: dict[str, Any] | None = None
     hash: str | None = None  # of the payload
     fingerprint: str | None = None  # of the source record, where its stamp cannot tell versions apart
@@ -37,15 +38,5 @@ class Item:
     # the echo note, its skip reason should the target have changed since (see decide.Decider._to_write).
     echo: str | None = None
 
-    @property
-    def linked_id(self) -> str | None:
-        """The target record it is linked to, if any."""
-        return self.link.target_id if self.link else None
-
     def decide(self, outcome: Outcome, reason: str | None = None, error_class: str | None = None) -> None:
         self.outcome, self.reason, self.error_class = outcome, reason, error_class
-
-    @property
-    def target_id(self) -> str | None:
-        """The target record it was written to, else the one it is linked to."""
-        return (self.result.target_id if self.result else None) or self.linked_id

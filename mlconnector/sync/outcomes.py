@@ -19,6 +19,8 @@ class Outcome(enum.Enum):
     SKIPPED = "skip"         # deliberately not written: our own echo, a conflict the target won, a mapping's choice
     FAILED = "fail"          # waits in the replay queue
     SEEN = "seen"            # re-read through the overlap window, this very version done before: no audit row
+    NOT_SENT = "not_sent"    # its write was not sent (the run was told to stop): not an attempt, not counted, no
+                             # audit row; the next run reads it again
     # A record deleted in its source, by its flow's on_delete policy: the target record deleted, marked, or left
     # as it is with the link closed.
     DELETED = "delete"
