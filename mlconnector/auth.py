@@ -211,8 +211,8 @@ class TokenAuth(httpx.Auth):
 
     ``mint`` does the system's token request and returns a Token (raising AuthError on refusal).
     ``scheme`` heads the Authorization header (Zoho's is ``Zoho-oauthtoken``).
-    ``is_invalid`` recognises "your token is no good" answers (401 by default; Zoho also says
-    INVALID_TOKEN in a body).
+    A 401 says the token is no good; ``is_invalid``, where given, tells which 401s do (Zoho's say INVALID_TOKEN in
+    their body).
 
     The token in hand is used while it is fresh; the cache (another run's or process's token, perhaps) is asked
     only for a first token, one near expiry, or after a refusal.
@@ -227,7 +227,7 @@ class TokenAuth(httpx.Auth):
         *,
         early: timedelta = timedelta(minutes=5),
         scheme: str = "Bearer",
-        is_invalid: Callable[[httpx.Response], bool] = lambda r: r.status_code == 401,
+        is_invalid: Callable[[httpx.Response], bool] | None = None,
         now: Callable[[], datetime] = utcnow,
     ) -> None:
         self._mint = mint
@@ -262,7 +262,7 @@ class TokenAuth(httpx.Auth):
         token = self.token()
         request.headers["Authorization"] = f"{self._scheme} {token.access_token}"
         response = yield request
-        if self._is_invalid(response):
+        if response.status_code == 401 and (self._is_invalid is None or self._is_invalid(response)):
             token = self.token(force=True, stale=token)
             request.headers["Authorization"] = f"{self._scheme} {token.access_token}"
             yield request

@@ -244,12 +244,10 @@ def test_other_error_statuses_do_not_trigger_a_refresh() -> None:
     assert len(calls) == 1
 
 
-@pytest.mark.parametrize("refusal_status", [200, 401])
-def test_custom_is_invalid_recognises_invalid_token_in_the_body(refusal_status: int) -> None:
+def test_custom_is_invalid_recognises_invalid_token_in_the_body() -> None:
     clock = Clock()
     mint = Minter(clock)
-    api = Api(valid={"tok-2"},
-              refusal=lambda: httpx.Response(refusal_status, json={"code": "INVALID_TOKEN", "status": "error"}))
+    api = Api(valid={"tok-2"}, refusal=lambda: httpx.Response(401, json={"code": "INVALID_TOKEN", "status": "error"}))
     auth = TokenAuth(mint, now=clock, is_invalid=lambda r: body_code(r) == "INVALID_TOKEN")
 
     response = client_for(auth, api).get("crm/v2/Accounts")
@@ -258,6 +256,19 @@ def test_custom_is_invalid_recognises_invalid_token_in_the_body(refusal_status: 
     assert response.json() == {"data": [{"id": "1"}]}
     assert mint.count == 2
     assert api.seen == ["Bearer tok-1", "Bearer tok-2"]
+
+
+def test_a_401_that_custom_is_invalid_does_not_recognise_is_answered_as_it_is() -> None:
+    clock = Clock()
+    mint = Minter(clock)
+    api = Api(valid=set(), refusal=lambda: httpx.Response(401, json={"code": "OAUTH_SCOPE_MISMATCH"}))
+    auth = TokenAuth(mint, now=clock, is_invalid=lambda r: body_code(r) == "INVALID_TOKEN")
+
+    response = client_for(auth, api).get("crm/v2/Accounts")
+
+    assert response.status_code == 401
+    assert mint.count == 1
+    assert api.seen == ["Bearer tok-1"]
 
 
 def test_custom_is_invalid_replaces_the_401_default() -> None:
@@ -278,7 +289,7 @@ def test_custom_is_invalid_replaces_the_401_default() -> None:
 def test_custom_is_invalid_persisting_is_returned_after_one_resend() -> None:
     clock = Clock()
     mint = Minter(clock)
-    api = Api(valid=set(), refusal=lambda: httpx.Response(200, json={"code": "INVALID_TOKEN"}))
+    api = Api(valid=set(), refusal=lambda: httpx.Response(401, json={"code": "INVALID_TOKEN"}))
     auth = TokenAuth(mint, now=clock, is_invalid=lambda r: body_code(r) == "INVALID_TOKEN")
 
     response = client_for(auth, api).get("crm/v2/Accounts")

@@ -165,7 +165,7 @@ class Recorder:
             fr.stats.fields_changed[field] = fr.stats.fields_changed.get(field, 0) + 1
         links = [Link(fr.pair.name, flow.name, record.id, result.target_id, record.modified, item.hash,
                       result.version, _field_names(tuple(item.payload or ())), item.fingerprint,
-                      *echo.stored_content(result.stored), item.key, written)]
+                      *_stored_content(result.stored), item.key, written)]
         opposite = item.opposite
         if opposite is not None and opposite.source_id == result.target_id:
             # The other side now holds this record's content: its flow's next read of what we wrote is no edit, and
@@ -217,6 +217,15 @@ def link_back(pair: str, flow: Flow, written: list[tuple[Record, WriteResult]]) 
         target_id = str(result.target_id)
         fresh.setdefault(target_id, Link(pair, flow.echo_of, target_id, record.id, None, None, record.modified))
     return list(fresh.values())
+
+
+def _stored_content(stored: Record | None) -> tuple[tuple[str, ...] | None, str | None]:
+    """(fields, fingerprint) of a record as a write left it (``WriteResult.stored``), for the writer's link; (None,
+    None) if not told."""
+    if stored is None or not stored.data:
+        return None, None
+    fields = tuple(sorted(stored.data))
+    return fields, echo.content_hash(stored, fields)
 
 
 @lru_cache(maxsize=256)

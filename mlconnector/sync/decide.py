@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable
-from functools import partial
 from typing import Any
 
 from mlconnector.errors import RecordError
@@ -49,8 +48,9 @@ class Decider:
         if self.progress is not None:
             self.progress(flow.name, len(batch))  # once a batch: a batch is mapped in a moment
         mapped = [item for item in batch if self._map(item, links.get(item.record.id))]
-        refuse_shared_keys(mapped, field=fr.key_field, form=self._key_form(), state=fr.state, pair=fr.pair.name,
-                           flow=flow.name, claimed=fr.keys, describe=self._shared_key_error, shared=flow.many_to_one)
+        refuse_shared_keys(mapped, field=fr.key_field, ignore_case=fr.target.capabilities.keys_ignore_case,
+                           state=fr.state, pair=fr.pair.name, flow=flow.name, claimed=fr.keys,
+                           describe=self._shared_key_error, shared=flow.many_to_one)
         to_write = [item for item in mapped if item.outcome is None and self._to_write(item)]
         for item in batch:
             # From here on only the id and version matter (links, audit, watermark): a batch waiting for its
@@ -122,10 +122,6 @@ class Decider:
             # very content last synced needs no mapping again, and any other content is a change.
             return link.source_hash == item.fingerprint
         return bool(link and link.target_id and link.source_version and modified and modified <= link.source_version)
-
-    def _key_form(self) -> Callable[[Any], str]:
-        """How the target compares values of its key field (the connector's own method, called per record)."""
-        return partial(self.fr.target.key_form, self.fr.flow.target_entity, self.fr.key_field)
 
     def _shared_key_error(self, field: str, value: Any, others: tuple[str, ...]) -> str:
         fr = self.fr

@@ -21,14 +21,6 @@ def content_hash(record: Record | Mapping[str, Any], fields: Iterable[str]) -> s
     return payload_hash({k: record.get(k) for k in fields})
 
 
-def stored_content(stored: Record | None) -> tuple[tuple[str, ...] | None, str | None]:
-    """(fields, fingerprint) of a record as a write left it, for the writer's link; (None, None) if not told."""
-    if stored is None or not stored.data:
-        return None, None
-    fields = tuple(sorted(stored.data))
-    return fields, content_hash(stored, fields)
-
-
 class _Reads(dict):  # type: ignore[type-arg]
     """A record's fields that notes which of them a mapping asks for."""
 

@@ -35,17 +35,24 @@ class ClaimedKeys:
         self._recorded.clear()
 
 
-def refuse_shared_keys(items: list[Item], *, field: str, form: Callable[[Any], str], state: State, pair: str,
+def key_form(value: Any, ignore_case: bool) -> str:
+    """A natural key's value as a system compares keys (``Capabilities.keys_ignore_case``): two values of one form
+    are one key there."""
+    text = str(value).strip()
+    return text.casefold() if ignore_case else text
+
+
+def refuse_shared_keys(items: list[Item], *, field: str, ignore_case: bool, state: State, pair: str,
                        flow: str, claimed: ClaimedKeys, describe: Callable[[str, Any, tuple[str, ...]], str],
                        shared: bool = False) -> None:
-    """Records that map to one natural key, as the target compares keys (``form``; Zoho: without case or surrounding
-    spaces), would be upserted into one target record, each over the other. None of them is written: each fails
+    """Records that map to one natural key, as the target compares keys (``key_form``; Zoho: without case or
+    surrounding spaces), would be upserted into one target record, each over the other. None of them is written: each fails
     (``describe`` words why) and waits in the replay queue until the data is fixed; a record already linked under
     that key is queued too (bookkeeping). Records of the batch, of batches not yet recorded (``claimed``), and
     records linked or queued before (the state file) all count."""
     for item in items:
         value = key_value(item.payload or {}, field)
-        item.key = form(value) if value not in (None, "") else None
+        item.key = key_form(value, ignore_case) if value not in (None, "") else None
     if shared:
         return  # a many-to-one flow (Flow.many_to_one): records sharing their target's key is what it does
     by_key: dict[str, list[Item]] = {}

@@ -50,11 +50,11 @@ class Stop(Exception):
 
 
 def run_flow(fr: FlowRun, records: Iterable[Record], decider: Decider, *, batch_size: int, writers: int,
-             initial: bool, counter: CallCounter, before_send: Callable[[list[Item]], None],
+             initial: bool, counter: CallCounter, before_send: Callable[[list[Item]], None] | None,
              finished: Callable[[], None], stop_if_asked: Callable[[], None],
              stop_requested: Callable[[], int | None], between_batches: Callable[[], None]) -> None:
-    """Decide, write and record every record of ``records`` for one flow run. ``before_send`` sees each batch
-    just before it is sent (intents of keyless creates); ``finished`` runs once every batch is recorded (a poll
+    """Decide, write and record every record of ``records`` for one flow run. ``before_send``, where given, sees
+    each batch just before it is sent (intents of keyless creates); ``finished`` runs once every batch is recorded (a poll
     closes its window); ``stop_if_asked`` raises Stop once a signal asked the run to stop (checked between
     batches; ``stop_requested`` tells a write still waiting for a call); ``between_batches`` runs before each batch
     is read (a progress bar's total). A budget reached or a system gone ends it with Stop; what was sent is
@@ -101,7 +101,8 @@ def run_flow(fr: FlowRun, records: Iterable[Record], decider: Decider, *, batch_
                     estimate_writes(fr, to_write)
                 elif to_write:
                     fr.state.check_same_file()  # nothing more is sent once the state file is gone
-                    before_send(to_write)
+                    if before_send is not None:
+                        before_send(to_write)
                     if in_flight > 0:
                         committer.room(in_flight + WRITES_WAITING)
                 future = pool.submit(write_batch, fr, to_write, stop_requested) \

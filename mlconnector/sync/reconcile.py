@@ -19,6 +19,7 @@ from mlconnector.state import Link, Replay, State
 from mlconnector.sync.bookkeeping import audit_row
 from mlconnector.sync.context import MappingContext
 from mlconnector.sync.deletes import ERP_ROLE
+from mlconnector.sync.keys import key_form
 from mlconnector.sync.outcomes import Outcome
 from mlconnector.sync.targets import edited_since_written
 from mlconnector.systems.base import Connector, Record
@@ -153,7 +154,7 @@ def _reconcile_flow(pair: PairSpec, config: PairConfig, connectors: Mapping[str,
     source, target = connectors[flow.source], connectors[flow.target]
     key_field = flow.key_field(config.options)
     report = FlowReport(flow.name)
-    form = lambda value: target.key_form(flow.target_entity, key_field, value)  # noqa: E731 (as the target compares)
+    ignore_case = target.capabilities.keys_ignore_case  # as the target compares keys
     mapped: dict[str, tuple[str | None, dict[str, Any]]] = {}  # source id -> (its key as the target compares it, payload)
     shown: dict[str, str] = {}  # a key as the target compares it -> as a record holds it, for the report
     seen: set[str] = set()  # every source id read
@@ -173,7 +174,7 @@ def _reconcile_flow(pair: PairSpec, config: PairConfig, connectors: Mapping[str,
             continue
         if flow.totals is not None:
             sources.append(record)
-        key = _key(key_value(payload, key_field), form, shown)
+        key = _key(key_value(payload, key_field), ignore_case, shown)
         mapped[record.id] = (key, payload)
     # The target read names every field the flow writes (a Zoho read selects its fields), lines aside, and what the
     # totals sum.
@@ -191,7 +192,7 @@ def _reconcile_flow(pair: PairSpec, config: PairConfig, connectors: Mapping[str,
         report.target_records += 1
         target_id = target.link_id(flow.target_entity, record)
         targets[target_id] = record
-        key = target_keys[target_id] = _key(key_value(record.data, key_field), form, shown)
+        key = target_keys[target_id] = _key(key_value(record.data, key_field), ignore_case, shown)
         if key:
             by_key[key].append(target_id)
     by_id = {record.id: record for record in sources}
@@ -264,10 +265,10 @@ def _home(connector: Connector, entity: str, flow: Flow, config: PairConfig) -> 
     return str(connector.home_currency(entity) or option or "").upper()
 
 
-def _key(value: Any, form: Any, shown: dict[str, str]) -> str | None:
+def _key(value: Any, ignore_case: bool, shown: dict[str, str]) -> str | None:
     if value in (None, ""):
         return None
-    key = form(value)
+    key = key_form(value, ignore_case)
     shown.setdefault(key, str(value))
     return key
 

@@ -26,9 +26,7 @@ log = logging.getLogger("mlconnector.sync")
 
 def note_intents(fr: FlowRun, items: list[Item]) -> None:
     """Before sending creates that carry no key (the target numbers them), note them in the state file: a run
-    killed before their links land leaves the notes for the next run to resolve."""
-    if not fr.flow.find_by:
-        return
+    killed before their links land leaves the notes for the next run to resolve (flows with ``find_by`` only)."""
     keyless = [i.record.id for i in items if not i.linked_id and i.payload is not None
                and i.payload.get(fr.key_field) in (None, "")]
     if keyless:

@@ -248,7 +248,8 @@ class Engine:
 
         run_flow(fr, records, Decider(fr, self.planned, self.progress), batch_size=self.batch_size,
                  writers=self._in_flight(fr), initial=initial, counter=self.counter,
-                 before_send=functools.partial(recovery.note_intents, fr), finished=finished,
+                 before_send=functools.partial(recovery.note_intents, fr) if fr.flow.find_by else None,
+                 finished=finished,
                  stop_if_asked=self._stop_if_asked, stop_requested=self.stop_requested,
                  between_batches=between_batches)
 

@@ -141,6 +141,9 @@ class Capabilities:
     deletion_feed: bool = False  # lists the records deleted since a time (``deleted_since``)
     deletes: bool = False       # may delete records it holds for a flow's on_delete = "delete" (``delete``)
     flags: bool = False         # may mark records deleted at the source for on_delete = "flag" (``flag_deleted``)
+    # How it compares natural keys (an upsert's or a lookup's): every system here without surrounding spaces; these
+    # also without case, so "Shared@Example.COM " and "shared@example.com" are one key there.
+    keys_ignore_case: bool = False
 
 
 class ConnectorBase:
@@ -233,10 +236,6 @@ class ConnectorBase:
     def initial_load_batch(self, entity: str) -> int | None:
         """Records per write of a first load, where the system loads them in bulk jobs; None: as any write."""
         return None
-
-    def key_form(self, entity: str, field: str, value: Any) -> str:
-        """A natural key's value as the system compares keys (two values of one form are one key)."""
-        return str(value).strip()
 
     def home_currency(self, entity: str) -> str | None:
         """The ISO code of the currency that a record of ``entity`` naming no currency is in (the ERP company's local

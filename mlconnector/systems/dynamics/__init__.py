@@ -79,7 +79,10 @@ def register() -> None:
 class DynamicsConnector(ConnectorBase):
     """The NAV / Business Central connector: see the module docstring for its settings."""
 
-    capabilities = Capabilities(push=True, read_ahead=True, counts=True)
+    # A lookup by key follows OData's eq on text, which follows the database's collation: case-insensitive by
+    # default (https://learn.microsoft.com/dynamics365/business-central/dev-itpro/cside/cside-collation); Code fields
+    # are stored without surrounding spaces.
+    capabilities = Capabilities(push=True, read_ahead=True, counts=True, keys_ignore_case=True)
 
     def __init__(self, system: SystemConfig, context: ConnectorContext, *,
                  sleep: Callable[[float], None] = time.sleep) -> None:
@@ -223,12 +226,6 @@ class DynamicsConnector(ConnectorBase):
         """The records whose ``field`` (API v2.0 name) equals ``value`` (compared as the server's collation
         does: case-insensitively)."""
         return self.protocol.find(entity, field, value)
-
-    def key_form(self, entity: str, field: str, value: Any) -> str:
-        """How a lookup by key matches in NAV and Business Central: OData's eq on text follows the database's
-        collation, case-insensitive by default (https://learn.microsoft.com/dynamics365/business-central/dev-itpro/
-        cside/cside-collation), and Code fields are stored without surrounding spaces."""
-        return str(value).strip().casefold()
 
     def read_clock(self, entity: str) -> datetime | None:
         """Where the last read of ``entity`` lets the engine close its window: only for posted documents on

@@ -63,7 +63,10 @@ def register() -> None:
 class ZohoConnector(ConnectorBase):
     """The Zoho CRM connector: see the module docstring for its settings."""
 
-    capabilities = Capabilities(push=True, fetches_many=True, deletion_feed=True, deletes=True, flags=True)
+    # Zoho's duplicate check compares a unique field's values as text without case or surrounding spaces (the
+    # upsert's duplicate_check_fields, https://www.zoho.com/crm/developer/docs/api/v8/upsert-records.html).
+    capabilities = Capabilities(push=True, fetches_many=True, deletion_feed=True, deletes=True, flags=True,
+                                keys_ignore_case=True)
 
     def __init__(self, system: SystemConfig, context: ConnectorContext, *,
                  sleep: Callable[[float], None] = time.sleep, quota: QuotaFile | SharedQuota | None = None) -> None:
@@ -177,12 +180,6 @@ class ZohoConnector(ConnectorBase):
     def changes(self, entity: str, since: datetime | None, until: datetime | None = None) -> Iterator[Record]:
         """Records modified in [since, until), ascending by (Modified_Time, id), via COQL (see ``Reads``)."""
         return self.reads.changes(entity, since, until)
-
-    def key_form(self, entity: str, field: str, value: Any) -> str:
-        """How Zoho's duplicate check compares a unique field's values (the upsert's duplicate_check_fields,
-        https://www.zoho.com/crm/developer/docs/api/v8/upsert-records.html): text without case or surrounding
-        spaces, so "Shared@Example.COM " finds the record of "shared@example.com"."""
-        return str(value).strip().casefold()
 
     def coarse_stamps(self, entity: str) -> bool:
         """Modified_Time carries whole seconds (https://www.zoho.com/crm/developer/docs/api/v8/get-records.html):

@@ -37,8 +37,7 @@ HEAVY_WRITE_RECORDS = 10
 
 
 def _is_invalid_token(response: httpx.Response) -> bool:
-    if response.status_code != 401:
-        return False
+    """Whether a 401 says the token is no good (Zoho's INVALID_TOKEN and friends), not something else."""
     body = json_body(response)
     return isinstance(body, dict) and body.get("code") in INVALID_TOKEN_CODES
 
