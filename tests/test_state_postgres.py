@@ -528,3 +528,27 @@ def test_a_connection_the_server_ended_while_it_sat_idle_is_not_handed_to_the_ne
 
     assert again.exit_code == 0, again.output
     assert "C2" in cli("audit", "--json").stdout
+
+
+def test_once_one_connection_is_found_lost_the_next_run_gets_none_of_the_others_the_server_ended(
+        database, config_file, monkeypatch, erp, crm):
+    import psycopg
+
+    for i in range(1, 301):
+        erp.put("customer", {"number": f"C{i:04d}", "name": f"Customer {i}"})
+    named = f"{database}&application_name=ended_{database.rsplit('%3D', 1)[1]}"
+    monkeypatch.setenv("MLCONNECTOR_STATE_URL", named)
+    assert cli("sync", "erp-crm").exit_code == 0  # the process's pool keeps its connections for the next run
+    with psycopg.connect(database, autocommit=True) as admin:  # a server restart, moments after that run
+        ended = admin.execute("SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity WHERE "
+                              "application_name = %s", [named.rsplit("application_name=", 1)[1]]).fetchone()[0]
+    assert ended >= 2
+
+    erp.put("customer", {"number": "C9999", "name": "Customer 9999"})
+    first = cli("sync", "erp-crm")  # it may meet one of them: one line, exit 5
+    assert first.exit_code in (0, 5) and "Traceback" not in first.output, first.output
+    again = cli("sync", "erp-crm")
+
+    assert again.exit_code == 0, again.output
+    numbers = [a["number"] for a in crm.all("account")]
+    assert "C9999" in numbers and len(numbers) == len(set(numbers)) == 301

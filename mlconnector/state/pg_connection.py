@@ -113,6 +113,12 @@ def _note_idle_from_now(conn: psycopg.Connection[Any]) -> None:
     _idle_since[conn] = time.monotonic()
 
 
+def distrust_idle_connections() -> None:
+    """A connection was found lost (the server restarted, or ended our sessions): the others waiting in the pools
+    may be gone too, however briefly they sat there, so each is checked before it is next handed out."""
+    _idle_since.clear()
+
+
 def _check_if_idle(conn: psycopg.Connection[Any]) -> None:
     """The pool's check before a connection is handed out (raises when it is unusable, and the pool makes
     another). One made or given back moments ago is taken as it is."""
@@ -267,6 +273,7 @@ def as_state_error(exc: BaseException, location: StateLocation) -> BaseException
     if isinstance(exc, pg_errors.DiskFull | pg_errors.ReadOnlySqlTransaction):
         return ConfigError(f"{where}: {text}; make room on the server or point [state] url at a writable primary")
     if isinstance(exc, psycopg.OperationalError | psycopg.InterfaceError):
+        distrust_idle_connections()
         return Unreachable(where, f"cannot be reached ({text}); start the server or fix [state] url / "
                                   f"{STATE_URL_ENV}, then run again (what a run sent but did not record is found "
                                   "again by its keys)")
