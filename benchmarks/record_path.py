@@ -9,7 +9,10 @@ on every thread, and counted:
   those between layers (engine, state, connectors, mappings, the contract's data types, shared pieces);
 - into the engine / into the state file: calls entering the engine's modules, and the state file's, from outside
   them;
-- and what the changed record adds: the same counts less those of a sync just before it, where nothing changed.
+- what the changed record adds: the same counts less those of a sync just before it, where nothing changed (its
+  batch's write, which it has alone, included);
+- and what a second changed record adds: a sync of two changed records less one of a single changed record (one
+  record's own path in a batch whose write the others share).
 
 The tokens the first sync mints are kept in the secret store (an encrypted file), as a user's are: the counted
 sync, like any within a token's hour, mints none.
@@ -155,9 +158,15 @@ def main() -> None:
         quiet, _ = traced(lambda: api.sync(runtime, "bc-zoho", flows=["customers"]))
         dynamics.modify(company, "customers", "C00020", city="Evanston")
         tracer, result = traced(lambda: api.sync(runtime, "bc-zoho", flows=["customers"]))
+        dynamics.modify(company, "customers", "C00020", city="Skokie")
+        one, _ = traced(lambda: api.sync(runtime, "bc-zoho", flows=["customers"]))
+        dynamics.modify(company, "customers", "C00020", city="Wilmette")
+        dynamics.modify(company, "customers", "C00010", city="Glencoe")
+        two, second = traced(lambda: api.sync(runtime, "bc-zoho", flows=["customers"]))
         router.close()
     stats = result.flows["customers"]
     assert stats.updated == 1, result.to_dict()
+    assert second.flows["customers"].updated == 2, second.to_dict()
     layers: Counter[tuple[str, str]] = Counter()
     for (a, b), n in tracer.by_pair.items():
         if layer(a) != layer(b):
@@ -173,6 +182,9 @@ def main() -> None:
     print(f"  of them, what the changed record adds to a sync where nothing changed: functions "
           f"{len(tracer.functions - quiet.functions)}, module crossings {tracer.crossings - quiet.crossings}, "
           f"calls into the state file {tracer.into_state - quiet.into_state}")
+    print(f"  what a second changed record adds to the sync of one: functions {len(two.functions - one.functions)}, "
+          f"module crossings {two.crossings - one.crossings}, calls into the state file "
+          f"{two.into_state - one.into_state}")
 
 
 if __name__ == "__main__":
