@@ -454,7 +454,7 @@ def validate_config(runtime: Runtime) -> tuple[Config, list[str]]:
 def ping(runtime: Runtime, system: str | None = None) -> list[PingResult]:
     """Check each configured system (or one): reachability, credentials (with a freshly minted token), edition or
     permissions. A system whose secrets are missing is not tried: its result names every one of them."""
-    from mlconnector.secrets import required_secrets
+    from mlconnector.systems import required_secrets
 
     config = runtime.config
     names = [system] if system else sorted(config.systems)

@@ -11,7 +11,7 @@ from urllib.parse import urlsplit
 
 from mlconnector import tenants
 from mlconnector.config import ALERTS_WEBHOOK_ENV, Config, PairConfig
-from mlconnector.secrets import required_secrets
+from mlconnector.systems import required_secrets
 
 _PAIR_FIELDS = [f.name for f in fields(PairConfig) if f.name != "name"]
 

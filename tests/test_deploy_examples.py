@@ -21,7 +21,8 @@ import yaml
 from mlconnector import tenants
 from mlconnector.cli.main import build_app
 from mlconnector.config import parse_config
-from mlconnector.secrets import env_var_names, required_secrets
+from mlconnector.secrets import env_var_names
+from mlconnector.systems import required_secrets
 from tests.test_examples import assert_runnable
 
 ROOT = Path(__file__).parents[1]

@@ -4,7 +4,6 @@ each one."""
 from __future__ import annotations
 
 import re
-from typing import Any
 
 ENV_PREFIX = "MLCONNECTOR_"
 
@@ -26,32 +25,6 @@ SETTABLE_FIELDS: dict[str, tuple[str, ...]] = {
     "nav": ("password", "client_secret"),       # the web service access key or password; API mode with Entra
     "zuora": ("client_secret", "callout_password", "callout_secret"),
 }
-
-
-def required_secrets(system: Any) -> tuple[str, ...]:
-    """The secrets a configured system (a SystemConfig) cannot work without, as its connector reads them: what
-    `ping` checks for all at once before it tries any."""
-    settings, kind = system.settings, system.kind
-    auth = settings.get("auth")
-    if kind == "zoho":
-        return ("client_secret",) if auth == "client_credentials" else ("client_secret", "refresh_token")
-    if kind in ("nav", "bc"):
-        from mlconnector.systems.dynamics import endpoint_of
-
-        default = "entra" if kind == "bc" and not endpoint_of(system).on_premises else "basic"
-        auth = auth or default
-        if auth == "entra":
-            return ("client_secret",)
-        return ("password",) if settings.get("user") else ()
-    if kind == "finops":
-        return ("client_secret",)
-    if kind == "gp":
-        return ("password",) if settings.get("user") else ()
-    if kind == "zuora":
-        callouts = {"basic": ("callout_password",), "header": ("callout_secret",)}
-        callout = callouts.get(str(settings.get("callout_auth") or "basic"), ())
-        return ("client_secret",) + (callout if settings.get("notify_url") else ())
-    return ()
 
 
 def field_for(kind: str | None, key: str) -> str:

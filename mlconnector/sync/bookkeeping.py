@@ -17,8 +17,7 @@ from mlconnector.state import BatchRecord, Link, Replay
 from mlconnector.sync import changes, echo
 from mlconnector.sync.context import FlowRun
 from mlconnector.sync.items import Item
-from mlconnector.sync.outcomes import Outcome
-from mlconnector.sync.writer import NotSent
+from mlconnector.sync.outcomes import NotSent, Outcome
 from mlconnector.systems.base import NOT_SENT, Record, WriteResult
 
 

@@ -28,6 +28,10 @@ class Outcome(enum.Enum):
     UNLINKED = "unlink"
 
 
+class NotSent(Exception):
+    """A batch's write was not sent because the run was told to stop."""
+
+
 @dataclass
 class FlowStats:
     """Counts for one flow in one run, as the summary table shows them. Every record read is counted once, as it

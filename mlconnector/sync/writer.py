@@ -12,13 +12,10 @@ from mlconnector.sync import echo
 from mlconnector.sync.context import FlowRun
 from mlconnector.sync.decide import MAP_ERRORS
 from mlconnector.sync.items import Item
+from mlconnector.sync.outcomes import NotSent
 from mlconnector.systems.base import WriteResult
 
 log = logging.getLogger("mlconnector.sync")
-
-
-class NotSent(Exception):
-    """A batch's write was not sent because the run was told to stop."""
 
 
 def write_batch(fr: FlowRun, items: list[Item], stop_requested: Callable[[], int | None]) -> list[WriteResult]:

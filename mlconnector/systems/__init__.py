@@ -97,6 +97,32 @@ def known_kinds() -> list[str]:
     return sorted(set(_FACTORIES) | set(BUILTIN_KINDS))
 
 
+def required_secrets(system: SystemConfig) -> tuple[str, ...]:
+    """The secrets a configured system (a SystemConfig) cannot work without, as its connector reads them: what
+    `ping` checks for all at once before it tries any."""
+    settings, kind = system.settings, system.kind
+    auth = settings.get("auth")
+    if kind == "zoho":
+        return ("client_secret",) if auth == "client_credentials" else ("client_secret", "refresh_token")
+    if kind in ("nav", "bc"):
+        from mlconnector.systems.dynamics.client import endpoint_of
+
+        default = "entra" if kind == "bc" and not endpoint_of(system).on_premises else "basic"
+        auth = auth or default
+        if auth == "entra":
+            return ("client_secret",)
+        return ("password",) if settings.get("user") else ()
+    if kind == "finops":
+        return ("client_secret",)
+    if kind == "gp":
+        return ("password",) if settings.get("user") else ()
+    if kind == "zuora":
+        callouts = {"basic": ("callout_password",), "header": ("callout_secret",)}
+        callout = callouts.get(str(settings.get("callout_auth") or "basic"), ())
+        return ("client_secret",) + (callout if settings.get("notify_url") else ())
+    return ()
+
+
 def make_connector(system: SystemConfig, context: ConnectorContext) -> Connector:
     """Build the connector for one `[systems.NAME]` table."""
     if system.kind not in _FACTORIES and system.kind in BUILTIN_KINDS:
