@@ -5,9 +5,12 @@ SQLite file and in PostgreSQL (``state_store``)."""
 
 from __future__ import annotations
 
+import threading
+
 import pytest
 
 from mlconnector import api
+from mlconnector.systems import register_kind, unregister_kind
 from mlconnector.systems.dynamics import DynamicsConnector
 from tests.pairs.world import World, make_world, wait_for
 
@@ -71,20 +74,28 @@ def test_first_load_above_the_bulk_threshold_goes_through_bulk_write(tmp_path, m
 
 def test_a_first_load_in_bulk_jobs_reads_no_page_ahead_and_later_runs_do(tmp_path, monkeypatch, state_store):
     # A bulk job holds a whole file's records: the read waits for it with one page in memory, not two.
-    ahead: list[str] = []
-    real = DynamicsConnector._reader
-    monkeypatch.setattr(DynamicsConnector, "_reader", lambda self: ahead.append(self.name) or real(self))
+    ahead: list[bool] = []  # as each record was taken: whether the connector's page-reading thread was at work
+
+    class Watched(DynamicsConnector):  # the BC connector, as a plugin would register it
+        def changes(self, entity, since, until=None):
+            for record in super().changes(entity, since, until):
+                ahead.append(any(t.name.startswith(f"{self.name}-pages") for t in threading.enumerate()))
+                yield record
+
+    register_kind("bc", Watched)
     world = make_world(tmp_path, monkeypatch, "bc", zoho_settings="bulk_threshold = 2", erp_settings="page_size = 1\n")
     try:
         assert world.sync("bc-zoho", flows=["customers"]).exit_code == 0
         assert world.zoho.calls["bulk_write.create"] == 1 and len(world.crm("Accounts")) == 3
-        assert ahead == []
+        assert len(ahead) == 3 and not any(ahead)
+        ahead.clear()
         for number, city in (("C00010", "Savannah"), ("C00020", "Evanston")):
             world.dynamics.modify(world.company, "customers", number, city=city)
         assert world.sync("bc-zoho", flows=["customers"]).exit_code == 0  # plain upserts, pages read ahead
-        assert ahead and world.account("C00020")["Billing_City"] == "Evanston"
+        assert any(ahead) and world.account("C00020")["Billing_City"] == "Evanston"
     finally:
         world.close()
+        unregister_kind("bc")
 
 
 def test_an_edition_without_invoices_skips_that_flow_with_the_reason(tmp_path, monkeypatch, state_store):
