@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import logging
+import threading
 import time
 import uuid
 from collections.abc import Iterator
@@ -180,8 +181,10 @@ def test_whole_reads_of_documents_with_lines_take_smaller_pages(env: DynamicsEnv
     env.sandbox.post_invoice(env.company, "S-INV102001")  # two posted invoices: two pages of one
     connector = env.connector(page_size=1000, document_page_size=1)
     env.transport.requests.clear()
+    before = set(threading.enumerate())
     invoices = list(connector.changes("postedSalesInvoices", None))
-    assert connector._page_reader is None  # and with no second page held: no page read ahead
+    # and with no second page held: no page read ahead (the connector's page thread never started)
+    assert not any(t.name.startswith(f"{connector.name}-pages") for t in set(threading.enumerate()) - before)
     customers = list(connector.changes("customers", None))
     assert invoices and customers
     prefer = [r.headers.get("Prefer") for r in env.transport.requests if "nvoice" in r.url.path]
