@@ -507,20 +507,24 @@ def test_a_process_working_for_many_tenants_in_turn_keeps_few_connections():
             again.close()
 
 
-def test_a_connection_the_server_ended_while_it_sat_idle_is_not_handed_to_the_next_run(
-        database, config_file, monkeypatch, erp):
+def end_sessions(database: str, named: str) -> int:
+    """The server ends every session of the application name ``named`` (a state URL) gave its connections."""
     import psycopg
 
+    with psycopg.connect(database, autocommit=True) as admin:
+        return admin.execute("SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity WHERE "
+                             "application_name = %s", [named.rsplit("application_name=", 1)[1]]).fetchone()[0]
+
+
+def test_a_connection_the_server_ended_while_it_sat_idle_is_not_handed_to_the_next_run(
+        database, config_file, monkeypatch, erp):
     from mlconnector.state import pg_connection
 
     erp.put("customer", {"number": "C1", "name": "Customer 1"})
     named = f"{database}&application_name=idle_{database.rsplit('%3D', 1)[1]}"
     monkeypatch.setenv("MLCONNECTOR_STATE_URL", named)
     assert cli("sync", "erp-crm").exit_code == 0  # the process's pool keeps its connections for the next run
-    with psycopg.connect(database, autocommit=True) as admin:  # a server restart, an idle timeout elsewhere
-        ended = admin.execute("SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity WHERE "
-                              "application_name = %s", [named.rsplit("application_name=", 1)[1]]).fetchone()[0]
-    assert ended >= 1
+    assert end_sessions(database, named) >= 1  # a server restart, an idle timeout elsewhere
     monkeypatch.setattr(pg_connection, "CHECK_AFTER_IDLE", 0.0)  # as if they had sat idle past the limit
 
     erp.put("customer", {"number": "C2", "name": "Customer 2"})
@@ -532,17 +536,12 @@ def test_a_connection_the_server_ended_while_it_sat_idle_is_not_handed_to_the_ne
 
 def test_once_one_connection_is_found_lost_the_next_run_gets_none_of_the_others_the_server_ended(
         database, config_file, monkeypatch, erp, crm):
-    import psycopg
-
     for i in range(1, 301):
         erp.put("customer", {"number": f"C{i:04d}", "name": f"Customer {i}"})
     named = f"{database}&application_name=ended_{database.rsplit('%3D', 1)[1]}"
     monkeypatch.setenv("MLCONNECTOR_STATE_URL", named)
     assert cli("sync", "erp-crm").exit_code == 0  # the process's pool keeps its connections for the next run
-    with psycopg.connect(database, autocommit=True) as admin:  # a server restart, moments after that run
-        ended = admin.execute("SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity WHERE "
-                              "application_name = %s", [named.rsplit("application_name=", 1)[1]]).fetchone()[0]
-    assert ended >= 2
+    assert end_sessions(database, named) >= 2  # a server restart, moments after that run
 
     erp.put("customer", {"number": "C9999", "name": "Customer 9999"})
     first = cli("sync", "erp-crm")  # it may meet one of them: one line, exit 5
