@@ -68,7 +68,9 @@ from mlconnector.systems.dynamics.writes import READ_ONLY, WRITABLE, Writes  # n
 from mlconnector.systems.dynamics_journals import JOURNAL_SERVICES
 
 KINDS = ("bc", "nav")
-DEFAULT_DOCUMENT_PAGE_SIZE = 2000  # pages of documents with their lines on a first read (memory)
+# Pages of documents with their lines on a first read (memory): each page of 2,000 BC invoices of 3 lines raised a
+# first load's RSS by about 26 MB while it was read, the load's peak with the state in PostgreSQL.
+DEFAULT_DOCUMENT_PAGE_SIZE = 1000
 
 
 def register() -> None:
