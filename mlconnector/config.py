@@ -13,22 +13,11 @@ from typing import Any
 from mlconnector import tenants
 from mlconnector.errors import ConfigError
 from mlconnector.fieldmap.rules import FlowRules, parse_mappings
+from mlconnector.secrets.kinds import is_secret_key
 from mlconnector.urls import check_setting_urls, check_state_url, refuse_credentials_in_urls
 
 CONFIG_ENV = "MLCONNECTOR_CONFIG"
 DEFAULT_CONFIG = "connections.toml"
-
-# What marks a key as holding a secret, whatever its spelling (snake_case, camelCase, run together). Such values
-# belong in the keyring, never in the file. A part anywhere in the name ("webServiceAccessKey", "private_key_pem"),
-# a word anywhere ("token_value") unless the last word says the key names something else ("token_url",
-# "account_key_field").
-_SECRET_PARTS = ("password", "passwd", "passphrase", "secret", "accesskey", "apikey", "privatekey", "credential",
-                 "signingkey", "masterkey", "sharedkey")
-_SECRET_WORDS = {"pwd", "token", "key", "pem"}
-_NAMING_WORDS = {"url", "uri", "endpoint", "field", "fields", "name", "names", "header", "type", "types", "id", "ids",
-                 "path", "ttl", "hours", "seconds", "mode", "user", "style", "prefix", "kind"}
-# Settings whose name looks like a secret's but that name a property or a way of doing things.
-_NOT_SECRETS = {"sba_list_key"}
 
 # Counts and sizes a [systems.NAME] table may set (any kind that reads the key), each with its allowed range.
 SYSTEM_NUMBERS: dict[str, tuple[float, float, str]] = {
@@ -309,16 +298,6 @@ def _alerts(table: Any, where: str) -> AlertsConfig:
                               f"{0 if key == 'repeat_hours' else 1} to {high} ({ALERT_KEYS[key]})")
         numbers[key] = float(value)
     return AlertsConfig(command=tuple(command), webhook_url=str(url).strip() if url else None, **numbers)
-
-
-def is_secret_key(name: str) -> bool:
-    if name in _NOT_SECRETS:
-        return False
-    words = [w for w in re.split(r"[^a-z0-9]+", re.sub(r"([a-z0-9])([A-Z])", r"\1_\2", name).lower()) if w]
-    if not words or words[-1] in _NAMING_WORDS:
-        return False
-    joined = "".join(words)
-    return any(part in joined for part in _SECRET_PARTS) or any(word in _SECRET_WORDS for word in words)
 
 
 def _refuse_secrets(table: Mapping[str, Any], where: str, path: tuple[str, ...]) -> None:

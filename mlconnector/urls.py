@@ -10,6 +10,7 @@ from typing import Any
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 from mlconnector.errors import ConfigError
+from mlconnector.secrets.kinds import is_secret_key
 
 # Settings that hold an address the connector calls (or tells a system to call).
 _URL_KEY = re.compile(r"(_url|_uri|^url|^uri|^authority|^api_domain)$")
@@ -57,8 +58,6 @@ def check_http_url(value: str, label: str) -> None:
 
 
 def _refuse_credentials(url: str, label: str, system: str) -> None:
-    from mlconnector.config import is_secret_key
-
     try:
         parts = urlsplit(url)
     except ValueError:

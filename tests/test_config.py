@@ -6,7 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from mlconnector.config import is_secret_key, load_config, resolve_config_path
+from mlconnector.config import load_config, resolve_config_path
+from mlconnector.secrets import is_secret_key
 from mlconnector.errors import ConfigError
 
 

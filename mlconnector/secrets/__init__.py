@@ -34,7 +34,7 @@ from mlconnector.secrets.keyfile import (GENERATE_KEY_COMMAND, KEY_FILE_NAME, MA
                                          SECRETS_FILE_NAME, _load_fernet, _write_private, default_directory,
                                          init_secret_file)
 from mlconnector.secrets.kinds import (ENV_PREFIX, KNOWN_FIELDS, SETTABLE_FIELDS, _env_part,  # noqa: F401
-                                       env_var_name, env_var_names, field_for)
+                                       env_var_name, env_var_names, field_for, is_secret_key)
 
 BACKENDS = ("auto", "keyring", "file")
 

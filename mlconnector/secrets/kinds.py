@@ -1,5 +1,5 @@
-"""Which secrets each kind of system reads, which a user may set, and the environment variable that overrides
-each one."""
+"""Which secrets each kind of system reads, which a user may set, the environment variable that overrides each
+one, and what marks a setting's name as a secret's (config files and URLs must carry none)."""
 
 from __future__ import annotations
 
@@ -54,3 +54,26 @@ def env_var_names(system: str, field: str, prefix: str | None) -> list[str]:
 
 def _env_part(name: str) -> str:
     return re.sub(r"[^A-Za-z0-9]", "_", name).upper()
+
+
+# What marks a key as holding a secret, whatever its spelling (snake_case, camelCase, run together). Such values
+# belong in the keyring, never in the file. A part anywhere in the name ("webServiceAccessKey", "private_key_pem"),
+# a word anywhere ("token_value") unless the last word says the key names something else ("token_url",
+# "account_key_field").
+_SECRET_PARTS = ("password", "passwd", "passphrase", "secret", "accesskey", "apikey", "privatekey", "credential",
+                 "signingkey", "masterkey", "sharedkey")
+_SECRET_WORDS = {"pwd", "token", "key", "pem"}
+_NAMING_WORDS = {"url", "uri", "endpoint", "field", "fields", "name", "names", "header", "type", "types", "id", "ids",
+                 "path", "ttl", "hours", "seconds", "mode", "user", "style", "prefix", "kind"}
+# Settings whose name looks like a secret's but that name a property or a way of doing things.
+_NOT_SECRETS = {"sba_list_key"}
+
+
+def is_secret_key(name: str) -> bool:
+    if name in _NOT_SECRETS:
+        return False
+    words = [w for w in re.split(r"[^a-z0-9]+", re.sub(r"([a-z0-9])([A-Z])", r"\1_\2", name).lower()) if w]
+    if not words or words[-1] in _NAMING_WORDS:
+        return False
+    joined = "".join(words)
+    return any(part in joined for part in _SECRET_PARTS) or any(word in _SECRET_WORDS for word in words)
