@@ -130,7 +130,7 @@ class StateLocation:
                 raise
             from mlconnector.state.pg_connection import as_state_error
 
-            mapped = as_state_error(exc, self)
+            mapped = as_state_error(exc, self.url, self.password)
             if mapped is exc:
                 raise
             raise mapped from None

@@ -24,7 +24,6 @@ from psycopg.conninfo import conninfo_to_dict
 from psycopg_pool import ConnectionPool, PoolClosed
 
 from mlconnector.errors import AuthError, ConfigError, MLConnectorError, Unreachable
-from mlconnector.state.location import StateLocation
 from mlconnector.state.schema_pg import MIGRATIONS
 from mlconnector.urls import STATE_PASSWORD_ENV, STATE_URL_ENV, redact
 
@@ -67,7 +66,7 @@ def connect(url: str, password: str | None) -> psycopg.Connection[Any]:
         raise ConfigError(f"state database {redact(url)}: {str(exc).strip().splitlines()[0]}; fix [state] url / "
                           f"{STATE_URL_ENV}") from None
     except psycopg.Error as exc:
-        raise as_state_error(exc, StateLocation(url=url)) from None
+        raise as_state_error(exc, url) from None
 
 
 # pools: one per database a process uses, made (and the schema migrated) at its first use ------------------------
@@ -191,7 +190,7 @@ def ensure_schema(url: str, password: str | None, schema: str) -> None:
         raise ConfigError(f"state database {redact(url)}: {text}; create the tenant's schema (CREATE SCHEMA {schema}, "
                           "owned by the user in the URL) or grant that user CREATE on the database") from None
     except psycopg.Error as exc:
-        raise as_state_error(exc, StateLocation(url=url)) from None
+        raise as_state_error(exc, url) from None
     finally:
         conn.close()
     _schemas_made.add((url, schema))
@@ -237,7 +236,7 @@ def migrate(conn: psycopg.Connection[Any], url: str) -> None:
                     conn.execute(sql)
                     conn.execute(f"INSERT INTO {MIGRATIONS_TABLE} (name) VALUES (%s)", [name])
     except psycopg.Error as exc:
-        raise as_state_error(exc, StateLocation(url=url)) from None
+        raise as_state_error(exc, url) from None
 
 
 def _current(conn: psycopg.Connection[Any]) -> bool:
@@ -252,15 +251,15 @@ def _current(conn: psycopg.Connection[Any]) -> bool:
     return all(name in done for name, _ in MIGRATIONS)
 
 
-def as_state_error(exc: BaseException, location: StateLocation) -> BaseException:
+def as_state_error(exc: BaseException, url: str, password: str | None = None) -> BaseException:
     """A psycopg error as one line for the operator (exit 2, 4 or 5), never with a password; errors that are
     bugs (integrity, a bad statement) are returned as they are."""
     if isinstance(exc, MLConnectorError) or not isinstance(exc, psycopg.Error):
         return exc
     text = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
-    if location.password:
-        text = text.replace(location.password, "***")
-    where = f"state database {location.shown}"
+    if password:
+        text = text.replace(password, "***")
+    where = f"state database {redact(url)}"
     sqlstate = getattr(exc, "sqlstate", None) or ""
     # At connection time libpq gives no SQLSTATE: the server's FATAL line says what it refused.
     if sqlstate.startswith("28") or any(sign in text for sign in _REFUSED):

@@ -12,7 +12,6 @@ import psycopg
 
 from mlconnector.errors import LockHeld
 from mlconnector.state.common import StateFileReplaced
-from mlconnector.state.location import StateLocation
 from mlconnector.state.pg_connection import LOCK_KEY, as_state_error, connect, ensure_migrated, pooled_connection
 from mlconnector.urls import redact
 
@@ -50,7 +49,7 @@ def advisory_pair_lock(url: str, password: str | None, pair: str) -> Iterator[Ru
             else:
                 taken = conn.execute(f"SELECT pg_try_advisory_lock({LOCK_KEY})", [name]).fetchone()[0]
         except psycopg.Error as exc:
-            raise as_state_error(exc, StateLocation(url=url)) from None
+            raise as_state_error(exc, url) from None
         if not taken:
             raise LockHeld(f"another run of {pair} is in progress (its lock in {redact(url)} is held); "
                            "this run exits without doing anything")

@@ -13,7 +13,6 @@ import psycopg
 from mlconnector.errors import MLConnectorError
 from mlconnector.state.base import StateStore
 from mlconnector.state.links import Link
-from mlconnector.state.location import StateLocation
 from mlconnector.state.pg_connection import as_state_error, pg_sql, pooled
 from mlconnector.state.pg_locks import RunLock
 from mlconnector.urls import redact
@@ -31,7 +30,7 @@ class PostgresState(StateStore):
         super().__init__()
         self.url = url
         self.shown = redact(url)
-        self._location = StateLocation(url=url, password=password)
+        self._password = password  # only to keep it out of error lines
         self._reader_conn: psycopg.Connection[Any] | None = None
         self._deferred: list[str] = []  # a transaction's statements not yet sent (``_control``)
         # (pair, flow) -> its target ids by source id, for target_of: read once, then kept up to date by this store,
@@ -41,7 +40,7 @@ class PostgresState(StateStore):
         try:
             self._pool, self._conn = pooled(url, password)
         except psycopg.Error as exc:
-            raise as_state_error(exc, StateLocation(url=url)) from None
+            raise as_state_error(exc, url, password) from None
 
     def _execute(self, sql: str, args: Sequence[Any] = ()) -> psycopg.Cursor[Any]:
         try:
@@ -52,7 +51,7 @@ class PostgresState(StateStore):
             return cursor
         except (psycopg.OperationalError, psycopg.InterfaceError) as exc:
             # The database gone (a restart, the network) is the operator's: one line, told once by the run.
-            raise as_state_error(exc, self._location) from None
+            raise as_state_error(exc, self.url, self._password) from None
 
     # A transaction's BEGIN, SAVEPOINT and RELEASE wait to go with its next statement (in one pipeline) or with its
     # COMMIT (in one query), and a transaction or savepoint in which nothing was sent sends nothing: a batch that
@@ -85,7 +84,7 @@ class PostgresState(StateStore):
         try:
             self._conn.execute("; ".join(statements))
         except (psycopg.OperationalError, psycopg.InterfaceError) as exc:
-            raise as_state_error(exc, self._location) from None
+            raise as_state_error(exc, self.url, self._password) from None
 
     @contextmanager
     def _after_deferred(self) -> Iterator[None]:
@@ -118,7 +117,7 @@ class PostgresState(StateStore):
                 with self._conn.cursor() as cursor, self._after_deferred():
                     cursor.executemany(sql, rows)
             except (psycopg.OperationalError, psycopg.InterfaceError) as exc:
-                raise as_state_error(exc, self._location) from None
+                raise as_state_error(exc, self.url, self._password) from None
 
     @contextmanager
     def transaction(self) -> Iterator[None]:
@@ -176,7 +175,7 @@ class PostgresState(StateStore):
                     self._reader_conn = self._pool.getconn()
                 return self._reader_conn.execute(pg_sql(sql), args, prepare=False).fetchall()
             except (psycopg.OperationalError, psycopg.InterfaceError) as exc:
-                raise as_state_error(exc, self._location) from None
+                raise as_state_error(exc, self.url, self._password) from None
 
     def _rollback(self) -> None:
         deferred, self._deferred = self._deferred, []
