@@ -69,10 +69,6 @@ class WriteResult:
     def ok(self) -> bool:
         return self.action != "fail"
 
-    @property
-    def not_sent(self) -> bool:
-        return self.error_class == NOT_SENT
-
 
 # A record a connector did not send because the run was told to stop (SIGTERM, Ctrl-C): not an attempt, so the
 # engine records nothing for it and the next run reads it again.
