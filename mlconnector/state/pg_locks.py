@@ -41,13 +41,11 @@ def advisory_pair_lock(url: str, password: str | None, pair: str) -> Iterator[Ru
         ensure_migrated(conn, url)  # first: a search_path naming no schema is told as such, not as a lock held
         name = f"pair {pair}"
         try:
-            if conn.info.server_version >= 140000:
-                # The lock's connection sits idle through the run: a server's idle_session_timeout must not end it
-                # (set in the same round trip; a server before 14 has no such setting).
-                taken = conn.execute(f"SELECT pg_try_advisory_lock({LOCK_KEY}), set_config('idle_session_timeout', "
-                                     "'0', false)", [name]).fetchone()[0]
-            else:
-                taken = conn.execute(f"SELECT pg_try_advisory_lock({LOCK_KEY})", [name]).fetchone()[0]
+            # The lock's connection sits idle through the run: a server's idle_session_timeout must not end it
+            # (set in the same round trip; a server before 14 has no such setting).
+            no_timeout = (", set_config('idle_session_timeout', '0', false)"
+                          if conn.info.server_version >= 140000 else "")
+            taken = conn.execute(f"SELECT pg_try_advisory_lock({LOCK_KEY}){no_timeout}", [name]).fetchone()[0]
         except psycopg.Error as exc:
             raise as_state_error(exc, url) from None
         if not taken:

@@ -46,10 +46,10 @@ def refuse_shared_keys(items: list[Item], *, field: str, ignore_case: bool, stat
                        flow: str, claimed: ClaimedKeys, describe: Callable[[str, Any, tuple[str, ...]], str],
                        shared: bool = False) -> None:
     """Records that map to one natural key, as the target compares keys (``key_form``; Zoho: without case or
-    surrounding spaces), would be upserted into one target record, each over the other. None of them is written: each fails
-    (``describe`` words why) and waits in the replay queue until the data is fixed; a record already linked under
-    that key is queued too (bookkeeping). Records of the batch, of batches not yet recorded (``claimed``), and
-    records linked or queued before (the state file) all count."""
+    surrounding spaces), would be upserted into one target record, each over the other. None of them is written:
+    each fails (``describe`` words why) and waits in the replay queue until the data is fixed; a record already
+    linked under that key is queued too (bookkeeping). Records of the batch, of batches not yet recorded
+    (``claimed``), and records linked or queued before (the state file) all count."""
     for item in items:
         value = key_value(item.payload or {}, field)
         item.key = key_form(value, ignore_case) if value not in (None, "") else None

@@ -54,8 +54,8 @@ def run_flow(fr: FlowRun, records: Iterable[Record], decider: Decider, *, batch_
              finished: Callable[[], None], stop_if_asked: Callable[[], None],
              stop_requested: Callable[[], int | None], between_batches: Callable[[], None]) -> None:
     """Decide, write and record every record of ``records`` for one flow run. ``before_send``, where given, sees
-    each batch just before it is sent (intents of keyless creates); ``finished`` runs once every batch is recorded (a poll
-    closes its window); ``stop_if_asked`` raises Stop once a signal asked the run to stop (checked between
+    each batch just before it is sent (intents of keyless creates); ``finished`` runs once every batch is recorded
+    (a poll closes its window); ``stop_if_asked`` raises Stop once a signal asked the run to stop (checked between
     batches; ``stop_requested`` tells a write still waiting for a call); ``between_batches`` runs before each batch
     is read (a progress bar's total). A budget reached or a system gone ends it with Stop; what was sent is
     recorded first."""
