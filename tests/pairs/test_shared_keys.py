@@ -131,3 +131,19 @@ def test_a_later_record_with_a_linked_record_s_key_queues_both_and_overwrites_no
     emails = sorted(c["Email"] for c in world.crm("Contacts"))
     assert emails == ["pat.second@example.com", "pat@example.com", "robert.townes@contoso.com"]
     assert world.zoho.record("Contacts", pat["id"])["Last_Name"] == first
+
+
+def test_zoho_contacts_whose_emails_nav_takes_for_one_are_not_merged_into_one_nav_contact(world: World):
+    # NAV and Business Central compare key text without case (their database's collation): kim@example.com and
+    # Kim@Example.com are one contact there, whatever Zoho, which keeps them as two Contacts, says.
+    code, _ = cli(world, "sync", "nav-zoho")
+    assert code == 0
+    world.zoho.seed("Contacts", [{"First_Name": "Kim", "Last_Name": "Upper", "Email": "Kim@Example.com"},
+                                 {"First_Name": "Kim", "Last_Name": "Lower", "Email": "kim@example.com"}])
+
+    code, run = cli(world, "sync", "nav-zoho")
+
+    assert code == 3, run
+    assert not [c for c in world.erp("contacts") if (c.get("email") or "").lower() == "kim@example.com"]
+    failed = [row for row in failed_rows(world).values() if row["flow"] == "contacts_to_nav"]
+    assert len(failed) == 2 and {row["error_class"] for row in failed} == {"duplicate_key"}
