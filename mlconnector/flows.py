@@ -18,16 +18,19 @@ def text(value: Any) -> str | None:
     return stripped or None
 
 
+def joined(data: Mapping[str, Any], names: tuple[str, ...]) -> str | None:
+    """The ``text`` of each of the fields ``names`` that holds one, joined by ", " (a street's lines); None if none
+    does."""
+    return ", ".join(part for name in names if (part := text(data.get(name)))) or None
+
+
 def texts(data: Mapping[str, Any], fields: Mapping[str, str | tuple[str, ...]]) -> dict[str, str]:
     """Target field -> the ``text`` of the source field it comes from (``fields``, a mapping's table of plain
     fields; a tuple of source fields: their texts joined by ", ", as a street's lines), for the fields that hold
     one: the others are left out, so they are left alone, not cleared."""
     out: dict[str, str] = {}
     for target, source in fields.items():
-        if isinstance(source, tuple):
-            value = ", ".join(part for name in source if (part := text(data.get(name)))) or None
-        else:
-            value = text(data.get(source))
+        value = joined(data, source) if isinstance(source, tuple) else text(data.get(source))
         if value is not None:
             out[target] = value
     return out

@@ -22,7 +22,7 @@ from typing import Any
 from mlconnector.errors import RecordError, UnresolvedReference
 from mlconnector.flows import MapContext, Option, SkipRecord, Totals
 from mlconnector.flows import text as _text
-from mlconnector.flows import texts
+from mlconnector.flows import joined, texts
 from mlconnector.flows import without_none as _clean
 from mlconnector.systems.base import Record
 
@@ -73,7 +73,7 @@ def key(options: Mapping[str, Any], what: str) -> str:
 
 
 def _street(record: Record, line1: str = "addressLine1", line2: str = "addressLine2") -> str | None:
-    return ", ".join(part for part in (_text(record.data.get(line1)), _text(record.data.get(line2))) if part) or None
+    return joined(record.data, (line1, line2))
 
 
 # Customers and vendors -> Accounts -------------------------------------------------------------------------------
